@@ -1,0 +1,16 @@
+//! Everything about Kafka bytes on the wire, nothing about sockets.
+//!
+//! - [`frame`]: the 4-byte length prefix and its size limit.
+//! - [`request`]: peeking the API key and version before decoding, decoding the header
+//!   and body with `kafka-protocol`, encoding responses.
+//! - [`batch`]: a zero-copy view of a v2 record batch: header fields, CRC-32C check,
+//!   stamping base offset and leader epoch in place.
+//! - [`records`]: building and reading record batches for Brook's own client tools.
+
+pub mod batch;
+pub mod compression;
+pub mod frame;
+pub mod records;
+pub mod request;
+
+pub use kafka_protocol;
