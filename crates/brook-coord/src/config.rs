@@ -1,0 +1,47 @@
+//! Group coordinator limits and timeouts, each with Kafka's config name and default.
+
+/// `offsets.retention.minutes` default (7 days), in milliseconds.
+pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
+
+/// Settings of the classic group coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an Empty group
+    /// waits for more members before completing (extended while members keep arriving,
+    /// up to the rebalance timeout).
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`: the smallest session timeout a member may ask for.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`: the largest session timeout a member may ask for.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`: the most members a group accepts.
+    pub max_size: usize,
+    /// `offsets.retention.minutes`, in milliseconds: how long committed offsets are kept
+    /// once the group is Empty (or, for a Stable consumer group, for topics it no longer
+    /// subscribes to; for a group without group management, since the commit).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`: the longest metadata string a commit may carry
+    /// (counted in characters, as Kafka does); longer ones get OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.coordinator.new.member.join.timeout.ms` (Kafka's internal constant, 5 min):
+    /// how long a brand-new member's parked JoinGroup may wait before it is dropped. A new
+    /// member cannot heartbeat, so its session timeout cannot protect the group from it.
+    pub new_member_join_timeout_ms: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            offsets_retention_ms: DEFAULT_OFFSETS_RETENTION_MS,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4_096,
+            new_member_join_timeout_ms: 300_000,
+        }
+    }
+}
