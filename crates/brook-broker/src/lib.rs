@@ -1,1 +1,22 @@
+//! The Brook server: listener, connections, request handlers, partition manager.
+//!
+//! ```text
+//! listener ─► connection task (frames, in order) ─► router ─► handlers/<family>.rs
+//!                                                              │
+//!                                      Shared { metadata, partitions, coordinator }
+//! ```
+//! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
+pub mod config;
+mod connection;
+mod groups;
+mod handlers;
+pub mod partition;
+mod producer_state;
+mod router;
+mod server;
+mod shared;
+
+pub use config::{BrokerConfig, ConfigError};
+pub use router::supported_apis;
+pub use server::{Broker, BrokerBuilder, StartError};

@@ -1,1 +1,25 @@
-fn main() {}
+//! `brook`: the broker (`brook serve`) and the client tools, in one binary.
+
+mod bench;
+mod cli;
+mod client;
+mod serve;
+mod tools;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> Result<()> {
+    let args = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if args.is_serve() { "info" } else { "warn" })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(cli::run(args))
+}

@@ -1,0 +1,385 @@
+//! Broker and topic configuration, by Kafka's names and with Kafka's defaults.
+//!
+//! Topic-level configs (`retention.ms`, ...) fall back to a broker-level config
+//! (`log.retention.ms`, ...), which falls back to Kafka's default. [`TOPIC_CONFIGS`] is
+//! the one table that says which names exist, what they default to and how they are
+//! validated; DescribeConfigs, CreateTopics and AlterConfigs all read it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use brook_log::LogConfig;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown config '{0}'")]
+    Unknown(String),
+    #[error("invalid value '{value}' for config '{name}': {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    Int,
+    Long,
+    Double,
+    String,
+    List,
+}
+
+impl ConfigType {
+    /// DescribeConfigs v3+ `config_type` codes.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// One topic-level config Brook knows.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    /// The broker-level config that supplies the default.
+    pub broker_name: &'static str,
+    pub default: &'static str,
+    pub kind: ConfigType,
+    /// Allowed values for enumerations; empty = any value of `kind`.
+    pub allowed: &'static [&'static str],
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+
+macro_rules! def {
+    ($name:expr, $broker:expr, $default:expr, $kind:ident, [$($a:expr),*], $doc:expr) => {
+        TopicConfigDef { name: $name, broker_name: $broker, default: $default, kind: ConfigType::$kind, allowed: &[$($a),*], doc: $doc }
+    };
+}
+
+pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "Accepted and reported; Brook does not compact yet, 'delete' retention applies to every topic."),
+    def!("compression.type", "compression.type", "producer", String, ["producer", "uncompressed"], "Brook stores batches as the producer compressed them."),
+    def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, [], "Tombstone retention for compacted topics."),
+    def!("file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", Long, [], "Delay before a deleted segment's file is removed."),
+    def!("flush.messages", "log.flush.interval.messages", LONG_MAX, Long, [], "Fsync after this many messages."),
+    def!("flush.ms", "log.flush.interval.ms", LONG_MAX, Long, [], "Fsync after this many milliseconds."),
+    def!("index.interval.bytes", "log.index.interval.bytes", "4096", Int, [], "Bytes of log between offset index entries."),
+    def!("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", LONG_MAX, Long, [], "Compaction lag (compaction not run yet)."),
+    def!("max.message.bytes", "message.max.bytes", "1048588", Int, [], "Largest record batch accepted."),
+    def!("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", "3600000", Long, [], "How far in the future a batch timestamp may be."),
+    def!("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", LONG_MAX, Long, [], "How far in the past a batch timestamp may be."),
+    def!("message.timestamp.type", "log.message.timestamp.type", "CreateTime", String, ["CreateTime", "LogAppendTime"], "Which timestamp records carry."),
+    def!("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", Double, [], "Compaction threshold (compaction not run yet)."),
+    def!("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", Long, [], "Compaction lag (compaction not run yet)."),
+    def!("min.insync.replicas", "min.insync.replicas", "1", Int, [], "Replicas that must acknowledge an acks=all write."),
+    def!("preallocate", "log.preallocate", "false", Boolean, [], "Accepted; segments are not preallocated."),
+    def!("retention.bytes", "log.retention.bytes", "-1", Long, [], "Delete old segments beyond this partition size (-1: no limit)."),
+    def!("retention.ms", "log.retention.ms", "604800000", Long, [], "Delete segments older than this (-1: keep forever)."),
+    def!("segment.bytes", "log.segment.bytes", "1073741824", Int, [], "Roll a new segment at this size."),
+    def!("segment.index.bytes", "log.index.size.max.bytes", "10485760", Int, [], "Largest offset index per segment."),
+    def!("segment.ms", "log.roll.ms", "604800000", Long, [], "Roll a new segment after this long."),
+    def!("unclean.leader.election.enable", "unclean.leader.election.enable", "false", Boolean, [], "Never elect an out-of-sync replica."),
+];
+
+pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks a value against a config's type, allowed values and minimums.
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    let def = topic_config_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: name.into(),
+        value: value.into(),
+        reason: reason.into(),
+    };
+    match def.kind {
+        ConfigType::Boolean => {
+            value
+                .parse::<bool>()
+                .map_err(|_| invalid("expected true or false"))?;
+        }
+        ConfigType::Int => {
+            let v = value
+                .parse::<i32>()
+                .map_err(|_| invalid("expected a 32-bit integer"))?;
+            let min = match name {
+                "segment.bytes" => 14,
+                "segment.index.bytes" => 12,
+                "min.insync.replicas" => 1,
+                _ => 0,
+            };
+            if v < min {
+                return Err(invalid(&format!("must be at least {min}")));
+            }
+        }
+        ConfigType::Long => {
+            let v = value
+                .parse::<i64>()
+                .map_err(|_| invalid("expected a 64-bit integer"))?;
+            let min = if matches!(name, "retention.ms" | "retention.bytes") {
+                -1
+            } else {
+                0
+            };
+            let min = if name == "segment.ms" { 1 } else { min };
+            if v < min {
+                return Err(invalid(&format!("must be at least {min}")));
+            }
+        }
+        ConfigType::Double => {
+            value
+                .parse::<f64>()
+                .map_err(|_| invalid("expected a number"))?;
+        }
+        ConfigType::String | ConfigType::List => {}
+    }
+    if !def.allowed.is_empty() && !def.allowed.contains(&value) {
+        return Err(invalid(&format!(
+            "allowed values are {}",
+            def.allowed.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The effective configuration of one topic, resolved from overrides and defaults.
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub log: LogConfig,
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+    pub min_insync_replicas: i32,
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+}
+
+/// Where a config value came from, with DescribeConfigs' source codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicOverride = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// Broker-wide configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to (`advertised.listeners`).
+    pub advertised: (String, u16),
+    /// `None` = `--memory`: nothing is written to disk.
+    pub data_dir: Option<PathBuf>,
+    /// Every config given as `name=value` (config file, `--set`), Kafka names.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Broker-level configs Brook reads besides the topic defaults, with Kafka's defaults.
+pub static BROKER_CONFIGS: &[(&str, &str)] = &[
+    ("auto.create.topics.enable", "true"),
+    ("connections.max.idle.ms", "600000"),
+    ("default.replication.factor", "1"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("group.max.size", "2147483647"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("log.retention.check.interval.ms", "300000"),
+    ("max.connections", "2147483647"),
+    ("max.connections.per.ip", "2147483647"),
+    ("num.partitions", "1"),
+    ("offset.metadata.max.bytes", "4096"),
+    ("offsets.retention.check.interval.ms", "600000"),
+    ("offsets.retention.minutes", "10080"),
+    ("offsets.topic.num.partitions", "50"),
+    ("queued.max.requests", "500"),
+    ("socket.request.max.bytes", "104857600"),
+];
+
+/// Kafka lets `log.retention.hours`/`minutes` and `log.roll.hours` stand in for the `.ms` forms.
+const ALIASES: &[(&str, &str, i64)] = &[
+    ("log.retention.hours", "log.retention.ms", 3_600_000),
+    ("log.retention.minutes", "log.retention.ms", 60_000),
+    ("log.roll.hours", "log.roll.ms", 3_600_000),
+];
+
+impl BrokerConfig {
+    pub fn new(listen: SocketAddr, data_dir: Option<PathBuf>) -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen,
+            advertised: (listen.ip().to_string(), listen.port()),
+            data_dir,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a broker config by its Kafka name, checking that Brook knows it.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some((_, target, factor)) = ALIASES.iter().find(|(alias, _, _)| *alias == name) {
+            let v: i64 = value.parse().map_err(|_| ConfigError::Invalid {
+                name: name.into(),
+                value: value.into(),
+                reason: "expected an integer".into(),
+            })?;
+            self.settings.insert(
+                (*target).to_string(),
+                (v.saturating_mul(*factor)).to_string(),
+            );
+            return Ok(());
+        }
+        if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
+            validate_topic_config(def.name, value).map_err(|e| match e {
+                ConfigError::Invalid { value, reason, .. } => ConfigError::Invalid {
+                    name: name.into(),
+                    value,
+                    reason,
+                },
+                other => other,
+            })?;
+        } else if let Some((_, default)) = BROKER_CONFIGS.iter().find(|(n, _)| *n == name) {
+            let ok = if *default == "true" {
+                value.parse::<bool>().is_ok()
+            } else {
+                value.parse::<i64>().is_ok()
+            };
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    value: value.into(),
+                    reason: "wrong type".into(),
+                });
+            }
+        } else {
+            return Err(ConfigError::Unknown(name.to_string()));
+        }
+        self.settings.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    fn broker_value(&self, name: &str) -> &str {
+        if let Some(v) = self.settings.get(name) {
+            return v;
+        }
+        BROKER_CONFIGS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| *d)
+            .or_else(|| {
+                TOPIC_CONFIGS
+                    .iter()
+                    .find(|d| d.broker_name == name)
+                    .map(|d| d.default)
+            })
+            .expect("every broker config read by Brook is in a table")
+    }
+
+    pub fn int(&self, name: &str) -> i64 {
+        self.broker_value(name).parse().expect("validated when set")
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.broker_value(name) == "true"
+    }
+
+    /// The value and source of a topic config given the topic's overrides.
+    pub fn topic_value<'a>(
+        &'a self,
+        overrides: &'a BTreeMap<String, String>,
+        def: &'static TopicConfigDef,
+    ) -> (&'a str, ConfigSource) {
+        if let Some(v) = overrides.get(def.name) {
+            return (v, ConfigSource::TopicOverride);
+        }
+        if let Some(v) = self.settings.get(def.broker_name) {
+            return (v, ConfigSource::StaticBroker);
+        }
+        (def.default, ConfigSource::Default)
+    }
+
+    /// Resolves a topic's effective configuration.
+    pub fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        let get = |name: &str| -> &str {
+            self.topic_value(overrides, topic_config_def(name).expect("known config"))
+                .0
+        };
+        let int = |name: &str| -> i64 { get(name).parse().unwrap_or(i64::MAX) };
+        TopicConfig {
+            log: LogConfig {
+                segment_bytes: int("segment.bytes") as u64,
+                segment_ms: int("segment.ms"),
+                retention_ms: int("retention.ms"),
+                retention_bytes: int("retention.bytes"),
+                index_interval_bytes: int("index.interval.bytes") as u32,
+                segment_index_bytes: int("segment.index.bytes") as u32,
+                flush_interval_messages: int("flush.messages") as u64,
+                flush_interval_ms: int("flush.ms"),
+                ..LogConfig::default()
+            },
+            max_message_bytes: int("max.message.bytes") as usize,
+            log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            min_insync_replicas: int("min.insync.replicas") as i32,
+            timestamp_before_max_ms: int("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: int("message.timestamp.after.max.ms"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_overrides_beat_broker_settings_beat_defaults() {
+        let mut c = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
+        c.set("log.retention.hours", "1").unwrap();
+        c.set("log.segment.bytes", "1000").unwrap();
+        let mut o = BTreeMap::new();
+        o.insert("segment.bytes".to_string(), "500".to_string());
+        let t = c.topic_config(&o);
+        assert_eq!(t.log.retention_ms, 3_600_000);
+        assert_eq!(t.log.segment_bytes, 500);
+        assert_eq!(t.max_message_bytes, 1_048_588);
+        let def = topic_config_def("retention.ms").unwrap();
+        assert_eq!(
+            c.topic_value(&o, def),
+            ("3600000", ConfigSource::StaticBroker)
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let cases = [
+            ("retention.ms", "-1", true),
+            ("retention.ms", "abc", false),
+            ("segment.bytes", "10", false),
+            ("message.timestamp.type", "LogAppendTime", true),
+            ("message.timestamp.type", "Whenever", false),
+            ("min.insync.replicas", "0", false),
+            ("no.such.config", "1", false),
+        ];
+        for (name, value, ok) in cases {
+            assert_eq!(
+                validate_topic_config(name, value).is_ok(),
+                ok,
+                "{name}={value}"
+            );
+        }
+        let mut c = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
+        assert!(c.set("num.partitions", "3").is_ok());
+        assert!(c.set("num.partitions", "x").is_err());
+        assert!(c.set("bogus", "1").is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! One client connection: read frames, answer them in order, close on bad input.
+//!
+//! Requests are handled one at a time per connection, as Kafka does, so responses go out
+//! in correlation-id order. Pipelined requests are read from the buffer back to back and
+//! their responses flushed together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_protocol::frame::{frame_len, FRAME_PREFIX_LEN};
+use brook_protocol::request::{decode_request, encode_response, peek_header};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::handlers::api_versions;
+use crate::router::{self, RequestContext};
+use crate::shared::Shared;
+
+const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// `socket.request.max.bytes`
+    pub max_request_size_bytes: usize,
+    /// `connections.max.idle.ms`
+    pub idle_timeout: Duration,
+}
+
+enum Outcome {
+    Reply(BytesMut),
+    NoReply,
+    Close(String),
+}
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
+    let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
+    loop {
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, limits.max_request_size_bytes)) => frame,
+            _ = shutdown.changed() => break,
+        };
+        let frame = match frame {
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                break;
+            }
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => break,
+            Ok(Err(reason)) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                break;
+            }
+        };
+        match handle_frame(&shared, peer, frame).await {
+            Outcome::Reply(bytes) => {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Outcome::NoReply => {}
+            Outcome::Close(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                break;
+            }
+        }
+        if reader.buffer().is_empty() && writer.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.flush().await;
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
+async fn read_frame(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    limit: usize,
+) -> Result<Option<Bytes>, String> {
+    let mut prefix = [0u8; FRAME_PREFIX_LEN];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = frame_len(prefix, limit).map_err(|e| e.to_string())?;
+    let mut frame = BytesMut::zeroed(len);
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|e| format!("reading a {len}-byte frame: {e}"))?;
+    Ok(Some(frame.freeze()))
+}
+
+async fn handle_frame(shared: &Arc<Shared>, peer: SocketAddr, frame: Bytes) -> Outcome {
+    let peek = match peek_header(&frame) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Close(e.to_string()),
+    };
+    let Ok(api) = ApiKey::try_from(peek.api_key) else {
+        return Outcome::Close(format!("unknown API key {}", peek.api_key));
+    };
+    if !router::accepts(api, peek.api_version) {
+        if api == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with a v0 response listing
+            // what Brook supports, so the client can pick a version and retry.
+            let body = ResponseKind::ApiVersions(api_versions::response(
+                ResponseError::UnsupportedVersion.code(),
+            ));
+            return match encode_response(api, 0, peek.correlation_id, &body) {
+                Ok(bytes) => Outcome::Reply(bytes),
+                Err(e) => Outcome::Close(e.to_string()),
+            };
+        }
+        return Outcome::Close(format!(
+            "unsupported version {} of {:?}",
+            peek.api_version, api
+        ));
+    }
+    let (header, request) = match decode_request(frame) {
+        Ok(decoded) => decoded,
+        Err(e) => return Outcome::Close(e.to_string()),
+    };
+    let span = tracing::debug_span!("request", api = ?api, version = peek.api_version, correlation_id = peek.correlation_id);
+    let ctx = RequestContext {
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    match router::dispatch(shared, &ctx, &header, request)
+        .instrument(span)
+        .await
+    {
+        Some(body) => match encode_response(api, peek.api_version, peek.correlation_id, &body) {
+            Ok(bytes) => Outcome::Reply(bytes),
+            Err(e) => Outcome::Close(e.to_string()),
+        },
+        None => Outcome::NoReply,
+    }
+}

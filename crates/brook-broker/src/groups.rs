@@ -1,0 +1,309 @@
+//! The broker side of the group coordinator: holds the pure state machine from
+//! `brook-coord`, writes its records to `__consumer_offsets`, delivers replies to
+//! requests it parked (JoinGroup, SyncGroup), and replays the topic at start-up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use brook_coord::{Effects, GroupConfig, GroupCoordinator, OffsetsRecord, Reply, ReplyToken};
+use brook_protocol::batch::Compression;
+use brook_protocol::records::{decode_batches, encode_batch, Record};
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::config::BrokerConfig;
+use crate::shared::{now_ms, ApiError, Shared};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Bytes read per step while replaying `__consumer_offsets`.
+const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct Groups {
+    coordinator: Mutex<GroupCoordinator>,
+    parked: Mutex<HashMap<ReplyToken, oneshot::Sender<Reply>>>,
+    next_token: AtomicU64,
+    offsets_partitions: i32,
+}
+
+/// Java's `String.hashCode`, which Kafka uses to map a group to its offsets partition.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+pub fn offsets_partition_for(group_id: &str, partitions: i32) -> i32 {
+    (java_hash(group_id) & 0x7fff_ffff) % partitions
+}
+
+impl Groups {
+    pub fn new(config: &BrokerConfig) -> Self {
+        let group_config = GroupConfig {
+            initial_rebalance_delay_ms: config.int("group.initial.rebalance.delay.ms"),
+            min_session_timeout_ms: config.int("group.min.session.timeout.ms") as i32,
+            max_session_timeout_ms: config.int("group.max.session.timeout.ms") as i32,
+            max_size: config.int("group.max.size").clamp(1, i32::MAX as i64) as usize,
+            offsets_retention_ms: config
+                .int("offsets.retention.minutes")
+                .saturating_mul(60_000),
+            offsets_retention_check_interval_ms: config.int("offsets.retention.check.interval.ms"),
+            offset_metadata_max_bytes: config.int("offset.metadata.max.bytes").max(0) as usize,
+            ..GroupConfig::default()
+        };
+        Groups {
+            coordinator: Mutex::new(GroupCoordinator::new(group_config)),
+            parked: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            offsets_partitions: config.int("offsets.topic.num.partitions").clamp(1, 1000) as i32,
+        }
+    }
+
+    /// Creates `__consumer_offsets` if needed and replays it into the coordinator.
+    pub fn load(&self, shared: &Shared) -> Result<usize, ApiError> {
+        if shared.image().topic(OFFSETS_TOPIC).is_none() {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert("retention.ms".to_string(), "-1".to_string());
+            configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+            shared.create_topic(OFFSETS_TOPIC, self.offsets_partitions, 1, configs, false)?;
+        }
+        let partitions = shared
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let mut replayed = 0;
+        let mut coordinator = self.coordinator.lock();
+        for index in 0..partitions {
+            let Some(partition) = shared.partition(OFFSETS_TOPIC, index) else {
+                continue;
+            };
+            let (mut offset, end) = partition.offsets();
+            while offset < end {
+                let slice = partition
+                    .read(offset, REPLAY_READ_BYTES, true)
+                    .map_err(storage)?;
+                let bytes = slice.read_bytes().map_err(|e| {
+                    storage(brook_log::LogError::Io {
+                        context: "replaying __consumer_offsets".into(),
+                        source: e,
+                    })
+                })?;
+                if bytes.is_empty() {
+                    break;
+                }
+                let mut next = offset;
+                for r in decode_batches(bytes)
+                    .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?
+                {
+                    next = r.offset + 1;
+                    if r.offset < offset {
+                        continue;
+                    }
+                    let Some(key) = r.key else { continue };
+                    let record = OffsetsRecord {
+                        key,
+                        value: r.value,
+                    };
+                    if let Err(e) = coordinator.replay(&record) {
+                        tracing::warn!(offset = r.offset, error = %e, "skipping unreadable __consumer_offsets record");
+                    }
+                    replayed += 1;
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        Ok(replayed)
+    }
+
+    fn token(&self) -> ReplyToken {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the coordinator, appends the records it returns, then delivers replies.
+    /// The lock is held across the append so records reach the log in decision order.
+    pub fn apply<T>(
+        &self,
+        shared: &Shared,
+        group_id: &str,
+        f: impl FnOnce(&mut GroupCoordinator) -> (T, Effects),
+    ) -> Result<T, ApiError> {
+        let (value, effects) = {
+            let mut coordinator = self.coordinator.lock();
+            let (value, effects) = f(&mut coordinator);
+            self.append(shared, group_id, &effects.records)?;
+            (value, effects)
+        };
+        self.deliver(effects.replies);
+        Ok(value)
+    }
+
+    /// Read-only access (OffsetFetch, DescribeGroups, ListGroups).
+    pub fn read<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        f(&self.coordinator.lock())
+    }
+
+    /// A change that writes no records and parks nothing (Heartbeat), or whose
+    /// records the caller appends itself.
+    pub fn read_mut<T>(&self, f: impl FnOnce(&mut GroupCoordinator) -> T) -> T {
+        f(&mut self.coordinator.lock())
+    }
+
+    pub fn append_records(
+        &self,
+        shared: &Shared,
+        records: &[OffsetsRecord],
+    ) -> Result<(), ApiError> {
+        self.append_all(shared, records)
+    }
+
+    /// Parks a request: registers a token, runs `f` with it, and waits for the reply.
+    /// If the caller goes away (connection closed) the token is cancelled.
+    pub async fn park(
+        &self,
+        shared: &Arc<Shared>,
+        group_id: &str,
+        f: impl FnOnce(&mut GroupCoordinator, ReplyToken) -> Effects,
+    ) -> Result<Reply, ApiError> {
+        let token = self.token();
+        let (tx, rx) = oneshot::channel();
+        self.parked.lock().insert(token, tx);
+        let guard = CancelOnDrop {
+            shared: shared.clone(),
+            token,
+            armed: true,
+        };
+        self.apply(shared, group_id, |c| ((), f(c, token)))?;
+        let reply = rx.await.map_err(|_| {
+            ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "coordinator dropped the request",
+            )
+        });
+        drop(guard.disarm());
+        reply
+    }
+
+    fn deliver(&self, replies: Vec<(ReplyToken, Reply)>) {
+        let mut parked = self.parked.lock();
+        for (token, reply) in replies {
+            if let Some(tx) = parked.remove(&token) {
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    /// Timer-driven work: session and rebalance timeouts, offset expiry.
+    pub fn tick(&self, shared: &Shared) {
+        let now = now_ms();
+        let effects = {
+            let mut coordinator = self.coordinator.lock();
+            let effects = coordinator.tick(now);
+            if let Err(e) = self.append_all(shared, &effects.records) {
+                tracing::error!(error = %e, "cannot write group coordinator records");
+            }
+            effects
+        };
+        self.deliver(effects.replies);
+    }
+
+    fn append(
+        &self,
+        shared: &Shared,
+        group_id: &str,
+        records: &[OffsetsRecord],
+    ) -> Result<(), ApiError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let index = offsets_partition_for(group_id, self.offsets_partitions);
+        let partition = shared.partition(OFFSETS_TOPIC, index).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "__consumer_offsets is not loaded",
+            )
+        })?;
+        let now = now_ms();
+        let batch: Vec<Record> = records
+            .iter()
+            .map(|r| Record {
+                key: Some(r.key.clone()),
+                value: r.value.clone(),
+                headers: vec![],
+                timestamp_ms: now,
+            })
+            .collect();
+        let bytes: Bytes = encode_batch(&batch, Compression::None)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
+            .freeze();
+        partition.append(&bytes, now).map_err(|e| ApiError {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    /// Appends records whose groups may differ (from `tick`), grouped per group id.
+    fn append_all(&self, shared: &Shared, records: &[OffsetsRecord]) -> Result<(), ApiError> {
+        let mut by_group: BTreeMap<String, Vec<OffsetsRecord>> = BTreeMap::new();
+        for r in records {
+            by_group
+                .entry(r.group_id().unwrap_or_default().to_string())
+                .or_default()
+                .push(r.clone());
+        }
+        for (group, records) in by_group {
+            self.append(shared, &group, &records)?;
+        }
+        Ok(())
+    }
+}
+
+fn storage(e: brook_log::LogError) -> ApiError {
+    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+}
+
+struct CancelOnDrop {
+    shared: Arc<Shared>,
+    token: ReplyToken,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn disarm(mut self) -> Self {
+        self.armed = false;
+        self
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let groups = &self.shared.groups;
+        groups.parked.lock().remove(&self.token);
+        let effects = groups.coordinator.lock().cancel(self.token, now_ms());
+        if let Err(e) = groups.append_all(&self.shared, &effects.records) {
+            tracing::error!(error = %e, "cannot write group coordinator records");
+        }
+        groups.deliver(effects.replies);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_kafka() {
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("ab"), 97 * 31 + 98);
+        assert!((0..50).contains(&offsets_partition_for("any-group", 50)));
+    }
+}

@@ -1,0 +1,320 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and
+//! DescribeConfigs for the broker (its static configuration).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as LegacyAlterResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+
+use super::str_bytes;
+use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::shared::{ApiError, Shared};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+pub fn describe(
+    shared: &Arc<Shared>,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let wanted = |name: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let entries = match r.resource_type {
+                RESOURCE_TOPIC => describe_topic(
+                    shared,
+                    &r.resource_name,
+                    req.include_synonyms,
+                    req.include_documentation,
+                    version,
+                ),
+                RESOURCE_BROKER => describe_broker(shared, &r.resource_name),
+                _ => Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "only topic and broker configs can be described",
+                )),
+            };
+            match entries {
+                Ok(entries) => result.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|e| wanted(e.name.as_str()))
+                        .collect(),
+                ),
+                Err(e) => result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(e.message))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn describe_topic(
+    shared: &Shared,
+    name: &str,
+    synonyms: bool,
+    documentation: bool,
+    version: i16,
+) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
+    let topic = shared.image().topic(name).cloned().ok_or_else(|| {
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    })?;
+    Ok(TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let (value, source) = shared.config.topic_value(&topic.configs, def);
+            let mut entry = DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(def.name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source as i8)
+                .with_config_type(def.kind.code());
+            if documentation {
+                entry = entry.with_documentation(Some(str_bytes(def.doc)));
+            }
+            if synonyms && version >= 1 {
+                let mut list = Vec::new();
+                if let Some(v) = topic.configs.get(def.name) {
+                    list.push(
+                        DescribeConfigsSynonym::default()
+                            .with_name(str_bytes(def.name))
+                            .with_value(Some(str_bytes(v.clone())))
+                            .with_source(ConfigSource::TopicOverride as i8),
+                    );
+                }
+                if let Some(v) = shared.config.settings.get(def.broker_name) {
+                    list.push(
+                        DescribeConfigsSynonym::default()
+                            .with_name(str_bytes(def.broker_name))
+                            .with_value(Some(str_bytes(v.clone())))
+                            .with_source(ConfigSource::StaticBroker as i8),
+                    );
+                }
+                list.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(def.broker_name))
+                        .with_value(Some(str_bytes(def.default)))
+                        .with_source(ConfigSource::Default as i8),
+                );
+                entry = entry.with_synonyms(list);
+            }
+            entry
+        })
+        .collect())
+}
+
+fn describe_broker(
+    shared: &Shared,
+    name: &str,
+) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
+    if !name.is_empty() && name != shared.config.node_id.to_string() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("unknown broker '{name}'"),
+        ));
+    }
+    let defaults = BROKER_CONFIGS
+        .iter()
+        .copied()
+        .chain(TOPIC_CONFIGS.iter().map(|d| (d.broker_name, d.default)));
+    let mut entries: Vec<DescribeConfigsResourceResult> = defaults
+        .map(|(key, default)| {
+            let (value, source) = match shared.config.settings.get(key) {
+                Some(v) => (v.as_str(), ConfigSource::StaticBroker),
+                None => (default, ConfigSource::Default),
+            };
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(key))
+                .with_value(Some(str_bytes(value)))
+                .with_read_only(true)
+                .with_config_source(source as i8)
+        })
+        .collect();
+    entries.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    entries.dedup_by(|a, b| a.name == b.name);
+    Ok(entries)
+}
+
+fn not_a_topic(resource_type: i8) -> Option<ApiError> {
+    (resource_type != RESOURCE_TOPIC).then(|| {
+        ApiError::new(
+            ResponseError::InvalidRequest,
+            "only topic configs can be altered; broker configs are static",
+        )
+    })
+}
+
+/// Legacy AlterConfigs: the given set replaces every override of the topic.
+pub fn alter(shared: &Arc<Shared>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses =
+        req.resources
+            .into_iter()
+            .map(|r| {
+                let result = LegacyAlterResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone());
+                let outcome = match not_a_topic(r.resource_type) {
+                    Some(e) => Err(e),
+                    None => {
+                        let name = r.resource_name.to_string();
+                        let existing = shared
+                            .image()
+                            .topic(&name)
+                            .map(|t| t.configs.clone())
+                            .unwrap_or_default();
+                        let mut changes: Vec<(String, Option<String>)> = existing
+                            .keys()
+                            .filter(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
+                            .map(|k| (k.clone(), None))
+                            .collect();
+                        changes.extend(r.configs.iter().map(|c| {
+                            (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))
+                        }));
+                        shared.alter_topic_configs(&name, changes, req.validate_only)
+                    }
+                };
+                match outcome {
+                    Ok(()) => result,
+                    Err(e) => result
+                        .with_error_code(e.code)
+                        .with_error_message(Some(str_bytes(e.message))),
+                }
+            })
+            .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub fn incremental_alter(
+    shared: &Arc<Shared>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let result = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let outcome = match not_a_topic(r.resource_type) {
+                Some(e) => Err(e),
+                None => {
+                    let name = r.resource_name.to_string();
+                    let existing = shared
+                        .image()
+                        .topic(&name)
+                        .map(|t| t.configs.clone())
+                        .unwrap_or_default();
+                    r.configs
+                        .iter()
+                        .map(|c| {
+                            incremental_change(
+                                shared,
+                                &existing,
+                                c.name.as_str(),
+                                c.config_operation,
+                                c.value.as_deref(),
+                            )
+                        })
+                        .collect::<Result<Vec<_>, ApiError>>()
+                        .and_then(|changes| {
+                            shared.alter_topic_configs(&name, changes, req.validate_only)
+                        })
+                }
+            };
+            match outcome {
+                Ok(()) => result,
+                Err(e) => result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(e.message))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn incremental_change(
+    shared: &Shared,
+    existing: &std::collections::BTreeMap<String, String>,
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
+    let def = crate::config::topic_config_def(name).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("unknown config '{name}'"),
+        )
+    })?;
+    let current = || -> Vec<String> {
+        let (v, _) = shared.config.topic_value(existing, def);
+        v.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let list_only = || {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("'{name}' is not a list config"),
+        )
+    };
+    match op {
+        OP_SET => Ok((
+            name.to_string(),
+            Some(value.unwrap_or_default().to_string()),
+        )),
+        OP_DELETE => Ok((name.to_string(), None)),
+        OP_APPEND | OP_SUBTRACT if def.kind != crate::config::ConfigType::List => Err(list_only()),
+        OP_APPEND => {
+            let mut items = current();
+            for v in value
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+            {
+                if !items.iter().any(|i| i == v) {
+                    items.push(v.to_string());
+                }
+            }
+            Ok((name.to_string(), Some(items.join(","))))
+        }
+        OP_SUBTRACT => {
+            let remove: Vec<&str> = value.unwrap_or_default().split(',').collect();
+            let items: Vec<String> = current()
+                .into_iter()
+                .filter(|i| !remove.contains(&i.as_str()))
+                .collect();
+            Ok((name.to_string(), Some(items.join(","))))
+        }
+        _ => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("unknown config operation {op}"),
+        )),
+    }
+}

@@ -1,0 +1,175 @@
+//! Group membership and offsets: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete.
+//! The decisions are `brook-coord`'s; this module parks, appends and answers.
+
+use std::sync::Arc;
+
+use brook_coord::{Effects, Reply};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+
+use crate::router::RequestContext;
+use crate::shared::{now_ms, ApiError, Shared};
+
+pub async fn join(
+    shared: &Arc<Shared>,
+    ctx: &RequestContext,
+    req: JoinGroupRequest,
+    version: i16,
+) -> JoinGroupResponse {
+    let group_id = req.group_id.0.to_string();
+    let reply = shared
+        .groups
+        .park(shared, &group_id, |c, token| {
+            c.join_group(
+                token,
+                version,
+                &req,
+                &ctx.client_id,
+                &ctx.client_host,
+                now_ms(),
+            )
+        })
+        .await;
+    match reply {
+        Ok(Reply::JoinGroup(r)) => r,
+        Ok(_) => {
+            JoinGroupResponse::default().with_error_code(ResponseError::UnknownServerError.code())
+        }
+        Err(e) => JoinGroupResponse::default()
+            .with_error_code(e.code)
+            .with_generation_id(-1),
+    }
+}
+
+pub async fn sync(shared: &Arc<Shared>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let group_id = req.group_id.0.to_string();
+    match shared
+        .groups
+        .park(shared, &group_id, |c, token| {
+            c.sync_group(token, version, &req, now_ms())
+        })
+        .await
+    {
+        Ok(Reply::SyncGroup(r)) => r,
+        Ok(_) => {
+            SyncGroupResponse::default().with_error_code(ResponseError::UnknownServerError.code())
+        }
+        Err(e) => SyncGroupResponse::default().with_error_code(e.code),
+    }
+}
+
+pub fn heartbeat(shared: &Arc<Shared>, req: HeartbeatRequest, version: i16) -> HeartbeatResponse {
+    shared
+        .groups
+        .read_mut(|c| c.heartbeat(version, &req, now_ms()))
+}
+
+pub fn leave(shared: &Arc<Shared>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group_id = req.group_id.0.to_string();
+    shared
+        .groups
+        .apply(shared, &group_id, |c| {
+            c.leave_group(version, &req, now_ms())
+        })
+        .unwrap_or_else(|e| LeaveGroupResponse::default().with_error_code(e.code))
+}
+
+pub fn offset_commit(
+    shared: &Arc<Shared>,
+    req: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    let group_id = req.group_id.0.to_string();
+    let result = shared.groups.apply(shared, &group_id, |c| {
+        let (response, records) = c.offset_commit(version, &req, now_ms());
+        (
+            response,
+            Effects {
+                replies: vec![],
+                records,
+            },
+        )
+    });
+    result.unwrap_or_else(|e| fail_commit(&req, &e))
+}
+
+/// Every partition of the request gets the storage error.
+fn fail_commit(req: &OffsetCommitRequest, e: &ApiError) -> OffsetCommitResponse {
+    use kafka_protocol::messages::offset_commit_response::{
+        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    };
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(e.code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+pub fn offset_fetch(
+    shared: &Arc<Shared>,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    shared.groups.read(|c| c.offset_fetch(version, &req))
+}
+
+pub fn list(shared: &Arc<Shared>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    shared.groups.read(|c| c.list_groups(version, &req))
+}
+
+pub fn describe(
+    shared: &Arc<Shared>,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    shared.groups.read(|c| c.describe_groups(version, &req))
+}
+
+pub fn delete(
+    shared: &Arc<Shared>,
+    req: DeleteGroupsRequest,
+    version: i16,
+) -> DeleteGroupsResponse {
+    // Tombstones for several groups: append them group by group.
+    let (response, records) = shared.groups.read_mut(|c| c.delete_groups(version, &req));
+    if let Err(e) = shared.groups.append_records(shared, &records) {
+        tracing::error!(error = %e, "cannot write group tombstones");
+    }
+    response
+}
+
+pub fn offset_delete(
+    shared: &Arc<Shared>,
+    req: OffsetDeleteRequest,
+    version: i16,
+) -> OffsetDeleteResponse {
+    let group_id = req.group_id.0.to_string();
+    shared
+        .groups
+        .apply(shared, &group_id, |c| {
+            let (response, records) = c.offset_delete(version, &req);
+            (
+                response,
+                Effects {
+                    replies: vec![],
+                    records,
+                },
+            )
+        })
+        .unwrap_or_else(|e| OffsetDeleteResponse::default().with_error_code(e.code))
+}

@@ -1,0 +1,122 @@
+//! ListOffsets (earliest, latest, by timestamp, max timestamp) and OffsetForLeaderEpoch.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+
+use crate::partition::{Partition, LEADER_EPOCH};
+use crate::shared::Shared;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // v1–v3 responses have no leader epoch field; the codec refuses a non-default value.
+    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let Some(partition) = shared.partition(&t.name.0, p.partition_index) else {
+                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if p.current_leader_epoch > LEADER_EPOCH {
+                        return base.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    match lookup(&partition, p.timestamp) {
+                        Ok(Some((offset, timestamp))) => base
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(epoch),
+                        Ok(None) => base,
+                        Err(e) => {
+                            tracing::error!(error = %e, "list offsets failed");
+                            base.with_error_code(ResponseError::KafkaStorageError.code())
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, brook_log::LogError> {
+    let (start, end) = partition.offsets();
+    match timestamp {
+        LATEST => Ok(Some((end, -1))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((start, -1))),
+        LATEST_TIERED => Ok(Some((-1, -1))),
+        MAX_TIMESTAMP => partition
+            .with_log(|log| log.max_timestamp_and_offset())
+            .map(|found| found.map(|(ts, offset)| (offset, ts))),
+        ts if ts >= 0 => partition.with_log(|log| log.offset_for_timestamp(ts)),
+        _ => Ok(None),
+    }
+}
+
+/// A single broker has one leader epoch (0) that spans the whole log.
+pub fn leader_epoch(
+    shared: &Arc<Shared>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(partition) = shared.partition(&t.topic.0, p.partition) else {
+                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if p.current_leader_epoch > LEADER_EPOCH {
+                        return base.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    if p.leader_epoch < 0 {
+                        return base;
+                    }
+                    base.with_leader_epoch(LEADER_EPOCH)
+                        .with_end_offset(partition.offsets().1)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

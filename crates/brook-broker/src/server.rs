@@ -1,0 +1,236 @@
+//! The embeddable broker: bind, accept, spawn connection tasks, run background log
+//! maintenance, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::{BrokerConfig, ConfigError};
+use crate::connection::{self, ConnectionLimits};
+use crate::shared::{now_ms, Shared};
+
+/// How often flush.ms and segment.ms deadlines are checked.
+const LOG_TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create a temporary data directory for --memory: {0}")]
+    TempDir(std::io::Error),
+    #[error("cannot open the data directory: {0}")]
+    Storage(String),
+}
+
+pub struct BrokerBuilder {
+    config: BrokerConfig,
+    advertised_set: bool,
+    memory: bool,
+}
+
+impl BrokerBuilder {
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+    /// Host and port clients should connect to (`advertised.listeners`).
+    pub fn advertised(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.config.advertised = (host.into(), port);
+        self.advertised_set = true;
+        self
+    }
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+    /// Keeps data in a temporary directory removed at shutdown, never fsynced.
+    pub fn memory(mut self, memory: bool) -> Self {
+        self.memory = memory;
+        self
+    }
+    pub fn node_id(mut self, id: i32) -> Self {
+        self.config.node_id = id;
+        self
+    }
+    /// Sets a config by its Kafka name (`num.partitions`, `log.retention.ms`, ...).
+    pub fn set(mut self, name: &str, value: &str) -> Result<Self, ConfigError> {
+        self.config.set(name, value)?;
+        Ok(self)
+    }
+
+    pub async fn start(mut self) -> Result<Broker, StartError> {
+        let listener = TcpListener::bind(self.config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: self.config.listen,
+            source,
+        })?;
+        self.config.listen = local_addr;
+        if !self.advertised_set {
+            self.config.advertised = (local_addr.ip().to_string(), local_addr.port());
+        }
+        let (temp, data_dir) = if self.memory || self.config.data_dir.is_none() {
+            let temp = tempfile::Builder::new()
+                .prefix("brook-memory-")
+                .tempdir()
+                .map_err(StartError::TempDir)?;
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
+        } else {
+            (None, self.config.data_dir.clone().expect("checked above"))
+        };
+        let persistent = temp.is_none();
+        let config = self.config.clone();
+        let shared =
+            tokio::task::spawn_blocking(move || Shared::open(config, data_dir, persistent))
+                .await
+                .map_err(|e| StartError::Storage(e.to_string()))?
+                .map_err(|e| StartError::Storage(e.to_string()))?;
+        let shared = Arc::new(shared);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(accept_loop(shared.clone(), listener, shutdown_rx.clone())),
+            tokio::spawn(maintenance_loop(shared.clone(), shutdown_rx)),
+        ];
+        tracing::info!(listen = %local_addr, advertised = ?self.config.advertised, "broker started");
+        Ok(Broker {
+            shared,
+            local_addr,
+            shutdown_tx,
+            tasks,
+            _temp: temp,
+        })
+    }
+}
+
+/// A running broker. Dropping it without [`Broker::shutdown`] leaves its tasks running
+/// until the runtime stops.
+pub struct Broker {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    pub fn builder() -> BrokerBuilder {
+        BrokerBuilder {
+            config: BrokerConfig::new(
+                SocketAddr::from(([127, 0, 0, 1], 9092)),
+                Some(PathBuf::from("brook-data")),
+            ),
+            advertised_set: false,
+            memory: false,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes connections, flushes and closes every log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.close()).await;
+        tracing::info!("broker stopped");
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = ConnectionLimits {
+        max_request_size_bytes: shared.config.int("socket.request.max.bytes") as usize,
+        idle_timeout: Duration::from_millis(shared.config.int("connections.max.idle.ms") as u64),
+    };
+    let max_connections = shared
+        .config
+        .int("max.connections")
+        .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "refusing connection: max.connections reached");
+            continue;
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            connection::serve(shared, stream, peer, limits, shutdown).await;
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Time-based flushes and rolls (`flush.ms`, `segment.ms`) and retention.
+async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let retention_every =
+        Duration::from_millis(shared.config.int("log.retention.check.interval.ms").max(1) as u64);
+    let mut tick = tokio::time::interval(LOG_TICK_INTERVAL);
+    let mut retention = tokio::time::interval(retention_every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let shared = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    shared.groups.tick(&shared);
+                    for p in shared.all_partitions() {
+                        if let Err(e) = p.with_log(|log| log.tick(now_ms())) {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
+                        }
+                    }
+                }).await;
+            }
+            _ = retention.tick() => {
+                let shared = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for p in shared.all_partitions() {
+                        match p.with_log(|log| log.enforce_retention(now_ms())) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
+                            Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                        }
+                    }
+                }).await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "brook",
+    version,
+    about = "A Kafka-compatible event-streaming broker in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl Cli {
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (defaults: 127.0.0.1:9092, data in ./brook-data).
+    Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Produce lines from stdin as records.
+    Produce(ProduceArgs),
+    /// Print records of a topic, one per line.
+    Consume(ConsumeArgs),
+    /// Load generators: produce, consume, end-to-end latency.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (Kafka: `listeners`).
+    #[arg(long, env = "BROOK_LISTEN")]
+    pub listen: Option<String>,
+    /// host:port clients are told to connect to (Kafka: `advertised.listeners`).
+    #[arg(long, env = "BROOK_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Directory for topic data and metadata (Kafka: `log.dirs`).
+    #[arg(long, env = "BROOK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This broker's id (Kafka: `node.id`).
+    #[arg(long, env = "BROOK_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// A TOML file of Kafka config names and values, e.g. `"num.partitions" = 3`.
+    #[arg(long, env = "BROOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Set a config by its Kafka name; repeatable: `--set log.retention.ms=60000`.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+    /// Keep data in a temporary directory deleted at exit (no durability).
+    #[arg(long)]
+    pub memory: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct Connect {
+    /// Broker to connect to.
+    #[arg(
+        long,
+        short = 'b',
+        env = "BROOK_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_server: String,
+}
+
+#[derive(Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        #[arg(long, default_value_t = -1)]
+        replication_factor: i16,
+        /// Topic config, repeatable: `--config retention.ms=60000`.
+        #[arg(long = "config", value_name = "NAME=VALUE")]
+        configs: Vec<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// List topics.
+    List {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Show a topic's partitions, offsets and configs.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Delete a topic.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Split each line into key and value at the first occurrence of this string.
+    #[arg(long)]
+    pub key_separator: Option<String>,
+    /// Send every record to this partition (default: by key hash, else round-robin batches).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// 0, 1 or -1 (all).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub acks: i16,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Start at the earliest offset (default: only new records).
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Read only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max_messages: Option<u64>,
+    /// Stop when no record arrives for this long (default: wait forever).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Print `key<TAB>value`.
+    #[arg(long)]
+    pub print_key: bool,
+    /// Print `partition<TAB>offset<TAB>` before each record.
+    #[arg(long)]
+    pub print_offset: bool,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Topic(cmd) => crate::tools::topic(cmd).await,
+        Command::Produce(args) => crate::tools::produce(args).await,
+        Command::Consume(args) => crate::tools::consume(args).await,
+        Command::Bench(cmd) => crate::bench::run(cmd).await,
+    }
+}

@@ -1,0 +1,158 @@
+//! A small Kafka client for Brook's own CLI tools: one connection, typed requests,
+//! optional pipelining (send several, then receive in order).
+
+use std::collections::VecDeque;
+
+use anyhow::{bail, Context, Result};
+use brook_protocol::kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use brook_protocol::kafka_protocol::protocol::StrBytes;
+use brook_protocol::request::{decode_response, encode_request};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// Largest response the tools accept.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: BufWriter<OwnedWriteHalf>,
+    next_correlation_id: i32,
+    in_flight: VecDeque<(i32, ApiKey, i16)>,
+}
+
+impl Client {
+    pub async fn connect(bootstrap: &str) -> Result<Self> {
+        let stream = TcpStream::connect(bootstrap)
+            .await
+            .with_context(|| format!("cannot connect to {bootstrap}"))?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        Ok(Client {
+            reader: BufReader::with_capacity(256 * 1024, r),
+            writer: BufWriter::with_capacity(256 * 1024, w),
+            next_correlation_id: 1,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Queues a request; call [`Client::flush`] then [`Client::receive`] for its answer.
+    pub async fn send(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+        expect_response: bool,
+    ) -> Result<()> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("brook-cli")));
+        let frame = encode_request(&header, &body)?;
+        self.writer.write_all(&frame).await?;
+        if expect_response {
+            self.in_flight.push_back((correlation_id, api, version));
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<()> {
+        Ok(self.writer.flush().await?)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Receives the response to the oldest request in flight.
+    pub async fn receive(&mut self) -> Result<ResponseKind> {
+        let Some((expected, api, version)) = self.in_flight.pop_front() else {
+            bail!("no request in flight")
+        };
+        let len = self
+            .reader
+            .read_i32()
+            .await
+            .context("connection closed by the broker")?;
+        if len < 0 || len as usize > MAX_RESPONSE_BYTES {
+            bail!("invalid response size {len}");
+        }
+        let mut buf = BytesMut::zeroed(len as usize);
+        self.reader.read_exact(&mut buf).await?;
+        let (correlation_id, body) = decode_response(api, version, Bytes::from(buf))?;
+        if correlation_id != expected {
+            bail!(
+                "response out of order: expected correlation id {expected}, got {correlation_id}"
+            );
+        }
+        Ok(body)
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn call(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind> {
+        self.send(api, version, body, true).await?;
+        self.flush().await?;
+        self.receive().await
+    }
+}
+
+/// Kafka's default partitioner hash (murmur2), so keys land where Java clients put them.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h = SEED ^ len as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition Kafka's default partitioner picks for a key.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's own partitioner tests.
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"") as i32, 275646681);
+    }
+}

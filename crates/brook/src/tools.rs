@@ -1,0 +1,528 @@
+//! `brook topic|produce|consume`: client tools built on [`crate::client::Client`].
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use brook_protocol::batch::Compression;
+use brook_protocol::kafka_protocol::error::ResponseError;
+use brook_protocol::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
+use brook_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use brook_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use brook_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use brook_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use brook_protocol::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use brook_protocol::kafka_protocol::messages::*;
+use brook_protocol::kafka_protocol::protocol::StrBytes;
+use brook_protocol::records::{decode_batches, encode_batch, Record};
+use bytes::Bytes;
+
+use crate::cli::{ConsumeArgs, ProduceArgs, TopicCommand};
+use crate::client::{partition_for_key, Client};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn topic_name(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+fn check(code: i16, what: &str, message: Option<&StrBytes>) -> Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    let name = ResponseError::try_from_code(code)
+        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
+    match message {
+        Some(m) if !m.is_empty() => bail!("{what}: {name}: {}", m.as_str()),
+        _ => bail!("{what}: {name}"),
+    }
+}
+
+fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("expected NAME=VALUE, got '{p}'"))
+        })
+        .collect()
+}
+
+pub fn compression(name: &str) -> Result<Compression> {
+    Ok(match name {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => bail!("unknown compression '{other}' (none, gzip, snappy, lz4, zstd)"),
+    })
+}
+
+/// Partition count of a topic, via Metadata.
+pub async fn partitions_of(client: &mut Client, topic: &str) -> Result<Vec<i32>> {
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+    ]));
+    let ResponseKind::Metadata(resp) = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(req.with_allow_auto_topic_creation(true)),
+        )
+        .await?
+    else {
+        bail!("unexpected response to Metadata");
+    };
+    let t = resp
+        .topics
+        .first()
+        .ok_or_else(|| anyhow!("no metadata for topic '{topic}'"))?;
+    check(t.error_code, &format!("topic '{topic}'"), None)?;
+    let mut ids: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// (earliest, latest) offsets of each partition.
+pub async fn offsets_of(
+    client: &mut Client,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, (i64, i64)>> {
+    let mut out: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for (which, ts) in [(0, -2i64), (1, -1i64)] {
+        let parts = partitions
+            .iter()
+            .map(|p| {
+                ListOffsetsPartition::default()
+                    .with_partition_index(*p)
+                    .with_timestamp(ts)
+            })
+            .collect();
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(parts)]);
+        let ResponseKind::ListOffsets(resp) = client
+            .call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))
+            .await?
+        else {
+            bail!("unexpected response to ListOffsets");
+        };
+        for t in resp.topics {
+            for p in t.partitions {
+                check(
+                    p.error_code,
+                    &format!("offsets of {topic}-{}", p.partition_index),
+                    None,
+                )?;
+                let entry = out.entry(p.partition_index).or_default();
+                if which == 0 {
+                    entry.0 = p.offset;
+                } else {
+                    entry.1 = p.offset;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn topic(cmd: TopicCommand) -> Result<()> {
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            connect,
+        } => {
+            let mut client = Client::connect(&connect.bootstrap_server).await?;
+            let configs = parse_pairs(&configs)?
+                .into_iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(s(&k))
+                        .with_value(Some(s(&v)))
+                })
+                .collect();
+            let topic = CreatableTopic::default()
+                .with_name(topic_name(&name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)
+                .with_configs(configs);
+            let req = CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(30_000);
+            let ResponseKind::CreateTopics(resp) = client
+                .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
+                .await?
+            else {
+                bail!("unexpected response to CreateTopics");
+            };
+            for t in resp.topics {
+                check(
+                    t.error_code,
+                    &format!("create topic '{name}'"),
+                    t.error_message.as_ref(),
+                )?;
+                println!("Created topic {name} with {} partitions.", t.num_partitions);
+            }
+        }
+        TopicCommand::List { connect } => {
+            let mut client = Client::connect(&connect.bootstrap_server).await?;
+            let ResponseKind::Metadata(resp) = client
+                .call(
+                    ApiKey::Metadata,
+                    12,
+                    RequestKind::Metadata(MetadataRequest::default()),
+                )
+                .await?
+            else {
+                bail!("unexpected response to Metadata");
+            };
+            let mut names: Vec<String> = resp
+                .topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect();
+            names.sort();
+            for n in names {
+                println!("{n}");
+            }
+        }
+        TopicCommand::Describe { name, connect } => {
+            describe(&connect.bootstrap_server, &name).await?
+        }
+        TopicCommand::Delete { name, connect } => {
+            let mut client = Client::connect(&connect.bootstrap_server).await?;
+            let req = DeleteTopicsRequest::default()
+                .with_topic_names(vec![topic_name(&name)])
+                .with_timeout_ms(30_000);
+            let ResponseKind::DeleteTopics(resp) = client
+                .call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req))
+                .await?
+            else {
+                bail!("unexpected response to DeleteTopics");
+            };
+            for r in resp.responses {
+                check(
+                    r.error_code,
+                    &format!("delete topic '{name}'"),
+                    r.error_message.as_ref(),
+                )?;
+            }
+            println!("Deleted topic {name}.");
+        }
+    }
+    Ok(())
+}
+
+async fn describe(bootstrap: &str, name: &str) -> Result<()> {
+    let mut client = Client::connect(bootstrap).await?;
+    let partitions = partitions_of(&mut client, name).await?;
+    let offsets = offsets_of(&mut client, name, &partitions).await?;
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s(name));
+    let req = DescribeConfigsRequest::default().with_resources(vec![resource]);
+    let ResponseKind::DescribeConfigs(resp) = client
+        .call(
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(req),
+        )
+        .await?
+    else {
+        bail!("unexpected response to DescribeConfigs");
+    };
+    let overrides: Vec<String> = resp
+        .results
+        .iter()
+        .flat_map(|r| r.configs.iter())
+        .filter(|c| c.config_source == 1)
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.name.as_str(),
+                c.value.as_ref().map_or("", |v| v.as_str())
+            )
+        })
+        .collect();
+    println!(
+        "Topic: {name}\tPartitionCount: {}\tConfigs: {}",
+        partitions.len(),
+        overrides.join(",")
+    );
+    println!(
+        "{:>10} {:>8} {:>16} {:>16} {:>12}",
+        "Partition", "Leader", "LogStartOffset", "HighWatermark", "Records"
+    );
+    for (p, (start, end)) in offsets {
+        println!("{p:>10} {:>8} {start:>16} {end:>16} {:>12}", 1, end - start);
+    }
+    Ok(())
+}
+
+struct PendingBatch {
+    records: Vec<Record>,
+    bytes: usize,
+}
+
+pub async fn produce(args: ProduceArgs) -> Result<()> {
+    let codec = compression(&args.compression)?;
+    if !matches!(args.acks, -1..=1) {
+        bail!("--acks must be -1, 0 or 1");
+    }
+    let mut client = Client::connect(&args.connect.bootstrap_server).await?;
+    let partitions = partitions_of(&mut client, &args.topic).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Option<Bytes>, Bytes)>(10_000);
+    let key_separator = args.key_separator.clone();
+    let reader = std::thread::spawn(move || -> Result<()> {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().split(b'\n') {
+            let line = line.context("reading stdin")?;
+            let (key, value) = match &key_separator {
+                Some(sep) => match find(&line, sep.as_bytes()) {
+                    Some(i) => (
+                        Some(Bytes::copy_from_slice(&line[..i])),
+                        Bytes::copy_from_slice(&line[i + sep.len()..]),
+                    ),
+                    None => (None, Bytes::from(line)),
+                },
+                None => (None, Bytes::from(line)),
+            };
+            if tx.blocking_send((key, value)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let started = Instant::now();
+    let mut pending: BTreeMap<i32, PendingBatch> = BTreeMap::new();
+    let mut round_robin = 0usize;
+    let (mut sent_records, mut sent_bytes) = (0u64, 0u64);
+    let mut producer = Producer {
+        client,
+        topic: args.topic.clone(),
+        acks: args.acks,
+        codec,
+        max_in_flight: 5,
+    };
+    while let Some((key, value)) = rx.recv().await {
+        let partition = match (args.partition, &key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, partitions.len() as i32),
+            (None, None) => partitions[round_robin % partitions.len()],
+        };
+        sent_bytes += value.len() as u64;
+        sent_records += 1;
+        let now = chrono_ms();
+        let batch = pending.entry(partition).or_insert_with(|| PendingBatch {
+            records: Vec::new(),
+            bytes: 0,
+        });
+        batch.bytes += value.len() + key.as_ref().map_or(0, |k| k.len());
+        batch.records.push(Record {
+            key,
+            value: Some(value),
+            headers: vec![],
+            timestamp_ms: now,
+        });
+        if batch.records.len() >= args.batch_size || batch.bytes >= 512 * 1024 {
+            let batch = pending.remove(&partition).expect("present");
+            producer.send(partition, batch.records).await?;
+            if args.partition.is_none() {
+                round_robin += 1;
+            }
+        }
+    }
+    for (partition, batch) in std::mem::take(&mut pending) {
+        producer.send(partition, batch.records).await?;
+    }
+    producer.drain().await?;
+    reader
+        .join()
+        .map_err(|_| anyhow!("stdin reader panicked"))??;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "Produced {sent_records} records ({:.1} MB) in {secs:.2} s: {:.0} records/s, {:.1} MB/s",
+        sent_bytes as f64 / 1e6,
+        sent_records as f64 / secs,
+        sent_bytes as f64 / 1e6 / secs
+    );
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends batches with up to `max_in_flight` requests outstanding.
+pub struct Producer {
+    pub client: Client,
+    pub topic: String,
+    pub acks: i16,
+    pub codec: Compression,
+    pub max_in_flight: usize,
+}
+
+impl Producer {
+    pub async fn send(&mut self, partition: i32, records: Vec<Record>) -> Result<()> {
+        let batch = encode_batch(&records, self.codec)?.freeze();
+        self.send_encoded(partition, batch).await
+    }
+
+    pub async fn send_encoded(&mut self, partition: i32, batch: Bytes) -> Result<()> {
+        while self.client.in_flight() >= self.max_in_flight {
+            self.receive_one().await?;
+        }
+        let data = PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(batch));
+        let req = ProduceRequest::default()
+            .with_acks(self.acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(&self.topic))
+                .with_partition_data(vec![data])]);
+        self.client
+            .send(
+                ApiKey::Produce,
+                9,
+                RequestKind::Produce(req),
+                self.acks != 0,
+            )
+            .await?;
+        self.client.flush().await
+    }
+
+    /// Waits for the oldest response; returns each partition's base offset.
+    pub async fn receive_one(&mut self) -> Result<Vec<(i32, i64)>> {
+        let ResponseKind::Produce(resp) = self.client.receive().await? else {
+            bail!("unexpected response to Produce")
+        };
+        let mut out = Vec::new();
+        for t in resp.responses {
+            for p in t.partition_responses {
+                check(
+                    p.error_code,
+                    &format!("produce to {}-{}", self.topic, p.index),
+                    p.error_message.as_ref(),
+                )?;
+                out.push((p.index, p.base_offset));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn drain(&mut self) -> Result<()> {
+        while self.client.in_flight() > 0 {
+            self.receive_one().await?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn consume(args: ConsumeArgs) -> Result<()> {
+    let mut client = Client::connect(&args.connect.bootstrap_server).await?;
+    let partitions = match args.partition {
+        Some(p) => vec![p],
+        None => partitions_of(&mut client, &args.topic).await?,
+    };
+    let offsets = offsets_of(&mut client, &args.topic, &partitions).await?;
+    let mut positions: BTreeMap<i32, i64> = offsets
+        .iter()
+        .map(|(p, (start, end))| (*p, if args.from_beginning { *start } else { *end }))
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut count = 0u64;
+    let mut last_data = Instant::now();
+    let limit = args.max_messages.unwrap_or(u64::MAX);
+    while count < limit {
+        if let Some(t) = args.timeout_ms {
+            if last_data.elapsed() >= Duration::from_millis(t) {
+                break;
+            }
+        }
+        let parts = positions
+            .iter()
+            .map(|(p, off)| {
+                FetchPartition::default()
+                    .with_partition(*p)
+                    .with_fetch_offset(*off)
+                    .with_partition_max_bytes(1024 * 1024)
+            })
+            .collect();
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(50 * 1024 * 1024)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(&args.topic))
+                .with_partitions(parts)]);
+        let ResponseKind::Fetch(resp) = client
+            .call(ApiKey::Fetch, 12, RequestKind::Fetch(req))
+            .await?
+        else {
+            bail!("unexpected response to Fetch");
+        };
+        for t in resp.responses {
+            for p in t.partitions {
+                check(
+                    p.error_code,
+                    &format!("fetch {}-{}", args.topic, p.partition_index),
+                    None,
+                )?;
+                let Some(data) = p.records else { continue };
+                let position = positions
+                    .get_mut(&p.partition_index)
+                    .ok_or_else(|| anyhow!("unexpected partition"))?;
+                for r in decode_batches(data)? {
+                    if r.offset < *position || count >= limit {
+                        continue;
+                    }
+                    *position = r.offset + 1;
+                    count += 1;
+                    last_data = Instant::now();
+                    if args.print_offset {
+                        write!(out, "{}\t{}\t", p.partition_index, r.offset)?;
+                    }
+                    if args.print_key {
+                        out.write_all(r.key.as_deref().unwrap_or_default())?;
+                        out.write_all(b"\t")?;
+                    }
+                    out.write_all(r.value.as_deref().unwrap_or_default())?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
