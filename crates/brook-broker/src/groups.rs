@@ -60,15 +60,23 @@ impl Groups {
         }
     }
 
-    /// Creates `__consumer_offsets` if needed and replays it into the coordinator.
-    pub fn load(&self, shared: &Shared) -> Result<usize, ApiError> {
-        if shared.image().topic(OFFSETS_TOPIC).is_none() {
-            let mut configs = BTreeMap::new();
-            configs.insert("cleanup.policy".to_string(), "compact".to_string());
-            configs.insert("retention.ms".to_string(), "-1".to_string());
-            configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
-            shared.create_topic(OFFSETS_TOPIC, self.offsets_partitions, 1, configs, false)?;
+    /// Creates `__consumer_offsets` the first time a group writes, as Kafka does.
+    fn ensure_offsets_topic(&self, shared: &Shared) -> Result<(), ApiError> {
+        if shared.image().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
         }
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("retention.ms".to_string(), "-1".to_string());
+        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+        match shared.create_topic(OFFSETS_TOPIC, self.offsets_partitions, 1, configs, false) {
+            Err(e) if e.code != ResponseError::TopicAlreadyExists.code() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Replays `__consumer_offsets` (if it exists) into the coordinator.
+    pub fn load(&self, shared: &Shared) -> Result<usize, ApiError> {
         let partitions = shared
             .image()
             .topic(OFFSETS_TOPIC)
@@ -220,7 +228,9 @@ impl Groups {
         if records.is_empty() {
             return Ok(());
         }
-        let index = offsets_partition_for(group_id, self.offsets_partitions);
+        self.ensure_offsets_topic(shared)?;
+        let partitions = shared.image().topic(OFFSETS_TOPIC).map_or(self.offsets_partitions, |t| t.partitions.len() as i32);
+        let index = offsets_partition_for(group_id, partitions);
         let partition = shared.partition(OFFSETS_TOPIC, index).ok_or_else(|| {
             ApiError::new(
                 ResponseError::CoordinatorNotAvailable,

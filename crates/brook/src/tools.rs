@@ -187,7 +187,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
                 .call(
                     ApiKey::Metadata,
                     12,
-                    RequestKind::Metadata(MetadataRequest::default()),
+                    RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
                 )
                 .await?
             else {
