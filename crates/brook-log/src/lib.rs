@@ -1,1 +1,94 @@
+//! One partition's log on disk: segments, sparse indexes, recovery, retention and the
+//! flush policy. A pure library: no networking, no async runtime, no threads.
+//!
+//! Start reading at [`Log`]. The broker keeps each `Log` behind a lock, appends
+//! batches it has validated, and serves fetches from [`ReadSlice`]s (a file range it
+//! reads after releasing the lock).
+//!
+//! # On disk
+//!
+//! A partition directory holds:
+//!
+//! - `{base_offset:020}.log`: whole v2 record batches, exactly as produced, with base
+//!   offset and leader epoch stamped in place (both outside the CRC). A batch never
+//!   spans two segments; offsets are dense and increasing across segments.
+//! - `{base_offset:020}.index`: sparse offset index, 8-byte entries (relative offset
+//!   `u32`, byte position `u32`), one per `index.interval.bytes` of log.
+//! - `{base_offset:020}.timeindex`: sparse time index, 12-byte entries (timestamp
+//!   `i64`, relative offset `u32`), added at the same points when the segment's max
+//!   timestamp has grown, plus a closing entry when the segment is sealed. See
+//!   `index.rs` for the exact invariants.
+//! - `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`: text files
+//!   `"0\n{offset}\n"` (format version, offset), replaced atomically.
+//! - `clean-shutdown`: present only between [`Log::close`] and the next [`Log::open`].
+//!
+//! All integers are big-endian. Indexes live in memory (about 20 bytes per
+//! `index.interval.bytes` of log) and their files are written when a segment is sealed,
+//! truncated, rebuilt or closed: they are append-only between those events.
+//!
+//! # Crash safety
+//!
+//! Writes go to the page cache with `pwrite` at the end of the active segment; an
+//! append returns once the bytes are in the file, so a *process* crash (SIGKILL) loses
+//! nothing that was acknowledged. What survives an *OS* crash or power loss depends on
+//! the flush policy:
+//!
+//! | policy | guarantee |
+//! |---|---|
+//! | `flush.messages = 1` | every append is fsynced before `append` returns |
+//! | `flush.messages = N` | at most N-1 unflushed offsets can be lost |
+//! | `flush.ms = T` | data older than about T (plus the tick interval) is durable |
+//! | defaults (never) | the OS writes back; the unflushed tail can be lost |
+//!
+//! Whatever is lost, what remains is a prefix of the log: recovery finds the first
+//! torn or corrupt batch and drops it and everything after it.
+//!
+//! The **recovery point** is the offset below which all log bytes are fsynced and every
+//! segment wholly below it has complete, fsynced index files. It only moves forward
+//! after the fsyncs that justify it (a rolled segment is fsynced on the next flush or
+//! [`Log::tick`], not on the append path), and it is lowered durably before a
+//! truncation starts. Its checkpoint is written on [`Log::flush`], at least every
+//! minute from `tick` when it moved, and on close; a stale checkpoint is safe, it only
+//! makes recovery scan more.
+//!
+//! On [`Log::open`] the clean-shutdown marker is removed (durably) before anything
+//! else. Then:
+//!
+//! - after a clean shutdown every segment is loaded from its index files, walking
+//!   only the headers after the last offset-index entry;
+//! - otherwise segments wholly below the recovery point are loaded the same way, and
+//!   the segment holding the recovery point and every later one are recovered: each
+//!   batch is checked (header, magic, length within the file, CRC-32C, base offset
+//!   exactly where the previous batch ended, nothing reaching the next segment's
+//!   base), the file is cut at the first bad batch
+//!   (with a warning), later segments are deleted, indexes are rebuilt and written
+//!   atomically, and the result is fsynced;
+//! - index files that are missing, of the wrong length or inconsistent (order,
+//!   positions past the end, an entry not on a batch start) make that segment
+//!   recovered instead of trusted.
+//!
+//! Every length read from disk is checked against the bytes really present before it
+//! is used; reads go through a bounded window, so a corrupt length never causes a
+//! large allocation. Checkpoints and rebuilt indexes are written to a temp file,
+//! fsynced and renamed, then the directory is fsynced. Segments are deleted oldest
+//! first by retention and newest first by truncation, so a crash part-way never
+//! leaves a hole; stray temp and index files are swept up on open.
 
+mod checkpoint;
+mod config;
+mod error;
+mod index;
+mod log;
+mod reader;
+mod recovery;
+mod segment;
+mod slice;
+
+pub use brook_protocol::batch::BatchHeader;
+pub use config::{LogConfig, MAX_SEGMENT_BYTES, NO_TIMESTAMP};
+pub use error::LogError;
+pub use log::{AppendInfo, Log, RECOVERY_POINT_CHECKPOINT_INTERVAL_MS};
+pub use slice::ReadSlice;
+
+#[cfg(test)]
+mod tests;

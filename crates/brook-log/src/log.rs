@@ -1,0 +1,588 @@
+//! [`Log`]: one partition's segments, offsets, flushing and retention.
+
+use std::collections::VecDeque;
+use std::iter;
+use std::path::{Path, PathBuf};
+
+use brook_protocol::batch::{self, BatchError, BatchHeader, BatchIter, BATCH_HEADER_LEN};
+
+use crate::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::config::{LogConfig, NO_TIMESTAMP};
+use crate::error::{IoContext, LogError};
+use crate::recovery;
+use crate::segment::{ActiveSegment, Segment};
+use crate::slice::ReadSlice;
+
+/// How often `tick` rewrites the recovery-point checkpoint when it has moved
+/// (Kafka's `log.flush.offset.checkpoint.interval.ms` default). A stale checkpoint is
+/// safe: recovery just scans more.
+pub const RECOVERY_POINT_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
+
+/// Most offsets one append may take: a segment's relative offsets must fit in `i32`.
+const MAX_OFFSETS_PER_APPEND: i64 = i32::MAX as i64;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The largest batch max timestamp appended (the append time for LogAppendTime).
+    pub max_timestamp: i64,
+    pub log_append_time_ms: Option<i64>,
+}
+
+/// One partition's log on disk. Not thread-safe by itself: the broker keeps each
+/// `Log` behind a lock and reads [`ReadSlice`]s outside it.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Segments that take no more appends, oldest first; all below `active`.
+    sealed: VecDeque<Segment>,
+    active: ActiveSegment,
+    log_start_offset: i64,
+    /// Everything below it is fsynced, and segments wholly below it have durable index
+    /// files. Never above the log end offset.
+    recovery_point: i64,
+    checkpointed_recovery_point: i64,
+    last_flush_ms: i64,
+    last_checkpoint_ms: i64,
+    /// The latest clock reading a caller passed in (flush has none of its own).
+    now_ms: i64,
+    recovered_segments: usize,
+}
+
+impl Log {
+    /// Opens the log in `dir` (creating it if missing), recovering after a crash.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
+        let loaded = recovery::load(dir, &config, now_ms)?;
+        let log_end_offset = loaded.active.segment().next_offset();
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            sealed: loaded.sealed,
+            active: loaded.active,
+            log_start_offset: loaded.log_start_offset,
+            // Recovery fsynced what it checked; trusted segments were already durable.
+            recovery_point: log_end_offset,
+            checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(-1),
+            last_flush_ms: now_ms,
+            last_checkpoint_ms: now_ms,
+            now_ms,
+            recovered_segments: loaded.recovered_segments,
+        };
+        log.checkpoint_recovery_point()?;
+        if loaded.log_start_checkpoint != Some(log.log_start_offset) {
+            checkpoint::write_offset(&log.dir, LOG_START_OFFSET_FILE, log.log_start_offset)?;
+        }
+        tracing::debug!(
+            dir = %log.dir.display(),
+            segments = log.segment_count(),
+            log_start_offset = log.log_start_offset,
+            log_end_offset,
+            clean_shutdown = loaded.clean_shutdown,
+            recovered_segments = log.recovered_segments,
+            "opened log"
+        );
+        Ok(log)
+    }
+
+    /// Takes effect from the next append or tick; existing segments are not rewritten.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active.segment().next_offset()
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// How many segments the last `open` checked batch by batch.
+    pub fn recovered_segments(&self) -> usize {
+        self.recovered_segments
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments().map(Segment::size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments().map(Segment::base_offset).collect()
+    }
+
+    /// Appends whole v2 batches, already validated (framing, CRC) by the caller.
+    ///
+    /// Stamps base offsets (consecutive from the log end) and `leader_epoch` in place,
+    /// and with `log_append_time = Some(now)` marks each batch LogAppendTime. The
+    /// batches go to one segment: it rolls first if they would not fit (size, age,
+    /// full index, offset range). Then the flush policy applies.
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.now_ms = now_ms;
+        let info = stamp_batches(
+            batches,
+            self.log_end_offset(),
+            leader_epoch,
+            log_append_time,
+        )?;
+        let roll =
+            self.active
+                .roll_reason(batches.len() as u64, info.last_offset, &self.config, now_ms);
+        if let Some(reason) = roll {
+            tracing::debug!(dir = %self.dir.display(), ?reason, "rolling segment");
+            self.roll(now_ms)?;
+        }
+        self.active
+            .append(batches, &self.config.index_policy(), now_ms)?;
+        let unflushed = self.log_end_offset() - self.recovery_point;
+        if u64::try_from(unflushed).unwrap_or(0) >= self.config.flush_interval_messages {
+            self.sync_all()?;
+        }
+        Ok(info)
+    }
+
+    /// Whole batches starting with the one containing `offset`, up to `max_bytes`
+    /// (at least one batch if `min_one_message`), never reaching
+    /// `max_offset_exclusive` (e.g. the high watermark). Stays within one segment; an
+    /// empty slice means nothing is readable yet.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: Option<i64>,
+        min_one_message: bool,
+    ) -> Result<ReadSlice, LogError> {
+        self.check_in_range(offset)?;
+        let log_end_offset = self.log_end_offset();
+        let limit = max_offset_exclusive.map_or(log_end_offset, |m| m.min(log_end_offset));
+        let first = self.segment_index_for(offset);
+        if offset < limit {
+            for segment in self.segments().skip(first) {
+                if let Some(slice) = segment.read(offset, max_bytes, limit, min_one_message)? {
+                    return Ok(slice);
+                }
+            }
+        }
+        let segment = self.segment_at(first);
+        Ok(segment.empty_slice(segment.size_bytes(), offset))
+    }
+
+    /// ListOffsets by timestamp: the first record at or after the log start offset with
+    /// timestamp >= `timestamp_ms`, as `(offset, timestamp)`.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let candidates = self.segments().filter(|s| {
+            s.next_offset() > self.log_start_offset
+                && s.max_timestamp().timestamp_ms >= timestamp_ms
+        });
+        for segment in candidates {
+            let found = segment.find_offset_by_timestamp(timestamp_ms, self.log_start_offset)?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: `(timestamp, offset)` of the first record carrying the
+    /// largest timestamp in the log. `None` for an empty log or one without timestamps.
+    pub fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let mut best: Option<&Segment> = None;
+        for segment in self.segments() {
+            let live = segment.next_offset() > self.log_start_offset;
+            let newer = match best {
+                Some(b) => segment.max_timestamp().timestamp_ms > b.max_timestamp().timestamp_ms,
+                None => true,
+            };
+            if live && newer && segment.max_timestamp().timestamp_ms > NO_TIMESTAMP {
+                best = Some(segment);
+            }
+        }
+        match best {
+            Some(segment) => segment.max_timestamp_record(self.log_start_offset),
+            None => Ok(None),
+        }
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (durably, before any
+    /// file is deleted) and deletes sealed segments wholly below it. Returns the new
+    /// log start offset (the low watermark).
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset < 0 || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        if offset > self.log_start_offset {
+            self.set_log_start_offset(offset)?;
+            let now_ms = self.now_ms;
+            self.delete_oldest_segments(now_ms, "log start offset", |segment, is_active| {
+                !is_active && segment.next_offset() <= offset
+            })?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes segments past `retention.ms`, then past `retention.bytes`, then wholly
+    /// below the log start offset, oldest first. If every segment is to go, a non-empty
+    /// active segment is rolled first, so the log keeps an (empty) active segment at the
+    /// log end. Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.now_ms = now_ms;
+        let mut deleted = 0;
+        let retention_ms = self.config.retention_ms;
+        if retention_ms >= 0 {
+            deleted += self.delete_oldest_segments(now_ms, "retention.ms", |segment, _| {
+                now_ms.saturating_sub(segment.largest_timestamp_ms()) > retention_ms
+            })?;
+        }
+        let retention_bytes = self.config.retention_bytes;
+        if retention_bytes >= 0 {
+            let mut excess_bytes =
+                i64::try_from(self.size_bytes()).unwrap_or(i64::MAX) - retention_bytes;
+            deleted += self.delete_oldest_segments(now_ms, "retention.bytes", |segment, _| {
+                let size = segment.size_bytes() as i64;
+                let deletable = excess_bytes - size >= 0;
+                if deletable {
+                    excess_bytes -= size;
+                }
+                deletable
+            })?;
+        }
+        let log_start_offset = self.log_start_offset;
+        deleted +=
+            self.delete_oldest_segments(now_ms, "log start offset", |segment, is_active| {
+                !is_active && segment.next_offset() <= log_start_offset
+            })?;
+        Ok(deleted)
+    }
+
+    /// Periodic work: roll by `segment.ms`, fsync by `flush.ms`, fsync segments sealed
+    /// since the last tick (Kafka flushes a rolled segment in the background), and
+    /// checkpoint the recovery point every [`RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`].
+    pub fn tick(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.now_ms = now_ms;
+        if self.active.time_roll_due(&self.config, now_ms) {
+            tracing::debug!(dir = %self.dir.display(), "rolling segment: segment.ms");
+            self.roll(now_ms)?;
+        }
+        let unflushed = self.log_end_offset() > self.recovery_point;
+        if unflushed && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms {
+            self.sync_all()?;
+        } else {
+            self.sync_sealed()?;
+        }
+        if now_ms.saturating_sub(self.last_checkpoint_ms) >= RECOVERY_POINT_CHECKPOINT_INTERVAL_MS {
+            self.checkpoint_recovery_point()?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs everything written, moves the recovery point to the log end and
+    /// checkpoints it.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.sync_all()?;
+        self.checkpoint_recovery_point()
+    }
+
+    /// Drops every batch from the one containing `offset` on (so the log may end below
+    /// `offset`). Below the first segment, the log is emptied and restarts at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        // Lowered durably first: a crash part-way makes recovery re-check the rest.
+        if offset < self.recovery_point {
+            self.recovery_point = offset;
+            self.checkpoint_recovery_point()?;
+        }
+        if offset < self.segment_at(0).base_offset() {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        while self.active.segment().base_offset() > offset {
+            let previous = self
+                .sealed
+                .pop_back()
+                .expect("a segment starts at or below offset");
+            let reopened = ActiveSegment::reopen_for_truncation(previous, self.now_ms);
+            std::mem::replace(&mut self.active, reopened)
+                .into_sealed()
+                .delete_files()?;
+        }
+        self.active.truncate_to(offset)?;
+        checkpoint::sync_dir(&self.dir)?;
+        let log_end_offset = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(log_end_offset);
+        self.checkpoint_recovery_point()?;
+        if self.log_start_offset > log_end_offset {
+            self.set_log_start_offset(log_end_offset)?;
+        }
+        tracing::info!(dir = %self.dir.display(), offset, log_end_offset, "truncated log");
+        Ok(())
+    }
+
+    /// The headers of every batch from the one containing `from_offset` to the end.
+    pub fn batch_headers_from(&self, from_offset: i64) -> Result<Vec<BatchHeader>, LogError> {
+        let mut headers = Vec::new();
+        self.visit_batch_headers_from(from_offset, |h| headers.push(*h))?;
+        Ok(headers)
+    }
+
+    /// Like [`Log::batch_headers_from`] without collecting: reads only the 61-byte
+    /// headers, through a small window.
+    pub fn visit_batch_headers_from(
+        &self,
+        from_offset: i64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let first = self.segment_index_for(from_offset);
+        for segment in self.segments().skip(first) {
+            segment.visit_headers(from_offset, &mut visit)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything, index files included, checkpoints and writes the
+    /// clean-shutdown marker, so the next open loads without scanning.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.active.finish_indexes()?;
+        self.sync_sealed()?;
+        self.active.segment_mut().sync(true)?;
+        self.recovery_point = self.log_end_offset();
+        self.checkpoint_recovery_point()?;
+        checkpoint::write_clean_shutdown(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), "closed log");
+        Ok(())
+    }
+
+    /// Removes the log's directory and everything in it.
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).io_context("deleting log directory", &dir)
+    }
+
+    fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.sealed.iter().chain(iter::once(self.active.segment()))
+    }
+
+    fn segment_at(&self, index: usize) -> &Segment {
+        self.sealed.get(index).unwrap_or(self.active.segment())
+    }
+
+    /// Index (in `segments()`) of the last segment starting at or below `offset`.
+    fn segment_index_for(&self, offset: i64) -> usize {
+        if self.active.segment().base_offset() <= offset {
+            return self.sealed.len();
+        }
+        self.sealed
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
+    }
+
+    fn check_in_range(&self, offset: i64) -> Result<(), LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            start: self.log_start_offset,
+            end: self.log_end_offset(),
+        }
+    }
+
+    /// Seals the active segment and starts a new one at the log end. The sealed
+    /// segment is fsynced later (next flush or tick), not on the append path.
+    fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        debug_assert!(
+            !self.active.segment().is_empty(),
+            "rolling an empty segment"
+        );
+        self.active.finish_indexes()?;
+        let next = ActiveSegment::create(&self.dir, self.log_end_offset(), now_ms)?;
+        let sealed = std::mem::replace(&mut self.active, next).into_sealed();
+        self.sealed.push_back(sealed);
+        Ok(())
+    }
+
+    /// fsyncs sealed segments that need it; the recovery point may then reach the
+    /// active segment's base.
+    fn sync_sealed(&mut self) -> Result<(), LogError> {
+        for segment in self.sealed.iter_mut().filter(|s| s.needs_sync()) {
+            segment.sync(true)?;
+        }
+        self.recovery_point = self.recovery_point.max(self.active.segment().base_offset());
+        Ok(())
+    }
+
+    /// fsyncs every written byte; the recovery point reaches the log end. The active
+    /// segment's index files are not synced: after a crash it is always recovered.
+    fn sync_all(&mut self) -> Result<(), LogError> {
+        self.sync_sealed()?;
+        self.active.segment_mut().sync(false)?;
+        self.recovery_point = self.log_end_offset();
+        self.last_flush_ms = self.now_ms;
+        Ok(())
+    }
+
+    fn checkpoint_recovery_point(&mut self) -> Result<(), LogError> {
+        if self.recovery_point != self.checkpointed_recovery_point {
+            checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, self.recovery_point)?;
+            self.checkpointed_recovery_point = self.recovery_point;
+        }
+        self.last_checkpoint_ms = self.now_ms;
+        Ok(())
+    }
+
+    fn set_log_start_offset(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset != self.log_start_offset {
+            checkpoint::write_offset(&self.dir, LOG_START_OFFSET_FILE, offset)?;
+            self.log_start_offset = offset;
+        }
+        Ok(())
+    }
+
+    /// Deletes the longest run of oldest segments for which `deletable(segment,
+    /// is_active)` holds (an empty active segment never counts), rolling first if that
+    /// run includes the active segment. The log start offset follows.
+    fn delete_oldest_segments(
+        &mut self,
+        now_ms: i64,
+        reason: &str,
+        mut deletable: impl FnMut(&Segment, bool) -> bool,
+    ) -> Result<usize, LogError> {
+        let sealed_count = self.sealed.len();
+        let count = self
+            .segments()
+            .enumerate()
+            .take_while(|&(i, segment)| {
+                let is_active = i == sealed_count;
+                !(is_active && segment.is_empty()) && deletable(segment, is_active)
+            })
+            .count();
+        if count == 0 {
+            return Ok(0);
+        }
+        if count > sealed_count {
+            self.roll(now_ms)?;
+        }
+        for _ in 0..count {
+            let segment = self.sealed.pop_front().expect("counted above");
+            segment.delete_files()?;
+        }
+        let first_base = self.segment_at(0).base_offset();
+        if first_base > self.log_start_offset {
+            self.set_log_start_offset(first_base)?;
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments = count,
+            reason,
+            log_start_offset = self.log_start_offset,
+            "deleted segments"
+        );
+        Ok(count)
+    }
+
+    /// Drops every segment and starts an empty log at `offset`.
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        self.active.segment().delete_files()?;
+        for segment in self.sealed.drain(..).rev() {
+            segment.delete_files()?;
+        }
+        self.active = ActiveSegment::create(&self.dir, offset, self.now_ms)?;
+        self.recovery_point = offset;
+        self.checkpoint_recovery_point()?;
+        self.set_log_start_offset(offset)?;
+        tracing::info!(dir = %self.dir.display(), offset, "truncated log fully");
+        Ok(())
+    }
+}
+
+/// Checks that `buf` is whole v2 batches, then assigns consecutive offsets from
+/// `first_offset`, stamps the leader epoch, and applies LogAppendTime if given.
+/// Nothing is modified unless every batch is well-framed.
+fn stamp_batches(
+    buf: &mut [u8],
+    first_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) -> Result<AppendInfo, LogError> {
+    if buf.is_empty() {
+        return Err(BatchError::Truncated {
+            need: BATCH_HEADER_LEN,
+            have: 0,
+        }
+        .into());
+    }
+    let mut offset_count: i64 = 0;
+    for item in BatchIter::new(buf) {
+        let (header, _) = item?;
+        offset_count += i64::from(header.last_offset_delta) + 1;
+    }
+    let overflow = LogError::OffsetOverflow {
+        next_offset: first_offset,
+        count: offset_count,
+    };
+    if offset_count > MAX_OFFSETS_PER_APPEND {
+        return Err(overflow);
+    }
+    let Some(end_offset) = first_offset.checked_add(offset_count) else {
+        return Err(overflow);
+    };
+    let mut next_offset = first_offset;
+    let mut max_timestamp = NO_TIMESTAMP;
+    let mut position = 0;
+    while position < buf.len() {
+        let header = BatchHeader::parse(&buf[position..]).expect("framing checked above");
+        let batch = &mut buf[position..position + header.total_size()];
+        batch::stamp(batch, next_offset, leader_epoch);
+        let timestamp = match log_append_time {
+            Some(now_ms) => {
+                batch::set_log_append_time(batch, now_ms);
+                now_ms
+            }
+            None => header.max_timestamp,
+        };
+        max_timestamp = max_timestamp.max(timestamp);
+        next_offset += i64::from(header.last_offset_delta) + 1;
+        position += header.total_size();
+    }
+    debug_assert_eq!(next_offset, end_offset);
+    Ok(AppendInfo {
+        base_offset: first_offset,
+        last_offset: end_offset - 1,
+        max_timestamp,
+        log_append_time_ms: log_append_time,
+    })
+}
