@@ -229,7 +229,10 @@ impl Groups {
             return Ok(());
         }
         self.ensure_offsets_topic(shared)?;
-        let partitions = shared.image().topic(OFFSETS_TOPIC).map_or(self.offsets_partitions, |t| t.partitions.len() as i32);
+        let partitions = shared
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map_or(self.offsets_partitions, |t| t.partitions.len() as i32);
         let index = offsets_partition_for(group_id, partitions);
         let partition = shared.partition(OFFSETS_TOPIC, index).ok_or_else(|| {
             ApiError::new(

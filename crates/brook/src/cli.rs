@@ -33,6 +33,9 @@ enum Command {
     Produce(ProduceArgs),
     /// Print records of a topic, one per line.
     Consume(ConsumeArgs),
+    /// List, describe, delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(crate::groups::GroupCommand),
     /// Load generators: produce, consume, end-to-end latency.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -163,5 +166,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Produce(args) => crate::tools::produce(args).await,
         Command::Consume(args) => crate::tools::consume(args).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
+        Command::Group(cmd) => crate::groups::run(cmd).await,
     }
 }

@@ -35,7 +35,7 @@ fn topic_name(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
-fn check(code: i16, what: &str, message: Option<&StrBytes>) -> Result<()> {
+pub fn check(code: i16, what: &str, message: Option<&StrBytes>) -> Result<()> {
     if code == 0 {
         return Ok(());
     }

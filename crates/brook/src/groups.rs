@@ -1,0 +1,299 @@
+//! `brook group list|describe|delete|reset-offsets`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Result};
+use brook_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use brook_protocol::kafka_protocol::messages::*;
+use brook_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
+use bytes::Buf;
+use clap::{Args, Subcommand};
+
+use crate::cli::Connect;
+use crate::client::Client;
+use crate::tools::{check, offsets_of, partitions_of};
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups and their states.
+    List {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Show a group's members, committed offsets and lag per partition.
+    Describe {
+        group: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Delete groups that have no active members.
+    Delete {
+        groups: Vec<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Move a group's committed offsets (the group must have no active members).
+    ResetOffsets(ResetArgs),
+}
+
+#[derive(Args)]
+pub struct ResetArgs {
+    pub group: String,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long, conflicts_with_all = ["to_latest", "to_offset", "shift_by"])]
+    pub to_earliest: bool,
+    #[arg(long, conflicts_with_all = ["to_offset", "shift_by"])]
+    pub to_latest: bool,
+    #[arg(long, conflicts_with = "shift_by")]
+    pub to_offset: Option<i64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub shift_by: Option<i64>,
+    /// Apply the change (without it, only print the plan, as Kafka's tool does with --dry-run).
+    #[arg(long)]
+    pub execute: bool,
+    #[command(flatten)]
+    pub connect: Connect,
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+pub async fn run(cmd: GroupCommand) -> Result<()> {
+    match cmd {
+        GroupCommand::List { connect } => list(&connect.bootstrap_server).await,
+        GroupCommand::Describe { group, connect } => {
+            describe(&connect.bootstrap_server, &group).await
+        }
+        GroupCommand::Delete { groups, connect } => delete(&connect.bootstrap_server, groups).await,
+        GroupCommand::ResetOffsets(args) => reset(args).await,
+    }
+}
+
+async fn list(bootstrap: &str) -> Result<()> {
+    let mut client = Client::connect(bootstrap).await?;
+    let ResponseKind::ListGroups(resp) = client
+        .call(
+            ApiKey::ListGroups,
+            4,
+            RequestKind::ListGroups(ListGroupsRequest::default()),
+        )
+        .await?
+    else {
+        bail!("unexpected response to ListGroups");
+    };
+    check(resp.error_code, "list groups", None)?;
+    let mut groups: Vec<(String, String)> = resp
+        .groups
+        .iter()
+        .map(|g| (g.group_id.0.to_string(), g.group_state.to_string()))
+        .collect();
+    groups.sort();
+    println!("{:<40} {}", "GROUP", "STATE");
+    for (g, state) in groups {
+        println!("{g:<40} {state}");
+    }
+    Ok(())
+}
+
+/// Committed offsets of a group: (topic, partition) -> offset.
+async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(None);
+    let ResponseKind::OffsetFetch(resp) = client
+        .call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(req))
+        .await?
+    else {
+        bail!("unexpected response to OffsetFetch");
+    };
+    check(
+        resp.error_code,
+        &format!("offsets of group '{group}'"),
+        None,
+    )?;
+    let mut out = BTreeMap::new();
+    for t in resp.topics {
+        for p in t.partitions {
+            if p.committed_offset >= 0 {
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a consumer-protocol assignment into "topic-partition" names.
+fn assigned(assignment: &[u8]) -> Vec<String> {
+    let mut buf = bytes::Bytes::copy_from_slice(assignment);
+    if buf.remaining() < 2 {
+        return vec![];
+    }
+    let version = buf.get_i16();
+    match ConsumerProtocolAssignment::decode(&mut buf, version) {
+        Ok(a) => a
+            .assigned_partitions
+            .iter()
+            .flat_map(|tp| {
+                tp.partitions
+                    .iter()
+                    .map(move |p| format!("{}-{p}", tp.topic.0))
+            })
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+async fn describe(bootstrap: &str, group: &str) -> Result<()> {
+    let mut client = Client::connect(bootstrap).await?;
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+    let ResponseKind::DescribeGroups(resp) = client
+        .call(ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(req))
+        .await?
+    else {
+        bail!("unexpected response to DescribeGroups");
+    };
+    let g = resp
+        .groups
+        .first()
+        .ok_or_else(|| anyhow!("no answer for group '{group}'"))?;
+    check(
+        g.error_code,
+        &format!("group '{group}'"),
+        g.error_message.as_ref(),
+    )?;
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for m in &g.members {
+        for tp in assigned(&m.member_assignment) {
+            owner.insert(
+                tp,
+                format!("{} ({})", m.member_id.as_str(), m.client_host.as_str()),
+            );
+        }
+    }
+    println!(
+        "Group: {group}  State: {}  Members: {}",
+        g.group_state.as_str(),
+        g.members.len()
+    );
+    let offsets = committed(&mut client, group).await?;
+    let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
+    topics.dedup();
+    println!(
+        "{:<30} {:>9} {:>15} {:>15} {:>10}  {}",
+        "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER"
+    );
+    for topic in topics {
+        let partitions = partitions_of(&mut client, &topic).await?;
+        let ends = offsets_of(&mut client, &topic, &partitions).await?;
+        for p in partitions {
+            let end = ends.get(&p).map_or(-1, |(_, e)| *e);
+            let current = offsets.get(&(topic.clone(), p)).copied();
+            let lag = current.map_or("-".to_string(), |c| (end - c).max(0).to_string());
+            let who = owner
+                .get(&format!("{topic}-{p}"))
+                .map_or("-", String::as_str);
+            let current = current.map_or("-".to_string(), |c| c.to_string());
+            println!("{topic:<30} {p:>9} {current:>15} {end:>15} {lag:>10}  {who}");
+        }
+    }
+    Ok(())
+}
+
+async fn delete(bootstrap: &str, groups: Vec<String>) -> Result<()> {
+    let mut client = Client::connect(bootstrap).await?;
+    let req = DeleteGroupsRequest::default()
+        .with_groups_names(groups.iter().map(|g| GroupId(s(g))).collect());
+    let ResponseKind::DeleteGroups(resp) = client
+        .call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(req))
+        .await?
+    else {
+        bail!("unexpected response to DeleteGroups");
+    };
+    for r in resp.results {
+        check(
+            r.error_code,
+            &format!("delete group '{}'", r.group_id.0),
+            None,
+        )?;
+        println!("Deleted group {}.", r.group_id.0);
+    }
+    Ok(())
+}
+
+async fn reset(args: ResetArgs) -> Result<()> {
+    let mut client = Client::connect(&args.connect.bootstrap_server).await?;
+    let partitions = partitions_of(&mut client, &args.topic).await?;
+    let bounds = offsets_of(&mut client, &args.topic, &partitions).await?;
+    let current = committed(&mut client, &args.group).await?;
+    let mut plan = Vec::new();
+    for p in &partitions {
+        let (start, end) = bounds[p];
+        let now = current
+            .get(&(args.topic.clone(), *p))
+            .copied()
+            .unwrap_or(end);
+        let target = if args.to_earliest {
+            start
+        } else if args.to_latest {
+            end
+        } else if let Some(o) = args.to_offset {
+            o
+        } else if let Some(d) = args.shift_by {
+            now + d
+        } else {
+            bail!("choose one of --to-earliest, --to-latest, --to-offset, --shift-by");
+        };
+        plan.push((*p, target.clamp(start, end)));
+    }
+    println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
+    for (p, o) in &plan {
+        println!("{:<30} {p:>9} {o:>12}", args.topic);
+    }
+    if !args.execute {
+        println!("Dry run: add --execute to apply.");
+        return Ok(());
+    }
+    let topic = OffsetCommitRequestTopic::default()
+        .with_name(TopicName(s(&args.topic)))
+        .with_partitions(
+            plan.iter()
+                .map(|(p, o)| {
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(*o)
+                })
+                .collect(),
+        );
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(&args.group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![topic]);
+    let ResponseKind::OffsetCommit(resp) = client
+        .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))
+        .await?
+    else {
+        bail!("unexpected response to OffsetCommit");
+    };
+    for t in resp.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                &format!(
+                    "reset {}-{} (is the group still active?)",
+                    t.name.0, p.partition_index
+                ),
+                None,
+            )?;
+        }
+    }
+    println!("Offsets reset.");
+    Ok(())
+}
