@@ -74,6 +74,7 @@
 //! first by retention and newest first by truncation, so a crash part-way never
 //! leaves a hole; stray temp and index files are swept up on open.
 
+mod check;
 mod checkpoint;
 mod config;
 mod error;
@@ -85,6 +86,7 @@ mod segment;
 mod slice;
 
 pub use brook_protocol::batch::BatchHeader;
+pub use check::{check_dir, is_partition_dir, CheckReport};
 pub use config::{LogConfig, MAX_SEGMENT_BYTES, NO_TIMESTAMP};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, RECOVERY_POINT_CHECKPOINT_INTERVAL_MS};

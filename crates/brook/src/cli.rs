@@ -36,6 +36,14 @@ enum Command {
     /// List, describe, delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(crate::groups::GroupCommand),
+    /// Verify segments, CRCs and indexes of a data directory offline (broker stopped).
+    CheckLog {
+        /// A data directory, or one partition's directory.
+        dir: PathBuf,
+        /// Print every partition, not only those with problems.
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Load generators: produce, consume, end-to-end latency.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -167,5 +175,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => crate::tools::consume(args).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
         Command::Group(cmd) => crate::groups::run(cmd).await,
+        Command::CheckLog { dir, verbose } => crate::check_log::run(&dir, verbose),
     }
 }

@@ -1,6 +1,7 @@
 //! `brook`: the broker (`brook serve`) and the client tools, in one binary.
 
 mod bench;
+mod check_log;
 mod cli;
 mod client;
 mod groups;
