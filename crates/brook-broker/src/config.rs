@@ -204,7 +204,7 @@ pub static BROKER_CONFIGS: &[(&str, &str)] = &[
     ("offsets.retention.check.interval.ms", "600000"),
     ("offsets.retention.minutes", "10080"),
     ("offsets.topic.num.partitions", "50"),
-    ("queued.max.requests", "500"),
+    ("queued.max.request.bytes", "536870912"),
     ("socket.request.max.bytes", "104857600"),
 ];
 

@@ -32,6 +32,15 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
+/// Bytes of request frames held in memory across all connections
+/// (`queued.max.request.bytes`): a frame's bytes are reserved before its body is read
+/// and released once its response is written.
+pub type RequestMemory = Arc<tokio::sync::Semaphore>;
+
+/// Frame bodies are read in steps of at most this much, so memory grows with the bytes
+/// that really arrive, not with the size a client claims.
+const FRAME_READ_STEP_BYTES: usize = 1024 * 1024;
+
 enum Outcome {
     Reply(BytesMut),
     NoReply,
@@ -43,6 +52,7 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     limits: ConnectionLimits,
+    memory: RequestMemory,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -51,7 +61,7 @@ pub async fn serve(
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, limits.max_request_size_bytes)) => frame,
+            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, limits.max_request_size_bytes, &memory)) => frame,
             _ = shutdown.changed() => break,
         };
         let frame = match frame {
@@ -66,6 +76,7 @@ pub async fn serve(
                 break;
             }
         };
+        let (frame, _reservation) = frame;
         match handle_frame(&shared, peer, frame).await {
             Outcome::Reply(bytes) => {
                 if writer.write_all(&bytes).await.is_err() {
@@ -89,7 +100,8 @@ pub async fn serve(
 async fn read_frame(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     limit: usize,
-) -> Result<Option<Bytes>, String> {
+    memory: &RequestMemory,
+) -> Result<Option<(Bytes, tokio::sync::OwnedSemaphorePermit)>, String> {
     let mut prefix = [0u8; FRAME_PREFIX_LEN];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -97,12 +109,28 @@ async fn read_frame(
         Err(e) => return Err(e.to_string()),
     }
     let len = frame_len(prefix, limit).map_err(|e| e.to_string())?;
-    let mut frame = BytesMut::zeroed(len);
-    reader
-        .read_exact(&mut frame)
+    let reservation = memory
+        .clone()
+        .acquire_many_owned(len as u32)
         .await
-        .map_err(|e| format!("reading a {len}-byte frame: {e}"))?;
-    Ok(Some(frame.freeze()))
+        .map_err(|_| "request memory pool closed".to_string())?;
+    let mut frame = BytesMut::new();
+    while frame.len() < len {
+        let step = (len - frame.len()).min(FRAME_READ_STEP_BYTES);
+        frame.reserve(step);
+        let n = (&mut *reader)
+            .take(step as u64)
+            .read_buf(&mut frame)
+            .await
+            .map_err(|e| format!("reading a {len}-byte frame: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed after {} of {len} frame bytes",
+                frame.len()
+            ));
+        }
+    }
+    Ok(Some((frame.freeze(), reservation)))
 }
 
 async fn handle_frame(shared: &Arc<Shared>, peer: SocketAddr, frame: Bytes) -> Outcome {

@@ -1,7 +1,8 @@
 //! The embeddable broker: bind, accept, spawn connection tasks, run background log
 //! maintenance, shut down gracefully.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,6 +171,15 @@ async fn accept_loop(
         .int("max.connections")
         .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
     let permits = Arc::new(Semaphore::new(max_connections));
+    let max_per_ip = shared.config.int("max.connections.per.ip").max(1) as usize;
+    let per_ip: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    // A frame up to socket.request.max.bytes must always fit in the pool.
+    let memory_bytes = shared
+        .config
+        .int("queued.max.request.bytes")
+        .max(limits.max_request_size_bytes as i64)
+        .clamp(1, u32::MAX as i64) as usize;
+    let memory = Arc::new(Semaphore::new(memory_bytes));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -188,15 +198,58 @@ async fn accept_loop(
             tracing::warn!(%peer, max_connections, "refusing connection: max.connections reached");
             continue;
         };
+        let Some(ip_slot) = IpSlot::take(&per_ip, peer.ip(), max_per_ip) else {
+            tracing::warn!(%peer, max_per_ip, "refusing connection: max.connections.per.ip reached");
+            continue;
+        };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let memory = memory.clone();
         connections.spawn(async move {
-            connection::serve(shared, stream, peer, limits, shutdown).await;
+            connection::serve(shared, stream, peer, limits, memory, shutdown).await;
             drop(permit);
+            drop(ip_slot);
         });
         while connections.try_join_next().is_some() {}
     }
     while connections.join_next().await.is_some() {}
+}
+
+/// One connection's place in the per-IP count, given back on drop.
+struct IpSlot {
+    counts: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(
+        counts: &Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<IpSlot> {
+        let mut map = counts.lock();
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock();
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Time-based flushes and rolls (`flush.ms`, `segment.ms`) and retention.
