@@ -163,6 +163,24 @@ mod tests {
     }
 
     #[test]
+    fn huge_array_length_is_an_error_not_an_allocation() {
+        // Produce v3 whose topic array claims i32::MAX entries in a 22-byte frame.
+        let mut f = Vec::new();
+        f.extend_from_slice(&0i16.to_be_bytes());
+        f.extend_from_slice(&3i16.to_be_bytes());
+        f.extend_from_slice(&1i32.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes());
+        f.extend_from_slice(&1i16.to_be_bytes());
+        f.extend_from_slice(&1000i32.to_be_bytes());
+        f.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(
+            decode_request(Bytes::from(f)),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+
+    #[test]
     fn short_and_unknown() {
         assert!(matches!(
             peek_header(&[0, 1]),
