@@ -1,0 +1,16 @@
+//! Replaying arbitrary `__consumer_offsets` records into the group coordinator.
+#![no_main]
+
+use brook_coord::{GroupConfig, GroupCoordinator, OffsetsRecord};
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let split = data.first().map_or(0, |b| *b as usize).min(data.len().saturating_sub(1));
+    let body = data.get(1..).unwrap_or_default();
+    let (key, value) = body.split_at(split.min(body.len()));
+    let mut coordinator = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+    let record = OffsetsRecord { key: Bytes::copy_from_slice(key), value: (!value.is_empty()).then(|| Bytes::copy_from_slice(value)) };
+    let _ = coordinator.replay(&record);
+    let _ = coordinator.tick(1_000);
+});
