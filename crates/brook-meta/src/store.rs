@@ -120,8 +120,12 @@ impl FileMetadataLog {
                 path: self.path.clone(),
                 source,
             };
-            file.write_all(&out).map_err(io)?;
-            file.sync_data().map_err(io)?;
+            let len_before = file.metadata().map_err(io)?.len();
+            if let Err(e) = file.write_all(&out).and_then(|()| file.sync_data()) {
+                // A partial line (disk full) would poison every later append: cut it off.
+                let _ = file.set_len(len_before);
+                return Err(io(e));
+            }
         }
         for r in records {
             self.image.apply(r);

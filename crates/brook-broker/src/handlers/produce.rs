@@ -7,7 +7,24 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::str_bytes;
+use crate::partition::AppendError;
 use crate::shared::{now_ms, Shared};
+
+/// Storage errors (a full disk) can fail every produce; log them once a second at most.
+fn storage_log_due() -> bool {
+    static LAST_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms();
+    let last = LAST_MS.load(std::sync::atomic::Ordering::Relaxed);
+    now - last >= 1000
+        && LAST_MS
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+}
 
 fn failed(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -74,6 +91,9 @@ pub async fn handle(
                                 .with_log_start_offset(a.log_start_offset)
                         }
                         Err(e) => {
+                            if matches!(e, AppendError::Storage(_)) && storage_log_due() {
+                                tracing::error!(topic = %topic.name.0, partition = pd.index, error = %e, "cannot append (logged at most once a second)");
+                            }
                             tracing::debug!(topic = %topic.name.0, partition = pd.index, error = %e, "produce rejected");
                             failed(pd.index, e.code(), Some(e.to_string()))
                         }
