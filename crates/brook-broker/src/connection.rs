@@ -109,27 +109,38 @@ async fn read_frame(
         Err(e) => return Err(e.to_string()),
     }
     let len = frame_len(prefix, limit).map_err(|e| e.to_string())?;
-    let reservation = memory
-        .clone()
-        .acquire_many_owned(len as u32)
-        .await
-        .map_err(|_| "request memory pool closed".to_string())?;
+    // Memory is reserved step by step as bytes arrive, so a client that claims a huge
+    // frame and sends it slowly holds only what it has really sent.
+    let mut reservation: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let mut frame = BytesMut::new();
     while frame.len() < len {
         let step = (len - frame.len()).min(FRAME_READ_STEP_BYTES);
-        frame.reserve(step);
-        let n = (&mut *reader)
-            .take(step as u64)
-            .read_buf(&mut frame)
+        let permit = memory
+            .clone()
+            .acquire_many_owned(step as u32)
             .await
-            .map_err(|e| format!("reading a {len}-byte frame: {e}"))?;
-        if n == 0 {
-            return Err(format!(
-                "connection closed after {} of {len} frame bytes",
-                frame.len()
-            ));
+            .map_err(|_| "request memory pool closed".to_string())?;
+        match &mut reservation {
+            Some(held) => held.merge(permit),
+            None => reservation = Some(permit),
+        }
+        frame.reserve(step);
+        let target = frame.len() + step;
+        while frame.len() < target {
+            let n = (&mut *reader)
+                .take((target - frame.len()) as u64)
+                .read_buf(&mut frame)
+                .await
+                .map_err(|e| format!("reading a {len}-byte frame: {e}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "connection closed after {} of {len} frame bytes",
+                    frame.len()
+                ));
+            }
         }
     }
+    let reservation = reservation.expect("frames are at least one byte long");
     Ok(Some((frame.freeze(), reservation)))
 }
 
