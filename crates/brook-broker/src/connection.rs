@@ -77,7 +77,12 @@ pub async fn serve(
             }
         };
         let (frame, _reservation) = frame;
-        match handle_frame(&shared, peer, frame).await {
+        // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
+        let outcome = tokio::select! {
+            outcome = handle_frame(&shared, peer, frame) => outcome,
+            _ = shutdown.changed() => break,
+        };
+        match outcome {
             Outcome::Reply(bytes) => {
                 if writer.write_all(&bytes).await.is_err() {
                     break;
