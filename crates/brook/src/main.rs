@@ -8,10 +8,23 @@ mod groups;
 mod serve;
 mod tools;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::Parser;
 
-fn main() -> Result<()> {
+/// Errors are printed as one tidy chain (`error: outer: cause`), never as a backtrace.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.is_serve() { "info" } else { "warn" })

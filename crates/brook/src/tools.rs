@@ -236,7 +236,8 @@ async fn describe(bootstrap: &str, name: &str) -> Result<()> {
     let offsets = offsets_of(&mut client, name, &partitions).await?;
     let resource = DescribeConfigsResource::default()
         .with_resource_type(2)
-        .with_resource_name(s(name));
+        .with_resource_name(s(name))
+        .with_configuration_keys(None);
     let req = DescribeConfigsRequest::default().with_resources(vec![resource]);
     let ResponseKind::DescribeConfigs(resp) = client
         .call(

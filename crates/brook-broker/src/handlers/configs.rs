@@ -35,10 +35,11 @@ pub fn describe(
         .resources
         .into_iter()
         .map(|r| {
+            // Null (or, leniently, an empty list) means every config.
             let wanted = |name: &str| {
                 r.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)

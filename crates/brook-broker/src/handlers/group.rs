@@ -137,7 +137,13 @@ pub fn describe(
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    shared.groups.read(|c| c.describe_groups(version, &req))
+    let mut response = shared.groups.read(|c| c.describe_groups(version, &req));
+    if req.include_authorized_operations {
+        for g in response.groups.iter_mut().filter(|g| g.error_code == 0) {
+            g.authorized_operations = super::authorized_ops::GROUP;
+        }
+    }
+    response
 }
 
 pub fn delete(

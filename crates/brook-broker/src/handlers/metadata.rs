@@ -13,11 +13,9 @@ use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
 };
 
+use super::authorized_ops::{self, if_requested, NOT_REQUESTED as OPS_NOT_REQUESTED};
 use super::{str_bytes, topic_name};
 use crate::shared::{validate_topic_name, Shared};
-
-/// "Authorized operations were not requested."
-const OPS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let (host, port) = &shared.config.advertised;
@@ -33,7 +31,7 @@ pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> Metad
     };
     let auto_create = (version < 4 || req.allow_auto_topic_creation)
         && shared.config.flag("auto.create.topics.enable");
-    let topics = if all {
+    let mut topics: Vec<MetadataResponseTopic> = if all {
         shared.with_image(|image| image.topics.values().map(describe_topic).collect())
     } else {
         req.topics
@@ -42,13 +40,21 @@ pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> Metad
             .map(|t| lookup(shared, t, auto_create))
             .collect()
     };
+    if req.include_topic_authorized_operations {
+        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+            t.topic_authorized_operations = authorized_ops::TOPIC;
+        }
+    }
     let cluster_id = shared.with_image(|i| i.cluster_id.clone());
     MetadataResponse::default()
         .with_brokers(vec![broker])
         .with_cluster_id(Some(str_bytes(cluster_id)))
         .with_controller_id(BrokerId(node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(if_requested(
+            req.include_cluster_authorized_operations,
+            authorized_ops::CLUSTER,
+        ))
 }
 
 fn lookup(
@@ -117,7 +123,7 @@ pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
 
 pub fn describe_cluster(
     shared: &Arc<Shared>,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let (host, port) = &shared.config.advertised;
     let broker = DescribeClusterBroker::default()
@@ -129,5 +135,8 @@ pub fn describe_cluster(
         .with_controller_id(BrokerId(shared.config.node_id))
         .with_brokers(vec![broker])
         .with_endpoint_type(1)
-        .with_cluster_authorized_operations(OPS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(if_requested(
+            req.include_cluster_authorized_operations,
+            authorized_ops::CLUSTER,
+        ))
 }

@@ -21,3 +21,58 @@ pub fn topic_name(s: &str) -> TopicName {
 pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
+
+/// Authorized-operation bit sets (Kafka's `AclOperation` codes). Brook has no
+/// authorizer, so every operation a resource supports is allowed; Kafka reports that set
+/// when a client asks for it, and `i32::MIN` when it does not.
+pub mod authorized_ops {
+    const fn bits(ops: &[u8]) -> i32 {
+        let mut v = 0i32;
+        let mut i = 0;
+        while i < ops.len() {
+            v |= 1 << ops[i];
+            i += 1;
+        }
+        v
+    }
+    const READ: u8 = 3;
+    const WRITE: u8 = 4;
+    const CREATE: u8 = 5;
+    const DELETE: u8 = 6;
+    const ALTER: u8 = 7;
+    const DESCRIBE: u8 = 8;
+    const CLUSTER_ACTION: u8 = 9;
+    const DESCRIBE_CONFIGS: u8 = 10;
+    const ALTER_CONFIGS: u8 = 11;
+    const IDEMPOTENT_WRITE: u8 = 12;
+
+    pub const NOT_REQUESTED: i32 = i32::MIN;
+    pub const TOPIC: i32 = bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DELETE,
+        ALTER,
+        DESCRIBE,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ]);
+    pub const GROUP: i32 = bits(&[READ, DELETE, DESCRIBE]);
+    pub const CLUSTER: i32 = bits(&[
+        CREATE,
+        ALTER,
+        DESCRIBE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+    ]);
+
+    pub fn if_requested(requested: bool, ops: i32) -> i32 {
+        if requested {
+            ops
+        } else {
+            NOT_REQUESTED
+        }
+    }
+}
