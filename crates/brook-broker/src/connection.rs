@@ -1,8 +1,7 @@
 //! One client connection: read frames, answer them in order, close on bad input.
 //!
 //! Requests are handled one at a time per connection, as Kafka does, so responses go out
-//! in correlation-id order. Pipelined requests are read from the buffer back to back and
-//! their responses flushed together.
+//! in correlation-id order; pipelined requests wait in the socket buffer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,7 +93,9 @@ pub async fn serve(
                 break;
             }
         }
-        if reader.buffer().is_empty() && writer.flush().await.is_err() {
+        // Flush every response: holding it back for a pipelined request that parks (a
+        // fetch long-poll, a JoinGroup) would delay it by that request's wait.
+        if writer.flush().await.is_err() {
             break;
         }
     }

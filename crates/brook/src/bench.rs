@@ -130,6 +130,9 @@ impl Percentiles {
     }
 }
 
+/// Largest batch `bench e2e` sends (Kafka's default max.message.bytes is ~1 MiB).
+const E2E_MAX_BATCH_BYTES: usize = 256 * 1024;
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
@@ -422,9 +425,13 @@ async fn e2e(b: E2eBench) -> Result<()> {
         let due = start + interval.mul_f64(sent as f64);
         tokio::time::sleep_until(due.into()).await;
         // Send everything that is due now as one batch, as a linger-free producer would.
+        // At most E2E_MAX_BATCH_BYTES per batch, so a broker that falls behind never
+        // receives a batch over its max.message.bytes.
+        let max_batch = (E2E_MAX_BATCH_BYTES / b.record_size.max(8)).max(1) as u64;
         let due_now = ((start.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64 + 1)
             .min(total)
-            .max(sent + 1);
+            .max(sent + 1)
+            .min(sent + max_batch);
         let now_us = start.elapsed().as_micros() as u64;
         let records: Vec<Record> = (sent..due_now)
             .map(|_| {
