@@ -92,7 +92,7 @@ async fn list(bootstrap: &str) -> Result<()> {
         .map(|g| (g.group_id.0.to_string(), g.group_state.to_string()))
         .collect();
     groups.sort();
-    println!("{:<40} {}", "GROUP", "STATE");
+    println!("{:<40} STATE", "GROUP");
     for (g, state) in groups {
         println!("{g:<40} {state}");
     }
@@ -186,8 +186,8 @@ async fn describe(bootstrap: &str, group: &str) -> Result<()> {
     let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
     topics.dedup();
     println!(
-        "{:<30} {:>9} {:>15} {:>15} {:>10}  {}",
-        "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER"
+        "{:<30} {:>9} {:>15} {:>15} {:>10}  CONSUMER",
+        "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
     );
     for topic in topics {
         let partitions = partitions_of(&mut client, &topic).await?;
