@@ -83,6 +83,13 @@ pub struct Shared {
     pub groups: Groups,
 }
 
+fn unknown_topic(name: &str) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     let bad = |why: &str| {
         Err(ApiError::new(
@@ -275,12 +282,11 @@ impl Shared {
 
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
         let mut meta = self.meta.lock();
-        let topic = meta.image().topic(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = meta
+            .image()
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
         meta.append(&[MetadataRecord::TopicDeleted {
             name: name.to_string(),
         }])?;
@@ -318,12 +324,11 @@ impl Shared {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let mut meta = self.meta.lock();
-        let topic = meta.image().topic(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = meta
+            .image()
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))?;
         let current = topic.partitions.len() as i32;
         if total <= current {
             return Err(ApiError::new(
@@ -369,10 +374,7 @@ impl Shared {
         }
         let mut meta = self.meta.lock();
         if meta.image().topic(name).is_none() {
-            return Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
+            return Err(unknown_topic(name));
         }
         if validate_only {
             return Ok(());

@@ -70,6 +70,16 @@ pub fn decode_request(mut frame: Bytes) -> Result<(RequestHeader, RequestKind), 
     Ok((header, body))
 }
 
+/// Builds one frame: a size prefix, then whatever `encode` writes.
+fn framed(encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>) -> anyhow::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    encode(&mut buf)?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
 /// Encodes a complete response frame: size prefix, response header, body.
 pub fn encode_response(
     api: ApiKey,
@@ -77,41 +87,31 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
-    let err = |source| EncodeError {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    framed(|buf| {
+        header.encode(buf, api.response_header_version(version))?;
+        body.encode(buf, version)
+    })
+    .map_err(|source| EncodeError {
         api,
         version,
         source,
-    };
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
-        .encode(&mut buf, api.response_header_version(version))
-        .map_err(err)?;
-    body.encode(&mut buf, version).map_err(err)?;
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf)
+    })
 }
 
 /// Encodes a request frame (used by Brook's own client tools).
 pub fn encode_request(header: &RequestHeader, body: &RequestKind) -> Result<BytesMut, EncodeError> {
     let api = ApiKey::try_from(header.request_api_key).unwrap_or(ApiKey::ApiVersions);
     let version = header.request_api_version;
-    let err = |source| EncodeError {
+    framed(|buf| {
+        header.encode(buf, api.request_header_version(version))?;
+        body.encode(buf, version)
+    })
+    .map_err(|source| EncodeError {
         api,
         version,
         source,
-    };
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    header
-        .encode(&mut buf, api.request_header_version(version))
-        .map_err(err)?;
-    body.encode(&mut buf, version).map_err(err)?;
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf)
+    })
 }
 
 /// Decodes a response frame body (without size prefix) for Brook's own client tools.

@@ -15,9 +15,7 @@ use crate::cli::Connect;
 use crate::client::Client;
 use crate::tools::{compression, offsets_of, partitions_of, Producer};
 use brook_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use brook_protocol::kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, TopicName,
-};
+use brook_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use brook_protocol::kafka_protocol::protocol::StrBytes;
 use brook_protocol::records::{encode_batch, Record};
 
@@ -331,12 +329,7 @@ async fn consume(b: ConsumeBench) -> Result<()> {
     while records < target && Instant::now() < deadline {
         positions.retain(|p, off| *off < ends[p]);
         let req = fetch_request(&b.common.topic, &positions, b.partition_max_bytes, 500);
-        let ResponseKind::Fetch(resp) = client
-            .call(ApiKey::Fetch, 12, RequestKind::Fetch(req))
-            .await?
-        else {
-            bail!("unexpected response to Fetch");
-        };
+        let resp: FetchResponse = client.request(12, req).await?;
         for t in resp.responses {
             for p in t.partitions {
                 if p.error_code != 0 {
@@ -380,12 +373,7 @@ async fn e2e(b: E2eBench) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(b.seconds + 10);
         while seen < total && Instant::now() < deadline {
             let req = fetch_request(&topic, &positions, 1024 * 1024, 100);
-            let ResponseKind::Fetch(resp) = client
-                .call(ApiKey::Fetch, 12, RequestKind::Fetch(req))
-                .await?
-            else {
-                bail!("unexpected response to Fetch");
-            };
+            let resp: FetchResponse = client.request(12, req).await?;
             for t in resp.responses {
                 for p in t.partitions {
                     let Some(data) = p.records else { continue };

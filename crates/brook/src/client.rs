@@ -3,9 +3,12 @@
 
 use std::collections::VecDeque;
 
-use anyhow::{bail, Context, Result};
-use brook_protocol::kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use anyhow::{anyhow, bail, Context, Result};
+use brook_protocol::kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
 use brook_protocol::kafka_protocol::protocol::StrBytes;
+use brook_protocol::kafka_protocol::protocol::{Decodable, Request};
 use brook_protocol::request::{decode_response, encode_request};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -68,8 +71,8 @@ impl Client {
         self.in_flight.len()
     }
 
-    /// Receives the response to the oldest request in flight.
-    pub async fn receive(&mut self) -> Result<ResponseKind> {
+    /// Reads the frame answering the oldest request in flight, checking its correlation id.
+    async fn receive_frame(&mut self) -> Result<(ApiKey, i16, Bytes)> {
         let Some((expected, api, version)) = self.in_flight.pop_front() else {
             bail!("no request in flight")
         };
@@ -78,30 +81,37 @@ impl Client {
             .read_i32()
             .await
             .context("connection closed by the broker")?;
-        if len < 0 || len as usize > MAX_RESPONSE_BYTES {
+        if len < 4 || len as usize > MAX_RESPONSE_BYTES {
             bail!("invalid response size {len}");
         }
         let mut buf = BytesMut::zeroed(len as usize);
         self.reader.read_exact(&mut buf).await?;
-        let (correlation_id, body) = decode_response(api, version, Bytes::from(buf))?;
+        let correlation_id = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         if correlation_id != expected {
             bail!(
                 "response out of order: expected correlation id {expected}, got {correlation_id}"
             );
         }
-        Ok(body)
+        Ok((api, version, buf.freeze()))
     }
 
-    /// Sends one request and waits for its response.
-    pub async fn call(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        body: RequestKind,
-    ) -> Result<ResponseKind> {
-        self.send(api, version, body, true).await?;
+    /// Receives the response to the oldest request in flight.
+    pub async fn receive(&mut self) -> Result<ResponseKind> {
+        let (api, version, frame) = self.receive_frame().await?;
+        Ok(decode_response(api, version, frame)?.1)
+    }
+
+    /// Sends one typed request and waits for its typed response.
+    pub async fn request<R>(&mut self, version: i16, body: R) -> Result<R::Response>
+    where
+        R: Request + Into<RequestKind>,
+    {
+        let api = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown API key {}", R::KEY))?;
+        self.send(api, version, body.into(), true).await?;
         self.flush().await?;
-        self.receive().await
+        let (_, _, mut frame) = self.receive_frame().await?;
+        ResponseHeader::decode(&mut frame, api.response_header_version(version))?;
+        Ok(R::Response::decode(&mut frame, version)?)
     }
 }
 

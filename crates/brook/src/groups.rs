@@ -75,16 +75,7 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
 
 async fn list(bootstrap: &str) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
-    let ResponseKind::ListGroups(resp) = client
-        .call(
-            ApiKey::ListGroups,
-            4,
-            RequestKind::ListGroups(ListGroupsRequest::default()),
-        )
-        .await?
-    else {
-        bail!("unexpected response to ListGroups");
-    };
+    let resp: ListGroupsResponse = client.request(4, ListGroupsRequest::default()).await?;
     check(resp.error_code, "list groups", None)?;
     let mut groups: Vec<(String, String)> = resp
         .groups
@@ -104,12 +95,7 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
     let req = OffsetFetchRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_topics(None);
-    let ResponseKind::OffsetFetch(resp) = client
-        .call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(req))
-        .await?
-    else {
-        bail!("unexpected response to OffsetFetch");
-    };
+    let resp: OffsetFetchResponse = client.request(7, req).await?;
     check(
         resp.error_code,
         &format!("offsets of group '{group}'"),
@@ -153,12 +139,7 @@ fn assigned(assignment: &[u8]) -> Vec<String> {
 async fn describe(bootstrap: &str, group: &str) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
-    let ResponseKind::DescribeGroups(resp) = client
-        .call(ApiKey::DescribeGroups, 5, RequestKind::DescribeGroups(req))
-        .await?
-    else {
-        bail!("unexpected response to DescribeGroups");
-    };
+    let resp: DescribeGroupsResponse = client.request(5, req).await?;
     let g = resp
         .groups
         .first()
@@ -210,12 +191,7 @@ async fn delete(bootstrap: &str, groups: Vec<String>) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let req = DeleteGroupsRequest::default()
         .with_groups_names(groups.iter().map(|g| GroupId(s(g))).collect());
-    let ResponseKind::DeleteGroups(resp) = client
-        .call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(req))
-        .await?
-    else {
-        bail!("unexpected response to DeleteGroups");
-    };
+    let resp: DeleteGroupsResponse = client.request(2, req).await?;
     for r in resp.results {
         check(
             r.error_code,
@@ -276,12 +252,7 @@ async fn reset(args: ResetArgs) -> Result<()> {
         .with_generation_id_or_member_epoch(-1)
         .with_member_id(s(""))
         .with_topics(vec![topic]);
-    let ResponseKind::OffsetCommit(resp) = client
-        .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(req))
-        .await?
-    else {
-        bail!("unexpected response to OffsetCommit");
-    };
+    let resp: OffsetCommitResponse = client.request(8, req).await?;
     for t in resp.topics {
         for p in t.partitions {
             check(

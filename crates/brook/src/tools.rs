@@ -74,16 +74,9 @@ pub async fn partitions_of(client: &mut Client, topic: &str) -> Result<Vec<i32>>
     let req = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
     ]));
-    let ResponseKind::Metadata(resp) = client
-        .call(
-            ApiKey::Metadata,
-            12,
-            RequestKind::Metadata(req.with_allow_auto_topic_creation(true)),
-        )
-        .await?
-    else {
-        bail!("unexpected response to Metadata");
-    };
+    let resp: MetadataResponse = client
+        .request(12, req.with_allow_auto_topic_creation(true))
+        .await?;
     let t = resp
         .topics
         .first()
@@ -115,12 +108,7 @@ pub async fn offsets_of(
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
                 .with_partitions(parts)]);
-        let ResponseKind::ListOffsets(resp) = client
-            .call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))
-            .await?
-        else {
-            bail!("unexpected response to ListOffsets");
-        };
+        let resp: ListOffsetsResponse = client.request(7, req).await?;
         for t in resp.topics {
             for p in t.partitions {
                 check(
@@ -166,12 +154,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
             let req = CreateTopicsRequest::default()
                 .with_topics(vec![topic])
                 .with_timeout_ms(30_000);
-            let ResponseKind::CreateTopics(resp) = client
-                .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req))
-                .await?
-            else {
-                bail!("unexpected response to CreateTopics");
-            };
+            let resp: CreateTopicsResponse = client.request(7, req).await?;
             for t in resp.topics {
                 check(
                     t.error_code,
@@ -183,16 +166,9 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
         }
         TopicCommand::List { connect } => {
             let mut client = Client::connect(&connect.bootstrap_server).await?;
-            let ResponseKind::Metadata(resp) = client
-                .call(
-                    ApiKey::Metadata,
-                    12,
-                    RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
-                )
-                .await?
-            else {
-                bail!("unexpected response to Metadata");
-            };
+            let resp: MetadataResponse = client
+                .request(12, MetadataRequest::default().with_topics(None))
+                .await?;
             let mut names: Vec<String> = resp
                 .topics
                 .iter()
@@ -211,12 +187,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
             let req = DeleteTopicsRequest::default()
                 .with_topic_names(vec![topic_name(&name)])
                 .with_timeout_ms(30_000);
-            let ResponseKind::DeleteTopics(resp) = client
-                .call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(req))
-                .await?
-            else {
-                bail!("unexpected response to DeleteTopics");
-            };
+            let resp: DeleteTopicsResponse = client.request(5, req).await?;
             for r in resp.responses {
                 check(
                     r.error_code,
@@ -239,16 +210,7 @@ async fn describe(bootstrap: &str, name: &str) -> Result<()> {
         .with_resource_name(s(name))
         .with_configuration_keys(None);
     let req = DescribeConfigsRequest::default().with_resources(vec![resource]);
-    let ResponseKind::DescribeConfigs(resp) = client
-        .call(
-            ApiKey::DescribeConfigs,
-            4,
-            RequestKind::DescribeConfigs(req),
-        )
-        .await?
-    else {
-        bail!("unexpected response to DescribeConfigs");
-    };
+    let resp: DescribeConfigsResponse = client.request(4, req).await?;
     let overrides: Vec<String> = resp
         .results
         .iter()
@@ -487,12 +449,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(&args.topic))
                 .with_partitions(parts)]);
-        let ResponseKind::Fetch(resp) = client
-            .call(ApiKey::Fetch, 12, RequestKind::Fetch(req))
-            .await?
-        else {
-            bail!("unexpected response to Fetch");
-        };
+        let resp: FetchResponse = client.request(12, req).await?;
         for t in resp.responses {
             for p in t.partitions {
                 check(
