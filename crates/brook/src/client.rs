@@ -111,7 +111,7 @@ impl Client {
         self.flush().await?;
         let (_, _, mut frame) = self.receive_frame().await?;
         ResponseHeader::decode(&mut frame, api.response_header_version(version))?;
-        Ok(R::Response::decode(&mut frame, version)?)
+        R::Response::decode(&mut frame, version)
     }
 }
 
