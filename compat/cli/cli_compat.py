@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Brook compatibility scenarios driven by Kafka's own command-line tools.
+
+The tools are the classes behind kafka-topics.sh, kafka-console-producer.sh,
+kafka-console-consumer.sh, kafka-consumer-groups.sh, kafka-get-offsets.sh and
+kafka-producer-perf-test.sh, run from the Maven artifacts pinned in compat/java/pom.xml:
+
+    python3 cli_compat.py 127.0.0.1:9092 JARS_DIR
+
+Prints one line per scenario: `RESULT {"scenario":..,"status":..,"detail":..}`; each tool
+invocation is echoed to stderr with its output, for the log.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import re
+import string
+import subprocess
+import sys
+import threading
+import time
+
+BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+JARS = sys.argv[2] if len(sys.argv) > 2 else "jars"
+RUN = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+TOOL_TIMEOUT_S = 60
+
+TOPICS = "org.apache.kafka.tools.TopicCommand"
+PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
+CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
+GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+GET_OFFSETS = "org.apache.kafka.tools.GetOffsetShell"
+PERF = "org.apache.kafka.tools.ProducerPerformance"
+
+# A short-lived JVM per tool: skip the optimizing JIT, keep the heap small.
+JVM = [
+    "java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m",
+    "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+    "-cp", os.path.join(JARS, "*"),
+]
+
+
+def report(scenario: str, status: str, detail: str) -> None:
+    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": detail[:2000]}), flush=True)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, msg: str) -> None:
+    if not cond:
+        raise Failed(msg)
+
+
+def tool(cls: str, *args: str, stdin: str | None = None, ok: bool = True) -> str:
+    """Runs one tool to completion; returns stdout. Fails on a non-zero exit if ok."""
+    cmd = JVM + [cls, *args]
+    started = time.monotonic()
+    p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    log(f"$ {cls.rsplit('.', 1)[1]} {' '.join(args)}  -> exit {p.returncode} in {time.monotonic() - started:.1f}s")
+    for line in (p.stdout + p.stderr).splitlines()[:60]:
+        log("    " + line)
+    if ok and p.returncode != 0:
+        raise Failed(f"{cls.rsplit('.', 1)[1]} {' '.join(args)} exited {p.returncode}: "
+                     f"{(p.stderr.strip() or p.stdout.strip())[-1500:]}")
+    return p.stdout
+
+
+def scenario(name: str, fn) -> None:
+    started = time.monotonic()
+    try:
+        detail = fn()
+        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
+    except subprocess.TimeoutExpired as e:
+        report(name, "fail", f"tool timed out after {e.timeout} s: {' '.join(map(str, e.cmd[-8:]))}")
+    except Exception as e:  # noqa: BLE001
+        report(name, "fail", f"{type(e).__name__}: {e}")
+
+
+def topic_name(s: str) -> str:
+    return f"cli-{s}-{RUN}"
+
+
+def bs() -> list[str]:
+    return ["--bootstrap-server", BOOTSTRAP]
+
+
+def create(topic: str, partitions: int = 1, *extra: str) -> str:
+    return tool(TOPICS, *bs(), "--create", "--topic", topic, "--partitions", str(partitions),
+                "--replication-factor", "1", *extra)
+
+
+def produce_lines(topic: str, lines: list[str], *extra: str) -> None:
+    tool(PRODUCER, *bs(), "--topic", topic, *extra, stdin="".join(l + "\n" for l in lines))
+
+
+def consume(topic: str, n: int, *extra: str) -> list[str]:
+    out = tool(CONSUMER, *bs(), "--topic", topic, "--max-messages", str(n), "--timeout-ms", "20000",
+               *extra, ok=False)
+    return out.splitlines()
+
+
+def end_offsets(topic: str, *time_args: str) -> dict[int, int]:
+    out = tool(GET_OFFSETS, *bs(), "--topic", topic, *time_args)
+    res = {}
+    for line in out.splitlines():
+        m = re.fullmatch(r"(.+):(\d+):(-?\d*)", line.strip())
+        if m and m.group(1) == topic:
+            res[int(m.group(2))] = int(m.group(3)) if m.group(3) else -1
+    return res
+
+
+def main() -> None:
+    # ---- admin (kafka-topics) ----
+    t = topic_name("admin")
+
+    def admin_create():
+        out = create(t, 3, "--config", "retention.ms=3600000")
+        check(f"Created topic {t}." in out, f"unexpected output: {out!r}")
+        return f"kafka-topics --create --partitions 3 --config retention.ms=3600000: {out.strip()}"
+
+    def admin_list():
+        out = tool(TOPICS, *bs(), "--list")
+        check(t in out.split(), f"--list lacks {t}: {out!r}")
+        return f"--list shows {len(out.split())} topics"
+
+    def admin_describe():
+        out = tool(TOPICS, *bs(), "--describe", "--topic", t)
+        check("PartitionCount: 3" in out, f"no 'PartitionCount: 3': {out!r}")
+        check("retention.ms=3600000" in out, f"no retention.ms=3600000: {out!r}")
+        parts = re.findall(r"Partition: (\d+)\s+Leader: (\d+)", out)
+        check(len(parts) == 3 and all(l == "1" for _, l in parts), f"partition lines: {parts}")
+        return "--describe: PartitionCount 3, Configs retention.ms=3600000, leader 1 for each partition"
+
+    def admin_add_partitions():
+        tool(TOPICS, *bs(), "--alter", "--topic", t, "--partitions", "5")
+        out = tool(TOPICS, *bs(), "--describe", "--topic", t)
+        check("PartitionCount: 5" in out, f"after --alter: {out!r}")
+        return "--alter --partitions 5: PartitionCount 3 -> 5"
+
+    def admin_delete():
+        tool(TOPICS, *bs(), "--delete", "--topic", t)
+        for _ in range(10):
+            if t not in tool(TOPICS, *bs(), "--list").split():
+                return "--delete, then gone from --list"
+            time.sleep(0.5)
+        raise Failed("topic still listed after --delete")
+
+    scenario("admin.create", admin_create)
+    scenario("admin.list", admin_list)
+    scenario("admin.describe", admin_describe)
+    scenario("admin.add_partitions", admin_add_partitions)
+    scenario("admin.delete", admin_delete)
+
+    # ---- produce (kafka-console-producer / consumer) ----
+    def keys_headers():
+        topic = topic_name("keys")
+        create(topic, 3)
+        lines = [f"h-index:{i},h-const:brook\tkey-{i}\tvalue-{i}" for i in range(30)]
+        produce_lines(topic, lines, "--reader-property", "parse.key=true", "--reader-property", "parse.headers=true")
+        got = consume(topic, 30, "--from-beginning", "--formatter-property", "print.key=true",
+                      "--formatter-property", "print.headers=true", "--formatter-property", "print.partition=true")
+        check(len(got) == 30, f"consumed {len(got)} lines: {got[:5]}")
+        parts = set()
+        seen = set()
+        for line in got:
+            m = re.fullmatch(r"Partition:(\d+)\th-index:(\d+),h-const:brook\tkey-(\d+)\tvalue-(\d+)", line)
+            check(m and m.group(2) == m.group(3) == m.group(4), f"bad line {line!r}")
+            parts.add(m.group(1))
+            seen.add(int(m.group(3)))
+        check(seen == set(range(30)), f"keys seen: {sorted(seen)}")
+        return f"parse.key + parse.headers in, print.key + print.headers out: 30 records over {len(parts)} partitions"
+
+    scenario("produce.keys_headers", keys_headers)
+
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        def codec_round_trip(codec=codec):
+            topic = topic_name(codec)
+            create(topic, 1)
+            vals = [(f"{codec} record {i} " * 20).strip() for i in range(50)]
+            produce_lines(topic, vals, "--compression-codec", codec)
+            got = consume(topic, 50, "--from-beginning")
+            check(got == vals, f"read back {len(got)} lines, first {got[:1]}")
+            return f"--compression-codec {codec}: 50 records read back intact"
+        scenario(f"produce.{codec}", codec_round_trip)
+
+    def idempotent():
+        topic = topic_name("idem")
+        create(topic, 1)
+        vals = [f"idem-{i}" for i in range(200)]
+        produce_lines(topic, vals, "--command-property", "enable.idempotence=true",
+                      "--command-property", "acks=all", "--command-property", "max.in.flight.requests.per.connection=5")
+        check(end_offsets(topic) == {0: 200}, f"end offsets {end_offsets(topic)}")
+        got = consume(topic, 200, "--from-beginning", "--formatter-property", "print.offset=true")
+        want = [f"Offset:{i}\tidem-{i}" for i in range(200)]
+        check(got == want, f"read back {len(got)} lines: {got[:3]}")
+        return "console producer with enable.idempotence=true acks=all: 200 records exactly once, in order"
+
+    scenario("produce.idempotent", idempotent)
+
+    def perf_test():
+        topic = topic_name("perf")
+        create(topic, 3)
+        out = tool(PERF, "--topic", topic, "--num-records", "20000", "--record-size", "200", "--throughput", "-1",
+                   "--producer-props", f"bootstrap.servers={BOOTSTRAP}", "acks=all", "compression.type=lz4",
+                   "linger.ms=5")
+        m = re.search(r"20000 records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)", out)
+        check(m, f"no summary line: {out!r}")
+        ends = end_offsets(topic)
+        check(sum(ends.values()) == 20000, f"end offsets {ends}")
+        return f"kafka-producer-perf-test 20000 x 200 B (idempotent default, lz4): {m.group(1)} rec/s; end offsets sum 20000"
+
+    scenario("tools.perf_test", perf_test)
+
+    # ---- consume ----
+    ctopic = topic_name("consume")
+
+    def earliest():
+        create(ctopic, 1)
+        produce_lines(ctopic, [f"old-{i}" for i in range(10)])
+        got = consume(ctopic, 10, "--from-beginning", "--group", f"cli-earliest-{RUN}",
+                      "--formatter-property", "print.offset=true")
+        check(got == [f"Offset:{i}\told-{i}" for i in range(10)], f"got {got}")
+        return "--group G --from-beginning: offsets 0..9"
+
+    def latest():
+        # A long-lived consumer (no --from-beginning: starts at the end) and a long-lived
+        # producer that sends one new record every 0.5 s until the consumer prints one:
+        # that first record must be a new one, at offset >= 10.
+        cons = subprocess.Popen(JVM + [CONSUMER, *bs(), "--topic", ctopic, "--group", f"cli-latest-{RUN}",
+                                       "--max-messages", "1", "--timeout-ms", "40000",
+                                       "--formatter-property", "print.offset=true"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        prod = subprocess.Popen(JVM + [PRODUCER, *bs(), "--topic", ctopic],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.extend(cons.stdout), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 40
+            i = 0
+            while not out and cons.poll() is None and time.monotonic() < deadline:
+                prod.stdin.write(f"new-{i}\n")
+                prod.stdin.flush()
+                i += 1
+                time.sleep(0.5)
+            cons.wait(10)
+            reader.join(5)
+        finally:
+            for p in (cons, prod):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        check(out, f"consumer printed nothing (exit {cons.returncode}): {cons.stderr.read()[-1000:]}")
+        m = re.fullmatch(r"Offset:(\d+)\tnew-(\d+)\n?", out[0])
+        check(m and int(m.group(1)) >= 10, f"first record {out[0]!r}")
+        return f"--group G without --from-beginning: first record {out[0].strip()!r}, none of the 10 old ones"
+
+    def by_timestamp():
+        topic = topic_name("ts")
+        group = f"cli-ts-{RUN}"
+        create(topic, 1)
+        produce_lines(topic, [f"ts-{i}" for i in range(6)])
+        time.sleep(0.05)
+        t1 = int(time.time() * 1000)
+        time.sleep(0.05)
+        produce_lines(topic, [f"ts-{i}" for i in range(6, 10)])
+        ts = end_offsets(topic, "--time", str(t1))
+        check(ts == {0: 6}, f"kafka-get-offsets --time {t1}: {ts}")
+        when = datetime.datetime.fromtimestamp(t1 / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        out = tool(GROUPS, *bs(), "--group", group, "--topic", topic, "--reset-offsets", "--to-datetime",
+                   when + "Z", "--execute")
+        check(re.search(rf"{re.escape(group)}\s+{re.escape(topic)}\s+0\s+6\b", out), f"reset output: {out!r}")
+        got = consume(topic, 4, "--group", group, "--formatter-property", "print.offset=true")
+        check(got == [f"Offset:{i}\tts-{i}" for i in range(6, 10)], f"got {got}")
+        return f"kafka-get-offsets --time -> 6; kafka-consumer-groups --reset-offsets --to-datetime {when}Z -> 6; read ts-6..ts-9"
+
+    scenario("consume.earliest", earliest)
+    scenario("consume.latest", latest)
+    scenario("consume.timestamp", by_timestamp)
+
+    # ---- groups (console consumer + kafka-consumer-groups) ----
+    gtopic = topic_name("group")
+    group = f"cli-group-{RUN}"
+
+    def commit_resume():
+        create(gtopic, 1)
+        produce_lines(gtopic, [f"g-{i}" for i in range(10)])
+        # max.poll.records=6 with --max-messages 6: the offset committed on close is 6
+        got = consume(gtopic, 6, "--group", group, "--from-beginning", "--command-property", "max.poll.records=6",
+                      "--formatter-property", "print.offset=true")
+        check(got == [f"Offset:{i}\tg-{i}" for i in range(6)], f"first consumer got {got}")
+        out = tool(GROUPS, *bs(), "--describe", "--group", group)
+        check(re.search(rf"{re.escape(group)}\s+{re.escape(gtopic)}\s+0\s+6\s+10\s+4\b", out),
+              f"describe after commit: {out!r}")
+        got = consume(gtopic, 4, "--group", group, "--formatter-property", "print.offset=true")
+        check(got == [f"Offset:{i}\tg-{i}" for i in range(6, 10)], f"resumed consumer got {got}")
+        return "console consumer committed 6 on close; a new one in the group resumed at offset 6"
+
+    def describe_lag():
+        out = tool(GROUPS, *bs(), "--list")
+        check(group in out.split(), f"--list lacks {group}: {out!r}")
+        produce_lines(gtopic, [f"more-{i}" for i in range(5)])
+        out = tool(GROUPS, *bs(), "--describe", "--group", group)
+        m = re.search(rf"{re.escape(group)}\s+{re.escape(gtopic)}\s+0\s+(\S+)\s+(\S+)\s+(\S+)", out)
+        check(m and m.groups() == ("10", "15", "5"), f"--describe: {out!r}")
+        out = tool(GROUPS, *bs(), "--describe", "--group", group, "--state")
+        check(re.search(r"\bEmpty\b", out), f"--describe --state: {out!r}")
+        return "--list shows the group; --describe: CURRENT-OFFSET 10, LOG-END-OFFSET 15, LAG 5; --state Empty"
+
+    scenario("group.commit_resume", commit_resume)
+    scenario("group.describe_lag", describe_lag)
+
+
+if __name__ == "__main__":
+    main()

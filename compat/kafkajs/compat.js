@@ -1,0 +1,319 @@
+#!/usr/bin/env node
+// Brook compatibility scenarios driven by kafkajs (pinned in package.json).
+//
+//   node compat.js 127.0.0.1:9092
+//
+// Prints one line per scenario: `RESULT {"scenario":..,"status":"pass|fail|n/a","detail":..}`.
+// compat/run.sh collects those lines; anything else on stdout/stderr is the log.
+'use strict'
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
+
+const { Kafka, logLevel, CompressionTypes, CompressionCodecs, ConfigResourceTypes } = require('kafkajs')
+const SnappyCodec = require('kafkajs-snappy')
+const LZ4Codec = require('kafkajs-lz4')
+
+CompressionCodecs[CompressionTypes.Snappy] = SnappyCodec
+CompressionCodecs[CompressionTypes.LZ4] = new LZ4Codec().codec
+
+const bootstrap = process.argv[2] || '127.0.0.1:9092'
+const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
+const SCENARIO_TIMEOUT_MS = 45000
+
+const kafka = new Kafka({
+  clientId: 'brook-compat-kafkajs',
+  brokers: [bootstrap],
+  logLevel: logLevel.WARN,
+  retry: { retries: 5, initialRetryTime: 200 },
+})
+
+function report (scenario, status, detail) {
+  console.log('RESULT ' + JSON.stringify({ scenario, status, detail: String(detail || '').slice(0, 2000) }))
+}
+
+function withTimeout (promise, ms, what) {
+  let t
+  return Promise.race([
+    promise.finally(() => clearTimeout(t)),
+    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms) }),
+  ])
+}
+
+async function scenario (name, fn) {
+  const started = Date.now()
+  try {
+    const detail = await withTimeout(fn(), SCENARIO_TIMEOUT_MS, name)
+    report(name, 'pass', `${detail || 'ok'} (${Date.now() - started} ms)`)
+  } catch (e) {
+    report(name, 'fail', (e && (e.stack || e.message)) || String(e))
+  }
+}
+
+function check (cond, msg) { if (!cond) throw new Error('check failed: ' + msg) }
+const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
+const topicName = (s) => `kjs-${s}-${RUN}`
+
+async function createTopic (admin, topic, numPartitions = 1, configEntries = []) {
+  const created = await admin.createTopics({
+    topics: [{ topic, numPartitions, replicationFactor: 1, configEntries }],
+    waitForLeaders: true,
+  })
+  check(created === true, `createTopics(${topic}) returned ${created}`)
+}
+
+async function produce (messages, topic, opts = {}) {
+  const producer = kafka.producer(opts.producer || { allowAutoTopicCreation: false })
+  await producer.connect()
+  try {
+    return await producer.send({ topic, messages, acks: -1, compression: opts.compression })
+  } finally {
+    await producer.disconnect()
+  }
+}
+
+// Runs a consumer in `groupId` until `want` messages arrived (or `until` returns true).
+// `seekTo`: {partition, offset} applied right after run(). `onJoined`: called once the
+// first fetch after the group join has completed (so "latest" is resolved).
+async function consume (topic, { groupId, fromBeginning = true, want, autoCommit = true, seekTo, onFetched, keepRunning = false }) {
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, heartbeatInterval: 1000, sessionTimeout: 10000 })
+  const got = []
+  let resolveDone
+  const done = new Promise(resolve => { resolveDone = resolve })
+  let fetchedOnce = false
+  consumer.on(consumer.events.FETCH, () => {
+    if (!fetchedOnce && onFetched) {
+      fetchedOnce = true
+      onFetched().catch(e => console.error('onFetched failed', e))
+    }
+  })
+  await consumer.connect()
+  await consumer.subscribe({ topics: [topic], fromBeginning })
+  await consumer.run({
+    autoCommit,
+    eachMessage: async ({ partition, message }) => {
+      got.push({ partition, ...message })
+      if (got.length >= want) resolveDone()
+    },
+  })
+  if (seekTo) consumer.seek({ topic, partition: seekTo.partition, offset: String(seekTo.offset) })
+  await done
+  if (!keepRunning) await consumer.disconnect()
+  return { got, consumer }
+}
+
+function hdr (message, name) {
+  const v = message.headers && message.headers[name]
+  if (v === undefined || v === null) return v
+  return Buffer.isBuffer(v) ? v.toString() : String(v)
+}
+
+async function main () {
+  const admin = kafka.admin()
+  await admin.connect()
+
+  // ---- admin ----
+  const adminTopic = topicName('admin')
+  await scenario('admin.create', async () => {
+    await createTopic(admin, adminTopic, 3, [{ name: 'retention.ms', value: '3600000' }])
+    return `created ${adminTopic} with 3 partitions, retention.ms=3600000`
+  })
+  await scenario('admin.list', async () => {
+    const topics = await admin.listTopics()
+    check(topics.includes(adminTopic), `listTopics lacks ${adminTopic}: ${topics}`)
+    return `${topics.length} topics`
+  })
+  await scenario('admin.describe', async () => {
+    const md = await admin.fetchTopicMetadata({ topics: [adminTopic] })
+    const t = md.topics.find(x => x.name === adminTopic)
+    check(t && t.partitions.length === 3, `metadata partitions: ${JSON.stringify(t)}`)
+    const cfg = await admin.describeConfigs({
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: adminTopic, configNames: ['retention.ms'] }],
+      includeSynonyms: false,
+    })
+    const entry = cfg.resources[0].configEntries.find(e => e.configName === 'retention.ms')
+    check(entry && entry.configValue === '3600000', `retention.ms: ${JSON.stringify(entry)}`)
+    return 'metadata 3 partitions, describeConfigs retention.ms=3600000'
+  })
+  await scenario('admin.add_partitions', async () => {
+    await admin.createPartitions({ topicPartitions: [{ topic: adminTopic, count: 5 }] })
+    for (let i = 0; i < 20; i++) {
+      const md = await admin.fetchTopicMetadata({ topics: [adminTopic] })
+      if (md.topics[0].partitions.length === 5) return '3 -> 5 partitions'
+      await sleep(200)
+    }
+    throw new Error('partition count did not become 5')
+  })
+  await scenario('admin.delete', async () => {
+    await admin.deleteTopics({ topics: [adminTopic], timeout: 5000 })
+    for (let i = 0; i < 20; i++) {
+      const topics = await admin.listTopics()
+      if (!topics.includes(adminTopic)) return 'deleted, gone from listTopics'
+      await sleep(200)
+    }
+    throw new Error('topic still listed after delete')
+  })
+
+  // ---- produce ----
+  await scenario('produce.keys_headers', async () => {
+    const topic = topicName('keys')
+    await createTopic(admin, topic, 3)
+    const msgs = []
+    for (let i = 0; i < 30; i++) {
+      msgs.push({ key: `key-${i}`, value: `value-${i}`, headers: { 'h-index': String(i), 'h-const': 'brook' } })
+    }
+    await produce(msgs, topic)
+    const { got } = await consume(topic, { groupId: `kjs-keys-${RUN}`, want: 30 })
+    check(got.length === 30, `got ${got.length}`)
+    const byKey = new Map()
+    for (const m of got) byKey.set(m.key.toString(), m)
+    for (let i = 0; i < 30; i++) {
+      const m = byKey.get(`key-${i}`)
+      check(m, `key-${i} missing`)
+      check(m.value.toString() === `value-${i}`, `value for key-${i}: ${m.value}`)
+      check(hdr(m, 'h-index') === String(i) && hdr(m, 'h-const') === 'brook', `headers for key-${i}: ${JSON.stringify(m.headers)}`)
+    }
+    // the same key always lands on the same partition
+    const partitions = new Set(got.map(m => m.partition))
+    return `30 keyed records with 2 headers each over ${partitions.size} partitions`
+  })
+
+  const codecs = [['gzip', CompressionTypes.GZIP], ['snappy', CompressionTypes.Snappy], ['lz4', CompressionTypes.LZ4]]
+  for (const [name, type] of codecs) {
+    await scenario(`produce.${name}`, async () => {
+      const topic = topicName(name)
+      await createTopic(admin, topic, 1)
+      const msgs = []
+      for (let i = 0; i < 50; i++) msgs.push({ key: `k${i}`, value: `${name} record ${i} `.repeat(20) })
+      await produce(msgs, topic, { compression: type })
+      const { got } = await consume(topic, { groupId: `kjs-${name}-${RUN}`, want: 50 })
+      for (let i = 0; i < 50; i++) {
+        check(got[i].value.toString() === msgs[i].value, `record ${i} differs`)
+        check(got[i].offset === String(i), `record ${i} at offset ${got[i].offset}`)
+      }
+      return `50 records, ${name}-compressed batch, read back intact`
+    })
+  }
+  report('produce.zstd', 'n/a', 'kafkajs has no built-in zstd codec; the plugin @kafkajs/zstd (native cppzst) does not build on Node 20')
+
+  await scenario('produce.idempotent', async () => {
+    const topic = topicName('idem')
+    await createTopic(admin, topic, 1)
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 2000 } })
+    await producer.connect()
+    try {
+      for (let b = 0; b < 5; b++) {
+        const msgs = []
+        for (let i = 0; i < 20; i++) msgs.push({ value: `idem-${b * 20 + i}` })
+        await producer.send({ topic, messages: msgs, acks: -1 })
+      }
+    } finally {
+      await producer.disconnect()
+    }
+    const { got } = await consume(topic, { groupId: `kjs-idem-${RUN}`, want: 100 })
+    await sleep(300)
+    check(got.length === 100, `got ${got.length}`)
+    got.forEach((m, i) => check(m.value.toString() === `idem-${i}` && m.offset === String(i), `record ${i}: ${m.offset} ${m.value}`))
+    return '100 records in 5 idempotent sends (acks=all), exactly once, in order'
+  })
+
+  // ---- consume ----
+  const consumeTopic = topicName('consume')
+  await scenario('consume.earliest', async () => {
+    await createTopic(admin, consumeTopic, 1)
+    const msgs = []
+    for (let i = 0; i < 10; i++) msgs.push({ value: `old-${i}` })
+    await produce(msgs, consumeTopic)
+    const { got } = await consume(consumeTopic, { groupId: `kjs-earliest-${RUN}`, fromBeginning: true, want: 10 })
+    check(got[0].offset === '0' && got[0].value.toString() === 'old-0', `first: ${got[0].offset}`)
+    return 'new group with fromBeginning read offsets 0..9'
+  })
+  await scenario('consume.latest', async () => {
+    const fresh = []
+    for (let i = 0; i < 5; i++) fresh.push({ value: `new-${i}` })
+    const { got } = await consume(consumeTopic, {
+      groupId: `kjs-latest-${RUN}`,
+      fromBeginning: false,
+      want: 5,
+      onFetched: async () => { await produce(fresh, consumeTopic) },
+    })
+    check(got[0].value.toString() === 'new-0' && got[0].offset === '10', `first: ${got[0].offset} ${got[0].value}`)
+    return 'new group without fromBeginning skipped the 10 old records, read the 5 new ones from offset 10'
+  })
+  await scenario('consume.timestamp', async () => {
+    const topic = topicName('ts')
+    await createTopic(admin, topic, 1)
+    const t0 = Date.now() - 600000
+    const t1 = Date.now() - 300000
+    const msgs = []
+    for (let i = 0; i < 10; i++) msgs.push({ value: `ts-${i}`, timestamp: String(i < 6 ? t0 + i : t1 + i) })
+    await produce(msgs, topic)
+    const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, t1)
+    check(offsets.length === 1 && offsets[0].offset === '6', `fetchTopicOffsetsByTimestamp: ${JSON.stringify(offsets)}`)
+    const { got } = await consume(topic, { groupId: `kjs-ts-${RUN}`, fromBeginning: true, want: 4, seekTo: { partition: 0, offset: offsets[0].offset } })
+    check(got[0].offset === '6' && got[0].value.toString() === 'ts-6', `first: ${got[0].offset} ${got[0].value}`)
+    check(got[0].timestamp === String(t1 + 6), `timestamp kept: ${got[0].timestamp} vs ${t1 + 6}`)
+    return 'fetchTopicOffsetsByTimestamp -> 6, seek, read ts-6..ts-9 with their CreateTime'
+  })
+
+  // ---- groups ----
+  await scenario('group.commit_resume', async () => {
+    const topic = topicName('group')
+    const groupId = `kjs-group-${RUN}`
+    await createTopic(admin, topic, 1)
+    const msgs = []
+    for (let i = 0; i < 10; i++) msgs.push({ value: `g-${i}` })
+    await produce(msgs, topic)
+    // first consumer: manual commit of offset 6 (records 0..5 processed), then close
+    const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200 })
+    let resolveSix
+    const six = new Promise(resolve => { resolveSix = resolve })
+    let seen = 0
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async () => { seen++; if (seen === 6) resolveSix() },
+    })
+    await six
+    await consumer.commitOffsets([{ topic, partition: 0, offset: '6' }])
+    await consumer.disconnect()
+    const committed = await admin.fetchOffsets({ groupId, topics: [topic] })
+    check(committed[0].partitions[0].offset === '6', `fetchOffsets: ${JSON.stringify(committed)}`)
+    // a new consumer in the same group resumes from 6
+    const { got } = await consume(topic, { groupId, fromBeginning: true, want: 4 })
+    check(got[0].offset === '6' && got[0].value.toString() === 'g-6', `resumed at ${got[0].offset}`)
+    return 'committed 6, closed, new member resumed at offset 6'
+  })
+  await scenario('group.describe_lag', async () => {
+    const topic = topicName('lag')
+    const groupId = `kjs-lag-${RUN}`
+    await createTopic(admin, topic, 1)
+    const msgs = []
+    for (let i = 0; i < 10; i++) msgs.push({ value: `l-${i}` })
+    await produce(msgs, topic)
+    const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200 })
+    let resolveFour
+    const four = new Promise(resolve => { resolveFour = resolve })
+    let seen = 0
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({ autoCommit: false, eachMessage: async () => { seen++; if (seen === 4) resolveFour() } })
+    await four
+    await consumer.commitOffsets([{ topic, partition: 0, offset: '4' }])
+    try {
+      const { groups } = await admin.describeGroups([groupId])
+      const g = groups[0]
+      check(g.state === 'Stable' && g.members.length === 1 && g.protocolType === 'consumer', `describeGroups: ${JSON.stringify(g)}`)
+      const committed = await admin.fetchOffsets({ groupId, topics: [topic] })
+      const end = await admin.fetchTopicOffsets(topic)
+      const lag = Number(end[0].high) - Number(committed[0].partitions[0].offset)
+      check(lag === 6, `lag ${lag} (end ${end[0].high}, committed ${committed[0].partitions[0].offset})`)
+      return `group Stable with 1 member (${g.protocol}), committed 4, end 10, lag 6`
+    } finally {
+      await consumer.disconnect()
+    }
+  })
+
+  await admin.disconnect()
+}
+
+main().then(() => process.exit(0)).catch(e => { console.error('fatal', e); process.exit(1) })

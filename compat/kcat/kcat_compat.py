@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Brook compatibility scenarios driven by kcat (librdkafka), the Debian package that
+scripts/setup-test-deps.sh installs.
+
+    python3 kcat_compat.py 127.0.0.1:9092
+
+kcat has no admin commands besides metadata listing (-L) and no group describe, so those
+cells are n/a; topics are auto-created on first produce (num.partitions=1).
+Prints one line per scenario: `RESULT {"scenario":..,"status":..,"detail":..}`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import subprocess
+import sys
+import threading
+import time
+
+BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+RUN = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+
+
+def report(scenario, status, detail):
+    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": str(detail)[:2000]}), flush=True)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+def scenario(name, fn):
+    started = time.monotonic()
+    try:
+        detail = fn()
+        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
+    except subprocess.TimeoutExpired as e:
+        report(name, "fail", f"kcat timed out after {e.timeout} s: {e.cmd}")
+    except Exception as e:  # noqa: BLE001
+        report(name, "fail", f"{type(e).__name__}: {e}")
+
+
+def kcat(*args, stdin=None, timeout=30):
+    p = subprocess.run(["kcat", "-b", BOOTSTRAP, *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+    print(f"$ kcat {' '.join(args)} -> exit {p.returncode}", file=sys.stderr)
+    for line in (p.stdout + p.stderr).splitlines()[:40]:
+        print("    " + line, file=sys.stderr)
+    if p.returncode != 0:
+        raise Failed(f"kcat {' '.join(args)} exited {p.returncode}: {p.stderr.strip()[-1000:]}")
+    return p.stdout
+
+
+def produce(topic, lines, *extra):
+    kcat("-P", "-t", topic, *extra, stdin="".join(l + "\n" for l in lines))
+
+
+def read(topic, n, *extra):
+    out = kcat("-C", "-t", topic, "-o", "beginning", "-e", "-c", str(n), "-f", "%o|%k|%s|%h\\n", *extra)
+    return [line.split("|") for line in out.splitlines()]
+
+
+def topic_name(s):
+    return f"kcat-{s}-{RUN}"
+
+
+def main():
+    for s in ("admin.create", "admin.add_partitions", "admin.delete"):
+        report(s, "n/a", "kcat has no admin commands")
+
+    t = topic_name("admin")
+
+    def admin_list():
+        produce(t, ["x"])  # auto-created
+        md = json.loads(kcat("-L", "-J"))
+        names = [x["topic"] for x in md["topics"]]
+        check(t in names, f"-L lacks {t}: {names}")
+        check(md["brokers"][0]["name"].startswith("127.0.0.1:"), f"brokers {md['brokers']}")
+        return f"kcat -L -J lists {len(names)} topics and broker {md['brokers'][0]['name']}"
+
+    def admin_describe():
+        md = json.loads(kcat("-L", "-J", "-t", t))
+        parts = md["topics"][0]["partitions"]
+        check(len(parts) == 1 and parts[0]["leader"] == 1, f"partitions {parts}")
+        return "kcat -L -t: 1 partition (auto-created), leader 1"
+
+    scenario("admin.list", admin_list)
+    scenario("admin.describe", admin_describe)
+
+    def keys_headers():
+        topic = topic_name("keys")
+        produce(topic, [f"key-{i}:value-{i}" for i in range(30)], "-K:", "-H", "h-const=brook", "-H", "h-run=" + RUN)
+        got = read(topic, 30)
+        check(len(got) == 30, f"read {len(got)}")
+        for i, (off, k, v, h) in enumerate(got):
+            check(off == str(i) and k == f"key-{i}" and v == f"value-{i}", f"record {i}: {off} {k} {v}")
+            check(h == f"h-const=brook,h-run={RUN}", f"headers {h!r}")
+        return "-K: -H h-const=brook -H h-run=..: 30 keyed records with headers read back"
+
+    scenario("produce.keys_headers", keys_headers)
+
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        def codec_round_trip(codec=codec):
+            topic = topic_name(codec)
+            vals = [f"{codec} record {i} " * 20 for i in range(50)]
+            produce(topic, vals, "-z", codec, "-X", "linger.ms=100")
+            got = read(topic, 50)
+            check([v for _, _, v, _ in got] == [v for v in vals], f"read back {len(got)}")
+            return f"-z {codec}: 50 records read back intact"
+        scenario(f"produce.{codec}", codec_round_trip)
+
+    def idempotent():
+        topic = topic_name("idem")
+        produce(topic, [f"idem-{i}" for i in range(200)], "-X", "enable.idempotence=true", "-X", "acks=all")
+        got = read(topic, 200)
+        check([(o, v) for o, _, v, _ in got] == [(str(i), f"idem-{i}") for i in range(200)], "order")
+        return "-X enable.idempotence=true: 200 records exactly once, in order"
+
+    scenario("produce.idempotent", idempotent)
+
+    ctopic = topic_name("consume")
+
+    def earliest():
+        produce(ctopic, [f"old-{i}" for i in range(10)])
+        got = read(ctopic, 10)
+        check([o for o, *_ in got] == [str(i) for i in range(10)], f"offsets {got}")
+        return "-o beginning: offsets 0..9"
+
+    def latest():
+        cons = subprocess.Popen(["kcat", "-b", BOOTSTRAP, "-C", "-t", ctopic, "-o", "end", "-c", "1",
+                                 "-f", "%o|%s\\n"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(cons.stdout), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 30
+            i = 0
+            while not out and cons.poll() is None and time.monotonic() < deadline:
+                produce(ctopic, [f"new-{i}"])
+                i += 1
+                time.sleep(0.3)
+            cons.wait(10)
+            reader.join(5)
+        finally:
+            if cons.poll() is None:
+                cons.kill()
+                cons.wait()
+        check(out, f"nothing read: {cons.stderr.read()[-500:]}")
+        off, val = out[0].strip().split("|")
+        check(int(off) >= 10 and val.startswith("new-"), f"first {out[0]!r}")
+        return f"-o end: first record offset {off} ({val}), none of the 10 old ones"
+
+    def by_timestamp():
+        topic = topic_name("ts")
+        produce(topic, [f"ts-{i}" for i in range(6)])
+        time.sleep(0.05)
+        t1 = int(time.time() * 1000)
+        time.sleep(0.05)
+        produce(topic, [f"ts-{i}" for i in range(6, 10)])
+        out = kcat("-C", "-t", topic, "-o", f"s@{t1}", "-e", "-f", "%o|%s|%T\\n")
+        got = [line.split("|") for line in out.splitlines()]
+        check([(o, v) for o, v, _ in got] == [(str(i), f"ts-{i}") for i in range(6, 10)], f"got {got}")
+        check(all(int(ts) >= t1 for _, _, ts in got), f"timestamps {got}")
+        return f"-o s@{t1}: read ts-6..ts-9"
+
+    scenario("consume.earliest", earliest)
+    scenario("consume.latest", latest)
+    scenario("consume.timestamp", by_timestamp)
+
+    def commit_resume():
+        topic, group = topic_name("group"), f"kcat-group-{RUN}"
+        produce(topic, [f"g-{i}" for i in range(10)])
+        opts = ["-G", group, topic, "-X", "auto.offset.reset=earliest", "-f", "%o|%s\\n"]
+        out = kcat(*opts[:3], "-c", "6", *opts[3:])
+        check(out.splitlines() == [f"{i}|g-{i}" for i in range(6)], f"first consumer {out!r}")
+        out = kcat(*opts[:3], "-c", "4", *opts[3:])
+        check(out.splitlines() == [f"{i}|g-{i}" for i in range(6, 10)], f"resumed consumer {out!r}")
+        return "-G group -c 6 committed on exit; a new -G member resumed at offset 6"
+
+    scenario("group.commit_resume", commit_resume)
+    report("group.describe_lag", "n/a", "kcat has no consumer group describe")
+
+
+if __name__ == "__main__":
+    main()

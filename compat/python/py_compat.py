@@ -1,0 +1,543 @@
+#!/usr/bin/env python3
+"""Brook compatibility scenarios driven by the Python clients that tests/clients also uses:
+confluent-kafka (librdkafka) and kafka-python (pure Python), versions pinned by
+scripts/setup-test-deps.sh; kafka-python's codec modules are pinned in requirements-codecs.txt.
+
+    python3 py_compat.py confluent-kafka 127.0.0.1:9092
+    python3 py_compat.py kafka-python 127.0.0.1:9092
+
+Prints one line per scenario: `RESULT {"scenario":..,"status":..,"detail":..}`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import sys
+import time
+import traceback
+
+CLIENT = sys.argv[1]
+BOOTSTRAP = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:9092"
+RUN = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+DEADLINE_S = 45
+PREFIX = {"confluent-kafka": "ck", "kafka-python": "kp"}[CLIENT]
+
+
+def report(scenario, status, detail):
+    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": str(detail)[:2000]}), flush=True)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+def scenario(name, fn):
+    started = time.monotonic()
+    try:
+        detail = fn()
+        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
+    except Exception as e:  # noqa: BLE001
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        report(name, "fail", f"{type(e).__name__}: {e} (at line {tb.lineno})")
+
+
+def topic_name(s):
+    return f"{PREFIX}-{s}-{RUN}"
+
+
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+
+
+# --------------------------------------------------------------------------------------
+# confluent-kafka
+# --------------------------------------------------------------------------------------
+def confluent():
+    from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+
+    def create(topic, partitions=1, config=None):
+        for f in admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})],
+                                     operation_timeout=10).values():
+            f.result(20)
+
+    def producer(**conf):
+        return Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, **conf})
+
+    def produce(topic, values, **conf):
+        p = producer(**conf)
+        errors = []
+        for v in values:
+            p.produce(topic, v.encode(), on_delivery=lambda err, msg: err and errors.append(err))
+        check(p.flush(20) == 0, "flush left messages")
+        check(not errors, f"delivery errors {errors}")
+
+    def consumer(group=None, **conf):
+        c = {"bootstrap.servers": BOOTSTRAP, "group.id": group or f"{PREFIX}-assign-{RUN}",
+             "enable.auto.commit": False, "fetch.wait.max.ms": 200, **conf}
+        return Consumer(c)
+
+    def poll(c, n):
+        got = []
+        deadline = time.monotonic() + DEADLINE_S
+        while len(got) < n:
+            check(time.monotonic() < deadline, f"timed out with {len(got)} of {n} records")
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            check(m.error() is None, f"consume error {m.error()}")
+            got.append(m)
+        return got
+
+    def read_all(topic, parts, n):
+        c = consumer()
+        c.assign([TopicPartition(topic, p, 0) for p in range(parts)])
+        try:
+            return poll(c, n)
+        finally:
+            c.close()
+
+    t = topic_name("admin")
+
+    def admin_create():
+        create(t, 3, {"retention.ms": "3600000"})
+        return f"created {t} with 3 partitions, retention.ms=3600000"
+
+    def admin_list():
+        topics = admin.list_topics(timeout=10).topics
+        check(t in topics, f"list_topics lacks {t}")
+        return f"{len(topics)} topics"
+
+    def admin_describe():
+        from confluent_kafka import TopicCollection
+        d = admin.describe_topics(TopicCollection([t]))[t].result(20)
+        check(len(d.partitions) == 3, f"partitions {d.partitions}")
+        res = ConfigResource(ConfigResource.Type.TOPIC, t)
+        cfg = admin.describe_configs([res])[res].result(20)
+        check(cfg["retention.ms"].value == "3600000", f"retention.ms {cfg['retention.ms']}")
+        return f"describe_topics: 3 partitions, topic id {d.topic_id}; describe_configs retention.ms=3600000"
+
+    def admin_add_partitions():
+        for f in admin.create_partitions([NewPartitions(t, 5)]).values():
+            f.result(20)
+        for _ in range(20):
+            if len(admin.list_topics(t, timeout=10).topics[t].partitions) == 5:
+                return "3 -> 5 partitions"
+            time.sleep(0.2)
+        raise Failed("partition count did not become 5")
+
+    def admin_delete():
+        for f in admin.delete_topics([t], operation_timeout=10).values():
+            f.result(20)
+        for _ in range(20):
+            if t not in admin.list_topics(timeout=10).topics:
+                return "deleted, gone from list_topics"
+            time.sleep(0.2)
+        raise Failed("topic still listed")
+
+    scenario("admin.create", admin_create)
+    scenario("admin.list", admin_list)
+    scenario("admin.describe", admin_describe)
+    scenario("admin.add_partitions", admin_add_partitions)
+    scenario("admin.delete", admin_delete)
+
+    def keys_headers():
+        topic = topic_name("keys")
+        create(topic, 3)
+        p = producer()
+        for i in range(30):
+            p.produce(topic, f"value-{i}".encode(), key=f"key-{i}".encode(),
+                      headers=[("h-index", str(i).encode()), ("h-const", b"brook")])
+        check(p.flush(20) == 0, "flush")
+        got = read_all(topic, 3, 30)
+        parts = set()
+        for m in got:
+            i = int(m.key().decode()[4:])
+            parts.add(m.partition())
+            check(m.value() == f"value-{i}".encode(), f"value {m.value()}")
+            check(m.headers() == [("h-index", str(i).encode()), ("h-const", b"brook")], f"headers {m.headers()}")
+        return f"30 keyed records with 2 headers each over {len(parts)} partitions"
+
+    scenario("produce.keys_headers", keys_headers)
+
+    for codec in CODECS:
+        def codec_round_trip(codec=codec):
+            topic = topic_name(codec)
+            create(topic)
+            vals = [f"{codec} record {i} " * 20 for i in range(50)]
+            produce(topic, vals, **{"compression.type": codec, "linger.ms": 100})
+            got = read_all(topic, 1, 50)
+            check([m.value().decode() for m in got] == vals, "values differ")
+            check([m.offset() for m in got] == list(range(50)), "offsets differ")
+            return f"50 records, {codec}-compressed, read back intact"
+        scenario(f"produce.{codec}", codec_round_trip)
+
+    def idempotent():
+        topic = topic_name("idem")
+        create(topic)
+        produce(topic, [f"idem-{i}" for i in range(100)], **{"enable.idempotence": True, "acks": "all"})
+        got = read_all(topic, 1, 100)
+        check([(m.offset(), m.value().decode()) for m in got] == [(i, f"idem-{i}") for i in range(100)], "order")
+        return "enable.idempotence=true: 100 records exactly once, in order"
+
+    scenario("produce.idempotent", idempotent)
+
+    ctopic = topic_name("consume")
+
+    def earliest():
+        create(ctopic)
+        produce(ctopic, [f"old-{i}" for i in range(10)])
+        c = consumer(f"{PREFIX}-earliest-{RUN}", **{"auto.offset.reset": "earliest"})
+        c.subscribe([ctopic])
+        try:
+            got = poll(c, 10)
+        finally:
+            c.close()
+        check([m.offset() for m in got] == list(range(10)), f"offsets {[m.offset() for m in got]}")
+        return "subscribe, auto.offset.reset=earliest: offsets 0..9"
+
+    def latest():
+        c = consumer(f"{PREFIX}-latest-{RUN}", **{"auto.offset.reset": "latest"})
+        c.subscribe([ctopic])
+        p = producer()
+        try:
+            deadline = time.monotonic() + DEADLINE_S
+            i = 0
+            while time.monotonic() < deadline:
+                p.produce(ctopic, f"new-{i}".encode())
+                p.flush(10)
+                i += 1
+                m = c.poll(0.5)
+                if m is not None and m.error() is None:
+                    check(m.offset() >= 10, f"read old record at {m.offset()}")
+                    return f"first record read: offset {m.offset()} ({m.value().decode()}), none of the 10 old ones"
+            raise Failed("no new record read")
+        finally:
+            c.close()
+
+    def by_timestamp():
+        topic = topic_name("ts")
+        create(topic)
+        now = int(time.time() * 1000)
+        t0, t1 = now - 600_000, now - 300_000
+        p = producer()
+        for i in range(10):
+            p.produce(topic, f"ts-{i}".encode(), timestamp=(t0 if i < 6 else t1) + i)
+        check(p.flush(20) == 0, "flush")
+        c = consumer()
+        try:
+            o = c.offsets_for_times([TopicPartition(topic, 0, t1)], timeout=10)
+            check(o[0].offset == 6, f"offsets_for_times {o}")
+            c.assign(o)
+            got = poll(c, 4)
+        finally:
+            c.close()
+        check(got[0].offset() == 6 and got[0].value() == b"ts-6" and got[0].timestamp()[1] == t1 + 6,
+              f"first {got[0].offset()} {got[0].timestamp()}")
+        return "offsets_for_times -> 6, assign, read ts-6..ts-9 with their CreateTime"
+
+    scenario("consume.earliest", earliest)
+    scenario("consume.latest", latest)
+    scenario("consume.timestamp", by_timestamp)
+
+    def commit_resume():
+        topic, group = topic_name("group"), f"{PREFIX}-group-{RUN}"
+        create(topic)
+        produce(topic, [f"g-{i}" for i in range(10)])
+        c = consumer(group, **{"auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        try:
+            poll(c, 6)
+            c.commit(offsets=[TopicPartition(topic, 0, 6)], asynchronous=False)
+        finally:
+            c.close()
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        r = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(20)
+        offs = {(tp.topic, tp.partition): tp.offset for tp in r.topic_partitions}
+        check(offs.get((topic, 0)) == 6, f"committed {offs}")
+        c = consumer(group, **{"auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        try:
+            got = poll(c, 4)
+        finally:
+            c.close()
+        check(got[0].offset() == 6 and got[0].value() == b"g-6", f"resumed at {got[0].offset()}")
+        return "commit(6), close, new member resumed at offset 6"
+
+    def describe_lag():
+        topic, group = topic_name("lag"), f"{PREFIX}-lag-{RUN}"
+        create(topic)
+        produce(topic, [f"l-{i}" for i in range(10)])
+        c = consumer(group, **{"auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        try:
+            poll(c, 4)
+            c.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+            d = admin.describe_consumer_groups([group])[group].result(20)
+            check(d.state == ConsumerGroupState.STABLE and len(d.members) == 1, f"group {d.state} {d.members}")
+            from confluent_kafka import ConsumerGroupTopicPartitions
+            r = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(20)
+            committed = {tp.partition: tp.offset for tp in r.topic_partitions}[0]
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            check(hi - committed == 6, f"lag {hi - committed} (end {hi}, committed {committed})")
+            return f"describe_consumer_groups: {d.state.name}, 1 member, assignor {d.partition_assignor}; committed 4, end 10, lag 6"
+        finally:
+            c.close()
+
+    scenario("group.commit_resume", commit_resume)
+    scenario("group.describe_lag", describe_lag)
+
+
+# --------------------------------------------------------------------------------------
+# kafka-python
+# --------------------------------------------------------------------------------------
+def kafka_python():
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
+    from kafka.structs import OffsetAndMetadata
+    import kafka.codec
+
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="brook-compat-kafka-python")
+
+    def create(topic, partitions=1, config=None):
+        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=config or {})], timeout_ms=10000)
+
+    def produce(topic, values, **conf):
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, **{"linger_ms": 20, **conf})
+        futs = [p.send(topic, v.encode()) for v in values]
+        md = [f.get(20) for f in futs]
+        p.close(10)
+        return md
+
+    def consumer(group=None, **conf):
+        return KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
+                             fetch_max_wait_ms=200, **conf)
+
+    def poll(c, n):
+        got = []
+        deadline = time.monotonic() + DEADLINE_S
+        while len(got) < n:
+            check(time.monotonic() < deadline, f"timed out with {len(got)} of {n} records")
+            for recs in c.poll(200, max_records=n - len(got)).values():
+                got.extend(recs)
+        return got
+
+    def read_all(topic, parts, n):
+        c = consumer()
+        tps = [TopicPartition(topic, p) for p in range(parts)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        try:
+            return poll(c, n)
+        finally:
+            c.close()
+
+    t = topic_name("admin")
+
+    def admin_create():
+        create(t, 3, {"retention.ms": "3600000"})
+        return f"created {t} with 3 partitions, retention.ms=3600000"
+
+    def admin_list():
+        topics = admin.list_topics()
+        check(t in topics, f"list_topics lacks {t}")
+        return f"{len(topics)} topics"
+
+    def admin_describe():
+        d = admin.describe_topics([t])
+        check(len(d) == 1 and len(d[0]["partitions"]) == 3, f"describe_topics {d}")
+        cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None})])
+        text = repr(cfg)
+        check("retention.ms" in text and "3600000" in text, f"describe_configs {text[:500]}")
+        return "describe_topics: 3 partitions; describe_configs retention.ms=3600000"
+
+    def admin_add_partitions():
+        admin.create_partitions({t: NewPartitions(5)})
+        for _ in range(20):
+            if len(admin.describe_topics([t])[0]["partitions"]) == 5:
+                return "3 -> 5 partitions"
+            time.sleep(0.2)
+        raise Failed("partition count did not become 5")
+
+    def admin_delete():
+        admin.delete_topics([t], timeout_ms=10000)
+        for _ in range(20):
+            if t not in admin.list_topics():
+                return "deleted, gone from list_topics"
+            time.sleep(0.2)
+        raise Failed("topic still listed")
+
+    scenario("admin.create", admin_create)
+    scenario("admin.list", admin_list)
+    scenario("admin.describe", admin_describe)
+    scenario("admin.add_partitions", admin_add_partitions)
+    scenario("admin.delete", admin_delete)
+
+    def keys_headers():
+        topic = topic_name("keys")
+        create(topic, 3)
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+        for i in range(30):
+            p.send(topic, f"value-{i}".encode(), key=f"key-{i}".encode(),
+                   headers=[("h-index", str(i).encode()), ("h-const", b"brook")])
+        p.flush(20)
+        p.close(10)
+        got = read_all(topic, 3, 30)
+        parts = set()
+        for r in got:
+            i = int(r.key.decode()[4:])
+            parts.add(r.partition)
+            check(r.value == f"value-{i}".encode(), f"value {r.value}")
+            check(list(r.headers) == [("h-index", str(i).encode()), ("h-const", b"brook")], f"headers {r.headers}")
+        return f"30 keyed records with 2 headers each over {len(parts)} partitions"
+
+    scenario("produce.keys_headers", keys_headers)
+
+    have = {"gzip": kafka.codec.has_gzip(), "snappy": kafka.codec.has_snappy(),
+            "lz4": kafka.codec.has_lz4(), "zstd": kafka.codec.has_zstd()}
+    for codec in CODECS:
+        if not have[codec]:
+            report(f"produce.{codec}", "n/a", f"kafka-python needs the optional {codec} module (requirements-codecs.txt), not importable")
+            continue
+
+        def codec_round_trip(codec=codec):
+            topic = topic_name(codec)
+            create(topic)
+            vals = [f"{codec} record {i} " * 20 for i in range(50)]
+            produce(topic, vals, compression_type=codec, linger_ms=100)
+            got = read_all(topic, 1, 50)
+            check([r.value.decode() for r in got] == vals, "values differ")
+            check([r.offset for r in got] == list(range(50)), "offsets differ")
+            return f"50 records, {codec}-compressed, read back intact"
+        scenario(f"produce.{codec}", codec_round_trip)
+
+    def idempotent():
+        topic = topic_name("idem")
+        create(topic)
+        md = produce(topic, [f"idem-{i}" for i in range(100)], enable_idempotence=True, acks="all")
+        check([m.offset for m in md] == list(range(100)), "acked offsets")
+        got = read_all(topic, 1, 100)
+        check([(r.offset, r.value.decode()) for r in got] == [(i, f"idem-{i}") for i in range(100)], "order")
+        return "enable_idempotence=True: 100 records exactly once, in order"
+
+    scenario("produce.idempotent", idempotent)
+
+    ctopic = topic_name("consume")
+
+    def earliest():
+        create(ctopic)
+        produce(ctopic, [f"old-{i}" for i in range(10)])
+        c = consumer(f"{PREFIX}-earliest-{RUN}", auto_offset_reset="earliest")
+        c.subscribe([ctopic])
+        try:
+            got = poll(c, 10)
+        finally:
+            c.close()
+        check([r.offset for r in got] == list(range(10)), f"offsets {[r.offset for r in got]}")
+        return "subscribe, auto_offset_reset=earliest: offsets 0..9"
+
+    def latest():
+        c = consumer(f"{PREFIX}-latest-{RUN}", auto_offset_reset="latest")
+        c.subscribe([ctopic])
+        try:
+            tp = TopicPartition(ctopic, 0)
+            deadline = time.monotonic() + DEADLINE_S
+            early = []
+            while not c.assignment():
+                check(time.monotonic() < deadline, "no assignment")
+                for recs in c.poll(200).values():
+                    early.extend(recs)
+            check(not early, f"read old records {early}")
+            pos = c.position(tp)
+            check(pos == 10, f"position {pos}")
+            produce(ctopic, [f"new-{i}" for i in range(5)])
+            got = poll(c, 5)
+            check(got[0].offset == 10 and got[0].value == b"new-0", f"first {got[0]}")
+            return "auto_offset_reset=latest: position 10, read only the 5 new records"
+        finally:
+            c.close()
+
+    def by_timestamp():
+        topic = topic_name("ts")
+        create(topic)
+        now = int(time.time() * 1000)
+        t0, t1 = now - 600_000, now - 300_000
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+        for i in range(10):
+            p.send(topic, f"ts-{i}".encode(), partition=0, timestamp_ms=(t0 if i < 6 else t1) + i)
+        p.flush(20)
+        p.close(10)
+        tp = TopicPartition(topic, 0)
+        c = consumer()
+        try:
+            o = c.offsets_for_times({tp: t1})
+            check(o[tp] is not None and o[tp].offset == 6, f"offsets_for_times {o}")
+            c.assign([tp])
+            c.seek(tp, o[tp].offset)
+            got = poll(c, 4)
+        finally:
+            c.close()
+        check(got[0].offset == 6 and got[0].value == b"ts-6" and got[0].timestamp == t1 + 6, f"first {got[0]}")
+        return "offsets_for_times -> 6, seek, read ts-6..ts-9 with their CreateTime"
+
+    scenario("consume.earliest", earliest)
+    scenario("consume.latest", latest)
+    scenario("consume.timestamp", by_timestamp)
+
+    def commit_resume():
+        topic, group = topic_name("group"), f"{PREFIX}-group-{RUN}"
+        create(topic)
+        produce(topic, [f"g-{i}" for i in range(10)])
+        tp = TopicPartition(topic, 0)
+        c = consumer(group, auto_offset_reset="earliest")
+        c.subscribe([topic])
+        try:
+            poll(c, 6)
+            c.commit({tp: OffsetAndMetadata(6, "compat", -1)})
+        finally:
+            c.close()
+        offs = admin.list_consumer_group_offsets(group)
+        check(offs.get(tp) is not None and offs[tp].offset == 6, f"committed {offs}")
+        c = consumer(group, auto_offset_reset="earliest")
+        c.subscribe([topic])
+        try:
+            got = poll(c, 4)
+        finally:
+            c.close()
+        check(got[0].offset == 6 and got[0].value == b"g-6", f"resumed at {got[0].offset}")
+        return "commit(6), close, new member resumed at offset 6"
+
+    def describe_lag():
+        topic, group = topic_name("lag"), f"{PREFIX}-lag-{RUN}"
+        create(topic)
+        produce(topic, [f"l-{i}" for i in range(10)])
+        tp = TopicPartition(topic, 0)
+        c = consumer(group, auto_offset_reset="earliest")
+        c.subscribe([topic])
+        try:
+            poll(c, 4)
+            c.commit({tp: OffsetAndMetadata(4, "", -1)})
+            d = admin.describe_consumer_groups([group])[0]
+            check(d.state == "Stable" and len(d.members) == 1, f"group {d}")
+            committed = admin.list_consumer_group_offsets(group)[tp].offset
+            end = c.end_offsets([tp])[tp]
+            check(end - committed == 6, f"lag {end - committed} (end {end}, committed {committed})")
+            return f"describe_consumer_groups: {d.state}, 1 member, protocol {d.protocol}; committed 4, end 10, lag 6"
+        finally:
+            c.close()
+
+    scenario("group.commit_resume", commit_resume)
+    scenario("group.describe_lag", describe_lag)
+    admin.close()
+
+
+if __name__ == "__main__":
+    {"confluent-kafka": confluent, "kafka-python": kafka_python}[CLIENT]()

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Brook client compatibility matrix: each real Kafka client runs the same scenarios
+# (admin, keyed/header/compressed/idempotent produce, consume from earliest/latest/
+# timestamp, consumer group commit/resume and describe with lag) against its own fresh
+# `brook serve`. Writes compat/results.json and compat/RESULTS.md from the run and exits
+# non-zero if any supported scenario failed.
+#
+#   compat/run.sh                       # every client
+#   compat/run.sh kafkajs franz-go      # some of them
+#   BROOK_BIN=/path/to/brook compat/run.sh
+#   BROOK_LOG=debug compat/run.sh kafka-cli   # broker logs in compat/.cache/last-run/
+#
+# Clients: kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka
+# kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
+# compat/franz-go/go.mod + go.sum, compat/java/pom.xml, compat/python/requirements-codecs.txt,
+# scripts/setup-test-deps.sh (confluent-kafka, kafka-python, kcat).
+# Everything downloaded is cached under compat/.cache/ (npm cache, Go module and build
+# caches, a Maven repository, pip wheels); a warm run installs nothing.
+set -euo pipefail
+
+COMPAT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$COMPAT/.." && pwd)"
+CACHE="$COMPAT/.cache"
+RUN_DIR="$CACHE/last-run"
+CLIENT_TIMEOUT_S="${COMPAT_CLIENT_TIMEOUT_S:-300}"
+ALL_CLIENTS=(kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka kafka-python kcat)
+JVM_OPTS=(-Xshare:auto -XX:+UseSerialGC -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
+
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+PYTHON="${PYTHON:-python3}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---- which clients --------------------------------------------------------------------
+if (($#)); then
+  CLIENTS=("$@")
+  for c in "${CLIENTS[@]}"; do
+    [[ " ${ALL_CLIENTS[*]} " == *" $c "* ]] || { echo "unknown client '$c' (known: ${ALL_CLIENTS[*]})" >&2; exit 2; }
+  done
+else
+  CLIENTS=("${ALL_CLIENTS[@]}")
+fi
+wants() { local c; for c in "$@"; do [[ " ${CLIENTS[*]} " == *" $c "* ]] && return 0; done; return 1; }
+
+T_START="$(now)"
+STARTED_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+rm -rf "$RUN_DIR"
+mkdir -p "$RUN_DIR" "$CACHE"
+
+declare -A SETUP_ERROR=()
+fail_setup() { # client... message
+  local msg="${*: -1}" c
+  for c in "${@:1:$#-1}"; do SETUP_ERROR[$c]="setup failed: $msg"; done
+  echo "setup failed for ${*:1:$#-1}: $msg" >&2
+}
+# A cache stamp: the hash of the inputs that a cached install was made from.
+digest() { sha256sum | cut -c1-32; }
+stamp_ok() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
+
+# ---- brook ----------------------------------------------------------------------------
+if [[ -z "${BROOK_BIN:-}" ]]; then
+  step "cargo build --bin brook (debug)"
+  (cd "$REPO" && cargo build --bin brook)
+  BROOK_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/brook"
+  BROOK_PROFILE=debug
+else
+  BROOK_PROFILE="given by BROOK_BIN"
+fi
+[[ -x "$BROOK_BIN" ]] || { echo "no brook binary at $BROOK_BIN" >&2; exit 1; }
+BROOK_BIN="$(cd "$(dirname "$BROOK_BIN")" && pwd)/$(basename "$BROOK_BIN")"
+
+# ---- installs (cached) ------------------------------------------------------------------
+T_SETUP="$(now)"
+if wants confluent-kafka kafka-python kcat; then
+  step "kcat, confluent-kafka, kafka-python (scripts/setup-test-deps.sh)"
+  "$REPO/scripts/setup-test-deps.sh" >&2 || fail_setup confluent-kafka kafka-python kcat "scripts/setup-test-deps.sh exited $?"
+fi
+
+if wants kafkajs; then
+  step "kafkajs: npm ci (cache $CACHE/npm)"
+  h="$( { cat "$COMPAT/kafkajs/package.json" "$COMPAT/kafkajs/package-lock.json"; node --version; } | digest)"
+  if stamp_ok "$COMPAT/kafkajs/node_modules/.compat-stamp" "$h"; then
+    echo "node_modules up to date" >&2
+  # kafkajs-lz4's `lz4` builds a native module with node-gyp at install: point node-gyp at
+  # the system's Node headers (it cannot download them here).
+  elif (cd "$COMPAT/kafkajs" && rm -rf node_modules &&
+        { [[ ! -f /usr/include/node/node.h ]] || export npm_config_nodedir=/usr; } &&
+        npm ci --cache "$CACHE/npm" --prefer-offline --no-audit --no-fund --loglevel=error >&2); then
+    echo "$h" > "$COMPAT/kafkajs/node_modules/.compat-stamp"
+  else
+    fail_setup kafkajs "npm ci failed"
+  fi
+fi
+
+if wants franz-go; then
+  step "franz-go: go build (module and build caches in $CACHE/go)"
+  if ! (cd "$COMPAT/franz-go" && GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local \
+          GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" go build -o "$CACHE/bin/compat-franz-go" . >&2); then
+    fail_setup franz-go "go build failed"
+  fi
+fi
+
+JARS="$CACHE/java/jars"
+CLASSES="$CACHE/java/classes"
+if wants java-classic java-consumer kafka-cli; then
+  step "Java: kafka-clients + kafka-tools jars (mvn dependency:copy-dependencies, repository $CACHE/m2)"
+  jv="$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')"
+  if [[ -z "$jv" || "${jv%%.*}" -lt 17 ]]; then
+    fail_setup java-classic java-consumer kafka-cli "Kafka 4 tools need Java 17+, found '${jv}'"
+  else
+    h="$(cat "$COMPAT/java/pom.xml" | digest)"
+    if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
+      echo "jars up to date" >&2
+    else
+      rm -rf "$JARS" && mkdir -p "$JARS"
+      if mvn -q -B -f "$COMPAT/java/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
+           dependency:copy-dependencies -DoutputDirectory="$JARS" >&2; then
+        echo "$h" > "$CACHE/java/jars.stamp"
+      else
+        fail_setup java-classic java-consumer kafka-cli "mvn dependency:copy-dependencies failed"
+      fi
+    fi
+    if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
+      h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java"; } | digest)"
+      if ! stamp_ok "$CLASSES/.compat-stamp" "$h2"; then
+        rm -rf "$CLASSES" && mkdir -p "$CLASSES"
+        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "$COMPAT/java/src/main/java/Compat.java" >&2; then
+          echo "$h2" > "$CLASSES/.compat-stamp"
+        else
+          fail_setup java-classic java-consumer "javac Compat.java failed"
+        fi
+      fi
+    fi
+  fi
+fi
+
+if wants kafka-python; then
+  step "kafka-python codec modules (pip --target $CACHE/python)"
+  h="$( { cat "$COMPAT/python/requirements-codecs.txt"; "$PYTHON" --version; } | digest)"
+  if ! stamp_ok "$CACHE/python/.compat-stamp" "$h"; then
+    rm -rf "$CACHE/python"
+    if PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet \
+         --target "$CACHE/python" --cache-dir "$CACHE/pip" -r "$COMPAT/python/requirements-codecs.txt" >&2; then
+      echo "$h" > "$CACHE/python/.compat-stamp"
+    else
+      fail_setup kafka-python "pip install -r requirements-codecs.txt failed"
+    fi
+  fi
+fi
+SECONDS_SETUP="$(since "$T_SETUP")"
+
+# ---- versions ---------------------------------------------------------------------------
+version_of() {
+  case "$1" in
+    kafkajs) node -p "require('$COMPAT/kafkajs/node_modules/kafkajs/package.json').version" ;;
+    franz-go) awk '$1=="github.com/twmb/franz-go" {k=$2} $1=="github.com/twmb/franz-go/pkg/kadm" {a=$2}
+                   END {print "kgo " k ", kadm " a}' "$COMPAT/franz-go/go.mod" ;;
+    java-classic|java-consumer) echo "kafka-clients $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
+    kafka-cli) echo "kafka-tools $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
+    confluent-kafka) "$PYTHON" -c 'import confluent_kafka as c; from importlib import metadata as m; print(m.version("confluent-kafka") + " (librdkafka " + c.libversion()[0] + ")")' ;;
+    kafka-python) "$PYTHON" -c 'import kafka; print(kafka.__version__)' ;;
+    kcat) kcat -V 2>&1 | sed -n 's/^kcat - .*//; s/^Version \([^ ]*\).*librdkafka \([^ ]*\).*/\1 (librdkafka \2)/p' | head -1 ;;
+  esac 2>/dev/null || echo "?"
+}
+
+# ---- one broker per client ------------------------------------------------------------
+BROKER_PID=""
+stop_broker() {
+  [[ -n "$BROKER_PID" ]] || return 0
+  kill -TERM "$BROKER_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$BROKER_PID" 2>/dev/null || true
+  wait "$BROKER_PID" 2>/dev/null || true
+  BROKER_PID=""
+}
+trap stop_broker EXIT
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_broker() { # client -> sets BOOTSTRAP, or returns 1
+  local port data="$RUN_DIR/$1.data" log="$RUN_DIR/$1.broker.log"
+  port="$(free_port)"
+  rm -rf "$data" && mkdir -p "$data"
+  NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve --listen "127.0.0.1:$port" --data-dir "$data" \
+    --set group.initial.rebalance.delay.ms=0 >"$log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 150); do
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+      BROKER_PID=""
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      BOOTSTRAP="127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  stop_broker
+  return 1
+}
+
+client_cmd() { # client bootstrap -> CMD
+  case "$1" in
+    kafkajs) CMD=(node "$COMPAT/kafkajs/compat.js" "$2") ;;
+    franz-go) CMD=("$CACHE/bin/compat-franz-go" "$2") ;;
+    java-classic) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" Compat "$2" classic) ;;
+    java-consumer) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" Compat "$2" consumer) ;;
+    kafka-cli) CMD=("$PYTHON" "$COMPAT/cli/cli_compat.py" "$2" "$JARS") ;;
+    confluent-kafka) CMD=("$PYTHON" "$COMPAT/python/py_compat.py" confluent-kafka "$2") ;;
+    kafka-python) CMD=(env "PYTHONPATH=$CACHE/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$COMPAT/python/py_compat.py" kafka-python "$2") ;;
+    kcat) CMD=("$PYTHON" "$COMPAT/kcat/kcat_compat.py" "$2") ;;
+  esac
+}
+
+write_meta() { # file, then key value pairs
+  local file="$1"; shift
+  "$PYTHON" - "$file" "$@" <<'PY'
+import json, sys
+file, kv = sys.argv[1], sys.argv[2:]
+d = {}
+for k, v in zip(kv[::2], kv[1::2]):
+    if (k == "exit_code" or k.startswith("seconds")) and v.lstrip("-").replace(".", "", 1).isdigit():
+        v = float(v) if "." in v else int(v)
+    d[k] = v
+json.dump({k: v for k, v in d.items() if v != ""}, open(file, "w"), indent=2)
+PY
+}
+
+T_CLIENTS="$(now)"
+for c in "${CLIENTS[@]}"; do
+  step "$c"
+  t0="$(now)"
+  rc=""
+  err="${SETUP_ERROR[$c]:-}"
+  : > "$RUN_DIR/$c.out"
+  if [[ -z "$err" ]]; then
+    if start_broker "$c"; then
+      client_cmd "$c" "$BOOTSTRAP"
+      set +e
+      (cd "$RUN_DIR" && timeout -k 10 "$CLIENT_TIMEOUT_S" "${CMD[@]}") >"$RUN_DIR/$c.out" 2>"$RUN_DIR/$c.err"
+      rc=$?
+      set -e
+      [[ $rc -eq 124 || $rc -eq 137 ]] && err="client timed out after $CLIENT_TIMEOUT_S s"
+      stop_broker
+      rm -rf "$RUN_DIR/$c.data"
+    else
+      err="brook did not start: $(tail -5 "$RUN_DIR/$c.broker.log" | tr '\n' ' ')"
+    fi
+  fi
+  grep '^RESULT ' "$RUN_DIR/$c.out" | sed 's/^RESULT //' | cut -c1-160 >&2 || true
+  [[ -n "$err" ]] && echo "$c: $err" >&2
+  write_meta "$RUN_DIR/$c.meta.json" exit_code "$rc" seconds "$(since "$t0")" version "$(version_of "$c")" \
+    client_log "${RUN_DIR#"$REPO/"}/$c.out (+ .err)" broker_log "${RUN_DIR#"$REPO/"}/$c.broker.log" error "$err"
+done
+SECONDS_CLIENTS="$(since "$T_CLIENTS")"
+
+write_meta "$RUN_DIR/run.meta.json" started_at "$STARTED_AT" seconds_total "$(since "$T_START")" \
+  seconds_setup "$SECONDS_SETUP" seconds_clients "$SECONDS_CLIENTS" \
+  brook_bin "${BROOK_BIN#"$REPO/"}" brook_profile "$BROOK_PROFILE" \
+  git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')" \
+  host "$(nproc) cores, $(uname -sm)"
+
+step "results: compat/results.json, compat/RESULTS.md"
+"$PYTHON" "$COMPAT/report.py" "$RUN_DIR" "$COMPAT"
