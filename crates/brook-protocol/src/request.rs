@@ -71,13 +71,34 @@ pub fn decode_request(mut frame: Bytes) -> Result<(RequestHeader, RequestKind), 
 }
 
 /// Builds one frame: a size prefix, then whatever `encode` writes.
-fn framed(encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>) -> anyhow::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(256);
+fn framed(
+    capacity: usize,
+    encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> anyhow::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.put_i32(0);
     encode(&mut buf)?;
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)
+}
+
+/// Bytes to reserve for a response, so a large fetch response is encoded into one
+/// buffer instead of one that doubles its way up (copying the records each time).
+fn size_hint(body: &ResponseKind) -> usize {
+    const OVERHEAD_BYTES: usize = 256;
+    match body {
+        ResponseKind::Fetch(r) => {
+            let records: usize = r
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| p.records.as_ref().map_or(0, |b| b.len()) + 64)
+                .sum();
+            records + OVERHEAD_BYTES
+        }
+        _ => OVERHEAD_BYTES,
+    }
 }
 
 /// Encodes a complete response frame: size prefix, response header, body.
@@ -88,7 +109,7 @@ pub fn encode_response(
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    framed(|buf| {
+    framed(size_hint(body), |buf| {
         header.encode(buf, api.response_header_version(version))?;
         body.encode(buf, version)
     })
@@ -103,7 +124,7 @@ pub fn encode_response(
 pub fn encode_request(header: &RequestHeader, body: &RequestKind) -> Result<BytesMut, EncodeError> {
     let api = ApiKey::try_from(header.request_api_key).unwrap_or(ApiKey::ApiVersions);
     let version = header.request_api_version;
-    framed(|buf| {
+    framed(256, |buf| {
         header.encode(buf, api.request_header_version(version))?;
         body.encode(buf, version)
     })

@@ -136,16 +136,16 @@ fn read_partition(
         return base.with_records(Some(Bytes::new()));
     }
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-    let read = tokio::task::block_in_place(|| {
-        partition
-            .read(p.fetch_offset, limit, first)
-            .and_then(|slice| {
-                slice.read_bytes().map_err(|e| brook_log::LogError::Io {
-                    context: "reading segment".into(),
-                    source: e,
-                })
+    // Reads come from the page cache almost always; a blocking-pool hop per partition
+    // would cost more than the pread.
+    let read = partition
+        .read(p.fetch_offset, limit, first)
+        .and_then(|slice| {
+            slice.read_bytes().map_err(|e| brook_log::LogError::Io {
+                context: "reading segment".into(),
+                source: e,
             })
-    });
+        });
     match read {
         Ok(bytes) => base.with_records(Some(bytes)),
         Err(brook_log::LogError::OffsetOutOfRange { .. }) => {
