@@ -196,6 +196,7 @@ pub static BROKER_CONFIGS: &[(&str, &str)] = &[
     ("group.max.session.timeout.ms", "1800000"),
     ("group.max.size", "2147483647"),
     ("group.min.session.timeout.ms", "6000"),
+    ("log.cleaner.backoff.ms", "15000"),
     ("log.retention.check.interval.ms", "300000"),
     ("max.connections", "2147483647"),
     ("max.connections.per.ip", "2147483647"),

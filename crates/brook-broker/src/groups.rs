@@ -15,9 +15,16 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::config::BrokerConfig;
+use crate::partition::Partition;
 use crate::shared::{now_ms, ApiError, Shared};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Records per `__consumer_offsets` batch are capped well under `max.message.bytes`.
+const OFFSETS_BATCH_BYTES: usize = 256 * 1024;
+/// A partition is compacted once it holds at least this many records...
+const COMPACT_MIN_RECORDS: i64 = 10_000;
+/// ...and this many times more records than its groups' live state.
+const COMPACT_RATIO: i64 = 4;
 /// Bytes read per step while replaying `__consumer_offsets`.
 const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 
@@ -219,6 +226,47 @@ impl Groups {
         self.deliver(effects.replies);
     }
 
+    /// Compacts `__consumer_offsets` by snapshot: for each partition that has grown well
+    /// past its groups' live state, append that state (what `replay` rebuilds the groups
+    /// from) and drop every record before it. The coordinator lock is held throughout, so
+    /// no commit can land between the snapshot and the cut. A crash in between is safe:
+    /// the snapshot only restates the latest state, so replaying old records followed by
+    /// a partial snapshot gives the same groups.
+    pub fn compact(&self, shared: &Shared) -> Result<usize, ApiError> {
+        let Some(topic) = shared.image().topic(OFFSETS_TOPIC).cloned() else {
+            return Ok(0);
+        };
+        let partitions = topic.partitions.len() as i32;
+        let coordinator = self.coordinator.lock();
+        let mut compacted = 0;
+        for index in 0..partitions {
+            let Some(partition) = shared.partition(OFFSETS_TOPIC, index) else {
+                continue;
+            };
+            let (start, end) = partition.offsets();
+            if end - start < COMPACT_MIN_RECORDS {
+                continue;
+            }
+            let live =
+                coordinator.snapshot(|group| offsets_partition_for(group, partitions) == index);
+            if end - start < COMPACT_RATIO * live.len() as i64 {
+                continue;
+            }
+            let snapshot_start = append_records(&partition, &live)?;
+            partition
+                .with_log(|log| log.delete_records_before(snapshot_start))
+                .map_err(storage)?;
+            tracing::info!(
+                partition = index,
+                before = end - start,
+                live = live.len(),
+                "compacted __consumer_offsets partition"
+            );
+            compacted += 1;
+        }
+        Ok(compacted)
+    }
+
     fn append(
         &self,
         shared: &Shared,
@@ -240,23 +288,7 @@ impl Groups {
                 "__consumer_offsets is not loaded",
             )
         })?;
-        let now = now_ms();
-        let batch: Vec<Record> = records
-            .iter()
-            .map(|r| Record {
-                key: Some(r.key.clone()),
-                value: r.value.clone(),
-                headers: vec![],
-                timestamp_ms: now,
-            })
-            .collect();
-        let bytes: Bytes = encode_batch(&batch, Compression::None)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
-            .freeze();
-        partition.append(&bytes, now).map_err(|e| ApiError {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
+        append_records(&partition, records)?;
         Ok(())
     }
 
@@ -274,6 +306,41 @@ impl Groups {
         }
         Ok(())
     }
+}
+
+/// Appends records to one `__consumer_offsets` partition in batches of at most
+/// `OFFSETS_BATCH_BYTES`; returns the offset of the first record.
+fn append_records(partition: &Partition, records: &[OffsetsRecord]) -> Result<i64, ApiError> {
+    let now = now_ms();
+    let mut first_offset = None;
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < records.len() && (end == start || bytes < OFFSETS_BATCH_BYTES) {
+            bytes += records[end].key.len() + records[end].value.as_ref().map_or(0, |v| v.len());
+            end += 1;
+        }
+        let batch: Vec<Record> = records[start..end]
+            .iter()
+            .map(|r| Record {
+                key: Some(r.key.clone()),
+                value: r.value.clone(),
+                headers: vec![],
+                timestamp_ms: now,
+            })
+            .collect();
+        let encoded: Bytes = encode_batch(&batch, Compression::None)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
+            .freeze();
+        let appended = partition.append(&encoded, now).map_err(|e| ApiError {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        first_offset.get_or_insert(appended.base_offset);
+        start = end;
+    }
+    Ok(first_offset.unwrap_or_else(|| partition.offsets().1))
 }
 
 fn storage(e: brook_log::LogError) -> ApiError {

@@ -258,6 +258,9 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
         Duration::from_millis(shared.config.int("log.retention.check.interval.ms").max(1) as u64);
     let mut tick = tokio::time::interval(LOG_TICK_INTERVAL);
     let mut retention = tokio::time::interval(retention_every);
+    let mut cleaner = tokio::time::interval(Duration::from_millis(
+        shared.config.int("log.cleaner.backoff.ms").max(100) as u64,
+    ));
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -280,6 +283,14 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
                             Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
                             Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
                         }
+                    }
+                }).await;
+            }
+            _ = cleaner.tick() => {
+                let shared = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = shared.groups.compact(&shared) {
+                        tracing::error!(error = %e, "compacting __consumer_offsets failed");
                     }
                 }).await;
             }

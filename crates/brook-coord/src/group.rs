@@ -10,7 +10,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
-use crate::records::CommittedOffset;
+use crate::records::{CommittedOffset, OffsetsRecord};
 use crate::ReplyToken;
 
 /// The protocol type of Kafka consumers, whose subscriptions the coordinator can read.
@@ -152,6 +152,10 @@ pub(crate) struct Group {
     pub subscribed_topics: Option<BTreeSet<String>>,
     /// topic -> partition -> committed offset.
     pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+    /// The group metadata record last written (or replayed) for the group: what replaying
+    /// `__consumer_offsets` rebuilds it from. None while none has been written since the
+    /// group was created (a group used only for offsets, or one in its first rebalance).
+    pub last_metadata_record: Option<OffsetsRecord>,
 }
 
 impl Group {
@@ -173,6 +177,7 @@ impl Group {
             initial_delay: None,
             subscribed_topics: None,
             offsets: BTreeMap::new(),
+            last_metadata_record: None,
         }
     }
 

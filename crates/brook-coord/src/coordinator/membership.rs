@@ -500,7 +500,7 @@ fn replace_static_member_then_rebalance_or_complete_join(
         GroupState::Stable if group.select_protocol() == group.protocol_name => {
             // Same protocol choice: no rebalance. Persist the new member id and let the
             // member fetch its old assignment with SyncGroup in the current generation.
-            ctx.effects.records.push(group_metadata_record(group));
+            write_group_metadata(ctx, group);
             let skip = parked.version >= FIRST_VERSION_SUPPORTING_SKIP_ASSIGNMENT;
             let response = if skip {
                 // v9+: a static leader learns it leads, but must not run the assignor.
@@ -631,7 +631,7 @@ fn complete_join(ctx: &mut Ctx<'_>, group: &mut Group) {
     group.init_next_generation(ctx.now_ms);
     if group.is(GroupState::Empty) {
         info!(group = %group.id, generation = group.generation_id, "group is now empty");
-        ctx.effects.records.push(group_metadata_record(group));
+        write_group_metadata(ctx, group);
         return;
     }
     info!(
@@ -705,8 +705,17 @@ fn propagate_assignment(ctx: &mut Ctx<'_>, group: &mut Group) {
     }
 }
 
+/// Writes the group's membership to `__consumer_offsets` and remembers the record as the
+/// last one written, which [`GroupCoordinator::snapshot`](super::GroupCoordinator::snapshot)
+/// hands out.
+fn write_group_metadata(ctx: &mut Ctx<'_>, group: &mut Group) {
+    let record = group_metadata_record(group);
+    group.last_metadata_record = Some(record.clone());
+    ctx.effects.records.push(record);
+}
+
 /// The group's membership as a `__consumer_offsets` record.
-pub(crate) fn group_metadata_record(group: &Group) -> OffsetsRecord {
+fn group_metadata_record(group: &Group) -> OffsetsRecord {
     let protocol = group.protocol_name.as_deref();
     let value = GroupMetadataValue {
         protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -849,7 +858,7 @@ fn complete_sync(ctx: &mut Ctx<'_>, group: &mut Group, request: &SyncGroupReques
             .map(|a| (*a).clone())
             .unwrap_or_default();
     }
-    ctx.effects.records.push(group_metadata_record(group));
+    write_group_metadata(ctx, group);
     propagate_assignment(ctx, group);
     group.transition_to(GroupState::Stable, ctx.now_ms);
     info!(group = %group.id, generation = group.generation_id, "group is stable");

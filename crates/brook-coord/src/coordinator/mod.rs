@@ -294,6 +294,7 @@ impl GroupCoordinator {
                 let offsets = self.forget_group(&group).map(|g| g.offsets);
                 let mut loaded = group_from_metadata(&group, value);
                 loaded.offsets = offsets.unwrap_or_default();
+                loaded.last_metadata_record = Some(record.clone());
                 if !loaded.members.is_empty() {
                     self.loaded.insert(group.clone());
                 }
@@ -311,6 +312,41 @@ impl GroupCoordinator {
             (key, value) => unreachable!("decode pairs keys with their values: {key:?} {value:?}"),
         }
         Ok(())
+    }
+
+    /// Records that, replayed in order into a fresh coordinator, rebuild the current state
+    /// of every group for which `include(group_id)` is true: the group metadata record
+    /// (as the last one written for it) and one offset-commit record per live committed
+    /// offset (with its commit/expire timestamps and metadata). Groups that are
+    /// Dead/deleted produce nothing.
+    ///
+    /// The broker compacts `__consumer_offsets` with it: under the coordinator's lock it
+    /// appends the snapshot of one partition's groups, then deletes everything before it.
+    /// Replaying the snapshot gives what replaying the log up to that point gives, so
+    /// replaying the log then the snapshot changes nothing.
+    ///
+    /// Per group, in group id order: the metadata record first, then the offsets by topic
+    /// and partition. The metadata record is the one last written, not the group's live
+    /// membership: a rebalance in progress is not durable and a restart does not see it.
+    /// A group with no metadata record written since it was created (one used only for
+    /// offset commits, or one in its first rebalance) has only its offsets, as in the log;
+    /// a group with neither produces nothing.
+    pub fn snapshot(&self, include: impl Fn(&str) -> bool) -> Vec<OffsetsRecord> {
+        let mut records = Vec::new();
+        for (group_id, group) in &self.groups {
+            if group.is(GroupState::Dead) || !include(group_id) {
+                continue;
+            }
+            records.extend(group.last_metadata_record.iter().cloned());
+            for (topic, partitions) in &group.offsets {
+                for (partition, offset) in partitions {
+                    records.push(OffsetsRecord::offset_commit(
+                        group_id, topic, *partition, offset,
+                    ));
+                }
+            }
+        }
+        records
     }
 
     /// Removes a group and its timers (replay replaces groups wholesale).

@@ -6,6 +6,7 @@ mod admin;
 mod membership;
 mod offsets;
 mod replay;
+mod snapshot;
 
 use std::collections::{HashMap, HashSet};
 

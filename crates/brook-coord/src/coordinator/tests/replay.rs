@@ -7,7 +7,7 @@ use super::*;
 use crate::{GroupState, RecordError};
 
 /// Everything a client can observe of the groups and offsets, for comparison.
-fn observe(h: &Harness) -> String {
+pub(super) fn observe(h: &Harness) -> String {
     let listed = list(h, 5, &[], &[]);
     let ids: Vec<&str> = listed.iter().map(|(id, ..)| id.as_str()).collect();
     let described = describe(h, 5, &ids);
@@ -22,7 +22,7 @@ fn observe(h: &Harness) -> String {
     format!("{listed:#?}\n{described:#?}\n{offsets:#?}")
 }
 
-fn replayed(log: &[OffsetsRecord]) -> Harness {
+pub(super) fn replayed(log: &[OffsetsRecord]) -> Harness {
     let mut h = Harness::new();
     for record in log {
         h.coord.replay(record).expect("valid record");
