@@ -171,7 +171,7 @@ async fn describe(bootstrap: &str, group: &str) -> Result<()> {
         "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
     );
     for topic in topics {
-        let partitions = partitions_of(&mut client, &topic).await?;
+        let partitions = partitions_of(&mut client, &topic, false).await?;
         let ends = offsets_of(&mut client, &topic, &partitions).await?;
         for p in partitions {
             let end = ends.get(&p).map_or(-1, |(_, e)| *e);
@@ -205,7 +205,7 @@ async fn delete(bootstrap: &str, groups: Vec<String>) -> Result<()> {
 
 async fn reset(args: ResetArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect.bootstrap_server).await?;
-    let partitions = partitions_of(&mut client, &args.topic).await?;
+    let partitions = partitions_of(&mut client, &args.topic, false).await?;
     let bounds = offsets_of(&mut client, &args.topic, &partitions).await?;
     let current = committed(&mut client, &args.group).await?;
     let mut plan = Vec::new();

@@ -70,12 +70,18 @@ pub fn compression(name: &str) -> Result<Compression> {
 }
 
 /// Partition count of a topic, via Metadata.
-pub async fn partitions_of(client: &mut Client, topic: &str) -> Result<Vec<i32>> {
+/// Partition ids of a topic, via Metadata. Only producers ask the broker to create a
+/// missing topic (as Kafka's producers do); describe and consume must not.
+pub async fn partitions_of(
+    client: &mut Client,
+    topic: &str,
+    auto_create: bool,
+) -> Result<Vec<i32>> {
     let req = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
     ]));
     let resp: MetadataResponse = client
-        .request(12, req.with_allow_auto_topic_creation(true))
+        .request(12, req.with_allow_auto_topic_creation(auto_create))
         .await?;
     let t = resp
         .topics
@@ -203,7 +209,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
 
 async fn describe(bootstrap: &str, name: &str) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
-    let partitions = partitions_of(&mut client, name).await?;
+    let partitions = partitions_of(&mut client, name, false).await?;
     let offsets = offsets_of(&mut client, name, &partitions).await?;
     let resource = DescribeConfigsResource::default()
         .with_resource_type(2)
@@ -250,7 +256,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         bail!("--acks must be -1, 0 or 1");
     }
     let mut client = Client::connect(&args.connect.bootstrap_server).await?;
-    let partitions = partitions_of(&mut client, &args.topic).await?;
+    let partitions = partitions_of(&mut client, &args.topic, true).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Option<Bytes>, Bytes)>(10_000);
     let key_separator = args.key_separator.clone();
     let reader = std::thread::spawn(move || -> Result<()> {
@@ -413,7 +419,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect.bootstrap_server).await?;
     let partitions = match args.partition {
         Some(p) => vec![p],
-        None => partitions_of(&mut client, &args.topic).await?,
+        None => partitions_of(&mut client, &args.topic, false).await?,
     };
     let offsets = offsets_of(&mut client, &args.topic, &partitions).await?;
     let mut positions: BTreeMap<i32, i64> = offsets
