@@ -14,6 +14,8 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::str_bytes;
 use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
 use crate::shared::{ApiError, Shared};
@@ -162,13 +164,38 @@ fn describe_broker(
     Ok(entries)
 }
 
-fn not_a_topic(resource_type: i8) -> Option<ApiError> {
-    (resource_type != RESOURCE_TOPIC).then(|| {
-        ApiError::new(
+type Overrides = std::collections::BTreeMap<String, String>;
+type Changes = Vec<(String, Option<String>)>;
+
+/// Shared by both alter APIs: only topics can be altered; `changes` turns the topic's
+/// current overrides into the changes to apply.
+fn alter_topic(
+    shared: &Shared,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    changes: impl FnOnce(&Overrides) -> Result<Changes, ApiError>,
+) -> Result<(), ApiError> {
+    if resource_type != RESOURCE_TOPIC {
+        return Err(ApiError::new(
             ResponseError::InvalidRequest,
             "only topic configs can be altered; broker configs are static",
-        )
-    })
+        ));
+    }
+    let existing = shared
+        .image()
+        .topic(name)
+        .map(|t| t.configs.clone())
+        .unwrap_or_default();
+    shared.alter_topic_configs(name, changes(&existing)?, validate_only)
+}
+
+/// The per-resource error fields of both alter responses.
+fn error_fields(outcome: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(e) => (e.code, Some(str_bytes(e.message))),
+    }
 }
 
 /// Legacy AlterConfigs: the given set replaces every override of the topic.
@@ -177,19 +204,13 @@ pub fn alter(shared: &Arc<Shared>, req: AlterConfigsRequest) -> AlterConfigsResp
         req.resources
             .into_iter()
             .map(|r| {
-                let result = LegacyAlterResult::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone());
-                let outcome = match not_a_topic(r.resource_type) {
-                    Some(e) => Err(e),
-                    None => {
-                        let name = r.resource_name.to_string();
-                        let existing = shared
-                            .image()
-                            .topic(&name)
-                            .map(|t| t.configs.clone())
-                            .unwrap_or_default();
-                        let mut changes: Vec<(String, Option<String>)> = existing
+                let outcome = alter_topic(
+                    shared,
+                    r.resource_type,
+                    r.resource_name.as_str(),
+                    req.validate_only,
+                    |existing| {
+                        let mut changes: Changes = existing
                             .keys()
                             .filter(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
                             .map(|k| (k.clone(), None))
@@ -197,15 +218,15 @@ pub fn alter(shared: &Arc<Shared>, req: AlterConfigsRequest) -> AlterConfigsResp
                         changes.extend(r.configs.iter().map(|c| {
                             (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))
                         }));
-                        shared.alter_topic_configs(&name, changes, req.validate_only)
-                    }
-                };
-                match outcome {
-                    Ok(()) => result,
-                    Err(e) => result
-                        .with_error_code(e.code)
-                        .with_error_message(Some(str_bytes(e.message))),
-                }
+                        Ok(changes)
+                    },
+                );
+                let (code, message) = error_fields(outcome);
+                LegacyAlterResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+                    .with_error_code(code)
+                    .with_error_message(message)
             })
             .collect();
     AlterConfigsResponse::default().with_responses(responses)
@@ -219,41 +240,32 @@ pub fn incremental_alter(
         .resources
         .into_iter()
         .map(|r| {
-            let result = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let outcome = match not_a_topic(r.resource_type) {
-                Some(e) => Err(e),
-                None => {
-                    let name = r.resource_name.to_string();
-                    let existing = shared
-                        .image()
-                        .topic(&name)
-                        .map(|t| t.configs.clone())
-                        .unwrap_or_default();
+            let outcome = alter_topic(
+                shared,
+                r.resource_type,
+                r.resource_name.as_str(),
+                req.validate_only,
+                |existing| {
                     r.configs
                         .iter()
                         .map(|c| {
                             incremental_change(
                                 shared,
-                                &existing,
+                                existing,
                                 c.name.as_str(),
                                 c.config_operation,
                                 c.value.as_deref(),
                             )
                         })
-                        .collect::<Result<Vec<_>, ApiError>>()
-                        .and_then(|changes| {
-                            shared.alter_topic_configs(&name, changes, req.validate_only)
-                        })
-                }
-            };
-            match outcome {
-                Ok(()) => result,
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(e.message))),
-            }
+                        .collect()
+                },
+            );
+            let (code, message) = error_fields(outcome);
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
@@ -261,7 +273,7 @@ pub fn incremental_alter(
 
 fn incremental_change(
     shared: &Shared,
-    existing: &std::collections::BTreeMap<String, String>,
+    existing: &Overrides,
     name: &str,
     op: i8,
     value: Option<&str>,
