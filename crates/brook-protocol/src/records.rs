@@ -140,6 +140,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_huge_record_count_is_an_error_not_an_allocation() {
+        let record = Record {
+            value: Some(Bytes::from_static(b"v")),
+            ..Record::default()
+        };
+        let mut batch = encode_batch(&[record], Compression::None).unwrap();
+        batch[57..61].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let crc = crate::batch::compute_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(decode_batches(batch.freeze()).is_err());
+    }
+
+    #[test]
     fn round_trip_each_codec() {
         let records: Vec<Record> = (0..50)
             .map(|i| Record {
