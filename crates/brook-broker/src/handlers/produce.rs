@@ -70,6 +70,14 @@ pub async fn handle(
                     let Some(partition) = shared.partition(&topic.name.0, pd.index) else {
                         return failed(pd.index, ResponseError::UnknownTopicOrPartition.code(), None);
                     };
+                    // Only the broker writes internal topics (__consumer_offsets), as in Kafka.
+                    if topic.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
+                        return failed(
+                            pd.index,
+                            ResponseError::InvalidTopicException.code(),
+                            Some("clients cannot write to internal topics".into()),
+                        );
+                    }
                     let config = partition.config();
                     if acks == -1 && config.min_insync_replicas > 1 {
                         return failed(
