@@ -1,19 +1,26 @@
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::MetadataRecord;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// "No leader": every replica in the ISR is fenced (no unclean election).
+pub const NO_LEADER: i32 = -1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     pub index: i32,
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped on every change of leader, ISR or replicas.
+    #[serde(default)]
+    pub partition_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub topic_id: Uuid,
@@ -23,14 +30,26 @@ pub struct TopicImage {
     pub internal: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub fenced: bool,
+}
+
 /// The state obtained by applying every metadata record in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicImage>,
     pub topic_names_by_id: HashMap<Uuid, String>,
     pub next_producer_id_block: i64,
-    /// The broker that leads every partition in a single-node cluster.
+    /// Registered brokers. Empty for a single node, which serves every partition itself.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerImage>,
+    /// The node that holds partitions created without an explicit assignment
+    /// (a single-node cluster).
     pub node_id: i32,
 }
 
@@ -52,13 +71,37 @@ impl MetadataImage {
             .and_then(|n| self.topics.get(n))
     }
 
-    fn partition(&self, index: i32) -> PartitionImage {
+    pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionImage> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+    }
+
+    /// Brokers that may lead partitions and receive new replicas, by id.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect()
+    }
+
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    fn new_partition(&self, index: i32, replicas: Option<&Vec<i32>>) -> PartitionImage {
+        let replicas = match replicas {
+            Some(r) if !r.is_empty() => r.clone(),
+            _ => vec![self.node_id],
+        };
         PartitionImage {
             index,
-            leader: self.node_id,
+            leader: replicas[0],
             leader_epoch: 0,
-            replicas: vec![self.node_id],
-            isr: vec![self.node_id],
+            partition_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
         }
     }
 
@@ -74,23 +117,33 @@ impl MetadataImage {
                 replication_factor,
                 configs,
                 internal,
+                assignment,
             } => {
                 let topic = TopicImage {
                     name: name.clone(),
                     topic_id: *topic_id,
                     replication_factor: *replication_factor,
-                    partitions: (0..*partitions).map(|i| self.partition(i)).collect(),
+                    partitions: (0..*partitions)
+                        .map(|i| self.new_partition(i, assignment.get(i as usize)))
+                        .collect(),
                     configs: configs.clone(),
                     internal: *internal,
                 };
                 self.topic_names_by_id.insert(*topic_id, name.clone());
                 self.topics.insert(name.clone(), topic);
             }
-            MetadataRecord::PartitionsAdded { name, total } => {
+            MetadataRecord::PartitionsAdded {
+                name,
+                total,
+                assignment,
+            } => {
                 let new: Vec<PartitionImage> = match self.topics.get(name) {
-                    Some(t) => (t.partitions.len() as i32..*total)
-                        .map(|i| self.partition(i))
-                        .collect(),
+                    Some(t) => {
+                        let from = t.partitions.len() as i32;
+                        (from..*total)
+                            .map(|i| self.new_partition(i, assignment.get((i - from) as usize)))
+                            .collect()
+                    }
                     None => return,
                 };
                 if let Some(t) = self.topics.get_mut(name) {
@@ -112,6 +165,50 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIdsAllocated { next_block_start } => {
                 self.next_producer_id_block = self.next_producer_id_block.max(*next_block_start);
+            }
+            MetadataRecord::BrokerRegistered { id, host, port } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerImage {
+                        id: *id,
+                        host: host.clone(),
+                        port: *port,
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::BrokerFenced { id } => {
+                if let Some(b) = self.brokers.get_mut(id) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerUnfenced { id } => {
+                if let Some(b) = self.brokers.get_mut(id) {
+                    b.fenced = false;
+                }
+            }
+            MetadataRecord::PartitionChanged {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+                replicas,
+            } => {
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return;
+                };
+                p.leader = *leader;
+                p.leader_epoch = *leader_epoch;
+                p.isr = isr.clone();
+                if let Some(r) = replicas {
+                    p.replicas = r.clone();
+                }
+                p.partition_epoch += 1;
             }
         }
     }

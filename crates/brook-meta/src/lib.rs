@@ -6,10 +6,11 @@
 //! ([`FileMetadataLog`]); a cluster will replicate the same records through a Raft
 //! quorum, so nothing here depends on how the log is stored.
 
+pub mod controller;
 mod image;
 mod store;
 
-pub use image::{MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
 pub use store::{FileMetadataLog, MetaError};
 
 use std::collections::BTreeMap;
@@ -33,11 +34,18 @@ pub enum MetadataRecord {
         /// Topic-level config overrides (Kafka names).
         configs: BTreeMap<String, String>,
         internal: bool,
+        /// Replicas of each partition, preferred leader first. Empty in a single-node
+        /// log: every partition lives on the image's own node.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<i32>>,
     },
     /// The topic now has `total` partitions (CreatePartitions only ever grows).
     PartitionsAdded {
         name: String,
         total: i32,
+        /// Replicas of each new partition (empty: the image's own node).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<i32>>,
     },
     /// Set (`Some`) or remove (`None`) a topic-level config override.
     TopicConfigSet {
@@ -51,5 +59,29 @@ pub enum MetadataRecord {
     /// Producer ids below `next_block_start` have been handed out.
     ProducerIdsAllocated {
         next_block_start: i64,
+    },
+    /// A broker joined (or came back with a new address); it starts unfenced.
+    BrokerRegistered {
+        id: i32,
+        host: String,
+        port: i32,
+    },
+    /// The broker stopped heartbeating: it leads nothing until it is unfenced.
+    BrokerFenced {
+        id: i32,
+    },
+    BrokerUnfenced {
+        id: i32,
+    },
+    /// New leader, ISR or replica set of one partition. `leader_epoch` is bumped on every
+    /// leader change; the partition epoch on every change.
+    PartitionChanged {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<i32>>,
     },
 }

@@ -160,6 +160,7 @@ mod tests {
             replication_factor: 1,
             configs: BTreeMap::new(),
             internal: false,
+            assignment: Vec::new(),
         }
     }
 
@@ -172,6 +173,7 @@ mod tests {
         log.append(&[MetadataRecord::PartitionsAdded {
             name: "a".into(),
             total: 5,
+            assignment: Vec::new(),
         }])
         .unwrap();
         log.append(&[MetadataRecord::TopicConfigSet {

@@ -1,0 +1,395 @@
+//! The controller's decisions as pure functions of the image: where replicas go, who
+//! leads once a broker is fenced or comes back, whether an ISR change is allowed.
+//! The broker that leads the metadata quorum calls these and appends the records they
+//! return; nothing here does I/O or reads a clock.
+
+use thiserror::Error;
+
+use crate::image::NO_LEADER;
+use crate::{MetadataImage, MetadataRecord, PartitionImage};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PlacementError {
+    #[error("replication factor {requested} is larger than the {live} available brokers")]
+    NotEnoughBrokers { requested: usize, live: usize },
+    #[error("replication factor must be at least 1")]
+    ZeroReplicationFactor,
+}
+
+/// Replica lists for partitions `first..first + count`, spread over `live` brokers the
+/// way Kafka's rack-unaware assignment does: preferred leaders round-robin from a
+/// starting broker, followers shifted so that no two partitions share the same
+/// follower pattern when there are enough brokers.
+pub fn assign_replicas(
+    live: &[i32],
+    first: i32,
+    count: i32,
+    replication_factor: usize,
+    seed: usize,
+) -> Result<Vec<Vec<i32>>, PlacementError> {
+    let n = live.len();
+    if replication_factor == 0 {
+        return Err(PlacementError::ZeroReplicationFactor);
+    }
+    if replication_factor > n {
+        return Err(PlacementError::NotEnoughBrokers {
+            requested: replication_factor,
+            live: n,
+        });
+    }
+    let mut brokers = live.to_vec();
+    brokers.sort_unstable();
+    let start = seed % n;
+    let shift_base = (seed / n.max(1)) % n.max(1);
+    Ok((first..first + count)
+        .map(|p| {
+            let p = p as usize;
+            let leader = (start + p) % n;
+            let shift = if n > 1 {
+                (shift_base + p / n) % (n - 1)
+            } else {
+                0
+            };
+            let mut replicas = vec![brokers[leader]];
+            for k in 0..replication_factor - 1 {
+                let idx = (leader + 1 + (shift + k) % (n - 1)) % n;
+                replicas.push(brokers[idx]);
+            }
+            replicas
+        })
+        .collect())
+}
+
+fn change(
+    topic: &str,
+    p: &PartitionImage,
+    leader: i32,
+    epoch: i32,
+    isr: Vec<i32>,
+) -> MetadataRecord {
+    MetadataRecord::PartitionChanged {
+        topic: topic.to_string(),
+        partition: p.index,
+        leader,
+        leader_epoch: epoch,
+        isr,
+        replicas: None,
+    }
+}
+
+/// The broker stopped heartbeating: fence it, take it out of every ISR it is in and move
+/// its leaderships to the first live in-sync replica (in assignment order). A partition
+/// whose ISR has no other live member goes leaderless and keeps its last ISR member,
+/// so it comes back only with a replica that has every acknowledged record.
+pub fn fence_broker(image: &MetadataImage, id: i32) -> Vec<MetadataRecord> {
+    match image.brokers.get(&id) {
+        Some(b) if !b.fenced => {}
+        _ => return Vec::new(),
+    }
+    let live = |b: i32| b != id && image.is_live(b);
+    let mut out = vec![MetadataRecord::BrokerFenced { id }];
+    for (name, topic) in &image.topics {
+        for p in &topic.partitions {
+            if p.leader != id && !p.isr.contains(&id) {
+                continue;
+            }
+            let shrunk: Vec<i32> = p.isr.iter().copied().filter(|&b| b != id).collect();
+            if p.leader == id {
+                let next = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|&r| shrunk.contains(&r) && live(r));
+                match next {
+                    Some(leader) => out.push(change(name, p, leader, p.leader_epoch + 1, shrunk)),
+                    None => {
+                        let isr = if shrunk.is_empty() {
+                            p.isr.clone()
+                        } else {
+                            shrunk
+                        };
+                        out.push(change(name, p, NO_LEADER, p.leader_epoch + 1, isr));
+                    }
+                }
+            } else if !shrunk.is_empty() {
+                out.push(change(name, p, p.leader, p.leader_epoch, shrunk));
+            }
+        }
+    }
+    out
+}
+
+/// A heartbeat from `id`: register it (or its new address), unfence it, and give it the
+/// leadership of leaderless partitions whose ISR it is in.
+pub fn broker_heartbeat(
+    image: &MetadataImage,
+    id: i32,
+    host: &str,
+    port: i32,
+) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    match image.brokers.get(&id) {
+        Some(b) if b.host == host && b.port == port => {
+            if !b.fenced {
+                return out;
+            }
+            out.push(MetadataRecord::BrokerUnfenced { id });
+        }
+        _ => out.push(MetadataRecord::BrokerRegistered {
+            id,
+            host: host.to_string(),
+            port,
+        }),
+    }
+    for (name, topic) in &image.topics {
+        for p in &topic.partitions {
+            if p.leader == NO_LEADER && p.isr.contains(&id) {
+                out.push(change(name, p, id, p.leader_epoch + 1, p.isr.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AlterIsrError {
+    #[error("unknown topic or partition")]
+    UnknownPartition,
+    #[error("broker {0} is not the leader of this partition")]
+    NotLeader(i32),
+    #[error("leader epoch {got} is not the current epoch {current}")]
+    FencedLeaderEpoch { got: i32, current: i32 },
+    #[error("invalid ISR: {0}")]
+    InvalidIsr(&'static str),
+    #[error("replica {0} is fenced or not a replica and cannot join the ISR")]
+    IneligibleReplica(i32),
+}
+
+/// The leader of a partition asks to change its ISR (Kafka's AlterPartition).
+pub fn alter_isr(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    leader: i32,
+    leader_epoch: i32,
+    new_isr: &[i32],
+) -> Result<Option<MetadataRecord>, AlterIsrError> {
+    let p = image
+        .partition(topic, partition)
+        .ok_or(AlterIsrError::UnknownPartition)?;
+    if p.leader != leader {
+        return Err(AlterIsrError::NotLeader(leader));
+    }
+    if p.leader_epoch != leader_epoch {
+        return Err(AlterIsrError::FencedLeaderEpoch {
+            got: leader_epoch,
+            current: p.leader_epoch,
+        });
+    }
+    if !new_isr.contains(&leader) {
+        return Err(AlterIsrError::InvalidIsr("the leader must stay in its ISR"));
+    }
+    let mut isr: Vec<i32> = Vec::with_capacity(new_isr.len());
+    for &r in new_isr {
+        if !p.replicas.contains(&r) {
+            return Err(AlterIsrError::IneligibleReplica(r));
+        }
+        if !p.isr.contains(&r) && !image.is_live(r) {
+            return Err(AlterIsrError::IneligibleReplica(r));
+        }
+        if !isr.contains(&r) {
+            isr.push(r);
+        }
+    }
+    let mut sorted_old = p.isr.clone();
+    sorted_old.sort_unstable();
+    let mut sorted_new = isr.clone();
+    sorted_new.sort_unstable();
+    if sorted_old == sorted_new {
+        return Ok(None);
+    }
+    Ok(Some(change(topic, p, p.leader, p.leader_epoch, isr)))
+}
+
+/// Moves leadership back to the preferred (first) replica when it is live and in sync.
+pub fn preferred_leader_election(
+    image: &MetadataImage,
+    topic: &str,
+    p: &PartitionImage,
+) -> Option<MetadataRecord> {
+    let preferred = *p.replicas.first()?;
+    if p.leader == preferred || !p.isr.contains(&preferred) || !image.is_live(preferred) {
+        return None;
+    }
+    Some(change(
+        topic,
+        p,
+        preferred,
+        p.leader_epoch + 1,
+        p.isr.clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cluster(brokers: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::new(brokers[0]);
+        for &id in brokers {
+            image.apply(&MetadataRecord::BrokerRegistered {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9000 + id,
+            });
+        }
+        image
+    }
+
+    fn create(image: &mut MetadataImage, name: &str, assignment: Vec<Vec<i32>>) {
+        image.apply(&MetadataRecord::TopicCreated {
+            name: name.into(),
+            topic_id: uuid::Uuid::new_v4(),
+            partitions: assignment.len() as i32,
+            replication_factor: assignment[0].len() as i16,
+            configs: BTreeMap::new(),
+            internal: false,
+            assignment,
+        });
+    }
+
+    fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            image.apply(r);
+        }
+    }
+
+    #[test]
+    fn placement_spreads_leaders_and_never_repeats_a_broker() {
+        let a = assign_replicas(&[3, 1, 2], 0, 6, 3, 0).unwrap();
+        for replicas in &a {
+            let mut r = replicas.clone();
+            r.sort();
+            assert_eq!(r, vec![1, 2, 3]);
+        }
+        let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        let b = assign_replicas(&[1, 2, 3, 4, 5], 0, 50, 2, 7).unwrap();
+        let mut per_broker = BTreeMap::new();
+        for r in &b {
+            assert_ne!(r[0], r[1]);
+            *per_broker.entry(r[0]).or_insert(0) += 1;
+        }
+        assert!(per_broker.values().all(|&n| n == 10), "{per_broker:?}");
+        assert_eq!(
+            assign_replicas(&[1, 2], 0, 1, 3, 0),
+            Err(PlacementError::NotEnoughBrokers {
+                requested: 3,
+                live: 2
+            })
+        );
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_the_next_in_sync_replica() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2, 3], vec![2, 3, 1]]);
+        let records = fence_broker(&image, 1);
+        apply_all(&mut image, &records);
+        let p0 = image.partition("t", 0).unwrap();
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        let p1 = image.partition("t", 1).unwrap();
+        assert_eq!(
+            (p1.leader, p1.leader_epoch, p1.isr.clone()),
+            (2, 0, vec![2, 3])
+        );
+        assert!(image.brokers[&1].fenced);
+        assert!(
+            fence_broker(&image, 1).is_empty(),
+            "fencing twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn last_in_sync_replica_keeps_the_partition_until_it_returns() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2, 3]]);
+        for id in [2, 3, 1] {
+            let r = fence_broker(&image, id);
+            apply_all(&mut image, &r);
+        }
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
+        // Broker 2 is not in the ISR: no unclean election.
+        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002);
+        apply_all(&mut image, &r);
+        assert_eq!(image.partition("t", 0).unwrap().leader, NO_LEADER);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001);
+        apply_all(&mut image, &r);
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.leader_epoch), (1, 2));
+    }
+
+    #[test]
+    fn heartbeat_registers_once_and_unfences() {
+        let mut image = MetadataImage::new(1);
+        let r = broker_heartbeat(&image, 1, "h", 1);
+        assert_eq!(r.len(), 1);
+        apply_all(&mut image, &r);
+        assert!(broker_heartbeat(&image, 1, "h", 1).is_empty());
+        let r = fence_broker(&image, 1);
+        apply_all(&mut image, &r);
+        assert_eq!(
+            broker_heartbeat(&image, 1, "h", 1),
+            vec![MetadataRecord::BrokerUnfenced { id: 1 }]
+        );
+    }
+
+    #[test]
+    fn alter_isr_checks_leader_epoch_and_eligibility() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2, 3]]);
+        assert_eq!(
+            alter_isr(&image, "t", 0, 2, 0, &[2]),
+            Err(AlterIsrError::NotLeader(2))
+        );
+        assert!(matches!(
+            alter_isr(&image, "t", 0, 1, 5, &[1]),
+            Err(AlterIsrError::FencedLeaderEpoch { .. })
+        ));
+        let shrink = alter_isr(&image, "t", 0, 1, 0, &[1, 2]).unwrap().unwrap();
+        image.apply(&shrink);
+        assert_eq!(image.partition("t", 0).unwrap().isr, vec![1, 2]);
+        let r = fence_broker(&image, 3);
+        apply_all(&mut image, &r);
+        assert_eq!(
+            alter_isr(&image, "t", 0, 1, 0, &[1, 2, 3]),
+            Err(AlterIsrError::IneligibleReplica(3))
+        );
+        assert_eq!(alter_isr(&image, "t", 0, 1, 0, &[2, 1]), Ok(None));
+    }
+
+    #[test]
+    fn preferred_leader_comes_back_when_in_sync() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2, 3]]);
+        let r = fence_broker(&image, 1);
+        apply_all(&mut image, &r);
+        let p = image.partition("t", 0).unwrap().clone();
+        assert!(preferred_leader_election(&image, "t", &p).is_none());
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001);
+        apply_all(&mut image, &r);
+        let rejoin = alter_isr(&image, "t", 0, 2, 1, &[2, 3, 1])
+            .unwrap()
+            .unwrap();
+        image.apply(&rejoin);
+        let p = image.partition("t", 0).unwrap().clone();
+        image.apply(&preferred_leader_election(&image, "t", &p).unwrap());
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.leader, p.leader_epoch), (1, 2));
+    }
+}
