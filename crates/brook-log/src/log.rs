@@ -167,6 +167,72 @@ impl Log {
         Ok(info)
     }
 
+    /// Appends batches copied from a partition leader (a follower's append): offsets,
+    /// leader epochs and timestamps are kept as the leader wrote them. The first batch
+    /// must start at the log end and offsets must be dense, or nothing is written.
+    pub fn append_replicated(
+        &mut self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.now_ms = now_ms;
+        let mut next = self.log_end_offset();
+        let first_offset = next;
+        let mut max_timestamp = NO_TIMESTAMP;
+        for item in BatchIter::new(batches) {
+            let (header, _) = item?;
+            if header.base_offset != next {
+                return Err(LogError::corrupt(
+                    &self.dir,
+                    format!(
+                        "replicated batch starts at offset {} but the log ends at {next}",
+                        header.base_offset
+                    ),
+                ));
+            }
+            next = header.next_offset();
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+        }
+        if next == first_offset {
+            return Err(BatchError::Truncated {
+                need: BATCH_HEADER_LEN,
+                have: batches.len(),
+            }
+            .into());
+        }
+        let last_offset = next - 1;
+        let roll = self
+            .active
+            .roll_reason(batches.len() as u64, last_offset, &self.config, now_ms);
+        if let Some(reason) = roll {
+            tracing::debug!(dir = %self.dir.display(), ?reason, "rolling segment");
+            self.roll(now_ms)?;
+        }
+        self.active
+            .append(batches, &self.config.index_policy(), now_ms)?;
+        let unflushed = self.log_end_offset() - self.recovery_point;
+        if u64::try_from(unflushed).unwrap_or(0) >= self.config.flush_interval_messages {
+            self.sync_all()?;
+        }
+        Ok(AppendInfo {
+            base_offset: first_offset,
+            last_offset,
+            max_timestamp,
+            log_append_time_ms: None,
+        })
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower that fell behind the
+    /// leader's log start offset).
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        self.recovery_point = self.recovery_point.min(offset);
+        self.checkpoint_recovery_point()?;
+        self.truncate_fully_and_start_at(offset)
+    }
+
     /// Whole batches starting with the one containing `offset`, up to `max_bytes`
     /// (at least one batch if `min_one_message`), never reaching
     /// `max_offset_exclusive` (e.g. the high watermark). Stays within one segment; an

@@ -3,6 +3,7 @@
 
 mod append_read;
 mod recovery;
+mod replicated;
 mod retention;
 mod timestamps;
 mod truncate;
