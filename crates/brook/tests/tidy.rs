@@ -24,6 +24,7 @@ fn crate_dependencies_point_one_way() {
         ("brook-log", &["brook-protocol"]),
         ("brook-meta", &[]),
         ("brook-coord", &[]),
+        ("brook-raft", &["brook-meta"]),
         (
             "brook-broker",
             &["brook-protocol", "brook-log", "brook-meta", "brook-coord"],
