@@ -374,6 +374,23 @@ impl LogStore {
                 .map_err(io_err("truncating", &path))?;
             file.sync_all().map_err(io_err("fsyncing", &path))?;
         }
+        // The committed hint must name an entry we hold (or purged): if a damaged tail took
+        // it, forget the hint rather than have openraft re-apply entries that are gone.
+        let last = scanned
+            .entries
+            .last_key_value()
+            .map(|(_, e)| e.log_id)
+            .or(scanned.purged);
+        let committed = match committed {
+            Some(c)
+                if Some(c) > last
+                    || scanned.entries.get(&c.index).is_some_and(|e| e.log_id != c) =>
+            {
+                tracing::warn!(committed = %c, last = ?last, "committed hint is past the log; ignoring it");
+                None
+            }
+            c => c,
+        };
         // Make the (possibly just created) files' directory entries durable.
         sync_dir(dir).map_err(io_err("fsyncing", dir))?;
         tracing::info!(
