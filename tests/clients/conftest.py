@@ -440,3 +440,6 @@ def pytest_runtest_makereport(item, call):
     for b in brokers:
         header = f"{b.name} log ({b.log_path}, {b.bootstrap if b.port else 'not started'})"
         rep.sections.append((header, b.log_tail()))
+
+
+from cluster import cluster, cluster_factory  # noqa: E402,F401  multi-node fixtures (cluster.py)

@@ -47,6 +47,9 @@ enum Command {
     /// Load generators: produce, consume, end-to-end latency.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Development helpers: `brook dev cluster` runs a local multi-node cluster.
+    #[command(subcommand)]
+    Dev(crate::dev::DevCommand),
 }
 
 #[derive(Args)]
@@ -176,5 +179,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(cmd) => crate::bench::run(cmd).await,
         Command::Group(cmd) => crate::groups::run(cmd).await,
         Command::CheckLog { dir, verbose } => crate::check_log::run(&dir, verbose),
+        Command::Dev(cmd) => crate::dev::run(cmd).await,
     }
 }

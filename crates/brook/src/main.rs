@@ -4,6 +4,7 @@ mod bench;
 mod check_log;
 mod cli;
 mod client;
+mod dev;
 mod groups;
 mod serve;
 mod tools;
