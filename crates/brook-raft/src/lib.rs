@@ -43,9 +43,9 @@ use tokio::sync::watch;
 
 pub use log_store::StoreError;
 
-use log_store::LogStore;
+use log_store::{LogCloser, LogStore};
 use network::Network;
-use state_machine::StateMachine;
+use state_machine::{SnapshotStore, StateMachine};
 
 openraft::declare_raft_types!(
     /// openraft types for the metadata quorum: an entry's data is one append's records.
@@ -143,6 +143,8 @@ pub struct Quorum {
     image: watch::Receiver<Arc<MetadataImage>>,
     leader: watch::Receiver<Option<u64>>,
     stopping: AtomicBool,
+    log_closer: LogCloser,
+    snapshots: Arc<SnapshotStore>,
 }
 
 impl Quorum {
@@ -186,6 +188,8 @@ impl Quorum {
             log_store::blocking(move || Ok((LogStore::open(&dir)?, StateMachine::open(&dir)?)))
                 .await?;
 
+        let log_closer = log_store.closer();
+        let snapshots = state_machine.snapshot_store();
         let network = Network {
             transport,
             voters: Arc::new(config.voters.clone()),
@@ -195,39 +199,49 @@ impl Quorum {
             .await
             .map_err(|e| QuorumError::raft(format!("starting raft node {id}"), e))?;
 
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| QuorumError::raft("reading raft state", e))?;
-        if !initialized {
-            let members: BTreeMap<u64, BasicNode> = config
-                .voters
-                .iter()
-                .map(|(&voter, addr)| (voter, BasicNode::new(addr)))
-                .collect();
-            match raft.initialize(members).await {
-                Ok(()) => {
-                    tracing::info!(node = id, voters = ?config.voters, "initialized metadata quorum")
-                }
-                Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                    tracing::debug!(node = id, error = %e, "metadata quorum already initialized");
-                }
-                Err(e) => {
-                    let _ = raft.shutdown().await;
-                    return Err(QuorumError::raft("initializing the metadata quorum", e));
-                }
-            }
-        }
-
         let leader = spawn_leader_watch(&raft);
-        tracing::info!(node = id, dir = %config.dir.display(), "metadata quorum started");
-        Ok(Quorum {
+        let quorum = Quorum {
             id,
             raft,
             image,
             leader,
             stopping: AtomicBool::new(false),
-        })
+            log_closer,
+            snapshots,
+        };
+        if let Err(e) = quorum.initialize(&config.voters).await {
+            quorum.shutdown().await;
+            return Err(e);
+        }
+        tracing::info!(node = id, dir = %config.dir.display(), "metadata quorum started");
+        Ok(quorum)
+    }
+
+    /// Writes the initial membership if the log is brand new.
+    async fn initialize(&self, voters: &BTreeMap<u64, String>) -> Result<(), QuorumError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| QuorumError::raft("reading raft state", e))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, BasicNode> = voters
+            .iter()
+            .map(|(&voter, addr)| (voter, BasicNode::new(addr)))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(node = self.id, ?voters, "initialized metadata quorum");
+                Ok(())
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                tracing::debug!(node = self.id, error = %e, "metadata quorum already initialized");
+                Ok(())
+            }
+            Err(e) => Err(QuorumError::raft("initializing the metadata quorum", e)),
+        }
     }
 
     /// Server side: answers a payload that another node's [`Transport::send`] produced.
@@ -299,12 +313,16 @@ impl Quorum {
         self.id
     }
 
-    /// Stops raft on this node. Idempotent; `append` afterwards fails with `ShuttingDown`.
+    /// Stops raft on this node and waits for its file I/O to finish: once this returns, the
+    /// directory can be opened again (even in the same process). Idempotent; `append`
+    /// afterwards fails with `ShuttingDown`. A `Quorum` dropped without it keeps running.
     pub async fn shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node = self.id, error = %e, "raft task ended badly");
         }
+        self.log_closer.close().await;
+        self.snapshots.close().await;
         tracing::info!(node = self.id, "metadata quorum stopped");
     }
 }

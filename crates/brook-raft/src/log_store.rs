@@ -64,6 +64,8 @@ pub enum StoreError {
     OutOfOrder { expected: u64, got: u64 },
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error("raft storage in {} is closed", .0.display())]
+    Closed(PathBuf),
 }
 
 pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
@@ -203,6 +205,30 @@ pub(crate) fn scan(path: &Path, data: &[u8]) -> Result<Scanned, StoreError> {
     Ok(out)
 }
 
+/// (entry index, frame size) for each frame of an encoded batch.
+type FrameSizes = Vec<(u64, usize)>;
+
+/// Frames for `entries`, which must start at index `first` and be consecutive; with each
+/// entry's index and frame size.
+fn encode_entries(
+    first: u64,
+    entries: &[Entry<TypeConfig>],
+) -> Result<(Vec<u8>, FrameSizes), StoreError> {
+    let mut frames = Vec::new();
+    let mut sizes = Vec::with_capacity(entries.len());
+    for (expected, entry) in (first..).zip(entries) {
+        if entry.log_id.index != expected {
+            return Err(StoreError::OutOfOrder {
+                expected,
+                got: entry.log_id.index,
+            });
+        }
+        let size = encode_frame(&mut frames, &FrameRef::Entry(entry))?;
+        sizes.push((expected, size));
+    }
+    Ok((frames, sizes))
+}
+
 fn next_index(entries: &BTreeMap<u64, Entry<TypeConfig>>, purged: Option<&LogId<u64>>) -> u64 {
     match (entries.last_key_value(), purged) {
         (Some((index, _)), _) => index + 1,
@@ -218,6 +244,8 @@ struct DiskLog {
     file: File,
     len: u64,
     offsets: BTreeMap<u64, u64>,
+    /// Set by [`LogCloser::close`]: an I/O still queued after shutdown must not land.
+    closed: bool,
 }
 
 fn open_rw(path: &Path) -> Result<File, StoreError> {
@@ -231,7 +259,21 @@ fn open_rw(path: &Path) -> Result<File, StoreError> {
 }
 
 impl DiskLog {
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed {
+            return Err(StoreError::Closed(self.dir.clone()));
+        }
+        Ok(())
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
+        self.check_open()?;
+        replace_file(&self.dir, name, bytes, durable)
+            .map_err(io_err("saving", &self.dir.join(name)))
+    }
+
     fn append(&mut self, frames: &[u8], sizes: &[(u64, usize)]) -> Result<(), StoreError> {
+        self.check_open()?;
         let path = &self.path;
         self.file
             .seek(SeekFrom::Start(self.len))
@@ -251,6 +293,7 @@ impl DiskLog {
 
     /// Removes entries from `index` on.
     fn truncate(&mut self, index: u64) -> Result<(), StoreError> {
+        self.check_open()?;
         let Some((_, &offset)) = self.offsets.range(index..).next() else {
             return Ok(());
         };
@@ -268,6 +311,7 @@ impl DiskLog {
 
     /// Rewrites the file as a purge marker plus the frames of the entries after `upto`.
     fn purge(&mut self, upto: &LogId<u64>) -> Result<(), StoreError> {
+        self.check_open()?;
         let kept_from = self.offsets.range(upto.index + 1..).next().map(|(_, &o)| o);
         let mut data = Vec::new();
         let marker = encode_frame(&mut data, &FrameRef::Purged(upto))? as u64;
@@ -314,11 +358,24 @@ impl Cache {
 
 /// openraft's [`RaftLogStorage`] over a directory.
 pub(crate) struct LogStore {
-    dir: PathBuf,
     disk: Arc<Mutex<DiskLog>>,
     cache: Arc<RwLock<Cache>>,
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
+}
+
+/// Stops a [`LogStore`]'s file I/O for good, after any operation in flight.
+pub(crate) struct LogCloser(Arc<Mutex<DiskLog>>);
+
+impl LogCloser {
+    pub(crate) async fn close(&self) {
+        let disk = self.0.clone();
+        let _ = blocking(move || {
+            disk.lock().closed = true;
+            Ok(())
+        })
+        .await;
+    }
 }
 
 /// Reads entries for replication.
@@ -327,6 +384,10 @@ pub(crate) struct LogReader {
 }
 
 impl LogStore {
+    pub(crate) fn closer(&self) -> LogCloser {
+        LogCloser(self.disk.clone())
+    }
+
     /// Opens (creating if needed) the log in `dir`, cutting a torn tail. Blocking.
     pub(crate) fn open(dir: &Path) -> Result<LogStore, StoreError> {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
@@ -402,13 +463,13 @@ impl LogStore {
         );
 
         Ok(LogStore {
-            dir: dir.to_path_buf(),
             disk: Arc::new(Mutex::new(DiskLog {
                 dir: dir.to_path_buf(),
                 path,
                 file,
                 len: scanned.valid_len,
                 offsets: scanned.offsets,
+                closed: false,
             })),
             cache: Arc::new(RwLock::new(Cache {
                 purged: scanned.purged,
@@ -468,12 +529,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             };
             StorageError::from(StorageIOError::write_vote(AnyError::new(&e)))
         })?;
-        let dir = self.dir.clone();
-        blocking(move || {
-            replace_file(&dir, VOTE, &bytes, true).map_err(io_err("saving", &dir.join(VOTE)))
-        })
-        .await
-        .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        let disk = self.disk.clone();
+        blocking(move || disk.lock().replace(VOTE, &bytes, true))
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
         self.vote = Some(*vote);
         Ok(())
     }
@@ -495,13 +554,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 source,
             })
         })?;
-        let dir = self.dir.clone();
-        blocking(move || {
-            replace_file(&dir, COMMITTED, &bytes, false)
-                .map_err(io_err("saving", &dir.join(COMMITTED)))
-        })
-        .await
-        .map_err(write_err)?;
+        let disk = self.disk.clone();
+        blocking(move || disk.lock().replace(COMMITTED, &bytes, false))
+            .await
+            .map_err(write_err)?;
         self.committed = committed;
         Ok(())
     }
@@ -520,25 +576,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let encoded = (|| {
+        let first = {
             let cache = self.cache.read();
-            let mut expected = next_index(&cache.entries, cache.purged.as_ref());
-            drop(cache);
-            let mut frames = Vec::new();
-            let mut sizes = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                if entry.log_id.index != expected {
-                    return Err(StoreError::OutOfOrder {
-                        expected,
-                        got: entry.log_id.index,
-                    });
-                }
-                expected += 1;
-                let size = encode_frame(&mut frames, &FrameRef::Entry(entry))?;
-                sizes.push((entry.log_id.index, size));
-            }
-            Ok((frames, sizes))
-        })();
+            next_index(&cache.entries, cache.purged.as_ref())
+        };
+        let encoded = encode_entries(first, &entries);
         let result = match encoded {
             Ok((frames, sizes)) => {
                 let disk = self.disk.clone();

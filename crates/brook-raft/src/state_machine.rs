@@ -40,11 +40,18 @@ struct SnapshotFile {
 
 /// The snapshot on disk; writes are serialized and never replace a newer snapshot with an
 /// older one (a build can race an install).
-struct SnapshotStore {
+pub(crate) struct SnapshotStore {
     dir: PathBuf,
-    /// Last log id of the snapshot on disk, guarding every read and write of the file.
-    on_disk: tokio::sync::Mutex<Option<LogId<u64>>>,
+    /// Guards every read and write of the file.
+    state: tokio::sync::Mutex<OnDisk>,
     seq: AtomicU64,
+}
+
+struct OnDisk {
+    /// Last log id of the snapshot on disk.
+    last: Option<LogId<u64>>,
+    /// Set at shutdown: a build still running afterwards must not write.
+    closed: bool,
 }
 
 impl SnapshotStore {
@@ -70,9 +77,12 @@ impl SnapshotStore {
         image: Arc<MetadataImage>,
         force: bool,
     ) -> Result<(), StoreError> {
-        let mut on_disk = self.on_disk.lock().await;
-        if !force && *on_disk >= meta.last_log_id {
-            tracing::debug!(built = ?meta.last_log_id, on_disk = ?*on_disk, "a newer snapshot is already on disk");
+        let mut on_disk = self.state.lock().await;
+        if on_disk.closed {
+            return Err(StoreError::Closed(self.dir.clone()));
+        }
+        if !force && on_disk.last >= meta.last_log_id {
+            tracing::debug!(built = ?meta.last_log_id, on_disk = ?on_disk.last, "a newer snapshot is already on disk");
             return Ok(());
         }
         let dir = self.dir.clone();
@@ -90,12 +100,17 @@ impl SnapshotStore {
                 .map_err(io_err("writing", &dir.join(SNAPSHOT)))
         })
         .await?;
-        *on_disk = last;
+        on_disk.last = last;
         Ok(())
     }
 
+    /// Waits for a write in flight, then refuses any further one.
+    pub(crate) async fn close(&self) {
+        self.state.lock().await.closed = true;
+    }
+
     async fn read(&self) -> Result<Option<SnapshotFile>, StoreError> {
-        let _guard = self.on_disk.lock().await;
+        let _guard = self.state.lock().await;
         let dir = self.dir.clone();
         blocking(move || Self::load(&dir)).await
     }
@@ -135,6 +150,10 @@ fn sm_err(e: StoreError) -> StorageError<u64> {
 }
 
 impl StateMachine {
+    pub(crate) fn snapshot_store(&self) -> Arc<SnapshotStore> {
+        self.snapshots.clone()
+    }
+
     /// Loads the snapshot in `dir`, if any. Blocking.
     pub(crate) fn open(
         dir: &Path,
@@ -156,7 +175,10 @@ impl StateMachine {
             tx,
             snapshots: Arc::new(SnapshotStore {
                 dir: dir.to_path_buf(),
-                on_disk: tokio::sync::Mutex::new(last_applied),
+                state: tokio::sync::Mutex::new(OnDisk {
+                    last: last_applied,
+                    closed: false,
+                }),
                 seq: AtomicU64::new(0),
             }),
         };

@@ -145,9 +145,9 @@ impl Cluster {
     }
 }
 
-async fn futures_join<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
@@ -263,6 +263,11 @@ async fn leader_failover_and_catch_up() {
     let started = Instant::now();
     let new = c.leader_among(&rest).await;
     assert_ne!(new, old);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "election took {:?}",
+        started.elapsed()
+    );
     eprintln!("new leader {new} after {:?}", started.elapsed());
     for i in 1..3 {
         apply_all(&mut expected, &batch(i));
