@@ -8,8 +8,10 @@
 //! - `vote.json` — the vote, replaced atomically and fsynced (file, then directory) before
 //!   openraft learns it is saved.
 //! - `entries.log` — log entries as length + CRC-32C framed JSON, fsynced before openraft's
-//!   log-flushed callback, so nothing is acknowledged to a leader before it is on disk. A
-//!   torn tail left by a crash is cut on open; any other damage refuses to open.
+//!   log-flushed callback, so nothing is acknowledged to a leader before it is on disk. On
+//!   open, the first frame that fails its length or CRC check ends the log (a crash's torn
+//!   tail is cut, with a warning); a frame that passes its CRC but does not decode, or breaks
+//!   index order, refuses to open.
 //! - `snapshot.json` — the image plus the last applied log id and membership, written
 //!   atomically and fsynced. Snapshots are taken every
 //!   [`QuorumTuning::snapshot_every_entries`] applied entries, and only then are older
@@ -18,8 +20,11 @@
 //!   node re-applies committed entries without waiting for the next commit.
 //!
 //! On restart the image is the snapshot's, plus the committed entries after it re-applied.
-//! Lengths read from disk or the network are checked (entries are capped at 16 MiB), and
-//! bad input — a garbage RPC payload, a damaged file — is an error, never a panic.
+//! Every length read from disk is checked before it is trusted (entries are capped at
+//! 16 MiB); RPC payloads are JSON, parsed without trusting any length in them, so bounding
+//! their size is the broker transport's job (an AppendEntries carries up to 300 entries; a
+//! snapshot is the whole image). Bad input — a garbage RPC payload, a damaged file — is an
+//! error, never a panic.
 //!
 //! An `append` that fails with [`QuorumError::NotLeader`] after the entry was proposed (the
 //! leader stepped down meanwhile) may still commit under the next leader: as with any Raft
