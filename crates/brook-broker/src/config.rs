@@ -185,17 +185,53 @@ pub struct BrokerConfig {
     pub data_dir: Option<PathBuf>,
     /// Every config given as `name=value` (config file, `--set`), Kafka names.
     pub settings: BTreeMap<String, String>,
+    /// Where other brokers reach this one (raft, controller and replication traffic);
+    /// `None` for a single broker.
+    pub controller_listen: Option<SocketAddr>,
+    /// `controller.quorum.voters`: every node of the metadata quorum, `id -> host:port`.
+    /// Empty for a single broker.
+    pub voters: BTreeMap<i32, String>,
+}
+
+/// Parses `controller.quorum.voters` (`1@host:port,2@host:port`).
+pub fn parse_voters(spec: &str) -> Result<BTreeMap<i32, String>, ConfigError> {
+    let bad = |reason: &str| ConfigError::Invalid {
+        name: "controller.quorum.voters".into(),
+        value: spec.into(),
+        reason: reason.into(),
+    };
+    let mut voters = BTreeMap::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| bad("expected id@host:port entries"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| bad("node ids are integers"))?;
+        if !addr.contains(':') {
+            return Err(bad("expected id@host:port entries"));
+        }
+        if voters.insert(id, addr.trim().to_string()).is_some() {
+            return Err(bad("a node id appears twice"));
+        }
+    }
+    Ok(voters)
 }
 
 /// Broker-level configs Brook reads besides the topic defaults, with Kafka's defaults.
 pub static BROKER_CONFIGS: &[(&str, &str)] = &[
     ("auto.create.topics.enable", "true"),
+    ("auto.leader.rebalance.enable", "true"),
+    ("broker.heartbeat.interval.ms", "2000"),
+    ("broker.session.timeout.ms", "9000"),
     ("connections.max.idle.ms", "600000"),
     ("default.replication.factor", "1"),
     ("group.initial.rebalance.delay.ms", "3000"),
     ("group.max.session.timeout.ms", "1800000"),
     ("group.max.size", "2147483647"),
     ("group.min.session.timeout.ms", "6000"),
+    ("leader.imbalance.check.interval.seconds", "300"),
     ("log.cleaner.backoff.ms", "15000"),
     ("log.retention.check.interval.ms", "300000"),
     ("max.connections", "2147483647"),
@@ -205,7 +241,9 @@ pub static BROKER_CONFIGS: &[(&str, &str)] = &[
     ("offsets.retention.check.interval.ms", "600000"),
     ("offsets.retention.minutes", "10080"),
     ("offsets.topic.num.partitions", "50"),
+    ("offsets.topic.replication.factor", "3"),
     ("queued.max.request.bytes", "536870912"),
+    ("replica.lag.time.max.ms", "30000"),
     ("socket.request.max.bytes", "104857600"),
 ];
 
@@ -224,6 +262,8 @@ impl BrokerConfig {
             advertised: (listen.ip().to_string(), listen.port()),
             data_dir,
             settings: BTreeMap::new(),
+            controller_listen: None,
+            voters: BTreeMap::new(),
         }
     }
 

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::cluster;
 use crate::handlers::api_versions;
 use crate::router::{self, RequestContext};
 use crate::shared::Shared;
@@ -52,6 +53,7 @@ pub async fn serve(
     peer: SocketAddr,
     limits: ConnectionLimits,
     memory: RequestMemory,
+    internal: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -78,7 +80,7 @@ pub async fn serve(
         let (frame, _reservation) = frame;
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
         let outcome = tokio::select! {
-            outcome = handle_frame(&shared, peer, frame) => outcome,
+            outcome = handle_frame(&shared, peer, frame, internal) => outcome,
             _ = shutdown.changed() => break,
         };
         match outcome {
@@ -150,11 +152,32 @@ async fn read_frame(
     Ok(Some((frame.freeze(), reservation)))
 }
 
-async fn handle_frame(shared: &Arc<Shared>, peer: SocketAddr, frame: Bytes) -> Outcome {
+async fn handle_frame(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    frame: Bytes,
+    internal: bool,
+) -> Outcome {
     let peek = match peek_header(&frame) {
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
     };
+    if peek.api_key == cluster::INTERNAL_API_KEY && internal {
+        // api key, version, correlation id, null client id: 10 bytes.
+        let Some(body) = frame.get(10..) else {
+            return Outcome::Close("truncated internal request".into());
+        };
+        return match cluster::handle_internal(shared, body).await {
+            Ok(payload) => {
+                let mut out = BytesMut::with_capacity(8 + payload.len());
+                out.extend_from_slice(&((payload.len() + 4) as i32).to_be_bytes());
+                out.extend_from_slice(&peek.correlation_id.to_be_bytes());
+                out.extend_from_slice(&payload);
+                Outcome::Reply(out)
+            }
+            Err(reason) => Outcome::Close(reason),
+        };
+    }
     let Ok(api) = ApiKey::try_from(peek.api_key) else {
         return Outcome::Close(format!("unknown API key {}", peek.api_key));
     };

@@ -30,6 +30,9 @@ const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct Groups {
     coordinator: Mutex<GroupCoordinator>,
+    /// Cluster mode: the `__consumer_offsets` partitions this broker leads and has
+    /// replayed; it coordinates exactly the groups that map to them.
+    led: Mutex<std::collections::BTreeSet<i32>>,
     parked: Mutex<HashMap<ReplyToken, oneshot::Sender<Reply>>>,
     next_token: AtomicU64,
     offsets_partitions: i32,
@@ -61,6 +64,7 @@ impl Groups {
         };
         Groups {
             coordinator: Mutex::new(GroupCoordinator::new(group_config)),
+            led: Mutex::new(std::collections::BTreeSet::new()),
             parked: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             offsets_partitions: config.int("offsets.topic.num.partitions").clamp(1, 1000) as i32,
@@ -72,14 +76,103 @@ impl Groups {
         if shared.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
+        if shared.is_cluster() {
+            // FindCoordinator creates it through the controller; clients retry.
+            return Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "__consumer_offsets is being created",
+            ));
+        }
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("retention.ms".to_string(), "-1".to_string());
         configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
-        match shared.create_topic(OFFSETS_TOPIC, self.offsets_partitions, 1, configs, false) {
+        match crate::shared::block_on(shared.create_topic(
+            OFFSETS_TOPIC,
+            self.offsets_partitions,
+            1,
+            configs,
+            false,
+        )) {
             Err(e) if e.code != ResponseError::TopicAlreadyExists.code() => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// The configs `__consumer_offsets` is created with.
+    pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("retention.ms".to_string(), "-1".to_string());
+        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+        configs
+    }
+
+    pub fn offsets_partitions(&self) -> i32 {
+        self.offsets_partitions
+    }
+
+    /// Whether this broker coordinates `group_id` now: always on a single broker; in a
+    /// cluster, when it leads the group's `__consumer_offsets` partition.
+    pub fn coordinates(&self, shared: &Shared, group_id: &str) -> bool {
+        if !shared.is_cluster() {
+            return true;
+        }
+        let Some(partitions) = shared
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+        else {
+            return false;
+        };
+        self.led
+            .lock()
+            .contains(&offsets_partition_for(group_id, partitions))
+    }
+
+    /// Cluster mode: replay the offsets partitions this broker now leads, forget the
+    /// groups of those it no longer leads.
+    pub fn follow_leadership(&self, shared: &Shared, image: &brook_meta::MetadataImage) {
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let partitions = topic.partitions.len() as i32;
+        let now_led: std::collections::BTreeSet<i32> = topic
+            .partitions
+            .iter()
+            .filter(|p| {
+                shared
+                    .partition(OFFSETS_TOPIC, p.index)
+                    .is_some_and(|local| local.is_leader())
+            })
+            .map(|p| p.index)
+            .collect();
+        let mut led = self.led.lock();
+        let lost: Vec<i32> = led.difference(&now_led).copied().collect();
+        let gained: Vec<i32> = now_led.difference(&led).copied().collect();
+        if lost.is_empty() && gained.is_empty() {
+            return;
+        }
+        let mut coordinator = self.coordinator.lock();
+        if !lost.is_empty() {
+            let n = coordinator.unload(|g| lost.contains(&offsets_partition_for(g, partitions)));
+            tracing::info!(partitions = ?lost, groups = n, "no longer coordinating groups of these __consumer_offsets partitions");
+        }
+        for index in gained {
+            match self.replay_partition(shared, &mut coordinator, index) {
+                Ok(n) => tracing::info!(
+                    partition = index,
+                    records = n,
+                    "coordinating groups of __consumer_offsets partition"
+                ),
+                Err(e) => {
+                    tracing::error!(partition = index, error = %e, "cannot load __consumer_offsets partition");
+                    continue;
+                }
+            }
+            led.insert(index);
+        }
+        led.retain(|p| now_led.contains(p));
     }
 
     /// Replays `__consumer_offsets` (if it exists) into the coordinator.
@@ -91,10 +184,23 @@ impl Groups {
         let mut replayed = 0;
         let mut coordinator = self.coordinator.lock();
         for index in 0..partitions {
+            replayed += self.replay_partition(shared, &mut coordinator, index)?;
+        }
+        Ok(replayed)
+    }
+
+    fn replay_partition(
+        &self,
+        shared: &Shared,
+        coordinator: &mut GroupCoordinator,
+        index: i32,
+    ) -> Result<usize, ApiError> {
+        let mut replayed = 0;
+        {
             let Some(partition) = shared.partition(OFFSETS_TOPIC, index) else {
-                continue;
+                return Ok(0);
             };
-            let (mut offset, end) = partition.offsets();
+            let (mut offset, end) = partition.log_offsets();
             while offset < end {
                 let slice = partition
                     .read(offset, REPLAY_READ_BYTES, true)
@@ -333,10 +439,12 @@ fn append_records(partition: &Partition, records: &[OffsetsRecord]) -> Result<i6
         let encoded: Bytes = encode_batch(&batch, Compression::None)
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
             .freeze();
-        let appended = partition.append(&encoded, now).map_err(|e| ApiError {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
+        let appended = partition
+            .append(&encoded, now, None)
+            .map_err(|e| ApiError {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
         first_offset.get_or_insert(appended.base_offset);
         start = end;
     }

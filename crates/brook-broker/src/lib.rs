@@ -7,8 +7,10 @@
 //! ```
 //! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
+mod cluster;
 pub mod config;
 mod connection;
+mod controller;
 mod groups;
 mod handlers;
 pub mod partition;

@@ -1,21 +1,21 @@
 //! One partition as the broker sees it: the log plus the idempotent-producer state,
 //! behind one lock so that the sequence check and the append are atomic.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use brook_log::{Log, LogError, ReadSlice};
+use brook_meta::PartitionImage;
 use brook_protocol::batch::{self, BatchError, BatchHeader, BatchIter};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::config::TopicConfig;
 use crate::producer_state::{ProducerStates, SequenceCheck};
-
-/// Leader epoch of every partition on a single broker (it never changes leaders).
-pub const LEADER_EPOCH: i32 = 0;
 
 #[derive(Debug, Error)]
 pub enum AppendError {
@@ -33,6 +33,10 @@ pub enum AppendError {
     StaleEpoch,
     #[error("storage error: {0}")]
     Storage(#[from] LogError),
+    #[error("this broker is not the leader of the partition")]
+    NotLeader,
+    #[error("min.insync.replicas={required} but only {in_sync} replicas are in sync")]
+    NotEnoughReplicas { required: usize, in_sync: usize },
 }
 
 impl AppendError {
@@ -45,6 +49,8 @@ impl AppendError {
             AppendError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
             AppendError::StaleEpoch => ResponseError::InvalidProducerEpoch.code(),
             AppendError::Storage(_) => ResponseError::KafkaStorageError.code(),
+            AppendError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+            AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
         }
     }
 }
@@ -52,41 +58,184 @@ impl AppendError {
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
     pub base_offset: i64,
+    /// The offset after the last one appended: acks=all waits for the high watermark
+    /// to reach it.
+    pub next_offset: i64,
+    /// The leader epoch the records were written in.
+    pub leader_epoch: i32,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+}
+
+/// Why a read or leader-only request is refused, as a Kafka error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub i16);
+
+/// What a leader tracks of one follower (Kafka's replica state).
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The follower's log end offset (its last fetch offset); -1 until it fetches.
+    leo: i64,
+    last_caught_up_ms: i64,
+    last_fetch_ms: i64,
+    leader_leo_at_last_fetch: i64,
+}
+
+/// `(epoch, start offset)` of every leader epoch in the log, oldest first.
+#[derive(Debug, Default, Clone)]
+pub struct EpochCache(Vec<(i32, i64)>);
+
+impl EpochCache {
+    fn record(&mut self, epoch: i32, start_offset: i64) {
+        match self.0.last() {
+            Some(&(last, _)) if last >= epoch => {}
+            _ => self.0.push((epoch, start_offset)),
+        }
+    }
+
+    fn truncate_from(&mut self, offset: i64) {
+        self.0.retain(|&(_, start)| start < offset);
+    }
+
+    pub fn latest(&self) -> Option<i32> {
+        self.0.last().map(|&(e, _)| e)
+    }
+
+    /// Kafka's `endOffsetFor`: the largest epoch <= `requested` and the offset where it
+    /// ends (the next epoch's start, or the log end for the latest epoch);
+    /// `(-1, -1)` if every epoch in the log is newer.
+    pub fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
+        match self.0.iter().rposition(|&(e, _)| e <= requested) {
+            None => (-1, -1),
+            Some(i) if i + 1 == self.0.len() => (self.0[i].0, log_end),
+            Some(i) => (self.0[i].0, self.0[i + 1].1),
+        }
+    }
 }
 
 struct Inner {
     log: Log,
     producers: ProducerStates,
+    epochs: EpochCache,
+    /// The partition's leader as last applied from metadata (-1: none).
+    leader: i32,
+    leader_epoch: i32,
+    isr: Vec<i32>,
+    replicas: Vec<i32>,
+    /// An ISR expansion sent to the controller and not yet in metadata; counted for the
+    /// high watermark meanwhile (Kafka's "maximal ISR").
+    pending_isr: Option<Vec<i32>>,
+    /// Offsets below it are on every in-sync replica; consumers read only those.
+    high_watermark: i64,
+    followers: HashMap<i32, Progress>,
+}
+
+impl Inner {
+    fn is_leader(&self, node_id: i32) -> bool {
+        self.leader == node_id
+    }
+
+    fn check_epoch(&self, current_leader_epoch: i32) -> Result<(), Refused> {
+        if current_leader_epoch < 0 || current_leader_epoch == self.leader_epoch {
+            Ok(())
+        } else if current_leader_epoch < self.leader_epoch {
+            Err(Refused(ResponseError::FencedLeaderEpoch.code()))
+        } else {
+            Err(Refused(ResponseError::UnknownLeaderEpoch.code()))
+        }
+    }
+
+    /// Moves the high watermark to the smallest log end offset among in-sync replicas.
+    /// Returns whether it moved.
+    fn advance_high_watermark(&mut self, node_id: i32) -> bool {
+        let leo = self.log.log_end_offset();
+        let mut candidate = leo;
+        let members = self.isr.iter().chain(self.pending_isr.iter().flatten());
+        for &r in members {
+            if r == node_id {
+                continue;
+            }
+            match self.followers.get(&r) {
+                Some(p) if p.leo >= 0 => candidate = candidate.min(p.leo),
+                _ => return false,
+            }
+        }
+        if candidate > self.high_watermark {
+            self.high_watermark = candidate;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
+        let mut producers = ProducerStates::default();
+        self.log
+            .visit_batch_headers_from(self.log.log_start_offset(), |h| producers.record(h))?;
+        self.producers = producers;
+        Ok(())
+    }
+}
+
+/// A follower fetch as the leader answers it.
+pub enum FollowerRead {
+    /// The follower's log diverges from the leader's: it must truncate to
+    /// `end_offset` of `epoch` (Kafka's DivergingEpoch) and fetch again.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+    },
+    Records(ReadSlice),
 }
 
 pub struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
+    node_id: i32,
     config: RwLock<Arc<TopicConfig>>,
     inner: Mutex<Inner>,
+    /// Bumped whenever the high watermark, leader or ISR changes (acks=all waits on it).
+    changed: watch::Sender<u64>,
 }
 
 impl Partition {
-    /// Opens (recovering if needed) the partition's log and rebuilds producer state.
+    /// Opens (recovering if needed) the partition's log and rebuilds producer state and
+    /// the leader epoch cache from its batch headers. The partition starts as the sole
+    /// replica and leader; [`Partition::apply_leadership`] sets what metadata says.
     pub fn open(
         dir: &Path,
         topic: Arc<str>,
         index: i32,
+        node_id: i32,
         config: Arc<TopicConfig>,
         now_ms: i64,
     ) -> Result<Self, LogError> {
         let log = Log::open(dir, config.log.clone(), now_ms)?;
         let mut producers = ProducerStates::default();
-        for h in log.batch_headers_from(log.log_start_offset())? {
-            producers.record(&h);
-        }
+        let mut epochs = EpochCache::default();
+        log.visit_batch_headers_from(log.log_start_offset(), |h| {
+            producers.record(h);
+            epochs.record(h.partition_leader_epoch, h.base_offset);
+        })?;
+        let high_watermark = log.log_end_offset();
         Ok(Partition {
             topic,
             index,
+            node_id,
             config: RwLock::new(config),
-            inner: Mutex::new(Inner { log, producers }),
+            inner: Mutex::new(Inner {
+                log,
+                producers,
+                epochs,
+                leader: node_id,
+                leader_epoch: 0,
+                isr: vec![node_id],
+                replicas: vec![node_id],
+                pending_isr: None,
+                high_watermark,
+                followers: HashMap::new(),
+            }),
+            changed: watch::channel(0).0,
         })
     }
 
@@ -99,18 +248,97 @@ impl Partition {
         *self.config.write() = config;
     }
 
-    /// Validates and appends the batches of one produce request for this partition.
-    pub fn append(&self, records: &Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Takes the leader, epoch, ISR and replicas metadata gives this partition.
+    pub fn apply_leadership(&self, view: &PartitionImage, now_ms: i64) {
+        let mut inner = self.inner.lock();
+        let becomes_leader = view.leader == self.node_id
+            && (inner.leader != self.node_id || inner.leader_epoch != view.leader_epoch);
+        let changed = inner.leader != view.leader
+            || inner.leader_epoch != view.leader_epoch
+            || inner.isr != view.isr
+            || inner.replicas != view.replicas;
+        if !changed {
+            return;
+        }
+        inner.leader = view.leader;
+        inner.leader_epoch = view.leader_epoch;
+        inner.replicas = view.replicas.clone();
+        inner.isr = view.isr.clone();
+        inner.pending_isr = None;
+        if view.leader == self.node_id {
+            if becomes_leader {
+                let leo = inner.log.log_end_offset();
+                inner.epochs.record(view.leader_epoch, leo);
+                inner.followers = view
+                    .replicas
+                    .iter()
+                    .filter(|&&r| r != self.node_id)
+                    .map(|&r| {
+                        let p = Progress {
+                            leo: -1,
+                            last_caught_up_ms: now_ms,
+                            last_fetch_ms: now_ms,
+                            leader_leo_at_last_fetch: -1,
+                        };
+                        (r, p)
+                    })
+                    .collect();
+                tracing::info!(topic = %self.topic, partition = self.index, epoch = view.leader_epoch, isr = ?view.isr, "became leader");
+            }
+            inner.advance_high_watermark(self.node_id);
+        } else {
+            inner.followers.clear();
+        }
+        drop(inner);
+        self.bump();
+    }
+
+    /// (leader, leader epoch) as this broker last heard from metadata.
+    pub fn leadership(&self) -> (i32, i32) {
+        let inner = self.inner.lock();
+        (inner.leader, inner.leader_epoch)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.lock().is_leader(self.node_id)
+    }
+
+    /// Validates and appends the batches of one produce request for this partition
+    /// (leader only). `min_insync` is checked before anything is written (acks=all).
+    pub fn append(
+        &self,
+        records: &Bytes,
+        now_ms: i64,
+        min_insync: Option<usize>,
+    ) -> Result<Appended, AppendError> {
         let config = self.config();
         let headers = validate(records, &config, now_ms)?;
         let mut buf = BytesMut::from(&records[..]);
         let mut inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) {
+            return Err(AppendError::NotLeader);
+        }
+        if let Some(required) = min_insync {
+            if inner.isr.len() < required {
+                return Err(AppendError::NotEnoughReplicas {
+                    required,
+                    in_sync: inner.isr.len(),
+                });
+            }
+        }
         if let [only] = headers[..] {
             match inner.producers.check(&only) {
                 SequenceCheck::Append => {}
                 SequenceCheck::Duplicate { base_offset } => {
+                    let next_offset = base_offset + i64::from(only.last_offset_delta) + 1;
                     return Ok(Appended {
                         base_offset,
+                        next_offset,
+                        leader_epoch: inner.leader_epoch,
                         log_append_time_ms: -1,
                         log_start_offset: inner.log.log_start_offset(),
                     });
@@ -126,20 +354,317 @@ impl Partition {
             ));
         }
         let append_time = config.log_append_time.then_some(now_ms);
-        let info = inner
-            .log
-            .append(&mut buf, LEADER_EPOCH, append_time, now_ms)?;
+        let epoch = inner.leader_epoch;
+        let info = inner.log.append(&mut buf, epoch, append_time, now_ms)?;
+        inner.epochs.record(epoch, info.base_offset);
         for item in BatchIter::new(&buf) {
             let (h, _) = item.expect("batches validated before append");
             inner.producers.record(&h);
         }
-        Ok(Appended {
+        let moved = inner.advance_high_watermark(self.node_id);
+        let appended = Appended {
             base_offset: info.base_offset,
+            next_offset: info.last_offset + 1,
+            leader_epoch: epoch,
             log_append_time_ms: append_time.unwrap_or(-1),
             log_start_offset: inner.log.log_start_offset(),
-        })
+        };
+        drop(inner);
+        if moved {
+            self.bump();
+        }
+        Ok(appended)
     }
 
+    /// Waits until `next_offset` is below the high watermark (acks=all), the leader
+    /// changes (NOT_LEADER_OR_FOLLOWER) or `deadline` passes (REQUEST_TIMED_OUT).
+    pub async fn wait_replicated(
+        &self,
+        appended: &Appended,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), i16> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            {
+                let inner = self.inner.lock();
+                if !inner.is_leader(self.node_id) || inner.leader_epoch != appended.leader_epoch {
+                    return Err(ResponseError::NotLeaderOrFollower.code());
+                }
+                if inner.high_watermark >= appended.next_offset {
+                    return Ok(());
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(ResponseError::RequestTimedOut.code()),
+            }
+        }
+    }
+
+    /// A consumer read (leader only): whole batches from `offset`, never past the high
+    /// watermark. Returns the slice with (log start offset, high watermark).
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_message: bool,
+        current_leader_epoch: i32,
+    ) -> Result<(Option<ReadSlice>, i64, i64), Refused> {
+        let inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) {
+            return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
+        }
+        inner.check_epoch(current_leader_epoch)?;
+        let start = inner.log.log_start_offset();
+        let hw = inner.high_watermark;
+        if offset < start || offset > inner.log.log_end_offset() {
+            return Err(Refused(ResponseError::OffsetOutOfRange.code()));
+        }
+        if offset >= hw {
+            return Ok((None, start, hw));
+        }
+        match inner.log.read(offset, max_bytes, Some(hw), min_one_message) {
+            Ok(slice) => Ok((Some(slice), start, hw)),
+            Err(LogError::OffsetOutOfRange { .. }) => {
+                Err(Refused(ResponseError::OffsetOutOfRange.code()))
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "read failed");
+                Err(Refused(ResponseError::KafkaStorageError.code()))
+            }
+        }
+    }
+
+    /// The leader's side of a follower fetch: records the follower's progress (which can
+    /// move the high watermark), checks for divergence, reads up to the log end.
+    /// Returns the read with (log start offset, high watermark).
+    pub fn follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        current_leader_epoch: i32,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Result<(FollowerRead, i64, i64, bool), Refused> {
+        let mut inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) {
+            return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
+        }
+        inner.check_epoch(current_leader_epoch)?;
+        if !inner.replicas.contains(&replica) {
+            return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
+        }
+        let leo = inner.log.log_end_offset();
+        let start = inner.log.log_start_offset();
+        if last_fetched_epoch >= 0 {
+            let (epoch, end) = inner.epochs.end_offset_for(last_fetched_epoch, leo);
+            if epoch != last_fetched_epoch || end < fetch_offset {
+                let hw = inner.high_watermark;
+                return Ok((
+                    FollowerRead::Diverging {
+                        epoch,
+                        end_offset: if epoch < 0 { start } else { end },
+                    },
+                    start,
+                    hw,
+                    false,
+                ));
+            }
+        } else if fetch_offset > leo {
+            let hw = inner.high_watermark;
+            let epoch = inner.epochs.latest().unwrap_or(-1);
+            return Ok((
+                FollowerRead::Diverging {
+                    epoch,
+                    end_offset: leo,
+                },
+                start,
+                hw,
+                false,
+            ));
+        }
+        if fetch_offset < start || fetch_offset > leo {
+            return Err(Refused(ResponseError::OffsetOutOfRange.code()));
+        }
+        let progress = inner.followers.entry(replica).or_insert(Progress {
+            leo: -1,
+            last_caught_up_ms: now_ms,
+            last_fetch_ms: now_ms,
+            leader_leo_at_last_fetch: -1,
+        });
+        if fetch_offset >= leo {
+            progress.last_caught_up_ms = now_ms;
+        } else if progress.leader_leo_at_last_fetch >= 0
+            && fetch_offset >= progress.leader_leo_at_last_fetch
+        {
+            progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
+        }
+        progress.leader_leo_at_last_fetch = leo;
+        progress.last_fetch_ms = now_ms;
+        progress.leo = fetch_offset;
+        let moved = inner.advance_high_watermark(self.node_id);
+        let hw = inner.high_watermark;
+        let read = inner.log.read(fetch_offset, max_bytes, None, true);
+        drop(inner);
+        if moved {
+            self.bump();
+        }
+        match read {
+            Ok(slice) => Ok((FollowerRead::Records(slice), start, hw, moved)),
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "replica read failed");
+                Err(Refused(ResponseError::KafkaStorageError.code()))
+            }
+        }
+    }
+
+    /// What a follower sends in its fetch: (fetch offset = log end, last fetched epoch,
+    /// current leader epoch, log start offset).
+    pub fn follower_position(&self) -> (i64, i32, i32, i64) {
+        let inner = self.inner.lock();
+        (
+            inner.log.log_end_offset(),
+            inner.epochs.latest().unwrap_or(-1),
+            inner.leader_epoch,
+            inner.log.log_start_offset(),
+        )
+    }
+
+    /// A follower appends what the leader sent and takes the leader's high watermark.
+    pub fn append_replicated(
+        &self,
+        records: &[u8],
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        if !records.is_empty() {
+            inner.log.append_replicated(records, now_ms)?;
+            for item in BatchIter::new(records) {
+                let (h, _) = item.map_err(LogError::from)?;
+                inner.producers.record(&h);
+                inner.epochs.record(h.partition_leader_epoch, h.base_offset);
+            }
+        }
+        let leo = inner.log.log_end_offset();
+        inner.high_watermark = leader_high_watermark.min(leo).max(0);
+        if leader_log_start > inner.log.log_start_offset() && leader_log_start <= leo {
+            inner.log.delete_records_before(leader_log_start)?;
+        }
+        Ok(())
+    }
+
+    /// The leader says our log diverges after `end_offset` of `epoch`: truncate to where
+    /// both logs agree (Kafka's truncation by leader epoch).
+    pub fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        let leo = inner.log.log_end_offset();
+        let (own_epoch, own_end) = inner.epochs.end_offset_for(epoch, leo);
+        let mut target = end_offset.min(leo);
+        if own_epoch >= 0 && epoch >= 0 {
+            target = target.min(own_end);
+        }
+        if epoch < 0 {
+            target = end_offset.max(0).min(leo);
+        }
+        if target >= leo {
+            return Ok(());
+        }
+        tracing::warn!(topic = %self.topic, partition = self.index, from = leo, to = target, leader_epoch = epoch, "truncating diverging records");
+        inner.log.truncate_to(target)?;
+        let new_end = inner.log.log_end_offset();
+        inner.epochs.truncate_from(new_end);
+        inner.high_watermark = inner.high_watermark.min(new_end);
+        inner.rebuild_producer_state()
+    }
+
+    /// The follower is behind the leader's log start: empty the log and restart there.
+    pub fn reset_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        tracing::warn!(topic = %self.topic, partition = self.index, offset, "follower log restarts at the leader's log start offset");
+        inner.log.reset_to(offset)?;
+        inner.epochs = EpochCache::default();
+        inner.high_watermark = offset;
+        inner.producers = ProducerStates::default();
+        Ok(())
+    }
+
+    /// The ISR change this leader should ask the controller for, if any: followers that
+    /// have not caught up within `max_lag_ms` leave, caught-up live replicas join.
+    pub fn isr_change(
+        &self,
+        now_ms: i64,
+        max_lag_ms: i64,
+        is_live: impl Fn(i32) -> bool,
+    ) -> Option<(i32, Vec<i32>)> {
+        let mut inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) || inner.pending_isr.is_some() {
+            return None;
+        }
+        let hw = inner.high_watermark;
+        let leo = inner.log.log_end_offset();
+        let node = self.node_id;
+        let mut isr: Vec<i32> = inner
+            .isr
+            .iter()
+            .copied()
+            .filter(|&r| {
+                r == node
+                    || inner
+                        .followers
+                        .get(&r)
+                        .is_some_and(|p| now_ms - p.last_caught_up_ms <= max_lag_ms)
+            })
+            .collect();
+        let shrank = isr.len() < inner.isr.len();
+        let mut grew = false;
+        for &r in &inner.replicas {
+            if isr.contains(&r) || inner.isr.contains(&r) || !is_live(r) {
+                continue;
+            }
+            if let Some(p) = inner.followers.get(&r) {
+                if p.leo >= hw
+                    && p.leo >= 0
+                    && (p.leo >= leo || now_ms - p.last_caught_up_ms <= max_lag_ms)
+                {
+                    isr.push(r);
+                    grew = true;
+                }
+            }
+        }
+        if !shrank && !grew {
+            return None;
+        }
+        if grew {
+            inner.pending_isr = Some(isr.clone());
+        }
+        Some((inner.leader_epoch, isr))
+    }
+
+    /// The controller refused or never answered an ISR change: forget it.
+    pub fn clear_pending_isr(&self) {
+        self.inner.lock().pending_isr = None;
+    }
+
+    /// OffsetForLeaderEpoch: (epoch, end offset) for `epoch`, leader only.
+    pub fn end_offset_for_epoch(
+        &self,
+        epoch: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(i32, i64), Refused> {
+        let inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) {
+            return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
+        }
+        inner.check_epoch(current_leader_epoch)?;
+        Ok(inner
+            .epochs
+            .end_offset_for(epoch, inner.log.log_end_offset()))
+    }
+
+    /// Reads for the broker itself (replaying `__consumer_offsets`), up to the log end.
     pub fn read(
         &self,
         offset: i64,
@@ -152,8 +677,14 @@ impl Partition {
             .read(offset, max_bytes, None, min_one_message)
     }
 
-    /// (log start offset, high watermark). A single broker's high watermark is its log end.
+    /// (log start offset, high watermark).
     pub fn offsets(&self) -> (i64, i64) {
+        let inner = self.inner.lock();
+        (inner.log.log_start_offset(), inner.high_watermark)
+    }
+
+    /// (log start offset, log end offset).
+    pub fn log_offsets(&self) -> (i64, i64) {
         let inner = self.inner.lock();
         (inner.log.log_start_offset(), inner.log.log_end_offset())
     }

@@ -12,8 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use brook_raft::{Quorum, QuorumConfig};
+
+use crate::cluster::{Cluster, PeerNet, RaftTransport};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::{self, ConnectionLimits};
+use crate::shared::MetaStore;
 use crate::shared::{now_ms, Shared};
 
 /// How often flush.ms and segment.ms deadlines are checked.
@@ -64,6 +68,18 @@ impl BrokerBuilder {
         self.config.node_id = id;
         self
     }
+    /// Makes this broker a node of a cluster: `voters` is `controller.quorum.voters`
+    /// (every node, `id -> host:port`, this one included) and `listen` is where the other
+    /// nodes reach this one.
+    pub fn cluster(
+        mut self,
+        listen: SocketAddr,
+        voters: std::collections::BTreeMap<i32, String>,
+    ) -> Self {
+        self.config.controller_listen = Some(listen);
+        self.config.voters = voters;
+        self
+    }
     /// Sets a config by its Kafka name (`num.partitions`, `log.retention.ms`, ...).
     pub fn set(mut self, name: &str, value: &str) -> Result<Self, ConfigError> {
         self.config.set(name, value)?;
@@ -96,18 +112,43 @@ impl BrokerBuilder {
             (None, self.config.data_dir.clone().expect("checked above"))
         };
         let persistent = temp.is_none();
-        let config = self.config.clone();
-        let shared =
-            tokio::task::spawn_blocking(move || Shared::open(config, data_dir, persistent))
-                .await
-                .map_err(|e| StartError::Storage(e.to_string()))?
-                .map_err(|e| StartError::Storage(e.to_string()))?;
-        let shared = Arc::new(shared);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(accept_loop(shared.clone(), listener, shutdown_rx.clone())),
-            tokio::spawn(maintenance_loop(shared.clone(), shutdown_rx)),
-        ];
+        let mut tasks = Vec::new();
+        let mut controller_listener = None;
+        let shared = if self.config.voters.is_empty() {
+            let config = self.config.clone();
+            tokio::task::spawn_blocking(move || {
+                let meta = Shared::open_file_meta(&config, &data_dir, persistent)?;
+                Shared::open(config, data_dir, meta, None)
+            })
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?
+            .map_err(|e| StartError::Storage(e.to_string()))?
+        } else {
+            let (shared, listener) = self.start_cluster_node(data_dir).await?;
+            controller_listener = Some(listener);
+            shared
+        };
+        let shared = Arc::new(shared);
+        if let Some(listener) = controller_listener {
+            tasks.push(tokio::spawn(accept_loop(
+                shared.clone(),
+                listener,
+                true,
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(accept_loop(
+            shared.clone(),
+            listener,
+            false,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(maintenance_loop(
+            shared.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.extend(crate::cluster::start(&shared, shutdown_rx));
         tracing::info!(listen = %local_addr, advertised = ?self.config.advertised, "broker started");
         Ok(Broker {
             shared,
@@ -116,6 +157,67 @@ impl BrokerBuilder {
             tasks,
             _temp: temp,
         })
+    }
+}
+
+impl BrokerBuilder {
+    /// Binds the controller listener, starts this node's member of the metadata quorum
+    /// and opens the broker on top of it.
+    async fn start_cluster_node(
+        &self,
+        data_dir: PathBuf,
+    ) -> Result<(Shared, TcpListener), StartError> {
+        let config = self.config.clone();
+        let node_id = config.node_id;
+        if !config.voters.contains_key(&node_id) {
+            return Err(StartError::Config(ConfigError::Invalid {
+                name: "controller.quorum.voters".into(),
+                value: format!("{:?}", config.voters),
+                reason: format!("must include this node ({node_id})"),
+            }));
+        }
+        let Some(addr) = config.controller_listen else {
+            return Err(StartError::Config(ConfigError::Invalid {
+                name: "controller.listener".into(),
+                value: String::new(),
+                reason: "a cluster node needs a controller listener".into(),
+            }));
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            StartError::Storage(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let net = Arc::new(PeerNet::new(node_id, config.voters.clone()));
+        let quorum_config = QuorumConfig {
+            node_id: node_id as u64,
+            voters: config
+                .voters
+                .iter()
+                .map(|(&id, a)| (id as u64, a.clone()))
+                .collect(),
+            dir: data_dir.join("__raft"),
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
+        };
+        let quorum = Quorum::start(quorum_config, Arc::new(RaftTransport(net.clone())))
+            .await
+            .map_err(|e| StartError::Storage(format!("metadata quorum: {e}")))?;
+        let cluster = Cluster::new(node_id, net);
+        let shared = tokio::task::spawn_blocking(move || {
+            Shared::open(
+                config,
+                data_dir,
+                MetaStore::Raft(Arc::new(quorum)),
+                Some(cluster),
+            )
+        })
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+        Ok((shared, listener))
     }
 }
 
@@ -151,15 +253,21 @@ impl Broker {
         for task in self.tasks {
             let _ = task.await;
         }
+        if let crate::shared::MetaStore::Raft(quorum) = &self.shared.meta {
+            quorum.shutdown().await;
+        }
         let shared = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.close()).await;
         tracing::info!("broker stopped");
     }
 }
 
+/// Accepts connections; `internal` marks the controller listener, the only one that
+/// takes inter-broker RPCs.
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
+    internal: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limits = ConnectionLimits {
@@ -206,7 +314,7 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         let memory = memory.clone();
         connections.spawn(async move {
-            connection::serve(shared, stream, peer, limits, memory, shutdown).await;
+            connection::serve(shared, stream, peer, limits, memory, internal, shutdown).await;
             drop(permit);
             drop(ip_slot);
         });

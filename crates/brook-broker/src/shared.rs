@@ -3,16 +3,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use brook_meta::{FileMetadataLog, MetaError, MetadataImage, MetadataRecord, TopicImage};
+use brook_meta::{FileMetadataLog, MetaError, MetadataImage, MetadataRecord};
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::{validate_topic_config, BrokerConfig, ConfigError};
+use crate::cluster::Cluster;
+use crate::config::{BrokerConfig, ConfigError};
+use crate::controller::{decide, ControllerReply, ControllerRequest};
 use crate::groups::Groups;
 use crate::partition::Partition;
 
@@ -27,11 +29,9 @@ pub fn now_ms() -> i64 {
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Upper bound on partitions per topic, so a typo cannot open a million files.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
-/// Producer ids are handed out in blocks; one metadata record per block.
-const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 /// An error with a Kafka error code and a message for the client.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: i16,
@@ -72,15 +72,47 @@ pub enum OpenError {
 
 pub type TopicPartition = (Arc<str>, i32);
 
+/// Where the metadata log lives: one file for a single broker, or the Raft quorum.
+pub enum MetaStore {
+    File {
+        log: Mutex<FileMetadataLog>,
+        image: RwLock<Arc<MetadataImage>>,
+    },
+    Raft(Arc<brook_raft::Quorum>),
+}
+
+impl MetaStore {
+    pub fn file(log: FileMetadataLog) -> Self {
+        let image = Arc::new(log.image().clone());
+        MetaStore::File {
+            log: Mutex::new(log),
+            image: RwLock::new(image),
+        }
+    }
+
+    fn image(&self) -> Arc<MetadataImage> {
+        match self {
+            MetaStore::File { image, .. } => image.read().clone(),
+            MetaStore::Raft(q) => q.image(),
+        }
+    }
+}
+
 pub struct Shared {
     pub config: BrokerConfig,
     data_dir: PathBuf,
-    meta: Mutex<FileMetadataLog>,
+    pub meta: MetaStore,
+    /// Controller decisions run one at a time, each against the latest image.
+    controller_lock: tokio::sync::Mutex<()>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Topic configs last pushed to open partitions.
+    applied_configs: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    reconcile_lock: Mutex<()>,
     /// Woken on every append, for fetch long-polls.
     pub data_appended: Notify,
-    producer_ids: Mutex<(i64, i64)>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     pub groups: Groups,
+    pub cluster: Option<Cluster>,
 }
 
 fn unknown_topic(name: &str) -> ApiError {
@@ -115,50 +147,67 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How long a request forwarded to the controller may take, retries included.
+const CONTROLLER_DEADLINE: Duration = Duration::from_secs(5);
+
 impl Shared {
-    pub fn open(
-        config: BrokerConfig,
-        data_dir: PathBuf,
+    /// Opens the single-node metadata file, creating the cluster id on first start.
+    pub fn open_file_meta(
+        config: &BrokerConfig,
+        data_dir: &std::path::Path,
         persistent: bool,
-    ) -> Result<Self, OpenError> {
-        std::fs::create_dir_all(&data_dir).map_err(|e| OpenError::DataDir(data_dir.clone(), e))?;
+    ) -> Result<MetaStore, OpenError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| OpenError::DataDir(data_dir.to_path_buf(), e))?;
         let mut meta = if persistent {
             FileMetadataLog::open(&data_dir.join("__metadata.log"), config.node_id)?
         } else {
             FileMetadataLog::in_memory(config.node_id)
         };
         if meta.image().cluster_id.is_empty() {
-            let cluster_id = Uuid::new_v4().simple().to_string()[..22].to_string();
-            meta.append(&[MetadataRecord::ClusterCreated { cluster_id }])?;
+            meta.append(&[MetadataRecord::ClusterCreated {
+                cluster_id: new_cluster_id(),
+            }])?;
         }
-        let next = meta.image().next_producer_id_block;
+        Ok(MetaStore::file(meta))
+    }
+
+    pub fn open(
+        config: BrokerConfig,
+        data_dir: PathBuf,
+        meta: MetaStore,
+        cluster: Option<Cluster>,
+    ) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(&data_dir).map_err(|e| OpenError::DataDir(data_dir.clone(), e))?;
         let config_for_groups = config.clone();
         let shared = Shared {
             config,
             data_dir,
-            meta: Mutex::new(meta),
+            meta,
+            controller_lock: tokio::sync::Mutex::new(()),
             partitions: RwLock::new(HashMap::new()),
+            applied_configs: Mutex::new(HashMap::new()),
+            reconcile_lock: Mutex::new(()),
             data_appended: Notify::new(),
-            producer_ids: Mutex::new((next, next)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups: Groups::new(&config_for_groups),
+            cluster,
         };
-        shared.open_all_partitions().map_err(OpenError::Partition)?;
-        let replayed = shared.groups.load(&shared).map_err(OpenError::Partition)?;
-        tracing::debug!(replayed, "loaded group coordinator state");
+        shared.remove_orphan_dirs(&shared.image());
+        shared.reconcile().map_err(OpenError::Partition)?;
+        if shared.cluster.is_none() {
+            let replayed = shared.groups.load(&shared).map_err(OpenError::Partition)?;
+            tracing::debug!(replayed, "loaded group coordinator state");
+        }
         Ok(shared)
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.meta, MetaStore::Raft(_))
     }
 
     fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
         self.data_dir.join(format!("{topic}-{index}"))
-    }
-
-    fn open_all_partitions(&self) -> Result<(), ApiError> {
-        let image = self.image();
-        for topic in image.topics.values() {
-            self.open_partitions(topic, 0)?;
-        }
-        self.remove_orphan_dirs(&image);
-        Ok(())
     }
 
     /// Removes partition directories of topics deleted while the broker was down or crashing.
@@ -166,46 +215,179 @@ impl Shared {
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
         };
+        let node = self.config.node_id;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             let Some((topic, index)) = name.rsplit_once('-') else {
                 continue;
             };
-            let Ok(index) = index.parse::<usize>() else {
+            let Ok(index) = index.parse::<i32>() else {
                 continue;
             };
             let known = image
-                .topic(topic)
-                .is_some_and(|t| index < t.partitions.len());
-            if !known && entry.path().is_dir() {
+                .partition(topic, index)
+                .is_some_and(|p| p.replicas.contains(&node));
+            if !known && entry.path().is_dir() && has_segments(&entry.path()) {
                 tracing::warn!(dir = %entry.path().display(), "removing directory of a deleted topic");
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
 
-    fn open_partitions(&self, topic: &TopicImage, from: usize) -> Result<(), ApiError> {
-        let config = Arc::new(self.config.topic_config(&topic.configs));
-        let name: Arc<str> = Arc::from(topic.name.as_str());
-        for p in &topic.partitions[from..] {
-            let dir = self.partition_dir(&topic.name, p.index);
-            let partition = Partition::open(&dir, name.clone(), p.index, config.clone(), now_ms()).map_err(|e| {
-                tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log");
-                ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-            })?;
-            self.partitions
-                .write()
-                .insert((name.clone(), p.index), Arc::new(partition));
+    /// Makes the open partitions match the image: opens the ones this broker holds a
+    /// replica of, applies leaders, ISRs and configs, closes and deletes the rest,
+    /// moves group coordination and follower fetchers along. Idempotent.
+    pub fn reconcile(&self) -> Result<(), ApiError> {
+        let _guard = self.reconcile_lock.lock();
+        let image = self.image();
+        let node = self.config.node_id;
+        let now = now_ms();
+        let ready = self.cluster.as_ref().is_none_or(|c| c.is_ready());
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .read()
+            .keys()
+            .filter(|(t, i)| {
+                image
+                    .partition(t, *i)
+                    .is_none_or(|p| !p.replicas.contains(&node))
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove_partition(&key);
         }
-        Ok(())
+        let mut first_error = None;
+        for topic in image.topics.values() {
+            let config_changed =
+                self.applied_configs.lock().get(&topic.name) != Some(&topic.configs);
+            let config = Arc::new(self.config.topic_config(&topic.configs));
+            let name: Arc<str> = Arc::from(topic.name.as_str());
+            for p in topic
+                .partitions
+                .iter()
+                .filter(|p| p.replicas.contains(&node))
+            {
+                let existing = self
+                    .partitions
+                    .read()
+                    .get(&(name.clone(), p.index))
+                    .cloned();
+                let partition = match existing {
+                    Some(partition) => {
+                        if config_changed {
+                            partition.set_config(config.clone());
+                        }
+                        partition
+                    }
+                    None => {
+                        let dir = self.partition_dir(&topic.name, p.index);
+                        match Partition::open(
+                            &dir,
+                            name.clone(),
+                            p.index,
+                            node,
+                            config.clone(),
+                            now,
+                        ) {
+                            Ok(partition) => {
+                                let partition = Arc::new(partition);
+                                self.partitions
+                                    .write()
+                                    .insert((name.clone(), p.index), partition.clone());
+                                partition
+                            }
+                            Err(e) => {
+                                tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log");
+                                first_error.get_or_insert(ApiError::new(
+                                    ResponseError::KafkaStorageError,
+                                    e.to_string(),
+                                ));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                if ready {
+                    partition.apply_leadership(p, now);
+                } else {
+                    // Not caught up with the controller yet: lead and follow nothing.
+                    let mut fenced = p.clone();
+                    fenced.leader = brook_meta::NO_LEADER;
+                    partition.apply_leadership(&fenced, now);
+                }
+            }
+            self.applied_configs
+                .lock()
+                .insert(topic.name.clone(), topic.configs.clone());
+        }
+        self.applied_configs
+            .lock()
+            .retain(|name, _| image.topics.contains_key(name));
+        if let Some(cluster) = &self.cluster {
+            self.groups.follow_leadership(self, &image);
+            cluster.update_fetchers(self, &image);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
-    pub fn image(&self) -> MetadataImage {
-        self.meta.lock().image().clone()
+    fn remove_partition(&self, key: &TopicPartition) {
+        let Some(p) = self.partitions.write().remove(key) else {
+            return;
+        };
+        let dir = self.partition_dir(&key.0, key.1);
+        // Another task may still hold the partition for a moment; the directory goes either way.
+        match Arc::try_unwrap(p) {
+            Ok(p) => {
+                if let Err(e) = p.delete() {
+                    tracing::warn!(error = %e, "deleting partition log");
+                }
+            }
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        tracing::info!(topic = %key.0, partition = key.1, "removed partition replica");
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.meta.image()
     }
 
     pub fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {
-        f(self.meta.lock().image())
+        f(&self.image())
+    }
+
+    /// Brokers clients may connect to: `(id, host, port)`. A single broker lists itself;
+    /// a cluster lists every registered broker that is not fenced.
+    pub fn brokers(&self) -> Vec<(i32, String, i32)> {
+        if self.is_cluster() {
+            return self
+                .image()
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| (b.id, b.host.clone(), b.port))
+                .collect();
+        }
+        let (host, port) = &self.config.advertised;
+        vec![(self.config.node_id, host.clone(), i32::from(*port))]
+    }
+
+    /// The active controller (quorum leader), -1 if there is none right now.
+    pub fn controller_id(&self) -> i32 {
+        match &self.meta {
+            MetaStore::File { .. } => self.config.node_id,
+            MetaStore::Raft(q) => q.leader().map_or(-1, |l| l as i32),
+        }
+    }
+
+    /// `(host, port)` of a broker, for coordinators and leaders.
+    pub fn broker_address(&self, id: i32) -> Option<(String, i32)> {
+        self.brokers()
+            .into_iter()
+            .find(|(b, _, _)| *b == id)
+            .map(|(_, h, p)| (h, p))
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -219,7 +401,100 @@ impl Shared {
         self.partitions.read().values().cloned().collect()
     }
 
-    pub fn create_topic(
+    /// Runs a controller request: in place for a single broker or on the quorum leader,
+    /// forwarded to the quorum leader otherwise (retrying while there is none).
+    pub async fn controller(&self, req: ControllerRequest) -> Result<ControllerReply, ApiError> {
+        let quorum = match &self.meta {
+            MetaStore::File { .. } => {
+                return tokio::task::block_in_place(|| self.controller_file(&req));
+            }
+            MetaStore::Raft(q) => q.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + CONTROLLER_DEADLINE;
+        loop {
+            let attempt = if quorum.is_leader() {
+                self.controller_on_leader(&quorum, &req).await
+            } else if let (Some(leader), Some(cluster)) = (quorum.leader(), &self.cluster) {
+                cluster.forward(leader as i32, &req).await
+            } else {
+                Err(None)
+            };
+            match attempt {
+                Ok(reply) => return reply,
+                Err(why) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ApiError::new(
+                            ResponseError::RequestTimedOut,
+                            format!(
+                                "no controller answered within {} s{}",
+                                CONTROLLER_DEADLINE.as_secs(),
+                                why.map(|w| format!(": {w}")).unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn controller_file(&self, req: &ControllerRequest) -> Result<ControllerReply, ApiError> {
+        let MetaStore::File { log, image } = &self.meta else {
+            unreachable!("called for the file store only");
+        };
+        let reply = {
+            let mut log = log.lock();
+            let (records, reply) = decide(&self.config, log.image(), false, req)?;
+            if !records.is_empty() {
+                log.append(&records)?;
+                *image.write() = Arc::new(log.image().clone());
+            }
+            reply
+        };
+        self.reconcile()?;
+        Ok(reply)
+    }
+
+    /// `Err` means "try again" (not the leader any more, or the quorum failed), with why.
+    pub(crate) async fn controller_on_leader(
+        &self,
+        quorum: &brook_raft::Quorum,
+        req: &ControllerRequest,
+    ) -> Result<Result<ControllerReply, ApiError>, Option<String>> {
+        if let (ControllerRequest::BrokerHeartbeat { id, .. }, Some(cluster)) = (req, &self.cluster)
+        {
+            cluster.heard_from(*id);
+        }
+        let _turn = self.controller_lock.lock().await;
+        let image = quorum.image();
+        let (records, reply) = match decide(&self.config, &image, true, req) {
+            Ok(decided) => decided,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !records.is_empty() {
+            // A leader cut off from the quorum waits forever in openraft 0.9: bound it.
+            match tokio::time::timeout(Duration::from_secs(3), quorum.append(records)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Some(e.to_string())),
+                Err(_) => return Err(Some("the metadata quorum did not commit within 3 s".into())),
+            }
+        }
+        Ok(Ok(reply))
+    }
+
+    /// After a controller change made elsewhere, waits (briefly) until this broker's
+    /// image shows it, then opens what it needs.
+    async fn settle(&self, done: impl Fn(&MetadataImage) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !done(&self.image()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = tokio::task::block_in_place(|| self.reconcile()) {
+            tracing::warn!(error = %e, "applying metadata");
+        }
+    }
+
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
@@ -227,189 +502,100 @@ impl Shared {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.config.int("num.partitions") as i32
-        } else {
-            partitions
-        };
-        let replication_factor = if replication_factor == -1 {
-            self.config.int("default.replication.factor") as i16
-        } else {
-            replication_factor
-        };
-        if partitions <= 0 || partitions > MAX_PARTITIONS_PER_TOPIC {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"),
-            ));
+        let reply = self
+            .controller(ControllerRequest::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor,
+                configs,
+                validate_only,
+            })
+            .await?;
+        if let ControllerReply::TopicId(id) = reply {
+            tracing::info!(topic = name, "created topic");
+            self.settle(|i| i.topic_by_id(&id).is_some()).await;
         }
-        if replication_factor != 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {replication_factor} is larger than the 1 available broker"
-                ),
-            ));
-        }
-        for (k, v) in &configs {
-            validate_topic_config(k, v)?;
-        }
-        let mut meta = self.meta.lock();
-        if meta.image().topic(name).is_some() {
-            return Err(ApiError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let record = MetadataRecord::TopicCreated {
-            name: name.to_string(),
-            topic_id: Uuid::new_v4(),
-            partitions,
-            replication_factor,
-            configs,
-            internal: name.starts_with("__"),
-        };
-        meta.append(&[record])?;
-        let topic = meta.image().topic(name).expect("just created").clone();
-        drop(meta);
-        tracing::info!(topic = name, partitions, "created topic");
-        self.open_partitions(&topic, 0)
+        Ok(())
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
-        let mut meta = self.meta.lock();
-        let topic = meta
-            .image()
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| unknown_topic(name))?;
-        meta.append(&[MetadataRecord::TopicDeleted {
-            name: name.to_string(),
-        }])?;
-        drop(meta);
-        let removed: Vec<Arc<Partition>> = {
-            let mut map = self.partitions.write();
-            topic
-                .partitions
-                .iter()
-                .filter_map(|p| map.remove(&(Arc::from(name), p.index)))
-                .collect()
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
+        let reply = self
+            .controller(ControllerRequest::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?;
+        let ControllerReply::TopicId(id) = reply else {
+            return Err(unknown_topic(name));
         };
-        for p in removed {
-            let dir = self.partition_dir(name, p.index);
-            // Another task may still hold the partition for a moment; the directory goes either way.
-            match Arc::try_unwrap(p) {
-                Ok(p) => {
-                    if let Err(e) = p.delete() {
-                        tracing::warn!(error = %e, "deleting partition log");
-                    }
-                }
-                Err(_) => {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-            }
-        }
         tracing::info!(topic = name, "deleted topic");
-        Ok(topic.topic_id)
+        self.settle(|i| i.topic_by_id(&id).is_none()).await;
+        Ok(id)
     }
 
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         name: &str,
         total: i32,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let mut meta = self.meta.lock();
-        let topic = meta
-            .image()
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| unknown_topic(name))?;
-        let current = topic.partitions.len() as i32;
-        if total <= current {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("topic currently has {current} partitions, which is higher than or equal to the requested {total}"),
-            ));
-        }
-        if total > MAX_PARTITIONS_PER_TOPIC {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions"),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        meta.append(&[MetadataRecord::PartitionsAdded {
+        self.controller(ControllerRequest::CreatePartitions {
             name: name.to_string(),
             total,
-        }])?;
-        let topic = meta.image().topic(name).expect("exists").clone();
-        drop(meta);
-        self.open_partitions(&topic, current as usize)
+            validate_only,
+        })
+        .await?;
+        if !validate_only {
+            self.settle(|i| {
+                i.topic(name)
+                    .is_some_and(|t| t.partitions.len() as i32 >= total)
+            })
+            .await;
+        }
+        Ok(())
     }
 
-    /// Applies topic config changes (`None` removes an override) and pushes the new
-    /// effective config to the topic's open partitions.
-    pub fn alter_topic_configs(
+    /// Applies topic config changes (`None` removes an override); open partitions take
+    /// the new effective config when the change is applied.
+    pub async fn alter_topic_configs(
         &self,
         name: &str,
         changes: Vec<(String, Option<String>)>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        for (k, v) in &changes {
-            match v {
-                Some(v) => validate_topic_config(k, v)?,
-                None => {
-                    if crate::config::topic_config_def(k).is_none() {
-                        return Err(ConfigError::Unknown(k.clone()).into());
-                    }
-                }
-            }
-        }
-        let mut meta = self.meta.lock();
-        if meta.image().topic(name).is_none() {
-            return Err(unknown_topic(name));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let records: Vec<MetadataRecord> = changes
-            .into_iter()
-            .map(|(key, value)| MetadataRecord::TopicConfigSet {
-                name: name.to_string(),
-                key,
-                value,
+        let expected = changes.clone();
+        self.controller(ControllerRequest::AlterTopicConfigs {
+            name: name.to_string(),
+            changes,
+            validate_only,
+        })
+        .await?;
+        if !validate_only {
+            self.settle(|i| {
+                i.topic(name)
+                    .is_none_or(|t| expected.iter().all(|(k, v)| t.configs.get(k) == v.as_ref()))
             })
-            .collect();
-        meta.append(&records)?;
-        let topic = meta.image().topic(name).expect("exists").clone();
-        drop(meta);
-        let config = Arc::new(self.config.topic_config(&topic.configs));
-        for p in &topic.partitions {
-            if let Some(partition) = self.partition(name, p.index) {
-                partition.set_config(config.clone());
-            }
+            .await;
         }
         Ok(())
     }
 
-    /// Hands out a producer id, persisting a new block of ids when one runs out.
-    pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
-        let mut ids = self.producer_ids.lock();
+    /// Hands out a producer id, taking a new block of ids from the controller when one
+    /// runs out.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let mut meta = self.meta.lock();
-            let start = meta.image().next_producer_id_block;
-            let end = start + PRODUCER_ID_BLOCK_SIZE;
-            meta.append(&[MetadataRecord::ProducerIdsAllocated {
-                next_block_start: end,
-            }])?;
-            *ids = (start, end);
+            match self
+                .controller(ControllerRequest::AllocateProducerIds)
+                .await?
+            {
+                ControllerReply::ProducerIds { start, end } => *ids = (start, end),
+                other => {
+                    return Err(ApiError::new(
+                        ResponseError::UnknownServerError,
+                        format!("unexpected controller reply {other:?}"),
+                    ))
+                }
+            }
         }
         let id = ids.0;
         ids.0 += 1;
@@ -428,4 +614,22 @@ impl Shared {
             }
         }
     }
+}
+
+fn has_segments(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".log"))
+    })
+}
+
+/// Runs an async metadata operation from synchronous handler code (admin requests,
+/// rare and short). Needs the multi-threaded runtime, which the broker always uses.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+pub fn new_cluster_id() -> String {
+    Uuid::new_v4().simple().to_string()[..22].to_string()
 }

@@ -51,6 +51,10 @@ pub struct MetadataImage {
     /// The node that holds partitions created without an explicit assignment
     /// (a single-node cluster).
     pub node_id: i32,
+    /// How many records have been applied: the same on every node at the same point of
+    /// the log, so a broker can tell whether it has caught up with the controller.
+    #[serde(default)]
+    pub record_count: u64,
 }
 
 impl MetadataImage {
@@ -108,6 +112,7 @@ impl MetadataImage {
     /// Applies one record. Records that do not fit the image (e.g. a config for a topic
     /// deleted since) are ignored: the log is the truth and replay must be total.
     pub fn apply(&mut self, record: &MetadataRecord) {
+        self.record_count += 1;
         match record {
             MetadataRecord::ClusterCreated { cluster_id } => self.cluster_id = cluster_id.clone(),
             MetadataRecord::TopicCreated {

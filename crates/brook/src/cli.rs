@@ -75,6 +75,15 @@ pub struct ServeArgs {
     /// Keep data in a temporary directory deleted at exit (no durability).
     #[arg(long)]
     pub memory: bool,
+    /// Where the other nodes of a cluster reach this one (raft, controller and
+    /// replication traffic; Kafka: the CONTROLLER listener). Needed with --voters.
+    #[arg(long, env = "BROOK_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
+    /// Every node of the cluster's metadata quorum, this one included:
+    /// `1@host:port,2@host:port,3@host:port` (Kafka: `controller.quorum.voters`).
+    /// Without it, Brook runs as a single broker.
+    #[arg(long, env = "BROOK_VOTERS")]
+    pub voters: Option<String>,
 }
 
 #[derive(Args, Clone)]

@@ -75,6 +75,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut advertised = None;
     let mut data_dir = PathBuf::from("brook-data");
     let mut node_id = 1;
+    let mut voters = None;
+    let mut controller_listen = None;
     let mut builder_settings = Vec::new();
     for (k, v) in settings {
         match k.as_str() {
@@ -82,6 +84,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             "advertised.listeners" => advertised = Some(parse_listener(&v)?),
             "log.dirs" | "log.dir" => data_dir = PathBuf::from(v.split(',').next().unwrap_or(&v)),
             "node.id" | "broker.id" => node_id = v.parse().context("node.id must be an integer")?,
+            "controller.quorum.voters" => voters = Some(v),
+            "controller.listener" => controller_listen = Some(parse_listener(&v)?),
             _ => builder_settings.push((k, v)),
         }
     }
@@ -97,6 +101,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(id) = args.node_id {
         node_id = id;
     }
+    if let Some(v) = &args.voters {
+        voters = Some(v.clone());
+    }
+    if let Some(l) = &args.controller_listen {
+        controller_listen = Some(parse_listener(l)?);
+    }
     let mut builder = Broker::builder()
         .listen(resolve(&listen.0, listen.1)?)
         .node_id(node_id)
@@ -106,6 +116,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     if let Some((host, port)) = advertised {
         builder = builder.advertised(host, port);
+    }
+    if let Some(spec) = &voters {
+        let voters = brook_broker::config::parse_voters(spec)?;
+        let (host, port) = controller_listen.ok_or_else(|| {
+            anyhow!("--voters needs --controller-listen (where the other nodes reach this one)")
+        })?;
+        builder = builder.cluster(resolve(&host, port)?, voters);
     }
     for (k, v) in &builder_settings {
         builder = builder

@@ -27,7 +27,13 @@ fn crate_dependencies_point_one_way() {
         ("brook-raft", &["brook-meta"]),
         (
             "brook-broker",
-            &["brook-protocol", "brook-log", "brook-meta", "brook-coord", "brook-raft"],
+            &[
+                "brook-protocol",
+                "brook-log",
+                "brook-meta",
+                "brook-coord",
+                "brook-raft",
+            ],
         ),
         ("brook", &["brook-broker", "brook-protocol", "brook-log"]),
     ];

@@ -187,7 +187,7 @@ fn alter_topic(
         .topic(name)
         .map(|t| t.configs.clone())
         .unwrap_or_default();
-    shared.alter_topic_configs(name, changes(&existing)?, validate_only)
+    crate::shared::block_on(shared.alter_topic_configs(name, changes(&existing)?, validate_only))
 }
 
 /// The per-resource error fields of both alter responses.

@@ -8,6 +8,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::str_bytes;
+use crate::groups::{offsets_partition_for, OFFSETS_TOPIC};
 use crate::shared::Shared;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -18,8 +19,6 @@ pub fn handle(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &shared.config.advertised;
-    let node = shared.config.node_id;
     let error = match req.key_type {
         KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => None,
         other => Some((
@@ -32,11 +31,19 @@ pub fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let located = match &error {
+                    Some(e) => Err(e.clone()),
+                    None => locate(shared, &key),
+                };
+                let (node, host, port, error) = match located {
+                    Err(e) => (-1, String::new(), -1, Some(e)),
+                    Ok((node, host, port)) => (node, host, port, None),
+                };
                 let c = Coordinator::default()
                     .with_key(key)
                     .with_node_id(BrokerId(node))
-                    .with_host(str_bytes(host.clone()))
-                    .with_port(*port as i32);
+                    .with_host(str_bytes(host))
+                    .with_port(port);
                 match &error {
                     Some((code, msg)) => c
                         .with_node_id(BrokerId(-1))
@@ -50,16 +57,56 @@ pub fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let error = error.map(Err).unwrap_or_else(|| locate(shared, &req.key));
     match error {
-        Some((code, msg)) => FindCoordinatorResponse::default()
+        Err((code, msg)) => FindCoordinatorResponse::default()
             .with_error_code(code)
             .with_error_message(Some(str_bytes(msg)))
             .with_node_id(BrokerId(-1))
             .with_host(str_bytes(""))
             .with_port(-1),
-        None => FindCoordinatorResponse::default()
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
-            .with_host(str_bytes(host.clone()))
-            .with_port(*port as i32),
+            .with_host(str_bytes(host))
+            .with_port(port),
+    }
+}
+
+/// The broker that coordinates `key`: this one on a single broker; in a cluster the
+/// leader of the key's `__consumer_offsets` partition (created on first use, as Kafka).
+fn locate(shared: &Arc<Shared>, key: &str) -> Result<(i32, String, i32), (i16, String)> {
+    if !shared.is_cluster() {
+        let (host, port) = &shared.config.advertised;
+        return Ok((shared.config.node_id, host.clone(), i32::from(*port)));
+    }
+    let unavailable = |why: &str| {
+        (
+            ResponseError::CoordinatorNotAvailable.code(),
+            why.to_string(),
+        )
+    };
+    let image = shared.image();
+    let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+        let created = crate::shared::block_on(shared.create_topic(
+            OFFSETS_TOPIC,
+            shared.groups.offsets_partitions(),
+            -1,
+            crate::groups::Groups::offsets_topic_configs(),
+            false,
+        ));
+        if let Err(e) = created {
+            if e.code != ResponseError::TopicAlreadyExists.code() {
+                tracing::warn!(error = %e, "cannot create __consumer_offsets");
+            }
+        }
+        return Err(unavailable("__consumer_offsets is being created"));
+    };
+    let index = offsets_partition_for(key, topic.partitions.len() as i32);
+    let leader = topic.partitions[index as usize].leader;
+    match shared.broker_address(leader) {
+        Some((host, port)) => Ok((leader, host, port)),
+        None => Err(unavailable(
+            "the coordinator's partition has no leader right now",
+        )),
     }
 }

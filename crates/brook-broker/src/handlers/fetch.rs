@@ -12,8 +12,8 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::time::Instant;
 
 use super::topic_name;
-use crate::partition::LEADER_EPOCH;
-use crate::shared::Shared;
+use crate::partition::FollowerRead;
+use crate::shared::{now_ms, Shared};
 
 /// Longest long-poll Brook honours, whatever the client asks.
 const MAX_WAIT_CAP_MS: i32 = 30_000;
@@ -30,11 +30,19 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
         FETCH_MAX_BYTES
     };
     let topics = resolve_topics(shared, &req.topics, version);
+    // A follower's fetch carries its broker id (v15+ moved it into ReplicaState).
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(replica_id);
     loop {
         let notified = shared.data_appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (responses, total_bytes, any_error) = read_all(shared, &req.topics, &topics, max_bytes);
+        let (responses, total_bytes, any_error) =
+            read_all(shared, &req.topics, &topics, max_bytes, replica);
         if total_bytes >= min_bytes || any_error || Instant::now() >= deadline {
             return FetchResponse::default().with_responses(responses);
         }
@@ -66,6 +74,7 @@ fn read_all(
     topics: &[FetchTopic],
     names: &[Option<String>],
     max_bytes: usize,
+    replica: Option<i32>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -83,9 +92,10 @@ fn read_all(
                         p,
                         max_bytes.saturating_sub(total),
                         total == 0,
+                        replica,
                     );
                     total += data.records.as_ref().map_or(0, |r| r.len());
-                    any_error |= data.error_code != 0;
+                    any_error |= data.error_code != 0 || data.diverging_epoch.epoch >= 0;
                     data
                 })
                 .collect();
@@ -108,6 +118,7 @@ fn read_partition(
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     budget: usize,
     first: bool,
+    replica: Option<i32>,
 ) -> PartitionData {
     let base = PartitionData::default()
         .with_partition_index(p.partition)
@@ -119,41 +130,76 @@ fn read_partition(
         None if name.is_none() => {
             return base.with_error_code(ResponseError::UnknownTopicId.code())
         }
+        None if shared.is_cluster() && name.is_some_and(|n| shared.image().topic(n).is_some()) => {
+            // The topic exists but this broker holds no replica of the partition.
+            return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
+        }
         None => return base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
     };
-    if p.current_leader_epoch > LEADER_EPOCH {
-        return base.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-    }
-    let (log_start, high_watermark) = partition.offsets();
-    let base = base
-        .with_high_watermark(high_watermark)
-        .with_last_stable_offset(high_watermark)
-        .with_log_start_offset(log_start);
-    if p.fetch_offset < log_start || p.fetch_offset > high_watermark {
-        return base.with_error_code(ResponseError::OffsetOutOfRange.code());
-    }
-    if p.fetch_offset == high_watermark {
-        return base.with_records(Some(Bytes::new()));
-    }
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+    if let Some(replica) = replica {
+        let fetched = partition.follower_fetch(
+            replica,
+            p.fetch_offset,
+            p.last_fetched_epoch,
+            p.current_leader_epoch,
+            limit,
+            now_ms(),
+        );
+        return match fetched {
+            Err(refused) => base.with_error_code(refused.0),
+            Ok((read, log_start, hw, moved)) => {
+                if moved {
+                    // Consumers wait for the high watermark, not the log end.
+                    shared.data_appended.notify_waiters();
+                }
+                let base = base
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log_start);
+                match read {
+                    FollowerRead::Diverging { epoch, end_offset } => {
+                        let mut data = base.with_records(Some(Bytes::new()));
+                        data.diverging_epoch.epoch = epoch;
+                        data.diverging_epoch.end_offset = end_offset;
+                        data
+                    }
+                    FollowerRead::Records(slice) => match slice.read_bytes() {
+                        Ok(bytes) => base.with_records(Some(bytes)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "replica fetch read failed");
+                            base.with_error_code(ResponseError::KafkaStorageError.code())
+                        }
+                    },
+                }
+            }
+        };
+    }
     // Reads come from the page cache almost always; a blocking-pool hop per partition
     // would cost more than the pread.
-    let read = partition
-        .read(p.fetch_offset, limit, first)
-        .and_then(|slice| {
-            slice.read_bytes().map_err(|e| brook_log::LogError::Io {
-                context: "reading segment".into(),
-                source: e,
-            })
-        });
-    match read {
-        Ok(bytes) => base.with_records(Some(bytes)),
-        Err(brook_log::LogError::OffsetOutOfRange { .. }) => {
-            base.with_error_code(ResponseError::OffsetOutOfRange.code())
+    match partition.read_committed(p.fetch_offset, limit, first, p.current_leader_epoch) {
+        Err(refused) => {
+            let (log_start, hw) = partition.offsets();
+            base.with_error_code(refused.0)
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(log_start)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "fetch read failed");
-            base.with_error_code(ResponseError::KafkaStorageError.code())
+        Ok((slice, log_start, hw)) => {
+            let base = base
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(log_start);
+            let Some(slice) = slice else {
+                return base.with_records(Some(Bytes::new()));
+            };
+            match slice.read_bytes() {
+                Ok(bytes) => base.with_records(Some(bytes)),
+                Err(e) => {
+                    tracing::error!(error = %e, "fetch read failed");
+                    base.with_error_code(ResponseError::KafkaStorageError.code())
+                }
+            }
         }
     }
 }

@@ -18,6 +18,11 @@ pub async fn join(
     version: i16,
 ) -> JoinGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if !shared.groups.coordinates(shared, &group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::NotCoordinator.code())
+            .with_generation_id(-1);
+    }
     let reply = shared
         .groups
         .park(shared, &group_id, |c, token| {
@@ -44,6 +49,9 @@ pub async fn join(
 
 pub async fn sync(shared: &Arc<Shared>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if !shared.groups.coordinates(shared, &group_id) {
+        return SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+    }
     match shared
         .groups
         .park(shared, &group_id, |c, token| {
@@ -60,6 +68,9 @@ pub async fn sync(shared: &Arc<Shared>, req: SyncGroupRequest, version: i16) -> 
 }
 
 pub fn heartbeat(shared: &Arc<Shared>, req: HeartbeatRequest, version: i16) -> HeartbeatResponse {
+    if !shared.groups.coordinates(shared, &req.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+    }
     shared
         .groups
         .read_mut(|c| c.heartbeat(version, &req, now_ms()))
@@ -67,6 +78,9 @@ pub fn heartbeat(shared: &Arc<Shared>, req: HeartbeatRequest, version: i16) -> H
 
 pub fn leave(shared: &Arc<Shared>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if !shared.groups.coordinates(shared, &group_id) {
+        return LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+    }
     shared
         .groups
         .apply(shared, &group_id, |c| {
@@ -81,6 +95,12 @@ pub fn offset_commit(
     version: i16,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
+    if !shared.groups.coordinates(shared, &group_id) {
+        return fail_commit(
+            &req,
+            &ApiError::new(ResponseError::NotCoordinator, "not the coordinator"),
+        );
+    }
     let result = shared.groups.apply(shared, &group_id, |c| {
         let (response, records) = c.offset_commit(version, &req, now_ms());
         (
@@ -125,7 +145,21 @@ pub fn offset_fetch(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
-    shared.groups.read(|c| c.offset_fetch(version, &req))
+    let mut response = shared.groups.read(|c| c.offset_fetch(version, &req));
+    if version < 8 {
+        if !shared.groups.coordinates(shared, &req.group_id.0) {
+            return OffsetFetchResponse::default()
+                .with_error_code(ResponseError::NotCoordinator.code());
+        }
+    } else {
+        for g in response.groups.iter_mut() {
+            if !shared.groups.coordinates(shared, &g.group_id.0) {
+                g.error_code = ResponseError::NotCoordinator.code();
+                g.topics.clear();
+            }
+        }
+    }
+    response
 }
 
 pub fn list(shared: &Arc<Shared>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
@@ -138,6 +172,11 @@ pub fn describe(
     version: i16,
 ) -> DescribeGroupsResponse {
     let mut response = shared.groups.read(|c| c.describe_groups(version, &req));
+    for g in response.groups.iter_mut() {
+        if !shared.groups.coordinates(shared, &g.group_id.0) {
+            g.error_code = ResponseError::NotCoordinator.code();
+        }
+    }
     if req.include_authorized_operations {
         for g in response.groups.iter_mut().filter(|g| g.error_code == 0) {
             g.authorized_operations = super::authorized_ops::GROUP;
@@ -165,6 +204,10 @@ pub fn offset_delete(
     version: i16,
 ) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
+    if !shared.groups.coordinates(shared, &group_id) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::NotCoordinator.code());
+    }
     shared
         .groups
         .apply(shared, &group_id, |c| {

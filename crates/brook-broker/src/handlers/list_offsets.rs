@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 
-use crate::partition::{Partition, LEADER_EPOCH};
+use crate::partition::Partition;
 use crate::shared::Shared;
 
 const LATEST: i64 = -1;
@@ -24,8 +24,6 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // v1–v3 responses have no leader epoch field; the codec refuses a non-default value.
-    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let topics = req
         .topics
         .into_iter()
@@ -42,9 +40,18 @@ pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> Li
                     let Some(partition) = shared.partition(&t.name.0, p.partition_index) else {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch > LEADER_EPOCH {
+                    let (leader, leader_epoch) = partition.leadership();
+                    if leader != shared.config.node_id {
+                        return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    if p.current_leader_epoch > leader_epoch {
                         return base.with_error_code(ResponseError::UnknownLeaderEpoch.code());
                     }
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < leader_epoch {
+                        return base.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    }
+                    // v1–v3 responses have no leader epoch field; the codec refuses a non-default value.
+                    let epoch = if version >= 4 { leader_epoch } else { -1 };
                     match lookup(&partition, p.timestamp) {
                         Ok(Some((offset, timestamp))) => base
                             .with_offset(offset)
@@ -83,7 +90,7 @@ fn lookup(
     }
 }
 
-/// A single broker has one leader epoch (0) that spans the whole log.
+/// The end offset of a leader epoch, from the partition's epoch cache (leader only).
 pub fn leader_epoch(
     shared: &Arc<Shared>,
     req: OffsetForLeaderEpochRequest,
@@ -103,14 +110,13 @@ pub fn leader_epoch(
                     let Some(partition) = shared.partition(&t.topic.0, p.partition) else {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch > LEADER_EPOCH {
-                        return base.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-                    }
                     if p.leader_epoch < 0 {
                         return base;
                     }
-                    base.with_leader_epoch(LEADER_EPOCH)
-                        .with_end_offset(partition.offsets().1)
+                    match partition.end_offset_for_epoch(p.leader_epoch, p.current_leader_epoch) {
+                        Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
+                        Err(refused) => base.with_error_code(refused.0),
+                    }
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

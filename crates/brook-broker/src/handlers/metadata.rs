@@ -18,12 +18,16 @@ use super::{str_bytes, topic_name};
 use crate::shared::{validate_topic_name, Shared};
 
 pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = &shared.config.advertised;
-    let node_id = shared.config.node_id;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node_id))
-        .with_host(str_bytes(host.clone()))
-        .with_port(*port as i32);
+    let brokers: Vec<MetadataResponseBroker> = shared
+        .brokers()
+        .into_iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+        })
+        .collect();
     // v0: an empty list means "all topics"; v1+: null means all, empty means none.
     let all = match &req.topics {
         None => true,
@@ -47,9 +51,9 @@ pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> Metad
     }
     let cluster_id = shared.with_image(|i| i.cluster_id.clone());
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(cluster_id)))
-        .with_controller_id(BrokerId(node_id))
+        .with_controller_id(BrokerId(shared.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(if_requested(
             req.include_cluster_authorized_operations,
@@ -90,7 +94,7 @@ fn lookup(
     if !auto_create {
         return error(ResponseError::UnknownTopicOrPartition.code());
     }
-    match shared.create_topic(&name, -1, -1, BTreeMap::new(), false) {
+    match crate::shared::block_on(shared.create_topic(&name, -1, -1, BTreeMap::new(), false)) {
         Ok(()) | Err(crate::shared::ApiError { code: 36, .. }) => match shared.image().topic(&name)
         {
             Some(topic) => describe_topic(topic),
@@ -105,7 +109,13 @@ pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
         .partitions
         .iter()
         .map(|p| {
+            let error = if p.leader == brook_meta::NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(p.index)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch)
@@ -125,15 +135,20 @@ pub fn describe_cluster(
     shared: &Arc<Shared>,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = &shared.config.advertised;
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(shared.config.node_id))
-        .with_host(str_bytes(host.clone()))
-        .with_port(*port as i32);
+    let brokers = shared
+        .brokers()
+        .into_iter()
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(shared.with_image(|i| i.cluster_id.clone())))
-        .with_controller_id(BrokerId(shared.config.node_id))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(shared.controller_id()))
+        .with_brokers(brokers)
         .with_endpoint_type(1)
         .with_cluster_authorized_operations(if_requested(
             req.include_cluster_authorized_operations,

@@ -1,6 +1,7 @@
 //! Produce: validate and append each partition's batches, answer per acks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -9,6 +10,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::str_bytes;
 use crate::partition::AppendError;
 use crate::shared::{now_ms, Shared};
+
+/// Longest acks=all wait Brook honours, whatever the client's timeout says.
+const MAX_ACKS_WAIT_MS: i32 = 120_000;
 
 /// Storage errors (a full disk) can fail every produce; log them once a second at most.
 fn storage_log_due() -> bool {
@@ -42,6 +46,7 @@ pub async fn handle(
     _version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let timeout_ms = req.timeout_ms;
     let request_error = if !matches!(acks, -1..=1) {
         Some((
             ResponseError::InvalidRequiredAcks.code(),
@@ -56,63 +61,91 @@ pub async fn handle(
         None
     };
     let mut appended_any = false;
-    let responses = req
-        .topic_data
-        .into_iter()
-        .map(|topic| {
-            let partition_responses = topic
-                .partition_data
-                .into_iter()
-                .map(|pd| {
-                    if let Some((code, msg)) = &request_error {
-                        return failed(pd.index, *code, Some(msg.clone()));
-                    }
-                    let Some(partition) = shared.partition(&topic.name.0, pd.index) else {
-                        return failed(pd.index, ResponseError::UnknownTopicOrPartition.code(), None);
-                    };
-                    // Only the broker writes internal topics (__consumer_offsets), as in Kafka.
-                    if topic.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
-                        return failed(
-                            pd.index,
-                            ResponseError::InvalidTopicException.code(),
-                            Some("clients cannot write to internal topics".into()),
-                        );
-                    }
-                    let config = partition.config();
-                    if acks == -1 && config.min_insync_replicas > 1 {
-                        return failed(
-                            pd.index,
-                            ResponseError::NotEnoughReplicas.code(),
-                            Some(format!("min.insync.replicas={} but only 1 replica is in sync", config.min_insync_replicas)),
-                        );
-                    }
-                    let Some(records) = pd.records else {
-                        return failed(pd.index, ResponseError::InvalidRecord.code(), Some("no records".into()));
-                    };
-                    match tokio::task::block_in_place(|| partition.append(&records, now_ms())) {
-                        Ok(a) => {
-                            appended_any = true;
-                            PartitionProduceResponse::default()
-                                .with_index(pd.index)
-                                .with_base_offset(a.base_offset)
-                                .with_log_append_time_ms(a.log_append_time_ms)
-                                .with_log_start_offset(a.log_start_offset)
+    // acks=all: partitions whose records must reach the ISR before the answer.
+    let mut waits: Vec<(
+        usize,
+        usize,
+        Arc<crate::partition::Partition>,
+        crate::partition::Appended,
+    )> = Vec::new();
+    let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for (pi, pd) in topic.partition_data.into_iter().enumerate() {
+            let response = (|| {
+                if let Some((code, msg)) = &request_error {
+                    return failed(pd.index, *code, Some(msg.clone()));
+                }
+                let Some(partition) = shared.partition(&topic.name.0, pd.index) else {
+                    let code =
+                        if shared.is_cluster() && shared.image().topic(&topic.name.0).is_some() {
+                            ResponseError::NotLeaderOrFollower.code()
+                        } else {
+                            ResponseError::UnknownTopicOrPartition.code()
+                        };
+                    return failed(pd.index, code, None);
+                };
+                // Only the broker writes internal topics (__consumer_offsets), as in Kafka.
+                if topic.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
+                    return failed(
+                        pd.index,
+                        ResponseError::InvalidTopicException.code(),
+                        Some("clients cannot write to internal topics".into()),
+                    );
+                }
+                let min_insync =
+                    (acks == -1).then(|| partition.config().min_insync_replicas.max(1) as usize);
+                let Some(records) = pd.records else {
+                    return failed(
+                        pd.index,
+                        ResponseError::InvalidRecord.code(),
+                        Some("no records".into()),
+                    );
+                };
+                match tokio::task::block_in_place(|| {
+                    partition.append(&records, now_ms(), min_insync)
+                }) {
+                    Ok(a) => {
+                        appended_any = true;
+                        if acks == -1 {
+                            waits.push((ti, pi, partition.clone(), a));
                         }
-                        Err(e) => {
-                            if matches!(e, AppendError::Storage(_)) && storage_log_due() {
-                                tracing::error!(topic = %topic.name.0, partition = pd.index, error = %e, "cannot append (logged at most once a second)");
-                            }
-                            tracing::debug!(topic = %topic.name.0, partition = pd.index, error = %e, "produce rejected");
-                            failed(pd.index, e.code(), Some(e.to_string()))
-                        }
+                        PartitionProduceResponse::default()
+                            .with_index(pd.index)
+                            .with_base_offset(a.base_offset)
+                            .with_log_append_time_ms(a.log_append_time_ms)
+                            .with_log_start_offset(a.log_start_offset)
                     }
-                })
-                .collect();
-            TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses)
-        })
-        .collect();
+                    Err(e) => {
+                        if matches!(e, AppendError::Storage(_)) && storage_log_due() {
+                            tracing::error!(topic = %topic.name.0, partition = pd.index, error = %e, "cannot append (logged at most once a second)");
+                        }
+                        tracing::debug!(topic = %topic.name.0, partition = pd.index, error = %e, "produce rejected");
+                        failed(pd.index, e.code(), Some(e.to_string()))
+                    }
+                }
+            })();
+            partition_responses.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
     if appended_any {
         shared.data_appended.notify_waiters();
+    }
+    if !waits.is_empty() {
+        // One deadline for all: waiting in turn costs no more than the slowest partition.
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(timeout_ms.clamp(0, MAX_ACKS_WAIT_MS) as u64);
+        for (ti, pi, partition, appended) in &waits {
+            if let Err(code) = partition.wait_replicated(appended, deadline).await {
+                let r = &mut responses[*ti].partition_responses[*pi];
+                *r = failed(r.index, code, None);
+            }
+        }
     }
     if acks == 0 {
         return None;

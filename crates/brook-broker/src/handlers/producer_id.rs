@@ -15,7 +15,7 @@ pub fn handle(shared: &Arc<Shared>, req: InitProducerIdRequest) -> InitProducerI
     if req.transactional_id.is_some() {
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
-    match shared.allocate_producer_id() {
+    match crate::shared::block_on(shared.allocate_producer_id()) {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -57,13 +57,13 @@ pub fn create(
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            match shared.create_topic(
+            match crate::shared::block_on(shared.create_topic(
                 &name,
                 t.num_partitions,
                 t.replication_factor,
                 configs,
                 req.validate_only,
-            ) {
+            )) {
                 Ok(()) => describe_created(shared, &name, result, version),
                 Err(e) => result
                     .with_error_code(e.code)
@@ -130,7 +130,7 @@ pub fn delete(
                 return result.with_error_code(ResponseError::UnknownTopicId.code());
             };
             let result = result.with_name(Some(topic_name(&name)));
-            match shared.delete_topic(&name) {
+            match crate::shared::block_on(shared.delete_topic(&name)) {
                 Ok(topic_id) => result.with_topic_id(topic_id),
                 Err(e) => result
                     .with_error_code(e.code)
@@ -150,7 +150,11 @@ pub fn create_partitions(
         .into_iter()
         .map(|t| {
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            match shared.create_partitions(&t.name.0, t.count, req.validate_only) {
+            match crate::shared::block_on(shared.create_partitions(
+                &t.name.0,
+                t.count,
+                req.validate_only,
+            )) {
                 Ok(()) => result,
                 Err(e) => result
                     .with_error_code(e.code)

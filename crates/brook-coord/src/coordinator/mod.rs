@@ -349,6 +349,16 @@ impl GroupCoordinator {
         records
     }
 
+    /// Forgets every group `include` selects (their offsets partition is now led by
+    /// another broker, which replays it); returns how many.
+    pub fn unload(&mut self, include: impl Fn(&str) -> bool) -> usize {
+        let selected: Vec<String> = self.groups.keys().filter(|g| include(g)).cloned().collect();
+        for group_id in &selected {
+            self.forget_group(group_id);
+        }
+        selected.len()
+    }
+
     /// Removes a group and its timers (replay replaces groups wholesale).
     fn forget_group(&mut self, group_id: &str) -> Option<Group> {
         let group = self.groups.remove(group_id)?;

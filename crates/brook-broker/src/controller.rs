@@ -1,0 +1,310 @@
+//! The controller: turns admin requests, broker heartbeats and ISR changes into
+//! metadata records, checked against the latest image. It runs on the node that leads
+//! the metadata quorum (any node forwards to it) or, for a single broker, in place.
+//! The decisions about replicas and leaders are `brook_meta::controller`'s.
+
+use std::collections::BTreeMap;
+
+use brook_meta::controller::{self, AlterIsrError, PlacementError};
+use brook_meta::{MetadataImage, MetadataRecord};
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::{topic_config_def, validate_topic_config, BrokerConfig, ConfigError};
+use crate::shared::{validate_topic_name, ApiError, MAX_PARTITIONS_PER_TOPIC};
+
+/// Producer ids are handed out in blocks; one metadata record per block.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControllerRequest {
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+        validate_only: bool,
+    },
+    AlterTopicConfigs {
+        name: String,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    },
+    AllocateProducerIds,
+    BrokerHeartbeat {
+        id: i32,
+        host: String,
+        port: i32,
+    },
+    AlterIsr {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// Fence a broker that stopped heartbeating (issued by the controller itself).
+    FenceBroker {
+        id: i32,
+    },
+    /// Move leaderships back to preferred replicas (ElectLeaders, or the periodic check).
+    ElectPreferred {
+        /// `None`: every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerReply {
+    Done,
+    TopicId(Uuid),
+    /// Producer ids `start..end` are this broker's to hand out.
+    ProducerIds {
+        start: i64,
+        end: i64,
+    },
+    /// How many metadata records the controller's image holds once this heartbeat's
+    /// records are applied; the broker serves partitions only after catching up to it.
+    Heartbeat {
+        metadata_records: u64,
+    },
+}
+
+fn unknown_topic(name: &str) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+/// Decides the records for `req` against `image`. `cluster` is false for a single
+/// broker, whose partitions are created without an assignment.
+pub fn decide(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    cluster: bool,
+    req: &ControllerRequest,
+) -> Result<(Vec<MetadataRecord>, ControllerReply), ApiError> {
+    match req {
+        ControllerRequest::CreateTopic {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+        } => {
+            validate_topic_name(name)?;
+            let partitions = if *partitions == -1 {
+                config.int("num.partitions") as i32
+            } else {
+                *partitions
+            };
+            let replication_factor = if *replication_factor == -1 {
+                if name == crate::groups::OFFSETS_TOPIC {
+                    let wanted = config.int("offsets.topic.replication.factor").max(1);
+                    wanted.min(image.live_brokers().len().max(1) as i64) as i16
+                } else {
+                    config.int("default.replication.factor") as i16
+                }
+            } else {
+                *replication_factor
+            };
+            if partitions <= 0 || partitions > MAX_PARTITIONS_PER_TOPIC {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!("partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"),
+                ));
+            }
+            for (k, v) in configs {
+                validate_topic_config(k, v)?;
+            }
+            if image.topic(name).is_some() {
+                return Err(ApiError::new(
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic '{name}' already exists"),
+                ));
+            }
+            let assignment = assign(image, cluster, 0, partitions, replication_factor)?;
+            if *validate_only {
+                return Ok((Vec::new(), ControllerReply::Done));
+            }
+            let topic_id = Uuid::new_v4();
+            let record = MetadataRecord::TopicCreated {
+                name: name.clone(),
+                topic_id,
+                partitions,
+                replication_factor,
+                configs: configs.clone(),
+                internal: name.starts_with("__"),
+                assignment,
+            };
+            Ok((vec![record], ControllerReply::TopicId(topic_id)))
+        }
+        ControllerRequest::DeleteTopic { name } => {
+            let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
+            Ok((
+                vec![MetadataRecord::TopicDeleted { name: name.clone() }],
+                ControllerReply::TopicId(topic.topic_id),
+            ))
+        }
+        ControllerRequest::CreatePartitions {
+            name,
+            total,
+            validate_only,
+        } => {
+            let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
+            let current = topic.partitions.len() as i32;
+            if *total <= current {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!("topic currently has {current} partitions, which is higher than or equal to the requested {total}"),
+                ));
+            }
+            if *total > MAX_PARTITIONS_PER_TOPIC {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions"),
+                ));
+            }
+            let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+            let assignment = assign(image, cluster, current, total - current, rf)?;
+            if *validate_only {
+                return Ok((Vec::new(), ControllerReply::Done));
+            }
+            Ok((
+                vec![MetadataRecord::PartitionsAdded {
+                    name: name.clone(),
+                    total: *total,
+                    assignment,
+                }],
+                ControllerReply::Done,
+            ))
+        }
+        ControllerRequest::AlterTopicConfigs {
+            name,
+            changes,
+            validate_only,
+        } => {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => validate_topic_config(k, v)?,
+                    None => {
+                        if topic_config_def(k).is_none() {
+                            return Err(ConfigError::Unknown(k.clone()).into());
+                        }
+                    }
+                }
+            }
+            if image.topic(name).is_none() {
+                return Err(unknown_topic(name));
+            }
+            if *validate_only {
+                return Ok((Vec::new(), ControllerReply::Done));
+            }
+            let records = changes
+                .iter()
+                .map(|(key, value)| MetadataRecord::TopicConfigSet {
+                    name: name.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            Ok((records, ControllerReply::Done))
+        }
+        ControllerRequest::AllocateProducerIds => {
+            let start = image.next_producer_id_block;
+            let end = start + PRODUCER_ID_BLOCK_SIZE;
+            Ok((
+                vec![MetadataRecord::ProducerIdsAllocated {
+                    next_block_start: end,
+                }],
+                ControllerReply::ProducerIds { start, end },
+            ))
+        }
+        ControllerRequest::BrokerHeartbeat { id, host, port } => {
+            let mut records = Vec::new();
+            if image.cluster_id.is_empty() {
+                records.push(MetadataRecord::ClusterCreated {
+                    cluster_id: crate::shared::new_cluster_id(),
+                });
+            }
+            records.extend(controller::broker_heartbeat(image, *id, host, *port));
+            let metadata_records = image.record_count + records.len() as u64;
+            Ok((records, ControllerReply::Heartbeat { metadata_records }))
+        }
+        ControllerRequest::FenceBroker { id } => {
+            Ok((controller::fence_broker(image, *id), ControllerReply::Done))
+        }
+        ControllerRequest::AlterIsr {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            isr,
+        } => match controller::alter_isr(image, topic, *partition, *leader, *leader_epoch, isr) {
+            Ok(record) => Ok((record.into_iter().collect(), ControllerReply::Done)),
+            Err(e) => {
+                let code = match e {
+                    AlterIsrError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+                    AlterIsrError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+                    AlterIsrError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+                    AlterIsrError::InvalidIsr(_) => ResponseError::InvalidRequest,
+                    AlterIsrError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+                };
+                Err(ApiError::new(code, e.to_string()))
+            }
+        },
+        ControllerRequest::ElectPreferred { partitions } => {
+            let mut records = Vec::new();
+            for (name, topic) in &image.topics {
+                for p in &topic.partitions {
+                    let wanted = partitions
+                        .as_ref()
+                        .is_none_or(|list| list.iter().any(|(t, i)| t == name && *i == p.index));
+                    if wanted {
+                        records.extend(controller::preferred_leader_election(image, name, p));
+                    }
+                }
+            }
+            Ok((records, ControllerReply::Done))
+        }
+    }
+}
+
+fn assign(
+    image: &MetadataImage,
+    cluster: bool,
+    first: i32,
+    count: i32,
+    replication_factor: i16,
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    if !cluster {
+        if replication_factor != 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replication factor {replication_factor} is larger than the 1 available broker"
+                ),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let live = image.live_brokers();
+    let rf = usize::try_from(replication_factor).unwrap_or(0);
+    let seed = rand::random::<u32>() as usize;
+    controller::assign_replicas(&live, first, count, rf, seed).map_err(|e| match e {
+        PlacementError::NotEnoughBrokers { .. } | PlacementError::ZeroReplicationFactor => {
+            ApiError::new(ResponseError::InvalidReplicationFactor, e.to_string())
+        }
+    })
+}
