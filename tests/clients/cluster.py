@@ -26,14 +26,15 @@ the report of a failed test (conftest's hook reads `item._brook_brokers`). Every
 cluster event (kill, start, isolate, heal, leader changes seen by the wait helpers) is
 printed with a timestamp, so a failed test's captured stdout is its timeline.
 
-Metadata helpers ask one node at a time with a fresh confluent-kafka AdminClient
-bootstrapped on that node only, and check that the answer came from that node
-(`ClusterMetadata.orig_broker_id`), so "what does node 3 think" is exactly that.
+Metadata helpers ask one given node (a Metadata request on a connection of their own;
+`.topics[t].partitions[p].leader/.isrs/.replicas/.leader_epoch` as in confluent-kafka),
+so "what does node 3 think" is exactly that.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import pathlib
 import random
@@ -42,10 +43,13 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
+
+import kafka_wire as kw
 
 # Settings every test cluster starts with (Kafka names; see the README's list).
 CLUSTER_SETTINGS: dict[str, str] = {
@@ -474,6 +478,74 @@ class Node:
 
 
 # ---------------------------------------------------------------------------------------
+# metadata, asked of one node
+# ---------------------------------------------------------------------------------------
+# confluent-kafka's AdminClient.list_topics() goes to whichever broker librdkafka picks
+# (about half the time not the bootstrap one, once it has learned the others), so "what
+# does node 3 think" needs a request on a connection of our own: Metadata v7 (leader
+# epochs), shaped like confluent-kafka's ClusterMetadata.
+
+@dataclass
+class PartitionMetadata:
+    id: int
+    leader: int
+    leader_epoch: int
+    replicas: list[int]
+    isrs: list[int]
+    error: int | None
+
+
+@dataclass
+class TopicMetadata:
+    topic: str
+    error: int | None
+    partitions: dict[int, PartitionMetadata]
+
+
+@dataclass
+class Metadata:
+    brokers: dict[int, str]          # node id -> host:port
+    controller_id: int
+    topics: dict[str, TopicMetadata]
+
+
+_correlation = itertools.count(1)
+
+
+def fetch_metadata(port: int, topics: list[str] | None = None,
+                   timeout: float = 5.0) -> Metadata:
+    cid = next(_correlation) & 0x7FFFFFFF
+    body = (kw.i32(-1) if topics is None else kw.array([kw.string(t) for t in topics]))
+    body += kw.i8(0)   # allow_auto_topic_creation = false
+    req = kw.frame(kw.header_v1(3, 7, cid, "brook-cluster-test") + body)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(req)
+        r = kw.Reader(kw.read_response(s, cid))
+    r.i32()                                           # throttle_time_ms
+    brokers = {}
+    for _ in range(r.i32()):
+        node, host, bport = r.i32(), r.string(), r.i32()
+        r.string()                                    # rack
+        brokers[node] = f"{host}:{bport}"
+    r.string()                                        # cluster_id
+    controller = r.i32()
+    out: dict[str, TopicMetadata] = {}
+    for _ in range(r.i32()):
+        terr, name = r.i16(), r.string()
+        r.take(1)                                     # is_internal
+        parts = {}
+        for _ in range(r.i32()):
+            perr, pid, leader, epoch = r.i16(), r.i32(), r.i32(), r.i32()
+            replicas = [r.i32() for _ in range(r.i32())]
+            isr = [r.i32() for _ in range(r.i32())]
+            [r.i32() for _ in range(r.i32())]         # offline_replicas
+            parts[pid] = PartitionMetadata(pid, leader, epoch, replicas, isr, perr or None)
+        out[name] = TopicMetadata(name, terr or None, parts)
+    return Metadata(brokers, controller, out)
+
+
+# ---------------------------------------------------------------------------------------
 # the cluster
 # ---------------------------------------------------------------------------------------
 
@@ -648,20 +720,11 @@ class Cluster:
         return nodes[0]
 
     def metadata(self, via: int | None = None, topic: str | None = None,
-                 timeout: float = 5.0):
-        """ClusterMetadata as node `via` (default: the first running, non-isolated
-        node) answers it."""
+                 timeout: float = 5.0) -> "Metadata":
+        """Metadata exactly as node `via` (default: the first running, non-isolated
+        node) answers it, for one topic or all."""
         via = self._default_via() if via is None else via
-        admin = AdminClient({
-            "bootstrap.servers": self.nodes[via].bootstrap,
-            "allow.auto.create.topics": False,
-            "socket.timeout.ms": int(timeout * 1000),
-            "reconnect.backoff.max.ms": 500,
-        })
-        md = admin.list_topics(topic=topic, timeout=timeout)
-        if md.orig_broker_id not in (via, -1):
-            raise ClusterError(f"asked node{via} but node{md.orig_broker_id} answered")
-        return md
+        return fetch_metadata(self.nodes[via].port, [topic] if topic else None, timeout)
 
     def partition(self, topic: str, partition: int, via: int | None = None):
         """PartitionMetadata (`.leader`, `.replicas`, `.isrs`) or None."""
@@ -779,7 +842,8 @@ class Cluster:
         t = md.topics.get(topic)
         if t is None:
             return f"{topic}: absent"
-        return "; ".join(f"p{p.id} leader={p.leader} replicas={p.replicas} isr={p.isrs}"
+        return "; ".join(f"p{p.id} leader={p.leader} epoch={p.leader_epoch} "
+                         f"replicas={p.replicas} isr={p.isrs}"
                          for p in sorted(t.partitions.values(), key=lambda p: p.id))
 
     def __repr__(self) -> str:

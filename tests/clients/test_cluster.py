@@ -55,7 +55,7 @@ class LoadProducer(threading.Thread):
         self.failed: list[tuple[bytes, str]] = []
         self.fatal: str | None = None
         self.unflushed = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _on_delivery(self, err, msg) -> None:
         value = msg.value()
@@ -69,7 +69,7 @@ class LoadProducer(threading.Thread):
         p = Producer(self.conf)
         start = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 due = int((time.monotonic() - start) * self.rate)
                 while self.next_seq < due:
                     seq = self.next_seq
@@ -86,7 +86,7 @@ class LoadProducer(threading.Thread):
             self.fatal = repr(e)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(45)
         assert not self.is_alive(), "producer thread did not finish within 45 s"
 
@@ -220,6 +220,8 @@ def test_leader_failover_under_load_keeps_every_acknowledged_record(cluster: Clu
             leader = cluster.leader(topic, part)
             assert leader in all_nodes, f"partition {part} has no leader: {cluster.describe(topic)}"
             before = cluster.describe(topic)
+            controller = cluster.metadata().controller_id
+            epoch_before = cluster.partition(topic, part).leader_epoch
             cluster.kill(leader)
             t_kill = time.monotonic()
             seq_at_kill = load.next_seq       # every later record was sent after the kill
@@ -227,6 +229,10 @@ def test_leader_failover_under_load_keeps_every_acknowledged_record(cluster: Clu
             new_leader, _ = cluster.wait_for_leader(topic, part, not_in={leader},
                                                     via=survivor, timeout=20)
             t_elected = time.monotonic()
+            epoch_after = cluster.partition(topic, part, via=survivor).leader_epoch
+            assert epoch_after > epoch_before, (
+                f"partition {part}: leader moved {leader} -> {new_leader} but the leader "
+                f"epoch went {epoch_before} -> {epoch_after}")
             deadline = t_kill + 30
             while (t_ack := load.first_ack_from(part, seq_at_kill)) is None:
                 assert time.monotonic() < deadline, (
@@ -237,7 +243,8 @@ def test_leader_failover_under_load_keeps_every_acknowledged_record(cluster: Clu
                 time.sleep(0.01)
             failover = t_ack - t_kill
             failovers.append(failover)
-            print(f"failover partition {part}: node{leader} killed -> node{new_leader} "
+            print(f"failover partition {part}: node{leader} killed "
+                  f"({'the' if controller == leader else 'not the'} controller) -> node{new_leader} "
                   f"leads after {t_elected - t_kill:.2f}s (metadata), first record "
                   f"acknowledged {failover:.2f}s after the kill (before: {before})")
             cluster.start(leader)
@@ -403,5 +410,6 @@ def test_isolated_leader_loses_its_unreplicated_writes(cluster: Cluster):
         assert not bad, f"node{L}'s segment files still hold divergent records at {bad[:5]}"
         differ = sorted(o for o, v in on_disk.items() if by_offset.get(o, v) != v)
         assert not differ, f"node{L}'s segment files differ from what it serves at {differ[:5]}"
+        print(f"node{L}'s segment files: {len(on_disk)} records, none divergent")
     print(f"verified {len(acked)} acknowledged records on node{L}; {len(iso_one)} acks=1 "
           f"records of the isolated leader were truncated")

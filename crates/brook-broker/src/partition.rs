@@ -200,8 +200,8 @@ pub struct Partition {
 
 impl Partition {
     /// Opens (recovering if needed) the partition's log and rebuilds producer state and
-    /// the leader epoch cache from its batch headers. The partition starts as the sole
-    /// replica and leader; [`Partition::apply_leadership`] sets what metadata says.
+    /// the leader epoch cache from its batch headers. It leads nothing until
+    /// [`Partition::apply_leadership`] applies what metadata says.
     pub fn open(
         dir: &Path,
         topic: Arc<str>,
@@ -227,10 +227,11 @@ impl Partition {
                 log,
                 producers,
                 epochs,
-                leader: node_id,
-                leader_epoch: 0,
-                isr: vec![node_id],
-                replicas: vec![node_id],
+                // Nobody leads until metadata says so (`apply_leadership`).
+                leader: brook_meta::NO_LEADER,
+                leader_epoch: -1,
+                isr: Vec::new(),
+                replicas: Vec::new(),
                 pending_isr: None,
                 high_watermark,
                 followers: HashMap::new(),

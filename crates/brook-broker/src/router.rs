@@ -40,6 +40,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// Who sent a request, for handlers that record it (group membership).
@@ -154,6 +155,9 @@ pub async fn dispatch(
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(handlers::group::offset_delete(shared, r, v))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(handlers::elect_leaders::handle(shared, r, v))
         }
         other => {
             // Unreachable while `accepts` gates dispatch; answer nothing rather than panic.

@@ -291,6 +291,12 @@ impl Shared {
                             now,
                         ) {
                             Ok(partition) => {
+                                // Take the leadership metadata gives before anyone can see it.
+                                let mut view = p.clone();
+                                if !ready {
+                                    view.leader = brook_meta::NO_LEADER;
+                                }
+                                partition.apply_leadership(&view, now);
                                 let partition = Arc::new(partition);
                                 self.partitions
                                     .write()

@@ -228,6 +228,7 @@ fn spawn(exe: &Path, node: &NodePlan, args: &[String]) -> Result<Child> {
     let stderr = log.try_clone()?;
     Command::new(exe)
         .args(args)
+        .env("NO_COLOR", "1") // the logs are files
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(stderr)

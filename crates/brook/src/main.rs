@@ -28,7 +28,11 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if args.is_serve() { "info" } else { "warn" })
+        tracing_subscriber::EnvFilter::new(if args.is_serve() {
+            "info,openraft=warn"
+        } else {
+            "warn"
+        })
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

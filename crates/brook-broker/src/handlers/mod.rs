@@ -3,6 +3,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod coordinator;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod group;
 pub mod list_offsets;
