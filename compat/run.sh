@@ -111,16 +111,8 @@ if wants java-classic java-consumer kafka-cli; then
     fail_setup java-classic java-consumer kafka-cli "Kafka 4 tools need Java 17+, found '${jv}'"
   else
     h="$(cat "$COMPAT/java/pom.xml" | digest)"
-    if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
-      echo "jars up to date" >&2
-    else
-      rm -rf "$JARS" && mkdir -p "$JARS"
-      if mvn -q -B -f "$COMPAT/java/pom.xml" -Dmaven.repo.local="$CACHE/m2" \
-           dependency:copy-dependencies -DoutputDirectory="$JARS" >&2; then
-        echo "$h" > "$CACHE/java/jars.stamp"
-      else
-        fail_setup java-classic java-consumer kafka-cli "mvn dependency:copy-dependencies failed"
-      fi
+    if ! "$REPO/scripts/kafka-jars.sh" >/dev/null; then
+      fail_setup java-classic java-consumer kafka-cli "fetching the Kafka jars (scripts/kafka-jars.sh) failed"
     fi
     if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
       h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java"; } | digest)"

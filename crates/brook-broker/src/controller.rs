@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use brook_meta::controller::{self, AlterIsrError, PlacementError};
+use brook_meta::controller::{self, AlterIsrError, PlacementError, ReassignError};
 use brook_meta::{MetadataImage, MetadataRecord};
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,10 @@ pub enum ControllerRequest {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        /// Replicas of each partition, chosen by the client (CreateTopics' assignments);
+        /// empty: the controller places them.
+        #[serde(default)]
+        assignment: Vec<Vec<i32>>,
         validate_only: bool,
     },
     DeleteTopic {
@@ -62,6 +66,12 @@ pub enum ControllerRequest {
         /// `None`: every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// AlterPartitionReassignments: per partition, a target replica list (start or
+    /// replace a reassignment) or `None` (cancel the one in progress).
+    Reassign {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +88,8 @@ pub enum ControllerReply {
     Heartbeat {
         metadata_records: u64,
     },
+    /// One `(error code, message)` per partition of a `Reassign`, in request order.
+    Reassigned(Vec<(i16, Option<String>)>),
 }
 
 fn unknown_topic(name: &str) -> ApiError {
@@ -101,15 +113,20 @@ pub fn decide(
             partitions,
             replication_factor,
             configs,
+            assignment: manual,
             validate_only,
         } => {
             validate_topic_name(name)?;
-            let partitions = if *partitions == -1 {
+            let (partitions, replication_factor) = match manual.first() {
+                Some(first) => (manual.len() as i32, first.len() as i16),
+                None => (*partitions, *replication_factor),
+            };
+            let partitions = if partitions == -1 {
                 config.int("num.partitions") as i32
             } else {
-                *partitions
+                partitions
             };
-            let replication_factor = if *replication_factor == -1 {
+            let replication_factor = if replication_factor == -1 {
                 if name == crate::groups::OFFSETS_TOPIC {
                     let wanted = config.int("offsets.topic.replication.factor").max(1);
                     wanted.min(image.live_brokers().len().max(1) as i64) as i16
@@ -117,7 +134,7 @@ pub fn decide(
                     config.int("default.replication.factor") as i16
                 }
             } else {
-                *replication_factor
+                replication_factor
             };
             if partitions <= 0 || partitions > MAX_PARTITIONS_PER_TOPIC {
                 return Err(ApiError::new(
@@ -134,7 +151,11 @@ pub fn decide(
                     format!("topic '{name}' already exists"),
                 ));
             }
-            let assignment = assign(image, cluster, 0, partitions, replication_factor)?;
+            let assignment = if manual.is_empty() {
+                assign(image, cluster, 0, partitions, replication_factor)?
+            } else {
+                check_manual_assignment(image, cluster, manual)?
+            };
             if *validate_only {
                 return Ok((Vec::new(), ControllerReply::Done));
             }
@@ -252,7 +273,19 @@ pub fn decide(
             leader_epoch,
             isr,
         } => match controller::alter_isr(image, topic, *partition, *leader, *leader_epoch, isr) {
-            Ok(record) => Ok((record.into_iter().collect(), ControllerReply::Done)),
+            Ok(None) => Ok((Vec::new(), ControllerReply::Done)),
+            Ok(Some(record)) => {
+                // A replica joining the ISR may be the last one a reassignment waits for.
+                let mut after = image.clone();
+                after.apply(&record);
+                let done = after
+                    .partition(topic, *partition)
+                    .and_then(|p| controller::complete_reassignment(&after, topic, p));
+                Ok((
+                    std::iter::once(record).chain(done).collect(),
+                    ControllerReply::Done,
+                ))
+            }
             Err(e) => {
                 let code = match e {
                     AlterIsrError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
@@ -278,7 +311,91 @@ pub fn decide(
             }
             Ok((records, ControllerReply::Done))
         }
+        ControllerRequest::Reassign {
+            partitions,
+            allow_replication_factor_change,
+        } => {
+            if !cluster {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "a single broker has nowhere to move replicas to",
+                ));
+            }
+            let mut records = Vec::new();
+            let mut results = Vec::with_capacity(partitions.len());
+            for (topic, partition, target) in partitions {
+                match controller::reassign(
+                    image,
+                    topic,
+                    *partition,
+                    target.as_deref(),
+                    *allow_replication_factor_change,
+                ) {
+                    Ok(r) => {
+                        records.extend(r);
+                        results.push((0, None));
+                    }
+                    Err(e) => {
+                        let code = match e {
+                            ReassignError::UnknownPartition => {
+                                ResponseError::UnknownTopicOrPartition
+                            }
+                            ReassignError::InvalidAssignment(_) => {
+                                ResponseError::InvalidReplicaAssignment
+                            }
+                            ReassignError::ReplicationFactorChange { .. } => {
+                                ResponseError::InvalidReplicationFactor
+                            }
+                            ReassignError::NoReassignmentInProgress => {
+                                ResponseError::NoReassignmentInProgress
+                            }
+                        };
+                        results.push((code.code(), Some(e.to_string())));
+                    }
+                }
+            }
+            Ok((records, ControllerReply::Reassigned(results)))
+        }
     }
+}
+
+/// Checks a client-chosen assignment as Kafka does: every partition has the same
+/// number of replicas, none twice, all of them registered brokers. A single broker
+/// accepts only itself (and records no assignment, as for its other topics).
+fn check_manual_assignment(
+    image: &MetadataImage,
+    cluster: bool,
+    manual: &[Vec<i32>],
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    let invalid = |m: String| ApiError::new(ResponseError::InvalidReplicaAssignment, m);
+    let rf = manual[0].len();
+    for (p, replicas) in manual.iter().enumerate() {
+        if replicas.is_empty() {
+            return Err(invalid(format!("partition {p} has no replicas")));
+        }
+        if replicas.len() != rf {
+            return Err(invalid(format!(
+                "partition {p} has {} replicas, but partition 0 has {rf}",
+                replicas.len()
+            )));
+        }
+        for (i, r) in replicas.iter().enumerate() {
+            if replicas[..i].contains(r) {
+                return Err(invalid(format!("partition {p} lists broker {r} twice")));
+            }
+            let known = if cluster {
+                image.brokers.contains_key(r)
+            } else {
+                *r == image.node_id
+            };
+            if !known {
+                return Err(invalid(format!(
+                    "partition {p} is assigned to broker {r}, which is not registered"
+                )));
+            }
+        }
+    }
+    Ok(if cluster { manual.to_vec() } else { Vec::new() })
 }
 
 fn assign(

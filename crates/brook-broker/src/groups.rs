@@ -83,15 +83,12 @@ impl Groups {
                 "__consumer_offsets is being created",
             ));
         }
-        let mut configs = BTreeMap::new();
-        configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        configs.insert("retention.ms".to_string(), "-1".to_string());
-        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
         match crate::shared::block_on(shared.create_topic(
             OFFSETS_TOPIC,
             self.offsets_partitions,
             1,
-            configs,
+            Self::offsets_topic_configs(),
+            Vec::new(),
             false,
         )) {
             Err(e) if e.code != ResponseError::TopicAlreadyExists.code() => Err(e),

@@ -81,6 +81,18 @@ struct Progress {
     leader_leo_at_last_fetch: i64,
 }
 
+impl Progress {
+    /// A follower not heard from yet, counted as caught up as of `now_ms`.
+    fn fresh(now_ms: i64) -> Self {
+        Progress {
+            leo: -1,
+            last_caught_up_ms: now_ms,
+            last_fetch_ms: now_ms,
+            leader_leo_at_last_fetch: -1,
+        }
+    }
+}
+
 /// `(epoch, start offset)` of every leader epoch in the log, oldest first.
 #[derive(Debug, Default, Clone)]
 pub struct EpochCache(Vec<(i32, i64)>);
@@ -278,17 +290,17 @@ impl Partition {
                     .replicas
                     .iter()
                     .filter(|&&r| r != self.node_id)
-                    .map(|&r| {
-                        let p = Progress {
-                            leo: -1,
-                            last_caught_up_ms: now_ms,
-                            last_fetch_ms: now_ms,
-                            leader_leo_at_last_fetch: -1,
-                        };
-                        (r, p)
-                    })
+                    .map(|&r| (r, Progress::fresh(now_ms)))
                     .collect();
                 tracing::info!(topic = %self.topic, partition = self.index, epoch = view.leader_epoch, isr = ?view.isr, "became leader");
+            } else {
+                // Still leading; a reassignment may have added or dropped replicas.
+                inner.followers.retain(|r, _| view.replicas.contains(r));
+                for &r in &view.replicas {
+                    if r != self.node_id {
+                        inner.followers.entry(r).or_insert(Progress::fresh(now_ms));
+                    }
+                }
             }
             inner.advance_high_watermark(self.node_id);
         } else {
@@ -488,12 +500,7 @@ impl Partition {
         if fetch_offset < start || fetch_offset > leo {
             return Err(Refused(ResponseError::OffsetOutOfRange.code()));
         }
-        let progress = inner.followers.entry(replica).or_insert(Progress {
-            leo: -1,
-            last_caught_up_ms: now_ms,
-            last_fetch_ms: now_ms,
-            leader_leo_at_last_fetch: -1,
-        });
+        let progress = inner.followers.entry(replica).or_insert(Progress::fresh(now_ms));
         if fetch_offset >= leo {
             progress.last_caught_up_ms = now_ms;
         } else if progress.leader_leo_at_last_fetch >= 0

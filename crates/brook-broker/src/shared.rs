@@ -202,6 +202,11 @@ impl Shared {
         Ok(shared)
     }
 
+    /// The directory holding every partition's log.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     pub fn is_cluster(&self) -> bool {
         matches!(self.meta, MetaStore::Raft(_))
     }
@@ -506,6 +511,7 @@ impl Shared {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        assignment: Vec<Vec<i32>>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let reply = self
@@ -514,6 +520,7 @@ impl Shared {
                 partitions,
                 replication_factor,
                 configs,
+                assignment,
                 validate_only,
             })
             .await?;

@@ -230,6 +230,156 @@ pub fn preferred_leader_election(
     ))
 }
 
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReassignError {
+    #[error("unknown topic or partition")]
+    UnknownPartition,
+    #[error("invalid replica assignment: {0}")]
+    InvalidAssignment(String),
+    #[error("the replication factor would change from {from} to {to}")]
+    ReplicationFactorChange { from: usize, to: usize },
+    #[error("no reassignment is in progress for this partition")]
+    NoReassignmentInProgress,
+}
+
+/// The record that finishes `p`'s reassignment, if every target replica is in sync:
+/// the target becomes the replica set, the ISR keeps only target replicas and, if the
+/// leader is being removed (or is fenced), the first live target replica leads.
+pub fn complete_reassignment(
+    image: &MetadataImage,
+    topic: &str,
+    p: &PartitionImage,
+) -> Option<MetadataRecord> {
+    if !p.is_reassigning() {
+        return None;
+    }
+    let target = p.target_replicas();
+    if target.is_empty() || !target.iter().all(|r| p.isr.contains(r)) {
+        return None;
+    }
+    let isr: Vec<i32> = p.isr.iter().copied().filter(|r| target.contains(r)).collect();
+    Some(move_to(image, topic, p, target, isr))
+}
+
+/// A `PartitionChanged` setting `replicas` and `isr`, keeping the leader if it stays a
+/// live member of both, else electing the first live in-sync replica.
+fn move_to(
+    image: &MetadataImage,
+    topic: &str,
+    p: &PartitionImage,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+) -> MetadataRecord {
+    let keeps = isr.contains(&p.leader) && image.is_live(p.leader);
+    let (leader, epoch) = if keeps {
+        (p.leader, p.leader_epoch)
+    } else {
+        let next = replicas
+            .iter()
+            .copied()
+            .find(|&r| isr.contains(&r) && image.is_live(r))
+            .unwrap_or(NO_LEADER);
+        (next, p.leader_epoch + 1)
+    };
+    MetadataRecord::PartitionChanged {
+        topic: topic.to_string(),
+        partition: p.index,
+        leader,
+        leader_epoch: epoch,
+        isr,
+        replicas: Some(replicas),
+    }
+}
+
+/// AlterPartitionReassignments for one partition: `Some(target)` starts (or replaces)
+/// a reassignment to `target`, `None` cancels the one in progress. Returns the records
+/// to append; a reassignment whose target is already in sync completes at once.
+pub fn reassign(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    target: Option<&[i32]>,
+    allow_replication_factor_change: bool,
+) -> Result<Vec<MetadataRecord>, ReassignError> {
+    let p = image
+        .partition(topic, partition)
+        .ok_or(ReassignError::UnknownPartition)?;
+    let original = p.original_replicas();
+    let Some(target) = target else {
+        if !p.is_reassigning() {
+            return Err(ReassignError::NoReassignmentInProgress);
+        }
+        let isr: Vec<i32> = p.isr.iter().copied().filter(|r| original.contains(r)).collect();
+        if isr.is_empty() {
+            return Err(ReassignError::InvalidAssignment(
+                "cancelling would need an unclean leader election: no original replica is in sync"
+                    .into(),
+            ));
+        }
+        return Ok(vec![move_to(image, topic, p, original, isr)]);
+    };
+    if target.is_empty() {
+        return Err(ReassignError::InvalidAssignment(
+            "the replica list is empty".into(),
+        ));
+    }
+    for (i, r) in target.iter().enumerate() {
+        if target[..i].contains(r) {
+            return Err(ReassignError::InvalidAssignment(format!(
+                "broker {r} appears twice"
+            )));
+        }
+        if !image.brokers.contains_key(r) {
+            return Err(ReassignError::InvalidAssignment(format!(
+                "broker {r} is not registered"
+            )));
+        }
+    }
+    if !allow_replication_factor_change && target.len() != original.len() {
+        return Err(ReassignError::ReplicationFactorChange {
+            from: original.len(),
+            to: target.len(),
+        });
+    }
+    if !p.is_reassigning() && target == original.as_slice() {
+        return Ok(Vec::new());
+    }
+    let mut replicas = target.to_vec();
+    replicas.extend(original.iter().copied().filter(|r| !target.contains(r)));
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r))
+        .collect();
+    let removing: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    let mut next = p.clone();
+    if adding.is_empty() && removing.is_empty() {
+        // Only the order changes (or a reassignment back to the original set).
+        next.replicas = target.to_vec();
+        next.adding_replicas.clear();
+        next.removing_replicas.clear();
+        let isr = p.isr.iter().copied().filter(|r| target.contains(r)).collect();
+        return Ok(vec![move_to(image, topic, &next, target.to_vec(), isr)]);
+    }
+    let started = MetadataRecord::PartitionReassigning {
+        topic: topic.to_string(),
+        partition,
+        replicas: replicas.clone(),
+        adding: adding.clone(),
+        removing: removing.clone(),
+    };
+    next.replicas = replicas;
+    next.adding_replicas = adding;
+    next.removing_replicas = removing;
+    let mut out = vec![started];
+    out.extend(complete_reassignment(image, topic, &next));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,5 +541,85 @@ mod tests {
         image.apply(&preferred_leader_election(&image, "t", &p).unwrap());
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch), (1, 2));
+    }
+    #[test]
+    fn reassignment_adds_first_then_drops_once_in_sync() {
+        let mut image = cluster(&[1, 2, 3, 4]);
+        create(&mut image, "t", vec![vec![1, 2, 3]]);
+        let r = reassign(&image, "t", 0, Some(&[4, 2, 3]), false).unwrap();
+        assert_eq!(r.len(), 1, "4 is not in sync yet: {r:?}");
+        apply_all(&mut image, &r);
+        let p = image.partition("t", 0).unwrap().clone();
+        assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+        assert_eq!((p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![4], vec![1]));
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
+        assert!(complete_reassignment(&image, "t", &p).is_none());
+        // 4 caught up: the leader adds it to the ISR, which completes the move.
+        let grow = alter_isr(&image, "t", 0, 1, 0, &[1, 2, 3, 4]).unwrap().unwrap();
+        image.apply(&grow);
+        let p = image.partition("t", 0).unwrap().clone();
+        let done = complete_reassignment(&image, "t", &p).unwrap();
+        image.apply(&done);
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!(p.replicas, vec![4, 2, 3]);
+        assert!(!p.is_reassigning());
+        assert_eq!(p.isr, vec![2, 3, 4]);
+        // The leader was removed: the first live in-sync target replica leads.
+        assert_eq!((p.leader, p.leader_epoch), (4, 1));
+    }
+
+    #[test]
+    fn reassignment_is_validated_and_can_be_cancelled() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2]]);
+        assert_eq!(
+            reassign(&image, "x", 0, Some(&[1]), true),
+            Err(ReassignError::UnknownPartition)
+        );
+        assert!(matches!(
+            reassign(&image, "t", 0, Some(&[1, 9]), true),
+            Err(ReassignError::InvalidAssignment(_))
+        ));
+        assert!(matches!(
+            reassign(&image, "t", 0, Some(&[1, 1]), true),
+            Err(ReassignError::InvalidAssignment(_))
+        ));
+        assert_eq!(
+            reassign(&image, "t", 0, Some(&[1, 2, 3]), false),
+            Err(ReassignError::ReplicationFactorChange { from: 2, to: 3 })
+        );
+        assert_eq!(
+            reassign(&image, "t", 0, None, true),
+            Err(ReassignError::NoReassignmentInProgress)
+        );
+        assert_eq!(reassign(&image, "t", 0, Some(&[1, 2]), false), Ok(Vec::new()));
+        // Shrinking to replicas already in sync completes at once.
+        let r = reassign(&image, "t", 0, Some(&[2]), true).unwrap();
+        assert_eq!(r.len(), 2);
+        apply_all(&mut image, &r);
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![2], vec![2], 2));
+        // Start a move to 3, then cancel it: back to [2], 3 dropped.
+        let r = reassign(&image, "t", 0, Some(&[3]), true).unwrap();
+        apply_all(&mut image, &r);
+        assert_eq!(image.partition("t", 0).unwrap().replicas, vec![3, 2]);
+        let r = reassign(&image, "t", 0, None, true).unwrap();
+        apply_all(&mut image, &r);
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![2], vec![2], 2));
+        assert!(!p.is_reassigning());
+    }
+
+    #[test]
+    fn a_new_reassignment_replaces_the_one_in_progress() {
+        let mut image = cluster(&[1, 2, 3, 4]);
+        create(&mut image, "t", vec![vec![1, 2]]);
+        let r = reassign(&image, "t", 0, Some(&[3, 2]), true).unwrap();
+        apply_all(&mut image, &r);
+        let r = reassign(&image, "t", 0, Some(&[4, 2]), true).unwrap();
+        apply_all(&mut image, &r);
+        let p = image.partition("t", 0).unwrap();
+        assert_eq!(p.replicas, vec![4, 2, 1]);
+        assert_eq!((p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![4], vec![1]));
     }
 }

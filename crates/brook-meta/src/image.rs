@@ -16,8 +16,40 @@ pub struct PartitionImage {
     /// Bumped on every change of leader, ISR or replicas.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// Every replica, preferred leader first. During a reassignment: the target
+    /// replicas followed by the ones being removed.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas a reassignment is adding (copying the log, not yet all in the ISR).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment will drop once every target replica is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment is moving to (all of them when there is none).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the ongoing reassignment started (all of them when there is none).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +138,8 @@ impl MetadataImage {
             partition_epoch: 0,
             isr: replicas.clone(),
             replicas,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
@@ -211,8 +245,30 @@ impl MetadataImage {
                 p.leader_epoch = *leader_epoch;
                 p.isr = isr.clone();
                 if let Some(r) = replicas {
+                    // A new replica set ends any reassignment.
                     p.replicas = r.clone();
+                    p.adding_replicas.clear();
+                    p.removing_replicas.clear();
                 }
+                p.partition_epoch += 1;
+            }
+            MetadataRecord::PartitionReassigning {
+                topic,
+                partition,
+                replicas,
+                adding,
+                removing,
+            } => {
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+                else {
+                    return;
+                };
+                p.replicas = replicas.clone();
+                p.adding_replicas = adding.clone();
+                p.removing_replicas = removing.clone();
                 p.partition_epoch += 1;
             }
         }

@@ -81,7 +81,19 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         isr: Vec<i32>,
+        /// A new replica set; it ends any reassignment of the partition.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<Vec<i32>>,
+    },
+    /// A reassignment of one partition started (or replaced the one in progress):
+    /// `replicas` is the target followed by the replicas being removed. Leader and ISR
+    /// do not change; the reassignment ends with a `PartitionChanged` that sets the
+    /// target as the replicas once every target replica is in sync (or cancels it).
+    PartitionReassigning {
+        topic: String,
+        partition: i32,
+        replicas: Vec<i32>,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
     },
 }

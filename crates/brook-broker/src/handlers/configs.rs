@@ -24,7 +24,6 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 const OP_SET: i8 = 0;
-const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
@@ -232,14 +231,37 @@ pub fn alter(shared: &Arc<Shared>, req: AlterConfigsRequest) -> AlterConfigsResp
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// Replication throttles (KIP-73), broker- and topic-level. Brook does not throttle
+/// replication, so none of these is ever set and deleting one changes nothing;
+/// `kafka-reassign-partitions --verify` deletes them all after every reassignment.
+const THROTTLE_CONFIGS: &[&str] = &[
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+const OP_DELETE: i8 = 1;
+
 pub fn incremental_alter(
     shared: &Arc<Shared>,
-    req: IncrementalAlterConfigsRequest,
+    mut req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    for r in &mut req.resources {
+        r.configs.retain(|c| {
+            !(c.config_operation == OP_DELETE && THROTTLE_CONFIGS.contains(&c.name.as_str()))
+        });
+    }
     let responses = req
         .resources
         .into_iter()
         .map(|r| {
+            if r.resource_type == RESOURCE_BROKER && r.configs.is_empty() {
+                // Only throttle deletions, all no-ops.
+                return AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name);
+            }
             let outcome = alter_topic(
                 shared,
                 r.resource_type,

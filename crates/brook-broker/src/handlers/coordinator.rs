@@ -92,6 +92,7 @@ fn locate(shared: &Arc<Shared>, key: &str) -> Result<(i32, String, i32), (i16, S
             shared.groups.offsets_partitions(),
             -1,
             crate::groups::Groups::offsets_topic_configs(),
+            Vec::new(),
             false,
         ));
         if let Err(e) = created {

@@ -7,9 +7,11 @@ pub mod elect_leaders;
 pub mod fetch;
 pub mod group;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
+pub mod reassignments;
 pub mod topics;
 
 use kafka_protocol::messages::TopicName;

@@ -41,13 +41,27 @@ pub fn create(
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes("duplicate topic name in request")));
             }
-            if !t.assignments.is_empty() {
+            let mut assignment: Vec<(i32, Vec<i32>)> = t
+                .assignments
+                .iter()
+                .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                .collect();
+            assignment.sort_by_key(|(p, _)| *p);
+            if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
                 return result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes(
-                        "manual replica assignment is not supported on a single broker",
+                        "both numPartitions or replicationFactor and replicasAssignments were set",
                     )));
             }
+            if assignment.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
+                return result
+                    .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                    .with_error_message(Some(str_bytes(
+                        "partitions in the manual assignment must be numbered 0, 1, 2, ...",
+                    )));
+            }
+            let assignment: Vec<Vec<i32>> = assignment.into_iter().map(|(_, r)| r).collect();
             let configs: BTreeMap<String, String> = t
                 .configs
                 .iter()
@@ -62,6 +76,7 @@ pub fn create(
                 t.num_partitions,
                 t.replication_factor,
                 configs,
+                assignment,
                 req.validate_only,
             )) {
                 Ok(()) => describe_created(shared, &name, result, version),

@@ -1,0 +1,160 @@
+"""Moving replicas and leaders of a 3-node cluster with Apache Kafka's own tools:
+`kafka-reassign-partitions` (AlterPartitionReassignments / ListPartitionReassignments)
+and `kafka-leader-election` (ElectLeaders), run from the kafka-tools jars
+(`scripts/kafka-jars.sh` fetches them once into compat/.cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+from functools import lru_cache
+
+import pytest
+
+from cluster import Cluster, event
+from kafka_helpers import consume_to_end, unique_topic
+from test_cluster import check_partition, produce_batch
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+JVM = ["java", "-Xshare:auto", "-XX:+UseSerialGC", "-Xmx256m",
+       "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
+
+
+@lru_cache(maxsize=1)
+def kafka_jars() -> str:
+    r = subprocess.run([str(REPO / "scripts" / "kafka-jars.sh")], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.fail(f"scripts/kafka-jars.sh failed:\n{r.stderr[-4000:]}", pytrace=False)
+    return r.stdout.strip()
+
+
+def kafka_tool(cls: str, *args: str, timeout: float = 60) -> str:
+    """Runs one Kafka tool class; returns its stdout, fails the test on a non-zero exit."""
+    cmd = [*JVM, "-cp", f"{kafka_jars()}/*", cls, *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    event(f"{cls.rsplit('.', 1)[-1]} {' '.join(args)} -> exit {r.returncode}")
+    assert r.returncode == 0, (f"{cls} {' '.join(args)} exited {r.returncode}\n"
+                               f"stdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+ELECT = "org.apache.kafka.tools.LeaderElectionCommand"
+
+
+def reassign(bootstrap: str, tmp_path: pathlib.Path, action: str,
+             moves: dict[tuple[str, int], list[int]], *extra: str) -> str:
+    """kafka-reassign-partitions --execute|--verify|--cancel with a plan of `moves`."""
+    plan = {"version": 1, "partitions": [
+        {"topic": t, "partition": p, "replicas": r} for (t, p), r in moves.items()]}
+    f = tmp_path / f"reassign-{action}.json"
+    f.write_text(json.dumps(plan))
+    return kafka_tool(REASSIGN, "--bootstrap-server", bootstrap,
+                      "--reassignment-json-file", str(f), f"--{action}", *extra)
+
+
+@pytest.mark.deadline(150)
+def test_reassign_partitions_and_elect_preferred_leader_with_kafka_tools(
+        cluster: Cluster, tmp_path: pathlib.Path):
+    kafka_jars()
+    topic = unique_topic("reassign")
+    cluster.create_topic(topic, partitions=1, replica_assignment=[[1, 2]])
+    n = 3000
+    values = [b"r-%06d" % i for i in range(n)]
+    acked, failed = produce_batch(cluster.bootstrap, topic, values, timeout=30, acks="all")
+    assert not failed, failed[:3]
+    assert sorted(acked) == list(range(n))
+
+    # 1. Move [1, 2] -> [3, 2]: node 3 copies the log, then node 1 (the leader) drops out.
+    out = reassign(cluster.bootstrap, tmp_path, "execute", {(topic, 0): [3, 2]})
+    assert "Successfully started partition reassignment" in out, out
+
+    def moved():
+        p = cluster.partition(topic, 0)
+        return (p.replicas == [3, 2] and set(p.isrs) == {2, 3} and p.leader in (2, 3)) or None
+    _, secs = cluster.wait(moved, 30, f"{topic}-0 replicas [3, 2], ISR {{2, 3}}")
+    print(f"reassignment of {n} records to node3 completed in {secs:.2f}s: "
+          f"{cluster.describe(topic)}")
+    out = reassign(cluster.bootstrap, tmp_path, "verify", {(topic, 0): [3, 2]})
+    assert f"Reassignment of partition {topic}-0 is completed" in out, out
+    cluster.wait(lambda: not cluster.nodes[1].segment_files(topic, 0) or None, 15,
+                 "node1 deletes its replica")
+
+    # 2. Node 3 alone has a complete copy: with node 2 down it leads and serves it all.
+    cluster.kill(2)
+    cluster.wait_for_leader(topic, 0, not_in={2}, via=3, timeout=20)
+    records = consume_to_end(cluster.bootstrap_of(3), topic, 1, timeout=30)[0]
+    check_partition(records, 0)
+    assert [r.value for r in records] == values
+
+    # 3. Preferred leader election: node 2 comes back and leads after its restart only if
+    # it is preferred; node 3 is preferred, so make node 2 lead first, then elect.
+    cluster.start(2)
+    cluster.wait_for_isr(topic, 0, {2, 3}, timeout=30)
+    cluster.kill(3)
+    cluster.wait_for_leader(topic, 0, not_in={3}, via=2, timeout=20)
+    cluster.start(3)
+    cluster.wait_for_isr(topic, 0, {2, 3}, timeout=30)
+    assert cluster.leader(topic, 0) == 2, cluster.describe(topic)
+    out = kafka_tool(ELECT, "--bootstrap-server", cluster.bootstrap,
+                     "--election-type", "PREFERRED", "--topic", topic, "--partition", "0")
+    assert "Successfully completed leader election (PREFERRED)" in out, out
+    cluster.wait(lambda: cluster.leader(topic, 0) == 3 or None, 10, "node3 leads again")
+    # Asking again changes nothing: the preferred replica already leads.
+    out = kafka_tool(ELECT, "--bootstrap-server", cluster.bootstrap,
+                     "--election-type", "PREFERRED", "--all-topic-partitions")
+    assert f"{topic}-0" not in out.split("Successfully completed")[-1].split("\n")[0], out
+    assert cluster.leader(topic, 0) == 3
+
+
+
+@pytest.mark.deadline(120)
+def test_reassignment_in_progress_is_listed_and_can_be_cancelled(cluster_factory, tmp_path):
+    """A move to a replica that cannot copy the log (its process is stopped, but not
+    yet fenced) stays in progress: --verify and --list show it, --cancel undoes it."""
+    kafka_jars()
+    cluster = cluster_factory(3, {"broker.session.timeout.ms": 30000})
+    controller = cluster.metadata().controller_id
+    frozen = max(i for i in cluster.ids if i != controller)
+    keep = [i for i in cluster.ids if i != frozen]
+    bootstrap = cluster.bootstrap_of(*keep)
+    topic = unique_topic("cancel")
+    cluster.create_topic(topic, partitions=1, replica_assignment=[keep])
+    values = [b"c-%05d" % i for i in range(500)]
+    acked, failed = produce_batch(bootstrap, topic, values, timeout=30, acks="all")
+    assert not failed and len(acked) == len(values), failed[:3]
+
+    target = [frozen, keep[1]]
+    pid = cluster.nodes[frozen].proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    event(f"node{frozen} stopped (SIGSTOP)")
+    try:
+        out = reassign(bootstrap, tmp_path, "execute", {(topic, 0): target})
+        assert "Successfully started partition reassignment" in out, out
+        p = cluster.partition(topic, 0, via=keep[0])
+        assert p.replicas == [frozen, keep[1], keep[0]], cluster.describe(topic, via=keep[0])
+        out = reassign(bootstrap, tmp_path, "verify", {(topic, 0): target},
+                       "--preserve-throttles")
+        assert f"Reassignment of partition {topic}-0 is still in progress" in out, out
+        out = kafka_tool(REASSIGN, "--bootstrap-server", bootstrap, "--list")
+        line = next((l for l in out.splitlines() if l.startswith(f"{topic}-0")), "")
+        assert f"adding: {frozen}" in line and f"removing: {keep[0]}" in line, out
+        # (--preserve-throttles: clearing throttles would wait on the stopped node.)
+        out = reassign(bootstrap, tmp_path, "cancel", {(topic, 0): target},
+                       "--preserve-throttles")
+        assert f"Successfully cancelled partition reassignment for: {topic}-0" in out, out
+        p = cluster.partition(topic, 0, via=keep[0])
+        # (as in Kafka, the merged list's order stays: [3, 1] for an original [1, 3])
+        assert sorted(p.replicas) == keep and set(p.isrs) == set(keep), \
+            cluster.describe(topic, via=keep[0])
+        out = kafka_tool(REASSIGN, "--bootstrap-server", bootstrap, "--list")
+        assert f"{topic}-0" not in out, out
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        event(f"node{frozen} continued (SIGCONT)")
+    records = consume_to_end(bootstrap, topic, 1, timeout=30)[0]
+    assert [r.value for r in records] == values
