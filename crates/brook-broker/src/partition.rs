@@ -500,7 +500,10 @@ impl Partition {
         if fetch_offset < start || fetch_offset > leo {
             return Err(Refused(ResponseError::OffsetOutOfRange.code()));
         }
-        let progress = inner.followers.entry(replica).or_insert(Progress::fresh(now_ms));
+        let progress = inner
+            .followers
+            .entry(replica)
+            .or_insert(Progress::fresh(now_ms));
         if fetch_offset >= leo {
             progress.last_caught_up_ms = now_ms;
         } else if progress.leader_leo_at_last_fetch >= 0

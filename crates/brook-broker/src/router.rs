@@ -162,15 +162,15 @@ pub async fn dispatch(
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(handlers::elect_leaders::handle(shared, r, v))
         }
-        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
-            handlers::reassignments::alter(shared, r, v),
-        ),
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(handlers::reassignments::alter(shared, r, v))
+        }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(handlers::log_dirs::describe(shared, r, v))
         }
-        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
-            handlers::reassignments::list(shared, r, v),
-        ),
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(handlers::reassignments::list(shared, r, v))
+        }
         other => {
             // Unreachable while `accepts` gates dispatch; answer nothing rather than panic.
             tracing::warn!(request = ?std::mem::discriminant(&other), "request reached the router without a handler");

@@ -257,7 +257,12 @@ pub fn complete_reassignment(
     if target.is_empty() || !target.iter().all(|r| p.isr.contains(r)) {
         return None;
     }
-    let isr: Vec<i32> = p.isr.iter().copied().filter(|r| target.contains(r)).collect();
+    let isr: Vec<i32> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| target.contains(r))
+        .collect();
     Some(move_to(image, topic, p, target, isr))
 }
 
@@ -309,7 +314,12 @@ pub fn reassign(
         if !p.is_reassigning() {
             return Err(ReassignError::NoReassignmentInProgress);
         }
-        let isr: Vec<i32> = p.isr.iter().copied().filter(|r| original.contains(r)).collect();
+        let isr: Vec<i32> = p
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| original.contains(r))
+            .collect();
         if isr.is_empty() {
             return Err(ReassignError::InvalidAssignment(
                 "cancelling would need an unclean leader election: no original replica is in sync"
@@ -362,7 +372,12 @@ pub fn reassign(
         next.replicas = target.to_vec();
         next.adding_replicas.clear();
         next.removing_replicas.clear();
-        let isr = p.isr.iter().copied().filter(|r| target.contains(r)).collect();
+        let isr = p
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| target.contains(r))
+            .collect();
         return Ok(vec![move_to(image, topic, &next, target.to_vec(), isr)]);
     }
     let started = MetadataRecord::PartitionReassigning {
@@ -551,11 +566,16 @@ mod tests {
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap().clone();
         assert_eq!(p.replicas, vec![4, 2, 3, 1]);
-        assert_eq!((p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![4], vec![1]));
+        assert_eq!(
+            (p.adding_replicas.clone(), p.removing_replicas.clone()),
+            (vec![4], vec![1])
+        );
         assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
         assert!(complete_reassignment(&image, "t", &p).is_none());
         // 4 caught up: the leader adds it to the ISR, which completes the move.
-        let grow = alter_isr(&image, "t", 0, 1, 0, &[1, 2, 3, 4]).unwrap().unwrap();
+        let grow = alter_isr(&image, "t", 0, 1, 0, &[1, 2, 3, 4])
+            .unwrap()
+            .unwrap();
         image.apply(&grow);
         let p = image.partition("t", 0).unwrap().clone();
         let done = complete_reassignment(&image, "t", &p).unwrap();
@@ -592,13 +612,19 @@ mod tests {
             reassign(&image, "t", 0, None, true),
             Err(ReassignError::NoReassignmentInProgress)
         );
-        assert_eq!(reassign(&image, "t", 0, Some(&[1, 2]), false), Ok(Vec::new()));
+        assert_eq!(
+            reassign(&image, "t", 0, Some(&[1, 2]), false),
+            Ok(Vec::new())
+        );
         // Shrinking to replicas already in sync completes at once.
         let r = reassign(&image, "t", 0, Some(&[2]), true).unwrap();
         assert_eq!(r.len(), 2);
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap();
-        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![2], vec![2], 2));
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![2], vec![2], 2)
+        );
         // Start a move to 3, then cancel it: back to [2], 3 dropped.
         let r = reassign(&image, "t", 0, Some(&[3]), true).unwrap();
         apply_all(&mut image, &r);
@@ -606,7 +632,10 @@ mod tests {
         let r = reassign(&image, "t", 0, None, true).unwrap();
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap();
-        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![2], vec![2], 2));
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![2], vec![2], 2)
+        );
         assert!(!p.is_reassigning());
     }
 
@@ -620,6 +649,9 @@ mod tests {
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap();
         assert_eq!(p.replicas, vec![4, 2, 1]);
-        assert_eq!((p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![4], vec![1]));
+        assert_eq!(
+            (p.adding_replicas.clone(), p.removing_replicas.clone()),
+            (vec![4], vec![1])
+        );
     }
 }

@@ -199,6 +199,7 @@ impl Quorum {
             transport,
             voters: Arc::new(config.voters.clone()),
             backoff: Duration::from_millis(config.heartbeat_interval_ms.saturating_mul(2).max(1)),
+            reachable: Default::default(),
         };
         let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine)
             .await

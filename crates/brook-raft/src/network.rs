@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +99,9 @@ pub(crate) struct Network {
     /// Addresses from the broker's configuration; they win over those stored in the membership.
     pub(crate) voters: Arc<BTreeMap<u64, String>>,
     pub(crate) backoff: Duration,
+    /// Whether the last RPC to each node got through, so that losing and regaining a
+    /// peer is logged once each (openraft itself reports every failed RPC).
+    pub(crate) reachable: Arc<std::sync::Mutex<BTreeMap<u64, Arc<AtomicBool>>>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -109,11 +113,19 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .get(&target)
             .cloned()
             .unwrap_or_else(|| node.addr.clone());
+        let reachable = self
+            .reachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(target)
+            .or_insert_with(|| Arc::new(AtomicBool::new(true)))
+            .clone();
         Peer {
             target,
             addr,
             transport: self.transport.clone(),
             backoff: self.backoff,
+            reachable,
         }
     }
 }
@@ -124,6 +136,7 @@ pub(crate) struct Peer {
     addr: String,
     transport: Arc<dyn Transport>,
     backoff: Duration,
+    reachable: Arc<AtomicBool>,
 }
 
 /// Why a call did not produce a response from the remote raft.
@@ -151,9 +164,16 @@ impl Peer {
             .send(self.target, &self.addr, payload)
             .await
             .map_err(|e| {
-                tracing::debug!(target = self.target, addr = %self.addr, error = %e, "raft rpc failed");
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(peer = self.target, addr = %self.addr, error = %e, "metadata quorum peer unreachable");
+                } else {
+                    tracing::debug!(peer = self.target, addr = %self.addr, error = %e, "raft rpc failed");
+                }
                 CallError::Unreachable(Unreachable::new(&e))
             })?;
+        if !self.reachable.swap(true, Ordering::Relaxed) {
+            tracing::info!(peer = self.target, addr = %self.addr, "metadata quorum peer reachable again");
+        }
         match serde_json::from_slice::<Response>(&bytes) {
             Ok(Response::Rejected(why)) => {
                 Err(CallError::Unreachable(Unreachable::new(&Message(format!(

@@ -27,9 +27,11 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args = cli::Cli::parse();
+    // openraft reports every failed RPC to a down peer (several a second); brook-raft
+    // logs losing and regaining a peer once each instead.
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.is_serve() {
-            "info,openraft=warn"
+            "info,openraft=warn,openraft::replication=off"
         } else {
             "warn"
         })

@@ -94,7 +94,14 @@ fn lookup(
     if !auto_create {
         return error(ResponseError::UnknownTopicOrPartition.code());
     }
-    match crate::shared::block_on(shared.create_topic(&name, -1, -1, BTreeMap::new(), Vec::new(), false)) {
+    match crate::shared::block_on(shared.create_topic(
+        &name,
+        -1,
+        -1,
+        BTreeMap::new(),
+        Vec::new(),
+        false,
+    )) {
         Ok(()) | Err(crate::shared::ApiError { code: 36, .. }) => match shared.image().topic(&name)
         {
             Some(topic) => describe_topic(topic),

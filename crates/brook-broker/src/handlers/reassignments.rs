@@ -30,10 +30,7 @@ pub fn alter(
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(|p| {
-                let target = p
-                    .replicas
-                    .as_ref()
-                    .map(|r| r.iter().map(|b| b.0).collect());
+                let target = p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
                 (t.name.0.to_string(), p.partition_index, target)
             })
         })

@@ -44,7 +44,12 @@ pub fn create(
             let mut assignment: Vec<(i32, Vec<i32>)> = t
                 .assignments
                 .iter()
-                .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
                 .collect();
             assignment.sort_by_key(|(p, _)| *p);
             if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
@@ -54,7 +59,11 @@ pub fn create(
                         "both numPartitions or replicationFactor and replicasAssignments were set",
                     )));
             }
-            if assignment.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
+            if assignment
+                .iter()
+                .enumerate()
+                .any(|(i, (p, _))| *p != i as i32)
+            {
                 return result
                     .with_error_code(ResponseError::InvalidReplicaAssignment.code())
                     .with_error_message(Some(str_bytes(
