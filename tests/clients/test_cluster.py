@@ -413,3 +413,100 @@ def test_isolated_leader_loses_its_unreplicated_writes(cluster: Cluster):
         print(f"node{L}'s segment files: {len(on_disk)} records, none divergent")
     print(f"verified {len(acked)} acknowledged records on node{L}; {len(iso_one)} acks=1 "
           f"records of the isolated leader were truncated")
+
+
+# ---------------------------------------------------------------------------------------
+# c. the group coordinator moves with its __consumer_offsets partition
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.deadline(120)
+def test_group_coordinator_failover_keeps_every_committed_offset(cluster: Cluster):
+    """A consumer commits synchronously while the kill -9 of its group coordinator
+    moves the group to another broker: no acknowledged commit is lost, the consumer
+    carries on and every record is consumed."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topic = unique_topic("groupfail")
+    group = unique_topic("g")
+    partitions = 3
+    cluster.create_topic(topic, partitions=partitions, replication_factor=3,
+                         config=TOPIC_CONFIG)
+    n = 3000
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, value=b"g-%05d" % i, partition=i % partitions)
+    assert p.flush(30) == 0
+
+    consumer = Consumer({
+        "bootstrap.servers": cluster.bootstrap, "group.id": group,
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10000, "heartbeat.interval.ms": 500,
+        "reconnect.backoff.max.ms": 500, "retry.backoff.ms": 100,
+    })
+    consumer.subscribe([topic])
+    seen: set[bytes] = set()
+    acked: dict[int, int] = {}        # partition -> last offset the coordinator acknowledged
+
+    def consume_and_commit(until: int, deadline: float) -> float | None:
+        """Polls until `until` distinct values are seen; commits after each batch,
+        retrying failed commits. Returns when the first commit after a failure went
+        through (monotonic), or None if none failed."""
+        recovered = None
+        failing = False
+        while len(seen) < until:
+            assert time.monotonic() < deadline, (
+                f"{len(seen)}/{until} records after the deadline; {cluster.describe(topic)}")
+            msgs = consumer.consume(200, timeout=0.5)
+            for m in msgs:
+                if m.error() is None:
+                    seen.add(m.value())
+            if not msgs:
+                continue
+            offsets = consumer.position(consumer.assignment())
+            offsets = [tp for tp in offsets if tp.offset >= 0]
+            while True:
+                assert time.monotonic() < deadline, "commits kept failing"
+                try:
+                    result = consumer.commit(offsets=offsets, asynchronous=False)
+                    for tp in result:
+                        assert tp.error is None, tp.error
+                        acked[tp.partition] = max(acked.get(tp.partition, 0), tp.offset)
+                    if failing and recovered is None:
+                        recovered = time.monotonic()
+                    break
+                except KafkaException as e:
+                    failing = True
+                    event(f"commit failed: {e}")
+                    time.sleep(0.2)
+        return recovered
+
+    try:
+        consume_and_commit(n // 2, time.monotonic() + 30)
+        before_kill = dict(acked)
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+        desc = admin.describe_consumer_groups([group])[group].result(10)
+        coordinator = desc.coordinator.id
+        survivor = min(set(cluster.ids) - {coordinator})
+        cluster.kill(coordinator)
+        t_kill = time.monotonic()
+        recovered = consume_and_commit(n, t_kill + 60)
+        took = (recovered or time.monotonic()) - t_kill
+        print(f"failover group: coordinator node{coordinator} killed; commits acknowledged "
+              f"again {took:.2f}s later")
+    finally:
+        consumer.close()
+
+    # What the new coordinator holds: every acknowledged commit, at least.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_of(survivor)})
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    fut = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, i) for i in range(partitions)])])
+    committed = {tp.partition: tp.offset for tp in fut[group].result(20).topic_partitions}
+    lost = {p: (o, committed.get(p)) for p, o in acked.items() if committed.get(p, -1) < o}
+    assert not lost, f"acknowledged commits lost (partition: (acked, now)): {lost}"
+    assert sum(committed.values()) == n, committed
+    assert len(seen) == n
+    assert all(before_kill.get(p, 0) <= committed[p] for p in range(partitions))
+    print(f"verified: {n} records consumed, committed offsets {committed} survive the "
+          f"coordinator's kill")

@@ -238,6 +238,7 @@ pub static BROKER_CONFIGS: &[(&str, &str)] = &[
     ("max.connections.per.ip", "2147483647"),
     ("num.partitions", "1"),
     ("offset.metadata.max.bytes", "4096"),
+    ("offsets.commit.timeout.ms", "5000"),
     ("offsets.retention.check.interval.ms", "600000"),
     ("offsets.retention.minutes", "10080"),
     ("offsets.topic.num.partitions", "50"),

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::config::BrokerConfig;
-use crate::partition::Partition;
+use crate::partition::{Appended, Partition};
 use crate::shared::{now_ms, ApiError, Shared};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -250,14 +250,27 @@ impl Groups {
         group_id: &str,
         f: impl FnOnce(&mut GroupCoordinator) -> (T, Effects),
     ) -> Result<T, ApiError> {
-        let (value, effects) = {
+        self.apply_replicated(shared, group_id, f)
+            .map(|(value, _)| value)
+    }
+
+    /// Like [`Groups::apply`], for OffsetCommit: also returns the `__consumer_offsets`
+    /// partition and the last append, so the caller can answer once the ISR has the
+    /// records (Kafka writes offset commits with acks=all).
+    pub fn apply_replicated<T>(
+        &self,
+        shared: &Shared,
+        group_id: &str,
+        f: impl FnOnce(&mut GroupCoordinator) -> (T, Effects),
+    ) -> Result<(T, Option<(Arc<Partition>, Appended)>), ApiError> {
+        let (value, effects, written) = {
             let mut coordinator = self.coordinator.lock();
             let (value, effects) = f(&mut coordinator);
-            self.append(shared, group_id, &effects.records)?;
-            (value, effects)
+            let written = self.append(shared, group_id, &effects.records)?;
+            (value, effects, written)
         };
         self.deliver(effects.replies);
-        Ok(value)
+        Ok((value, written))
     }
 
     /// Read-only access (OffsetFetch, DescribeGroups, ListGroups).
@@ -355,7 +368,7 @@ impl Groups {
             if end - start < COMPACT_RATIO * live.len() as i64 {
                 continue;
             }
-            let snapshot_start = append_records(&partition, &live)?;
+            let (snapshot_start, _) = append_records(&partition, &live)?;
             partition
                 .with_log(|log| log.delete_records_before(snapshot_start))
                 .map_err(storage)?;
@@ -375,9 +388,9 @@ impl Groups {
         shared: &Shared,
         group_id: &str,
         records: &[OffsetsRecord],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<(Arc<Partition>, Appended)>, ApiError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         self.ensure_offsets_topic(shared)?;
         let partitions = shared
@@ -391,8 +404,8 @@ impl Groups {
                 "__consumer_offsets is not loaded",
             )
         })?;
-        append_records(&partition, records)?;
-        Ok(())
+        let (_, last) = append_records(&partition, records)?;
+        Ok(last.map(|a| (partition, a)))
     }
 
     /// Appends records whose groups may differ (from `tick`), grouped per group id.
@@ -412,10 +425,14 @@ impl Groups {
 }
 
 /// Appends records to one `__consumer_offsets` partition in batches of at most
-/// `OFFSETS_BATCH_BYTES`; returns the offset of the first record.
-fn append_records(partition: &Partition, records: &[OffsetsRecord]) -> Result<i64, ApiError> {
+/// `OFFSETS_BATCH_BYTES`; returns the offset of the first record and the last append.
+fn append_records(
+    partition: &Partition,
+    records: &[OffsetsRecord],
+) -> Result<(i64, Option<Appended>), ApiError> {
     let now = now_ms();
     let mut first_offset = None;
+    let mut last = None;
     let mut start = 0;
     while start < records.len() {
         let mut end = start;
@@ -443,9 +460,10 @@ fn append_records(partition: &Partition, records: &[OffsetsRecord]) -> Result<i6
                 message: e.to_string(),
             })?;
         first_offset.get_or_insert(appended.base_offset);
+        last = Some(appended);
         start = end;
     }
-    Ok(first_offset.unwrap_or_else(|| partition.offsets().1))
+    Ok((first_offset.unwrap_or_else(|| partition.offsets().1), last))
 }
 
 fn storage(e: brook_log::LogError) -> ApiError {

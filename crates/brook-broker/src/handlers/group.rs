@@ -3,6 +3,7 @@
 //! The decisions are `brook-coord`'s; this module parks, appends and answers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use brook_coord::{Effects, Reply};
 use kafka_protocol::error::ResponseError;
@@ -101,7 +102,7 @@ pub fn offset_commit(
             &ApiError::new(ResponseError::NotCoordinator, "not the coordinator"),
         );
     }
-    let result = shared.groups.apply(shared, &group_id, |c| {
+    let result = shared.groups.apply_replicated(shared, &group_id, |c| {
         let (response, records) = c.offset_commit(version, &req, now_ms());
         (
             response,
@@ -111,7 +112,33 @@ pub fn offset_commit(
             },
         )
     });
-    result.unwrap_or_else(|e| fail_commit(&req, &e))
+    let (response, written) = match result {
+        Ok(r) => r,
+        Err(e) => return fail_commit(&req, &e),
+    };
+    // Answer once the in-sync replicas have the commit, as Kafka does (acks=all), so a
+    // coordinator failover never loses an acknowledged offset.
+    let Some((partition, appended)) = written else {
+        return response;
+    };
+    let timeout =
+        Duration::from_millis(shared.config.int("offsets.commit.timeout.ms").max(1) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
+    match crate::shared::block_on(partition.wait_replicated(&appended, deadline)) {
+        Ok(()) => response,
+        Err(code) => {
+            // Kafka's mapping: the coordinator moved, or the ISR did not keep up in time.
+            let error = if code == ResponseError::NotLeaderOrFollower.code() {
+                ResponseError::NotCoordinator
+            } else {
+                ResponseError::CoordinatorNotAvailable
+            };
+            fail_commit(
+                &req,
+                &ApiError::new(error, "the offsets were not replicated in time"),
+            )
+        }
+    }
 }
 
 /// Every partition of the request gets the storage error.
