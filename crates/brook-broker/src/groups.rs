@@ -262,7 +262,7 @@ impl Groups {
         shared: &Shared,
         group_id: &str,
         f: impl FnOnce(&mut GroupCoordinator) -> (T, Effects),
-    ) -> Result<(T, Option<(Arc<Partition>, Appended)>), ApiError> {
+    ) -> Result<(T, Option<Written>), ApiError> {
         let (value, effects, written) = {
             let mut coordinator = self.coordinator.lock();
             let (value, effects) = f(&mut coordinator);
@@ -388,7 +388,7 @@ impl Groups {
         shared: &Shared,
         group_id: &str,
         records: &[OffsetsRecord],
-    ) -> Result<Option<(Arc<Partition>, Appended)>, ApiError> {
+    ) -> Result<Option<Written>, ApiError> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -423,6 +423,9 @@ impl Groups {
         Ok(())
     }
 }
+
+/// The `__consumer_offsets` partition a change went to, and its last append.
+pub type Written = (Arc<Partition>, Appended);
 
 /// Appends records to one `__consumer_offsets` partition in batches of at most
 /// `OFFSETS_BATCH_BYTES`; returns the offset of the first record and the last append.
