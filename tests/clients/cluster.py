@@ -33,11 +33,9 @@ so "what does node 3 think" is exactly that.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import pathlib
-import random
 import signal
 import socket
 import subprocess
@@ -50,6 +48,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafka_wire as kw
+from procs import LIVE, fmt, marker_settings, normalize_settings, pick_port
 
 # Settings every test cluster starts with (Kafka names; see the README's list).
 CLUSTER_SETTINGS: dict[str, str] = {
@@ -62,79 +61,12 @@ CLUSTER_SETTINGS: dict[str, str] = {
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
-# Every node process this session started and has not reaped: killed at exit.
-_LIVE: set["Node"] = set()
-
-
-def _kill_leftovers() -> None:
-    for n in list(_LIVE):
-        try:
-            n.proc.kill()
-            n.proc.wait(5)
-        except Exception:
-            pass
-
-
-atexit.register(_kill_leftovers)
-
 _T0 = time.monotonic()
 
 
 def event(msg: str) -> None:
     """One line of the test's timeline (captured stdout; shown when a test fails)."""
     print(f"[{time.strftime('%H:%M:%S')} +{time.monotonic() - _T0:7.2f}s] {msg}", flush=True)
-
-
-# ---------------------------------------------------------------------------------------
-# ports and settings
-# ---------------------------------------------------------------------------------------
-
-def _local_port_range() -> tuple[int, int]:
-    try:
-        lo, hi = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(lo), int(hi)
-    except Exception:
-        return 32768, 60999
-
-
-_TAKEN: set[int] = set()
-
-
-def pick_port() -> int:
-    """A port free now on 127.0.0.1, outside the ephemeral range when possible (so a
-    node restarted on it does not find it taken by a client socket), and not handed
-    out before by this process."""
-    lo, hi = _local_port_range()
-    candidates = [p for p in range(20000, 32000) if not lo <= p <= hi]
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    for _ in range(500):
-        port = rng.choice(candidates) if candidates else 0
-        if port in _TAKEN:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            port = s.getsockname()[1]
-        _TAKEN.add(port)
-        return port
-    raise RuntimeError("could not find a free port on 127.0.0.1")
-
-
-def _fmt(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def normalize_settings(settings=None, **kw) -> dict[str, str]:
-    """{'min.insync.replicas': 2} and min_insync_replicas=2 both give
-    {'min.insync.replicas': '2'} (Kafka config names never contain '_')."""
-    out = {str(k): _fmt(v) for k, v in dict(settings or {}).items()}
-    out.update({k.replace("_", "."): _fmt(v) for k, v in kw.items()})
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,7 +331,7 @@ class Node:
                                          stdout=log, stderr=log, env=env,
                                          cwd=self.base_dir, start_new_session=True)
         self.expected_exit = False
-        _LIVE.add(self)
+        LIVE.add(self)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> tuple[bool, str]:
         """Until the client port accepts connections (or the process exits)."""
@@ -426,7 +358,7 @@ class Node:
                 f"{self.name} exited by itself with code {self.proc.returncode} "
                 f"(start #{self.starts})")
             self.expected_exit = True
-            _LIVE.discard(self)
+            LIVE.discard(self)
 
     def kill9(self) -> None:
         self.check_exit()
@@ -434,7 +366,7 @@ class Node:
             self.expected_exit = True
             self.proc.kill()
             self.proc.wait(STOP_TIMEOUT_S)
-        _LIVE.discard(self)
+        LIVE.discard(self)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, then SIGKILL after `timeout` seconds. Returns the exit code."""
@@ -449,7 +381,7 @@ class Node:
             event(f"{self.name} ignored SIGTERM for {timeout}s; SIGKILL")
             self.proc.kill()
             code = self.proc.wait(STOP_TIMEOUT_S)
-        _LIVE.discard(self)
+        LIVE.discard(self)
         return code
 
     def log_since_spawn(self) -> str:
@@ -638,7 +570,7 @@ class Cluster:
             if n.proc.poll() is None:
                 n.proc.kill()
             n.proc.wait(STOP_TIMEOUT_S)
-            _LIVE.discard(n)
+            LIVE.discard(n)
             tail = n.log_since_spawn()
             if "in use" in tail and attempt < 9:
                 if n.starts == 0:
@@ -814,11 +746,11 @@ class Cluster:
         if replica_assignment is not None:
             new = NewTopic(name, num_partitions=partitions,
                            replica_assignment=replica_assignment,
-                           config={k: _fmt(v) for k, v in (config or {}).items()})
+                           config={k: fmt(v) for k, v in (config or {}).items()})
         else:
             new = NewTopic(name, num_partitions=partitions,
                            replication_factor=replication_factor,
-                           config={k: _fmt(v) for k, v in (config or {}).items()})
+                           config={k: fmt(v) for k, v in (config or {}).items()})
         fut = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
         fut[name].result(timeout)
         rf = len(replica_assignment[0]) if replica_assignment else replication_factor
@@ -854,13 +786,6 @@ class Cluster:
 # fixtures (imported by conftest.py)
 # ---------------------------------------------------------------------------------------
 
-def _marker_settings(node) -> dict[str, str]:
-    settings: dict[str, str] = {}
-    for m in reversed(list(node.iter_markers("brook_config"))):
-        settings.update(normalize_settings(*m.args, **m.kwargs))
-    return settings
-
-
 @pytest.fixture
 def cluster_factory(request, tmp_path, brook_bin):
     """cluster_factory(n=3, settings=None, *, start=True, **kw) -> Cluster."""
@@ -868,7 +793,7 @@ def cluster_factory(request, tmp_path, brook_bin):
     # conftest's report hook attaches the log tail of everything in this list.
     if not hasattr(request.node, "_brook_brokers"):
         request.node._brook_brokers = []
-    marker = _marker_settings(request.node)
+    marker = marker_settings(request.node)
 
     def make(n: int = 3, settings=None, /, *, start: bool = True, **kw) -> Cluster:
         c = Cluster(brook_bin, tmp_path / f"cluster{len(made)}", n,

@@ -19,10 +19,8 @@ report of any failed test. The binary is `$BROOK_BIN` (default: target/debug/bro
 
 from __future__ import annotations
 
-import atexit
 import os
 import pathlib
-import random
 import signal
 import socket
 import subprocess
@@ -31,6 +29,8 @@ import warnings
 
 import pytest
 
+from procs import LIVE, marker_settings, normalize_settings, pick_port
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # Per-test wall-clock limit (seconds) unless a test says otherwise with
@@ -38,23 +38,6 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_DEADLINE_S = 120
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
-
-# Every broker process this session started and has not reaped yet: killed at exit
-# whatever happens, so a failing or interrupted run leaves no broker behind.
-_LIVE: set["Broker"] = set()
-
-
-def _kill_leftovers() -> None:
-    for b in list(_LIVE):
-        try:
-            b.proc.kill()
-            b.proc.wait(5)
-        except Exception:
-            pass
-
-
-atexit.register(_kill_leftovers)
-
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -81,52 +64,6 @@ def find_brook_bin() -> str:
         "no brook binary: set BROOK_BIN or run `cargo build --bin brook` "
         "(scripts/test.sh does both)"
     )
-
-
-def _local_port_range() -> tuple[int, int]:
-    try:
-        lo, hi = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(lo), int(hi)
-    except Exception:
-        return 32768, 60999
-
-
-def pick_port() -> int:
-    """A port that is free now on 127.0.0.1.
-
-    Chosen outside the kernel's ephemeral range when possible, so that a broker that
-    is restarted on the same port does not find it taken by some client socket."""
-    lo, hi = _local_port_range()
-    candidates = [p for p in range(20000, 32000) if not lo <= p <= hi]
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    for _ in range(200):
-        port = rng.choice(candidates) if candidates else 0
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("could not find a free port on 127.0.0.1")
-
-
-def _fmt(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def normalize_settings(settings=None, **kw) -> dict[str, str]:
-    """{'num.partitions': 3} and num_partitions=3 both become {'num.partitions': '3'}.
-
-    (Kafka config names never contain '_', so the keyword form is unambiguous.)"""
-    out: dict[str, str] = {}
-    for k, v in dict(settings or {}).items():
-        out[str(k)] = _fmt(v)
-    for k, v in kw.items():
-        out[k.replace("_", ".")] = _fmt(v)
-    return out
 
 
 class BrokerError(RuntimeError):
@@ -214,7 +151,7 @@ class Broker:
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=env, cwd=self.base_dir, start_new_session=True,
             )
-        _LIVE.add(self)
+        LIVE.add(self)
 
     def _wait_ready(self, timeout: float) -> tuple[bool, str]:
         deadline = time.monotonic() + timeout
@@ -243,15 +180,15 @@ class Broker:
             self.proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pass
-        _LIVE.discard(self)
+        LIVE.discard(self)
 
     def _check_exit(self) -> None:
         """Records an exit we did not ask for (a crash or panic)."""
-        if self.proc is not None and self.proc.poll() is not None and self in _LIVE:
+        if self.proc is not None and self.proc.poll() is not None and self in LIVE:
             self.unexpected_exits.append(
                 f"{self.name} exited by itself with code {self.proc.returncode} "
                 f"(start #{self.starts})")
-            _LIVE.discard(self)
+            LIVE.discard(self)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, then SIGKILL after `timeout` seconds. Returns the exit code."""
@@ -265,7 +202,7 @@ class Broker:
             self.notes.append(f"{self.name} ignored SIGTERM for {timeout}s; sent SIGKILL")
             self.proc.kill()
             code = self.proc.wait(STOP_TIMEOUT_S)
-        _LIVE.discard(self)
+        LIVE.discard(self)
         return code
 
     def kill9(self) -> None:
@@ -274,7 +211,7 @@ class Broker:
         if self.running:
             self.proc.kill()
             self.proc.wait(STOP_TIMEOUT_S)
-        _LIVE.discard(self)
+        LIVE.discard(self)
 
     def restart(self, timeout: float = READY_TIMEOUT_S) -> "Broker":
         self.stop()
@@ -352,14 +289,6 @@ def brook_bin() -> str:
         pytest.fail(str(e), pytrace=False)
 
 
-def _marker_settings(node) -> dict[str, str]:
-    settings: dict[str, str] = {}
-    # iter_markers yields the closest marker first; apply farthest first.
-    for m in reversed(list(node.iter_markers("brook_config"))):
-        settings.update(normalize_settings(*m.args, **m.kwargs))
-    return settings
-
-
 def _finish(brokers: list[Broker]) -> None:
     problems = []
     for b in brokers:
@@ -392,7 +321,7 @@ def brook_factory(request, tmp_path, brook_bin):
 @pytest.fixture
 def brook(request, brook_factory) -> Broker:
     """A fresh broker for this test (settings from @pytest.mark.brook_config)."""
-    return brook_factory(_marker_settings(request.node))
+    return brook_factory(marker_settings(request.node))
 
 
 @pytest.fixture(scope="module")
@@ -400,7 +329,7 @@ def brook_module(request, tmp_path_factory, brook_bin):
     """One broker shared by all tests of a module (settings from the module's
     `pytestmark = pytest.mark.brook_config(...)`)."""
     b = Broker(brook_bin, tmp_path_factory.mktemp("brook-module"),
-               _marker_settings(request.node), name="brook-module")
+               marker_settings(request.node), name="brook-module")
     request.node._brook_brokers = [b]
     b.start()
     yield b

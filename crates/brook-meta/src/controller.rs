@@ -257,24 +257,28 @@ pub fn complete_reassignment(
     if target.is_empty() || !target.iter().all(|r| p.isr.contains(r)) {
         return None;
     }
-    let isr: Vec<i32> = p
-        .isr
-        .iter()
-        .copied()
-        .filter(|r| target.contains(r))
-        .collect();
-    Some(move_to(image, topic, p, target, isr))
+    Some(move_to(image, topic, p, target))
 }
 
-/// A `PartitionChanged` setting `replicas` and `isr`, keeping the leader if it stays a
-/// live member of both, else electing the first live in-sync replica.
+/// The members of `p`'s ISR that are among `replicas`.
+fn isr_within(p: &PartitionImage, replicas: &[i32]) -> Vec<i32> {
+    p.isr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect()
+}
+
+/// A `PartitionChanged` making `replicas` the replica set and the ISR its in-sync
+/// members, keeping the leader if it stays a live member of both, else electing the
+/// first live in-sync replica.
 fn move_to(
     image: &MetadataImage,
     topic: &str,
     p: &PartitionImage,
     replicas: Vec<i32>,
-    isr: Vec<i32>,
 ) -> MetadataRecord {
+    let isr = isr_within(p, &replicas);
     let keeps = isr.contains(&p.leader) && image.is_live(p.leader);
     let (leader, epoch) = if keeps {
         (p.leader, p.leader_epoch)
@@ -314,19 +318,13 @@ pub fn reassign(
         if !p.is_reassigning() {
             return Err(ReassignError::NoReassignmentInProgress);
         }
-        let isr: Vec<i32> = p
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| original.contains(r))
-            .collect();
-        if isr.is_empty() {
+        if isr_within(p, &original).is_empty() {
             return Err(ReassignError::InvalidAssignment(
                 "cancelling would need an unclean leader election: no original replica is in sync"
                     .into(),
             ));
         }
-        return Ok(vec![move_to(image, topic, p, original, isr)]);
+        return Ok(vec![move_to(image, topic, p, original)]);
     };
     if target.is_empty() {
         return Err(ReassignError::InvalidAssignment(
@@ -366,20 +364,11 @@ pub fn reassign(
         .copied()
         .filter(|r| !target.contains(r))
         .collect();
-    let mut next = p.clone();
     if adding.is_empty() && removing.is_empty() {
         // Only the order changes (or a reassignment back to the original set).
-        next.replicas = target.to_vec();
-        next.adding_replicas.clear();
-        next.removing_replicas.clear();
-        let isr = p
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| target.contains(r))
-            .collect();
-        return Ok(vec![move_to(image, topic, &next, target.to_vec(), isr)]);
+        return Ok(vec![move_to(image, topic, p, target.to_vec())]);
     }
+    let mut next = p.clone();
     let started = MetadataRecord::PartitionReassigning {
         topic: topic.to_string(),
         partition,

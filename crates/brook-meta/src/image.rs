@@ -113,6 +113,12 @@ impl MetadataImage {
             .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
     }
 
+    fn partition_mut(&mut self, topic: &str, index: i32) -> Option<&mut PartitionImage> {
+        self.topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(usize::try_from(index).ok()?))
+    }
+
     /// Brokers that may lead partitions and receive new replicas, by id.
     pub fn live_brokers(&self) -> Vec<i32> {
         self.brokers
@@ -234,11 +240,7 @@ impl MetadataImage {
                 isr,
                 replicas,
             } => {
-                let Some(p) = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
-                else {
+                let Some(p) = self.partition_mut(topic, *partition) else {
                     return;
                 };
                 p.leader = *leader;
@@ -259,11 +261,7 @@ impl MetadataImage {
                 adding,
                 removing,
             } => {
-                let Some(p) = self
-                    .topics
-                    .get_mut(topic)
-                    .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
-                else {
+                let Some(p) = self.partition_mut(topic, *partition) else {
                     return;
                 };
                 p.replicas = replicas.clone();
