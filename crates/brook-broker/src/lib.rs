@@ -11,6 +11,7 @@ mod cluster;
 pub mod config;
 mod connection;
 mod controller;
+mod fetch_encode;
 mod groups;
 mod handlers;
 pub mod partition;

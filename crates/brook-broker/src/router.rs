@@ -74,13 +74,21 @@ pub fn accepts(api: ApiKey, version: i16) -> bool {
     }
 }
 
+/// A handler's answer.
+pub enum Response {
+    /// Encoded by `kafka-protocol`.
+    Kind(ResponseKind),
+    /// A Fetch response whose records the connection sends from segment files.
+    Fetch(handlers::fetch::FetchReply),
+}
+
 /// Handles one request. `None` means no response is sent (Produce with acks=0).
 pub async fn dispatch(
     shared: &Arc<Shared>,
     ctx: &RequestContext,
     header: &RequestHeader,
     request: RequestKind,
-) -> Option<ResponseKind> {
+) -> Option<Response> {
     let v = header.request_api_version;
     let response = match request {
         RequestKind::ApiVersions(_) => {
@@ -92,9 +100,11 @@ pub async fn dispatch(
         RequestKind::Produce(r) => {
             return handlers::produce::handle(shared, r, v)
                 .await
-                .map(ResponseKind::Produce)
+                .map(|r| Response::Kind(ResponseKind::Produce(r)))
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(shared, r, v).await),
+        RequestKind::Fetch(r) => {
+            return Some(Response::Fetch(handlers::fetch::handle(shared, r, v).await))
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(shared, r, v))
         }
@@ -177,5 +187,5 @@ pub async fn dispatch(
             return None;
         }
     };
-    Some(response)
+    Some(Response::Kind(response))
 }

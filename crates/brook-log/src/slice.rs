@@ -12,7 +12,11 @@ use bytes::Bytes;
 /// The range covers only bytes written before the read returned, and the `Arc<File>`
 /// keeps the file readable after retention unlinks it, so the broker may read it after
 /// releasing the log's lock. Only [`crate::Log::truncate_to`] (replication) can shorten
-/// a file under a slice; reading it then fails with `UnexpectedEof`.
+/// a file under a slice; reading it then fails with `UnexpectedEof`, and `sendfile(2)`
+/// of the range stops short (returns 0 at the new end of file).
+///
+/// The broker sends fetched ranges with `sendfile` from `file` at `position`, after the
+/// handler has returned, so a slice may be read well after the log's lock was released.
 #[derive(Debug, Clone)]
 pub struct ReadSlice {
     pub file: Arc<File>,

@@ -1,9 +1,13 @@
 //! Fetch: read whole batches from each partition; long-poll until `min_bytes` are
 //! available or `max_wait_ms` passes, woken by appends (no idle sleeping).
+//!
+//! Records are not read here: each partition's batches stay a range of its segment file,
+//! which the connection sends with `sendfile(2)` (see [`crate::fetch_encode`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use brook_log::ReadSlice;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
@@ -12,6 +16,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::time::Instant;
 
 use super::topic_name;
+use crate::fetch_encode::{FileRegion, RecordsRegion};
 use crate::partition::FollowerRead;
 use crate::shared::{now_ms, Shared};
 
@@ -20,7 +25,16 @@ const MAX_WAIT_CAP_MS: i32 = 30_000;
 /// Kafka's `fetch.max.bytes` broker default (response size cap).
 const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
 
-pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> FetchResponse {
+/// A Fetch response whose records are still in segment files: the partitions named by
+/// `records` hold an empty placeholder in `response`.
+#[derive(Debug)]
+pub struct FetchReply {
+    pub response: FetchResponse,
+    /// In response order.
+    pub records: Vec<RecordsRegion>,
+}
+
+pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> FetchReply {
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -41,10 +55,13 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
         let notified = shared.data_appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (responses, total_bytes, any_error) =
+        let (responses, records, total_bytes, any_error) =
             read_all(shared, &req.topics, &topics, max_bytes, replica);
         if total_bytes >= min_bytes || any_error || Instant::now() >= deadline {
-            return FetchResponse::default().with_responses(responses);
+            return FetchReply {
+                response: FetchResponse::default().with_responses(responses),
+                records,
+            };
         }
         tokio::select! {
             _ = &mut notified => {}
@@ -75,18 +92,21 @@ fn read_all(
     names: &[Option<String>],
     max_bytes: usize,
     replica: Option<i32>,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<FetchableTopicResponse>, Vec<RecordsRegion>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
+    let mut records = Vec::new();
     let responses = topics
         .iter()
         .zip(names)
-        .map(|(t, name)| {
+        .enumerate()
+        .map(|(ti, (t, name))| {
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| {
-                    let data = read_partition(
+                .enumerate()
+                .map(|(pi, p)| {
+                    let (data, slice) = read_partition(
                         shared,
                         name.as_deref(),
                         p,
@@ -95,6 +115,18 @@ fn read_all(
                         replica,
                     );
                     total += data.records.as_ref().map_or(0, |r| r.len());
+                    if let Some(slice) = slice.filter(|s| !s.is_empty()) {
+                        total += slice.len;
+                        records.push(RecordsRegion {
+                            topic: ti,
+                            partition: pi,
+                            region: FileRegion {
+                                file: slice.file,
+                                position: slice.position,
+                                len: slice.len,
+                            },
+                        });
+                    }
                     any_error |= data.error_code != 0 || data.diverging_epoch.epoch >= 0;
                     data
                 })
@@ -109,9 +141,11 @@ fn read_all(
                 .with_partitions(partitions)
         })
         .collect();
-    (responses, total, any_error)
+    (responses, records, total, any_error)
 }
 
+/// One partition's answer; its records, if any, are the returned file range (the
+/// `records` of the data is then an empty placeholder).
 fn read_partition(
     shared: &Shared,
     name: Option<&str>,
@@ -119,7 +153,7 @@ fn read_partition(
     budget: usize,
     first: bool,
     replica: Option<i32>,
-) -> PartitionData {
+) -> (PartitionData, Option<ReadSlice>) {
     let base = PartitionData::default()
         .with_partition_index(p.partition)
         .with_high_watermark(-1)
@@ -128,13 +162,24 @@ fn read_partition(
     let partition = match name.and_then(|n| shared.partition(n, p.partition)) {
         Some(partition) => partition,
         None if name.is_none() => {
-            return base.with_error_code(ResponseError::UnknownTopicId.code())
+            return (
+                base.with_error_code(ResponseError::UnknownTopicId.code()),
+                None,
+            )
         }
         None if shared.is_cluster() && name.is_some_and(|n| shared.image().topic(n).is_some()) => {
             // The topic exists but this broker holds no replica of the partition.
-            return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
+            return (
+                base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                None,
+            );
         }
-        None => return base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        None => {
+            return (
+                base.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                None,
+            )
+        }
     };
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
     if let Some(replica) = replica {
@@ -147,7 +192,7 @@ fn read_partition(
             now_ms(),
         );
         return match fetched {
-            Err(refused) => base.with_error_code(refused.0),
+            Err(refused) => (base.with_error_code(refused.0), None),
             Ok((read, log_start, hw, moved)) => {
                 if moved {
                     // Consumers wait for the high watermark, not the log end.
@@ -156,50 +201,39 @@ fn read_partition(
                 let base = base
                     .with_high_watermark(hw)
                     .with_last_stable_offset(hw)
-                    .with_log_start_offset(log_start);
+                    .with_log_start_offset(log_start)
+                    .with_records(Some(Bytes::new()));
                 match read {
                     FollowerRead::Diverging { epoch, end_offset } => {
-                        let mut data = base.with_records(Some(Bytes::new()));
+                        let mut data = base;
                         data.diverging_epoch.epoch = epoch;
                         data.diverging_epoch.end_offset = end_offset;
-                        data
+                        (data, None)
                     }
-                    FollowerRead::Records(slice) => match slice.read_bytes() {
-                        Ok(bytes) => base.with_records(Some(bytes)),
-                        Err(e) => {
-                            tracing::error!(error = %e, "replica fetch read failed");
-                            base.with_error_code(ResponseError::KafkaStorageError.code())
-                        }
-                    },
+                    FollowerRead::Records(slice) => (base, Some(slice)),
                 }
             }
         };
     }
-    // Reads come from the page cache almost always; a blocking-pool hop per partition
-    // would cost more than the pread.
+    // Nothing is read here: the connection sends the slice's file range from the page
+    // cache (sendfile), so no blocking-pool hop is needed.
     match partition.read_committed(p.fetch_offset, limit, first, p.current_leader_epoch) {
         Err(refused) => {
             let (log_start, hw) = partition.offsets();
-            base.with_error_code(refused.0)
-                .with_high_watermark(hw)
+            (
+                base.with_error_code(refused.0)
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log_start),
+                None,
+            )
+        }
+        Ok((slice, log_start, hw)) => (
+            base.with_high_watermark(hw)
                 .with_last_stable_offset(hw)
                 .with_log_start_offset(log_start)
-        }
-        Ok((slice, log_start, hw)) => {
-            let base = base
-                .with_high_watermark(hw)
-                .with_last_stable_offset(hw)
-                .with_log_start_offset(log_start);
-            let Some(slice) = slice else {
-                return base.with_records(Some(Bytes::new()));
-            };
-            match slice.read_bytes() {
-                Ok(bytes) => base.with_records(Some(bytes)),
-                Err(e) => {
-                    tracing::error!(error = %e, "fetch read failed");
-                    base.with_error_code(ResponseError::KafkaStorageError.code())
-                }
-            }
-        }
+                .with_records(Some(Bytes::new())),
+            slice,
+        ),
     }
 }
