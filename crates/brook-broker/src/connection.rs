@@ -305,12 +305,8 @@ async fn handle_frame(
     };
     let span = tracing::debug_span!("request", api = ?api, version = peek.api_version, correlation_id = peek.correlation_id);
     let ctx = RequestContext {
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
+        client_id: header.client_id.clone(),
+        peer,
     };
     match router::dispatch(shared, &ctx, &header, request)
         .instrument(span)

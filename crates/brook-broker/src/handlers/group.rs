@@ -31,8 +31,8 @@ pub async fn join(
                 token,
                 version,
                 &req,
-                &ctx.client_id,
-                &ctx.client_host,
+                ctx.client_id(),
+                &ctx.client_host(),
                 now_ms(),
             )
         })
