@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::controller::{ControllerReply, ControllerRequest};
+use crate::partition::IsrOutcome;
 use crate::shared::{now_ms, ApiError, Shared, TopicPartition};
 
 /// Brook's private API key for inter-broker RPCs on the controller listener (outside
@@ -551,39 +552,64 @@ async fn isr_loop(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receive
         let image = shared.image();
         let now = now_ms();
         for p in shared.all_partitions() {
-            let Some((leader_epoch, isr)) = p.isr_change(now, max_lag_ms, |r| image.is_live(r))
-            else {
+            let Some(change) = p.isr_change(now, max_lag_ms, |r| image.is_live(r)) else {
                 continue;
             };
+            let isr = change.isr;
             tracing::info!(topic = %p.topic, partition = p.index, ?isr, "asking the controller to change the ISR");
             let req = ControllerRequest::AlterIsr {
                 topic: p.topic.to_string(),
                 partition: p.index,
                 leader: shared.config.node_id,
-                leader_epoch,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
                 isr: isr.clone(),
             };
             let shared2 = shared.clone();
             tokio::spawn(async move {
-                let result = shared2.controller(req).await;
-                if let Err(e) = &result {
-                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "ISR change refused");
-                } else {
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-                    while tokio::time::Instant::now() < deadline
-                        && shared2
-                            .image()
-                            .partition(&p.topic, p.index)
-                            .is_some_and(|v| v.isr != isr)
-                    {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                let outcome = match shared2.controller(req).await {
+                    Ok(_) => {
+                        // Give metadata a moment to show it, so the next check starts
+                        // from the new ISR.
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+                        while tokio::time::Instant::now() < deadline
+                            && shared2
+                                .image()
+                                .partition(&p.topic, p.index)
+                                .is_some_and(|v| v.isr != isr)
+                        {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        let s = shared2.clone();
+                        let _ = tokio::task::spawn_blocking(move || s.reconcile()).await;
+                        IsrOutcome::Accepted
                     }
-                    let s = shared2.clone();
-                    let _ = tokio::task::spawn_blocking(move || s.reconcile()).await;
-                }
-                p.clear_pending_isr();
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "ISR change refused");
+                        isr_outcome(e.code)
+                    }
+                };
+                p.isr_change_done(&isr, outcome);
             });
         }
+    }
+}
+
+/// How a leader must treat a refused ISR change (see [`IsrOutcome`]).
+fn isr_outcome(code: i16) -> IsrOutcome {
+    let is = |e: ResponseError| e.code() == code;
+    if is(ResponseError::InvalidUpdateVersion)
+        || is(ResponseError::FencedLeaderEpoch)
+        || is(ResponseError::NotLeaderOrFollower)
+    {
+        IsrOutcome::Outdated
+    } else if is(ResponseError::IneligibleReplica)
+        || is(ResponseError::InvalidRequest)
+        || is(ResponseError::UnknownTopicOrPartition)
+    {
+        IsrOutcome::Refused
+    } else {
+        IsrOutcome::Unknown
     }
 }
 
@@ -606,11 +632,15 @@ async fn fetch_loop(
         };
         let wanted: Vec<TopicPartition> = partitions.lock().iter().cloned().collect();
         let mut by_topic: BTreeMap<Arc<str>, Vec<FetchPartition>> = BTreeMap::new();
+        // The leader epoch each partition is fetched in: its response applies only if
+        // metadata has not moved on meanwhile.
+        let mut sent_in: BTreeMap<TopicPartition, i32> = BTreeMap::new();
         for (topic, index) in &wanted {
             let Some(p) = strong.partition(topic, *index) else {
                 continue;
             };
             let (fetch_offset, last_epoch, leader_epoch, log_start) = p.follower_position();
+            sent_in.insert((topic.clone(), *index), leader_epoch);
             by_topic.entry(topic.clone()).or_default().push(
                 FetchPartition::default()
                     .with_partition(*index)
@@ -686,7 +716,10 @@ async fn fetch_loop(
                 let Some(p) = strong.partition(&topic.topic.0, pd.partition_index) else {
                     continue;
                 };
-                let outcome = apply_fetched(&p, &pd);
+                let Some(&epoch) = sent_in.get(&(p.topic.clone(), pd.partition_index)) else {
+                    continue; // not asked for
+                };
+                let outcome = apply_fetched(&p, epoch, &pd);
                 if let Err(e) = outcome {
                     errors = true;
                     tracing::debug!(topic = %topic.topic.0, partition = pd.partition_index, leader, error = %e, "replica fetch");
@@ -702,13 +735,16 @@ async fn fetch_loop(
 
 fn apply_fetched(
     p: &crate::partition::Partition,
+    fetched_epoch: i32,
     pd: &kafka_protocol::messages::fetch_response::PartitionData,
 ) -> Result<(), String> {
     let now = now_ms();
     if pd.error_code == ResponseError::OffsetOutOfRange.code() {
         let (_, leo) = p.log_offsets();
         if pd.log_start_offset > leo {
-            return p.reset_to(pd.log_start_offset).map_err(|e| e.to_string());
+            return p
+                .reset_to(fetched_epoch, pd.log_start_offset)
+                .map_err(|e| e.to_string());
         }
         return Err(format!(
             "offset out of range (leader log start {})",
@@ -720,7 +756,11 @@ fn apply_fetched(
     }
     if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
         return p
-            .truncate_diverging(pd.diverging_epoch.epoch, pd.diverging_epoch.end_offset)
+            .truncate_diverging(
+                fetched_epoch,
+                pd.diverging_epoch.epoch,
+                pd.diverging_epoch.end_offset,
+            )
             .map_err(|e| e.to_string());
     }
     let records: &[u8] = pd.records.as_deref().unwrap_or(&[]);
@@ -733,6 +773,7 @@ fn apply_fetched(
         }
     }
     p.append_replicated(
+        fetched_epoch,
         &records[..whole],
         pd.high_watermark,
         pd.log_start_offset,

@@ -55,6 +55,8 @@ pub enum ControllerRequest {
         partition: i32,
         leader: i32,
         leader_epoch: i32,
+        /// The partition epoch the leader computed the change from.
+        partition_epoch: i32,
         isr: Vec<i32>,
     },
     /// Fence a broker that stopped heartbeating (issued by the controller itself).
@@ -271,8 +273,19 @@ pub fn decide(
             partition,
             leader,
             leader_epoch,
+            partition_epoch,
             isr,
-        } => match controller::alter_isr(image, topic, *partition, *leader, *leader_epoch, isr) {
+        } => match controller::alter_isr(
+            image,
+            topic,
+            *partition,
+            controller::IsrRequest {
+                leader: *leader,
+                leader_epoch: *leader_epoch,
+                partition_epoch: *partition_epoch,
+                isr,
+            },
+        ) {
             Ok(None) => Ok((Vec::new(), ControllerReply::Done)),
             Ok(Some(record)) => {
                 // A replica joining the ISR may be the last one a reassignment waits for.
@@ -291,6 +304,7 @@ pub fn decide(
                     AlterIsrError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
                     AlterIsrError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
                     AlterIsrError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+                    AlterIsrError::StaleVersion { .. } => ResponseError::InvalidUpdateVersion,
                     AlterIsrError::InvalidIsr(_) => ResponseError::InvalidRequest,
                     AlterIsrError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
                 };

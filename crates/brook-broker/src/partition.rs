@@ -63,8 +63,45 @@ pub struct Appended {
     pub next_offset: i64,
     /// The leader epoch the records were written in.
     pub leader_epoch: i32,
+    /// min.insync.replicas checked before the append (acks=all), checked again once the
+    /// high watermark passes the records.
+    pub min_insync: Option<usize>,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+}
+
+/// An ISR change a leader asks the controller for (Kafka's AlterPartition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    /// The partition epoch the change was computed from.
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// An ISR expansion asked of the controller and not yet seen in metadata (Kafka's
+/// pending ISR state): its new members count for the high watermark meanwhile.
+#[derive(Debug, Clone)]
+struct PendingIsr {
+    isr: Vec<i32>,
+    /// The partition epoch it was computed from (sent again with the same one).
+    from_epoch: i32,
+    /// Sent and not answered yet.
+    in_flight: bool,
+}
+
+/// The controller's answer to an ISR change, as the leader must treat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrOutcome {
+    /// Applied (or already so): metadata will show it.
+    Accepted,
+    /// Refused because metadata has moved on (stale partition or leader epoch, not the
+    /// leader): the newer metadata settles it, and it may hold this very change.
+    Outdated,
+    /// Refused against the view it was computed from: the ISR stays as it is.
+    Refused,
+    /// No answer (time-out, no controller): send it again.
+    Unknown,
 }
 
 /// Why a read or leader-only request is refused, as a Kafka error code.
@@ -136,7 +173,10 @@ struct Inner {
     replicas: Vec<i32>,
     /// An ISR expansion sent to the controller and not yet in metadata; counted for the
     /// high watermark meanwhile (Kafka's "maximal ISR").
-    pending_isr: Option<Vec<i32>>,
+    pending_isr: Option<PendingIsr>,
+    /// The metadata version of leader/ISR/replicas this broker last applied; ISR change
+    /// requests carry it so the controller refuses one computed from a stale view.
+    partition_epoch: i32,
     /// Offsets below it are on every in-sync replica; consumers read only those.
     high_watermark: i64,
     followers: HashMap<i32, Progress>,
@@ -162,7 +202,10 @@ impl Inner {
     fn advance_high_watermark(&mut self, node_id: i32) -> bool {
         let leo = self.log.log_end_offset();
         let mut candidate = leo;
-        let members = self.isr.iter().chain(self.pending_isr.iter().flatten());
+        let members = self
+            .isr
+            .iter()
+            .chain(self.pending_isr.iter().flat_map(|p| p.isr.iter()));
         for &r in members {
             if r == node_id {
                 continue;
@@ -245,6 +288,7 @@ impl Partition {
                 isr: Vec::new(),
                 replicas: Vec::new(),
                 pending_isr: None,
+                partition_epoch: -1,
                 high_watermark,
                 followers: HashMap::new(),
             }),
@@ -274,6 +318,7 @@ impl Partition {
             || inner.leader_epoch != view.leader_epoch
             || inner.isr != view.isr
             || inner.replicas != view.replicas;
+        inner.partition_epoch = view.partition_epoch;
         if !changed {
             return;
         }
@@ -352,6 +397,7 @@ impl Partition {
                         base_offset,
                         next_offset,
                         leader_epoch: inner.leader_epoch,
+                        min_insync,
                         log_append_time_ms: -1,
                         log_start_offset: inner.log.log_start_offset(),
                     });
@@ -379,6 +425,7 @@ impl Partition {
             base_offset: info.base_offset,
             next_offset: info.last_offset + 1,
             leader_epoch: epoch,
+            min_insync,
             log_append_time_ms: append_time.unwrap_or(-1),
             log_start_offset: inner.log.log_start_offset(),
         };
@@ -404,6 +451,13 @@ impl Partition {
                     return Err(ResponseError::NotLeaderOrFollower.code());
                 }
                 if inner.high_watermark >= appended.next_offset {
+                    // Kafka's check after the append: the records reached the high
+                    // watermark, but on fewer in-sync replicas than the topic requires.
+                    if let Some(required) = appended.min_insync {
+                        if inner.isr.len() < required {
+                            return Err(ResponseError::NotEnoughReplicasAfterAppend.code());
+                        }
+                    }
                     return Ok(());
                 }
             }
@@ -543,14 +597,21 @@ impl Partition {
     }
 
     /// A follower appends what the leader sent and takes the leader's high watermark.
+    /// `fetched_epoch` is the leader epoch the fetch was sent in: a response that arrives
+    /// after leadership moved on is dropped (as are [`Partition::truncate_diverging`]'s
+    /// and [`Partition::reset_to`]'s).
     pub fn append_replicated(
         &self,
+        fetched_epoch: i32,
         records: &[u8],
         leader_high_watermark: i64,
         leader_log_start: i64,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
+        if self.stale_fetch(&inner, fetched_epoch) {
+            return Ok(());
+        }
         if !records.is_empty() {
             inner.log.append_replicated(records, now_ms)?;
             for item in BatchIter::new(records) {
@@ -569,8 +630,16 @@ impl Partition {
 
     /// The leader says our log diverges after `end_offset` of `epoch`: truncate to where
     /// both logs agree (Kafka's truncation by leader epoch).
-    pub fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<(), LogError> {
+    pub fn truncate_diverging(
+        &self,
+        fetched_epoch: i32,
+        epoch: i32,
+        end_offset: i64,
+    ) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
+        if self.stale_fetch(&inner, fetched_epoch) {
+            return Ok(());
+        }
         let leo = inner.log.log_end_offset();
         let (own_epoch, own_end) = inner.epochs.end_offset_for(epoch, leo);
         let mut target = end_offset.min(leo);
@@ -581,6 +650,10 @@ impl Partition {
             target = end_offset.max(0).min(leo);
         }
         if target >= leo {
+            // Nothing to cut from the log, but an epoch this replica began without
+            // writing in it (it led and wrote nothing) must go from the cache, or the
+            // next fetch would send the same last epoch and get this answer forever.
+            inner.epochs.truncate_from(leo);
             return Ok(());
         }
         tracing::warn!(topic = %self.topic, partition = self.index, from = leo, to = target, leader_epoch = epoch, "truncating diverging records");
@@ -592,14 +665,27 @@ impl Partition {
     }
 
     /// The follower is behind the leader's log start: empty the log and restart there.
-    pub fn reset_to(&self, offset: i64) -> Result<(), LogError> {
+    pub fn reset_to(&self, fetched_epoch: i32, offset: i64) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
+        if self.stale_fetch(&inner, fetched_epoch) {
+            return Ok(());
+        }
         tracing::warn!(topic = %self.topic, partition = self.index, offset, "follower log restarts at the leader's log start offset");
         inner.log.reset_to(offset)?;
         inner.epochs = EpochCache::default();
         inner.high_watermark = offset;
         inner.producers = ProducerStates::default();
         Ok(())
+    }
+
+    /// A fetch sent in `fetched_epoch` whose response must not be applied: this broker
+    /// leads now, or metadata has moved to another leader epoch since.
+    fn stale_fetch(&self, inner: &Inner, fetched_epoch: i32) -> bool {
+        let stale = inner.leader == self.node_id || inner.leader_epoch != fetched_epoch;
+        if stale {
+            tracing::debug!(topic = %self.topic, partition = self.index, fetched_epoch, epoch = inner.leader_epoch, "dropping a replica fetch response from an earlier leadership");
+        }
+        stale
     }
 
     /// The ISR change this leader should ask the controller for, if any: followers that
@@ -609,10 +695,24 @@ impl Partition {
         now_ms: i64,
         max_lag_ms: i64,
         is_live: impl Fn(i32) -> bool,
-    ) -> Option<(i32, Vec<i32>)> {
+    ) -> Option<IsrChange> {
         let mut inner = self.inner.lock();
-        if !inner.is_leader(self.node_id) || inner.pending_isr.is_some() {
+        if !inner.is_leader(self.node_id) {
             return None;
+        }
+        let leader_epoch = inner.leader_epoch;
+        if let Some(pending) = &mut inner.pending_isr {
+            // One expansion at a time; one whose answer never came is sent again as it
+            // was (the controller tells a repeat from a stale view by the epoch).
+            if pending.in_flight {
+                return None;
+            }
+            pending.in_flight = true;
+            return Some(IsrChange {
+                leader_epoch,
+                partition_epoch: pending.from_epoch,
+                isr: pending.isr.clone(),
+            });
         }
         let hw = inner.high_watermark;
         let leo = inner.log.log_end_offset();
@@ -649,14 +749,38 @@ impl Partition {
             return None;
         }
         if grew {
-            inner.pending_isr = Some(isr.clone());
+            inner.pending_isr = Some(PendingIsr {
+                isr: isr.clone(),
+                from_epoch: inner.partition_epoch,
+                in_flight: true,
+            });
         }
-        Some((inner.leader_epoch, isr))
+        Some(IsrChange {
+            leader_epoch: inner.leader_epoch,
+            partition_epoch: inner.partition_epoch,
+            isr,
+        })
     }
 
-    /// The controller refused or never answered an ISR change: forget it.
-    pub fn clear_pending_isr(&self) {
-        self.inner.lock().pending_isr = None;
+    /// What became of the ISR change to `isr`. An expansion stays counted for the high
+    /// watermark until metadata shows the controller's decision, except when the
+    /// controller refused it against the very view it was computed from; an unanswered
+    /// one is sent again by the next [`Partition::isr_change`].
+    pub fn isr_change_done(&self, isr: &[i32], outcome: IsrOutcome) {
+        let mut inner = self.inner.lock();
+        let Some(pending) = &mut inner.pending_isr else {
+            return;
+        };
+        if pending.isr != isr {
+            return;
+        }
+        match outcome {
+            // Metadata with the new ISR (or a newer view) is on its way and clears it.
+            IsrOutcome::Accepted => pending.in_flight = false,
+            IsrOutcome::Outdated => {}
+            IsrOutcome::Refused => inner.pending_isr = None,
+            IsrOutcome::Unknown => pending.in_flight = false,
+        }
     }
 
     /// OffsetForLeaderEpoch: (epoch, end offset) for `epoch`, leader only.

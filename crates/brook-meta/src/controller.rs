@@ -159,21 +159,40 @@ pub enum AlterIsrError {
     NotLeader(i32),
     #[error("leader epoch {got} is not the current epoch {current}")]
     FencedLeaderEpoch { got: i32, current: i32 },
+    #[error("the ISR change was computed from partition epoch {got}, not the current {current}")]
+    StaleVersion { got: i32, current: i32 },
     #[error("invalid ISR: {0}")]
     InvalidIsr(&'static str),
     #[error("replica {0} is fenced or not a replica and cannot join the ISR")]
     IneligibleReplica(i32),
 }
 
-/// The leader of a partition asks to change its ISR (Kafka's AlterPartition).
+/// What a partition leader asks for in an ISR change (Kafka's AlterPartition).
+#[derive(Debug, Clone, Copy)]
+pub struct IsrRequest<'a> {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// The partition epoch of the view the leader computed `isr` from.
+    pub partition_epoch: i32,
+    /// The whole new ISR.
+    pub isr: &'a [i32],
+}
+
+/// The leader of a partition asks to change its ISR (Kafka's AlterPartition). A request
+/// computed from an older view (another change came first) is refused: applied as the
+/// whole new ISR it could re-admit a replica that has fallen behind since.
 pub fn alter_isr(
     image: &MetadataImage,
     topic: &str,
     partition: i32,
-    leader: i32,
-    leader_epoch: i32,
-    new_isr: &[i32],
+    req: IsrRequest<'_>,
 ) -> Result<Option<MetadataRecord>, AlterIsrError> {
+    let IsrRequest {
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr: new_isr,
+    } = req;
     let p = image
         .partition(topic, partition)
         .ok_or(AlterIsrError::UnknownPartition)?;
@@ -184,6 +203,12 @@ pub fn alter_isr(
         return Err(AlterIsrError::FencedLeaderEpoch {
             got: leader_epoch,
             current: p.leader_epoch,
+        });
+    }
+    if p.partition_epoch != partition_epoch {
+        return Err(AlterIsrError::StaleVersion {
+            got: partition_epoch,
+            current: p.partition_epoch,
         });
     }
     if !new_isr.contains(&leader) {
@@ -413,6 +438,46 @@ mod tests {
         });
     }
 
+    /// An ISR change of t-0 computed from the current view.
+    fn alter(
+        image: &MetadataImage,
+        leader: i32,
+        leader_epoch: i32,
+        isr: &[i32],
+    ) -> Result<Option<MetadataRecord>, AlterIsrError> {
+        let partition_epoch = image.partition("t", 0).unwrap().partition_epoch;
+        alter_isr(
+            image,
+            "t",
+            0,
+            IsrRequest {
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            },
+        )
+    }
+
+    #[test]
+    fn an_isr_change_from_a_stale_view_is_refused() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2, 3]]);
+        let stale = IsrRequest {
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: &[1, 3],
+        };
+        // Another change lands first: the shrink to [1].
+        image.apply(&alter(&image, 1, 0, &[1]).unwrap().unwrap());
+        // The request computed before it would re-admit 3 without checking it caught up.
+        assert_eq!(
+            alter_isr(&image, "t", 0, stale),
+            Err(AlterIsrError::StaleVersion { got: 0, current: 1 })
+        );
+    }
+
     fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) {
         for r in records {
             image.apply(r);
@@ -507,24 +572,21 @@ mod tests {
     fn alter_isr_checks_leader_epoch_and_eligibility() {
         let mut image = cluster(&[1, 2, 3]);
         create(&mut image, "t", vec![vec![1, 2, 3]]);
-        assert_eq!(
-            alter_isr(&image, "t", 0, 2, 0, &[2]),
-            Err(AlterIsrError::NotLeader(2))
-        );
+        assert_eq!(alter(&image, 2, 0, &[2]), Err(AlterIsrError::NotLeader(2)));
         assert!(matches!(
-            alter_isr(&image, "t", 0, 1, 5, &[1]),
+            alter(&image, 1, 5, &[1]),
             Err(AlterIsrError::FencedLeaderEpoch { .. })
         ));
-        let shrink = alter_isr(&image, "t", 0, 1, 0, &[1, 2]).unwrap().unwrap();
+        let shrink = alter(&image, 1, 0, &[1, 2]).unwrap().unwrap();
         image.apply(&shrink);
         assert_eq!(image.partition("t", 0).unwrap().isr, vec![1, 2]);
         let r = fence_broker(&image, 3);
         apply_all(&mut image, &r);
         assert_eq!(
-            alter_isr(&image, "t", 0, 1, 0, &[1, 2, 3]),
+            alter(&image, 1, 0, &[1, 2, 3]),
             Err(AlterIsrError::IneligibleReplica(3))
         );
-        assert_eq!(alter_isr(&image, "t", 0, 1, 0, &[2, 1]), Ok(None));
+        assert_eq!(alter(&image, 1, 0, &[2, 1]), Ok(None));
     }
 
     #[test]
@@ -537,9 +599,7 @@ mod tests {
         assert!(preferred_leader_election(&image, "t", &p).is_none());
         let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001);
         apply_all(&mut image, &r);
-        let rejoin = alter_isr(&image, "t", 0, 2, 1, &[2, 3, 1])
-            .unwrap()
-            .unwrap();
+        let rejoin = alter(&image, 2, 1, &[2, 3, 1]).unwrap().unwrap();
         image.apply(&rejoin);
         let p = image.partition("t", 0).unwrap().clone();
         image.apply(&preferred_leader_election(&image, "t", &p).unwrap());
@@ -562,9 +622,7 @@ mod tests {
         assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
         assert!(complete_reassignment(&image, "t", &p).is_none());
         // 4 caught up: the leader adds it to the ISR, which completes the move.
-        let grow = alter_isr(&image, "t", 0, 1, 0, &[1, 2, 3, 4])
-            .unwrap()
-            .unwrap();
+        let grow = alter(&image, 1, 0, &[1, 2, 3, 4]).unwrap().unwrap();
         image.apply(&grow);
         let p = image.partition("t", 0).unwrap().clone();
         let done = complete_reassignment(&image, "t", &p).unwrap();
