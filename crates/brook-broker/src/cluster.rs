@@ -275,6 +275,9 @@ pub struct Cluster {
     ready: AtomicBool,
     /// Records the controller had applied when it answered our last heartbeat.
     controller_records: AtomicU64,
+    /// This process among the broker's lives (Kafka's broker epoch): registered by the
+    /// heartbeats, carried by ISR changes so the controller refuses a dead process's.
+    pub incarnation: u64,
 }
 
 impl Cluster {
@@ -288,6 +291,7 @@ impl Cluster {
             was_controller: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             controller_records: AtomicU64::new(0),
+            incarnation: rand::random(),
         }
     }
 
@@ -441,6 +445,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::R
             id: cluster.node_id,
             host: host.clone(),
             port: i32::from(port),
+            incarnation: cluster.incarnation,
         };
         match shared.controller(req).await {
             Ok(ControllerReply::Heartbeat { metadata_records }) => {
@@ -541,6 +546,9 @@ async fn controller_loop(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::
 /// On every broker: ask the controller to shrink or expand the ISR of partitions it leads.
 async fn isr_loop(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let max_lag_ms = shared.config.int("replica.lag.time.max.ms").max(1);
+    let Some(incarnation) = shared.cluster.as_ref().map(|c| c.incarnation) else {
+        return;
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(
         (max_lag_ms / 4).clamp(50, 1000) as u64
     ));
@@ -561,6 +569,7 @@ async fn isr_loop(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receive
                 topic: p.topic.to_string(),
                 partition: p.index,
                 leader: shared.config.node_id,
+                incarnation,
                 leader_epoch: change.leader_epoch,
                 partition_epoch: change.partition_epoch,
                 isr: isr.clone(),
@@ -599,6 +608,7 @@ async fn isr_loop(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receive
 fn isr_outcome(code: i16) -> IsrOutcome {
     let is = |e: ResponseError| e.code() == code;
     if is(ResponseError::InvalidUpdateVersion)
+        || is(ResponseError::StaleBrokerEpoch)
         || is(ResponseError::FencedLeaderEpoch)
         || is(ResponseError::NotLeaderOrFollower)
     {

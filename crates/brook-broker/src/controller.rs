@@ -49,11 +49,15 @@ pub enum ControllerRequest {
         id: i32,
         host: String,
         port: i32,
+        /// This process of the broker (see `Cluster::incarnation`).
+        incarnation: u64,
     },
     AlterIsr {
         topic: String,
         partition: i32,
         leader: i32,
+        /// The leader's process (see `Cluster::incarnation`).
+        incarnation: u64,
         leader_epoch: i32,
         /// The partition epoch the leader computed the change from.
         partition_epoch: i32,
@@ -254,14 +258,25 @@ pub fn decide(
                 ControllerReply::ProducerIds { start, end },
             ))
         }
-        ControllerRequest::BrokerHeartbeat { id, host, port } => {
+        ControllerRequest::BrokerHeartbeat {
+            id,
+            host,
+            port,
+            incarnation,
+        } => {
             let mut records = Vec::new();
             if image.cluster_id.is_empty() {
                 records.push(MetadataRecord::ClusterCreated {
                     cluster_id: crate::shared::new_cluster_id(),
                 });
             }
-            records.extend(controller::broker_heartbeat(image, *id, host, *port));
+            records.extend(controller::broker_heartbeat(
+                image,
+                *id,
+                host,
+                *port,
+                *incarnation,
+            ));
             let metadata_records = image.record_count + records.len() as u64;
             Ok((records, ControllerReply::Heartbeat { metadata_records }))
         }
@@ -272,6 +287,7 @@ pub fn decide(
             topic,
             partition,
             leader,
+            incarnation,
             leader_epoch,
             partition_epoch,
             isr,
@@ -281,6 +297,7 @@ pub fn decide(
             *partition,
             controller::IsrRequest {
                 leader: *leader,
+                incarnation: *incarnation,
                 leader_epoch: *leader_epoch,
                 partition_epoch: *partition_epoch,
                 isr,
@@ -305,6 +322,7 @@ pub fn decide(
                     AlterIsrError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
                     AlterIsrError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
                     AlterIsrError::StaleVersion { .. } => ResponseError::InvalidUpdateVersion,
+                    AlterIsrError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
                     AlterIsrError::InvalidIsr(_) => ResponseError::InvalidRequest,
                     AlterIsrError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
                 };

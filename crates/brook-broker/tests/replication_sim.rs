@@ -19,7 +19,7 @@
 //!   `apply_leadership`, `append`, `wait_replicated` (polled once after every step to
 //!   learn whether the client has its acknowledgement), `follower_position`,
 //!   `follower_fetch`, `append_replicated`, `truncate_diverging`, `reset_to`,
-//!   `isr_change`, `clear_pending_isr`, `read`, `close`.
+//!   `isr_change`, `isr_change_done`, `read`, `close`.
 //! - The controller's decisions, `brook_meta::controller::{fence_broker,
 //!   broker_heartbeat, alter_isr, preferred_leader_election}`, whose records are
 //!   applied with `MetadataImage::apply` to the controller's image, the single source
@@ -49,8 +49,10 @@
 //!   reach the controller in order, before the clock next moves, unless the sender is
 //!   cut off or the controller is down: then they wait, and the sender gives up after
 //!   `CONTROLLER_DEADLINE` (5 s against a 9 s session, scaled with the session
-//!   timeout) and calls `clear_pending_isr`. After a successful answer the sender's
-//!   image catches up (the task waits up to 3 s for it), then `clear_pending_isr`.
+//!   timeout) and reports `IsrOutcome::Unknown` (the request is sent again). After a
+//!   successful answer the sender's image catches up (the task waits up to 3 s for
+//!   it); every answer is reported with `isr_change_done`, mapped as `isr_outcome`
+//!   maps error codes. A request carries its sender's process incarnation.
 //! - The produce handler: `min.insync.replicas` from the topic config; a request times
 //!   out after 30 s; a client of a broker that crashes gets no acknowledgement.
 //! - A crash is `kill -9`: the `Partition` is dropped without `close()`. Brook's log
@@ -459,6 +461,7 @@ fn initial_image(seed: u64, replicas: Vec<i32>) -> MetadataImage {
             id,
             host: HOST.to_string(),
             port: port(id),
+            incarnation: 0,
         });
     }
     image.apply(&MetadataRecord::TopicCreated {
@@ -920,7 +923,8 @@ impl Sim {
             return;
         }
         self.controller.last_heard.insert(id, now);
-        let records = broker_heartbeat(&self.controller.image, id, HOST, port(id));
+        let incarnation = u64::from(self.broker(id).incarnation);
+        let records = broker_heartbeat(&self.controller.image, id, HOST, port(id), incarnation);
         self.commit(records);
         let metadata_records = self.controller.image.record_count;
         let b = self.broker(id);
@@ -1308,6 +1312,7 @@ impl Sim {
             PARTITION,
             IsrRequest {
                 leader: request.sender,
+                incarnation: u64::from(request.incarnation),
                 leader_epoch: request.leader_epoch,
                 partition_epoch: request.partition_epoch,
                 isr: &request.isr,
@@ -1330,6 +1335,7 @@ impl Sim {
                 self.event(format!("AlterIsr from {} refused: {e}", request.sender));
                 match e {
                     AlterIsrError::StaleVersion { .. }
+                    | AlterIsrError::StaleBrokerEpoch(_)
                     | AlterIsrError::FencedLeaderEpoch { .. }
                     | AlterIsrError::NotLeader(_) => IsrOutcome::Outdated,
                     _ => IsrOutcome::Refused,
@@ -2185,6 +2191,7 @@ impl Script {
     fn alter_isr(&mut self, leader: i32, change: &IsrChange, to: &[i32]) -> bool {
         let request = IsrRequest {
             leader,
+            incarnation: 0,
             leader_epoch: change.leader_epoch,
             partition_epoch: change.partition_epoch,
             isr: &change.isr,
@@ -2251,9 +2258,10 @@ impl Script {
 /// the leader asks to shrink the ISR to itself, then, once broker 3 has caught up,
 /// for [1, 3]: a shrink too as it sees it, computed against ISR [1, 2, 3]. The new
 /// controller applies both in order. The first makes the leader count only itself,
-/// so it acknowledges `b` alone; the second, accepted because `alter_isr` checks only
-/// the leader epoch, puts 3 back in the ISR without `b`. The leader dies, 3 takes
-/// over, and the acknowledged `b` is gone.
+/// so it acknowledges `b` alone; the second used to be accepted (`alter_isr` checked
+/// only the leader epoch) and put 3 back in the ISR without `b`: the leader died, 3
+/// took over, and the acknowledged `b` was gone. Now it is refused as stale (its
+/// partition epoch is older), and `b` waits for min.insync.replicas.
 #[test]
 fn a_delayed_alter_isr_does_not_lose_acknowledged_records() {
     let lag_ms = 1000;
@@ -2297,9 +2305,9 @@ fn a_delayed_alter_isr_does_not_lose_acknowledged_records() {
 /// Minimised from seed 10784: broker 1 leads epoch 0 and is cut off before anything
 /// is produced; it is fenced and 2 leads epoch 1. Back, 1 sends fetches with its latest
 /// epoch, 0, which it led without writing; the leader has no epoch 0 and answers
-/// "diverging at 0", `truncate_diverging` finds nothing to cut (the log ends at 0) and
-/// keeps the epoch, and the same exchange repeats forever: 1 never catches up until it
-/// restarts (Kafka truncates the epoch cache even when the log is not truncated).
+/// "diverging at 0", `truncate_diverging` finds nothing to cut (the log ends at 0); it
+/// used to keep the epoch, so the same exchange repeated forever. Now it trims the
+/// epoch cache even when the log is not truncated, as Kafka does.
 #[test]
 fn a_former_leader_that_wrote_nothing_catches_up() {
     let mut s = Script::new();
@@ -2312,7 +2320,7 @@ fn a_former_leader_that_wrote_nothing_catches_up() {
     assert!(s.acknowledged(2, &a));
 
     // Broker 1 is reachable again: it heartbeats, is unfenced and follows 2.
-    let records = broker_heartbeat(&s.image, 1, HOST, port(1));
+    let records = broker_heartbeat(&s.image, 1, HOST, port(1), 0);
     s.commit(records, &BROKER_IDS);
     let mut last = String::new();
     for _ in 0..20 {
@@ -2325,13 +2333,12 @@ fn a_former_leader_that_wrote_nothing_catches_up() {
     );
 }
 
-/// Minimised from seed 3927: ISR [1, 2], replicas [1, 3, 2]. With the controller down,
-/// the leader's request to shrink the ISR to [1] waits; broker 3 catches up and the
-/// leader asks to add it (ISR [1, 2, 3], counted as pending). The shrink request's
-/// task gives up and calls `clear_pending_isr`, which drops the *other* request's
-/// pending ISR: the leader stops counting 3 and acknowledges `b` with 2's copy. The new
-/// controller then accepts the expansion (it is not stale), 3 joins the ISR without
-/// `b`, the leader dies, 3 (first in replica order) takes over and `b` is gone.
+/// Minimised from seed 3927 (a bug this simulation found, fixed since): ISR [1, 2],
+/// replicas [1, 3, 2]. With the controller down, the leader's request to shrink the ISR
+/// to [1] waits; broker 3 catches up and the leader asks to add it (ISR [1, 2, 3],
+/// counted as pending). The shrink request's task gives up; it used to drop the
+/// *other* request's pending ISR, so the leader acknowledged `b` without 3, the new
+/// controller accepted the expansion, the leader died, 3 took over and `b` was gone.
 #[test]
 fn a_pending_isr_expansion_is_counted_until_the_controller_decides() {
     let lag_ms = 1000;

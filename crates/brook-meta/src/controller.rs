@@ -119,17 +119,18 @@ pub fn fence_broker(image: &MetadataImage, id: i32) -> Vec<MetadataRecord> {
     out
 }
 
-/// A heartbeat from `id`: register it (or its new address), unfence it, and give it the
-/// leadership of leaderless partitions whose ISR it is in.
+/// A heartbeat from `id`: register it (or its new process or address), unfence it,
+/// and give it the leadership of leaderless partitions whose ISR it is in.
 pub fn broker_heartbeat(
     image: &MetadataImage,
     id: i32,
     host: &str,
     port: i32,
+    incarnation: u64,
 ) -> Vec<MetadataRecord> {
     let mut out = Vec::new();
     match image.brokers.get(&id) {
-        Some(b) if b.host == host && b.port == port => {
+        Some(b) if b.host == host && b.port == port && b.incarnation == incarnation => {
             if !b.fenced {
                 return out;
             }
@@ -139,6 +140,7 @@ pub fn broker_heartbeat(
             id,
             host: host.to_string(),
             port,
+            incarnation,
         }),
     }
     for (name, topic) in &image.topics {
@@ -159,6 +161,8 @@ pub enum AlterIsrError {
     NotLeader(i32),
     #[error("leader epoch {got} is not the current epoch {current}")]
     FencedLeaderEpoch { got: i32, current: i32 },
+    #[error("the request comes from an earlier process of broker {0}")]
+    StaleBrokerEpoch(i32),
     #[error("the ISR change was computed from partition epoch {got}, not the current {current}")]
     StaleVersion { got: i32, current: i32 },
     #[error("invalid ISR: {0}")]
@@ -171,6 +175,8 @@ pub enum AlterIsrError {
 #[derive(Debug, Clone, Copy)]
 pub struct IsrRequest<'a> {
     pub leader: i32,
+    /// The leader's process (`BrokerRegistered::incarnation`).
+    pub incarnation: u64,
     pub leader_epoch: i32,
     /// The partition epoch of the view the leader computed `isr` from.
     pub partition_epoch: i32,
@@ -189,6 +195,7 @@ pub fn alter_isr(
 ) -> Result<Option<MetadataRecord>, AlterIsrError> {
     let IsrRequest {
         leader,
+        incarnation,
         leader_epoch,
         partition_epoch,
         isr: new_isr,
@@ -198,6 +205,9 @@ pub fn alter_isr(
         .ok_or(AlterIsrError::UnknownPartition)?;
     if p.leader != leader {
         return Err(AlterIsrError::NotLeader(leader));
+    }
+    if image.brokers.get(&leader).map(|b| b.incarnation) != Some(incarnation) {
+        return Err(AlterIsrError::StaleBrokerEpoch(leader));
     }
     if p.leader_epoch != leader_epoch {
         return Err(AlterIsrError::FencedLeaderEpoch {
@@ -421,6 +431,7 @@ mod tests {
                 id,
                 host: "127.0.0.1".into(),
                 port: 9000 + id,
+                incarnation: 0,
             });
         }
         image
@@ -452,6 +463,7 @@ mod tests {
             0,
             IsrRequest {
                 leader,
+                incarnation: 0,
                 leader_epoch,
                 partition_epoch,
                 isr,
@@ -465,6 +477,7 @@ mod tests {
         create(&mut image, "t", vec![vec![1, 2, 3]]);
         let stale = IsrRequest {
             leader: 1,
+            incarnation: 0,
             leader_epoch: 0,
             partition_epoch: 0,
             isr: &[1, 3],
@@ -544,26 +557,54 @@ mod tests {
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
         // Broker 2 is not in the ISR: no unclean election.
-        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002);
+        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002, 0);
         apply_all(&mut image, &r);
         assert_eq!(image.partition("t", 0).unwrap().leader, NO_LEADER);
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0);
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch), (1, 2));
     }
 
     #[test]
+    fn a_restarted_broker_re_registers_and_its_old_requests_are_refused() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(&mut image, "t", vec![vec![1, 2, 3]]);
+        let old = IsrRequest {
+            leader: 1,
+            incarnation: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: &[1, 2],
+        };
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 7);
+        assert!(matches!(
+            r[..],
+            [MetadataRecord::BrokerRegistered { incarnation: 7, .. }]
+        ));
+        apply_all(&mut image, &r);
+        assert_eq!(
+            alter_isr(&image, "t", 0, old),
+            Err(AlterIsrError::StaleBrokerEpoch(1))
+        );
+        let new = IsrRequest {
+            incarnation: 7,
+            ..old
+        };
+        assert!(alter_isr(&image, "t", 0, new).unwrap().is_some());
+    }
+
+    #[test]
     fn heartbeat_registers_once_and_unfences() {
         let mut image = MetadataImage::new(1);
-        let r = broker_heartbeat(&image, 1, "h", 1);
+        let r = broker_heartbeat(&image, 1, "h", 1, 0);
         assert_eq!(r.len(), 1);
         apply_all(&mut image, &r);
-        assert!(broker_heartbeat(&image, 1, "h", 1).is_empty());
+        assert!(broker_heartbeat(&image, 1, "h", 1, 0).is_empty());
         let r = fence_broker(&image, 1);
         apply_all(&mut image, &r);
         assert_eq!(
-            broker_heartbeat(&image, 1, "h", 1),
+            broker_heartbeat(&image, 1, "h", 1, 0),
             vec![MetadataRecord::BrokerUnfenced { id: 1 }]
         );
     }
@@ -597,7 +638,7 @@ mod tests {
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap().clone();
         assert!(preferred_leader_election(&image, "t", &p).is_none());
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0);
         apply_all(&mut image, &r);
         let rejoin = alter(&image, 2, 1, &[2, 3, 1]).unwrap().unwrap();
         image.apply(&rejoin);

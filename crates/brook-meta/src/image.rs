@@ -68,6 +68,9 @@ pub struct BrokerImage {
     pub host: String,
     pub port: i32,
     pub fenced: bool,
+    /// The registered process of this broker (see `MetadataRecord::BrokerRegistered`).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// The state obtained by applying every metadata record in order.
@@ -211,7 +214,12 @@ impl MetadataImage {
             MetadataRecord::ProducerIdsAllocated { next_block_start } => {
                 self.next_producer_id_block = self.next_producer_id_block.max(*next_block_start);
             }
-            MetadataRecord::BrokerRegistered { id, host, port } => {
+            MetadataRecord::BrokerRegistered {
+                id,
+                host,
+                port,
+                incarnation,
+            } => {
                 self.brokers.insert(
                     *id,
                     BrokerImage {
@@ -219,6 +227,7 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         fenced: false,
+                        incarnation: *incarnation,
                     },
                 );
             }

@@ -60,11 +60,16 @@ pub enum MetadataRecord {
     ProducerIdsAllocated {
         next_block_start: i64,
     },
-    /// A broker joined (or came back with a new address); it starts unfenced.
+    /// A broker joined, or came back as a new process or with a new address; it starts
+    /// unfenced.
     BrokerRegistered {
         id: i32,
         host: String,
         port: i32,
+        /// Chosen by each broker process at start (Kafka's broker epoch): requests a
+        /// previous process of the same broker left in flight are refused.
+        #[serde(default)]
+        incarnation: u64,
     },
     /// The broker stopped heartbeating: it leads nothing until it is unfenced.
     BrokerFenced {
