@@ -47,8 +47,10 @@ def test_many_commits_are_compacted_and_survive_restart(brook_factory):
     while time.monotonic() < deadline:
         bounds = offsets_partition_bounds(broker.bootstrap)
         # Compacted: the prefix is gone and what is left is a small fraction of the
-        # commits (commits that land after the snapshot stay until the next one).
-        if any(low > 0 and high - low < COMMITS // 10 for low, high in bounds):
+        # commits. Commits that land after the snapshot stay until the next one, and a
+        # partition is compacted once it holds 10,000 records, so up to ~2,000 of the
+        # 12,000 may remain, depending on how fast the commits arrive.
+        if any(low > 0 and high - low < COMMITS // 5 for low, high in bounds):
             break
         time.sleep(0.3)
     else:
