@@ -774,17 +774,9 @@ fn apply_fetched(
             .map_err(|e| e.to_string());
     }
     let records: &[u8] = pd.records.as_deref().unwrap_or(&[]);
-    // A response may end with a partial batch (the leader cut at max bytes): keep whole ones.
-    let mut whole = 0;
-    for item in brook_protocol::batch::BatchIter::new(records) {
-        match item {
-            Ok((_, range)) => whole = range.end,
-            Err(_) => break,
-        }
-    }
     p.append_replicated(
         fetched_epoch,
-        &records[..whole],
+        brook_protocol::batch::whole_batches(records),
         pd.high_watermark,
         pd.log_start_offset,
         now,

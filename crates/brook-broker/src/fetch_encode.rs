@@ -86,7 +86,7 @@ pub fn encode_fetch_response(
     } else if response.session_id != 0 {
         bail!("session_id is not available in FetchResponse v{version}");
     }
-    put_array_len(&mut out.buf, flexible, Some(response.responses.len()))?;
+    put_len(&mut out.buf, flexible, Some(response.responses.len()))?;
     let mut regions = regions.iter().peekable();
     for (ti, topic) in response.responses.iter().enumerate() {
         let buf = &mut out.buf;
@@ -96,7 +96,7 @@ pub fn encode_fetch_response(
         if version >= 13 {
             buf.put_slice(topic.topic_id.as_bytes());
         }
-        put_array_len(buf, flexible, Some(topic.partitions.len()))?;
+        put_len(buf, flexible, Some(topic.partitions.len()))?;
         for (pi, partition) in topic.partitions.iter().enumerate() {
             let region = match regions.peek() {
                 Some(r) if r.topic == ti && r.partition == pi => regions.next().map(|r| &r.region),
@@ -129,7 +129,7 @@ pub fn encode_fetch_response(
             }
             put_uvarint(buf, 0);
             put_uvarint(buf, count(size)?);
-            put_array_len(buf, true, Some(response.node_endpoints.len()))?;
+            put_len(buf, true, Some(response.node_endpoints.len()))?;
             for e in &response.node_endpoints {
                 e.encode(buf, version)?;
             }
@@ -185,7 +185,7 @@ fn encode_partition(
     if version >= 5 {
         buf.put_i64(p.log_start_offset);
     }
-    put_array_len(
+    put_len(
         buf,
         flexible,
         p.aborted_transactions.as_ref().map(|a| a.len()),
@@ -203,13 +203,13 @@ fn encode_partition(
             if p.records.is_none() {
                 bail!("a partition sent from a file has null records");
             }
-            put_bytes_len(buf, flexible, Some(region.len))?;
+            put_len(buf, flexible, Some(region.len))?;
             if region.len > 0 {
                 out.push(Chunk::File(region.clone()));
             }
         }
         None => {
-            put_bytes_len(buf, flexible, p.records.as_ref().map(|r| r.len()))?;
+            put_len(buf, flexible, p.records.as_ref().map(|r| r.len()))?;
             match &p.records {
                 Some(r) if r.len() >= INLINE_COPY_MAX_BYTES => out.push(Chunk::Bytes(r.clone())),
                 Some(r) => buf.put_slice(r),
@@ -260,41 +260,21 @@ fn uvarint_len(value: u32) -> usize {
     }
 }
 
-/// An array length (`None`: a null array): INT32, or a compact UNSIGNED_VARINT of n + 1.
-fn put_array_len(buf: &mut BytesMut, compact: bool, len: Option<usize>) -> Result<()> {
+/// An array length or a BYTES / COMPACT_BYTES length prefix (`None`: null): INT32, or
+/// a compact UNSIGNED_VARINT of n + 1.
+fn put_len(buf: &mut BytesMut, compact: bool, len: Option<usize>) -> Result<()> {
     match (compact, len) {
         (true, None) => put_uvarint(buf, 0),
         (true, Some(n)) => {
             if n >= u32::MAX as usize {
-                bail!("array of {n} elements is too long to encode");
+                bail!("a length of {n} is too long to encode");
             }
             put_uvarint(buf, n as u32 + 1)
         }
         (false, None) => buf.put_i32(-1),
         (false, Some(n)) => {
             let Ok(n) = i32::try_from(n) else {
-                bail!("array of {n} elements is too long to encode");
-            };
-            buf.put_i32(n)
-        }
-    }
-    Ok(())
-}
-
-/// A BYTES / COMPACT_BYTES length prefix (`None`: null).
-fn put_bytes_len(buf: &mut BytesMut, compact: bool, len: Option<usize>) -> Result<()> {
-    match (compact, len) {
-        (true, None) => put_uvarint(buf, 0),
-        (true, Some(n)) => {
-            if n >= u32::MAX as usize {
-                bail!("{n} bytes are too long to encode");
-            }
-            put_uvarint(buf, n as u32 + 1)
-        }
-        (false, None) => buf.put_i32(-1),
-        (false, Some(n)) => {
-            let Ok(n) = i32::try_from(n) else {
-                bail!("{n} bytes are too long to encode");
+                bail!("a length of {n} is too long to encode");
             };
             buf.put_i32(n)
         }

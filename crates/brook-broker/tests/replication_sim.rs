@@ -127,7 +127,7 @@ use brook_meta::controller::{
     alter_isr, broker_heartbeat, fence_broker, preferred_leader_election, AlterIsrError, IsrRequest,
 };
 use brook_meta::{MetadataImage, MetadataRecord, PartitionImage, NO_LEADER};
-use brook_protocol::batch::{BatchIter, Compression};
+use brook_protocol::batch::{whole_batches, Compression};
 use brook_protocol::records::{decode_batches, encode_batch, Record};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -680,17 +680,9 @@ fn apply_fetched(
             .map_err(|e| e.to_string())?;
         return Ok(p.log_offsets().1 < before);
     }
-    // A response may end with a partial batch (the leader cut at max bytes): keep whole ones.
-    let mut whole = 0;
-    for item in BatchIter::new(records) {
-        match item {
-            Ok((_, range)) => whole = range.end,
-            Err(_) => break,
-        }
-    }
     p.append_replicated(
         fetched_epoch,
-        &records[..whole],
+        whole_batches(records),
         pd.high_watermark,
         pd.log_start_offset,
         now,

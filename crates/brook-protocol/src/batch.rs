@@ -210,6 +210,14 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The prefix of `buf` made of whole, well-formed batches: a fetch response may end
+/// with a batch the sender cut at its size limit.
+pub fn whole_batches(buf: &[u8]) -> &[u8] {
+    let mut iter = BatchIter::new(buf);
+    while let Some(Ok(_)) = iter.next() {}
+    &buf[..iter.position()]
+}
+
 /// Iterates over the whole batches in `buf`, yielding `(header, byte range)`.
 /// Stops with an error at the first malformed or truncated batch.
 pub struct BatchIter<'a> {

@@ -8,7 +8,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 
-use super::{str_bytes, topic_name};
+use super::{by_topic, str_bytes, topic_name};
 use crate::controller::ControllerRequest;
 use crate::shared::Shared;
 
@@ -42,7 +42,7 @@ pub fn handle(
         )))
     };
     let after = shared.image();
-    let mut results: Vec<ReplicaElectionResult> = Vec::new();
+    let mut results: Vec<(String, PartitionResult)> = Vec::new();
     for (topic, index) in wanted {
         let (code, message) = match (&elected, after.partition(&topic, index)) {
             (None, _) => (
@@ -70,14 +70,15 @@ pub fn handle(
             .with_partition_id(index)
             .with_error_code(code)
             .with_error_message(message.map(str_bytes));
-        match results.iter_mut().find(|r| r.topic.0.as_str() == topic) {
-            Some(r) => r.partition_result.push(result),
-            None => results.push(
-                ReplicaElectionResult::default()
-                    .with_topic(topic_name(&topic))
-                    .with_partition_result(vec![result]),
-            ),
-        }
+        results.push((topic, result));
     }
+    let results = by_topic(results)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            ReplicaElectionResult::default()
+                .with_topic(topic_name(&topic))
+                .with_partition_result(partitions)
+        })
+        .collect();
     ElectLeadersResponse::default().with_replica_election_results(results)
 }

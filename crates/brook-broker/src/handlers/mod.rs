@@ -25,6 +25,18 @@ pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// Groups per-partition results by topic, topics in the order they first appear.
+pub fn by_topic<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut out: Vec<(String, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match out.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, v)) => v.push(item),
+            None => out.push((topic, vec![item])),
+        }
+    }
+    out
+}
+
 /// Authorized-operation bit sets (Kafka's `AclOperation` codes). Brook has no
 /// authorizer, so every operation a resource supports is allowed; Kafka reports that set
 /// when a client asks for it, and `i32::MIN` when it does not.

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
 
-use super::{str_bytes, topic_name};
+use super::{by_topic, str_bytes, topic_name};
 use crate::controller::{ControllerReply, ControllerRequest};
 use crate::shared::Shared;
 
@@ -50,21 +50,25 @@ pub fn alter(
         }
         Err(e) => vec![(e.code, Some(e.message)); partitions.len()],
     };
-    let mut responses: Vec<ReassignableTopicResponse> = Vec::new();
-    for ((topic, index, _), (code, message)) in partitions.into_iter().zip(results) {
-        let result = ReassignablePartitionResponse::default()
-            .with_partition_index(index)
-            .with_error_code(code)
-            .with_error_message(message.map(str_bytes));
-        match responses.iter_mut().find(|r| r.name.0.as_str() == topic) {
-            Some(r) => r.partitions.push(result),
-            None => responses.push(
-                ReassignableTopicResponse::default()
-                    .with_name(topic_name(&topic))
-                    .with_partitions(vec![result]),
-            ),
-        }
-    }
+    let per_partition =
+        partitions
+            .into_iter()
+            .zip(results)
+            .map(|((topic, index, _), (code, message))| {
+                let result = ReassignablePartitionResponse::default()
+                    .with_partition_index(index)
+                    .with_error_code(code)
+                    .with_error_message(message.map(str_bytes));
+                (topic, result)
+            });
+    let responses = by_topic(per_partition)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            ReassignableTopicResponse::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(partitions)
+        })
+        .collect();
     AlterPartitionReassignmentsResponse::default()
         .with_allow_replication_factor_change(allow_rf_change)
         .with_responses(responses)
