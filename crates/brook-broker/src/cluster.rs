@@ -33,6 +33,8 @@ use crate::shared::{now_ms, ApiError, Shared, TopicPartition};
 pub const INTERNAL_API_KEY: i16 = 0x7B00;
 const KIND_RAFT: u8 = 0;
 const KIND_CONTROLLER: u8 = 1;
+/// Transaction markers from a transaction coordinator to a partition leader.
+const KIND_MARKERS: u8 = 2;
 /// Largest inter-broker response accepted (a replica fetch is capped well below).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -136,6 +138,7 @@ pub struct PeerNet {
     voters: BTreeMap<i32, String>,
     raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+    markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
 }
 
 impl PeerNet {
@@ -151,6 +154,7 @@ impl PeerNet {
             node_id,
             raft: pool(),
             controller: pool(),
+            markers: pool(),
             voters,
         }
     }
@@ -246,6 +250,12 @@ pub async fn handle_internal(shared: &Arc<Shared>, body: &[u8]) -> Result<Vec<u8
             };
             serde_json::to_vec(&reply).map_err(|e| e.to_string())
         }
+        KIND_MARKERS => {
+            let req: crate::txns::MarkerRequest = serde_json::from_slice(payload)
+                .map_err(|e| format!("bad marker request: {e}"))?;
+            let codes = crate::txns::write_markers(shared, &req).await;
+            serde_json::to_vec(&codes).map_err(|e| e.to_string())
+        }
         other => Err(format!("unknown internal request kind {other}")),
     }
 }
@@ -323,6 +333,28 @@ impl Cluster {
             Err(e) if e.code == ResponseError::NotController.code() => Err(Some(e.message)),
             other => Ok(other),
         }
+    }
+
+    /// Sends transaction markers to the broker leading their partitions; one error code
+    /// per partition.
+    pub async fn write_markers(
+        &self,
+        leader: i32,
+        req: &crate::txns::MarkerRequest,
+    ) -> Result<Vec<i16>, String> {
+        let payload = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        let bytes = self
+            .net
+            .call(
+                &self.net.markers,
+                leader,
+                KIND_MARKERS,
+                &payload,
+                Duration::from_secs(35),
+            )
+            .await
+            .map_err(|e| format!("broker {leader}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("bad marker reply: {e}"))
     }
 
     /// Controller side of a heartbeat: remember when it arrived.

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brook_coord::{Effects, GroupConfig, GroupCoordinator, OffsetsRecord, Reply, ReplyToken};
-use brook_protocol::batch::Compression;
-use brook_protocol::records::{decode_batches, encode_batch, Record};
+use brook_protocol::batch::{control_type, BatchIter, Compression, ControlType};
+use brook_protocol::records::{decode_batches, encode_batch_with, ProducerInfo, Record};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -36,6 +37,10 @@ pub struct Groups {
     parked: Mutex<HashMap<ReplyToken, oneshot::Sender<Reply>>>,
     next_token: AtomicU64,
     offsets_partitions: i32,
+    /// Transactional offset commits written to `__consumer_offsets` and not decided yet,
+    /// by (offsets partition, producer id): applied when the commit marker lands there,
+    /// dropped on abort.
+    pending_txn: Mutex<HashMap<(i32, i64), Vec<OffsetsRecord>>>,
 }
 
 /// Java's `String.hashCode`, which Kafka uses to map a group to its offsets partition.
@@ -68,6 +73,7 @@ impl Groups {
             parked: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             offsets_partitions: config.int("offsets.topic.num.partitions").clamp(1, 1000) as i32,
+            pending_txn: Mutex::new(HashMap::new()),
         }
     }
 
@@ -107,6 +113,14 @@ impl Groups {
 
     pub fn offsets_partitions(&self) -> i32 {
         self.offsets_partitions
+    }
+
+    /// Partitions of `__consumer_offsets` as it exists (or will be created).
+    pub fn offsets_partition_count(&self, shared: &Shared) -> i32 {
+        shared
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map_or(self.offsets_partitions, |t| t.partitions.len() as i32)
     }
 
     /// Whether this broker coordinates `group_id` now: always on a single broker; in a
@@ -153,6 +167,9 @@ impl Groups {
         let mut coordinator = self.coordinator.lock();
         if !lost.is_empty() {
             let n = coordinator.unload(|g| lost.contains(&offsets_partition_for(g, partitions)));
+            self.pending_txn
+                .lock()
+                .retain(|(index, _), _| !lost.contains(index));
             tracing::info!(partitions = ?lost, groups = n, "no longer coordinating groups of these __consumer_offsets partitions");
         }
         for index in gained {
@@ -212,22 +229,44 @@ impl Groups {
                     break;
                 }
                 let mut next = offset;
-                for r in decode_batches(bytes)
-                    .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?
-                {
-                    next = r.offset + 1;
-                    if r.offset < offset {
+                for item in BatchIter::new(&bytes) {
+                    let (header, range) = item.map_err(|e| {
+                        ApiError::new(ResponseError::CorruptMessage, e.to_string())
+                    })?;
+                    next = header.next_offset();
+                    if header.last_offset() < offset {
                         continue;
                     }
-                    let Some(key) = r.key else { continue };
-                    let record = OffsetsRecord {
-                        key,
-                        value: r.value,
-                    };
-                    if let Err(e) = coordinator.replay(&record) {
-                        tracing::warn!(offset = r.offset, error = %e, "skipping unreadable __consumer_offsets record");
+                    if header.is_control() {
+                        // A transaction marker decides that producer's pending commits.
+                        let commit = control_type(&bytes[range]) == Ok(ControlType::Commit);
+                        self.decide(coordinator, index, header.producer_id, commit);
+                        continue;
                     }
-                    replayed += 1;
+                    for r in decode_batches(bytes.slice(range))
+                        .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?
+                    {
+                        if r.offset < offset {
+                            continue;
+                        }
+                        let Some(key) = r.key else { continue };
+                        let record = OffsetsRecord {
+                            key,
+                            value: r.value,
+                        };
+                        replayed += 1;
+                        if header.is_transactional() {
+                            self.pending_txn
+                                .lock()
+                                .entry((index, header.producer_id))
+                                .or_default()
+                                .push(record);
+                            continue;
+                        }
+                        if let Err(e) = coordinator.replay(&record) {
+                            tracing::warn!(offset = r.offset, error = %e, "skipping unreadable __consumer_offsets record");
+                        }
+                    }
                 }
                 if next <= offset {
                     break;
@@ -363,12 +402,17 @@ impl Groups {
             if end - start < COMPACT_MIN_RECORDS {
                 continue;
             }
+            if self.pending_txn.lock().keys().any(|(i, _)| *i == index) {
+                // The snapshot holds decided state only: cutting now would lose the
+                // records of a transaction still open.
+                continue;
+            }
             let live =
                 coordinator.snapshot(|group| offsets_partition_for(group, partitions) == index);
             if end - start < COMPACT_RATIO * live.len() as i64 {
                 continue;
             }
-            let (snapshot_start, _) = append_records(&partition, &live)?;
+            let (snapshot_start, _) = append_records(&partition, &live, ProducerInfo::NONE)?;
             partition
                 .with_log(|log| log.delete_records_before(snapshot_start))
                 .map_err(storage)?;
@@ -383,11 +427,88 @@ impl Groups {
         Ok(compacted)
     }
 
+    /// TxnOffsetCommit: validates, writes the offsets to the group's partition in the
+    /// producer's transaction, and keeps them pending until its marker. Returns the
+    /// response with the write to wait for (answered once the ISR has it).
+    pub fn txn_offset_commit(
+        &self,
+        shared: &Shared,
+        req: &TxnOffsetCommitRequest,
+    ) -> Result<(TxnOffsetCommitResponse, Option<Written>), ApiError> {
+        let group_id = req.group_id.as_str();
+        let mut coordinator = self.coordinator.lock();
+        let (response, records) = coordinator.txn_offset_commit(req, now_ms());
+        if records.is_empty() {
+            return Ok((response, None));
+        }
+        let producer = ProducerInfo {
+            producer_id: req.producer_id.0,
+            producer_epoch: req.producer_epoch,
+            base_sequence: -1,
+            transactional: true,
+        };
+        let written = self.append_with(shared, group_id, &records, producer)?;
+        if let Some((partition, _)) = &written {
+            self.pending_txn
+                .lock()
+                .entry((partition.index, producer.producer_id))
+                .or_default()
+                .extend(records);
+        }
+        Ok((response, written))
+    }
+
+    /// A transaction marker was written to `__consumer_offsets` partition `index`:
+    /// apply (commit) or drop (abort) the producer's pending offsets.
+    pub fn complete_txn(&self, index: i32, producer_id: i64, commit: bool) {
+        let mut coordinator = self.coordinator.lock();
+        self.decide(&mut coordinator, index, producer_id, commit);
+    }
+
+    fn decide(
+        &self,
+        coordinator: &mut GroupCoordinator,
+        index: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        let Some(records) = self.pending_txn.lock().remove(&(index, producer_id)) else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        for record in &records {
+            if let Err(e) = coordinator.replay(record) {
+                tracing::warn!(error = %e, "skipping unreadable transactional offset commit");
+            }
+        }
+    }
+
+    /// Whether a transaction holds an undecided offset commit for this group and
+    /// partition (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn.lock().values().flatten().any(|r| {
+            r.offset_key()
+                .is_some_and(|(g, t, p)| g == group && t == topic && p == partition)
+        })
+    }
+
     fn append(
         &self,
         shared: &Shared,
         group_id: &str,
         records: &[OffsetsRecord],
+    ) -> Result<Option<Written>, ApiError> {
+        self.append_with(shared, group_id, records, ProducerInfo::NONE)
+    }
+
+    fn append_with(
+        &self,
+        shared: &Shared,
+        group_id: &str,
+        records: &[OffsetsRecord],
+        producer: ProducerInfo,
     ) -> Result<Option<Written>, ApiError> {
         if records.is_empty() {
             return Ok(None);
@@ -404,7 +525,7 @@ impl Groups {
                 "__consumer_offsets is not loaded",
             )
         })?;
-        let (_, last) = append_records(&partition, records)?;
+        let (_, last) = append_records(&partition, records, producer)?;
         Ok(last.map(|a| (partition, a)))
     }
 
@@ -432,6 +553,7 @@ pub type Written = (Arc<Partition>, Appended);
 fn append_records(
     partition: &Partition,
     records: &[OffsetsRecord],
+    producer: ProducerInfo,
 ) -> Result<(i64, Option<Appended>), ApiError> {
     let now = now_ms();
     let mut first_offset = None;
@@ -453,7 +575,7 @@ fn append_records(
                 timestamp_ms: now,
             })
             .collect();
-        let encoded: Bytes = encode_batch(&batch, Compression::None)
+        let encoded: Bytes = encode_batch_with(&batch, Compression::None, producer)
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
             .freeze();
         let appended = partition

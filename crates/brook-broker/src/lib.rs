@@ -19,6 +19,7 @@ mod producer_state;
 mod router;
 mod server;
 mod shared;
+mod txns;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use router::supported_apis;

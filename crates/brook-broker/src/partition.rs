@@ -15,7 +15,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::config::TopicConfig;
-use crate::producer_state::{ProducerStates, SequenceCheck};
+use crate::producer_state::{AbortedTxn, MarkerCheck, ProducerStates, SequenceCheck};
 
 #[derive(Debug, Error)]
 pub enum AppendError {
@@ -37,6 +37,8 @@ pub enum AppendError {
     NotLeader,
     #[error("min.insync.replicas={required} but only {in_sync} replicas are in sync")]
     NotEnoughReplicas { required: usize, in_sync: usize },
+    #[error("a newer transaction coordinator has written markers for this producer")]
+    CoordinatorFenced,
 }
 
 impl AppendError {
@@ -51,6 +53,7 @@ impl AppendError {
             AppendError::Storage(_) => ResponseError::KafkaStorageError.code(),
             AppendError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
             AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+            AppendError::CoordinatorFenced => ResponseError::TransactionCoordinatorFenced.code(),
         }
     }
 }
@@ -102,6 +105,17 @@ pub enum IsrOutcome {
     Refused,
     /// No answer (time-out, no controller): send it again.
     Unknown,
+}
+
+/// A consumer's read of one partition.
+#[derive(Debug)]
+pub struct ConsumerRead {
+    pub slice: Option<ReadSlice>,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// `read_committed` only: aborted transactions with records in the read.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// Why a read or leader-only request is refused, as a Kafka error code.
@@ -197,6 +211,13 @@ impl Inner {
         }
     }
 
+    /// Offsets below it are committed and in no open transaction.
+    fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark))
+    }
+
     /// Moves the high watermark to the smallest log end offset among in-sync replicas.
     /// Returns whether it moved.
     fn advance_high_watermark(&mut self, node_id: i32) -> bool {
@@ -226,7 +247,7 @@ impl Inner {
     fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
         let mut producers = ProducerStates::default();
         self.log
-            .visit_batch_headers_from(self.log.log_start_offset(), |h| producers.record(h))?;
+            .visit_batches_from(self.log.log_start_offset(), |h, b| producers.record(h, b))?;
         self.producers = producers;
         Ok(())
     }
@@ -268,8 +289,8 @@ impl Partition {
         let log = Log::open(dir, config.log.clone(), now_ms)?;
         let mut producers = ProducerStates::default();
         let mut epochs = EpochCache::default();
-        log.visit_batch_headers_from(log.log_start_offset(), |h| {
-            producers.record(h);
+        log.visit_batches_from(log.log_start_offset(), |h, b| {
+            producers.record(h, b);
             epochs.record(h.partition_leader_epoch, h.base_offset);
         })?;
         let high_watermark = log.log_end_offset();
@@ -417,9 +438,11 @@ impl Partition {
         let info = inner.log.append(&mut buf, epoch, append_time, now_ms)?;
         inner.epochs.record(epoch, info.base_offset);
         for item in BatchIter::new(&buf) {
-            let (h, _) = item.expect("batches validated before append");
-            inner.producers.record(&h);
+            let (h, range) = item.expect("batches validated before append");
+            inner.producers.record(&h, h.is_control().then(|| &buf[range]));
         }
+        let log_start = inner.log.log_start_offset();
+        inner.producers.trim_aborted(log_start);
         let moved = inner.advance_high_watermark(self.node_id);
         let appended = Appended {
             base_offset: info.base_offset,
@@ -469,14 +492,16 @@ impl Partition {
     }
 
     /// A consumer read (leader only): whole batches from `offset`, never past the high
-    /// watermark. Returns the slice with (log start offset, high watermark).
+    /// watermark, nor past the last stable offset for `read_committed` consumers (who
+    /// also get the aborted transactions the read may hold).
     pub fn read_committed(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one_message: bool,
         current_leader_epoch: i32,
-    ) -> Result<(Option<ReadSlice>, i64, i64), Refused> {
+        read_committed: bool,
+    ) -> Result<ConsumerRead, Refused> {
         let inner = self.inner.lock();
         if !inner.is_leader(self.node_id) {
             return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
@@ -484,14 +509,29 @@ impl Partition {
         inner.check_epoch(current_leader_epoch)?;
         let start = inner.log.log_start_offset();
         let hw = inner.high_watermark;
+        let lso = inner.last_stable_offset();
         if offset < start || offset > inner.log.log_end_offset() {
             return Err(Refused(ResponseError::OffsetOutOfRange.code()));
         }
-        if offset >= hw {
-            return Ok((None, start, hw));
+        let upper = if read_committed { lso } else { hw };
+        let mut read = ConsumerRead {
+            slice: None,
+            log_start_offset: start,
+            high_watermark: hw,
+            last_stable_offset: lso,
+            aborted: read_committed.then(Vec::new),
+        };
+        if offset >= upper {
+            return Ok(read);
         }
-        match inner.log.read(offset, max_bytes, Some(hw), min_one_message) {
-            Ok(slice) => Ok((Some(slice), start, hw)),
+        match inner.log.read(offset, max_bytes, Some(upper), min_one_message) {
+            Ok(slice) => {
+                if read_committed {
+                    read.aborted = Some(inner.producers.aborted_between(offset, upper));
+                }
+                read.slice = Some(slice);
+                Ok(read)
+            }
             Err(LogError::OffsetOutOfRange { .. }) => {
                 Err(Refused(ResponseError::OffsetOutOfRange.code()))
             }
@@ -615,8 +655,8 @@ impl Partition {
         if !records.is_empty() {
             inner.log.append_replicated(records, now_ms)?;
             for item in BatchIter::new(records) {
-                let (h, _) = item.map_err(LogError::from)?;
-                inner.producers.record(&h);
+                let (h, range) = item.map_err(LogError::from)?;
+                inner.producers.record(&h, h.is_control().then(|| &records[range]));
                 inner.epochs.record(h.partition_leader_epoch, h.base_offset);
             }
         }
@@ -818,6 +858,59 @@ impl Partition {
         (inner.log.log_start_offset(), inner.high_watermark)
     }
 
+    /// The last stable offset: below the high watermark and the first open transaction.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.inner.lock().last_stable_offset()
+    }
+
+    /// Writes a transaction marker (a control batch) for `producer_id` (leader only),
+    /// ending its open transaction here. The caller waits for replication like acks=all.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        let encoded =
+            brook_protocol::records::encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
+                .map_err(|_| AppendError::InvalidRecord("cannot encode a transaction marker"))?;
+        let mut buf = encoded;
+        let mut inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) {
+            return Err(AppendError::NotLeader);
+        }
+        match inner
+            .producers
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)
+        {
+            MarkerCheck::Ok => {}
+            MarkerCheck::StaleEpoch => return Err(AppendError::StaleEpoch),
+            MarkerCheck::CoordinatorFenced => return Err(AppendError::CoordinatorFenced),
+        }
+        let epoch = inner.leader_epoch;
+        let info = inner.log.append(&mut buf, epoch, None, now_ms)?;
+        inner.epochs.record(epoch, info.base_offset);
+        let header = BatchHeader::parse(&buf).map_err(AppendError::Corrupt)?;
+        inner.producers.record(&header, Some(&buf));
+        inner.producers.marker_written(producer_id, coordinator_epoch);
+        let moved = inner.advance_high_watermark(self.node_id);
+        let appended = Appended {
+            base_offset: info.base_offset,
+            next_offset: info.last_offset + 1,
+            leader_epoch: epoch,
+            min_insync: None,
+            log_append_time_ms: -1,
+            log_start_offset: inner.log.log_start_offset(),
+        };
+        drop(inner);
+        if moved {
+            self.bump();
+        }
+        Ok(appended)
+    }
+
     /// (log start offset, log end offset).
     pub fn log_offsets(&self) -> (i64, i64) {
         let inner = self.inner.lock();
@@ -866,6 +959,11 @@ fn validate(
         if h.is_control() {
             return Err(AppendError::InvalidRecord(
                 "clients may not write control batches",
+            ));
+        }
+        if h.is_transactional() && !h.has_producer_id() {
+            return Err(AppendError::InvalidRecord(
+                "transactional batches carry a producer id",
             ));
         }
         if !config.log_append_time {

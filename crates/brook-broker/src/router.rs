@@ -44,6 +44,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Who sent a request, for handlers that record it (group membership). Built for every
@@ -148,7 +155,26 @@ pub async fn dispatch(
             ResponseKind::IncrementalAlterConfigs(handlers::configs::incremental_alter(shared, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(handlers::producer_id::handle(shared, r))
+            ResponseKind::InitProducerId(handlers::txn::init_producer_id(shared, r, v).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(handlers::txn::add_partitions(shared, r, v).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(handlers::txn::add_offsets(shared, r, v).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(handlers::txn::end_txn(shared, r, v).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(handlers::txn::txn_offset_commit(shared, r))
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(handlers::txn::write_txn_markers(shared, r).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(handlers::txn::describe_transactions(shared, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(handlers::txn::list_transactions(shared, r, v))
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(handlers::coordinator::handle(shared, r, v))

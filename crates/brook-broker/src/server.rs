@@ -130,6 +130,7 @@ impl BrokerBuilder {
             shared
         };
         let shared = Arc::new(shared);
+        shared.set_arc();
         if let Some(listener) = controller_listener {
             tasks.push(tokio::spawn(accept_loop(
                 shared.clone(),
@@ -375,6 +376,7 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
                 let shared = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     shared.groups.tick(&shared);
+                    shared.txns.tick(&shared);
                     for p in shared.all_partitions() {
                         if let Err(e) = p.with_log(|log| log.tick(now_ms())) {
                             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
@@ -399,6 +401,9 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Err(e) = shared.groups.compact(&shared) {
                         tracing::error!(error = %e, "compacting __consumer_offsets failed");
+                    }
+                    if let Err(e) = shared.txns.compact(&shared) {
+                        tracing::error!(error = %e, "compacting __transaction_state failed");
                     }
                 }).await;
             }

@@ -17,6 +17,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::controller::{decide, ControllerReply, ControllerRequest};
 use crate::groups::Groups;
 use crate::partition::Partition;
+use crate::txns::{MarkerRequest, Txns};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -112,7 +113,10 @@ pub struct Shared {
     pub data_appended: Notify,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     pub groups: Groups,
+    pub txns: Txns,
     pub cluster: Option<Cluster>,
+    /// This `Shared` itself, for work it spawns (set once it is in an `Arc`).
+    me: std::sync::OnceLock<std::sync::Weak<Shared>>,
 }
 
 fn unknown_topic(name: &str) -> ApiError {
@@ -191,15 +195,29 @@ impl Shared {
             data_appended: Notify::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups: Groups::new(&config_for_groups),
+            txns: Txns::new(&config_for_groups),
             cluster,
+            me: std::sync::OnceLock::new(),
         };
         shared.remove_orphan_dirs(&shared.image());
         shared.reconcile().map_err(OpenError::Partition)?;
         if shared.cluster.is_none() {
             let replayed = shared.groups.load(&shared).map_err(OpenError::Partition)?;
             tracing::debug!(replayed, "loaded group coordinator state");
+            let replayed = shared.txns.load(&shared).map_err(OpenError::Partition)?;
+            tracing::debug!(replayed, "loaded transaction coordinator state");
         }
         Ok(shared)
+    }
+
+    /// Records the `Arc` this `Shared` lives in (the server does, right after creating it).
+    pub fn set_arc(self: &Arc<Self>) {
+        let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    /// This `Shared` as an `Arc`, once [`Shared::set_arc`] has run.
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The directory holding every partition's log.
@@ -337,6 +355,7 @@ impl Shared {
             .retain(|name, _| image.topics.contains_key(name));
         if let Some(cluster) = &self.cluster {
             self.groups.follow_leadership(self, &image);
+            self.txns.follow_leadership(self, &image);
             cluster.update_fetchers(self, &image);
         }
         first_error.map_or(Ok(()), Err)
@@ -590,6 +609,16 @@ impl Shared {
             .await;
         }
         Ok(())
+    }
+
+    /// Asks broker `leader` to write transaction markers in partitions it leads.
+    pub async fn write_markers_remote(
+        &self,
+        leader: i32,
+        request: &MarkerRequest,
+    ) -> Result<Vec<i16>, String> {
+        let cluster = self.cluster.as_ref().ok_or("not in a cluster")?;
+        cluster.write_markers(leader, request).await
     }
 
     /// Hands out a producer id, taking a new block of ids from the controller when one

@@ -158,6 +158,18 @@ impl OffsetsRecord {
         }
     }
 
+    /// (group, topic, partition) of an offset commit record; None for other records.
+    pub fn offset_key(&self) -> Option<(String, String, i32)> {
+        match decode_key(&self.key).ok()? {
+            RecordKey::OffsetCommit {
+                group,
+                topic,
+                partition,
+            } => Some((group, topic, partition)),
+            RecordKey::GroupMetadata { .. } => None,
+        }
+    }
+
     /// Decodes the key and, unless this is a tombstone, the value.
     pub(crate) fn decode(&self) -> Result<(RecordKey, Option<RecordValue>), RecordError> {
         let key = decode_key(&self.key)?;
@@ -293,13 +305,13 @@ fn optional_timestamp(ms: i64) -> Option<i64> {
     (ms >= 0).then_some(ms)
 }
 
-fn len_i32(len: usize) -> i32 {
+pub(crate) fn len_i32(len: usize) -> i32 {
     // Every string and byte field comes from a request frame, which the broker bounds
     // far below 2 GiB.
     i32::try_from(len).expect("field longer than i32::MAX bytes")
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
     put_bytes(buf, s.as_bytes());
 }
 
@@ -316,17 +328,17 @@ fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
 }
 
 /// A bounds-checked reader: every length is checked against what is left.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes, at: 0 }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
 
@@ -348,15 +360,15 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, RecordError> {
         Ok(i16::from_be_bytes(self.array()?))
     }
 
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, RecordError> {
         Ok(i64::from_be_bytes(self.array()?))
     }
 
@@ -368,7 +380,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A non-negative length.
-    fn length(&mut self) -> Result<usize, RecordError> {
+    pub(crate) fn length(&mut self) -> Result<usize, RecordError> {
         let at = self.at;
         let length = self.i32()?;
         usize::try_from(length).map_err(|_| RecordError::InvalidLength { at, length })
@@ -392,7 +404,7 @@ impl<'a> Reader<'a> {
             .map_err(|_| RecordError::InvalidUtf8 { at })
     }
 
-    fn string(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn string(&mut self) -> Result<String, RecordError> {
         let len = self.length()?;
         self.utf8(len)
     }

@@ -1,7 +1,11 @@
 //! Deadlines by key, in the manner of Kafka's coordinator timer: scheduling a key again
 //! replaces its deadline, cancelling forgets it, and `due` lists what has expired.
+//!
+//! The group coordinator keys its deadlines by [`TimerKey`]; the transaction coordinator
+//! by transactional id (one deadline per id).
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 
 /// What a deadline is for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,27 +22,36 @@ pub(crate) enum TimerKey {
     OffsetRetention,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    deadline_by_key: HashMap<TimerKey, i64>,
-    by_deadline: BTreeSet<(i64, TimerKey)>,
+#[derive(Debug)]
+pub(crate) struct Timers<K = TimerKey> {
+    deadline_by_key: HashMap<K, i64>,
+    by_deadline: BTreeSet<(i64, K)>,
 }
 
-impl Timers {
-    pub(crate) fn schedule(&mut self, key: TimerKey, deadline_ms: i64) {
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Timers {
+            deadline_by_key: HashMap::new(),
+            by_deadline: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Clone + Ord + Hash> Timers<K> {
+    pub(crate) fn schedule(&mut self, key: K, deadline_ms: i64) {
         if let Some(old) = self.deadline_by_key.insert(key.clone(), deadline_ms) {
             self.by_deadline.remove(&(old, key.clone()));
         }
         self.by_deadline.insert((deadline_ms, key));
     }
 
-    pub(crate) fn cancel(&mut self, key: &TimerKey) {
+    pub(crate) fn cancel(&mut self, key: &K) {
         if let Some(old) = self.deadline_by_key.remove(key) {
             self.by_deadline.remove(&(old, key.clone()));
         }
     }
 
-    pub(crate) fn is_scheduled(&self, key: &TimerKey) -> bool {
+    pub(crate) fn is_scheduled(&self, key: &K) -> bool {
         self.deadline_by_key.contains_key(key)
     }
 
@@ -49,7 +62,7 @@ impl Timers {
     /// Removes and returns the keys due at `now_ms`, earliest first. Keys scheduled while
     /// the caller handles these are not included, even if already due: they wait for the
     /// next call, so a zero timeout cannot make one tick loop forever.
-    pub(crate) fn take_due(&mut self, now_ms: i64) -> Vec<TimerKey> {
+    pub(crate) fn take_due(&mut self, now_ms: i64) -> Vec<K> {
         let mut due = Vec::new();
         while let Some((deadline, _)) = self.by_deadline.first() {
             if *deadline > now_ms {

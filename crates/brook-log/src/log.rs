@@ -427,6 +427,16 @@ impl Log {
         from_offset: i64,
         mut visit: impl FnMut(&BatchHeader),
     ) -> Result<(), LogError> {
+        self.visit_batches_from(from_offset, |h, _| visit(h))
+    }
+
+    /// Like [`Log::visit_batch_headers_from`], and control batches (transaction
+    /// markers) come with their bytes.
+    pub fn visit_batches_from(
+        &self,
+        from_offset: i64,
+        mut visit: impl FnMut(&BatchHeader, Option<&[u8]>),
+    ) -> Result<(), LogError> {
         let first = self.segment_index_for(from_offset);
         for segment in self.segments().skip(first) {
             segment.visit_headers(from_offset, &mut visit)?;

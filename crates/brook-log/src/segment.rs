@@ -16,6 +16,10 @@ use bytes::Bytes;
 
 use crate::checkpoint::{remove_if_exists, sync_dir};
 use crate::config::{IndexPolicy, LogConfig, NO_TIMESTAMP};
+
+/// Control batches larger than this are passed to visitors without their bytes (a
+/// transaction marker is under 100 bytes).
+const MAX_CONTROL_BATCH_BYTES: usize = 4096;
 use crate::error::{IoContext, LogError};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::reader::{HeaderWalker, WalkError, HEADER_WINDOW_BYTES, SCAN_WINDOW_BYTES};
@@ -407,17 +411,30 @@ impl Segment {
     }
 
     /// Calls `visit` with the header of every batch from the one containing `from_offset`.
+    ///
+    /// Control batches (transaction markers, a few dozen bytes) also come whole, so the
+    /// caller can read their record without a second pass.
     pub fn visit_headers(
         &self,
         from_offset: i64,
-        visit: &mut impl FnMut(&BatchHeader),
+        visit: &mut impl FnMut(&BatchHeader, Option<&[u8]>),
     ) -> Result<(), LogError> {
         let Some((start, _)) = self.translate(from_offset)? else {
             return Ok(());
         };
         let mut walker = self.walker(start);
-        while let Some((_, header)) = self.next_header(&mut walker)? {
-            visit(&header);
+        let mut control = Vec::new();
+        while let Some((position, header)) = self.next_header(&mut walker)? {
+            if header.is_control() && header.total_size() <= MAX_CONTROL_BATCH_BYTES {
+                // The header walk checked that the whole batch lies inside the file.
+                control.resize(header.total_size(), 0);
+                self.file
+                    .read_exact_at(&mut control, position)
+                    .io_context("reading control batch from", &self.path)?;
+                visit(&header, Some(&control));
+            } else {
+                visit(&header, None);
+            }
         }
         Ok(())
     }

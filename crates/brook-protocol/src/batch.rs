@@ -37,7 +37,7 @@ pub const ATTR_CONTROL: i16 = 0x20;
 /// Producer id meaning "not idempotent".
 pub const NO_PRODUCER_ID: i64 = -1;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum BatchError {
     #[error("record batch truncated: need {need} bytes, have {have}")]
     Truncated { need: usize, have: usize },
@@ -51,6 +51,8 @@ pub enum BatchError {
         "record batch has invalid record count {count} for last offset delta {last_offset_delta}"
     )]
     BadCount { count: i32, last_offset_delta: i32 },
+    #[error("control batch without a readable control record")]
+    BadControlRecord,
 }
 
 /// Compression codec from the low three attribute bits.
@@ -210,6 +212,54 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The kind of a control batch's record (Kafka's `ControlRecordType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+    /// Any other type (leader change markers, snapshot markers): not a transaction marker.
+    Other(i16),
+}
+
+fn varint_at(b: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// The type of the (single) record of a control batch: its key is `i16 version, i16
+/// type`. `batch` is one whole batch; control batches are never compressed.
+pub fn control_type(batch: &[u8]) -> Result<ControlType, BatchError> {
+    let malformed = BatchError::BadControlRecord;
+    let header = BatchHeader::parse(batch)?;
+    if !header.is_control() || header.record_count < 1 || header.compression() != Compression::None
+    {
+        return Err(malformed);
+    }
+    let body = &batch[BATCH_HEADER_LEN..header.total_size().min(batch.len())];
+    let mut pos = 0;
+    let _length = varint_at(body, &mut pos).ok_or(malformed.clone())?;
+    pos += 1; // attributes
+    let _timestamp_delta = varint_at(body, &mut pos).ok_or(malformed.clone())?;
+    let _offset_delta = varint_at(body, &mut pos).ok_or(malformed.clone())?;
+    let key_len = varint_at(body, &mut pos).ok_or(malformed.clone())?;
+    if key_len < 4 || body.len() < pos + 4 {
+        return Err(malformed);
+    }
+    Ok(match i16_at(body, pos + 2) {
+        0 => ControlType::Abort,
+        1 => ControlType::Commit,
+        other => ControlType::Other(other),
+    })
+}
+
 /// The prefix of `buf` made of whole, well-formed batches: a fetch response may end
 /// with a batch the sender cut at its size limit.
 pub fn whole_batches(buf: &[u8]) -> &[u8] {
@@ -320,6 +370,30 @@ pub(crate) mod tests {
             BatchHeader::parse(&b[..10]),
             Err(BatchError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn markers_round_trip() {
+        for commit in [true, false] {
+            let b = crate::records::encode_marker(77, 3, commit, 9, 1_234).unwrap();
+            let h = BatchHeader::parse(&b).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 3, -1));
+            assert_eq!(h.record_count, 1);
+            verify_crc(&b).unwrap();
+            let want = if commit {
+                ControlType::Commit
+            } else {
+                ControlType::Abort
+            };
+            assert_eq!(control_type(&b), Ok(want));
+        }
+        // A data batch, and any truncation of a marker, is refused without panicking.
+        assert!(control_type(&sample(1)).is_err());
+        let b = crate::records::encode_marker(1, 0, true, 0, 0).unwrap();
+        for cut in 0..b.len() {
+            let _ = control_type(&b[..cut]);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Building and reading whole record batches, for Brook's own client tools and tests.
 //! The broker's data path never decodes records; it uses [`crate::batch`].
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Record as KpRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -41,6 +41,8 @@ pub struct ProducerInfo {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// Part of a transaction (the batch's transactional attribute).
+    pub transactional: bool,
 }
 
 impl ProducerInfo {
@@ -48,7 +50,53 @@ impl ProducerInfo {
         producer_id: -1,
         producer_epoch: -1,
         base_sequence: -1,
+        transactional: false,
     };
+}
+
+/// Encodes a transaction marker: a control batch whose one record says COMMIT or ABORT
+/// for `producer_id` (Kafka's `EndTransactionMarker`: key `i16 version 0, i16 type`,
+/// value `i16 version 0, i32 coordinator epoch`).
+pub fn encode_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Result<BytesMut, RecordsError> {
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(i16::from(commit));
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = KpRecord {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: timestamp_ms,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: kafka_protocol::records::Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options)?;
+    if buf.len() >= crate::batch::BATCH_HEADER_LEN {
+        buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        let crc = crate::batch::compute_crc(&buf);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(buf)
 }
 
 /// Encodes one v2 batch with base offset 0 and no producer id.
@@ -69,7 +117,7 @@ pub fn encode_batch_with(
         .iter()
         .enumerate()
         .map(|(i, r)| KpRecord {
-            transactional: false,
+            transactional: producer.transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,

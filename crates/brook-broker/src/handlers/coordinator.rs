@@ -1,5 +1,7 @@
 //! FindCoordinator: on a single broker every group and transactional id is coordinated
-//! here. In a cluster this picks the leader of the key's `__consumer_offsets` partition.
+//! here. In a cluster a group's coordinator is the leader of its `__consumer_offsets`
+//! partition, a transactional id's the leader of its `__transaction_state` partition
+//! (each topic created on first use, as Kafka).
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 
 use super::str_bytes;
 use crate::groups::{offsets_partition_for, OFFSETS_TOPIC};
+use crate::txns::TXN_TOPIC;
 use crate::shared::Shared;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -33,7 +36,7 @@ pub fn handle(
             .map(|key| {
                 let located = match &error {
                     Some(e) => Err(e.clone()),
-                    None => locate(shared, &key),
+                    None => locate(shared, req.key_type, &key),
                 };
                 let (node, host, port, error) = match located {
                     Err(e) => (-1, String::new(), -1, Some(e)),
@@ -57,7 +60,9 @@ pub fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let error = error.map(Err).unwrap_or_else(|| locate(shared, &req.key));
+    let error = error
+        .map(Err)
+        .unwrap_or_else(|| locate(shared, req.key_type, &req.key));
     match error {
         Err((code, msg)) => FindCoordinatorResponse::default()
             .with_error_code(code)
@@ -74,7 +79,14 @@ pub fn handle(
 
 /// The broker that coordinates `key`: this one on a single broker; in a cluster the
 /// leader of the key's `__consumer_offsets` partition (created on first use, as Kafka).
-fn locate(shared: &Arc<Shared>, key: &str) -> Result<(i32, String, i32), (i16, String)> {
+fn locate(
+    shared: &Arc<Shared>,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), (i16, String)> {
+    if key_type == KEY_TYPE_TRANSACTION {
+        return locate_transaction(shared, key);
+    }
     if !shared.is_cluster() {
         let (host, port) = &shared.config.advertised;
         return Ok((shared.config.node_id, host.clone(), i32::from(*port)));
@@ -108,6 +120,35 @@ fn locate(shared: &Arc<Shared>, key: &str) -> Result<(i32, String, i32), (i16, S
         Some((host, port)) => Ok((leader, host, port)),
         None => Err(unavailable(
             "the coordinator's partition has no leader right now",
+        )),
+    }
+}
+
+/// The leader of the transactional id's `__transaction_state` partition.
+fn locate_transaction(
+    shared: &Arc<Shared>,
+    key: &str,
+) -> Result<(i32, String, i32), (i16, String)> {
+    if key.is_empty() {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "empty transactional id".to_string(),
+        ));
+    }
+    shared
+        .txns
+        .ensure_topic(shared)
+        .map_err(|e| (e.code, e.message))?;
+    let index = shared.txns.partition_of(shared, key);
+    let leader = shared
+        .image()
+        .topic(TXN_TOPIC)
+        .and_then(|t| t.partitions.get(index as usize).map(|p| p.leader));
+    match leader.and_then(|l| shared.broker_address(l).map(|a| (l, a))) {
+        Some((leader, (host, port))) => Ok((leader, host, port)),
+        None => Err((
+            ResponseError::CoordinatorNotAvailable.code(),
+            "the transactional id's partition has no leader right now".to_string(),
         )),
     }
 }

@@ -11,8 +11,10 @@ use brook_log::ReadSlice;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::time::Instant;
 
 use super::topic_name;
@@ -51,12 +53,14 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
         req.replica_id.0
     };
     let replica = (replica_id >= 0).then_some(replica_id);
+    // READ_COMMITTED (1): stop at the last stable offset, list aborted transactions.
+    let read_committed = replica.is_none() && req.isolation_level == 1;
     loop {
         let notified = shared.data_appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (responses, records, total_bytes, any_error) =
-            read_all(shared, &req.topics, &topics, max_bytes, replica);
+            read_all(shared, &req.topics, &topics, max_bytes, replica, read_committed);
         if total_bytes >= min_bytes || any_error || Instant::now() >= deadline {
             return FetchReply {
                 response: FetchResponse::default().with_responses(responses),
@@ -92,6 +96,7 @@ fn read_all(
     names: &[Option<String>],
     max_bytes: usize,
     replica: Option<i32>,
+    read_committed: bool,
 ) -> (Vec<FetchableTopicResponse>, Vec<RecordsRegion>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -113,6 +118,7 @@ fn read_all(
                         max_bytes.saturating_sub(total),
                         total == 0,
                         replica,
+                        read_committed,
                     );
                     total += data.records.as_ref().map_or(0, |r| r.len());
                     if let Some(slice) = slice.filter(|s| !s.is_empty()) {
@@ -153,6 +159,7 @@ fn read_partition(
     budget: usize,
     first: bool,
     replica: Option<i32>,
+    read_committed: bool,
 ) -> (PartitionData, Option<ReadSlice>) {
     let base = PartitionData::default()
         .with_partition_index(p.partition)
@@ -217,23 +224,41 @@ fn read_partition(
     }
     // Nothing is read here: the connection sends the slice's file range from the page
     // cache (sendfile), so no blocking-pool hop is needed.
-    match partition.read_committed(p.fetch_offset, limit, first, p.current_leader_epoch) {
+    match partition.read_committed(
+        p.fetch_offset,
+        limit,
+        first,
+        p.current_leader_epoch,
+        read_committed,
+    ) {
         Err(refused) => {
             let (log_start, hw) = partition.offsets();
             (
                 base.with_error_code(refused.0)
                     .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
+                    .with_last_stable_offset(partition.last_stable_offset())
                     .with_log_start_offset(log_start),
                 None,
             )
         }
-        Ok((slice, log_start, hw)) => (
-            base.with_high_watermark(hw)
-                .with_last_stable_offset(hw)
-                .with_log_start_offset(log_start)
-                .with_records(Some(Bytes::new())),
-            slice,
-        ),
+        Ok(read) => {
+            let aborted = read.aborted.map(|list| {
+                list.into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            });
+            (
+                base.with_high_watermark(read.high_watermark)
+                    .with_last_stable_offset(read.last_stable_offset)
+                    .with_log_start_offset(read.log_start_offset)
+                    .with_aborted_transactions(aborted)
+                    .with_records(Some(Bytes::new())),
+                read.slice,
+            )
+        }
     }
 }

@@ -178,11 +178,31 @@ pub fn offset_fetch(
             return OffsetFetchResponse::default()
                 .with_error_code(ResponseError::NotCoordinator.code());
         }
+        if req.require_stable {
+            for t in response.topics.iter_mut() {
+                for p in t.partitions.iter_mut() {
+                    if shared.groups.has_pending_offset(&req.group_id, &t.name, p.partition_index) {
+                        p.error_code = ResponseError::UnstableOffsetCommit.code();
+                        p.committed_offset = -1;
+                    }
+                }
+            }
+        }
     } else {
         for g in response.groups.iter_mut() {
             if !shared.groups.coordinates(shared, &g.group_id.0) {
                 g.error_code = ResponseError::NotCoordinator.code();
                 g.topics.clear();
+            } else if req.require_stable {
+                // KIP-447: offsets a transaction has yet to decide are not answered.
+                for t in g.topics.iter_mut() {
+                    for p in t.partitions.iter_mut() {
+                        if shared.groups.has_pending_offset(&g.group_id, &t.name, p.partition_index) {
+                            p.error_code = ResponseError::UnstableOffsetCommit.code();
+                            p.committed_offset = -1;
+                        }
+                    }
+                }
             }
         }
     }

@@ -24,6 +24,8 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // READ_COMMITTED (1, v2+): "latest" is the last stable offset.
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -52,7 +54,7 @@ pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> Li
                     }
                     // v1–v3 responses have no leader epoch field; the codec refuses a non-default value.
                     let epoch = if version >= 4 { leader_epoch } else { -1 };
-                    match lookup(&partition, p.timestamp) {
+                    match lookup(&partition, p.timestamp, read_committed) {
                         Ok(Some((offset, timestamp))) => base
                             .with_offset(offset)
                             .with_timestamp(timestamp)
@@ -76,9 +78,11 @@ pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> Li
 fn lookup(
     partition: &Partition,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Option<(i64, i64)>, brook_log::LogError> {
     let (start, end) = partition.offsets();
     match timestamp {
+        LATEST if read_committed => Ok(Some((partition.last_stable_offset(), -1))),
         LATEST => Ok(Some((end, -1))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((start, -1))),
         LATEST_TIERED => Ok(Some((-1, -1))),

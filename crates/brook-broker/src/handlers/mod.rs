@@ -13,6 +13,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod reassignments;
 pub mod topics;
+pub mod txn;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

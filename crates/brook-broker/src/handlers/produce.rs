@@ -52,10 +52,11 @@ pub async fn handle(
             ResponseError::InvalidRequiredAcks.code(),
             "acks must be -1, 0 or 1".to_string(),
         ))
-    } else if req.transactional_id.is_some() {
+    } else if req.transactional_id.is_some() && acks != -1 {
+        // As Kafka: transactional records are written with acks=all only.
         Some((
-            ResponseError::TransactionalIdAuthorizationFailed.code(),
-            "transactions are not supported by this broker yet".to_string(),
+            ResponseError::InvalidRequiredAcks.code(),
+            "transactional produce requests must use acks=all".to_string(),
         ))
     } else {
         None

@@ -14,9 +14,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
@@ -118,6 +122,59 @@ impl GroupCoordinator {
                         }
                     }
                 };
+                partition_response.error_code = error.map_or(0, |e| e.code());
+                topic_response.partitions.push(partition_response);
+            }
+            response.topics.push(topic_response);
+        }
+        debug_assert!(effects.is_empty());
+        (response, records)
+    }
+
+    /// Handles TxnOffsetCommit: validates the group and member as Kafka does (member and
+    /// generation only when the request carries them, v3+) and returns the records to
+    /// write in the producer's transaction. Nothing is applied here: the broker replays
+    /// the records with [`GroupCoordinator::replay`] when the transaction commits, and
+    /// drops them when it aborts.
+    pub fn txn_offset_commit(
+        &mut self,
+        request: &TxnOffsetCommitRequest,
+        now_ms: i64,
+    ) -> (TxnOffsetCommitResponse, Vec<OffsetsRecord>) {
+        let mut effects = Effects::default();
+        let (groups, mut ctx) = self.parts(now_ms, &mut effects);
+        let outcome = validate_txn_commit(&mut ctx, groups, request);
+        let mut response = TxnOffsetCommitResponse::default();
+        let mut records = Vec::new();
+        for topic in &request.topics {
+            let mut topic_response = TxnOffsetCommitResponseTopic::default();
+            topic_response.name = topic.name.clone();
+            for partition in &topic.partitions {
+                let metadata = partition.committed_metadata.as_deref().unwrap_or_default();
+                let error = match outcome {
+                    Err(error) => Some(error),
+                    Ok(()) if metadata.chars().count() > ctx.config.offset_metadata_max_bytes => {
+                        Some(ResponseError::OffsetMetadataTooLarge)
+                    }
+                    Ok(()) => {
+                        let committed = CommittedOffset {
+                            offset: partition.committed_offset,
+                            leader_epoch: partition.committed_leader_epoch,
+                            metadata: metadata.to_owned(),
+                            commit_timestamp_ms: now_ms,
+                            expire_timestamp_ms: None,
+                        };
+                        records.push(OffsetsRecord::offset_commit(
+                            request.group_id.as_str(),
+                            topic.name.as_str(),
+                            partition.partition_index,
+                            &committed,
+                        ));
+                        None
+                    }
+                };
+                let mut partition_response = TxnOffsetCommitResponsePartition::default();
+                partition_response.partition_index = partition.partition_index;
                 partition_response.error_code = error.map_or(0, |e| e.code());
                 topic_response.partitions.push(partition_response);
             }
@@ -323,6 +380,39 @@ fn validate_commit(
         }
         GroupState::Empty | GroupState::Dead => Ok(request.group_id.clone()),
     }
+}
+
+fn validate_txn_commit(
+    ctx: &mut Ctx<'_>,
+    groups: &mut Groups,
+    request: &TxnOffsetCommitRequest,
+) -> Result<(), ResponseError> {
+    let group_id = request.group_id.as_str();
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    if !groups.contains_key(group_id) {
+        // Kafka creates the group: a transactional producer may commit for a group that
+        // never joined (simple consumers), and a generation check needs a group.
+        if request.generation_id >= 0 {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        groups.insert(group_id.to_owned(), Group::new(group_id, Some(ctx.now_ms)));
+        return Ok(());
+    }
+    let group = &groups[group_id];
+    if group.is(GroupState::Dead) {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    let member_id = request.member_id.as_str();
+    let instance_id = request.group_instance_id.as_deref();
+    if !member_id.is_empty() || instance_id.is_some() {
+        validate_member(group, member_id, instance_id)?;
+    }
+    if request.generation_id >= 0 && request.generation_id != group.generation_id {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    Ok(())
 }
 
 /// v2-v4 may ask for a retention of their own: the offset then expires at a fixed time.

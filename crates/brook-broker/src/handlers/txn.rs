@@ -1,0 +1,299 @@
+//! Transactions: InitProducerId with a transactional id, AddPartitionsToTxn,
+//! AddOffsetsToTxn, EndTxn and the admin views go to the transaction coordinator
+//! (`crate::txns`); TxnOffsetCommit to the group coordinator; WriteTxnMarkers (what a
+//! coordinator sends a partition leader) writes markers here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+
+use super::topic_name;
+use crate::groups::offsets_partition_for;
+use crate::shared::{block_on, now_ms, ApiError, Shared};
+use crate::txns::MarkerRequest;
+
+/// Whether this broker may act for `transactional_id` now; otherwise the error to
+/// answer (NOT_COORDINATOR sends the client back to FindCoordinator).
+fn coordinator_for(shared: &Shared, transactional_id: &str) -> Result<(), ApiError> {
+    if transactional_id.is_empty() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "empty transactional id",
+        ));
+    }
+    shared.txns.ensure_topic(shared)?;
+    if shared.txns.owns(shared, transactional_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ResponseError::NotCoordinator,
+            "this broker does not coordinate the transactional id",
+        ))
+    }
+}
+
+pub async fn init_producer_id(
+    shared: &Arc<Shared>,
+    req: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
+    let failed = |e: ApiError| {
+        InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_error_code(e.code)
+    };
+    let Some(id) = req.transactional_id.as_ref().map(|s| s.to_string()) else {
+        return super::producer_id::handle(shared);
+    };
+    if let Err(e) = coordinator_for(shared, &id) {
+        return failed(e);
+    }
+    // A fresh producer id is needed only for a new id or an exhausted epoch.
+    let needs_id = shared
+        .txns
+        .read(|c| c.producer(&id))
+        .is_none_or(|(_, epoch)| epoch >= i16::MAX - 2);
+    let fresh = if needs_id {
+        match shared.allocate_producer_id().await {
+            Ok(pid) => pid,
+            Err(e) => return failed(e),
+        }
+    } else {
+        -1
+    };
+    shared
+        .txns
+        .apply(shared, &id, |c| {
+            c.init_producer_id(version, &req, fresh, now_ms())
+        })
+        .await
+        .unwrap_or_else(failed)
+}
+
+pub async fn add_partitions(
+    shared: &Arc<Shared>,
+    req: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    let id = req.v3_and_below_transactional_id.to_string();
+    let failed = |e: ApiError| {
+        let topics = req
+            .v3_and_below_topics
+            .iter()
+            .map(|t| {
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_results_by_partition(
+                        t.partitions
+                            .iter()
+                            .map(|&p| {
+                                AddPartitionsToTxnPartitionResult::default()
+                                    .with_partition_index(p)
+                                    .with_partition_error_code(e.code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+    };
+    if let Err(e) = coordinator_for(shared, &id) {
+        return failed(e);
+    }
+    let image = shared.image();
+    let exists = |topic: &str, index: i32| {
+        image
+            .topic(topic)
+            .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len())
+    };
+    let result = shared
+        .txns
+        .apply(shared, &id, |c| {
+            c.add_partitions(version, &req, &exists, now_ms())
+        })
+        .await;
+    result.unwrap_or_else(failed)
+}
+
+pub async fn add_offsets(
+    shared: &Arc<Shared>,
+    req: AddOffsetsToTxnRequest,
+    version: i16,
+) -> AddOffsetsToTxnResponse {
+    let id = req.transactional_id.to_string();
+    let failed = |e: ApiError| AddOffsetsToTxnResponse::default().with_error_code(e.code);
+    if let Err(e) = coordinator_for(shared, &id) {
+        return failed(e);
+    }
+    let offsets_partition = offsets_partition_for(
+        req.group_id.as_str(),
+        shared.groups.offsets_partition_count(shared),
+    );
+    shared
+        .txns
+        .apply(shared, &id, |c| {
+            c.add_offsets(version, &req, offsets_partition, now_ms())
+        })
+        .await
+        .unwrap_or_else(failed)
+}
+
+pub async fn end_txn(shared: &Arc<Shared>, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let id = req.transactional_id.to_string();
+    let failed = |e: ApiError| EndTxnResponse::default().with_error_code(e.code);
+    if let Err(e) = coordinator_for(shared, &id) {
+        return failed(e);
+    }
+    shared
+        .txns
+        .apply(shared, &id, |c| c.end_txn(version, &req, now_ms()))
+        .await
+        .unwrap_or_else(failed)
+}
+
+pub fn describe_transactions(
+    shared: &Arc<Shared>,
+    req: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let owns = |id: &str| shared.txns.owns(shared, id);
+    shared
+        .txns
+        .read(|c| c.describe_transactions(&req, &owns))
+}
+
+pub fn list_transactions(
+    shared: &Arc<Shared>,
+    req: ListTransactionsRequest,
+    version: i16,
+) -> ListTransactionsResponse {
+    shared
+        .txns
+        .read(|c| c.list_transactions(version, &req, now_ms()))
+}
+
+pub fn txn_offset_commit(
+    shared: &Arc<Shared>,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let failed = |e: &ApiError| {
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(e.code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        TxnOffsetCommitResponse::default().with_topics(topics)
+    };
+    if !shared.groups.coordinates(shared, req.group_id.as_str()) {
+        return failed(&ApiError::new(
+            ResponseError::NotCoordinator,
+            "not the group coordinator",
+        ));
+    }
+    let (response, written) = match shared.groups.txn_offset_commit(shared, &req) {
+        Ok(r) => r,
+        Err(e) => return failed(&e),
+    };
+    let Some((partition, appended)) = written else {
+        return response;
+    };
+    let timeout =
+        Duration::from_millis(shared.config.int("offsets.commit.timeout.ms").max(1) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
+    match block_on(partition.wait_replicated(&appended, deadline)) {
+        Ok(()) => response,
+        Err(code) if code == ResponseError::NotLeaderOrFollower.code() => failed(
+            &ApiError::new(ResponseError::NotCoordinator, "the coordinator moved"),
+        ),
+        Err(_) => failed(&ApiError::new(
+            ResponseError::CoordinatorNotAvailable,
+            "the offsets were not replicated in time",
+        )),
+    }
+}
+
+/// WriteTxnMarkers: the form Kafka's coordinators send; Brook's own coordinators use
+/// the same writer through their inter-broker channel.
+pub async fn write_txn_markers(
+    shared: &Arc<Shared>,
+    req: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut results = Vec::with_capacity(req.markers.len());
+    for marker in req.markers {
+        let partitions: Vec<(String, i32)> = marker
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partition_indexes
+                    .iter()
+                    .map(move |&p| (t.name.to_string(), p))
+            })
+            .collect();
+        let request = MarkerRequest {
+            producer_id: marker.producer_id.0,
+            producer_epoch: marker.producer_epoch,
+            commit: marker.transaction_result,
+            coordinator_epoch: marker.coordinator_epoch,
+            partitions: partitions.clone(),
+        };
+        let codes = crate::txns::write_markers(shared, &request).await;
+        let topics = super::by_topic(
+            partitions
+                .into_iter()
+                .zip(codes)
+                .map(|((topic, index), code)| (topic, (index, code))),
+        )
+        .into_iter()
+        .map(|(topic, partitions)| {
+            WritableTxnMarkerTopicResult::default()
+                .with_name(topic_name(&topic))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(index, code)| {
+                            WritableTxnMarkerPartitionResult::default()
+                                .with_partition_index(index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+        results.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(results)
+}
