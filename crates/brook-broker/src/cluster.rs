@@ -251,8 +251,8 @@ pub async fn handle_internal(shared: &Arc<Shared>, body: &[u8]) -> Result<Vec<u8
             serde_json::to_vec(&reply).map_err(|e| e.to_string())
         }
         KIND_MARKERS => {
-            let req: crate::txns::MarkerRequest = serde_json::from_slice(payload)
-                .map_err(|e| format!("bad marker request: {e}"))?;
+            let req: crate::txns::MarkerRequest =
+                serde_json::from_slice(payload).map_err(|e| format!("bad marker request: {e}"))?;
             let codes = crate::txns::write_markers(shared, &req).await;
             serde_json::to_vec(&codes).map_err(|e| e.to_string())
         }

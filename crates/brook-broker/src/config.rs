@@ -246,7 +246,10 @@ pub static BROKER_CONFIGS: &[(&str, &str)] = &[
     ("queued.max.request.bytes", "536870912"),
     ("replica.lag.time.max.ms", "30000"),
     ("socket.request.max.bytes", "104857600"),
-    ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "10000",
+    ),
     ("transaction.max.timeout.ms", "900000"),
     ("transaction.state.log.min.isr", "2"),
     ("transaction.state.log.num.partitions", "50"),

@@ -230,9 +230,8 @@ impl Groups {
                 }
                 let mut next = offset;
                 for item in BatchIter::new(&bytes) {
-                    let (header, range) = item.map_err(|e| {
-                        ApiError::new(ResponseError::CorruptMessage, e.to_string())
-                    })?;
+                    let (header, range) = item
+                        .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?;
                     next = header.next_offset();
                     if header.last_offset() < offset {
                         continue;

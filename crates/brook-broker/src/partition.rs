@@ -439,7 +439,9 @@ impl Partition {
         inner.epochs.record(epoch, info.base_offset);
         for item in BatchIter::new(&buf) {
             let (h, range) = item.expect("batches validated before append");
-            inner.producers.record(&h, h.is_control().then(|| &buf[range]));
+            inner
+                .producers
+                .record(&h, h.is_control().then(|| &buf[range]));
         }
         let log_start = inner.log.log_start_offset();
         inner.producers.trim_aborted(log_start);
@@ -524,7 +526,10 @@ impl Partition {
         if offset >= upper {
             return Ok(read);
         }
-        match inner.log.read(offset, max_bytes, Some(upper), min_one_message) {
+        match inner
+            .log
+            .read(offset, max_bytes, Some(upper), min_one_message)
+        {
             Ok(slice) => {
                 if read_committed {
                     read.aborted = Some(inner.producers.aborted_between(offset, upper));
@@ -656,7 +661,9 @@ impl Partition {
             inner.log.append_replicated(records, now_ms)?;
             for item in BatchIter::new(records) {
                 let (h, range) = item.map_err(LogError::from)?;
-                inner.producers.record(&h, h.is_control().then(|| &records[range]));
+                inner
+                    .producers
+                    .record(&h, h.is_control().then(|| &records[range]));
                 inner.epochs.record(h.partition_leader_epoch, h.base_offset);
             }
         }
@@ -873,9 +880,14 @@ impl Partition {
         coordinator_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
-        let encoded =
-            brook_protocol::records::encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
-                .map_err(|_| AppendError::InvalidRecord("cannot encode a transaction marker"))?;
+        let encoded = brook_protocol::records::encode_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms,
+        )
+        .map_err(|_| AppendError::InvalidRecord("cannot encode a transaction marker"))?;
         let mut buf = encoded;
         let mut inner = self.inner.lock();
         if !inner.is_leader(self.node_id) {
@@ -894,7 +906,9 @@ impl Partition {
         inner.epochs.record(epoch, info.base_offset);
         let header = BatchHeader::parse(&buf).map_err(AppendError::Corrupt)?;
         inner.producers.record(&header, Some(&buf));
-        inner.producers.marker_written(producer_id, coordinator_epoch);
+        inner
+            .producers
+            .marker_written(producer_id, coordinator_epoch);
         let moved = inner.advance_high_watermark(self.node_id);
         let appended = Appended {
             base_offset: info.base_offset,

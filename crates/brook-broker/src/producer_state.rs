@@ -187,8 +187,7 @@ impl ProducerStates {
             return;
         }
         let entry = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch > entry.epoch || (h.producer_epoch != entry.epoch && !h.is_control())
-        {
+        if h.producer_epoch > entry.epoch || (h.producer_epoch != entry.epoch && !h.is_control()) {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }

@@ -74,8 +74,9 @@ pub fn txn_partition_for(transactional_id: &str, partitions: i32) -> i32 {
 impl Txns {
     pub fn new(config: &BrokerConfig) -> Self {
         let txn_config = TxnConfig {
-            max_timeout_ms: config.int("transaction.max.timeout.ms").clamp(1, i32::MAX as i64)
-                as i32,
+            max_timeout_ms: config
+                .int("transaction.max.timeout.ms")
+                .clamp(1, i32::MAX as i64) as i32,
             id_expiration_ms: config.int("transactional.id.expiration.ms").max(1),
         };
         Txns {
@@ -204,8 +205,7 @@ impl Txns {
         }
         let mut coordinator = self.coordinator.lock();
         if !lost.is_empty() {
-            let n =
-                coordinator.unload(|id| lost.contains(&txn_partition_for(id, partitions)));
+            let n = coordinator.unload(|id| lost.contains(&txn_partition_for(id, partitions)));
             tracing::info!(partitions = ?lost, ids = n, "no longer coordinating transactions of these __transaction_state partitions");
         }
         let mut jobs = Vec::new();
@@ -316,6 +316,9 @@ impl Txns {
                     return Err(e);
                 }
             };
+            // An answer without records (a retry, partitions already added) may rest on
+            // a record still on its way to the replicas: wait for the partition's end.
+            let written = written.or_else(|| self.log_end(shared, transactional_id));
             (value, effects, written)
         };
         if let Some((partition, appended)) = written {
@@ -336,6 +339,25 @@ impl Txns {
         }
         self.spawn_markers(shared, effects.markers);
         Ok(value)
+    }
+
+    /// The id's partition and its log end, as an append to wait for.
+    fn log_end(
+        &self,
+        shared: &Shared,
+        transactional_id: &str,
+    ) -> Option<(Arc<Partition>, Appended)> {
+        let partition = shared.partition(TXN_TOPIC, self.partition_of(shared, transactional_id))?;
+        let (log_start_offset, end) = partition.log_offsets();
+        let appended = Appended {
+            base_offset: end,
+            next_offset: end,
+            leader_epoch: partition.leadership().1,
+            min_insync: None,
+            log_append_time_ms: -1,
+            log_start_offset,
+        };
+        Some((partition, appended))
     }
 
     fn partition_count(&self, shared: &Shared) -> i32 {
@@ -365,40 +387,56 @@ impl Txns {
         Ok(last.map(|a| (partition, a)))
     }
 
-    /// Transaction timeouts and id expiry; about every 100 ms.
+    /// Transaction timeouts and id expiry; about every 100 ms, off the async threads.
+    /// The records are appended under the coordinator lock, as for requests; their
+    /// markers start once the in-sync replicas have them.
     pub fn tick(&self, shared: &Arc<Shared>) {
         self.spawn_markers(shared, Vec::new());
         let now = now_ms();
-        let due = {
-            let coordinator = self.coordinator.lock();
-            coordinator.next_deadline_ms().is_some_and(|d| d <= now)
-        };
-        if !due {
-            return;
-        }
-        // Records of several ids (several partitions): append them id by id.
-        let effects = self.coordinator.lock().tick(now);
-        let mut by_id: BTreeMap<String, Vec<TxnRecord>> = BTreeMap::new();
-        for r in effects.records {
-            by_id
-                .entry(r.transactional_id().unwrap_or_default())
-                .or_default()
-                .push(r);
-        }
-        let markers = effects.markers;
-        let shared2 = shared.clone();
-        let handle = tokio::runtime::Handle::current();
-        handle.spawn(async move {
-            let txns = &shared2.txns;
+        let mut waits = Vec::new();
+        let markers = {
+            let mut coordinator = self.coordinator.lock();
+            if coordinator.next_deadline_ms().is_none_or(|d| d > now) {
+                return;
+            }
+            let effects = coordinator.tick(now);
+            // Records of several ids (several partitions): append them id by id.
+            let mut by_id: BTreeMap<String, Vec<TxnRecord>> = BTreeMap::new();
+            for r in effects.records {
+                by_id
+                    .entry(r.transactional_id().unwrap_or_default())
+                    .or_default()
+                    .push(r);
+            }
             for (id, records) in by_id {
-                let result = txns
-                    .apply(&shared2, &id, |_| ((), TxnEffects { records, markers: vec![] }))
-                    .await;
-                if let Err(e) = result {
-                    tracing::warn!(transactional_id = %id, error = %e, "cannot write a timed-out transaction's state");
+                match self.append(shared, &id, &records) {
+                    Ok(Some(written)) => waits.push(written),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(transactional_id = %id, error = %e, "cannot write a timed-out transaction's state")
+                    }
                 }
             }
-            txns.spawn_markers(&shared2, markers);
+            effects.markers
+        };
+        if markers.is_empty() {
+            return;
+        }
+        let shared2 = shared.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
+            for (partition, appended) in waits {
+                if let Err(code) = partition.wait_replicated(&appended, deadline).await {
+                    // The markers wait for a coordinator that has the decision durable;
+                    // a new one re-sends them after replaying the log.
+                    tracing::warn!(code, "timed-out transactions' state not replicated");
+                    return;
+                }
+            }
+            shared2.txns.spawn_markers(&shared2, markers);
         });
     }
 
@@ -483,7 +521,10 @@ async fn run_marker_job(shared: &Arc<Shared>, job: &MarkerJob) {
         let still_ours = txns.owns(shared, id)
             && txns.read(|c| c.producer(id)) == Some((job.producer_id, job.producer_epoch));
         if !still_ours {
-            tracing::info!(transactional_id = id, "stopped writing markers: the transaction moved on");
+            tracing::info!(
+                transactional_id = id,
+                "stopped writing markers: the transaction moved on"
+            );
             return;
         }
         let coordinator_epoch = shared
@@ -528,7 +569,10 @@ async fn run_marker_job(shared: &Arc<Shared>, job: &MarkerJob) {
                         tracing::debug!(transactional_id = id, topic = %tp.0, partition = tp.1, code, "marker not needed");
                     }
                     Some(ResponseError::TransactionCoordinatorFenced) => {
-                        tracing::info!(transactional_id = id, "a newer coordinator owns the transaction");
+                        tracing::info!(
+                            transactional_id = id,
+                            "a newer coordinator owns the transaction"
+                        );
                         return;
                     }
                     Some(_) => remaining.push(tp),
@@ -543,7 +587,10 @@ async fn run_marker_job(shared: &Arc<Shared>, job: &MarkerJob) {
     }
     let result = txns
         .apply(shared, id, |c| {
-            ((), c.markers_written(id, job.producer_id, job.producer_epoch, now_ms()))
+            (
+                (),
+                c.markers_written(id, job.producer_id, job.producer_epoch, now_ms()),
+            )
         })
         .await;
     match result {
@@ -630,10 +677,12 @@ fn append_records(
         let encoded: Bytes = encode_batch(&batch, Compression::None)
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
             .freeze();
-        let appended = partition.append(&encoded, now, None).map_err(|e| ApiError {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
+        let appended = partition
+            .append(&encoded, now, None)
+            .map_err(|e| ApiError {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
         first_offset.get_or_insert(appended.base_offset);
         last = Some(appended);
     }

@@ -378,7 +378,10 @@ pub(crate) mod tests {
             let b = crate::records::encode_marker(77, 3, commit, 9, 1_234).unwrap();
             let h = BatchHeader::parse(&b).unwrap();
             assert!(h.is_control() && h.is_transactional());
-            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 3, -1));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (77, 3, -1)
+            );
             assert_eq!(h.record_count, 1);
             verify_crc(&b).unwrap();
             let want = if commit {

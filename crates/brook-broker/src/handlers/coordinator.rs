@@ -11,8 +11,8 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 
 use super::str_bytes;
 use crate::groups::{offsets_partition_for, OFFSETS_TOPIC};
-use crate::txns::TXN_TOPIC;
 use crate::shared::Shared;
+use crate::txns::TXN_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;

@@ -59,8 +59,14 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
         let notified = shared.data_appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (responses, records, total_bytes, any_error) =
-            read_all(shared, &req.topics, &topics, max_bytes, replica, read_committed);
+        let (responses, records, total_bytes, any_error) = read_all(
+            shared,
+            &req.topics,
+            &topics,
+            max_bytes,
+            replica,
+            read_committed,
+        );
         if total_bytes >= min_bytes || any_error || Instant::now() >= deadline {
             return FetchReply {
                 response: FetchResponse::default().with_responses(responses),

@@ -181,7 +181,10 @@ pub fn offset_fetch(
         if req.require_stable {
             for t in response.topics.iter_mut() {
                 for p in t.partitions.iter_mut() {
-                    if shared.groups.has_pending_offset(&req.group_id, &t.name, p.partition_index) {
+                    if shared
+                        .groups
+                        .has_pending_offset(&req.group_id, &t.name, p.partition_index)
+                    {
                         p.error_code = ResponseError::UnstableOffsetCommit.code();
                         p.committed_offset = -1;
                     }
@@ -197,7 +200,10 @@ pub fn offset_fetch(
                 // KIP-447: offsets a transaction has yet to decide are not answered.
                 for t in g.topics.iter_mut() {
                     for p in t.partitions.iter_mut() {
-                        if shared.groups.has_pending_offset(&g.group_id, &t.name, p.partition_index) {
+                        if shared
+                            .groups
+                            .has_pending_offset(&g.group_id, &t.name, p.partition_index)
+                        {
                             p.error_code = ResponseError::UnstableOffsetCommit.code();
                             p.committed_offset = -1;
                         }

@@ -119,10 +119,13 @@ pub async fn add_partitions(
         return failed(e);
     }
     let image = shared.image();
+    // Internal topics are written by coordinators only (Kafka refuses them too).
     let exists = |topic: &str, index: i32| {
-        image
-            .topic(topic)
-            .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len())
+        topic != crate::groups::OFFSETS_TOPIC
+            && topic != crate::txns::TXN_TOPIC
+            && image
+                .topic(topic)
+                .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len())
     };
     let result = shared
         .txns
@@ -174,9 +177,7 @@ pub fn describe_transactions(
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let owns = |id: &str| shared.txns.owns(shared, id);
-    shared
-        .txns
-        .read(|c| c.describe_transactions(&req, &owns))
+    shared.txns.read(|c| c.describe_transactions(&req, &owns))
 }
 
 pub fn list_transactions(
@@ -232,9 +233,10 @@ pub fn txn_offset_commit(
     let deadline = tokio::time::Instant::now() + timeout;
     match block_on(partition.wait_replicated(&appended, deadline)) {
         Ok(()) => response,
-        Err(code) if code == ResponseError::NotLeaderOrFollower.code() => failed(
-            &ApiError::new(ResponseError::NotCoordinator, "the coordinator moved"),
-        ),
+        Err(code) if code == ResponseError::NotLeaderOrFollower.code() => failed(&ApiError::new(
+            ResponseError::NotCoordinator,
+            "the coordinator moved",
+        )),
         Err(_) => failed(&ApiError::new(
             ResponseError::CoordinatorNotAvailable,
             "the offsets were not replicated in time",
