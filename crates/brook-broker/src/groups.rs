@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use brook_coord::{Effects, GroupConfig, GroupCoordinator, OffsetsRecord, Reply, ReplyToken};
-use brook_protocol::batch::{control_type, BatchIter, Compression, ControlType};
-use brook_protocol::records::{decode_batches, encode_batch_with, ProducerInfo, Record};
+use brook_protocol::batch::{control_type, ControlType};
+use brook_protocol::records::ProducerInfo;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
@@ -16,18 +16,15 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::config::BrokerConfig;
+use crate::internal_topic::{self, storage, Replayed};
 use crate::partition::{Appended, Partition};
 use crate::shared::{now_ms, ApiError, Shared};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Records per `__consumer_offsets` batch are capped well under `max.message.bytes`.
-const OFFSETS_BATCH_BYTES: usize = 256 * 1024;
 /// A partition is compacted once it holds at least this many records...
 const COMPACT_MIN_RECORDS: i64 = 10_000;
 /// ...and this many times more records than its groups' live state.
 const COMPACT_RATIO: i64 = 4;
-/// Bytes read per step while replaying `__consumer_offsets`.
-const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct Groups {
     coordinator: Mutex<GroupCoordinator>,
@@ -148,19 +145,9 @@ impl Groups {
             return;
         };
         let partitions = topic.partitions.len() as i32;
-        let now_led: std::collections::BTreeSet<i32> = topic
-            .partitions
-            .iter()
-            .filter(|p| {
-                shared
-                    .partition(OFFSETS_TOPIC, p.index)
-                    .is_some_and(|local| local.is_leader())
-            })
-            .map(|p| p.index)
-            .collect();
+        let now_led = internal_topic::led_partitions(shared, image, OFFSETS_TOPIC);
         let mut led = self.led.lock();
-        let lost: Vec<i32> = led.difference(&now_led).copied().collect();
-        let gained: Vec<i32> = now_led.difference(&led).copied().collect();
+        let (lost, gained) = internal_topic::leadership_change(&led, &now_led);
         if lost.is_empty() && gained.is_empty() {
             return;
         }
@@ -209,70 +196,36 @@ impl Groups {
         coordinator: &mut GroupCoordinator,
         index: i32,
     ) -> Result<usize, ApiError> {
+        let Some(partition) = shared.partition(OFFSETS_TOPIC, index) else {
+            return Ok(0);
+        };
         let mut replayed = 0;
-        {
-            let Some(partition) = shared.partition(OFFSETS_TOPIC, index) else {
-                return Ok(0);
-            };
-            let (mut offset, end) = partition.log_offsets();
-            while offset < end {
-                let slice = partition
-                    .read(offset, REPLAY_READ_BYTES, true)
-                    .map_err(storage)?;
-                let bytes = slice.read_bytes().map_err(|e| {
-                    storage(brook_log::LogError::Io {
-                        context: "replaying __consumer_offsets".into(),
-                        source: e,
-                    })
-                })?;
-                if bytes.is_empty() {
-                    break;
-                }
-                let mut next = offset;
-                for item in BatchIter::new(&bytes) {
-                    let (header, range) = item
-                        .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?;
-                    next = header.next_offset();
-                    if header.last_offset() < offset {
-                        continue;
-                    }
-                    if header.is_control() {
-                        // A transaction marker decides that producer's pending commits.
-                        let commit = control_type(&bytes[range]) == Ok(ControlType::Commit);
-                        self.decide(coordinator, index, header.producer_id, commit);
-                        continue;
-                    }
-                    for r in decode_batches(bytes.slice(range))
-                        .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?
-                    {
-                        if r.offset < offset {
-                            continue;
-                        }
-                        let Some(key) = r.key else { continue };
-                        let record = OffsetsRecord {
-                            key,
-                            value: r.value,
-                        };
-                        replayed += 1;
-                        if header.is_transactional() {
-                            self.pending_txn
-                                .lock()
-                                .entry((index, header.producer_id))
-                                .or_default()
-                                .push(record);
-                            continue;
-                        }
-                        if let Err(e) = coordinator.replay(&record) {
-                            tracing::warn!(offset = r.offset, error = %e, "skipping unreadable __consumer_offsets record");
-                        }
-                    }
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
+        internal_topic::replay(&partition, |batch| match batch {
+            Replayed::Control(header, bytes) => {
+                // A transaction marker decides that producer's pending commits.
+                let commit = control_type(bytes) == Ok(ControlType::Commit);
+                self.decide(coordinator, index, header.producer_id, commit);
             }
-        }
+            Replayed::Records(header, records) => {
+                for r in records {
+                    let Some(key) = r.key else { continue };
+                    let record = OffsetsRecord {
+                        key,
+                        value: r.value,
+                    };
+                    replayed += 1;
+                    if header.is_transactional() {
+                        self.pending_txn
+                            .lock()
+                            .entry((index, header.producer_id))
+                            .or_default()
+                            .push(record);
+                    } else if let Err(e) = coordinator.replay(&record) {
+                        tracing::warn!(offset = r.offset, error = %e, "skipping unreadable __consumer_offsets record");
+                    }
+                }
+            }
+        })?;
         Ok(replayed)
     }
 
@@ -547,51 +500,18 @@ impl Groups {
 /// The `__consumer_offsets` partition a change went to, and its last append.
 pub type Written = (Arc<Partition>, Appended);
 
-/// Appends records to one `__consumer_offsets` partition in batches of at most
-/// `OFFSETS_BATCH_BYTES`; returns the offset of the first record and the last append.
+/// Appends records to one `__consumer_offsets` partition; returns the offset of the
+/// first record and the last append.
 fn append_records(
     partition: &Partition,
     records: &[OffsetsRecord],
     producer: ProducerInfo,
 ) -> Result<(i64, Option<Appended>), ApiError> {
-    let now = now_ms();
-    let mut first_offset = None;
-    let mut last = None;
-    let mut start = 0;
-    while start < records.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < records.len() && (end == start || bytes < OFFSETS_BATCH_BYTES) {
-            bytes += records[end].key.len() + records[end].value.as_ref().map_or(0, |v| v.len());
-            end += 1;
-        }
-        let batch: Vec<Record> = records[start..end]
-            .iter()
-            .map(|r| Record {
-                key: Some(r.key.clone()),
-                value: r.value.clone(),
-                headers: vec![],
-                timestamp_ms: now,
-            })
-            .collect();
-        let encoded: Bytes = encode_batch_with(&batch, Compression::None, producer)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
-            .freeze();
-        let appended = partition
-            .append(&encoded, now, None)
-            .map_err(|e| ApiError {
-                code: e.code(),
-                message: e.to_string(),
-            })?;
-        first_offset.get_or_insert(appended.base_offset);
-        last = Some(appended);
-        start = end;
-    }
-    Ok((first_offset.unwrap_or_else(|| partition.offsets().1), last))
-}
-
-fn storage(e: brook_log::LogError) -> ApiError {
-    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+    let keyed: Vec<(Bytes, Option<Bytes>)> = records
+        .iter()
+        .map(|r| (r.key.clone(), r.value.clone()))
+        .collect();
+    internal_topic::append_keyed(partition, &keyed, producer)
 }
 
 struct CancelOnDrop {

@@ -14,6 +14,7 @@ mod controller;
 mod fetch_encode;
 mod groups;
 mod handlers;
+mod internal_topic;
 pub mod partition;
 mod producer_state;
 mod router;

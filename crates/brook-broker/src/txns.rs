@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brook_coord::txn::{MarkerJob, TransactionCoordinator, TxnConfig, TxnEffects, TxnRecord};
-use brook_protocol::batch::Compression;
-use brook_protocol::records::{decode_batches, encode_batch, Record};
+use brook_protocol::records::ProducerInfo;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
@@ -23,14 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BrokerConfig;
 use crate::groups::{offsets_partition_for, OFFSETS_TOPIC};
+use crate::internal_topic::{self, storage, Replayed};
 use crate::partition::{Appended, Partition};
 use crate::shared::{now_ms, ApiError, Shared};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
-/// Records per `__transaction_state` batch are capped well under `max.message.bytes`.
-const TXN_BATCH_BYTES: usize = 256 * 1024;
-/// Bytes read per step while replaying `__transaction_state`.
-const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 /// How long a state change or a marker may wait for the in-sync replicas.
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Back-off between attempts to write a marker whose partition is unavailable.
@@ -187,19 +183,9 @@ impl Txns {
             return;
         };
         let partitions = topic.partitions.len() as i32;
-        let now_led: BTreeSet<i32> = topic
-            .partitions
-            .iter()
-            .filter(|p| {
-                shared
-                    .partition(TXN_TOPIC, p.index)
-                    .is_some_and(|local| local.is_leader())
-            })
-            .map(|p| p.index)
-            .collect();
+        let now_led = internal_topic::led_partitions(shared, image, TXN_TOPIC);
         let mut led = self.led.lock();
-        let lost: Vec<i32> = led.difference(&now_led).copied().collect();
-        let gained: Vec<i32> = now_led.difference(&led).copied().collect();
+        let (lost, gained) = internal_topic::leadership_change(&led, &now_led);
         if lost.is_empty() && gained.is_empty() {
             return;
         }
@@ -242,28 +228,11 @@ impl Txns {
             return Ok(0);
         };
         let mut replayed = 0;
-        let (mut offset, end) = partition.log_offsets();
-        while offset < end {
-            let slice = partition
-                .read(offset, REPLAY_READ_BYTES, true)
-                .map_err(storage)?;
-            let bytes = slice.read_bytes().map_err(|e| {
-                storage(brook_log::LogError::Io {
-                    context: "replaying __transaction_state".into(),
-                    source: e,
-                })
-            })?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut next = offset;
-            for r in decode_batches(bytes)
-                .map_err(|e| ApiError::new(ResponseError::CorruptMessage, e.to_string()))?
-            {
-                next = r.offset + 1;
-                if r.offset < offset {
-                    continue;
-                }
+        internal_topic::replay(&partition, |batch| {
+            let Replayed::Records(_, records) = batch else {
+                return;
+            };
+            for r in records {
                 let Some(key) = r.key else { continue };
                 let record = TxnRecord {
                     key,
@@ -274,11 +243,7 @@ impl Txns {
                 }
                 replayed += 1;
             }
-            if next <= offset {
-                break;
-            }
-            offset = next;
-        }
+        })?;
         Ok(replayed)
     }
 
@@ -655,56 +620,15 @@ pub async fn write_markers(shared: &Arc<Shared>, request: &MarkerRequest) -> Vec
     codes
 }
 
-/// Appends records to one `__transaction_state` partition in batches of at most
-/// `TXN_BATCH_BYTES`; returns the offset of the first record and the last append.
+/// Appends records to one `__transaction_state` partition; returns the offset of the
+/// first record and the last append.
 fn append_records(
     partition: &Partition,
     records: &[TxnRecord],
 ) -> Result<(i64, Option<Appended>), ApiError> {
-    let now = now_ms();
-    let mut first_offset = None;
-    let mut last = None;
-    for chunk in chunks(records) {
-        let batch: Vec<Record> = chunk
-            .iter()
-            .map(|r| Record {
-                key: Some(r.key.clone()),
-                value: r.value.clone(),
-                headers: vec![],
-                timestamp_ms: now,
-            })
-            .collect();
-        let encoded: Bytes = encode_batch(&batch, Compression::None)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
-            .freeze();
-        let appended = partition
-            .append(&encoded, now, None)
-            .map_err(|e| ApiError {
-                code: e.code(),
-                message: e.to_string(),
-            })?;
-        first_offset.get_or_insert(appended.base_offset);
-        last = Some(appended);
-    }
-    Ok((first_offset.unwrap_or_else(|| partition.offsets().1), last))
-}
-
-fn chunks(records: &[TxnRecord]) -> Vec<&[TxnRecord]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < records.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < records.len() && (end == start || bytes < TXN_BATCH_BYTES) {
-            bytes += records[end].key.len() + records[end].value.as_ref().map_or(0, |v| v.len());
-            end += 1;
-        }
-        out.push(&records[start..end]);
-        start = end;
-    }
-    out
-}
-
-fn storage(e: brook_log::LogError) -> ApiError {
-    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+    let keyed: Vec<(Bytes, Option<Bytes>)> = records
+        .iter()
+        .map(|r| (r.key.clone(), r.value.clone()))
+        .collect();
+    internal_topic::append_keyed(partition, &keyed, ProducerInfo::NONE)
 }
