@@ -16,7 +16,7 @@ mod groups;
 mod handlers;
 mod internal_topic;
 pub mod partition;
-mod producer_state;
+pub mod producer_state;
 mod router;
 mod server;
 mod shared;

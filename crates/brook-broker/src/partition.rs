@@ -15,7 +15,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::config::TopicConfig;
-use crate::producer_state::{AbortedTxn, MarkerCheck, ProducerStates, SequenceCheck};
+use crate::producer_state::{
+    AbortedTxn, MarkerCheck, ProducerStates, ProducerSummary, SequenceCheck,
+};
 
 #[derive(Debug, Error)]
 pub enum AppendError {
@@ -863,6 +865,15 @@ impl Partition {
     pub fn offsets(&self) -> (i64, i64) {
         let inner = self.inner.lock();
         (inner.log.log_start_offset(), inner.high_watermark)
+    }
+
+    /// DescribeProducers (leader only): the producers with state in this partition.
+    pub fn producers(&self) -> Result<Vec<ProducerSummary>, Refused> {
+        let inner = self.inner.lock();
+        if !inner.is_leader(self.node_id) {
+            return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
+        }
+        Ok(inner.producers.describe())
     }
 
     /// The last stable offset: below the high watermark and the first open transaction.

@@ -31,6 +31,20 @@ struct ProducerEntry {
     /// Highest coordinator epoch of a marker written for this producer (-1: none seen
     /// since this broker started).
     coordinator_epoch: i32,
+    /// Largest timestamp of its batches.
+    last_timestamp: i64,
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction here; -1 if none.
+    pub current_txn_start_offset: i64,
 }
 
 /// A transaction aborted in this partition: its records lie in
@@ -149,8 +163,9 @@ impl ProducerStates {
 
     /// Notes the coordinator epoch of a marker that was just written.
     pub fn marker_written(&mut self, producer_id: i64, coordinator_epoch: i32) {
-        let entry = self.producers.entry(producer_id).or_default();
-        entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
+        }
     }
 
     /// The first offset of the oldest open transaction: consumers reading committed
@@ -167,6 +182,24 @@ impl ProducerStates {
             .filter(|a| a.first_offset < to)
             .copied()
             .collect()
+    }
+
+    /// Every producer with state here, by producer id.
+    pub fn describe(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ProducerSummary {
+                producer_id,
+                producer_epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// Forgets aborted transactions wholly below the log start offset.
@@ -186,7 +219,15 @@ impl ProducerStates {
         if !h.has_producer_id() {
             return;
         }
-        let entry = self.producers.entry(h.producer_id).or_default();
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert(ProducerEntry {
+                coordinator_epoch: -1,
+                last_timestamp: -1,
+                ..ProducerEntry::default()
+            });
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
         if h.producer_epoch > entry.epoch || (h.producer_epoch != entry.epoch && !h.is_control()) {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();

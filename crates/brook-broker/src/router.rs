@@ -51,6 +51,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::WriteTxnMarkers, 0, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Who sent a request, for handlers that record it (group membership). Built for every
@@ -172,6 +173,9 @@ pub async fn dispatch(
         }
         RequestKind::DescribeTransactions(r) => {
             ResponseKind::DescribeTransactions(handlers::txn::describe_transactions(shared, r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(handlers::txn::describe_producers(shared, r))
         }
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(handlers::txn::list_transactions(shared, r, v))
