@@ -1,6 +1,8 @@
-//! Replaying arbitrary `__consumer_offsets` records into the group coordinator.
+//! Replaying arbitrary `__consumer_offsets` records into the group coordinator, and the
+//! same bytes as a `__transaction_state` record into the transaction coordinator.
 #![no_main]
 
+use brook_coord::txn::{TransactionCoordinator, TxnConfig, TxnRecord};
 use brook_coord::{GroupConfig, GroupCoordinator, OffsetsRecord};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
@@ -13,4 +15,11 @@ fuzz_target!(|data: &[u8]| {
     let record = OffsetsRecord { key: Bytes::copy_from_slice(key), value: (!value.is_empty()).then(|| Bytes::copy_from_slice(value)) };
     let _ = coordinator.replay(&record);
     let _ = coordinator.tick(1_000);
+    let mut txns = TransactionCoordinator::new(TxnConfig::default());
+    let record = TxnRecord { key: record.key, value: record.value };
+    if txns.replay(&record).is_ok() {
+        let _ = txns.pending_markers(|_| true);
+        let _ = txns.snapshot(|_| true);
+    }
+    let _ = txns.tick(i64::MAX / 2);
 });

@@ -11,6 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let mut owned = data.to_vec();
     let ranges: Vec<_> = BatchIter::new(data).map_while(Result::ok).map(|(_, r)| r).collect();
     for r in ranges {
+        // Transaction markers are read from control batches at recovery.
+        let _ = batch::control_type(&data[r.clone()]);
         let one = &mut owned[r];
         if batch::verify_crc(one).is_ok() {
             batch::stamp(one, 42, 1);
