@@ -33,6 +33,8 @@ SCENARIOS = [
     ("consume.timestamp", "consume by timestamp"),
     ("group.commit_resume", "group: commit, close, resume"),
     ("group.describe_lag", "group: describe with lag"),
+    ("txn.commit_abort", "transactions: commit, abort, commit; read_committed vs read_uncommitted"),
+    ("txn.offsets", "transactions: consume-transform-produce with offsets in the transaction"),
 ]
 SCENARIO_IDS = [s for s, _ in SCENARIOS]
 BASE = [s for s in SCENARIO_IDS if s != "tools.perf_test"]
@@ -44,7 +46,7 @@ CLIENTS = {
     "java-classic": ("Java client (classic)", BASE),
     "java-consumer": ("Java client (KIP-848 consumer)",
                       ["consume.earliest", "consume.latest", "consume.timestamp",
-                       "group.commit_resume", "group.describe_lag"]),
+                       "group.commit_resume", "group.describe_lag", "txn.commit_abort", "txn.offsets"]),
     "kafka-cli": ("Kafka CLI tools", SCENARIO_IDS),
     "confluent-kafka": ("confluent-kafka", BASE),
     "kafka-python": ("kafka-python", BASE),

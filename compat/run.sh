@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brook client compatibility matrix: each real Kafka client runs the same scenarios
 # (admin, keyed/header/compressed/idempotent produce, consume from earliest/latest/
-# timestamp, consumer group commit/resume and describe with lag) against its own fresh
+# timestamp, consumer group commit/resume and describe with lag, transactions: commit/abort
+# with read_committed, consume-transform-produce with offsets) against its own fresh
 # `brook serve`. Writes compat/results.json and compat/RESULTS.md from the run and exits
 # non-zero if any supported scenario failed.
 #

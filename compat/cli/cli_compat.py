@@ -35,6 +35,8 @@ CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
 GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 GET_OFFSETS = "org.apache.kafka.tools.GetOffsetShell"
 PERF = "org.apache.kafka.tools.ProducerPerformance"
+# No shell script of its own (kafka-run-class.sh runs it in Kafka's system tests).
+TXN_COPIER = "org.apache.kafka.tools.TransactionalMessageCopier"
 
 # A short-lived JVM per tool: skip the optimizing JIT, keep the heap small.
 JVM = [
@@ -319,6 +321,43 @@ def main() -> None:
 
     scenario("group.commit_resume", commit_resume)
     scenario("group.describe_lag", describe_lag)
+
+    # ---- transactions ----
+    report("txn.commit_abort", "n/a", "kafka-console-producer has no transactions (kafka-producer-perf-test "
+           "--transactional-id only ever commits); txn.offsets covers the CLI's transactional copy")
+
+    def txn_offsets():
+        # TransactionalMessageCopier: a read_committed group member (--group-mode) copies the
+        # input to the output in transactions of 6 records, each committing the consumed offset
+        # with the consumer's group metadata (--use-group-metadata): offsets 6, then 10.
+        src, dst, group = topic_name("txn-in"), topic_name("txn-out"), f"cli-txn-{RUN}"
+        create(src, 1)
+        create(dst, 1)
+        produce_lines(src, [f"in-{i}" for i in range(10)])
+        out = tool(TXN_COPIER, "--broker-list", BOOTSTRAP, "--input-topic", src, "--input-partition", "0",
+                   "--output-topic", dst, "--transactional-id", f"cli-txo-{RUN}", "--consumer-group", group,
+                   "--max-messages", "10", "--transaction-size", "6", "--group-mode", "--use-group-metadata")
+        last = json.loads(out.strip().splitlines()[-1])
+        check(last.get("stage") == "ShutdownComplete" and last.get("totalProcessed") == 10, f"copier ended with {last}")
+        # Two committed transactions: in-0..in-5 at 0..5, marker 6, in-6..in-9 at 7..10, marker 11.
+        got = consume(dst, 10, "--from-beginning", "--isolation-level", "read_committed",
+                      "--formatter-property", "print.offset=true")
+        want = [f"Offset:{i}\tin-{i}" for i in range(6)] + [f"Offset:{i + 1}\tin-{i}" for i in range(6, 10)]
+        check(got == want, f"read_committed output {got}")
+        ends = end_offsets(dst)
+        check(ends == {0: 12}, f"output end offsets {ends} (10 records + 2 commit markers: 12)")
+        for attempt in range(3):  # EndTxn is answered before its markers are written
+            out = tool(GROUPS, *bs(), "--describe", "--group", group)
+            m = re.search(rf"{re.escape(group)}\s+{re.escape(src)}\s+0\s+(\S+)\s+(\S+)\s+(\S+)", out)
+            if m and m.groups() == ("10", "10", "0"):
+                break
+            time.sleep(0.5)
+        check(m and m.groups() == ("10", "10", "0"), f"--describe: {out!r}")
+        return ("TransactionalMessageCopier --group-mode --use-group-metadata --transaction-size 6: 2 transactions; "
+                "console consumer --isolation-level read_committed read in-0..in-9 (offsets 0..5, 7..10), end offset 12; "
+                "kafka-consumer-groups --describe: CURRENT-OFFSET 10, LAG 0")
+
+    scenario("txn.offsets", txn_offsets)
 
 
 if __name__ == "__main__":

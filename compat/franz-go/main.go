@@ -15,9 +15,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -57,7 +59,7 @@ func scenario(name string, fn func(ctx context.Context) (string, error)) {
 
 func topicName(s string) string { return "fgo-" + s + "-" + run }
 
-func newClient(opts ...kgo.Opt) *kgo.Client {
+func baseOpts() []kgo.Opt {
 	base := []kgo.Opt{
 		kgo.SeedBrokers(bootstrap),
 		kgo.ClientID("brook-compat-franz-go"),
@@ -68,7 +70,11 @@ func newClient(opts ...kgo.Opt) *kgo.Client {
 			return time.Now().Format("15:04:05.000 ")
 		})))
 	}
-	cl, err := kgo.NewClient(append(base, opts...)...)
+	return base
+}
+
+func newClient(opts ...kgo.Opt) *kgo.Client {
+	cl, err := kgo.NewClient(append(baseOpts(), opts...)...)
 	if err != nil {
 		panic(err)
 	}
@@ -104,8 +110,8 @@ func poll(ctx context.Context, cl *kgo.Client, n int) ([]*kgo.Record, error) {
 	return got, nil
 }
 
-func readPartition(ctx context.Context, topic string, p int32, at kgo.Offset, n int) ([]*kgo.Record, error) {
-	cl := newClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: at}}))
+func readPartition(ctx context.Context, topic string, p int32, at kgo.Offset, n int, opts ...kgo.Opt) ([]*kgo.Record, error) {
+	cl := newClient(append([]kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: at}})}, opts...)...)
 	defer cl.Close()
 	return poll(ctx, cl, n)
 }
@@ -491,5 +497,257 @@ func main() {
 		}
 		slices.Sort(names)
 		return fmt.Sprintf("Stable, 1 member (%s, %s), committed 4, end 10, lag 6", names[0], l.Protocol), nil
+	})
+
+	// ---- transactions ----
+	readCommitted := kgo.FetchIsolationLevel(kgo.ReadCommitted())
+	readUncommitted := kgo.FetchIsolationLevel(kgo.ReadUncommitted())
+	// endOffsets: the read_committed end offset (last stable offset) and the
+	// read_uncommitted one (high watermark) of partition 0.
+	endOffsets := func(ctx context.Context, topic string) (lso, hw int64, err error) {
+		c, err := adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			return 0, 0, err
+		}
+		e, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			return 0, 0, err
+		}
+		lo, ok1 := c.Lookup(topic, 0)
+		he, ok2 := e.Lookup(topic, 0)
+		if !ok1 || !ok2 || lo.Err != nil || he.Err != nil {
+			return 0, 0, fmt.Errorf("list offsets: %+v %+v", lo, he)
+		}
+		return lo.Offset, he.Offset, nil
+	}
+	type ov struct {
+		off int64
+		val string
+	}
+	view := func(rs []*kgo.Record) []ov {
+		out := make([]ov, len(rs))
+		for i, r := range rs {
+			out[i] = ov{r.Offset, string(r.Value)}
+		}
+		return out
+	}
+	want := func(parts ...[]ov) []ov { return slices.Concat(parts...) }
+	seq := func(prefix string, n int, from int64) []ov {
+		out := make([]ov, n)
+		for i := range out {
+			out[i] = ov{from + int64(i), fmt.Sprintf("%s-%d", prefix, i)}
+		}
+		return out
+	}
+
+	// Committed transaction of 10, aborted one of 5 (ProduceSync: acked by the broker before
+	// the abort), committed one of 7; with the control markers the log is c1 0..9, commit 10,
+	// ab 11..15, abort 16, c2 17..23, commit 24.
+	scenario("txn.commit_abort", func(ctx context.Context) (string, error) {
+		topic := topicName("txn")
+		if err := createTopic(ctx, adm, topic, 1, nil); err != nil {
+			return "", err
+		}
+		cl := newClient(kgo.TransactionalID("fgo-txn-"+run), kgo.DefaultProduceTopic(topic))
+		defer cl.Close()
+		var lsoOpen, hwOpen int64
+		txn := func(prefix string, n int, end kgo.TransactionEndTry, whileOpen func() error) ([]*kgo.Record, error) {
+			if err := cl.BeginTransaction(); err != nil {
+				return nil, fmt.Errorf("begin: %w", err)
+			}
+			recs := values(prefix, n)
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				return nil, fmt.Errorf("produce %s: %w", prefix, err)
+			}
+			if whileOpen != nil {
+				if err := whileOpen(); err != nil {
+					return nil, err
+				}
+			}
+			if err := cl.EndTransaction(ctx, end); err != nil {
+				return nil, fmt.Errorf("end transaction (commit=%v) after %s: %w", end, prefix, err)
+			}
+			return recs, nil
+		}
+		if _, err := txn("c1", 10, kgo.TryCommit, nil); err != nil {
+			return "", err
+		}
+		aborted, err := txn("ab", 5, kgo.TryAbort, func() (err error) {
+			lsoOpen, hwOpen, err = endOffsets(ctx, topic)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if _, err := txn("c2", 7, kgo.TryCommit, nil); err != nil {
+			return "", err
+		}
+		if got := view(aborted); !slices.Equal(got, seq("ab", 5, 11)) {
+			return "", fmt.Errorf("aborted records acked at %v, want offsets 11..15", got)
+		}
+		if lsoOpen != 11 || hwOpen != 16 {
+			return "", fmt.Errorf("while the 2nd transaction was open: read_committed end offset (LSO) %d, high watermark %d; want 11 and 16", lsoOpen, hwOpen)
+		}
+		rc, err := readPartition(ctx, topic, 0, kgo.NewOffset().AtStart(), 17, readCommitted)
+		if err != nil {
+			return "", fmt.Errorf("read_committed: %w", err)
+		}
+		if got := view(rc); !slices.Equal(got, want(seq("c1", 10, 0), seq("c2", 7, 17))) {
+			return "", fmt.Errorf("read_committed read %v", got)
+		}
+		ru, err := readPartition(ctx, topic, 0, kgo.NewOffset().AtStart(), 22, readUncommitted)
+		if err != nil {
+			return "", fmt.Errorf("read_uncommitted: %w", err)
+		}
+		if got := view(ru); !slices.Equal(got, want(seq("c1", 10, 0), seq("ab", 5, 11), seq("c2", 7, 17))) {
+			return "", fmt.Errorf("read_uncommitted read %v", got)
+		}
+		lso, hw, err := endOffsets(ctx, topic)
+		if err != nil {
+			return "", err
+		}
+		if lso != 25 || hw != 25 {
+			return "", fmt.Errorf("end offsets after the last commit: LSO %d, high watermark %d; want 25", lso, hw)
+		}
+		return "commit 10, abort 5 (acked at 11..15), commit 7: read_committed read the 17 committed (offsets 0..9, 17..23), " +
+			"read_uncommitted all 22; LSO 11 / HW 16 while the abort was open, 25 / 25 after", nil
+	})
+
+	// Consume-transform-produce with a GroupTransactSession (read_committed, group offsets
+	// committed in the transaction): txn 1 processes 6 records and commits; txn 2 processes the
+	// other 4 and aborts (the session rewinds to the committed offset 6; kgo sends no
+	// TxnOffsetCommit for a transaction it aborts); txn 3 re-reads and processes the 4 and commits.
+	scenario("txn.offsets", func(ctx context.Context) (string, error) {
+		in, out, group := topicName("txn-in"), topicName("txn-out"), "fgo-txn-"+run
+		for _, t := range []string{in, out} {
+			if err := createTopic(ctx, adm, t, 1, nil); err != nil {
+				return "", err
+			}
+		}
+		if err := produce(ctx, values("in", 10), kgo.DefaultProduceTopic(in)); err != nil {
+			return "", err
+		}
+		sess, err := kgo.NewGroupTransactSession(append(baseOpts(), kgo.TransactionalID("fgo-txo-"+run),
+			kgo.ConsumerGroup(group), kgo.ConsumeTopics(in), readCommitted, kgo.RequireStableFetchOffsets(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic(out))...)
+		if err != nil {
+			return "", err
+		}
+		defer sess.Close()
+		// The group's committed offset, as a KIP-447 consumer reads it: OffsetFetch with
+		// require_stable, retried while a transaction's offsets are still undecided
+		// (UNSTABLE_OFFSET_COMMIT: EndTxn is answered before its markers are written).
+		unstable := 0
+		groupOffset := func() (int64, error) {
+			for {
+				ors, err := adm.FetchOffsets(kadm.RequireStable(ctx), group)
+				if err != nil {
+					return 0, err
+				}
+				or, ok := ors.Lookup(in, 0)
+				if ok && errors.Is(or.Err, kerr.UnstableOffsetCommit) && ctx.Err() == nil {
+					unstable++
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				if !ok || or.Err != nil {
+					return 0, fmt.Errorf("OffsetFetch (require_stable): %+v", or)
+				}
+				return or.At, nil
+			}
+		}
+		txn := func(n int, end kgo.TransactionEndTry) ([]int64, error) {
+			if err := sess.Begin(); err != nil {
+				return nil, fmt.Errorf("begin: %w", err)
+			}
+			var got []*kgo.Record
+			for len(got) < n {
+				fs := sess.PollRecords(ctx, n-len(got))
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("timed out with %d of %d input records", len(got), n)
+				}
+				var ferr error
+				fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetch %s[%d]: %w", t, p, err) })
+				if ferr != nil {
+					return nil, ferr
+				}
+				got = append(got, fs.Records()...)
+			}
+			var offs []int64
+			var outRecs []*kgo.Record
+			for _, r := range got {
+				offs = append(offs, r.Offset)
+				outRecs = append(outRecs, &kgo.Record{Value: []byte(strings.ToUpper(string(r.Value)))})
+			}
+			if err := sess.ProduceSync(ctx, outRecs...).FirstErr(); err != nil {
+				return nil, fmt.Errorf("produce: %w", err)
+			}
+			committed, err := sess.End(ctx, end)
+			if err != nil {
+				return nil, fmt.Errorf("end (commit=%v): %w", end, err)
+			}
+			if committed != bool(end) {
+				return nil, fmt.Errorf("End(%v) returned committed=%v", end, committed)
+			}
+			return offs, nil
+		}
+		offs1, err := txn(6, kgo.TryCommit)
+		if err != nil {
+			return "", fmt.Errorf("txn 1: %w", err)
+		}
+		offs2, err := txn(4, kgo.TryAbort)
+		if err != nil {
+			return "", fmt.Errorf("txn 2: %w", err)
+		}
+		afterAbort, err := groupOffset()
+		if err != nil {
+			return "", err
+		}
+		offs3, err := txn(4, kgo.TryCommit)
+		if err != nil {
+			return "", fmt.Errorf("txn 3: %w", err)
+		}
+		if !slices.Equal(offs1, []int64{0, 1, 2, 3, 4, 5}) || !slices.Equal(offs2, []int64{6, 7, 8, 9}) || !slices.Equal(offs3, offs2) {
+			return "", fmt.Errorf("input offsets per transaction: %v, %v, %v", offs1, offs2, offs3)
+		}
+		if afterAbort != 6 {
+			return "", fmt.Errorf("group offset after the aborted transaction %d, want 6", afterAbort)
+		}
+		sess.Close()
+		final, err := groupOffset()
+		if err != nil {
+			return "", err
+		}
+		if final != 10 {
+			return "", fmt.Errorf("group offset after the last commit %d, want 10", final)
+		}
+		var wantOut []string
+		for i := 0; i < 10; i++ {
+			wantOut = append(wantOut, fmt.Sprintf("IN-%d", i))
+		}
+		vals := func(rs []*kgo.Record) []string {
+			var out []string
+			for _, r := range rs {
+				out = append(out, string(r.Value))
+			}
+			return out
+		}
+		rc, err := readPartition(ctx, out, 0, kgo.NewOffset().AtStart(), 10, readCommitted)
+		if err != nil {
+			return "", fmt.Errorf("output read_committed: %w", err)
+		}
+		if !slices.Equal(vals(rc), wantOut) {
+			return "", fmt.Errorf("output read_committed %v", vals(rc))
+		}
+		ru, err := readPartition(ctx, out, 0, kgo.NewOffset().AtStart(), 14, readUncommitted)
+		if err != nil {
+			return "", fmt.Errorf("output read_uncommitted: %w", err)
+		}
+		if !slices.Equal(vals(ru), slices.Concat(wantOut, wantOut[6:])) {
+			return "", fmt.Errorf("output read_uncommitted %v", vals(ru))
+		}
+		return "GroupTransactSession, read_committed: txn 1 (input 0..5) committed, txn 2 (6..9) aborted -> group offset 6, " +
+			"rewound, txn 3 (6..9 again) committed; output read_committed IN-0..IN-9 once, read_uncommitted 14; " +
+			fmt.Sprintf("group offset 10 (OffsetFetch require_stable, %d UNSTABLE_OFFSET_COMMIT answers retried)", unstable), nil
 	})
 }

@@ -73,8 +73,8 @@ async function produce (messages, topic, opts = {}) {
 // Runs a consumer in `groupId` until `want` messages arrived (or `until` returns true).
 // `seekTo`: {partition, offset} applied right after run(). `onJoined`: called once the
 // first fetch after the group join has completed (so "latest" is resolved).
-async function consume (topic, { groupId, fromBeginning = true, want, autoCommit = true, seekTo, onFetched, keepRunning = false }) {
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, heartbeatInterval: 1000, sessionTimeout: 10000 })
+async function consume (topic, { groupId, fromBeginning = true, want, autoCommit = true, seekTo, onFetched, keepRunning = false, readUncommitted = false }) {
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, heartbeatInterval: 1000, sessionTimeout: 10000, readUncommitted })
   const got = []
   let resolveDone
   const done = new Promise(resolve => { resolveDone = resolve })
@@ -311,6 +311,124 @@ async function main () {
     } finally {
       await consumer.disconnect()
     }
+  })
+
+  // ---- transactions ----
+  const txnProducer = async (name) => {
+    const producer = kafka.producer({ transactionalId: `kjs-${name}-${RUN}`, idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 2000 } })
+    await producer.connect()
+    return producer
+  }
+  const seq = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`)
+  const range = (from, to) => Array.from({ length: to - from }, (_, i) => String(from + i))
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
+
+  // Committed transaction of 10, aborted one of 5 (transaction.send resolves with the
+  // broker's ack, so they are on the broker before the abort), committed one of 7; with the
+  // control markers the log is c1 0..9, commit 10, ab 11..15, abort 16, c2 17..23, commit 24.
+  await scenario('txn.commit_abort', async () => {
+    const topic = topicName('txn')
+    await createTopic(admin, topic, 1)
+    const producer = await txnProducer('txn')
+    let abortedAt, lsoOpen
+    try {
+      const t1 = await producer.transaction()
+      await t1.send({ topic, messages: seq('c1', 10).map(value => ({ value })), acks: -1 })
+      await t1.commit()
+      const t2 = await producer.transaction()
+      const md = await t2.send({ topic, messages: seq('ab', 5).map(value => ({ value })), acks: -1 })
+      abortedAt = md[0].baseOffset
+      lsoOpen = (await admin.fetchTopicOffsets(topic))[0].high // ListOffsets, READ_COMMITTED
+      await t2.abort()
+      const t3 = await producer.transaction()
+      await t3.send({ topic, messages: seq('c2', 7).map(value => ({ value })), acks: -1 })
+      await t3.commit()
+    } finally {
+      await producer.disconnect()
+    }
+    check(abortedAt === '11', `aborted batch acked at base offset ${abortedAt}, want 11`)
+    check(lsoOpen === '11', `read_committed end offset (LSO) while the 2nd transaction was open: ${lsoOpen}, want 11`)
+    const rc = (await consume(topic, { groupId: `kjs-txn-rc-${RUN}`, want: 17 })).got
+    check(same(rc.map(m => m.value.toString()), [...seq('c1', 10), ...seq('c2', 7)]), `read_committed values ${rc.map(m => m.value.toString())}`)
+    check(same(rc.map(m => m.offset), [...range(0, 10), ...range(17, 24)]), `read_committed offsets ${rc.map(m => m.offset)}`)
+    const ru = (await consume(topic, { groupId: `kjs-txn-ru-${RUN}`, want: 22, readUncommitted: true })).got
+    check(same(ru.map(m => m.value.toString()), [...seq('c1', 10), ...seq('ab', 5), ...seq('c2', 7)]), `read_uncommitted values ${ru.map(m => m.value.toString())}`)
+    const lso = (await admin.fetchTopicOffsets(topic))[0].high
+    check(lso === '25', `read_committed end offset after the last commit ${lso}, want 25`)
+    return 'commit 10, abort 5 (acked at 11..15), commit 7: readUncommitted:false read the 17 committed (offsets 0..9, 17..23), ' +
+      'readUncommitted:true all 22; LSO 11 while the abort was open, 25 after'
+  })
+
+  // Consume-transform-produce: a read_committed group member (autoCommit off) reads 10 records;
+  // transaction 1 produces the first 6 transformed with sendOffsets(6) and commits; transaction
+  // 2 the other 4 with sendOffsets(10) and aborts (the group stays at 6); the member seeks back
+  // to 6 and transaction 3 redoes the 4 with sendOffsets(10) and commits.
+  await scenario('txn.offsets', async () => {
+    const input = topicName('txn-in')
+    const output = topicName('txn-out')
+    const groupId = `kjs-txn-${RUN}`
+    await createTopic(admin, input, 1)
+    await createTopic(admin, output, 1)
+    await produce(seq('in', 10).map(value => ({ value })), input)
+    const queue = []
+    let waiter = null
+    const take = (n) => new Promise(resolve => {
+      const tryTake = () => { if (queue.length >= n) { waiter = null; resolve(queue.splice(0, n)) } }
+      waiter = tryTake
+      tryTake()
+    })
+    const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, readUncommitted: false })
+    const producer = await txnProducer('txo')
+    const offsetsFor = (offset) => ({ consumerGroupId: groupId, topics: [{ topic: input, partitions: [{ partition: 0, offset }] }] })
+    const transform = (ms) => ms.map(m => ({ value: m.value.toString().toUpperCase() }))
+    // kafkajs's OffsetFetch has no require_stable (KIP-447): right after EndTxn, before the
+    // marker reached __consumer_offsets, it may still answer the previous offset.
+    const groupOffset = async (want) => {
+      let off
+      for (let i = 0; i < 50; i++) {
+        off = (await admin.fetchOffsets({ groupId, topics: [input] }))[0].partitions[0].offset
+        if (off === want) break
+        await sleep(100)
+      }
+      return off
+    }
+    let afterAbort, final
+    try {
+      await consumer.connect()
+      await consumer.subscribe({ topics: [input], fromBeginning: true })
+      await consumer.run({ autoCommit: false, eachMessage: async ({ message }) => { queue.push(message); if (waiter) waiter() } })
+      const got = await take(10)
+      check(same(got.map(m => m.offset), range(0, 10)), `input offsets ${got.map(m => m.offset)}`)
+      const t1 = await producer.transaction()
+      await t1.send({ topic: output, messages: transform(got.slice(0, 6)), acks: -1 })
+      await t1.sendOffsets(offsetsFor('6'))
+      await t1.commit()
+      const t2 = await producer.transaction()
+      await t2.send({ topic: output, messages: transform(got.slice(6)), acks: -1 })
+      await t2.sendOffsets(offsetsFor('10'))
+      await t2.abort()
+      afterAbort = (await admin.fetchOffsets({ groupId, topics: [input] }))[0].partitions[0].offset
+      check(afterAbort === '6', `group offset after the aborted transaction ${afterAbort}, want 6`)
+      consumer.seek({ topic: input, partition: 0, offset: afterAbort })
+      const again = await take(4)
+      check(same(again.map(m => m.offset), range(6, 10)), `re-read offsets ${again.map(m => m.offset)}`)
+      const t3 = await producer.transaction()
+      await t3.send({ topic: output, messages: transform(again), acks: -1 })
+      await t3.sendOffsets(offsetsFor('10'))
+      await t3.commit()
+      final = await groupOffset('10')
+      check(final === '10', `group offset after the last commit ${final}, want 10`)
+    } finally {
+      await producer.disconnect()
+      await consumer.disconnect()
+    }
+    const want = seq('IN', 10)
+    const rc = (await consume(output, { groupId: `kjs-txn-out-rc-${RUN}`, want: 10 })).got
+    check(same(rc.map(m => m.value.toString()), want), `output read_committed ${rc.map(m => m.value.toString())}`)
+    const ru = (await consume(output, { groupId: `kjs-txn-out-ru-${RUN}`, want: 14, readUncommitted: true })).got
+    check(same(ru.map(m => m.value.toString()), [...want, ...want.slice(6)]), `output read_uncommitted ${ru.map(m => m.value.toString())}`)
+    return 'read_committed member: txn 1 (6 + sendOffsets 6) committed, txn 2 (4 + sendOffsets 10) aborted -> fetchOffsets 6, seek, ' +
+      'txn 3 (4 + sendOffsets 10) committed; output read_committed IN-0..IN-9 once, readUncommitted 14; group offset 10'
   })
 
   await admin.disconnect()

@@ -97,8 +97,8 @@ def confluent():
             got.append(m)
         return got
 
-    def read_all(topic, parts, n):
-        c = consumer()
+    def read_all(topic, parts, n, **conf):
+        c = consumer(**conf)
         c.assign([TopicPartition(topic, p, 0) for p in range(parts)])
         try:
             return poll(c, n)
@@ -295,6 +295,121 @@ def confluent():
     scenario("group.commit_resume", commit_resume)
     scenario("group.describe_lag", describe_lag)
 
+    from confluent_kafka import IsolationLevel
+    from confluent_kafka.admin import OffsetSpec
+
+    def end_offset(tp, level):
+        return admin.list_offsets({tp: OffsetSpec.latest()}, isolation_level=level)[tp].result(20).offset
+
+    def txn_producer(name):
+        p = producer(**{"transactional.id": f"{PREFIX}-{name}-{RUN}"})
+        p.init_transactions(20)
+        return p
+
+    def txn_commit_abort():
+        # Committed transaction of 10, aborted one of 5 (flushed: delivered, acked at 11..15,
+        # before the abort), committed one of 7; with the control markers the log is
+        # c1 0..9, commit 10, ab 11..15, abort 16, c2 17..23, commit 24.
+        topic = topic_name("txn")
+        create(topic)
+        tp = TopicPartition(topic, 0)
+        acked, errors = {}, []
+
+        def on_delivery(err, msg):
+            if err:
+                errors.append(err)
+            else:
+                acked[msg.value().decode()] = msg.offset()
+
+        p = txn_producer("txn")
+        p.begin_transaction()
+        for i in range(10):
+            p.produce(topic, f"c1-{i}".encode(), on_delivery=on_delivery)
+        p.commit_transaction(20)
+        p.begin_transaction()
+        for i in range(5):
+            p.produce(topic, f"ab-{i}".encode(), on_delivery=on_delivery)
+        check(p.flush(20) == 0, "flush left messages")
+        lso_open, hw_open = end_offset(tp, IsolationLevel.READ_COMMITTED), end_offset(tp, IsolationLevel.READ_UNCOMMITTED)
+        p.abort_transaction(20)
+        p.begin_transaction()
+        for i in range(7):
+            p.produce(topic, f"c2-{i}".encode(), on_delivery=on_delivery)
+        p.commit_transaction(20)
+        check(not errors, f"delivery errors {errors}")
+        check([acked.get(f"ab-{i}") for i in range(5)] == list(range(11, 16)),
+              f"aborted records acked at {[acked.get(f'ab-{i}') for i in range(5)]}, want 11..15")
+        check((lso_open, hw_open) == (11, 16), f"while the 2nd transaction was open: read_committed end offset (LSO) "
+              f"{lso_open}, read_uncommitted end offset (high watermark) {hw_open}; want 11 and 16")
+        rc = read_all(topic, 1, 17, **{"isolation.level": "read_committed"})
+        want = [(i, f"c1-{i}") for i in range(10)] + [(17 + i, f"c2-{i}") for i in range(7)]
+        check([(m.offset(), m.value().decode()) for m in rc] == want, f"read_committed {[(m.offset(), m.value()) for m in rc]}")
+        ru = read_all(topic, 1, 22, **{"isolation.level": "read_uncommitted"})
+        want = [f"c1-{i}" for i in range(10)] + [f"ab-{i}" for i in range(5)] + [f"c2-{i}" for i in range(7)]
+        check([m.value().decode() for m in ru] == want, f"read_uncommitted {[m.value() for m in ru]}")
+        lso, hw = end_offset(tp, IsolationLevel.READ_COMMITTED), end_offset(tp, IsolationLevel.READ_UNCOMMITTED)
+        check((lso, hw) == (25, 25), f"end offsets after the last commit: LSO {lso}, high watermark {hw}; want 25")
+        return ("commit 10, abort 5 (flushed, acked at 11..15), commit 7: read_committed read the 17 committed "
+                "(offsets 0..9, 17..23), read_uncommitted all 22; LSO 11 / HW 16 while the abort was open, 25 / 25 after")
+
+    def txn_offsets():
+        # Consume-transform-produce: a read_committed group member reads 10 records; txn 1
+        # produces the first 6 transformed with offset 6 and commits; txn 2 the other 4 with
+        # offset 10 and aborts (the group stays at 6); the member seeks back to the committed
+        # offset and txn 3 redoes the 4 with offset 10 and commits.
+        src, dst, group = topic_name("txn-in"), topic_name("txn-out"), f"{PREFIX}-txn-{RUN}"
+        create(src)
+        create(dst)
+        produce(src, [f"in-{i}" for i in range(10)])
+        tp = TopicPartition(src, 0)
+        c = consumer(group, **{"auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+        p = txn_producer("txo")
+
+        def txn(msgs, offset, commit):
+            p.begin_transaction()
+            for m in msgs:
+                p.produce(dst, m.value().decode().upper().encode())
+            p.send_offsets_to_transaction([TopicPartition(src, 0, offset)], c.consumer_group_metadata(), 20)
+            if commit:
+                p.commit_transaction(20)
+            else:
+                check(p.flush(20) == 0, "flush left messages")
+                p.abort_transaction(20)
+
+        try:
+            c.subscribe([src])
+            got = poll(c, 10)
+            check([m.offset() for m in got] == list(range(10)), f"input offsets {[m.offset() for m in got]}")
+            txn(got[:6], 6, True)
+            txn(got[6:], 10, False)
+            # committed(): OffsetFetch with require_stable (read_committed), retried while the
+            # aborted transaction's offsets are undecided.
+            after_abort = c.committed([tp], timeout=20)[0].offset
+            check(after_abort == 6, f"committed offset after the aborted transaction {after_abort}, want 6")
+            c.seek(TopicPartition(src, 0, after_abort))
+            again = poll(c, 4)
+            check([m.offset() for m in again] == list(range(6, 10)), f"re-read offsets {[m.offset() for m in again]}")
+            txn(again, 10, True)
+            final = c.committed([tp], timeout=20)[0].offset
+            check(final == 10, f"committed offset after the last commit {final}, want 10")
+        finally:
+            c.close()
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        r = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(20)
+        offs = {(x.topic, x.partition): x.offset for x in r.topic_partitions}
+        check(offs.get((src, 0)) == 10, f"list_consumer_group_offsets {offs}")
+        want = [f"IN-{i}" for i in range(10)]
+        rc = read_all(dst, 1, 10, **{"isolation.level": "read_committed"})
+        check([m.value().decode() for m in rc] == want, f"output read_committed {[m.value() for m in rc]}")
+        ru = read_all(dst, 1, 14, **{"isolation.level": "read_uncommitted"})
+        check([m.value().decode() for m in ru] == want + want[6:], f"output read_uncommitted {[m.value() for m in ru]}")
+        return ("read_committed member: txn 1 (6 + send_offsets_to_transaction 6) committed, txn 2 (4 + offsets 10) aborted "
+                "-> committed() 6, seek, txn 3 (4 + offsets 10) committed; output read_committed IN-0..IN-9 once, "
+                "read_uncommitted 14; group offset 10 (committed(), list_consumer_group_offsets)")
+
+    scenario("txn.commit_abort", txn_commit_abort)
+    scenario("txn.offsets", txn_offsets)
+
 
 # --------------------------------------------------------------------------------------
 # kafka-python
@@ -330,8 +445,8 @@ def kafka_python():
                 got.extend(recs)
         return got
 
-    def read_all(topic, parts, n):
-        c = consumer()
+    def read_all(topic, parts, n, **conf):
+        c = consumer(**conf)
         tps = [TopicPartition(topic, p) for p in range(parts)]
         c.assign(tps)
         c.seek_to_beginning(*tps)
@@ -536,6 +651,113 @@ def kafka_python():
 
     scenario("group.commit_resume", commit_resume)
     scenario("group.describe_lag", describe_lag)
+
+    def end_offset(tp, level):
+        c = consumer(isolation_level=level)
+        try:
+            return c.end_offsets([tp])[tp]
+        finally:
+            c.close()
+
+    def txn_producer(name):
+        p = KafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"{PREFIX}-{name}-{RUN}", linger_ms=20)
+        p.init_transactions()
+        return p
+
+    def txn_commit_abort():
+        # Committed transaction of 10, aborted one of 5 (flushed: acked at 11..15 before the
+        # abort), committed one of 7; with the control markers the log is c1 0..9, commit 10,
+        # ab 11..15, abort 16, c2 17..23, commit 24.
+        topic = topic_name("txn")
+        create(topic)
+        tp = TopicPartition(topic, 0)
+        p = txn_producer("txn")
+        try:
+            p.begin_transaction()
+            for i in range(10):
+                p.send(topic, f"c1-{i}".encode())
+            p.commit_transaction()
+            p.begin_transaction()
+            futs = [p.send(topic, f"ab-{i}".encode()) for i in range(5)]
+            p.flush(20)
+            aborted_at = [f.get(20).offset for f in futs]
+            lso_open, hw_open = end_offset(tp, "read_committed"), end_offset(tp, "read_uncommitted")
+            p.abort_transaction()
+            p.begin_transaction()
+            for i in range(7):
+                p.send(topic, f"c2-{i}".encode())
+            p.commit_transaction()
+        finally:
+            p.close(10)
+        check(aborted_at == list(range(11, 16)), f"aborted records acked at {aborted_at}, want 11..15")
+        check((lso_open, hw_open) == (11, 16), f"while the 2nd transaction was open: read_committed end offset (LSO) "
+              f"{lso_open}, read_uncommitted end offset (high watermark) {hw_open}; want 11 and 16")
+        rc = read_all(topic, 1, 17, isolation_level="read_committed")
+        want = [(i, f"c1-{i}") for i in range(10)] + [(17 + i, f"c2-{i}") for i in range(7)]
+        check([(r.offset, r.value.decode()) for r in rc] == want, f"read_committed {[(r.offset, r.value) for r in rc]}")
+        ru = read_all(topic, 1, 22, isolation_level="read_uncommitted")
+        want = [f"c1-{i}" for i in range(10)] + [f"ab-{i}" for i in range(5)] + [f"c2-{i}" for i in range(7)]
+        check([r.value.decode() for r in ru] == want, f"read_uncommitted {[r.value for r in ru]}")
+        lso, hw = end_offset(tp, "read_committed"), end_offset(tp, "read_uncommitted")
+        check((lso, hw) == (25, 25), f"end offsets after the last commit: LSO {lso}, high watermark {hw}; want 25")
+        return ("commit 10, abort 5 (flushed, acked at 11..15), commit 7: read_committed read the 17 committed "
+                "(offsets 0..9, 17..23), read_uncommitted all 22; LSO 11 / HW 16 while the abort was open, 25 / 25 after")
+
+    def txn_offsets():
+        # As for confluent-kafka; kafka-python's send_offsets_to_transaction takes the group id
+        # (no generation/member: TxnOffsetCommit without group metadata) and its OffsetFetch
+        # (<= v5) has no require_stable, so the offset after the last commit is polled for.
+        src, dst, group = topic_name("txn-in"), topic_name("txn-out"), f"{PREFIX}-txn-{RUN}"
+        create(src)
+        create(dst)
+        produce(src, [f"in-{i}" for i in range(10)])
+        tp = TopicPartition(src, 0)
+        c = consumer(group, auto_offset_reset="earliest", isolation_level="read_committed")
+        p = txn_producer("txo")
+
+        def txn(recs, offset, commit):
+            p.begin_transaction()
+            for r in recs:
+                p.send(dst, r.value.decode().upper().encode())
+            p.send_offsets_to_transaction({tp: OffsetAndMetadata(offset, "", -1)}, group)
+            if commit:
+                p.commit_transaction()
+            else:
+                p.flush(20)
+                p.abort_transaction()
+
+        try:
+            c.subscribe([src])
+            got = poll(c, 10)
+            check([r.offset for r in got] == list(range(10)), f"input offsets {[r.offset for r in got]}")
+            txn(got[:6], 6, True)
+            txn(got[6:], 10, False)
+            after_abort = c.committed(tp)
+            check(after_abort == 6, f"committed offset after the aborted transaction {after_abort}, want 6")
+            c.seek(tp, after_abort)
+            again = poll(c, 4)
+            check([r.offset for r in again] == list(range(6, 10)), f"re-read offsets {[r.offset for r in again]}")
+            txn(again, 10, True)
+            deadline = time.monotonic() + 10
+            while (final := c.committed(tp)) != 10 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            check(final == 10, f"committed offset after the last commit {final}, want 10")
+        finally:
+            c.close()
+            p.close(10)
+        offs = admin.list_consumer_group_offsets(group)
+        check(offs.get(tp) is not None and offs[tp].offset == 10, f"list_consumer_group_offsets {offs}")
+        want = [f"IN-{i}" for i in range(10)]
+        rc = read_all(dst, 1, 10, isolation_level="read_committed")
+        check([r.value.decode() for r in rc] == want, f"output read_committed {[r.value for r in rc]}")
+        ru = read_all(dst, 1, 14, isolation_level="read_uncommitted")
+        check([r.value.decode() for r in ru] == want + want[6:], f"output read_uncommitted {[r.value for r in ru]}")
+        return ("read_committed member: txn 1 (6 + send_offsets_to_transaction 6) committed, txn 2 (4 + offsets 10) aborted "
+                "-> committed() 6, seek, txn 3 (4 + offsets 10) committed; output read_committed IN-0..IN-9 once, "
+                "read_uncommitted 14; group offset 10 (committed() polled, no require_stable; list_consumer_group_offsets)")
+
+    scenario("txn.commit_abort", txn_commit_abort)
+    scenario("txn.offsets", txn_offsets)
     admin.close()
 
 

@@ -466,17 +466,34 @@ impl Txns {
             }
             let shared = shared.clone();
             runtime.spawn(async move {
-                run_marker_job(&shared, &job).await;
-                shared.txns.writing.lock().remove(&key);
+                let guard = Writing {
+                    shared: shared.clone(),
+                    key,
+                };
+                run_marker_job(&shared, &job, guard).await;
             });
         }
     }
 }
 
+/// A marker job being written: its key leaves `Txns::writing` when dropped.
+struct Writing {
+    shared: Arc<Shared>,
+    key: (String, i64, i16),
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.shared.txns.writing.lock().remove(&self.key);
+    }
+}
+
 /// Writes every marker of `job` (retrying unavailable partitions), then records the
 /// transaction complete. Gives up if this broker stops coordinating the id or the
-/// transaction moves on.
-async fn run_marker_job(shared: &Arc<Shared>, job: &MarkerJob) {
+/// transaction moves on. `writing` is released before the transaction completes: the
+/// producer's next transaction has the same key, and its job must not be taken for a
+/// duplicate of this one.
+async fn run_marker_job(shared: &Arc<Shared>, job: &MarkerJob, writing: Writing) {
     let txns = &shared.txns;
     let id = job.transactional_id.as_str();
     let mut remaining: Vec<(String, i32)> = job.partitions.clone();
@@ -550,6 +567,7 @@ async fn run_marker_job(shared: &Arc<Shared>, job: &MarkerJob) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MARKER_RETRY_MAX);
     }
+    drop(writing);
     let result = txns
         .apply(shared, id, |c| {
             (

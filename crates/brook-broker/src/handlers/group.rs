@@ -172,47 +172,62 @@ pub fn offset_fetch(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
-    let mut response = shared.groups.read(|c| c.offset_fetch(version, &req));
+    // Offsets and what transactions hold pending are read under one lock: a commit
+    // marker applies pending offsets under it too (KIP-447's require_stable).
+    let groups = &shared.groups;
+    let mut response = groups.read(|c| {
+        let mut response = c.offset_fetch(version, &req);
+        if req.require_stable {
+            mark_unstable(groups, &req, &mut response, version);
+        }
+        response
+    });
     if version < 8 {
-        if !shared.groups.coordinates(shared, &req.group_id.0) {
+        if !groups.coordinates(shared, &req.group_id.0) {
             return OffsetFetchResponse::default()
                 .with_error_code(ResponseError::NotCoordinator.code());
         }
-        if req.require_stable {
-            for t in response.topics.iter_mut() {
-                for p in t.partitions.iter_mut() {
-                    if shared
-                        .groups
-                        .has_pending_offset(&req.group_id, &t.name, p.partition_index)
-                    {
-                        p.error_code = ResponseError::UnstableOffsetCommit.code();
-                        p.committed_offset = -1;
-                    }
-                }
-            }
-        }
     } else {
         for g in response.groups.iter_mut() {
-            if !shared.groups.coordinates(shared, &g.group_id.0) {
+            if !groups.coordinates(shared, &g.group_id.0) {
                 g.error_code = ResponseError::NotCoordinator.code();
                 g.topics.clear();
-            } else if req.require_stable {
-                // KIP-447: offsets a transaction has yet to decide are not answered.
-                for t in g.topics.iter_mut() {
-                    for p in t.partitions.iter_mut() {
-                        if shared
-                            .groups
-                            .has_pending_offset(&g.group_id, &t.name, p.partition_index)
-                        {
-                            p.error_code = ResponseError::UnstableOffsetCommit.code();
-                            p.committed_offset = -1;
-                        }
-                    }
-                }
             }
         }
     }
     response
+}
+
+/// UNSTABLE_OFFSET_COMMIT for each partition whose offset a transaction has yet to
+/// decide. Called with the coordinator locked.
+fn mark_unstable(
+    groups: &crate::groups::Groups,
+    req: &OffsetFetchRequest,
+    response: &mut OffsetFetchResponse,
+    version: i16,
+) {
+    let unstable = ResponseError::UnstableOffsetCommit.code();
+    if version < 8 {
+        for t in response.topics.iter_mut() {
+            for p in t.partitions.iter_mut() {
+                if groups.has_pending_offset(&req.group_id, &t.name, p.partition_index) {
+                    p.error_code = unstable;
+                    p.committed_offset = -1;
+                }
+            }
+        }
+        return;
+    }
+    for g in response.groups.iter_mut() {
+        for t in g.topics.iter_mut() {
+            for p in t.partitions.iter_mut() {
+                if groups.has_pending_offset(&g.group_id, &t.name, p.partition_index) {
+                    p.error_code = unstable;
+                    p.committed_offset = -1;
+                }
+            }
+        }
+    }
 }
 
 pub fn list(shared: &Arc<Shared>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {

@@ -1,8 +1,9 @@
 // Brook compatibility scenarios driven by the Java client (kafka-clients, pinned in pom.xml).
 //
 //   java -cp 'jars/*:classes' Compat 127.0.0.1:9092 classic    # every scenario
-//   java -cp 'jars/*:classes' Compat 127.0.0.1:9092 consumer   # consumer scenarios only,
-//                                                              # with group.protocol=consumer (KIP-848)
+//   java -cp 'jars/*:classes' Compat 127.0.0.1:9092 consumer   # consume, group and transaction
+//                                                              # scenarios only, with
+//                                                              # group.protocol=consumer (KIP-848)
 //
 // Prints one line per scenario: `RESULT {"scenario":..,"status":"pass|fail","detail":..}`;
 // compat/run.sh collects those lines.
@@ -24,6 +25,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ListOffsetsOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
@@ -41,6 +43,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.IsolationLevel;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
@@ -180,7 +183,11 @@ public class Compat {
 
     // Reads partition 0..parts-1 of topic from the start without a group.
     static List<ConsumerRecord<String, String>> readAll(String topic, int parts, int n) {
-        try (KafkaConsumer<String, String> c = consumer(null, Map.of())) {
+        return readAll(topic, parts, n, Map.of());
+    }
+
+    static List<ConsumerRecord<String, String>> readAll(String topic, int parts, int n, Map<String, String> extra) {
+        try (KafkaConsumer<String, String> c = consumer(null, extra)) {
             List<TopicPartition> tps = new ArrayList<>();
             for (int i = 0; i < parts; i++) tps.add(new TopicPartition(topic, i));
             c.assign(tps);
@@ -207,6 +214,7 @@ public class Compat {
             }
             consumeScenarios();
             groupScenarios();
+            txnScenarios();
         } finally {
             admin.close(Duration.ofSeconds(5));
         }
@@ -416,6 +424,143 @@ public class Compat {
                 return "describeConsumerGroups: " + d.groupState() + ", type " + d.type() + ", assignor "
                         + d.partitionAssignor() + ", 1 member owning " + tp + "; committed 4, end 10, lag 6";
             }
+        });
+    }
+
+    static final Map<String, String> READ_COMMITTED = Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+    static final Map<String, String> READ_UNCOMMITTED = Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_uncommitted");
+
+    static long endOffset(TopicPartition tp, IsolationLevel level) throws Exception {
+        return admin.listOffsets(Map.of(tp, OffsetSpec.latest()), new ListOffsetsOptions(level))
+                .all().get(20, TimeUnit.SECONDS).get(tp).offset();
+    }
+
+    static List<String> valuesOf(List<ConsumerRecord<String, String>> rs) {
+        List<String> l = new ArrayList<>();
+        for (ConsumerRecord<String, String> r : rs) l.add(r.value());
+        return l;
+    }
+
+    static List<Long> offsetsOf(List<ConsumerRecord<String, String>> rs) {
+        List<Long> l = new ArrayList<>();
+        for (ConsumerRecord<String, String> r : rs) l.add(r.offset());
+        return l;
+    }
+
+    static List<Long> range(long from, long to) {
+        List<Long> l = new ArrayList<>();
+        for (long i = from; i < to; i++) l.add(i);
+        return l;
+    }
+
+    @SafeVarargs
+    static <T> List<T> concat(List<T>... ls) {
+        List<T> out = new ArrayList<>();
+        for (List<T> l : ls) out.addAll(l);
+        return out;
+    }
+
+    static void txnScenarios() {
+        // Committed transaction of 10 records, aborted one of 5 (flushed to the broker first),
+        // committed one of 7, each followed by its control marker: the log is
+        // c1 0..9, commit 10, ab 11..15, abort 16, c2 17..23, commit 24.
+        scenario("txn.commit_abort", () -> {
+            String t = topicName("txn");
+            createTopic(t, 1, Map.of());
+            TopicPartition tp = new TopicPartition(t, 0);
+            long lsoOpen, hwOpen;
+            List<Long> abortedAt = new ArrayList<>();
+            try (KafkaProducer<String, String> p = producer(Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG,
+                    "java-" + groupProtocol + "-txn-" + RUN))) {
+                p.initTransactions();
+                p.beginTransaction();
+                for (String v : values("c1", 10)) p.send(new ProducerRecord<>(t, v));
+                p.commitTransaction();
+                p.beginTransaction();
+                List<java.util.concurrent.Future<RecordMetadata>> fs = new ArrayList<>();
+                for (String v : values("ab", 5)) fs.add(p.send(new ProducerRecord<>(t, v)));
+                p.flush();
+                for (var f : fs) abortedAt.add(f.get(20, TimeUnit.SECONDS).offset());
+                lsoOpen = endOffset(tp, IsolationLevel.READ_COMMITTED);
+                hwOpen = endOffset(tp, IsolationLevel.READ_UNCOMMITTED);
+                p.abortTransaction();
+                p.beginTransaction();
+                for (String v : values("c2", 7)) p.send(new ProducerRecord<>(t, v));
+                p.commitTransaction();
+            }
+            check(abortedAt.equals(range(11, 16)), "aborted records acked at " + abortedAt + ", want 11..15");
+            check(lsoOpen == 11 && hwOpen == 16, "while the 2nd transaction was open: read_committed end offset (LSO) "
+                    + lsoOpen + ", read_uncommitted end offset (high watermark) " + hwOpen + "; want 11 and 16");
+            List<ConsumerRecord<String, String>> rc = readAll(t, 1, 17, READ_COMMITTED);
+            check(valuesOf(rc).equals(concat(values("c1", 10), values("c2", 7))), "read_committed values " + valuesOf(rc));
+            check(offsetsOf(rc).equals(concat(range(0, 10), range(17, 24))), "read_committed offsets " + offsetsOf(rc));
+            List<ConsumerRecord<String, String>> ru = readAll(t, 1, 22, READ_UNCOMMITTED);
+            check(valuesOf(ru).equals(concat(values("c1", 10), values("ab", 5), values("c2", 7))),
+                    "read_uncommitted values " + valuesOf(ru));
+            long lso = endOffset(tp, IsolationLevel.READ_COMMITTED), hw = endOffset(tp, IsolationLevel.READ_UNCOMMITTED);
+            check(lso == 25 && hw == 25, "end offsets after the last commit: LSO " + lso + ", high watermark " + hw + "; want 25");
+            return "commit 10, abort 5 (flushed, acked at 11..15), commit 7: read_committed read the 17 committed "
+                    + "(offsets 0..9, 17..23), read_uncommitted all 22; LSO 11 / HW 16 while the abort was open, 25 / 25 after";
+        });
+
+        // Consume-transform-produce: a read_committed group member reads 10 records; transaction 1
+        // produces the first 6 transformed and commits offset 6 with them; transaction 2 produces
+        // the other 4 with offset 10 and aborts (the group stays at 6); the member seeks back to the
+        // committed offset and transaction 3 redoes the 4 and commits offset 10.
+        scenario("txn.offsets", () -> {
+            String in = topicName("txn-in"), out = topicName("txn-out");
+            String g = "java-txn-" + groupProtocol + RUN;
+            createTopic(in, 1, Map.of());
+            createTopic(out, 1, Map.of());
+            produce(in, values("in", 10), Map.of());
+            TopicPartition itp = new TopicPartition(in, 0);
+            Map<String, String> cc = new HashMap<>(READ_COMMITTED);
+            cc.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+            cc.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+            long afterAbort;
+            try (KafkaConsumer<String, String> c = consumer(g, cc);
+                 KafkaProducer<String, String> p = producer(Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG,
+                         "java-" + groupProtocol + "-txo-" + RUN))) {
+                p.initTransactions();
+                c.subscribe(List.of(in));
+                List<ConsumerRecord<String, String>> got = poll(c, 10);
+                check(offsetsOf(got).equals(range(0, 10)), "input offsets " + offsetsOf(got));
+                p.beginTransaction();
+                for (ConsumerRecord<String, String> r : got.subList(0, 6)) p.send(new ProducerRecord<>(out, r.value().toUpperCase()));
+                p.sendOffsetsToTransaction(Map.of(itp, new OffsetAndMetadata(6)), c.groupMetadata());
+                p.commitTransaction();
+                p.beginTransaction();
+                for (ConsumerRecord<String, String> r : got.subList(6, 10)) p.send(new ProducerRecord<>(out, r.value().toUpperCase()));
+                p.sendOffsetsToTransaction(Map.of(itp, new OffsetAndMetadata(10)), c.groupMetadata());
+                p.flush();
+                p.abortTransaction();
+                OffsetAndMetadata committed = c.committed(Set.of(itp)).get(itp);
+                check(committed != null && committed.offset() == 6, "committed offset after the abort " + committed + ", want 6");
+                afterAbort = committed.offset();
+                c.seek(itp, committed.offset());
+                List<ConsumerRecord<String, String>> again = poll(c, 4);
+                check(offsetsOf(again).equals(range(6, 10)), "re-read offsets " + offsetsOf(again));
+                p.beginTransaction();
+                for (ConsumerRecord<String, String> r : again) p.send(new ProducerRecord<>(out, r.value().toUpperCase()));
+                p.sendOffsetsToTransaction(Map.of(itp, new OffsetAndMetadata(10)), c.groupMetadata());
+                p.commitTransaction();
+                // read_committed: committed() asks with require_stable and retries while the
+                // transaction's offsets are undecided (EndTxn is answered before its markers).
+                OffsetAndMetadata fin = c.committed(Set.of(itp)).get(itp);
+                check(fin != null && fin.offset() == 10, "committed offset after the last commit " + fin + ", want 10");
+            }
+            Map<TopicPartition, OffsetAndMetadata> offs =
+                    admin.listConsumerGroupOffsets(g).partitionsToOffsetAndMetadata().get(20, TimeUnit.SECONDS);
+            check(offs.get(itp) != null && offs.get(itp).offset() == 10, "group offsets " + offs);
+            List<String> want = new ArrayList<>();
+            for (String v : values("in", 10)) want.add(v.toUpperCase());
+            List<ConsumerRecord<String, String>> rc = readAll(out, 1, 10, READ_COMMITTED);
+            check(valuesOf(rc).equals(want), "output read_committed " + valuesOf(rc));
+            List<ConsumerRecord<String, String>> ru = readAll(out, 1, 14, READ_UNCOMMITTED);
+            check(valuesOf(ru).equals(concat(want.subList(0, 10), want.subList(6, 10))), "output read_uncommitted " + valuesOf(ru));
+            return "group " + groupProtocol + ", read_committed input: txn 1 (6 records + offset 6) committed, txn 2 (4 + offset 10) "
+                    + "aborted -> committed() " + afterAbort + ", seek, txn 3 (4 + offset 10) committed; output read_committed "
+                    + "IN-0..IN-9 once, read_uncommitted 14; group offset 10 (committed(), then Admin.listConsumerGroupOffsets)";
         });
     }
 }
