@@ -466,11 +466,7 @@ impl Groups {
             return Ok(None);
         }
         self.ensure_offsets_topic(shared)?;
-        let partitions = shared
-            .image()
-            .topic(OFFSETS_TOPIC)
-            .map_or(self.offsets_partitions, |t| t.partitions.len() as i32);
-        let index = offsets_partition_for(group_id, partitions);
+        let index = offsets_partition_for(group_id, self.offsets_partition_count(shared));
         let partition = shared.partition(OFFSETS_TOPIC, index).ok_or_else(|| {
             ApiError::new(
                 ResponseError::CoordinatorNotAvailable,

@@ -136,11 +136,7 @@ impl Txns {
 
     /// The `__transaction_state` partition of `transactional_id`.
     pub fn partition_of(&self, shared: &Shared, transactional_id: &str) -> i32 {
-        let partitions = shared
-            .image()
-            .topic(TXN_TOPIC)
-            .map_or(self.partitions, |t| t.partitions.len() as i32);
-        txn_partition_for(transactional_id, partitions)
+        txn_partition_for(transactional_id, self.partition_count(shared))
     }
 
     /// Whether this broker coordinates `transactional_id` now (it leads the id's
