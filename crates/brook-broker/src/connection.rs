@@ -137,10 +137,15 @@ pub async fn serve(
 /// straight to the socket once what is buffered before them has been flushed (small
 /// ranges are copied into the buffer instead). A file shorter than a range is an
 /// `UnexpectedEof` error.
+///
+/// Around the file ranges the socket is corked (`TCP_CORK`), so the bytes flushed
+/// before each range leave in the same segments as the file's data instead of as small
+/// packets of their own; the response's last bytes are flushed before it is uncorked.
 async fn write_chunks(
     writer: &mut BufWriter<OwnedWriteHalf>,
     chunks: Vec<Chunk>,
 ) -> io::Result<()> {
+    let mut corked = false;
     for chunk in chunks {
         match chunk {
             Chunk::Bytes(bytes) => writer.write_all(&bytes).await?,
@@ -150,12 +155,25 @@ async fn write_chunks(
                 writer.write_all(&buf).await?;
             }
             Chunk::File(region) => {
+                if !corked {
+                    set_cork(writer, true)?;
+                    corked = true;
+                }
                 writer.flush().await?;
                 send_file(writer.get_ref().as_ref(), &region).await?;
             }
         }
     }
+    if corked {
+        writer.flush().await?;
+        set_cork(writer, false)?;
+    }
     Ok(())
+}
+
+fn set_cork(writer: &BufWriter<OwnedWriteHalf>, cork: bool) -> io::Result<()> {
+    let stream: &TcpStream = writer.get_ref().as_ref();
+    socket2::SockRef::from(stream).set_tcp_cork(cork)
 }
 
 /// Sends `region` of its file to the socket. A file shorter than the region (truncated

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use brook_log::{Log, LogError, ReadSlice};
 use brook_meta::PartitionImage;
 use brook_protocol::batch::{self, BatchError, BatchHeader, BatchIter};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
@@ -274,6 +274,19 @@ pub struct Partition {
     inner: Mutex<Inner>,
     /// Bumped whenever the high watermark, leader or ISR changes (acks=all waits on it).
     changed: watch::Sender<u64>,
+    /// Held while an fsync runs outside `inner` (see [`Partition::sync_log`]): one at
+    /// a time, taken before `inner`, never while holding it.
+    syncing: Mutex<()>,
+}
+
+/// Why [`Partition::sync_log`] is called.
+#[derive(Debug, Clone, Copy)]
+pub enum SyncFor {
+    /// An append that ends before `end` is to be acknowledged: fsync if
+    /// `flush.messages` asks for it, unless another fsync already covered it.
+    Append { end: i64, now_ms: i64 },
+    /// Periodic maintenance: whatever `flush.ms` and newly sealed segments ask for.
+    Tick(i64),
 }
 
 impl Partition {
@@ -316,6 +329,7 @@ impl Partition {
                 followers: HashMap::new(),
             }),
             changed: watch::channel(0).0,
+            syncing: Mutex::new(()),
         })
     }
 
@@ -398,7 +412,6 @@ impl Partition {
     ) -> Result<Appended, AppendError> {
         let config = self.config();
         let headers = validate(records, &config, now_ms)?;
-        let mut buf = BytesMut::from(&records[..]);
         let mut inner = self.inner.lock();
         if !inner.is_leader(self.node_id) {
             return Err(AppendError::NotLeader);
@@ -437,13 +450,10 @@ impl Partition {
         }
         let append_time = config.log_append_time.then_some(now_ms);
         let epoch = inner.leader_epoch;
-        let info = inner.log.append(&mut buf, epoch, append_time, now_ms)?;
+        let info = inner.log.append(records, epoch, append_time, now_ms)?;
         inner.epochs.record(epoch, info.base_offset);
-        for item in BatchIter::new(&buf) {
-            let (h, range) = item.expect("batches validated before append");
-            inner
-                .producers
-                .record(&h, h.is_control().then(|| &buf[range]));
+        for (h, batch) in brook_log::appended_headers(records, &info, epoch) {
+            inner.producers.record(&h, h.is_control().then_some(batch));
         }
         let log_start = inner.log.log_start_offset();
         inner.producers.trim_aborted(log_start);
@@ -460,6 +470,10 @@ impl Partition {
         if moved {
             self.bump();
         }
+        self.sync_log(SyncFor::Append {
+            end: appended.next_offset,
+            now_ms,
+        })?;
         Ok(appended)
     }
 
@@ -674,7 +688,8 @@ impl Partition {
         if leader_log_start > inner.log.log_start_offset() && leader_log_start <= leo {
             inner.log.delete_records_before(leader_log_start)?;
         }
-        Ok(())
+        drop(inner);
+        self.sync_log(SyncFor::Append { end: leo, now_ms })
     }
 
     /// The leader says our log diverges after `end_offset` of `epoch`: truncate to where
@@ -899,7 +914,6 @@ impl Partition {
             now_ms,
         )
         .map_err(|_| AppendError::InvalidRecord("cannot encode a transaction marker"))?;
-        let mut buf = encoded;
         let mut inner = self.inner.lock();
         if !inner.is_leader(self.node_id) {
             return Err(AppendError::NotLeader);
@@ -913,10 +927,11 @@ impl Partition {
             MarkerCheck::CoordinatorFenced => return Err(AppendError::CoordinatorFenced),
         }
         let epoch = inner.leader_epoch;
-        let info = inner.log.append(&mut buf, epoch, None, now_ms)?;
+        let info = inner.log.append(&encoded, epoch, None, now_ms)?;
         inner.epochs.record(epoch, info.base_offset);
-        let header = BatchHeader::parse(&buf).map_err(AppendError::Corrupt)?;
-        inner.producers.record(&header, Some(&buf));
+        for (header, batch) in brook_log::appended_headers(&encoded, &info, epoch) {
+            inner.producers.record(&header, Some(batch));
+        }
         inner
             .producers
             .marker_written(producer_id, coordinator_epoch);
@@ -933,6 +948,10 @@ impl Partition {
         if moved {
             self.bump();
         }
+        self.sync_log(SyncFor::Append {
+            end: appended.next_offset,
+            now_ms,
+        })?;
         Ok(appended)
     }
 
@@ -944,6 +963,38 @@ impl Partition {
 
     pub fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
         f(&mut self.inner.lock().log)
+    }
+
+    /// Runs the fsyncs the flush policy asks for without holding the partition lock,
+    /// so appends and fetches go on meanwhile (a sealed 1 GiB segment takes seconds to
+    /// sync). Jobs run one at a time, and each covers every append made before it was
+    /// taken: appenders waiting with `flush.messages=1` share one fsync (group commit).
+    /// Blocking: call from a blocking context.
+    pub fn sync_log(&self, why: SyncFor) -> Result<(), LogError> {
+        if let SyncFor::Append { end, .. } = why {
+            // The common case, checked without waiting on a sync in progress.
+            let inner = self.inner.lock();
+            if inner.log.recovery_point() >= end || !inner.log.flush_messages_due() {
+                return Ok(());
+            }
+        }
+        let _one_at_a_time = self.syncing.lock();
+        let job = {
+            let mut inner = self.inner.lock();
+            let log = &mut inner.log;
+            let (all, now_ms) = match why {
+                SyncFor::Append { end, .. } if log.recovery_point() >= end => return Ok(()),
+                SyncFor::Append { now_ms, .. } if log.flush_messages_due() => (true, now_ms),
+                SyncFor::Append { .. } => return Ok(()),
+                SyncFor::Tick(now_ms) => match log.sync_wanted(now_ms) {
+                    Some(all) => (all, now_ms),
+                    None => return Ok(()),
+                },
+            };
+            log.take_sync(all, now_ms)?
+        };
+        let outcome = job.run();
+        self.inner.lock().log.finish_sync(job, outcome)
     }
 
     pub fn close(self) -> Result<(), LogError> {

@@ -17,6 +17,7 @@ use brook_raft::{Quorum, QuorumConfig};
 use crate::cluster::{Cluster, PeerNet, RaftTransport};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::{self, ConnectionLimits};
+use crate::partition::SyncFor;
 use crate::shared::MetaStore;
 use crate::shared::{now_ms, Shared};
 
@@ -378,6 +379,11 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
                     shared.groups.tick(&shared);
                     shared.txns.tick(&shared);
                     for p in shared.all_partitions() {
+                        // fsync outside the partition lock first, so the checkpoint
+                        // the tick may write includes it.
+                        if let Err(e) = p.sync_log(SyncFor::Tick(now_ms())) {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log flush failed");
+                        }
                         if let Err(e) = p.with_log(|log| log.tick(now_ms())) {
                             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
                         }

@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::NO_TIMESTAMP;
 use crate::error::{IoContext, LogError};
@@ -151,8 +152,9 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Makes the file hold exactly the in-memory entries by cutting it back to the
-    /// persisted prefix and appending the rest; fsyncs if asked.
-    pub fn persist(&mut self, fsync: bool) -> Result<(), LogError> {
+    /// persisted prefix and appending the rest; fsyncs if asked. Returns the file (to
+    /// fsync later) and its path.
+    pub fn persist(&mut self, fsync: bool) -> Result<(Arc<File>, PathBuf), LogError> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -169,7 +171,7 @@ impl<E: IndexEntry> Index<E> {
             file.sync_data().io_context("syncing index", &self.path)?;
         }
         self.persisted = self.entries.len();
-        Ok(())
+        Ok((Arc::new(file), self.path.clone()))
     }
 
     /// Replaces the file atomically (temp file, fsync, rename) so a crash leaves either

@@ -28,14 +28,19 @@
 //!
 //! # Crash safety
 //!
-//! Writes go to the page cache with `pwrite` at the end of the active segment; an
+//! Writes go to the page cache with `pwritev` at the end of the active segment; an
 //! append returns once the bytes are in the file, so a *process* crash (SIGKILL) loses
 //! nothing that was acknowledged. What survives an *OS* crash or power loss depends on
-//! the flush policy:
+//! the flush policy, which the caller carries out: `append` and `tick` never fsync;
+//! [`Log::flush_messages_due`] and [`Log::sync_wanted`] say what is owed, and
+//! [`Log::take_sync`] / [`PendingSync::run`] / [`Log::finish_sync`] let the caller run
+//! the fsync without the lock it keeps the log behind (the broker does, so appends go
+//! on during a sync and concurrent appenders share one). [`Log::sync_if_wanted`] does
+//! all three in place. With the broker:
 //!
 //! | policy | guarantee |
 //! |---|---|
-//! | `flush.messages = 1` | every append is fsynced before `append` returns |
+//! | `flush.messages = 1` | every append is fsynced before it is acknowledged |
 //! | `flush.messages = N` | at most N-1 unflushed offsets can be lost |
 //! | `flush.ms = T` | data older than about T (plus the tick interval) is durable |
 //! | defaults (never) | the OS writes back; the unflushed tail can be lost |
@@ -45,8 +50,8 @@
 //!
 //! The **recovery point** is the offset below which all log bytes are fsynced and every
 //! segment wholly below it has complete, fsynced index files. It only moves forward
-//! after the fsyncs that justify it (a rolled segment is fsynced on the next flush or
-//! [`Log::tick`], not on the append path), and it is lowered durably before a
+//! after the fsyncs that justify it (a rolled segment is fsynced when the caller next
+//! runs what [`Log::sync_wanted`] asks for, not on the append path), and it is lowered durably before a
 //! truncation starts. Its checkpoint is written on [`Log::flush`], at least every
 //! minute from `tick` when it moved, and on close; a stale checkpoint is safe, it only
 //! makes recovery scan more.
@@ -84,13 +89,15 @@ mod reader;
 mod recovery;
 mod segment;
 mod slice;
+mod stamp;
 
 pub use brook_protocol::batch::BatchHeader;
 pub use check::{check_dir, is_partition_dir, CheckReport};
 pub use config::{LogConfig, MAX_SEGMENT_BYTES, NO_TIMESTAMP};
 pub use error::LogError;
-pub use log::{AppendInfo, Log, RECOVERY_POINT_CHECKPOINT_INTERVAL_MS};
+pub use log::{AppendInfo, Log, PendingSync, RECOVERY_POINT_CHECKPOINT_INTERVAL_MS};
 pub use slice::ReadSlice;
+pub use stamp::appended_headers;
 
 #[cfg(test)]
 mod tests;

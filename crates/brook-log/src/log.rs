@@ -1,10 +1,12 @@
 //! [`Log`]: one partition's segments, offsets, flushing and retention.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::iter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use brook_protocol::batch::{self, BatchError, BatchHeader, BatchIter, BATCH_HEADER_LEN};
+use brook_protocol::batch::BatchHeader;
 
 use crate::checkpoint::{self, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::config::{LogConfig, NO_TIMESTAMP};
@@ -12,14 +14,36 @@ use crate::error::{IoContext, LogError};
 use crate::recovery;
 use crate::segment::{ActiveSegment, Segment};
 use crate::slice::ReadSlice;
+use crate::stamp::Stamped;
 
 /// How often `tick` rewrites the recovery-point checkpoint when it has moved
 /// (Kafka's `log.flush.offset.checkpoint.interval.ms` default). A stale checkpoint is
 /// safe: recovery just scans more.
 pub const RECOVERY_POINT_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
 
-/// Most offsets one append may take: a segment's relative offsets must fit in `i32`.
-const MAX_OFFSETS_PER_APPEND: i64 = i32::MAX as i64;
+/// fsyncs a [`Log`] owes, taken out of it ([`Log::take_sync`]) so they can run
+/// without the lock the caller keeps the log behind, while appends go on.
+#[derive(Debug)]
+#[must_use = "the recovery point moves only when the job is handed to Log::finish_sync"]
+pub struct PendingSync {
+    files: Vec<(Arc<File>, PathBuf)>,
+    /// The recovery point once every file is synced.
+    up_to: i64,
+    /// Every written byte (`flush.messages`/`flush.ms`), not only sealed segments.
+    all: bool,
+    generation: u64,
+    taken_ms: i64,
+}
+
+impl PendingSync {
+    /// fsyncs the files (log data and sealed segments' index files).
+    pub fn run(&self) -> Result<(), LogError> {
+        for (file, path) in &self.files {
+            file.sync_data().io_context("syncing", path)?;
+        }
+        Ok(())
+    }
+}
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +69,9 @@ pub struct Log {
     /// files. Never above the log end offset.
     recovery_point: i64,
     checkpointed_recovery_point: i64,
+    /// Moves whenever truncation lowers the recovery point, so a [`PendingSync`]
+    /// taken before cannot raise it over bytes the job never saw.
+    generation: u64,
     last_flush_ms: i64,
     last_checkpoint_ms: i64,
     /// The latest clock reading a caller passed in (flush has none of its own).
@@ -66,6 +93,7 @@ impl Log {
             // Recovery fsynced what it checked; trusted segments were already durable.
             recovery_point: log_end_offset,
             checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(-1),
+            generation: 0,
             last_flush_ms: now_ms,
             last_checkpoint_ms: now_ms,
             now_ms,
@@ -133,38 +161,27 @@ impl Log {
 
     /// Appends whole v2 batches, already validated (framing, CRC) by the caller.
     ///
-    /// Stamps base offsets (consecutive from the log end) and `leader_epoch` in place,
-    /// and with `log_append_time = Some(now)` marks each batch LogAppendTime. The
+    /// Stamps base offsets (consecutive from the log end) and `leader_epoch` on their
+    /// way to the file, leaving `batches` as it is (see `stamp.rs`), and with
+    /// `log_append_time = Some(now)` marks each batch LogAppendTime. The
     /// batches go to one segment: it rolls first if they would not fit (size, age,
     /// full index, offset range). Then the flush policy applies.
     pub fn append(
         &mut self,
-        batches: &mut [u8],
+        batches: &[u8],
         leader_epoch: i32,
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         self.now_ms = now_ms;
-        let info = stamp_batches(
+        let stamped = Stamped::new(
             batches,
             self.log_end_offset(),
             leader_epoch,
             log_append_time,
         )?;
-        let roll =
-            self.active
-                .roll_reason(batches.len() as u64, info.last_offset, &self.config, now_ms);
-        if let Some(reason) = roll {
-            tracing::debug!(dir = %self.dir.display(), ?reason, "rolling segment");
-            self.roll(now_ms)?;
-        }
-        self.active
-            .append(batches, &self.config.index_policy(), now_ms)?;
-        let unflushed = self.log_end_offset() - self.recovery_point;
-        if u64::try_from(unflushed).unwrap_or(0) >= self.config.flush_interval_messages {
-            self.sync_all()?;
-        }
-        Ok(info)
+        self.write(&stamped, now_ms)?;
+        Ok(stamped.info())
     }
 
     /// Appends batches copied from a partition leader (a follower's append): offsets,
@@ -176,11 +193,9 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         self.now_ms = now_ms;
+        let stamped = Stamped::as_written(batches)?;
         let mut next = self.log_end_offset();
-        let first_offset = next;
-        let mut max_timestamp = NO_TIMESTAMP;
-        for item in BatchIter::new(batches) {
-            let (header, _) = item?;
+        for (_, header) in stamped.headers() {
             if header.base_offset != next {
                 return Err(LogError::corrupt(
                     &self.dir,
@@ -191,35 +206,117 @@ impl Log {
                 ));
             }
             next = header.next_offset();
-            max_timestamp = max_timestamp.max(header.max_timestamp);
         }
-        if next == first_offset {
-            return Err(BatchError::Truncated {
-                need: BATCH_HEADER_LEN,
-                have: batches.len(),
-            }
-            .into());
-        }
-        let last_offset = next - 1;
+        self.write(&stamped, now_ms)?;
+        Ok(stamped.info())
+    }
+
+    /// Writes stamped batches to one segment, rolling first if they would not fit
+    /// (size, age, full index, offset range). The fsync `flush.messages` asks for is the
+    /// caller's to run, outside its lock: see [`Log::flush_messages_due`].
+    fn write(&mut self, stamped: &Stamped<'_>, now_ms: i64) -> Result<(), LogError> {
+        let last_offset = stamped.info().last_offset;
         let roll = self
             .active
-            .roll_reason(batches.len() as u64, last_offset, &self.config, now_ms);
+            .roll_reason(stamped.len() as u64, last_offset, &self.config, now_ms);
         if let Some(reason) = roll {
             tracing::debug!(dir = %self.dir.display(), ?reason, "rolling segment");
             self.roll(now_ms)?;
         }
         self.active
-            .append(batches, &self.config.index_policy(), now_ms)?;
+            .append(stamped, &self.config.index_policy(), now_ms)
+    }
+
+    /// `flush.messages` offsets or more were appended since the last fsync.
+    pub fn flush_messages_due(&self) -> bool {
         let unflushed = self.log_end_offset() - self.recovery_point;
-        if u64::try_from(unflushed).unwrap_or(0) >= self.config.flush_interval_messages {
-            self.sync_all()?;
+        unflushed > 0
+            && u64::try_from(unflushed).unwrap_or(0) >= self.config.flush_interval_messages
+    }
+
+    /// What the flush policy asks to fsync at `now_ms`: `Some(true)` everything
+    /// (`flush.messages` or `flush.ms` reached), `Some(false)` the segments sealed
+    /// since the last sync (Kafka flushes a rolled segment in the background), `None`
+    /// nothing.
+    pub fn sync_wanted(&self, now_ms: i64) -> Option<bool> {
+        let unflushed = self.log_end_offset() > self.recovery_point;
+        if self.flush_messages_due()
+            || (unflushed
+                && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms)
+        {
+            Some(true)
+        } else if self.sealed.iter().any(Segment::needs_sync) {
+            Some(false)
+        } else {
+            None
         }
-        Ok(AppendInfo {
-            base_offset: first_offset,
-            last_offset,
-            max_timestamp,
-            log_append_time_ms: None,
+    }
+
+    /// Takes the fsyncs owed so far (every written byte with `all`, else the sealed
+    /// segments), for the caller to [`PendingSync::run`] without holding its lock and
+    /// hand back to [`Log::finish_sync`]. Appends may go on meanwhile. Sealed segments'
+    /// index files are written now, and fsynced by the job.
+    pub fn take_sync(&mut self, all: bool, now_ms: i64) -> Result<PendingSync, LogError> {
+        self.now_ms = now_ms;
+        let mut files = Vec::new();
+        for segment in &mut self.sealed {
+            files.extend(segment.begin_sync(true)?);
+        }
+        let up_to = if all {
+            // The active segment's index files are not synced: after a crash it is
+            // always recovered.
+            files.extend(self.active.segment_mut().begin_sync(false)?);
+            self.log_end_offset()
+        } else {
+            self.active.segment().base_offset()
+        };
+        Ok(PendingSync {
+            files,
+            up_to,
+            all,
+            generation: self.generation,
+            taken_ms: now_ms,
         })
+    }
+
+    /// Completes a job from [`Log::take_sync`]: on success the recovery point moves up
+    /// to what the job covered (unless the log was truncated meanwhile); on failure
+    /// every segment counts as unsynced again and the error is returned.
+    pub fn finish_sync(
+        &mut self,
+        job: PendingSync,
+        outcome: Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        if let Err(e) = outcome {
+            for segment in &mut self.sealed {
+                segment.mark_unsynced();
+            }
+            self.active.segment_mut().mark_unsynced();
+            return Err(e);
+        }
+        if job.generation == self.generation {
+            let covered = job.up_to.min(self.log_end_offset());
+            self.recovery_point = self.recovery_point.max(covered);
+        }
+        if job.all {
+            self.last_flush_ms = self.last_flush_ms.max(job.taken_ms);
+        }
+        Ok(())
+    }
+
+    /// Runs what [`Log::sync_wanted`] asks for, here and now (holding `self`).
+    pub fn sync_if_wanted(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.now_ms = now_ms;
+        match self.sync_wanted(now_ms) {
+            Some(all) => self.sync_now(all),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_now(&mut self, all: bool) -> Result<(), LogError> {
+        let job = self.take_sync(all, self.now_ms)?;
+        let outcome = job.run();
+        self.finish_sync(job, outcome)
     }
 
     /// Empties the log and restarts it at `offset` (a follower that fell behind the
@@ -229,6 +326,7 @@ impl Log {
             return Err(self.out_of_range(offset));
         }
         self.recovery_point = self.recovery_point.min(offset);
+        self.generation += 1;
         self.checkpoint_recovery_point()?;
         self.truncate_fully_and_start_at(offset)
     }
@@ -346,20 +444,15 @@ impl Log {
         Ok(deleted)
     }
 
-    /// Periodic work: roll by `segment.ms`, fsync by `flush.ms`, fsync segments sealed
-    /// since the last tick (Kafka flushes a rolled segment in the background), and
-    /// checkpoint the recovery point every [`RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`].
+    /// Periodic work: roll by `segment.ms` and checkpoint the recovery point every
+    /// [`RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`]. The fsyncs `flush.ms` and sealed
+    /// segments ask for are the caller's to run, outside its lock: see
+    /// [`Log::sync_wanted`].
     pub fn tick(&mut self, now_ms: i64) -> Result<(), LogError> {
         self.now_ms = now_ms;
         if self.active.time_roll_due(&self.config, now_ms) {
             tracing::debug!(dir = %self.dir.display(), "rolling segment: segment.ms");
             self.roll(now_ms)?;
-        }
-        let unflushed = self.log_end_offset() > self.recovery_point;
-        if unflushed && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms {
-            self.sync_all()?;
-        } else {
-            self.sync_sealed()?;
         }
         if now_ms.saturating_sub(self.last_checkpoint_ms) >= RECOVERY_POINT_CHECKPOINT_INTERVAL_MS {
             self.checkpoint_recovery_point()?;
@@ -384,6 +477,7 @@ impl Log {
             return Ok(());
         }
         // Lowered durably first: a crash part-way makes recovery re-check the rest.
+        self.generation += 1;
         if offset < self.recovery_point {
             self.recovery_point = offset;
             self.checkpoint_recovery_point()?;
@@ -514,21 +608,12 @@ impl Log {
     /// fsyncs sealed segments that need it; the recovery point may then reach the
     /// active segment's base.
     fn sync_sealed(&mut self) -> Result<(), LogError> {
-        for segment in self.sealed.iter_mut().filter(|s| s.needs_sync()) {
-            segment.sync(true)?;
-        }
-        self.recovery_point = self.recovery_point.max(self.active.segment().base_offset());
-        Ok(())
+        self.sync_now(false)
     }
 
-    /// fsyncs every written byte; the recovery point reaches the log end. The active
-    /// segment's index files are not synced: after a crash it is always recovered.
+    /// fsyncs every written byte; the recovery point reaches the log end.
     fn sync_all(&mut self) -> Result<(), LogError> {
-        self.sync_sealed()?;
-        self.active.segment_mut().sync(false)?;
-        self.recovery_point = self.log_end_offset();
-        self.last_flush_ms = self.now_ms;
-        Ok(())
+        self.sync_now(true)
     }
 
     fn checkpoint_recovery_point(&mut self) -> Result<(), LogError> {
@@ -597,68 +682,11 @@ impl Log {
             segment.delete_files()?;
         }
         self.active = ActiveSegment::create(&self.dir, offset, self.now_ms)?;
+        self.generation += 1;
         self.recovery_point = offset;
         self.checkpoint_recovery_point()?;
         self.set_log_start_offset(offset)?;
         tracing::info!(dir = %self.dir.display(), offset, "truncated log fully");
         Ok(())
     }
-}
-
-/// Checks that `buf` is whole v2 batches, then assigns consecutive offsets from
-/// `first_offset`, stamps the leader epoch, and applies LogAppendTime if given.
-/// Nothing is modified unless every batch is well-framed.
-fn stamp_batches(
-    buf: &mut [u8],
-    first_offset: i64,
-    leader_epoch: i32,
-    log_append_time: Option<i64>,
-) -> Result<AppendInfo, LogError> {
-    if buf.is_empty() {
-        return Err(BatchError::Truncated {
-            need: BATCH_HEADER_LEN,
-            have: 0,
-        }
-        .into());
-    }
-    let mut offset_count: i64 = 0;
-    for item in BatchIter::new(buf) {
-        let (header, _) = item?;
-        offset_count += i64::from(header.last_offset_delta) + 1;
-    }
-    let overflow = LogError::OffsetOverflow {
-        next_offset: first_offset,
-        count: offset_count,
-    };
-    if offset_count > MAX_OFFSETS_PER_APPEND {
-        return Err(overflow);
-    }
-    let Some(end_offset) = first_offset.checked_add(offset_count) else {
-        return Err(overflow);
-    };
-    let mut next_offset = first_offset;
-    let mut max_timestamp = NO_TIMESTAMP;
-    let mut position = 0;
-    while position < buf.len() {
-        let header = BatchHeader::parse(&buf[position..]).expect("framing checked above");
-        let batch = &mut buf[position..position + header.total_size()];
-        batch::stamp(batch, next_offset, leader_epoch);
-        let timestamp = match log_append_time {
-            Some(now_ms) => {
-                batch::set_log_append_time(batch, now_ms);
-                now_ms
-            }
-            None => header.max_timestamp,
-        };
-        max_timestamp = max_timestamp.max(timestamp);
-        next_offset += i64::from(header.last_offset_delta) + 1;
-        position += header.total_size();
-    }
-    debug_assert_eq!(next_offset, end_offset);
-    Ok(AppendInfo {
-        base_offset: first_offset,
-        last_offset: end_offset - 1,
-        max_timestamp,
-        log_append_time_ms: log_append_time,
-    })
 }

@@ -5,12 +5,13 @@
 //! plain `Segment`, so a sealed segment cannot be appended to by construction.
 
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use brook_protocol::batch::{BatchHeader, BatchIter, BATCH_HEADER_LEN};
+use brook_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 use brook_protocol::records::decode_batches;
 use bytes::Bytes;
 
@@ -24,6 +25,7 @@ use crate::error::{IoContext, LogError};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::reader::{HeaderWalker, WalkError, HEADER_WINDOW_BYTES, SCAN_WINDOW_BYTES};
 use crate::slice::ReadSlice;
+use crate::stamp::Stamped;
 
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
@@ -664,6 +666,33 @@ impl Segment {
         Ok(())
     }
 
+    /// Starts a sync to run outside the log's lock: the log file if it has unsynced
+    /// data and, if asked, the index files brought up to date (written now, fsynced by
+    /// whoever runs the returned files). Until [`Segment::mark_unsynced`], the segment
+    /// counts as synced.
+    pub fn begin_sync(
+        &mut self,
+        include_indexes: bool,
+    ) -> Result<Vec<(Arc<File>, PathBuf)>, LogError> {
+        let mut files = Vec::new();
+        if self.unsynced_data {
+            files.push((Arc::clone(&self.file), self.path.clone()));
+            self.unsynced_data = false;
+        }
+        if include_indexes && self.unsynced_indexes {
+            files.push(self.offsets.persist(false)?);
+            files.push(self.times.persist(false)?);
+            self.unsynced_indexes = false;
+        }
+        Ok(files)
+    }
+
+    /// A sync begun with [`Segment::begin_sync`] failed: everything is owed again.
+    pub fn mark_unsynced(&mut self) {
+        self.unsynced_data = true;
+        self.unsynced_indexes = true;
+    }
+
     /// Deletes the segment's files (log first: an index without its log is swept up on
     /// the next open). Readers holding the `Arc<File>` can still finish.
     pub fn delete_files(&self) -> Result<(), LogError> {
@@ -774,19 +803,18 @@ impl ActiveSegment {
     /// file is cut back so no partial batch stays behind.
     pub fn append(
         &mut self,
-        batches: &[u8],
+        batches: &Stamped<'_>,
         policy: &IndexPolicy,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let segment = &mut self.segment;
         let position = segment.size_bytes;
-        if let Err(e) = segment.file.write_all_at(batches, position) {
+        if let Err(e) = write_all_vectored_at(&segment.file, &mut batches.io_slices(), position) {
             let _ = segment.file.set_len(position);
             return Err(e).io_context("appending to", &segment.path);
         }
-        for item in BatchIter::new(batches) {
-            let (header, range) = item.expect("Log::append validated the batches");
-            segment.track_batch(position + range.start as u64, &header, policy);
+        for (start, header) in batches.headers() {
+            segment.track_batch(position + start as u64, header, policy);
         }
         segment.unsynced_data = true;
         segment.last_modified_ms = now_ms;
@@ -820,4 +848,31 @@ impl ActiveSegment {
     pub fn into_sealed(self) -> Segment {
         self.segment
     }
+}
+
+/// The most buffers one `pwritev` takes (Linux's `IOV_MAX`).
+const MAX_IO_SLICES: usize = 1024;
+
+/// `pwritev` until every byte of `slices` is in the file from `position` on.
+fn write_all_vectored_at(
+    file: &File,
+    mut slices: &mut [IoSlice<'_>],
+    mut position: u64,
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let batch = &slices[..slices.len().min(MAX_IO_SLICES)];
+        let offset = i64::try_from(position).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "file position beyond i64")
+        })?;
+        match nix::sys::uio::pwritev(file, batch, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                position += written as u64;
+                IoSlice::advance_slices(&mut slices, written);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

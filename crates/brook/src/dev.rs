@@ -180,14 +180,10 @@ impl Running {
 }
 
 fn send_sigterm(pid: u32) {
-    extern "C" {
-        fn kill(pid: i32, sig: i32) -> i32;
-    }
-    const SIGTERM: i32 = 15;
-    // SAFETY: kill(2) takes two integers and touches no memory of ours.
-    unsafe {
-        kill(pid as i32, SIGTERM);
-    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -27,6 +27,18 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args = cli::Cli::parse();
+    if !args.is_serve() {
+        // `brook consume ... | head` should end quietly when head exits, as Unix tools
+        // do, not panic on the closed pipe. The broker keeps ignoring SIGPIPE.
+        // SAFETY: the default disposition installs no handler of ours, and no other
+        // thread runs yet.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     // openraft reports every failed RPC to a down peer (several a second); brook-raft
     // logs losing and regaining a peer once each instead.
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG").unwrap_or_else(|_| {

@@ -10,7 +10,7 @@ fn append_stamps_offsets_epoch_and_append_time() {
     let mut log = open(dir.path(), LogConfig::default());
     let mut two_batches = batch_bytes(3, 100, 5);
     two_batches.extend(batch_bytes(2, 200, 5));
-    let info = log.append(&mut two_batches, 7, None, NOW_MS).unwrap();
+    let info = log.append(&two_batches, 7, None, NOW_MS).unwrap();
     let want = AppendInfo {
         base_offset: 0,
         last_offset: 4,
@@ -25,9 +25,31 @@ fn append_stamps_offsets_epoch_and_append_time() {
         .map(|h| (h.base_offset, h.partition_leader_epoch))
         .collect();
     assert_eq!(stamped, [(0, 7), (3, 7)]);
+    let on_disk = log
+        .read(0, 1 << 20, None, true)
+        .unwrap()
+        .read_bytes()
+        .unwrap();
+    assert_eq!(on_disk.len(), two_batches.len());
+    let unstamped = BatchHeader::parse(&two_batches).unwrap();
+    assert_eq!(
+        (unstamped.base_offset, unstamped.partition_leader_epoch),
+        (0, -1),
+        "the caller's buffer is left as it was"
+    );
+    let first = unstamped.total_size();
+    assert_eq!(
+        (&on_disk[16..first], &on_disk[first + 16..]),
+        (&two_batches[16..first], &two_batches[first + 16..]),
+        "past each batch's stamped prefix, the bytes are the caller's"
+    );
+    let seen: Vec<(i64, i32)> = crate::appended_headers(&two_batches, &info, 7)
+        .map(|(h, _)| (h.base_offset, h.partition_leader_epoch))
+        .collect();
+    assert_eq!(seen, stamped, "appended_headers tells what was written");
 
-    let mut batch = batch_bytes(2, 100, 5);
-    let info = log.append(&mut batch, 8, Some(NOW_MS), NOW_MS).unwrap();
+    let batch = batch_bytes(2, 100, 5);
+    let info = log.append(&batch, 8, Some(NOW_MS), NOW_MS).unwrap();
     assert_eq!(
         (
             info.base_offset,
@@ -36,10 +58,10 @@ fn append_stamps_offsets_epoch_and_append_time() {
         ),
         (5, NOW_MS, Some(NOW_MS))
     );
-    let header = BatchHeader::parse(&batch).unwrap();
     assert_eq!(
-        header.base_offset, 5,
-        "the caller's buffer is stamped in place"
+        BatchHeader::parse(&batch).unwrap().max_timestamp,
+        101,
+        "LogAppendTime stamps a copy, not the caller's buffer"
     );
     let bytes = log
         .read(5, 1 << 20, None, true)
@@ -51,6 +73,35 @@ fn append_stamps_offsets_epoch_and_append_time() {
     assert!(on_disk.is_log_append_time());
     assert_eq!(on_disk.max_timestamp, NOW_MS);
     assert_eq!(log.log_end_offset(), 7);
+}
+
+#[test]
+fn one_append_of_more_batches_than_one_pwritev_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    let mut many = Vec::new();
+    for i in 0..700 {
+        many.extend(batch_bytes(1 + i % 3, 100 + i as i64, 5));
+    }
+    let info = log.append(&many, 3, None, NOW_MS).unwrap();
+    let headers = log.batch_headers_from(0).unwrap();
+    assert_eq!(headers.len(), 700);
+    let mut next = 0;
+    for h in &headers {
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (next, 3));
+        next = h.next_offset();
+    }
+    assert_eq!(info.last_offset + 1, next);
+    let bytes = log
+        .read(0, 1 << 24, None, true)
+        .unwrap()
+        .read_bytes()
+        .unwrap();
+    assert_eq!(bytes.len(), many.len());
+    for item in brook_protocol::batch::BatchIter::new(&bytes) {
+        let (_, range) = item.unwrap();
+        verify_crc(&bytes[range]).unwrap();
+    }
 }
 
 #[test]
@@ -70,8 +121,8 @@ fn invalid_appends_are_rejected_and_nothing_is_written() {
         ("bad magic", bad_magic),
         ("zeros", vec![0; 100]),
     ];
-    for (name, mut bytes) in cases {
-        let result = log.append(&mut bytes, 0, None, NOW_MS);
+    for (name, bytes) in cases {
+        let result = log.append(&bytes, 0, None, NOW_MS);
         assert!(
             matches!(result, Err(LogError::InvalidBatch(_))),
             "{name}: {result:?}"
@@ -230,12 +281,12 @@ fn segments_roll_on_size_time_and_full_index() {
         ..LogConfig::default()
     };
     let mut log = open(dir.path(), config);
-    let mut batch = batch_at(0, &[1], Compression::None);
-    log.append(&mut batch, 0, None, NOW_MS).unwrap();
+    let batch = batch_at(0, &[1], Compression::None);
+    log.append(&batch, 0, None, NOW_MS).unwrap();
     log.tick(NOW_MS + 1_000).unwrap();
     assert_eq!(log.segment_count(), 1, "segment.ms not yet exceeded");
-    let mut batch = batch_at(1, &[2], Compression::None);
-    log.append(&mut batch, 0, None, NOW_MS + 1_001).unwrap();
+    let batch = batch_at(1, &[2], Compression::None);
+    log.append(&batch, 0, None, NOW_MS + 1_001).unwrap();
     assert_eq!(
         log.segment_base_offsets(),
         [0, 1],
@@ -313,7 +364,14 @@ fn flush_policies_move_the_recovery_point() {
     let mut log = open(dir.path(), every_append);
     for _ in 0..30 {
         append_many(&mut log, 1, 3);
+        assert!(
+            log.flush_messages_due(),
+            "append leaves the fsync to its caller"
+        );
+        assert_eq!(log.sync_wanted(NOW_MS), Some(true));
+        log.sync_if_wanted(NOW_MS).unwrap();
         assert_eq!(log.recovery_point(), log.log_end_offset());
+        assert!(!log.flush_messages_due());
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -324,9 +382,9 @@ fn flush_policies_move_the_recovery_point() {
     let mut log = open(dir.path(), by_time);
     append_many(&mut log, 3, 3);
     assert_eq!(log.recovery_point(), 0);
-    log.tick(NOW_MS + 999).unwrap();
+    log.sync_if_wanted(NOW_MS + 999).unwrap();
     assert_eq!(log.recovery_point(), 0);
-    log.tick(NOW_MS + 1_000).unwrap();
+    log.sync_if_wanted(NOW_MS + 1_000).unwrap();
     assert_eq!(log.recovery_point(), 9);
 
     let dir = tempfile::tempdir().unwrap();
@@ -334,13 +392,59 @@ fn flush_policies_move_the_recovery_point() {
     append_many(&mut log, 30, 3);
     assert!(log.segment_count() > 1);
     assert_eq!(log.recovery_point(), 0, "never flushed by policy");
-    log.tick(NOW_MS).unwrap();
+    assert_eq!(log.sync_wanted(NOW_MS), Some(false), "sealed segments only");
+    log.sync_if_wanted(NOW_MS).unwrap();
     let active_base = *log.segment_base_offsets().last().unwrap();
     assert_eq!(
         log.recovery_point(),
         active_base,
-        "rolled segments are fsynced on tick"
+        "rolled segments are fsynced when asked"
     );
+    assert_eq!(log.sync_wanted(NOW_MS), None);
     log.flush().unwrap();
     assert_eq!(log.recovery_point(), 90);
+}
+
+#[test]
+fn a_sync_taken_out_covers_only_what_was_written_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    append_many(&mut log, 4, 3);
+    let job = log.take_sync(true, NOW_MS).unwrap();
+    // Appends go on while the job runs without the log.
+    append_many(&mut log, 2, 3);
+    let outcome = job.run();
+    log.finish_sync(job, outcome).unwrap();
+    assert_eq!(
+        (log.recovery_point(), log.log_end_offset()),
+        (12, 18),
+        "up to the end when the job was taken"
+    );
+
+    // A truncation while a job is out: the job must not raise the recovery point
+    // over offsets written after the truncation.
+    let job = log.take_sync(true, NOW_MS).unwrap();
+    log.truncate_to(9).unwrap();
+    append_many(&mut log, 5, 3);
+    let outcome = job.run();
+    log.finish_sync(job, outcome).unwrap();
+    assert_eq!(
+        log.recovery_point(),
+        9,
+        "lowered by the truncation, not raised by the job"
+    );
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+
+    // A failed job: everything counts as owed again.
+    append_many(&mut log, 1, 3);
+    let job = log.take_sync(true, NOW_MS).unwrap();
+    let failed = Err(LogError::corrupt(
+        dir.path(),
+        "injected fsync failure".to_string(),
+    ));
+    assert!(log.finish_sync(job, failed).is_err());
+    assert!(log.recovery_point() < log.log_end_offset());
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), log.log_end_offset());
 }

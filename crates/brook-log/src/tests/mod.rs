@@ -59,8 +59,8 @@ pub(crate) fn batch_at(
 
 /// Appends one batch with the given record timestamps.
 pub(crate) fn append(log: &mut Log, timestamps_ms: &[i64]) -> AppendInfo {
-    let mut batch = batch_at(log.log_end_offset(), timestamps_ms, Compression::None);
-    log.append(&mut batch, 0, None, NOW_MS).unwrap()
+    let batch = batch_at(log.log_end_offset(), timestamps_ms, Compression::None);
+    log.append(&batch, 0, None, NOW_MS).unwrap()
 }
 
 /// Appends `batches` batches of `records_per_batch` records, timestamps = offset.

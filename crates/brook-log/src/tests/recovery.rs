@@ -268,6 +268,7 @@ fn recovery_starts_at_the_recovery_point() {
     );
 
     append_many(&mut log, 100, 5);
+    log.sync_if_wanted(NOW_MS).unwrap();
     log.tick(NOW_MS + crate::RECOVERY_POINT_CHECKPOINT_INTERVAL_MS)
         .unwrap();
     append_many(&mut log, 1, 5);

@@ -11,8 +11,8 @@ fn replicated_appends_keep_the_leaders_offsets_and_epochs() {
     for epoch in 0..4 {
         for _ in 0..20 {
             let first = leader.log_end_offset();
-            let mut batch = batch_at(first, &[first, first + 1, first + 2], Compression::None);
-            leader.append(&mut batch, epoch, None, NOW_MS).unwrap();
+            let batch = batch_at(first, &[first, first + 1, first + 2], Compression::None);
+            leader.append(&batch, epoch, None, NOW_MS).unwrap();
         }
     }
     let mut follower = open(follower_dir.path(), small_config());

@@ -24,9 +24,9 @@ fn build_log(log: &mut Log, batches: usize) -> Vec<(i64, i64)> {
         } else {
             Compression::None
         };
-        let mut batch = batch_at(first, &timestamps, compression);
+        let batch = batch_at(first, &timestamps, compression);
         let append_time = (i % 7 == 3).then(|| 1_000 + first * 10);
-        log.append(&mut batch, 0, append_time, NOW_MS).unwrap();
+        log.append(&batch, 0, append_time, NOW_MS).unwrap();
         for (j, ts) in timestamps.iter().enumerate() {
             model.push((first + j as i64, append_time.unwrap_or(*ts)));
         }
@@ -94,8 +94,8 @@ fn offset_for_timestamp_finds_the_exact_record() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     append(&mut log, &[10, 30, 20, 40]);
-    let mut batch = batch_at(4, &[1, 2, 3], Compression::Lz4);
-    log.append(&mut batch, 0, Some(50), NOW_MS).unwrap();
+    let batch = batch_at(4, &[1, 2, 3], Compression::Lz4);
+    log.append(&batch, 0, Some(50), NOW_MS).unwrap();
     append(&mut log, &[45, 60]);
     let cases = [
         (0, Some((0, 10))),
