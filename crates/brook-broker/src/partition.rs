@@ -466,14 +466,17 @@ impl Partition {
             log_append_time_ms: append_time.unwrap_or(-1),
             log_start_offset: inner.log.log_start_offset(),
         };
+        let sync_due = inner.log.flush_messages_due();
         drop(inner);
         if moved {
             self.bump();
         }
-        self.sync_log(SyncFor::Append {
-            end: appended.next_offset,
-            now_ms,
-        })?;
+        if sync_due {
+            self.sync_log(SyncFor::Append {
+                end: appended.next_offset,
+                now_ms,
+            })?;
+        }
         Ok(appended)
     }
 
@@ -688,8 +691,12 @@ impl Partition {
         if leader_log_start > inner.log.log_start_offset() && leader_log_start <= leo {
             inner.log.delete_records_before(leader_log_start)?;
         }
+        let sync_due = inner.log.flush_messages_due();
         drop(inner);
-        self.sync_log(SyncFor::Append { end: leo, now_ms })
+        if sync_due {
+            self.sync_log(SyncFor::Append { end: leo, now_ms })?;
+        }
+        Ok(())
     }
 
     /// The leader says our log diverges after `end_offset` of `epoch`: truncate to where
@@ -944,14 +951,17 @@ impl Partition {
             log_append_time_ms: -1,
             log_start_offset: inner.log.log_start_offset(),
         };
+        let sync_due = inner.log.flush_messages_due();
         drop(inner);
         if moved {
             self.bump();
         }
-        self.sync_log(SyncFor::Append {
-            end: appended.next_offset,
-            now_ms,
-        })?;
+        if sync_due {
+            self.sync_log(SyncFor::Append {
+                end: appended.next_offset,
+                now_ms,
+            })?;
+        }
         Ok(appended)
     }
 
@@ -970,14 +980,9 @@ impl Partition {
     /// sync). Jobs run one at a time, and each covers every append made before it was
     /// taken: appenders waiting with `flush.messages=1` share one fsync (group commit).
     /// Blocking: call from a blocking context.
+    /// Appenders call it only when [`Log::flush_messages_due`] said so under the lock
+    /// they appended with, so the common append never waits on a sync in progress.
     pub fn sync_log(&self, why: SyncFor) -> Result<(), LogError> {
-        if let SyncFor::Append { end, .. } = why {
-            // The common case, checked without waiting on a sync in progress.
-            let inner = self.inner.lock();
-            if inner.log.recovery_point() >= end || !inner.log.flush_messages_due() {
-                return Ok(());
-            }
-        }
         let _one_at_a_time = self.syncing.lock();
         let job = {
             let mut inner = self.inner.lock();

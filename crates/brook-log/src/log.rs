@@ -165,7 +165,8 @@ impl Log {
     /// way to the file, leaving `batches` as it is (see `stamp.rs`), and with
     /// `log_append_time = Some(now)` marks each batch LogAppendTime. The
     /// batches go to one segment: it rolls first if they would not fit (size, age,
-    /// full index, offset range). Then the flush policy applies.
+    /// full index, offset range). The fsync `flush.messages` may then ask for is the
+    /// caller's ([`Log::flush_messages_due`]).
     pub fn append(
         &mut self,
         batches: &[u8],
