@@ -166,6 +166,14 @@ pub struct TopicConfig {
     pub timestamp_after_max_ms: i64,
 }
 
+impl TopicConfig {
+    /// Whether an append may fsync (`flush.messages` is set), so it belongs on the
+    /// blocking pool rather than an async worker.
+    pub fn syncs_on_append(&self) -> bool {
+        self.log.flush_interval_messages < i64::MAX as u64
+    }
+}
+
 /// Where a config value came from, with DescribeConfigs' source codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
@@ -219,43 +227,63 @@ pub fn parse_voters(spec: &str) -> Result<BTreeMap<i32, String>, ConfigError> {
     Ok(voters)
 }
 
-/// Broker-level configs Brook reads besides the topic defaults, with Kafka's defaults.
-pub static BROKER_CONFIGS: &[(&str, &str)] = &[
-    ("auto.create.topics.enable", "true"),
-    ("auto.leader.rebalance.enable", "true"),
-    ("broker.heartbeat.interval.ms", "2000"),
-    ("broker.session.timeout.ms", "9000"),
-    ("connections.max.idle.ms", "600000"),
-    ("default.replication.factor", "1"),
-    ("group.initial.rebalance.delay.ms", "3000"),
-    ("group.max.session.timeout.ms", "1800000"),
-    ("group.max.size", "2147483647"),
-    ("group.min.session.timeout.ms", "6000"),
-    ("leader.imbalance.check.interval.seconds", "300"),
-    ("log.cleaner.backoff.ms", "15000"),
-    ("log.retention.check.interval.ms", "300000"),
-    ("max.connections", "2147483647"),
-    ("max.connections.per.ip", "2147483647"),
-    ("num.partitions", "1"),
-    ("offset.metadata.max.bytes", "4096"),
-    ("offsets.commit.timeout.ms", "5000"),
-    ("offsets.retention.check.interval.ms", "600000"),
-    ("offsets.retention.minutes", "10080"),
-    ("offsets.topic.num.partitions", "50"),
-    ("offsets.topic.replication.factor", "3"),
-    ("queued.max.request.bytes", "536870912"),
-    ("replica.lag.time.max.ms", "30000"),
-    ("socket.request.max.bytes", "104857600"),
-    (
-        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-        "10000",
-    ),
-    ("transaction.max.timeout.ms", "900000"),
-    ("transaction.state.log.min.isr", "2"),
-    ("transaction.state.log.num.partitions", "50"),
-    ("transaction.state.log.replication.factor", "3"),
-    ("transactional.id.expiration.ms", "604800000"),
-];
+/// Declares the broker-level configs Brook reads besides the topic defaults, with Kafka's
+/// names and defaults: the table `set` validates against and DescribeConfigs lists, and
+/// the typed [`BrokerSettings`] the broker reads them through (built once at start-up,
+/// so a misspelt name is a compile error, not a failed lookup at run time).
+macro_rules! broker_settings {
+    ($($field:ident: $ty:ty = $name:literal, $default:literal;)*) => {
+        pub static BROKER_CONFIGS: &[(&str, &str)] = &[$(($name, $default),)*];
+
+        /// Every broker-level setting, typed, resolved from the config and Kafka's defaults.
+        #[derive(Debug, Clone)]
+        pub struct BrokerSettings {
+            $(#[doc = $name] pub $field: $ty,)*
+        }
+
+        impl BrokerSettings {
+            fn resolve(config: &BrokerConfig) -> Self {
+                BrokerSettings {
+                    $($field: config.broker_value($name).parse().expect("validated when set"),)*
+                }
+            }
+        }
+    };
+}
+
+broker_settings! {
+    auto_create_topics_enable: bool = "auto.create.topics.enable", "true";
+    auto_leader_rebalance_enable: bool = "auto.leader.rebalance.enable", "true";
+    broker_heartbeat_interval_ms: i64 = "broker.heartbeat.interval.ms", "2000";
+    broker_session_timeout_ms: i64 = "broker.session.timeout.ms", "9000";
+    connections_max_idle_ms: i64 = "connections.max.idle.ms", "600000";
+    default_replication_factor: i64 = "default.replication.factor", "1";
+    group_initial_rebalance_delay_ms: i64 = "group.initial.rebalance.delay.ms", "3000";
+    group_max_session_timeout_ms: i64 = "group.max.session.timeout.ms", "1800000";
+    group_max_size: i64 = "group.max.size", "2147483647";
+    group_min_session_timeout_ms: i64 = "group.min.session.timeout.ms", "6000";
+    leader_imbalance_check_interval_seconds: i64 = "leader.imbalance.check.interval.seconds", "300";
+    log_cleaner_backoff_ms: i64 = "log.cleaner.backoff.ms", "15000";
+    log_retention_check_interval_ms: i64 = "log.retention.check.interval.ms", "300000";
+    max_connections: i64 = "max.connections", "2147483647";
+    max_connections_per_ip: i64 = "max.connections.per.ip", "2147483647";
+    num_partitions: i64 = "num.partitions", "1";
+    offset_metadata_max_bytes: i64 = "offset.metadata.max.bytes", "4096";
+    offsets_commit_timeout_ms: i64 = "offsets.commit.timeout.ms", "5000";
+    offsets_retention_check_interval_ms: i64 = "offsets.retention.check.interval.ms", "600000";
+    offsets_retention_minutes: i64 = "offsets.retention.minutes", "10080";
+    offsets_topic_num_partitions: i64 = "offsets.topic.num.partitions", "50";
+    offsets_topic_replication_factor: i64 = "offsets.topic.replication.factor", "3";
+    queued_max_request_bytes: i64 = "queued.max.request.bytes", "536870912";
+    replica_lag_time_max_ms: i64 = "replica.lag.time.max.ms", "30000";
+    socket_request_max_bytes: i64 = "socket.request.max.bytes", "104857600";
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: i64 = "transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000";
+    transaction_max_timeout_ms: i64 = "transaction.max.timeout.ms", "900000";
+    transaction_state_log_min_isr: i64 = "transaction.state.log.min.isr", "2";
+    transaction_state_log_num_partitions: i64 = "transaction.state.log.num.partitions", "50";
+    transaction_state_log_replication_factor: i64 = "transaction.state.log.replication.factor", "3";
+    transactional_id_expiration_ms: i64 = "transactional.id.expiration.ms", "604800000";
+}
 
 /// Kafka lets `log.retention.hours`/`minutes` and `log.roll.hours` stand in for the `.ms` forms.
 const ALIASES: &[(&str, &str, i64)] = &[
@@ -337,12 +365,9 @@ impl BrokerConfig {
             .expect("every broker config read by Brook is in a table")
     }
 
-    pub fn int(&self, name: &str) -> i64 {
-        self.broker_value(name).parse().expect("validated when set")
-    }
-
-    pub fn flag(&self, name: &str) -> bool {
-        self.broker_value(name) == "true"
+    /// The broker-level settings, typed (see [`BrokerSettings`]).
+    pub fn broker_settings(&self) -> BrokerSettings {
+        BrokerSettings::resolve(self)
     }
 
     /// The value and source of a topic config given the topic's overrides.

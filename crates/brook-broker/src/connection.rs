@@ -27,8 +27,8 @@ use tracing::Instrument;
 use crate::cluster;
 use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
 use crate::handlers::api_versions;
+use crate::router::Services;
 use crate::router::{self, RequestContext, Response};
-use crate::shared::Shared;
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -65,7 +65,7 @@ enum Outcome {
 }
 
 pub async fn serve(
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     stream: TcpStream,
     peer: SocketAddr,
     limits: ConnectionLimits,
@@ -97,7 +97,7 @@ pub async fn serve(
         let (frame, _reservation) = frame;
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
         let outcome = tokio::select! {
-            outcome = handle_frame(&shared, peer, frame, internal) => outcome,
+            outcome = handle_frame(&services, peer, frame, internal) => outcome,
             _ = shutdown.changed() => break,
         };
         match outcome {
@@ -272,7 +272,7 @@ async fn read_frame(
 }
 
 async fn handle_frame(
-    shared: &Arc<Shared>,
+    services: &Services,
     peer: SocketAddr,
     frame: Bytes,
     internal: bool,
@@ -281,12 +281,14 @@ async fn handle_frame(
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
     };
-    if peek.api_key == cluster::INTERNAL_API_KEY && internal {
+    if let (cluster::INTERNAL_API_KEY, true, Some(rpc)) =
+        (peek.api_key, internal, &services.internal)
+    {
         // api key, version, correlation id, null client id: 10 bytes.
         let Some(body) = frame.get(10..) else {
             return Outcome::Close("truncated internal request".into());
         };
-        return match cluster::handle_internal(shared, body).await {
+        return match rpc.handle(body).await {
             Ok(payload) => {
                 let mut out = BytesMut::with_capacity(8 + payload.len());
                 out.extend_from_slice(&((payload.len() + 4) as i32).to_be_bytes());
@@ -326,7 +328,7 @@ async fn handle_frame(
         client_id: header.client_id.clone(),
         peer,
     };
-    match router::dispatch(shared, &ctx, &header, request)
+    match router::dispatch(services, &ctx, &header, request)
         .instrument(span)
         .await
     {

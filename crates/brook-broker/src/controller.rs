@@ -11,8 +11,9 @@ use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{topic_config_def, validate_topic_config, BrokerConfig, ConfigError};
-use crate::shared::{validate_topic_name, ApiError, MAX_PARTITIONS_PER_TOPIC};
+use crate::config::{topic_config_def, validate_topic_config, BrokerSettings, ConfigError};
+use crate::error::{unknown_topic, ApiError};
+use crate::names::{validate_topic_name, MAX_PARTITIONS_PER_TOPIC, OFFSETS_TOPIC};
 
 /// Producer ids are handed out in blocks; one metadata record per block.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -98,17 +99,10 @@ pub enum ControllerReply {
     Reassigned(Vec<(i16, Option<String>)>),
 }
 
-fn unknown_topic(name: &str) -> ApiError {
-    ApiError::new(
-        ResponseError::UnknownTopicOrPartition,
-        format!("topic '{name}' does not exist"),
-    )
-}
-
 /// Decides the records for `req` against `image`. `cluster` is false for a single
 /// broker, whose partitions are created without an assignment.
 pub fn decide(
-    config: &BrokerConfig,
+    settings: &BrokerSettings,
     image: &MetadataImage,
     cluster: bool,
     req: &ControllerRequest,
@@ -128,16 +122,16 @@ pub fn decide(
                 None => (*partitions, *replication_factor),
             };
             let partitions = if partitions == -1 {
-                config.int("num.partitions") as i32
+                settings.num_partitions as i32
             } else {
                 partitions
             };
             let replication_factor = if replication_factor == -1 {
-                if name == crate::groups::OFFSETS_TOPIC {
-                    let wanted = config.int("offsets.topic.replication.factor").max(1);
+                if name == OFFSETS_TOPIC {
+                    let wanted = settings.offsets_topic_replication_factor.max(1);
                     wanted.min(image.live_brokers().len().max(1) as i64) as i16
                 } else {
-                    config.int("default.replication.factor") as i16
+                    settings.default_replication_factor as i16
                 }
             } else {
                 replication_factor
@@ -267,7 +261,7 @@ pub fn decide(
             let mut records = Vec::new();
             if image.cluster_id.is_empty() {
                 records.push(MetadataRecord::ClusterCreated {
-                    cluster_id: crate::shared::new_cluster_id(),
+                    cluster_id: new_cluster_id(),
                 });
             }
             records.extend(controller::broker_heartbeat(
@@ -456,4 +450,8 @@ fn assign(
             ApiError::new(ResponseError::InvalidReplicationFactor, e.to_string())
         }
     })
+}
+
+pub fn new_cluster_id() -> String {
+    Uuid::new_v4().simple().to_string()[..22].to_string()
 }

@@ -1,27 +1,47 @@
-//! The Brook server: listener, connections, request handlers, partition manager.
+//! The Brook server: listener, connections, request handlers, and the services they
+//! use, wired once at start-up. Data flows one way: metadata → replicas → coordinators
+//! and fetchers.
 //!
 //! ```text
 //! listener ─► connection task (frames, in order) ─► router ─► handlers/<family>.rs
-//!                                                              │
-//!                                      Shared { metadata, partitions, coordinator }
+//!                                                               │ (only what each uses)
+//!   MetadataView ◄── applier ──► Replicas ──► Groups / Txns (CoordinatorHost) ──► Fetchers
+//!        ▲                                         │
+//!   ControllerClient (file store or Raft quorum) ◄─┘
 //! ```
 //! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
+mod applier;
+mod clock;
 mod cluster;
 pub mod config;
 mod connection;
 mod controller;
+mod controller_client;
+mod coordinator_host;
+mod error;
 mod fetch_encode;
 mod groups;
 mod handlers;
-mod internal_topic;
+mod markers;
+mod metadata;
+mod names;
 pub mod partition;
 pub mod producer_state;
+mod replicas;
 mod router;
 mod server;
-mod shared;
 mod txns;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use router::supported_apis;
 pub use server::{Broker, BrokerBuilder, StartError};
+
+/// The cluster's decisions as pure functions, for the deterministic simulation
+/// (`tests/replication_sim.rs`) to call exactly as the broker does.
+pub mod decisions {
+    pub use crate::cluster::fetcher::apply_fetched;
+    pub use crate::cluster::isr::{check_interval_ms, isr_outcome};
+    pub use crate::cluster::liveness::caught_up;
+    pub use crate::controller_client::expired_brokers;
+}

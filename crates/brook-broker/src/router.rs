@@ -5,8 +5,15 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
+use crate::cluster::rpc::InternalRpc;
+use crate::config::{BrokerConfig, BrokerSettings};
+use crate::controller_client::ControllerClient;
+use crate::groups::Groups;
 use crate::handlers;
-use crate::shared::Shared;
+use crate::markers::MarkerWriter;
+use crate::metadata::MetadataView;
+use crate::replicas::Replicas;
+use crate::txns::Txns;
 
 /// (API, lowest, highest) version Brook implements.
 ///
@@ -102,126 +109,142 @@ pub enum Response {
     Fetch(handlers::fetch::FetchReply),
 }
 
+/// The broker's services, wired once at start-up. The router hands each handler only
+/// the ones it uses.
+pub struct Services {
+    pub config: Arc<BrokerConfig>,
+    pub settings: Arc<BrokerSettings>,
+    pub metadata: MetadataView,
+    pub controller: Arc<ControllerClient>,
+    pub replicas: Arc<Replicas>,
+    pub groups: Arc<Groups>,
+    pub txns: Arc<Txns>,
+    pub markers: Arc<MarkerWriter>,
+    /// Inter-broker RPCs (cluster only).
+    pub internal: Option<Arc<InternalRpc>>,
+}
+
 /// Handles one request. `None` means no response is sent (Produce with acks=0).
 pub async fn dispatch(
-    shared: &Arc<Shared>,
+    s: &Services,
     ctx: &RequestContext,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Option<Response> {
+    use handlers::*;
     let v = header.request_api_version;
+    let (meta, replicas) = (&s.metadata, &s.replicas);
     let response = match request {
-        RequestKind::ApiVersions(_) => {
-            ResponseKind::ApiVersions(handlers::api_versions::response(0))
-        }
-        RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(handlers::metadata::handle(shared, r, v))
-        }
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(0)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(
+            metadata::handle(
+                meta,
+                &s.controller,
+                s.settings.auto_create_topics_enable,
+                r,
+                v,
+            )
+            .await,
+        ),
         RequestKind::Produce(r) => {
-            return handlers::produce::handle(shared, r, v)
+            return produce::handle(replicas, meta, r, v)
                 .await
                 .map(|r| Response::Kind(ResponseKind::Produce(r)))
         }
         RequestKind::Fetch(r) => {
-            return Some(Response::Fetch(handlers::fetch::handle(shared, r, v).await))
+            return Some(Response::Fetch(fetch::handle(replicas, meta, r, v).await))
         }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(handlers::list_offsets::handle(shared, r, v))
+            ResponseKind::ListOffsets(list_offsets::handle(replicas, r, v))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(handlers::list_offsets::leader_epoch(shared, r))
+            ResponseKind::OffsetForLeaderEpoch(list_offsets::leader_epoch(replicas, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(handlers::topics::create(shared, r, v))
+            ResponseKind::CreateTopics(topics::create(&s.controller, meta, &s.config, r, v).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(handlers::topics::delete(shared, r, v))
+            ResponseKind::DeleteTopics(topics::delete(&s.controller, meta, r, v).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(handlers::topics::create_partitions(shared, r))
+            ResponseKind::CreatePartitions(topics::create_partitions(&s.controller, r).await)
         }
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(handlers::topics::delete_records(shared, r))
+            ResponseKind::DeleteRecords(topics::delete_records(replicas, r).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(handlers::metadata::describe_cluster(shared, r))
+            ResponseKind::DescribeCluster(metadata::describe_cluster(meta, r))
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(handlers::configs::describe(shared, r, v))
+            ResponseKind::DescribeConfigs(configs::describe(meta, &s.config, r, v))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(handlers::configs::alter(shared, r))
+            ResponseKind::AlterConfigs(configs::alter(&s.controller, meta, r).await)
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(handlers::configs::incremental_alter(shared, r))
-        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter(&s.controller, meta, &s.config, r).await,
+        ),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(handlers::txn::init_producer_id(shared, r, v).await)
+            ResponseKind::InitProducerId(txn::init_producer_id(&s.txns, &s.controller, r, v).await)
         }
         RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(handlers::txn::add_partitions(shared, r, v).await)
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(&s.txns, meta, r, v).await)
         }
         RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(handlers::txn::add_offsets(shared, r, v).await)
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(&s.txns, &s.groups, r, v).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(handlers::txn::end_txn(shared, r, v).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(&s.txns, r, v).await),
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(handlers::txn::txn_offset_commit(shared, r))
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(&s.groups, r).await)
         }
         RequestKind::WriteTxnMarkers(r) => {
-            ResponseKind::WriteTxnMarkers(handlers::txn::write_txn_markers(shared, r).await)
+            ResponseKind::WriteTxnMarkers(txn::write_txn_markers(&s.markers, r).await)
         }
         RequestKind::DescribeTransactions(r) => {
-            ResponseKind::DescribeTransactions(handlers::txn::describe_transactions(shared, r))
+            ResponseKind::DescribeTransactions(txn::describe_transactions(&s.txns, r))
         }
         RequestKind::DescribeProducers(r) => {
-            ResponseKind::DescribeProducers(handlers::txn::describe_producers(shared, r))
+            ResponseKind::DescribeProducers(txn::describe_producers(replicas, meta, r))
         }
         RequestKind::ListTransactions(r) => {
-            ResponseKind::ListTransactions(handlers::txn::list_transactions(shared, r, v))
+            ResponseKind::ListTransactions(txn::list_transactions(&s.txns, r, v))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(handlers::coordinator::handle(shared, r, v))
+            ResponseKind::FindCoordinator(coordinator::handle(meta, &s.groups, &s.txns, r, v).await)
         }
         RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(handlers::group::join(shared, ctx, r, v).await)
+            ResponseKind::JoinGroup(group::join(&s.groups, ctx, r, v).await)
         }
-        RequestKind::SyncGroup(r) => {
-            ResponseKind::SyncGroup(handlers::group::sync(shared, r, v).await)
-        }
-        RequestKind::Heartbeat(r) => {
-            ResponseKind::Heartbeat(handlers::group::heartbeat(shared, r, v))
-        }
-        RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(handlers::group::leave(shared, r, v))
-        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync(&s.groups, r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(&s.groups, r, v)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave(&s.groups, r, v).await),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(handlers::group::offset_commit(shared, r, v))
+            ResponseKind::OffsetCommit(group::offset_commit(&s.groups, r, v).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(handlers::group::offset_fetch(shared, r, v))
+            ResponseKind::OffsetFetch(group::offset_fetch(&s.groups, r, v))
         }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::group::list(shared, r, v)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list(&s.groups, r, v)),
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(handlers::group::describe(shared, r, v))
+            ResponseKind::DescribeGroups(group::describe(&s.groups, r, v))
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(handlers::group::delete(shared, r, v))
+            ResponseKind::DeleteGroups(group::delete(&s.groups, r, v).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(handlers::group::offset_delete(shared, r, v))
+            ResponseKind::OffsetDelete(group::offset_delete(&s.groups, r, v).await)
         }
         RequestKind::ElectLeaders(r) => {
-            ResponseKind::ElectLeaders(handlers::elect_leaders::handle(shared, r, v))
+            ResponseKind::ElectLeaders(elect_leaders::handle(&s.controller, meta, r, v).await)
         }
-        RequestKind::AlterPartitionReassignments(r) => {
-            ResponseKind::AlterPartitionReassignments(handlers::reassignments::alter(shared, r, v))
-        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            reassignments::alter(&s.controller, r, v).await,
+        ),
         RequestKind::DescribeLogDirs(r) => {
-            ResponseKind::DescribeLogDirs(handlers::log_dirs::describe(shared, r, v))
+            ResponseKind::DescribeLogDirs(log_dirs::describe(replicas, r, v))
         }
         RequestKind::ListPartitionReassignments(r) => {
-            ResponseKind::ListPartitionReassignments(handlers::reassignments::list(shared, r, v))
+            ResponseKind::ListPartitionReassignments(reassignments::list(meta, r, v))
         }
         other => {
             // Unreachable while `accepts` gates dispatch; answer nothing rather than panic.

@@ -14,12 +14,22 @@ use tokio::task::JoinHandle;
 
 use brook_raft::{Quorum, QuorumConfig};
 
-use crate::cluster::{Cluster, PeerNet, RaftTransport};
+use crate::applier::Applier;
+use crate::clock::now_ms;
+use crate::cluster::fetcher::Fetchers;
+use crate::cluster::liveness::{self, Registration};
+use crate::cluster::peer::{PeerNet, RaftTransport};
+use crate::cluster::{isr, rpc::InternalRpc};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::connection::{self, ConnectionLimits};
+use crate::controller_client::{ControllerClient, MetaStore};
+use crate::groups::Groups;
+use crate::markers::MarkerWriter;
+use crate::metadata::MetadataView;
 use crate::partition::SyncFor;
-use crate::shared::MetaStore;
-use crate::shared::{now_ms, Shared};
+use crate::replicas::Replicas;
+use crate::router::Services;
+use crate::txns::Txns;
 
 /// How often flush.ms and segment.ms deadlines are checked.
 const LOG_TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -112,64 +122,71 @@ impl BrokerBuilder {
         } else {
             (None, self.config.data_dir.clone().expect("checked above"))
         };
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            StartError::Storage(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
         let persistent = temp.is_none();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        let mut controller_listener = None;
-        let shared = if self.config.voters.is_empty() {
-            let config = self.config.clone();
-            tokio::task::spawn_blocking(move || {
-                let meta = Shared::open_file_meta(&config, &data_dir, persistent)?;
-                Shared::open(config, data_dir, meta, None)
+        let (store, controller_listener, peers) = if self.config.voters.is_empty() {
+            let (dir, node_id) = (data_dir.clone(), self.config.node_id);
+            let store = tokio::task::spawn_blocking(move || {
+                MetaStore::open_file(&dir, node_id, persistent)
             })
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?
-            .map_err(|e| StartError::Storage(e.to_string()))?
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+            (store, None, None)
         } else {
-            let (shared, listener) = self.start_cluster_node(data_dir).await?;
-            controller_listener = Some(listener);
-            shared
+            let (quorum, listener, peers) = self.start_quorum(&data_dir).await?;
+            (MetaStore::Raft(quorum), Some(listener), Some(peers))
         };
-        let shared = Arc::new(shared);
-        shared.set_arc();
+        let wired = wire(self.config.clone(), data_dir, store, peers).await?;
+        let services = wired.services.clone();
+        let mut tasks = Vec::new();
         if let Some(listener) = controller_listener {
             tasks.push(tokio::spawn(accept_loop(
-                shared.clone(),
+                services.clone(),
                 listener,
                 true,
                 shutdown_rx.clone(),
             )));
         }
         tasks.push(tokio::spawn(accept_loop(
-            shared.clone(),
+            services.clone(),
             listener,
             false,
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(maintenance_loop(
-            shared.clone(),
+            services.clone(),
             shutdown_rx.clone(),
         )));
-        tasks.extend(crate::cluster::start(&shared, shutdown_rx));
+        tasks.push(tokio::spawn(wired.applier.clone().run(
+            services.metadata.subscribe_committed(),
+            wired.ready.subscribe(),
+            shutdown_rx.clone(),
+        )));
+        if services.metadata.is_cluster() {
+            tasks.extend(cluster_tasks(&services, &wired.ready, shutdown_rx));
+        }
         tracing::info!(listen = %local_addr, advertised = ?self.config.advertised, "broker started");
         Ok(Broker {
-            shared,
+            services,
             local_addr,
             shutdown_tx,
             tasks,
+            _ready: wired.ready,
             _temp: temp,
         })
     }
-}
 
-impl BrokerBuilder {
-    /// Binds the controller listener, starts this node's member of the metadata quorum
-    /// and opens the broker on top of it.
-    async fn start_cluster_node(
+    /// Binds the controller listener and starts this node's member of the metadata
+    /// quorum.
+    async fn start_quorum(
         &self,
-        data_dir: PathBuf,
-    ) -> Result<(Shared, TcpListener), StartError> {
-        let config = self.config.clone();
+        data_dir: &std::path::Path,
+    ) -> Result<(Arc<Quorum>, TcpListener, Arc<PeerNet>), StartError> {
+        let config = &self.config;
         let node_id = config.node_id;
         if !config.voters.contains_key(&node_id) {
             return Err(StartError::Config(ConfigError::Invalid {
@@ -188,9 +205,6 @@ impl BrokerBuilder {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
-            StartError::Storage(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
         let net = Arc::new(PeerNet::new(node_id, config.voters.clone()));
         let quorum_config = QuorumConfig {
             node_id: node_id as u64,
@@ -207,29 +221,162 @@ impl BrokerBuilder {
         let quorum = Quorum::start(quorum_config, Arc::new(RaftTransport(net.clone())))
             .await
             .map_err(|e| StartError::Storage(format!("metadata quorum: {e}")))?;
-        let cluster = Cluster::new(node_id, net);
-        let shared = tokio::task::spawn_blocking(move || {
-            Shared::open(
-                config,
-                data_dir,
-                MetaStore::Raft(Arc::new(quorum)),
-                Some(cluster),
-            )
-        })
-        .await
-        .map_err(|e| StartError::Storage(e.to_string()))?
-        .map_err(|e| StartError::Storage(e.to_string()))?;
-        Ok((shared, listener))
+        Ok((Arc::new(quorum), listener, net))
     }
+}
+
+/// The services, wired once, in the order data flows: metadata → replicas →
+/// coordinators → fetchers.
+struct Wired {
+    services: Arc<Services>,
+    applier: Arc<Applier>,
+    /// Whether this broker may lead and follow (a cluster broker once caught up with
+    /// the controller; a single broker always).
+    ready: watch::Sender<bool>,
+}
+
+async fn wire(
+    config: BrokerConfig,
+    data_dir: PathBuf,
+    store: MetaStore,
+    peers: Option<Arc<PeerNet>>,
+) -> Result<Wired, StartError> {
+    let config = Arc::new(config);
+    let settings = Arc::new(config.broker_settings());
+    let node_id = config.node_id;
+    let committed = store.subscribe();
+    let initial = committed.borrow().clone();
+    let quorum = store.quorum().cloned();
+    let (applied_tx, applied_rx) = watch::channel(initial.clone());
+    let metadata = MetadataView::new(
+        committed,
+        applied_rx,
+        quorum.clone(),
+        node_id,
+        config.advertised.clone(),
+    );
+    let controller = Arc::new(ControllerClient::new(
+        settings.clone(),
+        store,
+        metadata.clone(),
+        peers.clone(),
+    ));
+    let replicas = {
+        let (config, image) = (config.clone(), initial.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || Replicas::new(config, data_dir, &image))
+                .await
+                .map_err(|e| StartError::Storage(e.to_string()))?,
+        )
+    };
+    let groups = Arc::new(Groups::new(
+        &settings,
+        replicas.clone(),
+        metadata.clone(),
+        controller.clone(),
+    ));
+    let markers = Arc::new(MarkerWriter {
+        replicas: replicas.clone(),
+        groups: groups.clone(),
+        metadata: metadata.clone(),
+    });
+    let txns = Arc::new(Txns::new(
+        &settings,
+        replicas.clone(),
+        metadata.clone(),
+        controller.clone(),
+        markers.clone(),
+        peers.clone(),
+    ));
+    let fetchers = peers
+        .as_ref()
+        .map(|net| Arc::new(Fetchers::new(node_id, net.clone(), replicas.clone())));
+    let applier = Arc::new(Applier {
+        replicas: replicas.clone(),
+        groups: groups.clone(),
+        txns: txns.clone(),
+        fetchers,
+        applied: applied_tx,
+    });
+    let ready = quorum.is_none();
+    // Everything the image holds is open (and coordinators replayed) before serving.
+    if let Some(e) = applier.apply(initial, ready).await {
+        return Err(StartError::Storage(format!("cannot open partition: {e}")));
+    }
+    let internal = quorum.map(|quorum| {
+        Arc::new(InternalRpc {
+            quorum,
+            controller: controller.clone(),
+            markers: markers.clone(),
+        })
+    });
+    let services = Arc::new(Services {
+        config,
+        settings,
+        metadata,
+        controller,
+        replicas,
+        groups,
+        txns,
+        markers,
+        internal,
+    });
+    Ok(Wired {
+        services,
+        applier,
+        ready: watch::channel(ready).0,
+    })
+}
+
+/// A cluster node's background work: heartbeats, the controller's liveness checks, ISR
+/// maintenance.
+fn cluster_tasks(
+    services: &Arc<Services>,
+    ready: &watch::Sender<bool>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let node_id = services.config.node_id;
+    let (host, port) = services.config.advertised.clone();
+    let me = Registration {
+        node_id,
+        host,
+        port: i32::from(port),
+        incarnation: rand::random(),
+    };
+    vec![
+        tokio::spawn(liveness::heartbeat_loop(
+            services.controller.clone(),
+            services.metadata.clone(),
+            me.clone(),
+            services.settings.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(liveness::controller_loop(
+            services.controller.clone(),
+            node_id,
+            services.settings.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(isr::isr_loop(
+            services.replicas.clone(),
+            services.controller.clone(),
+            services.metadata.clone(),
+            services.settings.replica_lag_time_max_ms,
+            me.incarnation,
+            shutdown,
+        )),
+    ]
 }
 
 /// A running broker. Dropping it without [`Broker::shutdown`] leaves its tasks running
 /// until the runtime stops.
 pub struct Broker {
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     local_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    _ready: watch::Sender<bool>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -255,11 +402,11 @@ impl Broker {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let crate::shared::MetaStore::Raft(quorum) = &self.shared.meta {
+        if let Some(quorum) = self.services.controller.quorum() {
             quorum.shutdown().await;
         }
-        let shared = self.shared.clone();
-        let _ = tokio::task::spawn_blocking(move || shared.close()).await;
+        let replicas = self.services.replicas.clone();
+        let _ = tokio::task::spawn_blocking(move || replicas.close()).await;
         tracing::info!("broker stopped");
     }
 }
@@ -267,26 +414,25 @@ impl Broker {
 /// Accepts connections; `internal` marks the controller listener, the only one that
 /// takes inter-broker RPCs.
 async fn accept_loop(
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     listener: TcpListener,
     internal: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let settings = &services.settings;
     let limits = ConnectionLimits {
-        max_request_size_bytes: shared.config.int("socket.request.max.bytes") as usize,
-        idle_timeout: Duration::from_millis(shared.config.int("connections.max.idle.ms") as u64),
+        max_request_size_bytes: settings.socket_request_max_bytes as usize,
+        idle_timeout: Duration::from_millis(settings.connections_max_idle_ms as u64),
     };
-    let max_connections = shared
-        .config
-        .int("max.connections")
+    let max_connections = settings
+        .max_connections
         .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
     let permits = Arc::new(Semaphore::new(max_connections));
-    let max_per_ip = shared.config.int("max.connections.per.ip").max(1) as usize;
+    let max_per_ip = settings.max_connections_per_ip.max(1) as usize;
     let per_ip: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     // A frame up to socket.request.max.bytes must always fit in the pool.
-    let memory_bytes = shared
-        .config
-        .int("queued.max.request.bytes")
+    let memory_bytes = settings
+        .queued_max_request_bytes
         .max(limits.max_request_size_bytes as i64)
         .clamp(1, u32::MAX as i64) as usize;
     let memory = Arc::new(Semaphore::new(memory_bytes));
@@ -312,11 +458,11 @@ async fn accept_loop(
             tracing::warn!(%peer, max_per_ip, "refusing connection: max.connections.per.ip reached");
             continue;
         };
-        let shared = shared.clone();
+        let services = services.clone();
         let shutdown = shutdown.clone();
         let memory = memory.clone();
         connections.spawn(async move {
-            connection::serve(shared, stream, peer, limits, memory, internal, shutdown).await;
+            connection::serve(services, stream, peer, limits, memory, internal, shutdown).await;
             drop(permit);
             drop(ip_slot);
         });
@@ -362,23 +508,25 @@ impl Drop for IpSlot {
     }
 }
 
-/// Time-based flushes and rolls (`flush.ms`, `segment.ms`) and retention.
-async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+/// Time-based flushes and rolls (`flush.ms`, `segment.ms`), retention, coordinator
+/// timers and compaction of their topics; disk work, so on the blocking pool.
+async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+    let settings = &services.settings;
     let retention_every =
-        Duration::from_millis(shared.config.int("log.retention.check.interval.ms").max(1) as u64);
+        Duration::from_millis(settings.log_retention_check_interval_ms.max(1) as u64);
     let mut tick = tokio::time::interval(LOG_TICK_INTERVAL);
     let mut retention = tokio::time::interval(retention_every);
     let mut cleaner = tokio::time::interval(Duration::from_millis(
-        shared.config.int("log.cleaner.backoff.ms").max(100) as u64,
+        settings.log_cleaner_backoff_ms.max(100) as u64,
     ));
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let shared = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    shared.groups.tick(&shared);
-                    shared.txns.tick(&shared);
-                    for p in shared.all_partitions() {
+                let (groups, txns, replicas) = (services.groups.clone(), services.txns.clone(), services.replicas.clone());
+                let txn_tick = tokio::task::spawn_blocking(move || {
+                    groups.tick();
+                    let txn_tick = txns.tick();
+                    for p in replicas.all() {
                         // fsync outside the partition lock first, so the checkpoint
                         // the tick may write includes it.
                         if let Err(e) = p.sync_log(SyncFor::Tick(now_ms())) {
@@ -388,12 +536,16 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
                             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
                         }
                     }
+                    txn_tick
                 }).await;
+                if let Ok(Some(outcome)) = txn_tick {
+                    tokio::spawn(services.txns.clone().after_tick(outcome));
+                }
             }
             _ = retention.tick() => {
-                let shared = shared.clone();
+                let replicas = services.replicas.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    for p in shared.all_partitions() {
+                    for p in replicas.all() {
                         match p.with_log(|log| log.enforce_retention(now_ms())) {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
@@ -403,12 +555,12 @@ async fn maintenance_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
                 }).await;
             }
             _ = cleaner.tick() => {
-                let shared = shared.clone();
+                let (groups, txns) = (services.groups.clone(), services.txns.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = shared.groups.compact(&shared) {
+                    if let Err(e) = groups.compact() {
                         tracing::error!(error = %e, "compacting __consumer_offsets failed");
                     }
-                    if let Err(e) = shared.txns.compact(&shared) {
+                    if let Err(e) = txns.compact() {
                         tracing::error!(error = %e, "compacting __transaction_state failed");
                     }
                 }).await;

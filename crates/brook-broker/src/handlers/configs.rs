@@ -1,8 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and
 //! DescribeConfigs for the broker (its static configuration).
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as LegacyAlterResult;
 use kafka_protocol::messages::describe_configs_response::{
@@ -17,8 +15,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
-use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
-use crate::shared::{ApiError, Shared};
+use crate::config::{BrokerConfig, ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::controller_client::ControllerClient;
+use crate::error::ApiError;
+use crate::metadata::MetadataView;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -28,7 +28,8 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 pub fn describe(
-    shared: &Arc<Shared>,
+    meta: &MetadataView,
+    config: &BrokerConfig,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -47,13 +48,14 @@ pub fn describe(
                 .with_resource_name(r.resource_name.clone());
             let entries = match r.resource_type {
                 RESOURCE_TOPIC => describe_topic(
-                    shared,
+                    meta,
+                    config,
                     &r.resource_name,
                     req.include_synonyms,
                     req.include_documentation,
                     version,
                 ),
-                RESOURCE_BROKER => describe_broker(shared, &r.resource_name),
+                RESOURCE_BROKER => describe_broker(config, &r.resource_name),
                 _ => Err(ApiError::new(
                     ResponseError::InvalidRequest,
                     "only topic and broker configs can be described",
@@ -76,13 +78,14 @@ pub fn describe(
 }
 
 fn describe_topic(
-    shared: &Shared,
+    meta: &MetadataView,
+    config: &BrokerConfig,
     name: &str,
     synonyms: bool,
     documentation: bool,
     version: i16,
 ) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
-    let topic = shared.image().topic(name).cloned().ok_or_else(|| {
+    let topic = meta.image().topic(name).cloned().ok_or_else(|| {
         ApiError::new(
             ResponseError::UnknownTopicOrPartition,
             format!("topic '{name}' does not exist"),
@@ -91,7 +94,7 @@ fn describe_topic(
     Ok(TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let (value, source) = shared.config.topic_value(&topic.configs, def);
+            let (value, source) = config.topic_value(&topic.configs, def);
             let mut entry = DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(def.name))
                 .with_value(Some(str_bytes(value)))
@@ -110,7 +113,7 @@ fn describe_topic(
                             .with_source(ConfigSource::TopicOverride as i8),
                     );
                 }
-                if let Some(v) = shared.config.settings.get(def.broker_name) {
+                if let Some(v) = config.settings.get(def.broker_name) {
                     list.push(
                         DescribeConfigsSynonym::default()
                             .with_name(str_bytes(def.broker_name))
@@ -132,10 +135,10 @@ fn describe_topic(
 }
 
 fn describe_broker(
-    shared: &Shared,
+    config: &BrokerConfig,
     name: &str,
 ) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
-    if !name.is_empty() && name != shared.config.node_id.to_string() {
+    if !name.is_empty() && name != config.node_id.to_string() {
         return Err(ApiError::new(
             ResponseError::InvalidRequest,
             format!("unknown broker '{name}'"),
@@ -147,7 +150,7 @@ fn describe_broker(
         .chain(TOPIC_CONFIGS.iter().map(|d| (d.broker_name, d.default)));
     let mut entries: Vec<DescribeConfigsResourceResult> = defaults
         .map(|(key, default)| {
-            let (value, source) = match shared.config.settings.get(key) {
+            let (value, source) = match config.settings.get(key) {
                 Some(v) => (v.as_str(), ConfigSource::StaticBroker),
                 None => (default, ConfigSource::Default),
             };
@@ -168,8 +171,9 @@ type Changes = Vec<(String, Option<String>)>;
 
 /// Shared by both alter APIs: only topics can be altered; `changes` turns the topic's
 /// current overrides into the changes to apply.
-fn alter_topic(
-    shared: &Shared,
+async fn alter_topic(
+    controller: &ControllerClient,
+    meta: &MetadataView,
     resource_type: i8,
     name: &str,
     validate_only: bool,
@@ -181,12 +185,14 @@ fn alter_topic(
             "only topic configs can be altered; broker configs are static",
         ));
     }
-    let existing = shared
+    let existing = meta
         .image()
         .topic(name)
         .map(|t| t.configs.clone())
         .unwrap_or_default();
-    crate::shared::block_on(shared.alter_topic_configs(name, changes(&existing)?, validate_only))
+    controller
+        .alter_topic_configs(name, changes(&existing)?, validate_only)
+        .await
 }
 
 /// The per-resource error fields of both alter responses.
@@ -198,36 +204,43 @@ fn error_fields(outcome: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
 }
 
 /// Legacy AlterConfigs: the given set replaces every override of the topic.
-pub fn alter(shared: &Arc<Shared>, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses =
-        req.resources
-            .into_iter()
-            .map(|r| {
-                let outcome = alter_topic(
-                    shared,
-                    r.resource_type,
-                    r.resource_name.as_str(),
-                    req.validate_only,
-                    |existing| {
-                        let mut changes: Changes = existing
-                            .keys()
-                            .filter(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
-                            .map(|k| (k.clone(), None))
-                            .collect();
-                        changes.extend(r.configs.iter().map(|c| {
-                            (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))
-                        }));
-                        Ok(changes)
-                    },
+pub async fn alter(
+    controller: &ControllerClient,
+    meta: &MetadataView,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let outcome = alter_topic(
+            controller,
+            meta,
+            r.resource_type,
+            r.resource_name.as_str(),
+            req.validate_only,
+            |existing| {
+                let mut changes: Changes = existing
+                    .keys()
+                    .filter(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
+                    .map(|k| (k.clone(), None))
+                    .collect();
+                changes.extend(
+                    r.configs
+                        .iter()
+                        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
                 );
-                let (code, message) = error_fields(outcome);
-                LegacyAlterResult::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-                    .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect();
+                Ok(changes)
+            },
+        )
+        .await;
+        let (code, message) = error_fields(outcome);
+        responses.push(
+            LegacyAlterResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -243,8 +256,10 @@ const THROTTLE_CONFIGS: &[&str] = &[
 ];
 const OP_DELETE: i8 = 1;
 
-pub fn incremental_alter(
-    shared: &Arc<Shared>,
+pub async fn incremental_alter(
+    controller: &ControllerClient,
+    meta: &MetadataView,
+    config: &BrokerConfig,
     mut req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     for r in &mut req.resources {
@@ -252,49 +267,53 @@ pub fn incremental_alter(
             !(c.config_operation == OP_DELETE && THROTTLE_CONFIGS.contains(&c.name.as_str()))
         });
     }
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            if r.resource_type == RESOURCE_BROKER && r.configs.is_empty() {
-                // Only throttle deletions, all no-ops.
-                return AlterConfigsResourceResponse::default()
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        if r.resource_type == RESOURCE_BROKER && r.configs.is_empty() {
+            // Only throttle deletions, all no-ops.
+            responses.push(
+                AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name);
-            }
-            let outcome = alter_topic(
-                shared,
-                r.resource_type,
-                r.resource_name.as_str(),
-                req.validate_only,
-                |existing| {
-                    r.configs
-                        .iter()
-                        .map(|c| {
-                            incremental_change(
-                                shared,
-                                existing,
-                                c.name.as_str(),
-                                c.config_operation,
-                                c.value.as_deref(),
-                            )
-                        })
-                        .collect()
-                },
+                    .with_resource_name(r.resource_name),
             );
-            let (code, message) = error_fields(outcome);
+            continue;
+        }
+        let outcome = alter_topic(
+            controller,
+            meta,
+            r.resource_type,
+            r.resource_name.as_str(),
+            req.validate_only,
+            |existing| {
+                r.configs
+                    .iter()
+                    .map(|c| {
+                        incremental_change(
+                            config,
+                            existing,
+                            c.name.as_str(),
+                            c.config_operation,
+                            c.value.as_deref(),
+                        )
+                    })
+                    .collect()
+            },
+        )
+        .await;
+        let (code, message) = error_fields(outcome);
+        responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+                .with_error_message(message),
+        );
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 fn incremental_change(
-    shared: &Shared,
+    config: &BrokerConfig,
     existing: &Overrides,
     name: &str,
     op: i8,
@@ -307,7 +326,7 @@ fn incremental_change(
         )
     })?;
     let current = || -> Vec<String> {
-        let (v, _) = shared.config.topic_value(existing, def);
+        let (v, _) = config.topic_value(existing, def);
         v.split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_string)

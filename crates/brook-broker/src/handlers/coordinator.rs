@@ -3,22 +3,23 @@
 //! partition, a transactional id's the leader of its `__transaction_state` partition
 //! (each topic created on first use, as Kafka).
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::str_bytes;
-use crate::groups::{offsets_partition_for, OFFSETS_TOPIC};
-use crate::shared::Shared;
-use crate::txns::TXN_TOPIC;
+use crate::groups::Groups;
+use crate::metadata::MetadataView;
+use crate::names::{coordinator_partition_for, OFFSETS_TOPIC, TXN_TOPIC};
+use crate::txns::Txns;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(
-    shared: &Arc<Shared>,
+pub async fn handle(
+    meta: &MetadataView,
+    groups: &Groups,
+    txns: &Txns,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -30,39 +31,37 @@ pub fn handle(
         )),
     };
     if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let located = match &error {
-                    Some(e) => Err(e.clone()),
-                    None => locate(shared, req.key_type, &key),
-                };
-                let (node, host, port, error) = match located {
-                    Err(e) => (-1, String::new(), -1, Some(e)),
-                    Ok((node, host, port)) => (node, host, port, None),
-                };
-                let c = Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(node))
-                    .with_host(str_bytes(host))
-                    .with_port(port);
-                match &error {
-                    Some((code, msg)) => c
-                        .with_node_id(BrokerId(-1))
-                        .with_host(str_bytes(""))
-                        .with_port(-1)
-                        .with_error_code(*code)
-                        .with_error_message(Some(str_bytes(msg.clone()))),
-                    None => c,
-                }
-            })
-            .collect();
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in req.coordinator_keys {
+            let located = match &error {
+                Some(e) => Err(e.clone()),
+                None => locate(meta, groups, txns, req.key_type, &key).await,
+            };
+            let (node, host, port, error) = match located {
+                Err(e) => (-1, String::new(), -1, Some(e)),
+                Ok((node, host, port)) => (node, host, port, None),
+            };
+            let c = Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(node))
+                .with_host(str_bytes(host))
+                .with_port(port);
+            coordinators.push(match &error {
+                Some((code, msg)) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_host(str_bytes(""))
+                    .with_port(-1)
+                    .with_error_code(*code)
+                    .with_error_message(Some(str_bytes(msg.clone()))),
+                None => c,
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let error = error
-        .map(Err)
-        .unwrap_or_else(|| locate(shared, req.key_type, &req.key));
+    let error = match error {
+        Some(e) => Err(e),
+        None => locate(meta, groups, txns, req.key_type, &req.key).await,
+    };
     match error {
         Err((code, msg)) => FindCoordinatorResponse::default()
             .with_error_code(code)
@@ -79,17 +78,20 @@ pub fn handle(
 
 /// The broker that coordinates `key`: this one on a single broker; in a cluster the
 /// leader of the key's `__consumer_offsets` partition (created on first use, as Kafka).
-fn locate(
-    shared: &Arc<Shared>,
+async fn locate(
+    meta: &MetadataView,
+    groups: &Groups,
+    txns: &Txns,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
     if key_type == KEY_TYPE_TRANSACTION {
-        return locate_transaction(shared, key);
+        return locate_transaction(meta, txns, key).await;
     }
-    if !shared.is_cluster() {
-        let (host, port) = &shared.config.advertised;
-        return Ok((shared.config.node_id, host.clone(), i32::from(*port)));
+    if !meta.is_cluster() {
+        let node = meta.node_id();
+        let (host, port) = meta.broker_address(node).unwrap_or_default();
+        return Ok((node, host, port));
     }
     let unavailable = |why: &str| {
         (
@@ -97,26 +99,16 @@ fn locate(
             why.to_string(),
         )
     };
-    let image = shared.image();
+    let image = meta.image();
     let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-        let created = crate::shared::block_on(shared.create_topic(
-            OFFSETS_TOPIC,
-            shared.groups.offsets_partitions(),
-            -1,
-            crate::groups::Groups::offsets_topic_configs(),
-            Vec::new(),
-            false,
-        ));
-        if let Err(e) = created {
-            if e.code != ResponseError::TopicAlreadyExists.code() {
-                tracing::warn!(error = %e, "cannot create __consumer_offsets");
-            }
+        if let Err(e) = groups.create_offsets_topic().await {
+            tracing::warn!(error = %e, "cannot create __consumer_offsets");
         }
         return Err(unavailable("__consumer_offsets is being created"));
     };
-    let index = offsets_partition_for(key, topic.partitions.len() as i32);
+    let index = coordinator_partition_for(key, topic.partitions.len() as i32);
     let leader = topic.partitions[index as usize].leader;
-    match shared.broker_address(leader) {
+    match meta.broker_address(leader) {
         Some((host, port)) => Ok((leader, host, port)),
         None => Err(unavailable(
             "the coordinator's partition has no leader right now",
@@ -125,8 +117,9 @@ fn locate(
 }
 
 /// The leader of the transactional id's `__transaction_state` partition.
-fn locate_transaction(
-    shared: &Arc<Shared>,
+async fn locate_transaction(
+    meta: &MetadataView,
+    txns: &Txns,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
     if key.is_empty() {
@@ -135,16 +128,13 @@ fn locate_transaction(
             "empty transactional id".to_string(),
         ));
     }
-    shared
-        .txns
-        .ensure_topic(shared)
-        .map_err(|e| (e.code, e.message))?;
-    let index = shared.txns.partition_of(shared, key);
-    let leader = shared
+    txns.ensure_topic().await.map_err(|e| (e.code, e.message))?;
+    let index = txns.partition_of(key);
+    let leader = meta
         .image()
         .topic(TXN_TOPIC)
         .and_then(|t| t.partitions.get(index as usize).map(|p| p.leader));
-    match leader.and_then(|l| shared.broker_address(l).map(|a| (l, a))) {
+    match leader.and_then(|l| meta.broker_address(l).map(|a| (l, a))) {
         Some((leader, (host, port))) => Ok((leader, host, port)),
         None => Err((
             ResponseError::CoordinatorNotAvailable.code(),

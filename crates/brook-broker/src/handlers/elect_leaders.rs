@@ -2,24 +2,24 @@
 //! as `kafka-leader-election --election-type preferred` asks. Unclean elections are
 //! refused: Brook never elects a replica that may lack acknowledged records.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 
 use super::{by_topic, str_bytes, topic_name};
 use crate::controller::ControllerRequest;
-use crate::shared::Shared;
+use crate::controller_client::ControllerClient;
+use crate::metadata::MetadataView;
 
 const PREFERRED: i8 = 0;
 
-pub fn handle(
-    shared: &Arc<Shared>,
+pub async fn handle(
+    controller: &ControllerClient,
+    meta: &MetadataView,
     req: ElectLeadersRequest,
     version: i16,
 ) -> ElectLeadersResponse {
-    let before = shared.image();
+    let before = meta.committed();
     let wanted: Vec<(String, i32)> = match &req.topic_partitions {
         Some(list) => list
             .iter()
@@ -35,13 +35,15 @@ pub fn handle(
     let elected = if unclean {
         None
     } else {
-        Some(crate::shared::block_on(shared.controller(
-            ControllerRequest::ElectPreferred {
-                partitions: Some(wanted.clone()),
-            },
-        )))
+        Some(
+            controller
+                .request(ControllerRequest::ElectPreferred {
+                    partitions: Some(wanted.clone()),
+                })
+                .await,
+        )
     };
-    let after = shared.image();
+    let after = meta.committed();
     let mut results: Vec<(String, PartitionResult)> = Vec::new();
     for (topic, index) in wanted {
         let (code, message) = match (&elected, after.partition(&topic, index)) {

@@ -1,10 +1,10 @@
 //! Fetch: read whole batches from each partition; long-poll until `min_bytes` are
-//! available or `max_wait_ms` passes, woken by appends (no idle sleeping).
+//! available or `max_wait_ms` passes, woken only by changes to the partitions asked for
+//! (no idle sleeping).
 //!
 //! Records are not read here: each partition's batches stay a range of its segment file,
 //! which the connection sends with `sendfile(2)` (see [`crate::fetch_encode`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use brook_log::ReadSlice;
@@ -18,9 +18,11 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicNam
 use tokio::time::Instant;
 
 use super::topic_name;
+use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
+use crate::metadata::MetadataView;
 use crate::partition::FollowerRead;
-use crate::shared::{now_ms, Shared};
+use crate::replicas::Replicas;
 
 /// Longest long-poll Brook honours, whatever the client asks.
 const MAX_WAIT_CAP_MS: i32 = 30_000;
@@ -36,7 +38,12 @@ pub struct FetchReply {
     pub records: Vec<RecordsRegion>,
 }
 
-pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> FetchReply {
+pub async fn handle(
+    replicas: &Replicas,
+    meta: &MetadataView,
+    mut req: FetchRequest,
+    version: i16,
+) -> FetchReply {
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -45,7 +52,8 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
     } else {
         FETCH_MAX_BYTES
     };
-    let topics = resolve_topics(shared, &req.topics, version);
+    req.topics = dedup(std::mem::take(&mut req.topics), version);
+    let topics = resolve_topics(meta, &req.topics, version);
     // A follower's fetch carries its broker id (v15+ moved it into ReplicaState).
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
@@ -55,12 +63,21 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
     let replica = (replica_id >= 0).then_some(replica_id);
     // READ_COMMITTED (1): stop at the last stable offset, list aborted transactions.
     let read_committed = replica.is_none() && req.isolation_level == 1;
+    // Subscribed before the first read, so a change right after it is not missed; only
+    // the partitions asked for can wake this fetch.
+    let mut changes: Vec<_> = req
+        .topics
+        .iter()
+        .zip(&topics)
+        .filter_map(|(t, name)| name.as_deref().map(|n| (t, n)))
+        .flat_map(|(t, name)| t.partitions.iter().map(move |p| (name, p.partition)))
+        .filter_map(|(name, index)| replicas.get(name, index))
+        .map(|p| p.data_changes())
+        .collect();
     loop {
-        let notified = shared.data_appended.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         let (responses, records, total_bytes, any_error) = read_all(
-            shared,
+            replicas,
+            meta,
             &req.topics,
             &topics,
             max_bytes,
@@ -73,31 +90,83 @@ pub async fn handle(shared: &Arc<Shared>, req: FetchRequest, version: i16) -> Fe
                 records,
             };
         }
-        tokio::select! {
-            _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+        if !wait_for_change(&mut changes, deadline).await {
+            continue;
+        }
+        for rx in &mut changes {
+            rx.borrow_and_update();
         }
     }
 }
 
-/// The topic name for each requested topic (v13+ identifies topics by id).
-fn resolve_topics(shared: &Shared, topics: &[FetchTopic], version: i16) -> Vec<Option<String>> {
-    shared.with_image(|image| {
-        topics
-            .iter()
-            .map(|t| {
-                if version >= 13 {
-                    image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
-                } else {
-                    Some(t.topic.0.to_string())
+/// Waits until one of the partitions changes (true) or `deadline` passes (false, and
+/// the next read is the last).
+async fn wait_for_change(
+    changes: &mut [tokio::sync::watch::Receiver<u64>],
+    deadline: Instant,
+) -> bool {
+    if changes.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return false;
+    }
+    let any = futures_util::future::select_all(changes.iter_mut().map(|rx| Box::pin(rx.changed())));
+    tokio::select! {
+        _ = any => true,
+        _ = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
+/// Each partition once, as Kafka's fetch map keeps it: a partition listed again (in
+/// the same or a repeated topic) replaces the earlier request for it in its place, so
+/// a request that lists one partition 100,000 times reads and waits on it once.
+fn dedup(topics: Vec<FetchTopic>, version: i16) -> Vec<FetchTopic> {
+    let key = |t: &FetchTopic| {
+        if version >= 13 {
+            t.topic_id.to_string()
+        } else {
+            t.topic.0.to_string()
+        }
+    };
+    let mut out: Vec<FetchTopic> = Vec::new();
+    let mut topic_at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(usize, i32), usize> = std::collections::HashMap::new();
+    for mut t in topics {
+        let partitions = std::mem::take(&mut t.partitions);
+        let ti = *topic_at.entry(key(&t)).or_insert_with(|| {
+            out.push(t);
+            out.len() - 1
+        });
+        for p in partitions {
+            match seen.get(&(ti, p.partition)) {
+                Some(&pi) => out[ti].partitions[pi] = p,
+                None => {
+                    seen.insert((ti, p.partition), out[ti].partitions.len());
+                    out[ti].partitions.push(p);
                 }
-            })
-            .collect()
-    })
+            }
+        }
+    }
+    out
+}
+
+/// The topic name for each requested topic (v13+ identifies topics by id).
+fn resolve_topics(meta: &MetadataView, topics: &[FetchTopic], version: i16) -> Vec<Option<String>> {
+    let image = meta.image();
+    topics
+        .iter()
+        .map(|t| {
+            if version >= 13 {
+                image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+            } else {
+                Some(t.topic.0.to_string())
+            }
+        })
+        .collect()
 }
 
 fn read_all(
-    shared: &Shared,
+    replicas: &Replicas,
+    meta: &MetadataView,
     topics: &[FetchTopic],
     names: &[Option<String>],
     max_bytes: usize,
@@ -118,7 +187,8 @@ fn read_all(
                 .enumerate()
                 .map(|(pi, p)| {
                     let (data, slice) = read_partition(
-                        shared,
+                        replicas,
+                        meta,
                         name.as_deref(),
                         p,
                         max_bytes.saturating_sub(total),
@@ -159,7 +229,8 @@ fn read_all(
 /// One partition's answer; its records, if any, are the returned file range (the
 /// `records` of the data is then an empty placeholder).
 fn read_partition(
-    shared: &Shared,
+    replicas: &Replicas,
+    meta: &MetadataView,
     name: Option<&str>,
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     budget: usize,
@@ -172,7 +243,7 @@ fn read_partition(
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1);
-    let partition = match name.and_then(|n| shared.partition(n, p.partition)) {
+    let partition = match name.and_then(|n| replicas.get(n, p.partition)) {
         Some(partition) => partition,
         None if name.is_none() => {
             return (
@@ -180,7 +251,7 @@ fn read_partition(
                 None,
             )
         }
-        None if shared.is_cluster() && name.is_some_and(|n| shared.image().topic(n).is_some()) => {
+        None if meta.is_cluster() && name.is_some_and(|n| meta.image().topic(n).is_some()) => {
             // The topic exists but this broker holds no replica of the partition.
             return (
                 base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
@@ -206,11 +277,8 @@ fn read_partition(
         );
         return match fetched {
             Err(refused) => (base.with_error_code(refused.0), None),
-            Ok((read, log_start, hw, moved)) => {
-                if moved {
-                    // Consumers wait for the high watermark, not the log end.
-                    shared.data_appended.notify_waiters();
-                }
+            // A moved high watermark wakes the consumers parked on this partition.
+            Ok((read, log_start, hw, _moved)) => {
                 let base = base
                     .with_high_watermark(hw)
                     .with_last_stable_offset(hw)

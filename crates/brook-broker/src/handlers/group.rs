@@ -2,31 +2,31 @@
 //! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete.
 //! The decisions are `brook-coord`'s; this module parks, appends and answers.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use brook_coord::{Effects, Reply};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 
+use std::sync::Arc;
+
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::groups::{GroupState, Groups};
 use crate::router::RequestContext;
-use crate::shared::{now_ms, ApiError, Shared};
 
 pub async fn join(
-    shared: &Arc<Shared>,
+    groups: &Arc<Groups>,
     ctx: &RequestContext,
     req: JoinGroupRequest,
     version: i16,
 ) -> JoinGroupResponse {
     let group_id = req.group_id.0.to_string();
-    if !shared.groups.coordinates(shared, &group_id) {
+    if !groups.coordinates(&group_id) {
         return JoinGroupResponse::default()
             .with_error_code(ResponseError::NotCoordinator.code())
             .with_generation_id(-1);
     }
-    let reply = shared
-        .groups
-        .park(shared, &group_id, |c, token| {
+    let reply = groups
+        .park(&group_id, |c, token| {
             c.join_group(
                 token,
                 version,
@@ -48,14 +48,13 @@ pub async fn join(
     }
 }
 
-pub async fn sync(shared: &Arc<Shared>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync(groups: &Arc<Groups>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group_id = req.group_id.0.to_string();
-    if !shared.groups.coordinates(shared, &group_id) {
+    if !groups.coordinates(&group_id) {
         return SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
     }
-    match shared
-        .groups
-        .park(shared, &group_id, |c, token| {
+    match groups
+        .park(&group_id, |c, token| {
             c.sync_group(token, version, &req, now_ms())
         })
         .await
@@ -68,77 +67,49 @@ pub async fn sync(shared: &Arc<Shared>, req: SyncGroupRequest, version: i16) -> 
     }
 }
 
-pub fn heartbeat(shared: &Arc<Shared>, req: HeartbeatRequest, version: i16) -> HeartbeatResponse {
-    if !shared.groups.coordinates(shared, &req.group_id.0) {
+pub fn heartbeat(groups: &Groups, req: HeartbeatRequest, version: i16) -> HeartbeatResponse {
+    if !groups.coordinates(&req.group_id.0) {
         return HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code());
     }
-    shared
-        .groups
-        .read_mut(|c| c.heartbeat(version, &req, now_ms()))
+    groups.read_mut(|c| c.heartbeat(version, &req, now_ms()))
 }
 
-pub fn leave(shared: &Arc<Shared>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn leave(groups: &Groups, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group_id = req.group_id.0.to_string();
-    if !shared.groups.coordinates(shared, &group_id) {
+    if !groups.coordinates(&group_id) {
         return LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
     }
-    shared
-        .groups
-        .apply(shared, &group_id, |c| {
-            c.leave_group(version, &req, now_ms())
-        })
+    groups
+        .apply(&group_id, |c| c.leave_group(version, &req, now_ms()))
+        .await
         .unwrap_or_else(|e| LeaveGroupResponse::default().with_error_code(e.code))
 }
 
-pub fn offset_commit(
-    shared: &Arc<Shared>,
+pub async fn offset_commit(
+    groups: &Groups,
     req: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
-    if !shared.groups.coordinates(shared, &group_id) {
+    if !groups.coordinates(&group_id) {
         return fail_commit(
             &req,
             &ApiError::new(ResponseError::NotCoordinator, "not the coordinator"),
         );
     }
-    let result = shared.groups.apply_replicated(shared, &group_id, |c| {
-        let (response, records) = c.offset_commit(version, &req, now_ms());
-        (
-            response,
-            Effects {
-                replies: vec![],
-                records,
-            },
-        )
-    });
-    let (response, written) = match result {
-        Ok(r) => r,
-        Err(e) => return fail_commit(&req, &e),
-    };
-    // Answer once the in-sync replicas have the commit, as Kafka does (acks=all), so a
-    // coordinator failover never loses an acknowledged offset.
-    let Some((partition, appended)) = written else {
-        return response;
-    };
-    let timeout =
-        Duration::from_millis(shared.config.int("offsets.commit.timeout.ms").max(1) as u64);
-    let deadline = tokio::time::Instant::now() + timeout;
-    match crate::shared::block_on(partition.wait_replicated(&appended, deadline)) {
-        Ok(()) => response,
-        Err(code) => {
-            // Kafka's mapping: the coordinator moved, or the ISR did not keep up in time.
-            let error = if code == ResponseError::NotLeaderOrFollower.code() {
-                ResponseError::NotCoordinator
-            } else {
-                ResponseError::CoordinatorNotAvailable
-            };
-            fail_commit(
-                &req,
-                &ApiError::new(error, "the offsets were not replicated in time"),
+    let result = groups
+        .apply_replicated(&group_id, |c| {
+            let (response, records) = c.offset_commit(version, &req, now_ms());
+            (
+                response,
+                Effects {
+                    replies: vec![],
+                    records,
+                },
             )
-        }
-    }
+        })
+        .await;
+    result.unwrap_or_else(|e| fail_commit(&req, &e))
 }
 
 /// Every partition of the request gets the storage error.
@@ -167,29 +138,24 @@ fn fail_commit(req: &OffsetCommitRequest, e: &ApiError) -> OffsetCommitResponse 
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-pub fn offset_fetch(
-    shared: &Arc<Shared>,
-    req: OffsetFetchRequest,
-    version: i16,
-) -> OffsetFetchResponse {
+pub fn offset_fetch(groups: &Groups, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     // Offsets and what transactions hold pending are read under one lock: a commit
     // marker applies pending offsets under it too (KIP-447's require_stable).
-    let groups = &shared.groups;
-    let mut response = groups.read(|c| {
-        let mut response = c.offset_fetch(version, &req);
+    let mut response = groups.read(|state| {
+        let mut response = state.coordinator.offset_fetch(version, &req);
         if req.require_stable {
-            mark_unstable(groups, &req, &mut response, version);
+            mark_unstable(state, &req, &mut response, version);
         }
         response
     });
     if version < 8 {
-        if !groups.coordinates(shared, &req.group_id.0) {
+        if !groups.coordinates(&req.group_id.0) {
             return OffsetFetchResponse::default()
                 .with_error_code(ResponseError::NotCoordinator.code());
         }
     } else {
         for g in response.groups.iter_mut() {
-            if !groups.coordinates(shared, &g.group_id.0) {
+            if !groups.coordinates(&g.group_id.0) {
                 g.error_code = ResponseError::NotCoordinator.code();
                 g.topics.clear();
             }
@@ -201,7 +167,7 @@ pub fn offset_fetch(
 /// UNSTABLE_OFFSET_COMMIT for each partition whose offset a transaction has yet to
 /// decide. Called with the coordinator locked.
 fn mark_unstable(
-    groups: &crate::groups::Groups,
+    groups: &GroupState,
     req: &OffsetFetchRequest,
     response: &mut OffsetFetchResponse,
     version: i16,
@@ -230,18 +196,18 @@ fn mark_unstable(
     }
 }
 
-pub fn list(shared: &Arc<Shared>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-    shared.groups.read(|c| c.list_groups(version, &req))
+pub fn list(groups: &Groups, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    groups.read(|g| g.coordinator.list_groups(version, &req))
 }
 
 pub fn describe(
-    shared: &Arc<Shared>,
+    groups: &Groups,
     req: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
-    let mut response = shared.groups.read(|c| c.describe_groups(version, &req));
+    let mut response = groups.read(|g| g.coordinator.describe_groups(version, &req));
     for g in response.groups.iter_mut() {
-        if !shared.groups.coordinates(shared, &g.group_id.0) {
+        if !groups.coordinates(&g.group_id.0) {
             g.error_code = ResponseError::NotCoordinator.code();
         }
     }
@@ -253,32 +219,40 @@ pub fn describe(
     response
 }
 
-pub fn delete(
-    shared: &Arc<Shared>,
+pub async fn delete(
+    groups: &Groups,
     req: DeleteGroupsRequest,
     version: i16,
 ) -> DeleteGroupsResponse {
     // Tombstones for several groups: append them group by group.
-    let (response, records) = shared.groups.read_mut(|c| c.delete_groups(version, &req));
-    if let Err(e) = shared.groups.append_records(shared, &records) {
+    let deleted = groups.apply_all(|c| c.delete_groups(version, &req)).await;
+    deleted.unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot write group tombstones");
-    }
-    response
+        DeleteGroupsResponse::default().with_results(
+            req.groups_names
+                .iter()
+                .map(|g| {
+                    delete_groups_response::DeletableGroupResult::default()
+                        .with_group_id(g.clone())
+                        .with_error_code(e.code)
+                })
+                .collect(),
+        )
+    })
 }
 
-pub fn offset_delete(
-    shared: &Arc<Shared>,
+pub async fn offset_delete(
+    groups: &Groups,
     req: OffsetDeleteRequest,
     version: i16,
 ) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
-    if !shared.groups.coordinates(shared, &group_id) {
+    if !groups.coordinates(&group_id) {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::NotCoordinator.code());
     }
-    shared
-        .groups
-        .apply(shared, &group_id, |c| {
+    groups
+        .apply(&group_id, |c| {
             let (response, records) = c.offset_delete(version, &req);
             (
                 response,
@@ -288,5 +262,6 @@ pub fn offset_delete(
                 },
             )
         })
+        .await
         .unwrap_or_else(|e| OffsetDeleteResponse::default().with_error_code(e.code))
 }

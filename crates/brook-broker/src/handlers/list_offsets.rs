@@ -1,7 +1,5 @@
 //! ListOffsets (earliest, latest, by timestamp, max timestamp) and OffsetForLeaderEpoch.
 
-use std::sync::Arc;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -15,7 +13,7 @@ use kafka_protocol::messages::{
 };
 
 use crate::partition::Partition;
-use crate::shared::Shared;
+use crate::replicas::Replicas;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -23,7 +21,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(replicas: &Replicas, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // READ_COMMITTED (1, v2+): "latest" is the last stable offset.
     let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
@@ -39,11 +37,11 @@ pub fn handle(shared: &Arc<Shared>, req: ListOffsetsRequest, version: i16) -> Li
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let Some(partition) = shared.partition(&t.name.0, p.partition_index) else {
+                    let Some(partition) = replicas.get(&t.name.0, p.partition_index) else {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let (leader, leader_epoch) = partition.leadership();
-                    if leader != shared.config.node_id {
+                    if leader != replicas.node_id() {
                         return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
                     }
                     if p.current_leader_epoch > leader_epoch {
@@ -96,7 +94,7 @@ fn lookup(
 
 /// The end offset of a leader epoch, from the partition's epoch cache (leader only).
 pub fn leader_epoch(
-    shared: &Arc<Shared>,
+    replicas: &Replicas,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = req
@@ -111,7 +109,7 @@ pub fn leader_epoch(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = shared.partition(&t.topic.0, p.partition) else {
+                    let Some(partition) = replicas.get(&t.topic.0, p.partition) else {
                         return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     if p.leader_epoch < 0 {

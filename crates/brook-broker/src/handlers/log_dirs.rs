@@ -3,7 +3,6 @@
 //! `kafka-log-dirs --describe` and `kafka-reassign-partitions` read them.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -11,10 +10,10 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 
 use super::{str_bytes, topic_name};
-use crate::shared::Shared;
+use crate::replicas::Replicas;
 
 pub fn describe(
-    shared: &Arc<Shared>,
+    replicas: &Replicas,
     req: DescribeLogDirsRequest,
     _version: i16,
 ) -> DescribeLogDirsResponse {
@@ -24,7 +23,7 @@ pub fn describe(
             .iter()
             .any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&index)),
     };
-    let mut partitions = shared.all_partitions();
+    let mut partitions = replicas.all();
     partitions.sort_by(|a, b| (&a.topic, a.index).cmp(&(&b.topic, b.index)));
     let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
     for p in partitions.iter().filter(|p| wanted(&p.topic, p.index)) {
@@ -45,7 +44,7 @@ pub fn describe(
             ),
         }
     }
-    let dir = shared.data_dir();
+    let dir = replicas.data_dir();
     let (total, usable) = disk_space(dir).unwrap_or((-1, -1));
     let dir_name = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let result = DescribeLogDirsResult::default()

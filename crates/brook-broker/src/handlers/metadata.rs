@@ -1,8 +1,5 @@
 //! Metadata and DescribeCluster: brokers, topics, partitions, leaders.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use brook_meta::TopicImage;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -12,13 +9,22 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
 };
+use std::collections::BTreeMap;
 
 use super::authorized_ops::{self, if_requested, NOT_REQUESTED as OPS_NOT_REQUESTED};
 use super::{str_bytes, topic_name};
-use crate::shared::{validate_topic_name, Shared};
+use crate::controller_client::ControllerClient;
+use crate::metadata::MetadataView;
+use crate::names::validate_topic_name;
 
-pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let brokers: Vec<MetadataResponseBroker> = shared
+pub async fn handle(
+    meta: &MetadataView,
+    controller: &ControllerClient,
+    auto_create_topics_enable: bool,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let brokers: Vec<MetadataResponseBroker> = meta
         .brokers()
         .into_iter()
         .map(|(id, host, port)| {
@@ -33,27 +39,26 @@ pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> Metad
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
-    let auto_create = (version < 4 || req.allow_auto_topic_creation)
-        && shared.config.flag("auto.create.topics.enable");
+    let auto_create = (version < 4 || req.allow_auto_topic_creation) && auto_create_topics_enable;
+    let image = meta.image();
     let mut topics: Vec<MetadataResponseTopic> = if all {
-        shared.with_image(|image| image.topics.values().map(describe_topic).collect())
+        image.topics.values().map(|t| describe_topic(t)).collect()
     } else {
-        req.topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| lookup(shared, t, auto_create))
-            .collect()
+        let mut topics = Vec::new();
+        for t in req.topics.unwrap_or_default() {
+            topics.push(lookup(meta, controller, t, auto_create).await);
+        }
+        topics
     };
     if req.include_topic_authorized_operations {
         for t in topics.iter_mut().filter(|t| t.error_code == 0) {
             t.topic_authorized_operations = authorized_ops::TOPIC;
         }
     }
-    let cluster_id = shared.with_image(|i| i.cluster_id.clone());
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(cluster_id)))
-        .with_controller_id(BrokerId(shared.controller_id()))
+        .with_cluster_id(Some(str_bytes(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(meta.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(if_requested(
             req.include_cluster_authorized_operations,
@@ -61,12 +66,13 @@ pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> Metad
         ))
 }
 
-fn lookup(
-    shared: &Arc<Shared>,
+async fn lookup(
+    meta: &MetadataView,
+    controller: &ControllerClient,
     t: kafka_protocol::messages::metadata_request::MetadataRequestTopic,
     auto_create: bool,
 ) -> MetadataResponseTopic {
-    let image = shared.image();
+    let image = meta.image();
     let name = match &t.name {
         Some(n) => n.0.to_string(),
         None => match image.topic_by_id(&t.topic_id) {
@@ -94,20 +100,15 @@ fn lookup(
     if !auto_create {
         return error(ResponseError::UnknownTopicOrPartition.code());
     }
-    match crate::shared::block_on(shared.create_topic(
-        &name,
-        -1,
-        -1,
-        BTreeMap::new(),
-        Vec::new(),
-        false,
-    )) {
-        Ok(()) | Err(crate::shared::ApiError { code: 36, .. }) => match shared.image().topic(&name)
-        {
+    let created = controller
+        .create_topic(&name, -1, -1, BTreeMap::new(), Vec::new(), false)
+        .await;
+    match created {
+        Err(e) if !e.is(ResponseError::TopicAlreadyExists) => error(e.code),
+        _ => match meta.image().topic(&name) {
             Some(topic) => describe_topic(topic),
             None => error(ResponseError::UnknownTopicOrPartition.code()),
         },
-        Err(e) => error(e.code),
     }
 }
 
@@ -139,10 +140,10 @@ pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
 }
 
 pub fn describe_cluster(
-    shared: &Arc<Shared>,
+    meta: &MetadataView,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let brokers = shared
+    let brokers = meta
         .brokers()
         .into_iter()
         .map(|(id, host, port)| {
@@ -153,8 +154,8 @@ pub fn describe_cluster(
         })
         .collect();
     DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(shared.with_image(|i| i.cluster_id.clone())))
-        .with_controller_id(BrokerId(shared.controller_id()))
+        .with_cluster_id(str_bytes(meta.image().cluster_id.clone()))
+        .with_controller_id(BrokerId(meta.controller_id()))
         .with_brokers(brokers)
         .with_endpoint_type(1)
         .with_cluster_authorized_operations(if_requested(

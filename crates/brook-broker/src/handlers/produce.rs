@@ -8,8 +8,11 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::str_bytes;
-use crate::partition::AppendError;
-use crate::shared::{now_ms, Shared};
+use crate::clock::now_ms;
+use crate::metadata::MetadataView;
+use crate::names::is_internal;
+use crate::partition::{AppendError, Appended, Partition};
+use crate::replicas::Replicas;
 
 /// Longest acks=all wait Brook honours, whatever the client's timeout says.
 const MAX_ACKS_WAIT_MS: i32 = 120_000;
@@ -41,7 +44,8 @@ fn failed(index: i32, code: i16, message: Option<String>) -> PartitionProduceRes
 }
 
 pub async fn handle(
-    shared: &Arc<Shared>,
+    replicas: &Replicas,
+    meta: &MetadataView,
     req: ProduceRequest,
     _version: i16,
 ) -> Option<ProduceResponse> {
@@ -61,53 +65,60 @@ pub async fn handle(
     } else {
         None
     };
-    let mut appended_any = false;
     // acks=all: partitions whose records must reach the ISR before the answer.
-    let mut waits: Vec<(
-        usize,
-        usize,
-        Arc<crate::partition::Partition>,
-        crate::partition::Appended,
-    )> = Vec::new();
+    let mut waits: Vec<(usize, usize, Arc<Partition>, Appended)> = Vec::new();
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for (pi, pd) in topic.partition_data.into_iter().enumerate() {
-            let response = (|| {
+            let response = 'response: {
                 if let Some((code, msg)) = &request_error {
-                    return failed(pd.index, *code, Some(msg.clone()));
+                    break 'response failed(pd.index, *code, Some(msg.clone()));
                 }
-                let Some(partition) = shared.partition(&topic.name.0, pd.index) else {
-                    let code =
-                        if shared.is_cluster() && shared.image().topic(&topic.name.0).is_some() {
-                            ResponseError::NotLeaderOrFollower.code()
-                        } else {
-                            ResponseError::UnknownTopicOrPartition.code()
-                        };
-                    return failed(pd.index, code, None);
+                let Some(partition) = replicas.get(&topic.name.0, pd.index) else {
+                    let code = if meta.is_cluster() && meta.image().topic(&topic.name.0).is_some() {
+                        ResponseError::NotLeaderOrFollower.code()
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    break 'response failed(pd.index, code, None);
                 };
-                // Only the broker writes internal topics (__consumer_offsets), as in Kafka.
-                if topic.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
-                    return failed(
+                // Only the broker writes internal topics, as in Kafka.
+                if is_internal(&topic.name.0) {
+                    break 'response failed(
                         pd.index,
                         ResponseError::InvalidTopicException.code(),
                         Some("clients cannot write to internal topics".into()),
                     );
                 }
-                let min_insync =
-                    (acks == -1).then(|| partition.config().min_insync_replicas.max(1) as usize);
+                let config = partition.config();
+                let min_insync = (acks == -1).then(|| config.min_insync_replicas.max(1) as usize);
                 let Some(records) = pd.records else {
-                    return failed(
+                    break 'response failed(
                         pd.index,
                         ResponseError::InvalidRecord.code(),
                         Some("no records".into()),
                     );
                 };
-                match tokio::task::block_in_place(|| {
+                // A write to the page cache is done in place; one that may fsync
+                // (flush.messages) goes to the blocking pool.
+                let appended = if config.syncs_on_append() {
+                    let partition = partition.clone();
+                    tokio::task::spawn_blocking(move || {
+                        partition.append(&records, now_ms(), min_insync)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(AppendError::Storage(brook_log::LogError::Io {
+                            context: "append task".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        }))
+                    })
+                } else {
                     partition.append(&records, now_ms(), min_insync)
-                }) {
+                };
+                match appended {
                     Ok(a) => {
-                        appended_any = true;
                         if acks == -1 {
                             waits.push((ti, pi, partition.clone(), a));
                         }
@@ -125,7 +136,7 @@ pub async fn handle(
                         failed(pd.index, e.code(), Some(e.to_string()))
                     }
                 }
-            })();
+            };
             partition_responses.push(response);
         }
         responses.push(
@@ -133,9 +144,6 @@ pub async fn handle(
                 .with_name(topic.name)
                 .with_partition_responses(partition_responses),
         );
-    }
-    if appended_any {
-        shared.data_appended.notify_waiters();
     }
     if !waits.is_empty() {
         // One deadline for all: waiting in turn costs no more than the slowest partition.

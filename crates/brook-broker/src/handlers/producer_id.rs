@@ -2,17 +2,15 @@
 //! with epoch 0, as Kafka does for producers without a transactional id (those with one
 //! go to the transaction coordinator, `handlers::txn`).
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::{InitProducerIdResponse, ProducerId};
 
-use crate::shared::Shared;
+use crate::controller_client::ControllerClient;
 
-pub fn handle(shared: &Arc<Shared>) -> InitProducerIdResponse {
+pub async fn handle(controller: &ControllerClient) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    match crate::shared::block_on(shared.allocate_producer_id()) {
+    match controller.allocate_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -3,8 +3,6 @@
 //! the new replicas first, and drops the old ones only once every target replica is in
 //! the ISR, so a partition never has fewer in-sync copies than before the move.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -18,10 +16,11 @@ use kafka_protocol::messages::{
 
 use super::{by_topic, str_bytes, topic_name};
 use crate::controller::{ControllerReply, ControllerRequest};
-use crate::shared::Shared;
+use crate::controller_client::ControllerClient;
+use crate::metadata::MetadataView;
 
-pub fn alter(
-    shared: &Arc<Shared>,
+pub async fn alter(
+    controller: &ControllerClient,
     req: AlterPartitionReassignmentsRequest,
     version: i16,
 ) -> AlterPartitionReassignmentsResponse {
@@ -37,10 +36,12 @@ pub fn alter(
         .collect();
     // Version 0 has no such flag and always allowed a new replication factor.
     let allow_rf_change = version < 1 || req.allow_replication_factor_change;
-    let outcome = crate::shared::block_on(shared.controller(ControllerRequest::Reassign {
-        partitions: partitions.clone(),
-        allow_replication_factor_change: allow_rf_change,
-    }));
+    let outcome = controller
+        .request(ControllerRequest::Reassign {
+            partitions: partitions.clone(),
+            allow_replication_factor_change: allow_rf_change,
+        })
+        .await;
     let results: Vec<(i16, Option<String>)> = match outcome {
         Ok(ControllerReply::Reassigned(r)) if r.len() == partitions.len() => r,
         Ok(other) => {
@@ -75,11 +76,11 @@ pub fn alter(
 }
 
 pub fn list(
-    shared: &Arc<Shared>,
+    meta: &MetadataView,
     req: ListPartitionReassignmentsRequest,
     _version: i16,
 ) -> ListPartitionReassignmentsResponse {
-    let image = shared.image();
+    let image = meta.committed();
     let wanted = |topic: &str, index: i32| match &req.topics {
         None => true,
         Some(list) => list

@@ -1,10 +1,10 @@
 //! CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -18,94 +18,115 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, topic_name};
-use crate::config::TOPIC_CONFIGS;
-use crate::shared::{ApiError, Shared};
+use crate::config::{BrokerConfig, TOPIC_CONFIGS};
+use crate::controller_client::ControllerClient;
+use crate::error::{storage, ApiError};
+use crate::metadata::MetadataView;
+use crate::replicas::Replicas;
 
-pub fn create(
-    shared: &Arc<Shared>,
+pub async fn create(
+    controller: &ControllerClient,
+    meta: &MetadataView,
+    config: &BrokerConfig,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let mut seen = std::collections::HashSet::new();
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let result = CreatableTopicResult::default()
-                .with_name(t.name.clone())
-                .with_num_partitions(-1)
-                .with_replication_factor(-1);
-            if !seen.insert(name.clone()) {
-                return result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes("duplicate topic name in request")));
-            }
-            let mut assignment: Vec<(i32, Vec<i32>)> = t
-                .assignments
-                .iter()
-                .map(|a| {
-                    (
-                        a.partition_index,
-                        a.broker_ids.iter().map(|b| b.0).collect(),
-                    )
-                })
-                .collect();
-            assignment.sort_by_key(|(p, _)| *p);
-            if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
-                return result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes(
-                        "both numPartitions or replicationFactor and replicasAssignments were set",
-                    )));
-            }
-            if assignment
-                .iter()
-                .enumerate()
-                .any(|(i, (p, _))| *p != i as i32)
-            {
-                return result
-                    .with_error_code(ResponseError::InvalidReplicaAssignment.code())
-                    .with_error_message(Some(str_bytes(
-                        "partitions in the manual assignment must be numbered 0, 1, 2, ...",
-                    )));
-            }
-            let assignment: Vec<Vec<i32>> = assignment.into_iter().map(|(_, r)| r).collect();
-            let configs: BTreeMap<String, String> = t
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
-                .collect();
-            match crate::shared::block_on(shared.create_topic(
-                &name,
-                t.num_partitions,
-                t.replication_factor,
-                configs,
-                assignment,
-                req.validate_only,
-            )) {
-                Ok(()) => describe_created(shared, &name, result, version),
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(e.message))),
-            }
+    let mut seen = HashSet::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let result = create_one(controller, t, req.validate_only, &mut seen).await;
+        topics.push(match result {
+            Ok((name, result)) => describe_created(meta, config, &name, result, version),
+            Err(result) => result,
+        });
+    }
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Creates one topic of a CreateTopics request: `Ok` with the name once created (or
+/// validated), `Err` with the error result.
+async fn create_one(
+    controller: &ControllerClient,
+    t: CreatableTopic,
+    validate_only: bool,
+    seen: &mut HashSet<String>,
+) -> Result<(String, CreatableTopicResult), CreatableTopicResult> {
+    let name = t.name.0.to_string();
+    let result = CreatableTopicResult::default()
+        .with_name(t.name.clone())
+        .with_num_partitions(-1)
+        .with_replication_factor(-1);
+    if !seen.insert(name.clone()) {
+        return Err(result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(str_bytes("duplicate topic name in request"))));
+    }
+    let mut assignment: Vec<(i32, Vec<i32>)> = t
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
         })
         .collect();
-    CreateTopicsResponse::default().with_topics(topics)
+    assignment.sort_by_key(|(p, _)| *p);
+    if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+        return Err(result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(str_bytes(
+                "both numPartitions or replicationFactor and replicasAssignments were set",
+            ))));
+    }
+    if assignment
+        .iter()
+        .enumerate()
+        .any(|(i, (p, _))| *p != i as i32)
+    {
+        return Err(result
+            .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+            .with_error_message(Some(str_bytes(
+                "partitions in the manual assignment must be numbered 0, 1, 2, ...",
+            ))));
+    }
+    let assignment: Vec<Vec<i32>> = assignment.into_iter().map(|(_, r)| r).collect();
+    let configs: BTreeMap<String, String> = t
+        .configs
+        .iter()
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+        })
+        .collect();
+    match controller
+        .create_topic(
+            &name,
+            t.num_partitions,
+            t.replication_factor,
+            configs,
+            assignment,
+            validate_only,
+        )
+        .await
+    {
+        Ok(()) => Ok((name, result)),
+        Err(e) => Err(result
+            .with_error_code(e.code)
+            .with_error_message(Some(str_bytes(e.message)))),
+    }
 }
 
 /// v5+ responses carry the created topic's partitions, replication factor and configs.
 fn describe_created(
-    shared: &Shared,
+    meta: &MetadataView,
+    config: &BrokerConfig,
     name: &str,
     result: CreatableTopicResult,
     version: i16,
 ) -> CreatableTopicResult {
-    let Some(topic) = shared.image().topic(name).cloned() else {
+    let Some(topic) = meta.image().topic(name).cloned() else {
         return result; // validate_only
     };
     let result = result
@@ -118,7 +139,7 @@ fn describe_created(
     let configs = TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let (value, source) = shared.config.topic_value(&topic.configs, def);
+            let (value, source) = config.topic_value(&topic.configs, def);
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(def.name))
                 .with_value(Some(str_bytes(value)))
@@ -128,8 +149,9 @@ fn describe_created(
     result.with_configs(Some(configs))
 }
 
-pub fn delete(
-    shared: &Arc<Shared>,
+pub async fn delete(
+    controller: &ControllerClient,
+    meta: &MetadataView,
     req: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -144,80 +166,82 @@ pub fn delete(
             .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let name =
-                name.or_else(|| shared.with_image(|i| i.topic_by_id(&id).map(|t| t.name.clone())));
-            let result = DeletableTopicResult::default().with_topic_id(id);
-            let Some(name) = name else {
-                return result.with_error_code(ResponseError::UnknownTopicId.code());
-            };
-            let result = result.with_name(Some(topic_name(&name)));
-            match crate::shared::block_on(shared.delete_topic(&name)) {
-                Ok(topic_id) => result.with_topic_id(topic_id),
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let name = name.or_else(|| meta.image().topic_by_id(&id).map(|t| t.name.clone()));
+        let result = DeletableTopicResult::default().with_topic_id(id);
+        let Some(name) = name else {
+            responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+            continue;
+        };
+        let result = result.with_name(Some(topic_name(&name)));
+        responses.push(match controller.delete_topic(&name).await {
+            Ok(topic_id) => result.with_topic_id(topic_id),
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub fn create_partitions(
-    shared: &Arc<Shared>,
+pub async fn create_partitions(
+    controller: &ControllerClient,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            match crate::shared::block_on(shared.create_partitions(
-                &t.name.0,
-                t.count,
-                req.validate_only,
-            )) {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        results.push(
+            match controller
+                .create_partitions(&t.name.0, t.count, req.validate_only)
+                .await
+            {
                 Ok(()) => result,
                 Err(e) => result
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+            },
+        );
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub fn delete_records(shared: &Arc<Shared>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let result = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1);
-                    match delete_before(shared, &t.name.0, p.partition_index, p.offset) {
-                        Ok(low) => result.with_low_watermark(low),
-                        Err(e) => result.with_error_code(e.code),
-                    }
-                })
-                .collect();
+pub async fn delete_records(
+    replicas: &Replicas,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let result = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            partitions.push(
+                match delete_before(replicas, &t.name.0, p.partition_index, p.offset).await {
+                    Ok(low) => result.with_low_watermark(low),
+                    Err(e) => result.with_error_code(e.code),
+                },
+            );
+        }
+        topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(t.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
 /// Offset -1 means "up to the high watermark", as in Kafka.
-fn delete_before(shared: &Shared, topic: &str, index: i32, offset: i64) -> Result<i64, ApiError> {
-    let partition = shared.partition(topic, index).ok_or_else(|| {
+async fn delete_before(
+    replicas: &Replicas,
+    topic: &str,
+    index: i32,
+    offset: i64,
+) -> Result<i64, ApiError> {
+    let partition = replicas.get(topic, index).ok_or_else(|| {
         ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown partition")
     })?;
     let (_, high_watermark) = partition.offsets();
@@ -228,9 +252,14 @@ fn delete_before(shared: &Shared, topic: &str, index: i32, offset: i64) -> Resul
             "offset beyond the high watermark",
         ));
     }
-    tokio::task::block_in_place(|| partition.with_log(|log| log.delete_records_before(offset)))
-        .map_err(|e| {
-            tracing::error!(error = %e, "delete records failed");
-            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-        })
+    // Deleting segment files is disk work: on the blocking pool.
+    let deleted = tokio::task::spawn_blocking(move || {
+        partition.with_log(|log| log.delete_records_before(offset))
+    })
+    .await
+    .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+    deleted.map_err(|e| {
+        tracing::error!(error = %e, "delete records failed");
+        storage(e)
+    })
 }

@@ -4,7 +4,6 @@
 //! coordinator sends a partition leader) writes markers here.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -29,21 +28,27 @@ use kafka_protocol::messages::{
 };
 
 use super::topic_name;
-use crate::groups::offsets_partition_for;
-use crate::shared::{block_on, now_ms, ApiError, Shared};
-use crate::txns::MarkerRequest;
+use crate::clock::now_ms;
+use crate::controller_client::ControllerClient;
+use crate::error::ApiError;
+use crate::groups::Groups;
+use crate::markers::{MarkerRequest, MarkerWriter};
+use crate::metadata::MetadataView;
+use crate::names::{coordinator_partition_for, is_internal};
+use crate::replicas::Replicas;
+use crate::txns::Txns;
 
 /// Whether this broker may act for `transactional_id` now; otherwise the error to
 /// answer (NOT_COORDINATOR sends the client back to FindCoordinator).
-fn coordinator_for(shared: &Shared, transactional_id: &str) -> Result<(), ApiError> {
+async fn coordinator_for(txns: &Txns, transactional_id: &str) -> Result<(), ApiError> {
     if transactional_id.is_empty() {
         return Err(ApiError::new(
             ResponseError::InvalidRequest,
             "empty transactional id",
         ));
     }
-    shared.txns.ensure_topic(shared)?;
-    if shared.txns.owns(shared, transactional_id) {
+    txns.ensure_topic().await?;
+    if txns.owns(transactional_id) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -54,7 +59,8 @@ fn coordinator_for(shared: &Shared, transactional_id: &str) -> Result<(), ApiErr
 }
 
 pub async fn init_producer_id(
-    shared: &Arc<Shared>,
+    txns: &Arc<Txns>,
+    controller: &ControllerClient,
     req: InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
@@ -65,35 +71,31 @@ pub async fn init_producer_id(
             .with_error_code(e.code)
     };
     let Some(id) = req.transactional_id.as_ref().map(|s| s.to_string()) else {
-        return super::producer_id::handle(shared);
+        return super::producer_id::handle(controller).await;
     };
-    if let Err(e) = coordinator_for(shared, &id) {
+    if let Err(e) = coordinator_for(txns, &id).await {
         return failed(e);
     }
     // A fresh producer id is needed only for a new id or an exhausted epoch.
-    let needs_id = shared
-        .txns
+    let needs_id = txns
         .read(|c| c.producer(&id))
         .is_none_or(|(_, epoch)| epoch >= i16::MAX - 2);
     let fresh = if needs_id {
-        match shared.allocate_producer_id().await {
+        match controller.allocate_producer_id().await {
             Ok(pid) => pid,
             Err(e) => return failed(e),
         }
     } else {
         -1
     };
-    shared
-        .txns
-        .apply(shared, &id, |c| {
-            c.init_producer_id(version, &req, fresh, now_ms())
-        })
+    txns.apply(&id, |c| c.init_producer_id(version, &req, fresh, now_ms()))
         .await
         .unwrap_or_else(failed)
 }
 
 pub async fn add_partitions(
-    shared: &Arc<Shared>,
+    txns: &Arc<Txns>,
+    meta: &MetadataView,
     req: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
@@ -119,83 +121,72 @@ pub async fn add_partitions(
             .collect();
         AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
     };
-    if let Err(e) = coordinator_for(shared, &id) {
+    if let Err(e) = coordinator_for(txns, &id).await {
         return failed(e);
     }
-    let image = shared.image();
+    let image = meta.image();
     // Internal topics are written by coordinators only (Kafka refuses them too).
     let exists = |topic: &str, index: i32| {
-        topic != crate::groups::OFFSETS_TOPIC
-            && topic != crate::txns::TXN_TOPIC
+        !is_internal(topic)
             && image
                 .topic(topic)
                 .is_some_and(|t| index >= 0 && (index as usize) < t.partitions.len())
     };
-    let result = shared
-        .txns
-        .apply(shared, &id, |c| {
-            c.add_partitions(version, &req, &exists, now_ms())
-        })
+    let result = txns
+        .apply(&id, |c| c.add_partitions(version, &req, &exists, now_ms()))
         .await;
     result.unwrap_or_else(failed)
 }
 
 pub async fn add_offsets(
-    shared: &Arc<Shared>,
+    txns: &Arc<Txns>,
+    groups: &Groups,
     req: AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
     let id = req.transactional_id.to_string();
     let failed = |e: ApiError| AddOffsetsToTxnResponse::default().with_error_code(e.code);
-    if let Err(e) = coordinator_for(shared, &id) {
+    if let Err(e) = coordinator_for(txns, &id).await {
         return failed(e);
     }
-    let offsets_partition = offsets_partition_for(
-        req.group_id.as_str(),
-        shared.groups.offsets_partition_count(shared),
-    );
-    shared
-        .txns
-        .apply(shared, &id, |c| {
-            c.add_offsets(version, &req, offsets_partition, now_ms())
-        })
-        .await
-        .unwrap_or_else(failed)
+    let offsets_partition =
+        coordinator_partition_for(req.group_id.as_str(), groups.offsets_partition_count());
+    txns.apply(&id, |c| {
+        c.add_offsets(version, &req, offsets_partition, now_ms())
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
-pub async fn end_txn(shared: &Arc<Shared>, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+pub async fn end_txn(txns: &Arc<Txns>, req: EndTxnRequest, version: i16) -> EndTxnResponse {
     let id = req.transactional_id.to_string();
     let failed = |e: ApiError| EndTxnResponse::default().with_error_code(e.code);
-    if let Err(e) = coordinator_for(shared, &id) {
+    if let Err(e) = coordinator_for(txns, &id).await {
         return failed(e);
     }
-    shared
-        .txns
-        .apply(shared, &id, |c| c.end_txn(version, &req, now_ms()))
+    txns.apply(&id, |c| c.end_txn(version, &req, now_ms()))
         .await
         .unwrap_or_else(failed)
 }
 
 pub fn describe_transactions(
-    shared: &Arc<Shared>,
+    txns: &Txns,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
-    let owns = |id: &str| shared.txns.owns(shared, id);
-    shared.txns.read(|c| c.describe_transactions(&req, &owns))
+    let owns = |id: &str| txns.owns(id);
+    txns.read(|c| c.describe_transactions(&req, &owns))
 }
 
 pub fn list_transactions(
-    shared: &Arc<Shared>,
+    txns: &Txns,
     req: ListTransactionsRequest,
     version: i16,
 ) -> ListTransactionsResponse {
-    shared
-        .txns
-        .read(|c| c.list_transactions(version, &req, now_ms()))
+    txns.read(|c| c.list_transactions(version, &req, now_ms()))
 }
 
-pub fn txn_offset_commit(
-    shared: &Arc<Shared>,
+pub async fn txn_offset_commit(
+    groups: &Groups,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let failed = |e: &ApiError| {
@@ -219,39 +210,22 @@ pub fn txn_offset_commit(
             .collect();
         TxnOffsetCommitResponse::default().with_topics(topics)
     };
-    if !shared.groups.coordinates(shared, req.group_id.as_str()) {
+    if !groups.coordinates(req.group_id.as_str()) {
         return failed(&ApiError::new(
             ResponseError::NotCoordinator,
             "not the group coordinator",
         ));
     }
-    let (response, written) = match shared.groups.txn_offset_commit(shared, &req) {
-        Ok(r) => r,
-        Err(e) => return failed(&e),
-    };
-    let Some((partition, appended)) = written else {
-        return response;
-    };
-    let timeout =
-        Duration::from_millis(shared.config.int("offsets.commit.timeout.ms").max(1) as u64);
-    let deadline = tokio::time::Instant::now() + timeout;
-    match block_on(partition.wait_replicated(&appended, deadline)) {
-        Ok(()) => response,
-        Err(code) if code == ResponseError::NotLeaderOrFollower.code() => failed(&ApiError::new(
-            ResponseError::NotCoordinator,
-            "the coordinator moved",
-        )),
-        Err(_) => failed(&ApiError::new(
-            ResponseError::CoordinatorNotAvailable,
-            "the offsets were not replicated in time",
-        )),
+    match groups.txn_offset_commit(&req).await {
+        Ok(response) => response,
+        Err(e) => failed(&e),
     }
 }
 
 /// WriteTxnMarkers: the form Kafka's coordinators send; Brook's own coordinators use
 /// the same writer through their inter-broker channel.
 pub async fn write_txn_markers(
-    shared: &Arc<Shared>,
+    markers: &MarkerWriter,
     req: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let mut results = Vec::with_capacity(req.markers.len());
@@ -272,7 +246,7 @@ pub async fn write_txn_markers(
             coordinator_epoch: marker.coordinator_epoch,
             partitions: partitions.clone(),
         };
-        let codes = crate::txns::write_markers(shared, &request).await;
+        let codes = markers.write(&request).await;
         let topics = super::by_topic(
             partitions
                 .into_iter()
@@ -307,7 +281,8 @@ pub async fn write_txn_markers(
 /// DescribeProducers (KIP-664): the producers with state in partitions this broker leads,
 /// with the first offset of their open transaction (what finds hanging transactions).
 pub fn describe_producers(
-    shared: &Arc<Shared>,
+    replicas: &Replicas,
+    meta: &MetadataView,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let topics = req
@@ -319,9 +294,9 @@ pub fn describe_producers(
                 .iter()
                 .map(|&index| {
                     let base = PartitionResponse::default().with_partition_index(index);
-                    let Some(partition) = shared.partition(&t.name, index) else {
-                        let known = shared.image().topic(&t.name).is_some();
-                        let code = if known && shared.is_cluster() {
+                    let Some(partition) = replicas.get(&t.name, index) else {
+                        let known = meta.image().topic(&t.name).is_some();
+                        let code = if known && meta.is_cluster() {
                             ResponseError::NotLeaderOrFollower
                         } else {
                             ResponseError::UnknownTopicOrPartition

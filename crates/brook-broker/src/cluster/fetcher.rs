@@ -1,0 +1,269 @@
+//! Replica fetchers: one task per leader this broker follows partitions of, copying
+//! the leader's log as Kafka's replica fetcher does (Fetch with this broker's replica
+//! id, from each partition's log end, with the last fetched epoch so the leader can
+//! report divergence). [`apply_fetched`] is the follower's decision on each partition's
+//! answer; the simulation calls it too.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_meta::NO_LEADER;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::peer::{PeerConn, PeerNet};
+use crate::clock::now_ms;
+use crate::names::TopicPartition;
+use crate::partition::Partition;
+use crate::replicas::{LeadershipDelta, Replicas};
+
+/// Replica fetch sizes (Kafka's `replica.fetch.max.bytes` / `replica.fetch.response.max.bytes`).
+const REPLICA_FETCH_PARTITION_MAX_BYTES: i32 = 1024 * 1024;
+const REPLICA_FETCH_MAX_BYTES: i32 = 10 * 1024 * 1024;
+/// `replica.fetch.wait.max.ms`.
+const REPLICA_FETCH_WAIT_MS: i32 = 500;
+
+struct Fetcher {
+    partitions: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    task: JoinHandle<()>,
+}
+
+pub struct Fetchers {
+    node_id: i32,
+    net: Arc<PeerNet>,
+    replicas: Arc<Replicas>,
+    /// The leader of every partition this broker follows.
+    followed: Mutex<HashMap<TopicPartition, i32>>,
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl Fetchers {
+    pub fn new(node_id: i32, net: Arc<PeerNet>, replicas: Arc<Replicas>) -> Self {
+        Fetchers {
+            node_id,
+            net,
+            replicas,
+            followed: Mutex::new(HashMap::new()),
+            fetchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts, stops and retargets fetchers after a change of leaderships.
+    pub fn update(&self, delta: &LeadershipDelta) {
+        if delta.is_empty() {
+            return;
+        }
+        let mut followed = self.followed.lock();
+        for key in delta.removed.iter().chain(&delta.leading) {
+            followed.remove(key);
+        }
+        for (key, leader) in &delta.following {
+            if *leader != self.node_id && *leader != NO_LEADER {
+                followed.insert(key.clone(), *leader);
+            } else {
+                followed.remove(key);
+            }
+        }
+        let mut wanted: HashMap<i32, BTreeSet<TopicPartition>> = HashMap::new();
+        for (key, leader) in followed.iter() {
+            wanted.entry(*leader).or_default().insert(key.clone());
+        }
+        drop(followed);
+        let mut fetchers = self.fetchers.lock();
+        fetchers.retain(|leader, f| {
+            let keep = wanted.contains_key(leader);
+            if !keep {
+                f.task.abort();
+            }
+            keep
+        });
+        for (leader, set) in wanted {
+            match fetchers.get(&leader) {
+                Some(f) => *f.partitions.lock() = set,
+                None => {
+                    let partitions = Arc::new(Mutex::new(set));
+                    let task = tokio::spawn(fetch_loop(
+                        self.replicas.clone(),
+                        self.net.clone(),
+                        self.node_id,
+                        leader,
+                        partitions.clone(),
+                    ));
+                    fetchers.insert(leader, Fetcher { partitions, task });
+                }
+            }
+        }
+    }
+
+    pub fn stop(&self) {
+        for (_, f) in self.fetchers.lock().drain() {
+            f.task.abort();
+        }
+    }
+}
+
+/// The replica fetch for `partitions` and, per partition, the leader epoch it is
+/// fetched in (its response applies only if metadata has not moved on meanwhile).
+pub fn fetch_request(
+    node_id: i32,
+    partitions: &[Arc<Partition>],
+) -> (FetchRequest, BTreeMap<TopicPartition, i32>) {
+    let mut by_topic: BTreeMap<Arc<str>, Vec<FetchPartition>> = BTreeMap::new();
+    let mut sent_in = BTreeMap::new();
+    for p in partitions {
+        let (fetch_offset, last_epoch, leader_epoch, log_start) = p.follower_position();
+        sent_in.insert((p.topic.clone(), p.index), leader_epoch);
+        by_topic.entry(p.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(p.index)
+                .with_current_leader_epoch(leader_epoch)
+                .with_fetch_offset(fetch_offset)
+                .with_last_fetched_epoch(last_epoch)
+                .with_log_start_offset(log_start)
+                .with_partition_max_bytes(REPLICA_FETCH_PARTITION_MAX_BYTES),
+        );
+    }
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(node_id))
+        .with_max_wait_ms(REPLICA_FETCH_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(REPLICA_FETCH_MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, parts)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(parts)
+                })
+                .collect(),
+        );
+    (req, sent_in)
+}
+
+async fn fetch_loop(
+    replicas: Arc<Replicas>,
+    net: Arc<PeerNet>,
+    node_id: i32,
+    leader: i32,
+    partitions: Arc<Mutex<BTreeSet<TopicPartition>>>,
+) {
+    let Some(addr) = net.address(leader).map(str::to_string) else {
+        tracing::error!(
+            leader,
+            "no address for the leader in controller.quorum.voters"
+        );
+        return;
+    };
+    let mut conn: Option<PeerConn> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let wanted: Vec<Arc<Partition>> = partitions
+            .lock()
+            .iter()
+            .filter_map(|(topic, index)| replicas.get(topic, *index))
+            .collect();
+        if wanted.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let (req, sent_in) = fetch_request(node_id, &wanted);
+        drop(wanted);
+        let attempt = async {
+            if conn.is_none() {
+                conn = Some(PeerConn::connect(&addr).await?);
+            }
+            conn.as_mut().expect("connected").fetch(req).await
+        };
+        let response = match tokio::time::timeout(
+            Duration::from_millis(REPLICA_FETCH_WAIT_MS as u64 + 5_000),
+            attempt,
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(leader, error = %e, "replica fetch failed");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(1000));
+                continue;
+            }
+            Err(_) => {
+                conn = None;
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let mut errors = false;
+        for topic in response.responses {
+            for pd in topic.partitions {
+                let Some(p) = replicas.get(&topic.topic.0, pd.partition_index) else {
+                    continue;
+                };
+                let Some(&epoch) = sent_in.get(&(p.topic.clone(), pd.partition_index)) else {
+                    continue; // not asked for
+                };
+                if let Err(e) = apply_fetched(&p, epoch, &pd, now_ms()) {
+                    errors = true;
+                    tracing::debug!(topic = %topic.topic.0, partition = pd.partition_index, leader, error = %e, "replica fetch");
+                }
+            }
+        }
+        if errors {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The follower's handling of one partition of a replica fetch response fetched in
+/// leader epoch `fetched_epoch`: append the records, truncate on divergence, or jump to
+/// the leader's log start when it has moved past this replica's log end.
+pub fn apply_fetched(
+    p: &Partition,
+    fetched_epoch: i32,
+    pd: &PartitionData,
+    now_ms: i64,
+) -> Result<(), String> {
+    if pd.error_code == ResponseError::OffsetOutOfRange.code() {
+        let (_, leo) = p.log_offsets();
+        if pd.log_start_offset > leo {
+            return p
+                .reset_to(fetched_epoch, pd.log_start_offset)
+                .map_err(|e| e.to_string());
+        }
+        return Err(format!(
+            "offset out of range (leader log start {})",
+            pd.log_start_offset
+        ));
+    }
+    if pd.error_code != 0 {
+        return Err(format!("error code {}", pd.error_code));
+    }
+    if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
+        return p
+            .truncate_diverging(
+                fetched_epoch,
+                pd.diverging_epoch.epoch,
+                pd.diverging_epoch.end_offset,
+            )
+            .map_err(|e| e.to_string());
+    }
+    let records: &[u8] = pd.records.as_deref().unwrap_or(&[]);
+    p.append_replicated(
+        fetched_epoch,
+        brook_protocol::batch::whole_batches(records),
+        pd.high_watermark,
+        pd.log_start_offset,
+        now_ms,
+    )
+    .map_err(|e| e.to_string())
+}

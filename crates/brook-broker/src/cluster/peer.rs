@@ -1,0 +1,269 @@
+//! The inter-broker transport: framed requests to peers on their controller listeners,
+//! one connection pool per purpose (raft, controller requests, transaction markers) so
+//! raft traffic never queues behind the others.
+//!
+//! Peers are reached only through the addresses in this node's `controller.quorum.voters`,
+//! so a test can give each node its own (fault-injecting) path to every other node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, RequestHeader, RequestKind, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::controller::{ControllerReply, ControllerRequest};
+use crate::error::ApiError;
+use crate::markers::MarkerRequest;
+
+/// Brook's private API key for inter-broker RPCs on the controller listener (outside
+/// Kafka's range, refused on client listeners).
+pub const INTERNAL_API_KEY: i16 = 0x7B00;
+pub(super) const KIND_RAFT: u8 = 0;
+pub(super) const KIND_CONTROLLER: u8 = 1;
+/// Transaction markers from a transaction coordinator to a partition leader.
+pub(super) const KIND_MARKERS: u8 = 2;
+/// Largest inter-broker response accepted (a replica fetch is capped well below).
+const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const RAFT_RPC_TIMEOUT: Duration = Duration::from_millis(2000);
+const REPLICA_FETCH_VERSION: i16 = 12;
+
+/// One connection to a peer, used by one caller at a time.
+pub(super) struct PeerConn {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl PeerConn {
+    pub(super) async fn connect(addr: &str) -> std::io::Result<PeerConn> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {addr}"),
+                )
+            })??;
+        stream.set_nodelay(true)?;
+        Ok(PeerConn {
+            stream,
+            next_correlation_id: 1,
+        })
+    }
+
+    fn correlation_id(&mut self) -> i32 {
+        let id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        id
+    }
+
+    /// Writes one framed request and reads the response frame that answers it.
+    async fn round_trip(&mut self, frame: &[u8], correlation_id: i32) -> std::io::Result<Bytes> {
+        self.stream.write_all(frame).await?;
+        let len = self.stream.read_i32().await?;
+        if len < 4 || len as usize > MAX_PEER_RESPONSE_BYTES {
+            return Err(invalid(format!("invalid response size {len}")));
+        }
+        let mut buf = BytesMut::zeroed(len as usize);
+        self.stream.read_exact(&mut buf).await?;
+        let got = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if got != correlation_id {
+            return Err(invalid(format!(
+                "response to correlation id {got}, expected {correlation_id}"
+            )));
+        }
+        Ok(buf.freeze())
+    }
+
+    async fn internal(&mut self, kind: u8, payload: &[u8]) -> std::io::Result<Bytes> {
+        let correlation_id = self.correlation_id();
+        let mut frame = BytesMut::with_capacity(15 + payload.len());
+        frame.put_i32(0);
+        frame.put_i16(INTERNAL_API_KEY);
+        frame.put_i16(0);
+        frame.put_i32(correlation_id);
+        frame.put_i16(-1);
+        frame.put_u8(kind);
+        frame.put_slice(payload);
+        let len = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        let mut response = self.round_trip(&frame, correlation_id).await?;
+        Ok(response.split_off(4))
+    }
+
+    pub(super) async fn fetch(&mut self, req: FetchRequest) -> std::io::Result<FetchResponse> {
+        let correlation_id = self.correlation_id();
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(REPLICA_FETCH_VERSION)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("brook-replica-fetcher")));
+        let frame = brook_protocol::request::encode_request(&header, &RequestKind::Fetch(req))
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut response = self.round_trip(&frame, correlation_id).await?;
+        ResponseHeader::decode(
+            &mut response,
+            ApiKey::Fetch.response_header_version(REPLICA_FETCH_VERSION),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        FetchResponse::decode(&mut response, REPLICA_FETCH_VERSION)
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
+/// Connections to every peer, one pool per purpose so raft traffic never queues behind
+/// a controller request.
+pub struct PeerNet {
+    node_id: i32,
+    voters: BTreeMap<i32, String>,
+    raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+    controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+    markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+}
+
+impl PeerNet {
+    pub fn new(node_id: i32, voters: BTreeMap<i32, String>) -> Self {
+        let pool = || {
+            voters
+                .keys()
+                .filter(|&&id| id != node_id)
+                .map(|&id| (id, tokio::sync::Mutex::new(None)))
+                .collect()
+        };
+        PeerNet {
+            node_id,
+            raft: pool(),
+            controller: pool(),
+            markers: pool(),
+            voters,
+        }
+    }
+
+    pub fn address(&self, id: i32) -> Option<&str> {
+        self.voters.get(&id).map(String::as_str)
+    }
+
+    async fn call(
+        &self,
+        pool: &HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+        target: i32,
+        kind: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> std::io::Result<Bytes> {
+        let (Some(slot), Some(addr)) = (pool.get(&target), self.voters.get(&target)) else {
+            return Err(invalid(format!(
+                "node {target} is not a voter known to node {}",
+                self.node_id
+            )));
+        };
+        let mut slot = slot.lock().await;
+        let attempt = async {
+            if slot.is_none() {
+                *slot = Some(PeerConn::connect(addr).await?);
+            }
+            slot.as_mut()
+                .expect("just connected")
+                .internal(kind, payload)
+                .await
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(e)
+            }
+            Err(_) => {
+                *slot = None;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("node {target} did not answer"),
+                ))
+            }
+        }
+    }
+}
+
+/// openraft's RPCs travel over the controller listeners.
+pub struct RaftTransport(pub Arc<PeerNet>);
+
+#[async_trait::async_trait]
+impl brook_raft::Transport for RaftTransport {
+    async fn send(
+        &self,
+        target: u64,
+        _addr: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, std::io::Error> {
+        let bytes = self
+            .0
+            .call(
+                &self.0.raft,
+                target as i32,
+                KIND_RAFT,
+                &payload,
+                RAFT_RPC_TIMEOUT,
+            )
+            .await?;
+        Ok(bytes.to_vec())
+    }
+}
+
+impl PeerNet {
+    /// Forwards a controller request to node `leader`. `Err` means "try again".
+    pub async fn forward(
+        &self,
+        leader: i32,
+        req: &ControllerRequest,
+    ) -> Result<Result<ControllerReply, ApiError>, Option<String>> {
+        let payload = serde_json::to_vec(req).map_err(|e| Some(e.to_string()))?;
+        let bytes = self
+            .call(
+                &self.controller,
+                leader,
+                KIND_CONTROLLER,
+                &payload,
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| Some(format!("controller {leader}: {e}")))?;
+        let reply: Result<ControllerReply, ApiError> = serde_json::from_slice(&bytes)
+            .map_err(|e| Some(format!("bad controller reply: {e}")))?;
+        match reply {
+            Err(e) if e.is(ResponseError::NotController) => Err(Some(e.message)),
+            other => Ok(other),
+        }
+    }
+
+    /// Sends transaction markers to the broker leading their partitions; one error code
+    /// per partition.
+    pub async fn write_markers(
+        &self,
+        leader: i32,
+        req: &MarkerRequest,
+    ) -> Result<Vec<i16>, String> {
+        let payload = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        let bytes = self
+            .call(
+                &self.markers,
+                leader,
+                KIND_MARKERS,
+                &payload,
+                Duration::from_secs(35),
+            )
+            .await
+            .map_err(|e| format!("broker {leader}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("bad marker reply: {e}"))
+    }
+}

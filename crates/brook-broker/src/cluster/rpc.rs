@@ -1,0 +1,55 @@
+//! The server side of the inter-broker RPCs that arrive on the controller listener:
+//! raft messages, controller requests forwarded by other brokers, transaction markers.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+
+use super::peer::{KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT};
+use crate::controller::{ControllerReply, ControllerRequest};
+use crate::controller_client::ControllerClient;
+use crate::error::ApiError;
+use crate::markers::{MarkerRequest, MarkerWriter};
+
+pub struct InternalRpc {
+    pub quorum: Arc<brook_raft::Quorum>,
+    pub controller: Arc<ControllerClient>,
+    pub markers: Arc<MarkerWriter>,
+}
+
+impl InternalRpc {
+    /// Answers an inter-broker RPC frame (after the 10-byte request header).
+    pub async fn handle(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let (&kind, payload) = body.split_first().ok_or("empty internal request")?;
+        match kind {
+            KIND_RAFT => Ok(self.quorum.handle(payload).await),
+            KIND_CONTROLLER => {
+                let req: ControllerRequest = serde_json::from_slice(payload)
+                    .map_err(|e| format!("bad controller request: {e}"))?;
+                let reply: Result<ControllerReply, ApiError> = if self.quorum.is_leader() {
+                    match self.controller.on_leader(&self.quorum, &req).await {
+                        Ok(r) => r,
+                        Err(why) => Err(not_controller(why)),
+                    }
+                } else {
+                    Err(not_controller(None))
+                };
+                serde_json::to_vec(&reply).map_err(|e| e.to_string())
+            }
+            KIND_MARKERS => {
+                let req: MarkerRequest = serde_json::from_slice(payload)
+                    .map_err(|e| format!("bad marker request: {e}"))?;
+                let codes = self.markers.write(&req).await;
+                serde_json::to_vec(&codes).map_err(|e| e.to_string())
+            }
+            other => Err(format!("unknown internal request kind {other}")),
+        }
+    }
+}
+
+fn not_controller(why: Option<String>) -> ApiError {
+    ApiError::new(
+        ResponseError::NotController,
+        why.unwrap_or_else(|| "this node is not the active controller".into()),
+    )
+}

@@ -1,0 +1,358 @@
+//! `ControllerClient`: runs a controller request where the controller is (in place for
+//! a single broker, on this node when it leads the metadata quorum, forwarded to the
+//! quorum leader otherwise, retrying while there is none), then waits on the
+//! [`MetadataView`] for the applied image that shows the result: no polling.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_meta::{FileMetadataLog, MetadataImage, MetadataRecord};
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+use crate::cluster::peer::PeerNet;
+use crate::config::BrokerSettings;
+use crate::controller::{decide, new_cluster_id, ControllerReply, ControllerRequest};
+use crate::error::{unknown_topic, ApiError};
+use crate::metadata::{ImageWatch, MetadataView};
+
+/// How long a request forwarded to the controller may take, retries included.
+pub const CONTROLLER_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a change waits to show in this broker's applied image.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A quorum leader cut off from the others waits forever in openraft 0.9: bound it.
+const QUORUM_COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the metadata log lives: one file for a single broker, or the Raft quorum.
+pub enum MetaStore {
+    File {
+        log: Arc<Mutex<FileMetadataLog>>,
+        committed: watch::Sender<Arc<MetadataImage>>,
+    },
+    Raft(Arc<brook_raft::Quorum>),
+}
+
+impl MetaStore {
+    /// Opens the single-node metadata file (in memory for `--memory`), creating the
+    /// cluster id on first start.
+    pub fn open_file(
+        dir: &std::path::Path,
+        node_id: i32,
+        persistent: bool,
+    ) -> Result<Self, brook_meta::MetaError> {
+        let mut log = if persistent {
+            FileMetadataLog::open(&dir.join("__metadata.log"), node_id)?
+        } else {
+            FileMetadataLog::in_memory(node_id)
+        };
+        if log.image().cluster_id.is_empty() {
+            log.append(&[MetadataRecord::ClusterCreated {
+                cluster_id: new_cluster_id(),
+            }])?;
+        }
+        let image = Arc::new(log.image().clone());
+        Ok(MetaStore::File {
+            log: Arc::new(Mutex::new(log)),
+            committed: watch::channel(image).0,
+        })
+    }
+
+    /// A watch of committed images.
+    pub fn subscribe(&self) -> ImageWatch {
+        match self {
+            MetaStore::File { committed, .. } => committed.subscribe(),
+            MetaStore::Raft(q) => q.subscribe(),
+        }
+    }
+
+    pub fn quorum(&self) -> Option<&Arc<brook_raft::Quorum>> {
+        match self {
+            MetaStore::File { .. } => None,
+            MetaStore::Raft(q) => Some(q),
+        }
+    }
+}
+
+pub struct ControllerClient {
+    settings: Arc<BrokerSettings>,
+    store: MetaStore,
+    metadata: MetadataView,
+    peers: Option<Arc<PeerNet>>,
+    /// Controller decisions run one at a time, each against the latest image.
+    turn: tokio::sync::Mutex<()>,
+    /// Controller side: when each broker last heartbeated (ms).
+    liveness: Mutex<HashMap<i32, i64>>,
+    /// The block of producer ids this broker hands out: `(next, end)`.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl ControllerClient {
+    pub fn new(
+        settings: Arc<BrokerSettings>,
+        store: MetaStore,
+        metadata: MetadataView,
+        peers: Option<Arc<PeerNet>>,
+    ) -> Self {
+        ControllerClient {
+            settings,
+            store,
+            metadata,
+            peers,
+            turn: tokio::sync::Mutex::new(()),
+            liveness: Mutex::new(HashMap::new()),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn quorum(&self) -> Option<&Arc<brook_raft::Quorum>> {
+        self.store.quorum()
+    }
+
+    /// Runs a controller request wherever the controller is; retries while there is
+    /// none, up to [`CONTROLLER_DEADLINE`].
+    pub async fn request(&self, req: ControllerRequest) -> Result<ControllerReply, ApiError> {
+        let quorum = match &self.store {
+            MetaStore::File { log, committed } => {
+                return self.decide_in_file(log, committed, req).await;
+            }
+            MetaStore::Raft(q) => q.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + CONTROLLER_DEADLINE;
+        loop {
+            let attempt = if quorum.is_leader() {
+                self.on_leader(&quorum, &req).await
+            } else if let (Some(leader), Some(peers)) = (quorum.leader(), &self.peers) {
+                peers.forward(leader as i32, &req).await
+            } else {
+                Err(None)
+            };
+            match attempt {
+                Ok(reply) => return reply,
+                Err(why) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ApiError::new(
+                            ResponseError::RequestTimedOut,
+                            format!(
+                                "no controller answered within {} s{}",
+                                CONTROLLER_DEADLINE.as_secs(),
+                                why.map(|w| format!(": {w}")).unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// A single broker's controller: decide and append to the metadata file (which
+    /// fsyncs, so on the blocking pool).
+    async fn decide_in_file(
+        &self,
+        log: &Arc<Mutex<FileMetadataLog>>,
+        committed: &watch::Sender<Arc<MetadataImage>>,
+        req: ControllerRequest,
+    ) -> Result<ControllerReply, ApiError> {
+        let _turn = self.turn.lock().await;
+        let log = log.clone();
+        let settings = self.settings.clone();
+        let (reply, image) = tokio::task::spawn_blocking(move || {
+            let mut log = log.lock();
+            let (records, reply) = decide(&settings, log.image(), false, &req)?;
+            if records.is_empty() {
+                return Ok::<_, ApiError>((reply, None));
+            }
+            log.append(&records)?;
+            Ok((reply, Some(Arc::new(log.image().clone()))))
+        })
+        .await
+        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))??;
+        if let Some(image) = image {
+            committed.send_replace(image);
+        }
+        Ok(reply)
+    }
+
+    /// Runs `req` on this node as the quorum leader. `Err` means "try again" (not the
+    /// leader any more, or the quorum failed), with why.
+    pub async fn on_leader(
+        &self,
+        quorum: &brook_raft::Quorum,
+        req: &ControllerRequest,
+    ) -> Result<Result<ControllerReply, ApiError>, Option<String>> {
+        if let ControllerRequest::BrokerHeartbeat { id, .. } = req {
+            self.liveness.lock().insert(*id, now_ms());
+        }
+        let _turn = self.turn.lock().await;
+        let image = quorum.image();
+        let (records, reply) = match decide(&self.settings, &image, true, req) {
+            Ok(decided) => decided,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !records.is_empty() {
+            match tokio::time::timeout(QUORUM_COMMIT_TIMEOUT, quorum.append(records)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Some(e.to_string())),
+                Err(_) => return Err(Some("the metadata quorum did not commit within 3 s".into())),
+            }
+        }
+        Ok(Ok(reply))
+    }
+
+    /// Controller side: every broker of `image` is given a full session from now (a new
+    /// controller does not fence brokers it has not heard from yet).
+    pub fn reset_liveness(&self, image: &MetadataImage, now_ms: i64) {
+        let mut live = self.liveness.lock();
+        live.clear();
+        for &id in image.brokers.keys() {
+            live.insert(id, now_ms);
+        }
+    }
+
+    /// Controller side: the brokers whose session expired (see [`expired_brokers`]).
+    pub fn expired_brokers(&self, image: &MetadataImage, now_ms: i64, session_ms: i64) -> Vec<i32> {
+        expired_brokers(image, &mut self.liveness.lock(), now_ms, session_ms)
+    }
+
+    /// Waits until this broker has applied an image satisfying `done`.
+    async fn settle(&self, done: impl FnMut(&Arc<MetadataImage>) -> bool) {
+        if !self.metadata.wait_applied(SETTLE_TIMEOUT, done).await {
+            tracing::debug!("a metadata change did not show here within 3 s");
+        }
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        assignment: Vec<Vec<i32>>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let reply = self
+            .request(ControllerRequest::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor,
+                configs,
+                assignment,
+                validate_only,
+            })
+            .await?;
+        if let ControllerReply::TopicId(id) = reply {
+            tracing::info!(topic = name, "created topic");
+            self.settle(|i| i.topic_by_id(&id).is_some()).await;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
+        let reply = self
+            .request(ControllerRequest::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?;
+        let ControllerReply::TopicId(id) = reply else {
+            return Err(unknown_topic(name));
+        };
+        tracing::info!(topic = name, "deleted topic");
+        self.settle(|i| i.topic_by_id(&id).is_none()).await;
+        Ok(id)
+    }
+
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        self.request(ControllerRequest::CreatePartitions {
+            name: name.to_string(),
+            total,
+            validate_only,
+        })
+        .await?;
+        if !validate_only {
+            self.settle(|i| {
+                i.topic(name)
+                    .is_some_and(|t| t.partitions.len() as i32 >= total)
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Applies topic config changes (`None` removes an override); open partitions take
+    /// the new effective config when the change is applied.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let expected = changes.clone();
+        self.request(ControllerRequest::AlterTopicConfigs {
+            name: name.to_string(),
+            changes,
+            validate_only,
+        })
+        .await?;
+        if !validate_only {
+            self.settle(|i| {
+                i.topic(name)
+                    .is_none_or(|t| expected.iter().all(|(k, v)| t.configs.get(k) == v.as_ref()))
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Waits (briefly) until this broker's applied image shows the ISR a controller
+    /// accepted for a partition.
+    pub async fn settle_isr(&self, topic: &str, partition: i32, isr: &[i32]) {
+        self.settle(|i| i.partition(topic, partition).is_none_or(|v| v.isr == isr))
+            .await;
+    }
+
+    /// Hands out a producer id, taking a new block of ids from the controller when one
+    /// runs out.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            match self.request(ControllerRequest::AllocateProducerIds).await? {
+                ControllerReply::ProducerIds { start, end } => *ids = (start, end),
+                other => {
+                    return Err(ApiError::new(
+                        ResponseError::UnknownServerError,
+                        format!("unexpected controller reply {other:?}"),
+                    ))
+                }
+            }
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+}
+
+/// The controller's liveness decision: the unfenced brokers of `image` not heard from
+/// for more than `session_ms` (a broker never heard from counts from `now_ms`).
+pub fn expired_brokers(
+    image: &MetadataImage,
+    last_heard_ms: &mut HashMap<i32, i64>,
+    now_ms: i64,
+    session_ms: i64,
+) -> Vec<i32> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter(|b| now_ms - *last_heard_ms.entry(b.id).or_insert(now_ms) > session_ms)
+        .map(|b| b.id)
+        .collect()
+}

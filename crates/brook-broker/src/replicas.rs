@@ -1,0 +1,298 @@
+//! `Replicas` (Kafka's ReplicaManager): the partition replicas this broker holds, kept
+//! matching the metadata image. [`Replicas::apply`] opens the replicas an image gives
+//! this broker, hands each its leader, epoch, ISR and config, closes and deletes the
+//! ones it no longer holds, and reports what changed as a [`LeadershipDelta`] for the
+//! coordinators and fetchers that follow.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use brook_meta::{MetadataImage, PartitionImage, TopicImage, NO_LEADER};
+use kafka_protocol::error::ResponseError;
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::now_ms;
+use crate::config::BrokerConfig;
+use crate::error::ApiError;
+use crate::names::TopicPartition;
+use crate::partition::Partition;
+
+/// What one [`Replicas::apply`] changed on this broker.
+#[derive(Debug, Default)]
+pub struct LeadershipDelta {
+    /// Replicas this broker now follows, with their leader (or [`NO_LEADER`]): new
+    /// ones, and ones whose leader or epoch changed.
+    pub following: Vec<(TopicPartition, i32)>,
+    /// Replicas this broker became the leader of.
+    pub leading: Vec<TopicPartition>,
+    /// Replicas closed and deleted.
+    pub removed: Vec<TopicPartition>,
+}
+
+impl LeadershipDelta {
+    pub fn is_empty(&self) -> bool {
+        self.following.is_empty() && self.leading.is_empty() && self.removed.is_empty()
+    }
+}
+
+pub struct Replicas {
+    node_id: i32,
+    data_dir: PathBuf,
+    config: Arc<BrokerConfig>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Each topic as last applied, so an image only costs the topics that changed.
+    applied: Mutex<Applied>,
+}
+
+#[derive(Default)]
+struct Applied {
+    topics: HashMap<String, TopicImage>,
+    /// Whether the last apply let this broker lead (see `apply`'s `ready`).
+    ready: bool,
+}
+
+impl Replicas {
+    /// Moves aside partition directories that `image` does not give this broker, then
+    /// holds no replica until the first [`Replicas::apply`].
+    pub fn new(config: Arc<BrokerConfig>, data_dir: PathBuf, image: &MetadataImage) -> Self {
+        let replicas = Replicas {
+            node_id: config.node_id,
+            data_dir,
+            config,
+            partitions: RwLock::new(HashMap::new()),
+            applied: Mutex::new(Applied::default()),
+        };
+        replicas.remove_orphan_dirs(image);
+        replicas
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The directory holding every partition's log.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .get(&(Arc::from(topic), index))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Makes the replicas match `image`. `ready` is false while a cluster broker has not
+    /// caught up with the controller: it then leads and follows nothing. Only topics
+    /// that changed since the last apply are visited (all of them when `ready` flips).
+    /// Idempotent; a replica that fails to open is retried by the next apply.
+    pub fn apply(&self, image: &MetadataImage, ready: bool) -> (LeadershipDelta, Option<ApiError>) {
+        let mut applied = self.applied.lock();
+        let everything = applied.ready != ready;
+        applied.ready = ready;
+        let mut delta = LeadershipDelta::default();
+        let node = self.node_id;
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .read()
+            .keys()
+            .filter(|(t, i)| {
+                image
+                    .partition(t, *i)
+                    .is_none_or(|p| !p.replicas.contains(&node))
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove(&key);
+            delta.removed.push(key);
+        }
+        applied
+            .topics
+            .retain(|name, _| image.topics.contains_key(name));
+        let mut first_error = None;
+        let now = now_ms();
+        for topic in image.topics.values() {
+            let before = applied.topics.get(&topic.name);
+            if !everything && before == Some(topic) {
+                continue;
+            }
+            let config_changed = before.is_none_or(|b| b.configs != topic.configs);
+            match self.apply_topic(topic, config_changed, ready, now, &mut delta) {
+                Ok(()) => {
+                    applied.topics.insert(topic.name.clone(), topic.clone());
+                }
+                Err(e) => {
+                    applied.topics.remove(&topic.name);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        (delta, first_error)
+    }
+
+    fn apply_topic(
+        &self,
+        topic: &TopicImage,
+        config_changed: bool,
+        ready: bool,
+        now: i64,
+        delta: &mut LeadershipDelta,
+    ) -> Result<(), ApiError> {
+        let node = self.node_id;
+        let name: Arc<str> = Arc::from(topic.name.as_str());
+        let mut config = None;
+        let mut topic_config = || {
+            config
+                .get_or_insert_with(|| Arc::new(self.config.topic_config(&topic.configs)))
+                .clone()
+        };
+        let mut first_error = None;
+        for p in topic
+            .partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&node))
+        {
+            let key = (name.clone(), p.index);
+            let existing = self.partitions.read().get(&key).cloned();
+            // Not caught up with the controller yet: lead and follow nothing.
+            let view = if ready {
+                p.clone()
+            } else {
+                PartitionImage {
+                    leader: NO_LEADER,
+                    ..p.clone()
+                }
+            };
+            let (partition, before) = match existing {
+                Some(partition) => {
+                    if config_changed {
+                        partition.set_config(topic_config());
+                    }
+                    let before = partition.leadership();
+                    (partition, Some(before))
+                }
+                None => {
+                    let dir = self.partition_dir(&topic.name, p.index);
+                    match Partition::open(&dir, name.clone(), p.index, node, topic_config(), now) {
+                        Ok(partition) => {
+                            // Take the leadership metadata gives before anyone can see it.
+                            partition.apply_leadership(&view, now);
+                            let partition = Arc::new(partition);
+                            self.partitions
+                                .write()
+                                .insert(key.clone(), partition.clone());
+                            (partition, None)
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log");
+                            first_error.get_or_insert(ApiError::new(
+                                ResponseError::KafkaStorageError,
+                                e.to_string(),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            partition.apply_leadership(&view, now);
+            let after = partition.leadership();
+            if before != Some(after) {
+                if after.0 == node {
+                    delta.leading.push(key);
+                } else {
+                    delta.following.push((key, after.0));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{index}"))
+    }
+
+    fn remove(&self, key: &TopicPartition) {
+        let Some(p) = self.partitions.write().remove(key) else {
+            return;
+        };
+        let dir = self.partition_dir(&key.0, key.1);
+        // Another task may still hold the partition for a moment; the directory goes either way.
+        match Arc::try_unwrap(p) {
+            Ok(p) => {
+                if let Err(e) = p.delete() {
+                    tracing::warn!(error = %e, "deleting partition log");
+                }
+            }
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        tracing::info!(topic = %key.0, partition = key.1, "removed partition replica");
+    }
+
+    /// Removes partition directories of topics deleted while the broker was down or crashing.
+    fn remove_orphan_dirs(&self, image: &MetadataImage) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        let node = self.node_id;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some((topic, index)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(index) = index.parse::<i32>() else {
+                continue;
+            };
+            let known = image
+                .partition(topic, index)
+                .is_some_and(|p| p.replicas.contains(&node));
+            if !known && entry.path().is_dir() && has_segments(&entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), "removing directory of a deleted topic");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Flushes and closes every partition (clean shutdown).
+    pub fn close(&self) {
+        let partitions: Vec<Arc<Partition>> =
+            self.partitions.write().drain().map(|(_, p)| p).collect();
+        for p in partitions {
+            if let Ok(p) = Arc::try_unwrap(p) {
+                if let Err(e) = p.close() {
+                    tracing::warn!(error = %e, "closing partition");
+                }
+            }
+        }
+    }
+}
+
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".log"))
+    })
+}
+
+/// The partitions of `topic` this broker leads now, per the replicas it holds.
+pub fn led_partitions(
+    replicas: &Replicas,
+    image: &MetadataImage,
+    topic: &str,
+) -> std::collections::BTreeSet<i32> {
+    image.topic(topic).map_or_else(Default::default, |t| {
+        t.partitions
+            .iter()
+            .filter(|p| replicas.get(topic, p.index).is_some_and(|l| l.is_leader()))
+            .map(|p| p.index)
+            .collect()
+    })
+}
