@@ -228,6 +228,7 @@ fn read_all(
 
 /// One partition's answer; its records, if any, are the returned file range (the
 /// `records` of the data is then an empty placeholder).
+#[allow(clippy::too_many_arguments)]
 fn read_partition(
     replicas: &Replicas,
     meta: &MetadataView,
