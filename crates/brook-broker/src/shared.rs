@@ -84,7 +84,7 @@ pub enum MetaStore {
 
 impl MetaStore {
     pub fn file(log: FileMetadataLog) -> Self {
-        let image = Arc::new(log.image().clone());
+        let image = log.image_arc();
         MetaStore::File {
             log: Mutex::new(log),
             image: RwLock::new(image),
@@ -477,7 +477,7 @@ impl Shared {
             let (records, reply) = decide(&self.config, log.image(), false, req)?;
             if !records.is_empty() {
                 log.append(&records)?;
-                *image.write() = Arc::new(log.image().clone());
+                *image.write() = log.image_arc();
             }
             reply
         };

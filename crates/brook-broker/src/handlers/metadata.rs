@@ -36,7 +36,7 @@ pub fn handle(shared: &Arc<Shared>, req: MetadataRequest, version: i16) -> Metad
     let auto_create = (version < 4 || req.allow_auto_topic_creation)
         && shared.config.flag("auto.create.topics.enable");
     let mut topics: Vec<MetadataResponseTopic> = if all {
-        shared.with_image(|image| image.topics.values().map(describe_topic).collect())
+        shared.with_image(|image| image.topics.values().map(|t| describe_topic(t)).collect())
     } else {
         req.topics
             .unwrap_or_default()
