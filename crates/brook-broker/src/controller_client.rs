@@ -54,7 +54,7 @@ impl MetaStore {
                 cluster_id: new_cluster_id(),
             }])?;
         }
-        let image = Arc::new(log.image().clone());
+        let image = log.image_arc();
         Ok(MetaStore::File {
             log: Arc::new(Mutex::new(log)),
             committed: watch::channel(image).0,
@@ -167,7 +167,7 @@ impl ControllerClient {
                 return Ok::<_, ApiError>((reply, None));
             }
             log.append(&records)?;
-            Ok((reply, Some(Arc::new(log.image().clone()))))
+            Ok((reply, Some(log.image_arc())))
         })
         .await
         .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))??;

@@ -4,11 +4,11 @@
 //! ones it no longer holds, and reports what changed as a [`LeadershipDelta`] for the
 //! coordinators and fetchers that follow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brook_meta::{MetadataImage, PartitionImage, TopicImage, NO_LEADER};
+use brook_meta::{MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap, NO_LEADER};
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 
@@ -47,7 +47,10 @@ pub struct Replicas {
 
 #[derive(Default)]
 struct Applied {
-    topics: HashMap<String, TopicImage>,
+    /// The topics of the last image applied (shared with it, so keeping it is free).
+    topics: TopicMap,
+    /// Topics whose last apply failed (a replica did not open): tried again next time.
+    retry: HashSet<String>,
     /// Whether the last apply let this broker lead (see `apply`'s `ready`).
     ready: bool,
 }
@@ -96,44 +99,78 @@ impl Replicas {
         let everything = applied.ready != ready;
         applied.ready = ready;
         let mut delta = LeadershipDelta::default();
-        let node = self.node_id;
-        let gone: Vec<TopicPartition> = self
-            .partitions
-            .read()
-            .keys()
-            .filter(|(t, i)| {
-                image
-                    .partition(t, *i)
-                    .is_none_or(|p| !p.replicas.contains(&node))
-            })
-            .cloned()
-            .collect();
-        for key in gone {
-            self.remove(&key);
-            delta.removed.push(key);
-        }
-        applied
-            .topics
-            .retain(|name, _| image.topics.contains_key(name));
         let mut first_error = None;
         let now = now_ms();
-        for topic in image.topics.values() {
-            let before = applied.topics.get(&topic.name);
-            if !everything && before == Some(topic) {
-                continue;
+        // (topic, whether its configs changed) to bring up to date.
+        let mut visit: Vec<(&TopicImage, bool)> = Vec::new();
+        let before_topics = std::mem::take(&mut applied.topics);
+        if everything {
+            let node = self.node_id;
+            let gone: Vec<TopicPartition> = self
+                .partitions
+                .read()
+                .keys()
+                .filter(|(t, i)| {
+                    image
+                        .partition(t, *i)
+                        .is_none_or(|p| !p.replicas.contains(&node))
+                })
+                .cloned()
+                .collect();
+            for key in gone {
+                self.remove(&key);
+                delta.removed.push(key);
             }
-            let config_changed = before.is_none_or(|b| b.configs != topic.configs);
-            match self.apply_topic(topic, config_changed, ready, now, &mut delta) {
-                Ok(()) => {
-                    applied.topics.insert(topic.name.clone(), topic.clone());
+            visit.extend(image.topics.values().map(|t| (t.as_ref(), true)));
+        } else {
+            for change in image.topic_changes(&before_topics) {
+                match change {
+                    TopicChange::Added(t) => visit.push((t, true)),
+                    TopicChange::Changed { before, after } => {
+                        self.remove_unassigned(before, Some(after), &mut delta);
+                        visit.push((after, before.configs != after.configs));
+                    }
+                    TopicChange::Removed(t) => self.remove_unassigned(t, None, &mut delta),
                 }
-                Err(e) => {
-                    applied.topics.remove(&topic.name);
-                    first_error.get_or_insert(e);
+            }
+            for name in std::mem::take(&mut applied.retry) {
+                if let Some(t) = image.topic(&name) {
+                    if !visit.iter().any(|(v, _)| v.name == name) {
+                        visit.push((t, true));
+                    }
                 }
             }
         }
+        for (topic, config_changed) in visit {
+            if let Err(e) = self.apply_topic(topic, config_changed, ready, now, &mut delta) {
+                applied.retry.insert(topic.name.clone());
+                first_error.get_or_insert(e);
+            }
+        }
+        applied.topics = image.topics.clone();
         (delta, first_error)
+    }
+
+    /// Closes and deletes the replicas of `before` this broker holds that `after` (the
+    /// same topic in the new image, `None` once it is deleted) no longer gives it.
+    fn remove_unassigned(
+        &self,
+        before: &TopicImage,
+        after: Option<&TopicImage>,
+        delta: &mut LeadershipDelta,
+    ) {
+        let node = self.node_id;
+        let name: Arc<str> = Arc::from(before.name.as_str());
+        for p in &before.partitions {
+            let kept = after
+                .and_then(|t| t.partitions.get(usize::try_from(p.index).ok()?))
+                .is_some_and(|p| p.replicas.contains(&node));
+            let key = (name.clone(), p.index);
+            if !kept && self.partitions.read().contains_key(&key) {
+                self.remove(&key);
+                delta.removed.push(key);
+            }
+        }
     }
 
     fn apply_topic(

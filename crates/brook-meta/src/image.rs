@@ -1,4 +1,5 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -73,12 +74,34 @@ pub struct BrokerImage {
     pub incarnation: u64,
 }
 
+/// The topics of an image: a persistent map, cheap to clone and to compare with an
+/// older copy (see [`MetadataImage::topic_changes`]).
+pub type TopicMap = imbl::OrdMap<String, Arc<TopicImage>>;
+
+/// One topic that differs between two images.
+#[derive(Debug, Clone, Copy)]
+pub enum TopicChange<'a> {
+    Added(&'a TopicImage),
+    Changed {
+        before: &'a TopicImage,
+        after: &'a TopicImage,
+    },
+    Removed(&'a TopicImage),
+}
+
 /// The state obtained by applying every metadata record in order.
+///
+/// Every change makes a new image (the Raft state machine per applied batch, the file
+/// store per append), so cloning must not cost O(topics): the topic maps are persistent
+/// (a clone shares their nodes, a change copies only the path to what it changes) and
+/// each topic is an `Arc`, copied by `Arc::make_mut` only when a change reaches it.
+/// Both serialize exactly as the `BTreeMap<String, TopicImage>` and
+/// `HashMap<Uuid, String>` they replaced, so older snapshots still load.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: String,
-    pub topics: BTreeMap<String, TopicImage>,
-    pub topic_names_by_id: HashMap<Uuid, String>,
+    pub topics: TopicMap,
+    pub topic_names_by_id: imbl::HashMap<Uuid, String>,
     pub next_producer_id_block: i64,
     /// Registered brokers. Empty for a single node, which serves every partition itself.
     #[serde(default)]
@@ -100,25 +123,43 @@ impl MetadataImage {
         }
     }
 
+    /// The topics that differ between `before` (the topics of an earlier image) and
+    /// this image. Parts of the two maps that are still shared are skipped without
+    /// being visited, so the cost follows the number of changes, not of topics.
+    pub fn topic_changes<'a>(
+        &'a self,
+        before: &'a TopicMap,
+    ) -> impl Iterator<Item = TopicChange<'a>> + 'a {
+        before.diff(&self.topics).map(|item| match item {
+            imbl::ordmap::DiffItem::Add(_, t) => TopicChange::Added(t),
+            imbl::ordmap::DiffItem::Update { old, new } => TopicChange::Changed {
+                before: old.1,
+                after: new.1,
+            },
+            imbl::ordmap::DiffItem::Remove(_, t) => TopicChange::Removed(t),
+        })
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
-        self.topics.get(name)
+        self.topics.get(name).map(Arc::as_ref)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
-        self.topic_names_by_id
-            .get(id)
-            .and_then(|n| self.topics.get(n))
+        self.topic_names_by_id.get(id).and_then(|n| self.topic(n))
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionImage> {
-        self.topics
-            .get(topic)
+        self.topic(topic)
             .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
     }
 
+    /// The topic to change, made this image's own (copied if a clone still shares it).
+    fn topic_mut(&mut self, name: &str) -> Option<&mut TopicImage> {
+        self.topics.get_mut(name).map(Arc::make_mut)
+    }
+
     fn partition_mut(&mut self, topic: &str, index: i32) -> Option<&mut PartitionImage> {
-        self.topics
-            .get_mut(topic)
+        self.topic_mut(topic)
             .and_then(|t| t.partitions.get_mut(usize::try_from(index).ok()?))
     }
 
@@ -178,14 +219,14 @@ impl MetadataImage {
                     internal: *internal,
                 };
                 self.topic_names_by_id.insert(*topic_id, name.clone());
-                self.topics.insert(name.clone(), topic);
+                self.topics.insert(name.clone(), Arc::new(topic));
             }
             MetadataRecord::PartitionsAdded {
                 name,
                 total,
                 assignment,
             } => {
-                let new: Vec<PartitionImage> = match self.topics.get(name) {
+                let new: Vec<PartitionImage> = match self.topic(name) {
                     Some(t) => {
                         let from = t.partitions.len() as i32;
                         (from..*total)
@@ -194,12 +235,12 @@ impl MetadataImage {
                     }
                     None => return,
                 };
-                if let Some(t) = self.topics.get_mut(name) {
+                if let Some(t) = self.topic_mut(name) {
                     t.partitions.extend(new);
                 }
             }
             MetadataRecord::TopicConfigSet { name, key, value } => {
-                if let Some(t) = self.topics.get_mut(name) {
+                if let Some(t) = self.topic_mut(name) {
                     match value {
                         Some(v) => t.configs.insert(key.clone(), v.clone()),
                         None => t.configs.remove(key),
@@ -279,5 +320,170 @@ impl MetadataImage {
                 p.partition_epoch += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// The records behind `testdata/image-btreemap.json`.
+    fn records() -> Vec<MetadataRecord> {
+        vec![
+            MetadataRecord::ClusterCreated {
+                cluster_id: "c1".into(),
+            },
+            MetadataRecord::BrokerRegistered {
+                id: 1,
+                host: "h1".into(),
+                port: 9092,
+                incarnation: 7,
+            },
+            MetadataRecord::BrokerRegistered {
+                id: 2,
+                host: "h2".into(),
+                port: 9093,
+                incarnation: 8,
+            },
+            MetadataRecord::BrokerFenced { id: 2 },
+            MetadataRecord::TopicCreated {
+                name: "a".into(),
+                topic_id: id(1),
+                partitions: 2,
+                replication_factor: 2,
+                configs: BTreeMap::from([("retention.ms".to_string(), "10".to_string())]),
+                internal: false,
+                assignment: vec![vec![1, 2], vec![2, 1]],
+            },
+            MetadataRecord::TopicCreated {
+                name: "__consumer_offsets".into(),
+                topic_id: id(2),
+                partitions: 1,
+                replication_factor: 1,
+                configs: BTreeMap::new(),
+                internal: true,
+                assignment: Vec::new(),
+            },
+            MetadataRecord::PartitionChanged {
+                topic: "a".into(),
+                partition: 1,
+                leader: 1,
+                leader_epoch: 1,
+                isr: vec![1],
+                replicas: None,
+            },
+            MetadataRecord::PartitionReassigning {
+                topic: "a".into(),
+                partition: 0,
+                replicas: vec![1, 3, 2],
+                adding: vec![3],
+                removing: vec![2],
+            },
+            MetadataRecord::ProducerIdsAllocated {
+                next_block_start: 1000,
+            },
+        ]
+    }
+
+    fn image() -> MetadataImage {
+        let mut image = MetadataImage::new(1);
+        for r in &records() {
+            image.apply(r);
+        }
+        image
+    }
+
+    /// Metadata snapshots on disk and Raft snapshots sent between nodes were written when
+    /// the topics were a `BTreeMap<String, TopicImage>` and the ids a `HashMap`: the
+    /// fixture is such an image, serialized by that code.
+    #[test]
+    fn an_image_serialized_with_std_maps_still_loads_and_serializes_the_same() {
+        let old = include_str!("../testdata/image-btreemap.json");
+        let loaded: MetadataImage = serde_json::from_str(old).unwrap();
+        assert_eq!(loaded, image());
+        let old: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), old);
+    }
+
+    #[test]
+    fn a_change_to_a_clone_copies_only_the_topic_it_changes() {
+        let before = image();
+        let mut after = before.clone();
+        after.apply(&MetadataRecord::TopicConfigSet {
+            name: "a".into(),
+            key: "retention.ms".into(),
+            value: Some("20".into()),
+        });
+        after.apply(&MetadataRecord::PartitionChanged {
+            topic: "a".into(),
+            partition: 0,
+            leader: 3,
+            leader_epoch: 1,
+            isr: vec![1, 3],
+            replicas: None,
+        });
+        assert_eq!(before, image());
+        assert_ne!(before, after);
+        assert_eq!(before.topic("a").unwrap().configs["retention.ms"], "10");
+        assert_eq!(after.topic("a").unwrap().configs["retention.ms"], "20");
+        assert_eq!(before.partition("a", 0).unwrap().leader, 1);
+        assert_eq!(after.partition("a", 0).unwrap().leader, 3);
+        assert!(!Arc::ptr_eq(&before.topics["a"], &after.topics["a"]));
+        assert!(Arc::ptr_eq(
+            &before.topics["__consumer_offsets"],
+            &after.topics["__consumer_offsets"]
+        ));
+
+        after.apply(&MetadataRecord::TopicDeleted {
+            name: "__consumer_offsets".into(),
+        });
+        assert!(after.topic_by_id(&id(2)).is_none());
+        assert_eq!(
+            before.topic_by_id(&id(2)).unwrap().name,
+            "__consumer_offsets"
+        );
+    }
+
+    #[test]
+    fn topic_changes_lists_exactly_the_topics_that_differ() {
+        let before = image();
+        let mut after = before.clone();
+        after.apply(&MetadataRecord::TopicConfigSet {
+            name: "a".into(),
+            key: "retention.ms".into(),
+            value: Some("20".into()),
+        });
+        after.apply(&MetadataRecord::TopicDeleted {
+            name: "__consumer_offsets".into(),
+        });
+        after.apply(&MetadataRecord::TopicCreated {
+            name: "b".into(),
+            topic_id: id(3),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            assignment: Vec::new(),
+        });
+        let mut seen: Vec<String> = after
+            .topic_changes(&before.topics)
+            .map(|c| match c {
+                TopicChange::Added(t) => format!("+{}", t.name),
+                TopicChange::Changed { before, after } => {
+                    format!(
+                        "~{} {}->{}",
+                        after.name, before.configs["retention.ms"], after.configs["retention.ms"]
+                    )
+                }
+                TopicChange::Removed(t) => format!("-{}", t.name),
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ["+b", "-__consumer_offsets", "~a 10->20"]);
+        assert_eq!(after.topic_changes(&after.topics.clone()).count(), 0);
     }
 }

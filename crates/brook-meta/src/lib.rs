@@ -10,7 +10,9 @@ pub mod controller;
 mod image;
 mod store;
 
-pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage, NO_LEADER};
+pub use image::{
+    BrokerImage, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap, NO_LEADER,
+};
 pub use store::{FileMetadataLog, MetaError};
 
 use std::collections::BTreeMap;

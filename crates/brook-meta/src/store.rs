@@ -8,6 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -35,7 +36,9 @@ pub struct FileMetadataLog {
     path: PathBuf,
     /// `None` for an in-memory log (`brook serve --memory`).
     file: Option<File>,
-    image: MetadataImage,
+    /// Shared with whoever took it through [`FileMetadataLog::image_arc`]; an append
+    /// then makes a new image by a cheap copy-on-write clone of this one.
+    image: Arc<MetadataImage>,
 }
 
 impl FileMetadataLog {
@@ -44,7 +47,7 @@ impl FileMetadataLog {
         FileMetadataLog {
             path: PathBuf::from("<memory>"),
             file: None,
-            image: MetadataImage::new(node_id),
+            image: Arc::new(MetadataImage::new(node_id)),
         }
     }
 
@@ -99,12 +102,17 @@ impl FileMetadataLog {
         Ok(FileMetadataLog {
             path: path.to_path_buf(),
             file: Some(file),
-            image,
+            image: Arc::new(image),
         })
     }
 
     pub fn image(&self) -> &MetadataImage {
         &self.image
+    }
+
+    /// The current image, to publish to readers without copying it.
+    pub fn image_arc(&self) -> Arc<MetadataImage> {
+        self.image.clone()
     }
 
     /// Durably appends the records, then applies them.
@@ -127,8 +135,9 @@ impl FileMetadataLog {
                 return Err(io(e));
             }
         }
+        let image = Arc::make_mut(&mut self.image);
         for r in records {
-            self.image.apply(r);
+            image.apply(r);
         }
         Ok(())
     }
@@ -190,6 +199,17 @@ mod tests {
         assert_eq!(log.image(), &before);
         assert_eq!(before.topic("a").unwrap().partitions.len(), 5);
         assert!(before.topic("b").is_none());
+    }
+
+    #[test]
+    fn an_image_taken_as_arc_is_not_changed_by_later_appends() {
+        let mut log = FileMetadataLog::in_memory(1);
+        log.append(&[topic("a", 1)]).unwrap();
+        let taken = log.image_arc();
+        log.append(&[topic("b", 1)]).unwrap();
+        assert!(taken.topic("b").is_none());
+        assert!(log.image().topic("b").is_some());
+        assert!(Arc::ptr_eq(&log.image_arc(), &log.image_arc()));
     }
 
     #[test]

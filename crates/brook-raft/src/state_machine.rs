@@ -226,6 +226,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(records) => {
+                    // Cheap: the clone shares every topic the batch does not change.
                     let image = changed.get_or_insert_with(|| (*self.image).clone());
                     for record in &records {
                         image.apply(record);

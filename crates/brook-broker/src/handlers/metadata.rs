@@ -42,7 +42,7 @@ pub async fn handle(
     let auto_create = (version < 4 || req.allow_auto_topic_creation) && auto_create_topics_enable;
     let image = meta.image();
     let mut topics: Vec<MetadataResponseTopic> = if all {
-        image.topics.values().map(describe_topic).collect()
+        image.topics.values().map(|t| describe_topic(t)).collect()
     } else {
         let mut topics = Vec::new();
         for t in req.topics.unwrap_or_default() {
