@@ -24,11 +24,13 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::cluster;
+use crate::apis;
 use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
 use crate::handlers::api_versions;
+use crate::handlers::RequestContext;
+use crate::peer;
 use crate::router::Services;
-use crate::router::{self, RequestContext, Response};
+use crate::router::{self, Response};
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -281,8 +283,7 @@ async fn handle_frame(
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
     };
-    if let (cluster::INTERNAL_API_KEY, true, Some(rpc)) =
-        (peek.api_key, internal, &services.internal)
+    if let (peer::INTERNAL_API_KEY, true, Some(rpc)) = (peek.api_key, internal, &services.internal)
     {
         // api key, version, correlation id, null client id: 10 bytes.
         let Some(body) = frame.get(10..) else {
@@ -302,7 +303,7 @@ async fn handle_frame(
     let Ok(api) = ApiKey::try_from(peek.api_key) else {
         return Outcome::Close(format!("unknown API key {}", peek.api_key));
     };
-    if !router::accepts(api, peek.api_version) {
+    if !apis::accepts(api, peek.api_version) {
         if api == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with a v0 response listing
             // what Brook supports, so the client can pick a version and retry.

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::now_ms;
-use crate::cluster::peer::PeerNet;
 use crate::config::BrokerSettings;
 use crate::controller::{decide, new_cluster_id, ControllerReply, ControllerRequest};
 use crate::error::{unknown_topic, ApiError};
 use crate::metadata::{ImageWatch, MetadataView};
+use crate::peer::PeerNet;
 
 /// How long a request forwarded to the controller may take, retries included.
 pub const CONTROLLER_DEADLINE: Duration = Duration::from_secs(5);

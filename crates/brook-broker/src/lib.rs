@@ -11,6 +11,7 @@
 //! ```
 //! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
+mod apis;
 mod applier;
 mod clock;
 mod cluster;
@@ -27,14 +28,15 @@ mod markers;
 mod metadata;
 mod names;
 pub mod partition;
+mod peer;
 pub mod producer_state;
 mod replicas;
 mod router;
 mod server;
 mod txns;
 
+pub use apis::supported_apis;
 pub use config::{BrokerConfig, ConfigError};
-pub use router::supported_apis;
 pub use server::{Broker, BrokerBuilder, StartError};
 
 /// The cluster's decisions as pure functions, for the deterministic simulation

@@ -6,27 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::names::OFFSETS_TOPIC;
+use crate::peer::MarkerRequest;
 use crate::replicas::Replicas;
 
 /// How long a marker may wait for the in-sync replicas.
 pub const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Markers for one producer in some partitions of this broker (the inter-broker form of
-/// Kafka's WriteTxnMarkers).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MarkerRequest {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub commit: bool,
-    pub coordinator_epoch: i32,
-    pub partitions: Vec<(String, i32)>,
-}
 
 /// Writes markers in the partitions this broker leads.
 pub struct MarkerWriter {

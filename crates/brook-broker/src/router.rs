@@ -1,105 +1,19 @@
-//! Routes a decoded request to its handler family and declares, in one table, which
-//! API versions Brook implements. ApiVersions advertises exactly this table.
+//! Routes a decoded request to its handler family, handing each only the services it
+//! uses.
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::cluster::rpc::InternalRpc;
 use crate::config::{BrokerConfig, BrokerSettings};
 use crate::controller_client::ControllerClient;
 use crate::groups::Groups;
-use crate::handlers;
+use crate::handlers::{self, RequestContext};
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
 use crate::txns::Txns;
-
-/// (API, lowest, highest) version Brook implements.
-///
-/// Produce is advertised from v0 as Kafka 4 does (librdkafka decides which codecs it may
-/// use from the advertised minimum), but v0–v2 requests are refused: they predate
-/// record batch v2.
-const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 12),
-    (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 10),
-    (ApiKey::Metadata, 0, 13),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
-    (ApiKey::FindCoordinator, 0, 6),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::ElectLeaders, 0, 2),
-    (ApiKey::AlterPartitionReassignments, 0, 1),
-    (ApiKey::ListPartitionReassignments, 0, 0),
-    (ApiKey::DescribeLogDirs, 1, 4),
-    (ApiKey::AddPartitionsToTxn, 0, 3),
-    (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 3),
-    (ApiKey::TxnOffsetCommit, 0, 3),
-    (ApiKey::WriteTxnMarkers, 0, 1),
-    (ApiKey::DescribeTransactions, 0, 0),
-    (ApiKey::ListTransactions, 0, 1),
-    (ApiKey::DescribeProducers, 0, 0),
-];
-
-/// Who sent a request, for handlers that record it (group membership). Built for every
-/// request, so it holds what is at hand and formats only when asked.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub client_id: Option<kafka_protocol::protocol::StrBytes>,
-    pub peer: std::net::SocketAddr,
-}
-
-impl RequestContext {
-    pub fn client_id(&self) -> &str {
-        self.client_id.as_deref().unwrap_or("")
-    }
-
-    /// The client's address as Kafka reports it (`/127.0.0.1`).
-    pub fn client_host(&self) -> String {
-        format!("/{}", self.peer.ip())
-    }
-}
-
-/// The versions Brook advertises for every API it implements.
-pub fn supported_apis() -> impl Iterator<Item = (ApiKey, i16, i16)> {
-    SUPPORTED.iter().copied()
-}
-
-/// The advertised range of `api`, if Brook implements it.
-pub fn advertised(api: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
-        .find(|(k, _, _)| *k == api)
-        .map(|(_, min, max)| (*min, *max))
-}
-
-/// Whether a request of this version can be decoded and answered.
-pub fn accepts(api: ApiKey, version: i16) -> bool {
-    match advertised(api) {
-        Some((min, max)) => version >= min.max(api.valid_versions().min) && version <= max,
-        None => false,
-    }
-}
 
 /// A handler's answer.
 pub enum Response {

@@ -19,15 +19,15 @@ use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 
 use crate::clock::now_ms;
-use crate::cluster::peer::PeerNet;
 use crate::config::BrokerSettings;
 use crate::controller_client::ControllerClient;
 use crate::coordinator_host::{CoordinatorHost, Hosted, Keyed, Replayed, Written};
 use crate::error::ApiError;
-use crate::markers::{MarkerRequest, MarkerWriter, REPLICATION_TIMEOUT};
+use crate::markers::{MarkerWriter, REPLICATION_TIMEOUT};
 use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, TXN_TOPIC};
 use crate::partition::Appended;
+use crate::peer::{MarkerRequest, PeerNet};
 use crate::replicas::Replicas;
 
 /// Back-off between attempts to write a marker whose partition is unavailable.

@@ -17,10 +17,10 @@ use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-use super::peer::{PeerConn, PeerNet};
 use crate::clock::now_ms;
 use crate::names::TopicPartition;
 use crate::partition::Partition;
+use crate::peer::{PeerConn, PeerNet};
 use crate::replicas::{LeadershipDelta, Replicas};
 
 /// Replica fetch sizes (Kafka's `replica.fetch.max.bytes` / `replica.fetch.response.max.bytes`).

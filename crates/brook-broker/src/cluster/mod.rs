@@ -1,5 +1,4 @@
 //! A broker as one node of a cluster, split by concern:
-//! - [`peer`]: the inter-broker transport on the controller listeners;
 //! - [`rpc`]: the server side of the inter-broker RPCs;
 //! - [`liveness`]: broker heartbeats and readiness, and the controller's fencing of
 //!   brokers that went silent;
@@ -12,7 +11,4 @@
 pub mod fetcher;
 pub mod isr;
 pub mod liveness;
-pub mod peer;
 pub mod rpc;
-
-pub use peer::INTERNAL_API_KEY;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 
-use super::peer::{KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT};
 use crate::controller::{ControllerReply, ControllerRequest};
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
-use crate::markers::{MarkerRequest, MarkerWriter};
+use crate::markers::MarkerWriter;
+use crate::peer::{MarkerRequest, KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT};
 
 pub struct InternalRpc {
     pub quorum: Arc<brook_raft::Quorum>,

@@ -1,7 +1,7 @@
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::ApiVersionsResponse;
 
-use crate::router::supported_apis;
+use crate::apis::supported_apis;
 
 /// The ApiVersions answer: every implemented API and its version range.
 /// Also sent, as v0, with UNSUPPORTED_VERSION when a client asks for a version Brook

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::groups::{GroupState, Groups};
-use crate::router::RequestContext;
+use crate::handlers::RequestContext;
 
 pub async fn join(
     groups: &Arc<Groups>,

@@ -18,6 +18,25 @@ pub mod txn;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
+/// Who sent a request, for handlers that record it (group membership). Built for every
+/// request, so it holds what is at hand and formats only when asked.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub client_id: Option<kafka_protocol::protocol::StrBytes>,
+    pub peer: std::net::SocketAddr,
+}
+
+impl RequestContext {
+    pub fn client_id(&self) -> &str {
+        self.client_id.as_deref().unwrap_or("")
+    }
+
+    /// The client's address as Kafka reports it (`/127.0.0.1`).
+    pub fn client_host(&self) -> String {
+        format!("/{}", self.peer.ip())
+    }
+}
+
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }

@@ -32,9 +32,10 @@ use crate::clock::now_ms;
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
 use crate::groups::Groups;
-use crate::markers::{MarkerRequest, MarkerWriter};
+use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, is_internal};
+use crate::peer::MarkerRequest;
 use crate::replicas::Replicas;
 use crate::txns::Txns;
 

@@ -15,12 +15,23 @@ use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, RequestHeader, RequestKind, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::controller::{ControllerReply, ControllerRequest};
 use crate::error::ApiError;
-use crate::markers::MarkerRequest;
+
+/// Markers for one producer in some partitions of this broker (the inter-broker form of
+/// Kafka's WriteTxnMarkers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarkerRequest {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+    pub partitions: Vec<(String, i32)>,
+}
 
 /// Brook's private API key for inter-broker RPCs on the controller listener (outside
 /// Kafka's range, refused on client listeners).
