@@ -220,7 +220,11 @@ impl<S: Hosted> CoordinatorHost<S> {
             if end - start < COMPACT_RATIO * live.len() as i64 {
                 continue;
             }
-            let (snapshot_start, _) = append_keyed(&partition, &live, ProducerInfo::NONE)?;
+            // On the blocking pool (the cleaner tick): an fsync may run in place.
+            let (snapshot_start, last) = append_keyed(&partition, &live, ProducerInfo::NONE)?;
+            if let Some(last) = last {
+                partition.sync_appended(&last).map_err(storage)?;
+            }
             partition
                 .with_log(|log| log.delete_records_before(snapshot_start))
                 .map_err(storage)?;
@@ -234,6 +238,15 @@ impl<S: Hosted> CoordinatorHost<S> {
             compacted += 1;
         }
         Ok(compacted)
+    }
+}
+
+/// Runs the fsync `flush.messages` asked of a coordinator's append, on the blocking
+/// pool, before the append is acknowledged (see [`Appended::sync_due`]).
+pub async fn flush_written(written: &Option<Written>) -> Result<(), ApiError> {
+    match written {
+        Some((partition, appended)) => partition.flush_appended(appended).await.map_err(storage),
+        None => Ok(()),
     }
 }
 
@@ -275,7 +288,12 @@ fn append_keyed(
                 message: e.to_string(),
             })?;
         first_offset.get_or_insert(appended.base_offset);
-        last = Some(appended);
+        // One fsync up to the last batch covers every earlier one.
+        let sync_due = appended.sync_due || last.is_some_and(|l: Appended| l.sync_due);
+        last = Some(Appended {
+            sync_due,
+            ..appended
+        });
         start = end;
     }
     Ok((first_offset.unwrap_or_else(|| partition.offsets().1), last))

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::clock::now_ms;
 use crate::config::BrokerSettings;
 use crate::controller_client::ControllerClient;
-use crate::coordinator_host::{CoordinatorHost, Hosted, Keyed, Replayed, Written};
+use crate::coordinator_host::{flush_written, CoordinatorHost, Hosted, Keyed, Replayed, Written};
 use crate::error::ApiError;
 use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, OFFSETS_TOPIC};
@@ -256,7 +256,9 @@ impl Groups {
             let written = self.append(group_id, &effects.records, ProducerInfo::NONE)?;
             (value, effects, written)
         };
+        let flushed = flush_written(&written).await;
         self.deliver(effects.replies);
+        flushed?;
         Ok((value, written))
     }
 
@@ -308,9 +310,14 @@ impl Groups {
         f: impl FnOnce(&mut GroupCoordinator) -> (T, Vec<OffsetsRecord>),
     ) -> Result<T, ApiError> {
         self.ensure_offsets_topic().await?;
-        let mut state = self.host.lock();
-        let (value, records) = f(&mut state.coordinator);
-        self.append_all(&records)?;
+        let (value, written) = {
+            let mut state = self.host.lock();
+            let (value, records) = f(&mut state.coordinator);
+            (value, self.append_all(&records)?)
+        };
+        for w in written {
+            flush_written(&Some(w)).await?;
+        }
         Ok(value)
     }
 
@@ -354,8 +361,16 @@ impl Groups {
         let effects = {
             let mut state = self.host.lock();
             let effects = state.coordinator.tick(now_ms());
-            if let Err(e) = self.append_all(&effects.records) {
-                tracing::error!(error = %e, "cannot write group coordinator records");
+            match self.append_all(&effects.records) {
+                // On the blocking pool: the fsync flush.messages asks for runs here.
+                Ok(unsynced) => {
+                    for (partition, appended) in unsynced {
+                        if let Err(e) = partition.sync_appended(&appended) {
+                            tracing::error!(error = %e, "cannot flush group coordinator records");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot write group coordinator records"),
             }
             effects
         };
@@ -395,6 +410,7 @@ impl Groups {
             }
             (response, written)
         };
+        flush_written(&written).await?;
         self.wait_replicated(written).await?;
         Ok(response)
     }
@@ -419,7 +435,8 @@ impl Groups {
     }
 
     /// Appends records whose groups may differ (from `tick`), grouped per group id.
-    fn append_all(&self, records: &[OffsetsRecord]) -> Result<(), ApiError> {
+    /// Returns the appends that still owe an fsync ([`flush_written`]).
+    fn append_all(&self, records: &[OffsetsRecord]) -> Result<Vec<Written>, ApiError> {
         let mut by_group: BTreeMap<String, Vec<OffsetsRecord>> = BTreeMap::new();
         for r in records {
             by_group
@@ -427,10 +444,15 @@ impl Groups {
                 .or_default()
                 .push(r.clone());
         }
+        let mut unsynced = Vec::new();
         for (group, records) in by_group {
-            self.append(&group, &records, ProducerInfo::NONE)?;
+            if let Some(w) = self.append(&group, &records, ProducerInfo::NONE)? {
+                if w.1.sync_due {
+                    unsynced.push(w);
+                }
+            }
         }
-        Ok(())
+        Ok(unsynced)
     }
 }
 
@@ -457,6 +479,8 @@ impl Drop for CancelOnDrop {
         let effects = {
             let mut state = groups.host.lock();
             let effects = state.coordinator.cancel(self.token, now_ms());
+            // Nobody is answered from these records, so an fsync they owe is left to
+            // the next flush of the partition (a drop cannot wait for the blocking pool).
             if let Err(e) = groups.append_all(&effects.records) {
                 tracing::error!(error = %e, "cannot write group coordinator records");
             }

@@ -64,6 +64,11 @@ impl MarkerWriter {
             }
         }
         for (i, partition, appended) in waits {
+            if let Err(e) = partition.flush_appended(&appended).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "cannot flush a transaction marker");
+                codes[i] = ResponseError::KafkaStorageError.code();
+                continue;
+            }
             if let Err(code) = partition.wait_replicated(&appended, deadline).await {
                 codes[i] = code;
             }

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use crate::clock::now_ms;
 use crate::config::BrokerSettings;
 use crate::controller_client::ControllerClient;
-use crate::coordinator_host::{CoordinatorHost, Hosted, Keyed, Replayed, Written};
+use crate::coordinator_host::{flush_written, CoordinatorHost, Hosted, Keyed, Replayed, Written};
 use crate::error::ApiError;
 use crate::markers::{MarkerWriter, REPLICATION_TIMEOUT};
 use crate::metadata::MetadataView;
@@ -238,6 +238,7 @@ impl Txns {
             let written = written.or_else(|| self.log_end(index));
             (value, effects, written)
         };
+        flush_written(&written).await?;
         if let Some((partition, appended)) = written {
             let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
             if let Err(code) = partition.wait_replicated(&appended, deadline).await {
@@ -269,6 +270,7 @@ impl Txns {
             min_insync: None,
             log_append_time_ms: -1,
             log_start_offset,
+            sync_due: false,
         };
         Some((partition, appended))
     }
@@ -299,7 +301,13 @@ impl Txns {
                 .host
                 .append(index, &keyed(&records), ProducerInfo::NONE)
             {
-                Ok(Some(written)) => waits.push(written),
+                Ok(Some(written)) => {
+                    // On the blocking pool: the fsync flush.messages asks for runs here.
+                    if let Err(e) = written.0.sync_appended(&written.1) {
+                        tracing::error!(transactional_id = %id, error = %e, "cannot flush __transaction_state");
+                    }
+                    waits.push(written)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(transactional_id = %id, error = %e, "cannot write a timed-out transaction's state")

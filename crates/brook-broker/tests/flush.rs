@@ -1,6 +1,8 @@
-//! The flush policy on real log files: with `flush.messages=1` every append is fsynced
-//! before `Partition::append` returns, also when several producers append at once and
-//! share fsyncs (group commit), and the bytes on disk are the producers' own.
+//! The flush policy on real log files: with `flush.messages=1` every append says it owes
+//! an fsync (`Appended::sync_due`, never run on the appending thread) and
+//! `Partition::sync_appended` makes it durable before it is acknowledged, also when
+//! several producers append at once and share fsyncs (group commit), and the bytes on
+//! disk are the producers' own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +61,11 @@ fn concurrent_appends_are_each_fsynced_before_they_return() {
             std::thread::spawn(move || {
                 for i in 0..50 {
                     let appended = p.append(&batch(&format!("{t}/{i}"), 3), NOW, None).unwrap();
+                    assert!(
+                        appended.sync_due,
+                        "flush.messages=1 owes an fsync per append"
+                    );
+                    p.sync_appended(&appended).unwrap();
                     let durable = p.with_log(|log| log.recovery_point());
                     assert!(
                         durable >= appended.next_offset,
@@ -118,6 +125,7 @@ fn by_default_appends_leave_fsync_to_the_tick() {
     let p = leader(dir.path(), &[("flush.ms", "1000")]);
     let appended = p.append(&batch("a", 5), NOW, None).unwrap();
     assert_eq!(appended.next_offset, 5);
+    assert!(!appended.sync_due);
     assert_eq!(
         p.with_log(|log| log.recovery_point()),
         0,

@@ -100,22 +100,14 @@ pub async fn handle(
                         Some("no records".into()),
                     );
                 };
-                // A write to the page cache is done in place; one that may fsync
-                // (flush.messages) goes to the blocking pool.
-                let appended = if config.syncs_on_append() {
-                    let partition = partition.clone();
-                    tokio::task::spawn_blocking(move || {
-                        partition.append(&records, now_ms(), min_insync)
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(AppendError::Storage(brook_log::LogError::Io {
-                            context: "append task".into(),
-                            source: std::io::Error::other(e.to_string()),
-                        }))
-                    })
-                } else {
-                    partition.append(&records, now_ms(), min_insync)
+                // The write to the page cache is done in place; an fsync that
+                // flush.messages asks for runs on the blocking pool before the answer.
+                let appended = match partition.append(&records, now_ms(), min_insync) {
+                    Ok(a) => match partition.flush_appended(&a).await {
+                        Ok(()) => Ok(a),
+                        Err(e) => Err(AppendError::Storage(e)),
+                    },
+                    Err(e) => Err(e),
                 };
                 match appended {
                     Ok(a) => {

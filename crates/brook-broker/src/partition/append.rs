@@ -1,6 +1,8 @@
 //! The leader's writes: a produce request's batches, transaction markers, and the
 //! wait for them to be replicated (acks=all).
 
+use std::sync::Arc;
+
 use brook_log::LogError;
 use brook_protocol::batch::BatchError;
 use bytes::Bytes;
@@ -65,6 +67,11 @@ pub struct Appended {
     pub min_insync: Option<usize>,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// `flush.messages` asks for an fsync of these records that has not run yet: an
+    /// append never fsyncs on the caller's thread (often an async worker). Finish it
+    /// with [`Partition::flush_appended`] (or [`Partition::sync_appended`] on a
+    /// blocking thread) before acknowledging the records.
+    pub sync_due: bool,
 }
 
 impl Partition {
@@ -102,6 +109,7 @@ impl Partition {
                         min_insync,
                         log_append_time_ms: -1,
                         log_start_offset: inner.log.log_start_offset(),
+                        sync_due: false,
                     });
                 }
                 SequenceCheck::StaleEpoch => return Err(AppendError::StaleEpoch),
@@ -131,20 +139,42 @@ impl Partition {
             min_insync,
             log_append_time_ms: append_time.unwrap_or(-1),
             log_start_offset: inner.log.log_start_offset(),
+            sync_due: inner.log.flush_messages_due(),
         };
-        let sync_due = inner.log.flush_messages_due();
         drop(inner);
         if moved {
             self.bump();
         }
         self.bump_data();
-        if sync_due {
-            self.sync_log(SyncFor::Append {
-                end: appended.next_offset,
-                now_ms,
-            })?;
-        }
         Ok(appended)
+    }
+
+    /// Runs the fsync `flush.messages` asked of `appended` (see [`Appended::sync_due`]).
+    /// Blocking: call it on the blocking pool.
+    pub fn sync_appended(&self, appended: &Appended) -> Result<(), LogError> {
+        if !appended.sync_due {
+            return Ok(());
+        }
+        self.sync_log(SyncFor::Append {
+            end: appended.next_offset,
+            now_ms: crate::clock::now_ms(),
+        })
+    }
+
+    /// [`Partition::sync_appended`] from async code: the fsync runs on the blocking pool.
+    pub async fn flush_appended(self: &Arc<Self>, appended: &Appended) -> Result<(), LogError> {
+        if !appended.sync_due {
+            return Ok(());
+        }
+        let (partition, appended) = (self.clone(), *appended);
+        tokio::task::spawn_blocking(move || partition.sync_appended(&appended))
+            .await
+            .unwrap_or_else(|e| {
+                Err(LogError::Io {
+                    context: "fsync task".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
     }
 
     /// Waits until `next_offset` is below the high watermark (acks=all), the leader
@@ -228,19 +258,13 @@ impl Partition {
             min_insync: None,
             log_append_time_ms: -1,
             log_start_offset: inner.log.log_start_offset(),
+            sync_due: inner.log.flush_messages_due(),
         };
-        let sync_due = inner.log.flush_messages_due();
         drop(inner);
         if moved {
             self.bump();
         }
         self.bump_data();
-        if sync_due {
-            self.sync_log(SyncFor::Append {
-                end: appended.next_offset,
-                now_ms,
-            })?;
-        }
         Ok(appended)
     }
 }
