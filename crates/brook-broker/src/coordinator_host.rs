@@ -300,10 +300,11 @@ fn append_keyed(
 }
 
 /// Reads `partition` from its log start to its end and calls `visit` for every batch in
-/// order (records before the log start offset left out).
+/// order (records before the log start offset left out). A batch whose records do not
+/// decode is skipped with an ERROR log, and framing that cannot be walked ends the replay
+/// there: a damaged record costs that record, never the coordinator (nor the broker's
+/// start).
 fn replay(partition: &Partition, mut visit: impl FnMut(Replayed<'_>)) -> Result<(), ApiError> {
-    let corrupt =
-        |e: &dyn std::fmt::Display| ApiError::new(ResponseError::CorruptMessage, e.to_string());
     let (mut offset, end) = partition.log_offsets();
     while offset < end {
         let slice = partition
@@ -320,7 +321,13 @@ fn replay(partition: &Partition, mut visit: impl FnMut(Replayed<'_>)) -> Result<
         }
         let mut next = offset;
         for item in BatchIter::new(&bytes) {
-            let (header, range) = item.map_err(|e| corrupt(&e))?;
+            let (header, range) = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, offset = next, error = %e, "cannot walk the batches of a coordinator log; replayed up to here");
+                    return Ok(());
+                }
+            };
             next = header.next_offset();
             if header.last_offset() < offset {
                 continue;
@@ -329,7 +336,13 @@ fn replay(partition: &Partition, mut visit: impl FnMut(Replayed<'_>)) -> Result<
                 visit(Replayed::Control(&header, &bytes[range]));
                 continue;
             }
-            let mut records = decode_batches(bytes.slice(range)).map_err(|e| corrupt(&e))?;
+            let mut records = match decode_batches(bytes.slice(range)) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, base_offset = header.base_offset, last_offset = header.last_offset(), error = %e, "skipping a coordinator batch that does not decode");
+                    continue;
+                }
+            };
             records.retain(|r| r.offset >= offset);
             visit(Replayed::Records(&header, records));
         }

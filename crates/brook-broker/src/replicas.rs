@@ -66,7 +66,7 @@ impl Replicas {
             partitions: RwLock::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
         };
-        replicas.remove_orphan_dirs(image);
+        replicas.move_stray_dirs(image);
         replicas
     }
 
@@ -273,8 +273,11 @@ impl Replicas {
         tracing::info!(topic = %key.0, partition = key.1, "removed partition replica");
     }
 
-    /// Removes partition directories of topics deleted while the broker was down or crashing.
-    fn remove_orphan_dirs(&self, image: &MetadataImage) {
+    /// Moves aside partition directories the image does not give this broker (a topic
+    /// deleted while the broker was down, or metadata that lost a record to damage):
+    /// renamed `<topic>-<partition>.<id>-stray` as Kafka does, never deleted, so an
+    /// operator can still recover their data.
+    fn move_stray_dirs(&self, image: &MetadataImage) {
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
         };
@@ -291,8 +294,21 @@ impl Replicas {
                 .partition(topic, index)
                 .is_some_and(|p| p.replicas.contains(&node));
             if !known && entry.path().is_dir() && has_segments(&entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), "removing directory of a deleted topic");
-                let _ = std::fs::remove_dir_all(entry.path());
+                let stray = self
+                    .data_dir
+                    .join(format!("{name}.{}-stray", uuid::Uuid::new_v4().simple()));
+                match std::fs::rename(entry.path(), &stray) {
+                    Ok(()) => tracing::warn!(
+                        dir = %entry.path().display(),
+                        moved_to = %stray.display(),
+                        "metadata does not give this broker that partition; moved its directory aside (delete it once it is not needed)"
+                    ),
+                    Err(e) => tracing::error!(
+                        dir = %entry.path().display(),
+                        error = %e,
+                        "cannot move aside the directory of a partition metadata does not know"
+                    ),
+                }
             }
         }
     }

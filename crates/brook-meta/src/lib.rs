@@ -13,7 +13,7 @@ mod store;
 pub use image::{
     BrokerImage, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap, NO_LEADER,
 };
-pub use store::{FileMetadataLog, MetaError};
+pub use store::{check as check_metadata_log, FileMetadataLog, MetaCheck, MetaError};
 
 use std::collections::BTreeMap;
 

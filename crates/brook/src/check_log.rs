@@ -19,7 +19,28 @@ fn partition_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// Verifies the metadata log of a data directory, if it has one. Returns whether it is
+/// intact.
+fn check_metadata(dir: &Path) -> Result<bool> {
+    let path = dir.join("__metadata.log");
+    if !path.is_file() {
+        return Ok(true);
+    }
+    let report = brook_meta::check_metadata_log(&path)
+        .with_context(|| format!("checking {}", path.display()))?;
+    if report.problems.is_empty() {
+        println!("__metadata.log: {} records, intact", report.records);
+        return Ok(true);
+    }
+    println!("__metadata.log: {} records  PROBLEMS:", report.records);
+    for p in &report.problems {
+        println!("  - {p}");
+    }
+    Ok(false)
+}
+
 pub fn run(dir: &Path, verbose: bool) -> Result<()> {
+    let metadata_ok = check_metadata(dir)?;
     let dirs = partition_dirs(dir)?;
     let bar = indicatif::ProgressBar::new(dirs.len() as u64);
     if !verbose {
@@ -76,6 +97,9 @@ pub fn run(dir: &Path, verbose: bool) -> Result<()> {
     );
     if bad > 0 {
         bail!("{bad} partitions failed the check");
+    }
+    if !metadata_ok {
+        bail!("the metadata log is damaged");
     }
     Ok(())
 }
