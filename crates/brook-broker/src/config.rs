@@ -69,7 +69,7 @@ macro_rules! def {
 }
 
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "Accepted and reported; Brook does not compact yet, 'delete' retention applies to every topic."),
+    def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "'delete': retention.ms and retention.bytes trim the log; 'compact' alone: never trimmed by time or size (user topics are not compacted yet)."),
     def!("compression.type", "compression.type", "producer", String, ["producer", "uncompressed"], "Brook stores batches as the producer compressed them."),
     def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, [], "Tombstone retention for compacted topics."),
     def!("file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", Long, [], "Delay before a deleted segment's file is removed."),
@@ -392,12 +392,18 @@ impl BrokerConfig {
                 .0
         };
         let int = |name: &str| -> i64 { get(name).parse().unwrap_or(i64::MAX) };
+        // A compact-only topic keeps every key's latest record whatever its age or the
+        // log's size: retention by time or size applies only with `delete` in the policy.
+        let deletes = get("cleanup.policy")
+            .split(',')
+            .any(|p| p.trim() == "delete");
+        let retention = |name: &str| if deletes { int(name) } else { -1 };
         TopicConfig {
             log: LogConfig {
                 segment_bytes: int("segment.bytes") as u64,
                 segment_ms: int("segment.ms"),
-                retention_ms: int("retention.ms"),
-                retention_bytes: int("retention.bytes"),
+                retention_ms: retention("retention.ms"),
+                retention_bytes: retention("retention.bytes"),
                 index_interval_bytes: int("index.interval.bytes") as u32,
                 segment_index_bytes: int("segment.index.bytes") as u32,
                 flush_interval_messages: int("flush.messages") as u64,
@@ -416,6 +422,23 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compact_only_topic_is_never_trimmed_by_time_or_size() {
+        let c = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
+        let with = |policy: &str| {
+            let o = BTreeMap::from([
+                ("cleanup.policy".to_string(), policy.to_string()),
+                ("retention.ms".to_string(), "1000".to_string()),
+                ("retention.bytes".to_string(), "10".to_string()),
+            ]);
+            let t = c.topic_config(&o);
+            (t.log.retention_ms, t.log.retention_bytes)
+        };
+        assert_eq!(with("compact"), (-1, -1));
+        assert_eq!(with("compact,delete"), (1000, 10));
+        assert_eq!(with("delete"), (1000, 10));
+    }
 
     #[test]
     fn topic_overrides_beat_broker_settings_beat_defaults() {

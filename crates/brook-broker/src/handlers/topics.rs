@@ -22,6 +22,7 @@ use crate::config::{BrokerConfig, TOPIC_CONFIGS};
 use crate::controller_client::ControllerClient;
 use crate::error::{storage, ApiError};
 use crate::metadata::MetadataView;
+use crate::names::is_internal;
 use crate::replicas::Replicas;
 
 pub async fn create(
@@ -60,6 +61,11 @@ async fn create_one(
         return Err(result
             .with_error_code(ResponseError::InvalidRequest.code())
             .with_error_message(Some(str_bytes("duplicate topic name in request"))));
+    }
+    if let Err(e) = refuse_internal(&name, "Creation") {
+        return Err(result
+            .with_error_code(e.code)
+            .with_error_message(Some(str_bytes(e.message))));
     }
     let mut assignment: Vec<(i32, Vec<i32>)> = t
         .assignments
@@ -175,6 +181,14 @@ pub async fn delete(
             continue;
         };
         let result = result.with_name(Some(topic_name(&name)));
+        if let Err(e) = refuse_internal(&name, "Deletion") {
+            responses.push(
+                result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(e.message))),
+            );
+            continue;
+        }
         responses.push(match controller.delete_topic(&name).await {
             Ok(topic_id) => result.with_topic_id(topic_id),
             Err(e) => result
@@ -192,17 +206,22 @@ pub async fn create_partitions(
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        results.push(
-            match controller
-                .create_partitions(&t.name.0, t.count, req.validate_only)
-                .await
-            {
-                Ok(()) => result,
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(e.message))),
-            },
-        );
+        // Keys map to partitions of an internal topic by their count: changing it
+        // would orphan every group's offsets and every transactional id's state.
+        let changed = match refuse_internal(&t.name.0, "Adding partitions to") {
+            Ok(()) => {
+                controller
+                    .create_partitions(&t.name.0, t.count, req.validate_only)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        results.push(match changed {
+            Ok(()) => result,
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(str_bytes(e.message))),
+        });
     }
     CreatePartitionsResponse::default().with_results(results)
 }
@@ -234,6 +253,17 @@ pub async fn delete_records(
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
+/// Internal topics are the broker's own: clients may not create, delete or resize them.
+fn refuse_internal(name: &str, what: &str) -> Result<(), ApiError> {
+    if is_internal(name) {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("{what} internal topic {name} is prohibited."),
+        ));
+    }
+    Ok(())
+}
+
 /// Offset -1 means "up to the high watermark", as in Kafka.
 async fn delete_before(
     replicas: &Replicas,
@@ -241,6 +271,13 @@ async fn delete_before(
     index: i32,
     offset: i64,
 ) -> Result<i64, ApiError> {
+    if is_internal(topic) {
+        // As Kafka: the coordinators' state lives in these records.
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("cannot delete records of internal topic {topic}"),
+        ));
+    }
     let partition = replicas.get(topic, index).ok_or_else(|| {
         ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown partition")
     })?;
