@@ -164,6 +164,8 @@ pub struct TopicConfig {
     pub min_insync_replicas: i32,
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
+    /// `compact` is in `cleanup.policy`: every record needs a key.
+    pub compacted: bool,
 }
 
 impl TopicConfig {
@@ -394,9 +396,8 @@ impl BrokerConfig {
         let int = |name: &str| -> i64 { get(name).parse().unwrap_or(i64::MAX) };
         // A compact-only topic keeps every key's latest record whatever its age or the
         // log's size: retention by time or size applies only with `delete` in the policy.
-        let deletes = get("cleanup.policy")
-            .split(',')
-            .any(|p| p.trim() == "delete");
+        let policy = |name: &str| get("cleanup.policy").split(',').any(|p| p.trim() == name);
+        let deletes = policy("delete");
         let retention = |name: &str| if deletes { int(name) } else { -1 };
         TopicConfig {
             log: LogConfig {
@@ -415,6 +416,7 @@ impl BrokerConfig {
             min_insync_replicas: int("min.insync.replicas") as i32,
             timestamp_before_max_ms: int("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: int("message.timestamp.after.max.ms"),
+            compacted: policy("compact"),
         }
     }
 }

@@ -6,10 +6,12 @@
 //! - [`batch`]: a zero-copy view of a v2 record batch: header fields, CRC-32C check,
 //!   stamping base offset and leader epoch in place.
 //! - [`records`]: building and reading record batches for Brook's own client tools.
+//! - [`record_check`]: walking the records of a batch to check them against its header.
 
 pub mod batch;
 pub mod compression;
 pub mod frame;
+pub mod record_check;
 pub mod records;
 pub mod request;
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use brook_protocol::batch::{BatchIter, Compression};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -100,9 +101,26 @@ pub async fn handle(
                         Some("no records".into()),
                     );
                 };
-                // The write to the page cache is done in place; an fsync that
-                // flush.messages asks for runs on the blocking pool before the answer.
-                let appended = match partition.append(&records, now_ms(), min_insync) {
+                // Uncompressed records are checked and written to the page cache in
+                // place; compressed ones are inflated to be checked, on the blocking
+                // pool. An fsync that flush.messages asks for runs there too, before
+                // the answer.
+                let appended = if any_compressed(&records) {
+                    let partition = partition.clone();
+                    tokio::task::spawn_blocking(move || {
+                        partition.append(&records, now_ms(), min_insync)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(AppendError::Storage(brook_log::LogError::Io {
+                            context: "append task".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        }))
+                    })
+                } else {
+                    partition.append(&records, now_ms(), min_insync)
+                };
+                let appended = match appended {
                     Ok(a) => match partition.flush_appended(&a).await {
                         Ok(()) => Ok(a),
                         Err(e) => Err(AppendError::Storage(e)),
@@ -121,7 +139,7 @@ pub async fn handle(
                             .with_log_start_offset(a.log_start_offset)
                     }
                     Err(e) => {
-                        if matches!(e, AppendError::Storage(_)) && storage_log_due() {
+                        if e.is_storage_failure() && storage_log_due() {
                             tracing::error!(topic = %topic.name.0, partition = pd.index, error = %e, "cannot append (logged at most once a second)");
                         }
                         tracing::debug!(topic = %topic.name.0, partition = pd.index, error = %e, "produce rejected");
@@ -152,4 +170,12 @@ pub async fn handle(
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Whether a batch of the request is compressed (its records are then checked by
+/// inflating them, work for the blocking pool).
+fn any_compressed(records: &[u8]) -> bool {
+    BatchIter::new(records)
+        .map_while(Result::ok)
+        .any(|(h, _)| h.compression() != Compression::None)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use brook_log::LogError;
 use brook_protocol::batch::BatchError;
+use brook_protocol::record_check::RecordCheckError;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use thiserror::Error;
@@ -23,6 +24,8 @@ pub enum AppendError {
     InvalidTimestamp { timestamp: i64 },
     #[error("invalid record batch: {0}")]
     InvalidRecord(&'static str),
+    #[error(transparent)]
+    Records(#[from] RecordCheckError),
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrder { expected: i32, got: i32 },
     #[error("producer epoch is older than the current one")]
@@ -38,14 +41,29 @@ pub enum AppendError {
 }
 
 impl AppendError {
+    /// A failure of the broker's storage (logged), not of the client's request.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, AppendError::Storage(e) if !matches!(e, LogError::OffsetOverflow { .. }))
+    }
+
     pub fn code(&self) -> i16 {
         match self {
             AppendError::Corrupt(_) => ResponseError::CorruptMessage.code(),
             AppendError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
             AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
             AppendError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
+            AppendError::Records(RecordCheckError::Invalid(_)) => {
+                ResponseError::InvalidRecord.code()
+            }
+            AppendError::Records(RecordCheckError::Codec(_)) => {
+                ResponseError::CorruptMessage.code()
+            }
             AppendError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
             AppendError::StaleEpoch => ResponseError::InvalidProducerEpoch.code(),
+            // More offsets than one append may take: the client's batch, not the disk.
+            AppendError::Storage(LogError::OffsetOverflow { .. }) => {
+                ResponseError::InvalidRecord.code()
+            }
             AppendError::Storage(_) => ResponseError::KafkaStorageError.code(),
             AppendError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
             AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),

@@ -2,12 +2,18 @@
 //! bad batch never reaches the log (followers copy the log without checking it).
 
 use brook_protocol::batch::{self, BatchHeader, BatchIter};
+use brook_protocol::record_check::{check_records, RecordRules};
 
 use super::AppendError;
 use crate::config::TopicConfig;
 
+/// How far a compressed batch may inflate while its records are checked.
+pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
 /// Checks every batch of a produce request before anything is written:
-/// framing, magic, CRC-32C, size limit, record count, timestamps.
+/// framing, magic, CRC-32C, size limit, record count, timestamps, and the records
+/// themselves (count, framing, offset deltas, keys on a compacted topic), decompressing
+/// compressed batches as a stream (so call it on the blocking pool for those).
 pub(super) fn validate(
     records: &[u8],
     config: &TopicConfig,
@@ -23,7 +29,7 @@ pub(super) fn validate(
                 limit: config.max_message_bytes,
             });
         }
-        batch::verify_crc(&records[range])?;
+        batch::verify_crc(&records[range.clone()])?;
         if !h.compression_bits_valid() {
             return Err(AppendError::InvalidRecord("unknown compression codec"));
         }
@@ -42,6 +48,11 @@ pub(super) fn validate(
                 "transactional batches carry a producer id",
             ));
         }
+        let rules = RecordRules {
+            require_keys: config.compacted,
+            max_decompressed_bytes: MAX_DECOMPRESSED_BATCH_BYTES,
+        };
+        check_records(&records[range], &h, &rules)?;
         if !config.log_append_time {
             let too_old = now_ms.saturating_sub(h.max_timestamp) > config.timestamp_before_max_ms;
             let too_new = h.max_timestamp.saturating_sub(now_ms) > config.timestamp_after_max_ms;

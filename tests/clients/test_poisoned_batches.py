@@ -1,0 +1,95 @@
+"""Batches whose CRC is valid but whose records are not what the header says are
+refused (INVALID_RECORD / CORRUPT_MESSAGE) and leave the log untouched, so consumers
+never stall on them; keyless records are refused on a compacted topic."""
+
+import gzip
+import time
+
+import pytest
+from confluent_kafka import KafkaError
+
+import kafka_wire as w
+from kafka_helpers import (
+    assert_all_delivered,
+    consume_to_end,
+    create_topic,
+    produce_all,
+    producer,
+    unique_topic,
+    watermarks,
+)
+
+CORRUPT_MESSAGE = 2
+INVALID_RECORD = 87
+
+
+def batch(records_bytes: bytes, count: int, attributes: int = 0) -> bytes:
+    """A magic-2 batch with a valid CRC around whatever records section it is given,
+    declaring `count` records."""
+    now = int(time.time() * 1000)
+    after_crc = (w.i16(attributes) + w.i32(count - 1) + w.i64(now) + w.i64(now)
+                 + w.i64(-1) + w.i16(-1) + w.i32(-1) + w.i32(count) + records_bytes)
+    after_length = w.i32(-1) + w.i8(2) + w.u32(w.crc32c(after_crc)) + after_crc
+    return w.i64(0) + w.i32(len(after_length)) + after_length
+
+
+def records(n: int) -> bytes:
+    return b"".join(w.record(i, None, f"v{i}".encode()) for i in range(n))
+
+
+POISON = {
+    "count-too-high": lambda: batch(records(2), 3),
+    "count-too-low": lambda: batch(records(3), 2),
+    "count-2^31-1": lambda: batch(records(1), 2**31 - 1),
+    "garbage-records": lambda: batch(b"\xff" * 40, 2),
+    "empty-records": lambda: batch(b"", 1),
+    "gzip-flag-on-plain": lambda: batch(records(2), 2, attributes=1),
+    "offset-deltas-skip": lambda: batch(w.record(0, None, b"a") + w.record(5, None, b"b"), 2),
+    "trailing-bytes": lambda: batch(records(2) + b"\x00\x00", 2),
+    "gzip-lying-count": lambda: batch(gzip.compress(records(2)), 3, attributes=1),
+}
+
+
+@pytest.fixture(scope="module")
+def topic(brook_module):
+    t = unique_topic("poison")
+    create_topic(brook_module.bootstrap, t, partitions=1)
+    return t
+
+
+@pytest.mark.parametrize("name", sorted(POISON))
+def test_poisoned_batch_is_refused_and_log_untouched(brook_module, topic, name):
+    broker = brook_module
+    _, end = watermarks(broker.bootstrap, topic, 0)
+    s = w.connect(broker.port)
+    try:
+        s.sendall(w.produce_request_v9(1, topic, 0, POISON[name]()))
+        resp = w.parse_produce_v9(w.read_response(s, 1, flexible_header=True))
+        assert resp[0][2] in (INVALID_RECORD, CORRUPT_MESSAGE), resp
+        # The connection still works and a good batch lands right after the old end.
+        s.sendall(w.produce_request_v9(2, topic, 0, batch(records(2), 2)))
+        resp = w.parse_produce_v9(w.read_response(s, 2, flexible_header=True))
+        assert resp == [(topic, 0, 0, end)]
+    finally:
+        s.close()
+    assert watermarks(broker.bootstrap, topic, 0) == (0, end + 2)
+
+
+def test_consumers_read_past_every_refused_batch(brook_module, topic):
+    got = consume_to_end(brook_module.bootstrap, topic, [0])[0]
+    assert [r.offset for r in got] == list(range(len(got)))
+    assert all(r.value in (b"v0", b"v1") for r in got)
+    brook_module.assert_alive()
+
+
+def test_keyless_records_on_a_compacted_topic_are_refused(brook_module):
+    broker = brook_module
+    t = unique_topic("compacted")
+    create_topic(broker.bootstrap, t, partitions=1, config={"cleanup.policy": "compact"})
+    p = producer(broker.bootstrap, **{"retries": 0, "enable.idempotence": False})
+    keyless = produce_all(p, t, [{"value": b"no key", "partition": 0}])
+    assert keyless[0].error is not None
+    assert keyless[0].error.code() == KafkaError.INVALID_RECORD, keyless[0].error
+    keyed = produce_all(p, t, [{"key": b"k", "value": b"v", "partition": 0}])
+    assert_all_delivered(keyed)
+    assert watermarks(broker.bootstrap, t, 0) == (0, 1)
