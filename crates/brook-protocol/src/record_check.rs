@@ -57,25 +57,44 @@ pub fn check_records(
             }
             walk(&mut Slice(&inflated), count, rules)
         }
-        codec => {
-            let corrupt = |e: std::io::Error| CodecError::Corrupt {
-                codec,
-                message: e.to_string(),
-            };
-            let limit = rules.max_decompressed_bytes as u64 + 1;
-            let reader: Box<dyn Read + '_> = match codec {
-                Compression::Gzip => Box::new(flate2::read::GzDecoder::new(records)),
-                Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(records)),
-                _ => Box::new(zstd::stream::read::Decoder::new(records).map_err(corrupt)?),
-            };
-            let mut stream = Stream {
-                reader: BufReader::with_capacity(64 * 1024, reader.take(limit)),
-                read: 0,
-                limit: rules.max_decompressed_bytes as u64,
-                codec,
-            };
-            walk(&mut stream, count, rules)
+        Compression::Zstd => {
+            // A decoding context costs ~20 µs to create: keep one per thread.
+            thread_local! {
+                static ZSTD: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            ZSTD.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                let context = cell.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+                // A context reused after a failed frame starts clean.
+                let _ = context.reset(zstd::zstd_safe::ResetDirective::SessionOnly);
+                let reader = zstd::stream::read::Decoder::with_context(records, context);
+                let mut source = stream(reader, Compression::Zstd, rules);
+                let checked = walk(&mut source, count, rules);
+                drop(source);
+                checked
+            })
         }
+        Compression::Gzip => {
+            let reader = flate2::read::GzDecoder::new(records);
+            walk(&mut stream(reader, Compression::Gzip, rules), count, rules)
+        }
+        Compression::Lz4 => {
+            let reader = lz4_flex::frame::FrameDecoder::new(records);
+            walk(&mut stream(reader, Compression::Lz4, rules), count, rules)
+        }
+    }
+}
+
+/// A streaming decoder's output, read through a small buffer (a large one costs more to
+/// set up than a small batch takes to check) and bounded.
+fn stream<R: Read>(reader: R, codec: Compression, rules: &RecordRules) -> Stream<R> {
+    let limit = rules.max_decompressed_bytes as u64;
+    Stream {
+        reader: BufReader::with_capacity(8 * 1024, reader.take(limit + 1)),
+        read: 0,
+        limit,
+        codec,
     }
 }
 
