@@ -66,3 +66,23 @@ def test_damaged_metadata_record_moves_partition_aside_never_deletes(brook):
         assert_all_delivered(produce_all(producer(brook.bootstrap), topic, [{"value": b"again"}]))
         got = consume_to_end(brook.bootstrap, topic, [0])
         assert [r.value for r in got[0]] == [b"again"]
+
+
+@pytest.mark.deadline(60)
+def test_a_second_broker_on_the_same_data_directory_refuses_to_start(brook):
+    second = subprocess.run(
+        [brook.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(brook.data_dir)],
+        capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    assert "in use by another broker" in second.stderr, second.stderr
+    check = subprocess.run([brook.bin, "check-log", str(brook.data_dir)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode != 0
+    assert "running broker" in check.stderr, check.stderr
+    brook.assert_alive()
+    # Once the broker is gone (even by kill -9) the directory is free again.
+    brook.kill9()
+    check = subprocess.run([brook.bin, "check-log", str(brook.data_dir)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    brook.start()

@@ -37,7 +37,7 @@ mod txns;
 
 pub use apis::supported_apis;
 pub use config::{BrokerConfig, ConfigError};
-pub use server::{Broker, BrokerBuilder, StartError};
+pub use server::{Broker, BrokerBuilder, StartError, DATA_DIR_LOCK};
 
 /// The cluster's decisions as pure functions, for the deterministic simulation
 /// (`tests/replication_sim.rs`) to call exactly as the broker does.

@@ -125,6 +125,7 @@ impl BrokerBuilder {
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             StartError::Storage(format!("cannot create {}: {e}", data_dir.display()))
         })?;
+        let lock = lock_data_dir(&data_dir)?;
         let persistent = temp.is_none();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (store, controller_listener, peers) = if self.config.voters.is_empty() {
@@ -176,6 +177,7 @@ impl BrokerBuilder {
             shutdown_tx,
             tasks,
             _ready: wired.ready,
+            _lock: lock,
             _temp: temp,
         })
     }
@@ -377,6 +379,8 @@ pub struct Broker {
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _ready: watch::Sender<bool>,
+    /// Held while the broker runs: a second process on the same directory fails to start.
+    _lock: std::fs::File,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -567,5 +571,31 @@ async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver
             }
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+/// The file a running broker holds an exclusive lock on (as Kafka's `.lock`).
+pub const DATA_DIR_LOCK: &str = ".lock";
+
+/// Takes the data directory's lock, or says which directory is already in use.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join(DATA_DIR_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StartError::Storage(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Storage(format!(
+            "data directory {} is in use by another broker (it holds {}); stop it or choose another --data-dir",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StartError::Storage(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }

@@ -39,7 +39,27 @@ fn check_metadata(dir: &Path) -> Result<bool> {
     Ok(false)
 }
 
+/// Refuses a data directory a running broker holds: its segments change under the check.
+fn refuse_live_dir(dir: &Path) -> Result<()> {
+    let lock = dir.join(brook_broker::DATA_DIR_LOCK);
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&lock) else {
+        return Ok(()); // no lock file: never served, or a partition directory
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by a running broker (it holds {}); stop the broker first",
+            dir.display(),
+            lock.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("checking the lock {}", lock.display()))
+        }
+    }
+}
+
 pub fn run(dir: &Path, verbose: bool) -> Result<()> {
+    refuse_live_dir(dir)?;
     let metadata_ok = check_metadata(dir)?;
     let dirs = partition_dirs(dir)?;
     let bar = indicatif::ProgressBar::new(dirs.len() as u64);
