@@ -99,3 +99,37 @@ def test_consume_what_confluent_produced(brook):
     out = brook.cli("consume", topic, "--from-beginning", "--max-messages", len(values),
                     timeout=30).stdout
     assert out.split("\n")[:-1] == [v.decode() for v in values]
+
+
+def test_cli_gives_up_on_a_broker_that_never_answers(brook):
+    import socket
+    import subprocess
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does) but never answers
+    port = silent.getsockname()[1]
+    try:
+        start = time.monotonic()
+        out = subprocess.run([brook.bin, "topic", "list", "-b", f"127.0.0.1:{port}",
+                              "--timeout", "1"], capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0
+        assert "did not answer" in out.stderr, out.stderr
+        assert time.monotonic() - start < 10
+    finally:
+        silent.close()
+
+
+def test_cli_takes_a_bootstrap_list(brook):
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = closed.getsockname()[1]
+    closed.close()  # nothing listens there: refused, then the next address is tried
+    topic = unique_topic("cli-list")
+    import subprocess
+    subprocess.run([brook.bin, "topic", "create", topic, "-b",
+                    f"127.0.0.1:{dead},{brook.bootstrap}"], check=True, timeout=30)
+    assert partition_count(brook.bootstrap, topic) >= 1

@@ -209,7 +209,7 @@ fn payload(size: usize) -> Bytes {
 
 async fn produce(b: ProduceBench) -> Result<()> {
     let codec = compression(&b.compression)?;
-    let mut client = Client::connect(&b.common.connect.bootstrap_server).await?;
+    let mut client = Client::connect(&b.common.connect).await?;
     let partitions = partitions_of(&mut client, &b.common.topic, true).await?;
     let value = payload(b.record_size);
     let mut producer = Producer {
@@ -312,7 +312,7 @@ fn scan(data: &[u8], position: i64) -> (u64, u64, i64) {
 }
 
 async fn consume(b: ConsumeBench) -> Result<()> {
-    let mut client = Client::connect(&b.common.connect.bootstrap_server).await?;
+    let mut client = Client::connect(&b.common.connect).await?;
     let partitions = partitions_of(&mut client, &b.common.topic, false).await?;
     let offsets = offsets_of(&mut client, &b.common.topic, &partitions).await?;
     let available: u64 = offsets.values().map(|(s, e)| (e - s) as u64).sum();
@@ -357,12 +357,12 @@ async fn consume(b: ConsumeBench) -> Result<()> {
 }
 
 async fn e2e(b: E2eBench) -> Result<()> {
-    let mut client = Client::connect(&b.common.connect.bootstrap_server).await?;
+    let mut client = Client::connect(&b.common.connect).await?;
     let partitions = partitions_of(&mut client, &b.common.topic, true).await?;
     let offsets = offsets_of(&mut client, &b.common.topic, &partitions).await?;
     let start = Instant::now();
     let total = b.rate * b.seconds;
-    let connect = b.common.connect.bootstrap_server.clone();
+    let connect = b.common.connect.clone();
     let topic = b.common.topic.clone();
     let consumer = tokio::spawn(async move {
         let mut client = Client::connect(&connect).await?;

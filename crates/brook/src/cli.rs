@@ -88,7 +88,8 @@ pub struct ServeArgs {
 
 #[derive(Args, Clone)]
 pub struct Connect {
-    /// Broker to connect to.
+    /// Brokers to connect to, tried in order: `host[:port][,host[:port]...]` (port 9092
+    /// when left out).
     #[arg(
         long,
         short = 'b',
@@ -96,6 +97,41 @@ pub struct Connect {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_server: String,
+    /// Give up on connecting, or on a broker that does not answer a request, after this
+    /// many seconds.
+    #[arg(long, env = "BROOK_TIMEOUT", default_value_t = 30.0)]
+    pub timeout: f64,
+}
+
+impl Connect {
+    /// The bootstrap list as `host:port` addresses, in order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.bootstrap_server
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                let has_port = match a.rsplit_once(':') {
+                    // `[::1]:9092`, `host:9092`; a bare IPv6 address has no port.
+                    Some((host, port)) => {
+                        port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+                    }
+                    None => false,
+                };
+                if has_port {
+                    a.to_string()
+                } else if a.contains(':') && !a.starts_with('[') {
+                    format!("[{a}]:9092")
+                } else {
+                    format!("{a}:9092")
+                }
+            })
+            .collect()
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout.clamp(0.001, 86_400.0))
+    }
 }
 
 #[derive(Subcommand)]
@@ -189,5 +225,28 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Group(cmd) => crate::groups::run(cmd).await,
         Command::CheckLog { dir, verbose } => crate::check_log::run(&dir, verbose),
         Command::Dev(cmd) => crate::dev::run(cmd).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connect;
+
+    fn addresses(list: &str) -> Vec<String> {
+        Connect {
+            bootstrap_server: list.into(),
+            timeout: 1.0,
+        }
+        .addresses()
+    }
+
+    #[test]
+    fn bootstrap_lists_take_several_brokers_and_default_the_port() {
+        assert_eq!(
+            addresses("h1:9093, h2 ,,10.0.0.1"),
+            ["h1:9093", "h2:9092", "10.0.0.1:9092"]
+        );
+        assert_eq!(addresses("[::1]:9095,::1"), ["[::1]:9095", "[::1]:9092"]);
+        assert!(addresses(" , ").is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! optional pipelining (send several, then receive in order).
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use brook_protocol::kafka_protocol::messages::{
@@ -15,10 +16,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use crate::cli::Connect;
+
 /// Largest response the tools accept.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 pub struct Client {
+    /// How long a connect or an answer may take.
+    timeout: Duration,
     reader: BufReader<OwnedReadHalf>,
     writer: BufWriter<OwnedWriteHalf>,
     next_correlation_id: i32,
@@ -26,13 +31,32 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(bootstrap: &str) -> Result<Self> {
-        let stream = TcpStream::connect(bootstrap)
-            .await
-            .with_context(|| format!("cannot connect to {bootstrap}"))?;
+    /// Connects to the first broker of the bootstrap list that accepts in time.
+    pub async fn connect(connect: &Connect) -> Result<Self> {
+        let timeout = connect.timeout();
+        let addresses = connect.addresses();
+        let mut failures = Vec::new();
+        let mut stream = None;
+        for address in &addresses {
+            match tokio::time::timeout(timeout, TcpStream::connect(address.as_str())).await {
+                Ok(Ok(s)) => {
+                    stream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => failures.push(format!("{address}: {e}")),
+                Err(_) => failures.push(format!("{address}: no answer in {timeout:?}")),
+            }
+        }
+        let Some(stream) = stream else {
+            if addresses.is_empty() {
+                bail!("no broker address in --bootstrap-server");
+            }
+            bail!("cannot connect to {}", failures.join("; "));
+        };
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
         Ok(Client {
+            timeout,
             reader: BufReader::with_capacity(256 * 1024, r),
             writer: BufWriter::with_capacity(256 * 1024, w),
             next_correlation_id: 1,
@@ -64,15 +88,31 @@ impl Client {
     }
 
     pub async fn flush(&mut self) -> Result<()> {
-        Ok(self.writer.flush().await?)
+        tokio::time::timeout(self.timeout, self.writer.flush())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the broker took more than {:?} to take a request",
+                    self.timeout
+                )
+            })??;
+        Ok(())
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 
-    /// Reads the frame answering the oldest request in flight, checking its correlation id.
+    /// Reads the frame answering the oldest request in flight, checking its correlation
+    /// id; gives up after the timeout.
     async fn receive_frame(&mut self) -> Result<(ApiKey, i16, Bytes)> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.receive_frame_now())
+            .await
+            .map_err(|_| anyhow!("the broker did not answer within {timeout:?}"))?
+    }
+
+    async fn receive_frame_now(&mut self) -> Result<(ApiKey, i16, Bytes)> {
         let Some((expected, api, version)) = self.in_flight.pop_front() else {
             bail!("no request in flight")
         };

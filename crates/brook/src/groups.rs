@@ -64,16 +64,14 @@ fn s(v: &str) -> StrBytes {
 
 pub async fn run(cmd: GroupCommand) -> Result<()> {
     match cmd {
-        GroupCommand::List { connect } => list(&connect.bootstrap_server).await,
-        GroupCommand::Describe { group, connect } => {
-            describe(&connect.bootstrap_server, &group).await
-        }
-        GroupCommand::Delete { groups, connect } => delete(&connect.bootstrap_server, groups).await,
+        GroupCommand::List { connect } => list(&connect).await,
+        GroupCommand::Describe { group, connect } => describe(&connect, &group).await,
+        GroupCommand::Delete { groups, connect } => delete(&connect, groups).await,
         GroupCommand::ResetOffsets(args) => reset(args).await,
     }
 }
 
-async fn list(bootstrap: &str) -> Result<()> {
+async fn list(bootstrap: &Connect) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let resp: ListGroupsResponse = client.request(4, ListGroupsRequest::default()).await?;
     check(resp.error_code, "list groups", None)?;
@@ -136,7 +134,7 @@ fn assigned(assignment: &[u8]) -> Vec<String> {
     }
 }
 
-async fn describe(bootstrap: &str, group: &str) -> Result<()> {
+async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let resp: DescribeGroupsResponse = client.request(5, req).await?;
@@ -187,7 +185,7 @@ async fn describe(bootstrap: &str, group: &str) -> Result<()> {
     Ok(())
 }
 
-async fn delete(bootstrap: &str, groups: Vec<String>) -> Result<()> {
+async fn delete(bootstrap: &Connect, groups: Vec<String>) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let req = DeleteGroupsRequest::default()
         .with_groups_names(groups.iter().map(|g| GroupId(s(g))).collect());
@@ -204,7 +202,7 @@ async fn delete(bootstrap: &str, groups: Vec<String>) -> Result<()> {
 }
 
 async fn reset(args: ResetArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.bootstrap_server).await?;
+    let mut client = Client::connect(&args.connect).await?;
     let partitions = partitions_of(&mut client, &args.topic, false).await?;
     let bounds = offsets_of(&mut client, &args.topic, &partitions).await?;
     let current = committed(&mut client, &args.group).await?;

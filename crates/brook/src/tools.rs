@@ -24,7 +24,7 @@ use brook_protocol::kafka_protocol::protocol::StrBytes;
 use brook_protocol::records::{decode_batches, encode_batch, Record};
 use bytes::Bytes;
 
-use crate::cli::{ConsumeArgs, ProduceArgs, TopicCommand};
+use crate::cli::{Connect, ConsumeArgs, ProduceArgs, TopicCommand};
 use crate::client::{partition_for_key, Client};
 
 fn s(v: &str) -> StrBytes {
@@ -143,7 +143,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
             configs,
             connect,
         } => {
-            let mut client = Client::connect(&connect.bootstrap_server).await?;
+            let mut client = Client::connect(&connect).await?;
             let configs = parse_pairs(&configs)?
                 .into_iter()
                 .map(|(k, v)| {
@@ -171,7 +171,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
             }
         }
         TopicCommand::List { connect } => {
-            let mut client = Client::connect(&connect.bootstrap_server).await?;
+            let mut client = Client::connect(&connect).await?;
             let resp: MetadataResponse = client
                 .request(12, MetadataRequest::default().with_topics(None))
                 .await?;
@@ -185,11 +185,9 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
                 println!("{n}");
             }
         }
-        TopicCommand::Describe { name, connect } => {
-            describe(&connect.bootstrap_server, &name).await?
-        }
+        TopicCommand::Describe { name, connect } => describe(&connect, &name).await?,
         TopicCommand::Delete { name, connect } => {
-            let mut client = Client::connect(&connect.bootstrap_server).await?;
+            let mut client = Client::connect(&connect).await?;
             let req = DeleteTopicsRequest::default()
                 .with_topic_names(vec![topic_name(&name)])
                 .with_timeout_ms(30_000);
@@ -207,7 +205,7 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
     Ok(())
 }
 
-async fn describe(bootstrap: &str, name: &str) -> Result<()> {
+async fn describe(bootstrap: &Connect, name: &str) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let partitions = partitions_of(&mut client, name, false).await?;
     let offsets = offsets_of(&mut client, name, &partitions).await?;
@@ -255,7 +253,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
     if !matches!(args.acks, -1..=1) {
         bail!("--acks must be -1, 0 or 1");
     }
-    let mut client = Client::connect(&args.connect.bootstrap_server).await?;
+    let mut client = Client::connect(&args.connect).await?;
     let partitions = partitions_of(&mut client, &args.topic, true).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Option<Bytes>, Bytes)>(10_000);
     let key_separator = args.key_separator.clone();
@@ -416,7 +414,7 @@ impl Producer {
 }
 
 pub async fn consume(args: ConsumeArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect.bootstrap_server).await?;
+    let mut client = Client::connect(&args.connect).await?;
     let partitions = match args.partition {
         Some(p) => vec![p],
         None => partitions_of(&mut client, &args.topic, false).await?,
