@@ -132,3 +132,33 @@ def test_kafka_python_offset_lookups(brook):
         assert c.offsets_for_times({tp: BASE_TS + 10**9}) == {tp: None}
     finally:
         c.close()
+
+
+def test_commit_for_a_topic_that_does_not_exist_is_refused_per_partition(brook):
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    from kafka_helpers import create_topic, unique_topic
+
+    topic = unique_topic("commit-known")
+    create_topic(brook.bootstrap, topic)
+    group = unique_topic("commit-unknown")
+    c = Consumer({"bootstrap.servers": brook.bootstrap, "group.id": group})
+    try:
+        try:
+            result = c.commit(offsets=[TopicPartition("no-such-topic", 0, 5),
+                                       TopicPartition(topic, 0, 3),
+                                       TopicPartition(topic, 7, 3)], asynchronous=False)
+            errors = {(tp.topic, tp.partition): tp.error for tp in result}
+        except KafkaException as e:
+            errors = None
+            assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
+        if errors is not None:
+            assert errors[("no-such-topic", 0)].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            assert errors[(topic, 7)].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            assert errors[(topic, 0)] is None
+        got = c.committed([TopicPartition(topic, 0), TopicPartition("no-such-topic", 0)],
+                          timeout=10)
+        assert got[0].offset == 3  # the partition that exists was committed
+        assert got[1].offset < 0   # nothing stored for the one that does not
+    finally:
+        c.close()

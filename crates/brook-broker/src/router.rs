@@ -133,7 +133,7 @@ pub async fn dispatch(
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(&s.groups, r, v)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave(&s.groups, r, v).await),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(group::offset_commit(&s.groups, r, v).await)
+            ResponseKind::OffsetCommit(group::offset_commit(&s.groups, &s.metadata, r, v).await)
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(group::offset_fetch(&s.groups, r, v))

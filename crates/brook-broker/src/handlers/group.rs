@@ -6,12 +6,14 @@ use brook_coord::{Effects, Reply};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::groups::{GroupState, Groups};
 use crate::handlers::RequestContext;
+use crate::metadata::MetadataView;
 
 pub async fn join(
     groups: &Arc<Groups>,
@@ -87,6 +89,7 @@ pub async fn leave(groups: &Groups, req: LeaveGroupRequest, version: i16) -> Lea
 
 pub async fn offset_commit(
     groups: &Groups,
+    meta: &MetadataView,
     req: OffsetCommitRequest,
     version: i16,
 ) -> OffsetCommitResponse {
@@ -96,6 +99,28 @@ pub async fn offset_commit(
             &req,
             &ApiError::new(ResponseError::NotCoordinator, "not the coordinator"),
         );
+    }
+    // As Kafka: a partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION and is
+    // not committed; the others are.
+    let image = meta.image();
+    let exists = |topic: &str, index: i32| image.partition(topic, index).is_some();
+    if req.topics.iter().any(|t| {
+        t.partitions
+            .iter()
+            .any(|p| !exists(&t.name.0, p.partition_index))
+    }) {
+        let mut known = req.clone();
+        for t in &mut known.topics {
+            t.partitions
+                .retain(|p| exists(&t.name.0, p.partition_index));
+        }
+        known.topics.retain(|t| !t.partitions.is_empty());
+        let committed = if known.topics.is_empty() {
+            OffsetCommitResponse::default()
+        } else {
+            Box::pin(offset_commit(groups, meta, known, version)).await
+        };
+        return merge_unknown(&req, committed, &exists);
     }
     let result = groups
         .apply_replicated(&group_id, |c| {
@@ -110,6 +135,51 @@ pub async fn offset_commit(
         })
         .await;
     result.unwrap_or_else(|e| fail_commit(&req, &e))
+}
+
+/// The response to `req` in its order: each partition from `committed`, or
+/// UNKNOWN_TOPIC_OR_PARTITION for one that does not exist.
+fn merge_unknown(
+    req: &OffsetCommitRequest,
+    mut committed: OffsetCommitResponse,
+    exists: &dyn Fn(&str, i32) -> bool,
+) -> OffsetCommitResponse {
+    use kafka_protocol::messages::offset_commit_response::{
+        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    };
+    let mut answered: HashMap<(String, i32), i16> = HashMap::new();
+    for t in &committed.topics {
+        for p in &t.partitions {
+            answered.insert((t.name.0.to_string(), p.partition_index), p.error_code);
+        }
+    }
+    committed.topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = if exists(&t.name.0, p.partition_index) {
+                        answered
+                            .get(&(t.name.0.to_string(), p.partition_index))
+                            .copied()
+                            .unwrap_or(0)
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    committed
 }
 
 /// Every partition of the request gets the storage error.
