@@ -43,7 +43,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
-    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
@@ -67,5 +67,32 @@ pub fn accepts(api: ApiKey, version: i16) -> bool {
     match advertised(api) {
         Some((min, max)) => version >= min.max(api.valid_versions().min) && version <= max,
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every advertised version can be decoded, so a client that picks any of them gets
+    /// an answer rather than a closed connection. Produce alone advertises v0-v2 it
+    /// refuses with an error response (see `SUPPORTED`).
+    #[test]
+    fn every_advertised_version_is_decodable() {
+        for (api, min, max) in supported_apis() {
+            let codec = api.valid_versions();
+            assert!(
+                max <= codec.max,
+                "{api:?} advertises v{max} > codec v{}",
+                codec.max
+            );
+            if api != ApiKey::Produce {
+                assert!(
+                    min >= codec.min,
+                    "{api:?} advertises v{min} < codec v{}",
+                    codec.min
+                );
+            }
+        }
     }
 }

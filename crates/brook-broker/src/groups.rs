@@ -253,8 +253,20 @@ impl Groups {
         let (value, effects, written) = {
             let mut state = self.host.lock();
             let (value, effects) = f(&mut state.coordinator);
-            let written = self.append(group_id, &effects.records, ProducerInfo::NONE)?;
-            (value, effects, written)
+            match self.append(group_id, &effects.records, ProducerInfo::NONE) {
+                Ok(written) => (value, effects, written),
+                Err(e) => {
+                    // Whoever this change answered learns it failed, as Kafka does.
+                    let error = group_write_error(e.code);
+                    let failed =
+                        state
+                            .coordinator
+                            .write_failed(group_id, effects.replies, error, now_ms());
+                    drop(state);
+                    self.deliver(failed.replies);
+                    return Err(ApiError::new(error, e.message));
+                }
+            }
         };
         let flushed = flush_written(&written).await;
         self.deliver(effects.replies);
@@ -487,5 +499,28 @@ impl Drop for CancelOnDrop {
             effects
         };
         groups.deliver(effects.replies);
+    }
+}
+
+/// The error a group request gets when its records cannot be written (Kafka's mapping
+/// in the group metadata manager).
+fn group_write_error(code: i16) -> ResponseError {
+    match ResponseError::try_from_code(code) {
+        Some(
+            ResponseError::MessageTooLarge
+            | ResponseError::RecordListTooLarge
+            | ResponseError::InvalidFetchSize,
+        ) => ResponseError::UnknownServerError,
+        Some(ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError) => {
+            ResponseError::NotCoordinator
+        }
+        Some(
+            ResponseError::UnknownTopicOrPartition
+            | ResponseError::NotEnoughReplicas
+            | ResponseError::NotEnoughReplicasAfterAppend
+            | ResponseError::RequestTimedOut,
+        ) => ResponseError::CoordinatorNotAvailable,
+        Some(other) => other,
+        None => ResponseError::UnknownServerError,
     }
 }

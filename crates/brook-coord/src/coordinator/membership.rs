@@ -23,7 +23,7 @@ use tracing::{debug, info};
 use super::responses::{
     join_error, join_success, str_bytes, sync_error, sync_success, JoinedGeneration,
 };
-use super::{join_key, sync_key, Ctx, Effects, GroupCoordinator, Groups, ReplyToken};
+use super::{join_key, sync_key, Ctx, Effects, GroupCoordinator, Groups, Reply, ReplyToken};
 use crate::group::{Group, GroupState, Member, Parked, Protocol};
 use crate::records::{GroupMetadataValue, MemberMetadataValue, OffsetsRecord};
 
@@ -108,6 +108,47 @@ impl GroupCoordinator {
                     .get_mut(request.group_id.as_str())
                     .expect("validated");
                 sync_group(&mut ctx, group, parked, request);
+            }
+        }
+        effects
+    }
+
+    /// The records of a change to `group_id` could not be written, so its state is ahead
+    /// of its log. As Kafka: the replies that change produced become `error` (every
+    /// member of the generation learns it failed, not only the one whose request wrote),
+    /// the assignment is forgotten and the group rebalances.
+    pub fn write_failed(
+        &mut self,
+        group_id: &str,
+        failed: Vec<(ReplyToken, Reply)>,
+        error: ResponseError,
+        now_ms: i64,
+    ) -> Effects {
+        let replies = failed
+            .into_iter()
+            .map(|(token, reply)| {
+                let reply = match reply {
+                    Reply::SyncGroup(_) => Reply::SyncGroup(sync_error(error)),
+                    Reply::JoinGroup(mut r) => {
+                        r.error_code = error.code();
+                        r.members.clear();
+                        Reply::JoinGroup(r)
+                    }
+                };
+                (token, reply)
+            })
+            .collect();
+        let mut effects = Effects {
+            replies,
+            records: Vec::new(),
+        };
+        let (groups, mut ctx) = self.parts(now_ms, &mut effects);
+        if let Some(group) = groups.get_mut(group_id) {
+            if group.is(GroupState::Stable) || group.is(GroupState::CompletingRebalance) {
+                reset_and_propagate_assignment_error(&mut ctx, group, error);
+                if group.can_rebalance() {
+                    prepare_rebalance(&mut ctx, group);
+                }
             }
         }
         effects

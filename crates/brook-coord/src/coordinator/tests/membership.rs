@@ -903,3 +903,35 @@ fn the_join_phase_lasts_the_longest_rebalance_timeout_of_the_members() {
     assert_eq!(response.generation_id, 2);
     assert_eq!(response.members.len(), 1);
 }
+
+#[test]
+fn a_sync_whose_assignment_cannot_be_written_fails_the_generation_for_every_member() {
+    let mut h = Harness::new();
+    let specs = [JoinSpec::new("g", "a"), JoinSpec::new("g", "b")];
+    let tokens: Vec<ReplyToken> = specs.iter().map(|s| h.join_member(s)).collect();
+    h.advance_until_answered(&tokens);
+    let members: Vec<Joined> = specs
+        .iter()
+        .zip(tokens)
+        .map(|(spec, token)| h.joined(spec, token))
+        .collect();
+    let leader = members.iter().find(|m| m.is_leader()).unwrap().clone();
+    let follower = members.iter().find(|m| !m.is_leader()).unwrap().clone();
+    let parked = h.send_sync(&follower, &[], 5);
+    assert!(!h.is_answered(parked), "a follower waits for the leader");
+    let assignment: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.member_id.as_bytes()))
+        .collect();
+    let leader_token = h.send_sync_write_fails(&leader, &assignment, UnknownServerError);
+    for token in [leader_token, parked] {
+        let reply = h.expect_sync(token);
+        assert_eq!(reply.error_code, code(UnknownServerError));
+        assert!(reply.assignment.is_empty());
+    }
+    assert_eq!(
+        h.coord.group_state("g"),
+        Some(GroupState::PreparingRebalance)
+    );
+    assert_eq!(h.heartbeat(&follower), code(RebalanceInProgress));
+}

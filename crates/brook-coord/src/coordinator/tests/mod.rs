@@ -274,12 +274,11 @@ impl Harness {
         }
     }
 
-    pub fn send_sync(
-        &mut self,
+    fn sync_request(
         member: &Joined,
         assignments: &[(&str, &[u8])],
         version: i16,
-    ) -> ReplyToken {
+    ) -> SyncGroupRequest {
         let mut request = SyncGroupRequest::default();
         request.group_id = s(&member.group).into();
         request.generation_id = member.generation;
@@ -298,9 +297,37 @@ impl Harness {
                 a
             })
             .collect();
+        request
+    }
+
+    pub fn send_sync(
+        &mut self,
+        member: &Joined,
+        assignments: &[(&str, &[u8])],
+        version: i16,
+    ) -> ReplyToken {
+        let request = Self::sync_request(member, assignments, version);
         let token = self.token(version);
         let effects = self.coord.sync_group(token, version, &request, self.now);
         self.absorb(effects);
+        token
+    }
+
+    /// A SyncGroup whose records the broker then fails to write (`error`).
+    pub fn send_sync_write_fails(
+        &mut self,
+        member: &Joined,
+        assignments: &[(&str, &[u8])],
+        error: ResponseError,
+    ) -> ReplyToken {
+        let request = Self::sync_request(member, assignments, 5);
+        let token = self.token(5);
+        let effects = self.coord.sync_group(token, 5, &request, self.now);
+        assert!(!effects.records.is_empty(), "the sync wrote nothing");
+        let failed = self
+            .coord
+            .write_failed(&member.group, effects.replies, error, self.now);
+        self.absorb(failed);
         token
     }
 
