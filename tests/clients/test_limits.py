@@ -83,3 +83,55 @@ def test_idle_connections_are_closed(brook_factory):
     start = time.monotonic()
     assert s.recv(1) == b""
     assert 0.5 < time.monotonic() - start < 8
+
+
+def fetch_v4(correlation: int, topic: str, repeats: int) -> bytes:
+    """A Fetch v4 frame listing partition 0 of `topic` `repeats` times from offset 0."""
+    client = b"non-reader"
+    header = struct.pack(">hhih", 1, 4, correlation, len(client)) + client
+    name = topic.encode()
+    body = (struct.pack(">iiiib", -1, 100, 1, 50 << 20, 0) + struct.pack(">ih", 1, len(name))
+            + name + struct.pack(">i", repeats) + struct.pack(">iqi", 0, 0, 1 << 20) * repeats)
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def test_clients_that_never_read_their_responses_do_not_starve_others(brook_factory):
+    """Ten connections send large requests whose responses they never read: their
+    writes stall, but the request memory is released before the write, so a working
+    client is served; the stalled connections are closed at the idle timeout."""
+    import threading
+
+    broker = brook_factory({"queued.max.request.bytes": str(8 * 1024 * 1024),
+                            "connections.max.idle.ms": "4000"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    for i in range(1200):
+        p.produce("big", value=b"x" * 1000, partition=0)
+    assert p.flush(30) == 0
+    frame = b"".join(fetch_v4(c, "big", 120_000) for c in range(8))  # 8 x ~1.9 MB
+
+    host, port = broker.bootstrap.split(":")
+    attackers = [socket.create_connection((host, int(port)), timeout=5) for _ in range(10)]
+    for s in attackers:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+    def send(s):
+        try:
+            s.settimeout(20)
+            s.sendall(frame)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=send, args=(s,), daemon=True) for s in attackers]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)  # the broker has read what it could and its writes are stalled
+        took = round_trip(broker.bootstrap, "honest", 500)
+        assert took < 10, f"a working client took {took:.1f}s"
+        broker.assert_alive()
+        # The stalled connections are closed after connections.max.idle.ms.
+        time.sleep(5)
+        assert "did not read its response" in broker.log_tail()
+    finally:
+        for s in attackers:
+            s.close()

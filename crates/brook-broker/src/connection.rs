@@ -43,13 +43,19 @@ pub struct ConnectionLimits {
 }
 
 /// Bytes of request frames held in memory across all connections
-/// (`queued.max.request.bytes`): a frame's bytes are reserved before its body is read
-/// and released once its response is written.
+/// (`queued.max.request.bytes`): a frame's bytes are reserved as its body arrives and
+/// released once it has been handled, before its response is written, so a client
+/// that does not read its responses holds none of the pool.
 pub type RequestMemory = Arc<tokio::sync::Semaphore>;
 
 /// Frame bodies are read in steps of at most this much, so memory grows with the bytes
 /// that really arrive, not with the size a client claims.
 const FRAME_READ_STEP_BYTES: usize = 1024 * 1024;
+
+/// Once its size has arrived, a frame's body must arrive within this long plus one
+/// second per MiB: a client trickling a large frame cannot hold its share of the
+/// request memory for longer than a slow but honest one would need.
+const FRAME_BODY_BASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most one `sendfile` call is asked to send (Linux sends at most 0x7ffff000).
 const SENDFILE_STEP_BYTES: usize = 1 << 30;
@@ -96,43 +102,66 @@ pub async fn serve(
                 break;
             }
         };
-        let (frame, _reservation) = frame;
+        let (frame, reservation) = frame;
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
         let outcome = tokio::select! {
             outcome = handle_frame(&services, peer, frame, internal) => outcome,
             _ = shutdown.changed() => break,
         };
-        match outcome {
-            Outcome::Reply(bytes) => {
-                if writer.write_all(&bytes).await.is_err() {
-                    break;
+        drop(reservation);
+        // A client that stops reading its responses is disconnected after the idle
+        // timeout rather than holding this task (and the response) forever.
+        let write = tokio::time::timeout(limits.idle_timeout, async {
+            write_outcome(&mut writer, outcome).await?;
+            // Flush every response: holding it back for a pipelined request that
+            // parks (a fetch long-poll, a JoinGroup) would delay it by that wait.
+            writer.flush().await.map_err(|e| (false, e.to_string()))
+        });
+        let written = tokio::select! {
+            written = write => written,
+            _ = shutdown.changed() => break,
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err((loud, reason))) => {
+                if loud {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                } else {
+                    tracing::debug!(%peer, %reason, "closing connection");
                 }
+                break;
             }
-            Outcome::Chunked(chunks) => {
-                if let Err(e) = write_chunks(&mut writer, chunks).await {
-                    // The frame length is already on the wire: the response cannot be
-                    // finished, so the connection is closed.
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        tracing::warn!(%peer, error = %e, "closing connection");
-                    } else {
-                        tracing::debug!(%peer, error = %e, "closing connection");
-                    }
-                    break;
-                }
-            }
-            Outcome::NoReply => {}
-            Outcome::Close(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
+            Err(_) => {
+                tracing::warn!(%peer, "closing connection: the client did not read its response within connections.max.idle.ms");
                 break;
             }
         }
-        // Flush every response: holding it back for a pipelined request that parks (a
-        // fetch long-poll, a JoinGroup) would delay it by that request's wait.
-        if writer.flush().await.is_err() {
-            break;
-        }
     }
-    let _ = writer.flush().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.flush()).await;
+}
+
+/// Writes one handler outcome. `Err((loud, reason))` closes the connection; `loud`
+/// says whether that deserves a warning (a broker-side problem or a protocol
+/// violation) rather than a debug line (the client went away).
+async fn write_outcome(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    outcome: Outcome,
+) -> Result<(), (bool, String)> {
+    match outcome {
+        Outcome::Reply(bytes) => writer
+            .write_all(&bytes)
+            .await
+            .map_err(|e| (false, e.to_string())),
+        Outcome::Chunked(chunks) => {
+            write_chunks(writer, chunks).await.map_err(|e| {
+                // The frame length is already on the wire: the response cannot be
+                // finished, so the connection is closed.
+                (e.kind() == io::ErrorKind::UnexpectedEof, e.to_string())
+            })
+        }
+        Outcome::NoReply => Ok(()),
+        Outcome::Close(reason) => Err((true, reason)),
+    }
 }
 
 /// Writes a chunked response: bytes through the buffer, file ranges with `sendfile`
@@ -238,6 +267,19 @@ async fn read_frame(
         Err(e) => return Err(e.to_string()),
     }
     let len = frame_len(prefix, limit).map_err(|e| e.to_string())?;
+    let deadline = FRAME_BODY_BASE_TIMEOUT + Duration::from_secs((len >> 20) as u64);
+    tokio::time::timeout(deadline, read_body(reader, len, memory))
+        .await
+        .map_err(|_| format!("a {len}-byte frame did not arrive within {deadline:?}"))?
+        .map(Some)
+}
+
+/// Reads a frame body of `len` bytes, reserving request memory as it arrives.
+async fn read_body(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    len: usize,
+    memory: &RequestMemory,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), String> {
     // Memory is reserved step by step as bytes arrive, so a client that claims a huge
     // frame and sends it slowly holds only what it has really sent.
     let mut reservation: Option<tokio::sync::OwnedSemaphorePermit> = None;
@@ -270,7 +312,7 @@ async fn read_frame(
         }
     }
     let reservation = reservation.expect("frames are at least one byte long");
-    Ok(Some((frame.freeze(), reservation)))
+    Ok((frame.freeze(), reservation))
 }
 
 async fn handle_frame(
