@@ -162,6 +162,10 @@ impl BrokerBuilder {
             services.clone(),
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(coordinator_timers(
+            services.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(wired.applier.clone().run(
             services.metadata.subscribe_committed(),
             wired.ready.subscribe(),
@@ -514,6 +518,32 @@ impl Drop for IpSlot {
 
 /// Time-based flushes and rolls (`flush.ms`, `segment.ms`), retention, coordinator
 /// timers and compaction of their topics; disk work, so on the blocking pool.
+/// How often the coordinators' timers (group sessions and rebalances, transaction
+/// timeouts) are checked: their own loop, so a flush or retention pass over many
+/// partitions never makes a session expire late.
+const COORDINATOR_TICK_INTERVAL: Duration = Duration::from_millis(20);
+
+async fn coordinator_timers(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(COORDINATOR_TICK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let (groups, txns) = (services.groups.clone(), services.txns.clone());
+        // Records they write go through the partition's append (and maybe its fsync).
+        let txn_tick = tokio::task::spawn_blocking(move || {
+            groups.tick();
+            txns.tick()
+        })
+        .await;
+        if let Ok(Some(outcome)) = txn_tick {
+            tokio::spawn(services.txns.clone().after_tick(outcome));
+        }
+    }
+}
+
 async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
     let settings = &services.settings;
     let retention_every =
@@ -526,10 +556,8 @@ async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let (groups, txns, replicas) = (services.groups.clone(), services.txns.clone(), services.replicas.clone());
-                let txn_tick = tokio::task::spawn_blocking(move || {
-                    groups.tick();
-                    let txn_tick = txns.tick();
+                let replicas = services.replicas.clone();
+                let _ = tokio::task::spawn_blocking(move || {
                     for p in replicas.all() {
                         // fsync outside the partition lock first, so the checkpoint
                         // the tick may write includes it.
@@ -540,11 +568,7 @@ async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver
                             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
                         }
                     }
-                    txn_tick
                 }).await;
-                if let Ok(Some(outcome)) = txn_tick {
-                    tokio::spawn(services.txns.clone().after_tick(outcome));
-                }
             }
             _ = retention.tick() => {
                 let replicas = services.replicas.clone();
