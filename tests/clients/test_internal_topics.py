@@ -95,3 +95,22 @@ def test_retention_on_compact_only_offsets_topic_keeps_commits(brook):
     got = c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
     c.close()
     assert got == 47
+
+
+@pytest.mark.deadline(60)
+def test_one_metadata_request_auto_creates_a_bounded_number_of_topics(brook):
+    import kafka_wire as w
+    from kafka_helpers import topic_names
+
+    prefix = unique_topic("auto")
+    names = [f"{prefix}-{i}" for i in range(150)] + ["__transaction_state"]
+    body = w.array([w.string(n) for n in names]) + w.i8(1)  # allow_auto_topic_creation
+    s = w.connect(brook.port)
+    try:
+        s.sendall(w.frame(w.header_v1(3, 4, 7) + body))
+        w.read_response(s, 7)
+    finally:
+        s.close()
+    created = {n for n in topic_names(brook.bootstrap) if n.startswith(prefix)}
+    assert len(created) == 100, len(created)
+    assert "__transaction_state" not in topic_names(brook.bootstrap)

@@ -15,7 +15,7 @@ use super::authorized_ops::{self, if_requested, NOT_REQUESTED as OPS_NOT_REQUEST
 use super::{str_bytes, topic_name};
 use crate::controller_client::ControllerClient;
 use crate::metadata::MetadataView;
-use crate::names::validate_topic_name;
+use crate::names::{is_internal, validate_topic_name};
 
 pub async fn handle(
     meta: &MetadataView,
@@ -45,8 +45,9 @@ pub async fn handle(
         image.topics.values().map(|t| describe_topic(t)).collect()
     } else {
         let mut topics = Vec::new();
+        let mut creations_left = MAX_AUTO_CREATE_PER_REQUEST;
         for t in req.topics.unwrap_or_default() {
-            topics.push(lookup(meta, controller, t, auto_create).await);
+            topics.push(lookup(meta, controller, t, auto_create, &mut creations_left).await);
         }
         topics
     };
@@ -66,11 +67,17 @@ pub async fn handle(
         ))
 }
 
+/// Topics one Metadata request may auto-create; the rest get LEADER_NOT_AVAILABLE
+/// (retriable: the client asks again), so one request cannot keep the controller busy
+/// for long, nor after its client has gone.
+const MAX_AUTO_CREATE_PER_REQUEST: usize = 100;
+
 async fn lookup(
     meta: &MetadataView,
     controller: &ControllerClient,
     t: kafka_protocol::messages::metadata_request::MetadataRequestTopic,
     auto_create: bool,
+    creations_left: &mut usize,
 ) -> MetadataResponseTopic {
     let image = meta.image();
     let name = match &t.name {
@@ -97,9 +104,14 @@ async fn lookup(
     if let Err(e) = validate_topic_name(&name) {
         return error(e.code);
     }
-    if !auto_create {
+    // Internal topics are created by the broker, with their own settings, when needed.
+    if !auto_create || is_internal(&name) {
         return error(ResponseError::UnknownTopicOrPartition.code());
     }
+    if *creations_left == 0 {
+        return error(ResponseError::LeaderNotAvailable.code());
+    }
+    *creations_left -= 1;
     let created = controller
         .create_topic(&name, -1, -1, BTreeMap::new(), Vec::new(), false)
         .await;
