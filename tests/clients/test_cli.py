@@ -133,3 +133,18 @@ def test_cli_takes_a_bootstrap_list(brook):
     subprocess.run([brook.bin, "topic", "create", topic, "-b",
                     f"127.0.0.1:{dead},{brook.bootstrap}"], check=True, timeout=30)
     assert partition_count(brook.bootstrap, topic) >= 1
+
+
+def test_startup_log_is_plain_words_without_colour_codes(brook):
+    log = brook.log_tail()
+    assert "\x1b[" not in log, "ANSI colour codes in a log file"
+    assert "started: node 1, listening on 127.0.0.1:" in log, log
+
+
+def test_bad_broker_settings_are_refused_at_start(brook):
+    import subprocess
+
+    out = subprocess.run([brook.bin, "serve", "--memory", "--listen", "127.0.0.1:0",
+                          "--set", "num.partitions=0"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "num.partitions" in out.stderr and "at least 1" in out.stderr, out.stderr

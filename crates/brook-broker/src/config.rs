@@ -287,6 +287,24 @@ broker_settings! {
     transactional_id_expiration_ms: i64 = "transactional.id.expiration.ms", "604800000";
 }
 
+/// The smallest value an integer broker setting accepts (Kafka's `atLeast` ranges): a
+/// count, size, interval or timeout of 0 would leave the broker unable to work (every
+/// auto-create failing with `num.partitions=0`), so it is refused at start.
+fn broker_setting_min(name: &str) -> i64 {
+    const MAY_BE_ZERO: &[&str] = &[
+        "group.initial.rebalance.delay.ms",
+        "group.min.session.timeout.ms",
+        "max.connections",
+        "max.connections.per.ip",
+        "offset.metadata.max.bytes",
+    ];
+    if MAY_BE_ZERO.contains(&name) {
+        0
+    } else {
+        1
+    }
+}
+
 /// Kafka lets `log.retention.hours`/`minutes` and `log.roll.hours` stand in for the `.ms` forms.
 const ALIASES: &[(&str, &str, i64)] = &[
     ("log.retention.hours", "log.retention.ms", 3_600_000),
@@ -331,17 +349,23 @@ impl BrokerConfig {
                 other => other,
             })?;
         } else if let Some((_, default)) = BROKER_CONFIGS.iter().find(|(n, _)| *n == name) {
-            let ok = if *default == "true" {
-                value.parse::<bool>().is_ok()
-            } else {
-                value.parse::<i64>().is_ok()
+            let invalid = |reason: String| ConfigError::Invalid {
+                name: name.into(),
+                value: value.into(),
+                reason,
             };
-            if !ok {
-                return Err(ConfigError::Invalid {
-                    name: name.into(),
-                    value: value.into(),
-                    reason: "wrong type".into(),
-                });
+            if *default == "true" {
+                value
+                    .parse::<bool>()
+                    .map_err(|_| invalid("expected true or false".into()))?;
+            } else {
+                let v = value
+                    .parse::<i64>()
+                    .map_err(|_| invalid("expected an integer".into()))?;
+                let min = broker_setting_min(name);
+                if v < min {
+                    return Err(invalid(format!("must be at least {min}")));
+                }
             }
         } else {
             return Err(ConfigError::Unknown(name.to_string()));
@@ -424,6 +448,16 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_settings_that_would_leave_the_broker_unable_to_work_are_refused() {
+        let mut c = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
+        assert!(c.set("num.partitions", "0").is_err());
+        assert!(c.set("num.partitions", "-5").is_err());
+        assert!(c.set("num.partitions", "3").is_ok());
+        assert!(c.set("max.connections", "0").is_ok());
+        assert!(c.set("auto.create.topics.enable", "maybe").is_err());
+    }
 
     #[test]
     fn a_compact_only_topic_is_never_trimmed_by_time_or_size() {

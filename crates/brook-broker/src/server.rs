@@ -141,6 +141,7 @@ impl BrokerBuilder {
             let (quorum, listener, peers) = self.start_quorum(&data_dir).await?;
             (MetaStore::Raft(quorum), Some(listener), Some(peers))
         };
+        let data_dir_shown = data_dir.display().to_string();
         let wired = wire(self.config.clone(), data_dir, store, peers).await?;
         let services = wired.services.clone();
         let mut tasks = Vec::new();
@@ -174,7 +175,16 @@ impl BrokerBuilder {
         if services.metadata.is_cluster() {
             tasks.extend(cluster_tasks(&services, &wired.ready, shutdown_rx));
         }
-        tracing::info!(listen = %local_addr, advertised = ?self.config.advertised, "broker started");
+        let (host, port) = &self.config.advertised;
+        tracing::info!(
+            "Brook {} started: node {}, listening on {local_addr}, advertised as {host}:{port}, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            self.config.node_id,
+            if persistent { data_dir_shown.as_str() } else { "memory (deleted at exit)" },
+        );
+        for (name, value) in &self.config.settings {
+            tracing::info!("setting {name} = {value}");
+        }
         Ok(Broker {
             services,
             local_addr,

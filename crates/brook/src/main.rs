@@ -58,9 +58,12 @@ fn run() -> Result<()> {
             "warn"
         })
     });
+    // Colour only for a person at a terminal, never in a log file or a pipe.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
