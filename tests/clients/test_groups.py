@@ -999,7 +999,13 @@ def test_brook_group_cli(brook):
         res = brook.cli("group", "reset-offsets", live, "--topic", topic, "--to-earliest",
                         "--execute", check=False)
         assert res.returncode != 0, res.stdout
+        assert "stop its consumers" in res.stderr, res.stderr
+        assert "NEW-OFFSET" not in res.stdout, "a plan printed for a group that cannot be reset"
         assert committed_offsets(brook.bootstrap, live, topic) == {1: 2}
+
+        # a group that does not exist is an error, not "State: Dead"
+        res = brook.cli("group", "describe", unique("nosuch"), check=False)
+        assert res.returncode != 0 and "does not exist" in res.stderr, (res.stdout, res.stderr)
 
         # a consumer of the reset group starts from the beginning again
         c2 = Consumer(group_conf(brook.bootstrap, group))

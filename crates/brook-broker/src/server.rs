@@ -122,6 +122,12 @@ impl BrokerBuilder {
         } else {
             (None, self.config.data_dir.clone().expect("checked above"))
         };
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(StartError::Storage(format!(
+                "the data directory {} is a file, not a directory",
+                data_dir.display()
+            )));
+        }
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             StartError::Storage(format!("cannot create {}: {e}", data_dir.display()))
         })?;

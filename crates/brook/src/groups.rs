@@ -147,6 +147,10 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         &format!("group '{group}'"),
         g.error_message.as_ref(),
     )?;
+    let offsets = committed(&mut client, group).await?;
+    if g.group_state.as_str() == "Dead" && g.members.is_empty() && offsets.is_empty() {
+        bail!("consumer group '{group}' does not exist");
+    }
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for m in &g.members {
         for tp in assigned(&m.member_assignment) {
@@ -161,7 +165,6 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         g.group_state.as_str(),
         g.members.len()
     );
-    let offsets = committed(&mut client, group).await?;
     let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
     topics.dedup();
     println!(
@@ -203,6 +206,20 @@ async fn delete(bootstrap: &Connect, groups: Vec<String>) -> Result<()> {
 
 async fn reset(args: ResetArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect).await?;
+    // As kafka-consumer-groups: offsets of a group with live members cannot be reset
+    // (its consumers would overwrite them); say so before printing any plan.
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&args.group))]);
+    let resp: DescribeGroupsResponse = client.request(5, req).await?;
+    if let Some(g) = resp.groups.first() {
+        if !g.members.is_empty() {
+            bail!(
+                "consumer group '{}' is {} with {} member(s): stop its consumers before resetting its offsets",
+                args.group,
+                g.group_state.as_str(),
+                g.members.len()
+            );
+        }
+    }
     let partitions = partitions_of(&mut client, &args.topic, false).await?;
     let bounds = offsets_of(&mut client, &args.topic, &partitions).await?;
     let current = committed(&mut client, &args.group).await?;
