@@ -93,3 +93,65 @@ def test_keyless_records_on_a_compacted_topic_are_refused(brook_module):
     keyed = produce_all(p, t, [{"key": b"k", "value": b"v", "partition": 0}])
     assert_all_delivered(keyed)
     assert watermarks(broker.bootstrap, t, 0) == (0, 1)
+
+
+def txn_batch(producer_id: int, epoch: int, n: int = 2) -> bytes:
+    """A transactional batch (attributes bit 4) of `producer_id` at `epoch`, sequence 0."""
+    now = int(time.time() * 1000)
+    after_crc = (w.i16(0x10) + w.i32(n - 1) + w.i64(now) + w.i64(now)
+                 + w.i64(producer_id) + w.i16(epoch) + w.i32(0) + w.i32(n) + records(n))
+    after_length = w.i32(-1) + w.i8(2) + w.u32(w.crc32c(after_crc)) + after_crc
+    return w.i64(0) + w.i32(len(after_length)) + after_length
+
+
+def produce_txn_v9(correlation: int, transactional_id: str, topic: str, batch: bytes) -> bytes:
+    body = (w.compact_string(transactional_id) + w.i16(-1) + w.i32(10_000)
+            + w.compact_array([w.compact_string(topic)
+                               + w.compact_array([w.i32(0) + w.compact_bytes(batch) + w.NO_TAGS])
+                               + w.NO_TAGS])
+            + w.NO_TAGS)
+    return w.frame(w.header_v2(0, 9, correlation) + body)
+
+
+@pytest.mark.deadline(90)
+def test_a_transaction_no_coordinator_began_cannot_hold_back_read_committed(brook_module):
+    """KIP-890: transactional records from a producer id that was never issued (or a
+    partition never added to its transaction) are refused, so the last stable offset
+    is never stuck behind a transaction nobody will end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    broker = brook_module
+    t = unique_topic("orphan")
+    create_topic(broker.bootstrap, t, partitions=1)
+    # A real transaction first, so the coordinator exists and knows some producers.
+    p = producer(broker.bootstrap, **{"transactional.id": unique_topic("real")})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(t, b"committed-before", partition=0)
+    p.commit_transaction(30)
+
+    s = w.connect(broker.port)
+    try:
+        for i, (tid, pid) in enumerate([("never-issued", 987654), (None, 987655)]):
+            frame = (produce_txn_v9(10 + i, tid, t, txn_batch(pid, 0)) if tid
+                     else w.produce_request_v9(10 + i, t, 0, txn_batch(pid, 0)))
+            s.sendall(frame)
+            resp = w.parse_produce_v9(w.read_response(s, 10 + i, flexible_header=True))
+            assert resp[0][2] != 0, f"an orphan transactional batch was accepted: {resp}"
+    finally:
+        s.close()
+
+    p.begin_transaction()
+    p.produce(t, b"committed-after", partition=0)
+    p.commit_transaction(30)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique_topic("rc"),
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(t, 0, 0)])
+    seen = []
+    deadline = time.monotonic() + 20
+    while b"committed-after" not in seen and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            seen.append(m.value())
+    c.close()
+    assert seen == [b"committed-before", b"committed-after"], seen

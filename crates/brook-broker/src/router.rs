@@ -61,7 +61,7 @@ pub async fn dispatch(
             .await,
         ),
         RequestKind::Produce(r) => {
-            return produce::handle(replicas, meta, r, v)
+            return produce::handle(replicas, meta, &s.txns, r, v)
                 .await
                 .map(|r| Response::Kind(ResponseKind::Produce(r)))
         }

@@ -187,6 +187,43 @@ impl Txns {
             && self.host.leads(self.partition_of(transactional_id))
     }
 
+    /// KIP-890 (part 1): may `producer_id` at `producer_epoch` write transactional
+    /// records to `topic`/`partition` now? Only if the coordinator has that partition in
+    /// the id's ongoing transaction, so a producer id never issued (or a stale one)
+    /// cannot open a transaction no coordinator will ever end, which would hold every
+    /// read_committed consumer of the partition back forever. In a cluster, an id
+    /// another broker coordinates is not checked here (see the issue notes).
+    pub fn verify(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        if self.metadata.image().topic(TXN_TOPIC).is_none() {
+            // No transaction was ever started on this cluster.
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if !self.owns(transactional_id) {
+            return if self.metadata.is_cluster() {
+                Ok(())
+            } else {
+                // Still loading the id's partition: the client retries.
+                Err(ResponseError::NotEnoughReplicas)
+            };
+        }
+        self.read(|c| {
+            c.verify_partition(
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                topic,
+                partition,
+            )
+        })
+    }
+
     /// Follows a new image: replays the partitions this broker now leads and returns the
     /// markers of the transactions left deciding there (to [`Txns::spawn_markers`]).
     pub fn follow(&self, image: &MetadataImage) -> Vec<MarkerJob> {

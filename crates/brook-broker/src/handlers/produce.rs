@@ -14,6 +14,7 @@ use crate::metadata::MetadataView;
 use crate::names::is_internal;
 use crate::partition::{AppendError, Appended, Partition};
 use crate::replicas::Replicas;
+use crate::txns::Txns;
 
 /// Longest acks=all wait Brook honours, whatever the client's timeout says.
 const MAX_ACKS_WAIT_MS: i32 = 120_000;
@@ -47,8 +48,9 @@ fn failed(index: i32, code: i16, message: Option<String>) -> PartitionProduceRes
 pub async fn handle(
     replicas: &Replicas,
     meta: &MetadataView,
+    txns: &Txns,
     req: ProduceRequest,
-    _version: i16,
+    version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
@@ -91,6 +93,16 @@ pub async fn handle(
                         ResponseError::InvalidTopicException.code(),
                         Some("clients cannot write to internal topics".into()),
                     );
+                }
+                if let Err((code, message)) = verify_transactional(
+                    txns,
+                    req.transactional_id.as_ref().map(|t| t.as_str()),
+                    pd.records.as_deref(),
+                    &topic.name.0,
+                    pd.index,
+                    version,
+                ) {
+                    break 'response failed(pd.index, code, Some(message));
                 }
                 let config = partition.config();
                 let min_insync = (acks == -1).then(|| config.min_insync_replicas.max(1) as usize);
@@ -178,4 +190,48 @@ fn any_compressed(records: &[u8]) -> bool {
     BatchIter::new(records)
         .map_while(Result::ok)
         .any(|(h, _)| h.compression() != Compression::None)
+}
+
+/// A transactional batch is accepted only inside the ongoing transaction its producer
+/// added this partition to ([`Txns::verify`]). The coordinator's verdict is turned into
+/// the error each client version expects for Produce, as Kafka does.
+fn verify_transactional(
+    txns: &Txns,
+    transactional_id: Option<&str>,
+    records: Option<&[u8]>,
+    topic: &str,
+    partition: i32,
+    version: i16,
+) -> Result<(), (i16, String)> {
+    let Some(Ok((header, _))) = records.and_then(|r| BatchIter::new(r).next()) else {
+        return Ok(()); // no batch: refused by validation
+    };
+    if !header.is_transactional() {
+        return Ok(());
+    }
+    let Some(id) = transactional_id else {
+        return Err((
+            ResponseError::InvalidTxnState.code(),
+            "transactional records need the producer's transactional id".into(),
+        ));
+    };
+    let verdict = txns.verify(
+        id,
+        header.producer_id,
+        header.producer_epoch,
+        topic,
+        partition,
+    );
+    let error = match verdict {
+        Ok(()) => return Ok(()),
+        Err(ResponseError::ProducerFenced) => ResponseError::InvalidProducerEpoch,
+        // Retriable for every client: the markers of its last transaction are on their way.
+        Err(ResponseError::ConcurrentTransactions) => ResponseError::NotEnoughReplicas,
+        Err(ResponseError::TransactionAbortable) if version < 12 => ResponseError::InvalidTxnState,
+        Err(other) => other,
+    };
+    Err((
+        error.code(),
+        format!("the partition is not in an ongoing transaction of this producer ({error:?})"),
+    ))
 }
