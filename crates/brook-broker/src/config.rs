@@ -168,14 +168,6 @@ pub struct TopicConfig {
     pub compacted: bool,
 }
 
-impl TopicConfig {
-    /// Whether an append may fsync (`flush.messages` is set), so it belongs on the
-    /// blocking pool rather than an async worker.
-    pub fn syncs_on_append(&self) -> bool {
-        self.log.flush_interval_messages < i64::MAX as u64
-    }
-}
-
 /// Where a config value came from, with DescribeConfigs' source codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {

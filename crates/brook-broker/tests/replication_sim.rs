@@ -687,6 +687,7 @@ fn apply_fetched(
         pd.log_start_offset,
         now,
     )
+    .and_then(|owed| owed.map_or(Ok(()), |end| p.sync_replicated(end)))
     .map(|()| false)
     .map_err(|e| e.to_string())
 }

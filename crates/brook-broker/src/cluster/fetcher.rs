@@ -204,6 +204,7 @@ async fn fetch_loop(
         };
         backoff = Duration::from_millis(50);
         let mut errors = false;
+        let mut owed_syncs = Vec::new();
         for topic in response.responses {
             for pd in topic.partitions {
                 let Some(p) = replicas.get(&topic.topic.0, pd.partition_index) else {
@@ -212,11 +213,32 @@ async fn fetch_loop(
                 let Some(&epoch) = sent_in.get(&(p.topic.clone(), pd.partition_index)) else {
                     continue; // not asked for
                 };
-                if let Err(e) = apply_fetched(&p, epoch, &pd, now_ms()) {
-                    errors = true;
-                    tracing::debug!(topic = %topic.topic.0, partition = pd.partition_index, leader, error = %e, "replica fetch");
+                match apply_fetched(&p, epoch, &pd, now_ms()) {
+                    Ok(Some(end)) => owed_syncs.push((p, end)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        errors = true;
+                        tracing::debug!(topic = %topic.topic.0, partition = pd.partition_index, leader, error = %e, "replica fetch");
+                    }
                 }
             }
+        }
+        // flush.messages: the records are fsynced (on the blocking pool) before the next
+        // fetch tells the leader this replica has them.
+        if !owed_syncs.is_empty() {
+            let synced = tokio::task::spawn_blocking(move || {
+                owed_syncs
+                    .iter()
+                    .all(|(p, end)| match p.sync_replicated(*end) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "replica log flush failed");
+                            false
+                        }
+                    })
+            })
+            .await;
+            errors |= !matches!(synced, Ok(true));
         }
         if errors {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -226,18 +248,20 @@ async fn fetch_loop(
 
 /// The follower's handling of one partition of a replica fetch response fetched in
 /// leader epoch `fetched_epoch`: append the records, truncate on divergence, or jump to
-/// the leader's log start when it has moved past this replica's log end.
+/// the leader's log start when it has moved past this replica's log end. `Ok(Some(end))`:
+/// an fsync up to `end` is owed (see [`Partition::append_replicated`]).
 pub fn apply_fetched(
     p: &Partition,
     fetched_epoch: i32,
     pd: &PartitionData,
     now_ms: i64,
-) -> Result<(), String> {
+) -> Result<Option<i64>, String> {
     if pd.error_code == ResponseError::OffsetOutOfRange.code() {
         let (_, leo) = p.log_offsets();
         if pd.log_start_offset > leo {
             return p
                 .reset_to(fetched_epoch, pd.log_start_offset)
+                .map(|()| None)
                 .map_err(|e| e.to_string());
         }
         return Err(format!(
@@ -255,6 +279,7 @@ pub fn apply_fetched(
                 pd.diverging_epoch.epoch,
                 pd.diverging_epoch.end_offset,
             )
+            .map(|()| None)
             .map_err(|e| e.to_string());
     }
     let records: &[u8] = pd.records.as_deref().unwrap_or(&[]);

@@ -108,7 +108,9 @@ impl Partition {
     /// A follower appends what the leader sent and takes the leader's high watermark.
     /// `fetched_epoch` is the leader epoch the fetch was sent in: a response that arrives
     /// after leadership moved on is dropped (as are [`Partition::truncate_diverging`]'s
-    /// and [`Partition::reset_to`]'s).
+    /// and [`Partition::reset_to`]'s). Returns the offset up to which `flush.messages`
+    /// asks for an fsync, never run here (the caller may be an async worker): finish it
+    /// with [`Partition::sync_replicated`] on the blocking pool before fetching on.
     pub fn append_replicated(
         &self,
         fetched_epoch: i32,
@@ -116,10 +118,10 @@ impl Partition {
         leader_high_watermark: i64,
         leader_log_start: i64,
         now_ms: i64,
-    ) -> Result<(), LogError> {
+    ) -> Result<Option<i64>, LogError> {
         let mut inner = self.inner.lock();
         if self.stale_fetch(&inner, fetched_epoch) {
-            return Ok(());
+            return Ok(None);
         }
         let before = inner.fetchable();
         let appended =
@@ -131,10 +133,15 @@ impl Partition {
             self.bump_data();
         }
         let leo = appended?;
-        if sync_due {
-            self.sync_log(SyncFor::Append { end: leo, now_ms })?;
-        }
-        Ok(())
+        Ok(sync_due.then_some(leo))
+    }
+
+    /// The fsync [`Partition::append_replicated`] left owed, up to `end`. Blocking.
+    pub fn sync_replicated(&self, end: i64) -> Result<(), LogError> {
+        self.sync_log(SyncFor::Append {
+            end,
+            now_ms: crate::clock::now_ms(),
+        })
     }
 
     /// The leader says our log diverges after `end_offset` of `epoch`: truncate to where
