@@ -69,10 +69,7 @@ impl FileMetadataLog {
         let mut line_no = 0;
         let mut buf = Vec::new();
         loop {
-            buf.clear();
-            let n = std::io::Read::take(&mut reader, MAX_RECORD_LINE_BYTES as u64 + 1)
-                .read_until(b'\n', &mut buf)
-                .map_err(io)?;
+            let n = next_line(&mut reader, &mut buf).map_err(io)?;
             if n == 0 {
                 break;
             }
@@ -165,10 +162,7 @@ pub fn check(path: &Path) -> Result<MetaCheck, MetaError> {
     let mut buf = Vec::new();
     let mut line_no = 0;
     loop {
-        buf.clear();
-        let n = std::io::Read::take(&mut reader, MAX_RECORD_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(io)?;
+        let n = next_line(&mut reader, &mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
@@ -179,6 +173,13 @@ pub fn check(path: &Path) -> Result<MetaCheck, MetaError> {
         }
     }
     Ok(report)
+}
+
+/// Reads the next record line into `buf` (at most one byte past the longest a record
+/// may be, so a damaged length cannot make it read the whole file); 0 at the end.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    buf.clear();
+    std::io::Read::take(reader, MAX_RECORD_LINE_BYTES as u64 + 1).read_until(b'\n', buf)
 }
 
 fn parse_line(line: &[u8]) -> Result<MetadataRecord, String> {

@@ -907,14 +907,7 @@ fn the_join_phase_lasts_the_longest_rebalance_timeout_of_the_members() {
 #[test]
 fn a_sync_whose_assignment_cannot_be_written_fails_the_generation_for_every_member() {
     let mut h = Harness::new();
-    let specs = [JoinSpec::new("g", "a"), JoinSpec::new("g", "b")];
-    let tokens: Vec<ReplyToken> = specs.iter().map(|s| h.join_member(s)).collect();
-    h.advance_until_answered(&tokens);
-    let members: Vec<Joined> = specs
-        .iter()
-        .zip(tokens)
-        .map(|(spec, token)| h.joined(spec, token))
-        .collect();
+    let members = h.joined_group_of(&[JoinSpec::new("g", "a"), JoinSpec::new("g", "b")]);
     let leader = members.iter().find(|m| m.is_leader()).unwrap().clone();
     let follower = members.iter().find(|m| !m.is_leader()).unwrap().clone();
     let parked = h.send_sync(&follower, &[], 5);

@@ -455,15 +455,20 @@ impl Harness {
 
     /// Brings up a Stable group from these members' first joins.
     pub fn stable_group_of(&mut self, specs: &[JoinSpec]) -> Vec<Joined> {
+        let members = self.joined_group_of(specs);
+        self.sync_all(&members);
+        members
+    }
+
+    /// These members' first joins, answered: the group waits for their syncs.
+    pub fn joined_group_of(&mut self, specs: &[JoinSpec]) -> Vec<Joined> {
         let tokens: Vec<ReplyToken> = specs.iter().map(|spec| self.join_member(spec)).collect();
         self.advance_until_answered(&tokens);
-        let members: Vec<Joined> = specs
+        specs
             .iter()
             .zip(tokens)
             .map(|(spec, token)| self.joined(spec, token))
-            .collect();
-        self.sync_all(&members);
-        members
+            .collect()
     }
 
     /// Moves the clock in 100 ms ticks until every token has its reply (at most one
