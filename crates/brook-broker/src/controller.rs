@@ -310,18 +310,7 @@ pub fn decide(
                     ControllerReply::Done,
                 ))
             }
-            Err(e) => {
-                let code = match e {
-                    AlterIsrError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
-                    AlterIsrError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
-                    AlterIsrError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-                    AlterIsrError::StaleVersion { .. } => ResponseError::InvalidUpdateVersion,
-                    AlterIsrError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
-                    AlterIsrError::InvalidIsr(_) => ResponseError::InvalidRequest,
-                    AlterIsrError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
-                };
-                Err(ApiError::new(code, e.to_string()))
-            }
+            Err(e) => Err(ApiError::new(alter_isr_error_code(&e), e.to_string())),
         },
         ControllerRequest::ElectPreferred { partitions } => {
             let mut records = Vec::new();
@@ -454,4 +443,18 @@ fn assign(
 
 pub fn new_cluster_id() -> String {
     Uuid::new_v4().simple().to_string()[..22].to_string()
+}
+
+/// The error code an AlterPartition refusal is answered with (Kafka's codes), which the
+/// leader maps back to what it does next with `isr_outcome`.
+pub fn alter_isr_error_code(e: &AlterIsrError) -> ResponseError {
+    match e {
+        AlterIsrError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+        AlterIsrError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+        AlterIsrError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        AlterIsrError::StaleVersion { .. } => ResponseError::InvalidUpdateVersion,
+        AlterIsrError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        AlterIsrError::InvalidIsr(_) => ResponseError::InvalidRequest,
+        AlterIsrError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+    }
 }

@@ -45,5 +45,6 @@ pub mod decisions {
     pub use crate::cluster::fetcher::apply_fetched;
     pub use crate::cluster::isr::{check_interval_ms, isr_outcome};
     pub use crate::cluster::liveness::caught_up;
+    pub use crate::controller::alter_isr_error_code;
     pub use crate::controller_client::expired_brokers;
 }

@@ -28,31 +28,33 @@
 //!
 //! # What is modelled (after the code named)
 //!
-//! - Metadata propagation (`shared.rs` `reconcile`): each broker has its own copy of
+//! - Metadata propagation (`applier.rs`, `Replicas::apply`): each broker has its own copy of
 //!   the image; one that can hear the quorum catches up at a random point before the
 //!   clock next moves; one cut off gets nothing. A broker that has not caught up with
 //!   the controller since it (re)started applies its view with `leader = NO_LEADER`.
-//! - Heartbeats and readiness (`cluster.rs` `heartbeat_loop`, `controller_loop`): a
+//! - Heartbeats and readiness (`cluster/liveness.rs`; readiness is the real
+//!   `decisions::caught_up`, session expiry the real `decisions::expired_brokers`): a
 //!   broker that can reach the controller heartbeats every session/4; it becomes ready
 //!   once its image holds the records the controller had when answering; the
 //!   controller fences a broker silent for a session timeout; a new controller gives
 //!   every broker a full session.
-//! - The replica fetcher (`cluster.rs` `fetch_loop`, `apply_fetched`) and the leader's
+//! - The replica fetcher (`cluster/fetcher.rs`; the real `decisions::apply_fetched` on
+//!   a Kafka `PartitionData` built from the simulated response) and the leader's
 //!   side (`handlers/fetch.rs` `read_partition`): the same calls, error codes,
 //!   divergence handling and whole-batch trimming. A response may stay in flight; its
 //!   bytes are read from the leader's segment file when it is answered or when it is
 //!   delivered (as `sendfile(2)` would). When the follower's metadata moves its fetcher
 //!   to another leader, an in-flight response is dropped, or one time in ten applied
 //!   right after `apply_leadership` (the task abort races with `apply_fetched`).
-//! - The ISR loop (`cluster.rs` `isr_loop`): every `clamp(lag / 4, 50, 1000)` ms the
+//! - The ISR loop (`cluster/isr.rs`): every `decisions::check_interval_ms` ms the
 //!   leader calls `isr_change` and sends what it returns. Requests from one broker
 //!   reach the controller in order, before the clock next moves, unless the sender is
 //!   cut off or the controller is down: then they wait, and the sender gives up after
 //!   `CONTROLLER_DEADLINE` (5 s against a 9 s session, scaled with the session
 //!   timeout) and reports `IsrOutcome::Unknown` (the request is sent again). After a
 //!   successful answer the sender's image catches up (the task waits up to 3 s for
-//!   it); every answer is reported with `isr_change_done`, mapped as `isr_outcome`
-//!   maps error codes. A request carries its sender's process incarnation.
+//!   it); every answer is reported with `isr_change_done`, through the real
+//!   `decisions::alter_isr_error_code` and `decisions::isr_outcome`. A request carries its sender's process incarnation.
 //! - The produce handler: `min.insync.replicas` from the topic config; a request times
 //!   out after 30 s; a client of a broker that crashes gets no acknowledgement.
 //! - A crash is `kill -9`: the `Partition` is dropped without `close()`. Brook's log
@@ -108,7 +110,7 @@
 //! A failure names the seed, the invariant, the state of every broker and the last
 //! steps; the lowest failing seed is reported.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::path::PathBuf;
@@ -119,18 +121,20 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use brook_broker::config::{BrokerConfig, TopicConfig};
+use brook_broker::decisions;
 use brook_broker::partition::{
     AppendError, Appended, FollowerRead, IsrChange, IsrOutcome, Partition,
 };
 use brook_log::ReadSlice;
 use brook_meta::controller::{
-    alter_isr, broker_heartbeat, fence_broker, preferred_leader_election, AlterIsrError, IsrRequest,
+    alter_isr, broker_heartbeat, fence_broker, preferred_leader_election, IsrRequest,
 };
 use brook_meta::{MetadataImage, MetadataRecord, PartitionImage, NO_LEADER};
-use brook_protocol::batch::{whole_batches, Compression};
+use brook_protocol::batch::Compression;
 use brook_protocol::records::{decode_batches, encode_batch, Record};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -140,7 +144,7 @@ const BROKER_IDS: [i32; 3] = [1, 2, 3];
 const MIN_INSYNC_REPLICAS: &str = "2";
 const HOST: &str = "127.0.0.1";
 const SIM_START_MS: i64 = 1_700_000_000_000;
-/// `cluster.rs` REPLICA_FETCH_PARTITION_MAX_BYTES.
+/// `cluster/fetcher.rs` REPLICA_FETCH_PARTITION_MAX_BYTES.
 const REPLICA_FETCH_PARTITION_MAX_BYTES: usize = 1024 * 1024;
 /// How long a producer waits for an acks=all answer.
 const PRODUCE_TIMEOUT_MS: i64 = 30_000;
@@ -196,7 +200,7 @@ struct Timing {
     replica_lag_max_ms: i64,
     session_timeout_ms: i64,
     heartbeat_interval_ms: i64,
-    /// How long a broker retries a controller request (`shared.rs` CONTROLLER_DEADLINE,
+    /// How long a broker retries a controller request (`controller_client.rs` CONTROLLER_DEADLINE,
     /// 5 s against a 9 s session timeout by default: scaled the same way).
     controller_deadline_ms: i64,
     /// `isr_loop`'s tick: `replica.lag.time.max.ms / 4`, clamped to 50..=1000 ms.
@@ -254,7 +258,7 @@ struct Controller {
     up: bool,
     image: MetadataImage,
     /// When each broker last heartbeated.
-    last_heard: BTreeMap<i32, i64>,
+    last_heard: HashMap<i32, i64>,
 }
 
 /// An acks=all produce request waiting for the high watermark.
@@ -336,7 +340,7 @@ struct IsrReply {
     incarnation: u32,
     /// When the request was sent: the sender gives up at the controller deadline.
     sent_ms: i64,
-    /// The controller's answer, as `cluster.rs` `isr_outcome` maps it.
+    /// The controller's answer, as `decisions::isr_outcome` maps it.
     outcome: IsrOutcome,
     /// The ISR asked for: the sender forgets only that pending expansion.
     isr: Vec<i32>,
@@ -649,8 +653,9 @@ fn answer_fetch(
     response
 }
 
-/// `cluster.rs` `apply_fetched`, on the simulation's copy of `PartitionData`.
-/// Returns whether the log was truncated or reset.
+/// The follower's real `apply_fetched` (`brook_broker::decisions`) on the simulated
+/// response, turned into the Kafka `PartitionData` the broker receives. Returns whether
+/// the log was truncated or reset.
 fn apply_fetched(
     p: &Partition,
     fetched_epoch: i32,
@@ -658,38 +663,25 @@ fn apply_fetched(
     records: &[u8],
     now: i64,
 ) -> Result<bool, String> {
-    if pd.error_code == code(ResponseError::OffsetOutOfRange) {
-        let (_, leo) = p.log_offsets();
-        if pd.log_start_offset > leo {
-            return p
-                .reset_to(fetched_epoch, pd.log_start_offset)
-                .map(|()| true)
-                .map_err(|e| e.to_string());
-        }
-        return Err(format!(
-            "offset out of range (leader log start {})",
-            pd.log_start_offset
-        ));
+    let before = p.log_offsets().1;
+    let resets =
+        pd.error_code == code(ResponseError::OffsetOutOfRange) && pd.log_start_offset > before;
+    let diverges = pd.diverging_epoch >= 0 || pd.diverging_end_offset >= 0;
+    let data = PartitionData::default()
+        .with_error_code(pd.error_code)
+        .with_high_watermark(pd.high_watermark)
+        .with_log_start_offset(pd.log_start_offset)
+        .with_diverging_epoch(
+            EpochEndOffset::default()
+                .with_epoch(pd.diverging_epoch)
+                .with_end_offset(pd.diverging_end_offset),
+        )
+        .with_records(Some(Bytes::copy_from_slice(records)));
+    let owed = decisions::apply_fetched(p, fetched_epoch, &data, now)?;
+    if let Some(end) = owed {
+        p.sync_replicated(end).map_err(|e| e.to_string())?;
     }
-    if pd.error_code != 0 {
-        return Err(format!("error code {}", pd.error_code));
-    }
-    if pd.diverging_epoch >= 0 || pd.diverging_end_offset >= 0 {
-        let before = p.log_offsets().1;
-        p.truncate_diverging(fetched_epoch, pd.diverging_epoch, pd.diverging_end_offset)
-            .map_err(|e| e.to_string())?;
-        return Ok(p.log_offsets().1 < before);
-    }
-    p.append_replicated(
-        fetched_epoch,
-        whole_batches(records),
-        pd.high_watermark,
-        pd.log_start_offset,
-        now,
-    )
-    .and_then(|owed| owed.map_or(Ok(()), |end| p.sync_replicated(end)))
-    .map(|()| false)
-    .map_err(|e| e.to_string())
+    Ok(resets || (diverges && p.log_offsets().1 < before))
 }
 
 impl Sim {
@@ -699,7 +691,7 @@ impl Sim {
         let replica_lag_max_ms = rng.gen_range(300..=3000);
         let timing = Timing {
             replica_lag_max_ms,
-            isr_check_interval_ms: (replica_lag_max_ms / 4).clamp(50, 1000),
+            isr_check_interval_ms: decisions::check_interval_ms(replica_lag_max_ms),
             session_timeout_ms,
             heartbeat_interval_ms: (session_timeout_ms / 4).max(50),
             controller_deadline_ms: session_timeout_ms * 5 / 9,
@@ -921,7 +913,7 @@ impl Sim {
         self.commit(records);
         let metadata_records = self.controller.image.record_count;
         let b = self.broker(id);
-        if !b.ready && b.image.record_count >= metadata_records && b.image.is_live(id) {
+        if !b.ready && decisions::caught_up(&b.image, metadata_records, id) {
             self.broker_mut(id).ready = true;
             self.event(format!("broker {id} caught up with the controller: ready"));
             self.reconcile(id);
@@ -945,12 +937,15 @@ impl Sim {
                 self.heartbeat(id);
             }
         }
-        for id in BROKER_IDS {
-            let last = self.controller.last_heard.get(&id).copied().unwrap_or(0);
-            if self.controller.up
-                && self.controller.image.is_live(id)
-                && self.now - last > self.timing.session_timeout_ms
-            {
+        if self.controller.up {
+            // The controller's own decision of whose session expired.
+            let expired = decisions::expired_brokers(
+                &self.controller.image,
+                &mut self.controller.last_heard,
+                self.now,
+                self.timing.session_timeout_ms,
+            );
+            for id in expired {
                 self.event(format!("broker {id}: session expired"));
                 let records = fence_broker(&self.controller.image, id);
                 self.commit(records);
@@ -1326,13 +1321,8 @@ impl Sim {
             }
             Err(e) => {
                 self.event(format!("AlterIsr from {} refused: {e}", request.sender));
-                match e {
-                    AlterIsrError::StaleVersion { .. }
-                    | AlterIsrError::StaleBrokerEpoch(_)
-                    | AlterIsrError::FencedLeaderEpoch { .. }
-                    | AlterIsrError::NotLeader(_) => IsrOutcome::Outdated,
-                    _ => IsrOutcome::Refused,
-                }
+                // What the broker answers and how the leader reads it, as they run.
+                decisions::isr_outcome(decisions::alter_isr_error_code(&e).code())
             }
         };
         if same_process {
