@@ -148,3 +148,10 @@ def test_bad_broker_settings_are_refused_at_start(brook):
                           "--set", "num.partitions=0"], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "num.partitions" in out.stderr and "at least 1" in out.stderr, out.stderr
+
+
+def test_negative_partition_count_reaches_the_broker_and_is_refused(brook):
+    res = brook.cli("topic", "create", unique_topic("neg"), "--partitions", "-5", check=False)
+    assert res.returncode != 0
+    assert "unexpected argument" not in res.stderr, res.stderr
+    assert "partitions" in res.stderr.lower(), res.stderr

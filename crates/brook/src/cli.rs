@@ -139,9 +139,11 @@ pub enum TopicCommand {
     /// Create a topic.
     Create {
         name: String,
-        #[arg(long, short = 'p', default_value_t = -1)]
+        /// Number of partitions; -1: the broker's `num.partitions`.
+        #[arg(long, short = 'p', default_value_t = -1, allow_negative_numbers = true)]
         partitions: i32,
-        #[arg(long, default_value_t = -1)]
+        /// Copies of each partition; -1: the broker's `default.replication.factor`.
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
         /// Topic config, repeatable: `--config retention.ms=60000`.
         #[arg(long = "config", value_name = "NAME=VALUE")]
