@@ -35,7 +35,10 @@ fn crate_dependencies_point_one_way() {
                 "brook-raft",
             ],
         ),
-        ("brook", &["brook-broker", "brook-protocol", "brook-log", "brook-meta"]),
+        (
+            "brook",
+            &["brook-broker", "brook-protocol", "brook-log", "brook-meta"],
+        ),
     ];
     for (name, ok) in allowed {
         for dep in brook_deps(&crates.join(name)) {
