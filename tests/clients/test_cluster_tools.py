@@ -158,3 +158,33 @@ def test_reassignment_in_progress_is_listed_and_can_be_cancelled(cluster_factory
         event(f"node{frozen} continued (SIGCONT)")
     records = consume_to_end(bootstrap, topic, 1, timeout=30)[0]
     assert [r.value for r in records] == values
+
+
+def test_brook_cli_reads_each_partition_from_its_leader(cluster: Cluster):
+    """`brook topic describe` and `brook consume` against one node of a 3-node cluster:
+    ListOffsets and Fetch go to each partition's leader, not to the bootstrap node."""
+    from conftest import find_brook_bin
+    from kafka_helpers import assert_all_delivered, produce_all, producer
+
+    topic = unique_topic("cli-cluster")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    leaders = {p: cluster.wait_for_leader(topic, p)[0] for p in range(3)}
+    event(f"leaders {leaders}")
+    assert_all_delivered(produce_all(producer(cluster.bootstrap, acks="all"), topic,
+                                     [{"value": f"v{i}".encode(), "partition": i % 3}
+                                      for i in range(30)]))
+    # Bootstrap through a node that does not lead every partition.
+    node = next(n for n in cluster.ids if set(leaders.values()) != {n})
+    bin_path = find_brook_bin()
+    desc = subprocess.run([bin_path, "topic", "describe", topic, "-b", cluster.bootstrap_of(node)],
+                          capture_output=True, text=True, timeout=60)
+    assert desc.returncode == 0, desc.stderr
+    rows = {int(r.split()[0]): r.split() for r in desc.stdout.splitlines()
+            if r.split() and r.split()[0].isdigit()}
+    assert {p: int(rows[p][1]) for p in rows} == leaders, desc.stdout
+    assert all(int(rows[p][3]) == 10 for p in rows), desc.stdout
+    out = subprocess.run([bin_path, "consume", topic, "--from-beginning", "--max-messages", "30",
+                          "-b", cluster.bootstrap_of(node)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split()) == sorted(f"v{i}" for i in range(30))

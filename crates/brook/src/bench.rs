@@ -314,7 +314,7 @@ fn scan(data: &[u8], position: i64) -> (u64, u64, i64) {
 async fn consume(b: ConsumeBench) -> Result<()> {
     let mut client = Client::connect(&b.common.connect).await?;
     let partitions = partitions_of(&mut client, &b.common.topic, false).await?;
-    let offsets = offsets_of(&mut client, &b.common.topic, &partitions).await?;
+    let offsets = offsets_of(&mut client, &b.common.connect, &b.common.topic, &partitions).await?;
     let available: u64 = offsets.values().map(|(s, e)| (e - s) as u64).sum();
     let target = b.records.unwrap_or(available).min(available);
     if target == 0 {
@@ -359,7 +359,7 @@ async fn consume(b: ConsumeBench) -> Result<()> {
 async fn e2e(b: E2eBench) -> Result<()> {
     let mut client = Client::connect(&b.common.connect).await?;
     let partitions = partitions_of(&mut client, &b.common.topic, true).await?;
-    let offsets = offsets_of(&mut client, &b.common.topic, &partitions).await?;
+    let offsets = offsets_of(&mut client, &b.common.connect, &b.common.topic, &partitions).await?;
     let start = Instant::now();
     let total = b.rate * b.seconds;
     let connect = b.common.connect.clone();

@@ -35,23 +35,25 @@ impl Client {
     pub async fn connect(connect: &Connect) -> Result<Self> {
         let timeout = connect.timeout();
         let addresses = connect.addresses();
+        if addresses.is_empty() {
+            bail!("no broker address in --bootstrap-server");
+        }
         let mut failures = Vec::new();
-        let mut stream = None;
         for address in &addresses {
-            match tokio::time::timeout(timeout, TcpStream::connect(address.as_str())).await {
-                Ok(Ok(s)) => {
-                    stream = Some(s);
-                    break;
-                }
-                Ok(Err(e)) => failures.push(format!("{address}: {e}")),
-                Err(_) => failures.push(format!("{address}: no answer in {timeout:?}")),
+            match Self::connect_to(address, timeout).await {
+                Ok(client) => return Ok(client),
+                Err(e) => failures.push(format!("{e:#}")),
             }
         }
-        let Some(stream) = stream else {
-            if addresses.is_empty() {
-                bail!("no broker address in --bootstrap-server");
-            }
-            bail!("cannot connect to {}", failures.join("; "));
+        bail!("cannot connect to {}", failures.join("; "))
+    }
+
+    /// Connects to one broker (`host:port`), giving up after `timeout`.
+    pub async fn connect_to(address: &str, timeout: Duration) -> Result<Self> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => bail!("{address}: {e}"),
+            Err(_) => bail!("{address}: no answer in {timeout:?}"),
         };
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();

@@ -173,7 +173,7 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
     );
     for topic in topics {
         let partitions = partitions_of(&mut client, &topic, false).await?;
-        let ends = offsets_of(&mut client, &topic, &partitions).await?;
+        let ends = offsets_of(&mut client, bootstrap, &topic, &partitions).await?;
         for p in partitions {
             let end = ends.get(&p).map_or(-1, |(_, e)| *e);
             let current = offsets.get(&(topic.clone(), p)).copied();
@@ -221,7 +221,7 @@ async fn reset(args: ResetArgs) -> Result<()> {
         }
     }
     let partitions = partitions_of(&mut client, &args.topic, false).await?;
-    let bounds = offsets_of(&mut client, &args.topic, &partitions).await?;
+    let bounds = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
     let current = committed(&mut client, &args.group).await?;
     let mut plan = Vec::new();
     for p in &partitions {

@@ -69,14 +69,16 @@ pub fn compression(name: &str) -> Result<Compression> {
     })
 }
 
-/// Partition count of a topic, via Metadata.
-/// Partition ids of a topic, via Metadata. Only producers ask the broker to create a
-/// missing topic (as Kafka's producers do); describe and consume must not.
-pub async fn partitions_of(
-    client: &mut Client,
-    topic: &str,
-    auto_create: bool,
-) -> Result<Vec<i32>> {
+/// A topic's partitions, who leads each, and where those brokers are: one Metadata
+/// request. Only producers ask the broker to create a missing topic (as Kafka's
+/// producers do); describe and consume must not.
+pub struct Layout {
+    pub partitions: Vec<i32>,
+    pub leader: BTreeMap<i32, i32>,
+    pub brokers: BTreeMap<i32, String>,
+}
+
+pub async fn layout(client: &mut Client, topic: &str, auto_create: bool) -> Result<Layout> {
     let req = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
     ]));
@@ -88,13 +90,96 @@ pub async fn partitions_of(
         .first()
         .ok_or_else(|| anyhow!("no metadata for topic '{topic}'"))?;
     check(t.error_code, &format!("topic '{topic}'"), None)?;
-    let mut ids: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
-    ids.sort();
-    Ok(ids)
+    let mut partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
+    partitions.sort();
+    Ok(Layout {
+        partitions,
+        leader: t
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect(),
+        brokers: resp
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect(),
+    })
 }
 
-/// (earliest, latest) offsets of each partition.
+pub async fn partitions_of(
+    client: &mut Client,
+    topic: &str,
+    auto_create: bool,
+) -> Result<Vec<i32>> {
+    Ok(layout(client, topic, auto_create).await?.partitions)
+}
+
+/// A connection to each broker asked for, opened on first use: requests about a
+/// partition go to its leader (in a cluster the bootstrap broker leads only some).
+pub struct Leaders {
+    timeout: Duration,
+    clients: BTreeMap<i32, Client>,
+}
+
+impl Leaders {
+    pub fn new(connect: &Connect) -> Self {
+        Leaders {
+            timeout: connect.timeout(),
+            clients: BTreeMap::new(),
+        }
+    }
+
+    /// The connection to the leader of `partition` in `layout`.
+    pub async fn of(&mut self, layout: &Layout, partition: i32) -> Result<&mut Client> {
+        let node = *layout
+            .leader
+            .get(&partition)
+            .ok_or_else(|| anyhow!("no partition {partition}"))?;
+        if node < 0 {
+            bail!("partition {partition} has no leader right now");
+        }
+        if !self.clients.contains_key(&node) {
+            let address = layout.brokers.get(&node).ok_or_else(|| {
+                anyhow!("leader {node} of partition {partition} is not in the metadata")
+            })?;
+            let client = Client::connect_to(address, self.timeout).await?;
+            self.clients.insert(node, client);
+        }
+        Ok(self.clients.get_mut(&node).expect("inserted above"))
+    }
+
+    /// Partitions grouped by their leader, in order.
+    pub fn by_leader(layout: &Layout, partitions: &[i32]) -> BTreeMap<i32, Vec<i32>> {
+        let mut out: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in partitions {
+            out.entry(layout.leader.get(p).copied().unwrap_or(-1))
+                .or_default()
+                .push(*p);
+        }
+        out
+    }
+}
+
+/// (earliest, latest) offsets of each partition, asked of each partition's leader.
 pub async fn offsets_of(
+    client: &mut Client,
+    connect: &Connect,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, (i64, i64)>> {
+    let layout = layout(client, topic, false).await?;
+    let mut leaders = Leaders::new(connect);
+    let mut out = BTreeMap::new();
+    for (_, group) in Leaders::by_leader(&layout, partitions) {
+        let leader = leaders.of(&layout, group[0]).await?;
+        out.extend(offsets_at(leader, topic, &group).await?);
+    }
+    Ok(out)
+}
+
+/// (earliest, latest) offsets of partitions one broker leads.
+async fn offsets_at(
     client: &mut Client,
     topic: &str,
     partitions: &[i32],
@@ -207,8 +292,9 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
 
 async fn describe(bootstrap: &Connect, name: &str) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
-    let partitions = partitions_of(&mut client, name, false).await?;
-    let offsets = offsets_of(&mut client, name, &partitions).await?;
+    let layout = layout(&mut client, name, false).await?;
+    let partitions = layout.partitions.clone();
+    let offsets = offsets_of(&mut client, bootstrap, name, &partitions).await?;
     let resource = DescribeConfigsResource::default()
         .with_resource_type(2)
         .with_resource_name(s(name))
@@ -238,7 +324,11 @@ async fn describe(bootstrap: &Connect, name: &str) -> Result<()> {
         "Partition", "Leader", "LogStartOffset", "HighWatermark", "Records"
     );
     for (p, (start, end)) in offsets {
-        println!("{p:>10} {:>8} {start:>16} {end:>16} {:>12}", 1, end - start);
+        let leader = layout.leader.get(&p).copied().unwrap_or(-1);
+        println!(
+            "{p:>10} {leader:>8} {start:>16} {end:>16} {:>12}",
+            end - start
+        );
     }
     Ok(())
 }
@@ -415,11 +505,12 @@ impl Producer {
 
 pub async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect).await?;
+    let mut layout = layout(&mut client, &args.topic, false).await?;
     let partitions = match args.partition {
         Some(p) => vec![p],
-        None => partitions_of(&mut client, &args.topic, false).await?,
+        None => layout.partitions.clone(),
     };
-    let offsets = offsets_of(&mut client, &args.topic, &partitions).await?;
+    let offsets = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
     let mut positions: BTreeMap<i32, i64> = offsets
         .iter()
         .map(|(p, (start, end))| (*p, if args.from_beginning { *start } else { *end }))
@@ -429,62 +520,86 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut count = 0u64;
     let mut last_data = Instant::now();
     let limit = args.max_messages.unwrap_or(u64::MAX);
+    let mut leaders = Leaders::new(&args.connect);
     while count < limit {
         if let Some(t) = args.timeout_ms {
             if last_data.elapsed() >= Duration::from_millis(t) {
                 break;
             }
         }
-        let parts = positions
-            .iter()
-            .map(|(p, off)| {
-                FetchPartition::default()
-                    .with_partition(*p)
-                    .with_fetch_offset(*off)
-                    .with_partition_max_bytes(1024 * 1024)
-            })
-            .collect();
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(50 * 1024 * 1024)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(&args.topic))
-                .with_partitions(parts)]);
-        let resp: FetchResponse = client.request(12, req).await?;
-        for t in resp.responses {
-            for p in t.partitions {
-                check(
-                    p.error_code,
-                    &format!("fetch {}-{}", args.topic, p.partition_index),
-                    None,
-                )?;
-                let Some(data) = p.records else { continue };
-                let position = positions
-                    .get_mut(&p.partition_index)
-                    .ok_or_else(|| anyhow!("unexpected partition"))?;
-                for r in decode_batches(data)? {
-                    if r.offset < *position || count >= limit {
+        // Each leader is asked for the partitions it leads; the long-poll is shared
+        // between them so one quiet leader does not hold up the others.
+        let groups = Leaders::by_leader(&layout, &partitions);
+        let wait_ms = (500 / groups.len().max(1)) as i32;
+        let mut moved = false;
+        for (&leader, group) in &groups {
+            if leader < 0 {
+                moved = true; // being elected: ask the metadata again
+                continue;
+            }
+            let parts = group
+                .iter()
+                .map(|p| {
+                    FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(positions[p])
+                        .with_partition_max_bytes(1024 * 1024)
+                })
+                .collect();
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(wait_ms)
+                .with_min_bytes(1)
+                .with_max_bytes(50 * 1024 * 1024)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic_name(&args.topic))
+                    .with_partitions(parts)]);
+            let resp: FetchResponse = leaders
+                .of(&layout, group[0])
+                .await?
+                .request(12, req)
+                .await?;
+            for t in resp.responses {
+                for p in t.partitions {
+                    if p.error_code == ResponseError::NotLeaderOrFollower.code() {
+                        moved = true; // leadership moved: ask the metadata again
                         continue;
                     }
-                    *position = r.offset + 1;
-                    count += 1;
-                    last_data = Instant::now();
-                    if args.print_offset {
-                        write!(out, "{}\t{}\t", p.partition_index, r.offset)?;
+                    check(
+                        p.error_code,
+                        &format!("fetch {}-{}", args.topic, p.partition_index),
+                        None,
+                    )?;
+                    let Some(data) = p.records else { continue };
+                    let position = positions
+                        .get_mut(&p.partition_index)
+                        .ok_or_else(|| anyhow!("unexpected partition"))?;
+                    for r in decode_batches(data)? {
+                        if r.offset < *position || count >= limit {
+                            continue;
+                        }
+                        *position = r.offset + 1;
+                        count += 1;
+                        last_data = Instant::now();
+                        if args.print_offset {
+                            write!(out, "{}\t{}\t", p.partition_index, r.offset)?;
+                        }
+                        if args.print_key {
+                            out.write_all(r.key.as_deref().unwrap_or_default())?;
+                            out.write_all(b"\t")?;
+                        }
+                        out.write_all(r.value.as_deref().unwrap_or_default())?;
+                        out.write_all(b"\n")?;
                     }
-                    if args.print_key {
-                        out.write_all(r.key.as_deref().unwrap_or_default())?;
-                        out.write_all(b"\t")?;
-                    }
-                    out.write_all(r.value.as_deref().unwrap_or_default())?;
-                    out.write_all(b"\n")?;
                 }
             }
         }
         out.flush()?;
+        if moved {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            layout = self::layout(&mut client, &args.topic, false).await?;
+        }
     }
     Ok(())
 }
