@@ -155,3 +155,28 @@ def test_negative_partition_count_reaches_the_broker_and_is_refused(brook):
     assert res.returncode != 0
     assert "unexpected argument" not in res.stderr, res.stderr
     assert "partitions" in res.stderr.lower(), res.stderr
+
+
+def test_consume_follows_a_topic_across_a_broker_restart(brook):
+    import subprocess
+    import time
+
+    topic = unique_topic("follow")
+    brook.cli("topic", "create", topic)
+    brook.cli("produce", topic, input="a1\na2\n")
+    proc = subprocess.Popen([brook.bin, "consume", topic, "--from-beginning",
+                             "-b", brook.bootstrap], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "a1"
+        assert proc.stdout.readline().strip() == "a2"
+        port = brook.port
+        brook.restart()
+        assert brook.port == port, "the fixture restarts on the same port"
+        time.sleep(0.5)
+        assert proc.poll() is None, f"consume exited: {proc.stderr.read()}"
+        brook.cli("produce", topic, input="b1\n")
+        assert proc.stdout.readline().strip() == "b1"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -149,6 +149,11 @@ impl Leaders {
         Ok(self.clients.get_mut(&node).expect("inserted above"))
     }
 
+    /// Drops the connection to `node` (it failed); the next use reconnects.
+    pub fn forget(&mut self, node: i32) {
+        self.clients.remove(&node);
+    }
+
     /// Partitions grouped by their leader, in order.
     pub fn by_leader(layout: &Layout, partitions: &[i32]) -> BTreeMap<i32, Vec<i32>> {
         let mut out: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
@@ -555,11 +560,21 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
                 .with_topics(vec![FetchTopic::default()
                     .with_topic(topic_name(&args.topic))
                     .with_partitions(parts)]);
-            let resp: FetchResponse = leaders
-                .of(&layout, group[0])
-                .await?
-                .request(12, req)
-                .await?;
+            let fetched = match leaders.of(&layout, group[0]).await {
+                Ok(c) => c.request::<FetchRequest>(12, req).await,
+                Err(e) => Err(e),
+            };
+            let resp: FetchResponse = match fetched {
+                Ok(resp) => resp,
+                Err(e) => {
+                    // A broker restarting or gone: reconnect, as kcat and Kafka's
+                    // consumers do, rather than end the command.
+                    eprintln!("warning: {e:#}; reconnecting");
+                    leaders.forget(leader);
+                    moved = true;
+                    continue;
+                }
+            };
             for t in resp.responses {
                 for p in t.partitions {
                     if p.error_code == ResponseError::NotLeaderOrFollower.code() {
@@ -598,7 +613,30 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
         out.flush()?;
         if moved {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            layout = self::layout(&mut client, &args.topic, false).await?;
+            layout = loop {
+                let fresh = match self::layout(&mut client, &args.topic, false).await {
+                    Ok(layout) => Ok(layout),
+                    Err(_) => match Client::connect(&args.connect).await {
+                        Ok(c) => {
+                            client = c;
+                            self::layout(&mut client, &args.topic, false).await
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match fresh {
+                    Ok(layout) => break layout,
+                    Err(e) => {
+                        if let Some(t) = args.timeout_ms {
+                            if last_data.elapsed() >= Duration::from_millis(t) {
+                                return Ok(());
+                            }
+                        }
+                        eprintln!("warning: {e:#}; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
         }
     }
     Ok(())
