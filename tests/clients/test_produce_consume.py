@@ -214,3 +214,29 @@ def test_kafka_python_consumes_confluent_produced(brook):
         assert got == [(i, r["key"], r["value"]) for i, r in enumerate(records)]
     finally:
         cons.close()
+
+
+@pytest.mark.parametrize("topic_codec,producer_codec,stored", [
+    ("zstd", "none", 4), ("zstd", "gzip", 4), ("uncompressed", "lz4", 0), ("gzip", "snappy", 1),
+])
+def test_topic_compression_type_recompresses_batches(brook, topic_codec, producer_codec, stored):
+    import struct
+
+    topic = unique_topic("codec")
+    create_topic(brook.bootstrap, topic, partitions=1, config={"compression.type": topic_codec})
+    records = [{"key": f"k{i}".encode(), "value": (f"value-{i}-" * 20).encode(), "partition": 0}
+               for i in range(200)]
+    p = producer(brook.bootstrap, **{"compression.type": producer_codec, "linger.ms": 20})
+    assert_all_delivered(produce_all(p, topic, records))
+    got = consume_to_end(brook.bootstrap, topic, [0])[0]
+    assert [(r.key, r.value) for r in got] == [(r["key"], r["value"]) for r in records]
+    data = brook.segment_files(topic, 0)[0].read_bytes()
+    pos, codecs = 0, set()
+    while pos + 61 <= len(data):
+        (length,) = struct.unpack(">i", data[pos + 8:pos + 12])
+        if length <= 0:
+            break
+        (attributes,) = struct.unpack(">h", data[pos + 21:pos + 23])
+        codecs.add(attributes & 7)
+        pos += 12 + length
+    assert codecs == {stored}, codecs

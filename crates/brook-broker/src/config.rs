@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use brook_log::LogConfig;
+use brook_protocol::batch::Compression;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -70,7 +71,7 @@ macro_rules! def {
 
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "'delete': retention.ms and retention.bytes trim the log; 'compact' alone: never trimmed by time or size (user topics are not compacted yet)."),
-    def!("compression.type", "compression.type", "producer", String, ["producer", "uncompressed"], "Brook stores batches as the producer compressed them."),
+    def!("compression.type", "compression.type", "producer", String, ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"], "'producer' keeps batches as the producer compressed them; a codec (or 'uncompressed') re-encodes every batch that arrives with another one."),
     def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, [], "Tombstone retention for compacted topics."),
     def!("file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", Long, [], "Delay before a deleted segment's file is removed."),
     def!("flush.messages", "log.flush.interval.messages", LONG_MAX, Long, [], "Fsync after this many messages."),
@@ -166,6 +167,8 @@ pub struct TopicConfig {
     pub timestamp_after_max_ms: i64,
     /// `compact` is in `cleanup.policy`: every record needs a key.
     pub compacted: bool,
+    /// `compression.type` other than `producer`: the codec every batch is stored in.
+    pub recompress_to: Option<Compression>,
 }
 
 /// Where a config value came from, with DescribeConfigs' source codes.
@@ -433,6 +436,14 @@ impl BrokerConfig {
             timestamp_before_max_ms: int("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: int("message.timestamp.after.max.ms"),
             compacted: policy("compact"),
+            recompress_to: match get("compression.type") {
+                "uncompressed" => Some(Compression::None),
+                "gzip" => Some(Compression::Gzip),
+                "snappy" => Some(Compression::Snappy),
+                "lz4" => Some(Compression::Lz4),
+                "zstd" => Some(Compression::Zstd),
+                _ => None,
+            },
         }
     }
 }

@@ -183,6 +183,38 @@ pub fn decode_batches(data: Bytes) -> Result<Vec<ConsumedRecord>, RecordsError> 
     Ok(out)
 }
 
+/// Re-encodes every batch of a produce request whose codec is not `target` (a topic's
+/// `compression.type`), keeping its records, timestamps, headers and producer fields
+/// (id, epoch, base sequence, transactional); batches already in `target`, and control
+/// batches (which validation refuses), are kept as they are. Decompression is bounded.
+pub fn recompress(request: &[u8], target: Compression) -> Result<Bytes, RecordsError> {
+    let mut out = BytesMut::with_capacity(request.len());
+    for item in crate::batch::BatchIter::new(request) {
+        let (header, range) = item.map_err(|e| RecordsError(anyhow::anyhow!(e)))?;
+        if header.compression() == target || header.is_control() {
+            out.extend_from_slice(&request[range]);
+            continue;
+        }
+        let records: Vec<Record> = decode_batches(Bytes::copy_from_slice(&request[range]))?
+            .into_iter()
+            .map(|r| Record {
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                timestamp_ms: r.timestamp_ms,
+            })
+            .collect();
+        let producer = ProducerInfo {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+            transactional: header.is_transactional(),
+        };
+        out.extend_from_slice(&encode_batch_with(&records, target, producer)?);
+    }
+    Ok(out.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +230,52 @@ mod tests {
         let crc = crate::batch::compute_crc(&batch);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
         assert!(decode_batches(batch.freeze()).is_err());
+    }
+
+    #[test]
+    fn recompress_keeps_records_and_producer_fields() {
+        let records: Vec<Record> = (0..20)
+            .map(|i| Record {
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![b'x'; i])),
+                headers: vec![("h".into(), Some(Bytes::from_static(b"v")))],
+                timestamp_ms: 1_000 + i as i64,
+            })
+            .collect();
+        let producer = ProducerInfo {
+            producer_id: 42,
+            producer_epoch: 3,
+            base_sequence: 7,
+            transactional: false,
+        };
+        let mut request = encode_batch_with(&records, Compression::Gzip, producer)
+            .unwrap()
+            .to_vec();
+        request.extend(encode_batch(&records[..2], Compression::Zstd).unwrap());
+        let out = recompress(&request, Compression::Zstd).unwrap();
+        let headers: Vec<_> = crate::batch::BatchIter::new(&out)
+            .map(|b| b.unwrap().0)
+            .collect();
+        assert_eq!(headers.len(), 2);
+        assert!(headers.iter().all(|h| h.compression() == Compression::Zstd));
+        assert_eq!(
+            (
+                headers[0].producer_id,
+                headers[0].producer_epoch,
+                headers[0].base_sequence
+            ),
+            (42, 3, 7)
+        );
+        assert_eq!(headers[0].record_count, 20);
+        for item in crate::batch::BatchIter::new(&out) {
+            let (_, range) = item.unwrap();
+            crate::batch::verify_crc(&out[range]).unwrap();
+        }
+        let back = decode_batches(out).unwrap();
+        assert_eq!(back.len(), 22);
+        assert_eq!(back[5].key, records[5].key);
+        assert_eq!(back[5].timestamp_ms, 1_005);
+        assert_eq!(back[5].headers, records[5].headers);
     }
 
     #[test]

@@ -113,6 +113,34 @@ pub async fn handle(
                         Some("no records".into()),
                     );
                 };
+                // compression.type: batches in another codec are re-encoded first, on
+                // the blocking pool (bounded like every decompression).
+                let records = match config.recompress_to {
+                    Some(target) if needs_recompression(&records, target) => {
+                        let recompressed = tokio::task::spawn_blocking(move || {
+                            brook_protocol::records::recompress(&records, target)
+                        })
+                        .await;
+                        match recompressed {
+                            Ok(Ok(records)) => records,
+                            Ok(Err(e)) => {
+                                break 'response failed(
+                                    pd.index,
+                                    ResponseError::InvalidRecord.code(),
+                                    Some(format!("cannot re-encode the batch: {e}")),
+                                )
+                            }
+                            Err(e) => {
+                                break 'response failed(
+                                    pd.index,
+                                    ResponseError::UnknownServerError.code(),
+                                    Some(e.to_string()),
+                                )
+                            }
+                        }
+                    }
+                    _ => records,
+                };
                 // Uncompressed records are checked and written to the page cache in
                 // place; compressed ones are inflated to be checked, on the blocking
                 // pool. An fsync that flush.messages asks for runs there too, before
@@ -234,4 +262,12 @@ fn verify_transactional(
         error.code(),
         format!("the partition is not in an ongoing transaction of this producer ({error:?})"),
     ))
+}
+
+/// Whether a batch of the request (other than a control batch, which validation
+/// refuses) is not in the topic's `compression.type`.
+fn needs_recompression(records: &[u8], target: Compression) -> bool {
+    BatchIter::new(records)
+        .map_while(Result::ok)
+        .any(|(h, _)| !h.is_control() && h.compression() != target)
 }
