@@ -1,8 +1,10 @@
 //! Offline, read-only verification of a partition directory (`brook check-log`).
 //!
 //! Unlike [`crate::Log::open`], this never repairs anything: it reports every segment
-//! whose batches are malformed, fail their CRC-32C, or break offset order, and every
-//! index entry that does not point at the batch it claims.
+//! whose batches are malformed, fail their CRC-32C, or are not dense from the offset
+//! in the file's name, every segment that overlaps the one before it, and every index
+//! entry that does not point at the batch it claims. A gap between two segments is not
+//! a problem: it is what recovery leaves where it dropped damaged data.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -68,12 +70,18 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, LogError> {
     };
     let bases = segment_bases(dir)?;
     report.segments = bases.len();
-    let mut expected_next: Option<i64> = None;
+    let mut previous_end: Option<i64> = None;
     for base in bases {
-        let expected = check_segment(dir, base, expected_next, &mut report)?;
-        expected_next = expected.or(expected_next);
+        if let Some(end) = previous_end.filter(|&end| end > base) {
+            report.problems.push(format!(
+                "{}: starts at offset {base}, inside the previous segment (which ends at {end})",
+                segment_file_name(dir, base)
+            ));
+        }
+        let end = check_segment(dir, base, &mut report)?;
+        previous_end = end.or(previous_end);
     }
-    report.end_offset = expected_next;
+    report.end_offset = previous_end;
     if let (Some(start), Some(end)) = (report.log_start_checkpoint, report.end_offset) {
         if start > end {
             report.problems.push(format!(
@@ -84,23 +92,22 @@ pub fn check_dir(dir: &Path) -> Result<CheckReport, LogError> {
     Ok(report)
 }
 
+fn segment_file_name(dir: &Path, base: i64) -> String {
+    segment_path(dir, base, ".log")
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
 /// Walks one segment; returns the offset after its last batch (None if empty).
-fn check_segment(
-    dir: &Path,
-    base: i64,
-    expected_next: Option<i64>,
-    report: &mut CheckReport,
-) -> Result<Option<i64>, LogError> {
+fn check_segment(dir: &Path, base: i64, report: &mut CheckReport) -> Result<Option<i64>, LogError> {
     let path = segment_path(dir, base, ".log");
     let file = File::open(&path).io_context("opening", &path)?;
     let size = file.metadata().io_context("reading size of", &path)?.len();
     report.bytes += size;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = segment_file_name(dir, base);
     let mut walker = HeaderWalker::new(&file, 0, size, SCAN_WINDOW_BYTES);
-    let mut next = expected_next;
+    let mut next = base;
     let mut batch_at: HashMap<u64, i64> = HashMap::new();
     let mut last = None;
     loop {
@@ -120,26 +127,18 @@ fn check_segment(
                 .push(format!("{name}: {}", e.into_log_error(&path)));
             break;
         }
-        if header.base_offset < base {
+        if header.base_offset != next {
             report.problems.push(format!(
-                "{name}: batch at byte {position} has offset {} below the segment base {base}",
+                "{name}: batch at byte {position} starts at offset {}, expected {next}",
                 header.base_offset
             ));
-        }
-        if let Some(n) = next {
-            if header.base_offset != n {
-                report.problems.push(format!(
-                    "{name}: batch at byte {position} starts at offset {}, expected {n}",
-                    header.base_offset
-                ));
-            }
         }
         report.first_offset.get_or_insert(header.base_offset);
         report.batches += 1;
         report.records += header.record_count.max(0) as u64;
         batch_at.insert(position, header.base_offset);
-        next = Some(header.next_offset());
-        last = next;
+        next = header.next_offset();
+        last = Some(next);
     }
     // Index entries past the first damaged batch cannot be judged; the damage is reported.
     check_indexes(dir, base, size, walker.position(), &batch_at, &name, report)?;

@@ -22,6 +22,16 @@ pub enum LogError {
     /// returned when damage is found later, in data that recovery trusted.
     #[error("corrupt log segment {}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// A segment file recovery cannot place in the log: its first batch is intact but
+    /// not at the offset its name says, or it claims offsets another segment holds.
+    /// Recovery cannot tell which bytes are the log's, so it opens nothing and changes
+    /// no segment: deleting or cutting either file could destroy acknowledged records.
+    #[error(
+        "cannot open the log: segment file {} does not fit in it ({reason}); no segment \
+         was changed. Move the file that does not belong out of the partition directory",
+        path.display()
+    )]
+    MisplacedSegment { path: PathBuf, reason: String },
     /// The bytes handed to `append` are not whole v2 batches.
     #[error("invalid record batch in append: {0}")]
     InvalidBatch(#[from] BatchError),

@@ -131,7 +131,6 @@ impl<E: IndexEntry> Index<E> {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    #[cfg(test)]
     pub fn entries(&self) -> &[E] {
         &self.entries
     }

@@ -103,15 +103,26 @@ impl Log {
         if loaded.log_start_checkpoint != Some(log.log_start_offset) {
             checkpoint::write_offset(&log.dir, LOG_START_OFFSET_FILE, log.log_start_offset)?;
         }
-        tracing::debug!(
-            dir = %log.dir.display(),
-            segments = log.segment_count(),
-            log_start_offset = log.log_start_offset,
-            log_end_offset,
-            clean_shutdown = loaded.clean_shutdown,
-            recovered_segments = log.recovered_segments,
-            "opened log"
-        );
+        if log.recovered_segments > 0 {
+            tracing::info!(
+                dir = %log.dir.display(),
+                segments = log.segment_count(),
+                log_start_offset = log.log_start_offset,
+                log_end_offset,
+                clean_shutdown = loaded.clean_shutdown,
+                recovered_segments = log.recovered_segments,
+                "recovered log"
+            );
+        } else {
+            tracing::debug!(
+                dir = %log.dir.display(),
+                segments = log.segment_count(),
+                log_start_offset = log.log_start_offset,
+                log_end_offset,
+                clean_shutdown = loaded.clean_shutdown,
+                "opened log"
+            );
+        }
         Ok(log)
     }
 
@@ -186,8 +197,11 @@ impl Log {
     }
 
     /// Appends batches copied from a partition leader (a follower's append): offsets,
-    /// leader epochs and timestamps are kept as the leader wrote them. The first batch
-    /// must start at the log end and offsets must be dense, or nothing is written.
+    /// leader epochs and timestamps are kept as the leader wrote them. Offsets must be
+    /// dense and the first batch must start at the log end, or past it where the
+    /// leader's log has a gap (its recovery dropped damaged data): the batches then
+    /// start a segment of their own, as in the leader's log. Otherwise nothing is
+    /// written.
     pub fn append_replicated(
         &mut self,
         batches: &[u8],
@@ -195,21 +209,52 @@ impl Log {
     ) -> Result<AppendInfo, LogError> {
         self.now_ms = now_ms;
         let stamped = Stamped::as_written(batches)?;
-        let mut next = self.log_end_offset();
+        let log_end_offset = self.log_end_offset();
+        let first = stamped
+            .headers()
+            .next()
+            .map_or(log_end_offset, |(_, h)| h.base_offset);
+        let mut next = first.max(log_end_offset);
         for (_, header) in stamped.headers() {
             if header.base_offset != next {
                 return Err(LogError::corrupt(
                     &self.dir,
                     format!(
-                        "replicated batch starts at offset {} but the log ends at {next}",
+                        "replicated batch starts at offset {} where offset {next} was expected \
+                         (the log ends at {log_end_offset})",
                         header.base_offset
                     ),
                 ));
             }
             next = header.next_offset();
         }
+        if first > log_end_offset {
+            self.skip_to(first, now_ms)?;
+        }
         self.write(&stamped, now_ms)?;
         Ok(stamped.info())
+    }
+
+    /// Continues the log at `offset`, past its end, in a new segment, so that offsets
+    /// stay dense within every segment and the gap lies between two of them.
+    fn skip_to(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
+        tracing::warn!(
+            dir = %self.dir.display(),
+            missing_offsets = %format!("{}..{offset}", self.log_end_offset()),
+            "the leader's log has a gap here; continuing past it"
+        );
+        if self.sealed.is_empty() && self.active.segment().is_empty() {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        if self.active.segment().is_empty() {
+            let next = ActiveSegment::create(&self.dir, offset, now_ms)?;
+            // It holds no batch: nothing is lost with it.
+            std::mem::replace(&mut self.active, next)
+                .into_sealed()
+                .delete_files()?;
+            return checkpoint::sync_dir(&self.dir);
+        }
+        self.roll_to(offset, now_ms)
     }
 
     /// Writes stamped batches to one segment, rolling first if they would not fit
@@ -595,12 +640,19 @@ impl Log {
     /// Seals the active segment and starts a new one at the log end. The sealed
     /// segment is fsynced later (next flush or tick), not on the append path.
     fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.roll_to(self.log_end_offset(), now_ms)
+    }
+
+    /// Like [`Log::roll`], the new segment starting at `base_offset` (at or past the
+    /// log end).
+    fn roll_to(&mut self, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
         debug_assert!(
             !self.active.segment().is_empty(),
             "rolling an empty segment"
         );
+        debug_assert!(base_offset >= self.log_end_offset());
         self.active.finish_indexes()?;
-        let next = ActiveSegment::create(&self.dir, self.log_end_offset(), now_ms)?;
+        let next = ActiveSegment::create(&self.dir, base_offset, now_ms)?;
         let sealed = std::mem::replace(&mut self.active, next).into_sealed();
         self.sealed.push_back(sealed);
         Ok(())

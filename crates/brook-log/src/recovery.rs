@@ -1,12 +1,17 @@
 //! Opening a partition directory: which segments to trust, which to check batch by
-//! batch, and what to throw away.
+//! batch, and what a damaged one costs.
 //!
-//! A segment is trusted (indexes loaded, only the tail after the last offset-index
-//! entry walked) after a clean shutdown, or when the next segment starts at or below
-//! the recovery point. Every other segment, from the one holding the recovery point
-//! on, is recovered: each batch is checked and the segment is cut at the first bad
-//! one. After a cut, or a gap between two segments, later segments are deleted, so
-//! the log is always one contiguous run of valid batches.
+//! A segment is trusted (indexes loaded and checked against a walk over its headers)
+//! after a clean shutdown, or when the next segment starts at or below the recovery
+//! point. Every other segment, and any trusted one that does not hold up, is checked
+//! batch by batch and cut at its first bad batch. That cut is all damage costs: later
+//! segments whose batches are intact are kept at their offsets, so the log may have a
+//! gap between two segments (reads step over it), and the log never ends below the
+//! recovery point, so offsets that were durable are never handed out again.
+//!
+//! Every segment file is read before any is changed: a file that cannot be placed in
+//! the log (its first intact batch is not at the offset its name says, or its offsets
+//! overlap another file's) makes the open fail with nothing cut or deleted.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs;
@@ -16,10 +21,10 @@ use crate::checkpoint::{
     self, read_offset, remove_if_exists, sync_dir, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
     TEMP_SUFFIX,
 };
-use crate::config::LogConfig;
+use crate::config::{IndexPolicy, LogConfig};
 use crate::error::{IoContext, LogError};
 use crate::segment::{
-    parse_segment_name, segment_path, ActiveSegment, Segment, INDEX_SUFFIX, LOG_SUFFIX,
+    parse_segment_name, segment_path, ActiveSegment, Scanned, Segment, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
 };
 
@@ -51,8 +56,11 @@ pub fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LoadedLog, Lo
         recovery_point: recovery_point_checkpoint.unwrap_or(0),
     };
     let (segments, recovered_segments) = load_segments(dir, &bases, trust, config, now_ms)?;
-    let (sealed, active, log_start_offset) =
-        apply_log_start(dir, segments, log_start_checkpoint, now_ms)?;
+    let ends = Ends {
+        log_start_checkpoint,
+        recovery_point_checkpoint,
+    };
+    let (sealed, active, log_start_offset) = ends.settle(dir, segments, now_ms)?;
     Ok(LoadedLog {
         sealed,
         active,
@@ -64,44 +72,106 @@ pub fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LoadedLog, Lo
     })
 }
 
-/// Settles the log start offset (the checkpoint, but never below the first segment),
-/// deletes segments wholly below it, and picks the active segment. With no segments,
-/// or a log start past the recovered end (its data was lost), the log restarts empty
-/// at the log start offset.
-fn apply_log_start(
-    dir: &Path,
-    mut segments: Vec<Segment>,
+/// The checkpoints that bound the recovered log at either end.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
     log_start_checkpoint: Option<i64>,
-    now_ms: i64,
-) -> Result<(VecDeque<Segment>, ActiveSegment, i64), LogError> {
-    let first_base = segments.first().map_or(0, Segment::base_offset);
-    let log_start_offset = log_start_checkpoint.unwrap_or(first_base).max(first_base);
-    let log_end_offset = segments.last().map_or(first_base, Segment::next_offset);
-    if segments.is_empty() || log_start_offset > log_end_offset {
-        if !segments.is_empty() {
-            tracing::warn!(
-                dir = %dir.display(),
-                log_start_offset,
-                log_end_offset,
-                "log start offset is past the recovered log end; starting an empty log at it"
-            );
+    /// Offsets below it were fsynced, so they may have been acknowledged.
+    recovery_point_checkpoint: Option<i64>,
+}
+
+impl Ends {
+    /// Settles the log start offset (the checkpoint, but never below the first segment),
+    /// deletes segments wholly below it, and picks the active segment. With no segments,
+    /// or a log start past the recovered end (its data was deleted by retention or
+    /// DeleteRecords), the log restarts empty at the log start offset, or at the
+    /// recovery point if that is higher.
+    fn settle(
+        self,
+        dir: &Path,
+        mut segments: Vec<Segment>,
+        now_ms: i64,
+    ) -> Result<(VecDeque<Segment>, ActiveSegment, i64), LogError> {
+        let first_base = segments.first().map_or(0, Segment::base_offset);
+        let log_start_offset = self
+            .log_start_checkpoint
+            .unwrap_or(first_base)
+            .max(first_base);
+        let log_end_offset = segments.last().map_or(first_base, Segment::next_offset);
+        if segments.is_empty() || log_start_offset > log_end_offset {
+            if !segments.is_empty() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    log_start_offset,
+                    log_end_offset,
+                    "log start offset is past the recovered log end; starting an empty log at it"
+                );
+            }
+            delete_newest_first(dir, segments.drain(..))?;
+            let start = log_start_offset.max(self.recovery_point_checkpoint.unwrap_or(0));
+            if start > log_start_offset {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    recovery_point = start,
+                    "no segment file left; the log restarts at its recovery point, so \
+                     offsets that were durable are not handed out again"
+                );
+            }
+            let active = ActiveSegment::create(dir, start, now_ms)?;
+            return Ok((VecDeque::new(), active, start));
         }
-        delete_newest_first(dir, segments.drain(..))?;
-        let active = ActiveSegment::create(dir, log_start_offset, now_ms)?;
-        return Ok((VecDeque::new(), active, log_start_offset));
+        let below_start = segments[..segments.len() - 1]
+            .iter()
+            .take_while(|s| s.next_offset() <= log_start_offset)
+            .count();
+        for segment in segments.drain(..below_start) {
+            segment.delete_files()?;
+        }
+        let last = segments
+            .pop()
+            .expect("the last segment is never below the log start");
+        let mut sealed: VecDeque<Segment> = segments.into();
+        let active = self.continue_log(dir, &mut sealed, last, now_ms)?;
+        let first_base = sealed
+            .front()
+            .map_or(active.segment().base_offset(), Segment::base_offset);
+        Ok((sealed, active, log_start_offset.max(first_base)))
     }
-    let below_start = segments[..segments.len() - 1]
-        .iter()
-        .take_while(|s| s.next_offset() <= log_start_offset)
-        .count();
-    for segment in segments.drain(..below_start) {
-        segment.delete_files()?;
+
+    /// Makes `last` the active segment, unless damage or a missing file took the log's
+    /// end below the recovery point: those offsets were fsynced and may have been
+    /// acknowledged (consumers may have committed them), so the log continues at the
+    /// recovery point in a new segment and never hands them out again. `last` is
+    /// sealed, or deleted if it holds no batch.
+    fn continue_log(
+        self,
+        dir: &Path,
+        sealed: &mut VecDeque<Segment>,
+        last: Segment,
+        now_ms: i64,
+    ) -> Result<ActiveSegment, LogError> {
+        let end = last.next_offset();
+        let Some(recovery_point) = self.recovery_point_checkpoint.filter(|&rp| rp > end) else {
+            return ActiveSegment::reopen(last, now_ms);
+        };
+        tracing::warn!(
+            segment = %last.path().display(),
+            recovered_end = end,
+            recovery_point,
+            "the log ends below its recovery point; continuing at the recovery point so \
+             offsets that were durable are not handed out again"
+        );
+        if last.is_empty() {
+            last.delete_files()?;
+        } else {
+            let mut last = ActiveSegment::reopen(last, now_ms)?;
+            last.finish_indexes()?;
+            let mut last = last.into_sealed();
+            last.sync(true)?;
+            sealed.push_back(last);
+        }
+        ActiveSegment::create(dir, recovery_point, now_ms)
     }
-    let last = segments
-        .pop()
-        .expect("the last segment is never below the log start");
-    let active = ActiveSegment::reopen(last, now_ms)?;
-    Ok((segments.into(), active, log_start_offset))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,8 +186,25 @@ impl Trust {
     }
 }
 
-/// Loads segments oldest first, stopping (and deleting the rest) after the first one
-/// that had to be cut or that does not end where the next one starts.
+/// A segment as read at open, before anything on disk changes.
+#[derive(Debug)]
+enum Loaded {
+    Trusted(Segment),
+    Scanned(Scanned),
+}
+
+impl Loaded {
+    fn segment(&self) -> &Segment {
+        match self {
+            Loaded::Trusted(segment) => segment,
+            Loaded::Scanned(scanned) => scanned.segment(),
+        }
+    }
+}
+
+/// Loads every segment, oldest first: reads them all, checks that they fit together,
+/// then cuts damaged ones at their first bad batch and rebuilds their indexes. Returns
+/// the segments and how many were checked batch by batch.
 fn load_segments(
     dir: &Path,
     bases: &[i64],
@@ -126,44 +213,95 @@ fn load_segments(
     now_ms: i64,
 ) -> Result<(Vec<Segment>, usize), LogError> {
     let policy = config.index_policy();
-    let mut segments = Vec::with_capacity(bases.len());
-    let mut recovered = 0;
+    let mut loaded = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
-        let loaded = if trust.trusts(next_base) {
-            Segment::load_trusted(dir, base, next_base, now_ms)?
-        } else {
-            Err("not below the recovery point".to_string())
-        };
-        let (segment, truncated) = match loaded {
-            Ok(segment) => (segment, false),
-            Err(reason) => {
-                tracing::debug!(dir = %dir.display(), base, %reason, "recovering segment");
+        loaded.push(load_segment(
+            dir,
+            base,
+            trust.trusts(next_base),
+            &policy,
+            now_ms,
+        )?);
+    }
+    check_no_overlap(&loaded)?;
+    let count = loaded.len();
+    let mut segments = Vec::with_capacity(count);
+    let mut recovered = 0;
+    for (i, segment) in loaded.into_iter().enumerate() {
+        segments.push(match segment {
+            Loaded::Trusted(segment) => segment,
+            Loaded::Scanned(scanned) => {
                 recovered += 1;
-                Segment::recover(dir, base, next_base, &policy, now_ms)?
+                scanned.repair(i + 1 < count)?
             }
-        };
-        let gap = next_base.is_some_and(|next| segment.next_offset() != next);
-        segments.push(segment);
-        if truncated || gap {
-            let later = &bases[i + 1..];
-            if !later.is_empty() {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    segments = later.len(),
-                    "deleting segments after a truncated or incomplete one"
-                );
-            }
-            for &later_base in later.iter().rev() {
-                delete_segment_files(dir, later_base)?;
-            }
-            break;
-        }
+        });
     }
     if recovered > 0 {
         sync_dir(dir)?;
     }
+    warn_about_gaps(&segments);
     Ok((segments, recovered))
+}
+
+/// Reads one segment: from its index files if `trusted` and they hold up, else batch by
+/// batch. Changes nothing on disk.
+fn load_segment(
+    dir: &Path,
+    base: i64,
+    trusted: bool,
+    policy: &IndexPolicy,
+    now_ms: i64,
+) -> Result<Loaded, LogError> {
+    if trusted {
+        match Segment::load_trusted(dir, base, now_ms)? {
+            Ok(segment) => return Ok(Loaded::Trusted(segment)),
+            Err(reason) => tracing::warn!(
+                segment = %segment_path(dir, base, LOG_SUFFIX).display(),
+                %reason,
+                "segment or its indexes damaged since they were made durable; checking it batch by batch"
+            ),
+        }
+    } else {
+        tracing::debug!(dir = %dir.display(), base, "recovering segment above the recovery point");
+    }
+    Segment::scan(dir, base, policy, now_ms).map(Loaded::Scanned)
+}
+
+/// Refuses segment files whose intact offsets overlap: two files claim the same
+/// offsets and recovery cannot tell which holds the log's records, so it changes
+/// neither. The later file is named; the reason names the earlier one.
+fn check_no_overlap(loaded: &[Loaded]) -> Result<(), LogError> {
+    for pair in loaded.windows(2) {
+        let (earlier, later) = (pair[0].segment(), pair[1].segment());
+        if earlier.next_offset() > later.base_offset() {
+            return Err(LogError::MisplacedSegment {
+                path: later.path().to_path_buf(),
+                reason: format!(
+                    "{} already holds offsets {}..{}",
+                    earlier.path().display(),
+                    earlier.base_offset(),
+                    earlier.next_offset()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Offsets between two segments that no file holds (lost to damage or a missing file).
+/// Reads step over them to the next segment.
+fn warn_about_gaps(segments: &[Segment]) {
+    for pair in segments.windows(2) {
+        let (earlier, later) = (&pair[0], &pair[1]);
+        if earlier.next_offset() < later.base_offset() {
+            tracing::warn!(
+                segment = %later.path().display(),
+                missing_offsets = %format!("{}..{}", earlier.next_offset(), later.base_offset()),
+                "no segment holds these offsets; reads continue at this segment"
+            );
+        }
+    }
 }
 
 /// Base offsets of the `.log` files, sorted; sweeps up temp files and index files
@@ -202,13 +340,6 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
         sync_dir(dir)?;
     }
     Ok(bases)
-}
-
-fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<(), LogError> {
-    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-        remove_if_exists(&segment_path(dir, base_offset, suffix))?;
-    }
-    Ok(())
 }
 
 fn delete_newest_first(

@@ -11,9 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use brook_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
+use brook_protocol::batch::BatchHeader;
 use brook_protocol::records::decode_batches;
 use bytes::Bytes;
+
+mod scan;
+
+use scan::check_batch_offsets;
+pub use scan::Scanned;
 
 use crate::checkpoint::{remove_if_exists, sync_dir};
 use crate::config::{IndexPolicy, LogConfig, NO_TIMESTAMP};
@@ -23,7 +28,7 @@ use crate::config::{IndexPolicy, LogConfig, NO_TIMESTAMP};
 const MAX_CONTROL_BATCH_BYTES: usize = 4096;
 use crate::error::{IoContext, LogError};
 use crate::index::{Index, OffsetEntry, TimeEntry};
-use crate::reader::{HeaderWalker, WalkError, HEADER_WINDOW_BYTES, SCAN_WINDOW_BYTES};
+use crate::reader::{HeaderWalker, WalkError, HEADER_WINDOW_BYTES};
 use crate::slice::ReadSlice;
 use crate::stamp::Stamped;
 
@@ -127,130 +132,6 @@ impl Segment {
         ))
     }
 
-    /// Loads a segment recovery trusts: its indexes from their files, then a header walk
-    /// from the last offset-index entry to find the end. `Ok(Err(reason))` when the
-    /// index files or the tail do not hold up, and the segment must be recovered.
-    pub fn load_trusted(
-        dir: &Path,
-        base_offset: i64,
-        next_base_offset: Option<i64>,
-        now_ms: i64,
-    ) -> Result<Result<Segment, String>, LogError> {
-        let (mut segment, file_size) = Segment::open_existing(dir, base_offset, now_ms)?;
-        segment.size_bytes = file_size;
-        // Each entry names a distinct batch, plus one closing time-index entry.
-        let max_entries =
-            usize::try_from(file_size / BATCH_HEADER_LEN as u64 + 2).unwrap_or(usize::MAX);
-        let offsets = Index::read_file(segment.offsets.path(), max_entries)?;
-        let times = Index::read_file(segment.times.path(), max_entries)?;
-        let (Some(offsets), Some(times)) = (offsets, times) else {
-            return Ok(Err("index file missing or of invalid length".into()));
-        };
-        segment.offsets = Index::loaded(segment.offsets.path().to_path_buf(), offsets);
-        segment.times = Index::loaded(segment.times.path().to_path_buf(), times);
-        let checked = segment
-            .offsets
-            .validate(file_size)
-            .and_then(|()| segment.times.validate());
-        if let Err(reason) = checked {
-            return Ok(Err(reason));
-        }
-        match segment.rescan_tail() {
-            Ok(()) => {}
-            Err(WalkError::Malformed { position, reason }) => {
-                return Ok(Err(format!("at byte {position}: {reason}")))
-            }
-            Err(WalkError::Io(e)) => return Err(e).io_context("reading", &segment.path),
-        }
-        if let Some(next_base) = next_base_offset.filter(|&b| segment.next_offset > b) {
-            return Ok(Err(format!(
-                "ends at offset {} past the next segment's base {next_base}",
-                segment.next_offset
-            )));
-        }
-        Ok(Ok(segment))
-    }
-
-    /// Rebuilds a segment from its bytes: checks every batch (framing, CRC-32C, dense
-    /// offsets below `next_base_offset`), truncates the file at the first bad
-    /// one, rewrites both indexes and fsyncs. Returns whether it truncated.
-    pub fn recover(
-        dir: &Path,
-        base_offset: i64,
-        next_base_offset: Option<i64>,
-        policy: &IndexPolicy,
-        now_ms: i64,
-    ) -> Result<(Segment, bool), LogError> {
-        let (mut segment, file_size) = Segment::open_existing(dir, base_offset, now_ms)?;
-        let file = Arc::clone(&segment.file);
-        let mut walker = HeaderWalker::new(&file, 0, file_size, SCAN_WINDOW_BYTES);
-        let stop = loop {
-            let (position, header) = match walker.next_header() {
-                Ok(Some(found)) => found,
-                Ok(None) => break None,
-                Err(WalkError::Malformed { position, reason }) => break Some((position, reason)),
-                Err(WalkError::Io(e)) => return Err(e).io_context("reading", &segment.path),
-            };
-            let checked = segment
-                .check_recovered_offsets(position, &header, next_base_offset)
-                .map_err(|reason| WalkError::Malformed { position, reason })
-                .and_then(|()| walker.verify_crc(position, &header));
-            match checked {
-                Ok(()) => segment.track_batch(position, &header, policy),
-                Err(WalkError::Malformed { position, reason }) => break Some((position, reason)),
-                Err(WalkError::Io(e)) => return Err(e).io_context("reading", &segment.path),
-            }
-        };
-        if let Some((position, reason)) = &stop {
-            tracing::warn!(
-                segment = %segment.path.display(),
-                position,
-                dropped_bytes = file_size - position,
-                reason = %reason,
-                "truncating log segment at invalid batch"
-            );
-            file.set_len(*position)
-                .io_context("truncating", &segment.path)?;
-        }
-        file.sync_data().io_context("syncing", &segment.path)?;
-        if next_base_offset.is_some() {
-            // A sealed segment's time index ends with its max timestamp, as on seal.
-            segment.index_max_timestamp();
-        }
-        segment.offsets.rewrite()?;
-        segment.times.rewrite()?;
-        Ok((segment, stop.is_some()))
-    }
-
-    fn check_recovered_offsets(
-        &self,
-        position: u64,
-        header: &BatchHeader,
-        next_base_offset: Option<i64>,
-    ) -> Result<(), String> {
-        // Base offsets sit outside the CRC, so density is the only check they get.
-        // (Brook has no compaction yet: every segment's offsets are dense.)
-        if header.base_offset != self.next_offset {
-            return Err(format!(
-                "batch base offset {} where offset {} was expected",
-                header.base_offset, self.next_offset
-            ));
-        }
-        if header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET {
-            return Err(format!(
-                "offset {} is too far above the segment base",
-                header.last_offset()
-            ));
-        }
-        if let Some(next_base) = next_base_offset.filter(|&b| header.last_offset() >= b) {
-            return Err(format!("batch overlaps the next segment at {next_base}"));
-        }
-        if position > u64::from(u32::MAX) {
-            return Err("segment is larger than 4 GiB".into());
-        }
-        Ok(())
-    }
-
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
@@ -259,6 +140,9 @@ impl Segment {
     }
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
     }
     pub fn is_empty(&self) -> bool {
         self.size_bytes == 0
@@ -593,21 +477,8 @@ impl Segment {
         let file = Arc::clone(&self.file);
         let mut walker = HeaderWalker::new(&file, start, self.size_bytes, HEADER_WINDOW_BYTES);
         while let Some((position, header)) = walker.next_header()? {
-            if header.base_offset != self.next_offset {
-                return Err(WalkError::Malformed {
-                    position,
-                    reason: format!(
-                        "batch base offset {} where offset {} was expected",
-                        header.base_offset, self.next_offset
-                    ),
-                });
-            }
-            if header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET {
-                return Err(WalkError::Malformed {
-                    position,
-                    reason: "offset too far above the segment base".into(),
-                });
-            }
+            check_batch_offsets(self.base_offset, self.next_offset, position, &header)
+                .map_err(|reason| WalkError::Malformed { position, reason })?;
             if header.max_timestamp > self.max_timestamp.timestamp_ms {
                 self.max_timestamp = MaxTimestamp {
                     timestamp_ms: header.max_timestamp,
