@@ -44,7 +44,13 @@ def produce(bootstrap: str, count: int, value: bytes) -> tuple[list[int], dict[s
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
                   "enable.idempotence": False, "retries": 0, "message.timeout.ms": 20000})
     for i in range(count):
-        p.produce("full", value=value, on_delivery=on_delivery)
+        while True:
+            try:
+                p.produce("full", value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                # librdkafka's local queue (100,000 records) is full: wait for acks.
+                p.poll(0.05)
         if i % 1000 == 0:
             p.poll(0)
     assert p.flush(60) == 0

@@ -1024,3 +1024,45 @@ def test_brook_group_cli(brook):
         assert group not in _list_rows(brook.cli("group", "list").stdout)
     finally:
         c.close()
+
+
+@pytest.mark.deadline(120)
+def test_groups_formed_while_the_offsets_topic_is_created(brook):
+    """Eight groups join at once on a broker that has no __consumer_offsets yet: each
+    JoinGroup may create it, and none may be served before this broker has loaded the
+    group's partition (clients are told COORDINATOR_LOAD_IN_PROGRESS and retry). Before
+    the fix, a group formed in the gap could never write its state: it rebalanced in a
+    tight loop, or lost a member's pending join."""
+    topic = unique("race")
+    create_topic(brook.bootstrap, topic, 4)
+    groups = [unique("grace") for _ in range(8)]
+    consumers = [Consumer({"bootstrap.servers": brook.bootstrap, "group.id": g,
+                           "session.timeout.ms": SESSION_TIMEOUT_MS,
+                           "heartbeat.interval.ms": HEARTBEAT_MS,
+                           "auto.offset.reset": "earliest"}) for g in groups]
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+        assigned: dict[int, int] = {}
+
+        def poll_one(i: int, c: Consumer) -> None:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and not c.assignment():
+                c.poll(0.2)
+            assigned[i] = len(c.assignment())
+
+        threads = [threading.Thread(target=poll_one, args=(i, c))
+                   for i, c in enumerate(consumers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert assigned == {i: 4 for i in range(len(groups))}, assigned
+        for g in groups:
+            d = describe_group(brook.bootstrap, g)
+            assert d.state == ConsumerGroupState.STABLE, (g, d.state)
+        rebalances = brook.log_tail(1 << 20).count("preparing to rebalance")
+        assert rebalances <= 3 * len(groups), f"{rebalances} rebalances for {len(groups)} groups"
+    finally:
+        for c in consumers:
+            c.close()

@@ -25,6 +25,10 @@ use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, OFFSETS_TOPIC};
 use crate::replicas::Replicas;
 
+/// How long a request that created `__consumer_offsets` waits for this broker to load
+/// it before telling the client to retry.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The group coordinator and what transactions hold pending, under one lock: a commit
 /// marker applies pending offsets under it, so OffsetFetch with `require_stable` sees
 /// both at once (KIP-447).
@@ -207,7 +211,39 @@ impl Groups {
                 "__consumer_offsets is being created",
             ));
         }
-        self.create_offsets_topic().await
+        self.create_offsets_topic().await?;
+        // A concurrent request may have created it: either way, go on only once this
+        // broker has applied the image that holds it (and so replayed its partitions).
+        let applied = self
+            .metadata
+            .wait_applied(LOAD_TIMEOUT, |image| image.topic(OFFSETS_TOPIC).is_some())
+            .await;
+        if applied {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ResponseError::CoordinatorLoadInProgress,
+                "__consumer_offsets is being created",
+            ))
+        }
+    }
+
+    /// Before any change to `group_id`: `__consumer_offsets` exists and this broker has
+    /// replayed the group's partition. A change made to state that is not loaded would
+    /// be lost (or clobbered) by the replay, and its records could not be written.
+    async fn ensure_loaded(&self, group_id: &str) -> Result<(), ApiError> {
+        self.ensure_offsets_topic().await?;
+        if self
+            .host
+            .leads(self.host.partition_of(&self.metadata.image(), group_id))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ResponseError::CoordinatorLoadInProgress,
+                format!("the coordinator of group {group_id} is loading"),
+            ))
+        }
     }
 
     /// Partitions of `__consumer_offsets` as it exists (or will be created).
@@ -249,7 +285,7 @@ impl Groups {
         group_id: &str,
         f: impl FnOnce(&mut GroupCoordinator) -> (T, Effects),
     ) -> Result<(T, Option<Written>), ApiError> {
-        self.ensure_offsets_topic().await?;
+        self.ensure_loaded(group_id).await?;
         let (value, effects, written) = {
             let mut state = self.host.lock();
             let (value, effects) = f(&mut state.coordinator);
@@ -401,8 +437,8 @@ impl Groups {
         &self,
         req: &TxnOffsetCommitRequest,
     ) -> Result<TxnOffsetCommitResponse, ApiError> {
-        self.ensure_offsets_topic().await?;
         let group_id = req.group_id.as_str();
+        self.ensure_loaded(group_id).await?;
         let (response, written) = {
             let mut state = self.host.lock();
             let (response, records) = state.coordinator.txn_offset_commit(req, now_ms());
