@@ -206,11 +206,7 @@ impl ControllerClient {
     /// Controller side: every broker of `image` is given a full session from now (a new
     /// controller does not fence brokers it has not heard from yet).
     pub fn reset_liveness(&self, image: &MetadataImage, now_ms: i64) {
-        let mut live = self.liveness.lock();
-        live.clear();
-        for &id in image.brokers.keys() {
-            live.insert(id, now_ms);
-        }
+        reset_liveness(image, &mut self.liveness.lock(), now_ms);
     }
 
     /// Controller side: the brokers whose session expired (see [`expired_brokers`]).
@@ -337,6 +333,15 @@ impl ControllerClient {
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+}
+
+/// What a new controller knows of the brokers' liveness: every broker of `image` was
+/// heard from at `now_ms` (a full session before it can be fenced), nobody else.
+pub fn reset_liveness(image: &MetadataImage, last_heard_ms: &mut HashMap<i32, i64>, now_ms: i64) {
+    last_heard_ms.clear();
+    for &id in image.brokers.keys() {
+        last_heard_ms.insert(id, now_ms);
     }
 }
 

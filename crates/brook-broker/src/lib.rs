@@ -42,9 +42,9 @@ pub use server::{Broker, BrokerBuilder, StartError, DATA_DIR_LOCK};
 /// The cluster's decisions as pure functions, for the deterministic simulation
 /// (`tests/replication_sim.rs`) to call exactly as the broker does.
 pub mod decisions {
-    pub use crate::cluster::fetcher::apply_fetched;
+    pub use crate::cluster::fetcher::{apply_fetched, fetch_request, fetch_target, Fetched};
     pub use crate::cluster::isr::{check_interval_ms, isr_outcome};
     pub use crate::cluster::liveness::caught_up;
-    pub use crate::controller::alter_isr_error_code;
-    pub use crate::controller_client::expired_brokers;
+    pub use crate::controller::{alter_isr_error_code, decide, ControllerReply, ControllerRequest};
+    pub use crate::controller_client::{expired_brokers, reset_liveness, CONTROLLER_DEADLINE};
 }

@@ -20,10 +20,18 @@
 //!   learn whether the client has its acknowledgement), `follower_position`,
 //!   `follower_fetch`, `append_replicated`, `truncate_diverging`, `reset_to`,
 //!   `isr_change`, `isr_change_done`, `read`, `close`.
-//! - The controller's decisions, `brook_meta::controller::{fence_broker,
-//!   broker_heartbeat, alter_isr, preferred_leader_election}`, whose records are
-//!   applied with `MetadataImage::apply` to the controller's image, the single source
-//!   of truth.
+//! - The broker's decisions, from `brook_broker::decisions` (the functions its loops and
+//!   handlers call; nothing here re-implements them):
+//!   - the controller: `decide` (what `ControllerClient` runs on the quorum leader for
+//!     `BrokerHeartbeat`, `FenceBroker`, `AlterIsr` and `ElectPreferred`, with the
+//!     error codes it answers), whose records are applied with `MetadataImage::apply`
+//!     to the controller's image, the single source of truth; `expired_brokers`
+//!     (session expiry), `reset_liveness` (a new controller), `CONTROLLER_DEADLINE`;
+//!   - liveness: `caught_up` (readiness);
+//!   - the replica fetcher: `fetch_target` (whom to fetch from), `fetch_request` (what
+//!     to ask for, and the epoch the answer applies in), `apply_fetched` (append,
+//!     truncate or reset);
+//!   - the ISR loop: `check_interval_ms`, `isr_outcome` (refusals and timeouts).
 //! - Record batches from `brook_protocol::records::encode_batch`.
 //!
 //! # What is modelled (after the code named)
@@ -32,16 +40,14 @@
 //!   the image; one that can hear the quorum catches up at a random point before the
 //!   clock next moves; one cut off gets nothing. A broker that has not caught up with
 //!   the controller since it (re)started applies its view with `leader = NO_LEADER`.
-//! - Heartbeats and readiness (`cluster/liveness.rs`; readiness is the real
-//!   `decisions::caught_up`, session expiry the real `decisions::expired_brokers`): a
-//!   broker that can reach the controller heartbeats every session/4; it becomes ready
-//!   once its image holds the records the controller had when answering; the
-//!   controller fences a broker silent for a session timeout; a new controller gives
-//!   every broker a full session.
-//! - The replica fetcher (`cluster/fetcher.rs`; the real `decisions::apply_fetched` on
-//!   a Kafka `PartitionData` built from the simulated response) and the leader's
-//!   side (`handlers/fetch.rs` `read_partition`): the same calls, error codes,
-//!   divergence handling and whole-batch trimming. A response may stay in flight; its
+//! - Heartbeats and readiness (`cluster/liveness.rs`): a broker that can reach the
+//!   controller heartbeats every session/4 (its timing is the model's); the controller
+//!   notes it and answers with `decide`; the broker becomes ready when `caught_up`
+//!   says so; the controller checks `expired_brokers` whenever the clock moves.
+//! - The replica fetcher (`cluster/fetcher.rs` `fetch_loop`: the request from
+//!   `fetch_request`, the answer through `apply_fetched`, then the owed fsync) and the
+//!   leader's side (`handlers/fetch.rs` `read_partition` for a replica: the same
+//!   `follower_fetch` call and `PartitionData` fields). A response may stay in flight; its
 //!   bytes are read from the leader's segment file when it is answered or when it is
 //!   delivered (as `sendfile(2)` would). When the follower's metadata moves its fetcher
 //!   to another leader, an in-flight response is dropped, or one time in ten applied
@@ -50,11 +56,12 @@
 //!   leader calls `isr_change` and sends what it returns. Requests from one broker
 //!   reach the controller in order, before the clock next moves, unless the sender is
 //!   cut off or the controller is down: then they wait, and the sender gives up after
-//!   `CONTROLLER_DEADLINE` (5 s against a 9 s session, scaled with the session
-//!   timeout) and reports `IsrOutcome::Unknown` (the request is sent again). After a
-//!   successful answer the sender's image catches up (the task waits up to 3 s for
-//!   it); every answer is reported with `isr_change_done`, through the real
-//!   `decisions::alter_isr_error_code` and `decisions::isr_outcome`. A request carries its sender's process incarnation.
+//!   `CONTROLLER_DEADLINE` (against the default `broker.session.timeout.ms`, scaled
+//!   with the session timeout) and reports what `isr_outcome` makes of
+//!   REQUEST_TIMED_OUT (the request is sent again). After a successful answer the
+//!   sender's image catches up (the task waits up to 3 s for it); every answer is
+//!   reported with `isr_change_done`, a refusal through `isr_outcome`. A request
+//!   carries its sender's process incarnation.
 //! - The produce handler: `min.insync.replicas` from the topic config; a request times
 //!   out after 30 s; a client of a broker that crashes gets no acknowledgement.
 //! - A crash is `kill -9`: the `Partition` is dropped without `close()`. Brook's log
@@ -96,6 +103,8 @@
 //!   are the same whatever the total, so a smaller value shortens a failing schedule;
 //! - `BROOK_SIM_TRACE_STEPS` how many steps a failure report shows (default 30);
 //! - `BROOK_SIM_KEEP_GOING=1` runs every seed and lists every failure;
+//! - `BROOK_SIM_DIGEST=1` prints, for every passing seed, its stats and a hash of its
+//!   whole trace (every step's events), to check that a refactoring changed nothing;
 //! - `BROOK_SIM_THREADS` worker threads (default: available parallelism);
 //! - `BROOK_SIM_DIR` where the logs go (default `/dev/shm` if present, else `$TMPDIR`);
 //! - `BROOK_SIM_LEADER_ONLY=1` checks acknowledged records on the leader only, so a
@@ -113,6 +122,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -120,21 +130,19 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use brook_broker::config::{BrokerConfig, TopicConfig};
-use brook_broker::decisions;
+use brook_broker::config::{BrokerConfig, BrokerSettings, TopicConfig};
+use brook_broker::decisions::{self, ControllerReply, ControllerRequest, Fetched};
 use brook_broker::partition::{
     AppendError, Appended, FollowerRead, IsrChange, IsrOutcome, Partition,
 };
 use brook_log::ReadSlice;
-use brook_meta::controller::{
-    alter_isr, broker_heartbeat, fence_broker, preferred_leader_election, IsrRequest,
-};
 use brook_meta::{MetadataImage, MetadataRecord, PartitionImage, NO_LEADER};
 use brook_protocol::batch::Compression;
 use brook_protocol::records::{decode_batches, encode_batch, Record};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_response::PartitionData;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -144,8 +152,6 @@ const BROKER_IDS: [i32; 3] = [1, 2, 3];
 const MIN_INSYNC_REPLICAS: &str = "2";
 const HOST: &str = "127.0.0.1";
 const SIM_START_MS: i64 = 1_700_000_000_000;
-/// `cluster/fetcher.rs` REPLICA_FETCH_PARTITION_MAX_BYTES.
-const REPLICA_FETCH_PARTITION_MAX_BYTES: usize = 1024 * 1024;
 /// How long a producer waits for an acks=all answer.
 const PRODUCE_TIMEOUT_MS: i64 = 30_000;
 /// Bytes per read when the simulation reads a whole log back.
@@ -211,8 +217,9 @@ struct Timing {
 struct Broker {
     id: i32,
     dir: PathBuf,
-    /// `None` while the process is down.
-    partition: Option<Partition>,
+    /// `None` while the process is down (an `Arc` as in `Replicas`, which the real
+    /// `fetch_request` takes).
+    partition: Option<Arc<Partition>>,
     /// Bumped on every restart: replies addressed to an earlier process are lost.
     incarnation: u32,
     /// `Cluster::ready`: heartbeated and caught up with the controller since it started.
@@ -257,8 +264,25 @@ struct Controller {
     /// a leader): heartbeats, AlterIsr requests and session expiry all wait.
     up: bool,
     image: MetadataImage,
-    /// When each broker last heartbeated.
+    /// When each broker last heartbeated (`ControllerClient`'s liveness map).
     last_heard: HashMap<i32, i64>,
+    /// The broker settings `decide` reads (the defaults).
+    settings: BrokerSettings,
+}
+
+/// A controller refusal: the error code and message of the broker's `ApiError`.
+type Refusal = (i16, String);
+
+impl Controller {
+    /// The controller's real decision (`decisions::decide`, as `ControllerClient` runs
+    /// it on the quorum leader) on `req` against its image: the records to append and
+    /// the reply.
+    fn decide(
+        &self,
+        req: &ControllerRequest,
+    ) -> Result<(Vec<MetadataRecord>, ControllerReply), Refusal> {
+        decisions::decide(&self.settings, &self.image, true, req).map_err(|e| (e.code, e.message))
+    }
 }
 
 /// An acks=all produce request waiting for the high watermark.
@@ -279,38 +303,38 @@ enum FetchedRecords {
     Unread(ReadSlice),
 }
 
-/// The fields of a Fetch response's `PartitionData` that `apply_fetched` reads, as
-/// `handlers/fetch.rs` fills them for a replica.
+/// One partition of a replica fetch response: the `PartitionData` as
+/// `handlers/fetch.rs` fills it for a replica, with its records still apart (as the
+/// connection sends them after the rest of the response).
 struct FetchedPartition {
-    error_code: i16,
-    high_watermark: i64,
-    log_start_offset: i64,
-    diverging_epoch: i32,
-    diverging_end_offset: i64,
+    data: PartitionData,
     records: FetchedRecords,
 }
 
 impl FetchedPartition {
     fn summary(&self) -> String {
-        if self.error_code != 0 {
-            format!("error {}", self.error_code)
-        } else if self.diverging_epoch >= 0 || self.diverging_end_offset >= 0 {
+        let d = &self.data;
+        if d.error_code != 0 {
+            format!("error {}", d.error_code)
+        } else if d.diverging_epoch.epoch >= 0 || d.diverging_epoch.end_offset >= 0 {
             format!(
                 "diverging epoch {} end {}",
-                self.diverging_epoch, self.diverging_end_offset
+                d.diverging_epoch.epoch, d.diverging_epoch.end_offset
             )
         } else {
-            format!("records, hw {}", self.high_watermark)
+            format!("records, hw {}", d.high_watermark)
         }
     }
 
-    /// The record bytes as they reach the follower (a file range is read now).
-    fn take_records(&mut self) -> std::io::Result<Bytes> {
-        match std::mem::replace(&mut self.records, FetchedRecords::Empty) {
-            FetchedRecords::Empty => Ok(Bytes::new()),
-            FetchedRecords::Read(bytes) => Ok(bytes),
-            FetchedRecords::Unread(slice) => slice.read_bytes(),
+    /// The `PartitionData` as it reaches the follower, with its records (a file range
+    /// is read now).
+    fn receive(mut self) -> std::io::Result<PartitionData> {
+        match self.records {
+            FetchedRecords::Empty => {}
+            FetchedRecords::Read(bytes) => self.data.records = Some(bytes),
+            FetchedRecords::Unread(slice) => self.data.records = Some(slice.read_bytes()?),
         }
+        Ok(self.data)
     }
 }
 
@@ -434,6 +458,8 @@ struct Sim {
     events: Vec<String>,
     trace: VecDeque<String>,
     stats: Stats,
+    /// A hash of every step's trace line (`BROOK_SIM_DIGEST=1` prints it per seed).
+    digest: u64,
     runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
@@ -445,13 +471,17 @@ fn topic_configs() -> BTreeMap<String, String> {
     )])
 }
 
-/// The topic's effective config, resolved as `reconcile` does.
-fn topic_config() -> Arc<TopicConfig> {
-    let broker_config = BrokerConfig::new(
+/// Every broker's config: the defaults.
+fn broker_config() -> BrokerConfig {
+    BrokerConfig::new(
         "127.0.0.1:9092".parse().expect("a valid socket address"),
         None,
-    );
-    Arc::new(broker_config.topic_config(&topic_configs()))
+    )
+}
+
+/// The topic's effective config, resolved as `reconcile` does.
+fn topic_config() -> Arc<TopicConfig> {
+    Arc::new(broker_config().topic_config(&topic_configs()))
 }
 
 /// The controller's first image: a cluster, three brokers, the topic with `replicas`.
@@ -543,10 +573,6 @@ fn port(id: i32) -> i32 {
     9000 + id
 }
 
-fn code(e: ResponseError) -> i16 {
-    e.code()
-}
-
 fn describe_record(r: &MetadataRecord) -> String {
     match r {
         MetadataRecord::PartitionChanged {
@@ -610,78 +636,81 @@ fn read_log(p: &Partition) -> SimResult<Vec<Bytes>> {
     read_values(p, 0, end)
 }
 
-/// The leader's answer to a replica fetch sent from `position` (what
-/// `follower_position` returned on the follower), as `handlers/fetch.rs`
-/// `read_partition` builds it; the records stay a range of the segment file.
+/// The replica fetch `fetch_loop` sends for the follower's partition, built by the real
+/// `fetch_request`: the partition's part of the request, the request's size limit, and
+/// the leader epoch its answer is applied in.
+fn replica_fetch(follower: i32, p: &Arc<Partition>) -> (FetchPartition, usize, i32) {
+    let (request, sent_in) = decisions::fetch_request(follower, std::slice::from_ref(p));
+    let asked = request.topics[0].partitions[0].clone();
+    let fetched_epoch = sent_in[&(p.topic.clone(), p.index)];
+    (asked, request.max_bytes.max(0) as usize, fetched_epoch)
+}
+
+/// The leader's answer to a follower's replica fetch, as `handlers/fetch.rs`
+/// `read_partition` builds it for a replica (from `max_bytes`, the response's budget);
+/// the records stay a range of the segment file.
 fn answer_fetch(
     leader: &Partition,
     follower: i32,
-    position: (i64, i32, i32, i64),
+    asked: &FetchPartition,
+    max_bytes: usize,
     now: i64,
 ) -> FetchedPartition {
-    let (fetch_offset, last_fetched_epoch, current_leader_epoch, _log_start) = position;
+    let base = PartitionData::default()
+        .with_partition_index(asked.partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1);
+    let limit = (asked.partition_max_bytes.max(0) as usize).min(max_bytes);
     let fetched = leader.follower_fetch(
         follower,
-        fetch_offset,
-        last_fetched_epoch,
-        current_leader_epoch,
-        REPLICA_FETCH_PARTITION_MAX_BYTES,
+        asked.fetch_offset,
+        asked.last_fetched_epoch,
+        asked.current_leader_epoch,
+        limit,
         now,
     );
-    let mut response = FetchedPartition {
-        error_code: 0,
-        high_watermark: -1,
-        log_start_offset: -1,
-        diverging_epoch: -1,
-        diverging_end_offset: -1,
-        records: FetchedRecords::Empty,
-    };
-    match fetched {
-        Err(refused) => response.error_code = refused.0,
+    let (data, records) = match fetched {
+        Err(refused) => (base.with_error_code(refused.0), FetchedRecords::Empty),
         Ok((read, log_start, hw, _moved)) => {
-            response.high_watermark = hw;
-            response.log_start_offset = log_start;
+            let mut data = base
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(log_start)
+                .with_records(Some(Bytes::new()));
             match read {
                 FollowerRead::Diverging { epoch, end_offset } => {
-                    response.diverging_epoch = epoch;
-                    response.diverging_end_offset = end_offset;
+                    data.diverging_epoch.epoch = epoch;
+                    data.diverging_epoch.end_offset = end_offset;
+                    (data, FetchedRecords::Empty)
                 }
-                FollowerRead::Records(slice) => response.records = FetchedRecords::Unread(slice),
+                FollowerRead::Records(slice) => (data, FetchedRecords::Unread(slice)),
             }
         }
-    }
-    response
+    };
+    FetchedPartition { data, records }
 }
 
-/// The follower's real `apply_fetched` (`brook_broker::decisions`) on the simulated
-/// response, turned into the Kafka `PartitionData` the broker receives. Returns whether
-/// the log was truncated or reset.
+/// The follower's real `apply_fetched` (`brook_broker::decisions`) on the response as
+/// it arrives, then the fsync `fetch_loop` owes before its next fetch. Returns whether
+/// the log was reset or cut back.
 fn apply_fetched(
     p: &Partition,
     fetched_epoch: i32,
-    pd: &FetchedPartition,
-    records: &[u8],
+    pd: &PartitionData,
     now: i64,
 ) -> Result<bool, String> {
     let before = p.log_offsets().1;
-    let resets =
-        pd.error_code == code(ResponseError::OffsetOutOfRange) && pd.log_start_offset > before;
-    let diverges = pd.diverging_epoch >= 0 || pd.diverging_end_offset >= 0;
-    let data = PartitionData::default()
-        .with_error_code(pd.error_code)
-        .with_high_watermark(pd.high_watermark)
-        .with_log_start_offset(pd.log_start_offset)
-        .with_diverging_epoch(
-            EpochEndOffset::default()
-                .with_epoch(pd.diverging_epoch)
-                .with_end_offset(pd.diverging_end_offset),
-        )
-        .with_records(Some(Bytes::copy_from_slice(records)));
-    let owed = decisions::apply_fetched(p, fetched_epoch, &data, now)?;
-    if let Some(end) = owed {
-        p.sync_replicated(end).map_err(|e| e.to_string())?;
+    match decisions::apply_fetched(p, fetched_epoch, pd, now)? {
+        Fetched::Appended(owed) => {
+            if let Some(end) = owed {
+                p.sync_replicated(end).map_err(|e| e.to_string())?;
+            }
+            Ok(false)
+        }
+        Fetched::Diverged => Ok(p.log_offsets().1 < before),
+        Fetched::Reset => Ok(true),
     }
-    Ok(resets || (diverges && p.log_offsets().1 < before))
 }
 
 impl Sim {
@@ -689,12 +718,15 @@ impl Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let session_timeout_ms = rng.gen_range(600..=3000);
         let replica_lag_max_ms = rng.gen_range(300..=3000);
+        let settings = broker_config().broker_settings();
         let timing = Timing {
             replica_lag_max_ms,
             isr_check_interval_ms: decisions::check_interval_ms(replica_lag_max_ms),
             session_timeout_ms,
             heartbeat_interval_ms: (session_timeout_ms / 4).max(50),
-            controller_deadline_ms: session_timeout_ms * 5 / 9,
+            controller_deadline_ms: session_timeout_ms
+                * decisions::CONTROLLER_DEADLINE.as_millis() as i64
+                / settings.broker_session_timeout_ms,
         };
         let dir = sim_temp_dir()?;
         let config = topic_config();
@@ -723,7 +755,7 @@ impl Sim {
             brokers.push(Broker {
                 id,
                 dir: broker_dir,
-                partition: Some(partition),
+                partition: Some(Arc::new(partition)),
                 incarnation: 0,
                 ready: true,
                 image: image.clone(),
@@ -750,6 +782,7 @@ impl Sim {
                 up: true,
                 image,
                 last_heard: BROKER_IDS.iter().map(|&id| (id, now)).collect(),
+                settings,
             },
             pending: Vec::new(),
             fetches: Vec::new(),
@@ -764,6 +797,7 @@ impl Sim {
             events: Vec::new(),
             trace: VecDeque::new(),
             stats: Stats::default(),
+            digest: 0,
             runtime,
             _dir: dir,
         };
@@ -852,6 +886,14 @@ impl Sim {
         }
     }
 
+    /// The controller decides `req` and appends what it decided (a refusal changes
+    /// nothing).
+    fn controller_request(&mut self, req: &ControllerRequest) {
+        if let Ok((records, _)) = self.controller.decide(req) {
+            self.commit(records);
+        }
+    }
+
     /// The broker's image catches up with the controller's.
     ///
     /// When that moves the broker's fetcher to another leader, `update_fetchers` aborts
@@ -907,11 +949,20 @@ impl Sim {
         if !self.controller.up {
             return;
         }
+        // `ControllerClient::on_leader` notes the heartbeat, then `decide` answers it.
         self.controller.last_heard.insert(id, now);
-        let incarnation = u64::from(self.broker(id).incarnation);
-        let records = broker_heartbeat(&self.controller.image, id, HOST, port(id), incarnation);
+        let request = ControllerRequest::BrokerHeartbeat {
+            id,
+            host: HOST.to_string(),
+            port: port(id),
+            incarnation: u64::from(self.broker(id).incarnation),
+        };
+        let Ok((records, ControllerReply::Heartbeat { metadata_records })) =
+            self.controller.decide(&request)
+        else {
+            unreachable!("the controller answers every heartbeat with its record count");
+        };
         self.commit(records);
-        let metadata_records = self.controller.image.record_count;
         let b = self.broker(id);
         if !b.ready && decisions::caught_up(&b.image, metadata_records, id) {
             self.broker_mut(id).ready = true;
@@ -947,8 +998,7 @@ impl Sim {
             );
             for id in expired {
                 self.event(format!("broker {id}: session expired"));
-                let records = fence_broker(&self.controller.image, id);
-                self.commit(records);
+                self.controller_request(&ControllerRequest::FenceBroker { id });
             }
         }
         let now = self.now;
@@ -970,12 +1020,14 @@ impl Sim {
                     .iter()
                     .map(|r| (r.sender, r.incarnation, r.isr.clone())),
             );
+        // `ControllerClient::request` gives up with REQUEST_TIMED_OUT.
+        let outcome = decisions::isr_outcome(ResponseError::RequestTimedOut.code());
         for (sender, incarnation, isr) in timed_out.collect::<Vec<_>>() {
             self.event(format!("AlterIsr from {sender} timed out: answer unknown"));
             let b = self.broker(sender);
             if b.incarnation == incarnation {
                 if let Some(p) = &b.partition {
-                    p.isr_change_done(&isr, IsrOutcome::Unknown);
+                    p.isr_change_done(&isr, outcome);
                 }
             }
         }
@@ -1025,14 +1077,12 @@ impl Sim {
         Ok(())
     }
 
-    /// The leader a broker's replica fetcher targets (`Cluster::update_fetchers`).
+    /// The leader a broker's replica fetcher targets: `Fetchers::update` follows the
+    /// leader its `Partition` took from metadata (none while not ready, see
+    /// `reconcile`), as the real `fetch_target` decides.
     fn fetcher_target(&self, id: i32) -> Option<i32> {
-        let b = self.broker(id);
-        if !b.is_up() || !b.ready {
-            return None;
-        }
-        let leader = b.view()?.leader;
-        (leader != id && leader != NO_LEADER).then_some(leader)
+        let (leader, _) = self.broker(id).partition.as_ref()?.leadership();
+        decisions::fetch_target(id, leader)
     }
 
     fn replicate(&mut self) -> SimResult {
@@ -1071,10 +1121,11 @@ impl Sim {
         self.stats.fetches += 1;
         let read_now = self.rng.gen_bool(0.5);
         let f = self.broker(follower);
-        let position = f.partition().follower_position();
+        let (asked, max_bytes, fetched_epoch) =
+            replica_fetch(follower, f.partition.as_ref().expect("a follower is up"));
         let incarnation = f.incarnation;
         let l = self.broker(leader).partition();
-        let mut response = answer_fetch(l, follower, position, self.now);
+        let mut response = answer_fetch(l, follower, &asked, max_bytes, self.now);
         if read_now {
             if let FetchedRecords::Unread(slice) = &response.records {
                 match slice.read_bytes() {
@@ -1086,17 +1137,18 @@ impl Sim {
                 }
             }
         }
-        let (fetch_offset, last_epoch, leader_epoch, _) = position;
         self.event(format!(
-            "fetch {follower}<-{leader} offset {fetch_offset} last epoch {last_epoch} \
-             leader epoch {leader_epoch}: {}",
+            "fetch {follower}<-{leader} offset {} last epoch {} leader epoch {}: {}",
+            asked.fetch_offset,
+            asked.last_fetched_epoch,
+            asked.current_leader_epoch,
             response.summary()
         ));
         Some(InFlightFetch {
             follower,
             incarnation,
             leader,
-            fetched_epoch: leader_epoch,
+            fetched_epoch,
             response,
         })
     }
@@ -1122,9 +1174,8 @@ impl Sim {
 
     fn apply_fetch_response(&mut self, fetch: InFlightFetch) {
         let follower = fetch.follower;
-        let mut response = fetch.response;
-        let records = match response.take_records() {
-            Ok(bytes) => bytes,
+        let data = match fetch.response.receive() {
+            Ok(data) => data,
             Err(e) => {
                 self.event(format!(
                     "fetch response {follower}<-{}: sending the records failed: {e}",
@@ -1136,7 +1187,7 @@ impl Sim {
         let now = self.now;
         let p = self.broker(follower).partition();
         let before = p.log_offsets().1;
-        let outcome = apply_fetched(p, fetch.fetched_epoch, &response, &records, now);
+        let outcome = apply_fetched(p, fetch.fetched_epoch, &data, now);
         let after = p.log_offsets().1;
         match outcome {
             Ok(truncated) => {
@@ -1294,35 +1345,35 @@ impl Sim {
             ));
             return;
         }
-        let decided = alter_isr(
-            &self.controller.image,
-            TOPIC,
-            PARTITION,
-            IsrRequest {
-                leader: request.sender,
-                incarnation: u64::from(request.incarnation),
-                leader_epoch: request.leader_epoch,
-                partition_epoch: request.partition_epoch,
-                isr: &request.isr,
-            },
-        );
+        let decided = self.controller.decide(&ControllerRequest::AlterIsr {
+            topic: TOPIC.to_string(),
+            partition: PARTITION,
+            leader: request.sender,
+            incarnation: u64::from(request.incarnation),
+            leader_epoch: request.leader_epoch,
+            partition_epoch: request.partition_epoch,
+            isr: request.isr.clone(),
+        });
+        // How `isr_loop` reads the answer.
         let outcome = match decided {
-            Ok(Some(record)) => {
+            Ok((records, _)) if records.is_empty() => {
+                self.event(format!("AlterIsr from {}: no change", request.sender));
+                IsrOutcome::Accepted
+            }
+            Ok((records, _)) => {
                 self.event(format!(
                     "AlterIsr from {} {:?} accepted",
                     request.sender, request.isr
                 ));
-                self.commit(vec![record]);
+                self.commit(records);
                 IsrOutcome::Accepted
             }
-            Ok(None) => {
-                self.event(format!("AlterIsr from {}: no change", request.sender));
-                IsrOutcome::Accepted
-            }
-            Err(e) => {
-                self.event(format!("AlterIsr from {} refused: {e}", request.sender));
-                // What the broker answers and how the leader reads it, as they run.
-                decisions::isr_outcome(decisions::alter_isr_error_code(&e).code())
+            Err((code, message)) => {
+                self.event(format!(
+                    "AlterIsr from {} refused: {message}",
+                    request.sender
+                ));
+                decisions::isr_outcome(code)
             }
         };
         if same_process {
@@ -1393,7 +1444,9 @@ impl Sim {
         b.ready = false;
         b.isolated = false;
         if clean {
-            p.close()
+            Arc::into_inner(p)
+                .ok_or_else(|| format!("broker {id}: its partition is still shared"))?
+                .close()
                 .map_err(|e| format!("closing the partition of broker {id}: {e}"))?;
         } else {
             // kill -9: see the module docs.
@@ -1418,7 +1471,7 @@ impl Sim {
         }
         let partition = Partition::open(&b.dir, Arc::from(TOPIC), PARTITION, id, config, now)
             .map_err(|e| format!("reopening the partition of broker {id}: {e}"))?;
-        b.partition = Some(partition);
+        b.partition = Some(Arc::new(partition));
         b.incarnation += 1;
         b.ready = false;
         b.isolated = false;
@@ -1494,13 +1547,17 @@ impl Sim {
             self.event("preferred leader election: no controller");
             return;
         }
-        let view = self.controller_view().clone();
-        match preferred_leader_election(&self.controller.image, TOPIC, &view) {
-            Some(record) => {
-                self.event("preferred leader election");
-                self.commit(vec![record]);
-            }
-            None => self.event("preferred leader election: nothing to do"),
+        let request = ControllerRequest::ElectPreferred { partitions: None };
+        let records = self
+            .controller
+            .decide(&request)
+            .map(|(records, _)| records)
+            .unwrap_or_default();
+        if records.is_empty() {
+            self.event("preferred leader election: nothing to do");
+        } else {
+            self.event("preferred leader election");
+            self.commit(records);
         }
     }
 
@@ -1521,9 +1578,11 @@ impl Sim {
             return;
         }
         self.controller.up = true;
-        for id in BROKER_IDS {
-            self.controller.last_heard.insert(id, self.now);
-        }
+        decisions::reset_liveness(
+            &self.controller.image,
+            &mut self.controller.last_heard,
+            self.now,
+        );
         self.event("a new controller is active");
         self.deliver_pending_isr();
     }
@@ -1758,6 +1817,9 @@ impl Sim {
             self.events.join("; ")
         );
         self.events.clear();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (self.digest, &line).hash(&mut hasher);
+        self.digest = hasher.finish();
         self.trace.push_back(line);
         while self.trace.len() > self.options.trace_steps {
             self.trace.pop_front();
@@ -1998,7 +2060,7 @@ impl Sim {
 }
 
 /// Runs one seed; `Err` is a full report.
-fn run_seed(seed: u64, options: Options) -> Result<Stats, String> {
+fn run_seed(seed: u64, options: Options) -> Result<(Stats, u64), String> {
     let mut sim = Sim::new(seed, options).map_err(|e| format!("seed {seed}: {e}"))?;
     let mut outcome = Ok(());
     for _ in 0..options.steps {
@@ -2011,7 +2073,7 @@ fn run_seed(seed: u64, options: Options) -> Result<Stats, String> {
         outcome = sim.finish();
     }
     match outcome {
-        Ok(()) => Ok(sim.stats),
+        Ok(()) => Ok((sim.stats, sim.digest)),
         Err(e) => Err(sim.report(&e)),
     }
 }
@@ -2057,7 +2119,12 @@ fn replication_keeps_every_acknowledged_record() {
                     }
                     seeds_run.fetch_add(1, Ordering::Relaxed);
                     match run_seed(seed, options) {
-                        Ok(stats) => totals.lock().expect("stats lock").add(&stats),
+                        Ok((stats, digest)) => {
+                            if env_flag("BROOK_SIM_DIGEST") {
+                                println!("seed {seed}: digest {digest:016x} {stats:?}");
+                            }
+                            totals.lock().expect("stats lock").add(&stats)
+                        }
                         Err(report) => {
                             failed.store(true, Ordering::Relaxed);
                             failures.lock().expect("failures lock").push((seed, report));
@@ -2097,8 +2164,9 @@ fn replication_keeps_every_acknowledged_record() {
 struct Script {
     _dir: tempfile::TempDir,
     config: Arc<TopicConfig>,
+    settings: BrokerSettings,
     image: MetadataImage,
-    partitions: BTreeMap<i32, Partition>,
+    partitions: BTreeMap<i32, Arc<Partition>>,
     now: i64,
     runtime: tokio::runtime::Runtime,
 }
@@ -2119,11 +2187,12 @@ impl Script {
             let path = dir.path().join(format!("broker-{id}")).join("t-0");
             let p = Partition::open(&path, Arc::from(TOPIC), PARTITION, id, config.clone(), now)
                 .expect("opening a partition");
-            partitions.insert(id, p);
+            partitions.insert(id, Arc::new(p));
         }
         let script = Script {
             _dir: dir,
             config,
+            settings: broker_config().broker_settings(),
             image: initial_image(0, replicas),
             partitions,
             now,
@@ -2151,6 +2220,18 @@ impl Script {
         self.p(id).apply_leadership(self.view(), self.now);
     }
 
+    /// The controller decides `req` (the real `decide`) and appends what it decided; the
+    /// brokers in `to` apply the new image. Returns whether it appended anything.
+    fn request(&mut self, req: ControllerRequest, to: &[i32]) -> bool {
+        match decisions::decide(&self.settings, &self.image, true, &req) {
+            Ok((records, _)) if !records.is_empty() => {
+                self.commit(records, to);
+                true
+            }
+            Ok(_) | Err(_) => false,
+        }
+    }
+
     /// The controller appends `records`; the brokers in `to` apply the new image.
     fn commit(&mut self, records: Vec<MetadataRecord>, to: &[i32]) {
         assert!(!records.is_empty(), "the controller decided nothing");
@@ -2172,20 +2253,36 @@ impl Script {
     /// The controller decides an AlterIsr request and applies what it accepts; every
     /// broker in `to` applies the result. Returns whether the ISR changed.
     fn alter_isr(&mut self, leader: i32, change: &IsrChange, to: &[i32]) -> bool {
-        let request = IsrRequest {
+        let request = ControllerRequest::AlterIsr {
+            topic: TOPIC.to_string(),
+            partition: PARTITION,
             leader,
             incarnation: 0,
             leader_epoch: change.leader_epoch,
             partition_epoch: change.partition_epoch,
-            isr: &change.isr,
+            isr: change.isr.clone(),
         };
-        match alter_isr(&self.image, TOPIC, PARTITION, request) {
-            Ok(Some(record)) => {
-                self.commit(vec![record], to);
-                true
-            }
-            Ok(None) | Err(_) => false,
-        }
+        self.request(request, to)
+    }
+
+    /// Broker `id`'s session expires: the controller fences it; the brokers in `to`
+    /// apply the result.
+    fn fence(&mut self, id: i32, to: &[i32]) {
+        let fenced = self.request(ControllerRequest::FenceBroker { id }, to);
+        assert!(fenced, "the controller decided nothing");
+    }
+
+    /// A heartbeat from broker `id` (incarnation 0) reaches the controller; the brokers
+    /// in `to` apply the result.
+    fn heartbeat(&mut self, id: i32, to: &[i32]) {
+        let request = ControllerRequest::BrokerHeartbeat {
+            id,
+            host: HOST.to_string(),
+            port: port(id),
+            incarnation: 0,
+        };
+        let changed = self.request(request, to);
+        assert!(changed, "the controller decided nothing");
     }
 
     /// After a failover: if someone leads, its log holds every acknowledged value.
@@ -2213,12 +2310,12 @@ impl Script {
 
     /// One replica fetch, answered and applied at once. Returns the answer's summary.
     fn fetch(&self, follower: i32, leader: i32) -> String {
-        let f = self.p(follower);
-        let position = f.follower_position();
-        let mut response = answer_fetch(self.p(leader), follower, position, self.now);
+        let f = &self.partitions[&follower];
+        let (asked, max_bytes, fetched_epoch) = replica_fetch(follower, f);
+        let response = answer_fetch(self.p(leader), follower, &asked, max_bytes, self.now);
         let summary = response.summary();
-        let records = response.take_records().expect("reading the records");
-        apply_fetched(f, position.2, &response, &records, self.now).expect("applying the fetch");
+        let data = response.receive().expect("reading the records");
+        apply_fetched(f, fetched_epoch, &data, self.now).expect("applying the fetch");
         summary
     }
 
@@ -2279,8 +2376,7 @@ fn a_delayed_alter_isr_does_not_lose_acknowledged_records() {
 
     // Broker 1 dies; its session expires and the first live ISR member leads.
     s.partitions.remove(&1);
-    let records = fence_broker(&s.image, 1);
-    s.commit(records, &[2, 3]);
+    s.fence(1, &[2, 3]);
     let acknowledged: &[&str] = if b_acknowledged { &["a", "b"] } else { &["a"] };
     s.assert_leader_has(acknowledged);
 }
@@ -2294,8 +2390,7 @@ fn a_delayed_alter_isr_does_not_lose_acknowledged_records() {
 #[test]
 fn a_former_leader_that_wrote_nothing_catches_up() {
     let mut s = Script::new();
-    let records = fence_broker(&s.image, 1);
-    s.commit(records, &[2, 3]);
+    s.fence(1, &[2, 3]);
     assert_eq!(s.view().leader, 2);
     let a = s.produce(2, "a");
     s.fetch(3, 2);
@@ -2303,8 +2398,7 @@ fn a_former_leader_that_wrote_nothing_catches_up() {
     assert!(s.acknowledged(2, &a));
 
     // Broker 1 is reachable again: it heartbeats, is unfenced and follows 2.
-    let records = broker_heartbeat(&s.image, 1, HOST, port(1), 0);
-    s.commit(records, &BROKER_IDS);
+    s.heartbeat(1, &BROKER_IDS);
     let mut last = String::new();
     for _ in 0..20 {
         last = s.fetch(1, 2);
@@ -2365,8 +2459,7 @@ fn a_pending_isr_expansion_is_counted_until_the_controller_decides() {
     // ISR member in replica order (3) leads.
     s.alter_isr(1, &expand, &BROKER_IDS);
     s.partitions.remove(&1);
-    let records = fence_broker(&s.image, 1);
-    s.commit(records, &[2, 3]);
+    s.fence(1, &[2, 3]);
     let acknowledged: &[&str] = if b_acknowledged { &["a", "b"] } else { &["a"] };
     s.assert_leader_has(acknowledged);
 }

@@ -64,11 +64,10 @@ impl Fetchers {
             followed.remove(key);
         }
         for (key, leader) in &delta.following {
-            if *leader != self.node_id && *leader != NO_LEADER {
-                followed.insert(key.clone(), *leader);
-            } else {
-                followed.remove(key);
-            }
+            match fetch_target(self.node_id, *leader) {
+                Some(leader) => followed.insert(key.clone(), leader),
+                None => followed.remove(key),
+            };
         }
         let mut wanted: HashMap<i32, BTreeSet<TopicPartition>> = HashMap::new();
         for (key, leader) in followed.iter() {
@@ -106,6 +105,12 @@ impl Fetchers {
             f.task.abort();
         }
     }
+}
+
+/// The leader broker `node_id` fetches a partition from while metadata names `leader`
+/// as its leader: none when it leads itself or nobody does.
+pub fn fetch_target(node_id: i32, leader: i32) -> Option<i32> {
+    (leader != node_id && leader != NO_LEADER).then_some(leader)
 }
 
 /// The replica fetch for `partitions` and, per partition, the leader epoch it is
@@ -214,8 +219,8 @@ async fn fetch_loop(
                     continue; // not asked for
                 };
                 match apply_fetched(&p, epoch, &pd, now_ms()) {
-                    Ok(Some(end)) => owed_syncs.push((p, end)),
-                    Ok(None) => {}
+                    Ok(Fetched::Appended(Some(end))) => owed_syncs.push((p, end)),
+                    Ok(_) => {}
                     Err(e) => {
                         errors = true;
                         tracing::debug!(topic = %topic.topic.0, partition = pd.partition_index, leader, error = %e, "replica fetch");
@@ -246,22 +251,35 @@ async fn fetch_loop(
     }
 }
 
+/// What [`apply_fetched`] did with one partition of a replica fetch response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// The records (possibly none) were appended and the high watermark taken;
+    /// `Some(end)`: an fsync up to `end` is owed (see [`Partition::append_replicated`]).
+    Appended(Option<i64>),
+    /// The leader reported divergence: the log was cut back to where it agrees with the
+    /// leader's (`truncate_diverging`; there may have been nothing to cut).
+    Diverged,
+    /// The leader's log starts past this replica's log end: the log was emptied and
+    /// restarted at the leader's log start (`reset_to`).
+    Reset,
+}
+
 /// The follower's handling of one partition of a replica fetch response fetched in
 /// leader epoch `fetched_epoch`: append the records, truncate on divergence, or jump to
-/// the leader's log start when it has moved past this replica's log end. `Ok(Some(end))`:
-/// an fsync up to `end` is owed (see [`Partition::append_replicated`]).
+/// the leader's log start when it has moved past this replica's log end.
 pub fn apply_fetched(
     p: &Partition,
     fetched_epoch: i32,
     pd: &PartitionData,
     now_ms: i64,
-) -> Result<Option<i64>, String> {
+) -> Result<Fetched, String> {
     if pd.error_code == ResponseError::OffsetOutOfRange.code() {
         let (_, leo) = p.log_offsets();
         if pd.log_start_offset > leo {
             return p
                 .reset_to(fetched_epoch, pd.log_start_offset)
-                .map(|()| None)
+                .map(|()| Fetched::Reset)
                 .map_err(|e| e.to_string());
         }
         return Err(format!(
@@ -279,7 +297,7 @@ pub fn apply_fetched(
                 pd.diverging_epoch.epoch,
                 pd.diverging_epoch.end_offset,
             )
-            .map(|()| None)
+            .map(|()| Fetched::Diverged)
             .map_err(|e| e.to_string());
     }
     let records: &[u8] = pd.records.as_deref().unwrap_or(&[]);
@@ -290,5 +308,6 @@ pub fn apply_fetched(
         pd.log_start_offset,
         now_ms,
     )
+    .map(Fetched::Appended)
     .map_err(|e| e.to_string())
 }
