@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use brook_log::LogConfig;
+use brook_meta::BrokerConfigs;
 use brook_protocol::batch::Compression;
 use thiserror::Error;
 
@@ -98,6 +99,11 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+/// The topic config whose broker-level default is `broker_name` (`log.retention.ms`).
+pub fn topic_config_by_broker_name(broker_name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.broker_name == broker_name)
+}
+
 /// Checks a value against a config's type, allowed values and minimums.
 pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError> {
     let def = topic_config_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
@@ -175,8 +181,70 @@ pub struct TopicConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     TopicOverride = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+}
+
+/// The broker-level configs AlterConfigs may change at run time (the dynamic broker
+/// configs of Kafka's that Brook has): every broker-level default of a topic config,
+/// and the connection limits. The rest are read once at start.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    const DYNAMIC_SETTINGS: &[&str] = &["max.connections", "max.connections.per.ip"];
+    DYNAMIC_SETTINGS.contains(&name) || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
+}
+
+/// Whether `name` is a broker-level config Brook knows (static or dynamic).
+pub fn is_broker_config(name: &str) -> bool {
+    BROKER_CONFIGS.iter().any(|(n, _)| *n == name)
+        || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
+}
+
+/// The dynamic broker configs as they apply on one broker: its own, then the cluster
+/// defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Dynamic<'a> {
+    configs: &'a BrokerConfigs,
+    node_id: i32,
+}
+
+static NO_DYNAMIC_CONFIGS: BrokerConfigs = BrokerConfigs {
+    defaults: BTreeMap::new(),
+    per_broker: BTreeMap::new(),
+};
+
+impl<'a> Dynamic<'a> {
+    pub fn new(configs: &'a BrokerConfigs, node_id: i32) -> Self {
+        Dynamic { configs, node_id }
+    }
+
+    /// No dynamic configs (tests, tools).
+    pub fn none() -> Dynamic<'static> {
+        Dynamic {
+            configs: &NO_DYNAMIC_CONFIGS,
+            node_id: -1,
+        }
+    }
+
+    /// The dynamic value of broker config `name` here, with its source.
+    pub fn get(&self, name: &str) -> Option<(&'a str, ConfigSource)> {
+        self.configs.get(self.node_id, name).map(|(v, own)| {
+            let source = if own {
+                ConfigSource::DynamicBroker
+            } else {
+                ConfigSource::DynamicDefaultBroker
+            };
+            (v, source)
+        })
+    }
+
+    /// An integer broker setting: its dynamic value here, else `configured`.
+    pub fn int(&self, name: &str, configured: i64) -> i64 {
+        self.get(name)
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(configured)
+    }
 }
 
 /// Broker-wide configuration.
@@ -334,37 +402,7 @@ impl BrokerConfig {
             );
             return Ok(());
         }
-        if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
-            validate_topic_config(def.name, value).map_err(|e| match e {
-                ConfigError::Invalid { value, reason, .. } => ConfigError::Invalid {
-                    name: name.into(),
-                    value,
-                    reason,
-                },
-                other => other,
-            })?;
-        } else if let Some((_, default)) = BROKER_CONFIGS.iter().find(|(n, _)| *n == name) {
-            let invalid = |reason: String| ConfigError::Invalid {
-                name: name.into(),
-                value: value.into(),
-                reason,
-            };
-            if *default == "true" {
-                value
-                    .parse::<bool>()
-                    .map_err(|_| invalid("expected true or false".into()))?;
-            } else {
-                let v = value
-                    .parse::<i64>()
-                    .map_err(|_| invalid("expected an integer".into()))?;
-                let min = broker_setting_min(name);
-                if v < min {
-                    return Err(invalid(format!("must be at least {min}")));
-                }
-            }
-        } else {
-            return Err(ConfigError::Unknown(name.to_string()));
-        }
+        validate_broker_config(name, value)?;
         self.settings.insert(name.to_string(), value.to_string());
         Ok(())
     }
@@ -391,14 +429,20 @@ impl BrokerConfig {
         BrokerSettings::resolve(self)
     }
 
-    /// The value and source of a topic config given the topic's overrides.
+    /// The value and source of a topic config given the topic's overrides: the topic's
+    /// own, else the dynamic broker config (this broker's, then the cluster default),
+    /// else the static broker config, else Kafka's default.
     pub fn topic_value<'a>(
         &'a self,
         overrides: &'a BTreeMap<String, String>,
+        dynamic: Dynamic<'a>,
         def: &'static TopicConfigDef,
     ) -> (&'a str, ConfigSource) {
         if let Some(v) = overrides.get(def.name) {
             return (v, ConfigSource::TopicOverride);
+        }
+        if let Some(found) = dynamic.get(def.broker_name) {
+            return found;
         }
         if let Some(v) = self.settings.get(def.broker_name) {
             return (v, ConfigSource::StaticBroker);
@@ -407,10 +451,18 @@ impl BrokerConfig {
     }
 
     /// Resolves a topic's effective configuration.
-    pub fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+    pub fn topic_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        dynamic: Dynamic<'_>,
+    ) -> TopicConfig {
         let get = |name: &str| -> &str {
-            self.topic_value(overrides, topic_config_def(name).expect("known config"))
-                .0
+            self.topic_value(
+                overrides,
+                dynamic,
+                topic_config_def(name).expect("known config"),
+            )
+            .0
         };
         let int = |name: &str| -> i64 { get(name).parse().unwrap_or(i64::MAX) };
         // A compact-only topic keeps every key's latest record whatever its age or the
@@ -448,6 +500,43 @@ impl BrokerConfig {
     }
 }
 
+/// Checks a broker-level config's value: a topic default as the topic config it stands
+/// for, a broker setting against its type and minimum.
+pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
+        validate_topic_config(def.name, value).map_err(|e| match e {
+            ConfigError::Invalid { value, reason, .. } => ConfigError::Invalid {
+                name: name.into(),
+                value,
+                reason,
+            },
+            other => other,
+        })?;
+    } else if let Some((_, default)) = BROKER_CONFIGS.iter().find(|(n, _)| *n == name) {
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason,
+        };
+        if *default == "true" {
+            value
+                .parse::<bool>()
+                .map_err(|_| invalid("expected true or false".into()))?;
+        } else {
+            let v = value
+                .parse::<i64>()
+                .map_err(|_| invalid("expected an integer".into()))?;
+            let min = broker_setting_min(name);
+            if v < min {
+                return Err(invalid(format!("must be at least {min}")));
+            }
+        }
+    } else {
+        return Err(ConfigError::Unknown(name.to_string()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,7 +560,7 @@ mod tests {
                 ("retention.ms".to_string(), "1000".to_string()),
                 ("retention.bytes".to_string(), "10".to_string()),
             ]);
-            let t = c.topic_config(&o);
+            let t = c.topic_config(&o, Dynamic::none());
             (t.log.retention_ms, t.log.retention_bytes)
         };
         assert_eq!(with("compact"), (-1, -1));
@@ -486,15 +575,61 @@ mod tests {
         c.set("log.segment.bytes", "1000").unwrap();
         let mut o = BTreeMap::new();
         o.insert("segment.bytes".to_string(), "500".to_string());
-        let t = c.topic_config(&o);
+        let t = c.topic_config(&o, Dynamic::none());
         assert_eq!(t.log.retention_ms, 3_600_000);
         assert_eq!(t.log.segment_bytes, 500);
         assert_eq!(t.max_message_bytes, 1_048_588);
         let def = topic_config_def("retention.ms").unwrap();
         assert_eq!(
-            c.topic_value(&o, def),
+            c.topic_value(&o, Dynamic::none(), def),
             ("3600000", ConfigSource::StaticBroker)
         );
+    }
+
+    #[test]
+    fn dynamic_broker_configs_sit_between_topic_overrides_and_static_settings() {
+        let mut c = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
+        c.set("log.retention.ms", "1000").unwrap();
+        let mut dynamic = BrokerConfigs::default();
+        dynamic
+            .defaults
+            .insert("log.retention.ms".into(), "2000".into());
+        dynamic
+            .defaults
+            .insert("log.segment.bytes".into(), "4096".into());
+        let retention = topic_config_def("retention.ms").unwrap();
+        let none = BTreeMap::new();
+        let here = Dynamic::new(&dynamic, 1);
+        assert_eq!(
+            c.topic_value(&none, here, retention),
+            ("2000", ConfigSource::DynamicDefaultBroker)
+        );
+        dynamic.per_broker.insert(
+            1,
+            BTreeMap::from([("log.retention.ms".into(), "3000".into())]),
+        );
+        let here = Dynamic::new(&dynamic, 1);
+        assert_eq!(
+            c.topic_value(&none, here, retention),
+            ("3000", ConfigSource::DynamicBroker)
+        );
+        // Another broker's own setting does not apply here.
+        let elsewhere = Dynamic::new(&dynamic, 2);
+        assert_eq!(
+            c.topic_value(&none, elsewhere, retention),
+            ("2000", ConfigSource::DynamicDefaultBroker)
+        );
+        let overrides = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
+        assert_eq!(
+            c.topic_value(&overrides, here, retention),
+            ("5", ConfigSource::TopicOverride)
+        );
+        let t = c.topic_config(&none, here);
+        assert_eq!((t.log.retention_ms, t.log.segment_bytes), (3000, 4096));
+        assert_eq!(here.int("max.connections", 7), 7);
+        assert!(is_dynamic_broker_config("log.retention.ms"));
+        assert!(is_dynamic_broker_config("max.connections"));
+        assert!(!is_dynamic_broker_config("auto.create.topics.enable"));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{topic_config_def, validate_topic_config, BrokerSettings, ConfigError};
+use crate::config::{
+    is_broker_config, is_dynamic_broker_config, topic_config_def, validate_broker_config,
+    validate_topic_config, BrokerSettings, ConfigError,
+};
 use crate::error::{unknown_topic, ApiError};
 use crate::names::{validate_topic_name, MAX_PARTITIONS_PER_TOPIC, OFFSETS_TOPIC};
 
@@ -42,6 +45,12 @@ pub enum ControllerRequest {
     },
     AlterTopicConfigs {
         name: String,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    },
+    /// Dynamic broker configs of one broker, or the cluster defaults (`broker: None`).
+    AlterBrokerConfigs {
+        broker: Option<i32>,
         changes: Vec<(String, Option<String>)>,
         validate_only: bool,
     },
@@ -236,6 +245,48 @@ pub fn decide(
                 .iter()
                 .map(|(key, value)| MetadataRecord::TopicConfigSet {
                     name: name.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            Ok((records, ControllerReply::Done))
+        }
+        ControllerRequest::AlterBrokerConfigs {
+            broker,
+            changes,
+            validate_only,
+        } => {
+            let fixed: Vec<&str> = changes
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| is_broker_config(k) && !is_dynamic_broker_config(k))
+                .collect();
+            if !fixed.is_empty() {
+                // Kafka's answer for a known, static broker config.
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "Cannot update these configs dynamically: {}",
+                        fixed.join(", ")
+                    ),
+                ));
+            }
+            for (k, v) in changes {
+                match v {
+                    Some(v) => validate_broker_config(k, v)?,
+                    None if !is_broker_config(k) => {
+                        return Err(ConfigError::Unknown(k.clone()).into());
+                    }
+                    None => {}
+                }
+            }
+            if *validate_only {
+                return Ok((Vec::new(), ControllerReply::Done));
+            }
+            let records = changes
+                .iter()
+                .map(|(key, value)| MetadataRecord::BrokerConfigSet {
+                    broker: *broker,
                     key: key.clone(),
                     value: value.clone(),
                 })

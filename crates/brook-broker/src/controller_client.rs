@@ -308,6 +308,33 @@ impl ControllerClient {
         Ok(())
     }
 
+    /// Sets or removes dynamic broker configs of `broker` (`None`: the cluster
+    /// defaults); returns once this broker has applied them.
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let expected = changes.clone();
+        self.request(ControllerRequest::AlterBrokerConfigs {
+            broker,
+            changes,
+            validate_only,
+        })
+        .await?;
+        if !validate_only {
+            self.settle(|i| {
+                let configs = i.broker_configs.of(broker);
+                expected
+                    .iter()
+                    .all(|(k, v)| configs.and_then(|c| c.get(k)) == v.as_ref())
+            })
+            .await;
+        }
+        Ok(())
+    }
+
     /// Waits (briefly) until this broker's applied image shows the ISR a controller
     /// accepted for a partition.
     pub async fn settle_isr(&self, topic: &str, partition: i32, isr: &[i32]) {

@@ -24,6 +24,7 @@ mod error;
 mod fetch_encode;
 mod groups;
 mod handlers;
+pub mod log_levels;
 mod markers;
 mod metadata;
 mod names;

@@ -8,12 +8,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brook_meta::{MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap, NO_LEADER};
+use brook_meta::{
+    BrokerConfigs, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap, NO_LEADER,
+};
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock::now_ms;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, Dynamic};
 use crate::error::ApiError;
 use crate::names::TopicPartition;
 use crate::partition::Partition;
@@ -53,6 +55,9 @@ struct Applied {
     retry: HashSet<String>,
     /// Whether the last apply let this broker lead (see `apply`'s `ready`).
     ready: bool,
+    /// The dynamic broker configs of the last image applied: when what applies here
+    /// changes, every topic's effective config is resolved again.
+    broker_configs: BrokerConfigs,
 }
 
 impl Replicas {
@@ -133,6 +138,15 @@ impl Replicas {
                     TopicChange::Removed(t) => self.remove_unassigned(t, None, &mut delta),
                 }
             }
+            if image
+                .broker_configs
+                .differ_for(&applied.broker_configs, self.node_id)
+            {
+                // A dynamic broker config changed: every topic may resolve differently
+                // (rare; one pass over the topics).
+                visit = image.topics.values().map(|t| (t.as_ref(), true)).collect();
+                applied.retry.clear();
+            }
             for name in std::mem::take(&mut applied.retry) {
                 if let Some(t) = image.topic(&name) {
                     if !visit.iter().any(|(v, _)| v.name == name) {
@@ -141,13 +155,16 @@ impl Replicas {
                 }
             }
         }
+        let dynamic = Dynamic::new(&image.broker_configs, self.node_id);
         for (topic, config_changed) in visit {
-            if let Err(e) = self.apply_topic(topic, config_changed, ready, now, &mut delta) {
+            if let Err(e) = self.apply_topic(topic, config_changed, dynamic, ready, now, &mut delta)
+            {
                 applied.retry.insert(topic.name.clone());
                 first_error.get_or_insert(e);
             }
         }
         applied.topics = image.topics.clone();
+        applied.broker_configs = image.broker_configs.clone();
         (delta, first_error)
     }
 
@@ -177,6 +194,7 @@ impl Replicas {
         &self,
         topic: &TopicImage,
         config_changed: bool,
+        dynamic: Dynamic<'_>,
         ready: bool,
         now: i64,
         delta: &mut LeadershipDelta,
@@ -186,7 +204,7 @@ impl Replicas {
         let mut config = None;
         let mut topic_config = || {
             config
-                .get_or_insert_with(|| Arc::new(self.config.topic_config(&topic.configs)))
+                .get_or_insert_with(|| Arc::new(self.config.topic_config(&topic.configs, dynamic)))
                 .clone()
         };
         let mut first_error = None;

@@ -9,7 +9,8 @@ use crate::cluster::rpc::InternalRpc;
 use crate::config::{BrokerConfig, BrokerSettings};
 use crate::controller_client::ControllerClient;
 use crate::groups::Groups;
-use crate::handlers::{self, RequestContext};
+use crate::handlers::{self, configs, RequestContext};
+use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
@@ -36,6 +37,19 @@ pub struct Services {
     pub markers: Arc<MarkerWriter>,
     /// Inter-broker RPCs (cluster only).
     pub internal: Option<Arc<InternalRpc>>,
+    /// The process's loggers, if their levels may change at run time.
+    pub log_levels: Option<Arc<dyn LogLevels>>,
+}
+
+impl Services {
+    fn configs(&self) -> configs::Configs<'_> {
+        configs::Configs {
+            controller: &self.controller,
+            meta: &self.metadata,
+            config: &self.config,
+            loggers: self.log_levels.as_deref(),
+        }
+    }
 }
 
 /// Handles one request. `None` means no response is sent (Produce with acks=0).
@@ -90,14 +104,14 @@ pub async fn dispatch(
             ResponseKind::DescribeCluster(metadata::describe_cluster(meta, r))
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::describe(meta, &s.config, r, v))
+            ResponseKind::DescribeConfigs(configs::describe(&s.configs(), r, v))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(configs::alter(&s.controller, meta, r).await)
+            ResponseKind::AlterConfigs(configs::alter(&s.configs(), r).await)
         }
-        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter(&s.controller, meta, &s.config, r).await,
-        ),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&s.configs(), r).await)
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(txn::init_producer_id(&s.txns, &s.controller, r, v).await)
         }

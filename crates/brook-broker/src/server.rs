@@ -19,10 +19,11 @@ use crate::clock::now_ms;
 use crate::cluster::fetcher::Fetchers;
 use crate::cluster::liveness::{self, Registration};
 use crate::cluster::{isr, rpc::InternalRpc};
-use crate::config::{BrokerConfig, ConfigError};
+use crate::config::{BrokerConfig, ConfigError, Dynamic};
 use crate::connection::{self, ConnectionLimits};
 use crate::controller_client::{ControllerClient, MetaStore};
 use crate::groups::Groups;
+use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::partition::SyncFor;
@@ -53,9 +54,16 @@ pub struct BrokerBuilder {
     config: BrokerConfig,
     advertised_set: bool,
     memory: bool,
+    log_levels: Option<Arc<dyn LogLevels>>,
 }
 
 impl BrokerBuilder {
+    /// Lets clients change this process's log levels (Kafka's BROKER_LOGGER configs).
+    pub fn log_levels(mut self, levels: Arc<dyn LogLevels>) -> Self {
+        self.log_levels = Some(levels);
+        self
+    }
+
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = addr;
         self
@@ -148,7 +156,14 @@ impl BrokerBuilder {
             (MetaStore::Raft(quorum), Some(listener), Some(peers))
         };
         let data_dir_shown = data_dir.display().to_string();
-        let wired = wire(self.config.clone(), data_dir, store, peers).await?;
+        let wired = wire(
+            self.config.clone(),
+            data_dir,
+            store,
+            peers,
+            self.log_levels.take(),
+        )
+        .await?;
         let services = wired.services.clone();
         let mut tasks = Vec::new();
         if let Some(listener) = controller_listener {
@@ -262,6 +277,7 @@ async fn wire(
     data_dir: PathBuf,
     store: MetaStore,
     peers: Option<Arc<PeerNet>>,
+    log_levels: Option<Arc<dyn LogLevels>>,
 ) -> Result<Wired, StartError> {
     let config = Arc::new(config);
     let settings = Arc::new(config.broker_settings());
@@ -342,6 +358,7 @@ async fn wire(
         txns,
         markers,
         internal,
+        log_levels,
     });
     Ok(Wired {
         services,
@@ -413,6 +430,7 @@ impl Broker {
             ),
             advertised_set: false,
             memory: false,
+            log_levels: None,
         }
     }
 
@@ -448,12 +466,7 @@ async fn accept_loop(
         max_request_size_bytes: settings.socket_request_max_bytes as usize,
         idle_timeout: Duration::from_millis(settings.connections_max_idle_ms as u64),
     };
-    let max_connections = settings
-        .max_connections
-        .clamp(1, Semaphore::MAX_PERMITS as i64) as usize;
-    let permits = Arc::new(Semaphore::new(max_connections));
-    let max_per_ip = settings.max_connections_per_ip.max(1) as usize;
-    let per_ip: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let open: Arc<parking_lot::Mutex<OpenConnections>> = Arc::default();
     // A frame up to socket.request.max.bytes must always fit in the pool.
     let memory_bytes = settings
         .queued_max_request_bytes
@@ -474,59 +487,92 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "refusing connection: max.connections reached");
-            continue;
+        // The limits are dynamic broker configs: read them for each connection.
+        let (max_total, max_per_ip) = {
+            let image = services.metadata.image();
+            let dynamic = Dynamic::new(&image.broker_configs, services.config.node_id);
+            let limit = |name: &str, configured: i64| {
+                dynamic.int(name, configured).clamp(1, i64::from(u32::MAX)) as usize
+            };
+            (
+                limit("max.connections", settings.max_connections),
+                limit("max.connections.per.ip", settings.max_connections_per_ip),
+            )
         };
-        let Some(ip_slot) = IpSlot::take(&per_ip, peer.ip(), max_per_ip) else {
-            tracing::warn!(%peer, max_per_ip, "refusing connection: max.connections.per.ip reached");
-            continue;
+        let slot = match ConnSlot::take(&open, peer.ip(), max_total, max_per_ip) {
+            Ok(slot) => slot,
+            Err(Refused::Total) => {
+                tracing::warn!(%peer, max_connections = max_total, "refusing connection: max.connections reached");
+                continue;
+            }
+            Err(Refused::PerIp) => {
+                tracing::warn!(%peer, max_per_ip, "refusing connection: max.connections.per.ip reached");
+                continue;
+            }
         };
         let services = services.clone();
         let shutdown = shutdown.clone();
         let memory = memory.clone();
         connections.spawn(async move {
             connection::serve(services, stream, peer, limits, memory, internal, shutdown).await;
-            drop(permit);
-            drop(ip_slot);
+            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
     while connections.join_next().await.is_some() {}
 }
 
-/// One connection's place in the per-IP count, given back on drop.
-struct IpSlot {
-    counts: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+/// The open connections of one listener, in total and per client address.
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused.
+enum Refused {
+    Total,
+    PerIp,
+}
+
+/// One connection's place in the counts, given back on drop.
+struct ConnSlot {
+    open: Arc<parking_lot::Mutex<OpenConnections>>,
     ip: IpAddr,
 }
 
-impl IpSlot {
+impl ConnSlot {
     fn take(
-        counts: &Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+        open: &Arc<parking_lot::Mutex<OpenConnections>>,
         ip: IpAddr,
-        max: usize,
-    ) -> Option<IpSlot> {
-        let mut map = counts.lock();
-        let n = map.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<ConnSlot, Refused> {
+        let mut counts = open.lock();
+        if counts.total >= max_total {
+            return Err(Refused::Total);
+        }
+        let n = counts.per_ip.entry(ip).or_insert(0);
+        if *n >= max_per_ip {
+            return Err(Refused::PerIp);
         }
         *n += 1;
-        Some(IpSlot {
-            counts: counts.clone(),
+        counts.total += 1;
+        Ok(ConnSlot {
+            open: open.clone(),
             ip,
         })
     }
 }
 
-impl Drop for IpSlot {
+impl Drop for ConnSlot {
     fn drop(&mut self) {
-        let mut map = self.counts.lock();
-        if let Some(n) = map.get_mut(&self.ip) {
+        let mut counts = self.open.lock();
+        counts.total -= 1;
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                counts.per_ip.remove(&self.ip);
             }
         }
     }

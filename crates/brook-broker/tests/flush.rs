@@ -22,7 +22,7 @@ fn leader(dir: &std::path::Path, overrides: &[(&str, &str)]) -> Partition {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let config = Arc::new(broker.topic_config(&overrides));
+    let config = Arc::new(broker.topic_config(&overrides, brook_broker::config::Dynamic::none()));
     let p = Partition::open(dir, Arc::from("t"), 0, 1, config, NOW).unwrap();
     p.apply_leadership(
         &PartitionImage {

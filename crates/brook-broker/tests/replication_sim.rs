@@ -481,7 +481,7 @@ fn broker_config() -> BrokerConfig {
 
 /// The topic's effective config, resolved as `reconcile` does.
 fn topic_config() -> Arc<TopicConfig> {
-    Arc::new(broker_config().topic_config(&topic_configs()))
+    Arc::new(broker_config().topic_config(&topic_configs(), brook_broker::config::Dynamic::none()))
 }
 
 /// The controller's first image: a cluster, three brokers, the topic with `replicas`.

@@ -15,7 +15,7 @@ const NOW: i64 = 1_700_000_000_000;
 
 fn config() -> Arc<brook_broker::config::TopicConfig> {
     let broker = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
-    Arc::new(broker.topic_config(&Default::default()))
+    Arc::new(broker.topic_config(&Default::default(), brook_broker::config::Dynamic::none()))
 }
 
 fn view(leader: i32, replicas: Vec<i32>) -> PartitionImage {

@@ -11,7 +11,8 @@ mod image;
 mod store;
 
 pub use image::{
-    BrokerImage, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap, NO_LEADER,
+    BrokerConfigs, BrokerImage, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap,
+    NO_LEADER,
 };
 pub use store::{check as check_metadata_log, FileMetadataLog, MetaCheck, MetaError};
 
@@ -57,6 +58,14 @@ pub enum MetadataRecord {
     },
     TopicDeleted {
         name: String,
+    },
+    /// Set (`Some`) or remove (`None`) a dynamic broker config (Kafka's BROKER
+    /// resource): for one broker, or the cluster-wide default when `broker` is `None`.
+    BrokerConfigSet {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        broker: Option<i32>,
+        key: String,
+        value: Option<String>,
     },
     /// Producer ids below `next_block_start` have been handed out.
     ProducerIdsAllocated {

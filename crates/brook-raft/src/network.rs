@@ -40,7 +40,7 @@ enum Request {
     Snapshot {
         vote: Vote<u64>,
         meta: SnapshotMeta<u64, BasicNode>,
-        image: MetadataImage,
+        image: Box<MetadataImage>,
     },
 }
 
@@ -84,7 +84,7 @@ pub(crate) async fn serve(raft: &Raft<TypeConfig>, me: u64, payload: &[u8]) -> V
             Request::Snapshot { vote, meta, image } => {
                 let snapshot = Snapshot {
                     meta,
-                    snapshot: Box::new(image),
+                    snapshot: image,
                 };
                 Response::Snapshot(raft.install_full_snapshot(vote, snapshot).await)
             }
@@ -247,7 +247,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         let rpc = Request::Snapshot {
             vote,
             meta: snapshot.meta,
-            image: *snapshot.snapshot,
+            image: snapshot.snapshot,
         };
         let ttl = option.hard_ttl();
         let resp = tokio::select! {

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod dev;
 mod groups;
+mod logging;
 mod serve;
 mod tools;
 
@@ -51,20 +52,11 @@ fn run() -> Result<()> {
     }
     // openraft reports every failed RPC to a down peer (several a second); brook-raft
     // logs losing and regaining a peer once each instead.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BROOK_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if args.is_serve() {
-            "info,openraft=warn,openraft::replication=off"
-        } else {
-            "warn"
-        })
+    logging::init(if args.is_serve() {
+        "info,openraft=warn,openraft::replication=off"
+    } else {
+        "warn"
     });
-    // Colour only for a person at a terminal, never in a log file or a pipe.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -111,6 +111,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .listen(resolve(&listen.0, listen.1)?)
         .node_id(node_id)
         .memory(args.memory);
+    if let Some(levels) = crate::logging::levels() {
+        builder = builder.log_levels(levels);
+    }
     if !args.memory {
         builder = builder.data_dir(&data_dir);
     }

@@ -1,6 +1,8 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and
-//! DescribeConfigs for the broker (its static configuration).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs: topic configs, dynamic
+//! broker configs (one broker's, or the cluster defaults: Kafka's BROKER resource) and
+//! log levels (BROKER_LOGGER).
 
+use brook_meta::MetadataImage;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as LegacyAlterResult;
 use kafka_protocol::messages::describe_configs_response::{
@@ -11,28 +13,50 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
-
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
-use crate::config::{BrokerConfig, ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::{
+    is_dynamic_broker_config, topic_config_by_broker_name, topic_config_def, BrokerConfig,
+    ConfigSource, ConfigType, Dynamic, BROKER_CONFIGS, TOPIC_CONFIGS,
+};
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
+use crate::log_levels::{
+    kafka_name, module_path, parse_level, valid_logger_name, LogLevels, LEVELS, ROOT_LOGGER,
+};
 use crate::metadata::MetadataView;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// DescribeConfigs' source code for a logger's level.
+const SOURCE_BROKER_LOGGER: i8 = 6;
 
 const OP_SET: i8 = 0;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
+/// What the config handlers use.
+pub struct Configs<'a> {
+    pub controller: &'a ControllerClient,
+    pub meta: &'a MetadataView,
+    pub config: &'a BrokerConfig,
+    /// The process's loggers, when it lets them be changed (BROKER_LOGGER).
+    pub loggers: Option<&'a dyn LogLevels>,
+}
+
 pub fn describe(
-    meta: &MetadataView,
-    config: &BrokerConfig,
+    cx: &Configs<'_>,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let image = cx.meta.image();
+    let shown = Shown {
+        synonyms: req.include_synonyms && version >= 1,
+        documentation: req.include_documentation,
+    };
     let results = req
         .resources
         .into_iter()
@@ -47,18 +71,12 @@ pub fn describe(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let entries = match r.resource_type {
-                RESOURCE_TOPIC => describe_topic(
-                    meta,
-                    config,
-                    &r.resource_name,
-                    req.include_synonyms,
-                    req.include_documentation,
-                    version,
-                ),
-                RESOURCE_BROKER => describe_broker(config, &r.resource_name),
+                RESOURCE_TOPIC => describe_topic(&image, cx.config, &r.resource_name, shown),
+                RESOURCE_BROKER => describe_broker(&image, cx.config, &r.resource_name, shown),
+                RESOURCE_BROKER_LOGGER => describe_loggers(cx, &r.resource_name),
                 _ => Err(ApiError::new(
                     ResponseError::InvalidRequest,
-                    "only topic and broker configs can be described",
+                    "only topic, broker and broker-logger configs can be described",
                 )),
             };
             match entries {
@@ -77,56 +95,76 @@ pub fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn describe_topic(
-    meta: &MetadataView,
-    config: &BrokerConfig,
-    name: &str,
+/// What a DescribeConfigs request asked to see besides values.
+#[derive(Clone, Copy)]
+struct Shown {
     synonyms: bool,
     documentation: bool,
-    version: i16,
+}
+
+fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name.to_string()))
+        .with_value(Some(str_bytes(value.to_string())))
+        .with_source(source as i8)
+}
+
+/// Where a broker-level config's value can come from, most specific first: this
+/// broker's dynamic config, the cluster's dynamic default, the static config, Kafka's
+/// default.
+fn broker_synonyms(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    name: &str,
+) -> Vec<DescribeConfigsSynonym> {
+    let mut list = Vec::new();
+    let dynamic = &image.broker_configs;
+    if let Some(v) = dynamic.of(Some(config.node_id)).and_then(|c| c.get(name)) {
+        list.push(synonym(name, v, ConfigSource::DynamicBroker));
+    }
+    if let Some(v) = dynamic.defaults.get(name) {
+        list.push(synonym(name, v, ConfigSource::DynamicDefaultBroker));
+    }
+    if let Some(v) = config.settings.get(name) {
+        list.push(synonym(name, v, ConfigSource::StaticBroker));
+    }
+    if let Some(v) = broker_default(name) {
+        list.push(synonym(name, v, ConfigSource::Default));
+    }
+    list
+}
+
+fn describe_topic(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    name: &str,
+    shown: Shown,
 ) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
-    let topic = meta.image().topic(name).cloned().ok_or_else(|| {
+    let topic = image.topic(name).ok_or_else(|| {
         ApiError::new(
             ResponseError::UnknownTopicOrPartition,
             format!("topic '{name}' does not exist"),
         )
     })?;
+    let dynamic = Dynamic::new(&image.broker_configs, config.node_id);
     Ok(TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let (value, source) = config.topic_value(&topic.configs, def);
+            let (value, source) = config.topic_value(&topic.configs, dynamic, def);
             let mut entry = DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(def.name))
                 .with_value(Some(str_bytes(value)))
                 .with_config_source(source as i8)
                 .with_config_type(def.kind.code());
-            if documentation {
+            if shown.documentation {
                 entry = entry.with_documentation(Some(str_bytes(def.doc)));
             }
-            if synonyms && version >= 1 {
+            if shown.synonyms {
                 let mut list = Vec::new();
                 if let Some(v) = topic.configs.get(def.name) {
-                    list.push(
-                        DescribeConfigsSynonym::default()
-                            .with_name(str_bytes(def.name))
-                            .with_value(Some(str_bytes(v.clone())))
-                            .with_source(ConfigSource::TopicOverride as i8),
-                    );
+                    list.push(synonym(def.name, v, ConfigSource::TopicOverride));
                 }
-                if let Some(v) = config.settings.get(def.broker_name) {
-                    list.push(
-                        DescribeConfigsSynonym::default()
-                            .with_name(str_bytes(def.broker_name))
-                            .with_value(Some(str_bytes(v.clone())))
-                            .with_source(ConfigSource::StaticBroker as i8),
-                    );
-                }
-                list.push(
-                    DescribeConfigsSynonym::default()
-                        .with_name(str_bytes(def.broker_name))
-                        .with_value(Some(str_bytes(def.default)))
-                        .with_source(ConfigSource::Default as i8),
-                );
+                list.extend(broker_synonyms(image, config, def.broker_name));
                 entry = entry.with_synonyms(list);
             }
             entry
@@ -134,65 +172,189 @@ fn describe_topic(
         .collect())
 }
 
+/// Kafka's default of broker-level config `name`, if Brook knows it.
+fn broker_default(name: &str) -> Option<&'static str> {
+    BROKER_CONFIGS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+        .or_else(|| topic_config_by_broker_name(name).map(|d| d.default))
+}
+
+/// The broker configs of broker `name` (this broker's id: every config, read-only
+/// unless dynamic), or with an empty name the cluster-wide dynamic defaults, as Kafka
+/// answers `kafka-configs --describe --entity-type brokers [--entity-default]`.
 fn describe_broker(
+    image: &MetadataImage,
     config: &BrokerConfig,
     name: &str,
+    shown: Shown,
 ) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
-    if !name.is_empty() && name != config.node_id.to_string() {
+    let entry = |key: &str, value: &str, source: ConfigSource| {
+        let def = topic_config_by_broker_name(key);
+        let kind = def.map_or_else(
+            || match broker_default(key) {
+                Some("true" | "false") => ConfigType::Boolean,
+                _ => ConfigType::Long,
+            },
+            |d| d.kind,
+        );
+        let mut e = DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(key.to_string()))
+            .with_value(Some(str_bytes(value.to_string())))
+            .with_read_only(!is_dynamic_broker_config(key))
+            .with_config_source(source as i8)
+            .with_config_type(kind.code());
+        if shown.documentation {
+            e = e.with_documentation(def.map(|d| str_bytes(d.doc)));
+        }
+        if shown.synonyms {
+            e = e.with_synonyms(broker_synonyms(image, config, key));
+        }
+        e
+    };
+    if name.is_empty() {
+        return Ok(image
+            .broker_configs
+            .defaults
+            .iter()
+            .map(|(k, v)| entry(k, v, ConfigSource::DynamicDefaultBroker))
+            .collect());
+    }
+    if name != config.node_id.to_string() {
         return Err(ApiError::new(
             ResponseError::InvalidRequest,
-            format!("unknown broker '{name}'"),
+            format!(
+                "broker {} cannot describe broker '{name}': send the request to that broker",
+                config.node_id
+            ),
         ));
     }
-    let defaults = BROKER_CONFIGS
+    let dynamic = Dynamic::new(&image.broker_configs, config.node_id);
+    let mut names: Vec<&str> = BROKER_CONFIGS
         .iter()
-        .copied()
-        .chain(TOPIC_CONFIGS.iter().map(|d| (d.broker_name, d.default)));
-    let mut entries: Vec<DescribeConfigsResourceResult> = defaults
-        .map(|(key, default)| {
-            let (value, source) = match config.settings.get(key) {
-                Some(v) => (v.as_str(), ConfigSource::StaticBroker),
-                None => (default, ConfigSource::Default),
-            };
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(key))
-                .with_value(Some(str_bytes(value)))
-                .with_read_only(true)
-                .with_config_source(source as i8)
-        })
+        .map(|(n, _)| *n)
+        .chain(TOPIC_CONFIGS.iter().map(|d| d.broker_name))
         .collect();
-    entries.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
-    entries.dedup_by(|a, b| a.name == b.name);
-    Ok(entries)
+    names.sort_unstable();
+    names.dedup();
+    Ok(names
+        .into_iter()
+        .map(|key| {
+            let (value, source) =
+                dynamic
+                    .get(key)
+                    .unwrap_or_else(|| match config.settings.get(key) {
+                        Some(v) => (v.as_str(), ConfigSource::StaticBroker),
+                        None => (
+                            broker_default(key).unwrap_or_default(),
+                            ConfigSource::Default,
+                        ),
+                    });
+            entry(key, value, source)
+        })
+        .collect())
+}
+
+/// The loggers of this broker and their levels (Kafka's BROKER_LOGGER resource).
+fn describe_loggers(
+    cx: &Configs<'_>,
+    name: &str,
+) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
+    let loggers = this_brokers_loggers(cx, name)?;
+    Ok(loggers
+        .levels()
+        .into_iter()
+        .map(|(logger, level)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(kafka_name(&logger)))
+                .with_value(Some(str_bytes(level)))
+                .with_config_source(SOURCE_BROKER_LOGGER)
+                .with_config_type(ConfigType::String.code())
+        })
+        .collect())
+}
+
+fn this_brokers_loggers<'a>(cx: &Configs<'a>, name: &str) -> Result<&'a dyn LogLevels, ApiError> {
+    if name != cx.config.node_id.to_string() {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!(
+                "broker {} cannot change the loggers of broker '{name}'",
+                cx.config.node_id
+            ),
+        ));
+    }
+    cx.loggers.ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidRequest,
+            "this broker's log levels cannot be changed at run time",
+        )
+    })
 }
 
 type Overrides = std::collections::BTreeMap<String, String>;
 type Changes = Vec<(String, Option<String>)>;
 
-/// Shared by both alter APIs: only topics can be altered; `changes` turns the topic's
-/// current overrides into the changes to apply.
-async fn alter_topic(
-    controller: &ControllerClient,
-    meta: &MetadataView,
-    resource_type: i8,
-    name: &str,
+/// What an alter request changes.
+enum Target {
+    Topic(String),
+    /// One broker's dynamic configs, or (`None`) the cluster defaults.
+    Broker(Option<i32>),
+}
+
+fn target(resource_type: i8, name: &str) -> Result<Target, ApiError> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
+        RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker(None)),
+        RESOURCE_BROKER => name
+            .parse()
+            .map(|id| Target::Broker(Some(id)))
+            .map_err(|_| {
+                ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("'{name}' is not a broker id"),
+                )
+            }),
+        _ => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "only topic, broker and broker-logger configs can be altered",
+        )),
+    }
+}
+
+/// The dynamic configs `target` has now (a topic's overrides; a broker's dynamic
+/// configs).
+fn current(meta: &MetadataView, target: &Target) -> Overrides {
+    let image = meta.image();
+    match target {
+        Target::Topic(name) => image.topic(name).map(|t| t.configs.clone()),
+        Target::Broker(id) => image.broker_configs.of(*id).cloned(),
+    }
+    .unwrap_or_default()
+}
+
+/// Shared by both alter APIs: `changes` turns the target's current dynamic configs
+/// into the changes to apply.
+async fn alter_target(
+    cx: &Configs<'_>,
+    target: Target,
     validate_only: bool,
     changes: impl FnOnce(&Overrides) -> Result<Changes, ApiError>,
 ) -> Result<(), ApiError> {
-    if resource_type != RESOURCE_TOPIC {
-        return Err(ApiError::new(
-            ResponseError::InvalidRequest,
-            "only topic configs can be altered; broker configs are static",
-        ));
+    let changes = changes(&current(cx.meta, &target))?;
+    match target {
+        Target::Topic(name) => {
+            cx.controller
+                .alter_topic_configs(&name, changes, validate_only)
+                .await
+        }
+        Target::Broker(id) => {
+            cx.controller
+                .alter_broker_configs(id, changes, validate_only)
+                .await
+        }
     }
-    let existing = meta
-        .image()
-        .topic(name)
-        .map(|t| t.configs.clone())
-        .unwrap_or_default();
-    controller
-        .alter_topic_configs(name, changes(&existing)?, validate_only)
-        .await
 }
 
 /// The per-resource error fields of both alter responses.
@@ -203,35 +365,28 @@ fn error_fields(outcome: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
     }
 }
 
-/// Legacy AlterConfigs: the given set replaces every override of the topic.
-pub async fn alter(
-    controller: &ControllerClient,
-    meta: &MetadataView,
-    req: AlterConfigsRequest,
-) -> AlterConfigsResponse {
+/// Legacy AlterConfigs: the given set replaces every dynamic config of the resource.
+pub async fn alter(cx: &Configs<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = alter_topic(
-            controller,
-            meta,
-            r.resource_type,
-            r.resource_name.as_str(),
-            req.validate_only,
-            |existing| {
-                let mut changes: Changes = existing
-                    .keys()
-                    .filter(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
-                    .map(|k| (k.clone(), None))
-                    .collect();
-                changes.extend(
-                    r.configs
-                        .iter()
-                        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
-                );
-                Ok(changes)
-            },
-        )
-        .await;
+        let outcome =
+            match target(r.resource_type, r.resource_name.as_str()) {
+                Ok(target) => {
+                    alter_target(cx, target, req.validate_only, |existing| {
+                        let mut changes: Changes = existing
+                            .keys()
+                            .filter(|k| !r.configs.iter().any(|c| c.name.as_str() == k.as_str()))
+                            .map(|k| (k.clone(), None))
+                            .collect();
+                        changes.extend(r.configs.iter().map(|c| {
+                            (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))
+                        }));
+                        Ok(changes)
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
         let (code, message) = error_fields(outcome);
         responses.push(
             LegacyAlterResult::default()
@@ -257,9 +412,7 @@ const THROTTLE_CONFIGS: &[&str] = &[
 const OP_DELETE: i8 = 1;
 
 pub async fn incremental_alter(
-    controller: &ControllerClient,
-    meta: &MetadataView,
-    config: &BrokerConfig,
+    cx: &Configs<'_>,
     mut req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     for r in &mut req.resources {
@@ -267,39 +420,39 @@ pub async fn incremental_alter(
             !(c.config_operation == OP_DELETE && THROTTLE_CONFIGS.contains(&c.name.as_str()))
         });
     }
+    let image = cx.meta.image();
+    let dynamic = Dynamic::new(&image.broker_configs, cx.config.node_id);
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        if r.resource_type == RESOURCE_BROKER && r.configs.is_empty() {
-            // Only throttle deletions, all no-ops.
-            responses.push(
-                AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name),
-            );
-            continue;
-        }
-        let outcome = alter_topic(
-            controller,
-            meta,
-            r.resource_type,
-            r.resource_name.as_str(),
-            req.validate_only,
-            |existing| {
-                r.configs
-                    .iter()
-                    .map(|c| {
-                        incremental_change(
-                            config,
-                            existing,
-                            c.name.as_str(),
-                            c.config_operation,
-                            c.value.as_deref(),
-                        )
+        let ops: Vec<(&str, i8, Option<&str>)> = r
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.config_operation, c.value.as_deref()))
+            .collect();
+        let outcome = if r.resource_type == RESOURCE_BROKER_LOGGER {
+            alter_loggers(cx, r.resource_name.as_str(), &ops, req.validate_only)
+        } else if r.resource_type == RESOURCE_BROKER && ops.is_empty() {
+            Ok(()) // only throttle deletions, all no-ops
+        } else {
+            match target(r.resource_type, r.resource_name.as_str()) {
+                Ok(target) => {
+                    let is_topic = matches!(target, Target::Topic(_));
+                    alter_target(cx, target, req.validate_only, |existing| {
+                        ops.iter()
+                            .map(|&(name, op, value)| {
+                                if is_topic {
+                                    topic_change(cx.config, dynamic, existing, name, op, value)
+                                } else {
+                                    broker_change(cx.config, existing, name, op, value)
+                                }
+                            })
+                            .collect()
                     })
-                    .collect()
-            },
-        )
-        .await;
+                    .await
+                }
+                Err(e) => Err(e),
+            }
+        };
         let (code, message) = error_fields(outcome);
         responses.push(
             AlterConfigsResourceResponse::default()
@@ -312,31 +465,110 @@ pub async fn incremental_alter(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn incremental_change(
+/// IncrementalAlterConfigs on BROKER_LOGGER: SET a level or DELETE (follow the root
+/// logger again); checked in full before any logger changes. Not persisted, as in Kafka.
+fn alter_loggers(
+    cx: &Configs<'_>,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let loggers = this_brokers_loggers(cx, name)?;
+    let invalid = |message: String| ApiError::new(ResponseError::InvalidConfig, message);
+    let mut changes = Vec::with_capacity(ops.len());
+    for &(name, op, value) in ops {
+        let logger = module_path(name);
+        if !valid_logger_name(&logger) {
+            return Err(invalid(format!("'{name}' is not a logger name")));
+        }
+        let level = match op {
+            OP_SET => Some(parse_level(value.unwrap_or_default()).ok_or_else(|| {
+                invalid(format!(
+                    "'{}' is not a log level (one of {})",
+                    value.unwrap_or_default(),
+                    LEVELS.join(", ")
+                ))
+            })?),
+            OP_DELETE if logger == ROOT_LOGGER => {
+                return Err(invalid("the root logger's level cannot be removed".into()))
+            }
+            OP_DELETE => None,
+            _ => {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "loggers take only SET and DELETE",
+                ))
+            }
+        };
+        changes.push((logger, level));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    for (logger, level) in changes {
+        loggers.set(&logger, level).map_err(invalid)?;
+        tracing::info!(
+            logger,
+            level = level.unwrap_or("(root)"),
+            "log level changed"
+        );
+    }
+    Ok(())
+}
+
+fn topic_change(
+    config: &BrokerConfig,
+    dynamic: Dynamic<'_>,
+    existing: &Overrides,
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
+    let def = topic_config_def(name).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("unknown config '{name}'"),
+        )
+    })?;
+    incremental_change(name, op, value, def.kind == ConfigType::List, || {
+        config.topic_value(existing, dynamic, def).0.to_string()
+    })
+}
+
+/// A broker config's change; unknown and static names are refused by the controller.
+fn broker_change(
     config: &BrokerConfig,
     existing: &Overrides,
     name: &str,
     op: i8,
     value: Option<&str>,
 ) -> Result<(String, Option<String>), ApiError> {
-    let def = crate::config::topic_config_def(name).ok_or_else(|| {
-        ApiError::new(
-            ResponseError::InvalidConfig,
-            format!("unknown config '{name}'"),
-        )
-    })?;
-    let current = || -> Vec<String> {
-        let (v, _) = config.topic_value(existing, def);
-        v.split(',')
+    let is_list = topic_config_by_broker_name(name).is_some_and(|d| d.kind == ConfigType::List);
+    incremental_change(name, op, value, is_list, || {
+        existing
+            .get(name)
+            .or_else(|| config.settings.get(name))
+            .map(String::as_str)
+            .or_else(|| broker_default(name))
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+/// One IncrementalAlterConfigs operation as the new value (`None`: removed).
+/// `current` is the value in effect, which APPEND and SUBTRACT edit.
+fn incremental_change(
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+    is_list: bool,
+    current: impl FnOnce() -> String,
+) -> Result<(String, Option<String>), ApiError> {
+    let items = |list: &str| -> Vec<String> {
+        list.split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()
-    };
-    let list_only = || {
-        ApiError::new(
-            ResponseError::InvalidConfig,
-            format!("'{name}' is not a list config"),
-        )
     };
     match op {
         OP_SET => Ok((
@@ -344,27 +576,26 @@ fn incremental_change(
             Some(value.unwrap_or_default().to_string()),
         )),
         OP_DELETE => Ok((name.to_string(), None)),
-        OP_APPEND | OP_SUBTRACT if def.kind != crate::config::ConfigType::List => Err(list_only()),
+        OP_APPEND | OP_SUBTRACT if !is_list => Err(ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("'{name}' is not a list config"),
+        )),
         OP_APPEND => {
-            let mut items = current();
-            for v in value
-                .unwrap_or_default()
-                .split(',')
-                .filter(|s| !s.is_empty())
-            {
-                if !items.iter().any(|i| i == v) {
-                    items.push(v.to_string());
+            let mut list = items(&current());
+            for v in items(value.unwrap_or_default()) {
+                if !list.contains(&v) {
+                    list.push(v);
                 }
             }
-            Ok((name.to_string(), Some(items.join(","))))
+            Ok((name.to_string(), Some(list.join(","))))
         }
         OP_SUBTRACT => {
-            let remove: Vec<&str> = value.unwrap_or_default().split(',').collect();
-            let items: Vec<String> = current()
+            let remove = items(value.unwrap_or_default());
+            let list: Vec<String> = items(&current())
                 .into_iter()
-                .filter(|i| !remove.contains(&i.as_str()))
+                .filter(|i| !remove.contains(i))
                 .collect();
-            Ok((name.to_string(), Some(items.join(","))))
+            Ok((name.to_string(), Some(list.join(","))))
         }
         _ => Err(ApiError::new(
             ResponseError::InvalidRequest,

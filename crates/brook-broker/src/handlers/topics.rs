@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, topic_name};
-use crate::config::{BrokerConfig, TOPIC_CONFIGS};
+use crate::config::{BrokerConfig, Dynamic, TOPIC_CONFIGS};
 use crate::controller_client::ControllerClient;
 use crate::error::{storage, ApiError};
 use crate::metadata::MetadataView;
@@ -132,9 +132,11 @@ fn describe_created(
     result: CreatableTopicResult,
     version: i16,
 ) -> CreatableTopicResult {
-    let Some(topic) = meta.image().topic(name).cloned() else {
+    let image = meta.image();
+    let Some(topic) = image.topic(name).cloned() else {
         return result; // validate_only
     };
+    let dynamic = Dynamic::new(&image.broker_configs, config.node_id);
     let result = result
         .with_topic_id(topic.topic_id)
         .with_num_partitions(topic.partitions.len() as i32)
@@ -145,7 +147,7 @@ fn describe_created(
     let configs = TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let (value, source) = config.topic_value(&topic.configs, def);
+            let (value, source) = config.topic_value(&topic.configs, dynamic, def);
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(def.name))
                 .with_value(Some(str_bytes(value)))

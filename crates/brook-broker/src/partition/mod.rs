@@ -410,7 +410,7 @@ mod tests {
     fn appends_and_leadership_changes_wake_parked_fetches() {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
-            .topic_config(&Default::default());
+            .topic_config(&Default::default(), crate::config::Dynamic::none());
         let p = Partition::open(dir.path(), Arc::from("t"), 0, 1, Arc::new(config), NOW).unwrap();
         let mut rx = p.data_changes();
         let view = PartitionImage {

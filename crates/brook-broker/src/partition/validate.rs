@@ -84,7 +84,8 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn config() -> TopicConfig {
-        BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None).topic_config(&Default::default())
+        BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
+            .topic_config(&Default::default(), crate::config::Dynamic::none())
     }
 
     fn batch(n: usize, timestamp_ms: i64) -> Vec<u8> {
