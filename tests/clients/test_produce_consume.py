@@ -240,3 +240,32 @@ def test_topic_compression_type_recompresses_batches(brook, topic_codec, produce
         codecs.add(attributes & 7)
         pos += 12 + length
     assert codecs == {stored}, codecs
+
+
+def test_topic_compression_level_is_applied_and_checked(brook):
+    """compression.zstd.level (KIP-390): the same uncompressed batches stored at zstd
+    level 19 take less disk than at level 1; a level out of range is INVALID_CONFIG."""
+    import random
+
+    rng = random.Random(7)
+    words = [bytes(rng.choice(b"abcdefghij") for _ in range(8)) for _ in range(64)]
+    values = [b" ".join(rng.choice(words) for _ in range(200)) for _ in range(300)]
+    sizes = {}
+    for level in (1, 19):
+        topic = unique_topic(f"lvl{level}")
+        create_topic(brook.bootstrap, topic, partitions=1,
+                     config={"compression.type": "zstd", "compression.zstd.level": str(level)})
+        p = producer(brook.bootstrap, **{"compression.type": "none", "linger.ms": 50,
+                                         "batch.size": 1_000_000})
+        assert_all_delivered(produce_all(p, topic, [{"value": v, "partition": 0}
+                                                    for v in values]))
+        got = consume_to_end(brook.bootstrap, topic, [0])[0]
+        assert [r.value for r in got] == values
+        sizes[level] = brook.segment_files(topic, 0)[0].stat().st_size
+    assert sizes[19] < sizes[1], sizes
+
+    bad = unique_topic("lvlbad")
+    with pytest.raises(Exception) as e:
+        create_topic(brook.bootstrap, bad, partitions=1,
+                     config={"compression.type": "gzip", "compression.gzip.level": "10"})
+    assert "INVALID_CONFIG" in str(e.value) or "between" in str(e.value), e.value

@@ -73,6 +73,9 @@ macro_rules! def {
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "'delete': retention.ms and retention.bytes trim the log; 'compact' alone: never trimmed by time or size (user topics are not compacted yet)."),
     def!("compression.type", "compression.type", "producer", String, ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"], "'producer' keeps batches as the producer compressed them; a codec (or 'uncompressed') re-encodes every batch that arrives with another one."),
+    def!("compression.gzip.level", "compression.gzip.level", "-1", Int, [], "gzip level (1-9, -1: the codec's default) for batches re-encoded to gzip."),
+    def!("compression.lz4.level", "compression.lz4.level", "9", Int, [], "Accepted (1-17) for compatibility; lz4 is written at its one fast level."),
+    def!("compression.zstd.level", "compression.zstd.level", "3", Int, [], "zstd level (-131072 to 22) for batches re-encoded to zstd."),
     def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, [], "Tombstone retention for compacted topics."),
     def!("file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", Long, [], "Delay before a deleted segment's file is removed."),
     def!("flush.messages", "log.flush.interval.messages", LONG_MAX, Long, [], "Fsync after this many messages."),
@@ -122,14 +125,24 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError>
             let v = value
                 .parse::<i32>()
                 .map_err(|_| invalid("expected a 32-bit integer"))?;
-            let min = match name {
-                "segment.bytes" => 14,
-                "segment.index.bytes" => 12,
-                "min.insync.replicas" => 1,
-                _ => 0,
+            let (min, max) = match name {
+                "segment.bytes" => (14, i32::MAX),
+                "segment.index.bytes" => (12, i32::MAX),
+                "min.insync.replicas" => (1, i32::MAX),
+                "compression.gzip.level" => (-1, 9),
+                "compression.lz4.level" => (1, 17),
+                "compression.zstd.level" => (-131_072, 22),
+                _ => (0, i32::MAX),
             };
-            if v < min {
-                return Err(invalid(&format!("must be at least {min}")));
+            if v < min || v > max {
+                return Err(invalid(&if max == i32::MAX {
+                    format!("must be at least {min}")
+                } else {
+                    format!("must be between {min} and {max}")
+                }));
+            }
+            if name == "compression.gzip.level" && v == 0 {
+                return Err(invalid("must be -1 or between 1 and 9"));
             }
         }
         ConfigType::Long => {
@@ -175,6 +188,9 @@ pub struct TopicConfig {
     pub compacted: bool,
     /// `compression.type` other than `producer`: the codec every batch is stored in.
     pub recompress_to: Option<Compression>,
+    /// The level batches are re-encoded at (`compression.<codec>.level`; `None`: the
+    /// codec's default).
+    pub compression_level: Option<i32>,
 }
 
 /// Where a config value came from, with DescribeConfigs' source codes.
@@ -494,6 +510,11 @@ impl BrokerConfig {
                 "snappy" => Some(Compression::Snappy),
                 "lz4" => Some(Compression::Lz4),
                 "zstd" => Some(Compression::Zstd),
+                _ => None,
+            },
+            compression_level: match get("compression.type") {
+                "gzip" => Some(int("compression.gzip.level") as i32).filter(|l| *l > 0),
+                "zstd" => Some(int("compression.zstd.level") as i32),
                 _ => None,
             },
         }

@@ -92,6 +92,18 @@ fn snappy_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
 }
 
 pub fn compress(codec: Compression, input: &[u8], out: &mut impl BufMut) -> Result<(), CodecError> {
+    compress_at(codec, None, input, out)
+}
+
+/// Compresses at `level` (Kafka's `compression.<codec>.level`; `None`: the codec's
+/// default). gzip takes 1-9 and zstd its own range; lz4 has one level here (lz4_flex
+/// has no high-compression mode) and snappy none.
+pub fn compress_at(
+    codec: Compression,
+    level: Option<i32>,
+    input: &[u8],
+    out: &mut impl BufMut,
+) -> Result<(), CodecError> {
     let fail = |e: std::io::Error| CodecError::Compress {
         codec,
         message: e.to_string(),
@@ -99,7 +111,12 @@ pub fn compress(codec: Compression, input: &[u8], out: &mut impl BufMut) -> Resu
     match codec {
         Compression::None => out.put_slice(input),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let level = level
+                .filter(|l| (1..=9).contains(l))
+                .map_or_else(flate2::Compression::default, |l| {
+                    flate2::Compression::new(l as u32)
+                });
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
             enc.write_all(input).map_err(fail)?;
             out.put_slice(&enc.finish().map_err(fail)?);
         }
@@ -112,7 +129,10 @@ pub fn compress(codec: Compression, input: &[u8], out: &mut impl BufMut) -> Resu
             })?;
             out.put_slice(&buf);
         }
-        Compression::Zstd => out.put_slice(&zstd::bulk::compress(input, 3).map_err(fail)?),
+        Compression::Zstd => {
+            let level = level.unwrap_or(ZSTD_DEFAULT_LEVEL);
+            out.put_slice(&zstd::bulk::compress(input, level).map_err(fail)?)
+        }
         Compression::Snappy => {
             out.put_slice(&XERIAL_MAGIC);
             out.put_i32(1);
@@ -162,17 +182,39 @@ pub(crate) fn kp_decompress(
 }
 
 /// Adapter for `kafka-protocol`'s encoder hook.
-pub(crate) fn kp_compress(
-    input: &mut BytesMut,
-    out: &mut BytesMut,
-    c: kafka_protocol::records::Compression,
-) -> anyhow::Result<()> {
-    Ok(compress(from_kp(c), input, out)?)
+/// Kafka's default zstd level.
+pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
+
+/// The compressor kafka-protocol's encoder calls, at `level`.
+pub(crate) fn kp_compressor(
+    level: Option<i32>,
+) -> impl Fn(&mut BytesMut, &mut BytesMut, kafka_protocol::records::Compression) -> anyhow::Result<()>
+{
+    move |input, out, c| Ok(compress_at(from_kp(c), level, input, out)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_change_the_output_and_still_round_trip() {
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 16 + b'a')
+            .collect();
+        for (codec, low, high) in [(Compression::Gzip, 1, 9), (Compression::Zstd, 1, 19)] {
+            let (mut fast, mut small) = (Vec::new(), Vec::new());
+            compress_at(codec, Some(low), &data, &mut fast).unwrap();
+            compress_at(codec, Some(high), &data, &mut small).unwrap();
+            assert!(
+                small.len() < fast.len(),
+                "{codec:?}: {} !< {}",
+                small.len(),
+                fast.len()
+            );
+            assert_eq!(decompress(codec, &small).unwrap(), data);
+        }
+    }
 
     #[test]
     fn every_codec_round_trips() {

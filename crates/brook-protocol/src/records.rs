@@ -9,7 +9,7 @@ use kafka_protocol::records::{
 use thiserror::Error;
 
 use crate::batch::Compression;
-use crate::compression::{kp_compress, kp_decompress, to_kp};
+use crate::compression::{kp_compressor, kp_decompress, to_kp};
 
 #[derive(Debug, Error)]
 #[error("record codec: {0}")]
@@ -113,6 +113,16 @@ pub fn encode_batch_with(
     compression: Compression,
     producer: ProducerInfo,
 ) -> Result<BytesMut, RecordsError> {
+    encode_batch_at(records, compression, None, producer)
+}
+
+/// [`encode_batch_with`] compressing at `level` (see [`crate::compression::compress_at`]).
+pub fn encode_batch_at(
+    records: &[Record],
+    compression: Compression,
+    level: Option<i32>,
+    producer: ProducerInfo,
+) -> Result<BytesMut, RecordsError> {
     let kp: Vec<KpRecord> = records
         .iter()
         .enumerate()
@@ -142,7 +152,12 @@ pub fn encode_batch_with(
         version: 2,
         compression: to_kp(compression),
     };
-    RecordBatchEncoder::encode_with_custom_compression(&mut buf, &kp, &options, Some(kp_compress))?;
+    RecordBatchEncoder::encode_with_custom_compression(
+        &mut buf,
+        &kp,
+        &options,
+        Some(kp_compressor(level)),
+    )?;
     if producer.base_sequence < 0 && buf.len() >= crate::batch::BATCH_HEADER_LEN {
         buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
         let crc = crate::batch::compute_crc(&buf);
@@ -187,7 +202,11 @@ pub fn decode_batches(data: Bytes) -> Result<Vec<ConsumedRecord>, RecordsError> 
 /// `compression.type`), keeping its records, timestamps, headers and producer fields
 /// (id, epoch, base sequence, transactional); batches already in `target`, and control
 /// batches (which validation refuses), are kept as they are. Decompression is bounded.
-pub fn recompress(request: &[u8], target: Compression) -> Result<Bytes, RecordsError> {
+pub fn recompress(
+    request: &[u8],
+    target: Compression,
+    level: Option<i32>,
+) -> Result<Bytes, RecordsError> {
     let mut out = BytesMut::with_capacity(request.len());
     for item in crate::batch::BatchIter::new(request) {
         let (header, range) = item.map_err(|e| RecordsError(anyhow::anyhow!(e)))?;
@@ -210,7 +229,7 @@ pub fn recompress(request: &[u8], target: Compression) -> Result<Bytes, RecordsE
             base_sequence: header.base_sequence,
             transactional: header.is_transactional(),
         };
-        out.extend_from_slice(&encode_batch_with(&records, target, producer)?);
+        out.extend_from_slice(&encode_batch_at(&records, target, level, producer)?);
     }
     Ok(out.freeze())
 }
@@ -252,7 +271,7 @@ mod tests {
             .unwrap()
             .to_vec();
         request.extend(encode_batch(&records[..2], Compression::Zstd).unwrap());
-        let out = recompress(&request, Compression::Zstd).unwrap();
+        let out = recompress(&request, Compression::Zstd, None).unwrap();
         let headers: Vec<_> = crate::batch::BatchIter::new(&out)
             .map(|b| b.unwrap().0)
             .collect();

@@ -117,8 +117,9 @@ pub async fn handle(
                 // the blocking pool (bounded like every decompression).
                 let records = match config.recompress_to {
                     Some(target) if needs_recompression(&records, target) => {
+                        let level = config.compression_level;
                         let recompressed = tokio::task::spawn_blocking(move || {
-                            brook_protocol::records::recompress(&records, target)
+                            brook_protocol::records::recompress(&records, target, level)
                         })
                         .await;
                         match recompressed {
