@@ -10,6 +10,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import time
 from functools import lru_cache
 
 import pytest
@@ -164,18 +165,19 @@ def test_brook_cli_reads_each_partition_from_its_leader(cluster: Cluster):
     """`brook topic describe` and `brook consume` against one node of a 3-node cluster:
     ListOffsets and Fetch go to each partition's leader, not to the bootstrap node."""
     from conftest import find_brook_bin
-    from kafka_helpers import assert_all_delivered, produce_all, producer
-
     topic = unique_topic("cli-cluster")
     cluster.create_topic(topic, partitions=3, replication_factor=3)
     leaders = {p: cluster.wait_for_leader(topic, p)[0] for p in range(3)}
     event(f"leaders {leaders}")
-    assert_all_delivered(produce_all(producer(cluster.bootstrap, acks="all"), topic,
-                                     [{"value": f"v{i}".encode(), "partition": i % 3}
-                                      for i in range(30)]))
     # Bootstrap through a node that does not lead every partition.
     node = next(n for n in cluster.ids if set(leaders.values()) != {n})
     bin_path = find_brook_bin()
+    # `brook produce` sends each partition's batches to its leader (round robin: 10 each).
+    prod = subprocess.run([bin_path, "produce", topic, "--acks", "-1", "--batch-size", "1",
+                           "-b", cluster.bootstrap_of(node)],
+                          input="".join(f"v{i}\n" for i in range(30)),
+                          capture_output=True, text=True, timeout=60)
+    assert prod.returncode == 0, prod.stderr
     desc = subprocess.run([bin_path, "topic", "describe", topic, "-b", cluster.bootstrap_of(node)],
                           capture_output=True, text=True, timeout=60)
     assert desc.returncode == 0, desc.stderr
@@ -188,3 +190,52 @@ def test_brook_cli_reads_each_partition_from_its_leader(cluster: Cluster):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert sorted(out.stdout.split()) == sorted(f"v{i}" for i in range(30))
+
+
+@pytest.mark.deadline(150)
+def test_brook_group_commands_find_the_coordinator(cluster: Cluster):
+    """`brook group list|describe|reset-offsets|delete` through every node of a 3-node
+    cluster: group requests go to the group's coordinator, ListGroups to every broker."""
+    from confluent_kafka import Consumer
+
+    from conftest import find_brook_bin
+    from kafka_helpers import assert_all_delivered, produce_all, producer
+    from test_groups import _describe_rows
+
+    topic, group = unique_topic("cli-grp"), unique_topic("cli-g")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    for p in range(3):
+        cluster.wait_for_leader(topic, p)
+    assert_all_delivered(produce_all(producer(cluster.bootstrap, acks="all"), topic,
+                                     [{"value": b"v", "partition": i % 3} for i in range(30)]))
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline = 0, time.monotonic() + 60
+    while got < 30 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got += 1
+    assert got == 30
+    c.commit(asynchronous=False)
+    c.close()
+
+    bin_path = find_brook_bin()
+
+    def cli(node: int, *args: str) -> str:
+        r = subprocess.run([bin_path, "group", *args, "-b", cluster.bootstrap_of(node)],
+                           capture_output=True, text=True, timeout=60)
+        event(f"brook group {' '.join(args)} via node {node} -> exit {r.returncode}")
+        assert r.returncode == 0, f"via node {node}: {r.stderr}"
+        return r.stdout
+
+    for node in cluster.ids:
+        assert group in cli(node, "list")
+        assert _describe_rows(cli(node, "describe", group), topic) == {
+            p: ("10", "10", "0") for p in range(3)}
+    node = cluster.ids[-1]
+    cli(node, "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute")
+    assert _describe_rows(cli(cluster.ids[0], "describe", group), topic) == {
+        p: ("0", "10", "10") for p in range(3)}
+    cli(node, "delete", group)
+    assert all(group not in cli(n, "list") for n in cluster.ids)

@@ -212,13 +212,13 @@ async fn produce(b: ProduceBench) -> Result<()> {
     let mut client = Client::connect(&b.common.connect).await?;
     let partitions = partitions_of(&mut client, &b.common.topic, true).await?;
     let value = payload(b.record_size);
-    let mut producer = Producer {
+    let mut producer = Producer::new(
         client,
-        topic: b.common.topic.clone(),
-        acks: b.acks,
+        b.common.topic.clone(),
+        b.acks,
         codec,
-        max_in_flight: b.in_flight.max(1),
-    };
+        b.in_flight.max(1),
+    );
     let mut latency = histogram();
     let mut sent_at = std::collections::VecDeque::new();
     let bar = progress(b.records, b.common.quiet);
@@ -397,13 +397,13 @@ async fn e2e(b: E2eBench) -> Result<()> {
         }
         Ok::<_, anyhow::Error>((seen, latency))
     });
-    let mut producer = Producer {
+    let mut producer = Producer::new(
         client,
-        topic: b.common.topic.clone(),
-        acks: b.acks,
-        codec: brook_protocol::batch::Compression::None,
-        max_in_flight: 5,
-    };
+        b.common.topic.clone(),
+        b.acks,
+        brook_protocol::batch::Compression::None,
+        5,
+    );
     let bar = progress(total, b.common.quiet);
     let filler = payload(b.record_size.max(8) - 8);
     let interval = Duration::from_secs_f64(1.0 / b.rate.max(1) as f64);

@@ -1,6 +1,7 @@
 //! `brook group list|describe|delete|reset-offsets`.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use brook_protocol::kafka_protocol::messages::offset_commit_request::{
@@ -71,16 +72,59 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
     }
 }
 
+/// A connection to the broker that coordinates `group` (FindCoordinator, asked of the
+/// bootstrap broker; retried while `__consumer_offsets` is being created).
+async fn coordinator(bootstrap: &Connect, group: &str) -> Result<Client> {
+    let mut client = Client::connect(bootstrap).await?;
+    let deadline = Instant::now() + bootstrap.timeout();
+    loop {
+        let req = FindCoordinatorRequest::default()
+            .with_key(s(group))
+            .with_key_type(0);
+        let resp: FindCoordinatorResponse = client.request(1, req).await?;
+        let retriable = [COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS];
+        if retriable.contains(&resp.error_code) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        check(
+            resp.error_code,
+            &format!("the coordinator of group '{group}'"),
+            resp.error_message.as_ref(),
+        )?;
+        let address = format!("{}:{}", resp.host.as_str(), resp.port);
+        return Client::connect_to(&address, bootstrap.timeout()).await;
+    }
+}
+
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// Every group of the cluster: ListGroups asked of each broker (each lists the groups
+/// it coordinates), as kafka-consumer-groups does.
 async fn list(bootstrap: &Connect) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
-    let resp: ListGroupsResponse = client.request(4, ListGroupsRequest::default()).await?;
-    check(resp.error_code, "list groups", None)?;
-    let mut groups: Vec<(String, String)> = resp
-        .groups
-        .iter()
-        .map(|g| (g.group_id.0.to_string(), g.group_state.to_string()))
-        .collect();
+    let meta: MetadataResponse = client
+        .request(12, MetadataRequest::default().with_topics(Some(Vec::new())))
+        .await?;
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for broker in &meta.brokers {
+        let address = format!("{}:{}", broker.host.as_str(), broker.port);
+        let mut c = Client::connect_to(&address, bootstrap.timeout()).await?;
+        let resp: ListGroupsResponse = c.request(4, ListGroupsRequest::default()).await?;
+        check(
+            resp.error_code,
+            &format!("list groups on broker {}", broker.node_id.0),
+            None,
+        )?;
+        groups.extend(
+            resp.groups
+                .iter()
+                .map(|g| (g.group_id.0.to_string(), g.group_state.to_string())),
+        );
+    }
     groups.sort();
+    groups.dedup();
     println!("{:<40} STATE", "GROUP");
     for (g, state) in groups {
         println!("{g:<40} {state}");
@@ -135,7 +179,7 @@ fn assigned(assignment: &[u8]) -> Vec<String> {
 }
 
 async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
-    let mut client = Client::connect(bootstrap).await?;
+    let mut client = coordinator(bootstrap, group).await?;
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let resp: DescribeGroupsResponse = client.request(5, req).await?;
     let g = resp
@@ -189,23 +233,24 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
 }
 
 async fn delete(bootstrap: &Connect, groups: Vec<String>) -> Result<()> {
-    let mut client = Client::connect(bootstrap).await?;
-    let req = DeleteGroupsRequest::default()
-        .with_groups_names(groups.iter().map(|g| GroupId(s(g))).collect());
-    let resp: DeleteGroupsResponse = client.request(2, req).await?;
-    for r in resp.results {
-        check(
-            r.error_code,
-            &format!("delete group '{}'", r.group_id.0),
-            None,
-        )?;
-        println!("Deleted group {}.", r.group_id.0);
+    for group in groups {
+        let mut client = coordinator(bootstrap, &group).await?;
+        let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]);
+        let resp: DeleteGroupsResponse = client.request(2, req).await?;
+        for r in resp.results {
+            check(
+                r.error_code,
+                &format!("delete group '{}'", r.group_id.0),
+                None,
+            )?;
+            println!("Deleted group {}.", r.group_id.0);
+        }
     }
     Ok(())
 }
 
 async fn reset(args: ResetArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect).await?;
+    let mut client = coordinator(&args.connect, &args.group).await?;
     // As kafka-consumer-groups: offsets of a group with live members cannot be reset
     // (its consumers would overwrite them); say so before printing any plan.
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&args.group))]);

@@ -1,6 +1,6 @@
 //! `brook topic|produce|consume`: client tools built on [`crate::client::Client`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,23 @@ pub struct Layout {
     pub brokers: BTreeMap<i32, String>,
 }
 
+impl Layout {
+    /// The leader of `partition` and its address.
+    pub fn leader_of(&self, partition: i32) -> Result<(i32, &str)> {
+        let node = *self
+            .leader
+            .get(&partition)
+            .ok_or_else(|| anyhow!("no partition {partition}"))?;
+        if node < 0 {
+            bail!("partition {partition} has no leader right now");
+        }
+        let address = self.brokers.get(&node).ok_or_else(|| {
+            anyhow!("leader {node} of partition {partition} is not in the metadata")
+        })?;
+        Ok((node, address))
+    }
+}
+
 pub async fn layout(client: &mut Client, topic: &str, auto_create: bool) -> Result<Layout> {
     let req = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
@@ -132,17 +149,8 @@ impl Leaders {
 
     /// The connection to the leader of `partition` in `layout`.
     pub async fn of(&mut self, layout: &Layout, partition: i32) -> Result<&mut Client> {
-        let node = *layout
-            .leader
-            .get(&partition)
-            .ok_or_else(|| anyhow!("no partition {partition}"))?;
-        if node < 0 {
-            bail!("partition {partition} has no leader right now");
-        }
+        let (node, address) = layout.leader_of(partition)?;
         if !self.clients.contains_key(&node) {
-            let address = layout.brokers.get(&node).ok_or_else(|| {
-                anyhow!("leader {node} of partition {partition} is not in the metadata")
-            })?;
             let client = Client::connect_to(address, self.timeout).await?;
             self.clients.insert(node, client);
         }
@@ -349,7 +357,8 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         bail!("--acks must be -1, 0 or 1");
     }
     let mut client = Client::connect(&args.connect).await?;
-    let partitions = partitions_of(&mut client, &args.topic, true).await?;
+    let layout = layout(&mut client, &args.topic, true).await?;
+    let partitions = layout.partitions.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Option<Bytes>, Bytes)>(10_000);
     let key_separator = args.key_separator.clone();
     let reader = std::thread::spawn(move || -> Result<()> {
@@ -376,12 +385,14 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
     let mut pending: BTreeMap<i32, PendingBatch> = BTreeMap::new();
     let mut round_robin = 0usize;
     let (mut sent_records, mut sent_bytes) = (0u64, 0u64);
-    let mut producer = Producer {
-        client,
+    let mut producer = ToLeaders {
+        bootstrap: client,
+        layout,
+        timeout: args.connect.timeout(),
+        producers: BTreeMap::new(),
         topic: args.topic.clone(),
         acks: args.acks,
         codec,
-        max_in_flight: 5,
     };
     while let Some((key, value)) = rx.recv().await {
         let partition = match (args.partition, &key) {
@@ -414,7 +425,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
     for (partition, batch) in std::mem::take(&mut pending) {
         producer.send(partition, batch.records).await?;
     }
-    producer.drain().await?;
+    producer.finish().await?;
     reader
         .join()
         .map_err(|_| anyhow!("stdin reader panicked"))??;
@@ -442,6 +453,86 @@ pub fn chrono_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// One [`Producer`] per partition leader, connected on first use: in a cluster each
+/// partition's batches go to the broker that leads it. A batch refused because the
+/// leader moved is sent again to the new leader once metadata shows it (as Kafka's
+/// producers retry), for up to the connection timeout.
+struct ToLeaders {
+    bootstrap: Client,
+    layout: Layout,
+    timeout: Duration,
+    producers: BTreeMap<i32, Producer>,
+    topic: String,
+    acks: i16,
+    codec: Compression,
+}
+
+impl ToLeaders {
+    async fn send(&mut self, partition: i32, records: Vec<Record>) -> Result<()> {
+        let batch = encode_batch(&records, self.codec)?.freeze();
+        self.send_encoded(partition, batch).await?;
+        if self
+            .producers
+            .values()
+            .any(|p| p.retry.as_ref().is_some_and(|r| !r.failed.is_empty()))
+        {
+            self.resend_failed().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_encoded(&mut self, partition: i32, batch: Bytes) -> Result<()> {
+        let (node, address) = self
+            .layout
+            .leader_of(partition)
+            .with_context(|| format!("topic '{}'", self.topic))?;
+        if !self.producers.contains_key(&node) {
+            let client = Client::connect_to(address, self.timeout).await?;
+            let producer = Producer::new(client, self.topic.clone(), self.acks, self.codec, 5);
+            self.producers.insert(node, producer.retrying());
+        }
+        let producer = self.producers.get_mut(&node).expect("inserted above");
+        producer.send_encoded(partition, batch).await
+    }
+
+    /// Waits for every answer, then sends the refused batches again (in their order)
+    /// to the leaders fresh metadata names, until none is refused or time runs out.
+    async fn resend_failed(&mut self) -> Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            for p in self.producers.values_mut() {
+                p.drain().await?;
+            }
+            let failed: Vec<_> = self
+                .producers
+                .values_mut()
+                .flat_map(|p| p.take_failed())
+                .collect();
+            let Some((partition, _, why)) = failed.first() else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "produce to {}-{partition}: {why} (gave up after {:?})",
+                    self.topic,
+                    self.timeout
+                );
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            self.layout = layout(&mut self.bootstrap, &self.topic, false).await?;
+            for (partition, batch, _) in failed {
+                self.send_encoded(partition, batch).await?;
+            }
+        }
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.resend_failed().await
+    }
+}
+
 /// Sends batches with up to `max_in_flight` requests outstanding.
 pub struct Producer {
     pub client: Client,
@@ -449,9 +540,58 @@ pub struct Producer {
     pub acks: i16,
     pub codec: Compression,
     pub max_in_flight: usize,
+    /// With `Some`, batches refused with a retriable error (the partition's leader
+    /// moved) are kept here to be sent again instead of failing the run.
+    retry: Option<Retry>,
 }
 
+/// The batches in flight and those to send again.
+#[derive(Default)]
+struct Retry {
+    in_flight: VecDeque<(i32, Bytes)>,
+    failed: Vec<(i32, Bytes, String)>,
+}
+
+/// Produce errors a new leader fixes (Kafka's retriable ones for a moved leader).
+const RETRIABLE: &[i16] = &[
+    5,  // LEADER_NOT_AVAILABLE
+    6,  // NOT_LEADER_OR_FOLLOWER
+    19, // NOT_ENOUGH_REPLICAS
+    20, // NOT_ENOUGH_REPLICAS_AFTER_APPEND
+];
+
 impl Producer {
+    pub fn new(
+        client: Client,
+        topic: String,
+        acks: i16,
+        codec: Compression,
+        max_in_flight: usize,
+    ) -> Self {
+        Producer {
+            client,
+            topic,
+            acks,
+            codec,
+            max_in_flight,
+            retry: None,
+        }
+    }
+
+    /// Keeps batches refused with a retriable error (see [`Producer::take_failed`]).
+    fn retrying(mut self) -> Self {
+        self.retry = Some(Retry::default());
+        self
+    }
+
+    /// The batches refused with a retriable error since the last call, in send order.
+    fn take_failed(&mut self) -> Vec<(i32, Bytes, String)> {
+        self.retry
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.failed))
+            .unwrap_or_default()
+    }
+
     pub async fn send(&mut self, partition: i32, records: Vec<Record>) -> Result<()> {
         let batch = encode_batch(&records, self.codec)?.freeze();
         self.send_encoded(partition, batch).await
@@ -460,6 +600,11 @@ impl Producer {
     pub async fn send_encoded(&mut self, partition: i32, batch: Bytes) -> Result<()> {
         while self.client.in_flight() >= self.max_in_flight {
             self.receive_one().await?;
+        }
+        if let Some(r) = &mut self.retry {
+            if self.acks != 0 {
+                r.in_flight.push_back((partition, batch.clone()));
+            }
         }
         let data = PartitionProduceData::default()
             .with_index(partition)
@@ -486,9 +631,20 @@ impl Producer {
         let ResponseKind::Produce(resp) = self.client.receive().await? else {
             bail!("unexpected response to Produce")
         };
+        let sent = self.retry.as_mut().and_then(|r| r.in_flight.pop_front());
         let mut out = Vec::new();
         for t in resp.responses {
             for p in t.partition_responses {
+                if let (Some(r), Some((partition, batch))) = (&mut self.retry, &sent) {
+                    if RETRIABLE.contains(&p.error_code) && p.index == *partition {
+                        let why = ResponseError::try_from_code(p.error_code).map_or_else(
+                            || format!("error {}", p.error_code),
+                            |e| format!("{e:?}"),
+                        );
+                        r.failed.push((*partition, batch.clone(), why));
+                        continue;
+                    }
+                }
                 check(
                     p.error_code,
                     &format!("produce to {}-{}", self.topic, p.index),
