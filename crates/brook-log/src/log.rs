@@ -59,12 +59,14 @@ pub struct AppendInfo {
 /// `Log` behind a lock and reads [`ReadSlice`]s outside it.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Segments that take no more appends, oldest first; all below `active`.
-    sealed: VecDeque<Segment>,
-    active: ActiveSegment,
-    log_start_offset: i64,
+    pub(crate) sealed: VecDeque<Segment>,
+    pub(crate) active: ActiveSegment,
+    pub(crate) log_start_offset: i64,
+    /// Everything below it has been compacted (see `clean.rs`).
+    pub(crate) cleaner_checkpoint: i64,
     /// Everything below it is fsynced, and segments wholly below it have durable index
     /// files. Never above the log end offset.
     recovery_point: i64,
@@ -75,7 +77,7 @@ pub struct Log {
     last_flush_ms: i64,
     last_checkpoint_ms: i64,
     /// The latest clock reading a caller passed in (flush has none of its own).
-    now_ms: i64,
+    pub(crate) now_ms: i64,
     recovered_segments: usize,
 }
 
@@ -90,6 +92,8 @@ impl Log {
             sealed: loaded.sealed,
             active: loaded.active,
             log_start_offset: loaded.log_start_offset,
+            cleaner_checkpoint: checkpoint::read_offset(dir, crate::clean::CLEANER_OFFSET_FILE)?
+                .unwrap_or(0),
             // Recovery fsynced what it checked; trusted segments were already durable.
             recovery_point: log_end_offset,
             checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(-1),
@@ -124,6 +128,11 @@ impl Log {
             );
         }
         Ok(log)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn roll_for_test(&mut self, now_ms: i64) {
+        self.roll(now_ms).unwrap();
     }
 
     /// Takes effect from the next append or tick; existing segments are not rewritten.

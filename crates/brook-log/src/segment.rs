@@ -150,6 +150,13 @@ impl Segment {
     pub fn max_timestamp(&self) -> MaxTimestamp {
         self.max_timestamp
     }
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+    /// Wall-clock time of the last write (the file's modification time at open).
+    pub(crate) fn last_modified_ms(&self) -> i64 {
+        self.last_modified_ms
+    }
     pub fn needs_sync(&self) -> bool {
         self.unsynced_data || self.unsynced_indexes
     }

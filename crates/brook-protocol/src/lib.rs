@@ -9,6 +9,7 @@
 //! - [`record_check`]: walking the records of a batch to check them against its header.
 
 pub mod batch;
+pub mod compact;
 pub mod compression;
 pub mod frame;
 pub mod record_check;

@@ -13,7 +13,7 @@ use crate::compression::{kp_compressor, kp_decompress, to_kp};
 
 #[derive(Debug, Error)]
 #[error("record codec: {0}")]
-pub struct RecordsError(#[from] anyhow::Error);
+pub struct RecordsError(#[from] pub anyhow::Error);
 
 /// A record as a producer sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! so any read can be checked without a separate model.
 
 mod append_read;
+mod clean;
 mod damage;
 mod recovery;
 mod replicated;
