@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use brook_log::LogConfig;
+use brook_log::{CleanerConfig, LogConfig};
 use brook_meta::BrokerConfigs;
 use brook_protocol::batch::Compression;
 use thiserror::Error;
@@ -71,23 +71,23 @@ macro_rules! def {
 }
 
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "'delete': retention.ms and retention.bytes trim the log; 'compact' alone: never trimmed by time or size (user topics are not compacted yet)."),
+    def!("cleanup.policy", "log.cleanup.policy", "delete", List, ["delete", "compact", "compact,delete", "delete,compact"], "'delete': retention.ms and retention.bytes trim the log; 'compact': the log cleaner keeps each key's last record; 'compact' alone is never trimmed by time or size."),
     def!("compression.type", "compression.type", "producer", String, ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"], "'producer' keeps batches as the producer compressed them; a codec (or 'uncompressed') re-encodes every batch that arrives with another one."),
     def!("compression.gzip.level", "compression.gzip.level", "-1", Int, [], "gzip level (1-9, -1: the codec's default) for batches re-encoded to gzip."),
     def!("compression.lz4.level", "compression.lz4.level", "9", Int, [], "Accepted (1-17) for compatibility; lz4 is written at its one fast level."),
     def!("compression.zstd.level", "compression.zstd.level", "3", Int, [], "zstd level (-131072 to 22) for batches re-encoded to zstd."),
-    def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, [], "Tombstone retention for compacted topics."),
+    def!("delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000", Long, [], "How long a tombstone stays in a compacted log after its segment was last written."),
     def!("file.delete.delay.ms", "log.segment.delete.delay.ms", "60000", Long, [], "Delay before a deleted segment's file is removed."),
     def!("flush.messages", "log.flush.interval.messages", LONG_MAX, Long, [], "Fsync after this many messages."),
     def!("flush.ms", "log.flush.interval.ms", LONG_MAX, Long, [], "Fsync after this many milliseconds."),
     def!("index.interval.bytes", "log.index.interval.bytes", "4096", Int, [], "Bytes of log between offset index entries."),
-    def!("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", LONG_MAX, Long, [], "Compaction lag (compaction not run yet)."),
+    def!("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", LONG_MAX, Long, [], "A compacted log whose oldest uncleaned record is older than this is cleaned whatever its dirty ratio."),
     def!("max.message.bytes", "message.max.bytes", "1048588", Int, [], "Largest record batch accepted."),
     def!("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", "3600000", Long, [], "How far in the future a batch timestamp may be."),
     def!("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", LONG_MAX, Long, [], "How far in the past a batch timestamp may be."),
     def!("message.timestamp.type", "log.message.timestamp.type", "CreateTime", String, ["CreateTime", "LogAppendTime"], "Which timestamp records carry."),
-    def!("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", Double, [], "Compaction threshold (compaction not run yet)."),
-    def!("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", Long, [], "Compaction lag (compaction not run yet)."),
+    def!("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5", Double, [], "A compacted log is cleaned once its uncleaned part is at least this share of it (0 to 1)."),
+    def!("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0", Long, [], "Records younger than this are not compacted."),
     def!("min.insync.replicas", "min.insync.replicas", "1", Int, [], "Replicas that must acknowledge an acks=all write."),
     def!("preallocate", "log.preallocate", "false", Boolean, [], "Accepted; segments are not preallocated."),
     def!("retention.bytes", "log.retention.bytes", "-1", Long, [], "Delete old segments beyond this partition size (-1: no limit)."),
@@ -154,15 +154,22 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError>
             } else {
                 0
             };
-            let min = if name == "segment.ms" { 1 } else { min };
+            let min = if matches!(name, "segment.ms" | "max.compaction.lag.ms") {
+                1
+            } else {
+                min
+            };
             if v < min {
                 return Err(invalid(&format!("must be at least {min}")));
             }
         }
         ConfigType::Double => {
-            value
+            let v = value
                 .parse::<f64>()
                 .map_err(|_| invalid("expected a number"))?;
+            if name == "min.cleanable.dirty.ratio" && !(0.0..=1.0).contains(&v) {
+                return Err(invalid("must be between 0 and 1"));
+            }
         }
         ConfigType::String | ConfigType::List => {}
     }
@@ -191,6 +198,9 @@ pub struct TopicConfig {
     /// The level batches are re-encoded at (`compression.<codec>.level`; `None`: the
     /// codec's default).
     pub compression_level: Option<i32>,
+    /// The topic's compaction settings (`delete.retention.ms`, compaction lags, dirty
+    /// ratio); the broker adds its cleaner's buffer and I/O limits.
+    pub cleaner: CleanerConfig,
 }
 
 /// Where a config value came from, with DescribeConfigs' source codes.
@@ -345,6 +355,10 @@ broker_settings! {
     group_min_session_timeout_ms: i64 = "group.min.session.timeout.ms", "6000";
     leader_imbalance_check_interval_seconds: i64 = "leader.imbalance.check.interval.seconds", "300";
     log_cleaner_backoff_ms: i64 = "log.cleaner.backoff.ms", "15000";
+    log_cleaner_dedupe_buffer_size: i64 = "log.cleaner.dedupe.buffer.size", "134217728";
+    log_cleaner_enable: bool = "log.cleaner.enable", "true";
+    log_cleaner_io_max_bytes_per_second: i64 = "log.cleaner.io.max.bytes.per.second", "9223372036854775807";
+    log_cleaner_threads: i64 = "log.cleaner.threads", "1";
     log_retention_check_interval_ms: i64 = "log.retention.check.interval.ms", "300000";
     max_connections: i64 = "max.connections", "2147483647";
     max_connections_per_ip: i64 = "max.connections.per.ip", "2147483647";
@@ -511,6 +525,13 @@ impl BrokerConfig {
                 "lz4" => Some(Compression::Lz4),
                 "zstd" => Some(Compression::Zstd),
                 _ => None,
+            },
+            cleaner: CleanerConfig {
+                delete_retention_ms: int("delete.retention.ms"),
+                min_compaction_lag_ms: int("min.compaction.lag.ms"),
+                max_compaction_lag_ms: int("max.compaction.lag.ms"),
+                min_cleanable_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+                ..CleanerConfig::default()
             },
             compression_level: match get("compression.type") {
                 "gzip" => Some(int("compression.gzip.level") as i32).filter(|l| *l > 0),

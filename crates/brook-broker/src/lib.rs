@@ -13,6 +13,7 @@
 
 mod apis;
 mod applier;
+mod cleaner;
 mod clock;
 mod cluster;
 pub mod config;

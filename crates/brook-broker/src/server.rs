@@ -184,6 +184,11 @@ impl BrokerBuilder {
             services.clone(),
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(crate::cleaner::run(
+            services.replicas.clone(),
+            services.settings.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(coordinator_timers(
             services.clone(),
             shutdown_rx.clone(),

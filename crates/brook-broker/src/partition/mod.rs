@@ -15,7 +15,7 @@ mod validate;
 use std::path::Path;
 use std::sync::Arc;
 
-use brook_log::{Log, LogError, ReadSlice};
+use brook_log::{CleanStats, CleanerConfig, Log, LogError, ReadSlice};
 use brook_meta::PartitionImage;
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
@@ -334,6 +334,28 @@ impl Partition {
     pub fn log_offsets(&self) -> (i64, i64) {
         let inner = self.inner.lock();
         (inner.log.log_start_offset(), inner.log.log_end_offset())
+    }
+
+    /// One compaction pass (`cleanup.policy=compact`) if the log is due one. The
+    /// partition is locked only to plan the pass (bounded by the last stable offset:
+    /// nothing not yet stable is cleaned) and to install it; the pass itself runs
+    /// without the lock, so appends and fetches go on. Blocking.
+    pub fn clean(
+        &self,
+        config: &CleanerConfig,
+        now_ms: i64,
+    ) -> Result<Option<CleanStats>, LogError> {
+        let job = {
+            let inner = self.inner.lock();
+            inner
+                .log
+                .plan_clean(inner.last_stable_offset(), config, now_ms)
+        };
+        let Some(job) = job else {
+            return Ok(None);
+        };
+        let cleaned = job.run()?;
+        self.with_log(|log| log.install_clean(cleaned)).map(Some)
     }
 
     /// Direct use of the log (sizes, timestamp lookups, retention, DeleteRecords).

@@ -1,0 +1,121 @@
+"""Log compaction (`cleanup.policy=compact`) on a user topic, read back with real
+clients: confluent-kafka (librdkafka) and kafka-python see each key's last value at
+its original offset, the log shrinks, offsets stay where they were (a compacted log
+has gaps), and a broker killed with -9 comes back with the same view."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
+
+from kafka_helpers import (
+    assert_all_delivered,
+    create_topic,
+    produce_all,
+    producer,
+    unique_topic,
+    wait_until,
+)
+
+pytestmark = pytest.mark.brook_config({"log.cleaner.backoff.ms": "300"})
+
+KEYS = 20
+ROUNDS = 60
+
+
+def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes | None]]:
+    """(offset, key, value) of every record of partition 0, with librdkafka."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "compaction-reader",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        out = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if c.position([TopicPartition(topic, 0)])[0].offset >= high:
+                    return out
+                continue
+            out.append((m.offset(), m.key(), m.value()))
+        raise AssertionError(f"did not reach offset {high}; read {len(out)}")
+    finally:
+        c.close()
+
+
+def last_values(records) -> dict[bytes, tuple[int, bytes | None]]:
+    out = {}
+    for offset, key, value in records:
+        out[key] = (offset, value)
+    return out
+
+
+def test_a_compacted_topic_keeps_each_keys_last_value(brook):
+    topic = unique_topic("compact")
+    create_topic(brook.bootstrap, topic, 1, config={
+        "cleanup.policy": "compact", "segment.bytes": "16384",
+        "min.cleanable.dirty.ratio": "0.01"})
+    records = [{"key": f"k{i % KEYS}".encode(), "value": f"v{r}-{i % KEYS}".encode() * 5,
+                "partition": 0}
+               for r in range(ROUNDS) for i in range(KEYS)]
+    # Keys k0-k4 end with a tombstone.
+    records += [{"key": f"k{i}".encode(), "value": None, "partition": 0} for i in range(5)]
+    p = producer(brook.bootstrap, **{"linger.ms": 0, "batch.num.messages": 7})
+    assert_all_delivered(produce_all(p, topic, records))
+    before = read_all(brook.bootstrap, topic)
+    assert len(before) == len(records)
+    expected = last_values(before)
+
+    def compacted():
+        got = read_all(brook.bootstrap, topic)
+        return got if len(got) < len(records) // 4 else None
+
+    after = wait_until(compacted, 30, what="the cleaner to compact the topic")
+    # Every key keeps its last record at its original offset (tombstones are young:
+    # delete.retention.ms is a day), and offsets only ever increase.
+    assert last_values(after) == expected
+    offsets = [o for o, _, _ in after]
+    assert offsets == sorted(set(offsets))
+    assert "compacted log" in brook.log_tail()
+
+    # kafka-python reads the compacted log (with its empty batches) to the end too.
+    kc = KafkaConsumer(bootstrap_servers=brook.bootstrap, enable_auto_commit=False,
+                       consumer_timeout_ms=5000)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        kc.assign([tp])
+        kc.seek_to_beginning(tp)
+        seen = [(m.offset, m.key, m.value) for m in kc]
+    finally:
+        kc.close()
+    assert last_values(seen) == expected
+
+    brook.kill9()
+    brook.start()
+    assert last_values(read_all(brook.bootstrap, topic)) == expected
+    assert len(read_all(brook.bootstrap, topic)) == len(after)
+
+
+def test_absurd_cleaner_settings_are_refused(brook):
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    from kafka_helpers import admin_client
+    topic = unique_topic("compact-bad")
+    create_topic(brook.bootstrap, topic, 1, config={"cleanup.policy": "compact"})
+    a = admin_client(brook.bootstrap)
+    for name, value in [("min.cleanable.dirty.ratio", "1.5"),
+                        ("min.cleanable.dirty.ratio", "-0.1"),
+                        ("min.compaction.lag.ms", "-1"),
+                        ("max.compaction.lag.ms", "0"),
+                        ("delete.retention.ms", "-5")]:
+        res = ConfigResource(ResourceType.TOPIC, topic, set_config={name: value})
+        with pytest.raises(Exception) as e:
+            a.alter_configs([res])[res].result(10)
+        assert "INVALID_CONFIG" in str(e.value) or "must be" in str(e.value), (name, e.value)
