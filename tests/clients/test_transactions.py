@@ -1131,3 +1131,48 @@ def test_cluster_coordinator_failover_under_transactions(cluster: Cluster):
                                    f"({len(got)} read, {len(want[part])} expected)")
     print("coordinator moves: " + "; ".join(
         f"node{a}->node{b} {m:.2f}s (first commit {r:.2f}s)" for a, b, m, r in moves))
+
+
+@pytest.mark.deadline(180)
+def test_cluster_refuses_a_transaction_its_coordinator_never_began(cluster: Cluster):
+    """KIP-890 across brokers: the leader of a partition asks the transaction
+    coordinator on another broker before it takes transactional records, so a producer
+    id that coordinator never issued cannot leave a transaction nobody will end."""
+    import kafka_wire as w
+    from test_poisoned_batches import produce_txn_v9, txn_batch
+
+    topic = unique_topic("kip890")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    leader = cluster.wait_for_leader(topic, 0)[0]
+    # A real transaction first, so __transaction_state exists and is loaded.
+    real = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": new_txn_id("real")})
+    real.init_transactions(60)
+    real.begin_transaction()
+    real.produce(topic, b"before", partition=0)
+    real.commit_transaction(60)
+    # A transactional id coordinated by another broker than the partition's leader.
+    tid = next(t for t in (new_txn_id(f"orphan{i}") for i in range(200))
+               if txn_coordinator(cluster, t)[0] != leader)
+    coordinator = txn_coordinator(cluster, tid)[0]
+    event(f"partition leader {leader}, coordinator of {tid}: {coordinator}")
+    s = w.connect(cluster.nodes[leader].port)
+    try:
+        s.sendall(produce_txn_v9(7, tid, topic, txn_batch(987_654, 0)))
+        resp = w.parse_produce_v9(w.read_response(s, 7, flexible_header=True))
+    finally:
+        s.close()
+    assert resp[0][2] != 0, f"the leader took an orphan transactional batch: {resp}"
+    # The partition stays readable with read_committed past later transactions.
+    real.begin_transaction()
+    real.produce(topic, b"after", partition=0)
+    real.commit_transaction(60)
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": new_txn_id("rc"),
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen, deadline = [], time.monotonic() + 30
+    while b"after" not in seen and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            seen.append(m.value())
+    c.close()
+    assert seen == [b"before", b"after"], seen

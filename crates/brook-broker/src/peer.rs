@@ -33,6 +33,17 @@ pub struct MarkerRequest {
     pub partitions: Vec<(String, i32)>,
 }
 
+/// KIP-890 verification asked of the transaction coordinator of `transactional_id` by
+/// the leader of a partition that received transactional records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyTxnRequest {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub topic: String,
+    pub partition: i32,
+}
+
 /// Brook's private API key for inter-broker RPCs on the controller listener (outside
 /// Kafka's range, refused on client listeners).
 pub const INTERNAL_API_KEY: i16 = 0x7B00;
@@ -40,6 +51,8 @@ pub(super) const KIND_RAFT: u8 = 0;
 pub(super) const KIND_CONTROLLER: u8 = 1;
 /// Transaction markers from a transaction coordinator to a partition leader.
 pub(super) const KIND_MARKERS: u8 = 2;
+/// KIP-890 verification from a partition leader to a transaction coordinator.
+pub(super) const KIND_VERIFY_TXN: u8 = 3;
 /// Largest inter-broker response accepted (a replica fetch is capped well below).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -255,6 +268,27 @@ impl PeerNet {
             Err(e) if e.is(ResponseError::NotController) => Err(Some(e.message)),
             other => Ok(other),
         }
+    }
+
+    /// Asks the transaction coordinator `coordinator` whether a transactional produce may
+    /// go ahead; its answer is an error code (0: yes).
+    pub async fn verify_txn(
+        &self,
+        coordinator: i32,
+        req: &VerifyTxnRequest,
+    ) -> Result<i16, String> {
+        let payload = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        let bytes = self
+            .call(
+                &self.markers,
+                coordinator,
+                KIND_VERIFY_TXN,
+                &payload,
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| format!("broker {coordinator}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("bad verification reply: {e}"))
     }
 
     /// Sends transaction markers to the broker leading their partitions; one error code

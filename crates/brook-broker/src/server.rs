@@ -351,6 +351,7 @@ async fn wire(
             quorum,
             controller: controller.clone(),
             markers: markers.clone(),
+            txns: txns.clone(),
         })
     });
     let services = Arc::new(Services {

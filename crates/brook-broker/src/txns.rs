@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brook_coord::txn::{MarkerJob, TransactionCoordinator, TxnConfig, TxnEffects, TxnRecord};
-use brook_meta::MetadataImage;
+use brook_meta::{MetadataImage, NO_LEADER};
 use brook_protocol::records::ProducerInfo;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
@@ -27,7 +27,7 @@ use crate::markers::{MarkerWriter, REPLICATION_TIMEOUT};
 use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, TXN_TOPIC};
 use crate::partition::Appended;
-use crate::peer::{MarkerRequest, PeerNet};
+use crate::peer::{MarkerRequest, PeerNet, VerifyTxnRequest};
 use crate::replicas::Replicas;
 
 /// Back-off between attempts to write a marker whose partition is unavailable.
@@ -191,9 +191,61 @@ impl Txns {
     /// records to `topic`/`partition` now? Only if the coordinator has that partition in
     /// the id's ongoing transaction, so a producer id never issued (or a stale one)
     /// cannot open a transaction no coordinator will ever end, which would hold every
-    /// read_committed consumer of the partition back forever. In a cluster, an id
-    /// another broker coordinates is not checked here (see the issue notes).
-    pub fn verify(
+    /// read_committed consumer of the partition back forever. In a cluster, the
+    /// coordinator of an id on another broker is asked over the inter-broker
+    /// transport (Kafka's AddPartitionsToTxn with verifyOnly); while it cannot be
+    /// reached the answer is a retriable error, never a yes.
+    pub async fn verify(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        let image = self.metadata.image();
+        if image.topic(TXN_TOPIC).is_none() {
+            // No transaction was ever started on this cluster.
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let (Some(peers), false) = (&self.peers, self.owns(transactional_id)) else {
+            return self.verify_here(
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                topic,
+                partition,
+            );
+        };
+        let coordinator = image
+            .partition(TXN_TOPIC, self.partition_of(transactional_id))
+            .map_or(NO_LEADER, |p| p.leader);
+        if coordinator == NO_LEADER || coordinator == self.metadata.node_id() {
+            // Moving or loading: the client retries.
+            return Err(ResponseError::NotEnoughReplicas);
+        }
+        let req = VerifyTxnRequest {
+            transactional_id: transactional_id.to_string(),
+            producer_id,
+            producer_epoch,
+            topic: topic.to_string(),
+            partition,
+        };
+        match peers.verify_txn(coordinator, &req).await {
+            Ok(0) => Ok(()),
+            Ok(code) => {
+                Err(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError))
+            }
+            Err(e) => {
+                tracing::debug!(transactional_id, coordinator, error = %e, "transaction verification failed");
+                Err(ResponseError::NotEnoughReplicas)
+            }
+        }
+    }
+
+    /// [`Txns::verify`] answered by this broker's coordinator; an id it does not
+    /// coordinate (yet) gets a retriable error.
+    pub fn verify_here(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -202,16 +254,10 @@ impl Txns {
         partition: i32,
     ) -> Result<(), ResponseError> {
         if self.metadata.image().topic(TXN_TOPIC).is_none() {
-            // No transaction was ever started on this cluster.
             return Err(ResponseError::InvalidProducerIdMapping);
         }
         if !self.owns(transactional_id) {
-            return if self.metadata.is_cluster() {
-                Ok(())
-            } else {
-                // Still loading the id's partition: the client retries.
-                Err(ResponseError::NotEnoughReplicas)
-            };
+            return Err(ResponseError::NotEnoughReplicas);
         }
         self.read(|c| {
             c.verify_partition(

@@ -1,5 +1,6 @@
 //! The server side of the inter-broker RPCs that arrive on the controller listener:
-//! raft messages, controller requests forwarded by other brokers, transaction markers.
+//! raft messages, controller requests forwarded by other brokers, transaction markers,
+//! KIP-890 verification of transactional produce for partitions led elsewhere.
 
 use std::sync::Arc;
 
@@ -9,12 +10,16 @@ use crate::controller::{ControllerReply, ControllerRequest};
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
 use crate::markers::MarkerWriter;
-use crate::peer::{MarkerRequest, KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT};
+use crate::peer::{
+    MarkerRequest, VerifyTxnRequest, KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT, KIND_VERIFY_TXN,
+};
+use crate::txns::Txns;
 
 pub struct InternalRpc {
     pub quorum: Arc<brook_raft::Quorum>,
     pub controller: Arc<ControllerClient>,
     pub markers: Arc<MarkerWriter>,
+    pub txns: Arc<Txns>,
 }
 
 impl InternalRpc {
@@ -41,6 +46,19 @@ impl InternalRpc {
                     .map_err(|e| format!("bad marker request: {e}"))?;
                 let codes = self.markers.write(&req).await;
                 serde_json::to_vec(&codes).map_err(|e| e.to_string())
+            }
+            KIND_VERIFY_TXN => {
+                let r: VerifyTxnRequest = serde_json::from_slice(payload)
+                    .map_err(|e| format!("bad verification request: {e}"))?;
+                let verdict = self.txns.verify_here(
+                    &r.transactional_id,
+                    r.producer_id,
+                    r.producer_epoch,
+                    &r.topic,
+                    r.partition,
+                );
+                let code = verdict.err().map_or(0, |e| e.code());
+                serde_json::to_vec(&code).map_err(|e| e.to_string())
             }
             other => Err(format!("unknown internal request kind {other}")),
         }

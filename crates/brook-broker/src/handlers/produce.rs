@@ -101,7 +101,9 @@ pub async fn handle(
                     &topic.name.0,
                     pd.index,
                     version,
-                ) {
+                )
+                .await
+                {
                     break 'response failed(pd.index, code, Some(message));
                 }
                 let config = partition.config();
@@ -224,7 +226,7 @@ fn any_compressed(records: &[u8]) -> bool {
 /// A transactional batch is accepted only inside the ongoing transaction its producer
 /// added this partition to ([`Txns::verify`]). The coordinator's verdict is turned into
 /// the error each client version expects for Produce, as Kafka does.
-fn verify_transactional(
+async fn verify_transactional(
     txns: &Txns,
     transactional_id: Option<&str>,
     records: Option<&[u8]>,
@@ -244,13 +246,15 @@ fn verify_transactional(
             "transactional records need the producer's transactional id".into(),
         ));
     };
-    let verdict = txns.verify(
-        id,
-        header.producer_id,
-        header.producer_epoch,
-        topic,
-        partition,
-    );
+    let verdict = txns
+        .verify(
+            id,
+            header.producer_id,
+            header.producer_epoch,
+            topic,
+            partition,
+        )
+        .await;
     let error = match verdict {
         Ok(()) => return Ok(()),
         Err(ResponseError::ProducerFenced) => ResponseError::InvalidProducerEpoch,
