@@ -355,3 +355,32 @@ def wait_closed(s: socket.socket, timeout: float = 5.0) -> bytes:
         got += chunk
     raise AssertionError(f"connection still open after {timeout}s "
                          f"(received {len(got)} bytes)")
+
+
+# ---------------------------------------------------------------------------------------
+# IncrementalAlterConfigs v1 (flexible): resources of (type, name, [(config, op, value)])
+# ---------------------------------------------------------------------------------------
+
+def incremental_alter_configs_v1(correlation_id: int, resources, validate_only=False) -> bytes:
+    body = compact_array([
+        i8(rtype) + compact_string(name)
+        + compact_array([compact_string(c) + i8(op) + compact_string(v) + NO_TAGS
+                         for c, op, v in configs])
+        + NO_TAGS
+        for rtype, name, configs in resources]) + i8(1 if validate_only else 0) + NO_TAGS
+    return frame(header_v2(44, 1, correlation_id) + body)
+
+
+def parse_incremental_alter_configs_v1(body: bytes):
+    """-> [(error_code, message, resource_type, resource_name)]"""
+    r = Reader(body)
+    r.i32()  # throttle
+    out = []
+    for _ in range(r.uvarint() - 1):
+        code = r.i16()
+        message = r.compact_string()
+        rtype = r.take(1)[0]
+        name = r.compact_string()
+        r.tags()
+        out.append((code, message, rtype, name))
+    return out

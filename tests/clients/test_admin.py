@@ -192,6 +192,17 @@ def test_create_partitions(brook):
     assert kafka_error_code(ei.value) == KafkaError.INVALID_PARTITIONS
     assert partition_count(brook.bootstrap, topic) == 5
 
+    # A manual assignment naming a broker that does not exist is refused, not ignored.
+    fs = admin.create_partitions([NewPartitions(topic, 6, replica_assignment=[[42]])])
+    with pytest.raises(KafkaException) as ei:
+        fs[topic].result(30)
+    assert kafka_error_code(ei.value) == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    # One that names this broker is taken.
+    fs = admin.create_partitions([NewPartitions(topic, 6, replica_assignment=[[1]])])
+    assert fs[topic].result(30) is None
+    wait_until(lambda: partition_count(brook.bootstrap, topic) == 6, 10,
+               what="6 partitions in metadata")
+
 
 def test_delete_records(brook):
     admin = admin_client(brook.bootstrap)
@@ -289,3 +300,51 @@ def test_describe_cluster(brook):
     admin = admin_client(brook.bootstrap)  # keep the handle alive while waiting
     desc = admin.describe_cluster(request_timeout=10).result(10)
     assert desc.cluster_id == cluster_id
+
+
+def test_describe_cluster_of_controllers_is_unsupported_on_a_broker(brook):
+    """DescribeCluster v1 asking for controller endpoints (type 2) or an unknown type:
+    UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker answers."""
+    import kafka_wire as w
+
+    port = int(brook.bootstrap.rsplit(":", 1)[1])
+    s = w.connect(port)
+    try:
+        for i, endpoint_type in enumerate([1, 2, 99]):
+            body = w.i8(0) + w.i8(endpoint_type) + w.NO_TAGS
+            s.sendall(w.frame(w.header_v2(60, 1, 50 + i) + body))
+            r = w.Reader(w.read_response(s, 50 + i, flexible_header=True))
+            r.i32()  # throttle
+            code = r.i16()
+            assert code == (0 if endpoint_type == 1 else 115), (endpoint_type, code)
+    finally:
+        s.close()
+
+
+def test_acl_apis_answer_security_disabled(brook):
+    """No authorizer yet: DescribeAcls/CreateAcls/DeleteAcls answer SECURITY_DISABLED,
+    as a Kafka broker without one does (MirrorMaker 2 then skips ACL syncing)."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+    )
+
+    admin = admin_client(brook.bootstrap)
+    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    # librdkafka reports the describe error as no bindings; Java raises it.
+    try:
+        assert admin.describe_acls(any_filter, request_timeout=10).result(15) == []
+    except KafkaException as e:
+        assert kafka_error_code(e) == KafkaError.SECURITY_DISABLED
+    binding = AclBinding(ResourceType.TOPIC, "t", ResourcePatternType.LITERAL, "User:alice",
+                         "*", AclOperation.READ, AclPermissionType.ALLOW)
+    with pytest.raises(KafkaException) as ei:
+        admin.create_acls([binding], request_timeout=10)[binding].result(15)
+    assert kafka_error_code(ei.value) == KafkaError.SECURITY_DISABLED
+    with pytest.raises(KafkaException) as ei:
+        admin.delete_acls([any_filter], request_timeout=10)[any_filter].result(15)
+    assert kafka_error_code(ei.value) == KafkaError.SECURITY_DISABLED

@@ -21,7 +21,8 @@ from kafka_helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.brook_config({"log.cleaner.backoff.ms": "300"})
+pytestmark = pytest.mark.brook_config({"log.cleaner.backoff.ms": "300",
+                                        "log.segment.bytes": "16384"})
 
 KEYS = 20
 ROUNDS = 60
@@ -60,8 +61,7 @@ def last_values(records) -> dict[bytes, tuple[int, bytes | None]]:
 def test_a_compacted_topic_keeps_each_keys_last_value(brook):
     topic = unique_topic("compact")
     create_topic(brook.bootstrap, topic, 1, config={
-        "cleanup.policy": "compact", "segment.bytes": "16384",
-        "min.cleanable.dirty.ratio": "0.01"})
+        "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})
     records = [{"key": f"k{i % KEYS}".encode(), "value": f"v{r}-{i % KEYS}".encode() * 5,
                 "partition": 0}
                for r in range(ROUNDS) for i in range(KEYS)]

@@ -70,18 +70,18 @@ def test_broker_defaults_change_live_topics_and_survive_a_restart(brook):
 
     # The cluster default, then this broker's own value, which wins over it.
     alter_default(brook.bootstrap, "--add-config",
-                  "log.retention.ms=3600000,log.segment.bytes=1000000")
-    alter(brook.bootstrap, "1", AlterConfigOpType.SET, log_segment_bytes=16_384)
+                  "log.retention.ms=3600000,log.segment.bytes=2000000")
+    alter(brook.bootstrap, "1", AlterConfigOpType.SET, log_segment_bytes=1_048_576)
     t = describe(brook.bootstrap, ResourceType.TOPIC, topic)
     assert (t["retention.ms"].value, t["retention.ms"].source) == (
         "3600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
     assert (t["segment.bytes"].value, t["segment.bytes"].source) == (
-        "16384", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+        "1048576", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
 
-    # It takes effect on the live partition: segments now roll at 16 KiB.
-    assert_all_delivered(produce_all(producer(brook.bootstrap, **{"batch.size": 2000}), topic,
-                                     [{"value": b"x" * 1000} for _ in range(100)]))
-    wait_until(lambda: len(brook.segment_files(topic)) >= 4, 10,
+    # It takes effect on the live partition: segments now roll at 1 MiB.
+    assert_all_delivered(produce_all(producer(brook.bootstrap, **{"batch.size": 16384}), topic,
+                                     [{"value": b"x" * 1000} for _ in range(3500)]))
+    wait_until(lambda: len(brook.segment_files(topic)) >= 3, 10,
                what="segments rolled at the dynamic log.segment.bytes")
 
     b = describe(brook.bootstrap, ResourceType.BROKER, "1")
@@ -89,11 +89,11 @@ def test_broker_defaults_change_live_topics_and_survive_a_restart(brook):
     assert not b["log.segment.bytes"].is_read_only
     assert b["auto.create.topics.enable"].is_read_only
     defaults = describe_default(brook.bootstrap)
-    assert "log.retention.ms=3600000" in defaults and "log.segment.bytes=1000000" in defaults
+    assert "log.retention.ms=3600000" in defaults and "log.segment.bytes=2000000" in defaults
 
     brook.restart()
     t = describe(brook.bootstrap, ResourceType.TOPIC, topic)
-    assert t["segment.bytes"].value == "16384"
+    assert t["segment.bytes"].value == "1048576"
     assert t["retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
 
     # A topic override still beats both; deleting the dynamic configs restores defaults.
@@ -113,6 +113,13 @@ def test_static_and_invalid_broker_configs_are_refused(brook):
     with pytest.raises(KafkaException) as e:
         alter(brook.bootstrap, "1", AlterConfigOpType.SET, log_retention_ms="soon")
     assert e.value.args[0].name() == "INVALID_CONFIG"
+    # Below Kafka 4's 1 MiB (KIP-1030): every segment holds open files.
+    with pytest.raises(KafkaException) as e:
+        alter(brook.bootstrap, "1", AlterConfigOpType.SET, log_segment_bytes=16384)
+    assert e.value.args[0].name() == "INVALID_CONFIG"
+    with pytest.raises(Exception) as e:
+        create_topic(brook.bootstrap, unique_topic("tiny"), 1, config={"segment.bytes": "14"})
+    assert "INVALID_CONFIG" in str(e.value) or "at least" in str(e.value), e.value
     with pytest.raises(KafkaException) as e:
         alter(brook.bootstrap, "1", AlterConfigOpType.SET, no_such_config="1")
     assert e.value.args[0].name() == "INVALID_CONFIG"
@@ -180,3 +187,32 @@ def test_kafka_config_command_broker_loggers(brook):
     assert f'created topic topic="{loud}"' in log
     with pytest.raises(AssertionError, match="not a log level"):
         set_loggers("--add-config", "brook_broker=LOUD")
+
+
+def test_hostile_config_requests_get_errors_fast(brook):
+    """A request naming thousands of loggers, the same config twice, the same resource
+    twice, or a broker id below 0 is refused at once, and the broker keeps serving."""
+    import kafka_wire as w
+
+    port = int(brook.bootstrap.rsplit(":", 1)[1])
+    s = w.connect(port)
+    try:
+        cases = [
+            ([(8, "1", [(f"mod{i}", 0, "TRACE") for i in range(20_000)])], 42),  # INVALID_CONFIG
+            ([(4, "1", [("log.retention.ms", 0, "1000"), ("log.retention.ms", 0, "2000")])], 42),
+            ([(4, "1", [("log.retention.ms", 0, "1000")]),
+              (4, "1", [("log.retention.ms", 0, "2000")])], 42),
+            ([(4, "-1", [("log.retention.ms", 0, "1000")])], 42),
+        ]
+        for i, (resources, _) in enumerate(cases):
+            started = time.monotonic()
+            s.sendall(w.incremental_alter_configs_v1(100 + i, resources))
+            got = w.parse_incremental_alter_configs_v1(
+                w.read_response(s, 100 + i, flexible_header=True))
+            assert time.monotonic() - started < 2.0, f"case {i} took too long"
+            assert got and all(code != 0 for code, *_ in got), (i, got)
+    finally:
+        s.close()
+    b = describe(brook.bootstrap, ResourceType.BROKER, "1")
+    assert b["log.retention.ms"].source != ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    create_topic(brook.bootstrap, unique_topic("alive"), 1)

@@ -155,3 +155,45 @@ def test_a_transaction_no_coordinator_began_cannot_hold_back_read_committed(broo
             seen.append(m.value())
     c.close()
     assert seen == [b"committed-before", b"committed-after"], seen
+
+
+def broker_rss_mib(broker) -> float:
+    with open(f"/proc/{broker.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.deadline(120)
+def test_a_compression_bomb_to_a_recompressing_topic_costs_nothing(brook):
+    """A 300 KB gzip batch that inflates to 300 MB, sent to a topic whose
+    compression.type makes the broker re-encode batches, four at a time: refused as
+    INVALID_RECORD by the bounded check before any re-encoding, and the broker's memory
+    stays small. (Before: each inflated fully first; 4 in parallel took 2.5 GB.)"""
+    import threading
+
+    t = unique_topic("bomb")
+    create_topic(brook.bootstrap, t, partitions=1, config={"compression.type": "zstd"})
+    payload = gzip.compress(w.record(0, None, bytes(300 * 1024 * 1024)), 9)
+    bomb = batch(payload, 1, attributes=1)
+    codes = []
+
+    def send(i):
+        s = w.connect(brook.port)
+        try:
+            s.sendall(w.produce_request_v9(200 + i, t, 0, bomb))
+            codes.append(w.parse_produce_v9(w.read_response(s, 200 + i, flexible_header=True))[0][2])
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    peak = 0.0
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads):
+        peak = max(peak, broker_rss_mib(brook))
+        time.sleep(0.02)
+    assert codes == [INVALID_RECORD] * 4, codes
+    assert peak < 600, f"broker RSS peaked at {peak:.0f} MiB"
+    assert watermarks(brook.bootstrap, t, 0) == (0, 0)

@@ -4,7 +4,7 @@ outside the damage is still read by a real consumer at the offset it was acknowl
 with, the high watermark does not go backwards, and new records get offsets past every
 old one (an acknowledged offset is never handed out twice).
 
-Uses segment.bytes=16384 (accepted by Kafka 3.x; see test_retention.py) and 4 KiB
+Uses 16 KiB segments (the broker's static log.segment.bytes; see test_retention.py) and 4 KiB
 producer batches, so 150 records of 1 KiB fill several segments of a few batches."""
 
 import struct
@@ -27,6 +27,7 @@ from kafka_helpers import (
 
 N = 150
 SEGMENT_BYTES = 16384
+pytestmark = pytest.mark.brook_config({"log.segment.bytes": SEGMENT_BYTES})
 BATCH_LENGTH_AT = 8  # v2 batch: baseOffset int64, then batchLength int32
 
 
@@ -36,7 +37,7 @@ def value_for(i: int) -> bytes:
 
 def produce_acknowledged(brook, topic) -> dict[int, bytes]:
     """Produces N records with acks=all; returns {offset: value} as acknowledged."""
-    create_topic(brook.bootstrap, topic, partitions=1, config={"segment.bytes": SEGMENT_BYTES})
+    create_topic(brook.bootstrap, topic, partitions=1)
     p = producer(brook.bootstrap, **{"acks": "all", "batch.size": 4096, "linger.ms": 2,
                                      "compression.type": "none"})
     deliveries = produce_all(p, topic, [{"value": value_for(i), "partition": 0}

@@ -64,6 +64,9 @@ pub struct TopicConfigDef {
 
 const LONG_MAX: &str = "9223372036854775807";
 
+/// The smallest `segment.bytes` a client may set (topic config, dynamic broker config).
+pub const MIN_CLIENT_SEGMENT_BYTES: i32 = 1024 * 1024;
+
 macro_rules! def {
     ($name:expr, $broker:expr, $default:expr, $kind:ident, [$($a:expr),*], $doc:expr) => {
         TopicConfigDef { name: $name, broker_name: $broker, default: $default, kind: ConfigType::$kind, allowed: &[$($a),*], doc: $doc }
@@ -126,7 +129,10 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError>
                 .parse::<i32>()
                 .map_err(|_| invalid("expected a 32-bit integer"))?;
             let (min, max) = match name {
-                "segment.bytes" => (14, i32::MAX),
+                // Kafka 4 (KIP-1030): a client may not ask for segments below 1 MiB,
+                // each of which holds open files; the operator's static
+                // `log.segment.bytes` may go lower (tests).
+                "segment.bytes" => (MIN_CLIENT_SEGMENT_BYTES, i32::MAX),
                 "segment.index.bytes" => (12, i32::MAX),
                 "min.insync.replicas" => (1, i32::MAX),
                 "compression.gzip.level" => (-1, 9),
@@ -432,7 +438,19 @@ impl BrokerConfig {
             );
             return Ok(());
         }
-        validate_broker_config(name, value)?;
+        if name == "log.segment.bytes" {
+            // Static: the operator's choice, down to Kafka 3's minimum.
+            let bytes = value.parse::<i32>().ok().filter(|v| *v >= 14);
+            if bytes.is_none() {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    value: value.into(),
+                    reason: "expected an integer of at least 14".into(),
+                });
+            }
+        } else {
+            validate_broker_config(name, value)?;
+        }
         self.settings.insert(name.to_string(), value.to_string());
         Ok(())
     }

@@ -41,6 +41,10 @@ pub enum ControllerRequest {
     CreatePartitions {
         name: String,
         total: i32,
+        /// Replicas of each new partition, chosen by the client (empty: the controller
+        /// places them).
+        #[serde(default)]
+        assignment: Vec<Vec<i32>>,
         validate_only: bool,
     },
     AlterTopicConfigs {
@@ -190,6 +194,7 @@ pub fn decide(
         ControllerRequest::CreatePartitions {
             name,
             total,
+            assignment: manual,
             validate_only,
         } => {
             let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
@@ -207,7 +212,25 @@ pub fn decide(
                 ));
             }
             let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
-            let assignment = assign(image, cluster, current, total - current, rf)?;
+            let assignment = if manual.is_empty() {
+                assign(image, cluster, current, total - current, rf)?
+            } else {
+                let invalid = |m: String| ApiError::new(ResponseError::InvalidReplicaAssignment, m);
+                if manual.len() != (total - current) as usize {
+                    return Err(invalid(format!(
+                        "{} replica lists for {} new partitions",
+                        manual.len(),
+                        total - current
+                    )));
+                }
+                if manual[0].len() != rf as usize {
+                    return Err(invalid(format!(
+                        "{} replicas where the topic has a replication factor of {rf}",
+                        manual[0].len()
+                    )));
+                }
+                check_manual_assignment(image, cluster, manual)?
+            };
             if *validate_only {
                 return Ok((Vec::new(), ControllerReply::Done));
             }
@@ -471,6 +494,12 @@ fn assign(
     count: i32,
     replication_factor: i16,
 ) -> Result<Vec<Vec<i32>>, ApiError> {
+    if replication_factor < 1 {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            "replication factor must be larger than 0, or -1 to use the default value",
+        ));
+    }
     if !cluster {
         if replication_factor != 1 {
             return Err(ApiError::new(

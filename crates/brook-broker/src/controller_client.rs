@@ -265,11 +265,13 @@ impl ControllerClient {
         &self,
         name: &str,
         total: i32,
+        assignment: Vec<Vec<i32>>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
         self.request(ControllerRequest::CreatePartitions {
             name: name.to_string(),
             total,
+            assignment,
             validate_only,
         })
         .await?;

@@ -9,13 +9,19 @@ pub const LEVELS: &[&str] = &["OFF", "FATAL", "ERROR", "WARN", "INFO", "DEBUG", 
 /// The logger every other one falls back to.
 pub const ROOT_LOGGER: &str = "root";
 
+/// At most this many loggers have a level of their own: every change rebuilds the
+/// process's log filter, whose cost grows with them (and logging waits meanwhile).
+pub const MAX_LOGGER_LEVELS: usize = 128;
+
 pub trait LogLevels: Send + Sync {
     /// Every logger with its effective level (upper-case), the root logger first.
     fn levels(&self) -> Vec<(String, String)>;
 
-    /// Sets `logger` (a module path such as `brook_broker::groups`, or [`ROOT_LOGGER`])
-    /// to `level` (one of [`LEVELS`]); `None` makes it follow the root logger again.
-    fn set(&self, logger: &str, level: Option<&str>) -> Result<(), String>;
+    /// Sets each `logger` (a module path such as `brook_broker::groups`, or
+    /// [`ROOT_LOGGER`]) to its `level` (one of [`LEVELS`]; `None`: follow the root
+    /// logger again), all at once: either every change is made or none. Refused when
+    /// more than [`MAX_LOGGER_LEVELS`] loggers would have a level of their own.
+    fn set(&self, changes: &[(String, Option<&'static str>)]) -> Result<(), String>;
 }
 
 /// Whether `name` can name a logger: the root logger or a Rust module path.

@@ -100,6 +100,9 @@ pub async fn dispatch(
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(topics::delete_records(replicas, r).await)
         }
+        RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(acls::describe()),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(r)),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(metadata::describe_cluster(meta, r))
         }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use brook_broker::log_levels::{LogLevels, ROOT_LOGGER};
+use brook_broker::log_levels::{LogLevels, MAX_LOGGER_LEVELS, ROOT_LOGGER};
 use parking_lot::Mutex;
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
@@ -170,20 +170,31 @@ impl LogLevels for Levels {
         out
     }
 
-    fn set(&self, logger: &str, level: Option<&str>) -> Result<(), String> {
+    fn set(&self, changes: &[(String, Option<&'static str>)]) -> Result<(), String> {
         let mut d = self.directives.lock();
         let mut next = d.clone();
-        match (logger, level) {
-            (ROOT_LOGGER, Some(level)) => next.root = tracing_level(level),
-            (ROOT_LOGGER, None) => return Err("the root logger always has a level".into()),
-            (target, Some(level)) => {
-                next.targets
-                    .insert(target.to_string(), tracing_level(level));
-            }
-            (target, None) => {
-                next.targets.remove(target);
+        for (logger, level) in changes {
+            match (logger.as_str(), level) {
+                (ROOT_LOGGER, Some(level)) => next.root = tracing_level(level),
+                (ROOT_LOGGER, None) => return Err("the root logger always has a level".into()),
+                (target, Some(level)) => {
+                    next.targets
+                        .insert(target.to_string(), tracing_level(level));
+                }
+                (target, None) => {
+                    next.targets.remove(target);
+                }
             }
         }
+        if next.targets.len() > MAX_LOGGER_LEVELS {
+            return Err(format!(
+                "at most {MAX_LOGGER_LEVELS} loggers can have a level of their own"
+            ));
+        }
+        if next == *d {
+            return Ok(());
+        }
+        // One rebuild of the filter for the whole request.
         let filter = EnvFilter::try_new(next.render()).map_err(|e| e.to_string())?;
         self.handle.reload(filter).map_err(|e| e.to_string())?;
         *d = next;

@@ -23,7 +23,8 @@ use crate::config::{
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
 use crate::log_levels::{
-    kafka_name, module_path, parse_level, valid_logger_name, LogLevels, LEVELS, ROOT_LOGGER,
+    kafka_name, module_path, parse_level, valid_logger_name, LogLevels, LEVELS, MAX_LOGGER_LEVELS,
+    ROOT_LOGGER,
 };
 use crate::metadata::MetadataView;
 
@@ -308,9 +309,11 @@ fn target(resource_type: i8, name: &str) -> Result<Target, ApiError> {
         RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker(None)),
         RESOURCE_BROKER => name
-            .parse()
+            .parse::<i32>()
+            .ok()
+            .filter(|id| *id >= 0)
             .map(|id| Target::Broker(Some(id)))
-            .map_err(|_| {
+            .ok_or_else(|| {
                 ApiError::new(
                     ResponseError::InvalidRequest,
                     format!("'{name}' is not a broker id"),
@@ -357,6 +360,36 @@ async fn alter_target(
     }
 }
 
+/// Kafka refuses a resource named twice in one request, and a config named twice for
+/// one resource (INVALID_REQUEST): which change should win is not defined.
+fn duplicates<'a>(
+    resources: impl Iterator<Item = (i8, &'a str, Vec<&'a str>)>,
+) -> Vec<Option<ApiError>> {
+    let resources: Vec<_> = resources.collect();
+    let mut seen = std::collections::HashMap::new();
+    for (t, n, _) in &resources {
+        *seen.entry((*t, *n)).or_insert(0) += 1;
+    }
+    resources
+        .iter()
+        .map(|(t, n, configs)| {
+            if seen[&(*t, *n)] > 1 {
+                return Some(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("resource '{n}' appears more than once in the request"),
+                ));
+            }
+            let mut names = std::collections::HashSet::new();
+            configs.iter().find(|c| !names.insert(**c)).map(|c| {
+                ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("config '{c}' appears more than once for '{n}'"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The per-resource error fields of both alter responses.
 fn error_fields(outcome: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
     match outcome {
@@ -367,10 +400,18 @@ fn error_fields(outcome: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
 
 /// Legacy AlterConfigs: the given set replaces every dynamic config of the resource.
 pub async fn alter(cx: &Configs<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let refused = duplicates(req.resources.iter().map(|r| {
+        let configs = r.configs.iter().map(|c| c.name.as_str()).collect();
+        (r.resource_type, r.resource_name.as_str(), configs)
+    }));
     let mut responses = Vec::with_capacity(req.resources.len());
-    for r in req.resources {
+    for (r, refused) in req.resources.into_iter().zip(refused) {
+        let target = match refused {
+            Some(e) => Err(e),
+            None => target(r.resource_type, r.resource_name.as_str()),
+        };
         let outcome =
-            match target(r.resource_type, r.resource_name.as_str()) {
+            match target {
                 Ok(target) => {
                     alter_target(cx, target, req.validate_only, |existing| {
                         let mut changes: Changes = existing
@@ -422,8 +463,23 @@ pub async fn incremental_alter(
     }
     let image = cx.meta.image();
     let dynamic = Dynamic::new(&image.broker_configs, cx.config.node_id);
+    let refused = duplicates(req.resources.iter().map(|r| {
+        let configs = r.configs.iter().map(|c| c.name.as_str()).collect();
+        (r.resource_type, r.resource_name.as_str(), configs)
+    }));
     let mut responses = Vec::with_capacity(req.resources.len());
-    for r in req.resources {
+    for (r, refused) in req.resources.into_iter().zip(refused) {
+        if let Some(e) = refused {
+            let (code, message) = error_fields(Err(e));
+            responses.push(
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+                    .with_error_code(code)
+                    .with_error_message(message),
+            );
+            continue;
+        }
         let ops: Vec<(&str, i8, Option<&str>)> = r
             .configs
             .iter()
@@ -475,6 +531,11 @@ fn alter_loggers(
 ) -> Result<(), ApiError> {
     let loggers = this_brokers_loggers(cx, name)?;
     let invalid = |message: String| ApiError::new(ResponseError::InvalidConfig, message);
+    if ops.len() > MAX_LOGGER_LEVELS {
+        return Err(invalid(format!(
+            "at most {MAX_LOGGER_LEVELS} loggers can be changed at once"
+        )));
+    }
     let mut changes = Vec::with_capacity(ops.len());
     for &(name, op, value) in ops {
         let logger = module_path(name);
@@ -505,8 +566,8 @@ fn alter_loggers(
     if validate_only {
         return Ok(());
     }
-    for (logger, level) in changes {
-        loggers.set(&logger, level).map_err(invalid)?;
+    loggers.set(&changes).map_err(invalid)?;
+    for (logger, level) in &changes {
         tracing::info!(
             logger,
             level = level.unwrap_or("(root)"),

@@ -165,6 +165,16 @@ pub fn describe_cluster(
                 .with_port(port)
         })
         .collect();
+    // A broker answers for brokers only (Kafka: controllers for controllers).
+    if req.endpoint_type != 1 {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes(format!(
+                "a broker describes endpoints of type 1 (brokers), not {}",
+                req.endpoint_type
+            ))))
+            .with_endpoint_type(req.endpoint_type);
+    }
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(meta.image().cluster_id.clone()))
         .with_controller_id(BrokerId(meta.controller_id()))

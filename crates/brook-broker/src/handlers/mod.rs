@@ -1,5 +1,6 @@
 //! One module per API family, each turning a request into a response.
 
+pub mod acls;
 pub mod api_versions;
 pub mod configs;
 pub mod coordinator;

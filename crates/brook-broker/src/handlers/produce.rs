@@ -12,7 +12,7 @@ use super::str_bytes;
 use crate::clock::now_ms;
 use crate::metadata::MetadataView;
 use crate::names::is_internal;
-use crate::partition::{AppendError, Appended, Partition};
+use crate::partition::{check_produced, AppendError, Appended, Partition};
 use crate::replicas::Replicas;
 use crate::txns::Txns;
 
@@ -116,22 +116,38 @@ pub async fn handle(
                     );
                 };
                 // compression.type: batches in another codec are re-encoded first, on
-                // the blocking pool (bounded like every decompression).
+                // the blocking pool, once what the client sent has passed every check
+                // (size first, then its records, inflated as a bounded stream), and at
+                // most RECOMPRESSIONS at a time, so a batch that inflates hugely costs
+                // nothing and many cannot pile up.
                 let records = match config.recompress_to {
                     Some(target) if needs_recompression(&records, target) => {
                         let level = config.compression_level;
+                        let Ok(_turn) = RECOMPRESSIONS.acquire().await else {
+                            break 'response failed(
+                                pd.index,
+                                ResponseError::UnknownServerError.code(),
+                                None,
+                            );
+                        };
+                        let checked_config = config.clone();
                         let recompressed = tokio::task::spawn_blocking(move || {
-                            brook_protocol::records::recompress(&records, target, level)
+                            check_produced(&records, &checked_config, now_ms())
+                                .map_err(|e| (e.code(), e.to_string()))?;
+                            brook_protocol::records::recompress(&records, target, level).map_err(
+                                |e| {
+                                    (
+                                        ResponseError::InvalidRecord.code(),
+                                        format!("cannot re-encode the batch: {e}"),
+                                    )
+                                },
+                            )
                         })
                         .await;
                         match recompressed {
                             Ok(Ok(records)) => records,
-                            Ok(Err(e)) => {
-                                break 'response failed(
-                                    pd.index,
-                                    ResponseError::InvalidRecord.code(),
-                                    Some(format!("cannot re-encode the batch: {e}")),
-                                )
+                            Ok(Err((code, message))) => {
+                                break 'response failed(pd.index, code, Some(message))
                             }
                             Err(e) => {
                                 break 'response failed(
@@ -268,6 +284,10 @@ async fn verify_transactional(
         format!("the partition is not in an ongoing transaction of this producer ({error:?})"),
     ))
 }
+
+/// Produce requests being re-encoded at once (`compression.type`): each may hold up to
+/// `MAX_DECOMPRESSED_BATCH_BYTES` of inflated records; the rest wait their turn.
+static RECOMPRESSIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Whether a batch of the request (other than a control batch, which validation
 /// refuses) is not in the topic's `compression.type`.

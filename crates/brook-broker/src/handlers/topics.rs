@@ -205,18 +205,35 @@ pub async fn create_partitions(
     controller: &ControllerClient,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let mut named = std::collections::HashMap::new();
+    for t in &req.topics {
+        *named.entry(t.name.0.clone()).or_insert(0) += 1;
+    }
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         // Keys map to partitions of an internal topic by their count: changing it
         // would orphan every group's offsets and every transactional id's state.
-        let changed = match refuse_internal(&t.name.0, "Adding partitions to") {
-            Ok(()) => {
-                controller
-                    .create_partitions(&t.name.0, t.count, req.validate_only)
-                    .await
+        let changed = if named[&t.name.0] > 1 {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "the topic appears more than once in the request",
+            ))
+        } else {
+            match refuse_internal(&t.name.0, "Adding partitions to") {
+                Ok(()) => {
+                    let assignment = t
+                        .assignments
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
+                        .collect();
+                    controller
+                        .create_partitions(&t.name.0, t.count, assignment, req.validate_only)
+                        .await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         };
         results.push(match changed {
             Ok(()) => result,

@@ -26,6 +26,18 @@ pub use self::epochs::EpochCache;
 pub use self::follower::FollowerRead;
 use self::leader::{Applied, Leadership};
 pub use self::leader::{IsrChange, IsrOutcome};
+
+/// The checks [`Partition::append`] makes on a produce request's batches, without
+/// appending: for a request that is re-encoded first (`compression.type`), so what the
+/// client sent is bounded and checked before any work is spent on it. Blocking for
+/// compressed batches (they are inflated as a stream).
+pub fn check_produced(
+    records: &[u8],
+    config: &crate::config::TopicConfig,
+    now_ms: i64,
+) -> Result<(), AppendError> {
+    validate::validate(records, config, now_ms).map(|_| ())
+}
 use crate::config::TopicConfig;
 use crate::producer_state::{AbortedTxn, ProducerStates, ProducerSummary};
 
