@@ -14,5 +14,12 @@ if begin not in text or end not in text:
     sys.exit("README.md has no compat markers")
 head, rest = text.split(begin, 1)
 _, tail = rest.split(end, 1)
-readme.write_text(head + begin + "\n" + "\n".join(body) + "\n" + end + tail)
-print("README compat table updated from compat/RESULTS.md")
+text = head + begin + "\n" + "\n".join(body) + "\n" + end + tail
+eco = root / "compat" / "ecosystem" / "RESULTS.md"
+ebegin, eend = "<!-- ecosystem:begin -->", "<!-- ecosystem:end -->"
+if eco.exists() and ebegin in text and eend in text:
+    head, rest = text.split(ebegin, 1)
+    _, tail = rest.split(eend, 1)
+    text = head + ebegin + "\n" + eco.read_text().strip() + "\n" + eend + tail
+readme.write_text(text)
+print("README compat tables updated from compat/RESULTS.md and compat/ecosystem/RESULTS.md")
