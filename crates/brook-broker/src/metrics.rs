@@ -128,7 +128,7 @@ impl BrokerMetrics {
             );
         registry.register(
             "brook_request_duration_seconds",
-            "Time from a request's decoding to its response (Kafka's RequestMetrics TotalTimeMs), by API",
+            "Time a request spends in its handler, from decoding until its response is ready, by API",
             request_duration.clone(),
         );
         let topic_families = TopicFamilies::default();
