@@ -326,7 +326,7 @@ class Brook(Broker):
 
     def command(self):
         return [self.cfg["brook_bin"], "serve", "--listen", self.bootstrap,
-                "--data-dir", self.data]
+                "--data-dir", self.data, "--set", "admin.listeners="]
 
 
 # ---------------------------------------------------------------- clients

@@ -179,7 +179,7 @@ start_broker() { # client -> sets BOOTSTRAP, or returns 1
   port="$(free_port)"
   rm -rf "$data" && mkdir -p "$data"
   NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve --listen "127.0.0.1:$port" --data-dir "$data" \
-    --set group.initial.rebalance.delay.ms=0 >"$log" 2>&1 &
+    --set group.initial.rebalance.delay.ms=0 --set admin.listeners= >"$log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 150); do
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then

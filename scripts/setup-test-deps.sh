@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the client integration tests (tests/clients) need, only if missing:
 #   Debian: kcat, librdkafka-dev
-#   Python: confluent-kafka, kafka-python, pytest (pinned below)
+#   Python: confluent-kafka, kafka-python, prometheus-client, pytest (pinned below)
 # Safe to run any number of times; does nothing when everything is already there.
 set -euo pipefail
 
 CONFLUENT_KAFKA_VERSION=2.16.1
 KAFKA_PYTHON_VERSION=2.3.3
+PROMETHEUS_CLIENT_VERSION=0.26.0
 PYTEST_VERSION=9.2.0
 
 APT_PACKAGES=(kcat librdkafka-dev)
 PY_REQUIREMENTS=(
   "confluent-kafka==${CONFLUENT_KAFKA_VERSION}"
   "kafka-python==${KAFKA_PYTHON_VERSION}"
+  "prometheus-client==${PROMETHEUS_CLIENT_VERSION}"
   "pytest==${PYTEST_VERSION}"
 )
 

@@ -52,6 +52,7 @@ from procs import LIVE, fmt, marker_settings, normalize_settings, pick_port
 
 # Settings every test cluster starts with (Kafka names; see the README's list).
 CLUSTER_SETTINGS: dict[str, str] = {
+    "admin.listeners": "http://127.0.0.1:0",  # not 9644 for every node
     "broker.session.timeout.ms": "3000",
     "broker.heartbeat.interval.ms": "500",
     "replica.lag.time.max.ms": "3000",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -82,7 +83,9 @@ class Broker:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base_dir / "data"
         self.log_path = self.base_dir / "broker.log"
-        self.settings = dict(settings)
+        # The admin listener on a free port (`brook serve` defaults to 9644, which
+        # brokers started in parallel would fight over); see `admin_url`.
+        self.settings = {"admin.listeners": "http://127.0.0.1:0", **settings}
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -96,6 +99,14 @@ class Broker:
         if self.port is None:
             raise BrokerError("broker was never started")
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin HTTP listener's base URL, as the running broker logged it."""
+        found = re.findall(r"admin listening on (http://\S+)", self._log_since_spawn())
+        if not found:
+            raise BrokerError("the broker logged no admin listener")
+        return found[-1]
 
     def command(self) -> list[str]:
         cmd = [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}",

@@ -145,6 +145,7 @@ def test_bad_broker_settings_are_refused_at_start(brook):
     import subprocess
 
     out = subprocess.run([brook.bin, "serve", "--memory", "--listen", "127.0.0.1:0",
+                          "--set", "admin.listeners=",
                           "--set", "num.partitions=0"], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "num.partitions" in out.stderr and "at least 1" in out.stderr, out.stderr

@@ -71,7 +71,8 @@ def test_damaged_metadata_record_moves_partition_aside_never_deletes(brook):
 @pytest.mark.deadline(60)
 def test_a_second_broker_on_the_same_data_directory_refuses_to_start(brook):
     second = subprocess.run(
-        [brook.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(brook.data_dir)],
+        [brook.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(brook.data_dir),
+         "--set", "admin.listeners="],
         capture_output=True, text=True, timeout=30)
     assert second.returncode != 0
     assert "in use by another broker" in second.stderr, second.stderr

@@ -112,7 +112,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 BPORT="$(free_port)"
 BOOT="127.0.0.1:$BPORT"
 NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve --listen "$BOOT" --data-dir "$RUN/brook-data" \
-  --set log.cleaner.backoff.ms=500 --set group.initial.rebalance.delay.ms=0 >"$RUN/broker.log" 2>&1 &
+  --set log.cleaner.backoff.ms=500 --set group.initial.rebalance.delay.ms=0 --set admin.listeners= >"$RUN/broker.log" 2>&1 &
 BROKER_PID=$!
 for i in $(seq 200); do
   grep -q ready "$RUN/broker.log" 2>/dev/null && break

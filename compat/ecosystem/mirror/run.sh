@@ -129,7 +129,7 @@ start_broker() { # name -> prints bootstrap
   local port
   port="$(free_port)"
   NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve --listen "127.0.0.1:$port" --data-dir "$RUN/brook-$1" \
-    --set log.cleaner.backoff.ms=500 --set group.initial.rebalance.delay.ms=0 >"$RUN/broker-$1.log" 2>&1 &
+    --set log.cleaner.backoff.ms=500 --set group.initial.rebalance.delay.ms=0 --set admin.listeners= >"$RUN/broker-$1.log" 2>&1 &
   PIDS+=($!)
   local pid=$! i
   for i in $(seq 200); do

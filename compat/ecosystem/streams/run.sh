@@ -96,7 +96,7 @@ port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0
 BOOT="127.0.0.1:$port"
 step "starting $BROOK_BIN on $BOOT (log $BLOG)"
 NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve --listen "$BOOT" --data-dir "$RUN/data" \
-  --set log.cleaner.backoff.ms=500 --set group.initial.rebalance.delay.ms=0 >"$BLOG" 2>&1 &
+  --set log.cleaner.backoff.ms=500 --set group.initial.rebalance.delay.ms=0 --set admin.listeners= >"$BLOG" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 150); do
   grep -qw ready "$BLOG" 2>/dev/null && break

@@ -338,6 +338,14 @@ macro_rules! broker_settings {
             $(#[doc = $name] pub $field: $ty,)*
         }
 
+        /// The type of broker setting `name` (not of a topic default), from its field.
+        pub fn broker_setting_kind(name: &str) -> Option<ConfigType> {
+            match name {
+                $($name => Some(<$ty as SettingKind>::KIND),)*
+                _ => None,
+            }
+        }
+
         impl BrokerSettings {
             fn resolve(config: &BrokerConfig) -> Self {
                 BrokerSettings {
@@ -348,7 +356,22 @@ macro_rules! broker_settings {
     };
 }
 
+/// What a broker setting's Rust type is as a Kafka config type.
+trait SettingKind {
+    const KIND: ConfigType;
+}
+impl SettingKind for bool {
+    const KIND: ConfigType = ConfigType::Boolean;
+}
+impl SettingKind for i64 {
+    const KIND: ConfigType = ConfigType::Long;
+}
+impl SettingKind for String {
+    const KIND: ConfigType = ConfigType::String;
+}
+
 broker_settings! {
+    admin_listeners: String = "admin.listeners", "";
     auto_create_topics_enable: bool = "auto.create.topics.enable", "true";
     auto_leader_rebalance_enable: bool = "auto.leader.rebalance.enable", "true";
     broker_heartbeat_interval_ms: i64 = "broker.heartbeat.interval.ms", "2000";
@@ -368,6 +391,7 @@ broker_settings! {
     log_retention_check_interval_ms: i64 = "log.retention.check.interval.ms", "300000";
     max_connections: i64 = "max.connections", "2147483647";
     max_connections_per_ip: i64 = "max.connections.per.ip", "2147483647";
+    metrics_partition_labels_enable: bool = "metrics.partition.labels.enable", "true";
     num_partitions: i64 = "num.partitions", "1";
     offset_metadata_max_bytes: i64 = "offset.metadata.max.bytes", "4096";
     offsets_commit_timeout_ms: i64 = "offsets.commit.timeout.ms", "5000";
@@ -560,6 +584,43 @@ impl BrokerConfig {
     }
 }
 
+/// Checks a string broker setting's value.
+fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
+    match name {
+        "admin.listeners" => parse_admin_listener(value).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// Parses `admin.listeners`: empty (no admin listener) or one `http://HOST:PORT`
+/// (port 0: any free port). Returns `HOST:PORT`, resolved when the listener binds.
+pub fn parse_admin_listener(value: &str) -> Result<Option<String>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.contains(',') {
+        return Err("one admin listener only".into());
+    }
+    let Some(authority) = value.strip_prefix("http://") else {
+        return Err(if value.starts_with("https://") {
+            "TLS on the admin listener is not supported yet: use http://HOST:PORT".into()
+        } else {
+            "expected http://HOST:PORT".into()
+        });
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or("expected http://HOST:PORT")?;
+    if host.is_empty() || host.contains('/') {
+        return Err("expected http://HOST:PORT".into());
+    }
+    port.parse::<u16>()
+        .map_err(|_| "the port must be a number from 0 to 65535")?;
+    Ok(Some(authority.to_string()))
+}
+
 /// Checks a broker-level config's value: a topic default as the topic config it stands
 /// for, a broker setting against its type and minimum.
 pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError> {
@@ -572,23 +633,29 @@ pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError
             },
             other => other,
         })?;
-    } else if let Some((_, default)) = BROKER_CONFIGS.iter().find(|(n, _)| *n == name) {
+    } else if BROKER_CONFIGS.iter().any(|(n, _)| *n == name) {
         let invalid = |reason: String| ConfigError::Invalid {
             name: name.into(),
             value: value.into(),
             reason,
         };
-        if *default == "true" {
-            value
-                .parse::<bool>()
-                .map_err(|_| invalid("expected true or false".into()))?;
-        } else {
-            let v = value
-                .parse::<i64>()
-                .map_err(|_| invalid("expected an integer".into()))?;
-            let min = broker_setting_min(name);
-            if v < min {
-                return Err(invalid(format!("must be at least {min}")));
+        match broker_setting_kind(name) {
+            Some(ConfigType::Boolean) => {
+                value
+                    .parse::<bool>()
+                    .map_err(|_| invalid("expected true or false".into()))?;
+            }
+            Some(ConfigType::String) => {
+                validate_string_setting(name, value).map_err(invalid)?;
+            }
+            _ => {
+                let v = value
+                    .parse::<i64>()
+                    .map_err(|_| invalid("expected an integer".into()))?;
+                let min = broker_setting_min(name);
+                if v < min {
+                    return Err(invalid(format!("must be at least {min}")));
+                }
             }
         }
     } else {

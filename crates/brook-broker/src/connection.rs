@@ -82,6 +82,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let _open = services.metrics.connection_opened(internal);
     let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
@@ -371,10 +372,12 @@ async fn handle_frame(
         client_id: header.client_id.clone(),
         peer,
     };
-    match router::dispatch(services, &ctx, &header, request)
+    let started = std::time::Instant::now();
+    let response = router::dispatch(services, &ctx, &header, request)
         .instrument(span)
-        .await
-    {
+        .await;
+    services.metrics.observe_request(api, started.elapsed());
+    match response {
         Some(Response::Kind(body)) => {
             match encode_response(api, peek.api_version, peek.correlation_id, &body) {
                 Ok(bytes) => Outcome::Reply(bytes),

@@ -11,6 +11,7 @@
 //! ```
 //! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
+mod admin_http;
 mod apis;
 mod applier;
 mod cleaner;
@@ -28,6 +29,7 @@ mod handlers;
 pub mod log_levels;
 mod markers;
 mod metadata;
+mod metrics;
 mod names;
 pub mod partition;
 mod peer;

@@ -13,6 +13,7 @@ use crate::handlers::{self, configs, RequestContext};
 use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
+use crate::metrics::BrokerMetrics;
 use crate::replicas::Replicas;
 use crate::txns::Txns;
 
@@ -27,6 +28,8 @@ pub enum Response {
 /// The broker's services, wired once at start-up. The router hands each handler only
 /// the ones it uses.
 pub struct Services {
+    /// Counters and histograms the request path records into.
+    pub metrics: Arc<BrokerMetrics>,
     pub config: Arc<BrokerConfig>,
     pub settings: Arc<BrokerSettings>,
     pub metadata: MetadataView,
@@ -75,12 +78,14 @@ pub async fn dispatch(
             .await,
         ),
         RequestKind::Produce(r) => {
-            return produce::handle(replicas, meta, &s.txns, r, v)
+            return produce::handle(replicas, meta, &s.txns, &s.metrics, r, v)
                 .await
                 .map(|r| Response::Kind(ResponseKind::Produce(r)))
         }
         RequestKind::Fetch(r) => {
-            return Some(Response::Fetch(fetch::handle(replicas, meta, r, v).await))
+            return Some(Response::Fetch(
+                fetch::handle(replicas, meta, &s.metrics, r, v).await,
+            ))
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(replicas, r, v))

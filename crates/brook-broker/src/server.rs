@@ -26,6 +26,7 @@ use crate::groups::Groups;
 use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
+use crate::metrics::BrokerMetrics;
 use crate::partition::SyncFor;
 use crate::peer::{PeerNet, RaftTransport};
 use crate::replicas::Replicas;
@@ -44,6 +45,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Admin(#[from] crate::admin_http::AdminBindError),
     #[error("cannot create a temporary data directory for --memory: {0}")]
     TempDir(std::io::Error),
     #[error("cannot open the data directory: {0}")]
@@ -117,6 +120,7 @@ impl BrokerBuilder {
             source,
         })?;
         self.config.listen = local_addr;
+        let admin_listener = crate::admin_http::bind(&self.config.broker_settings()).await?;
         if !self.advertised_set {
             self.config.advertised = (local_addr.ip().to_string(), local_addr.port());
         }
@@ -198,6 +202,14 @@ impl BrokerBuilder {
             wired.ready.subscribe(),
             shutdown_rx.clone(),
         )));
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(listener) = admin_listener {
+            tasks.push(tokio::spawn(crate::admin_http::serve(
+                listener,
+                crate::admin_http::AdminState::new(&services, wired.ready.subscribe()),
+                shutdown_rx.clone(),
+            )));
+        }
         if services.metadata.is_cluster() {
             tasks.extend(cluster_tasks(&services, &wired.ready, shutdown_rx));
         }
@@ -211,9 +223,13 @@ impl BrokerBuilder {
         for (name, value) in &self.config.settings {
             tracing::info!("setting {name} = {value}");
         }
+        if let Some(addr) = admin_addr {
+            tracing::info!("admin listening on http://{addr} (/metrics, /health, /ready)");
+        }
         Ok(Broker {
             services,
             local_addr,
+            admin_addr,
             shutdown_tx,
             tasks,
             _ready: wired.ready,
@@ -354,7 +370,14 @@ async fn wire(
             txns: txns.clone(),
         })
     });
+    let metrics = Arc::new(BrokerMetrics::new(
+        replicas.clone(),
+        groups.clone(),
+        metadata.clone(),
+        settings.metrics_partition_labels_enable,
+    ));
     let services = Arc::new(Services {
+        metrics,
         config,
         settings,
         metadata,
@@ -419,6 +442,8 @@ fn cluster_tasks(
 pub struct Broker {
     services: Arc<Services>,
     local_addr: SocketAddr,
+    /// Where `admin.listeners` bound, if set.
+    admin_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _ready: watch::Sender<bool>,
@@ -442,6 +467,11 @@ impl Broker {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin HTTP listener's address (`admin.listeners`), if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Stops accepting, closes connections, flushes and closes every log.

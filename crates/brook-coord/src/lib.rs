@@ -46,7 +46,7 @@ mod timers;
 pub mod txn;
 
 pub use config::GroupConfig;
-pub use coordinator::{Effects, GroupCoordinator, Reply, ReplyToken};
+pub use coordinator::{Effects, GroupCoordinator, GroupSummary, Reply, ReplyToken};
 pub use group::GroupState;
 pub use records::{OffsetsRecord, RecordError};
 pub use txn::{

@@ -139,6 +139,9 @@ fn serve_args(node: &NodePlan, voters: &str, settings: &[(String, String)]) -> V
         voters.to_string(),
         "--data-dir".to_string(),
         node.data_dir.display().to_string(),
+        // Each node has its own loopback address, so all can use the usual admin port.
+        "--set".to_string(),
+        format!("admin.listeners=http://{}:9644", node.client.ip()),
     ];
     for (k, v) in settings {
         args.push("--set".to_string());
@@ -471,7 +474,7 @@ mod tests {
             args.join(" "),
             "serve --node-id 2 --listen 127.0.0.2:19092 --controller-listen 127.0.0.2:19093 \
              --voters 1@127.0.0.1:19093,2@127.0.0.2:19093 --data-dir d/node-2 \
-             --set offsets.topic.replication.factor=2 --set default.replication.factor=2 \
+             --set admin.listeners=http://127.0.0.2:9644 --set offsets.topic.replication.factor=2 --set default.replication.factor=2 \
              --set min.insync.replicas=2"
         );
         // The user's value wins over the default.

@@ -60,6 +60,9 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) -
     Ok(())
 }
 
+/// `admin.listeners` when neither the config file nor `--set` names it.
+const DEFAULT_ADMIN_LISTENER: &str = "http://127.0.0.1:9644";
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let mut settings = Vec::new();
     if let Some(path) = &args.config {
@@ -127,6 +130,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         })?;
         builder = builder.cluster(resolve(&host, port)?, voters);
     }
+    // The admin listener is on by default for `brook serve` (the library's default is
+    // off, so embedded brokers and tests never fight over the port).
+    builder = builder.set("admin.listeners", DEFAULT_ADMIN_LISTENER)?;
     for (k, v) in &builder_settings {
         builder = builder
             .set(k, v)

@@ -17,8 +17,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::config::{
-    is_dynamic_broker_config, topic_config_by_broker_name, topic_config_def, BrokerConfig,
-    ConfigSource, ConfigType, Dynamic, BROKER_CONFIGS, TOPIC_CONFIGS,
+    broker_setting_kind, is_dynamic_broker_config, topic_config_by_broker_name, topic_config_def,
+    BrokerConfig, ConfigSource, ConfigType, Dynamic, BROKER_CONFIGS, TOPIC_CONFIGS,
 };
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
@@ -194,10 +194,7 @@ fn describe_broker(
     let entry = |key: &str, value: &str, source: ConfigSource| {
         let def = topic_config_by_broker_name(key);
         let kind = def.map_or_else(
-            || match broker_default(key) {
-                Some("true" | "false") => ConfigType::Boolean,
-                _ => ConfigType::Long,
-            },
+            || broker_setting_kind(key).unwrap_or(ConfigType::Long),
             |d| d.kind,
         );
         let mut e = DescribeConfigsResourceResult::default()

@@ -21,6 +21,7 @@ use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
 use crate::metadata::MetadataView;
+use crate::metrics::BrokerMetrics;
 use crate::partition::FollowerRead;
 use crate::replicas::Replicas;
 
@@ -41,6 +42,7 @@ pub struct FetchReply {
 pub async fn handle(
     replicas: &Replicas,
     meta: &MetadataView,
+    metrics: &BrokerMetrics,
     mut req: FetchRequest,
     version: i16,
 ) -> FetchReply {
@@ -85,6 +87,9 @@ pub async fn handle(
             read_committed,
         );
         if total_bytes >= min_bytes || any_error || Instant::now() >= deadline {
+            if replica.is_none() {
+                count_consumer_fetch(metrics, &topics, &responses, &records);
+            }
             return FetchReply {
                 response: FetchResponse::default().with_responses(responses),
                 records,
@@ -224,6 +229,29 @@ fn read_all(
         })
         .collect();
     (responses, records, total, any_error)
+}
+
+/// Kafka's BrokerTopicMetrics for a consumer's fetch (a follower's is replication):
+/// requests and failed requests per topic, bytes of records sent.
+fn count_consumer_fetch(
+    metrics: &BrokerMetrics,
+    names: &[Option<String>],
+    responses: &[FetchableTopicResponse],
+    records: &[RecordsRegion],
+) {
+    for (name, topic) in names.iter().zip(responses) {
+        if let Some(counters) = name.as_deref().and_then(|n| metrics.topic(n)) {
+            counters.fetch_request(topic.partitions.iter().any(|p| p.error_code != 0));
+        }
+    }
+    for r in records {
+        if let Some(counters) = names
+            .get(r.topic)
+            .and_then(|n| metrics.topic(n.as_deref()?))
+        {
+            counters.sent(r.region.len as u64);
+        }
+    }
 }
 
 /// One partition's answer; its records, if any, are the returned file range (the

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::str_bytes;
 use crate::clock::now_ms;
 use crate::metadata::MetadataView;
+use crate::metrics::BrokerMetrics;
 use crate::names::is_internal;
 use crate::partition::{check_produced, AppendError, Appended, Partition};
 use crate::replicas::Replicas;
@@ -49,6 +50,7 @@ pub async fn handle(
     replicas: &Replicas,
     meta: &MetadataView,
     txns: &Txns,
+    metrics: &BrokerMetrics,
     req: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
@@ -72,6 +74,8 @@ pub async fn handle(
     let mut waits: Vec<(usize, usize, Arc<Partition>, Appended)> = Vec::new();
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        // None for a topic that does not exist: client-chosen names make no series.
+        let counters = metrics.topic(&topic.name.0);
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for (pi, pd) in topic.partition_data.into_iter().enumerate() {
             let response = 'response: {
@@ -120,6 +124,7 @@ pub async fn handle(
                 // (size first, then its records, inflated as a bounded stream), and at
                 // most RECOMPRESSIONS at a time, so a batch that inflates hugely costs
                 // nothing and many cannot pile up.
+                let size_bytes = records.len() as u64;
                 let records = match config.recompress_to {
                     Some(target) if needs_recompression(&records, target) => {
                         let level = config.compression_level;
@@ -188,6 +193,9 @@ pub async fn handle(
                 };
                 match appended {
                     Ok(a) => {
+                        if let Some(c) = &counters {
+                            c.appended((a.next_offset - a.base_offset).max(0) as u64, size_bytes);
+                        }
                         if acks == -1 {
                             waits.push((ti, pi, partition.clone(), a));
                         }
@@ -207,6 +215,9 @@ pub async fn handle(
                 }
             };
             partition_responses.push(response);
+        }
+        if let Some(c) = &counters {
+            c.produce_request(partition_responses.iter().any(|p| p.error_code != 0));
         }
         responses.push(
             TopicProduceResponse::default()

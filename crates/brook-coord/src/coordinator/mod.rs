@@ -55,6 +55,25 @@ impl Effects {
 
 pub(crate) type Groups = BTreeMap<String, Group>;
 
+/// A read-only view of one group (see [`GroupCoordinator::visit_groups`]).
+pub struct GroupSummary<'a> {
+    pub group_id: &'a str,
+    pub state: GroupState,
+    pub members: usize,
+    offsets: &'a BTreeMap<String, BTreeMap<i32, crate::records::CommittedOffset>>,
+}
+
+impl GroupSummary<'_> {
+    /// Every committed offset: (topic, partition, offset).
+    pub fn committed(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
+        self.offsets.iter().flat_map(|(topic, partitions)| {
+            partitions
+                .iter()
+                .map(move |(&p, c)| (topic.as_str(), p, c.offset))
+        })
+    }
+}
+
 /// The classic-protocol group coordinator, as a pure state machine.
 #[derive(Debug)]
 pub struct GroupCoordinator {
@@ -161,6 +180,19 @@ impl GroupCoordinator {
     /// The state of a group, if it exists.
     pub fn group_state(&self, group_id: &str) -> Option<GroupState> {
         self.groups.get(group_id).map(|g| g.state)
+    }
+
+    /// Each group's id, state, member count and committed offsets (topic, partition,
+    /// offset), in group order: what a metrics scrape reports, read without cloning.
+    pub fn visit_groups(&self, mut f: impl FnMut(GroupSummary<'_>)) {
+        for group in self.groups.values() {
+            f(GroupSummary {
+                group_id: &group.id,
+                state: group.state,
+                members: group.members.len(),
+                offsets: &group.offsets,
+            });
+        }
     }
 
     /// The earliest deadline `tick` should be called at (`i64::MIN` when replayed groups

@@ -1,0 +1,158 @@
+//! The admin HTTP listener (`admin.listeners`): `/metrics` (Prometheus text format),
+//! `/health` (the process serves HTTP) and `/ready` (it serves Kafka clients: metadata
+//! loaded and, in a cluster, caught up with the controller and not fenced).
+//!
+//! Everything here only reads: a request cannot change the broker. Anything else is a
+//! 404 (unknown path) or 405 (another method); no request body is ever read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{parse_admin_listener, BrokerSettings, ConfigError};
+use crate::metadata::MetadataView;
+use crate::metrics::BrokerMetrics;
+use crate::router::Services;
+
+/// How long open HTTP connections may finish their request once the broker stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// The Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub metrics: Arc<BrokerMetrics>,
+    pub metadata: MetadataView,
+    /// The broker may lead and follow (see `server::Wired::ready`).
+    pub ready: watch::Receiver<bool>,
+}
+
+impl AdminState {
+    pub fn new(services: &Services, ready: watch::Receiver<bool>) -> Arc<Self> {
+        Arc::new(AdminState {
+            metrics: services.metrics.clone(),
+            metadata: services.metadata.clone(),
+            ready,
+        })
+    }
+}
+
+/// Why the admin listener could not start (a start error of the broker).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminBindError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on admin.listeners http://{addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Binds `admin.listeners`, if set. A bad address or a port in use is a start error.
+pub async fn bind(settings: &BrokerSettings) -> Result<Option<TcpListener>, AdminBindError> {
+    let spec =
+        parse_admin_listener(&settings.admin_listeners).map_err(|reason| ConfigError::Invalid {
+            name: "admin.listeners".into(),
+            value: settings.admin_listeners.clone(),
+            reason,
+        })?;
+    let Some(addr) = spec else {
+        return Ok(None);
+    };
+    // `[::1]:9644` binds as is; brackets are only URL syntax for a host name.
+    TcpListener::bind(addr.as_str())
+        .await
+        .map(Some)
+        .map_err(|source| AdminBindError::Bind { addr, source })
+}
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves the admin routes on `listener` until `shutdown` turns true, then gives open
+/// connections [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    });
+    tokio::select! {
+        result = server => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        }
+        _ = async {
+            let _ = shutdown.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {}
+    }
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(state): State<Arc<AdminState>>) -> Response {
+    if is_ready(&state) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// Metadata is loaded before the listener starts; a cluster broker must also have
+/// caught up with the controller and be registered and unfenced in the image.
+fn is_ready(state: &AdminState) -> bool {
+    if !*state.ready.borrow() {
+        return false;
+    }
+    if !state.metadata.is_cluster() {
+        return true;
+    }
+    let image = state.metadata.image();
+    image
+        .brokers
+        .get(&state.metadata.node_id())
+        .is_some_and(|b| !b.fenced)
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    // Reading every partition's offsets takes their locks: not on an async worker.
+    let encoded = tokio::task::spawn_blocking(move || state.metrics.encode()).await;
+    match encoded {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot encode metrics");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metrics task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics task failed\n").into_response()
+        }
+    }
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}

@@ -1,0 +1,176 @@
+"""The admin HTTP listener: /metrics (parsed with the Prometheus client's own parser)
+reports what real clients did, /health and /ready answer, and bad HTTP gets a 4xx
+without hurting the broker.
+
+Every test broker runs its admin listener on a free port (`conftest.Broker.admin_url`).
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from confluent_kafka import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from kafka_helpers import (
+    assert_all_delivered,
+    consumer,
+    create_topic,
+    produce_all,
+    producer,
+    unique_topic,
+    wait_until,
+)
+
+pytestmark = pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0})
+
+N = 300  # records produced
+K = 120  # records a group consumes and commits
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(brook) -> dict[tuple[str, frozenset], float]:
+    """Every sample of /metrics: (name, labels) -> value."""
+    status, body = http_get(brook.admin_url + "/metrics")
+    assert status == 200, body
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def value(samples, name: str, **labels) -> float | None:
+    return samples.get((name, frozenset((k, str(v)) for k, v in labels.items())))
+
+
+def series(samples, name: str, **labels) -> dict[frozenset, float]:
+    """The samples of `name` whose labels include `labels`."""
+    want = {(k, str(v)) for k, v in labels.items()}
+    return {lab: v for (n, lab), v in samples.items() if n == name and want <= lab}
+
+
+def produce_and_commit(brook, topic: str, group: str, partitions: int = 3) -> None:
+    """N records over `partitions` partitions; a group consumes K and commits them."""
+    create_topic(brook.bootstrap, topic, partitions=partitions)
+    p = producer(brook.bootstrap)
+    assert_all_delivered(produce_all(
+        p, topic, [{"key": f"k{i}".encode(), "value": b"v" * 50} for i in range(N)]))
+    c = consumer(brook.bootstrap, **{"group.id": group})
+    c.subscribe([topic])
+    got = 0
+    next_offsets = {p: 0 for p in range(partitions)}
+    try:
+        while got < K:
+            batch = c.consume(num_messages=K - got, timeout=1.0)
+            for m in batch:
+                assert m.error() is None, m.error()
+                next_offsets[m.partition()] = m.offset() + 1
+            got += len(batch)
+        # Every partition gets an offset (0 where nothing was read): lag is reported
+        # only where the group has committed one, as kafka-consumer-groups shows "-".
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in next_offsets.items()],
+                 asynchronous=False)
+    finally:
+        c.close()
+
+
+def test_metrics_match_what_the_clients_did(brook):
+    topic, group = unique_topic("metrics"), unique_topic("group")
+    produce_and_commit(brook, topic, group)
+    assert http_get(brook.admin_url + "/health")[0] == 200
+    assert http_get(brook.admin_url + "/ready")[0] == 200
+
+    def lag_is_settled():
+        s = scrape(brook)
+        return s if sum(series(s, "brook_group_lag", group=group).values()) == N - K else None
+
+    s = wait_until(lag_is_settled, 10, what=f"group lag {N - K}")
+    assert value(s, "brook_topic_messages_in_total", topic=topic) == N
+    assert value(s, "brook_topic_bytes_in_total", topic=topic) > 50 * N
+    assert value(s, "brook_topic_bytes_out_total", topic=topic) > 50 * K
+    assert value(s, "brook_topic_produce_requests_total", topic=topic) >= 1
+    assert value(s, "brook_topic_failed_produce_requests_total", topic=topic) == 0
+    assert value(s, "brook_topic_fetch_requests_total", topic=topic) >= 1
+    for api in ("Produce", "Fetch", "OffsetCommit", "JoinGroup"):
+        assert value(s, "brook_request_duration_seconds_count", api=api) >= 1, api
+        assert value(s, "brook_request_duration_seconds_bucket", api=api, le="+Inf") >= 1
+
+    hw = series(s, "brook_partition_high_watermark", topic=topic)
+    assert len(hw) == 3 and sum(hw.values()) == N
+    assert sum(series(s, "brook_partition_log_end_offset", topic=topic).values()) == N
+    assert set(series(s, "brook_partition_log_start_offset", topic=topic).values()) == {0}
+    assert sum(series(s, "brook_partition_log_size_bytes", topic=topic).values()) \
+        == value(s, "brook_topic_bytes_in_total", topic=topic)
+    # Lag per partition is the high watermark minus the committed offset.
+    committed = series(s, "brook_group_committed_offset", group=group, topic=topic)
+    assert sum(committed.values()) == K
+    for labels, offset in committed.items():
+        p = dict(labels)["partition"]
+        assert value(s, "brook_group_lag", group=group, topic=topic, partition=p) \
+            == value(s, "brook_partition_high_watermark", topic=topic, partition=p) - offset
+    assert value(s, "brook_group_topic_lag", group=group, topic=topic) == N - K
+    assert value(s, "brook_group_members", group=group) == 0  # the consumer left
+    assert value(s, "brook_leader_partitions") >= 3
+    assert value(s, "brook_under_replicated_partitions") == 0
+    assert value(s, "brook_offline_partitions") == 0
+    assert value(s, "brook_active_connections", listener="client") >= 0
+
+
+@pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0,
+                           "metrics.partition.labels.enable": "false"})
+def test_per_partition_series_can_be_turned_off(brook):
+    topic, group = unique_topic("metrics"), unique_topic("group")
+    produce_and_commit(brook, topic, group)
+    s = wait_until(lambda: (x := scrape(brook))
+                   and value(x, "brook_group_topic_lag", group=group, topic=topic) == N - K
+                   and x, 10, what="topic lag")
+    assert value(s, "brook_topic_messages_in_total", topic=topic) == N
+    assert not [n for (n, labels) in s if any(k == "partition" for k, _ in labels)]
+
+
+def raw_http(admin_url: str, request: bytes) -> int:
+    """Sends `request` as is; returns the status code of the answer."""
+    u = urllib.parse.urlsplit(admin_url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:
+            pass  # the server may answer and close before reading everything
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_bad_http_gets_4xx_and_the_broker_keeps_serving(brook):
+    url = brook.admin_url
+    for path in ("/", "/nope", "/admin/../metrics", "/../../etc/passwd", "/%2e%2e/metrics",
+                 "/metrics/extra", "/health?x=" + "a" * 10000):
+        req = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        status = raw_http(url, req)
+        assert 400 <= status < 500 or (path.startswith("/health") and status == 200), path
+    assert raw_http(url, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") == 405
+    big_body = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n" \
+               b"Connection: close\r\n\r\n" + b"x" * 5_000_000
+    assert 400 <= raw_http(url, big_body) < 500
+    huge_headers = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: " + b"a" * (4 << 20) + b"\r\n\r\n"
+    assert 400 <= raw_http(url, huge_headers) < 500
+    assert raw_http(url, b"NOT HTTP AT ALL\r\n\r\n") == 400
+    assert http_get(url + "/health")[0] == 200
+    assert brook.running
+    # Kafka clients are unaffected.
+    topic = unique_topic("after-http")
+    create_topic(brook.bootstrap, topic)
+    assert_all_delivered(produce_all(producer(brook.bootstrap), topic, [{"value": b"x"}]))
