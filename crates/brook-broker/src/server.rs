@@ -481,13 +481,23 @@ impl Broker {
             let _ = task.await;
         }
         if let Some(quorum) = self.services.controller.quorum() {
-            quorum.shutdown().await;
+            // With a peer down, openraft's shutdown can wait on vote rounds for many
+            // seconds; the metadata log is durable, so stop waiting after a bound.
+            if tokio::time::timeout(QUORUM_SHUTDOWN_TIMEOUT, quorum.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the metadata quorum did not stop within {QUORUM_SHUTDOWN_TIMEOUT:?}; stopping anyway");
+            }
         }
         let replicas = self.services.replicas.clone();
         let _ = tokio::task::spawn_blocking(move || replicas.close()).await;
         tracing::info!("broker stopped");
     }
 }
+
+/// How long shutdown waits for the metadata quorum to stop.
+const QUORUM_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts connections; `internal` marks the controller listener, the only one that
 /// takes inter-broker RPCs.

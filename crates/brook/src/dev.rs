@@ -327,6 +327,12 @@ async fn wait_started(nodes: &mut [Running], int: &mut Signal, term: &mut Signal
 
 /// SIGTERM to every child, then waits; SIGKILL after STOP_TIMEOUT or a second signal.
 async fn stop_all(nodes: &mut [Running], int: &mut Signal, term: &mut Signal) {
+    stop_nodes(nodes, int, term, true).await
+}
+
+/// [`stop_all`]; `announce`: say so when the nodes have to be killed (not when the
+/// cluster failed to start: that error is what the user needs to read first).
+async fn stop_nodes(nodes: &mut [Running], int: &mut Signal, term: &mut Signal, announce: bool) {
     for n in nodes.iter_mut() {
         n.terminate();
     }
@@ -336,10 +342,12 @@ async fn stop_all(nodes: &mut [Running], int: &mut Signal, term: &mut Signal) {
             return;
         }
         if Instant::now() > deadline {
-            eprintln!(
-                "nodes still running after {}s: killing them",
-                STOP_TIMEOUT.as_secs()
-            );
+            if announce {
+                eprintln!(
+                    "nodes still running after {}s: killing them",
+                    STOP_TIMEOUT.as_secs()
+                );
+            }
             break;
         }
         tokio::select! {
@@ -386,7 +394,7 @@ async fn cluster(args: ClusterArgs) -> Result<()> {
             return Ok(());
         }
         Err(e) => {
-            stop_all(&mut nodes, &mut int, &mut term).await;
+            stop_nodes(&mut nodes, &mut int, &mut term, false).await;
             return Err(e);
         }
     }
