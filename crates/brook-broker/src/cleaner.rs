@@ -77,9 +77,11 @@ fn clean_share(
             (settings.log_cleaner_dedupe_buffer_size / MAP_ENTRY_BYTES).max(1024) as usize;
         config.io_max_bytes_per_second =
             u64::try_from(settings.log_cleaner_io_max_bytes_per_second).unwrap_or(0);
+        let started = std::time::Instant::now();
         match p.clean(&config, now_ms()) {
             Ok(None) => {}
             Ok(Some(stats)) => tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
                 topic = %p.topic,
                 partition = p.index,
                 segments = stats.segments,
