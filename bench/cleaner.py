@@ -60,14 +60,16 @@ def admin(broker):
 
 
 def create(broker, topic, configs):
-    fs = admin(broker).create_topics([NewTopic(topic, 1, 1, config=configs)])
+    a = admin(broker)
+    fs = a.create_topics([NewTopic(topic, 1, 1, config=configs)])
     fs[topic].result(30)
 
 
 def alter(broker, topic, configs):
     res = ConfigResource("TOPIC", topic, incremental_configs=[
         ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()])
-    admin(broker).incremental_alter_configs([res])[res].result(30)
+    a = admin(broker)
+    a.incremental_alter_configs([res])[res].result(30)
 
 
 def partition_bytes(broker, topic):

@@ -122,15 +122,49 @@ pub struct CleanJob {
     pub(crate) limit: i64,
     pub(crate) config: CleanerConfig,
     pub(crate) now_ms: i64,
+    pub(crate) generation: u64,
 }
 
 /// What a pass wrote, for [`Log::install_clean`].
 #[derive(Debug)]
 pub struct Cleaned {
     pub(crate) segments: Vec<(Source, PathBuf)>,
+    pub(crate) end: CleanEnd,
+}
+
+/// One cleaned segment: [`Log::install_cleaned`] puts it in place of its original.
+#[derive(Debug)]
+pub struct CleanedSegment {
+    source: Source,
+    tmp: PathBuf,
+}
+
+/// What finishes a pass once its segments are in place ([`Log::finish_clean`]).
+#[derive(Debug)]
+pub struct CleanEnd {
     /// The cleaner checkpoint once installed: everything below it has been cleaned.
-    pub(crate) end: i64,
+    end: i64,
+    /// The log's generation when the pass was planned: a truncation since then means
+    /// the checkpoint must not move.
+    generation: u64,
     pub stats: CleanStats,
+}
+
+impl Cleaned {
+    pub fn stats(&self) -> &CleanStats {
+        &self.end.stats
+    }
+
+    /// The pass as steps: each segment to install (oldest first, each under the log's
+    /// lock, which may be let go between them), then its end.
+    pub fn into_steps(self) -> (Vec<CleanedSegment>, CleanEnd) {
+        let segments = self
+            .segments
+            .into_iter()
+            .map(|(source, tmp)| CleanedSegment { source, tmp })
+            .collect();
+        (segments, self.end)
+    }
 }
 
 /// What a pass did.
@@ -176,9 +210,10 @@ impl CleanJob {
         let result = (|| {
             for source in self.sources.iter().filter(|s| s.base < end) {
                 let tmp = cleaned_path(&self.dir, source.base);
-                let removed = self.rewrite(
+                let rewritten = self.rewrite(
                     source, &tmp, end, &map, &outcomes, &mut txns, &mut stats, &mut io,
                 )?;
+                let Some(removed) = rewritten else { continue };
                 written.push((source.clone(), tmp));
                 stats.segments += 1;
                 stats.bytes_before += source.size;
@@ -197,8 +232,11 @@ impl CleanJob {
         }
         Ok(Cleaned {
             segments: written,
-            end,
-            stats,
+            end: CleanEnd {
+                end,
+                generation: self.generation,
+                stats,
+            },
         })
     }
 
@@ -244,8 +282,8 @@ impl CleanJob {
         Ok((map, end.max(self.first_dirty)))
     }
 
-    /// Writes `source` cleaned to `tmp` (fsynced); returns how many records went.
-    /// `txns` carries, from one segment to the next, which producers' transactions
+    /// Writes `source` cleaned to `tmp` (fsynced); returns how many records went, or
+    /// `None` (and no file) when the segment would come out as it is. `txns` carries, from one segment to the next, which producers' transactions
     /// still have records in the cleaned log.
     #[allow(clippy::too_many_arguments)]
     fn rewrite(
@@ -258,7 +296,7 @@ impl CleanJob {
         txns: &mut TxnsWithData,
         stats: &mut CleanStats,
         io: &mut Throttle,
-    ) -> Result<u64, LogError> {
+    ) -> Result<Option<u64>, LogError> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -277,6 +315,8 @@ impl CleanJob {
         let expired = |h: &BatchHeader| h.delete_horizon().is_some_and(|t| t <= now);
         let mut removed = 0u64;
         let corrupt = |e: &dyn std::fmt::Display| LogError::corrupt(&source.path, e.to_string());
+        // Whether anything differs from the original (else it is left in place).
+        let mut changed = false;
         for_each_batch(source, io, |header, bytes| {
             original_end = header.next_offset();
             let pid = header.producer_id;
@@ -299,6 +339,7 @@ impl CleanJob {
                 let removable = !had_data && !outcomes.is_last_marker_of_producer(header);
                 if removable && expired(header) {
                     removed += header.record_count.max(0) as u64;
+                    changed = true;
                     return out.fill(header);
                 }
                 let stamped =
@@ -308,6 +349,7 @@ impl CleanJob {
                         if removable {
                             stats.note_horizon(Some(new_horizon));
                         }
+                        changed = true;
                         out.batch(&marked)
                     }
                     _ => {
@@ -328,6 +370,7 @@ impl CleanJob {
             let last_of_producer = outcomes.is_last_of_producer(header);
             let mut drop_records = |out: &mut Output, txns: &mut TxnsWithData| {
                 removed += header.record_count.max(0) as u64;
+                changed = true;
                 if last_of_producer {
                     txns.saw(header);
                     out.batch(&emptied(header))
@@ -353,6 +396,7 @@ impl CleanJob {
                 }
                 Retained::None => drop_records(&mut out, txns),
                 Retained::Some(kept) => {
+                    changed = true;
                     let new = BatchHeader::parse(&kept).map_err(|e| corrupt(&e))?;
                     txns.saw(&new);
                     stats.note_horizon(new.delete_horizon());
@@ -361,9 +405,14 @@ impl CleanJob {
                 }
             }
         })?;
+        if !changed {
+            drop(out);
+            std::fs::remove_file(tmp).io_context("removing", tmp)?;
+            return Ok(None);
+        }
         out.finish()?;
         check_cleaned(tmp, source.base, original_end)?;
-        Ok(removed)
+        Ok(Some(removed))
     }
 }
 
@@ -728,51 +777,71 @@ impl Log {
             limit,
             config: config.clone(),
             now_ms,
+            generation: self.generation,
         })
     }
 
     /// Puts the cleaned segments in place of their originals, oldest first, skipping
     /// any original that changed since the pass was planned (deleted by retention,
-    /// truncated), then moves the cleaner checkpoint.
+    /// truncated), then moves the cleaner checkpoint: all under one hold of the caller's
+    /// lock. A broker installs segment by segment instead ([`Cleaned::into_steps`]).
     pub fn install_clean(&mut self, cleaned: Cleaned) -> Result<CleanStats, LogError> {
-        let policy = self.config.index_policy();
-        let mut installed = 0;
-        for (source, tmp) in cleaned.segments {
-            let position = self.sealed.iter().position(|s| {
-                s.base_offset() == source.base
-                    && Arc::ptr_eq(s.file(), &source.file)
-                    && s.size_bytes() == source.size
-            });
-            let Some(i) = position else {
-                let _ = std::fs::remove_file(&tmp);
-                continue;
-            };
-            // Retention by time falls back on the last write: keep the original's.
-            let modified = std::time::UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(source.last_modified_ms).unwrap_or(0));
-            File::options()
-                .write(true)
-                .open(&tmp)
-                .and_then(|f| f.set_modified(modified))
-                .io_context("setting the modification time of", &tmp)?;
-            std::fs::rename(&tmp, &source.path).io_context("renaming", &tmp)?;
-            sync_dir(&self.dir)?;
-            let scanned = Segment::scan(&self.dir, source.base, &policy, self.now_ms)?;
-            self.sealed[i] = scanned.repair(true)?;
-            installed += 1;
+        let (segments, end) = cleaned.into_steps();
+        for segment in segments {
+            self.install_cleaned(segment)?;
         }
+        self.finish_clean(end)
+    }
+
+    /// Renames one cleaned segment over its original (unless the original changed
+    /// since the pass was planned: then the cleaned file is dropped) and reloads it.
+    /// Cheap enough to hold an appender's lock for: one rename, one directory fsync,
+    /// one scan of the segment.
+    pub fn install_cleaned(&mut self, segment: CleanedSegment) -> Result<(), LogError> {
+        let CleanedSegment { source, tmp } = segment;
+        let position = self.sealed.iter().position(|s| {
+            s.base_offset() == source.base
+                && Arc::ptr_eq(s.file(), &source.file)
+                && s.size_bytes() == source.size
+        });
+        let Some(i) = position else {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(());
+        };
+        // Retention by time falls back on the last write: keep the original's.
+        let modified = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(source.last_modified_ms).unwrap_or(0));
+        File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(modified))
+            .io_context("setting the modification time of", &tmp)?;
+        std::fs::rename(&tmp, &source.path).io_context("renaming", &tmp)?;
+        // Durable before the next rename: a crash leaves a prefix of the pass in place.
         sync_dir(&self.dir)?;
-        if installed > 0 && self.next_delete_horizon != cleaned.stats.next_delete_horizon {
-            self.next_delete_horizon = cleaned.stats.next_delete_horizon;
+        let policy = self.config.index_policy();
+        let scanned = Segment::scan(&self.dir, source.base, &policy, self.now_ms)?;
+        self.sealed[i] = scanned.repair(true)?;
+        Ok(())
+    }
+
+    /// Moves the cleaner checkpoint (and the next delete horizon) once a pass's
+    /// segments are in place, unless the log was truncated meanwhile.
+    pub fn finish_clean(&mut self, end: CleanEnd) -> Result<CleanStats, LogError> {
+        if end.generation != self.generation {
+            return Ok(end.stats);
+        }
+        if self.next_delete_horizon != end.stats.next_delete_horizon {
+            self.next_delete_horizon = end.stats.next_delete_horizon;
             match self.next_delete_horizon {
                 Some(h) => checkpoint::write_offset(&self.dir, CLEANER_HORIZON_FILE, h)?,
                 None => checkpoint::remove_if_exists(&self.dir.join(CLEANER_HORIZON_FILE))?,
             }
         }
-        if installed > 0 && cleaned.end > self.cleaner_checkpoint {
-            self.cleaner_checkpoint = cleaned.end;
-            checkpoint::write_offset(&self.dir, CLEANER_OFFSET_FILE, cleaned.end)?;
+        if end.end > self.cleaner_checkpoint {
+            self.cleaner_checkpoint = end.end;
+            checkpoint::write_offset(&self.dir, CLEANER_OFFSET_FILE, end.end)?;
         }
-        Ok(cleaned.stats)
+        Ok(end.stats)
     }
 }

@@ -117,7 +117,7 @@ mod stamp;
 
 pub use brook_protocol::batch::BatchHeader;
 pub use check::{check_dir, is_partition_dir, CheckReport};
-pub use clean::{CleanJob, CleanStats, Cleaned, CleanerConfig};
+pub use clean::{CleanEnd, CleanJob, CleanStats, Cleaned, CleanedSegment, CleanerConfig};
 pub use config::{LogConfig, MAX_SEGMENT_BYTES, NO_TIMESTAMP};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, PendingSync, RECOVERY_POINT_CHECKPOINT_INTERVAL_MS};

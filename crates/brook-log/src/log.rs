@@ -76,7 +76,7 @@ pub struct Log {
     checkpointed_recovery_point: i64,
     /// Moves whenever truncation lowers the recovery point, so a [`PendingSync`]
     /// taken before cannot raise it over bytes the job never saw.
-    generation: u64,
+    pub(crate) generation: u64,
     last_flush_ms: i64,
     last_checkpoint_ms: i64,
     /// The latest clock reading a caller passed in (flush has none of its own).
@@ -541,6 +541,13 @@ impl Log {
             self.recovery_point = offset;
             self.checkpoint_recovery_point()?;
         }
+        // What is appended again from `offset` on is dirty: the next cleaning pass must
+        // see it (a tombstone never in a pass's map could otherwise go while older
+        // values of its key stay).
+        if offset < self.cleaner_checkpoint {
+            self.cleaner_checkpoint = offset;
+            checkpoint::write_offset(&self.dir, crate::clean::CLEANER_OFFSET_FILE, offset)?;
+        }
         if offset < self.segment_at(0).base_offset() {
             return self.truncate_fully_and_start_at(offset);
         }
@@ -749,6 +756,10 @@ impl Log {
         }
         self.active = ActiveSegment::create(&self.dir, offset, self.now_ms)?;
         self.generation += 1;
+        if offset < self.cleaner_checkpoint {
+            self.cleaner_checkpoint = offset;
+            checkpoint::write_offset(&self.dir, crate::clean::CLEANER_OFFSET_FILE, offset)?;
+        }
         self.recovery_point = offset;
         self.checkpoint_recovery_point()?;
         self.set_log_start_offset(offset)?;

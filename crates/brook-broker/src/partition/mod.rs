@@ -371,7 +371,13 @@ impl Partition {
             return Ok(None);
         };
         let cleaned = job.run()?;
-        self.with_log(|log| log.install_clean(cleaned)).map(Some)
+        // One segment per hold of the lock: appends and fetches wait for one rename
+        // and one segment's reload at most, not for the whole pass.
+        let (segments, end) = cleaned.into_steps();
+        for segment in segments {
+            self.with_log(|log| log.install_cleaned(segment))?;
+        }
+        self.with_log(|log| log.finish_clean(end)).map(Some)
     }
 
     /// Direct use of the log (sizes, timestamp lookups, retention, DeleteRecords).

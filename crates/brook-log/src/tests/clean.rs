@@ -483,3 +483,46 @@ fn the_dirty_ratio_and_the_upper_bound_are_respected() {
     let bound = log.cleaner_checkpoint();
     assert!(log.plan_clean(bound, &clean_config(), NOW_MS).is_none());
 }
+
+#[test]
+fn segments_with_nothing_to_remove_are_left_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    let mut w = Writer {
+        model: Model::new(),
+        open_txn: Vec::new(),
+    };
+    // Every key written once: a pass has nothing to remove anywhere.
+    for i in 0..200 {
+        let records = vec![keyed(&format!("unique-{i}"), Some("v".repeat(40)), NOW_MS)];
+        w.append(&mut log, records, ProducerInfo::NONE, Compression::None);
+    }
+    log.roll_for_test(NOW_MS);
+    let first = log_file(dir.path(), 0);
+    let inode = fs::metadata(&first).unwrap().ino();
+    let stats = clean(&mut log, &clean_config(), NOW_MS).expect("a pass");
+    assert_eq!((stats.segments, stats.records_removed), (0, 0));
+    assert_eq!(fs::metadata(&first).unwrap().ino(), inode, "not rewritten");
+    assert_eq!(
+        log.cleaner_checkpoint(),
+        log.log_end_offset(),
+        "yet all of it is clean"
+    );
+    assert_eq!(visible(&log), w.model);
+}
+
+#[test]
+fn truncation_below_the_cleaner_checkpoint_lowers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    fill(&mut log, 3, 200);
+    clean(&mut log, &clean_config(), NOW_MS).unwrap();
+    let checkpoint = log.cleaner_checkpoint();
+    assert!(checkpoint > 10);
+    log.truncate_to(checkpoint - 5).unwrap();
+    assert!(log.cleaner_checkpoint() <= checkpoint - 5);
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert!(log.cleaner_checkpoint() <= checkpoint - 5, "durably");
+}
