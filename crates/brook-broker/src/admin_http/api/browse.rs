@@ -401,12 +401,12 @@ async fn fetch(
         .next()
         .ok_or_else(|| ApiFailure::internal("Fetch gave no partition"))?;
     if data.error_code != 0 {
-        let e = ApiFailure::kafka(data.error_code, None);
+        let e = super::name_of(data.error_code);
         return Err(ApiFailure::kafka(
             data.error_code,
             Some(&format!(
-                "{e} (offset {offset}; the log holds {}..{} up to the high watermark {})",
-                data.log_start_offset, data.high_watermark, data.high_watermark
+                "{e} reading offset {offset} (log start {}, high watermark {})",
+                data.log_start_offset, data.high_watermark
             )),
         ));
     }

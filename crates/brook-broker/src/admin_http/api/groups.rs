@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, State as Extract};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -331,10 +331,10 @@ pub async fn reset_offsets(
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     group: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFailure> {
     let group = path_param(group)?;
-    let b: Reset = body(&headers, &bytes)?;
+    let b: Reset = body(&headers, bytes)?;
     let k = Kafka::new(&state, peer);
     let g = describe_group(&k, &group).await?;
     let group_state = g.group_state.as_str();
@@ -445,7 +445,7 @@ pub async fn list_offsets(
     let mut out = Vec::with_capacity(partitions.len());
     for p in response.topics.into_iter().flat_map(|t| t.partitions) {
         if p.error_code != 0 {
-            let e = ApiFailure::kafka(p.error_code, None);
+            let e = super::name_of(p.error_code);
             return Err(ApiFailure::kafka(
                 p.error_code,
                 Some(&format!("partition {}: {e}", p.partition_index)),
@@ -487,7 +487,7 @@ async fn commit(
     let response = kafka!(k, OffsetCommit, v::OFFSET_COMMIT, request)?;
     for p in response.topics.iter().flat_map(|t| &t.partitions) {
         if p.error_code != 0 {
-            let e = ApiFailure::kafka(p.error_code, None);
+            let e = super::name_of(p.error_code);
             return Err(ApiFailure::kafka(
                 p.error_code,
                 Some(&format!("partition {}: {e}", p.partition_index)),

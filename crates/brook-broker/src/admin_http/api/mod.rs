@@ -19,7 +19,7 @@ mod topics;
 use std::borrow::Cow;
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Request};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -111,18 +111,17 @@ impl ApiFailure {
         Self::kafka(ResponseError::UnknownServerError.code(), Some(&message.into()))
     }
 
-    /// A Kafka error code (non-zero) with the handler's message, or Kafka's
-    /// description of the code when the handler gave none.
+    /// A Kafka error code (non-zero) with the handler's message, or the error's name
+    /// when the handler gave none.
     pub fn kafka(code: i16, message: Option<&str>) -> Self {
         let known = ResponseError::try_from_code(code);
-        let message = match (message, known) {
-            (Some(m), _) if !m.is_empty() => m.to_string(),
-            (_, Some(e)) => e.to_string(),
-            _ => format!("Kafka error code {code}"),
+        let message = match message {
+            Some(m) if !m.is_empty() => m.to_string(),
+            _ => name_of(code),
         };
         ApiFailure {
             status: status_of(known),
-            error: Cow::Owned(known.map_or_else(|| format!("UNKNOWN_ERROR_{code}"), error_name)),
+            error: Cow::Owned(name_of(code)),
             code: Some(code),
             message,
         }
@@ -158,6 +157,14 @@ impl IntoResponse for ApiFailure {
             message: &self.message,
         };
         json(self.status, &body)
+    }
+}
+
+/// Kafka's name for an error code.
+pub fn name_of(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::Unknown(_)) | None => format!("UNKNOWN_ERROR_{code}"),
+        Some(e) => error_name(e),
     }
 }
 
@@ -274,8 +281,18 @@ pub fn authorize(headers: &HeaderMap) -> Result<(), ApiFailure> {
 
 /// A JSON body of type `T`; an empty body reads as `{}`. Bodies must say they are
 /// JSON (which also makes a cross-origin browser request need a preflight).
-pub fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, ApiFailure> {
-    let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
+pub fn body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiFailure> {
+    let bytes = bytes.map_err(|e| {
+        ApiFailure::new(
+            e.status(),
+            "BAD_REQUEST_BODY",
+            format!("{e} (at most {} bytes)", super::limits::MAX_BODY_BYTES),
+        )
+    })?;
+    let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
     if !bytes.is_empty() && !is_json(headers) && bytes != b"{}" {
         return Err(ApiFailure::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -413,7 +430,7 @@ mod tests {
         assert_eq!(f.code, Some(36));
         assert_eq!(f.message, "Topic 'a' already exists.");
         let f = ApiFailure::kafka(36, None);
-        assert_eq!(f.message, "Topic with this name already exists.");
+        assert_eq!(f.message, "TOPIC_ALREADY_EXISTS");
         assert_eq!(ApiFailure::kafka(-7, None).error(), "UNKNOWN_ERROR_-7");
     }
 
@@ -442,13 +459,13 @@ mod tests {
         let mut h = HeaderMap::new();
         let b = Bytes::from_static(b"{\"count\": 3}");
         assert_eq!(
-            body::<B>(&h, &b).unwrap_err().error(),
+            body::<B>(&h, Ok(b.clone())).unwrap_err().error(),
             "UNSUPPORTED_MEDIA_TYPE"
         );
         h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
-        assert_eq!(body::<B>(&h, &b).unwrap().count, 3);
+        assert_eq!(body::<B>(&h, Ok(b.clone())).unwrap().count, 3);
         let bad = Bytes::from_static(b"{\"count\": \"x\"");
-        assert_eq!(body::<B>(&h, &bad).unwrap_err().error(), "INVALID_REQUEST");
+        assert_eq!(body::<B>(&h, Ok(bad)).unwrap_err().error(), "INVALID_REQUEST");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -274,9 +274,9 @@ pub async fn create(
     Extract(state): Extract<State>,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFailure> {
-    let b: CreateTopic = body(&headers, &bytes)?;
+    let b: CreateTopic = body(&headers, bytes)?;
     limit("configs", b.configs.len())?;
     let topic = CreatableTopic::default()
         .with_name(topic_name(&b.name))
@@ -363,10 +363,10 @@ pub async fn alter_configs(
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFailure> {
     let name = path_param(name)?;
-    let b: AlterConfigs = body(&headers, &bytes)?;
+    let b: AlterConfigs = body(&headers, bytes)?;
     limit("configs", b.set.len() + b.delete.len())?;
     let set = b.set.into_iter().map(|(k, val)| {
         AlterableConfig::default()
@@ -412,10 +412,10 @@ pub async fn add_partitions(
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFailure> {
     let name = path_param(name)?;
-    let b: AddPartitions = body(&headers, &bytes)?;
+    let b: AddPartitions = body(&headers, bytes)?;
     let request = CreatePartitionsRequest::default()
         .with_topics(vec![CreatePartitionsTopic::default()
             .with_name(topic_name(&name))
@@ -460,10 +460,10 @@ pub async fn delete_records(
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiFailure> {
     let name = path_param(name)?;
-    let b: DeleteRecords = body(&headers, &bytes)?;
+    let b: DeleteRecords = body(&headers, bytes)?;
     limit("partitions", b.partitions.len())?;
     if b.partitions.is_empty() {
         return Err(ApiFailure::invalid("name at least one partition"));
@@ -492,7 +492,7 @@ pub async fn delete_records(
     // Partitions are independent (as in Kafka): report the first failure, naming it,
     // after the others have been done.
     if let Some(failed) = results.iter().find(|p| p.error_code != 0) {
-        let e = ApiFailure::kafka(failed.error_code, None);
+        let e = super::name_of(failed.error_code);
         return Err(ApiFailure::kafka(
             failed.error_code,
             Some(&format!(
