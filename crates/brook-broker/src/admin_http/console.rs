@@ -48,7 +48,10 @@ impl Asset {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         let common = [
-            (header::CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.content_type),
+            ),
             // Assets change with the binary: revalidate rather than cache blindly.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::VARY, HeaderValue::from_static("accept-encoding")),
@@ -93,8 +96,14 @@ static STYLE: Asset = Asset::new(
 pub fn routes() -> Router<std::sync::Arc<AdminState>> {
     Router::new()
         .route("/", get(|h: HeaderMap| async move { INDEX.respond(&h) }))
-        .route("/console.js", get(|h: HeaderMap| async move { SCRIPT.respond(&h) }))
-        .route("/console.css", get(|h: HeaderMap| async move { STYLE.respond(&h) }))
+        .route(
+            "/console.js",
+            get(|h: HeaderMap| async move { SCRIPT.respond(&h) }),
+        )
+        .route(
+            "/console.css",
+            get(|h: HeaderMap| async move { STYLE.respond(&h) }),
+        )
 }
 
 /// The embedded assets' sizes (bytes, uncompressed), for the tests' size budget.
@@ -118,7 +127,9 @@ mod tests {
         let gz = SCRIPT.gzipped().expect("gzip");
         assert!(gz.len() < SCRIPT.body.len());
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(gz).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, SCRIPT.body);
     }
 

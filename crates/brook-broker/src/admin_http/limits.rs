@@ -135,7 +135,11 @@ pub struct LimitedIo {
 
 impl LimitedIo {
     /// After an operation: progress resets the idle deadline; waiting checks it.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match polled {
             Poll::Ready(result) => {
                 self.idle.as_mut().reset(Instant::now() + CONNECTION_IDLE);

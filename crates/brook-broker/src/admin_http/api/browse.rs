@@ -96,7 +96,9 @@ fn parse(query: Option<&str>) -> Result<Browse, ApiFailure> {
             "timestamp" => {
                 let ts = number(&name, &value)?;
                 if ts < 0 {
-                    return Err(ApiFailure::invalid("timestamp must be ≥ 0 (ms since the epoch)"));
+                    return Err(ApiFailure::invalid(
+                        "timestamp must be ≥ 0 (ms since the epoch)",
+                    ));
                 }
                 b.start = Start::Timestamp(ts);
             }
@@ -128,7 +130,9 @@ fn parse(query: Option<&str>) -> Result<Browse, ApiFailure> {
 fn bounded(name: &str, n: i64, max: usize) -> Result<usize, ApiFailure> {
     match usize::try_from(n) {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiFailure::invalid(format!("{name} must be between 1 and {max}"))),
+        _ => Err(ApiFailure::invalid(format!(
+            "{name} must be between 1 and {max}"
+        ))),
     }
 }
 
@@ -251,13 +255,17 @@ pub async fn messages(
             Some(&format!("no partition {} of topic '{topic}'", b.partition)),
         ));
     }
-    let _slot = state.browse_slots.clone().try_acquire_owned().map_err(|_| {
-        ApiFailure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "BROWSER_BUSY",
-            "too many message-browser reads at once; retry shortly",
-        )
-    })?;
+    let _slot = state
+        .browse_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BROWSER_BUSY",
+                "too many message-browser reads at once; retry shortly",
+            )
+        })?;
     let k = Kafka::new(&state, peer);
     let start = resolve_start(&k, &topic, &b).await?;
     let page = read(&k, &topic, &b, start).await?;
@@ -495,14 +503,33 @@ mod tests {
     fn query_strings_parse_and_are_bounded() {
         let b = parse(None).unwrap();
         assert_eq!(b.start, Start::FromEnd(50));
-        assert_eq!((b.max_records, b.max_bytes, b.read_committed), (50, 1 << 20, false));
+        assert_eq!(
+            (b.max_records, b.max_bytes, b.read_committed),
+            (50, 1 << 20, false)
+        );
         let b = parse(Some("partition=2&offset=-10&max_records=5")).unwrap();
-        assert_eq!((b.partition, b.start, b.max_records), (2, Start::FromEnd(10), 5));
+        assert_eq!(
+            (b.partition, b.start, b.max_records),
+            (2, Start::FromEnd(10), 5)
+        );
         assert_eq!(parse(Some("offset=7")).unwrap().start, Start::Offset(7));
-        assert_eq!(parse(Some("offset=earliest")).unwrap().start, Start::Earliest);
-        assert_eq!(parse(Some("max_records=20")).unwrap().start, Start::FromEnd(20));
-        assert_eq!(parse(Some("timestamp=1000")).unwrap().start, Start::Timestamp(1000));
-        assert!(parse(Some("isolation=read_committed")).unwrap().read_committed);
+        assert_eq!(
+            parse(Some("offset=earliest")).unwrap().start,
+            Start::Earliest
+        );
+        assert_eq!(
+            parse(Some("max_records=20")).unwrap().start,
+            Start::FromEnd(20)
+        );
+        assert_eq!(
+            parse(Some("timestamp=1000")).unwrap().start,
+            Start::Timestamp(1000)
+        );
+        assert!(
+            parse(Some("isolation=read_committed"))
+                .unwrap()
+                .read_committed
+        );
         for bad in [
             "max_records=501",
             "max_records=0",
@@ -514,7 +541,11 @@ mod tests {
             "isolation=dirty",
             "colour=blue",
         ] {
-            assert_eq!(parse(Some(bad)).unwrap_err().error(), "INVALID_REQUEST", "{bad}");
+            assert_eq!(
+                parse(Some(bad)).unwrap_err().error(),
+                "INVALID_REQUEST",
+                "{bad}"
+            );
         }
     }
 
@@ -544,7 +575,8 @@ mod tests {
             value: Some(Bytes::from_static(b"v")),
             ..Default::default()
         }];
-        let mut b = encode_batch_with(&records, brook_protocol::batch::Compression::None, producer).unwrap();
+        let mut b = encode_batch_with(&records, brook_protocol::batch::Compression::None, producer)
+            .unwrap();
         brook_protocol::batch::stamp(&mut b, base, 0);
         Bytes::from(b)
     }
@@ -561,10 +593,19 @@ mod tests {
         let h = |b: &[u8]| BatchHeader::parse(b).unwrap();
         assert!(!f.keep(&h(&aborted), &aborted, true));
         assert!(f.keep(&h(&committed), &committed, true));
-        assert!(!f.keep(&h(&marker), &marker, true), "control batches never show");
-        assert!(f.keep(&h(&later), &later, true), "the marker ended the aborted transaction");
+        assert!(
+            !f.keep(&h(&marker), &marker, true),
+            "control batches never show"
+        );
+        assert!(
+            f.keep(&h(&later), &later, true),
+            "the marker ended the aborted transaction"
+        );
         let mut f = AbortFilter::default();
         f.add([(0, 7)].into_iter());
-        assert!(f.keep(&h(&aborted), &aborted, false), "read_uncommitted shows everything");
+        assert!(
+            f.keep(&h(&aborted), &aborted, false),
+            "read_uncommitted shows everything"
+        );
     }
 }

@@ -52,7 +52,13 @@ pub async fn describe(Extract(state): Extract<State>) -> Result<Response, ApiFai
             fenced: image.brokers.get(&id).is_some_and(|b| b.fenced),
         })
         .collect();
-    ok(&cluster(&image, meta.node_id(), meta.controller_id(), meta.is_cluster(), brokers))
+    ok(&cluster(
+        &image,
+        meta.node_id(),
+        meta.controller_id(),
+        meta.is_cluster(),
+        brokers,
+    ))
 }
 
 fn cluster(

@@ -174,7 +174,12 @@ pub async fn describe(
         }
     }
     let mut keys: Vec<(String, i32)> = committed.keys().cloned().collect();
-    keys.extend(owners.keys().filter(|k| !committed.contains_key(*k)).cloned());
+    keys.extend(
+        owners
+            .keys()
+            .filter(|k| !committed.contains_key(*k))
+            .cloned(),
+    );
     keys.sort_unstable();
     let figures = figures_of(&state.services.replicas, keys.clone()).await?;
     let offsets: Vec<PartitionLag> = keys
@@ -209,8 +214,7 @@ pub async fn describe(
 
 /// DescribeGroups for one group; NOT_COORDINATOR names this broker.
 async fn describe_group(k: &Kafka<'_>, group: &str) -> Result<DescribedGroup, ApiFailure> {
-    let request =
-        DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]);
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]);
     let g = kafka!(k, DescribeGroups, v::DESCRIBE_GROUPS, request)?
         .groups
         .into_iter()
@@ -234,9 +238,10 @@ async fn committed(
     k: &Kafka<'_>,
     group: &str,
 ) -> Result<BTreeMap<(String, i32), (i64, Option<String>)>, ApiFailure> {
-    let request = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-        .with_group_id(GroupId(str_bytes(group)))
-        .with_topics(None)]);
+    let request =
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_topics(None)]);
     let response = kafka!(k, OffsetFetch, v::OFFSET_FETCH, request)?;
     ApiFailure::check(response.error_code, None)?;
     let mut out = BTreeMap::new();
@@ -360,7 +365,9 @@ pub async fn reset_offsets(
         None => topic.partitions.iter().map(|p| p.index).collect(),
     };
     if partitions.is_empty() || partitions.len() > topic.partitions.len() {
-        return Err(ApiFailure::invalid("name between one and all of the topic's partitions"));
+        return Err(ApiFailure::invalid(
+            "name between one and all of the topic's partitions",
+        ));
     }
     let targets = targets(&k, &b, &partitions).await?;
     if !b.dry_run {

@@ -69,13 +69,22 @@ pub fn routes() -> Router<State> {
         .route("/cluster", get(cluster::describe))
         .route("/stats", get(cluster::stats))
         .route("/topics", get(topics::list).post(topics::create))
-        .route("/topics/{topic}", get(topics::describe).delete(topics::delete))
+        .route(
+            "/topics/{topic}",
+            get(topics::describe).delete(topics::delete),
+        )
         .route("/topics/{topic}/configs", patch(topics::alter_configs))
         .route("/topics/{topic}/partitions", post(topics::add_partitions))
-        .route("/topics/{topic}/delete-records", post(topics::delete_records))
+        .route(
+            "/topics/{topic}/delete-records",
+            post(topics::delete_records),
+        )
         .route("/topics/{topic}/messages", get(browse::messages))
         .route("/groups", get(groups::list))
-        .route("/groups/{group}", get(groups::describe).delete(groups::delete))
+        .route(
+            "/groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
         .route("/groups/{group}/reset-offsets", post(groups::reset_offsets))
         .fallback(not_found)
         .layer(middleware::from_fn(guard_actions))
@@ -108,7 +117,10 @@ impl ApiFailure {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::kafka(ResponseError::UnknownServerError.code(), Some(&message.into()))
+        Self::kafka(
+            ResponseError::UnknownServerError.code(),
+            Some(&message.into()),
+        )
     }
 
     /// A Kafka error code (non-zero) with the handler's message, or the error's name
@@ -189,7 +201,10 @@ pub fn status_of(e: Option<ResponseError>) -> StatusCode {
     match e {
         None => StatusCode::INTERNAL_SERVER_ERROR,
         Some(
-            E::UnknownTopicOrPartition | E::UnknownTopicId | E::GroupIdNotFound | E::ResourceNotFound,
+            E::UnknownTopicOrPartition
+            | E::UnknownTopicId
+            | E::GroupIdNotFound
+            | E::ResourceNotFound,
         ) => StatusCode::NOT_FOUND,
         Some(
             E::TopicAlreadyExists
@@ -217,15 +232,14 @@ pub fn status_of(e: Option<ResponseError>) -> StatusCode {
 /// A JSON response.
 pub fn json(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode an admin API response");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the response\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the response\n",
+            )
+                .into_response()
         }
     }
 }
@@ -403,8 +417,14 @@ mod tests {
     #[test]
     fn error_names_are_kafkas() {
         let name = |e| error_name(e);
-        assert_eq!(name(ResponseError::TopicAlreadyExists), "TOPIC_ALREADY_EXISTS");
-        assert_eq!(name(ResponseError::InvalidTopicException), "INVALID_TOPIC_EXCEPTION");
+        assert_eq!(
+            name(ResponseError::TopicAlreadyExists),
+            "TOPIC_ALREADY_EXISTS"
+        );
+        assert_eq!(
+            name(ResponseError::InvalidTopicException),
+            "INVALID_TOPIC_EXCEPTION"
+        );
         assert_eq!(name(ResponseError::NonEmptyGroup), "NON_EMPTY_GROUP");
         assert_eq!(
             name(ResponseError::UnknownTopicOrPartition),
@@ -416,11 +436,20 @@ mod tests {
     fn statuses_fit_the_error() {
         let s = |e| status_of(Some(e));
         assert_eq!(s(ResponseError::TopicAlreadyExists), StatusCode::CONFLICT);
-        assert_eq!(s(ResponseError::UnknownTopicOrPartition), StatusCode::NOT_FOUND);
+        assert_eq!(
+            s(ResponseError::UnknownTopicOrPartition),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(s(ResponseError::InvalidPartitions), StatusCode::BAD_REQUEST);
         assert_eq!(s(ResponseError::InvalidConfig), StatusCode::BAD_REQUEST);
-        assert_eq!(s(ResponseError::NotCoordinator), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(s(ResponseError::KafkaStorageError), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            s(ResponseError::NotCoordinator),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            s(ResponseError::KafkaStorageError),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]
@@ -439,7 +468,10 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(authorize(&h).unwrap_err().error(), "MISSING_ACTION_HEADER");
         h.insert(ACTION_HEADER, "1".parse().unwrap());
-        assert!(authorize(&h).is_ok(), "no Origin: not a cross-site browser request");
+        assert!(
+            authorize(&h).is_ok(),
+            "no Origin: not a cross-site browser request"
+        );
         h.insert(header::HOST, "127.0.0.1:9644".parse().unwrap());
         h.insert(header::ORIGIN, "http://127.0.0.1:9644".parse().unwrap());
         assert!(authorize(&h).is_ok());
@@ -462,10 +494,16 @@ mod tests {
             body::<B>(&h, Ok(b.clone())).unwrap_err().error(),
             "UNSUPPORTED_MEDIA_TYPE"
         );
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert_eq!(body::<B>(&h, Ok(b.clone())).unwrap().count, 3);
         let bad = Bytes::from_static(b"{\"count\": \"x\"");
-        assert_eq!(body::<B>(&h, Ok(bad)).unwrap_err().error(), "INVALID_REQUEST");
+        assert_eq!(
+            body::<B>(&h, Ok(bad)).unwrap_err().error(),
+            "INVALID_REQUEST"
+        );
     }
 
     #[test]
@@ -489,7 +527,10 @@ mod tests {
         for (api, v) in [
             (ApiKey::CreateTopics, v::CREATE_TOPICS),
             (ApiKey::DeleteTopics, v::DELETE_TOPICS),
-            (ApiKey::IncrementalAlterConfigs, v::INCREMENTAL_ALTER_CONFIGS),
+            (
+                ApiKey::IncrementalAlterConfigs,
+                v::INCREMENTAL_ALTER_CONFIGS,
+            ),
             (ApiKey::CreatePartitions, v::CREATE_PARTITIONS),
             (ApiKey::DeleteRecords, v::DELETE_RECORDS),
             (ApiKey::DescribeConfigs, v::DESCRIBE_CONFIGS),

@@ -104,15 +104,13 @@ pub async fn list(Extract(state): Extract<State>) -> Result<Response, ApiFailure
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.index)))
         .collect();
-    let mut found = figures_of(&state.services.replicas, wanted).await?.into_iter();
+    let mut found = figures_of(&state.services.replicas, wanted)
+        .await?
+        .into_iter();
     let summaries: Vec<TopicSummary> = topics
         .iter()
         .map(|t| {
-            let local: Vec<Figures> = found
-                .by_ref()
-                .take(t.partitions.len())
-                .flatten()
-                .collect();
+            let local: Vec<Figures> = found.by_ref().take(t.partitions.len()).flatten().collect();
             TopicSummary {
                 name: t.name.clone(),
                 topic_id: t.topic_id.to_string(),
@@ -193,7 +191,10 @@ pub async fn describe(
 ) -> Result<Response, ApiFailure> {
     let name = path_param(name)?;
     let image = state.metadata.image();
-    let topic = image.topic(&name).cloned().ok_or_else(|| unknown_topic(&name))?;
+    let topic = image
+        .topic(&name)
+        .cloned()
+        .ok_or_else(|| unknown_topic(&name))?;
     let wanted = topic
         .partitions
         .iter()
@@ -214,12 +215,11 @@ pub async fn describe(
         })
         .collect();
     let k = Kafka::new(&state, peer);
-    let request = DescribeConfigsRequest::default().with_resources(vec![
-        DescribeConfigsResource::default()
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
             .with_resource_name(str_bytes(name.clone()))
-            .with_configuration_keys(None),
-    ]);
+            .with_configuration_keys(None)]);
     let response = kafka!(k, DescribeConfigs, v::DESCRIBE_CONFIGS, request)?;
     let result = response
         .results
@@ -387,7 +387,12 @@ pub async fn alter_configs(
             .with_configs(set.chain(deleted).collect())])
         .with_validate_only(b.validate_only);
     let k = Kafka::new(&state, peer);
-    let response = kafka!(k, IncrementalAlterConfigs, v::INCREMENTAL_ALTER_CONFIGS, request)?;
+    let response = kafka!(
+        k,
+        IncrementalAlterConfigs,
+        v::INCREMENTAL_ALTER_CONFIGS,
+        request
+    )?;
     let r = response
         .responses
         .into_iter()
@@ -432,7 +437,9 @@ pub async fn add_partitions(
         .ok_or_else(|| ApiFailure::internal("CreatePartitions gave no result"))?;
     ApiFailure::check(r.error_code, r.error_message.as_deref())?;
     tracing::info!(topic = %name, count = b.count, "admin API added partitions");
-    ok(&serde_json::json!({ "name": name, "partitions": b.count, "validate_only": b.validate_only }))
+    ok(
+        &serde_json::json!({ "name": name, "partitions": b.count, "validate_only": b.validate_only }),
+    )
 }
 
 #[derive(Debug, Deserialize)]
