@@ -2,8 +2,18 @@
 # Installs what the client integration tests (tests/clients) need, only if missing:
 #   Debian: kcat, librdkafka-dev
 #   Python: confluent-kafka, kafka-python, prometheus-client, pytest (pinned below)
+# With --browser, also Debian's chromium for the console's browser tests
+# (tests/browser; driven over the DevTools protocol, no browser download).
 # Safe to run any number of times; does nothing when everything is already there.
 set -euo pipefail
+
+WANT_BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) WANT_BROWSER=1 ;;
+    *) echo "usage: $0 [--browser]" >&2; exit 2 ;;
+  esac
+done
 
 CONFLUENT_KAFKA_VERSION=2.16.1
 KAFKA_PYTHON_VERSION=2.3.3
@@ -11,6 +21,9 @@ PROMETHEUS_CLIENT_VERSION=0.26.0
 PYTEST_VERSION=9.2.0
 
 APT_PACKAGES=(kcat librdkafka-dev)
+if ((WANT_BROWSER)); then
+  APT_PACKAGES+=(chromium)
+fi
 PY_REQUIREMENTS=(
   "confluent-kafka==${CONFLUENT_KAFKA_VERSION}"
   "kafka-python==${KAFKA_PYTHON_VERSION}"

@@ -65,6 +65,15 @@ pub struct TopicCounters {
     failed_fetch_requests: Counter,
 }
 
+/// One topic's traffic counters, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTraffic {
+    pub topic: String,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
 /// The families behind [`TopicCounters`], kept to create and drop a topic's series.
 #[derive(Default, Clone)]
 struct TopicFamilies {
@@ -255,6 +264,24 @@ impl BrokerMetrics {
                 .or_insert(counters)
                 .clone(),
         )
+    }
+
+    /// Traffic per topic so far (messages and bytes in, bytes out), for the admin API's
+    /// throughput figures. Topics deleted since are gone from the sums.
+    pub fn traffic(&self) -> Vec<TopicTraffic> {
+        let mut out: Vec<TopicTraffic> = self
+            .topics
+            .read()
+            .iter()
+            .map(|(topic, c)| TopicTraffic {
+                topic: topic.clone(),
+                messages_in: c.messages_in.get(),
+                bytes_in: c.bytes_in.get(),
+                bytes_out: c.bytes_out.get(),
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
+        out
     }
 
     /// Forgets the counters of topics that no longer exist, so deleted topics do not

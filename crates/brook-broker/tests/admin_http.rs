@@ -63,9 +63,11 @@ async fn health_ready_and_metrics_answer_and_bad_requests_get_4xx() {
         assert!(metrics.contains(name), "{name} missing from {metrics}");
     }
 
+    // The web console (admin_http::console).
+    assert_eq!(get(admin, "/").await.0, 200);
     for path in [
-        "/",
         "/nope",
+        "/console.js/../../etc/passwd",
         "/metrics/../../etc/passwd",
         "/../metrics",
         "/%2e%2e/metrics",

@@ -1,9 +1,16 @@
 //! The admin HTTP listener (`admin.listeners`): `/metrics` (Prometheus text format),
-//! `/health` (the process serves HTTP) and `/ready` (it serves Kafka clients: metadata
-//! loaded and, in a cluster, caught up with the controller and not fenced).
+//! `/health` (the process serves HTTP), `/ready` (it serves Kafka clients: metadata
+//! loaded and, in a cluster, caught up with the controller and not fenced), the admin
+//! JSON API under `/api/v1` (`api`) and the web console at `/` (`console`).
 //!
-//! Everything here only reads: a request cannot change the broker. Anything else is a
-//! 404 (unknown path) or 405 (another method); no request body is ever read.
+//! Every request is bounded (`limits`): connections, idle time, body size, handling
+//! time. The API's actions go through the Kafka handlers (`router::dispatch`), so they
+//! are checked exactly as the Kafka APIs check them. Anything else is a 404 (unknown
+//! path) or 405 (another method).
+
+mod api;
+mod console;
+mod limits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,20 +34,27 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The Prometheus text exposition format, version 0.0.4.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What the admin endpoints read.
+/// What the admin endpoints use.
 pub struct AdminState {
     pub metrics: Arc<BrokerMetrics>,
     pub metadata: MetadataView,
     /// The broker may lead and follow (see `server::Wired::ready`).
     pub ready: watch::Receiver<bool>,
+    /// The API reaches the broker through `router::dispatch`, as a Kafka client would,
+    /// and reads partition offsets and sizes from `services.replicas`.
+    pub services: Arc<Services>,
+    /// Message-browser reads in flight (each may inflate a compressed batch).
+    pub browse_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AdminState {
-    pub fn new(services: &Services, ready: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(services: &Arc<Services>, ready: watch::Receiver<bool>) -> Arc<Self> {
         Arc::new(AdminState {
             metrics: services.metrics.clone(),
             metadata: services.metadata.clone(),
             ready,
+            services: services.clone(),
+            browse_slots: Arc::new(tokio::sync::Semaphore::new(limits::MAX_BROWSE_READS)),
         })
     }
 }
@@ -75,14 +89,15 @@ pub async fn bind(settings: &BrokerSettings) -> Result<Option<TcpListener>, Admi
         .map_err(|source| AdminBindError::Bind { addr, source })
 }
 
-/// The admin routes.
+/// The admin routes, each request bounded by [`limits::bounded`].
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
+    let plain = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(state)
+        .merge(console::routes())
+        .fallback(not_found);
+    limits::bounded(plain.nest("/api/v1", api::routes()).with_state(state))
 }
 
 /// Serves the admin routes on `listener` until `shutdown` turns true, then gives open
@@ -93,7 +108,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let listener = limits::BoundedListener::new(listener);
+    let app = router(state).into_make_service_with_connect_info::<limits::PeerAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     });
     tokio::select! {

@@ -1,0 +1,541 @@
+//! Consumer groups this broker coordinates: list (ListGroups + DescribeGroups),
+//! describe (DescribeGroups + OffsetFetch, lag against local high watermarks), delete
+//! (DeleteGroups) and reset offsets (Kafka's `kafka-consumer-groups --reset-offsets`:
+//! only an empty group; targets from ListOffsets; written with OffsetCommit at
+//! generation -1, as AdminClient's alterConsumerGroupOffsets does).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, State as Extract};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Buf;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::{
+    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+};
+use kafka_protocol::protocol::Decodable;
+use serde::{Deserialize, Serialize};
+
+use super::topics::figures_of;
+use super::{body, kafka, ok, path_param, v, ApiFailure, Kafka, State};
+use crate::admin_http::limits::PeerAddr;
+use crate::handlers::{str_bytes, topic_name};
+
+/// Most groups one listing describes; the rest are listed without member counts.
+const MAX_DESCRIBED_GROUPS: usize = 1_000;
+/// ListOffsets' special timestamps.
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+
+#[derive(Debug, Serialize)]
+struct GroupSummary {
+    group_id: String,
+    state: String,
+    protocol_type: String,
+    /// The chosen assignor (`range`, `cooperative-sticky`, ...), once the group has one.
+    protocol: Option<String>,
+    /// `None` when the group was not described (beyond `MAX_DESCRIBED_GROUPS`).
+    members: Option<usize>,
+}
+
+pub async fn list(
+    Extract(state): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+) -> Result<Response, ApiFailure> {
+    let k = Kafka::new(&state, peer);
+    let listed = kafka!(k, ListGroups, v::LIST_GROUPS, ListGroupsRequest::default())?;
+    ApiFailure::check(listed.error_code, None)?;
+    let mut groups = listed.groups;
+    groups.sort_unstable_by(|a, b| a.group_id.cmp(&b.group_id));
+    let ids: Vec<GroupId> = groups
+        .iter()
+        .take(MAX_DESCRIBED_GROUPS)
+        .map(|g| g.group_id.clone())
+        .collect();
+    let described: BTreeMap<String, DescribedGroup> = if ids.is_empty() {
+        BTreeMap::new()
+    } else {
+        let request = DescribeGroupsRequest::default().with_groups(ids);
+        kafka!(k, DescribeGroups, v::DESCRIBE_GROUPS, request)?
+            .groups
+            .into_iter()
+            .filter(|g| g.error_code == 0)
+            .map(|g| (g.group_id.to_string(), g))
+            .collect()
+    };
+    let summaries: Vec<GroupSummary> = groups
+        .iter()
+        .map(|g| {
+            let d = described.get(g.group_id.as_str());
+            GroupSummary {
+                group_id: g.group_id.to_string(),
+                state: g.group_state.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                protocol: d
+                    .map(|d| d.protocol_data.to_string())
+                    .filter(|p| !p.is_empty()),
+                members: d.map(|d| d.members.len()),
+            }
+        })
+        .collect();
+    ok(&serde_json::json!({
+        "groups": summaries,
+        "coordinator": state.metadata.node_id(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct GroupDetail {
+    group_id: String,
+    state: String,
+    protocol_type: String,
+    protocol: Option<String>,
+    /// The broker answering, which coordinates the group.
+    coordinator: i32,
+    members: Vec<Member>,
+    offsets: Vec<PartitionLag>,
+    /// Sum of the known lags.
+    total_lag: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Member {
+    member_id: String,
+    group_instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    assignment: Vec<Assigned>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct Assigned {
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+/// A partition the group has committed to or is assigned.
+#[derive(Debug, Serialize)]
+struct PartitionLag {
+    topic: String,
+    partition: i32,
+    /// `None`: assigned, nothing committed yet.
+    committed_offset: Option<i64>,
+    metadata: Option<String>,
+    /// The high watermark (what `kafka-consumer-groups` calls LOG-END-OFFSET), where
+    /// this broker holds the partition.
+    log_end_offset: Option<i64>,
+    lag: Option<i64>,
+    /// The member assigned the partition, if any.
+    member_id: Option<String>,
+}
+
+pub async fn describe(
+    Extract(state): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    group: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiFailure> {
+    let group = path_param(group)?;
+    let k = Kafka::new(&state, peer);
+    let g = describe_group(&k, &group).await?;
+    let members: Vec<Member> = g
+        .members
+        .iter()
+        .map(|m| Member {
+            member_id: m.member_id.to_string(),
+            group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+            client_id: m.client_id.to_string(),
+            client_host: m.client_host.to_string(),
+            assignment: assignment(&m.member_assignment),
+        })
+        .collect();
+    let committed = committed(&k, &group).await?;
+    if g.group_state.as_str() == "Dead" && members.is_empty() && committed.is_empty() {
+        return Err(ApiFailure::kafka(
+            ResponseError::GroupIdNotFound.code(),
+            Some(&format!("consumer group '{group}' does not exist")),
+        ));
+    }
+    let mut owners: BTreeMap<(String, i32), String> = BTreeMap::new();
+    for m in &members {
+        for a in &m.assignment {
+            for p in &a.partitions {
+                owners.insert((a.topic.clone(), *p), m.member_id.clone());
+            }
+        }
+    }
+    let mut keys: Vec<(String, i32)> = committed.keys().cloned().collect();
+    keys.extend(
+        owners
+            .keys()
+            .filter(|k| !committed.contains_key(*k))
+            .cloned(),
+    );
+    keys.sort_unstable();
+    let figures = figures_of(&state.services.replicas, keys.clone()).await?;
+    let offsets: Vec<PartitionLag> = keys
+        .into_iter()
+        .zip(figures)
+        .map(|(key, f)| {
+            let (offset, metadata) = committed.get(&key).cloned().unzip();
+            let end = f.map(|f| f.high_watermark);
+            PartitionLag {
+                lag: offset.zip(end).map(|(o, e)| (e - o).max(0)),
+                member_id: owners.get(&key).cloned(),
+                topic: key.0,
+                partition: key.1,
+                committed_offset: offset,
+                metadata: metadata.flatten(),
+                log_end_offset: end,
+            }
+        })
+        .collect();
+    let protocol = Some(g.protocol_data.to_string()).filter(|p| !p.is_empty());
+    ok(&GroupDetail {
+        group_id: group,
+        state: g.group_state.to_string(),
+        protocol_type: g.protocol_type.to_string(),
+        protocol,
+        coordinator: state.metadata.node_id(),
+        members,
+        total_lag: offsets.iter().filter_map(|o| o.lag).sum(),
+        offsets,
+    })
+}
+
+/// DescribeGroups for one group; NOT_COORDINATOR names this broker.
+async fn describe_group(k: &Kafka<'_>, group: &str) -> Result<DescribedGroup, ApiFailure> {
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]);
+    let g = kafka!(k, DescribeGroups, v::DESCRIBE_GROUPS, request)?
+        .groups
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiFailure::internal("DescribeGroups gave no group"))?;
+    if g.error_code == ResponseError::NotCoordinator.code() {
+        return Err(ApiFailure::kafka(
+            g.error_code,
+            Some(&format!(
+                "broker {} does not coordinate group '{group}': ask its coordinator's admin API",
+                k.services.metadata.node_id()
+            )),
+        ));
+    }
+    ApiFailure::check(g.error_code, g.error_message.as_deref())?;
+    Ok(g)
+}
+
+/// The group's committed offsets (and their metadata) by partition.
+async fn committed(
+    k: &Kafka<'_>,
+    group: &str,
+) -> Result<BTreeMap<(String, i32), (i64, Option<String>)>, ApiFailure> {
+    let request =
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_topics(None)]);
+    let response = kafka!(k, OffsetFetch, v::OFFSET_FETCH, request)?;
+    ApiFailure::check(response.error_code, None)?;
+    let mut out = BTreeMap::new();
+    for g in response.groups {
+        ApiFailure::check(g.error_code, None)?;
+        for t in g.topics {
+            for p in t.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.insert(
+                        (t.name.to_string(), p.partition_index),
+                        (p.committed_offset, p.metadata.map(|m| m.to_string())),
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A consumer-protocol assignment (`i16 version` then the message); anything else
+/// (another protocol type, or bytes that do not decode) shows as no partitions.
+fn assignment(bytes: &[u8]) -> Vec<Assigned> {
+    let mut buf = bytes::Bytes::copy_from_slice(bytes);
+    if buf.remaining() < 2 {
+        return vec![];
+    }
+    let version = buf.get_i16();
+    match ConsumerProtocolAssignment::decode(&mut buf, version) {
+        Ok(a) => a
+            .assigned_partitions
+            .into_iter()
+            .map(|tp| Assigned {
+                topic: tp.topic.to_string(),
+                partitions: tp.partitions,
+            })
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+pub async fn delete(
+    Extract(state): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    group: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiFailure> {
+    let group = path_param(group)?;
+    let k = Kafka::new(&state, peer);
+    let request =
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(&group))]);
+    let r = kafka!(k, DeleteGroups, v::DELETE_GROUPS, request)?
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiFailure::internal("DeleteGroups gave no result"))?;
+    ApiFailure::check(r.error_code, None)?;
+    tracing::info!(%group, "admin API deleted a group");
+    ok(&serde_json::json!({ "group_id": group, "deleted": true }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reset {
+    topic: String,
+    /// Omitted: every partition of the topic.
+    partitions: Option<Vec<i32>>,
+    to: ResetTo,
+    /// For `to: "offset"` (clamped to the log, as Kafka's tool does).
+    offset: Option<i64>,
+    /// For `to: "timestamp"` (ms): the first offset at or after it, else the end.
+    timestamp: Option<i64>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum ResetTo {
+    Earliest,
+    Latest,
+    Offset,
+    Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResetOffset {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+pub async fn reset_offsets(
+    Extract(state): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    group: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiFailure> {
+    let group = path_param(group)?;
+    let b: Reset = body(&headers, bytes)?;
+    let k = Kafka::new(&state, peer);
+    let g = describe_group(&k, &group).await?;
+    let group_state = g.group_state.as_str();
+    if !matches!(group_state, "Empty" | "Dead") {
+        // Kafka's tool refuses here too; the commit below would fail anyway (a
+        // generation -1 commit is only accepted from outside an empty group).
+        return Err(ApiFailure::kafka(
+            ResponseError::NonEmptyGroup.code(),
+            Some(&format!(
+                "Assignments can only be reset if the group '{group}' is inactive, but the current state is {group_state}."
+            )),
+        ));
+    }
+    let image = state.metadata.image();
+    let topic = image.topic(&b.topic).ok_or_else(|| {
+        ApiFailure::kafka(
+            ResponseError::UnknownTopicOrPartition.code(),
+            Some(&format!("no topic named '{}'", b.topic)),
+        )
+    })?;
+    let partitions = match b.partitions.clone() {
+        Some(list) => list,
+        None => topic.partitions.iter().map(|p| p.index).collect(),
+    };
+    if partitions.is_empty() || partitions.len() > topic.partitions.len() {
+        return Err(ApiFailure::invalid(
+            "name between one and all of the topic's partitions",
+        ));
+    }
+    let targets = targets(&k, &b, &partitions).await?;
+    if !b.dry_run {
+        commit(&k, &group, &b.topic, &targets).await?;
+        tracing::info!(%group, topic = %b.topic, "admin API reset a group's offsets");
+    }
+    ok(&serde_json::json!({
+        "group_id": group,
+        "topic": b.topic,
+        "dry_run": b.dry_run,
+        "partitions": targets,
+    }))
+}
+
+/// The new offset of each partition, as Kafka's tool computes it.
+async fn targets(
+    k: &Kafka<'_>,
+    b: &Reset,
+    partitions: &[i32],
+) -> Result<Vec<ResetOffset>, ApiFailure> {
+    let at = |ts: i64| list_offsets(k, &b.topic, partitions, ts, false);
+    Ok(match b.to {
+        ResetTo::Earliest => at(EARLIEST).await?,
+        ResetTo::Latest => at(LATEST).await?,
+        ResetTo::Timestamp => {
+            let ts = b
+                .timestamp
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| ApiFailure::invalid("to: timestamp needs a timestamp (ms, ≥ 0)"))?;
+            let found = at(ts).await?;
+            let latest = at(LATEST).await?;
+            found
+                .into_iter()
+                .zip(latest)
+                .map(|(f, l)| if f.offset < 0 { l } else { f })
+                .collect()
+        }
+        ResetTo::Offset => {
+            let want = b
+                .offset
+                .ok_or_else(|| ApiFailure::invalid("to: offset needs an offset"))?;
+            let earliest = at(EARLIEST).await?;
+            let latest = at(LATEST).await?;
+            earliest
+                .into_iter()
+                .zip(latest)
+                .map(|(e, l)| ResetOffset {
+                    partition: e.partition,
+                    offset: want.clamp(e.offset, l.offset.max(e.offset)),
+                })
+                .collect()
+        }
+    })
+}
+
+/// ListOffsets for `partitions` of `topic` at `timestamp` (`read_committed`: the
+/// latest offset is the last stable one).
+pub async fn list_offsets(
+    k: &Kafka<'_>,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<Vec<ResetOffset>, ApiFailure> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(i8::from(read_committed))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(*p)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
+    let response = kafka!(k, ListOffsets, v::LIST_OFFSETS, request)?;
+    let mut out = Vec::with_capacity(partitions.len());
+    for p in response.topics.into_iter().flat_map(|t| t.partitions) {
+        if p.error_code != 0 {
+            let e = super::name_of(p.error_code);
+            return Err(ApiFailure::kafka(
+                p.error_code,
+                Some(&format!("partition {}: {e}", p.partition_index)),
+            ));
+        }
+        out.push(ResetOffset {
+            partition: p.partition_index,
+            offset: p.offset,
+        });
+    }
+    Ok(out)
+}
+
+async fn commit(
+    k: &Kafka<'_>,
+    group: &str,
+    topic: &str,
+    targets: &[ResetOffset],
+) -> Result<(), ApiFailure> {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(str_bytes(""))
+        .with_retention_time_ms(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                targets
+                    .iter()
+                    .map(|t| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(t.partition)
+                            .with_committed_offset(t.offset)
+                            .with_committed_leader_epoch(-1)
+                            .with_committed_metadata(Some(str_bytes("")))
+                    })
+                    .collect(),
+            )]);
+    let response = kafka!(k, OffsetCommit, v::OFFSET_COMMIT, request)?;
+    for p in response.topics.iter().flat_map(|t| &t.partitions) {
+        if p.error_code != 0 {
+            let e = super::name_of(p.error_code);
+            return Err(ApiFailure::kafka(
+                p.error_code,
+                Some(&format!("partition {}: {e}", p.partition_index)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::protocol::Encodable;
+
+    #[test]
+    fn assignments_decode_and_garbage_shows_as_nothing() {
+        let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
+            TopicPartition::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(vec![0, 2]),
+        ]);
+        let mut buf = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut buf, 1);
+        a.encode(&mut buf, 1).unwrap();
+        assert_eq!(
+            assignment(&buf),
+            vec![Assigned {
+                topic: "t".into(),
+                partitions: vec![0, 2]
+            }]
+        );
+        assert!(assignment(&[]).is_empty());
+        assert!(assignment(&[0, 1, 0xff, 0xff, 0xff, 0x7f]).is_empty());
+    }
+
+    #[test]
+    fn reset_bodies_name_their_target() {
+        let r: Reset = serde_json::from_str(r#"{"topic": "t", "to": "earliest"}"#).unwrap();
+        assert_eq!(r.to, ResetTo::Earliest);
+        assert!(!r.dry_run);
+        assert!(serde_json::from_str::<Reset>(r#"{"topic": "t", "to": "somewhere"}"#).is_err());
+    }
+}
