@@ -39,6 +39,7 @@
 //! replays before it serves).
 
 pub mod config;
+pub mod consumer;
 pub mod coordinator;
 mod group;
 pub mod records;
@@ -46,6 +47,7 @@ mod timers;
 pub mod txn;
 
 pub use config::GroupConfig;
+pub use consumer::{ConsumerGroupState, TopicsView};
 pub use coordinator::{Effects, GroupCoordinator, GroupSummary, Reply, ReplyToken};
 pub use group::GroupState;
 pub use records::{OffsetsRecord, RecordError};
