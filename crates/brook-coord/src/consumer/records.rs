@@ -255,10 +255,16 @@ impl ConsumerValue {
                     server_assignor,
                 })
             }
-            ConsumerKey::TargetMetadata { .. } => ConsumerValue::TargetMetadata {
-                assignment_epoch: r.i32()?,
-            },
-            ConsumerKey::TargetMember { .. } => ConsumerValue::TargetMember(r.partitions()?),
+            ConsumerKey::TargetMetadata { .. } => {
+                let assignment_epoch = r.i32()?;
+                r.tagged_fields()?;
+                ConsumerValue::TargetMetadata { assignment_epoch }
+            }
+            ConsumerKey::TargetMember { .. } => {
+                let assignment = r.partitions()?;
+                r.tagged_fields()?;
+                ConsumerValue::TargetMember(assignment)
+            }
             ConsumerKey::CurrentAssignment { .. } => {
                 let member_epoch = r.i32()?;
                 let previous_member_epoch = r.i32()?;
@@ -268,12 +274,15 @@ impl ConsumerValue {
                     at,
                     length: i32::from(code),
                 })?;
+                let assigned = r.partitions()?;
+                let pending_revocation = r.partitions()?;
+                r.tagged_fields()?;
                 ConsumerValue::CurrentAssignment(CurrentAssignment {
                     member_epoch,
                     previous_member_epoch,
                     state,
-                    assigned: r.partitions()?,
-                    pending_revocation: r.partitions()?,
+                    assigned,
+                    pending_revocation,
                 })
             }
         })

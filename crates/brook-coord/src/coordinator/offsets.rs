@@ -203,7 +203,10 @@ impl GroupCoordinator {
                     .groups
                     .get(wanted.group_id.as_str())
                     .and_then(|g| g.consumer.as_ref());
-                if let Some(cg) = consumer {
+                // Without a member id and epoch (the admin client, or a client that
+                // does not send them) any fetch is accepted, as in Kafka.
+                let anonymous = wanted.member_id.is_none() && wanted.member_epoch < 0;
+                if let Some(cg) = consumer.filter(|_| !anonymous) {
                     let member_id = wanted.member_id.as_deref().unwrap_or("");
                     if let Err(e) =
                         validate_consumer_member(cg, member_id, wanted.member_epoch, false)
