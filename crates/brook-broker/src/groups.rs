@@ -142,8 +142,7 @@ impl Groups {
             consumer_heartbeat_interval_ms: clamp_i32(
                 settings.group_consumer_heartbeat_interval_ms,
             ),
-            consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64)
-                as usize,
+            consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64) as usize,
             consumer_assignors: consumer_assignors(&settings.group_consumer_assignors),
             ..GroupConfig::default()
         };
@@ -541,11 +540,18 @@ fn clamp_i32(v: i64) -> i32 {
 /// unknown names are dropped with a warning, and an empty list means the default.
 fn consumer_assignors(configured: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for entry in configured.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    for entry in configured
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
         match brook_coord::consumer::assignor::canonical_name(entry) {
             Some(name) if !names.iter().any(|n| n == name) => names.push(name.to_owned()),
             Some(_) => {}
-            None => tracing::warn!(assignor = entry, "group.consumer.assignors: unknown assignor ignored"),
+            None => tracing::warn!(
+                assignor = entry,
+                "group.consumer.assignors: unknown assignor ignored"
+            ),
         }
     }
     if names.is_empty() {

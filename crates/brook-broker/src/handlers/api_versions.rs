@@ -1,8 +1,8 @@
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::protocol::StrBytes;
 
 use crate::apis::supported_apis;
 

@@ -23,9 +23,12 @@ struct ImageTopics<'a>(&'a MetadataImage);
 
 impl TopicsView for ImageTopics<'_> {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
-        self.0
-            .topic(name)
-            .map(|t| (t.topic_id, i32::try_from(t.partitions.len()).unwrap_or(i32::MAX)))
+        self.0.topic(name).map(|t| {
+            (
+                t.topic_id,
+                i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+            )
+        })
     }
 
     fn topic_name(&self, id: &Uuid) -> Option<String> {

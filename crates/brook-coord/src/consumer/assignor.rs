@@ -51,7 +51,10 @@ pub(crate) fn assign(
     }
 }
 
-fn range(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>) -> BTreeMap<String, Assignment> {
+fn range(
+    members: &[MemberSpec<'_>],
+    partitions: &BTreeMap<Uuid, i32>,
+) -> BTreeMap<String, Assignment> {
     let mut out: BTreeMap<String, Assignment> = members
         .iter()
         .map(|m| (m.member_id.to_owned(), Assignment::new()))
@@ -82,9 +85,14 @@ fn range(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>) -> BTreeM
     out
 }
 
-fn uniform(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>) -> BTreeMap<String, Assignment> {
-    let mut load: BTreeMap<&str, BTreeSet<(Uuid, i32)>> =
-        members.iter().map(|m| (m.member_id, BTreeSet::new())).collect();
+fn uniform(
+    members: &[MemberSpec<'_>],
+    partitions: &BTreeMap<Uuid, i32>,
+) -> BTreeMap<String, Assignment> {
+    let mut load: BTreeMap<&str, BTreeSet<(Uuid, i32)>> = members
+        .iter()
+        .map(|m| (m.member_id, BTreeSet::new()))
+        .collect();
     let subscribes = |member: &MemberSpec<'_>, topic: &Uuid| member.topics.contains(topic);
     let homogeneous = members.windows(2).all(|w| w[0].topics == w[1].topics);
     let total: usize = partitions
@@ -138,7 +146,9 @@ fn uniform(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>) -> BTre
                 .filter(|m| subscribes(m, topic))
                 .min_by_key(|m| (load[m.member_id].len(), m.member_id));
             if let Some(best) = best {
-                load.get_mut(best.member_id).expect("entry").insert((*topic, p));
+                load.get_mut(best.member_id)
+                    .expect("entry")
+                    .insert((*topic, p));
                 taken.insert((*topic, p));
             }
         }
@@ -209,11 +219,19 @@ mod tests {
     }
 
     /// Every subscribed partition assigned exactly once, only to subscribers.
-    fn check_complete(members: &[MemberSpec<'_>], partitions: &BTreeMap<Uuid, i32>, out: &BTreeMap<String, Assignment>) {
+    fn check_complete(
+        members: &[MemberSpec<'_>],
+        partitions: &BTreeMap<Uuid, i32>,
+        out: &BTreeMap<String, Assignment>,
+    ) {
         let mut seen = BTreeSet::new();
         for m in members {
             for (topic, ps) in &out[m.member_id] {
-                assert!(m.topics.contains(topic), "{} got unsubscribed {topic}", m.member_id);
+                assert!(
+                    m.topics.contains(topic),
+                    "{} got unsubscribed {topic}",
+                    m.member_id
+                );
                 for p in ps {
                     assert!(*p < partitions[topic]);
                     assert!(seen.insert((*topic, *p)), "{topic}-{p} twice");
@@ -231,7 +249,11 @@ mod tests {
     #[test]
     fn range_splits_each_topic_in_member_order() {
         let partitions = BTreeMap::from([(t(1), 5), (t(2), 2)]);
-        let members = [spec("b", &[1, 2], None), spec("a", &[1], None), spec("c", &[1, 2], None)];
+        let members = [
+            spec("b", &[1, 2], None),
+            spec("a", &[1], None),
+            spec("c", &[1, 2], None),
+        ];
         let out = assign(RANGE, &members, &partitions);
         check_complete(&members, &partitions, &out);
         assert_eq!(out["a"][&t(1)], BTreeSet::from([0, 1]));
@@ -244,7 +266,11 @@ mod tests {
     #[test]
     fn uniform_is_balanced_and_sticky() {
         let partitions = BTreeMap::from([(t(1), 7), (t(2), 5)]);
-        let first = assign(UNIFORM, &[spec("a", &[1, 2], None), spec("b", &[1, 2], None)], &partitions);
+        let first = assign(
+            UNIFORM,
+            &[spec("a", &[1, 2], None), spec("b", &[1, 2], None)],
+            &partitions,
+        );
         assert_eq!((count(&first["a"]), count(&first["b"])), (6, 6));
         // A third member joins: a and b each give up two, keep the rest.
         let members = [
@@ -259,7 +285,10 @@ mod tests {
         }
         for m in ["a", "b"] {
             for (topic, ps) in &second[m] {
-                assert!(ps.is_subset(&first[m][topic]), "{m} moved partitions it could keep");
+                assert!(
+                    ps.is_subset(&first[m][topic]),
+                    "{m} moved partitions it could keep"
+                );
             }
         }
     }
@@ -267,11 +296,18 @@ mod tests {
     #[test]
     fn uniform_heterogeneous_is_complete_and_close_to_balanced() {
         let partitions = BTreeMap::from([(t(1), 6), (t(2), 6), (t(3), 1)]);
-        let members = [spec("a", &[1], None), spec("b", &[1, 2], None), spec("c", &[2, 3], None)];
+        let members = [
+            spec("a", &[1], None),
+            spec("b", &[1, 2], None),
+            spec("c", &[2, 3], None),
+        ];
         let out = assign(UNIFORM, &members, &partitions);
         check_complete(&members, &partitions, &out);
         let loads: Vec<usize> = ["a", "b", "c"].iter().map(|m| count(&out[*m])).collect();
-        assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1, "{loads:?}");
+        assert!(
+            loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1,
+            "{loads:?}"
+        );
     }
 
     /// Property-style: random subscriptions, partitions and previous assignments; the
@@ -296,7 +332,9 @@ mod tests {
                 .map(|_| {
                     let mut a = Assignment::new();
                     for _ in 0..next(6) {
-                        a.entry(t(1 + next(topic_count + 1))).or_default().insert(next(10) as i32);
+                        a.entry(t(1 + next(topic_count + 1)))
+                            .or_default()
+                            .insert(next(10) as i32);
                     }
                     a
                 })

@@ -202,9 +202,11 @@ impl ConsumerGroup {
             ConsumerGroupState::Empty
         } else if self.group_epoch != self.assignment_epoch {
             ConsumerGroupState::Assigning
-        } else if self.members.values().any(|m| {
-            m.member_epoch != self.assignment_epoch || m.state != MemberState::Stable
-        }) {
+        } else if self
+            .members
+            .values()
+            .any(|m| m.member_epoch != self.assignment_epoch || m.state != MemberState::Stable)
+        {
             ConsumerGroupState::Reconciling
         } else {
             ConsumerGroupState::Stable
@@ -385,10 +387,6 @@ pub(crate) mod testing {
                 .map(|(id, _)| *id)
                 .unwrap_or_else(|| Uuid::from_u64_pair(0xb400_c000, self.0.len() as u64 + 1));
             self.0.insert(name.to_owned(), (id, partitions));
-        }
-
-        pub(crate) fn id(&self, name: &str) -> Uuid {
-            self.0[name].0
         }
     }
 

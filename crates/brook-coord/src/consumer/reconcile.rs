@@ -152,7 +152,12 @@ mod tests {
             .collect()
     }
 
-    fn member(state: MemberState, epoch: i32, assigned: Assignment, revoking: Assignment) -> ConsumerMember {
+    fn member(
+        state: MemberState,
+        epoch: i32,
+        assigned: Assignment,
+        revoking: Assignment,
+    ) -> ConsumerMember {
         let mut m = ConsumerMember::new("m");
         m.state = state;
         m.member_epoch = epoch;
@@ -261,7 +266,12 @@ mod tests {
                 owned.as_ref(),
             );
             assert_eq!(
-                (next.state, next.member_epoch, next.assigned, next.pending_revocation),
+                (
+                    next.state,
+                    next.member_epoch,
+                    next.assigned,
+                    next.pending_revocation
+                ),
                 expected,
                 "case {i}"
             );

@@ -512,7 +512,10 @@ mod tests {
                 },
             ),
             (
-                ConsumerKey::MemberMetadata { group: g(), member: m() },
+                ConsumerKey::MemberMetadata {
+                    group: g(),
+                    member: m(),
+                },
                 ConsumerValue::MemberMetadata(MemberMetadata {
                     instance_id: Some("i".into()),
                     rack_id: None,
@@ -526,14 +529,22 @@ mod tests {
             ),
             (
                 ConsumerKey::TargetMetadata { group: g() },
-                ConsumerValue::TargetMetadata { assignment_epoch: 4 },
+                ConsumerValue::TargetMetadata {
+                    assignment_epoch: 4,
+                },
             ),
             (
-                ConsumerKey::TargetMember { group: g(), member: m() },
+                ConsumerKey::TargetMember {
+                    group: g(),
+                    member: m(),
+                },
                 ConsumerValue::TargetMember(assignment()),
             ),
             (
-                ConsumerKey::CurrentAssignment { group: g(), member: m() },
+                ConsumerKey::CurrentAssignment {
+                    group: g(),
+                    member: m(),
+                },
                 ConsumerValue::CurrentAssignment(CurrentAssignment {
                     member_epoch: 5,
                     previous_member_epoch: 4,
@@ -554,7 +565,10 @@ mod tests {
             let v = value.encode();
             assert_eq!(ConsumerValue::decode(&key, &v), Ok(value.clone()));
             for cut in 0..v.len() {
-                assert!(ConsumerValue::decode(&key, &v[..cut]).is_err(), "{key:?} cut at {cut}");
+                assert!(
+                    ConsumerValue::decode(&key, &v[..cut]).is_err(),
+                    "{key:?} cut at {cut}"
+                );
             }
             for cut in 0..k.len() - 2 {
                 assert!(ConsumerKey::decode(kind, &k[2..2 + cut]).is_err());
@@ -571,7 +585,9 @@ mod tests {
             member: "m".into(),
         };
         assert_eq!(&key.encode()[..], &[0, 8, 0, 1, b'g', 0, 1, b'm']);
-        let value = ConsumerValue::TargetMetadata { assignment_epoch: 3 };
+        let value = ConsumerValue::TargetMetadata {
+            assignment_epoch: 3,
+        };
         assert_eq!(&value.encode()[..], &[0, 0, 0, 0, 0, 3, 0]);
         let t = Uuid::from_u64_pair(0, 1);
         let value = ConsumerValue::TargetMember(Assignment::from([(t, [2].into())]));
@@ -587,7 +603,11 @@ mod tests {
             group: "g".into(),
             member: "m".into(),
         };
-        for bytes in [&[0u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff][..], &[0, 1], &[0, 0, 5]] {
+        for bytes in [
+            &[0u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+            &[0, 1],
+            &[0, 0, 5],
+        ] {
             assert!(ConsumerValue::decode(&key, bytes).is_err());
         }
         assert!(ConsumerKey::decode(5, &[0xff, 0xff]).is_err());

@@ -32,9 +32,7 @@ use super::{Ctx, Effects, GroupCoordinator, Groups};
 use crate::config::MAX_SUBSCRIBED_TOPICS;
 use crate::consumer::assignor::{self, MemberSpec};
 use crate::consumer::reconcile::{reconcile, Target};
-use crate::consumer::records::{
-    ConsumerKey, ConsumerValue, CurrentAssignment, MemberMetadata,
-};
+use crate::consumer::records::{ConsumerKey, ConsumerValue, CurrentAssignment, MemberMetadata};
 use crate::consumer::{
     metadata_hash, Assignment, ConsumerGroup, ConsumerMember, MemberState, TopicsView,
     LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -107,7 +105,7 @@ fn heartbeat(
     let cg: &mut ConsumerGroup = match groups.get_mut(group_id) {
         Some(Group {
             consumer: Some(cg), ..
-        }) => &mut **cg,
+        }) => cg,
         Some(classic) if !is_empty_classic(classic) || req.member_epoch != 0 => {
             return err(
                 ResponseError::GroupIdNotFound,
@@ -132,7 +130,10 @@ fn heartbeat(
             ctx.effects
                 .records
                 .insert(0, OffsetsRecord::group_metadata_tombstone(group_id));
-            info!(group = group_id, "converted the empty classic group to a consumer group");
+            info!(
+                group = group_id,
+                "converted the empty classic group to a consumer group"
+            );
         }
         group.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_owned());
         group.consumer = Some(Box::new(cg));
@@ -353,7 +354,10 @@ fn join_or_update(
     let (old, previous_subscription, mut updated) = match &found {
         Found::Existing(id) => {
             let m = cg.members[id].clone();
-            let sub = (m.subscribed_topic_names.clone(), m.subscribed_topic_regex.clone());
+            let sub = (
+                m.subscribed_topic_names.clone(),
+                m.subscribed_topic_regex.clone(),
+            );
             (Some(m.clone()), Some(sub), m)
         }
         Found::New => (None, None, ConsumerMember::new(&member_id)),
@@ -365,7 +369,10 @@ fn join_or_update(
                 .extend(member_tombstones(group_id, old_id));
             cancel_timers(ctx, group_id, old_id);
             info!(group = group_id, member = %member_id, replaced = %old_id, "static member rejoins under a new member id");
-            let sub = (m.subscribed_topic_names.clone(), m.subscribed_topic_regex.clone());
+            let sub = (
+                m.subscribed_topic_names.clone(),
+                m.subscribed_topic_regex.clone(),
+            );
             m.member_id = member_id.clone();
             m.member_epoch = 0;
             m.previous_member_epoch = 0;
@@ -414,8 +421,10 @@ fn join_or_update(
             epoch: cg.assignment_epoch,
             partitions: cg.target.get(&member_id).unwrap_or(&empty),
         };
-        let held_by_other =
-            |t, p| cg.partition_owner(t, p).is_some_and(|owner| owner != member_id);
+        let held_by_other = |t, p| {
+            cg.partition_owner(t, p)
+                .is_some_and(|owner| owner != member_id)
+        };
         reconcile(&before, &target, &held_by_other, owned.as_ref())
     };
     if !next.same_assignment(&before) || old.is_none() {
@@ -486,7 +495,12 @@ fn apply_request(
 }
 
 /// Runs the group's assignor for the group epoch and records what changed.
-fn compute_target(ctx: &mut Ctx<'_>, group_id: &str, cg: &mut ConsumerGroup, topics: &dyn TopicsView) {
+fn compute_target(
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    cg: &mut ConsumerGroup,
+    topics: &dyn TopicsView,
+) {
     let name = cg.preferred_assignor(&ctx.config.consumer_assignors);
     let mut partitions = BTreeMap::new();
     for topic in cg.subscribed_topic_names() {
@@ -527,7 +541,12 @@ fn compute_target(ctx: &mut Ctx<'_>, group_id: &str, cg: &mut ConsumerGroup, top
             assignment_epoch: cg.assignment_epoch,
         }),
     ));
-    info!(group = group_id, epoch = cg.assignment_epoch, assignor = name, "computed a new target assignment");
+    info!(
+        group = group_id,
+        epoch = cg.assignment_epoch,
+        assignor = name,
+        "computed a new target assignment"
+    );
 }
 
 /// Session timer on every heartbeat; the revocation timer while the member owes a
@@ -639,7 +658,11 @@ pub(crate) fn remove_member(
     if cg.remove_member(member_id).is_none() {
         return;
     }
-    info!(group = group_id, member = member_id, "member removed: {why}");
+    info!(
+        group = group_id,
+        member = member_id,
+        "member removed: {why}"
+    );
     ctx.effects
         .records
         .extend(member_tombstones(group_id, member_id));
@@ -666,7 +689,13 @@ pub(crate) fn expire_revocation(ctx: &mut Ctx<'_>, group: &mut Group, member_id:
             .get(member_id)
             .is_some_and(|m| m.state == MemberState::UnrevokedPartitions);
         if late {
-            remove_member(ctx, &group.id, cg, member_id, "it did not revoke its partitions in time");
+            remove_member(
+                ctx,
+                &group.id,
+                cg,
+                member_id,
+                "it did not revoke its partitions in time",
+            );
         }
     }
 }
@@ -747,7 +776,11 @@ pub(crate) fn current_assignment_record(group_id: &str, m: &ConsumerMember) -> O
     )
 }
 
-pub(crate) fn target_member_record(group_id: &str, member_id: &str, a: &Assignment) -> OffsetsRecord {
+pub(crate) fn target_member_record(
+    group_id: &str,
+    member_id: &str,
+    a: &Assignment,
+) -> OffsetsRecord {
     let (group, member) = member_key(group_id, member_id);
     OffsetsRecord::consumer(
         &ConsumerKey::TargetMember { group, member },
@@ -792,11 +825,20 @@ pub(crate) fn group_tombstones(group_id: &str, cg: &ConsumerGroup) -> Vec<Offset
     let mut records = Vec::new();
     for member in cg.target.keys() {
         let (group, member) = member_key(group_id, member);
-        records.push(OffsetsRecord::consumer(&ConsumerKey::TargetMember { group, member }, None));
+        records.push(OffsetsRecord::consumer(
+            &ConsumerKey::TargetMember { group, member },
+            None,
+        ));
     }
     let group = || group_id.to_owned();
-    records.push(OffsetsRecord::consumer(&ConsumerKey::TargetMetadata { group: group() }, None));
-    records.push(OffsetsRecord::consumer(&ConsumerKey::Metadata { group: group() }, None));
+    records.push(OffsetsRecord::consumer(
+        &ConsumerKey::TargetMetadata { group: group() },
+        None,
+    ));
+    records.push(OffsetsRecord::consumer(
+        &ConsumerKey::Metadata { group: group() },
+        None,
+    ));
     records
 }
 

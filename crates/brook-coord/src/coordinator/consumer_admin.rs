@@ -41,8 +41,7 @@ impl GroupCoordinator {
             described.group_id = group_id.clone();
             match self.groups.get(group_id.as_str()) {
                 Some(Group {
-                    consumer: Some(cg),
-                    ..
+                    consumer: Some(cg), ..
                 }) => {
                     described.group_state = StrBytes::from_static_str(cg.state().name());
                     described.group_epoch = cg.group_epoch;
@@ -126,9 +125,7 @@ pub(crate) fn replay(
     value: Option<ConsumerValue>,
 ) {
     let group_id = key.group().to_owned();
-    let has_consumer = groups
-        .get(&group_id)
-        .is_some_and(|g| g.consumer.is_some());
+    let has_consumer = groups.get(&group_id).is_some_and(|g| g.consumer.is_some());
     if value.is_none() && !has_consumer {
         return;
     }
@@ -145,7 +142,14 @@ pub(crate) fn replay(
     let group = groups.get_mut(&group_id).expect("present");
     let cg = group.consumer.as_mut().expect("consumer group");
     match (key, value) {
-        (ConsumerKey::Metadata { .. }, Some(ConsumerValue::Metadata { epoch, metadata_hash, creation_time_ms })) => {
+        (
+            ConsumerKey::Metadata { .. },
+            Some(ConsumerValue::Metadata {
+                epoch,
+                metadata_hash,
+                creation_time_ms,
+            }),
+        ) => {
             cg.group_epoch = epoch;
             cg.metadata_hash = metadata_hash;
             if creation_time_ms >= 0 {
@@ -223,6 +227,10 @@ pub(crate) fn replay(
                 cg.upsert_member(m);
             }
         }
-        (key, value) => warn!(?key, ?value, "consumer group record whose value does not match its key"),
+        (key, value) => warn!(
+            ?key,
+            ?value,
+            "consumer group record whose value does not match its key"
+        ),
     }
 }

@@ -255,7 +255,10 @@ fn join_group(ctx: &mut Ctx<'_>, groups: &mut Groups, group_id: &str, join: Join
         ctx.effects.records.extend(tombstones);
         group.consumer = None;
         group.protocol_type = None;
-        info!(group = group_id, "converted the empty consumer group to a classic group");
+        info!(
+            group = group_id,
+            "converted the empty consumer group to a classic group"
+        );
     }
     if !accept_joining_member(ctx, group, join.member_id) {
         if group.members.contains_key(join.member_id) {

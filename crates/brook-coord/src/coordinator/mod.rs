@@ -428,8 +428,10 @@ impl GroupCoordinator {
             self.timers.cancel(&heartbeat_key(group_id, member_id));
         }
         for member_id in group.consumer.iter().flat_map(|cg| cg.members.keys()) {
-            self.timers.cancel(&consumer::session_key(group_id, member_id));
-            self.timers.cancel(&consumer::revocation_key(group_id, member_id));
+            self.timers
+                .cancel(&consumer::session_key(group_id, member_id));
+            self.timers
+                .cancel(&consumer::revocation_key(group_id, member_id));
         }
         self.parked.retain(|_, g| g != group_id);
         Some(group)

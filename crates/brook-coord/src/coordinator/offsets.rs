@@ -590,7 +590,10 @@ pub(crate) fn expire_offsets(ctx: &mut Ctx<'_>, groups: &mut Groups) {
             && !group.has_offsets()
             && group.members.is_empty()
             && group.pending_members.is_empty()
-            && group.consumer.as_ref().is_none_or(|cg| cg.members.is_empty())
+            && group
+                .consumer
+                .as_ref()
+                .is_none_or(|cg| cg.members.is_empty())
         {
             deleted.push(group.id.clone());
         }
