@@ -378,6 +378,10 @@ broker_settings! {
     broker_session_timeout_ms: i64 = "broker.session.timeout.ms", "9000";
     connections_max_idle_ms: i64 = "connections.max.idle.ms", "600000";
     default_replication_factor: i64 = "default.replication.factor", "1";
+    group_consumer_assignors: String = "group.consumer.assignors", "uniform,range";
+    group_consumer_heartbeat_interval_ms: i64 = "group.consumer.heartbeat.interval.ms", "5000";
+    group_consumer_max_size: i64 = "group.consumer.max.size", "2147483647";
+    group_consumer_session_timeout_ms: i64 = "group.consumer.session.timeout.ms", "45000";
     group_initial_rebalance_delay_ms: i64 = "group.initial.rebalance.delay.ms", "3000";
     group_max_session_timeout_ms: i64 = "group.max.session.timeout.ms", "1800000";
     group_max_size: i64 = "group.max.size", "2147483647";

@@ -138,6 +138,12 @@ impl Groups {
             offsets_retention_ms: settings.offsets_retention_minutes.saturating_mul(60_000),
             offsets_retention_check_interval_ms: settings.offsets_retention_check_interval_ms,
             offset_metadata_max_bytes: settings.offset_metadata_max_bytes.max(0) as usize,
+            consumer_session_timeout_ms: clamp_i32(settings.group_consumer_session_timeout_ms),
+            consumer_heartbeat_interval_ms: clamp_i32(
+                settings.group_consumer_heartbeat_interval_ms,
+            ),
+            consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64) as usize,
+            consumer_assignors: consumer_assignors(&settings.group_consumer_assignors),
             ..GroupConfig::default()
         };
         let state = GroupState {
@@ -524,6 +530,34 @@ impl Drop for CancelOnDrop {
         };
         groups.deliver(effects.replies);
     }
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(1, i64::from(i32::MAX)) as i32
+}
+
+/// `group.consumer.assignors` as canonical names (Kafka's class names are accepted);
+/// unknown names are dropped with a warning, and an empty list means the default.
+fn consumer_assignors(configured: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for entry in configured
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        match brook_coord::consumer::assignor::canonical_name(entry) {
+            Some(name) if !names.iter().any(|n| n == name) => names.push(name.to_owned()),
+            Some(_) => {}
+            None => tracing::warn!(
+                assignor = entry,
+                "group.consumer.assignors: unknown assignor ignored"
+            ),
+        }
+    }
+    if names.is_empty() {
+        names = GroupConfig::default().consumer_assignors;
+    }
+    names
 }
 
 /// The error a group request gets when its records cannot be written (Kafka's mapping

@@ -160,6 +160,12 @@ pub async fn dispatch(
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(group::offset_fetch(&s.groups, r, v))
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group::heartbeat(&s.groups, meta, ctx, r, v).await,
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group::describe(&s.groups, meta, r, v))
+        }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list(&s.groups, r, v)),
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(group::describe(&s.groups, r, v))

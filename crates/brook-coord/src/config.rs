@@ -3,7 +3,11 @@
 /// `offsets.retention.minutes` default (7 days), in milliseconds.
 pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
 
-/// Settings of the classic group coordinator.
+/// Longest `SubscribedTopicNames` list a consumer-protocol member may send (Brook's
+/// limit; Kafka has none besides the request size).
+pub const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
+
+/// Settings of the group coordinator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an Empty group
@@ -29,6 +33,17 @@ pub struct GroupConfig {
     /// how long a brand-new member's parked JoinGroup may wait before it is dropped. A new
     /// member cannot heartbeat, so its session timeout cannot protect the group from it.
     pub new_member_join_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member that has not
+    /// heartbeated for this long is removed (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members
+    /// heartbeat (the coordinator tells them in every response).
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`: the most members a consumer group accepts.
+    pub consumer_max_size: usize,
+    /// `group.consumer.assignors`, as canonical names (`uniform`, `range`); the first is
+    /// the default.
+    pub consumer_assignors: Vec<String>,
 }
 
 impl Default for GroupConfig {
@@ -42,6 +57,10 @@ impl Default for GroupConfig {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4_096,
             new_member_join_timeout_ms: 300_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_max_size: i32::MAX as usize,
+            consumer_assignors: vec!["uniform".into(), "range".into()],
         }
     }
 }

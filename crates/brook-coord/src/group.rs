@@ -10,6 +10,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
+use crate::consumer::ConsumerGroup;
 use crate::records::{CommittedOffset, OffsetsRecord};
 use crate::ReplyToken;
 
@@ -156,6 +157,10 @@ pub(crate) struct Group {
     /// `__consumer_offsets` rebuilds it from. None while none has been written since the
     /// group was created (a group used only for offsets, or one in its first rebalance).
     pub last_metadata_record: Option<OffsetsRecord>,
+    /// Present when this is a consumer group of the new protocol (KIP-848): then the
+    /// classic fields above stay Empty (no classic member can join), and offsets are
+    /// shared as in Kafka, where they live apart from the group's type.
+    pub consumer: Option<Box<ConsumerGroup>>,
 }
 
 impl Group {
@@ -178,6 +183,7 @@ impl Group {
             subscribed_topics: None,
             offsets: BTreeMap::new(),
             last_metadata_record: None,
+            consumer: None,
         }
     }
 
@@ -387,6 +393,9 @@ impl Group {
     /// When the subscriptions are unknown, a consumer group counts as subscribed to
     /// everything (the safe answer for offset deletion and expiry).
     pub(crate) fn is_subscribed_to_topic(&self, topic: &str) -> bool {
+        if let Some(consumer) = &self.consumer {
+            return consumer.is_subscribed_to(topic);
+        }
         match &self.subscribed_topics {
             Some(topics) => topics.contains(topic),
             None => self.uses_consumer_protocol(),

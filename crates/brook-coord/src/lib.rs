@@ -1,5 +1,5 @@
-//! Brook's coordinators as pure state machines: the classic-protocol group coordinator
-//! and the transaction coordinator.
+//! Brook's coordinators as pure state machines: the group coordinator (classic groups
+//! and KIP-848 consumer groups) and the transaction coordinator.
 //!
 //! Requests (`kafka_protocol::messages` types, with their API version) and the current
 //! time go in; responses, replies to parked requests, records for the internal topics
@@ -9,6 +9,9 @@
 //!
 //! - [`coordinator`]: [`GroupCoordinator`], its handlers, [`Effects`] and [`Reply`].
 //! - `group`: one group's state, members, protocol vote and offsets.
+//! - [`consumer`]: KIP-848 consumer groups: the group and who owns which partition, the
+//!   `uniform` and `range` assignors, one reconciliation step (Kafka's
+//!   CurrentAssignmentBuilder), and their records in Kafka 4's format.
 //! - [`records`]: [`OffsetsRecord`] and its documented binary encoding.
 //! - [`txn`]: [`TransactionCoordinator`] (InitProducerId, AddPartitionsToTxn,
 //!   AddOffsetsToTxn, EndTxn, DescribeTransactions, ListTransactions), [`TxnEffects`],
@@ -31,7 +34,9 @@
 //!   transactional id is its whole state, which [`TransactionCoordinator::replay`]
 //!   restores.
 //!
-//! Absent on purpose: consumer groups of the new protocol (KIP-848), transactional offset
+//! Absent on purpose: KIP-848 regular-expression subscriptions, rack-aware assignment
+//! and groups that mix classic and consumer members (a group is one or the other),
+//! transactional offset
 //! commits in the group coordinator (the broker handles TxnOffsetCommit, checking the
 //! transaction with [`TransactionCoordinator::verify_partition`]), transactions version
 //! 2 (KIP-890 part 2), topic ids in offset requests (the broker caps OffsetCommit and
@@ -39,6 +44,7 @@
 //! replays before it serves).
 
 pub mod config;
+pub mod consumer;
 pub mod coordinator;
 mod group;
 pub mod records;
@@ -46,6 +52,7 @@ mod timers;
 pub mod txn;
 
 pub use config::GroupConfig;
+pub use consumer::{ConsumerGroupState, TopicsView};
 pub use coordinator::{Effects, GroupCoordinator, GroupSummary, Reply, ReplyToken};
 pub use group::GroupState;
 pub use records::{OffsetsRecord, RecordError};

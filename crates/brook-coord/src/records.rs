@@ -26,11 +26,16 @@
 //! A missing value (None) is a tombstone: compaction removes the key.
 //! ```
 //!
+//! Key types 3 to 8 are consumer groups of the new protocol (KIP-848), which Brook
+//! writes in Kafka 4's own format: see `consumer::records`.
+//!
 //! Keys are canonical (compaction compares their bytes), so a key with trailing bytes is
 //! rejected. A value may carry trailing bytes, which this version ignores: a later
 //! version may append fields without breaking older readers.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::consumer::records::{ConsumerKey, ConsumerValue};
 
 const OFFSET_COMMIT_KEY: i16 = 1;
 const GROUP_METADATA_KEY: i16 = 2;
@@ -71,6 +76,8 @@ pub(crate) enum RecordKey {
     GroupMetadata {
         group: String,
     },
+    /// A consumer group record (KIP-848), in Kafka's format.
+    Consumer(ConsumerKey),
 }
 
 /// A committed offset as stored.
@@ -111,6 +118,7 @@ pub(crate) struct MemberMetadataValue {
 pub(crate) enum RecordValue {
     OffsetCommit(CommittedOffset),
     GroupMetadata(GroupMetadataValue),
+    Consumer(ConsumerValue),
 }
 
 impl OffsetsRecord {
@@ -147,6 +155,14 @@ impl OffsetsRecord {
         }
     }
 
+    /// A consumer group record (a tombstone when `value` is None).
+    pub(crate) fn consumer(key: &ConsumerKey, value: Option<&ConsumerValue>) -> Self {
+        OffsetsRecord {
+            key: key.encode(),
+            value: value.map(ConsumerValue::encode),
+        }
+    }
+
     /// The group the record belongs to: what the broker partitions `__consumer_offsets`
     /// by (Kafka maps a group to partition `hash(group id) % partitions`). None when the
     /// key cannot be read.
@@ -155,6 +171,7 @@ impl OffsetsRecord {
             RecordKey::OffsetCommit { group, .. } | RecordKey::GroupMetadata { group } => {
                 Some(group)
             }
+            RecordKey::Consumer(key) => Some(key.group().to_owned()),
         }
     }
 
@@ -166,7 +183,7 @@ impl OffsetsRecord {
                 topic,
                 partition,
             } => Some((group, topic, partition)),
-            RecordKey::GroupMetadata { .. } => None,
+            RecordKey::GroupMetadata { .. } | RecordKey::Consumer(_) => None,
         }
     }
 
@@ -181,6 +198,9 @@ impl OffsetsRecord {
                 }
                 RecordKey::GroupMetadata { .. } => {
                     RecordValue::GroupMetadata(decode_group_metadata_value(bytes)?)
+                }
+                RecordKey::Consumer(ref key) => {
+                    RecordValue::Consumer(ConsumerValue::decode(key, bytes)?)
                 }
             }),
         };
@@ -248,6 +268,7 @@ fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
         GROUP_METADATA_KEY => RecordKey::GroupMetadata {
             group: reader.string()?,
         },
+        kind @ 3..=8 => return ConsumerKey::decode(kind, &bytes[2..]).map(RecordKey::Consumer),
         other => return Err(RecordError::UnknownKeyType(other)),
     };
     match reader.remaining() {

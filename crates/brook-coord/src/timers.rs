@@ -18,6 +18,11 @@ pub(crate) enum TimerKey {
     /// The end of a group's sync phase: members that have not sent SyncGroup by then are
     /// removed.
     Sync { group: String },
+    /// A consumer-protocol member's session (KIP-848): on expiry the member is removed.
+    ConsumerSession { group: String, member: String },
+    /// A consumer-protocol member's time to revoke partitions (its rebalance timeout):
+    /// on expiry, if it still has not, it is removed.
+    ConsumerRevocation { group: String, member: String },
     /// The periodic search for expired offsets.
     OffsetRetention,
 }

@@ -1,7 +1,17 @@
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::protocol::StrBytes;
 
 use crate::apis::supported_apis;
+
+/// The feature flag of the group coordinator's protocols and its level here: 1 = the
+/// consumer rebalance protocol (KIP-848) is on, as in Kafka 4.
+const GROUP_VERSION_FEATURE: &str = "group.version";
+const GROUP_VERSION: i16 = 1;
+/// Brook's features never change at run time, so their epoch is a constant.
+const FINALIZED_FEATURES_EPOCH: i64 = 1;
 
 /// The ApiVersions answer: every implemented API and its version range.
 /// Also sent, as v0, with UNSUPPORTED_VERSION when a client asks for a version Brook
@@ -15,7 +25,19 @@ pub fn response(error_code: i16) -> ApiVersionsResponse {
                 .with_max_version(max)
         })
         .collect();
+    // KIP-848: Kafka enables the consumer protocol with `group.version` 1, and clients
+    // (the Java admin client, librdkafka) look for it. ApiVersions v3+ carries features.
+    let group_version = StrBytes::from_static_str(GROUP_VERSION_FEATURE);
     ApiVersionsResponse::default()
         .with_error_code(error_code)
         .with_api_keys(api_keys)
+        .with_supported_features(vec![SupportedFeatureKey::default()
+            .with_name(group_version.clone())
+            .with_min_version(0)
+            .with_max_version(GROUP_VERSION)])
+        .with_finalized_features_epoch(FINALIZED_FEATURES_EPOCH)
+        .with_finalized_features(vec![FinalizedFeatureKey::default()
+            .with_name(group_version)
+            .with_min_version_level(GROUP_VERSION)
+            .with_max_version_level(GROUP_VERSION)])
 }

@@ -3,6 +3,7 @@
 pub mod acls;
 pub mod api_versions;
 pub mod configs;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod elect_leaders;
 pub mod fetch;

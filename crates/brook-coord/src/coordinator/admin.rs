@@ -16,8 +16,11 @@ use super::{heartbeat_key, GroupCoordinator};
 use crate::group::{Group, GroupState};
 use crate::records::OffsetsRecord;
 
-/// The group type ListGroups v5 reports for every group here (KIP-848 names).
+/// The group types ListGroups v5 reports (KIP-848 names).
 const CLASSIC_GROUP_TYPE: &str = "classic";
+const CONSUMER_GROUP_TYPE: &str = "consumer";
+/// DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for a group it cannot describe.
+const FIRST_DESCRIBE_VERSION_WITH_NOT_FOUND: i16 = 6;
 /// ListGroups v4+ filters by state.
 const FIRST_LIST_VERSION_WITH_STATE: i16 = 4;
 /// ListGroups v5+ filters by and reports the group type.
@@ -27,24 +30,29 @@ const FIRST_DESCRIBE_VERSION_WITH_INSTANCE_ID: i16 = 4;
 
 impl GroupCoordinator {
     /// Handles ListGroups, with the state filter (v4+, case-insensitive) and the type
-    /// filter (v5+: only "classic" matches these groups).
+    /// filter (v5+: "classic" or "consumer").
     pub fn list_groups(&self, version: i16, request: &ListGroupsRequest) -> ListGroupsResponse {
         let states: Vec<String> = request
             .states_filter
             .iter()
             .map(|s| s.trim().to_lowercase())
             .collect();
-        let types_match = request.types_filter.is_empty()
-            || request
-                .types_filter
-                .iter()
-                .any(|t| t.trim().eq_ignore_ascii_case(CLASSIC_GROUP_TYPE));
+        let types_match = |group_type: &str| {
+            request.types_filter.is_empty()
+                || request
+                    .types_filter
+                    .iter()
+                    .any(|t| t.trim().eq_ignore_ascii_case(group_type))
+        };
         let mut response = ListGroupsResponse::default();
-        if !types_match {
-            return response;
-        }
         for group in self.groups.values() {
-            let state = group.state.name();
+            let (state, group_type) = match &group.consumer {
+                Some(cg) => (cg.state().name(), CONSUMER_GROUP_TYPE),
+                None => (group.state.name(), CLASSIC_GROUP_TYPE),
+            };
+            if !types_match(group_type) {
+                continue;
+            }
             if !states.is_empty() && !states.contains(&state.to_lowercase()) {
                 continue;
             }
@@ -55,7 +63,7 @@ impl GroupCoordinator {
                 listed.group_state = StrBytes::from_static_str(state);
             }
             if version >= FIRST_LIST_VERSION_WITH_TYPE {
-                listed.group_type = StrBytes::from_static_str(CLASSIC_GROUP_TYPE);
+                listed.group_type = StrBytes::from_static_str(group_type);
             }
             response.groups.push(listed);
         }
@@ -75,8 +83,20 @@ impl GroupCoordinator {
             let mut described = DescribedGroup::default();
             described.group_id = group_id.clone();
             match self.groups.get(group_id.as_str()) {
-                None => described.group_state = StrBytes::from_static_str(GroupState::Dead.name()),
-                Some(group) => describe(version, group, &mut described),
+                Some(group) if group.consumer.is_none() => describe(version, group, &mut described),
+                found => {
+                    // Unknown, or a consumer group (which ConsumerGroupDescribe shows).
+                    described.group_state = StrBytes::from_static_str(GroupState::Dead.name());
+                    if version >= FIRST_DESCRIBE_VERSION_WITH_NOT_FOUND {
+                        let id = group_id.as_str();
+                        let message = match found {
+                            None => format!("Group {id} not found."),
+                            Some(_) => format!("Group {id} is not a classic group."),
+                        };
+                        described.error_code = ResponseError::GroupIdNotFound.code();
+                        described.error_message = Some(StrBytes::from_string(message));
+                    }
+                }
             }
             response.groups.push(described);
         }
@@ -94,8 +114,16 @@ impl GroupCoordinator {
         let mut response = DeleteGroupsResponse::default();
         let mut records = Vec::new();
         for group_id in &request.groups_names {
+            let consumer_members = self
+                .groups
+                .get(group_id.as_str())
+                .and_then(|g| g.consumer.as_ref())
+                .map(|cg| cg.members.len());
             let error = match self.groups.get(group_id.as_str()).map(|g| g.state) {
                 None | Some(GroupState::Dead) => Some(ResponseError::GroupIdNotFound),
+                Some(_) if consumer_members.is_some_and(|n| n > 0) => {
+                    Some(ResponseError::NonEmptyGroup)
+                }
                 Some(GroupState::Empty) => {
                     let group = self.groups.remove(group_id.as_str()).expect("exists");
                     self.delete(group, &mut records);
@@ -120,7 +148,10 @@ impl GroupCoordinator {
                 ));
             }
         }
-        records.push(OffsetsRecord::group_metadata_tombstone(&group.id));
+        match &group.consumer {
+            Some(cg) => records.extend(super::consumer::group_tombstones(&group.id, cg)),
+            None => records.push(OffsetsRecord::group_metadata_tombstone(&group.id)),
+        }
         for member_id in &group.pending_members {
             self.timers.cancel(&heartbeat_key(&group.id, member_id));
         }

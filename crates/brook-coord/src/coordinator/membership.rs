@@ -240,6 +240,26 @@ fn join_group(ctx: &mut Ctx<'_>, groups: &mut Groups, group_id: &str, join: Join
         groups.insert(group_id.to_owned(), Group::new(group_id, Some(ctx.now_ms)));
     }
     let group = groups.get_mut(group_id).expect("exists or just created");
+    if let Some(cg) = &group.consumer {
+        if !cg.members.is_empty() {
+            let response = join_error(
+                parked.version,
+                join.member_id,
+                ResponseError::InconsistentGroupProtocol,
+            );
+            info!(group = group_id, "classic member refused: the group uses the consumer protocol (Brook does not migrate groups between protocols)");
+            return ctx.reply_join(parked, response);
+        }
+        // An empty consumer group becomes a classic one, as in Kafka.
+        let tombstones = super::consumer::group_tombstones(group_id, cg);
+        ctx.effects.records.extend(tombstones);
+        group.consumer = None;
+        group.protocol_type = None;
+        info!(
+            group = group_id,
+            "converted the empty consumer group to a classic group"
+        );
+    }
     if !accept_joining_member(ctx, group, join.member_id) {
         if group.members.contains_key(join.member_id) {
             remove_member(ctx, group, join.member_id);

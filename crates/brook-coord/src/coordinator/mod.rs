@@ -12,6 +12,8 @@
 //! coordinator and rebuild it from the log with [`GroupCoordinator::replay`].
 
 mod admin;
+mod consumer;
+mod consumer_admin;
 mod membership;
 mod offsets;
 mod responses;
@@ -229,7 +231,11 @@ impl GroupCoordinator {
         let (groups, mut ctx) = self.parts(now_ms, &mut effects);
         for group_id in loaded {
             if let Some(group) = groups.get_mut(&group_id) {
-                membership::on_group_loaded(&mut ctx, group);
+                if group.consumer.is_some() {
+                    consumer::on_loaded(&mut ctx, group);
+                } else {
+                    membership::on_group_loaded(&mut ctx, group);
+                }
             }
         }
         for key in ctx.timers.take_due(now_ms) {
@@ -247,6 +253,16 @@ impl GroupCoordinator {
                 TimerKey::Sync { group } => {
                     if let Some(g) = groups.get_mut(&group) {
                         membership::expire_sync(&mut ctx, g);
+                    }
+                }
+                TimerKey::ConsumerSession { group, member } => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        consumer::expire_session(&mut ctx, g, &member);
+                    }
+                }
+                TimerKey::ConsumerRevocation { group, member } => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        consumer::expire_revocation(&mut ctx, g, &member);
                     }
                 }
                 TimerKey::OffsetRetention => {
@@ -341,6 +357,14 @@ impl GroupCoordinator {
                     }
                 }
             }
+            (RecordKey::Consumer(key), value) => {
+                let value = match value {
+                    None => None,
+                    Some(RecordValue::Consumer(v)) => Some(v),
+                    Some(other) => unreachable!("decode pairs keys with their values: {other:?}"),
+                };
+                consumer_admin::replay(&mut self.groups, &mut self.loaded, key, value);
+            }
             (key, value) => unreachable!("decode pairs keys with their values: {key:?} {value:?}"),
         }
         Ok(())
@@ -370,6 +394,9 @@ impl GroupCoordinator {
                 continue;
             }
             records.extend(group.last_metadata_record.iter().cloned());
+            if let Some(cg) = &group.consumer {
+                records.extend(consumer::group_records(group_id, cg));
+            }
             for (topic, partitions) in &group.offsets {
                 for (partition, offset) in partitions {
                     records.push(OffsetsRecord::offset_commit(
@@ -399,6 +426,12 @@ impl GroupCoordinator {
         self.timers.cancel(&sync_key(group_id));
         for member_id in group.members.keys().chain(group.pending_members.iter()) {
             self.timers.cancel(&heartbeat_key(group_id, member_id));
+        }
+        for member_id in group.consumer.iter().flat_map(|cg| cg.members.keys()) {
+            self.timers
+                .cancel(&consumer::session_key(group_id, member_id));
+            self.timers
+                .cancel(&consumer::revocation_key(group_id, member_id));
         }
         self.parked.retain(|_, g| g != group_id);
         Some(group)
@@ -476,6 +509,25 @@ impl MemberIdGenerator {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// A Kafka `Uuid` string (URL-safe base64 of 16 random bytes, no padding), as Kafka
+    /// generates ConsumerGroupHeartbeat v0 member ids.
+    pub(crate) fn generate_uuid(&mut self) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut bytes = [0u8; 18];
+        bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        bytes[8..16].copy_from_slice(&self.next_u64().to_be_bytes());
+        let mut out = String::with_capacity(22);
+        for chunk in bytes.chunks(3) {
+            let n = u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]);
+            for shift in [18, 12, 6, 0] {
+                out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
+            }
+        }
+        out.truncate(22);
+        out
     }
 
     pub(crate) fn generate(&mut self, prefix: &str) -> String {

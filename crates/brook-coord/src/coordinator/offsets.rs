@@ -198,6 +198,24 @@ impl GroupCoordinator {
                 });
                 let mut group = OffsetFetchResponseGroup::default();
                 group.group_id = wanted.group_id.clone();
+                // v9+: a consumer-protocol member fetches with its id and epoch.
+                let consumer = self
+                    .groups
+                    .get(wanted.group_id.as_str())
+                    .and_then(|g| g.consumer.as_ref());
+                // Without a member id and epoch (the admin client, or a client that
+                // does not send them) any fetch is accepted, as in Kafka.
+                let anonymous = wanted.member_id.is_none() && wanted.member_epoch < 0;
+                if let Some(cg) = consumer.filter(|_| !anonymous) {
+                    let member_id = wanted.member_id.as_deref().unwrap_or("");
+                    if let Err(e) =
+                        validate_consumer_member(cg, member_id, wanted.member_epoch, false)
+                    {
+                        group.error_code = e.code();
+                        response.groups.push(group);
+                        continue;
+                    }
+                }
                 group.topics = self
                     .fetch(&wanted.group_id, topics)
                     .into_iter()
@@ -360,6 +378,22 @@ fn validate_commit(
     let group = &groups[group_id];
     let member_id = request.member_id.as_str();
     let instance_id = request.group_instance_id.as_deref();
+    if let Some(cg) = &group.consumer {
+        validate_consumer_member(cg, member_id, generation_id, false)?;
+        if !cg.members.is_empty() && version < FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
+            // Kafka: members of the new protocol commit with v9+ (UNSUPPORTED_VERSION).
+            return Err(ResponseError::UnsupportedVersion);
+        }
+        if let Some(member) = cg.members.get(member_id) {
+            // Commits count as liveness for consumer members too.
+            let _ = member;
+            ctx.schedule_group_timer(
+                super::consumer::session_key(group_id, member_id),
+                i64::from(ctx.config.consumer_session_timeout_ms),
+            );
+        }
+        return Ok(request.group_id.clone());
+    }
     if generation_id < 0 && group.is(GroupState::Empty) {
         return Ok(request.group_id.clone());
     }
@@ -404,6 +438,13 @@ fn validate_txn_commit(
     if group.is(GroupState::Dead) {
         return Err(ResponseError::CoordinatorNotAvailable);
     }
+    if let Some(cg) = &group.consumer {
+        let member_id = request.member_id.as_str();
+        if member_id.is_empty() && request.generation_id < 0 {
+            return Ok(());
+        }
+        return validate_consumer_member(cg, member_id, request.generation_id, true);
+    }
     let member_id = request.member_id.as_str();
     let instance_id = request.group_instance_id.as_deref();
     if !member_id.is_empty() || instance_id.is_some() {
@@ -411,6 +452,33 @@ fn validate_txn_commit(
     }
     if request.generation_id >= 0 && request.generation_id != group.generation_id {
         return Err(ResponseError::IllegalGeneration);
+    }
+    Ok(())
+}
+
+/// Kafka's ConsumerGroup.validateOffsetCommit / validateOffsetFetch: without a member
+/// id and with epoch -1 (the admin client, a consumer without group management) only
+/// while the group is empty; otherwise the member must exist (UNKNOWN_MEMBER_ID) with
+/// that epoch (STALE_MEMBER_EPOCH, or ILLEGAL_GENERATION for transactional commits).
+pub(crate) fn validate_consumer_member(
+    cg: &crate::consumer::ConsumerGroup,
+    member_id: &str,
+    epoch: i32,
+    transactional: bool,
+) -> Result<(), ResponseError> {
+    if epoch < 0 && member_id.is_empty() && cg.members.is_empty() {
+        return Ok(());
+    }
+    let member = cg
+        .members
+        .get(member_id)
+        .ok_or(ResponseError::UnknownMemberId)?;
+    if epoch != member.member_epoch {
+        return Err(if transactional {
+            ResponseError::IllegalGeneration
+        } else {
+            ResponseError::StaleMemberEpoch
+        });
     }
     Ok(())
 }
@@ -466,6 +534,15 @@ pub(crate) fn expire_offsets(ctx: &mut Ctx<'_>, groups: &mut Groups) {
     let mut deleted = Vec::new();
     for group in groups.values_mut() {
         let base_of = |group: &Group, offset: &CommittedOffset| -> Option<i64> {
+            if let Some(cg) = &group.consumer {
+                // Empty: from when it emptied; else offsets of topics nobody subscribes
+                // to, from their commit (the caller skips subscribed topics).
+                return Some(if cg.members.is_empty() {
+                    cg.empty_since_ms.max(offset.commit_timestamp_ms)
+                } else {
+                    offset.commit_timestamp_ms
+                });
+            }
             match group.protocol_type.as_deref() {
                 None => Some(offset.commit_timestamp_ms),
                 Some(_) if group.is(GroupState::Empty) => Some(
@@ -513,15 +590,26 @@ pub(crate) fn expire_offsets(ctx: &mut Ctx<'_>, groups: &mut Groups) {
             && !group.has_offsets()
             && group.members.is_empty()
             && group.pending_members.is_empty()
+            && group
+                .consumer
+                .as_ref()
+                .is_none_or(|cg| cg.members.is_empty())
         {
             deleted.push(group.id.clone());
         }
     }
     for group_id in deleted {
         info!(group = %group_id, "deleting empty group without offsets");
-        groups.remove(&group_id);
-        ctx.effects
-            .records
-            .push(OffsetsRecord::group_metadata_tombstone(&group_id));
+        let group = groups.remove(&group_id).expect("listed");
+        match &group.consumer {
+            Some(cg) => ctx
+                .effects
+                .records
+                .extend(super::consumer::group_tombstones(&group_id, cg)),
+            None => ctx
+                .effects
+                .records
+                .push(OffsetsRecord::group_metadata_tombstone(&group_id)),
+        }
     }
 }

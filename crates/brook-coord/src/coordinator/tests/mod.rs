@@ -3,6 +3,7 @@
 //! encodes at its API version and that no token is answered twice.
 
 mod admin;
+mod consumer;
 mod membership;
 mod offsets;
 mod replay;

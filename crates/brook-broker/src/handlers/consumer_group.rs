@@ -1,0 +1,103 @@
+//! KIP-848 consumer groups: ConsumerGroupHeartbeat and ConsumerGroupDescribe. The
+//! decisions are `brook-coord`'s; this module gives them the topics of the applied
+//! metadata image, appends the records and answers.
+
+use brook_coord::{Effects, TopicsView};
+use brook_meta::MetadataImage;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+use crate::groups::Groups;
+use crate::handlers::RequestContext;
+use crate::metadata::MetadataView;
+
+/// The coordinator's view of the topics: the applied metadata image.
+struct ImageTopics<'a>(&'a MetadataImage);
+
+impl TopicsView for ImageTopics<'_> {
+    fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
+        self.0.topic(name).map(|t| {
+            (
+                t.topic_id,
+                i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+            )
+        })
+    }
+
+    fn topic_name(&self, id: &Uuid) -> Option<String> {
+        self.0.topic_by_id(id).map(|t| t.name.clone())
+    }
+}
+
+pub async fn heartbeat(
+    groups: &Groups,
+    meta: &MetadataView,
+    ctx: &RequestContext,
+    req: ConsumerGroupHeartbeatRequest,
+    version: i16,
+) -> ConsumerGroupHeartbeatResponse {
+    let group_id = req.group_id.0.to_string();
+    let fail = |code: i16, message: String| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    if !groups.coordinates(&group_id) {
+        return fail(
+            ResponseError::NotCoordinator.code(),
+            format!("This broker does not coordinate group {group_id}."),
+        );
+    }
+    let image = meta.image();
+    let client_host = ctx.client_host();
+    let result = groups
+        .apply(&group_id, |c| {
+            let (response, records) = c.consumer_group_heartbeat(
+                version,
+                &req,
+                ctx.client_id(),
+                &client_host,
+                &ImageTopics(&image),
+                now_ms(),
+            );
+            (
+                response,
+                Effects {
+                    replies: vec![],
+                    records,
+                },
+            )
+        })
+        .await;
+    result.unwrap_or_else(|e| fail(e.code, e.message))
+}
+
+pub fn describe(
+    groups: &Groups,
+    meta: &MetadataView,
+    req: ConsumerGroupDescribeRequest,
+    version: i16,
+) -> ConsumerGroupDescribeResponse {
+    let image = meta.image();
+    let mut response = groups.read(|g| {
+        g.coordinator
+            .consumer_group_describe(version, &req, &ImageTopics(&image))
+    });
+    for g in response.groups.iter_mut() {
+        if !groups.coordinates(&g.group_id.0) {
+            *g = DescribedGroup::default()
+                .with_group_id(g.group_id.clone())
+                .with_error_code(ResponseError::NotCoordinator.code());
+        } else if req.include_authorized_operations && g.error_code == 0 {
+            g.authorized_operations = super::authorized_ops::GROUP;
+        }
+    }
+    response
+}

@@ -1,0 +1,405 @@
+//! Consumer groups of the new rebalance protocol (KIP-848): the group, its members and
+//! the pure pieces the coordinator drives them with.
+//!
+//! A consumer group has a *group epoch* (bumped whenever its members or what they
+//! subscribe to change), a *target assignment* computed by a server-side assignor for
+//! one group epoch (its *assignment epoch*), and members that converge on their target
+//! one heartbeat at a time ([`reconcile`]): a member first gives up the partitions it
+//! must lose, and a partition is handed to its new owner only once its previous owner no
+//! longer holds it. The partition owners (with the epoch they hold it in) are kept here,
+//! so the rule "at most one owner per partition" is checked where it is changed.
+//!
+//! - [`assignor`]: the `uniform` and `range` assignors.
+//! - [`reconcile`]: Kafka's CurrentAssignmentBuilder (member states STABLE,
+//!   UNREVOKED_PARTITIONS, UNRELEASED_PARTITIONS).
+//! - [`records`]: the group's `__consumer_offsets` records, in Kafka 4's format.
+
+pub mod assignor;
+pub(crate) mod reconcile;
+pub(crate) mod records;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use uuid::Uuid;
+
+/// Partitions by topic id.
+pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
+
+/// The member epoch of a static member that left for a while (it keeps its partitions
+/// until its session expires).
+pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
+/// The member epoch of a member leaving for good.
+pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
+
+/// What the coordinator needs to know of the cluster's topics; the broker implements it
+/// over its metadata image.
+pub trait TopicsView {
+    /// The id and partition count of a topic, if it exists.
+    fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
+    /// The name of a topic id, if it exists.
+    fn topic_name(&self, id: &Uuid) -> Option<String>;
+}
+
+/// Where a member is in its reconciliation (Kafka's MemberState, with its codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberState {
+    /// The member has its target assignment for its epoch.
+    Stable,
+    /// The member must first give up `pending_revocation`.
+    UnrevokedPartitions,
+    /// The member waits for partitions still held by others.
+    UnreleasedPartitions,
+}
+
+impl MemberState {
+    pub(crate) fn code(self) -> i8 {
+        match self {
+            MemberState::Stable => 0,
+            MemberState::UnrevokedPartitions => 1,
+            MemberState::UnreleasedPartitions => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: i8) -> Option<Self> {
+        match code {
+            0 => Some(MemberState::Stable),
+            1 => Some(MemberState::UnrevokedPartitions),
+            2 => Some(MemberState::UnreleasedPartitions),
+            _ => None,
+        }
+    }
+}
+
+/// The state of a consumer group as ListGroups and ConsumerGroupDescribe name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumerGroupState {
+    Empty,
+    /// The group epoch moved past the target assignment's.
+    Assigning,
+    /// Some member has not reached its target yet.
+    Reconciling,
+    Stable,
+}
+
+impl ConsumerGroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsumerGroupState::Empty => "Empty",
+            ConsumerGroupState::Assigning => "Assigning",
+            ConsumerGroupState::Reconciling => "Reconciling",
+            ConsumerGroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// One member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsumerMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Sorted, without duplicates.
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+    pub state: MemberState,
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    /// What the member owns and may use.
+    pub assigned: Assignment,
+    /// What the member owns and must give up.
+    pub pending_revocation: Assignment,
+}
+
+impl ConsumerMember {
+    pub(crate) fn new(member_id: &str) -> Self {
+        ConsumerMember {
+            member_id: member_id.to_owned(),
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            subscribed_topic_names: Vec::new(),
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: -1,
+            server_assignor: None,
+            state: MemberState::Stable,
+            member_epoch: 0,
+            previous_member_epoch: 0,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+        }
+    }
+
+    /// The metadata part (what ConsumerGroupMemberMetadata holds) equals `other`'s.
+    pub(crate) fn same_metadata(&self, other: &ConsumerMember) -> bool {
+        self.instance_id == other.instance_id
+            && self.rack_id == other.rack_id
+            && self.client_id == other.client_id
+            && self.client_host == other.client_host
+            && self.subscribed_topic_names == other.subscribed_topic_names
+            && self.subscribed_topic_regex == other.subscribed_topic_regex
+            && self.rebalance_timeout_ms == other.rebalance_timeout_ms
+            && self.server_assignor == other.server_assignor
+    }
+
+    /// The assignment part (what ConsumerGroupCurrentMemberAssignment holds) equals
+    /// `other`'s.
+    pub(crate) fn same_assignment(&self, other: &ConsumerMember) -> bool {
+        self.state == other.state
+            && self.member_epoch == other.member_epoch
+            && self.previous_member_epoch == other.previous_member_epoch
+            && self.assigned == other.assigned
+            && self.pending_revocation == other.pending_revocation
+    }
+
+    /// Every partition the member holds: assigned or pending revocation.
+    pub(crate) fn owned(&self) -> impl Iterator<Item = (Uuid, i32)> + '_ {
+        self.assigned
+            .iter()
+            .chain(self.pending_revocation.iter())
+            .flat_map(|(t, ps)| ps.iter().map(move |p| (*t, *p)))
+    }
+}
+
+/// A consumer group: epochs, members, the target assignment and who owns what.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConsumerGroup {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    /// Brook's hash of the subscribed topics' ids and partition counts, stored with
+    /// the group epoch (Kafka's MetadataHash field, with a hash of Brook's own): when it
+    /// changes (partitions added, a topic created or deleted), the epoch is bumped.
+    pub metadata_hash: i64,
+    pub creation_time_ms: i64,
+    /// When the group last became empty (the base of its offsets' expiry).
+    pub empty_since_ms: i64,
+    pub members: BTreeMap<String, ConsumerMember>,
+    /// group.instance.id -> member id.
+    pub static_members: HashMap<String, String>,
+    /// Member id -> target assignment (for `assignment_epoch`).
+    pub target: BTreeMap<String, Assignment>,
+    /// Subscribed topic name -> how many members subscribe to it.
+    subscribers: BTreeMap<String, usize>,
+    /// Partition -> (owner, the owner's epoch).
+    owners: HashMap<(Uuid, i32), (String, i32)>,
+}
+
+impl ConsumerGroup {
+    pub(crate) fn new(now_ms: i64) -> Self {
+        ConsumerGroup {
+            creation_time_ms: now_ms,
+            empty_since_ms: now_ms,
+            ..ConsumerGroup::default()
+        }
+    }
+
+    pub(crate) fn state(&self) -> ConsumerGroupState {
+        if self.members.is_empty() {
+            ConsumerGroupState::Empty
+        } else if self.group_epoch != self.assignment_epoch {
+            ConsumerGroupState::Assigning
+        } else if self
+            .members
+            .values()
+            .any(|m| m.member_epoch != self.assignment_epoch || m.state != MemberState::Stable)
+        {
+            ConsumerGroupState::Reconciling
+        } else {
+            ConsumerGroupState::Stable
+        }
+    }
+
+    pub(crate) fn partition_owner(&self, topic: Uuid, partition: i32) -> Option<&str> {
+        self.owners
+            .get(&(topic, partition))
+            .map(|(owner, _)| owner.as_str())
+    }
+
+    /// The topics some member subscribes to by name.
+    pub(crate) fn subscribed_topic_names(&self) -> impl Iterator<Item = &str> {
+        self.subscribers.keys().map(String::as_str)
+    }
+
+    pub(crate) fn is_subscribed_to(&self, topic: &str) -> bool {
+        self.subscribers.contains_key(topic)
+    }
+
+    /// Adds or replaces a member, keeping the owners, subscriber counts and static
+    /// member index in step. A partition the member holds that the index says another
+    /// member holds is taken over (replay of a damaged log; never the coordinator's own
+    /// decisions, which the tests check with [`ConsumerGroup::check_invariants`]).
+    pub(crate) fn upsert_member(&mut self, member: ConsumerMember) {
+        self.detach(&member.member_id);
+        for topic in &member.subscribed_topic_names {
+            *self.subscribers.entry(topic.clone()).or_default() += 1;
+        }
+        if let Some(instance) = &member.instance_id {
+            self.static_members
+                .insert(instance.clone(), member.member_id.clone());
+        }
+        for key in member.owned().collect::<Vec<_>>() {
+            let previous = self
+                .owners
+                .insert(key, (member.member_id.clone(), member.member_epoch));
+            if let Some((other, _)) = previous.filter(|(o, _)| *o != member.member_id) {
+                tracing::warn!(member = %member.member_id, other = %other, "partition held by two members; the later one keeps it");
+                if let Some(o) = self.members.get_mut(&other) {
+                    for a in [&mut o.assigned, &mut o.pending_revocation] {
+                        if let Some(ps) = a.get_mut(&key.0) {
+                            ps.remove(&key.1);
+                            if ps.is_empty() {
+                                a.remove(&key.0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.members.insert(member.member_id.clone(), member);
+    }
+
+    /// Removes a member and its target assignment; what it held becomes free.
+    pub(crate) fn remove_member(&mut self, member_id: &str) -> Option<ConsumerMember> {
+        self.detach(member_id);
+        self.target.remove(member_id);
+        self.members.remove(member_id)
+    }
+
+    /// Takes the member's entries out of the indexes (not out of `members`).
+    fn detach(&mut self, member_id: &str) {
+        let Some(old) = self.members.get(member_id) else {
+            return;
+        };
+        for topic in &old.subscribed_topic_names {
+            if let Some(n) = self.subscribers.get_mut(topic) {
+                *n -= 1;
+                if *n == 0 {
+                    self.subscribers.remove(topic);
+                }
+            }
+        }
+        if let Some(instance) = &old.instance_id {
+            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(instance);
+            }
+        }
+        for key in old.owned().collect::<Vec<_>>() {
+            if self.owners.get(&key).is_some_and(|(o, _)| o == member_id) {
+                self.owners.remove(&key);
+            }
+        }
+    }
+
+    /// The assignor the group uses: the one most members ask for (ties and no choice at
+    /// all go to the earliest in `configured`), as Kafka picks it.
+    pub(crate) fn preferred_assignor<'a>(&self, configured: &'a [String]) -> &'a str {
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for m in self.members.values() {
+            if let Some(a) = &m.server_assignor {
+                *votes.entry(a.as_str()).or_default() += 1;
+            }
+        }
+        let best = votes.values().copied().max().unwrap_or(0);
+        configured
+            .iter()
+            .find(|name| best > 0 && votes.get(name.as_str()) == Some(&best))
+            .or_else(|| configured.first())
+            .map_or(assignor::UNIFORM, String::as_str)
+    }
+
+    /// Checks what the indexes promise: every owned partition has one owner, recorded
+    /// with that owner's epoch; counts and static ids match the members. For tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let mut seen: HashMap<(Uuid, i32), &str> = HashMap::new();
+        for m in self.members.values() {
+            for key in m.owned() {
+                if let Some(other) = seen.insert(key, &m.member_id) {
+                    panic!("{key:?} owned by {other} and {}", m.member_id);
+                }
+                assert_eq!(
+                    self.owners.get(&key),
+                    Some(&(m.member_id.clone(), m.member_epoch)),
+                    "owner index of {key:?}"
+                );
+            }
+        }
+        assert_eq!(seen.len(), self.owners.len(), "stale owner entries");
+        let mut subscribers: BTreeMap<String, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            for t in &m.subscribed_topic_names {
+                *subscribers.entry(t.clone()).or_default() += 1;
+            }
+        }
+        assert_eq!(subscribers, self.subscribers);
+    }
+}
+
+/// A stable 64-bit hash of the subscribed topics as they exist now: name, id and
+/// partition count of each (FNV-1a; Brook's own, not Kafka's MetadataHash function).
+pub(crate) fn metadata_hash<'a>(
+    topics: &dyn TopicsView,
+    names: impl Iterator<Item = &'a str>,
+) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for name in names {
+        if let Some((id, partitions)) = topics.topic(name) {
+            feed(name.as_bytes());
+            feed(&[0]);
+            feed(id.as_bytes());
+            feed(&partitions.to_be_bytes());
+        }
+    }
+    hash as i64
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Topics for tests: name -> (id, partitions).
+    #[derive(Debug, Default, Clone)]
+    pub(crate) struct Topics(pub BTreeMap<String, (Uuid, i32)>);
+
+    impl Topics {
+        pub(crate) fn with(topics: &[(&str, i32)]) -> Self {
+            let mut t = Topics::default();
+            for (name, partitions) in topics {
+                t.set(name, *partitions);
+            }
+            t
+        }
+
+        pub(crate) fn set(&mut self, name: &str, partitions: i32) {
+            let id = self
+                .0
+                .get(name)
+                .map(|(id, _)| *id)
+                .unwrap_or_else(|| Uuid::from_u64_pair(0xb400_c000, self.0.len() as u64 + 1));
+            self.0.insert(name.to_owned(), (id, partitions));
+        }
+    }
+
+    impl TopicsView for Topics {
+        fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
+            self.0.get(name).copied()
+        }
+
+        fn topic_name(&self, id: &Uuid) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(_, (i, _))| i == id)
+                .map(|(n, _)| n.clone())
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! KIP-848 consumer groups through ConsumerGroupHeartbeat: a seeded simulation of
+//! clients that join, heartbeat, leave and die, checking after every step that no
+//! partition is ever held by two live clients (revocation before assignment), that the
+//! coordinator's indexes agree, that the group converges, and that its records replay
+//! to the same state.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    GroupId, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use crate::config::GroupConfig;
+use crate::consumer::testing::Topics;
+use crate::consumer::{Assignment, ConsumerGroupState};
+use crate::coordinator::GroupCoordinator;
+use crate::records::OffsetsRecord;
+
+const GROUP: &str = "g";
+const SESSION_MS: i64 = 45_000;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+struct Client {
+    member_id: String,
+    epoch: i32,
+    owned: Assignment,
+    alive: bool,
+    topics: Vec<String>,
+    instance: Option<String>,
+}
+
+impl Client {
+    fn request(&self, full: bool) -> ConsumerGroupHeartbeatRequest {
+        let mut r = ConsumerGroupHeartbeatRequest::default();
+        r.group_id = GroupId(s(GROUP));
+        r.member_id = s(&self.member_id);
+        r.member_epoch = self.epoch;
+        if full || self.epoch <= 0 {
+            r.rebalance_timeout_ms = 60_000;
+            r.subscribed_topic_names = Some(self.topics.iter().map(|t| TopicName(s(t))).collect());
+            r.instance_id = self.instance.as_deref().map(s);
+        }
+        r.topic_partitions = Some(
+            self.owned
+                .iter()
+                .map(|(t, ps)| {
+                    let mut tp = TopicPartitions::default();
+                    tp.topic_id = *t;
+                    tp.partitions = ps.iter().copied().collect();
+                    tp
+                })
+                .collect(),
+        );
+        r
+    }
+
+    /// What a client does with the answer: adopt the epoch and the assignment.
+    fn apply(&mut self, r: &ConsumerGroupHeartbeatResponse) {
+        if r.error_code == ResponseError::FencedMemberEpoch.code()
+            || r.error_code == ResponseError::UnknownMemberId.code()
+        {
+            self.owned.clear();
+            self.epoch = 0;
+            return;
+        }
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        self.epoch = r.member_epoch;
+        if let Some(a) = &r.assignment {
+            self.owned = a
+                .topic_partitions
+                .iter()
+                .map(|tp| (tp.topic_id, tp.partitions.iter().copied().collect()))
+                .filter(|(_, ps): &(_, std::collections::BTreeSet<i32>)| !ps.is_empty())
+                .collect();
+        }
+    }
+}
+
+struct Sim {
+    coordinator: GroupCoordinator,
+    topics: Topics,
+    clients: Vec<Client>,
+    records: Vec<OffsetsRecord>,
+    now: i64,
+    rng: u64,
+}
+
+impl Sim {
+    fn new(seed: u64, assignor: &str) -> Self {
+        let config = GroupConfig {
+            consumer_assignors: vec![assignor.into()],
+            ..GroupConfig::default()
+        };
+        Sim {
+            coordinator: GroupCoordinator::with_seed(config, seed),
+            topics: Topics::with(&[("a", 5), ("b", 3)]),
+            clients: Vec::new(),
+            records: Vec::new(),
+            now: 1_000,
+            rng: seed | 1,
+        }
+    }
+
+    fn next(&mut self, n: u64) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % n.max(1)
+    }
+
+    fn heartbeat(&mut self, i: usize, full: bool) -> ConsumerGroupHeartbeatResponse {
+        let req = self.clients[i].request(full);
+        let (resp, records) = self.coordinator.consumer_group_heartbeat(
+            1,
+            &req,
+            "client",
+            "/127.0.0.1",
+            &self.topics,
+            self.now,
+        );
+        let mut buf = bytes::BytesMut::new();
+        resp.encode(&mut buf, 1).expect("response encodes");
+        self.records.extend(records);
+        self.clients[i].apply(&resp);
+        resp
+    }
+
+    fn join(&mut self, topics: &[&str], instance: Option<&str>) -> usize {
+        let id = format!("member-{}", self.clients.len());
+        self.clients.push(Client {
+            member_id: id,
+            epoch: 0,
+            owned: Assignment::new(),
+            alive: true,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            instance: instance.map(str::to_owned),
+        });
+        let i = self.clients.len() - 1;
+        self.heartbeat(i, true);
+        i
+    }
+
+    fn tick(&mut self, ms: i64) {
+        self.now += ms;
+        let effects = self.coordinator.tick(self.now);
+        self.records.extend(effects.records);
+    }
+
+    /// A session's worth of time in steps, live members heartbeating between them:
+    /// the dead ones are fenced.
+    fn pass_session(&mut self) {
+        for _ in 0..6 {
+            self.tick(SESSION_MS / 5);
+            for i in self.live() {
+                self.heartbeat(i, false);
+                self.check();
+            }
+        }
+    }
+
+    /// No partition held by two live clients; the coordinator's indexes agree.
+    fn check(&self) {
+        let mut seen = std::collections::HashMap::new();
+        for c in self.clients.iter().filter(|c| c.alive) {
+            for (t, ps) in &c.owned {
+                for p in ps {
+                    if let Some(other) = seen.insert((*t, *p), &c.member_id) {
+                        panic!("{t}-{p} held by {other} and {}", c.member_id);
+                    }
+                }
+            }
+        }
+        if let Some(cg) = self
+            .coordinator
+            .groups
+            .get(GROUP)
+            .and_then(|g| g.consumer.as_ref())
+        {
+            cg.check_invariants();
+        }
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.clients.len())
+            .filter(|i| self.clients[*i].alive)
+            .collect()
+    }
+
+    /// Live members heartbeat until nothing changes; the group must be Stable with every
+    /// subscribed partition owned once.
+    fn converge(&mut self) {
+        for _ in 0..20 {
+            for i in self.live() {
+                self.heartbeat(i, false);
+                self.check();
+            }
+        }
+        let cg = self.coordinator.groups[GROUP]
+            .consumer
+            .as_ref()
+            .expect("consumer group");
+        let live = self.live();
+        if live.is_empty() {
+            return;
+        }
+        assert_eq!(
+            cg.state(),
+            ConsumerGroupState::Stable,
+            "group did not converge"
+        );
+        let owned: usize = live
+            .iter()
+            .map(|i| {
+                self.clients[*i]
+                    .owned
+                    .values()
+                    .map(|p| p.len())
+                    .sum::<usize>()
+            })
+            .sum();
+        let subscribed: std::collections::BTreeSet<&str> = live
+            .iter()
+            .flat_map(|i| self.clients[*i].topics.iter().map(String::as_str))
+            .collect();
+        let expected: i32 = subscribed.iter().map(|t| self.topics.0[*t].1).sum();
+        assert_eq!(
+            owned as i32, expected,
+            "every subscribed partition owned once"
+        );
+    }
+
+    /// The records written so far rebuild the same group in a fresh coordinator.
+    fn check_replay(&self) {
+        let mut fresh = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+        for r in &self.records {
+            fresh.replay(r).expect("own records decode");
+        }
+        let (a, b) = (
+            self.coordinator
+                .groups
+                .get(GROUP)
+                .and_then(|g| g.consumer.as_ref()),
+            fresh.groups.get(GROUP).and_then(|g| g.consumer.as_ref()),
+        );
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                assert_eq!(a.members, b.members);
+                assert_eq!(a.target, b.target);
+                assert_eq!(
+                    (a.group_epoch, a.assignment_epoch),
+                    (b.group_epoch, b.assignment_epoch)
+                );
+                assert_eq!(a.metadata_hash, b.metadata_hash);
+                b.check_invariants();
+            }
+            (None, None) => {}
+            (a, b) => panic!("replayed group differs: {a:?} vs {b:?}"),
+        }
+    }
+}
+
+#[test]
+fn members_join_reconcile_and_leave() {
+    let mut sim = Sim::new(7, "uniform");
+    let a = sim.join(&["a", "b"], None);
+    assert_eq!(
+        sim.clients[a]
+            .owned
+            .values()
+            .map(|p| p.len())
+            .sum::<usize>(),
+        8
+    );
+    assert_eq!(sim.clients[a].epoch, 1);
+    let b = sim.join(&["a", "b"], None);
+    // b gets nothing until a revokes: everything is a's.
+    assert!(sim.clients[b].owned.is_empty());
+    sim.check();
+    sim.converge();
+    let counts: Vec<usize> = [a, b]
+        .iter()
+        .map(|i| sim.clients[*i].owned.values().map(|p| p.len()).sum())
+        .collect();
+    assert_eq!(counts, vec![4, 4]);
+    // b leaves: a gets everything back.
+    sim.clients[b].epoch = -1;
+    let resp = sim.heartbeat(b, false);
+    assert_eq!(resp.member_epoch, -1);
+    sim.clients[b].alive = false;
+    sim.converge();
+    sim.check_replay();
+}
+
+#[test]
+fn errors_are_kafkas() {
+    let mut sim = Sim::new(3, "uniform");
+    let a = sim.join(&["a"], None);
+    let mut req = sim.clients[a].request(false);
+    type Change = Box<dyn Fn(&mut ConsumerGroupHeartbeatRequest)>;
+    let cases: Vec<(Change, ResponseError)> = vec![
+        (
+            Box::new(|r| r.member_epoch = 99),
+            ResponseError::FencedMemberEpoch,
+        ),
+        (
+            Box::new(|r| r.member_id = s("nobody")),
+            ResponseError::UnknownMemberId,
+        ),
+        (
+            Box::new(|r| r.group_id = GroupId(s(""))),
+            ResponseError::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.member_epoch = -3),
+            ResponseError::InvalidRequest,
+        ),
+        (
+            Box::new(|r| {
+                r.member_epoch = 0;
+                r.rebalance_timeout_ms = -1;
+            }),
+            ResponseError::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.server_assignor = Some(s("sticky"))),
+            ResponseError::UnsupportedAssignor,
+        ),
+        (
+            Box::new(|r| r.subscribed_topic_regex = Some(s("a.*"))),
+            ResponseError::InvalidRegularExpression,
+        ),
+        (
+            Box::new(|r| {
+                r.group_id = GroupId(s("other"));
+                r.member_epoch = 3;
+            }),
+            ResponseError::GroupIdNotFound,
+        ),
+    ];
+    for (i, (change, expected)) in cases.iter().enumerate() {
+        let mut r = req.clone();
+        change(&mut r);
+        let (resp, records) =
+            sim.coordinator
+                .consumer_group_heartbeat(1, &r, "c", "h", &sim.topics, sim.now);
+        assert_eq!(
+            resp.error_code,
+            expected.code(),
+            "case {i}: {:?}",
+            resp.error_message
+        );
+        assert!(records.is_empty(), "case {i} wrote records");
+    }
+    // group.consumer.max.size
+    sim.coordinator.config.consumer_max_size = 1;
+    req.member_id = s("second");
+    req.member_epoch = 0;
+    req.rebalance_timeout_ms = 1000;
+    req.subscribed_topic_names = Some(vec![TopicName(s("a"))]);
+    req.topic_partitions = Some(vec![]);
+    let (resp, _) =
+        sim.coordinator
+            .consumer_group_heartbeat(1, &req, "c", "h", &sim.topics, sim.now);
+    assert_eq!(resp.error_code, ResponseError::GroupMaxSizeReached.code());
+}
+
+#[test]
+fn a_silent_member_is_fenced_and_its_partitions_move() {
+    let mut sim = Sim::new(11, "range");
+    let a = sim.join(&["a"], None);
+    let b = sim.join(&["a"], None);
+    sim.converge();
+    sim.clients[b].alive = false;
+    for _ in 0..10 {
+        sim.tick(SESSION_MS / 9);
+        sim.heartbeat(a, false);
+        sim.check();
+    }
+    sim.converge();
+    assert_eq!(
+        sim.clients[a]
+            .owned
+            .values()
+            .map(|p| p.len())
+            .sum::<usize>(),
+        5
+    );
+    sim.check_replay();
+}
+
+#[test]
+fn a_static_member_comes_back_to_its_partitions() {
+    let mut sim = Sim::new(5, "uniform");
+    let a = sim.join(&["a", "b"], Some("instance-a"));
+    let b = sim.join(&["a", "b"], None);
+    sim.converge();
+    let before = sim.clients[a].owned.clone();
+    sim.clients[a].epoch = -2;
+    let resp = sim.heartbeat(a, false);
+    assert_eq!(resp.member_epoch, -2);
+    sim.clients[a].alive = false;
+    for _ in 0..10 {
+        sim.heartbeat(b, false);
+        sim.check();
+    }
+    // b did not get a's partitions while a is away (the group stays Reconciling).
+    assert_eq!(
+        sim.clients[b]
+            .owned
+            .values()
+            .map(|p| p.len())
+            .sum::<usize>(),
+        4
+    );
+    let back = sim.join(&["a", "b"], Some("instance-a"));
+    assert_eq!(sim.clients[back].owned, before);
+    sim.converge();
+    sim.check_replay();
+    // Another process taking an instance id still in use is refused.
+    let mut req = sim.clients[back].request(true);
+    req.member_id = s("intruder");
+    req.member_epoch = 0;
+    req.topic_partitions = Some(vec![]);
+    let (resp, _) =
+        sim.coordinator
+            .consumer_group_heartbeat(1, &req, "c", "h", &sim.topics, sim.now);
+    assert_eq!(resp.error_code, ResponseError::UnreleasedInstanceId.code());
+}
+
+#[test]
+fn new_partitions_bump_the_epoch_and_get_assigned() {
+    let mut sim = Sim::new(9, "uniform");
+    let a = sim.join(&["a"], None);
+    sim.converge();
+    let epoch = sim.clients[a].epoch;
+    sim.topics.set("a", 8);
+    sim.converge();
+    assert!(sim.clients[a].epoch > epoch);
+    assert_eq!(
+        sim.clients[a]
+            .owned
+            .values()
+            .map(|p| p.len())
+            .sum::<usize>(),
+        8
+    );
+    let mut describe = ConsumerGroupDescribeRequest::default();
+    describe.group_ids = vec![GroupId(s(GROUP)), GroupId(s("unknown"))];
+    let resp = sim
+        .coordinator
+        .consumer_group_describe(1, &describe, &sim.topics);
+    assert_eq!(resp.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(
+        resp.groups[0].members[0].assignment.topic_partitions[0]
+            .partitions
+            .len(),
+        8
+    );
+    assert_eq!(
+        resp.groups[1].error_code,
+        ResponseError::GroupIdNotFound.code()
+    );
+}
+
+/// Property-style: random joins, heartbeats, leaves, deaths, static departures and
+/// partition growth, for many seeds and both assignors. After every step no live
+/// client holds a partition another live client holds; the group converges; the
+/// records replay to the same state.
+#[test]
+fn random_membership_changes_never_share_a_partition() {
+    for seed in 1..=60u64 {
+        for assignor in ["uniform", "range"] {
+            let mut sim = Sim::new(seed * 7919, assignor);
+            for _ in 0..120 {
+                let live = sim.live();
+                match sim.next(10) {
+                    0 | 1 if live.len() < 6 => {
+                        let topics: &[&str] = match sim.next(3) {
+                            0 => &["a"],
+                            1 => &["b"],
+                            _ => &["a", "b"],
+                        };
+                        let instance =
+                            (sim.next(3) == 0).then(|| format!("i{}", sim.clients.len()));
+                        sim.join(topics, instance.as_deref());
+                    }
+                    2 if !live.is_empty() => {
+                        let i = live[sim.next(live.len() as u64) as usize];
+                        sim.clients[i].epoch = -1;
+                        sim.heartbeat(i, false);
+                        sim.clients[i].alive = false;
+                    }
+                    3 if !live.is_empty() => {
+                        let i = live[sim.next(live.len() as u64) as usize];
+                        sim.clients[i].alive = false; // dies silently
+                    }
+                    4 => {
+                        // Less than a session: live members, which heartbeat now, stay.
+                        let ms = sim.next(SESSION_MS as u64 / 2) as i64;
+                        sim.tick(ms);
+                        for i in sim.live() {
+                            sim.heartbeat(i, false);
+                        }
+                    }
+                    5 if sim.next(8) == 0 => {
+                        let n = sim.topics.0["b"].1 + 1;
+                        sim.topics.set("b", n);
+                    }
+                    _ if !live.is_empty() => {
+                        let i = live[sim.next(live.len() as u64) as usize];
+                        let full = sim.next(5) == 0;
+                        sim.heartbeat(i, full);
+                    }
+                    _ => {}
+                }
+                sim.check();
+            }
+            sim.pass_session();
+            sim.converge();
+            sim.check_replay();
+        }
+    }
+}

@@ -1,0 +1,249 @@
+"""KIP-848 consumer groups (group.protocol=consumer) with Kafka's own Java client
+(kafka-clients 4.4, from compat/.cache via scripts/kafka-jars.sh), Kafka's
+kafka-consumer-groups tool, and confluent-kafka (librdkafka 2.x).
+
+Brokers run with a short consumer session (6 s) and heartbeat interval (500 ms) so a
+killed member's partitions move within seconds."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import threading
+import time
+from collections import Counter
+from functools import lru_cache
+
+import pytest
+from confluent_kafka import Consumer
+
+from kafka_helpers import (assert_all_delivered, create_topic, produce_all, producer,
+                           unique_topic, wait_until)
+from test_cluster_tools import JVM, kafka_jars
+
+HERE = pathlib.Path(__file__).resolve().parent
+SESSION_MS = 6000
+pytestmark = pytest.mark.brook_config({
+    "group.consumer.session.timeout.ms": SESSION_MS,
+    "group.consumer.heartbeat.interval.ms": 500,
+    "offsets.topic.num.partitions": 4,
+})
+GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+
+
+@lru_cache(maxsize=1)
+def classes(tmp: str = "/tmp/brook-kip848-classes") -> str:
+    """Kip848Consumer.java compiled once against the Kafka jars."""
+    out = pathlib.Path(tmp) / str(os.getpid())
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["javac", "-nowarn", "-cp", f"{kafka_jars()}/*", "-d", str(out),
+                    str(HERE / "java" / "Kip848Consumer.java")],
+                   check=True, capture_output=True, timeout=120)
+    return str(out)
+
+
+class JavaConsumer:
+    """One Kip848Consumer process; its event lines are collected as they come."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, idle_ms: int = 60_000,
+                 instance: str | None = None):
+        cmd = [*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "Kip848Consumer",
+               bootstrap, group, topic, str(idle_ms)] + ([instance] if instance else [])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines: list[str] = []
+        self.err: list[str] = []
+        self._t = [threading.Thread(target=self._pump, args=(s, l), daemon=True)
+                   for s, l in ((self.proc.stdout, self.lines), (self.proc.stderr, self.err))]
+        for t in self._t:
+            t.start()
+
+    @staticmethod
+    def _pump(stream, into):
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    def records(self) -> list[tuple[int, int]]:
+        return [(int(p), int(o)) for _, p, o, *_ in
+                (l.split(" ") for l in list(self.lines) if l.startswith("RECORD "))]
+
+    def assigned(self) -> set[int]:
+        """The partitions held now, from the ASSIGNED/REVOKED/LOST lines."""
+        held: set[int] = set()
+        for line in list(self.lines):
+            kind, _, rest = line.partition(" ")
+            if kind not in ("ASSIGNED", "REVOKED", "LOST"):
+                continue
+            parts = {int(tp.rsplit("-", 1)[1]) for tp in rest.split(",") if tp}
+            if kind == "ASSIGNED":
+                held |= parts
+            elif kind in ("REVOKED", "LOST"):
+                held -= parts
+        return held
+
+    def errors(self) -> list[str]:
+        return [l for l in self.lines if l.startswith("ERROR")]
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout)
+        for t in self._t:
+            t.join(5)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def describe(self) -> str:
+        return "\n".join(self.lines[-30:] + self.err[-30:])
+
+
+def produce_range(bootstrap: str, topic: str, start: int, n: int) -> None:
+    p = producer(bootstrap)
+    assert_all_delivered(produce_all(p, topic, [
+        {"key": str(i).encode(), "value": f"v{i}".encode()} for i in range(start, start + n)]))
+
+
+@pytest.fixture
+def consumers():
+    made: list[JavaConsumer] = []
+    yield made
+    for c in made:
+        if c.proc.poll() is None:
+            c.kill9()
+
+
+def test_java_consumers_join_and_leave_and_consume_everything_once(brook, consumers):
+    """Three Java consumers join one by one and one leaves while records arrive: the
+    server-side assignment moves partitions (revoked before reassigned), every record
+    is consumed exactly once, and committed offsets end at the log end."""
+    topic, group = unique_topic("kip848"), unique_topic("g848")
+    create_topic(brook.bootstrap, topic, partitions=6)
+    produce_range(brook.bootstrap, topic, 0, 600)
+    a = JavaConsumer(brook.bootstrap, group, topic, idle_ms=60_000)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 6, 30, what=f"first member owns all 6\n{a.describe()}")
+    b = JavaConsumer(brook.bootstrap, group, topic, idle_ms=60_000)
+    consumers.append(b)
+    wait_until(lambda: len(b.assigned()) == 3 and len(a.assigned()) == 3, 30,
+               what=f"two members split 6 partitions\n{a.describe()}\n{b.describe()}")
+    produce_range(brook.bootstrap, topic, 600, 600)
+    c = JavaConsumer(brook.bootstrap, group, topic, idle_ms=60_000)
+    consumers.append(c)
+    wait_until(lambda: all(len(x.assigned()) == 2 for x in (a, b, c)), 30,
+               what="three members with two partitions each")
+    a.stop()
+    assert "CLOSED" in a.lines, a.describe()
+    wait_until(lambda: len(b.assigned()) + len(c.assigned()) == 6
+               and len(b.assigned()) == 3, 30, what="a's partitions moved to b and c")
+    produce_range(brook.bootstrap, topic, 1200, 600)
+    wait_until(lambda: len(a.records() + b.records() + c.records()) >= 1800, 60,
+               what="every record consumed")
+    for x in (b, c):
+        x.stop()
+    seen = Counter(a.records() + b.records() + c.records())
+    dupes = {k: v for k, v in seen.items() if v > 1}
+    assert not dupes, f"records consumed twice: {sorted(dupes)[:10]}"
+    assert len(seen) == 1800
+    for x in (a, b, c):
+        assert not x.errors(), x.describe()
+    out = kafka_tool_out("--describe", "--group", group, bootstrap=brook.bootstrap)
+    lags = [l.split() for l in out.splitlines() if l.startswith(group)]
+    assert len(lags) == 6, out
+    assert all(cols[5] == "0" for cols in lags), out  # LAG column
+
+
+def kafka_tool_out(*args: str, bootstrap: str) -> str:
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", GROUP_COMMAND,
+                        "--bootstrap-server", bootstrap, *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_killed_member_loses_its_partitions_after_the_session_timeout(brook, consumers):
+    """kill -9 one of two members: after group.consumer.session.timeout.ms the other
+    owns every partition and reads everything (at least once), and kafka-consumer-groups
+    lists and describes the group as a consumer group."""
+    topic, group = unique_topic("kip848k"), unique_topic("g848k")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    produce_range(brook.bootstrap, topic, 0, 400)
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    b = JavaConsumer(brook.bootstrap, group, topic)
+    consumers += [a, b]
+    wait_until(lambda: len(a.assigned()) == 2 and len(b.assigned()) == 2, 30,
+               what=f"two members split 4 partitions\n{a.describe()}\n{b.describe()}")
+    wait_until(lambda: len(a.records() + b.records()) >= 400, 30, what="first batch read")
+    a.kill9()
+    killed_at = time.monotonic()
+    produce_range(brook.bootstrap, topic, 400, 400)
+    wait_until(lambda: len(b.assigned()) == 4, SESSION_MS / 1000 + 20,
+               what=f"the survivor owns all partitions\n{b.describe()}")
+    moved_after = time.monotonic() - killed_at
+    assert moved_after >= SESSION_MS / 1000 - 1.5, f"moved after {moved_after:.1f}s"
+    wait_until(lambda: len(set(a.records() + b.records())) >= 800, 30, what="all records")
+
+    listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
+    assert any(group in l and "consumer" in l.lower() for l in listed.splitlines()), listed
+    members = kafka_tool_out("--describe", "--members", "--group", group,
+                             bootstrap=brook.bootstrap)
+    assert group in members and "#PARTITIONS" in members, members
+    state = kafka_tool_out("--describe", "--state", "--group", group, bootstrap=brook.bootstrap)
+    assert "Stable" in state or "Reconciling" in state, state
+    b.stop()
+    assert not b.errors(), b.describe()
+
+
+def test_confluent_kafka_consumer_protocol(brook):
+    """librdkafka with group.protocol=consumer: two consumers share a topic and read
+    every record once between them."""
+    topic, group = unique_topic("kip848r"), unique_topic("g848r")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    produce_range(brook.bootstrap, topic, 0, 400)
+    conf = {"bootstrap.servers": brook.bootstrap, "group.id": group,
+            "group.protocol": "consumer", "auto.offset.reset": "earliest",
+            "enable.auto.commit": False}
+    cs = [Consumer(conf), Consumer(conf)]
+    seen: Counter = Counter()
+    try:
+        for c in cs:
+            c.subscribe([topic])
+        deadline = time.monotonic() + 40
+        while sum(seen.values()) < 400 and time.monotonic() < deadline:
+            for c in cs:
+                m = c.poll(0.1)
+                if m is None or m.error():
+                    continue
+                seen[(m.partition(), m.offset())] += 1
+                c.commit(message=m, asynchronous=False)
+        assert len(seen) == 400, f"read {len(seen)} of 400"
+        assert max(seen.values()) == 1
+        owned = [len(c.assignment()) for c in cs]
+        assert sorted(owned) == [2, 2], owned
+    finally:
+        for c in cs:
+            c.close()
+
+
+def test_classic_and_consumer_protocols_do_not_mix(brook, consumers):
+    """A classic JoinGroup to a live consumer group is refused with
+    INCONSISTENT_GROUP_PROTOCOL (no protocol migration), as Kafka with migration off."""
+    topic, group = unique_topic("kip848c"), unique_topic("g848c")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 1, 30, what=f"member owns the partition\n{a.describe()}")
+    classic = Consumer({"bootstrap.servers": brook.bootstrap, "group.id": group,
+                        "session.timeout.ms": 6000})
+    try:
+        classic.subscribe([topic])
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and "classic member refused" not in brook.log_tail():
+            classic.poll(0.2)
+        assert "classic member refused" in brook.log_tail()
+        assert not classic.assignment()
+        assert len(a.assigned()) == 1, a.describe()
+    finally:
+        classic.close()
