@@ -101,8 +101,8 @@ public class Compat {
             String detail = body.run();
             report(name, "pass", detail + " (" + (System.currentTimeMillis() - start) + " ms)");
         } catch (Throwable t) {
-            // With group.protocol=consumer, a clean UnsupportedVersionException (Brook does not
-            // implement ConsumerGroupHeartbeat, KIP-848) is "not supported", not a failure.
+            // With group.protocol=consumer, a clean UnsupportedVersionException (a broker
+            // without ConsumerGroupHeartbeat, KIP-848) is "not supported", not a failure.
             boolean unsupported = false;
             for (Throwable c = t; c != null && c.getCause() != c; c = c.getCause()) {
                 if (c instanceof UnsupportedVersionException) unsupported = true;
