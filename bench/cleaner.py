@@ -8,10 +8,12 @@ Two measurements per broker, with librdkafka (confluent-kafka) as the client:
    min.cleanable.dirty.ratio=0.01. We time from the switch until the partition's
    files stop shrinking (sampled on disk every 50 ms) and report the dirty bytes
    cleaned per second; each broker's own cleaner log line is reported beside it.
-2. Produce latency with the cleaner running. A producer sends keyed 1 KiB records at
-   a fixed rate (acks=1) into a topic with 1 MiB segments, once with
-   cleanup.policy=delete (no cleaning) and once with compact (a pass every time a
-   segment seals), and reports p50/p99/p99.9 of the delivery latency.
+2. Produce latency with the cleaner running. Kafka's own ProducerPerformance sends
+   1 KiB records at a fixed rate (acks=1) into one topic while a churn producer writes
+   keyed 1 KiB records at 2,000/s into another topic with 1 MiB segments, once with
+   cleanup.policy=compact (a cleaning pass each time a segment seals) and once with
+   delete (no cleaning). Reported: ProducerPerformance's p50/p99/p99.9, and the churn
+   producer's own delivery latency (same partition as the cleaner).
 
     bench/cleaner.py --brook-bin target/release/brook --kafka-libs bench/.cache/kafka-4.x/libs
 
@@ -156,38 +158,64 @@ def cleaner_log_lines(broker):
     return out[-6:]
 
 
-def produce_latency(broker, topic, policy, rate, seconds, size):
-    create(broker, topic, {"cleanup.policy": policy, "segment.bytes": str(1024 * 1024),
-                           "min.cleanable.dirty.ratio": "0.01", "retention.ms": "-1"})
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "acks": "1"})
-    value = os.urandom(size)
-    latencies = []
+class Churn:
+    """Keyed 1 KiB records at a fixed rate into one partition, from a thread (the
+    cleaner's work when the topic is compacted); keeps its own delivery latencies."""
 
-    def cb(err, _msg, sent):
-        if err is None:
-            latencies.append(time.monotonic() - sent)
+    def __init__(self, broker, topic, rate):
+        import threading
+        self.broker, self.topic, self.rate = broker, topic, rate
+        self.latencies = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
 
-    interval = 1.0 / rate
-    start = time.monotonic()
-    i = 0
-    while time.monotonic() - start < seconds:
-        due = start + i * interval
-        wait = due - time.monotonic()
-        if wait > 0:
-            p.poll(wait)
-        sent = time.monotonic()
-        p.produce(topic, key=b"k%05d" % (i % 2000), value=value, partition=0,
-                  on_delivery=lambda err, msg, sent=sent: cb(err, msg, sent))
-        i += 1
-        p.poll(0)
-    p.flush(60)
-    latencies.sort()
+    def run(self):
+        p = Producer({"bootstrap.servers": self.broker.bootstrap, "linger.ms": 0, "acks": "1"})
+        value = os.urandom(1024)
+        interval = 1.0 / self.rate
+        start = time.monotonic()
+        i = 0
+        while not self.stop.is_set():
+            wait = start + i * interval - time.monotonic()
+            if wait > 0:
+                p.poll(wait)
+            sent = time.monotonic()
+            p.produce(self.topic, key=b"k%05d" % (i % 2000), value=value, partition=0,
+                      on_delivery=lambda err, _m, sent=sent: err is None and
+                      self.latencies.append(time.monotonic() - sent))
+            i += 1
+            p.poll(0)
+        p.flush(60)
+
+
+def percentiles(latencies):
+    xs = sorted(latencies)
+    if not xs:
+        return {}
 
     def pct(q):
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 
-    return {"records": len(latencies), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "p999_ms": pct(0.999), "max_ms": latencies[-1] * 1000}
+    return {"records": len(xs), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            "p999_ms": pct(0.999), "max_ms": xs[-1] * 1000}
+
+
+def produce_latency(cfg, broker, policy, rate, records):
+    """Kafka's ProducerPerformance (1 KiB, acks=1, fixed rate) into its own topic
+    while a churn producer writes keyed records into a topic with `policy`."""
+    churn_topic, perf_topic = f"churn-{policy}", f"perf-{policy}"
+    create(broker, churn_topic, {"cleanup.policy": policy, "segment.bytes": str(1024 * 1024),
+                                 "min.cleanable.dirty.ratio": "0.01", "retention.ms": "-1"})
+    create(broker, perf_topic, {})
+    churn = Churn(broker, churn_topic, 2_000)
+    churn.thread.start()
+    time.sleep(3)  # a few segments sealed: the cleaner is at work when compacting
+    try:
+        perf = bench.producer_perf(cfg, broker, perf_topic, records, 1024, "1", rate)
+    finally:
+        churn.stop.set()
+        churn.thread.join(60)
+    return {"producer_perf": perf, "churn_same_partition": percentiles(churn.latencies)}
 
 
 def main():
@@ -204,6 +232,7 @@ def main():
     args = ap.parse_args()
     cfg = {"brook_bin": args.brook_bin, "kafka_libs": args.kafka_libs, "idle_seconds": 0,
            "keep_data": False}
+    bench.detect_tool_flags(cfg)
     results = {}
     workdir = tempfile.mkdtemp(prefix="brook-cleaner-bench-")
     try:
@@ -216,10 +245,11 @@ def main():
                 r = {}
                 bench.log(f"{name}: cleaner throughput ({args.records} records of {args.size} B, {args.keys} keys)")
                 r["throughput"] = cleaner_throughput(broker, args.records, args.keys, args.size)
-                for policy in ("delete", "compact"):
-                    bench.log(f"{name}: produce latency at {args.rate}/s, cleanup.policy={policy}")
+                for policy in ("compact", "delete"):
+                    bench.log(f"{name}: ProducerPerformance at {args.rate}/s beside keyed "
+                              f"churn into a cleanup.policy={policy} topic")
                     r[f"latency_{policy}"] = produce_latency(
-                        broker, f"latency-{policy}", policy, args.rate, args.seconds, 1024)
+                        cfg, broker, policy, args.rate, args.rate * args.seconds)
                 r["cleaner_log"] = cleaner_log_lines(broker)
                 results[name] = r
             finally:
