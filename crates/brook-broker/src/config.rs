@@ -283,12 +283,10 @@ impl<'a> Dynamic<'a> {
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
-    pub listen: SocketAddr,
-    /// Host and port clients are told to connect to (`advertised.listeners`).
-    pub advertised: (String, u16),
     /// `None` = `--memory`: nothing is written to disk.
     pub data_dir: Option<PathBuf>,
-    /// Every config given as `name=value` (config file, `--set`), Kafka names.
+    /// Every config given as `name=value` (config file, `--set`), Kafka names;
+    /// `listeners` and the TLS settings too (see `crate::listeners`).
     pub settings: BTreeMap<String, String>,
     /// Where other brokers reach this one (raft, controller and replication traffic);
     /// `None` for a single broker.
@@ -439,10 +437,8 @@ impl BrokerConfig {
     pub fn new(listen: SocketAddr, data_dir: Option<PathBuf>) -> Self {
         BrokerConfig {
             node_id: 1,
-            listen,
-            advertised: (listen.ip().to_string(), listen.port()),
             data_dir,
-            settings: BTreeMap::new(),
+            settings: BTreeMap::from([("listeners".into(), format!("PLAINTEXT://{listen}"))]),
             controller_listen: None,
             voters: BTreeMap::new(),
         }
@@ -462,7 +458,9 @@ impl BrokerConfig {
             );
             return Ok(());
         }
-        if name == "log.segment.bytes" {
+        if crate::listeners::is_listener_setting(name) {
+            crate::listeners::validate(name, value)?;
+        } else if name == "log.segment.bytes" {
             // Static: the operator's choice, down to Kafka 3's minimum.
             let bytes = value.parse::<i32>().ok().filter(|v| *v >= 14);
             if bytes.is_none() {

@@ -496,6 +496,7 @@ fn initial_image(seed: u64, replicas: Vec<i32>) -> MetadataImage {
             host: HOST.to_string(),
             port: port(id),
             incarnation: 0,
+            listeners: vec![],
         });
     }
     image.apply(&MetadataRecord::TopicCreated {
