@@ -957,6 +957,7 @@ impl Sim {
             host: HOST.to_string(),
             port: port(id),
             incarnation: u64::from(self.broker(id).incarnation),
+            listeners: vec![],
         };
         let Ok((records, ControllerReply::Heartbeat { metadata_records })) =
             self.controller.decide(&request)
@@ -2281,6 +2282,7 @@ impl Script {
             host: HOST.to_string(),
             port: port(id),
             incarnation: 0,
+            listeners: vec![],
         };
         let changed = self.request(request, to);
         assert!(changed, "the controller decided nothing");

@@ -302,6 +302,7 @@ fn java_replacement(java: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
 
     #[test]
     fn mapping_rules_as_kafka_documents_them() {
@@ -332,6 +333,22 @@ mod tests {
         for bad in ["RULE:abc", "NOPE", "RULE:a/b", "RULE:(/x/", "DEFAULT x"] {
             assert!(PrincipalMapper::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A self-signed certificate (openssl, 100 years) whose subject has multi-valued
+    /// RDNs, attributes without an RFC 2253 keyword and characters to escape; the
+    /// expected string is what Java 17's `X500Principal.getName()` printed for it.
+    #[test]
+    fn the_subject_dn_is_printed_as_java_prints_it() {
+        let pem = include_str!("testdata/tricky-subject.pem");
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        assert_eq!(
+            subject_dn(&der).unwrap(),
+            "2.5.4.5=#130431323334,1.2.840.113549.1.9.1=#16056140622e63,\
+             CN=\\#client \\= x\\;\\<y\\> \\\"q\\\",OU=eng+UID=u1,O=Brook\\, Inc.,\
+             L=San Jose,ST=CA,C=US,DC=example,DC=com"
+        );
+        assert!(subject_dn(b"not a certificate").is_err());
     }
 
     #[test]
