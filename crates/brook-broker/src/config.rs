@@ -26,6 +26,21 @@ pub enum ConfigError {
     },
 }
 
+impl From<crate::listeners::InvalidSetting> for ConfigError {
+    fn from(e: crate::listeners::InvalidSetting) -> Self {
+        let crate::listeners::InvalidSetting {
+            name,
+            value,
+            reason,
+        } = e;
+        ConfigError::Invalid {
+            name,
+            value,
+            reason,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
     Boolean,

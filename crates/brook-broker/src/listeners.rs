@@ -10,7 +10,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::ConfigError;
+/// A listener or TLS setting that cannot work (it becomes `InvalidSetting::Invalid`; this
+/// module stays below `config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSetting {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
 
 /// Kafka's security protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,8 +118,8 @@ impl ListenerPlan {
 
 /// Parses `NAME://host:port[,NAME://host:port...]`; a bare `host:port` is a
 /// `PLAINTEXT` listener (Brook's `--listen` shorthand).
-pub fn parse_endpoints(setting: &str, value: &str) -> Result<Vec<Endpoint>, ConfigError> {
-    let bad = |reason: String| ConfigError::Invalid {
+pub fn parse_endpoints(setting: &str, value: &str) -> Result<Vec<Endpoint>, InvalidSetting> {
+    let bad = |reason: String| InvalidSetting {
         name: setting.into(),
         value: value.into(),
         reason,
@@ -149,8 +156,10 @@ pub fn parse_endpoints(setting: &str, value: &str) -> Result<Vec<Endpoint>, Conf
 }
 
 /// Parses `listener.security.protocol.map` (`NAME:PROTOCOL,...`).
-pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, SecurityProtocol>, ConfigError> {
-    let bad = |reason: String| ConfigError::Invalid {
+pub fn parse_protocol_map(
+    value: &str,
+) -> Result<BTreeMap<String, SecurityProtocol>, InvalidSetting> {
+    let bad = |reason: String| InvalidSetting {
         name: "listener.security.protocol.map".into(),
         value: value.into(),
         reason,
@@ -221,8 +230,8 @@ pub fn is_sensitive(name: &str) -> bool {
 }
 
 /// Checks a listener or TLS setting's syntax when it is set.
-pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid {
+pub fn validate(name: &str, value: &str) -> Result<(), InvalidSetting> {
+    let invalid = |reason: &str| InvalidSetting {
         name: name.into(),
         value: value.into(),
         reason: reason.into(),
@@ -281,9 +290,9 @@ pub fn ssl_value<'a>(
 pub fn plan(
     settings: &BTreeMap<String, String>,
     controller_listen: Option<(String, u16)>,
-) -> Result<ListenerPlan, ConfigError> {
+) -> Result<ListenerPlan, InvalidSetting> {
     let get = |name: &str| settings.get(name).map(String::as_str);
-    let invalid = |name: &str, value: &str, reason: String| ConfigError::Invalid {
+    let invalid = |name: &str, value: &str, reason: String| InvalidSetting {
         name: name.into(),
         value: value.into(),
         reason,
@@ -377,12 +386,12 @@ pub fn plan(
 fn inter_broker_listener(
     settings: &BTreeMap<String, String>,
     listeners: &[ListenerSpec],
-) -> Result<String, ConfigError> {
+) -> Result<String, InvalidSetting> {
     let by_name = settings.get("inter.broker.listener.name");
     let by_protocol = settings.get("security.inter.broker.protocol");
     let client = |name: &str| listeners.iter().any(|l| !l.controller && l.name == name);
     match (by_name, by_protocol) {
-        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+        (Some(_), Some(_)) => Err(InvalidSetting {
             name: "inter.broker.listener.name".into(),
             value: by_name.cloned().unwrap_or_default(),
             reason: "set only one of inter.broker.listener.name and security.inter.broker.protocol"
@@ -393,7 +402,7 @@ fn inter_broker_listener(
             if client(&upper) {
                 Ok(upper)
             } else {
-                Err(ConfigError::Invalid {
+                Err(InvalidSetting {
                     name: if by_name.is_some() {
                         "inter.broker.listener.name".into()
                     } else {

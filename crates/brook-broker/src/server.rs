@@ -130,7 +130,8 @@ impl BrokerBuilder {
             .config
             .controller_listen
             .map(|a| (a.ip().to_string(), a.port()));
-        let plan = listeners::plan(&self.config.settings, controller_listen)?;
+        let plan =
+            listeners::plan(&self.config.settings, controller_listen).map_err(ConfigError::from)?;
         let mut bound = bind_listeners(&self.config.settings, &plan).await?;
         let endpoints = self.endpoints(&plan, &bound);
         let listener_addrs: Vec<String> = bound
