@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Kafka ecosystem on top of Brook: real Kafka Streams (exactly-once word count,
 # killed and restarted), Kafka Connect (a distributed worker's FileStream pipeline,
-# restarted and killed) and MirrorMaker 2 (two brokers), each against its own fresh
+# restarted and killed), MirrorMaker 2 (two brokers) and a schema registry keeping its
+# state in a topic (Apicurio Registry, kafkasql storage, restarted), each against its own fresh
 # `brook serve`. Writes compat/ecosystem/results.json and compat/ecosystem/RESULTS.md
 # and exits non-zero if any scenario failed. See compat/ecosystem/README.md.
 #
@@ -13,7 +14,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 export BROOK_BIN="${BROOK_BIN:-$REPO/target/debug/brook}"
-ALL=(streams connect mirror)
+ALL=(streams connect mirror schema-registry)
 TIMEOUT_S="${ECOSYSTEM_TIMEOUT_S:-600}"
 if (($#)); then SCENARIOS=("$@"); else SCENARIOS=("${ALL[@]}"); fi
 LOGS="$REPO/compat/.cache/ecosystem"
@@ -49,6 +50,7 @@ names = {
     "streams.eos_wordcount": "Kafka Streams 4.4 (exactly_once_v2, repartition + compacted changelog, kill -9)",
     "connect.file_pipeline": "Kafka Connect 4.3 distributed (FileStream source -> topic -> sink, restart + kill -9)",
     "mirror.mm2": "MirrorMaker 2 4.3 (topic + group offsets, Brook -> Brook)",
+    "schema_registry.apicurio_kafkasql": "Apicurio Registry 3.3 (kafkasql: schemas in a Kafka topic, SIGTERM + kill -9 restarts)",
 }
 out = ["| ecosystem scenario | result | time |", "|---|---|---|"]
 for r in rows:

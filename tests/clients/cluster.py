@@ -297,6 +297,16 @@ class Node:
         self._log_offset = 0
 
     @property
+    def admin_url(self) -> str:
+        """The admin HTTP listener of the node's latest start, as it logged it."""
+        import re
+        found = re.findall(r"admin listening on (http://\S+)",
+                           self.log_path.read_text(errors="replace"))
+        if not found:
+            raise ClusterError(f"{self.name} logged no admin listener")
+        return found[-1]
+
+    @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 

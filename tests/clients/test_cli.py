@@ -181,3 +181,43 @@ def test_consume_follows_a_topic_across_a_broker_restart(brook):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_json_logs(brook_bin, tmp_path):
+    """BROOK_LOG_FORMAT=json: every stderr line of `brook serve` is one JSON object
+    with Kafka-style fields a collector can index (no colour codes, no banner text
+    outside JSON)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, BROOK_LOG_FORMAT="json")
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([brook_bin, "serve", "--listen", f"127.0.0.1:{port}",
+                             "--data-dir", str(tmp_path / "data"), "--set", "admin.listeners="],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [ln for ln in err.decode().splitlines() if ln.strip()]
+    assert lines, "no log lines"
+    events = [json.loads(ln) for ln in lines]
+    for e in events:
+        assert {"timestamp", "level", "target"} <= e.keys(), e
+    ready = [e for e in events if e.get("message") == "ready"]
+    assert ready and ready[0]["addr"] == f"127.0.0.1:{port}", events
+    assert "\x1b[" not in err.decode()

@@ -362,6 +362,19 @@ def test_isolated_leader_loses_its_unreplicated_writes(cluster: Cluster):
     t_heal = time.monotonic()
     cluster.wait_for_isr(topic, 0, all_nodes, via=F, timeout=30)
     print(f"node{L} back in the ISR {time.monotonic() - t_heal:.2f}s after healing")
+    # The new leader expanded the ISR when L came back: its /metrics counts it (Kafka's
+    # IsrExpandsPerSec). L left the ISR when the controller fenced it, which is the
+    # controller's change, not the leader's, so it is not a leader's shrink.
+    import urllib.request
+    leader_now = cluster.leader(topic, 0, via=F)
+    with urllib.request.urlopen(cluster.nodes[leader_now].admin_url + "/metrics",
+                                timeout=10) as r:
+        scraped = r.read().decode()
+    counts = {name: float(v) for name, v in
+              (ln.split() for ln in scraped.splitlines()
+               if ln.startswith(("brook_isr_shrinks_total ", "brook_isr_expands_total ")))}
+    assert "brook_isr_shrinks_total" in counts, counts
+    assert counts.get("brook_isr_expands_total", 0) >= 1, counts
 
     # Make L the leader without losing the metadata quorum (2 of 3 voters must stay up,
     # so the two others cannot both be killed): kill -9 the current leader; the

@@ -122,6 +122,9 @@ def test_metrics_match_what_the_clients_did(brook):
             == value(s, "brook_partition_high_watermark", topic=topic, partition=p) - offset
     assert value(s, "brook_group_topic_lag", group=group, topic=topic) == N - K
     assert value(s, "brook_group_members", group=group) == 0  # the consumer left
+    assert value(s, "brook_group_state", group=group, state="Empty") == 1
+    assert value(s, "brook_active_controller") == 1
+    assert value(s, "brook_isr_shrinks_total") == 0
     assert value(s, "brook_leader_partitions") >= 3
     assert value(s, "brook_under_replicated_partitions") == 0
     assert value(s, "brook_offline_partitions") == 0
@@ -174,3 +177,17 @@ def test_bad_http_gets_4xx_and_the_broker_keeps_serving(brook):
     topic = unique_topic("after-http")
     create_topic(brook.bootstrap, topic)
     assert_all_delivered(produce_all(producer(brook.bootstrap), topic, [{"value": b"x"}]))
+
+
+def test_fsyncs_are_timed(brook):
+    """flush.messages=1: every produce is fsynced before it is acknowledged, and each
+    fsync lands in brook_log_flush_seconds."""
+    topic = unique_topic("flushed")
+    create_topic(brook.bootstrap, topic, 1, config={"flush.messages": "1"})
+    before = value(scrape(brook), "brook_log_flush_seconds_count") or 0
+    p = producer(brook.bootstrap, **{"linger.ms": 0, "acks": "all"})
+    for i in range(5):
+        assert_all_delivered(produce_all(p, topic, [{"value": b"v%d" % i, "partition": 0}]))
+    s = scrape(brook)
+    assert value(s, "brook_log_flush_seconds_count") >= before + 5
+    assert value(s, "brook_log_flush_seconds_sum") > 0

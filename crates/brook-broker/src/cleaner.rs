@@ -1,8 +1,7 @@
 //! The log cleaner's schedule: every `log.cleaner.backoff.ms`, each partition of a
 //! topic with `compact` in its `cleanup.policy` gets a pass if it is due one (see
 //! `brook_log`'s `clean` module), on `log.cleaner.threads` blocking tasks that share the
-//! partitions between them. The internal topics keep their own snapshot compaction
-//! (`CoordinatorHost::compact`).
+//! partitions between them; `__consumer_offsets` and `__transaction_state` included.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +11,6 @@ use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::config::BrokerSettings;
-use crate::names::is_internal;
 use crate::replicas::Replicas;
 
 /// Bytes per offset-map entry, as Kafka counts `log.cleaner.dedupe.buffer.size`.
@@ -71,7 +69,7 @@ fn clean_share(
             continue;
         }
         let topic_config = p.config();
-        if !topic_config.compacted || is_internal(&p.topic) {
+        if !topic_config.compacted {
             continue;
         }
         let mut config = topic_config.cleaner.clone();
@@ -79,9 +77,11 @@ fn clean_share(
             (settings.log_cleaner_dedupe_buffer_size / MAP_ENTRY_BYTES).max(1024) as usize;
         config.io_max_bytes_per_second =
             u64::try_from(settings.log_cleaner_io_max_bytes_per_second).unwrap_or(0);
+        let started = std::time::Instant::now();
         match p.clean(&config, now_ms()) {
             Ok(None) => {}
             Ok(Some(stats)) => tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
                 topic = %p.topic,
                 partition = p.index,
                 segments = stats.segments,

@@ -412,6 +412,7 @@ broker_settings! {
     offsets_retention_minutes: i64 = "offsets.retention.minutes", "10080";
     offsets_topic_num_partitions: i64 = "offsets.topic.num.partitions", "50";
     offsets_topic_replication_factor: i64 = "offsets.topic.replication.factor", "3";
+    offsets_topic_segment_bytes: i64 = "offsets.topic.segment.bytes", "104857600";
     queued_max_request_bytes: i64 = "queued.max.request.bytes", "536870912";
     replica_lag_time_max_ms: i64 = "replica.lag.time.max.ms", "30000";
     socket_request_max_bytes: i64 = "socket.request.max.bytes", "104857600";
@@ -420,6 +421,7 @@ broker_settings! {
     transaction_state_log_min_isr: i64 = "transaction.state.log.min.isr", "2";
     transaction_state_log_num_partitions: i64 = "transaction.state.log.num.partitions", "50";
     transaction_state_log_replication_factor: i64 = "transaction.state.log.replication.factor", "3";
+    transaction_state_log_segment_bytes: i64 = "transaction.state.log.segment.bytes", "104857600";
     transactional_id_expiration_ms: i64 = "transactional.id.expiration.ms", "604800000";
 }
 

@@ -2,9 +2,10 @@
 //! (`__consumer_offsets` for groups, `__transaction_state` for transactions): the
 //! coordinator of a key is the leader of the key's partition of the topic. The host
 //! replays a partition when this broker starts leading it and unloads its keys when it
-//! stops, appends keyed records in bounded batches, and compacts a partition by
-//! snapshot once it has grown well past its live state. What the records mean is the
-//! hosted state's ([`Hosted`]).
+//! stops, and appends keyed records in bounded batches. The log cleaner compacts the
+//! topics like any other (`cleanup.policy=compact`): replay applies records
+//! last-writer-wins per key, so a compacted log replays to the same state. What the
+//! records mean is the hosted state's ([`Hosted`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,10 +29,6 @@ use crate::replicas::{led_partitions, Replicas};
 const BATCH_BYTES: usize = 256 * 1024;
 /// Bytes read per step while replaying.
 const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
-/// A partition is compacted once it holds at least this many records...
-const COMPACT_MIN_RECORDS: i64 = 10_000;
-/// ...and this many times more records than its keys' live state.
-const COMPACT_RATIO: i64 = 4;
 
 /// One batch met while replaying: its header, and its records (none for control
 /// batches, whose bytes come instead).
@@ -52,9 +49,6 @@ pub trait Hosted: Send {
     fn unload(&mut self, lost: &BTreeSet<i32>, partitions: i32) -> usize;
     /// Applies one batch of partition `index`; returns the records it used.
     fn replay(&mut self, index: i32, batch: Replayed<'_>) -> usize;
-    /// The records that restate the live state of partition `index` (of `partitions`),
-    /// or `None` if it cannot be compacted now.
-    fn snapshot(&self, index: i32, partitions: i32) -> Option<Vec<Keyed>>;
 }
 
 pub struct CoordinatorHost<S> {
@@ -191,53 +185,6 @@ impl<S: Hosted> CoordinatorHost<S> {
         let partition = self.partition(index)?;
         let (_, last) = append_keyed(&partition, records, producer)?;
         Ok(last.map(|a| (partition, a)))
-    }
-
-    /// Compacts by snapshot: for each led partition grown well past its live state,
-    /// append that state (what replay rebuilds it from) and drop every record before
-    /// it. The state lock is held throughout, so no change lands between the snapshot
-    /// and the cut. A crash in between is safe: the snapshot only restates the latest
-    /// state, so replaying old records followed by a partial snapshot gives the same.
-    pub fn compact(&self, image: &MetadataImage) -> Result<usize, ApiError> {
-        if image.topic(self.topic).is_none() {
-            return Ok(0);
-        }
-        let partitions = self.partition_count(image);
-        let state = self.state.lock();
-        let led = self.led.lock().clone();
-        let mut compacted = 0;
-        for index in led {
-            let Some(partition) = self.replicas.get(self.topic, index) else {
-                continue;
-            };
-            let (start, end) = partition.offsets();
-            if end - start < COMPACT_MIN_RECORDS {
-                continue;
-            }
-            let Some(live) = state.snapshot(index, partitions) else {
-                continue;
-            };
-            if end - start < COMPACT_RATIO * live.len() as i64 {
-                continue;
-            }
-            // On the blocking pool (the cleaner tick): an fsync may run in place.
-            let (snapshot_start, last) = append_keyed(&partition, &live, ProducerInfo::NONE)?;
-            if let Some(last) = last {
-                partition.sync_appended(&last).map_err(storage)?;
-            }
-            partition
-                .with_log(|log| log.delete_records_before(snapshot_start))
-                .map_err(storage)?;
-            tracing::info!(
-                topic = self.topic,
-                partition = index,
-                before = end - start,
-                live = live.len(),
-                "compacted coordinator partition"
-            );
-            compacted += 1;
-        }
-        Ok(compacted)
     }
 }
 

@@ -103,18 +103,6 @@ impl Hosted for GroupState {
             }
         }
     }
-
-    fn snapshot(&self, index: i32, partitions: i32) -> Option<Vec<Keyed>> {
-        // The snapshot holds decided state only: cutting now would lose the records of
-        // a transaction still open.
-        if self.pending_txn.keys().any(|(i, _)| *i == index) {
-            return None;
-        }
-        let live = self
-            .coordinator
-            .snapshot(|group| coordinator_partition_for(group, partitions) == index);
-        Some(keyed(&live))
-    }
 }
 
 fn keyed(records: &[OffsetsRecord]) -> Vec<Keyed> {
@@ -131,6 +119,8 @@ pub struct Groups {
     parked: Mutex<HashMap<ReplyToken, oneshot::Sender<Reply>>>,
     next_token: AtomicU64,
     commit_timeout: Duration,
+    /// `offsets.topic.segment.bytes` (1 MiB at least, like every topic's)
+    segment_bytes: i64,
 }
 
 impl Groups {
@@ -166,15 +156,18 @@ impl Groups {
             parked: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             commit_timeout: Duration::from_millis(settings.offsets_commit_timeout_ms.max(1) as u64),
+            segment_bytes: settings
+                .offsets_topic_segment_bytes
+                .max(i64::from(crate::config::MIN_CLIENT_SEGMENT_BYTES)),
         }
     }
 
     /// The configs `__consumer_offsets` is created with.
-    pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    pub fn offsets_topic_configs(&self) -> BTreeMap<String, String> {
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("retention.ms".to_string(), "-1".to_string());
-        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+        configs.insert("segment.bytes".to_string(), self.segment_bytes.to_string());
         configs
     }
 
@@ -188,7 +181,7 @@ impl Groups {
                 OFFSETS_TOPIC,
                 self.host.default_partitions(),
                 replication,
-                Self::offsets_topic_configs(),
+                self.offsets_topic_configs(),
                 Vec::new(),
                 false,
             )
@@ -423,11 +416,6 @@ impl Groups {
             effects
         };
         self.deliver(effects.replies);
-    }
-
-    /// Compacts `__consumer_offsets` by snapshot (see [`CoordinatorHost::compact`]).
-    pub fn compact(&self) -> Result<usize, ApiError> {
-        self.host.compact(&self.metadata.image())
     }
 
     /// TxnOffsetCommit: validates, writes the offsets to the group's partition in the

@@ -162,6 +162,22 @@ impl BrokerMetrics {
         for ((name, help), family) in topic_help.iter().zip(topic_families.all()) {
             registry.register(*name, *help, family.clone());
         }
+        let stats = replicas.stats();
+        registry.register(
+            "brook_log_flush_seconds",
+            "Time each fsync of a partition log took (Kafka's LogFlushRateAndTimeMs)",
+            stats.flush_seconds.clone(),
+        );
+        registry.register(
+            "brook_isr_shrinks",
+            "ISR shrinks this broker asked for as leader and the controller accepted (Kafka's IsrShrinksPerSec)",
+            stats.isr_shrinks.clone(),
+        );
+        registry.register(
+            "brook_isr_expands",
+            "ISR expansions this broker asked for as leader and the controller accepted (Kafka's IsrExpandsPerSec)",
+            stats.isr_expands.clone(),
+        );
         let connections_family = Family::<ListenerLabel, Gauge>::default();
         registry.register(
             "brook_active_connections",
@@ -376,6 +392,12 @@ impl Collector for StateCollector {
         }
         gauge(
             &mut encoder,
+            "brook_active_controller",
+            "1 if this broker is the active controller (Kafka's ActiveControllerCount)",
+            i64::from(self.metadata.controller_id() == node_id),
+        )?;
+        gauge(
+            &mut encoder,
             "brook_leader_partitions",
             "Partitions this broker leads (Kafka's LeaderCount)",
             leaders,
@@ -479,7 +501,7 @@ impl StateCollector {
         let mut committed = Vec::new();
         self.groups.read(|state| {
             state.coordinator.visit_groups(|g| {
-                members.push((g.group_id.to_string(), g.members));
+                members.push((g.group_id.to_string(), g.members, g.state.name()));
                 committed.extend(g.committed().map(|(topic, partition, offset)| Committed {
                     group: g.group_id.to_string(),
                     topic: topic.to_string(),
@@ -504,7 +526,15 @@ impl StateCollector {
             "Members of a consumer group coordinated here",
             members
                 .iter()
-                .map(|(g, n)| ([("group", g.as_str())], *n as i64)),
+                .map(|(g, n, _)| ([("group", g.as_str())], *n as i64)),
+        )?;
+        gauge_family(
+            encoder,
+            "brook_group_state",
+            "1 for a consumer group's current state (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead)",
+            members
+                .iter()
+                .map(|(g, _, state)| ([("group", g.as_str()), ("state", *state)], 1i64)),
         )?;
         let mut topic_lag: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for c in &committed {

@@ -4,6 +4,8 @@
 //! ones it no longer holds, and reports what changed as a [`LeadershipDelta`] for the
 //! coordinators and fetchers that follow.
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,8 +45,30 @@ pub struct Replicas {
     data_dir: PathBuf,
     config: Arc<BrokerConfig>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    stats: ReplicaStats,
     /// Each topic as last applied, so an image only costs the topics that changed.
     applied: Mutex<Applied>,
+}
+
+/// What this broker's replicas did, for `/metrics` (Kafka's LogFlushRateAndTimeMs,
+/// IsrShrinksPerSec, IsrExpandsPerSec).
+pub struct ReplicaStats {
+    /// Every fsync of a partition log, in seconds.
+    pub flush_seconds: Histogram,
+    /// ISR changes this broker asked for as a leader and the controller accepted.
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
+}
+
+impl Default for ReplicaStats {
+    fn default() -> Self {
+        ReplicaStats {
+            // 50 µs to about 26 s, doubling.
+            flush_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 20)),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -69,6 +93,7 @@ impl Replicas {
             data_dir,
             config,
             partitions: RwLock::new(HashMap::new()),
+            stats: ReplicaStats::default(),
             applied: Mutex::new(Applied::default()),
         };
         replicas.move_stray_dirs(image);
@@ -77,6 +102,11 @@ impl Replicas {
 
     pub fn node_id(&self) -> i32 {
         self.node_id
+    }
+
+    /// Counters the replicas' own work feeds (read by the metrics at scrape time).
+    pub fn stats(&self) -> &ReplicaStats {
+        &self.stats
     }
 
     /// The directory holding every partition's log.
@@ -236,6 +266,7 @@ impl Replicas {
                     let dir = self.partition_dir(&topic.name, p.index);
                     match Partition::open(&dir, name.clone(), p.index, node, topic_config(), now) {
                         Ok(partition) => {
+                            partition.observe_flushes(self.stats.flush_seconds.clone());
                             // Take the leadership metadata gives before anyone can see it.
                             partition.apply_leadership(&view, now);
                             let partition = Arc::new(partition);

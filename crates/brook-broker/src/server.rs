@@ -679,9 +679,6 @@ async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver
         Duration::from_millis(settings.log_retention_check_interval_ms.max(1) as u64);
     let mut tick = tokio::time::interval(LOG_TICK_INTERVAL);
     let mut retention = tokio::time::interval(retention_every);
-    let mut cleaner = tokio::time::interval(Duration::from_millis(
-        settings.log_cleaner_backoff_ms.max(100) as u64,
-    ));
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -708,17 +705,6 @@ async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver
                             Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
                             Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
                         }
-                    }
-                }).await;
-            }
-            _ = cleaner.tick() => {
-                let (groups, txns) = (services.groups.clone(), services.txns.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = groups.compact() {
-                        tracing::error!(error = %e, "compacting __consumer_offsets failed");
-                    }
-                    if let Err(e) = txns.compact() {
-                        tracing::error!(error = %e, "compacting __transaction_state failed");
                     }
                 }).await;
             }

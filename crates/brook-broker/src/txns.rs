@@ -59,13 +59,6 @@ impl Hosted for TransactionCoordinator {
         }
         replayed
     }
-
-    fn snapshot(&self, index: i32, partitions: i32) -> Option<Vec<Keyed>> {
-        let live = TransactionCoordinator::snapshot(self, |id| {
-            coordinator_partition_for(id, partitions) == index
-        });
-        Some(keyed(&live))
-    }
 }
 
 fn keyed(records: &[TxnRecord]) -> Vec<Keyed> {
@@ -92,6 +85,8 @@ pub struct Txns {
     writing: Mutex<HashSet<(String, i64, i16)>>,
     replication_factor: i16,
     min_isr: i64,
+    /// `transaction.state.log.segment.bytes`
+    segment_bytes: i64,
 }
 
 impl Txns {
@@ -125,6 +120,9 @@ impl Txns {
                 .transaction_state_log_replication_factor
                 .clamp(1, i16::MAX as i64) as i16,
             min_isr: settings.transaction_state_log_min_isr.max(1),
+            segment_bytes: settings
+                .transaction_state_log_segment_bytes
+                .max(i64::from(crate::config::MIN_CLIENT_SEGMENT_BYTES)),
         }
     }
 
@@ -132,7 +130,7 @@ impl Txns {
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("retention.ms".to_string(), "-1".to_string());
-        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+        configs.insert("segment.bytes".to_string(), self.segment_bytes.to_string());
         let min_isr = self.min_isr.min(i64::from(replication));
         configs.insert("min.insync.replicas".to_string(), min_isr.to_string());
         configs
@@ -415,11 +413,6 @@ impl Txns {
             }
         }
         self.spawn_markers(outcome.markers);
-    }
-
-    /// Compacts `__transaction_state` by snapshot (see [`CoordinatorHost::compact`]).
-    pub fn compact(&self) -> Result<usize, ApiError> {
-        self.host.compact(&self.metadata.image())
     }
 
     /// Starts writing the markers of `jobs`, each once.

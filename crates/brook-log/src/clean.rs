@@ -15,15 +15,20 @@
 //! 3. [`Log::install_clean`] (under the lock): oldest first, renames each cleaned file
 //!    over its original and reloads it, then moves the cleaner checkpoint.
 //!
-//! What a cleaned segment keeps: every record that is the last of its key (a tombstone
-//! too, until its segment was last written more than `delete.retention.ms` ago),
-//! records without a key, control batches (transaction markers), every batch of a
-//! transaction not decided yet, and each producer's last batch whole (so idempotence
-//! and transaction state survive a restart, which rebuilds them from batch headers).
-//! Records of aborted transactions go. A batch that loses some records is re-encoded
-//! with the rest at their offsets; where whole batches go, one empty batch spans their
-//! offsets, so offsets stay dense within the segment and every invariant recovery
-//! checks still holds (consumers skip empty batches, as with Kafka's).
+//! What a cleaned segment keeps: every record that is the last of its key, records
+//! without a key, every batch of a transaction not decided yet, and each producer's
+//! last data batch and last marker whole (so idempotence and transaction state survive
+//! a restart, which rebuilds them from batch headers). Records of aborted transactions
+//! go. Tombstones and transaction markers follow KIP-534: the first pass that keeps
+//! one stamps its batch with a delete horizon (`now + delete.retention.ms`, in the base
+//! timestamp, record timestamps re-encoded as deltas from it); a later pass after the
+//! horizon removes the tombstone, or the marker once no record of its transaction is
+//! left. A pass is due when the earliest horizon passes, however clean the log (each
+//! pass keeps it in `cleaner-delete-horizon`). A batch that loses some
+//! records is re-encoded with the rest at their offsets (keys, values and headers
+//! copied as bytes); where whole batches go, one empty batch spans their offsets, so
+//! offsets stay dense within the segment and every invariant recovery checks still
+//! holds (consumers skip empty batches, as with Kafka's).
 //!
 //! Crash safety: the original stays until the rename, which replaces it atomically.
 //! Renames go oldest segment first, so a crash between two leaves a prefix cleaned: a
@@ -42,7 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brook_protocol::batch::{control_type, verify_crc, BatchHeader, ControlType};
-use brook_protocol::compact::{empty_batch, keyed_records, retain, KeyedRecord, Retained};
+use brook_protocol::compact::{emptied, empty_batch, keyed_records, retain, KeyedRecord, Retained};
 use twox_hash::XxHash3_128;
 
 use crate::checkpoint::{self, sync_dir, TEMP_SUFFIX};
@@ -53,12 +58,15 @@ use crate::segment::Segment;
 
 /// Where each partition keeps its cleaner checkpoint (Kafka keeps one per log dir).
 pub const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
+/// The earliest delete horizon the last pass left (absent: none), so a restart still
+/// knows when the next pass is due.
+pub const CLEANER_HORIZON_FILE: &str = "cleaner-delete-horizon";
 
 /// The cleaner's settings for one log (Kafka's names in the broker).
 #[derive(Debug, Clone)]
 pub struct CleanerConfig {
-    /// `delete.retention.ms`: how long a tombstone stays after its segment was last
-    /// written.
+    /// `delete.retention.ms`: how long a tombstone or transaction marker stays after the
+    /// first cleaning pass that reached it.
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not compacted.
     pub min_compaction_lag_ms: i64,
@@ -134,6 +142,9 @@ pub struct CleanStats {
     pub records_removed: u64,
     /// Where the next pass's dirty part starts.
     pub end_offset: i64,
+    /// The earliest delete horizon of a tombstone or marker this pass kept: a pass is
+    /// due then, however clean the log is.
+    pub next_delete_horizon: Option<i64>,
 }
 
 impl CleanJob {
@@ -161,10 +172,13 @@ impl CleanJob {
             ..CleanStats::default()
         };
         let mut written = Vec::new();
+        let mut txns = TxnsWithData::default();
         let result = (|| {
             for source in self.sources.iter().filter(|s| s.base < end) {
                 let tmp = cleaned_path(&self.dir, source.base);
-                let removed = self.rewrite(source, &tmp, end, &map, &outcomes, &mut io)?;
+                let removed = self.rewrite(
+                    source, &tmp, end, &map, &outcomes, &mut txns, &mut stats, &mut io,
+                )?;
                 written.push((source.clone(), tmp));
                 stats.segments += 1;
                 stats.bytes_before += source.size;
@@ -231,6 +245,9 @@ impl CleanJob {
     }
 
     /// Writes `source` cleaned to `tmp` (fsynced); returns how many records went.
+    /// `txns` carries, from one segment to the next, which producers' transactions
+    /// still have records in the cleaned log.
+    #[allow(clippy::too_many_arguments)]
     fn rewrite(
         &self,
         source: &Source,
@@ -238,6 +255,8 @@ impl CleanJob {
         end: i64,
         map: &HashMap<u128, i64>,
         outcomes: &Outcomes,
+        txns: &mut TxnsWithData,
+        stats: &mut CleanStats,
         io: &mut Throttle,
     ) -> Result<u64, LogError> {
         let file = OpenOptions::new()
@@ -252,63 +271,130 @@ impl CleanJob {
             path: tmp.to_path_buf(),
         };
         let mut original_end = source.base;
-        let tombstones_expire =
-            self.now_ms.saturating_sub(source.last_modified_ms) > self.config.delete_retention_ms;
+        let now = self.now_ms;
+        // KIP-534: a tombstone or marker first reached now may go from this moment on.
+        let new_horizon = now.saturating_add(self.config.delete_retention_ms.max(0));
+        let expired = |h: &BatchHeader| h.delete_horizon().is_some_and(|t| t <= now);
         let mut removed = 0u64;
+        let corrupt = |e: &dyn std::fmt::Display| LogError::corrupt(&source.path, e.to_string());
         for_each_batch(source, io, |header, bytes| {
             original_end = header.next_offset();
-            let keep_whole = header.is_control()
-                || outcomes.undecided(header)
-                || outcomes.is_last_of_producer(header)
-                || header.base_offset >= end;
-            if keep_whole {
+            let pid = header.producer_id;
+            if header.base_offset >= end {
+                txns.saw(header);
+                stats.note_horizon(header.delete_horizon());
                 return out.batch(bytes);
             }
-            if !outcomes.visible(header) {
+            if header.is_control() {
+                let had_data = txns.ended(pid);
+                let marker = matches!(
+                    control_type(bytes),
+                    Ok(ControlType::Commit | ControlType::Abort)
+                );
+                if !marker {
+                    return out.batch(bytes);
+                }
+                // A marker goes once its horizon has passed and its transaction has no
+                // record left, unless it is the producer's last (it holds its epoch).
+                let removable = !had_data && !outcomes.is_last_marker_of_producer(header);
+                if removable && expired(header) {
+                    removed += header.record_count.max(0) as u64;
+                    return out.fill(header);
+                }
+                let stamped =
+                    retain(bytes, |_| true, Some(new_horizon)).map_err(|e| corrupt(&e))?;
+                return match stamped {
+                    Retained::Some(marked) => {
+                        if removable {
+                            stats.note_horizon(Some(new_horizon));
+                        }
+                        out.batch(&marked)
+                    }
+                    _ => {
+                        if removable {
+                            stats.note_horizon(header.delete_horizon());
+                        }
+                        out.batch(bytes)
+                    }
+                };
+            }
+            if outcomes.undecided(header) {
+                txns.saw(header);
+                stats.note_horizon(header.delete_horizon());
+                return out.batch(bytes);
+            }
+            // A producer's last batch always keeps its header, records or not (its
+            // epoch and sequence are read from it at start-up).
+            let last_of_producer = outcomes.is_last_of_producer(header);
+            let mut drop_records = |out: &mut Output, txns: &mut TxnsWithData| {
                 removed += header.record_count.max(0) as u64;
-                return out.fill(header);
+                if last_of_producer {
+                    txns.saw(header);
+                    out.batch(&emptied(header))
+                } else {
+                    out.fill(header)
+                }
+            };
+            if !outcomes.visible(header) {
+                return drop_records(&mut out, txns);
             }
             let keep = |r: &KeyedRecord| {
                 let Some(key) = &r.key else { return true };
                 let latest = map
                     .get(&XxHash3_128::oneshot(key))
                     .is_none_or(|&last| r.offset >= last);
-                latest && !(r.tombstone && tombstones_expire)
+                latest && !(r.tombstone && expired(header))
             };
-            let retained =
-                retain(bytes, keep).map_err(|e| LogError::corrupt(&source.path, e.to_string()))?;
-            match retained {
-                Retained::All => out.batch(bytes),
-                Retained::None => {
-                    removed += header.record_count.max(0) as u64;
-                    out.fill(header)
+            match retain(bytes, keep, Some(new_horizon)).map_err(|e| corrupt(&e))? {
+                Retained::All => {
+                    txns.saw(header);
+                    stats.note_horizon(header.delete_horizon());
+                    out.batch(bytes)
                 }
+                Retained::None => drop_records(&mut out, txns),
                 Retained::Some(kept) => {
-                    let new = BatchHeader::parse(&kept)
-                        .map_err(|e| LogError::corrupt(&source.path, e.to_string()))?;
+                    let new = BatchHeader::parse(&kept).map_err(|e| corrupt(&e))?;
+                    txns.saw(&new);
+                    stats.note_horizon(new.delete_horizon());
                     removed += (header.record_count - new.record_count).max(0) as u64;
-                    if new.base_offset > header.base_offset {
-                        out.fill_range(
-                            header.base_offset,
-                            new.base_offset - 1,
-                            header.partition_leader_epoch,
-                        )?;
-                    }
-                    out.batch(&kept)?;
-                    if new.last_offset() < header.last_offset() {
-                        out.fill_range(
-                            new.last_offset() + 1,
-                            header.last_offset(),
-                            header.partition_leader_epoch,
-                        )?;
-                    }
-                    Ok(())
+                    out.batch(&kept)
                 }
             }
         })?;
         out.finish()?;
         check_cleaned(tmp, source.base, original_end)?;
         Ok(removed)
+    }
+}
+
+/// Producers whose current transaction still has records in the cleaned log: their
+/// marker must stay (a reader needs it to decide those records).
+#[derive(Default)]
+struct TxnsWithData(HashSet<i64>);
+
+impl TxnsWithData {
+    /// A transactional data batch stays (whole, in part, or its header alone: a reader
+    /// rebuilding producer state from it needs the marker too).
+    fn saw(&mut self, header: &BatchHeader) {
+        if header.is_transactional() && !header.is_control() {
+            self.0.insert(header.producer_id);
+        }
+        if header.is_control() {
+            self.0.remove(&header.producer_id);
+        }
+    }
+
+    /// A marker ends the producer's transaction: did any of its records stay?
+    fn ended(&mut self, producer_id: i64) -> bool {
+        self.0.remove(&producer_id)
+    }
+}
+
+impl CleanStats {
+    fn note_horizon(&mut self, horizon: Option<i64>) {
+        if let Some(h) = horizon {
+            self.next_delete_horizon = Some(self.next_delete_horizon.map_or(h, |n| n.min(h)));
+        }
     }
 }
 
@@ -421,6 +507,8 @@ struct Outcomes {
     aborted: HashSet<(i64, i64)>,
     undecided: HashSet<(i64, i64)>,
     last_of_producer: HashMap<i64, i64>,
+    /// Each producer's last control batch: it carries the producer's newest epoch.
+    last_marker_of_producer: HashMap<i64, i64>,
 }
 
 impl Outcomes {
@@ -430,6 +518,7 @@ impl Outcomes {
             aborted: HashSet::new(),
             undecided: HashSet::new(),
             last_of_producer: HashMap::new(),
+            last_marker_of_producer: HashMap::new(),
         };
         for source in whole_log {
             let mut walker = HeaderWalker::new(&source.file, 0, source.size, SCAN_WINDOW_BYTES);
@@ -440,6 +529,9 @@ impl Outcomes {
                 }
                 let pid = header.producer_id;
                 if header.is_control() {
+                    outcomes
+                        .last_marker_of_producer
+                        .insert(pid, header.base_offset);
                     let bytes = read_batch(source, position, &header)?;
                     let ended = open.remove(&pid).unwrap_or_default();
                     if control_type(&bytes) == Ok(ControlType::Abort) {
@@ -475,6 +567,10 @@ impl Outcomes {
             && self
                 .undecided
                 .contains(&(header.producer_id, header.base_offset))
+    }
+
+    fn is_last_marker_of_producer(&self, header: &BatchHeader) -> bool {
+        self.last_marker_of_producer.get(&header.producer_id) == Some(&header.base_offset)
     }
 
     fn is_last_of_producer(&self, header: &BatchHeader) -> bool {
@@ -599,14 +695,17 @@ impl Log {
             .filter(|s| s.next_offset() > first_dirty)
             .collect();
         let dirty_bytes: u64 = dirty.iter().map(|s| s.size_bytes()).sum();
-        if total == 0 || dirty_bytes == 0 {
+        // Tombstones or markers whose delete horizon has passed: a pass is due even
+        // in a log with nothing dirty.
+        let horizon_due = self.next_delete_horizon.is_some_and(|h| h <= now_ms);
+        if total == 0 || (dirty_bytes == 0 && !horizon_due) {
             return None;
         }
         let ratio = dirty_bytes as f64 / total as f64;
         let overdue = dirty.first().is_some_and(|s| {
             now_ms.saturating_sub(s.largest_timestamp_ms()) > config.max_compaction_lag_ms
         });
-        if ratio < config.min_cleanable_ratio && !overdue {
+        if ratio < config.min_cleanable_ratio && !overdue && !horizon_due {
             return None;
         }
         let source = |s: &Segment| Source {
@@ -663,6 +762,13 @@ impl Log {
             installed += 1;
         }
         sync_dir(&self.dir)?;
+        if installed > 0 && self.next_delete_horizon != cleaned.stats.next_delete_horizon {
+            self.next_delete_horizon = cleaned.stats.next_delete_horizon;
+            match self.next_delete_horizon {
+                Some(h) => checkpoint::write_offset(&self.dir, CLEANER_HORIZON_FILE, h)?,
+                None => checkpoint::remove_if_exists(&self.dir.join(CLEANER_HORIZON_FILE))?,
+            }
+        }
         if installed > 0 && cleaned.end > self.cleaner_checkpoint {
             self.cleaner_checkpoint = cleaned.end;
             checkpoint::write_offset(&self.dir, CLEANER_OFFSET_FILE, cleaned.end)?;

@@ -67,6 +67,9 @@ pub struct Log {
     pub(crate) log_start_offset: i64,
     /// Everything below it has been compacted (see `clean.rs`).
     pub(crate) cleaner_checkpoint: i64,
+    /// The earliest delete horizon the last cleaning pass left in the log
+    /// (`cleaner-delete-horizon`).
+    pub(crate) next_delete_horizon: Option<i64>,
     /// Everything below it is fsynced, and segments wholly below it have durable index
     /// files. Never above the log end offset.
     recovery_point: i64,
@@ -94,6 +97,7 @@ impl Log {
             log_start_offset: loaded.log_start_offset,
             cleaner_checkpoint: checkpoint::read_offset(dir, crate::clean::CLEANER_OFFSET_FILE)?
                 .unwrap_or(0),
+            next_delete_horizon: checkpoint::read_offset(dir, crate::clean::CLEANER_HORIZON_FILE)?,
             // Recovery fsynced what it checked; trusted segments were already durable.
             recovery_point: log_end_offset,
             checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(-1),

@@ -33,6 +33,10 @@ pub const ATTR_COMPRESSION_MASK: i16 = 0x07;
 pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 pub const ATTR_CONTROL: i16 = 0x20;
+/// The base timestamp holds the batch's delete horizon (KIP-534): set by the log
+/// cleaner on batches with tombstones or on transaction markers; record timestamps stay
+/// deltas from it.
+pub const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Producer id meaning "not idempotent".
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -175,6 +179,11 @@ impl BatchHeader {
     }
     pub fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
+    }
+    /// When the cleaner may remove this batch's tombstones (or, for a transaction
+    /// marker, the marker): set by the first cleaning pass that reached it.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 }
 

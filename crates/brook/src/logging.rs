@@ -1,6 +1,7 @@
 //! The process's logger: `tracing` to stderr, filtered by `BROOK_LOG` (or a default),
 //! with levels that clients may change at run time (Kafka's BROKER_LOGGER configs,
-//! `kafka-configs --entity-type broker-loggers`).
+//! `kafka-configs --entity-type broker-loggers`). `BROOK_LOG_FORMAT=json` writes one
+//! JSON object per line (timestamp, level, target, fields) for log collectors.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
@@ -37,13 +38,23 @@ pub fn init(default: &str) {
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     // Colour only for a person at a terminal, never in a log file or a pipe.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = std::env::var("BROOK_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let text_layer = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour)
+    });
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(colour),
-        )
+        .with(text_layer)
+        .with(json_layer)
         .with(SeenTargets(seen.clone()))
         .init();
     let _ = LEVELS.set(Arc::new(Levels {

@@ -44,6 +44,10 @@ pub async fn isr_loop(
                 continue;
             };
             let isr = change.isr;
+            let isr_before = image
+                .topic(&p.topic)
+                .and_then(|t| t.partitions.get(p.index as usize))
+                .map_or(0, |q| q.isr.len());
             tracing::info!(topic = %p.topic, partition = p.index, ?isr, "asking the controller to change the ISR");
             let req = ControllerRequest::AlterIsr {
                 topic: p.topic.to_string(),
@@ -55,9 +59,16 @@ pub async fn isr_loop(
                 isr: isr.clone(),
             };
             let controller = controller.clone();
+            let replicas = replicas.clone();
             tokio::spawn(async move {
                 let outcome = match controller.request(req).await {
                     Ok(_) => {
+                        let stats = replicas.stats();
+                        match isr.len().cmp(&isr_before) {
+                            std::cmp::Ordering::Less => stats.isr_shrinks.inc(),
+                            std::cmp::Ordering::Greater => stats.isr_expands.inc(),
+                            std::cmp::Ordering::Equal => 0,
+                        };
                         // Let metadata show it first, so the next check starts from the
                         // new ISR.
                         controller.settle_isr(&p.topic, p.index, &isr).await;

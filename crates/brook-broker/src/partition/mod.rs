@@ -111,6 +111,9 @@ pub struct Partition {
     /// Held while an fsync runs outside `inner` (see [`Partition::sync_log`]): one at
     /// a time, taken before `inner`, never while holding it.
     syncing: Mutex<()>,
+    /// Where fsync durations go (`brook_log_flush_seconds`), once the broker's replica
+    /// set has opened this partition.
+    flush_seconds: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// Why [`Partition::sync_log`] is called.
@@ -157,6 +160,7 @@ impl Partition {
             changed: watch::channel(0).0,
             data: watch::channel(0).0,
             syncing: Mutex::new(()),
+            flush_seconds: std::sync::OnceLock::new(),
         })
     }
 
@@ -407,8 +411,17 @@ impl Partition {
             };
             log.take_sync(all, now_ms)?
         };
+        let started = std::time::Instant::now();
         let outcome = job.run();
+        if let Some(h) = self.flush_seconds.get() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
         self.inner.lock().log.finish_sync(job, outcome)
+    }
+
+    /// Sends this partition's fsync durations to `histogram` (set once).
+    pub fn observe_flushes(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
+        let _ = self.flush_seconds.set(histogram);
     }
 
     pub fn close(self) -> Result<(), LogError> {

@@ -221,10 +221,147 @@ fn cleaning_keeps_every_keys_last_visible_record_and_the_offsets() {
         // `brook check-log` finds a compacted log consistent (CRCs, order, indexes).
         let report = crate::check_dir(dir.path()).unwrap();
         assert!(report.is_ok(), "seed {seed}: {:?}", report.problems);
-        let log = open(dir.path(), small_config());
+        let mut log = open(dir.path(), small_config());
         assert_eq!(visible(&log), w.model, "seed {seed}: reopened");
         assert_eq!(log.log_end_offset(), before_end, "seed {seed}");
+        // Past every delete horizon a pass removes the cleaned part's tombstones and
+        // the markers of transactions with nothing left; every live value stays.
+        let later = NOW_MS + 2 * 86_400_000;
+        let horizon = CleanerConfig {
+            max_compaction_lag_ms: 0,
+            ..clean_config()
+        };
+        clean(&mut log, &horizon, later).expect("a pass");
+        let cleaned_end = log.cleaner_checkpoint();
+        let live: Model = w
+            .model
+            .iter()
+            .filter(|(_, (offset, v))| v.is_some() || *offset >= cleaned_end)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(visible(&log), live, "seed {seed}: past the horizons");
+        assert!(
+            markers_in_log(&log) <= 1 + open_txns_in(&log),
+            "seed {seed}: {} markers left",
+            markers_in_log(&log)
+        );
+        drop(log);
+        let report = crate::check_dir(dir.path()).unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.problems);
+        let log = open(dir.path(), small_config());
+        assert_eq!(
+            visible(&log),
+            live,
+            "seed {seed}: reopened after the horizons"
+        );
     }
+}
+
+/// Control batches in the log.
+fn markers_in_log(log: &Log) -> usize {
+    batches_in_log(log)
+        .iter()
+        .filter(|(h, _)| h.is_control())
+        .count()
+}
+
+/// Transactional data batches with records in the log (each may hold its marker).
+fn open_txns_in(log: &Log) -> usize {
+    batches_in_log(log)
+        .iter()
+        .filter(|(h, _)| h.is_transactional() && !h.is_control() && h.record_count > 0)
+        .count()
+}
+
+fn batches_in_log(log: &Log) -> Vec<(brook_protocol::batch::BatchHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let slice = log.read(offset, 1 << 20, None, true).unwrap();
+        if slice.is_empty() {
+            return out;
+        }
+        let bytes = slice.read_bytes().unwrap();
+        for item in brook_protocol::batch::BatchIter::new(&bytes) {
+            let (header, range) = item.unwrap();
+            out.push((header, bytes[range].to_vec()));
+        }
+        offset = slice.next_offset_hint;
+    }
+}
+
+#[test]
+fn markers_get_a_horizon_then_go_once_their_transaction_has_nothing_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    let mut w = Writer {
+        model: Model::new(),
+        open_txn: Vec::new(),
+    };
+    let txn = |seq| ProducerInfo {
+        producer_id: 7,
+        producer_epoch: 0,
+        base_sequence: seq,
+        transactional: true,
+    };
+    // A committed transaction (keys later overwritten), an aborted one, a committed
+    // one whose value stays, then plain writes overwriting the first one's keys.
+    let records = |keys: &[&str], v: &str| -> Vec<Record> {
+        keys.iter()
+            .map(|k| keyed(k, Some(v.to_string()), NOW_MS))
+            .collect()
+    };
+    w.append(
+        &mut log,
+        records(&["a", "b"], "t1"),
+        txn(0),
+        Compression::None,
+    );
+    w.end_txn(&mut log, true);
+    w.append(&mut log, records(&["c"], "t2"), txn(2), Compression::Lz4);
+    w.end_txn(&mut log, false);
+    w.append(&mut log, records(&["d"], "t3"), txn(3), Compression::None);
+    w.end_txn(&mut log, true);
+    for _ in 0..50 {
+        w.append(
+            &mut log,
+            records(&["a", "b", "e"], "plain"),
+            ProducerInfo::NONE,
+            Compression::None,
+        );
+    }
+    log.roll_for_test(NOW_MS);
+    assert_eq!(markers_in_log(&log), 3);
+    let stats = clean(&mut log, &clean_config(), NOW_MS).unwrap();
+    assert_eq!(visible(&log), w.model);
+    // All three markers stay, stamped with their horizon.
+    let markers: Vec<_> = batches_in_log(&log)
+        .into_iter()
+        .filter(|(h, _)| h.is_control())
+        .collect();
+    assert_eq!(markers.len(), 3);
+    let horizon = NOW_MS + clean_config().delete_retention_ms;
+    for (h, bytes) in &markers {
+        brook_protocol::batch::verify_crc(bytes).unwrap();
+        assert_eq!(h.delete_horizon(), Some(horizon));
+    }
+    assert_eq!(stats.next_delete_horizon, Some(horizon));
+    // Before the horizon nothing is due; after it a pass runs on a clean log and
+    // removes the markers of the first two transactions (nothing of theirs is left);
+    // the third keeps its marker (its record stays).
+    assert!(log
+        .plan_clean(i64::MAX, &CleanerConfig::default(), horizon - 1)
+        .is_none());
+    let strict = CleanerConfig {
+        min_cleanable_ratio: 1.0,
+        ..CleanerConfig::default()
+    };
+    clean(&mut log, &strict, horizon).expect("the horizon makes a pass due");
+    assert_eq!(visible(&log), w.model);
+    assert_eq!(markers_in_log(&log), 1);
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(visible(&log), w.model, "reopened");
 }
 
 #[test]
