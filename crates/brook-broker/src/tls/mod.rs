@@ -59,6 +59,9 @@ pub struct TlsSettings {
     pub client_auth: ClientAuth,
     versions: Vec<&'static SupportedProtocolVersion>,
     mapper: PrincipalMapper,
+    /// `ssl.endpoint.identification.algorithm=https` (Kafka's default): a client checks
+    /// the server certificate names the host it connected to.
+    check_peer_host: bool,
 }
 
 impl TlsSettings {
@@ -154,7 +157,11 @@ impl TlsSettings {
         let mapper =
             PrincipalMapper::parse(get("ssl.principal.mapping.rules").unwrap_or("DEFAULT"))
                 .map_err(|e| format!("ssl.principal.mapping.rules: {e}"))?;
+        let check_peer_host =
+            ssl_value(settings, listener, "ssl.endpoint.identification.algorithm")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
         Ok(TlsSettings {
+            check_peer_host,
             listener: listener.to_string(),
             keystore,
             truststore,
@@ -419,6 +426,9 @@ impl ServerTls {
 /// checks the peer (and its host name), the keystore is presented as client
 /// certificate.
 pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, String> {
+    if !settings.check_peer_host {
+        return Err("TLS between brokers always checks the peer's host name: ssl.endpoint.identification.algorithm other than https is not supported yet (give each broker a certificate naming its host in controller.quorum.voters)".into());
+    }
     let roots = load_truststore(settings)?.ok_or(
         "TLS between brokers needs a truststore (ssl.truststore.location or ssl.truststore.certificates)",
     )?;
@@ -468,6 +478,12 @@ mod tests {
             .err()
             .unwrap()
             .contains("needs a keystore"));
+        let no_host_check =
+            TlsSettings::resolve(&s(&[("ssl.endpoint.identification.algorithm", "")]), "C")
+                .unwrap();
+        assert!(client_config(&no_host_check)
+            .unwrap_err()
+            .contains("identification"));
         assert!(private_key("-----BEGIN ENCRYPTED PRIVATE KEY-----", "k")
             .unwrap_err()
             .contains("not supported"));
