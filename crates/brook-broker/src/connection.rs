@@ -5,7 +5,10 @@
 //!
 //! Fetch records go from segment files to the socket with `sendfile(2)`: the response is
 //! a list of chunks, encoded bytes written through the buffered writer and file ranges
-//! sent after flushing it.
+//! sent after flushing it. A TLS connection cannot use `sendfile` (the bytes must be
+//! encrypted): its file ranges are copied through the TLS writer. [`serve`] is generic
+//! over the stream's halves, so the plaintext path stays monomorphic (no dynamic
+//! dispatch, no branch per write).
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,7 +21,9 @@ use brook_protocol::request::{decode_request, encode_response, peek_header};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, Interest,
+};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -31,6 +36,7 @@ use crate::handlers::RequestContext;
 use crate::peer;
 use crate::router::Services;
 use crate::router::{self, Response};
+use crate::session::{Auth, Session};
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -64,6 +70,32 @@ const SENDFILE_STEP_BYTES: usize = 1 << 30;
 /// with little data each still goes out in few writes.
 const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 
+/// The write half of a connection's stream: a plaintext socket takes file ranges with
+/// `sendfile`; any other stream (TLS) gets them copied.
+pub trait ResponseSink: AsyncWrite + Unpin + Send {
+    /// The socket `sendfile` may write to directly, if any.
+    fn sendfile_socket(&self) -> Option<&TcpStream>;
+}
+
+impl ResponseSink for OwnedWriteHalf {
+    #[inline]
+    fn sendfile_socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ResponseSink
+    for tokio::io::WriteHalf<tokio_rustls::server::TlsStream<S>>
+{
+    #[inline]
+    fn sendfile_socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+/// File ranges copied through a TLS writer go in steps of this many bytes.
+const COPY_STEP_BYTES: usize = 64 * 1024;
+
 enum Outcome {
     Reply(BytesMut),
     /// A response in pieces, some of them file ranges (Fetch records).
@@ -72,18 +104,25 @@ enum Outcome {
     Close(String),
 }
 
-pub async fn serve(
+/// Serves one connection whose transport is established (a TCP socket's halves, or a
+/// TLS stream's after its handshake), as `session`.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<R, W>(
     services: Arc<Services>,
-    stream: TcpStream,
+    (read_half, write_half): (R, W),
     peer: SocketAddr,
     limits: ConnectionLimits,
     memory: RequestMemory,
-    internal: bool,
+    session: Session,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let _open = services.metrics.connection_opened(internal);
-    let (read_half, write_half) = stream.into_split();
+) where
+    R: AsyncRead + Unpin + Send,
+    W: ResponseSink,
+{
+    let session = Arc::new(session);
+    let _open = services
+        .metrics
+        .connection_opened(session.listener.controller);
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     loop {
@@ -98,7 +137,18 @@ pub async fn serve(
             }
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => break,
-            Ok(Err(reason)) => {
+            Ok(Err(ReadError::TlsHandshake)) if !session.listener.protocol.tls() => {
+                tracing::warn!(
+                    "TLS client on plaintext listener {} from {peer}: closing the connection",
+                    session.listener.name
+                );
+                break;
+            }
+            Ok(Err(ReadError::TlsHandshake)) => {
+                tracing::warn!(%peer, reason = "invalid frame size (a TLS record header)", "closing connection");
+                break;
+            }
+            Ok(Err(ReadError::Other(reason))) => {
                 tracing::warn!(%peer, %reason, "closing connection");
                 break;
             }
@@ -106,7 +156,7 @@ pub async fn serve(
         let (frame, reservation) = frame;
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
         let outcome = tokio::select! {
-            outcome = handle_frame(&services, peer, frame, internal) => outcome,
+            outcome = handle_frame(&services, peer, frame, &session) => outcome,
             _ = shutdown.changed() => break,
         };
         drop(reservation);
@@ -144,8 +194,8 @@ pub async fn serve(
 /// Writes one handler outcome. `Err((loud, reason))` closes the connection; `loud`
 /// says whether that deserves a warning (a broker-side problem or a protocol
 /// violation) rather than a debug line (the client went away).
-async fn write_outcome(
-    writer: &mut BufWriter<OwnedWriteHalf>,
+async fn write_outcome<W: ResponseSink>(
+    writer: &mut BufWriter<W>,
     outcome: Outcome,
 ) -> Result<(), (bool, String)> {
     match outcome {
@@ -173,8 +223,8 @@ async fn write_outcome(
 /// Around the file ranges the socket is corked (`TCP_CORK`), so the bytes flushed
 /// before each range leave in the same segments as the file's data instead of as small
 /// packets of their own; the response's last bytes are flushed before it is uncorked.
-async fn write_chunks(
-    writer: &mut BufWriter<OwnedWriteHalf>,
+async fn write_chunks<W: ResponseSink>(
+    writer: &mut BufWriter<W>,
     chunks: Vec<Chunk>,
 ) -> io::Result<()> {
     let mut corked = false;
@@ -187,25 +237,66 @@ async fn write_chunks(
                 writer.write_all(&buf).await?;
             }
             Chunk::File(region) => {
+                if writer.get_ref().sendfile_socket().is_none() {
+                    copy_region(writer, &region).await?;
+                    continue;
+                }
                 if !corked {
-                    set_cork(writer, true)?;
+                    set_cork(writer.get_ref().sendfile_socket(), true)?;
                     corked = true;
                 }
                 writer.flush().await?;
-                send_file(writer.get_ref().as_ref(), &region).await?;
+                if let Some(socket) = writer.get_ref().sendfile_socket() {
+                    send_file(socket, &region).await?;
+                }
             }
         }
     }
     if corked {
         writer.flush().await?;
-        set_cork(writer, false)?;
+        set_cork(writer.get_ref().sendfile_socket(), false)?;
     }
     Ok(())
 }
 
-fn set_cork(writer: &BufWriter<OwnedWriteHalf>, cork: bool) -> io::Result<()> {
-    let stream: &TcpStream = writer.get_ref().as_ref();
-    socket2::SockRef::from(stream).set_tcp_cork(cork)
+fn set_cork(socket: Option<&TcpStream>, cork: bool) -> io::Result<()> {
+    match socket {
+        Some(stream) => socket2::SockRef::from(stream).set_tcp_cork(cork),
+        None => Ok(()),
+    }
+}
+
+/// Copies `region` of its file through the writer (TLS), in bounded steps. A file
+/// shorter than the region is an `UnexpectedEof` error.
+async fn copy_region<W: ResponseSink>(
+    writer: &mut BufWriter<W>,
+    region: &FileRegion,
+) -> io::Result<()> {
+    let mut buf = vec![0; region.len.min(COPY_STEP_BYTES)];
+    let mut done = 0;
+    while done < region.len {
+        let step = (region.len - done).min(buf.len());
+        let position = region.position + done as u64;
+        region
+            .file
+            .read_exact_at(&mut buf[..step], position)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "segment file ended before the {} bytes fetched from {} (truncated under the read)",
+                            region.len, region.position
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        writer.write_all(&buf[..step]).await?;
+        done += step;
+    }
+    Ok(())
 }
 
 /// Sends `region` of its file to the socket. A file shorter than the region (truncated
@@ -255,29 +346,49 @@ async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
     Ok(())
 }
 
+/// Why a frame could not be read.
+enum ReadError {
+    /// The "frame size" is a TLS record header (`0x16 0x03`): a TLS client.
+    TlsHandshake,
+    Other(String),
+}
+
+impl From<String> for ReadError {
+    fn from(reason: String) -> Self {
+        ReadError::Other(reason)
+    }
+}
+
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-async fn read_frame(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
     limit: usize,
     memory: &RequestMemory,
-) -> Result<Option<(Bytes, tokio::sync::OwnedSemaphorePermit)>, String> {
+) -> Result<Option<(Bytes, tokio::sync::OwnedSemaphorePermit)>, ReadError> {
     let mut prefix = [0u8; FRAME_PREFIX_LEN];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string().into()),
     }
-    let len = frame_len(prefix, limit).map_err(|e| e.to_string())?;
+    let len = match frame_len(prefix, limit) {
+        Ok(len) => len,
+        // A TLS record (handshake type 0x16, version 0x03xx) read as a length is
+        // 369 MB and more: never a frame Brook accepts.
+        Err(_) if prefix[..2] == [0x16, 0x03] => return Err(ReadError::TlsHandshake),
+        Err(e) => return Err(e.to_string().into()),
+    };
     let deadline = FRAME_BODY_BASE_TIMEOUT + Duration::from_secs((len >> 20) as u64);
     tokio::time::timeout(deadline, read_body(reader, len, memory))
         .await
         .map_err(|_| format!("a {len}-byte frame did not arrive within {deadline:?}"))?
         .map(Some)
+        .map_err(ReadError::Other)
 }
 
 /// Reads a frame body of `len` bytes, reserving request memory as it arrives.
-async fn read_body(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
     len: usize,
     memory: &RequestMemory,
 ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), String> {
@@ -320,12 +431,21 @@ async fn handle_frame(
     services: &Services,
     peer: SocketAddr,
     frame: Bytes,
-    internal: bool,
+    session: &Arc<Session>,
 ) -> Outcome {
     let peek = match peek_header(&frame) {
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
     };
+    let api = ApiKey::try_from(peek.api_key);
+    // The SASL hook: before authentication only its own requests are taken.
+    if session.auth != Auth::Done && !api.is_ok_and(|api| session.admits(api)) {
+        return Outcome::Close(format!(
+            "request with API key {} before SASL authentication",
+            peek.api_key
+        ));
+    }
+    let internal = session.listener.controller;
     if let (peer::INTERNAL_API_KEY, true, Some(rpc)) = (peek.api_key, internal, &services.internal)
     {
         // api key, version, correlation id, null client id: 10 bytes.
@@ -343,7 +463,7 @@ async fn handle_frame(
             Err(reason) => Outcome::Close(reason),
         };
     }
-    let Ok(api) = ApiKey::try_from(peek.api_key) else {
+    let Ok(api) = api else {
         return Outcome::Close(format!("unknown API key {}", peek.api_key));
     };
     if !apis::accepts(api, peek.api_version) {
@@ -371,6 +491,7 @@ async fn handle_frame(
     let ctx = RequestContext {
         client_id: header.client_id.clone(),
         peer,
+        session: session.clone(),
     };
     let started = std::time::Instant::now();
     let response = router::dispatch(services, &ctx, &header, request)

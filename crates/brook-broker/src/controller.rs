@@ -65,6 +65,9 @@ pub enum ControllerRequest {
         port: i32,
         /// This process of the broker (see `Cluster::incarnation`).
         incarnation: u64,
+        /// Its client listeners' advertised endpoints.
+        #[serde(default)]
+        listeners: Vec<brook_meta::BrokerEndpoint>,
     },
     AlterIsr {
         topic: String,
@@ -331,6 +334,7 @@ pub fn decide(
             host,
             port,
             incarnation,
+            listeners,
         } => {
             let mut records = Vec::new();
             if image.cluster_id.is_empty() {
@@ -344,6 +348,7 @@ pub fn decide(
                 host,
                 *port,
                 *incarnation,
+                listeners,
             ));
             let metadata_records = image.record_count + records.len() as u64;
             Ok((records, ControllerReply::Heartbeat { metadata_records }))

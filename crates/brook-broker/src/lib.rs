@@ -11,6 +11,7 @@
 //! ```
 //! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
+mod accept;
 mod admin_http;
 mod apis;
 mod applier;
@@ -26,6 +27,7 @@ mod error;
 mod fetch_encode;
 mod groups;
 mod handlers;
+pub mod listeners;
 pub mod log_levels;
 mod markers;
 mod metadata;
@@ -37,6 +39,8 @@ pub mod producer_state;
 mod replicas;
 mod router;
 mod server;
+pub mod session;
+mod tls;
 mod txns;
 
 pub use apis::supported_apis;

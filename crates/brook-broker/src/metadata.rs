@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_meta::MetadataImage;
+use brook_meta::{BrokerEndpoint, MetadataImage};
 use tokio::sync::watch;
 
 pub type ImageWatch = watch::Receiver<Arc<MetadataImage>>;
@@ -18,7 +18,8 @@ pub struct MetadataView {
     applied: ImageWatch,
     quorum: Option<Arc<brook_raft::Quorum>>,
     node_id: i32,
-    advertised: (String, u16),
+    /// This broker's client listeners' advertised endpoints, the first one the default.
+    endpoints: Arc<Vec<BrokerEndpoint>>,
 }
 
 impl MetadataView {
@@ -27,14 +28,14 @@ impl MetadataView {
         applied: ImageWatch,
         quorum: Option<Arc<brook_raft::Quorum>>,
         node_id: i32,
-        advertised: (String, u16),
+        endpoints: Vec<BrokerEndpoint>,
     ) -> Self {
         MetadataView {
             committed,
             applied,
             quorum,
             node_id,
-            advertised,
+            endpoints: Arc::new(endpoints),
         }
     }
 
@@ -73,33 +74,65 @@ impl MetadataView {
         self.quorum.is_some()
     }
 
-    /// Brokers clients may connect to: `(id, host, port)`. A single broker lists itself;
-    /// a cluster lists every registered broker that is not fenced.
-    pub fn brokers(&self) -> Vec<(i32, String, i32)> {
+    /// Brokers clients of listener `listener` may connect to: `(id, host, port)`, each
+    /// broker's endpoint on that listener (Kafka: a client sees the addresses of the
+    /// listener it connected to). A single broker lists itself; a cluster lists every
+    /// registered broker that is not fenced and has that listener.
+    pub fn brokers(&self, listener: &str) -> Vec<(i32, String, i32)> {
         if self.is_cluster() {
             return self
                 .image()
                 .brokers
                 .values()
                 .filter(|b| !b.fenced)
-                .map(|b| (b.id, b.host.clone(), b.port))
+                .filter_map(|b| {
+                    let (host, port) = b.endpoint(listener)?;
+                    Some((b.id, host.to_string(), port))
+                })
                 .collect();
         }
-        let (host, port) = &self.advertised;
-        vec![(self.node_id, host.clone(), i32::from(*port))]
+        let (host, port) = self.own_endpoint(listener);
+        vec![(self.node_id, host, port)]
     }
 
-    /// `(host, port)` of a live broker, for coordinators and leaders.
-    pub fn broker_address(&self, id: i32) -> Option<(String, i32)> {
+    /// How many brokers are live (unfenced; this one on a single broker).
+    pub fn live_brokers(&self) -> usize {
         if !self.is_cluster() {
-            return (id == self.node_id)
-                .then(|| (self.advertised.0.clone(), i32::from(self.advertised.1)));
+            return 1;
+        }
+        self.image().brokers.values().filter(|b| !b.fenced).count()
+    }
+
+    /// The first client listener's name: what the admin API answers as.
+    pub fn client_listener(&self) -> String {
+        self.endpoints
+            .first()
+            .map(|e| e.listener.clone())
+            .unwrap_or_else(|| "PLAINTEXT".to_string())
+    }
+
+    /// This broker's endpoint on `listener`; a request on a listener that is not
+    /// advertised (the controller listener) gets the first client listener's.
+    fn own_endpoint(&self, listener: &str) -> (String, i32) {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .or(self.endpoints.first())
+            .map(|e| (e.host.clone(), e.port))
+            .unwrap_or_default()
+    }
+
+    /// `(host, port)` of a live broker on `listener`, for coordinators and leaders.
+    pub fn broker_address(&self, id: i32, listener: &str) -> Option<(String, i32)> {
+        if !self.is_cluster() {
+            return (id == self.node_id).then(|| self.own_endpoint(listener));
         }
         self.image()
             .brokers
             .get(&id)
             .filter(|b| !b.fenced)
-            .map(|b| (b.host.clone(), b.port))
+            .and_then(|b| b.endpoint(listener))
+            .map(|(host, port)| (host.to_string(), port))
     }
 
     /// The active controller (quorum leader), -1 if there is none right now.

@@ -4,6 +4,9 @@
 //!
 //! Peers are reached only through the addresses in this node's `controller.quorum.voters`,
 //! so a test can give each node its own (fault-injecting) path to every other node.
+//! When this node's controller listener uses TLS, so do its connections to peers'
+//! (the truststore checks the peer and its host name; the keystore is the client
+//! certificate).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::controller::{ControllerReply, ControllerRequest};
@@ -59,23 +62,49 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RAFT_RPC_TIMEOUT: Duration = Duration::from_millis(2000);
 const REPLICA_FETCH_VERSION: i16 = 12;
 
+/// A peer connection's byte stream: TCP, or TLS over it.
+trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerStream for T {}
+
 /// One connection to a peer, used by one caller at a time.
 pub(super) struct PeerConn {
-    stream: TcpStream,
+    stream: Box<dyn PeerStream>,
     next_correlation_id: i32,
 }
 
 impl PeerConn {
-    pub(super) async fn connect(addr: &str) -> std::io::Result<PeerConn> {
+    async fn connect(
+        addr: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> std::io::Result<PeerConn> {
+        let timed_out = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {addr}"),
+            )
+        };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting to {addr}"),
-                )
-            })??;
+            .map_err(|_| timed_out())??;
         stream.set_nodelay(true)?;
+        let stream: Box<dyn PeerStream> = match tls {
+            None => Box::new(stream),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let name = rustls::pki_types::ServerName::try_from(
+                    host.trim_matches(['[', ']']).to_string(),
+                )
+                .map_err(|e| invalid(format!("peer address {addr}: {e}")))?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("TLS to peer {addr}: {e}"))
+                    })?;
+                Box::new(tls)
+            }
+        };
         Ok(PeerConn {
             stream,
             next_correlation_id: 1,
@@ -151,13 +180,19 @@ fn invalid(message: String) -> std::io::Error {
 pub struct PeerNet {
     node_id: i32,
     voters: BTreeMap<i32, String>,
+    /// TLS to peers' controller listeners, if this node's uses it.
+    tls: Option<Arc<rustls::ClientConfig>>,
     raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
 }
 
 impl PeerNet {
-    pub fn new(node_id: i32, voters: BTreeMap<i32, String>) -> Self {
+    pub fn new(
+        node_id: i32,
+        voters: BTreeMap<i32, String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
         let pool = || {
             voters
                 .keys()
@@ -171,7 +206,13 @@ impl PeerNet {
             controller: pool(),
             markers: pool(),
             voters,
+            tls,
         }
+    }
+
+    /// A new connection to the peer at `addr` (one of the voters' addresses).
+    pub(super) async fn connect(&self, addr: &str) -> std::io::Result<PeerConn> {
+        PeerConn::connect(addr, self.tls.as_ref()).await
     }
 
     pub fn address(&self, id: i32) -> Option<&str> {
@@ -195,7 +236,7 @@ impl PeerNet {
         let mut slot = slot.lock().await;
         let attempt = async {
             if slot.is_none() {
-                *slot = Some(PeerConn::connect(addr).await?);
+                *slot = Some(PeerConn::connect(addr, self.tls.as_ref()).await?);
             }
             slot.as_mut()
                 .expect("just connected")

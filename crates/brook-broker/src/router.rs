@@ -72,6 +72,7 @@ pub async fn dispatch(
                 meta,
                 &s.controller,
                 s.settings.auto_create_topics_enable,
+                &ctx.session.listener.name,
                 r,
                 v,
             )
@@ -108,9 +109,9 @@ pub async fn dispatch(
         RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(acls::describe()),
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(r)),
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(metadata::describe_cluster(meta, r))
-        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+            metadata::describe_cluster(meta, &ctx.session.listener.name, r),
+        ),
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe(&s.configs(), r, v))
         }
@@ -145,9 +146,9 @@ pub async fn dispatch(
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(txn::list_transactions(&s.txns, r, v))
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(coordinator::handle(meta, &s.groups, &s.txns, r, v).await)
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            coordinator::handle(meta, &s.groups, &s.txns, &ctx.session.listener.name, r, v).await,
+        ),
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(group::join(&s.groups, ctx, r, v).await)
         }

@@ -1,28 +1,30 @@
 //! The embeddable broker: bind, accept, spawn connection tasks, run background log
 //! maintenance, shut down gracefully.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use brook_meta::BrokerEndpoint;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use brook_raft::{Quorum, QuorumConfig};
 
+use crate::accept::{self, Bound, Shared};
 use crate::applier::Applier;
 use crate::clock::now_ms;
 use crate::cluster::fetcher::Fetchers;
 use crate::cluster::liveness::{self, Registration};
 use crate::cluster::{isr, rpc::InternalRpc};
-use crate::config::{BrokerConfig, ConfigError, Dynamic};
-use crate::connection::{self, ConnectionLimits};
+use crate::config::{BrokerConfig, ConfigError};
 use crate::controller_client::{ControllerClient, MetaStore};
 use crate::groups::Groups;
+use crate::listeners::{self, ListenerPlan};
 use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
@@ -31,6 +33,8 @@ use crate::partition::SyncFor;
 use crate::peer::{PeerNet, RaftTransport};
 use crate::replicas::Replicas;
 use crate::router::Services;
+use crate::session::ListenerInfo;
+use crate::tls::{ServerTls, TlsSettings};
 use crate::txns::Txns;
 
 /// How often flush.ms and segment.ms deadlines are checked.
@@ -42,9 +46,11 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        addr: SocketAddr,
+        addr: String,
         source: std::io::Error,
     },
+    #[error("listener {listener}: {reason}")]
+    Listener { listener: String, reason: String },
     #[error(transparent)]
     Admin(#[from] crate::admin_http::AdminBindError),
     #[error("cannot create a temporary data directory for --memory: {0}")]
@@ -55,7 +61,8 @@ pub enum StartError {
 
 pub struct BrokerBuilder {
     config: BrokerConfig,
-    advertised_set: bool,
+    /// Overrides the first client listener's advertised endpoint.
+    advertised: Option<(String, u16)>,
     memory: bool,
     log_levels: Option<Arc<dyn LogLevels>>,
 }
@@ -67,14 +74,18 @@ impl BrokerBuilder {
         self
     }
 
+    /// One PLAINTEXT listener on `addr` (`listeners=PLAINTEXT://addr`); several
+    /// listeners are set with `set("listeners", ...)`.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.config.listen = addr;
+        self.config
+            .settings
+            .insert("listeners".into(), format!("PLAINTEXT://{addr}"));
         self
     }
-    /// Host and port clients should connect to (`advertised.listeners`).
+    /// Host and port clients of the first client listener should connect to
+    /// (`advertised.listeners`).
     pub fn advertised(mut self, host: impl Into<String>, port: u16) -> Self {
-        self.config.advertised = (host.into(), port);
-        self.advertised_set = true;
+        self.advertised = Some((host.into(), port));
         self
     }
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -102,6 +113,12 @@ impl BrokerBuilder {
         self.config.voters = voters;
         self
     }
+    /// Makes this broker a node of a cluster whose controller listener is in
+    /// `listeners` (named by `controller.listener.names`).
+    pub fn voters(mut self, voters: std::collections::BTreeMap<i32, String>) -> Self {
+        self.config.voters = voters;
+        self
+    }
     /// Sets a config by its Kafka name (`num.partitions`, `log.retention.ms`, ...).
     pub fn set(mut self, name: &str, value: &str) -> Result<Self, ConfigError> {
         self.config.set(name, value)?;
@@ -109,21 +126,34 @@ impl BrokerBuilder {
     }
 
     pub async fn start(mut self) -> Result<Broker, StartError> {
-        let listener = TcpListener::bind(self.config.listen)
-            .await
+        let controller_listen = self
+            .config
+            .controller_listen
+            .map(|a| (a.ip().to_string(), a.port()));
+        let plan =
+            listeners::plan(&self.config.settings, controller_listen).map_err(ConfigError::from)?;
+        let mut bound = bind_listeners(&self.config.settings, &plan).await?;
+        let endpoints = self.endpoints(&plan, &bound);
+        let listener_addrs: Vec<String> = bound
+            .iter()
+            .map(|b| {
+                b.listener
+                    .local_addr()
+                    .map_or_else(|e| e.to_string(), |a| a.to_string())
+            })
+            .collect();
+        let local_addr = bound[0]
+            .listener
+            .local_addr()
             .map_err(|source| StartError::Bind {
-                addr: self.config.listen,
+                addr: bound[0].info.name.clone(),
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: self.config.listen,
-            source,
-        })?;
-        self.config.listen = local_addr;
+        let controller_bound = bound
+            .iter()
+            .position(|b| b.info.controller)
+            .map(|i| bound.remove(i));
         let admin_listener = crate::admin_http::bind(&self.config.broker_settings()).await?;
-        if !self.advertised_set {
-            self.config.advertised = (local_addr.ip().to_string(), local_addr.port());
-        }
         let (temp, data_dir) = if self.memory || self.config.data_dir.is_none() {
             let temp = tempfile::Builder::new()
                 .prefix("brook-memory-")
@@ -146,7 +176,7 @@ impl BrokerBuilder {
         let lock = lock_data_dir(&data_dir)?;
         let persistent = temp.is_none();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (store, controller_listener, peers) = if self.config.voters.is_empty() {
+        let (store, peers) = if self.config.voters.is_empty() {
             let (dir, node_id) = (data_dir.clone(), self.config.node_id);
             let store = tokio::task::spawn_blocking(move || {
                 MetaStore::open_file(&dir, node_id, persistent)
@@ -154,10 +184,10 @@ impl BrokerBuilder {
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?
             .map_err(|e| StartError::Storage(e.to_string()))?;
-            (store, None, None)
+            (store, None)
         } else {
-            let (quorum, listener, peers) = self.start_quorum(&data_dir).await?;
-            (MetaStore::Raft(quorum), Some(listener), Some(peers))
+            let (quorum, peers) = self.start_quorum(&data_dir, &plan).await?;
+            (MetaStore::Raft(quorum), Some(peers))
         };
         let data_dir_shown = data_dir.display().to_string();
         let wired = wire(
@@ -165,25 +195,30 @@ impl BrokerBuilder {
             data_dir,
             store,
             peers,
+            endpoints.clone(),
             self.log_levels.take(),
         )
         .await?;
         let services = wired.services.clone();
         let mut tasks = Vec::new();
-        if let Some(listener) = controller_listener {
-            tasks.push(tokio::spawn(accept_loop(
+        if let Some(controller) = controller_bound {
+            tasks.push(tokio::spawn(accept::accept_loop(
                 services.clone(),
-                listener,
-                true,
+                controller,
+                Shared::new(&services),
                 shutdown_rx.clone(),
             )));
         }
-        tasks.push(tokio::spawn(accept_loop(
-            services.clone(),
-            listener,
-            false,
-            shutdown_rx.clone(),
-        )));
+        // The client listeners share max.connections and the request memory pool.
+        let shared = Shared::new(&services);
+        for listener in bound {
+            tasks.push(tokio::spawn(accept::accept_loop(
+                services.clone(),
+                listener,
+                shared.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(maintenance_loop(
             services.clone(),
             shutdown_rx.clone(),
@@ -211,17 +246,39 @@ impl BrokerBuilder {
             )));
         }
         if services.metadata.is_cluster() {
-            tasks.extend(cluster_tasks(&services, &wired.ready, shutdown_rx));
+            tasks.extend(cluster_tasks(
+                &services,
+                &wired.ready,
+                &endpoints,
+                &plan.inter_broker,
+                shutdown_rx,
+            ));
         }
-        let (host, port) = &self.config.advertised;
+        let (host, port) = endpoints
+            .first()
+            .map(|e| (e.host.as_str(), e.port))
+            .unwrap_or_default();
         tracing::info!(
             "Brook {} started: node {}, listening on {local_addr}, advertised as {host}:{port}, data in {}",
             env!("CARGO_PKG_VERSION"),
             self.config.node_id,
             if persistent { data_dir_shown.as_str() } else { "memory (deleted at exit)" },
         );
+        for (l, e) in plan.listeners.iter().zip(&listener_addrs) {
+            tracing::info!(
+                "listener {} ({}) on {e}{}",
+                l.name,
+                l.protocol,
+                if l.controller { ", controller" } else { "" }
+            );
+        }
         for (name, value) in &self.config.settings {
-            tracing::info!("setting {name} = {value}");
+            let shown = if listeners::is_sensitive(name) {
+                "[hidden]"
+            } else {
+                value.as_str()
+            };
+            tracing::info!("setting {name} = {shown}");
         }
         if let Some(addr) = admin_addr {
             tracing::info!("admin listening on http://{addr} (/metrics, /health, /ready)");
@@ -238,12 +295,41 @@ impl BrokerBuilder {
         })
     }
 
-    /// Binds the controller listener and starts this node's member of the metadata
-    /// quorum.
+    /// The advertised endpoint of each client listener: `advertised.listeners`, else
+    /// the address it bound.
+    fn endpoints(&self, plan: &ListenerPlan, bound: &[Bound]) -> Vec<BrokerEndpoint> {
+        let mut out = Vec::new();
+        for (spec, b) in plan.listeners.iter().zip(bound) {
+            if spec.controller {
+                continue;
+            }
+            let local = b.listener.local_addr().ok();
+            let advertised = if out.is_empty() {
+                self.advertised.as_ref().or(spec.advertised.as_ref())
+            } else {
+                spec.advertised.as_ref()
+            };
+            let (host, port) = match (advertised, local) {
+                (Some((h, p)), _) => (h.clone(), *p),
+                (None, Some(a)) => (a.ip().to_string(), a.port()),
+                (None, None) => (spec.bind.host.clone(), spec.bind.port),
+            };
+            out.push(BrokerEndpoint {
+                listener: spec.name.clone(),
+                host,
+                port: i32::from(port),
+            });
+        }
+        out
+    }
+
+    /// Starts this node's member of the metadata quorum; peers are reached on their
+    /// controller listeners, over TLS when this node's controller listener uses it.
     async fn start_quorum(
         &self,
         data_dir: &std::path::Path,
-    ) -> Result<(Arc<Quorum>, TcpListener, Arc<PeerNet>), StartError> {
+        plan: &ListenerPlan,
+    ) -> Result<(Arc<Quorum>, Arc<PeerNet>), StartError> {
         let config = &self.config;
         let node_id = config.node_id;
         if !config.voters.contains_key(&node_id) {
@@ -253,17 +339,25 @@ impl BrokerBuilder {
                 reason: format!("must include this node ({node_id})"),
             }));
         }
-        let Some(addr) = config.controller_listen else {
+        let Some(controller) = plan.controller() else {
             return Err(StartError::Config(ConfigError::Invalid {
-                name: "controller.listener".into(),
+                name: "controller.listener.names".into(),
                 value: String::new(),
-                reason: "a cluster node needs a controller listener".into(),
+                reason: "a cluster node needs a controller listener (--controller-listen, or a listener in listeners named by controller.listener.names)".into(),
             }));
         };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let net = Arc::new(PeerNet::new(node_id, config.voters.clone()));
+        let tls = if controller.protocol.tls() {
+            let settings = TlsSettings::resolve(&config.settings, &controller.name)
+                .and_then(|s| crate::tls::client_config(&s))
+                .map_err(|reason| StartError::Listener {
+                    listener: controller.name.clone(),
+                    reason,
+                })?;
+            Some(settings)
+        } else {
+            None
+        };
+        let net = Arc::new(PeerNet::new(node_id, config.voters.clone(), tls));
         let quorum_config = QuorumConfig {
             node_id: node_id as u64,
             voters: config
@@ -279,8 +373,58 @@ impl BrokerBuilder {
         let quorum = Quorum::start(quorum_config, Arc::new(RaftTransport(net.clone())))
             .await
             .map_err(|e| StartError::Storage(format!("metadata quorum: {e}")))?;
-        Ok((Arc::new(quorum), listener, net))
+        Ok((Arc::new(quorum), net))
     }
+}
+
+/// Binds every listener of the plan, in its order, with its TLS context loaded (a TLS
+/// listener whose stores cannot be read, or a SASL listener, is a start error).
+async fn bind_listeners(
+    settings: &BTreeMap<String, String>,
+    plan: &ListenerPlan,
+) -> Result<Vec<Bound>, StartError> {
+    let mut bound = Vec::new();
+    for spec in &plan.listeners {
+        let refuse = |reason: String| StartError::Listener {
+            listener: spec.name.clone(),
+            reason,
+        };
+        if spec.protocol.sasl() {
+            return Err(refuse(format!(
+                "security protocol {} needs SASL, which this Brook does not have yet; use PLAINTEXT or SSL",
+                spec.protocol
+            )));
+        }
+        let tls = if spec.protocol.tls() {
+            let tls = TlsSettings::resolve(settings, &spec.name)
+                .and_then(ServerTls::new)
+                .map_err(refuse)?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
+        let host = if spec.bind.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            spec.bind.host.as_str()
+        };
+        let listener = TcpListener::bind((host, spec.bind.port))
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: format!("{host}:{} (listener {})", spec.bind.port, spec.name),
+                source,
+            })?;
+        bound.push(Bound {
+            listener,
+            info: Arc::new(ListenerInfo {
+                name: spec.name.clone(),
+                protocol: spec.protocol,
+                controller: spec.controller,
+            }),
+            tls,
+        });
+    }
+    Ok(bound)
 }
 
 /// The services, wired once, in the order data flows: metadata → replicas →
@@ -298,6 +442,7 @@ async fn wire(
     data_dir: PathBuf,
     store: MetaStore,
     peers: Option<Arc<PeerNet>>,
+    endpoints: Vec<BrokerEndpoint>,
     log_levels: Option<Arc<dyn LogLevels>>,
 ) -> Result<Wired, StartError> {
     let config = Arc::new(config);
@@ -307,13 +452,7 @@ async fn wire(
     let initial = committed.borrow().clone();
     let quorum = store.quorum().cloned();
     let (applied_tx, applied_rx) = watch::channel(initial.clone());
-    let metadata = MetadataView::new(
-        committed,
-        applied_rx,
-        quorum.clone(),
-        node_id,
-        config.advertised.clone(),
-    );
+    let metadata = MetadataView::new(committed, applied_rx, quorum.clone(), node_id, endpoints);
     let controller = Arc::new(ControllerClient::new(
         settings.clone(),
         store,
@@ -401,14 +540,21 @@ async fn wire(
 fn cluster_tasks(
     services: &Arc<Services>,
     ready: &watch::Sender<bool>,
+    endpoints: &[BrokerEndpoint],
+    inter_broker: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let node_id = services.config.node_id;
-    let (host, port) = services.config.advertised.clone();
+    // The main address is the inter-broker listener's (`inter.broker.listener.name`).
+    let main = endpoints
+        .iter()
+        .find(|e| e.listener == inter_broker)
+        .or(endpoints.first());
     let me = Registration {
         node_id,
-        host,
-        port: i32::from(port),
+        host: main.map(|e| e.host.clone()).unwrap_or_default(),
+        port: main.map_or(0, |e| e.port),
+        listeners: endpoints.to_vec(),
         incarnation: rand::random(),
     };
     vec![
@@ -459,7 +605,7 @@ impl Broker {
                 SocketAddr::from(([127, 0, 0, 1], 9092)),
                 Some(PathBuf::from("brook-data")),
             ),
-            advertised_set: false,
+            advertised: None,
             memory: false,
             log_levels: None,
         }
@@ -498,131 +644,6 @@ impl Broker {
 
 /// How long shutdown waits for the metadata quorum to stop.
 const QUORUM_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Accepts connections; `internal` marks the controller listener, the only one that
-/// takes inter-broker RPCs.
-async fn accept_loop(
-    services: Arc<Services>,
-    listener: TcpListener,
-    internal: bool,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let settings = &services.settings;
-    let limits = ConnectionLimits {
-        max_request_size_bytes: settings.socket_request_max_bytes as usize,
-        idle_timeout: Duration::from_millis(settings.connections_max_idle_ms as u64),
-    };
-    let open: Arc<parking_lot::Mutex<OpenConnections>> = Arc::default();
-    // A frame up to socket.request.max.bytes must always fit in the pool.
-    let memory_bytes = settings
-        .queued_max_request_bytes
-        .max(limits.max_request_size_bytes as i64)
-        .clamp(1, u32::MAX as i64) as usize;
-    let memory = Arc::new(Semaphore::new(memory_bytes));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        // The limits are dynamic broker configs: read them for each connection.
-        let (max_total, max_per_ip) = {
-            let image = services.metadata.image();
-            let dynamic = Dynamic::new(&image.broker_configs, services.config.node_id);
-            let limit = |name: &str, configured: i64| {
-                dynamic.int(name, configured).clamp(1, i64::from(u32::MAX)) as usize
-            };
-            (
-                limit("max.connections", settings.max_connections),
-                limit("max.connections.per.ip", settings.max_connections_per_ip),
-            )
-        };
-        let slot = match ConnSlot::take(&open, peer.ip(), max_total, max_per_ip) {
-            Ok(slot) => slot,
-            Err(Refused::Total) => {
-                tracing::warn!(%peer, max_connections = max_total, "refusing connection: max.connections reached");
-                continue;
-            }
-            Err(Refused::PerIp) => {
-                tracing::warn!(%peer, max_per_ip, "refusing connection: max.connections.per.ip reached");
-                continue;
-            }
-        };
-        let services = services.clone();
-        let shutdown = shutdown.clone();
-        let memory = memory.clone();
-        connections.spawn(async move {
-            connection::serve(services, stream, peer, limits, memory, internal, shutdown).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-/// The open connections of one listener, in total and per client address.
-#[derive(Default)]
-struct OpenConnections {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// Why a connection was refused.
-enum Refused {
-    Total,
-    PerIp,
-}
-
-/// One connection's place in the counts, given back on drop.
-struct ConnSlot {
-    open: Arc<parking_lot::Mutex<OpenConnections>>,
-    ip: IpAddr,
-}
-
-impl ConnSlot {
-    fn take(
-        open: &Arc<parking_lot::Mutex<OpenConnections>>,
-        ip: IpAddr,
-        max_total: usize,
-        max_per_ip: usize,
-    ) -> Result<ConnSlot, Refused> {
-        let mut counts = open.lock();
-        if counts.total >= max_total {
-            return Err(Refused::Total);
-        }
-        let n = counts.per_ip.entry(ip).or_insert(0);
-        if *n >= max_per_ip {
-            return Err(Refused::PerIp);
-        }
-        *n += 1;
-        counts.total += 1;
-        Ok(ConnSlot {
-            open: open.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        let mut counts = self.open.lock();
-        counts.total -= 1;
-        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Time-based flushes and rolls (`flush.ms`, `segment.ms`), retention, coordinator
 /// timers and compaction of their topics; disk work, so on the blocking pool.

@@ -147,7 +147,7 @@ impl Txns {
         let cluster = self.metadata.is_cluster();
         let replication = if cluster {
             self.replication_factor
-                .min(self.metadata.brokers().len().max(1) as i16)
+                .min(self.metadata.live_brokers().max(1) as i16)
         } else {
             1
         };

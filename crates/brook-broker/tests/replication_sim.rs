@@ -496,6 +496,7 @@ fn initial_image(seed: u64, replicas: Vec<i32>) -> MetadataImage {
             host: HOST.to_string(),
             port: port(id),
             incarnation: 0,
+            listeners: vec![],
         });
     }
     image.apply(&MetadataRecord::TopicCreated {
@@ -956,6 +957,7 @@ impl Sim {
             host: HOST.to_string(),
             port: port(id),
             incarnation: u64::from(self.broker(id).incarnation),
+            listeners: vec![],
         };
         let Ok((records, ControllerReply::Heartbeat { metadata_records })) =
             self.controller.decide(&request)
@@ -2280,6 +2282,7 @@ impl Script {
             host: HOST.to_string(),
             port: port(id),
             incarnation: 0,
+            listeners: vec![],
         };
         let changed = self.request(request, to);
         assert!(changed, "the controller decided nothing");

@@ -6,7 +6,7 @@
 use thiserror::Error;
 
 use crate::image::NO_LEADER;
-use crate::{MetadataImage, MetadataRecord, PartitionImage};
+use crate::{BrokerEndpoint, MetadataImage, MetadataRecord, PartitionImage};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PlacementError {
@@ -127,10 +127,16 @@ pub fn broker_heartbeat(
     host: &str,
     port: i32,
     incarnation: u64,
+    listeners: &[BrokerEndpoint],
 ) -> Vec<MetadataRecord> {
     let mut out = Vec::new();
     match image.brokers.get(&id) {
-        Some(b) if b.host == host && b.port == port && b.incarnation == incarnation => {
+        Some(b)
+            if b.host == host
+                && b.port == port
+                && b.incarnation == incarnation
+                && b.listeners == listeners =>
+        {
             if !b.fenced {
                 return out;
             }
@@ -141,6 +147,7 @@ pub fn broker_heartbeat(
             host: host.to_string(),
             port,
             incarnation,
+            listeners: listeners.to_vec(),
         }),
     }
     for (name, topic) in &image.topics {
@@ -432,6 +439,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9000 + id,
                 incarnation: 0,
+                listeners: vec![],
             });
         }
         image
@@ -557,10 +565,10 @@ mod tests {
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
         // Broker 2 is not in the ISR: no unclean election.
-        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002, 0);
+        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002, 0, &[]);
         apply_all(&mut image, &r);
         assert_eq!(image.partition("t", 0).unwrap().leader, NO_LEADER);
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0, &[]);
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch), (1, 2));
@@ -577,7 +585,7 @@ mod tests {
             partition_epoch: 0,
             isr: &[1, 2],
         };
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 7);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 7, &[]);
         assert!(matches!(
             r[..],
             [MetadataRecord::BrokerRegistered { incarnation: 7, .. }]
@@ -597,14 +605,14 @@ mod tests {
     #[test]
     fn heartbeat_registers_once_and_unfences() {
         let mut image = MetadataImage::new(1);
-        let r = broker_heartbeat(&image, 1, "h", 1, 0);
+        let r = broker_heartbeat(&image, 1, "h", 1, 0, &[]);
         assert_eq!(r.len(), 1);
         apply_all(&mut image, &r);
-        assert!(broker_heartbeat(&image, 1, "h", 1, 0).is_empty());
+        assert!(broker_heartbeat(&image, 1, "h", 1, 0, &[]).is_empty());
         let r = fence_broker(&image, 1);
         apply_all(&mut image, &r);
         assert_eq!(
-            broker_heartbeat(&image, 1, "h", 1, 0),
+            broker_heartbeat(&image, 1, "h", 1, 0, &[]),
             vec![MetadataRecord::BrokerUnfenced { id: 1 }]
         );
     }
@@ -638,7 +646,7 @@ mod tests {
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap().clone();
         assert!(preferred_leader_election(&image, "t", &p).is_none());
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0, &[]);
         apply_all(&mut image, &r);
         let rejoin = alter(&image, 2, 1, &[2, 3, 1]).unwrap().unwrap();
         image.apply(&rejoin);

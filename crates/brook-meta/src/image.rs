@@ -72,6 +72,32 @@ pub struct BrokerImage {
     /// The registered process of this broker (see `MetadataRecord::BrokerRegistered`).
     #[serde(default)]
     pub incarnation: u64,
+    /// Every client listener's advertised endpoint; empty for a broker registered
+    /// before listeners had names (`host`/`port` then serve every listener).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<BrokerEndpoint>,
+}
+
+/// A broker's advertised endpoint on one named listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerImage {
+    /// The endpoint clients of listener `name` reach this broker at; `None` if the
+    /// broker has no such listener (Kafka leaves it out of Metadata then).
+    pub fn endpoint(&self, name: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|e| e.listener == name)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 /// The topics of an image: a persistent map, cheap to clone and to compare with an
@@ -323,6 +349,7 @@ impl MetadataImage {
                 host,
                 port,
                 incarnation,
+                listeners,
             } => {
                 self.brokers.insert(
                     *id,
@@ -332,6 +359,7 @@ impl MetadataImage {
                         port: *port,
                         fenced: false,
                         incarnation: *incarnation,
+                        listeners: listeners.clone(),
                     },
                 );
             }
@@ -405,12 +433,14 @@ mod tests {
                 host: "h1".into(),
                 port: 9092,
                 incarnation: 7,
+                listeners: vec![],
             },
             MetadataRecord::BrokerRegistered {
                 id: 2,
                 host: "h2".into(),
                 port: 9093,
                 incarnation: 8,
+                listeners: vec![],
             },
             MetadataRecord::BrokerFenced { id: 2 },
             MetadataRecord::TopicCreated {

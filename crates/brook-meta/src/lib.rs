@@ -11,8 +11,8 @@ mod image;
 mod store;
 
 pub use image::{
-    BrokerConfigs, BrokerImage, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap,
-    NO_LEADER,
+    BrokerConfigs, BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicChange,
+    TopicImage, TopicMap, NO_LEADER,
 };
 pub use store::{check as check_metadata_log, FileMetadataLog, MetaCheck, MetaError};
 
@@ -81,6 +81,10 @@ pub enum MetadataRecord {
         /// previous process of the same broker left in flight are refused.
         #[serde(default)]
         incarnation: u64,
+        /// Its client listeners' advertised endpoints (Metadata answers each client
+        /// with those of the listener it connected to).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<BrokerEndpoint>,
     },
     /// The broker stopped heartbeating: it leads nothing until it is unfenced.
     BrokerFenced {

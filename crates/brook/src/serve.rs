@@ -9,7 +9,7 @@ use brook_broker::Broker;
 
 use crate::cli::ServeArgs;
 
-/// Parses `host:port` or Kafka's `PLAINTEXT://host:port`.
+/// Parses `host:port` or Kafka's `PLAINTEXT://host:port` (the first of a list).
 fn parse_listener(s: &str) -> Result<(String, u16)> {
     let s = s.split(',').next().unwrap_or(s).trim();
     let s = s.split_once("://").map_or(s, |(_, rest)| rest);
@@ -74,7 +74,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("--set expects NAME=VALUE, got '{s}'"))?;
         settings.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let mut listen = ("127.0.0.1".to_string(), 9092u16);
     let mut advertised = None;
     let mut data_dir = PathBuf::from("brook-data");
     let mut node_id = 1;
@@ -83,8 +82,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut builder_settings = Vec::new();
     for (k, v) in settings {
         match k.as_str() {
-            "listeners" => listen = parse_listener(&v)?,
-            "advertised.listeners" => advertised = Some(parse_listener(&v)?),
             "log.dirs" | "log.dir" => data_dir = PathBuf::from(v.split(',').next().unwrap_or(&v)),
             "node.id" | "broker.id" => node_id = v.parse().context("node.id must be an integer")?,
             "controller.quorum.voters" => voters = Some(v),
@@ -92,11 +89,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             _ => builder_settings.push((k, v)),
         }
     }
+    // The flags beat the config file and --set: `--listen` is `listeners` (a bare
+    // host:port is a PLAINTEXT listener), `--advertised-listener host:port` the first
+    // listener's advertised address (or a whole `advertised.listeners` list).
     if let Some(l) = &args.listen {
-        listen = parse_listener(l)?;
+        builder_settings.push(("listeners".into(), l.clone()));
     }
     if let Some(a) = &args.advertised_listener {
-        advertised = Some(parse_listener(a)?);
+        if a.contains("://") {
+            builder_settings.push(("advertised.listeners".into(), a.clone()));
+        } else {
+            advertised = Some(parse_listener(a)?);
+        }
     }
     if let Some(d) = &args.data_dir {
         data_dir = d.clone();
@@ -110,10 +114,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(l) = &args.controller_listen {
         controller_listen = Some(parse_listener(l)?);
     }
-    let mut builder = Broker::builder()
-        .listen(resolve(&listen.0, listen.1)?)
-        .node_id(node_id)
-        .memory(args.memory);
+    let mut builder = Broker::builder().node_id(node_id).memory(args.memory);
     if let Some(levels) = crate::logging::levels() {
         builder = builder.log_levels(levels);
     }
@@ -125,10 +126,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     if let Some(spec) = &voters {
         let voters = brook_broker::config::parse_voters(spec)?;
-        let (host, port) = controller_listen.ok_or_else(|| {
-            anyhow!("--voters needs --controller-listen (where the other nodes reach this one)")
-        })?;
-        builder = builder.cluster(resolve(&host, port)?, voters);
+        // Where the other nodes reach this one: --controller-listen, or a listener in
+        // `listeners` named by `controller.listener.names`.
+        builder = match controller_listen {
+            Some((host, port)) => builder.cluster(resolve(&host, port)?, voters),
+            None => builder.voters(voters),
+        };
     }
     // The admin listener is on by default for `brook serve` (the library's default is
     // off, so embedded brokers and tests never fight over the port).

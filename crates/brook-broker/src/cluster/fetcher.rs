@@ -184,7 +184,7 @@ async fn fetch_loop(
         drop(wanted);
         let attempt = async {
             if conn.is_none() {
-                conn = Some(PeerConn::connect(&addr).await?);
+                conn = Some(net.connect(&addr).await?);
             }
             conn.as_mut().expect("connected").fetch(req).await
         };

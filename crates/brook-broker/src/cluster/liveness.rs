@@ -21,6 +21,8 @@ pub struct Registration {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
+    /// Every client listener's advertised endpoint.
+    pub listeners: Vec<brook_meta::BrokerEndpoint>,
     /// This process among the broker's lives (Kafka's broker epoch): registered by the
     /// heartbeats, carried by ISR changes so the controller refuses a dead process's.
     pub incarnation: u64,
@@ -54,6 +56,7 @@ pub async fn heartbeat_loop(
             host: me.host.clone(),
             port: me.port,
             incarnation: me.incarnation,
+            listeners: me.listeners.clone(),
         };
         match controller.request(req).await {
             Ok(ControllerReply::Heartbeat { metadata_records }) => {

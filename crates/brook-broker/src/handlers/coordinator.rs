@@ -20,6 +20,7 @@ pub async fn handle(
     meta: &MetadataView,
     groups: &Groups,
     txns: &Txns,
+    listener: &str,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -35,7 +36,7 @@ pub async fn handle(
         for key in req.coordinator_keys {
             let located = match &error {
                 Some(e) => Err(e.clone()),
-                None => locate(meta, groups, txns, req.key_type, &key).await,
+                None => locate(meta, groups, txns, listener, req.key_type, &key).await,
             };
             let (node, host, port, error) = match located {
                 Err(e) => (-1, String::new(), -1, Some(e)),
@@ -60,7 +61,7 @@ pub async fn handle(
     }
     let error = match error {
         Some(e) => Err(e),
-        None => locate(meta, groups, txns, req.key_type, &req.key).await,
+        None => locate(meta, groups, txns, listener, req.key_type, &req.key).await,
     };
     match error {
         Err((code, msg)) => FindCoordinatorResponse::default()
@@ -82,15 +83,16 @@ async fn locate(
     meta: &MetadataView,
     groups: &Groups,
     txns: &Txns,
+    listener: &str,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
     if key_type == KEY_TYPE_TRANSACTION {
-        return locate_transaction(meta, txns, key).await;
+        return locate_transaction(meta, txns, listener, key).await;
     }
     if !meta.is_cluster() {
         let node = meta.node_id();
-        let (host, port) = meta.broker_address(node).unwrap_or_default();
+        let (host, port) = meta.broker_address(node, listener).unwrap_or_default();
         return Ok((node, host, port));
     }
     let unavailable = |why: &str| {
@@ -108,7 +110,7 @@ async fn locate(
     };
     let index = coordinator_partition_for(key, topic.partitions.len() as i32);
     let leader = topic.partitions[index as usize].leader;
-    match meta.broker_address(leader) {
+    match meta.broker_address(leader, listener) {
         Some((host, port)) => Ok((leader, host, port)),
         None => Err(unavailable(
             "the coordinator's partition has no leader right now",
@@ -120,6 +122,7 @@ async fn locate(
 async fn locate_transaction(
     meta: &MetadataView,
     txns: &Txns,
+    listener: &str,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
     if key.is_empty() {
@@ -134,7 +137,7 @@ async fn locate_transaction(
         .image()
         .topic(TXN_TOPIC)
         .and_then(|t| t.partitions.get(index as usize).map(|p| p.leader));
-    match leader.and_then(|l| meta.broker_address(l).map(|a| (l, a))) {
+    match leader.and_then(|l| meta.broker_address(l, listener).map(|a| (l, a))) {
         Some((leader, (host, port))) => Ok((leader, host, port)),
         None => Err((
             ResponseError::CoordinatorNotAvailable.code(),

@@ -21,11 +21,12 @@ pub async fn handle(
     meta: &MetadataView,
     controller: &ControllerClient,
     auto_create_topics_enable: bool,
+    listener: &str,
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
     let brokers: Vec<MetadataResponseBroker> = meta
-        .brokers()
+        .brokers(listener)
         .into_iter()
         .map(|(id, host, port)| {
             MetadataResponseBroker::default()
@@ -153,10 +154,11 @@ pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
 
 pub fn describe_cluster(
     meta: &MetadataView,
+    listener: &str,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let brokers = meta
-        .brokers()
+        .brokers(listener)
         .into_iter()
         .map(|(id, host, port)| {
             DescribeClusterBroker::default()

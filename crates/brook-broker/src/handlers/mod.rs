@@ -20,12 +20,15 @@ pub mod txn;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-/// Who sent a request, for handlers that record it (group membership). Built for every
-/// request, so it holds what is at hand and formats only when asked.
+/// Who sent a request, for handlers that record it (group membership) and answer by
+/// listener (Metadata). Built for every request, so it holds what is at hand and
+/// formats only when asked.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub client_id: Option<kafka_protocol::protocol::StrBytes>,
     pub peer: std::net::SocketAddr,
+    /// The connection's listener and principal (for authorization, later).
+    pub session: std::sync::Arc<crate::session::Session>,
 }
 
 impl RequestContext {

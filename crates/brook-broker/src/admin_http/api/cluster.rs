@@ -42,7 +42,7 @@ pub async fn describe(Extract(state): Extract<State>) -> Result<Response, ApiFai
     let meta = &state.metadata;
     let image = meta.image();
     let brokers = meta
-        .brokers()
+        .brokers(&meta.client_listener())
         .into_iter()
         .map(|(id, host, port)| Broker {
             id,

@@ -367,6 +367,16 @@ impl<'a> Kafka<'a> {
                     CLIENT_ID,
                 )),
                 peer: peer.0,
+                // No authentication on the admin listener yet (issue 15): its requests
+                // run as an anonymous client of the first client listener.
+                session: std::sync::Arc::new(crate::session::Session::new(
+                    std::sync::Arc::new(crate::session::ListenerInfo {
+                        name: state.metadata.client_listener(),
+                        protocol: crate::listeners::SecurityProtocol::Plaintext,
+                        controller: false,
+                    }),
+                    crate::session::KafkaPrincipal::anonymous(),
+                )),
             },
         }
     }

@@ -1,0 +1,247 @@
+//! Accept loops, one per listener: connection limits (`max.connections`,
+//! `max.connections.per.ip`, read from the applied image per connection: they are
+//! dynamic), then per connection the transport: a plaintext socket goes straight to
+//! [`connection::serve`]; on a TLS listener the first bytes must be a TLS handshake
+//! (a plaintext client is told apart and logged), the handshake is bounded by
+//! [`TLS_HANDSHAKE_TIMEOUT`], and the client certificate gives the principal.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::Dynamic;
+use crate::connection::{self, ConnectionLimits, RequestMemory};
+use crate::router::Services;
+use crate::session::{KafkaPrincipal, ListenerInfo, Session};
+use crate::tls::ServerTls;
+
+/// A TLS client must finish its handshake within this long after connecting (a client
+/// that connects and sends nothing holds its connection slot no longer).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first byte of a TLS record carrying a handshake message (the ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A bound listener and what its connections need.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub info: Arc<ListenerInfo>,
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// What the listeners of one kind (client or controller) share: the open-connection
+/// counts behind `max.connections` and the request memory pool
+/// (`queued.max.request.bytes`).
+#[derive(Clone)]
+pub struct Shared {
+    open: Arc<parking_lot::Mutex<OpenConnections>>,
+    memory: RequestMemory,
+}
+
+impl Shared {
+    pub fn new(services: &Services) -> Shared {
+        let settings = &services.settings;
+        // A frame up to socket.request.max.bytes must always fit in the pool.
+        let memory_bytes = settings
+            .queued_max_request_bytes
+            .max(settings.socket_request_max_bytes)
+            .clamp(1, u32::MAX as i64) as usize;
+        Shared {
+            open: Arc::default(),
+            memory: Arc::new(Semaphore::new(memory_bytes)),
+        }
+    }
+}
+
+/// Accepts connections on one listener until shutdown, then waits for them to close.
+pub async fn accept_loop(
+    services: Arc<Services>,
+    bound: Bound,
+    shared: Shared,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let settings = &services.settings;
+    let limits = ConnectionLimits {
+        max_request_size_bytes: settings.socket_request_max_bytes as usize,
+        idle_timeout: Duration::from_millis(settings.connections_max_idle_ms as u64),
+    };
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = bound.listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // The limits are dynamic broker configs: read them for each connection.
+        let (max_total, max_per_ip) = {
+            let image = services.metadata.image();
+            let dynamic = Dynamic::new(&image.broker_configs, services.config.node_id);
+            let limit = |name: &str, configured: i64| {
+                dynamic.int(name, configured).clamp(1, i64::from(u32::MAX)) as usize
+            };
+            (
+                limit("max.connections", settings.max_connections),
+                limit("max.connections.per.ip", settings.max_connections_per_ip),
+            )
+        };
+        let slot = match ConnSlot::take(&shared.open, peer.ip(), max_total, max_per_ip) {
+            Ok(slot) => slot,
+            Err(Refused::Total) => {
+                tracing::warn!(%peer, max_connections = max_total, "refusing connection: max.connections reached");
+                continue;
+            }
+            Err(Refused::PerIp) => {
+                tracing::warn!(%peer, max_per_ip, "refusing connection: max.connections.per.ip reached");
+                continue;
+            }
+        };
+        let services = services.clone();
+        let mut shutdown = shutdown.clone();
+        let memory = shared.memory.clone();
+        let info = bound.info.clone();
+        let tls = bound.tls.clone();
+        connections.spawn(async move {
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => {
+                    let session = Session::new(info, KafkaPrincipal::anonymous());
+                    let halves = stream.into_split();
+                    connection::serve(services, halves, peer, limits, memory, session, shutdown)
+                        .await;
+                }
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake(&tls, stream)) => done,
+                        _ = shutdown.changed() => return,
+                    };
+                    match handshake {
+                        Ok(Ok((stream, principal))) => {
+                            tracing::debug!(listener = %info.name, %peer, %principal, "TLS client authenticated");
+                            let session = Session::new(info, principal);
+                            let halves = tokio::io::split(stream);
+                            connection::serve(services, halves, peer, limits, memory, session, shutdown)
+                                .await;
+                        }
+                        Ok(Err(Refusal::Plaintext)) => tracing::warn!(
+                            "plaintext client on TLS listener {} from {peer}: closing the connection",
+                            info.name
+                        ),
+                        Ok(Err(Refusal::Closed)) => {
+                            tracing::debug!(listener = %info.name, %peer, "connection closed before the TLS handshake")
+                        }
+                        Ok(Err(Refusal::Failed(reason))) => tracing::warn!(
+                            "TLS handshake failed on listener {} from {peer}: {reason}",
+                            info.name
+                        ),
+                        Err(_) => tracing::warn!(
+                            "TLS handshake on listener {} from {peer} not finished within {TLS_HANDSHAKE_TIMEOUT:?}: closing the connection",
+                            info.name
+                        ),
+                    }
+                }
+            }
+            drop(slot);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Why a TLS connection was not served.
+enum Refusal {
+    /// The first byte is not a TLS handshake record: a plaintext (Kafka) client.
+    Plaintext,
+    Closed,
+    Failed(String),
+}
+
+/// Tells a plaintext client apart, then runs the handshake and finds the principal.
+async fn handshake(
+    tls: &ServerTls,
+    stream: TcpStream,
+) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, KafkaPrincipal), Refusal> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(0) => return Err(Refusal::Closed),
+        Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => return Err(Refusal::Plaintext),
+        Ok(_) => {}
+        Err(e) => return Err(Refusal::Failed(e.to_string())),
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    let stream = acceptor
+        .accept(stream)
+        .await
+        .map_err(|e| Refusal::Failed(e.to_string()))?;
+    let principal = tls
+        .principal(stream.get_ref().1.peer_certificates())
+        .map_err(Refusal::Failed)?;
+    Ok((stream, principal))
+}
+
+/// The open connections of the listeners that share them, in total and per client
+/// address.
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused.
+enum Refused {
+    Total,
+    PerIp,
+}
+
+/// One connection's place in the counts, given back on drop.
+struct ConnSlot {
+    open: Arc<parking_lot::Mutex<OpenConnections>>,
+    ip: IpAddr,
+}
+
+impl ConnSlot {
+    fn take(
+        open: &Arc<parking_lot::Mutex<OpenConnections>>,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<ConnSlot, Refused> {
+        let mut counts = open.lock();
+        if counts.total >= max_total {
+            return Err(Refused::Total);
+        }
+        let n = counts.per_ip.entry(ip).or_insert(0);
+        if *n >= max_per_ip {
+            return Err(Refused::PerIp);
+        }
+        *n += 1;
+        counts.total += 1;
+        Ok(ConnSlot {
+            open: open.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock();
+        counts.total -= 1;
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}

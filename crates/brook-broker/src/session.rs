@@ -1,0 +1,150 @@
+//! Who is on the other end of a connection: the listener it arrived on, its principal
+//! (Kafka's `KafkaPrincipal`), and where SASL authentication stands.
+//!
+//! The SASL hook: on a `SASL_PLAINTEXT`/`SASL_SSL` listener a session starts
+//! [`Auth::SaslPending`]; until authentication completes only ApiVersions,
+//! SaslHandshake and SaslAuthenticate are admitted (Kafka's `SaslServerAuthenticator`),
+//! and any other request closes the connection. The SASL work replaces the session
+//! with [`Session::authenticated`] when a mechanism succeeds.
+
+use std::fmt;
+use std::sync::Arc;
+
+use kafka_protocol::messages::ApiKey;
+
+use crate::listeners::SecurityProtocol;
+
+/// A principal as Kafka's authorizer sees it: a type and a name (`User:alice`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KafkaPrincipal {
+    pub principal_type: String,
+    pub name: String,
+}
+
+impl KafkaPrincipal {
+    pub const USER_TYPE: &'static str = "User";
+
+    pub fn user(name: impl Into<String>) -> Self {
+        KafkaPrincipal {
+            principal_type: Self::USER_TYPE.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `User:ANONYMOUS`: a plaintext connection, or TLS without a client certificate.
+    pub fn anonymous() -> Self {
+        Self::user("ANONYMOUS")
+    }
+}
+
+impl fmt::Display for KafkaPrincipal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
+/// The listener a connection arrived on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// Upper case (`PLAINTEXT`, `EXTERNAL`); Metadata answers with the brokers'
+    /// endpoints of this listener.
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    /// The controller listener: the only one that takes inter-broker RPCs.
+    pub controller: bool,
+}
+
+/// Where authentication stands on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Authenticated (by the transport: plaintext, TLS with or without a client
+    /// certificate, or by SASL).
+    Done,
+    /// A SASL listener before SaslAuthenticate succeeded.
+    SaslPending,
+}
+
+/// One connection's identity, shared with each request's context.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub listener: Arc<ListenerInfo>,
+    /// `User:ANONYMOUS` until something better is known.
+    pub principal: KafkaPrincipal,
+    pub auth: Auth,
+}
+
+impl Session {
+    /// A new connection's session, given what the transport established.
+    pub fn new(listener: Arc<ListenerInfo>, principal: KafkaPrincipal) -> Session {
+        let auth = if listener.protocol.sasl() {
+            Auth::SaslPending
+        } else {
+            Auth::Done
+        };
+        Session {
+            listener,
+            principal,
+            auth,
+        }
+    }
+
+    /// The session after SASL authenticated `principal`.
+    pub fn authenticated(&self, principal: KafkaPrincipal) -> Session {
+        Session {
+            listener: self.listener.clone(),
+            principal,
+            auth: Auth::Done,
+        }
+    }
+
+    /// Whether a request of `api` may be handled now.
+    pub fn admits(&self, api: ApiKey) -> bool {
+        match self.auth {
+            Auth::Done => true,
+            Auth::SaslPending => matches!(
+                api,
+                ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(protocol: SecurityProtocol) -> Arc<ListenerInfo> {
+        Arc::new(ListenerInfo {
+            name: protocol.name().into(),
+            protocol,
+            controller: false,
+        })
+    }
+
+    #[test]
+    fn before_sasl_authentication_only_the_handshake_apis_are_admitted() {
+        let s = Session::new(
+            listener(SecurityProtocol::SaslSsl),
+            KafkaPrincipal::anonymous(),
+        );
+        assert_eq!(s.auth, Auth::SaslPending);
+        for api in [
+            ApiKey::ApiVersions,
+            ApiKey::SaslHandshake,
+            ApiKey::SaslAuthenticate,
+        ] {
+            assert!(s.admits(api));
+        }
+        for api in [ApiKey::Metadata, ApiKey::Produce, ApiKey::Fetch] {
+            assert!(!s.admits(api));
+        }
+        let done = s.authenticated(KafkaPrincipal::user("alice"));
+        assert!(done.admits(ApiKey::Produce));
+        assert_eq!(done.principal.to_string(), "User:alice");
+        let tls = Session::new(
+            listener(SecurityProtocol::Ssl),
+            KafkaPrincipal::user("CN=x"),
+        );
+        assert!(tls.admits(ApiKey::Fetch));
+    }
+}

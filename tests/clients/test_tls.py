@@ -1,0 +1,378 @@
+"""TLS listeners with real clients: confluent-kafka, kcat and the Java client over SSL
+(PEM keystores and truststores), a PLAINTEXT and an SSL listener on one broker, mTLS
+(`ssl.client.auth` required/requested) with the principal the broker logs, a client
+certificate from another CA refused, plaintext clients on the TLS port and TLS clients
+on the plaintext port closed with a log line, TLS garbage and silent clients, and the
+keystore reloaded without a restart.
+
+Certificates are made with `openssl` once per module (EC P-256 keys: fast to make).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import Broker, _finish
+from kafka_helpers import (admin_client, assert_all_delivered, consume_to_end, kcat, produce_all,
+                           producer, unique_topic, wait_until)
+from procs import pick_port
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CLIENT_DN = "CN=client,OU=eng,O=Brook Test,C=US"
+
+
+# ---------------------------------------------------------------------------------------
+# certificates
+# ---------------------------------------------------------------------------------------
+
+def openssl(*args: str, cwd: pathlib.Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d: pathlib.Path, name: str) -> None:
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "30",
+            "-subj", f"/CN={name}", cwd=d)
+
+
+def make_leaf(d: pathlib.Path, name: str, ca: str, subj: str, san: str,
+              serial: int | None = None) -> pathlib.Path:
+    """A key and certificate signed by `ca`; returns `<name>.keystore.pem` (key then
+    certificate, as Kafka's PEM keystore file)."""
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=d)
+    (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+    serial_args = ["-set_serial", str(serial)] if serial else ["-CAcreateserial"]
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            *serial_args, "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext",
+            cwd=d)
+    keystore = d / f"{name}.keystore.pem"
+    keystore.write_text((d / f"{name}.key").read_text() + (d / f"{name}.crt").read_text())
+    return keystore
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> pathlib.Path:
+    d = tmp_path_factory.mktemp("certs")
+    make_ca(d, "ca")
+    make_ca(d, "ca2")
+    make_leaf(d, "server", "ca", "/CN=localhost", "DNS:localhost,IP:127.0.0.1", serial=1001)
+    make_leaf(d, "client", "ca", "/C=US/O=Brook Test/OU=eng/CN=client", "DNS:client")
+    make_leaf(d, "rogue", "ca2", "/CN=rogue", "DNS:rogue")
+    return d
+
+
+# ---------------------------------------------------------------------------------------
+# a broker with a PLAINTEXT and an SSL listener
+# ---------------------------------------------------------------------------------------
+
+class TlsBroker(Broker):
+    """`brook serve` with `listeners=PLAINTEXT://...,SSL://...` (the fixture's
+    readiness check uses the PLAINTEXT port)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.ssl_port = pick_port()
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ssl_port}"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        i = cmd.index("--listen")
+        cmd[i + 1] = f"PLAINTEXT://127.0.0.1:{self.port},SSL://127.0.0.1:{self.ssl_port}"
+        return cmd
+
+
+@pytest.fixture
+def tls_broker(request, tmp_path, brook_bin, certs, monkeypatch):
+    """tls_broker(**settings) -> TlsBroker, keystore and truststore set; the broker logs
+    each TLS client's principal (debug level of brook_broker::accept)."""
+    monkeypatch.setenv("BROOK_LOG", "info,brook_broker::accept=debug")
+    made: list[Broker] = []
+    request.node._brook_brokers = made
+
+    def make(**settings) -> TlsBroker:
+        base = {
+            "ssl.keystore.location": str(certs / "server.keystore.pem"),
+            "ssl.truststore.location": str(certs / "ca.pem"),
+        }
+        base.update(settings)
+        b = TlsBroker(brook_bin, tmp_path / f"brook{len(made)}", base, name=f"brook{len(made)}")
+        made.append(b)
+        b.start()
+        return b
+
+    yield make
+    _finish(made)
+
+
+def ssl_conf(certs: pathlib.Path, client_cert: str | None = None) -> dict:
+    conf = {"security.protocol": "SSL", "ssl.ca.location": str(certs / "ca.pem")}
+    if client_cert:
+        conf["ssl.certificate.location"] = str(certs / f"{client_cert}.crt")
+        conf["ssl.key.location"] = str(certs / f"{client_cert}.key")
+    return conf
+
+
+def kcat_ssl(certs: pathlib.Path, client_cert: str | None = None) -> list[str]:
+    return [x for k, v in ssl_conf(certs, client_cert).items() for x in ("-X", f"{k}={v}")]
+
+
+def principals(b: Broker) -> list[str]:
+    return re.findall(r"TLS client authenticated .*principal=(.*)$", b.log_tail(), re.M)
+
+
+def connects(b: TlsBroker, certs: pathlib.Path, client_cert: str | None) -> bool:
+    """Whether a TLS client (with `client_cert`, or none) gets a Metadata answer."""
+    r = kcat(b.ssl_bootstrap, "-L", "-m", "3", *kcat_ssl(certs, client_cert), check=False,
+             timeout=20)
+    return r.returncode == 0
+
+
+def closed_by_peer(s: socket.socket) -> bool:
+    """Whether the broker closed the connection without answering (unread bytes make
+    its close a reset)."""
+    try:
+        return s.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+# ---------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------
+
+def test_ssl_and_plaintext_listeners_round_trip(tls_broker, certs):
+    b = tls_broker()
+    topic = unique_topic("tls")
+    # Records large enough that fetch responses hold file ranges of 16 KiB and more
+    # (sent with sendfile on PLAINTEXT, copied through TLS on SSL).
+    records = [{"key": f"k{i}".encode(), "value": bytes([i % 251]) * 2000} for i in range(300)]
+    p = producer(b.ssl_bootstrap, **ssl_conf(certs))
+    assert_all_delivered(produce_all(p, topic, records))
+    for bootstrap, conf in ((b.ssl_bootstrap, ssl_conf(certs)), (b.bootstrap, {})):
+        got = consume_to_end(bootstrap, topic, 1, **conf)[0]
+        assert [r.value for r in got] == [r["value"] for r in records]
+    # Each listener's clients see the brokers' endpoints of that listener.
+    for bootstrap, conf, port in ((b.ssl_bootstrap, ssl_conf(certs), b.ssl_port),
+                                  (b.bootstrap, {}, b.port)):
+        brokers = admin_client(bootstrap, **conf).list_topics(timeout=10).brokers
+        assert [(m.host, m.port) for m in brokers.values()] == [("127.0.0.1", port)]
+    # kcat over SSL both ways.
+    kcat(b.ssl_bootstrap, "-P", "-t", topic, *kcat_ssl(certs), input="from-kcat\n")
+    out = kcat(b.ssl_bootstrap, "-C", "-t", topic, "-o", "-1", "-e", "-q",
+               *kcat_ssl(certs)).stdout.decode()
+    assert out.strip() == "from-kcat"
+    assert set(principals(b)) == {"User:ANONYMOUS"}
+
+
+def test_mtls_required_names_the_client_and_refuses_others(tls_broker, certs):
+    b = tls_broker(**{"ssl.client.auth": "required"})
+    assert connects(b, certs, "client")
+    assert f"User:{CLIENT_DN}" in principals(b)
+    # No certificate, or one from another CA: the handshake fails, the broker serves on.
+    assert not connects(b, certs, None)
+    assert not connects(b, certs, "rogue")
+    log = b.log_tail()
+    assert "TLS handshake failed on listener SSL from 127.0.0.1:" in log, log[-3000:]
+    assert connects(b, certs, "client")
+    b.assert_alive()
+
+
+def test_mtls_requested_and_principal_mapping_rules(tls_broker, certs):
+    b = tls_broker(**{
+        "ssl.client.auth": "requested",
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+),OU=eng,.*$/$1@eng/U, DEFAULT",
+    })
+    assert connects(b, certs, None)
+    assert connects(b, certs, "client")
+    assert principals(b)[-2:] == ["User:ANONYMOUS", "User:CLIENT@ENG"]
+
+
+def test_plaintext_client_on_tls_port_and_tls_client_on_plaintext_port(tls_broker, certs):
+    b = tls_broker()
+    # ApiVersions v0 from a plaintext client to the SSL port.
+    header = struct.pack(">hhih", 18, 0, 1, 4) + b"test"
+    with socket.create_connection(("127.0.0.1", b.ssl_port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(header)) + header)
+        assert closed_by_peer(s)
+    wait_until(lambda: "plaintext client on TLS listener SSL from 127.0.0.1:" in b.log_tail(),
+               5, what="the plaintext-on-TLS log line")
+    # A TLS handshake to the PLAINTEXT port.
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", b.port), timeout=10) as s:
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(s, server_hostname="localhost")
+    wait_until(lambda: "TLS client on plaintext listener PLAINTEXT from 127.0.0.1:"
+               in b.log_tail(), 5, what="the TLS-on-plaintext log line")
+    assert "frame size" not in b.log_tail()
+    assert connects(b, certs, None)
+
+
+@pytest.mark.deadline(60)
+def test_tls_garbage_oversized_hello_and_silent_clients_are_closed(tls_broker, certs):
+    b = tls_broker()
+    started = time.monotonic()
+    silent = socket.create_connection(("127.0.0.1", b.ssl_port), timeout=30)
+    cases = [
+        # A handshake record of garbage.
+        b"\x16\x03\x01\x00\x20" + os.urandom(32),
+        # A record claiming 64 KiB (over TLS's 16 KiB + slack), then garbage.
+        b"\x16\x03\x01\xff\xff" + os.urandom(4096),
+        # A ClientHello claiming 16 MB in records of the right size.
+        b"\x16\x03\x01\x40\x00\x01\xff\xff\xff" + os.urandom(16380),
+    ]
+    for payload in cases:
+        with socket.create_connection(("127.0.0.1", b.ssl_port), timeout=10) as s:
+            try:
+                s.sendall(payload)
+                while s.recv(4096):
+                    pass
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+    assert connects(b, certs, None)
+    # The silent client is closed at the handshake timeout (10 s), not kept forever.
+    assert silent.recv(10) == b""
+    assert time.monotonic() - started < 20
+    silent.close()
+    wait_until(lambda: "not finished within 10s" in b.log_tail(), 5,
+               what="the handshake timeout log line")
+    b.assert_alive()
+
+
+def server_serial(port: int) -> int:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with ctx.wrap_socket(s) as t:
+            der = t.getpeercert(binary_form=True)
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"],
+                         input=der, capture_output=True, check=True).stdout.decode()
+    return int(out.strip().split("=")[1], 16)
+
+
+def test_keystore_reload_without_restart(tls_broker, certs, tmp_path):
+    d = tmp_path / "reload"
+    d.mkdir()
+    for f in ("ca.pem", "ca.key"):
+        (d / f).write_bytes((certs / f).read_bytes())
+    keystore = make_leaf(d, "server", "ca", "/CN=localhost", "DNS:localhost,IP:127.0.0.1",
+                         serial=2001)
+    b = tls_broker(**{"ssl.keystore.location": str(keystore)})
+    assert server_serial(b.ssl_port) == 2001
+    # A new certificate replaces the file (written aside, then renamed, as tools do).
+    new = make_leaf(d, "next", "ca", "/CN=localhost", "DNS:localhost,IP:127.0.0.1",
+                    serial=2002)
+    os.replace(new, keystore)
+    wait_until(lambda: server_serial(b.ssl_port) == 2002, 10, interval=0.3,
+               what="new connections get the new certificate")
+    assert "TLS keystore/truststore reloaded" in b.log_tail()
+    assert connects(b, certs, None)
+
+
+class SaslBroker(Broker):
+    def command(self) -> list[str]:
+        cmd = super().command()
+        i = cmd.index("--listen")
+        cmd[i + 1] = f"SASL_SSL://127.0.0.1:{self.port}"
+        return cmd
+
+
+def test_sasl_listener_refuses_to_start(brook_bin, certs, tmp_path):
+    b = SaslBroker(brook_bin, tmp_path / "sasl", {
+        "ssl.keystore.location": str(certs / "server.keystore.pem")})
+    with pytest.raises(Exception, match="needs SASL, which this Brook does not have yet"):
+        b.start(timeout=5)
+    assert not b.running
+
+
+JAVA_PRODUCER = r"""
+import java.util.*; import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.clients.consumer.*; import org.apache.kafka.common.TopicPartition;
+public class TlsClient { public static void main(String[] a) throws Exception {
+  Properties p = new Properties();
+  p.load(new java.io.FileInputStream(a[0]));
+  p.put("key.serializer", "org.apache.kafka.common.serialization.StringSerializer");
+  p.put("value.serializer", "org.apache.kafka.common.serialization.StringSerializer");
+  try (Producer<String, String> pr = new KafkaProducer<>(p)) {
+    for (int i = 0; i < 10; i++) pr.send(new ProducerRecord<>(a[1], "k" + i, "java-" + i)).get();
+  }
+  p.put("key.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+  p.put("value.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+  p.put("group.id", "java-tls"); p.put("auto.offset.reset", "earliest");
+  try (Consumer<String, String> c = new KafkaConsumer<>(p)) {
+    c.assign(List.of(new TopicPartition(a[1], 0)));
+    c.seekToBeginning(List.of(new TopicPartition(a[1], 0)));
+    int n = 0; long end = System.currentTimeMillis() + 20000;
+    while (n < 10 && System.currentTimeMillis() < end)
+      for (ConsumerRecord<String, String> r : c.poll(java.time.Duration.ofMillis(500))) n++;
+    System.out.println("consumed " + n);
+  }
+}}
+"""
+
+
+@pytest.mark.deadline(90)
+def test_java_client_over_mtls_with_pem_stores(tls_broker, certs, tmp_path):
+    jars = REPO / "compat" / ".cache" / "java" / "jars"
+    if not (jars / "kafka-clients-4.4.0.jar").exists():
+        r = subprocess.run([str(REPO / "scripts" / "kafka-jars.sh")], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        jars = pathlib.Path(r.stdout.strip())
+    b = tls_broker(**{"ssl.client.auth": "required"})
+    props = tmp_path / "client.properties"
+    props.write_text("\n".join([
+        f"bootstrap.servers={b.ssl_bootstrap}",
+        "security.protocol=SSL",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={certs / 'ca.pem'}",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={certs / 'client.keystore.pem'}",
+    ]) + "\n")
+    src = tmp_path / "TlsClient.java"
+    src.write_text(JAVA_PRODUCER)
+    topic = unique_topic("java-tls")
+    r = subprocess.run(["java", "-Xshare:auto", "-XX:+UseSerialGC", "-Xmx256m",
+                        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                        "-cp", f"{jars}/*", str(src), str(props), topic],
+                       capture_output=True, text=True, timeout=80)
+    assert r.returncode == 0 and "consumed 10" in r.stdout, (r.stdout[-2000:], r.stderr[-4000:])
+    assert f"User:{CLIENT_DN}" in principals(b)
+
+
+@pytest.mark.deadline(90)
+def test_cluster_replicates_over_tls_between_brokers(cluster_factory, certs, monkeypatch):
+    """Inter-broker traffic (raft, forwarded controller requests, replica fetches) on
+    controller listeners with mTLS required: a replicated topic takes acks=all writes
+    that every replica serves."""
+    monkeypatch.setenv("BROOK_LOG", "info,brook_broker::accept=debug")
+    c = cluster_factory(3, {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        "ssl.keystore.location": str(certs / "server.keystore.pem"),
+        "ssl.truststore.location": str(certs / "ca.pem"),
+        "listener.name.controller.ssl.client.auth": "required",
+    })
+    topic = unique_topic("tls-cluster")
+    c.create_topic(topic, partitions=1, replication_factor=3)
+    p = producer(c.bootstrap, acks="all")
+    values = [f"v{i}".encode() for i in range(50)]
+    assert_all_delivered(produce_all(p, topic, [{"value": v} for v in values]))
+    for node in c.ids:
+        got = consume_to_end(c.bootstrap_of(node), topic, 1)[0]
+        assert [r.value for r in got] == values
+    # The peers presented the keystore as client certificate on each other's listener.
+    for node in c.nodes.values():
+        assert "TLS client authenticated listener=CONTROLLER" in node.log_path.read_text()
