@@ -36,6 +36,7 @@ mod peer;
 pub mod producer_state;
 mod replicas;
 mod router;
+pub mod sasl;
 mod server;
 mod txns;
 

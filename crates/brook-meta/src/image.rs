@@ -540,16 +540,27 @@ mod tests {
             assert_eq!(&serde_json::from_str::<MetadataRecord>(&line).unwrap(), r);
             image.apply(r);
         }
-        assert_eq!(image.scram.get("alice", ScramMechanism::Sha512), Some(&cred(4)));
-        assert_eq!(image.scram.get("alice", ScramMechanism::Sha256), Some(&cred(2)));
+        assert_eq!(
+            image.scram.get("alice", ScramMechanism::Sha512),
+            Some(&cred(4))
+        );
+        assert_eq!(
+            image.scram.get("alice", ScramMechanism::Sha256),
+            Some(&cred(2))
+        );
         assert!(!image.scram.users.contains_key("bob"));
-        assert!(!format!("{:?}", cred(1)).contains("1, 1"), "keys stay out of Debug");
+        assert!(
+            !format!("{:?}", cred(1)).contains("1, 1"),
+            "keys stay out of Debug"
+        );
         let json = serde_json::to_string(&image).unwrap();
         assert!(json.contains("SCRAM-SHA-512"));
         let back: MetadataImage = serde_json::from_str(&json).unwrap();
         assert_eq!(back, image);
         // An image without credentials serializes as before.
-        assert!(!serde_json::to_string(&MetadataImage::new(1)).unwrap().contains("scram"));
+        assert!(!serde_json::to_string(&MetadataImage::new(1))
+            .unwrap()
+            .contains("scram"));
     }
 
     #[test]
