@@ -15,7 +15,10 @@ pub use image::{
     BrokerConfigs, BrokerImage, MetadataImage, PartitionImage, TopicChange, TopicImage, TopicMap,
     NO_LEADER,
 };
-pub use scram::{ScramCredential, ScramCredentials, ScramMechanism, MAX_SCRAM_ITERATIONS};
+pub use scram::{
+    alter_scram_credentials, ScramAlterError, ScramCredential, ScramCredentials, ScramMechanism,
+    ScramUpsertion, MAX_SCRAM_ITERATIONS,
+};
 pub use store::{check as check_metadata_log, FileMetadataLog, MetaCheck, MetaError};
 
 use std::collections::BTreeMap;

@@ -137,3 +137,201 @@ mod base64_bytes {
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
+
+/// One credential to set, as AlterUserScramCredentials asks (the broker has already
+/// turned the client's salted password into the stored keys). `mechanism` is Kafka's
+/// code, checked here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramUpsertion {
+    pub user: String,
+    pub mechanism: i8,
+    pub credential: ScramCredential,
+}
+
+/// Why one user's alteration was refused (Kafka's `ScramControlManager` checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScramAlterError {
+    #[error("A user credential cannot be altered twice in the same request")]
+    Duplicate,
+    #[error("Username must not be empty")]
+    EmptyUser,
+    #[error("Unknown SCRAM mechanism")]
+    UnknownMechanism,
+    #[error("Attempt to delete a user credential that does not exist")]
+    NotFound,
+    #[error("Too few iterations")]
+    TooFewIterations,
+    #[error("Too many iterations")]
+    TooManyIterations,
+    #[error("Salt and salted password must not be empty")]
+    EmptySecret,
+}
+
+/// Decides an AlterUserScramCredentials request against the current credentials, as
+/// Kafka's controller does: a user named twice (in deletions and upsertions together)
+/// is refused as a whole; every other user is checked on its own, and the records of
+/// those that pass are returned with one result per user, in the order users first
+/// appear. With `if_absent`, an upsertion for a credential that exists already is a
+/// success that changes nothing (the bootstrap credential at every start).
+pub fn alter_scram_credentials(
+    current: &ScramCredentials,
+    deletions: &[(String, i8)],
+    upsertions: &[ScramUpsertion],
+    if_absent: bool,
+) -> (
+    Vec<crate::MetadataRecord>,
+    Vec<(String, Result<(), ScramAlterError>)>,
+) {
+    enum Change<'a> {
+        Delete(ScramMechanism),
+        Upsert(ScramMechanism, &'a ScramCredential),
+    }
+    let mut order: Vec<&str> = Vec::new();
+    let mut outcome: BTreeMap<&str, Result<Change<'_>, ScramAlterError>> = BTreeMap::new();
+    let check = |user: &str, code: i8| {
+        if user.is_empty() {
+            return Err(ScramAlterError::EmptyUser);
+        }
+        ScramMechanism::from_type(code).ok_or(ScramAlterError::UnknownMechanism)
+    };
+    let all = deletions.iter().map(|(u, m)| (u.as_str(), *m, None)).chain(
+        upsertions
+            .iter()
+            .map(|u| (u.user.as_str(), u.mechanism, Some(&u.credential))),
+    );
+    for (user, code, upsert) in all {
+        if let Some(seen) = outcome.get_mut(user) {
+            if seen.is_ok() {
+                *seen = Err(ScramAlterError::Duplicate);
+            }
+            continue;
+        }
+        order.push(user);
+        let change = check(user, code).and_then(|m| match upsert {
+            None if current.get(user, m).is_none() => Err(ScramAlterError::NotFound),
+            None => Ok(Change::Delete(m)),
+            Some(c) if c.iterations < m.min_iterations() => Err(ScramAlterError::TooFewIterations),
+            Some(c) if c.iterations > MAX_SCRAM_ITERATIONS => {
+                Err(ScramAlterError::TooManyIterations)
+            }
+            Some(c) if c.salt.is_empty() || c.stored_key.is_empty() => {
+                Err(ScramAlterError::EmptySecret)
+            }
+            Some(c) => Ok(Change::Upsert(m, c)),
+        });
+        outcome.insert(user, change);
+    }
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(order.len());
+    for user in order {
+        let result = match &outcome[user] {
+            Ok(Change::Delete(m)) => {
+                records.push(crate::MetadataRecord::ScramCredentialRemoved {
+                    user: user.to_string(),
+                    mechanism: *m,
+                });
+                Ok(())
+            }
+            Ok(Change::Upsert(m, c)) => {
+                if !(if_absent && current.get(user, *m).is_some()) {
+                    records.push(crate::MetadataRecord::ScramCredentialSet {
+                        user: user.to_string(),
+                        mechanism: *m,
+                        credential: (*c).clone(),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => Err(*e),
+        };
+        results.push((user.to_string(), result));
+    }
+    (records, results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(iterations: i32) -> ScramCredential {
+        ScramCredential {
+            salt: vec![1; 8],
+            stored_key: vec![2; 32],
+            server_key: vec![3; 32],
+            iterations,
+        }
+    }
+
+    fn up(user: &str, mechanism: i8, iterations: i32) -> ScramUpsertion {
+        ScramUpsertion {
+            user: user.into(),
+            mechanism,
+            credential: cred(iterations),
+        }
+    }
+
+    #[test]
+    fn kafkas_checks_per_user() {
+        let mut current = ScramCredentials::default();
+        current.set("dora", ScramMechanism::Sha512, cred(4096));
+        current.set("dup", ScramMechanism::Sha256, cred(4096));
+        let deletions = [
+            ("dora".to_string(), 2),
+            ("ghost".to_string(), 1),
+            ("dup".to_string(), 1),
+            ("".to_string(), 1),
+        ];
+        let upsertions = [
+            up("alice", 2, 4096),
+            up("dup", 1, 4096),
+            up("few", 1, 4095),
+            up("many", 2, 16385),
+            up("odd", 3, 4096),
+            up("bob", 1, 16384),
+        ];
+        let (records, results) = alter_scram_credentials(&current, &deletions, &upsertions, false);
+        use ScramAlterError::*;
+        assert_eq!(
+            results,
+            [
+                ("dora".to_string(), Ok(())),
+                ("ghost".to_string(), Err(NotFound)),
+                ("dup".to_string(), Err(Duplicate)),
+                ("".to_string(), Err(EmptyUser)),
+                ("alice".to_string(), Ok(())),
+                ("few".to_string(), Err(TooFewIterations)),
+                ("many".to_string(), Err(TooManyIterations)),
+                ("odd".to_string(), Err(UnknownMechanism)),
+                ("bob".to_string(), Ok(())),
+            ]
+        );
+        assert_eq!(records.len(), 3);
+        // A user whose first entry failed keeps that error (Kafka's order of checks).
+        let (_, results) = alter_scram_credentials(
+            &current,
+            &[("nobody".into(), 1)],
+            &[up("nobody", 1, 4096)],
+            false,
+        );
+        assert_eq!(results, [("nobody".to_string(), Err(NotFound))]);
+        assert!(
+            matches!(&records[0], crate::MetadataRecord::ScramCredentialRemoved { user, .. } if user == "dora")
+        );
+
+        // Kafka refuses a user named twice even for two mechanisms.
+        let (records, results) = alter_scram_credentials(
+            &current,
+            &[],
+            &[up("eve", 1, 4096), up("eve", 2, 4096)],
+            false,
+        );
+        assert!(records.is_empty());
+        assert_eq!(results, [("eve".to_string(), Err(Duplicate))]);
+
+        // if_absent leaves an existing credential alone.
+        let (records, results) =
+            alter_scram_credentials(&current, &[], &[up("dora", 2, 8192)], true);
+        assert!(records.is_empty());
+        assert_eq!(results, [("dora".to_string(), Ok(()))]);
+    }
+}

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 pub mod reassignments;
+pub mod scram;
 pub mod topics;
 pub mod txn;
 

@@ -32,9 +32,11 @@ pub fn parse(text: &str) -> Result<Vec<LoginModule>, String> {
         };
         let flag = match it.next() {
             Some(Token::Word(w)) if is_flag(&w) => w.to_ascii_lowercase(),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "expected a control flag (required, requisite, sufficient, optional) after {class}"
-            )),
+            ))
+            }
         };
         let mut options = BTreeMap::new();
         loop {
