@@ -188,6 +188,9 @@ pub async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => {
             ResponseKind::AlterUserScramCredentials(scram::alter(&s.controller, r).await)
         }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(r))
+        }
         RequestKind::SaslHandshake(_) => {
             ResponseKind::SaslHandshake(crate::sasl::handshake_not_expected())
         }

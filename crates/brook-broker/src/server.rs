@@ -58,9 +58,26 @@ pub struct BrokerBuilder {
     advertised_set: bool,
     memory: bool,
     log_levels: Option<Arc<dyn LogLevels>>,
+    /// SCRAM credentials to create at start (`--add-scram`).
+    bootstrap_scram: Vec<crate::sasl::scram::ScramBootstrap>,
 }
 
 impl BrokerBuilder {
+    /// A SCRAM credential to create at start unless its user already has one for that
+    /// mechanism: `SCRAM-SHA-512=[name=admin,password=admin-secret]`, as
+    /// `kafka-storage format --add-scram` takes it.
+    pub fn add_scram(mut self, spec: &str) -> Result<Self, ConfigError> {
+        let credential = crate::sasl::scram::ScramBootstrap::parse(spec).map_err(|reason| {
+            ConfigError::Invalid {
+                name: "--add-scram".into(),
+                value: spec.split('[').next().unwrap_or("").into(),
+                reason,
+            }
+        })?;
+        self.bootstrap_scram.push(credential);
+        Ok(self)
+    }
+
     /// Lets clients change this process's log levels (Kafka's BROKER_LOGGER configs).
     pub fn log_levels(mut self, levels: Arc<dyn LogLevels>) -> Self {
         self.log_levels = Some(levels);
@@ -170,6 +187,15 @@ impl BrokerBuilder {
         .await?;
         let services = wired.services.clone();
         let mut tasks = Vec::new();
+        // Bootstrap credentials exist before any client is served (a cluster's, once
+        // its quorum has a leader).
+        let scram = std::mem::take(&mut self.bootstrap_scram);
+        let cluster = services.metadata.is_cluster();
+        tasks.extend(
+            crate::handlers::scram::bootstrap(services.controller.clone(), cluster, scram)
+                .await
+                .map_err(|e| StartError::Storage(format!("--add-scram: {e}")))?,
+        );
         if let Some(listener) = controller_listener {
             tasks.push(tokio::spawn(accept_loop(
                 services.clone(),
@@ -221,6 +247,11 @@ impl BrokerBuilder {
             if persistent { data_dir_shown.as_str() } else { "memory (deleted at exit)" },
         );
         for (name, value) in &self.config.settings {
+            let value = if crate::sasl::is_secret_setting(name) {
+                "[hidden]"
+            } else {
+                value.as_str()
+            };
             tracing::info!("setting {name} = {value}");
         }
         if let Some(addr) = admin_addr {
@@ -462,6 +493,7 @@ impl Broker {
             advertised_set: false,
             memory: false,
             log_levels: None,
+            bootstrap_scram: Vec::new(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! DescribeUserScramCredentials and AlterUserScramCredentials (KIP-554): SCRAM users
 //! kept in the metadata log, as `kafka-configs --entity-type users` manages them.
 
+use std::sync::Arc;
+
 use brook_meta::{MetadataImage, ScramMechanism, ScramUpsertion};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -16,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::str_bytes;
 use crate::controller_client::ControllerClient;
 use crate::metadata::MetadataView;
-use crate::sasl::scram::credential_from_salted;
+use crate::sasl::scram::{credential_from_salted, ScramBootstrap};
 
 /// Most users one request may name (each is a result; Kafka has no limit, but the
 /// request size already bounds it: this keeps one request from holding the controller).
@@ -169,4 +171,50 @@ fn failed(user: StrBytes, code: i16, message: &str) -> AlterUserScramCredentials
         .with_user(user)
         .with_error_code(code)
         .with_error_message(Some(str_bytes(message)))
+}
+
+/// Creates the bootstrap credentials (`brook serve --add-scram`) whose users have none
+/// for the mechanism yet; an existing credential, perhaps changed since with
+/// kafka-configs, is left alone. A single broker writes them now (a failure is a start
+/// error); a cluster node returns a task that retries until its quorum takes them.
+pub async fn bootstrap(
+    controller: Arc<ControllerClient>,
+    cluster: bool,
+    credentials: Vec<ScramBootstrap>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    if credentials.is_empty() {
+        return Ok(None);
+    }
+    if !cluster {
+        return write_bootstrap(&controller, &credentials)
+            .await
+            .map(|()| None);
+    }
+    Ok(Some(tokio::spawn(async move {
+        for attempt in 1u32.. {
+            match write_bootstrap(&controller, &credentials).await {
+                Ok(()) => return,
+                Err(e) if attempt % 10 == 1 => {
+                    tracing::warn!("--add-scram: not written yet ({e}); retrying");
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })))
+}
+
+async fn write_bootstrap(
+    controller: &ControllerClient,
+    credentials: &[ScramBootstrap],
+) -> Result<(), String> {
+    let upsertions: Vec<ScramUpsertion> = credentials.iter().map(|c| c.upsertion()).collect();
+    let results = controller
+        .alter_scram_credentials(Vec::new(), upsertions, true)
+        .await
+        .map_err(|e| e.message)?;
+    match results.into_iter().find(|(_, code, _)| *code != 0) {
+        Some((user, _, message)) => Err(format!("user {user}: {}", message.unwrap_or_default())),
+        None => Ok(()),
+    }
 }

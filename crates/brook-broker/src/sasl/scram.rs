@@ -108,6 +108,89 @@ pub fn credential_from_password(
     credential_from_salted(mechanism, salt, &salted, iterations)
 }
 
+/// A credential to create at start if its user has none for the mechanism yet:
+/// `kafka-storage format --add-scram`'s syntax, `SCRAM-SHA-512=[name=admin,password=...]`
+/// (optionally `iterations=N`).
+#[derive(Clone)]
+pub struct ScramBootstrap {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    password: String,
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for ScramBootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramBootstrap")
+            .field("user", &self.user)
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScramBootstrap {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (mechanism, rest) = spec
+            .split_once('=')
+            .ok_or("expected MECHANISM=[name=USER,password=PASSWORD]")?;
+        let mechanism = ScramMechanism::from_name(mechanism.trim())
+            .ok_or_else(|| format!("unknown SCRAM mechanism '{mechanism}'"))?;
+        let body = rest
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .ok_or("expected MECHANISM=[name=USER,password=PASSWORD]")?;
+        let (mut user, mut password, mut iterations) = (None, None, DEFAULT_ITERATIONS);
+        for part in body.split(',') {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, got '{part}'"))?;
+            let v = v.trim().trim_matches('"');
+            match k.trim() {
+                "name" => user = Some(v.to_string()),
+                "password" => password = Some(v.to_string()),
+                "iterations" => {
+                    iterations = v
+                        .parse()
+                        .ok()
+                        .filter(|i| (4096..=brook_meta::MAX_SCRAM_ITERATIONS).contains(i))
+                        .ok_or("iterations must be from 4096 to 16384")?;
+                }
+                other => {
+                    return Err(format!(
+                        "unsupported key '{other}' (name, password, iterations)"
+                    ))
+                }
+            }
+        }
+        let user = user.filter(|u| !u.is_empty()).ok_or("name= is required")?;
+        let password = password
+            .filter(|p| !p.is_empty())
+            .ok_or("password= is required")?;
+        Ok(ScramBootstrap {
+            user,
+            mechanism,
+            password,
+            iterations,
+        })
+    }
+
+    /// The credential to write, with a fresh salt.
+    pub fn upsertion(&self) -> brook_meta::ScramUpsertion {
+        brook_meta::ScramUpsertion {
+            user: self.user.clone(),
+            mechanism: self.mechanism.type_code(),
+            credential: credential_from_password(
+                self.mechanism,
+                &self.password,
+                &random_salt(),
+                self.iterations,
+            ),
+        }
+    }
+}
+
 /// What one client message did to the exchange.
 pub(super) enum ScramStep {
     /// The server-first message; the client's final message comes next.
@@ -329,6 +412,31 @@ impl SessionCallback for CredentialCallback {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_specs_in_kafka_storages_syntax() {
+        let b = ScramBootstrap::parse("SCRAM-SHA-512=[name=admin,password=admin-secret]").unwrap();
+        assert_eq!(
+            (b.user.as_str(), b.mechanism, b.iterations),
+            ("admin", ScramMechanism::Sha512, 4096)
+        );
+        assert!(!format!("{b:?}").contains("admin-secret"));
+        let b = ScramBootstrap::parse(r#"SCRAM-SHA-256=[name="a",password="p",iterations=8192]"#)
+            .unwrap();
+        assert_eq!((b.user.as_str(), b.iterations), ("a", 8192));
+        let u = b.upsertion();
+        assert_eq!(u.credential.stored_key.len(), 32);
+        for bad in [
+            "SCRAM-SHA-1=[name=a,password=p]",
+            "SCRAM-SHA-256=[name=a]",
+            "SCRAM-SHA-256=[password=p]",
+            "SCRAM-SHA-256=name=a,password=p",
+            "SCRAM-SHA-256=[name=a,password=p,iterations=10]",
+            "SCRAM-SHA-256=[name=a,password=p,salt=x]",
+        ] {
+            assert!(ScramBootstrap::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn user_names_are_unescaped_and_bad_escapes_refused() {
