@@ -167,6 +167,9 @@ pub enum ScramAlterError {
     EmptySecret,
 }
 
+/// One user's outcome of an alteration.
+pub type ScramAlterResult = (String, Result<(), ScramAlterError>);
+
 /// Decides an AlterUserScramCredentials request against the current credentials, as
 /// Kafka's controller does: a user named twice (in deletions and upsertions together)
 /// is refused as a whole; every other user is checked on its own, and the records of
@@ -178,10 +181,7 @@ pub fn alter_scram_credentials(
     deletions: &[(String, i8)],
     upsertions: &[ScramUpsertion],
     if_absent: bool,
-) -> (
-    Vec<crate::MetadataRecord>,
-    Vec<(String, Result<(), ScramAlterError>)>,
-) {
+) -> (Vec<crate::MetadataRecord>, Vec<ScramAlterResult>) {
     enum Change<'a> {
         Delete(ScramMechanism),
         Upsert(ScramMechanism, &'a ScramCredential),
