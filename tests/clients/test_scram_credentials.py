@@ -134,3 +134,24 @@ def test_add_scram_creates_the_first_credential_and_never_overwrites_it(brook_fa
     assert users(brook.bootstrap) == {"admin": {2: 8192}}
     assert "admin-secret" not in " ".join(p.read_text(errors="replace")
                                           for p in brook.data_dir.rglob("*") if p.is_file())
+
+
+def test_scram_users_created_on_one_node_apply_on_every_node(cluster):
+    assert alter(cluster.bootstrap_of(1), [UserScramCredentialUpsertion(
+        "alice", ScramCredentialInfo(SHA512, 8192), b"pw")]) == {"alice": None}
+    for node in (2, 3):
+        cluster.wait(lambda: users(cluster.bootstrap_of(node)) == {"alice": {2: 8192}}, 10,
+                     what=f"alice on node {node}")
+    # Changed through another node while a third is down (not the controller, whose
+    # failover is another test's subject): it catches up from the log when it returns.
+    controller = cluster.metadata(via=1).controller_id
+    down = next(n for n in (3, 2, 1) if n != controller)
+    via = next(n for n in (1, 2, 3) if n not in (down, controller))
+    cluster.kill(down)
+    assert alter(cluster.bootstrap_of(via), [
+        UserScramCredentialDeletion("alice", SHA512),
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(SHA256, 4096), b"pw"),
+    ]) == {"alice": None, "bob": None}
+    cluster.start(down)
+    cluster.wait(lambda: users(cluster.bootstrap_of(down)) == {"bob": {1: 4096}}, 20,
+                 what=f"node {down} caught up")
