@@ -86,6 +86,8 @@ class Broker:
         # The admin listener on a free port (`brook serve` defaults to 9644, which
         # brokers started in parallel would fight over); see `admin_url`.
         self.settings = {"admin.listeners": "http://127.0.0.1:0", **settings}
+        # Further `brook serve` arguments (e.g. `--add-scram ...`).
+        self.extra_args: list[str] = []
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -113,7 +115,7 @@ class Broker:
                "--data-dir", str(self.data_dir)]
         for k, v in self.settings.items():
             cmd += ["--set", f"{k}={v}"]
-        return cmd
+        return cmd + self.extra_args
 
     @property
     def running(self) -> bool:

@@ -59,6 +59,15 @@ pub enum ControllerRequest {
         validate_only: bool,
     },
     AllocateProducerIds,
+    /// AlterUserScramCredentials: deletions `(user, mechanism code)`, and upsertions
+    /// whose keys the broker derived already. `if_absent`: leave existing credentials
+    /// (the bootstrap credential, asked at every start).
+    AlterScramCredentials {
+        deletions: Vec<(String, i8)>,
+        upsertions: Vec<brook_meta::ScramUpsertion>,
+        #[serde(default)]
+        if_absent: bool,
+    },
     BrokerHeartbeat {
         id: i32,
         host: String,
@@ -113,6 +122,8 @@ pub enum ControllerReply {
     },
     /// One `(error code, message)` per partition of a `Reassign`, in request order.
     Reassigned(Vec<(i16, Option<String>)>),
+    /// One `(user, error code, message)` per user of an `AlterScramCredentials`.
+    ScramAltered(Vec<(String, i16, Option<String>)>),
 }
 
 /// Decides the records for `req` against `image`. `cluster` is false for a single
@@ -329,6 +340,26 @@ pub fn decide(
                 ControllerReply::ProducerIds { start, end },
             ))
         }
+        ControllerRequest::AlterScramCredentials {
+            deletions,
+            upsertions,
+            if_absent,
+        } => {
+            let (records, results) = brook_meta::alter_scram_credentials(
+                &image.scram,
+                deletions,
+                upsertions,
+                *if_absent,
+            );
+            let results = results
+                .into_iter()
+                .map(|(user, r)| match r {
+                    Ok(()) => (user, 0, None),
+                    Err(e) => (user, scram_error_code(e).code(), Some(e.to_string())),
+                })
+                .collect();
+            Ok((records, ControllerReply::ScramAltered(results)))
+        }
         ControllerRequest::BrokerHeartbeat {
             id,
             host,
@@ -532,6 +563,18 @@ pub fn new_cluster_id() -> String {
 
 /// The error code an AlterPartition refusal is answered with (Kafka's codes), which the
 /// leader maps back to what it does next with `isr_outcome`.
+fn scram_error_code(e: brook_meta::ScramAlterError) -> ResponseError {
+    use brook_meta::ScramAlterError::*;
+    match e {
+        Duplicate => ResponseError::DuplicateResource,
+        UnknownMechanism => ResponseError::UnsupportedSaslMechanism,
+        NotFound => ResponseError::ResourceNotFound,
+        EmptyUser | TooFewIterations | TooManyIterations | EmptySecret => {
+            ResponseError::UnacceptableCredential
+        }
+    }
+}
+
 pub fn alter_isr_error_code(e: &AlterIsrError) -> ResponseError {
     match e {
         AlterIsrError::UnknownPartition => ResponseError::UnknownTopicOrPartition,

@@ -337,6 +337,46 @@ impl ControllerClient {
         Ok(())
     }
 
+    /// Sets and removes SCRAM credentials; returns one `(user, error code, message)`
+    /// per user, once this broker's applied image shows the changes.
+    pub async fn alter_scram_credentials(
+        &self,
+        deletions: Vec<(String, i8)>,
+        upsertions: Vec<brook_meta::ScramUpsertion>,
+        if_absent: bool,
+    ) -> Result<Vec<(String, i16, Option<String>)>, ApiError> {
+        let reply = self
+            .request(ControllerRequest::AlterScramCredentials {
+                deletions: deletions.clone(),
+                upsertions: upsertions.clone(),
+                if_absent,
+            })
+            .await?;
+        let ControllerReply::ScramAltered(results) = reply else {
+            return Err(ApiError::new(
+                ResponseError::UnknownServerError,
+                "unexpected controller reply",
+            ));
+        };
+        let done = |user: &str| results.iter().any(|(u, code, _)| u == user && *code == 0);
+        self.settle(|i| {
+            deletions.iter().all(|(u, m)| {
+                !done(u)
+                    || brook_meta::ScramMechanism::from_type(*m)
+                        .is_none_or(|m| i.scram.get(u, m).is_none())
+            }) && upsertions.iter().all(|up| {
+                !done(&up.user)
+                    || brook_meta::ScramMechanism::from_type(up.mechanism).is_none_or(|m| {
+                        i.scram
+                            .get(&up.user, m)
+                            .is_some_and(|c| if_absent || *c == up.credential)
+                    })
+            })
+        })
+        .await;
+        Ok(results)
+    }
+
     /// Waits (briefly) until this broker's applied image shows the ISR a controller
     /// accepted for a partition.
     pub async fn settle_isr(&self, topic: &str, partition: i32, isr: &[i32]) {

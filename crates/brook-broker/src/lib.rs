@@ -38,6 +38,7 @@ mod peer;
 pub mod producer_state;
 mod replicas;
 mod router;
+pub mod sasl;
 mod server;
 pub mod session;
 mod tls;

@@ -189,6 +189,21 @@ pub async fn dispatch(
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(reassignments::list(meta, r, v))
         }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram::describe(meta, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram::alter(&s.controller, r).await)
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(r))
+        }
+        RequestKind::SaslHandshake(_) => {
+            ResponseKind::SaslHandshake(crate::sasl::handshake_not_expected())
+        }
+        RequestKind::SaslAuthenticate(_) => {
+            ResponseKind::SaslAuthenticate(crate::sasl::authenticate_not_expected())
+        }
         other => {
             // Unreachable while `accepts` gates dispatch; answer nothing rather than panic.
             tracing::warn!(request = ?std::mem::discriminant(&other), "request reached the router without a handler");

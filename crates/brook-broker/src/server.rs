@@ -65,9 +65,26 @@ pub struct BrokerBuilder {
     advertised: Option<(String, u16)>,
     memory: bool,
     log_levels: Option<Arc<dyn LogLevels>>,
+    /// SCRAM credentials to create at start (`--add-scram`).
+    bootstrap_scram: Vec<crate::sasl::scram::ScramBootstrap>,
 }
 
 impl BrokerBuilder {
+    /// A SCRAM credential to create at start unless its user already has one for that
+    /// mechanism: `SCRAM-SHA-512=[name=admin,password=admin-secret]`, as
+    /// `kafka-storage format --add-scram` takes it.
+    pub fn add_scram(mut self, spec: &str) -> Result<Self, ConfigError> {
+        let credential = crate::sasl::scram::ScramBootstrap::parse(spec).map_err(|reason| {
+            ConfigError::Invalid {
+                name: "--add-scram".into(),
+                value: spec.split('[').next().unwrap_or("").into(),
+                reason,
+            }
+        })?;
+        self.bootstrap_scram.push(credential);
+        Ok(self)
+    }
+
     /// Lets clients change this process's log levels (Kafka's BROKER_LOGGER configs).
     pub fn log_levels(mut self, levels: Arc<dyn LogLevels>) -> Self {
         self.log_levels = Some(levels);
@@ -201,6 +218,15 @@ impl BrokerBuilder {
         .await?;
         let services = wired.services.clone();
         let mut tasks = Vec::new();
+        // Bootstrap credentials exist before any client is served (a cluster's, once
+        // its quorum has a leader).
+        let scram = std::mem::take(&mut self.bootstrap_scram);
+        let cluster = services.metadata.is_cluster();
+        tasks.extend(
+            crate::handlers::scram::bootstrap(services.controller.clone(), cluster, scram)
+                .await
+                .map_err(|e| StartError::Storage(format!("--add-scram: {e}")))?,
+        );
         if let Some(controller) = controller_bound {
             tasks.push(tokio::spawn(accept::accept_loop(
                 services.clone(),
@@ -273,7 +299,7 @@ impl BrokerBuilder {
             );
         }
         for (name, value) in &self.config.settings {
-            let shown = if listeners::is_sensitive(name) {
+            let shown = if listeners::is_sensitive(name) || crate::sasl::is_secret_setting(name) {
                 "[hidden]"
             } else {
                 value.as_str()
@@ -608,6 +634,7 @@ impl Broker {
             advertised: None,
             memory: false,
             log_levels: None,
+            bootstrap_scram: Vec::new(),
         }
     }
 

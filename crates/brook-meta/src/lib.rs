@@ -8,11 +8,16 @@
 
 pub mod controller;
 mod image;
+mod scram;
 mod store;
 
 pub use image::{
     BrokerConfigs, BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicChange,
     TopicImage, TopicMap, NO_LEADER,
+};
+pub use scram::{
+    alter_scram_credentials, ScramAlterError, ScramCredential, ScramCredentials, ScramMechanism,
+    ScramUpsertion, MAX_SCRAM_ITERATIONS,
 };
 pub use store::{check as check_metadata_log, FileMetadataLog, MetaCheck, MetaError};
 
@@ -66,6 +71,20 @@ pub enum MetadataRecord {
         broker: Option<i32>,
         key: String,
         value: Option<String>,
+    },
+    /// Set one user's SCRAM credential for one mechanism (Kafka's
+    /// UserScramCredentialRecord): the salted keys, never the password.
+    ScramCredentialSet {
+        user: String,
+        mechanism: ScramMechanism,
+        #[serde(flatten)]
+        credential: ScramCredential,
+    },
+    /// Remove one user's SCRAM credential for one mechanism (Kafka's
+    /// RemoveUserScramCredentialRecord).
+    ScramCredentialRemoved {
+        user: String,
+        mechanism: ScramMechanism,
     },
     /// Producer ids below `next_block_start` have been handed out.
     ProducerIdsAllocated {

@@ -72,6 +72,14 @@ pub struct ServeArgs {
     /// Set a config by its Kafka name; repeatable: `--set log.retention.ms=60000`.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub settings: Vec<String>,
+    /// Create a SCRAM credential at start unless the user already has one for that
+    /// mechanism (as `kafka-storage format --add-scram`); repeatable:
+    /// `--add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]'`.
+    #[arg(
+        long = "add-scram",
+        value_name = "MECHANISM=[name=USER,password=PASSWORD]"
+    )]
+    pub add_scram: Vec<String>,
     /// Keep data in a temporary directory deleted at exit (no durability).
     #[arg(long)]
     pub memory: bool,

@@ -141,6 +141,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .set(k, v)
             .with_context(|| format!("config {k}={v}"))?;
     }
+    for spec in &args.add_scram {
+        builder = builder.add_scram(spec)?;
+    }
     let started = std::time::Instant::now();
     let broker = builder.start().await?;
     tracing::info!(

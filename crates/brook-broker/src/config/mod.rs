@@ -491,7 +491,8 @@ impl BrokerConfig {
                     reason: "expected an integer of at least 14".into(),
                 });
             }
-        } else {
+        } else if !crate::sasl::is_sasl_setting(name) {
+            // SASL settings are checked when a SASL listener starts (`sasl::SaslServerConfig`).
             validate_broker_config(name, value)?;
         }
         self.settings.insert(name.to_string(), value.to_string());

@@ -13,7 +13,9 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
+pub mod quotas;
 pub mod reassignments;
+pub mod scram;
 pub mod topics;
 pub mod txn;
 
