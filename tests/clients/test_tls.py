@@ -282,22 +282,6 @@ def test_keystore_reload_without_restart(tls_broker, certs, tmp_path):
     assert connects(b, certs, None)
 
 
-class SaslBroker(Broker):
-    def command(self) -> list[str]:
-        cmd = super().command()
-        i = cmd.index("--listen")
-        cmd[i + 1] = f"SASL_SSL://127.0.0.1:{self.port}"
-        return cmd
-
-
-def test_sasl_listener_refuses_to_start(brook_bin, certs, tmp_path):
-    b = SaslBroker(brook_bin, tmp_path / "sasl", {
-        "ssl.keystore.location": str(certs / "server.keystore.pem")})
-    with pytest.raises(Exception, match="needs SASL, which this Brook does not have yet"):
-        b.start(timeout=5)
-    assert not b.running
-
-
 JAVA_PRODUCER = r"""
 import java.util.*; import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.clients.consumer.*; import org.apache.kafka.common.TopicPartition;

@@ -3,7 +3,8 @@
 //! dynamic), then per connection the transport: a plaintext socket goes straight to
 //! [`connection::serve`]; on a TLS listener the first bytes must be a TLS handshake
 //! (a plaintext client is told apart and logged), the handshake is bounded by
-//! [`TLS_HANDSHAKE_TIMEOUT`], and the client certificate gives the principal.
+//! [`TLS_HANDSHAKE_TIMEOUT`], and the client certificate gives the principal. On a SASL
+//! listener the connection also gets a [`SaslSession`] (the principal comes from SASL).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::Dynamic;
 use crate::connection::{self, ConnectionLimits, RequestMemory};
 use crate::router::Services;
+use crate::sasl::{SaslServerConfig, SaslSession};
 use crate::session::{KafkaPrincipal, ListenerInfo, Session};
 use crate::tls::ServerTls;
 
@@ -31,6 +33,8 @@ pub struct Bound {
     pub listener: TcpListener,
     pub info: Arc<ListenerInfo>,
     pub tls: Option<Arc<ServerTls>>,
+    /// A SASL listener's settings: each connection gets a [`SaslSession`].
+    pub sasl: Option<Arc<SaslServerConfig>>,
 }
 
 /// What the listeners of one kind (client or controller) share: the open-connection
@@ -111,13 +115,17 @@ pub async fn accept_loop(
         let memory = shared.memory.clone();
         let info = bound.info.clone();
         let tls = bound.tls.clone();
+        let sasl = bound
+            .sasl
+            .clone()
+            .map(|config| SaslSession::new(config, Arc::new(services.metadata.clone()), peer));
         connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             match tls {
                 None => {
                     let session = Session::new(info, KafkaPrincipal::anonymous());
                     let halves = stream.into_split();
-                    connection::serve(services, halves, peer, limits, memory, session, shutdown)
+                    connection::serve(services, halves, peer, limits, memory, session, sasl, shutdown)
                         .await;
                 }
                 Some(tls) => {
@@ -130,7 +138,7 @@ pub async fn accept_loop(
                             tracing::debug!(listener = %info.name, %peer, %principal, "TLS client authenticated");
                             let session = Session::new(info, principal);
                             let halves = tokio::io::split(stream);
-                            connection::serve(services, halves, peer, limits, memory, session, shutdown)
+                            connection::serve(services, halves, peer, limits, memory, session, sasl, shutdown)
                                 .await;
                         }
                         Ok(Err(Refusal::Plaintext)) => tracing::warn!(

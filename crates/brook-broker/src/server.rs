@@ -33,6 +33,7 @@ use crate::partition::SyncFor;
 use crate::peer::{PeerNet, RaftTransport};
 use crate::replicas::Replicas;
 use crate::router::Services;
+use crate::sasl::SaslServerConfig;
 use crate::session::ListenerInfo;
 use crate::tls::{ServerTls, TlsSettings};
 use crate::txns::Txns;
@@ -404,7 +405,8 @@ impl BrokerBuilder {
 }
 
 /// Binds every listener of the plan, in its order, with its TLS context loaded (a TLS
-/// listener whose stores cannot be read, or a SASL listener, is a start error).
+/// listener whose stores cannot be read, or a SASL listener whose settings are wrong, is
+/// a start error).
 async fn bind_listeners(
     settings: &BTreeMap<String, String>,
     plan: &ListenerPlan,
@@ -415,12 +417,21 @@ async fn bind_listeners(
             listener: spec.name.clone(),
             reason,
         };
-        if spec.protocol.sasl() {
+        // Peers authenticate to a controller listener with TLS or not at all: Brook's
+        // inter-broker client does not speak SASL.
+        if spec.protocol.sasl() && spec.controller {
             return Err(refuse(format!(
-                "security protocol {} needs SASL, which this Brook does not have yet; use PLAINTEXT or SSL",
+                "security protocol {} on the controller listener: inter-broker connections use PLAINTEXT or SSL",
                 spec.protocol
             )));
         }
+        let sasl = if spec.protocol.sasl() {
+            let config = SaslServerConfig::from_settings(settings, &spec.name)
+                .map_err(|e| refuse(e.to_string()))?;
+            Some(Arc::new(config))
+        } else {
+            None
+        };
         let tls = if spec.protocol.tls() {
             let tls = TlsSettings::resolve(settings, &spec.name)
                 .and_then(ServerTls::new)
@@ -448,6 +459,7 @@ async fn bind_listeners(
                 controller: spec.controller,
             }),
             tls,
+            sasl,
         });
     }
     Ok(bound)

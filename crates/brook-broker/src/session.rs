@@ -4,8 +4,9 @@
 //! The SASL hook: on a `SASL_PLAINTEXT`/`SASL_SSL` listener a session starts
 //! [`Auth::SaslPending`]; until authentication completes only ApiVersions,
 //! SaslHandshake and SaslAuthenticate are admitted (Kafka's `SaslServerAuthenticator`),
-//! and any other request closes the connection. The SASL work replaces the session
-//! with [`Session::authenticated`] when a mechanism succeeds.
+//! and any other request closes the connection. The connection's `SaslSession`
+//! (`connection::sasl`) replaces the session with [`Session::authenticated`] when a
+//! mechanism succeeds.
 
 use std::fmt;
 use std::sync::Arc;

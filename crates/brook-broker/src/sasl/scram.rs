@@ -208,6 +208,12 @@ pub(super) struct ScramExchange {
     session: Session<AuthenticatedUser>,
     claimed_user: Option<String>,
     awaiting_final: bool,
+    mechanism: ScramMechanism,
+    store: Arc<dyn ScramCredentialStore>,
+    /// The client-first message without its GS2 header, and the server-first message:
+    /// for [`ScramExchange::doubled_nonce_final`].
+    client_first_bare: String,
+    server_first: String,
 }
 
 impl ScramExchange {
@@ -218,7 +224,7 @@ impl ScramExchange {
     ) -> Option<Self> {
         let callback = CredentialCallback {
             mechanism,
-            store,
+            store: store.clone(),
             fake_key,
         };
         let config = SASLConfig::builder()
@@ -233,6 +239,10 @@ impl ScramExchange {
             session,
             claimed_user: None,
             awaiting_final: false,
+            mechanism,
+            store,
+            client_first_bare: String::new(),
+            server_first: String::new(),
         })
     }
 
@@ -243,13 +253,19 @@ impl ScramExchange {
                 return failed(&None);
             };
             self.claimed_user = Some(user);
+            // Checked by well_formed_first: UTF-8 with a two-part GS2 header.
+            let text = std::str::from_utf8(token).unwrap_or_default();
+            self.client_first_bare = text.splitn(3, ',').nth(2).unwrap_or_default().to_string();
         } else if !well_formed_final(token) {
             return failed(&self.claimed_user);
+        } else if let Some(step) = self.doubled_nonce_final(token) {
+            return step;
         }
         let mut out = Vec::new();
         match self.session.step(Some(token), &mut out) {
             Ok(State::Running) if !self.awaiting_final => {
                 self.awaiting_final = true;
+                self.server_first = String::from_utf8_lossy(&out).into_owned();
                 ScramStep::Challenge(out)
             }
             Ok(State::Finished(_)) if self.awaiting_final => match self.session.validation() {
@@ -264,6 +280,96 @@ impl ScramExchange {
             Ok(_) | Err(_) => failed(&self.claimed_user),
         }
     }
+}
+
+impl ScramExchange {
+    /// librdkafka 2.0.2 (kcat 1.7.1's; 2.16 does not) sends the client nonce twice in its client-final message
+    /// (`r=<client nonce><server nonce>`, the server nonce already starting with the
+    /// client's) and signs that message. Kafka's `ScramSaslServer` only checks that the
+    /// nonce ends with the server's, so those clients work with Kafka; `rsasl` wants the
+    /// nonce exactly. For such a message the proof is checked here (RFC 5802 §3, over
+    /// the messages as sent); `None`: not such a message, `rsasl` takes it.
+    fn doubled_nonce_final(&self, token: &[u8]) -> Option<ScramStep> {
+        let text = std::str::from_utf8(token).ok()?;
+        let attr = |msg: &str, key: &str| -> Option<String> {
+            msg.split(',')
+                .find_map(|p| p.strip_prefix(key))
+                .map(str::to_string)
+        };
+        let server_nonce = attr(&self.server_first, "r=")?;
+        let client_nonce = attr(text, "r=")?;
+        if client_nonce == server_nonce || !client_nonce.ends_with(&server_nonce) {
+            return None;
+        }
+        let user = self.claimed_user.clone();
+        let failed = || Some(ScramStep::Failed { user: user.clone() });
+        let Some(name) = user.as_deref() else {
+            return failed();
+        };
+        // An authorization id (`a=`) must name the user; Kafka's clients send none.
+        if !self.client_first_bare.starts_with("n=") {
+            return failed();
+        }
+        let Some(credential) = self.store.scram_credential(name, self.mechanism) else {
+            return failed();
+        };
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        // The credential the server-first message was built from (not one changed since).
+        if attr(&self.server_first, "s=") != Some(STANDARD.encode(&credential.salt))
+            || attr(&self.server_first, "i=") != Some(credential.iterations.to_string())
+        {
+            return failed();
+        }
+        let (without_proof, proof) = text.rsplit_once(",p=")?;
+        let Ok(proof) = STANDARD.decode(proof) else {
+            return failed();
+        };
+        let auth_message = format!(
+            "{},{},{without_proof}",
+            self.client_first_bare, self.server_first
+        );
+        let (client_signature, server_signature) = match self.mechanism {
+            ScramMechanism::Sha256 => (
+                hmac_of::<Sha256>(&credential.stored_key, &auth_message),
+                hmac_of::<Sha256>(&credential.server_key, &auth_message),
+            ),
+            ScramMechanism::Sha512 => (
+                hmac_of::<Sha512>(&credential.stored_key, &auth_message),
+                hmac_of::<Sha512>(&credential.server_key, &auth_message),
+            ),
+        };
+        if proof.len() != client_signature.len() {
+            return failed();
+        }
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(&client_signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        use subtle::ConstantTimeEq;
+        let stored_key = match self.mechanism {
+            ScramMechanism::Sha256 => Sha256::digest(&client_key).to_vec(),
+            ScramMechanism::Sha512 => Sha512::digest(&client_key).to_vec(),
+        };
+        if !bool::from(stored_key.ct_eq(&credential.stored_key)) {
+            return failed();
+        }
+        Some(ScramStep::Done {
+            user: name.to_string(),
+            server_final: format!("v={}", STANDARD.encode(server_signature)).into_bytes(),
+        })
+    }
+}
+
+fn hmac_of<D>(key: &[u8], message: &str) -> Vec<u8>
+where
+    D: Digest + hmac::digest::core_api::BlockSizeUser,
+{
+    let mut mac =
+        <SimpleHmac<D> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// The user name of a SCRAM message (`=2C` and `=3D` stand for `,` and `=`).

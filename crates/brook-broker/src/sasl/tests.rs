@@ -481,3 +481,81 @@ fn kip_368_session_lifetime_and_reauthentication() {
         "SASL mechanism 'PLAIN' requested by client is not supported for re-authentication of mechanism 'SCRAM-SHA-512'"
     ));
 }
+
+/// librdkafka 2.0.2's client-final message: `r=<client nonce><server nonce>` (the client
+/// nonce twice), signed as sent. Kafka accepts it (the nonce only has to end with the
+/// server's); so does Brook, with the right password only.
+#[test]
+fn scram_client_final_repeating_the_client_nonce_as_librdkafka_2_0_sends_it() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use hmac::{Mac, SimpleHmac};
+    use rsasl::mechanisms::scram::tools::hash_password;
+    use sha2::{Digest, Sha512};
+
+    fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        let mut m = <SimpleHmac<Sha512> as Mac>::new_from_slice(key).unwrap();
+        m.update(msg);
+        m.finalize().into_bytes().to_vec()
+    }
+    let config = config(&[]);
+    let store = store();
+    for (password, ok) in [("alice-secret", true), ("wrong", false)] {
+        let mut s = session(&config, &store);
+        s.handshake(1, "SCRAM-SHA-512", NOW).unwrap();
+        let first_bare = "n=alice,r=fyko+d2lbbFgONRv9qkxdawL";
+        let AuthStep::Challenge(server_first) =
+            s.authenticate(format!("n,,{first_bare}").as_bytes(), Some(1), NOW)
+        else {
+            panic!("no server-first message");
+        };
+        let server_first = String::from_utf8(server_first.to_vec()).unwrap();
+        let attr = |k: &str| {
+            server_first
+                .split(',')
+                .find_map(|p| p.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let (nonce, salt, iterations) = (attr("r="), attr("s="), attr("i="));
+        let mut salted = Default::default();
+        hash_password::<Sha512>(
+            password.as_bytes(),
+            iterations.parse().unwrap(),
+            &STANDARD.decode(salt).unwrap(),
+            &mut salted,
+        );
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = Sha512::digest(&client_key).to_vec();
+        let without_proof = format!("c=biws,r=fyko+d2lbbFgONRv9qkxdawL{nonce}");
+        let auth_message = format!("{first_bare},{server_first},{without_proof}");
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let last = format!("{without_proof},p={}", STANDARD.encode(proof));
+        let step = s.authenticate(last.as_bytes(), Some(1), NOW);
+        if ok {
+            let AuthStep::Done {
+                principal, token, ..
+            } = step
+            else {
+                panic!("not authenticated: {step:?}");
+            };
+            assert_eq!(principal.name, "alice");
+            let server_key = hmac(&salted, b"Server Key");
+            let expected = hmac(&server_key, auth_message.as_bytes());
+            assert_eq!(
+                &token[..],
+                format!("v={}", STANDARD.encode(expected)).as_bytes()
+            );
+        } else {
+            assert!(
+                matches!(step, AuthStep::Failed { close: true, .. }),
+                "{step:?}"
+            );
+        }
+    }
+}

@@ -9,6 +9,13 @@
 //! encrypted): its file ranges are copied through the TLS writer. [`serve`] is generic
 //! over the stream's halves, so the plaintext path stays monomorphic (no dynamic
 //! dispatch, no branch per write).
+//!
+//! On a SASL listener the connection carries a [`SaslSession`]: `sasl` answers
+//! SaslHandshake/SaslAuthenticate (and raw v0 tokens) and swaps the session's principal
+//! when authentication succeeds; until then frames are bounded by
+//! `sasl.server.max.receive.size` and only ApiVersions and the SASL requests are taken.
+
+mod sasl;
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,12 +37,14 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::apis;
+use crate::clock::now_ms;
 use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
 use crate::peer;
 use crate::router::Services;
 use crate::router::{self, Response};
+use crate::sasl::SaslSession;
 use crate::session::{Auth, Session};
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
@@ -102,10 +111,14 @@ enum Outcome {
     Chunked(Vec<Chunk>),
     NoReply,
     Close(String),
+    /// A response, then the connection closes (a failed SASL authentication: sent
+    /// after [`sasl::FAILED_AUTHENTICATION_DELAY`]).
+    ReplyThenClose(BytesMut),
 }
 
 /// Serves one connection whose transport is established (a TCP socket's halves, or a
-/// TLS stream's after its handshake), as `session`.
+/// TLS stream's after its handshake), as `session`; on a SASL listener `sasl`
+/// authenticates it first.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<R, W>(
     services: Arc<Services>,
@@ -114,20 +127,27 @@ pub async fn serve<R, W>(
     limits: ConnectionLimits,
     memory: RequestMemory,
     session: Session,
+    mut sasl: Option<SaslSession>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin + Send,
     W: ResponseSink,
 {
-    let session = Arc::new(session);
+    let mut session = Arc::new(session);
     let _open = services
         .metrics
         .connection_opened(session.listener.controller);
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     loop {
+        // Before SASL authentication (or during a re-authentication) frames are bounded
+        // by sasl.server.max.receive.size.
+        let max_frame = match &sasl {
+            Some(s) if !s.is_authenticated() => s.max_receive_bytes(),
+            _ => limits.max_request_size_bytes,
+        };
         let frame = tokio::select! {
-            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, limits.max_request_size_bytes, &memory)) => frame,
+            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, max_frame, &memory)) => frame,
             _ = shutdown.changed() => break,
         };
         let frame = match frame {
@@ -155,9 +175,12 @@ pub async fn serve<R, W>(
         };
         let (frame, reservation) = frame;
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
-        let outcome = tokio::select! {
-            outcome = handle_frame(&services, peer, frame, &session) => outcome,
-            _ = shutdown.changed() => break,
+        let outcome = match sasl.as_mut().filter(|s| s.raw_tokens()) {
+            Some(s) => sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
+            None => tokio::select! {
+                outcome = handle_frame(&services, peer, frame, &mut session, &mut sasl) => outcome,
+                _ = shutdown.changed() => break,
+            },
         };
         drop(reservation);
         // A client that stops reading its responses is disconnected after the idle
@@ -212,6 +235,15 @@ async fn write_outcome<W: ResponseSink>(
         }
         Outcome::NoReply => Ok(()),
         Outcome::Close(reason) => Err((true, reason)),
+        Outcome::ReplyThenClose(bytes) => {
+            tokio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY).await;
+            writer
+                .write_all(&bytes)
+                .await
+                .map_err(|e| (false, e.to_string()))?;
+            writer.flush().await.map_err(|e| (false, e.to_string()))?;
+            Err((false, "SASL authentication failed".into()))
+        }
     }
 }
 
@@ -431,7 +463,8 @@ async fn handle_frame(
     services: &Services,
     peer: SocketAddr,
     frame: Bytes,
-    session: &Arc<Session>,
+    session: &mut Arc<Session>,
+    sasl: &mut Option<SaslSession>,
 ) -> Outcome {
     let peek = match peek_header(&frame) {
         Ok(p) => p,
@@ -444,6 +477,11 @@ async fn handle_frame(
             "request with API key {} before SASL authentication",
             peek.api_key
         ));
+    }
+    if let (Some(s), Ok(api)) = (sasl.as_mut(), api) {
+        if let Some(outcome) = sasl::intercept(s, session, peer, api, &peek, &frame, now_ms()) {
+            return outcome;
+        }
     }
     let internal = session.listener.controller;
     if let (peer::INTERNAL_API_KEY, true, Some(rpc)) = (peek.api_key, internal, &services.internal)
