@@ -14,6 +14,7 @@ import re
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 from confluent_kafka import KafkaException
@@ -252,3 +253,42 @@ def test_java_client_with_scram_over_sasl_ssl(sasl_broker, certs, tmp_path):  # 
                         "-cp", f"{jars}/*", str(src), str(props), topic],
                        capture_output=True, text=True, timeout=80)
     assert r.returncode == 0 and "consumed 10" in r.stdout, (r.stdout[-2000:], r.stderr[-4000:])
+
+
+def test_sessions_expire_and_clients_reauthenticate(brook_bin, tmp_path, certs,  # noqa: F811
+                                                    monkeypatch):
+    """KIP-368 with connections.max.reauth.ms=1500: confluent-kafka (SaslAuthenticate
+    v1+) re-authenticates on its open connections and keeps producing; kcat 1.7.1
+    (v0, no re-authentication) still works, its expired connection closed and
+    reopened."""
+    monkeypatch.setenv("BROOK_LOG", "info,brook_broker::connection=debug")
+    b = SaslBroker(brook_bin, tmp_path / "reauth", {
+        "ssl.keystore.location": str(certs / "server.keystore.pem"),
+        "connections.max.reauth.ms": "1500",
+    })
+    b.extra_args = ["--add-scram", "SCRAM-SHA-512=[name=admin,password=admin-secret]"]
+    try:
+        b.start()
+        conf = sasl_conf("SCRAM-SHA-512", "admin", "admin-secret")
+        topic = unique_topic("reauth")
+        p = producer(b.sasl_bootstrap, **conf)
+        deadline = time.monotonic() + 5
+        sent = 0
+        while time.monotonic() < deadline:
+            assert_all_delivered(produce_all(p, topic, [{"value": b"v%d" % sent}], timeout=10))
+            sent += 1
+            time.sleep(0.2)
+        got = consume_to_end(b.sasl_bootstrap, topic, 1, timeout=20, **conf)[0]
+        assert len(got) == sent
+        peers = re.findall(r"SASL client authenticated .*peer=(\S+) principal=User:admin",
+                           b.log_tail())
+        # Some connection authenticated more than once: a re-authentication.
+        assert any(peers.count(x) > 1 for x in set(peers)), peers
+        # Not one failure: the --add-scram credential is there before clients are served.
+        assert "authentication failed" not in b.log_tail()
+        kconf = kcat_sasl(conf)
+        kcat(b.sasl_bootstrap, "-P", "-t", topic, *kconf, input="k1\n")
+        out = kcat(b.sasl_bootstrap, "-C", "-t", topic, "-o", "-1", "-e", "-q", *kconf)
+        assert out.stdout.decode().strip() == "k1"
+    finally:
+        _finish([b])

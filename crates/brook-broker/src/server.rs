@@ -219,6 +219,12 @@ impl BrokerBuilder {
         .await?;
         let services = wired.services.clone();
         let mut tasks = Vec::new();
+        // The applier first: --add-scram below waits until its credentials are applied.
+        tasks.push(tokio::spawn(wired.applier.clone().run(
+            services.metadata.subscribe_committed(),
+            wired.ready.subscribe(),
+            shutdown_rx.clone(),
+        )));
         // Bootstrap credentials exist before any client is served (a cluster's, once
         // its quorum has a leader).
         let scram = std::mem::take(&mut self.bootstrap_scram);
@@ -257,11 +263,6 @@ impl BrokerBuilder {
         )));
         tasks.push(tokio::spawn(coordinator_timers(
             services.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(wired.applier.clone().run(
-            services.metadata.subscribe_committed(),
-            wired.ready.subscribe(),
             shutdown_rx.clone(),
         )));
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
