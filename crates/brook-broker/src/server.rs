@@ -218,6 +218,37 @@ impl BrokerBuilder {
         )
         .await?;
         let services = wired.services.clone();
+        // Logged before any connection is served: a client (or a test) that got an
+        // answer can count on these lines being there.
+        let (host, port) = endpoints
+            .first()
+            .map(|e| (e.host.as_str(), e.port))
+            .unwrap_or_default();
+        tracing::info!(
+            "Brook {} started: node {}, listening on {local_addr}, advertised as {host}:{port}, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            self.config.node_id,
+            if persistent { data_dir_shown.as_str() } else { "memory (deleted at exit)" },
+        );
+        for (l, e) in plan.listeners.iter().zip(&listener_addrs) {
+            tracing::info!(
+                "listener {} ({}) on {e}{}",
+                l.name,
+                l.protocol,
+                if l.controller { ", controller" } else { "" }
+            );
+        }
+        for (name, value) in &self.config.settings {
+            let shown = if listeners::is_sensitive(name) || crate::sasl::is_secret_setting(name) {
+                "[hidden]"
+            } else {
+                value.as_str()
+            };
+            tracing::info!("setting {name} = {shown}");
+        }
+        if let Some(addr) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            tracing::info!("admin listening on http://{addr} (/metrics, /health, /ready)");
+        }
         let mut tasks = Vec::new();
         // The applier first: --add-scram below waits until its credentials are applied.
         tasks.push(tokio::spawn(wired.applier.clone().run(
@@ -281,35 +312,6 @@ impl BrokerBuilder {
                 &plan.inter_broker,
                 shutdown_rx,
             ));
-        }
-        let (host, port) = endpoints
-            .first()
-            .map(|e| (e.host.as_str(), e.port))
-            .unwrap_or_default();
-        tracing::info!(
-            "Brook {} started: node {}, listening on {local_addr}, advertised as {host}:{port}, data in {}",
-            env!("CARGO_PKG_VERSION"),
-            self.config.node_id,
-            if persistent { data_dir_shown.as_str() } else { "memory (deleted at exit)" },
-        );
-        for (l, e) in plan.listeners.iter().zip(&listener_addrs) {
-            tracing::info!(
-                "listener {} ({}) on {e}{}",
-                l.name,
-                l.protocol,
-                if l.controller { ", controller" } else { "" }
-            );
-        }
-        for (name, value) in &self.config.settings {
-            let shown = if listeners::is_sensitive(name) || crate::sasl::is_secret_setting(name) {
-                "[hidden]"
-            } else {
-                value.as_str()
-            };
-            tracing::info!("setting {name} = {shown}");
-        }
-        if let Some(addr) = admin_addr {
-            tracing::info!("admin listening on http://{addr} (/metrics, /health, /ready)");
         }
         Ok(Broker {
             services,
