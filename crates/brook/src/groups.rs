@@ -74,7 +74,7 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
 
 /// A connection to the broker that coordinates `group` (FindCoordinator, asked of the
 /// bootstrap broker; retried while `__consumer_offsets` is being created).
-async fn coordinator(bootstrap: &Connect, group: &str) -> Result<Client> {
+pub async fn coordinator(bootstrap: &Connect, group: &str) -> Result<Client> {
     let mut client = Client::connect(bootstrap).await?;
     let deadline = Instant::now() + bootstrap.timeout();
     loop {

@@ -4,11 +4,14 @@ mod bench;
 mod check_log;
 mod cli;
 mod client;
+mod cluster;
+mod consume;
 mod dev;
 mod groups;
 mod logging;
 mod serve;
 mod tools;
+mod topics;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,668 @@
+//! `brook consume`: where to start (`--offset`, a group's committed offsets), how to
+//! print each record (kcat-like `--format`, `--json`), when to stop (`--count`,
+//! `--exit`, `--timeout-ms`), and committing a group's position.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use brook_protocol::kafka_protocol::error::ResponseError;
+use brook_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use brook_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use brook_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use brook_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use brook_protocol::kafka_protocol::messages::*;
+use brook_protocol::kafka_protocol::protocol::StrBytes;
+use brook_protocol::records::{decode_batches, ConsumedRecord};
+
+use crate::cli::{Connect, ConsumeArgs};
+use crate::client::Client;
+use crate::tools::{check, layout, offsets_of, Layout, Leaders};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Where to start reading a partition, as kcat's `-o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+    /// An absolute offset.
+    Offset(i64),
+    /// This many records before the end.
+    FromEnd(i64),
+    /// The first record at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+impl std::str::FromStr for StartAt {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        let bad = || format!("'{v}': expected beginning, end, N, -N or @TIMESTAMP_MS");
+        Ok(match v {
+            "beginning" | "earliest" => StartAt::Beginning,
+            "end" | "latest" => StartAt::End,
+            _ => {
+                if let Some(ts) = v.strip_prefix('@') {
+                    StartAt::Time(ts.parse().map_err(|_| bad())?)
+                } else if let Some(n) = v.strip_prefix('-') {
+                    StartAt::FromEnd(n.parse().map_err(|_| bad())?)
+                } else {
+                    StartAt::Offset(v.parse().map_err(|_| bad())?)
+                }
+            }
+        })
+    }
+}
+
+/// The offset of the first record at or after `timestamp_ms` in each partition (the
+/// end offset where there is none): ListOffsets asked of each partition's leader.
+/// -2 asks for the earliest offset and -1 for the latest, as in Kafka.
+pub async fn offsets_for_time(
+    client: &mut Client,
+    connect: &Connect,
+    topic: &str,
+    partitions: &[i32],
+    timestamp_ms: i64,
+) -> Result<BTreeMap<i32, i64>> {
+    let layout = layout(client, topic, false).await?;
+    let mut leaders = Leaders::new(connect);
+    let mut out = BTreeMap::new();
+    for (_, group) in Leaders::by_leader(&layout, partitions) {
+        let leader = leaders.of(&layout, group[0]).await?;
+        let parts = group
+            .iter()
+            .map(|p| {
+                ListOffsetsPartition::default()
+                    .with_partition_index(*p)
+                    .with_timestamp(timestamp_ms)
+            })
+            .collect();
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(parts)]);
+        let resp: ListOffsetsResponse = leader.request(7, req).await?;
+        for t in resp.topics {
+            for p in t.partitions {
+                check(
+                    p.error_code,
+                    &format!("ListOffsets of {topic}-{}", p.partition_index),
+                    None,
+                )?;
+                out.insert(p.partition_index, p.offset);
+            }
+        }
+    }
+    if timestamp_ms >= 0 && out.values().any(|o| *o < 0) {
+        // No record at or after that time: start at the end, as Kafka's tools do.
+        let ends = offsets_of(client, connect, topic, partitions).await?;
+        for (p, o) in out.iter_mut() {
+            if *o < 0 {
+                *o = ends.get(p).map_or(0, |(_, end)| *end);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The first offset to read in each partition for `start`, within (start, end).
+async fn resolve(
+    client: &mut Client,
+    connect: &Connect,
+    topic: &str,
+    partitions: &[i32],
+    bounds: &BTreeMap<i32, (i64, i64)>,
+    start: StartAt,
+) -> Result<BTreeMap<i32, i64>> {
+    let times = match start {
+        StartAt::Time(ts) => Some(offsets_for_time(client, connect, topic, partitions, ts).await?),
+        _ => None,
+    };
+    Ok(bounds
+        .iter()
+        .map(|(p, &(first, end))| {
+            let at = match start {
+                StartAt::Beginning => first,
+                StartAt::End => end,
+                StartAt::Offset(o) => o.clamp(first, end),
+                StartAt::FromEnd(n) => (end - n).max(first),
+                StartAt::Time(_) => times
+                    .as_ref()
+                    .and_then(|t| t.get(p))
+                    .copied()
+                    .unwrap_or(end),
+            };
+            (*p, at)
+        })
+        .collect())
+}
+
+/// A group's committed offsets for `partitions` of `topic` (none: not committed).
+pub async fn fetch_committed(
+    coordinator: &mut Client,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>> {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(partitions.to_vec())]));
+    let resp: OffsetFetchResponse = coordinator.request(7, req).await?;
+    check(
+        resp.error_code,
+        &format!("OffsetFetch of group '{group}'"),
+        None,
+    )?;
+    let mut out = BTreeMap::new();
+    for t in resp.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                &format!(
+                    "OffsetFetch of group '{group}' for {topic}-{}",
+                    p.partition_index
+                ),
+                None,
+            )?;
+            if p.committed_offset >= 0 {
+                out.insert(p.partition_index, p.committed_offset);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Commits `offsets` of `topic` for `group` as a standalone (simple) consumer:
+/// generation -1 and no member id, as Kafka's `assign()` + `commitSync()` does. The
+/// coordinator refuses this while the group has members.
+pub async fn commit(
+    coordinator: &mut Client,
+    group: &str,
+    topic: &str,
+    offsets: &BTreeMap<i32, i64>,
+) -> Result<()> {
+    let parts = offsets
+        .iter()
+        .map(|(p, o)| {
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(*o)
+        })
+        .collect();
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(parts)]);
+    let resp: OffsetCommitResponse = coordinator.request(8, req).await?;
+    for t in resp.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                &format!(
+                    "OffsetCommit of group '{group}' for {}-{}",
+                    t.name.0, p.partition_index
+                ),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// How each record is printed.
+enum Output {
+    /// kcat's `-f`: the format's pieces.
+    Format(Vec<Piece>),
+    Json,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Topic,
+    Partition,
+    Offset,
+    Key,
+    KeyLength,
+    Value,
+    ValueLength,
+    Headers,
+    Timestamp,
+}
+
+/// Parses a kcat format string: `%t %p %o %k %K %v (or %s) %S %h %T %%` and the
+/// escapes `\n \t \r \\`.
+fn parse_format(fmt: &str) -> Result<Vec<Piece>> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => text.push('\n'),
+                Some('t') => text.push('\t'),
+                Some('r') => text.push('\r'),
+                Some('\\') => text.push('\\'),
+                Some(o) => bail!("unknown escape '\\{o}' in --format"),
+                None => text.push('\\'),
+            },
+            '%' => {
+                let piece = match chars.next() {
+                    Some('%') => {
+                        text.push('%');
+                        continue;
+                    }
+                    Some('t') => Piece::Topic,
+                    Some('p') => Piece::Partition,
+                    Some('o') => Piece::Offset,
+                    Some('k') => Piece::Key,
+                    Some('K') => Piece::KeyLength,
+                    Some('v') | Some('s') => Piece::Value,
+                    Some('S') => Piece::ValueLength,
+                    Some('h') => Piece::Headers,
+                    Some('T') => Piece::Timestamp,
+                    Some(o) => {
+                        bail!("unknown token '%{o}' in --format (%t %p %o %k %K %v %s %S %h %T %%)")
+                    }
+                    None => bail!("--format ends with a lone '%'"),
+                };
+                if !text.is_empty() {
+                    out.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                out.push(piece);
+            }
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        out.push(Piece::Text(text));
+    }
+    Ok(out)
+}
+
+/// The format the older flags (`--print-offset`, `--print-key`) describe.
+fn legacy_format(args: &ConsumeArgs) -> Vec<Piece> {
+    let mut out = Vec::new();
+    if args.print_offset {
+        out.extend([
+            Piece::Partition,
+            Piece::Text("\t".into()),
+            Piece::Offset,
+            Piece::Text("\t".into()),
+        ]);
+    }
+    if args.print_key {
+        out.extend([Piece::Key, Piece::Text("\t".into())]);
+    }
+    out.extend([Piece::Value, Piece::Text("\n".into())]);
+    out
+}
+
+fn length(b: &Option<bytes::Bytes>) -> i64 {
+    b.as_ref().map_or(-1, |b| b.len() as i64)
+}
+
+fn write_formatted(
+    out: &mut impl Write,
+    pieces: &[Piece],
+    topic: &str,
+    partition: i32,
+    r: &ConsumedRecord,
+) -> std::io::Result<()> {
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.write_all(t.as_bytes())?,
+            Piece::Topic => out.write_all(topic.as_bytes())?,
+            Piece::Partition => write!(out, "{partition}")?,
+            Piece::Offset => write!(out, "{}", r.offset)?,
+            Piece::Key => out.write_all(r.key.as_deref().unwrap_or_default())?,
+            Piece::KeyLength => write!(out, "{}", length(&r.key))?,
+            Piece::Value => out.write_all(r.value.as_deref().unwrap_or_default())?,
+            Piece::ValueLength => write!(out, "{}", length(&r.value))?,
+            Piece::Timestamp => write!(out, "{}", r.timestamp_ms)?,
+            Piece::Headers => {
+                for (i, (k, v)) in r.headers.iter().enumerate() {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    out.write_all(k.as_bytes())?;
+                    out.write_all(b"=")?;
+                    out.write_all(v.as_deref().unwrap_or_default())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes as a JSON string (UTF-8 decoded, invalid sequences replaced), or null.
+fn json_bytes(b: &Option<bytes::Bytes>) -> serde_json::Value {
+    match b {
+        Some(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn json_record(topic: &str, partition: i32, r: &ConsumedRecord) -> serde_json::Value {
+    let headers: Vec<serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|(k, v)| serde_json::json!({"key": k, "value": json_bytes(v)}))
+        .collect();
+    serde_json::json!({
+        "topic": topic,
+        "partition": partition,
+        "offset": r.offset,
+        "timestamp": r.timestamp_ms,
+        "timestamp_type": if r.log_append_time { "LogAppendTime" } else { "CreateTime" },
+        "key": json_bytes(&r.key),
+        "value": json_bytes(&r.value),
+        "headers": headers,
+    })
+}
+
+/// The group a `--group` consumer commits for, through its coordinator.
+struct Committer {
+    group: String,
+    coordinator: Client,
+    committed: BTreeMap<i32, i64>,
+}
+
+impl Committer {
+    async fn commit(&mut self, topic: &str, positions: &BTreeMap<i32, i64>) -> Result<()> {
+        let changed: BTreeMap<i32, i64> = positions
+            .iter()
+            .filter(|(p, o)| self.committed.get(p) != Some(o))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        commit(&mut self.coordinator, &self.group, topic, &changed).await?;
+        self.committed.extend(changed);
+        Ok(())
+    }
+}
+
+pub async fn consume(args: ConsumeArgs) -> Result<()> {
+    let output = if args.json {
+        Output::Json
+    } else if let Some(f) = &args.format {
+        Output::Format(parse_format(f)?)
+    } else {
+        Output::Format(legacy_format(&args))
+    };
+    let mut client = Client::connect(&args.connect).await?;
+    let mut layout = layout(&mut client, &args.topic, false).await?;
+    let partitions = match args.partition {
+        Some(p) if !layout.partitions.contains(&p) => {
+            bail!("topic '{}' has no partition {p}", args.topic)
+        }
+        Some(p) => vec![p],
+        None => layout.partitions.clone(),
+    };
+    let bounds = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
+    let start = match args.offset {
+        Some(o) => o,
+        None if args.from_beginning => StartAt::Beginning,
+        None => StartAt::End,
+    };
+    let mut positions = resolve(
+        &mut client,
+        &args.connect,
+        &args.topic,
+        &partitions,
+        &bounds,
+        start,
+    )
+    .await?;
+    let mut committer = match &args.group {
+        Some(group) => {
+            let mut coordinator = crate::groups::coordinator(&args.connect, group).await?;
+            let committed =
+                fetch_committed(&mut coordinator, group, &args.topic, &partitions).await?;
+            // A committed position wins over --offset, as for a Kafka consumer whose
+            // auto.offset.reset applies only where nothing is committed.
+            positions.extend(committed.iter().map(|(p, o)| (*p, *o)));
+            Some(Committer {
+                group: group.clone(),
+                coordinator,
+                committed,
+            })
+        }
+        None => None,
+    };
+    // --exit: stop once every partition is read to the end it had when we started.
+    let ends: BTreeMap<i32, i64> = bounds.iter().map(|(p, (_, e))| (*p, *e)).collect();
+    let at_end = |positions: &BTreeMap<i32, i64>| positions.iter().all(|(p, o)| *o >= ends[p]);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut count = 0u64;
+    let mut last_data = Instant::now();
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut leaders = Leaders::new(&args.connect);
+    while count < limit && !(args.exit && at_end(&positions)) {
+        if let Some(t) = args.timeout_ms {
+            if last_data.elapsed() >= Duration::from_millis(t) {
+                break;
+            }
+        }
+        let mut round = Round {
+            topic: &args.topic,
+            output: &output,
+            out: &mut out,
+            positions: &mut positions,
+            count: &mut count,
+            limit,
+            last_data: &mut last_data,
+        };
+        let moved = round.fetch_all(&layout, &partitions, &mut leaders).await?;
+        out.flush()?;
+        if let Some(c) = &mut committer {
+            c.commit(&args.topic, &positions).await?;
+        }
+        if moved {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match refresh(&mut client, &args).await {
+                Some(l) => layout = l,
+                None => return Ok(()),
+            }
+        }
+    }
+    if let Some(c) = &mut committer {
+        c.commit(&args.topic, &positions).await?;
+    }
+    Ok(())
+}
+
+/// One pass over the partitions' leaders, printing what each returns.
+struct Round<'a, W: Write> {
+    topic: &'a str,
+    output: &'a Output,
+    out: &'a mut W,
+    positions: &'a mut BTreeMap<i32, i64>,
+    count: &'a mut u64,
+    limit: u64,
+    last_data: &'a mut Instant,
+}
+
+impl<W: Write> Round<'_, W> {
+    /// Returns whether a leader moved or failed (ask the metadata again).
+    async fn fetch_all(
+        &mut self,
+        layout: &Layout,
+        partitions: &[i32],
+        leaders: &mut Leaders,
+    ) -> Result<bool> {
+        // Each leader is asked for the partitions it leads; the long-poll is shared
+        // between them so one quiet leader does not hold up the others.
+        let groups = Leaders::by_leader(layout, partitions);
+        let wait_ms = (500 / groups.len().max(1)) as i32;
+        let mut moved = false;
+        for (&leader, group) in &groups {
+            if leader < 0 {
+                moved = true; // being elected: ask the metadata again
+                continue;
+            }
+            let parts = group
+                .iter()
+                .map(|p| {
+                    FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(self.positions[p])
+                        .with_partition_max_bytes(1024 * 1024)
+                })
+                .collect();
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(wait_ms)
+                .with_min_bytes(1)
+                .with_max_bytes(50 * 1024 * 1024)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(TopicName(s(self.topic)))
+                    .with_partitions(parts)]);
+            let fetched = match leaders.of(layout, group[0]).await {
+                Ok(c) => c.request::<FetchRequest>(12, req).await,
+                Err(e) => Err(e),
+            };
+            let resp: FetchResponse = match fetched {
+                Ok(resp) => resp,
+                Err(e) => {
+                    // A broker restarting or gone: reconnect, as kcat and Kafka's
+                    // consumers do, rather than end the command.
+                    eprintln!("warning: {e:#}; reconnecting");
+                    leaders.forget(leader);
+                    moved = true;
+                    continue;
+                }
+            };
+            for t in resp.responses {
+                for p in t.partitions {
+                    if p.error_code == ResponseError::NotLeaderOrFollower.code() {
+                        moved = true; // leadership moved: ask the metadata again
+                        continue;
+                    }
+                    check(
+                        p.error_code,
+                        &format!("Fetch of {}-{}", self.topic, p.partition_index),
+                        None,
+                    )?;
+                    if let Some(data) = p.records {
+                        self.print(p.partition_index, decode_batches(data)?)?;
+                    }
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    fn print(&mut self, partition: i32, records: Vec<ConsumedRecord>) -> Result<()> {
+        let position = self
+            .positions
+            .get_mut(&partition)
+            .ok_or_else(|| anyhow!("unexpected partition {partition} in a Fetch answer"))?;
+        for r in records {
+            if r.offset < *position || *self.count >= self.limit {
+                continue;
+            }
+            *position = r.offset + 1;
+            *self.count += 1;
+            *self.last_data = Instant::now();
+            match self.output {
+                Output::Json => {
+                    serde_json::to_writer(&mut *self.out, &json_record(self.topic, partition, &r))?;
+                    self.out.write_all(b"\n")?;
+                }
+                Output::Format(pieces) => {
+                    write_formatted(self.out, pieces, self.topic, partition, &r)?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fresh metadata after a leader moved, reconnecting to the bootstrap brokers if
+/// needed; `None` when `--timeout-ms` ran out meanwhile.
+async fn refresh(client: &mut Client, args: &ConsumeArgs) -> Option<Layout> {
+    let started = Instant::now();
+    loop {
+        let fresh = match layout(client, &args.topic, false).await {
+            Ok(layout) => Ok(layout),
+            Err(_) => match Client::connect(&args.connect).await {
+                Ok(c) => {
+                    *client = c;
+                    layout(client, &args.topic, false).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match fresh {
+            Ok(layout) => return Some(layout),
+            Err(e) => {
+                if let Some(t) = args.timeout_ms {
+                    if started.elapsed() >= Duration::from_millis(t) {
+                        return None;
+                    }
+                }
+                eprintln!("warning: {e:#}; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_parse_like_kcat() {
+        for (text, want) in [
+            ("beginning", StartAt::Beginning),
+            ("end", StartAt::End),
+            ("42", StartAt::Offset(42)),
+            ("-10", StartAt::FromEnd(10)),
+            ("@1700000000000", StartAt::Time(1_700_000_000_000)),
+        ] {
+            assert_eq!(text.parse::<StartAt>(), Ok(want), "{text}");
+        }
+        assert!("@x".parse::<StartAt>().is_err());
+        assert!("soon".parse::<StartAt>().is_err());
+    }
+
+    #[test]
+    fn formats_print_each_token() {
+        let r = ConsumedRecord {
+            offset: 7,
+            timestamp_ms: 1000,
+            log_append_time: false,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: vec![("a".into(), Some(bytes::Bytes::from_static(b"1")))],
+        };
+        let pieces = parse_format(r"%t/%p@%o k=%k(%K) %v(%S) [%h] %T 100%%\n").unwrap();
+        let mut out = Vec::new();
+        write_formatted(&mut out, &pieces, "t", 2, &r).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "t/2@7 k=(-1) v(1) [a=1] 1000 100%\n"
+        );
+        assert!(parse_format("%x").is_err());
+    }
+}
