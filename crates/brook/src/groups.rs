@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::Connect;
 use crate::client::Client;
+use crate::consume::offsets_for_time;
 use crate::tools::{check, offsets_of, partitions_of};
 
 #[derive(Subcommand)]
@@ -44,19 +45,41 @@ pub struct ResetArgs {
     pub group: String,
     #[arg(long)]
     pub topic: String,
-    #[arg(long, conflicts_with_all = ["to_latest", "to_offset", "shift_by"])]
-    pub to_earliest: bool,
-    #[arg(long, conflicts_with_all = ["to_offset", "shift_by"])]
-    pub to_latest: bool,
-    #[arg(long, conflicts_with = "shift_by")]
-    pub to_offset: Option<i64>,
-    #[arg(long, allow_hyphen_values = true)]
-    pub shift_by: Option<i64>,
-    /// Apply the change (without it, only print the plan, as Kafka's tool does with --dry-run).
-    #[arg(long)]
+    /// Only this partition (default: every partition of the topic).
+    #[arg(long, short = 'p')]
+    pub partition: Option<i32>,
+    #[command(flatten)]
+    pub to: ResetTo,
+    /// Apply the change (without it, only print the plan, as Kafka's tool does).
+    #[arg(long, conflicts_with = "dry_run")]
     pub execute: bool,
+    /// Only print the plan (the default; as Kafka's tool).
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub connect: Connect,
+}
+
+/// Where to move the offsets: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetTo {
+    #[arg(long)]
+    pub to_earliest: bool,
+    #[arg(long)]
+    pub to_latest: bool,
+    #[arg(long)]
+    pub to_offset: Option<i64>,
+    /// Move by this many records (negative: back).
+    #[arg(long, allow_hyphen_values = true)]
+    pub shift_by: Option<i64>,
+    /// The first offset at or after this time: `2024-05-01T12:00:00Z`, with an optional
+    /// `.sss` and `+HH:MM` (no zone: UTC).
+    #[arg(long, value_parser = crate::when::parse_datetime_ms)]
+    pub to_datetime: Option<i64>,
+    /// The first offset at or after this long ago: an ISO-8601 duration, `PT1H`, `P1DT30M`.
+    #[arg(long, value_parser = crate::when::parse_duration_ms)]
+    pub by_duration: Option<i64>,
 }
 
 fn s(v: &str) -> StrBytes {
@@ -157,6 +180,16 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
     Ok(out)
 }
 
+/// The topics of a consumer-protocol assignment.
+fn assigned_topics(assignment: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = assigned(assignment)
+        .into_iter()
+        .filter_map(|tp| tp.rsplit_once('-').map(|(t, _)| t.to_string()))
+        .collect();
+    out.dedup();
+    out
+}
+
 /// Decodes a consumer-protocol assignment into "topic-partition" names.
 fn assigned(assignment: &[u8]) -> Vec<String> {
     let mut buf = bytes::Bytes::copy_from_slice(assignment);
@@ -209,8 +242,16 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         g.group_state.as_str(),
         g.members.len()
     );
+    // Topics with commits, and those assigned before any commit (as Kafka's tool shows).
     let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
+    topics.extend(
+        g.members
+            .iter()
+            .flat_map(|m| assigned_topics(&m.member_assignment)),
+    );
+    topics.sort();
     topics.dedup();
+    let mut total_lag = 0i64;
     println!(
         "{:<30} {:>9} {:>15} {:>15} {:>10}  CONSUMER",
         "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
@@ -221,7 +262,9 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         for p in partitions {
             let end = ends.get(&p).map_or(-1, |(_, e)| *e);
             let current = offsets.get(&(topic.clone(), p)).copied();
-            let lag = current.map_or("-".to_string(), |c| (end - c).max(0).to_string());
+            let lag = current.map(|c| (end - c).max(0));
+            total_lag += lag.unwrap_or(0);
+            let lag = lag.map_or("-".to_string(), |l| l.to_string());
             let who = owner
                 .get(&format!("{topic}-{p}"))
                 .map_or("-", String::as_str);
@@ -229,6 +272,7 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
             println!("{topic:<30} {p:>9} {current:>15} {end:>15} {lag:>10}  {who}");
         }
     }
+    println!("Total lag: {total_lag}");
     Ok(())
 }
 
@@ -265,9 +309,27 @@ async fn reset(args: ResetArgs) -> Result<()> {
             );
         }
     }
-    let partitions = partitions_of(&mut client, &args.topic, false).await?;
+    let mut partitions = partitions_of(&mut client, &args.topic, false).await?;
+    if let Some(p) = args.partition {
+        if !partitions.contains(&p) {
+            bail!("topic '{}' has no partition {p}", args.topic);
+        }
+        partitions = vec![p];
+    }
     let bounds = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
     let current = committed(&mut client, &args.group).await?;
+    let to = &args.to;
+    let at_time = match (to.to_datetime, to.by_duration) {
+        (Some(ts), _) => Some(ts),
+        (_, Some(ago_ms)) => Some(crate::tools::chrono_ms() - ago_ms),
+        _ => None,
+    };
+    let by_time = match at_time {
+        Some(ts) => {
+            Some(offsets_for_time(&mut client, &args.connect, &args.topic, &partitions, ts).await?)
+        }
+        None => None,
+    };
     let mut plan = Vec::new();
     for p in &partitions {
         let (start, end) = bounds[p];
@@ -275,32 +337,37 @@ async fn reset(args: ResetArgs) -> Result<()> {
             .get(&(args.topic.clone(), *p))
             .copied()
             .unwrap_or(end);
-        let target = if args.to_earliest {
+        let target = if to.to_earliest {
             start
-        } else if args.to_latest {
+        } else if to.to_latest {
             end
-        } else if let Some(o) = args.to_offset {
+        } else if let Some(o) = to.to_offset {
             o
-        } else if let Some(d) = args.shift_by {
+        } else if let Some(d) = to.shift_by {
             now + d
+        } else if let Some(t) = &by_time {
+            t.get(p).copied().unwrap_or(end)
         } else {
-            bail!("choose one of --to-earliest, --to-latest, --to-offset, --shift-by");
+            bail!("choose one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime, --by-duration");
         };
-        plan.push((*p, target.clamp(start, end)));
+        plan.push((*p, now, target.clamp(start, end)));
     }
-    println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
-    for (p, o) in &plan {
-        println!("{:<30} {p:>9} {o:>12}", args.topic);
+    println!(
+        "{:<30} {:>9} {:>15} {:>12}",
+        "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"
+    );
+    for (p, now, o) in &plan {
+        println!("{:<30} {p:>9} {now:>15} {o:>12}", args.topic);
     }
     if !args.execute {
-        println!("Dry run: add --execute to apply.");
+        println!("Dry run: nothing changed (add --execute to apply).");
         return Ok(());
     }
     let topic = OffsetCommitRequestTopic::default()
         .with_name(TopicName(s(&args.topic)))
         .with_partitions(
             plan.iter()
-                .map(|(p, o)| {
+                .map(|(p, _, o)| {
                     OffsetCommitRequestPartition::default()
                         .with_partition_index(*p)
                         .with_committed_offset(*o)

@@ -12,6 +12,7 @@ mod logging;
 mod serve;
 mod tools;
 mod topics;
+mod when;
 
 use std::process::ExitCode;
 

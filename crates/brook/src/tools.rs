@@ -37,12 +37,26 @@ pub fn check(code: i16, what: &str, message: Option<&StrBytes>) -> Result<()> {
     if code == 0 {
         return Ok(());
     }
-    let name = ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
+    let name = error_name(code);
     match message {
         Some(m) if !m.is_empty() => bail!("{what}: {name}: {}", m.as_str()),
         _ => bail!("{what}: {name}"),
     }
+}
+
+/// Kafka's name of an error code, as its tools print it (`TOPIC_ALREADY_EXISTS`).
+pub fn error_name(code: i16) -> String {
+    let Some(e) = ResponseError::try_from_code(code) else {
+        return format!("error {code}");
+    };
+    let mut out = String::new();
+    for (i, c) in format!("{e:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 pub fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>> {
@@ -627,10 +641,7 @@ impl Producer {
             for p in t.partition_responses {
                 if let (Some(r), Some((partition, batch))) = (&mut self.retry, &sent) {
                     if RETRIABLE.contains(&p.error_code) && p.index == *partition {
-                        let why = ResponseError::try_from_code(p.error_code).map_or_else(
-                            || format!("error {}", p.error_code),
-                            |e| format!("{e:?}"),
-                        );
+                        let why = error_name(p.error_code);
                         r.failed.push((*partition, batch.clone(), why));
                         continue;
                     }
