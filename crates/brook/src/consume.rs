@@ -357,22 +357,29 @@ fn json_bytes(b: &Option<bytes::Bytes>) -> serde_json::Value {
     }
 }
 
-fn json_record(topic: &str, partition: i32, r: &ConsumedRecord) -> serde_json::Value {
+/// One record as a JSON line, its fields in a fixed order (serde_json's maps sort them).
+fn write_json(out: &mut impl Write, topic: &str, partition: i32, r: &ConsumedRecord) -> Result<()> {
     let headers: Vec<serde_json::Value> = r
         .headers
         .iter()
         .map(|(k, v)| serde_json::json!({"key": k, "value": json_bytes(v)}))
         .collect();
-    serde_json::json!({
-        "topic": topic,
-        "partition": partition,
-        "offset": r.offset,
-        "timestamp": r.timestamp_ms,
-        "timestamp_type": if r.log_append_time { "LogAppendTime" } else { "CreateTime" },
-        "key": json_bytes(&r.key),
-        "value": json_bytes(&r.value),
-        "headers": headers,
-    })
+    writeln!(
+        out,
+        r#"{{"topic":{},"partition":{partition},"offset":{},"timestamp":{},"timestamp_type":"{}","key":{},"value":{},"headers":{}}}"#,
+        serde_json::Value::from(topic),
+        r.offset,
+        r.timestamp_ms,
+        if r.log_append_time {
+            "LogAppendTime"
+        } else {
+            "CreateTime"
+        },
+        json_bytes(&r.key),
+        json_bytes(&r.value),
+        serde_json::Value::from(headers),
+    )?;
+    Ok(())
 }
 
 /// The group a `--group` consumer commits for, through its coordinator.
@@ -455,6 +462,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut last_data = Instant::now();
     let limit = args.count.unwrap_or(u64::MAX);
     let mut leaders = Leaders::new(&args.connect);
+    let progress = progress_bar(&args, &positions, &ends);
     while count < limit && !(args.exit && at_end(&positions)) {
         if let Some(t) = args.timeout_ms {
             if last_data.elapsed() >= Duration::from_millis(t) {
@@ -472,6 +480,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
         };
         let moved = round.fetch_all(&layout, &partitions, &mut leaders).await?;
         out.flush()?;
+        progress.set_position(count);
         if let Some(c) = &mut committer {
             c.commit(&args.topic, &positions).await?;
         }
@@ -483,10 +492,32 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
             }
         }
     }
+    progress.finish_and_clear();
     if let Some(c) = &mut committer {
         c.commit(&args.topic, &positions).await?;
     }
     Ok(())
+}
+
+/// With --exit and stdout going to a file or pipe, a bar on stderr (when it is a
+/// terminal) counts the records still to read.
+fn progress_bar(
+    args: &ConsumeArgs,
+    positions: &BTreeMap<i32, i64>,
+    ends: &BTreeMap<i32, i64>,
+) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !args.exit || std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let total: i64 = positions.iter().map(|(p, o)| (ends[p] - o).max(0)).sum();
+    let total = (total as u64).min(args.count.unwrap_or(u64::MAX));
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec}")
+            .expect("valid template"),
+    );
+    bar
 }
 
 /// One pass over the partitions' leaders, printing what each returns.
@@ -584,10 +615,7 @@ impl<W: Write> Round<'_, W> {
             *self.count += 1;
             *self.last_data = Instant::now();
             match self.output {
-                Output::Json => {
-                    serde_json::to_writer(&mut *self.out, &json_record(self.topic, partition, &r))?;
-                    self.out.write_all(b"\n")?;
-                }
+                Output::Json => write_json(self.out, self.topic, partition, &r)?,
                 Output::Format(pieces) => {
                     write_formatted(self.out, pieces, self.topic, partition, &r)?
                 }

@@ -350,7 +350,10 @@ async fn reset(args: ResetArgs) -> Result<()> {
         } else {
             bail!("choose one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime, --by-duration");
         };
-        plan.push((*p, now, target.clamp(start, end)));
+        let shown = current
+            .get(&(args.topic.clone(), *p))
+            .map_or("-".to_string(), |c| c.to_string());
+        plan.push((*p, shown, target.clamp(start, end)));
     }
     println!(
         "{:<30} {:>9} {:>15} {:>12}",

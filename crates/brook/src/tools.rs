@@ -383,7 +383,14 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         acks: args.acks,
         codec,
     };
+    // A count on stderr while stdin is read (drawn only when stderr is a terminal).
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} records sent {per_sec}")
+            .expect("valid template"),
+    );
     while let Some((key, value)) = rx.recv().await {
+        progress.inc(1);
         // kcat's -Z: an empty key or value is sent as null (a tombstone for a value).
         let key = key.filter(|k| !(args.null_empty && k.is_empty()));
         let value = Some(value).filter(|v| !(args.null_empty && v.is_empty()));
@@ -419,6 +426,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         producer.send(partition, batch.records).await?;
     }
     producer.finish().await?;
+    progress.finish_and_clear();
     reader
         .join()
         .map_err(|_| anyhow!("stdin reader panicked"))??;
