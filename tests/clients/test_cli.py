@@ -3,6 +3,8 @@ confluent-kafka where it matters."""
 
 import re
 
+import pytest
+
 from kafka_helpers import (
     admin_client,
     assert_all_delivered,
@@ -436,3 +438,39 @@ def test_cluster_info_and_completions(brook):
         res = subprocess.run([brook.bin, "completions", shell], capture_output=True,
                              text=True, timeout=10, check=True)
         assert "consume" in res.stdout and "reset-offsets" in res.stdout
+
+
+@pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0})
+def test_consume_group_member_shares_partitions_with_confluent(brook):
+    import subprocess
+    import time
+
+    from confluent_kafka import TopicPartition
+
+    topic, group = unique_topic("cli-mem"), unique_topic("g")
+    brook.cli("topic", "create", topic, "--partitions", "2")
+    assert_all_delivered(produce_all(producer(brook.bootstrap), topic,
+                                     [{"partition": i % 2, "value": f"p{i % 2}"}
+                                      for i in range(20)]))
+    c = consumer(brook.bootstrap, **{"group.id": group, "session.timeout.ms": 6000})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while not c.assignment() and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert len(c.assignment()) == 2
+        # The CLI joins: the group rebalances to one partition each (range assignor).
+        cli = subprocess.Popen([brook.bin, "consume", topic, "-G", group, "-o", "beginning",
+                                "-e", "-b", brook.bootstrap],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while cli.poll() is None and time.monotonic() < deadline + 20:
+            c.poll(0.2)
+        out, err = cli.communicate(timeout=5)
+        assert cli.returncode == 0, err
+        values = out.split()
+        assert len(values) == 10 and len(set(values)) == 1, out
+        mine = int(values[0][1])
+        committed = c.committed([TopicPartition(topic, mine)], timeout=10)
+        assert committed[0].offset == 10
+    finally:
+        c.close()

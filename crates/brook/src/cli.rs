@@ -255,8 +255,9 @@ pub struct ConsumeArgs {
     /// Read only this partition.
     #[arg(long, short = 'p')]
     pub partition: Option<i32>,
-    /// Start at this group's committed offsets and commit as records are printed (a
-    /// standalone consumer: assign + commit, no group membership).
+    /// Join this consumer group (classic protocol, range assignor), start at its
+    /// committed offsets and commit as records are printed; with --partition, read
+    /// that partition and commit as a standalone consumer instead.
     #[arg(long, short = 'G')]
     pub group: Option<String>,
     /// Stop after this many records.

@@ -22,6 +22,7 @@ use brook_protocol::records::{decode_batches, ConsumedRecord};
 
 use crate::cli::{Connect, ConsumeArgs};
 use crate::client::Client;
+use crate::member::Member;
 use crate::tools::{check, layout, offsets_of, Layout, Leaders};
 
 fn s(v: &str) -> StrBytes {
@@ -183,15 +184,17 @@ pub async fn fetch_committed(
     Ok(out)
 }
 
-/// Commits `offsets` of `topic` for `group` as a standalone (simple) consumer:
-/// generation -1 and no member id, as Kafka's `assign()` + `commitSync()` does. The
-/// coordinator refuses this while the group has members.
-pub async fn commit(
+/// Commits `offsets` of `topic` for `group` as `(generation, member id)`; (-1, "")
+/// is a standalone (simple) consumer, as Kafka's `assign()` + `commitSync()`, which
+/// the coordinator refuses while the group has members. Returns the first partition
+/// error code (0: all committed).
+pub async fn offset_commit(
     coordinator: &mut Client,
     group: &str,
+    (generation, member_id): (i32, &str),
     topic: &str,
     offsets: &BTreeMap<i32, i64>,
-) -> Result<()> {
+) -> Result<i16> {
     let parts = offsets
         .iter()
         .map(|(p, o)| {
@@ -202,25 +205,19 @@ pub async fn commit(
         .collect();
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(s(""))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member_id))
         .with_topics(vec![OffsetCommitRequestTopic::default()
             .with_name(TopicName(s(topic)))
             .with_partitions(parts)]);
     let resp: OffsetCommitResponse = coordinator.request(8, req).await?;
-    for t in resp.topics {
-        for p in t.partitions {
-            check(
-                p.error_code,
-                &format!(
-                    "OffsetCommit of group '{group}' for {}-{}",
-                    t.name.0, p.partition_index
-                ),
-                None,
-            )?;
-        }
-    }
-    Ok(())
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| p.error_code)
+        .find(|c| *c != 0)
+        .unwrap_or(0))
 }
 
 /// How each record is printed.
@@ -382,27 +379,100 @@ fn write_json(out: &mut impl Write, topic: &str, partition: i32, r: &ConsumedRec
     Ok(())
 }
 
-/// The group a `--group` consumer commits for, through its coordinator.
-struct Committer {
-    group: String,
-    coordinator: Client,
+/// How a `--group` consumer takes part in its group.
+enum Membership {
+    /// With `--partition`: reads what it was told and commits as a standalone
+    /// consumer (generation -1), as Kafka's `assign()` + `commitSync()`.
+    Standalone(Client),
+    /// A member of the group: partitions come from the group's assignment.
+    Member(Member),
+}
+
+/// The group a `--group` consumer reads and commits for.
+struct Group {
+    name: String,
+    membership: Membership,
     committed: BTreeMap<i32, i64>,
 }
 
-impl Committer {
-    async fn commit(&mut self, topic: &str, positions: &BTreeMap<i32, i64>) -> Result<()> {
+impl Group {
+    fn coordinator(&mut self) -> &mut Client {
+        match &mut self.membership {
+            Membership::Standalone(c) => c,
+            Membership::Member(m) => m.coordinator(),
+        }
+    }
+
+    /// Commits the positions that changed; `true` when the member must join again.
+    async fn commit(&mut self, topic: &str, positions: &BTreeMap<i32, i64>) -> Result<bool> {
         let changed: BTreeMap<i32, i64> = positions
             .iter()
             .filter(|(p, o)| self.committed.get(p) != Some(o))
             .map(|(p, o)| (*p, *o))
             .collect();
         if changed.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
-        commit(&mut self.coordinator, &self.group, topic, &changed).await?;
-        self.committed.extend(changed);
-        Ok(())
+        let rejoin = match &mut self.membership {
+            Membership::Standalone(c) => {
+                let code = offset_commit(c, &self.name, (-1, ""), topic, &changed).await?;
+                check(
+                    code,
+                    &format!("OffsetCommit of group '{}' (standalone)", self.name),
+                    None,
+                )?;
+                false
+            }
+            Membership::Member(m) => m.commit(&changed).await?,
+        };
+        if !rejoin {
+            self.committed.extend(changed);
+        }
+        Ok(rejoin)
     }
+
+    async fn heartbeat(&mut self) -> Result<bool> {
+        match &mut self.membership {
+            Membership::Standalone(_) => Ok(false),
+            Membership::Member(m) => m.heartbeat().await,
+        }
+    }
+}
+
+/// Where to start in each of `partitions` (a group's commits first, else `start`) and
+/// each one's end offset now (for --exit).
+async fn start_positions(
+    client: &mut Client,
+    args: &ConsumeArgs,
+    partitions: &[i32],
+    start: StartAt,
+    group: Option<&mut Group>,
+) -> Result<(BTreeMap<i32, i64>, BTreeMap<i32, i64>)> {
+    let bounds = offsets_of(client, &args.connect, &args.topic, partitions).await?;
+    let mut positions = resolve(
+        client,
+        &args.connect,
+        &args.topic,
+        partitions,
+        &bounds,
+        start,
+    )
+    .await?;
+    if let Some(g) = group {
+        let name = g.name.clone();
+        g.committed = fetch_committed(g.coordinator(), &name, &args.topic, partitions).await?;
+        // A committed position wins over --offset, as for a Kafka consumer whose
+        // auto.offset.reset applies only where nothing is committed.
+        positions.extend(g.committed.iter().map(|(p, o)| (*p, *o)));
+    }
+    let ends = bounds.iter().map(|(p, (_, e))| (*p, *e)).collect();
+    Ok((positions, ends))
+}
+
+fn at_end(positions: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) -> bool {
+    positions
+        .iter()
+        .all(|(p, o)| ends.get(p).is_none_or(|e| o >= e))
 }
 
 pub async fn consume(args: ConsumeArgs) -> Result<()> {
@@ -415,47 +485,38 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
     };
     let mut client = Client::connect(&args.connect).await?;
     let mut layout = layout(&mut client, &args.topic, false).await?;
-    let partitions = match args.partition {
+    let mut partitions = match args.partition {
         Some(p) if !layout.partitions.contains(&p) => {
             bail!("topic '{}' has no partition {p}", args.topic)
         }
         Some(p) => vec![p],
         None => layout.partitions.clone(),
     };
-    let bounds = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
     let start = match args.offset {
         Some(o) => o,
         None if args.from_beginning => StartAt::Beginning,
         None => StartAt::End,
     };
-    let mut positions = resolve(
-        &mut client,
-        &args.connect,
-        &args.topic,
-        &partitions,
-        &bounds,
-        start,
-    )
-    .await?;
-    let mut committer = match &args.group {
-        Some(group) => {
-            let mut coordinator = crate::groups::coordinator(&args.connect, group).await?;
-            let committed =
-                fetch_committed(&mut coordinator, group, &args.topic, &partitions).await?;
-            // A committed position wins over --offset, as for a Kafka consumer whose
-            // auto.offset.reset applies only where nothing is committed.
-            positions.extend(committed.iter().map(|(p, o)| (*p, *o)));
-            Some(Committer {
-                group: group.clone(),
-                coordinator,
-                committed,
+    let mut group = match &args.group {
+        Some(name) => {
+            let coordinator = crate::groups::coordinator(&args.connect, name).await?;
+            let membership = if args.partition.is_some() {
+                Membership::Standalone(coordinator)
+            } else {
+                let mut m = Member::new(&args.connect, coordinator, name, &args.topic);
+                partitions = m.join().await?;
+                Membership::Member(m)
+            };
+            Some(Group {
+                name: name.clone(),
+                membership,
+                committed: BTreeMap::new(),
             })
         }
         None => None,
     };
-    // --exit: stop once every partition is read to the end it had when we started.
-    let ends: BTreeMap<i32, i64> = bounds.iter().map(|(p, (_, e))| (*p, *e)).collect();
-    let at_end = |positions: &BTreeMap<i32, i64>| positions.iter().all(|(p, o)| *o >= ends[p]);
+    let (mut positions, mut ends) =
+        start_positions(&mut client, &args, &partitions, start, group.as_mut()).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0u64;
@@ -463,7 +524,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
     let limit = args.count.unwrap_or(u64::MAX);
     let mut leaders = Leaders::new(&args.connect);
     let progress = progress_bar(&args, &positions, &ends);
-    while count < limit && !(args.exit && at_end(&positions)) {
+    while count < limit && !(args.exit && at_end(&positions, &ends)) {
         if let Some(t) = args.timeout_ms {
             if last_data.elapsed() >= Duration::from_millis(t) {
                 break;
@@ -478,11 +539,23 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
             limit,
             last_data: &mut last_data,
         };
-        let moved = round.fetch_all(&layout, &partitions, &mut leaders).await?;
+        let moved = if partitions.is_empty() {
+            // A member with nothing assigned: only heartbeats until a rebalance.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            false
+        } else {
+            round.fetch_all(&layout, &partitions, &mut leaders).await?
+        };
         out.flush()?;
         progress.set_position(count);
-        if let Some(c) = &mut committer {
-            c.commit(&args.topic, &positions).await?;
+        if let Some(g) = &mut group {
+            if g.commit(&args.topic, &positions).await? || g.heartbeat().await? {
+                if let Membership::Member(m) = &mut g.membership {
+                    partitions = m.join().await?;
+                }
+                (positions, ends) =
+                    start_positions(&mut client, &args, &partitions, start, Some(g)).await?;
+            }
         }
         if moved {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -493,8 +566,11 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
         }
     }
     progress.finish_and_clear();
-    if let Some(c) = &mut committer {
-        c.commit(&args.topic, &positions).await?;
+    if let Some(g) = &mut group {
+        g.commit(&args.topic, &positions).await?;
+        if let Membership::Member(m) = &mut g.membership {
+            m.leave().await?;
+        }
     }
     Ok(())
 }

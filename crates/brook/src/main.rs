@@ -9,6 +9,7 @@ mod consume;
 mod dev;
 mod groups;
 mod logging;
+mod member;
 mod serve;
 mod tools;
 mod topics;
