@@ -474,3 +474,26 @@ def test_consume_group_member_shares_partitions_with_confluent(brook):
         assert committed[0].offset == 10
     finally:
         c.close()
+
+
+@pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0})
+def test_consume_group_member_commits_and_leaves_on_ctrl_c(brook):
+    import signal
+    import subprocess
+
+    topic, group = unique_topic("cli-int"), unique_topic("g")
+    brook.cli("topic", "create", topic, "--partitions", "1")
+    brook.cli("produce", topic, input="a\nb\nc\n")
+    proc = subprocess.Popen([brook.bin, "consume", topic, "-G", group, "-o", "beginning",
+                             "-b", brook.bootstrap], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert [proc.stdout.readline().strip() for _ in range(3)] == ["a", "b", "c"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    out = brook.cli("group", "describe", group).stdout
+    assert "Members: 0" in out, out
+    assert re.search(rf"{re.escape(topic)}\s+0\s+3\s+3\s+0\b", out), out

@@ -10,6 +10,7 @@ mod dev;
 mod groups;
 mod logging;
 mod member;
+mod print;
 mod serve;
 mod tools;
 mod topics;
