@@ -497,3 +497,26 @@ def test_consume_group_member_commits_and_leaves_on_ctrl_c(brook):
     out = brook.cli("group", "describe", group).stdout
     assert "Members: 0" in out, out
     assert re.search(rf"{re.escape(topic)}\s+0\s+3\s+3\s+0\b", out), out
+
+
+def test_group_describe_and_reset_see_a_kip848_consumer_group(brook):
+    import time
+
+    topic, group = unique_topic("cli-848"), unique_topic("g")
+    brook.cli("topic", "create", topic, "--partitions", "2")
+    c = consumer(brook.bootstrap, **{"group.id": group, "group.protocol": "consumer"})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while len(c.assignment()) < 2 and time.monotonic() < deadline:
+            c.poll(0.2)
+        assert len(c.assignment()) == 2
+        out = brook.cli("group", "describe", group).stdout
+        assert "Members: 1" in out, out
+        for p in (0, 1):
+            assert re.search(rf"{re.escape(topic)}\s+{p}\s+-\s+0\s+-\s+\S", out), out
+        refused = brook.cli("group", "reset-offsets", group, "--topic", topic,
+                            "--to-earliest", "--execute", check=False)
+        assert refused.returncode != 0 and "stop its consumers" in refused.stderr
+    finally:
+        c.close()

@@ -180,18 +180,8 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
     Ok(out)
 }
 
-/// The topics of a consumer-protocol assignment.
-fn assigned_topics(assignment: &[u8]) -> Vec<String> {
-    let mut out: Vec<String> = assigned(assignment)
-        .into_iter()
-        .filter_map(|tp| tp.rsplit_once('-').map(|(t, _)| t.to_string()))
-        .collect();
-    out.dedup();
-    out
-}
-
-/// Decodes a consumer-protocol assignment into "topic-partition" names.
-fn assigned(assignment: &[u8]) -> Vec<String> {
+/// Decodes a consumer-protocol assignment into (topic, partition) pairs.
+fn assigned(assignment: &[u8]) -> Vec<(String, i32)> {
     let mut buf = bytes::Bytes::copy_from_slice(assignment);
     if buf.remaining() < 2 {
         return vec![];
@@ -201,18 +191,18 @@ fn assigned(assignment: &[u8]) -> Vec<String> {
         Ok(a) => a
             .assigned_partitions
             .iter()
-            .flat_map(|tp| {
-                tp.partitions
-                    .iter()
-                    .map(move |p| format!("{}-{p}", tp.topic.0))
-            })
+            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.0.to_string(), *p)))
             .collect(),
         Err(_) => vec![],
     }
 }
 
-async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
-    let mut client = coordinator(bootstrap, group).await?;
+/// A member as `describe` shows it, and its assigned partitions.
+type Member = (String, Vec<(String, i32)>);
+
+/// A group's state and members: DescribeGroups for a classic group, else
+/// ConsumerGroupDescribe for a KIP-848 consumer group (DescribeGroups calls one Dead).
+async fn members_of(client: &mut Client, group: &str) -> Result<(String, Vec<Member>)> {
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let resp: DescribeGroupsResponse = client.request(5, req).await?;
     let g = resp
@@ -221,34 +211,68 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         .ok_or_else(|| anyhow!("no answer for group '{group}'"))?;
     check(
         g.error_code,
-        &format!("group '{group}'"),
+        &format!("DescribeGroups of group '{group}'"),
         g.error_message.as_ref(),
     )?;
+    let label = |id: &StrBytes, host: &StrBytes| format!("{} ({})", id.as_str(), host.as_str());
+    let state = g.group_state.to_string();
+    if state != "Dead" || !g.members.is_empty() {
+        let members = g
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    label(&m.member_id, &m.client_host),
+                    assigned(&m.member_assignment),
+                )
+            })
+            .collect();
+        return Ok((state, members));
+    }
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let resp: ConsumerGroupDescribeResponse = client.request(0, req).await?;
+    match resp.groups.first() {
+        Some(cg) if cg.error_code == 0 => {
+            let members = cg
+                .members
+                .iter()
+                .map(|m| {
+                    let parts = m
+                        .assignment
+                        .topic_partitions
+                        .iter()
+                        .flat_map(|tp| {
+                            tp.partitions
+                                .iter()
+                                .map(|p| (tp.topic_name.0.to_string(), *p))
+                        })
+                        .collect();
+                    (label(&m.member_id, &m.client_host), parts)
+                })
+                .collect();
+            Ok((cg.group_state.to_string(), members))
+        }
+        _ => Ok((state, Vec::new())),
+    }
+}
+
+async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
+    let mut client = coordinator(bootstrap, group).await?;
     let offsets = committed(&mut client, group).await?;
-    if g.group_state.as_str() == "Dead" && g.members.is_empty() && offsets.is_empty() {
+    let (state, members) = members_of(&mut client, group).await?;
+    if state == "Dead" && members.is_empty() && offsets.is_empty() {
         bail!("consumer group '{group}' does not exist");
     }
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    for m in &g.members {
-        for tp in assigned(&m.member_assignment) {
-            owner.insert(
-                tp,
-                format!("{} ({})", m.member_id.as_str(), m.client_host.as_str()),
-            );
+    let mut owner: BTreeMap<(String, i32), &str> = BTreeMap::new();
+    for (who, parts) in &members {
+        for tp in parts {
+            owner.insert(tp.clone(), who);
         }
     }
-    println!(
-        "Group: {group}  State: {}  Members: {}",
-        g.group_state.as_str(),
-        g.members.len()
-    );
+    println!("Group: {group}  State: {state}  Members: {}", members.len());
     // Topics with commits, and those assigned before any commit (as Kafka's tool shows).
     let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
-    topics.extend(
-        g.members
-            .iter()
-            .flat_map(|m| assigned_topics(&m.member_assignment)),
-    );
+    topics.extend(owner.keys().map(|(t, _)| t.clone()));
     topics.sort();
     topics.dedup();
     let mut total_lag = 0i64;
@@ -265,9 +289,7 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
             let lag = current.map(|c| (end - c).max(0));
             total_lag += lag.unwrap_or(0);
             let lag = lag.map_or("-".to_string(), |l| l.to_string());
-            let who = owner
-                .get(&format!("{topic}-{p}"))
-                .map_or("-", String::as_str);
+            let who = owner.get(&(topic.clone(), p)).copied().unwrap_or("-");
             let current = current.map_or("-".to_string(), |c| c.to_string());
             println!("{topic:<30} {p:>9} {current:>15} {end:>15} {lag:>10}  {who}");
         }
@@ -297,17 +319,13 @@ async fn reset(args: ResetArgs) -> Result<()> {
     let mut client = coordinator(&args.connect, &args.group).await?;
     // As kafka-consumer-groups: offsets of a group with live members cannot be reset
     // (its consumers would overwrite them); say so before printing any plan.
-    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&args.group))]);
-    let resp: DescribeGroupsResponse = client.request(5, req).await?;
-    if let Some(g) = resp.groups.first() {
-        if !g.members.is_empty() {
-            bail!(
-                "consumer group '{}' is {} with {} member(s): stop its consumers before resetting its offsets",
-                args.group,
-                g.group_state.as_str(),
-                g.members.len()
-            );
-        }
+    let (state, members) = members_of(&mut client, &args.group).await?;
+    if !members.is_empty() {
+        bail!(
+            "consumer group '{}' is {state} with {} member(s): stop its consumers before resetting its offsets",
+            args.group,
+            members.len()
+        );
     }
     let mut partitions = partitions_of(&mut client, &args.topic, false).await?;
     if let Some(p) = args.partition {
