@@ -408,7 +408,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
         }
         if moved {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            match refresh(&mut client, &args).await {
+            match refresh(&mut client, &args, last_data).await {
                 Some(l) => layout = l,
                 None => return Ok(()),
             }
@@ -573,9 +573,8 @@ impl<W: Write> Round<'_, W> {
 }
 
 /// Fresh metadata after a leader moved, reconnecting to the bootstrap brokers if
-/// needed; `None` when `--timeout-ms` ran out meanwhile.
-async fn refresh(client: &mut Client, args: &ConsumeArgs) -> Option<Layout> {
-    let started = Instant::now();
+/// needed; `None` when `--timeout-ms` (since the last record) ran out meanwhile.
+async fn refresh(client: &mut Client, args: &ConsumeArgs, last_data: Instant) -> Option<Layout> {
     loop {
         let fresh = match layout(client, &args.topic, false).await {
             Ok(layout) => Ok(layout),
@@ -591,7 +590,7 @@ async fn refresh(client: &mut Client, args: &ConsumeArgs) -> Option<Layout> {
             Ok(layout) => return Some(layout),
             Err(e) => {
                 if let Some(t) = args.timeout_ms {
-                    if started.elapsed() >= Duration::from_millis(t) {
+                    if last_data.elapsed() >= Duration::from_millis(t) {
                         return None;
                     }
                 }
