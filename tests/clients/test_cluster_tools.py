@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import time
@@ -190,6 +191,16 @@ def test_brook_cli_reads_each_partition_from_its_leader(cluster: Cluster):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert sorted(out.stdout.split()) == sorted(f"v{i}" for i in range(30))
+    # Replicas and ISR per partition, and every broker with its endpoint.
+    rows = {int(r.split()[0]): r.split() for r in desc.stdout.splitlines()
+            if r.split() and r.split()[0].isdigit()}
+    assert all(sorted(rows[p][5].split(",")) == ["1", "2", "3"] for p in rows), desc.stdout
+    info = subprocess.run([bin_path, "cluster", "info", "-b", cluster.bootstrap_of(node)],
+                          capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    for i in cluster.ids:
+        assert re.search(rf"^\s*{i}\s+{re.escape(cluster.bootstrap_of(i))}\s", info.stdout,
+                         re.M), info.stdout
 
 
 @pytest.mark.deadline(150)

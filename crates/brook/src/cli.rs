@@ -31,8 +31,13 @@ enum Command {
     Topic(TopicCommand),
     /// Produce lines from stdin as records.
     Produce(ProduceArgs),
-    /// Print records of a topic, one per line.
+    /// Print records of a topic (kcat-like `--format`, or `--json`).
     Consume(ConsumeArgs),
+    /// Cluster id, controller and brokers.
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
+    /// Print a shell completion script: `brook completions bash > /etc/bash_completion.d/brook`.
+    Completions { shell: clap_complete::Shell },
     /// List, describe, delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(crate::groups::GroupCommand),
@@ -164,9 +169,40 @@ pub enum TopicCommand {
         #[command(flatten)]
         connect: Connect,
     },
-    /// Show a topic's partitions, offsets and configs.
+    /// Show a topic's partitions (leader, replicas, ISR, offsets) and all its configs.
     Describe {
         name: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Set or delete topic configs (IncrementalAlterConfigs).
+    AlterConfig {
+        name: String,
+        /// Set a config, repeatable: `--set retention.ms=60000`.
+        #[arg(long, value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Remove an override (back to the broker's default), repeatable.
+        #[arg(long, value_name = "NAME")]
+        delete: Vec<String>,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Grow a topic to this many partitions in total (CreatePartitions).
+    AddPartitions {
+        name: String,
+        #[arg(long)]
+        total: i32,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Delete a partition's records before an offset (DeleteRecords).
+    Trim {
+        name: String,
+        #[arg(long, short = 'p')]
+        partition: i32,
+        /// The new log start offset; -1: the high watermark (delete everything).
+        #[arg(long, allow_negative_numbers = true)]
+        before: i64,
         #[command(flatten)]
         connect: Connect,
     },
@@ -182,11 +218,20 @@ pub enum TopicCommand {
 pub struct ProduceArgs {
     pub topic: String,
     /// Split each line into key and value at the first occurrence of this string.
-    #[arg(long)]
+    #[arg(long, short = 'K')]
     pub key_separator: Option<String>,
     /// Send every record to this partition (default: by key hash, else round-robin batches).
-    #[arg(long)]
+    #[arg(long, short = 'p')]
     pub partition: Option<i32>,
+    /// A header on every record, repeatable: `-H source=cli` (`-H name` alone: null value).
+    #[arg(long = "header", short = 'H', value_name = "NAME=VALUE")]
+    pub headers: Vec<String>,
+    /// Send an empty value as null (a tombstone) and an empty key as null, as kcat's -Z.
+    #[arg(long, short = 'Z')]
+    pub null_empty: bool,
+    /// The records' timestamp in ms since the epoch (default: now).
+    #[arg(long)]
+    pub timestamp: Option<i64>,
     /// 0, 1 or -1 (all).
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     pub acks: i16,
@@ -203,15 +248,40 @@ pub struct ProduceArgs {
 #[derive(Args)]
 pub struct ConsumeArgs {
     pub topic: String,
-    /// Start at the earliest offset (default: only new records).
+    /// Start at the earliest offset (default: only new records); `--offset beginning`.
     #[arg(long)]
     pub from_beginning: bool,
+    /// Where to start: `beginning`, `end`, an offset `N`, `-N` (N before the end) or
+    /// `@TIMESTAMP_MS`. With --group, only where the group has committed nothing.
+    #[arg(
+        long,
+        short = 'o',
+        allow_hyphen_values = true,
+        conflicts_with = "from_beginning"
+    )]
+    pub offset: Option<crate::consume::StartAt>,
     /// Read only this partition.
-    #[arg(long)]
+    #[arg(long, short = 'p')]
     pub partition: Option<i32>,
+    /// Join this consumer group (classic protocol, range assignor), start at its
+    /// committed offsets and commit as records are printed; with --partition, read
+    /// that partition and commit as a standalone consumer instead.
+    #[arg(long, short = 'G')]
+    pub group: Option<String>,
     /// Stop after this many records.
-    #[arg(long)]
-    pub max_messages: Option<u64>,
+    #[arg(long, short = 'c', visible_alias = "max-messages")]
+    pub count: Option<u64>,
+    /// Stop at the end of every partition (its end when the command started).
+    #[arg(long, short = 'e')]
+    pub exit: bool,
+    /// kcat's format: %t topic, %p partition, %o offset, %k key, %K key length, %v
+    /// (or %s) value, %S value length, %h headers (k=v,...), %T timestamp, \n \t.
+    #[arg(long, short = 'f', conflicts_with = "json")]
+    pub format: Option<String>,
+    /// One JSON object per record: topic, partition, offset, timestamp, key, value
+    /// (null when absent), headers.
+    #[arg(long, short = 'J')]
+    pub json: bool,
     /// Stop when no record arrives for this long (default: wait forever).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
@@ -230,7 +300,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => crate::serve::run(args).await,
         Command::Topic(cmd) => crate::tools::topic(cmd).await,
         Command::Produce(args) => crate::tools::produce(args).await,
-        Command::Consume(args) => crate::tools::consume(args).await,
+        Command::Consume(args) => crate::consume::consume(args).await,
+        Command::Cluster(cmd) => crate::cluster::run(cmd).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "brook", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Bench(cmd) => crate::bench::run(cmd).await,
         Command::Group(cmd) => crate::groups::run(cmd).await,
         Command::CheckLog { dir, verbose } => crate::check_log::run(&dir, verbose),

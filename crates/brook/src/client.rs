@@ -66,6 +66,11 @@ impl Client {
         })
     }
 
+    /// Changes how long an answer may take (JoinGroup waits for a whole rebalance).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Queues a request; call [`Client::flush`] then [`Client::receive`] for its answer.
     pub async fn send(
         &mut self,

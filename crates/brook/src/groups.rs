@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::Connect;
 use crate::client::Client;
+use crate::consume::offsets_for_time;
 use crate::tools::{check, offsets_of, partitions_of};
 
 #[derive(Subcommand)]
@@ -44,19 +45,41 @@ pub struct ResetArgs {
     pub group: String,
     #[arg(long)]
     pub topic: String,
-    #[arg(long, conflicts_with_all = ["to_latest", "to_offset", "shift_by"])]
-    pub to_earliest: bool,
-    #[arg(long, conflicts_with_all = ["to_offset", "shift_by"])]
-    pub to_latest: bool,
-    #[arg(long, conflicts_with = "shift_by")]
-    pub to_offset: Option<i64>,
-    #[arg(long, allow_hyphen_values = true)]
-    pub shift_by: Option<i64>,
-    /// Apply the change (without it, only print the plan, as Kafka's tool does with --dry-run).
-    #[arg(long)]
+    /// Only this partition (default: every partition of the topic).
+    #[arg(long, short = 'p')]
+    pub partition: Option<i32>,
+    #[command(flatten)]
+    pub to: ResetTo,
+    /// Apply the change (without it, only print the plan, as Kafka's tool does).
+    #[arg(long, conflicts_with = "dry_run")]
     pub execute: bool,
+    /// Only print the plan (the default; as Kafka's tool).
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub connect: Connect,
+}
+
+/// Where to move the offsets: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetTo {
+    #[arg(long)]
+    pub to_earliest: bool,
+    #[arg(long)]
+    pub to_latest: bool,
+    #[arg(long)]
+    pub to_offset: Option<i64>,
+    /// Move by this many records (negative: back).
+    #[arg(long, allow_hyphen_values = true)]
+    pub shift_by: Option<i64>,
+    /// The first offset at or after this time: `2024-05-01T12:00:00Z`, with an optional
+    /// `.sss` and `+HH:MM` (no zone: UTC).
+    #[arg(long, value_parser = crate::when::parse_datetime_ms)]
+    pub to_datetime: Option<i64>,
+    /// The first offset at or after this long ago: an ISO-8601 duration, `PT1H`, `P1DT30M`.
+    #[arg(long, value_parser = crate::when::parse_duration_ms)]
+    pub by_duration: Option<i64>,
 }
 
 fn s(v: &str) -> StrBytes {
@@ -74,7 +97,7 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
 
 /// A connection to the broker that coordinates `group` (FindCoordinator, asked of the
 /// bootstrap broker; retried while `__consumer_offsets` is being created).
-async fn coordinator(bootstrap: &Connect, group: &str) -> Result<Client> {
+pub async fn coordinator(bootstrap: &Connect, group: &str) -> Result<Client> {
     let mut client = Client::connect(bootstrap).await?;
     let deadline = Instant::now() + bootstrap.timeout();
     loop {
@@ -157,8 +180,8 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
     Ok(out)
 }
 
-/// Decodes a consumer-protocol assignment into "topic-partition" names.
-fn assigned(assignment: &[u8]) -> Vec<String> {
+/// Decodes a consumer-protocol assignment into (topic, partition) pairs.
+fn assigned(assignment: &[u8]) -> Vec<(String, i32)> {
     let mut buf = bytes::Bytes::copy_from_slice(assignment);
     if buf.remaining() < 2 {
         return vec![];
@@ -168,18 +191,18 @@ fn assigned(assignment: &[u8]) -> Vec<String> {
         Ok(a) => a
             .assigned_partitions
             .iter()
-            .flat_map(|tp| {
-                tp.partitions
-                    .iter()
-                    .map(move |p| format!("{}-{p}", tp.topic.0))
-            })
+            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.0.to_string(), *p)))
             .collect(),
         Err(_) => vec![],
     }
 }
 
-async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
-    let mut client = coordinator(bootstrap, group).await?;
+/// A member as `describe` shows it, and its assigned partitions.
+type Member = (String, Vec<(String, i32)>);
+
+/// A group's state and members: DescribeGroups for a classic group, else
+/// ConsumerGroupDescribe for a KIP-848 consumer group (DescribeGroups calls one Dead).
+async fn members_of(client: &mut Client, group: &str) -> Result<(String, Vec<Member>)> {
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let resp: DescribeGroupsResponse = client.request(5, req).await?;
     let g = resp
@@ -188,29 +211,71 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         .ok_or_else(|| anyhow!("no answer for group '{group}'"))?;
     check(
         g.error_code,
-        &format!("group '{group}'"),
+        &format!("DescribeGroups of group '{group}'"),
         g.error_message.as_ref(),
     )?;
+    let label = |id: &StrBytes, host: &StrBytes| format!("{} ({})", id.as_str(), host.as_str());
+    let state = g.group_state.to_string();
+    if state != "Dead" || !g.members.is_empty() {
+        let members = g
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    label(&m.member_id, &m.client_host),
+                    assigned(&m.member_assignment),
+                )
+            })
+            .collect();
+        return Ok((state, members));
+    }
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let resp: ConsumerGroupDescribeResponse = client.request(0, req).await?;
+    match resp.groups.first() {
+        Some(cg) if cg.error_code == 0 => {
+            let members = cg
+                .members
+                .iter()
+                .map(|m| {
+                    let parts = m
+                        .assignment
+                        .topic_partitions
+                        .iter()
+                        .flat_map(|tp| {
+                            tp.partitions
+                                .iter()
+                                .map(|p| (tp.topic_name.0.to_string(), *p))
+                        })
+                        .collect();
+                    (label(&m.member_id, &m.client_host), parts)
+                })
+                .collect();
+            Ok((cg.group_state.to_string(), members))
+        }
+        _ => Ok((state, Vec::new())),
+    }
+}
+
+async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
+    let mut client = coordinator(bootstrap, group).await?;
     let offsets = committed(&mut client, group).await?;
-    if g.group_state.as_str() == "Dead" && g.members.is_empty() && offsets.is_empty() {
+    let (state, members) = members_of(&mut client, group).await?;
+    if state == "Dead" && members.is_empty() && offsets.is_empty() {
         bail!("consumer group '{group}' does not exist");
     }
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    for m in &g.members {
-        for tp in assigned(&m.member_assignment) {
-            owner.insert(
-                tp,
-                format!("{} ({})", m.member_id.as_str(), m.client_host.as_str()),
-            );
+    let mut owner: BTreeMap<(String, i32), &str> = BTreeMap::new();
+    for (who, parts) in &members {
+        for tp in parts {
+            owner.insert(tp.clone(), who);
         }
     }
-    println!(
-        "Group: {group}  State: {}  Members: {}",
-        g.group_state.as_str(),
-        g.members.len()
-    );
+    println!("Group: {group}  State: {state}  Members: {}", members.len());
+    // Topics with commits, and those assigned before any commit (as Kafka's tool shows).
     let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
+    topics.extend(owner.keys().map(|(t, _)| t.clone()));
+    topics.sort();
     topics.dedup();
+    let mut total_lag = 0i64;
     println!(
         "{:<30} {:>9} {:>15} {:>15} {:>10}  CONSUMER",
         "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
@@ -221,14 +286,15 @@ async fn describe(bootstrap: &Connect, group: &str) -> Result<()> {
         for p in partitions {
             let end = ends.get(&p).map_or(-1, |(_, e)| *e);
             let current = offsets.get(&(topic.clone(), p)).copied();
-            let lag = current.map_or("-".to_string(), |c| (end - c).max(0).to_string());
-            let who = owner
-                .get(&format!("{topic}-{p}"))
-                .map_or("-", String::as_str);
+            let lag = current.map(|c| (end - c).max(0));
+            total_lag += lag.unwrap_or(0);
+            let lag = lag.map_or("-".to_string(), |l| l.to_string());
+            let who = owner.get(&(topic.clone(), p)).copied().unwrap_or("-");
             let current = current.map_or("-".to_string(), |c| c.to_string());
             println!("{topic:<30} {p:>9} {current:>15} {end:>15} {lag:>10}  {who}");
         }
     }
+    println!("Total lag: {total_lag}");
     Ok(())
 }
 
@@ -253,21 +319,35 @@ async fn reset(args: ResetArgs) -> Result<()> {
     let mut client = coordinator(&args.connect, &args.group).await?;
     // As kafka-consumer-groups: offsets of a group with live members cannot be reset
     // (its consumers would overwrite them); say so before printing any plan.
-    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&args.group))]);
-    let resp: DescribeGroupsResponse = client.request(5, req).await?;
-    if let Some(g) = resp.groups.first() {
-        if !g.members.is_empty() {
-            bail!(
-                "consumer group '{}' is {} with {} member(s): stop its consumers before resetting its offsets",
-                args.group,
-                g.group_state.as_str(),
-                g.members.len()
-            );
-        }
+    let (state, members) = members_of(&mut client, &args.group).await?;
+    if !members.is_empty() {
+        bail!(
+            "consumer group '{}' is {state} with {} member(s): stop its consumers before resetting its offsets",
+            args.group,
+            members.len()
+        );
     }
-    let partitions = partitions_of(&mut client, &args.topic, false).await?;
+    let mut partitions = partitions_of(&mut client, &args.topic, false).await?;
+    if let Some(p) = args.partition {
+        if !partitions.contains(&p) {
+            bail!("topic '{}' has no partition {p}", args.topic);
+        }
+        partitions = vec![p];
+    }
     let bounds = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
     let current = committed(&mut client, &args.group).await?;
+    let to = &args.to;
+    let at_time = match (to.to_datetime, to.by_duration) {
+        (Some(ts), _) => Some(ts),
+        (_, Some(ago_ms)) => Some(crate::tools::chrono_ms() - ago_ms),
+        _ => None,
+    };
+    let by_time = match at_time {
+        Some(ts) => {
+            Some(offsets_for_time(&mut client, &args.connect, &args.topic, &partitions, ts).await?)
+        }
+        None => None,
+    };
     let mut plan = Vec::new();
     for p in &partitions {
         let (start, end) = bounds[p];
@@ -275,32 +355,40 @@ async fn reset(args: ResetArgs) -> Result<()> {
             .get(&(args.topic.clone(), *p))
             .copied()
             .unwrap_or(end);
-        let target = if args.to_earliest {
+        let target = if to.to_earliest {
             start
-        } else if args.to_latest {
+        } else if to.to_latest {
             end
-        } else if let Some(o) = args.to_offset {
+        } else if let Some(o) = to.to_offset {
             o
-        } else if let Some(d) = args.shift_by {
+        } else if let Some(d) = to.shift_by {
             now + d
+        } else if let Some(t) = &by_time {
+            t.get(p).copied().unwrap_or(end)
         } else {
-            bail!("choose one of --to-earliest, --to-latest, --to-offset, --shift-by");
+            bail!("choose one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime, --by-duration");
         };
-        plan.push((*p, target.clamp(start, end)));
+        let shown = current
+            .get(&(args.topic.clone(), *p))
+            .map_or("-".to_string(), |c| c.to_string());
+        plan.push((*p, shown, target.clamp(start, end)));
     }
-    println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
-    for (p, o) in &plan {
-        println!("{:<30} {p:>9} {o:>12}", args.topic);
+    println!(
+        "{:<30} {:>9} {:>15} {:>12}",
+        "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"
+    );
+    for (p, now, o) in &plan {
+        println!("{:<30} {p:>9} {now:>15} {o:>12}", args.topic);
     }
     if !args.execute {
-        println!("Dry run: add --execute to apply.");
+        println!("Dry run: nothing changed (add --execute to apply).");
         return Ok(());
     }
     let topic = OffsetCommitRequestTopic::default()
         .with_name(TopicName(s(&args.topic)))
         .with_partitions(
             plan.iter()
-                .map(|(p, o)| {
+                .map(|(p, _, o)| {
                     OffsetCommitRequestPartition::default()
                         .with_partition_index(*p)
                         .with_committed_offset(*o)

@@ -4,11 +4,17 @@ mod bench;
 mod check_log;
 mod cli;
 mod client;
+mod cluster;
+mod consume;
 mod dev;
 mod groups;
 mod logging;
+mod member;
+mod print;
 mod serve;
 mod tools;
+mod topics;
+mod when;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `brook topic|produce|consume`: client tools built on [`crate::client::Client`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -10,8 +10,6 @@ use brook_protocol::kafka_protocol::error::ResponseError;
 use brook_protocol::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
-use brook_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use brook_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use brook_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
@@ -21,13 +19,13 @@ use brook_protocol::kafka_protocol::messages::produce_request::{
 };
 use brook_protocol::kafka_protocol::messages::*;
 use brook_protocol::kafka_protocol::protocol::StrBytes;
-use brook_protocol::records::{decode_batches, encode_batch, Record};
+use brook_protocol::records::{encode_batch, Record};
 use bytes::Bytes;
 
-use crate::cli::{Connect, ConsumeArgs, ProduceArgs, TopicCommand};
+use crate::cli::{Connect, ProduceArgs, TopicCommand};
 use crate::client::{partition_for_key, Client};
 
-fn s(v: &str) -> StrBytes {
+pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
@@ -39,15 +37,29 @@ pub fn check(code: i16, what: &str, message: Option<&StrBytes>) -> Result<()> {
     if code == 0 {
         return Ok(());
     }
-    let name = ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
+    let name = error_name(code);
     match message {
         Some(m) if !m.is_empty() => bail!("{what}: {name}: {}", m.as_str()),
         _ => bail!("{what}: {name}"),
     }
 }
 
-fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+/// Kafka's name of an error code, as its tools print it (`TOPIC_ALREADY_EXISTS`).
+pub fn error_name(code: i16) -> String {
+    let Some(e) = ResponseError::try_from_code(code) else {
+        return format!("error {code}");
+    };
+    let mut out = String::new();
+    for (i, c) in format!("{e:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+pub fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|p| {
@@ -283,7 +295,26 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
                 println!("{n}");
             }
         }
-        TopicCommand::Describe { name, connect } => describe(&connect, &name).await?,
+        TopicCommand::Describe { name, connect } => {
+            crate::topics::describe(&connect, &name).await?
+        }
+        TopicCommand::AlterConfig {
+            name,
+            set,
+            delete,
+            connect,
+        } => crate::topics::alter_config(&connect, &name, &parse_pairs(&set)?, &delete).await?,
+        TopicCommand::AddPartitions {
+            name,
+            total,
+            connect,
+        } => crate::topics::add_partitions(&connect, &name, total).await?,
+        TopicCommand::Trim {
+            name,
+            partition,
+            before,
+            connect,
+        } => crate::topics::trim(&connect, &name, partition, before).await?,
         TopicCommand::Delete { name, connect } => {
             let mut client = Client::connect(&connect).await?;
             let req = DeleteTopicsRequest::default()
@@ -303,49 +334,6 @@ pub async fn topic(cmd: TopicCommand) -> Result<()> {
     Ok(())
 }
 
-async fn describe(bootstrap: &Connect, name: &str) -> Result<()> {
-    let mut client = Client::connect(bootstrap).await?;
-    let layout = layout(&mut client, name, false).await?;
-    let partitions = layout.partitions.clone();
-    let offsets = offsets_of(&mut client, bootstrap, name, &partitions).await?;
-    let resource = DescribeConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(s(name))
-        .with_configuration_keys(None);
-    let req = DescribeConfigsRequest::default().with_resources(vec![resource]);
-    let resp: DescribeConfigsResponse = client.request(4, req).await?;
-    let overrides: Vec<String> = resp
-        .results
-        .iter()
-        .flat_map(|r| r.configs.iter())
-        .filter(|c| c.config_source == 1)
-        .map(|c| {
-            format!(
-                "{}={}",
-                c.name.as_str(),
-                c.value.as_ref().map_or("", |v| v.as_str())
-            )
-        })
-        .collect();
-    println!(
-        "Topic: {name}\tPartitionCount: {}\tConfigs: {}",
-        partitions.len(),
-        overrides.join(",")
-    );
-    println!(
-        "{:>10} {:>8} {:>16} {:>16} {:>12}",
-        "Partition", "Leader", "LogStartOffset", "HighWatermark", "Records"
-    );
-    for (p, (start, end)) in offsets {
-        let leader = layout.leader.get(&p).copied().unwrap_or(-1);
-        println!(
-            "{p:>10} {leader:>8} {start:>16} {end:>16} {:>12}",
-            end - start
-        );
-    }
-    Ok(())
-}
-
 struct PendingBatch {
     records: Vec<Record>,
     bytes: usize,
@@ -359,6 +347,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect).await?;
     let layout = layout(&mut client, &args.topic, true).await?;
     let partitions = layout.partitions.clone();
+    let headers = parse_headers(&args.headers)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Option<Bytes>, Bytes)>(10_000);
     let key_separator = args.key_separator.clone();
     let reader = std::thread::spawn(move || -> Result<()> {
@@ -394,24 +383,35 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         acks: args.acks,
         codec,
     };
+    // A count on stderr while stdin is read (drawn only when stderr is a terminal).
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} records sent {per_sec}")
+            .expect("valid template"),
+    );
     while let Some((key, value)) = rx.recv().await {
+        progress.inc(1);
+        // kcat's -Z: an empty key or value is sent as null (a tombstone for a value).
+        let key = key.filter(|k| !(args.null_empty && k.is_empty()));
+        let value = Some(value).filter(|v| !(args.null_empty && v.is_empty()));
         let partition = match (args.partition, &key) {
             (Some(p), _) => p,
             (None, Some(k)) => partition_for_key(k, partitions.len() as i32),
             (None, None) => partitions[round_robin % partitions.len()],
         };
-        sent_bytes += value.len() as u64;
+        let value_len = value.as_ref().map_or(0, |v| v.len());
+        sent_bytes += value_len as u64;
         sent_records += 1;
-        let now = chrono_ms();
+        let now = args.timestamp.unwrap_or_else(chrono_ms);
         let batch = pending.entry(partition).or_insert_with(|| PendingBatch {
             records: Vec::new(),
             bytes: 0,
         });
-        batch.bytes += value.len() + key.as_ref().map_or(0, |k| k.len());
+        batch.bytes += value_len + key.as_ref().map_or(0, |k| k.len());
         batch.records.push(Record {
             key,
-            value: Some(value),
-            headers: vec![],
+            value,
+            headers: headers.clone(),
             timestamp_ms: now,
         });
         if batch.records.len() >= args.batch_size || batch.bytes >= 512 * 1024 {
@@ -426,6 +426,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         producer.send(partition, batch.records).await?;
     }
     producer.finish().await?;
+    progress.finish_and_clear();
     reader
         .join()
         .map_err(|_| anyhow!("stdin reader panicked"))??;
@@ -437,6 +438,17 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
         sent_bytes as f64 / 1e6 / secs
     );
     Ok(())
+}
+
+/// `-H NAME=VALUE` headers; a bare `NAME` is a header with a null value.
+fn parse_headers(pairs: &[String]) -> Result<Vec<(String, Option<Bytes>)>> {
+    Ok(pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(Bytes::copy_from_slice(v.as_bytes()))),
+            None => (p.clone(), None),
+        })
+        .collect())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -637,10 +649,7 @@ impl Producer {
             for p in t.partition_responses {
                 if let (Some(r), Some((partition, batch))) = (&mut self.retry, &sent) {
                     if RETRIABLE.contains(&p.error_code) && p.index == *partition {
-                        let why = ResponseError::try_from_code(p.error_code).map_or_else(
-                            || format!("error {}", p.error_code),
-                            |e| format!("{e:?}"),
-                        );
+                        let why = error_name(p.error_code);
                         r.failed.push((*partition, batch.clone(), why));
                         continue;
                     }
@@ -662,138 +671,4 @@ impl Producer {
         }
         Ok(())
     }
-}
-
-pub async fn consume(args: ConsumeArgs) -> Result<()> {
-    let mut client = Client::connect(&args.connect).await?;
-    let mut layout = layout(&mut client, &args.topic, false).await?;
-    let partitions = match args.partition {
-        Some(p) => vec![p],
-        None => layout.partitions.clone(),
-    };
-    let offsets = offsets_of(&mut client, &args.connect, &args.topic, &partitions).await?;
-    let mut positions: BTreeMap<i32, i64> = offsets
-        .iter()
-        .map(|(p, (start, end))| (*p, if args.from_beginning { *start } else { *end }))
-        .collect();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut count = 0u64;
-    let mut last_data = Instant::now();
-    let limit = args.max_messages.unwrap_or(u64::MAX);
-    let mut leaders = Leaders::new(&args.connect);
-    while count < limit {
-        if let Some(t) = args.timeout_ms {
-            if last_data.elapsed() >= Duration::from_millis(t) {
-                break;
-            }
-        }
-        // Each leader is asked for the partitions it leads; the long-poll is shared
-        // between them so one quiet leader does not hold up the others.
-        let groups = Leaders::by_leader(&layout, &partitions);
-        let wait_ms = (500 / groups.len().max(1)) as i32;
-        let mut moved = false;
-        for (&leader, group) in &groups {
-            if leader < 0 {
-                moved = true; // being elected: ask the metadata again
-                continue;
-            }
-            let parts = group
-                .iter()
-                .map(|p| {
-                    FetchPartition::default()
-                        .with_partition(*p)
-                        .with_fetch_offset(positions[p])
-                        .with_partition_max_bytes(1024 * 1024)
-                })
-                .collect();
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(wait_ms)
-                .with_min_bytes(1)
-                .with_max_bytes(50 * 1024 * 1024)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(topic_name(&args.topic))
-                    .with_partitions(parts)]);
-            let fetched = match leaders.of(&layout, group[0]).await {
-                Ok(c) => c.request::<FetchRequest>(12, req).await,
-                Err(e) => Err(e),
-            };
-            let resp: FetchResponse = match fetched {
-                Ok(resp) => resp,
-                Err(e) => {
-                    // A broker restarting or gone: reconnect, as kcat and Kafka's
-                    // consumers do, rather than end the command.
-                    eprintln!("warning: {e:#}; reconnecting");
-                    leaders.forget(leader);
-                    moved = true;
-                    continue;
-                }
-            };
-            for t in resp.responses {
-                for p in t.partitions {
-                    if p.error_code == ResponseError::NotLeaderOrFollower.code() {
-                        moved = true; // leadership moved: ask the metadata again
-                        continue;
-                    }
-                    check(
-                        p.error_code,
-                        &format!("fetch {}-{}", args.topic, p.partition_index),
-                        None,
-                    )?;
-                    let Some(data) = p.records else { continue };
-                    let position = positions
-                        .get_mut(&p.partition_index)
-                        .ok_or_else(|| anyhow!("unexpected partition"))?;
-                    for r in decode_batches(data)? {
-                        if r.offset < *position || count >= limit {
-                            continue;
-                        }
-                        *position = r.offset + 1;
-                        count += 1;
-                        last_data = Instant::now();
-                        if args.print_offset {
-                            write!(out, "{}\t{}\t", p.partition_index, r.offset)?;
-                        }
-                        if args.print_key {
-                            out.write_all(r.key.as_deref().unwrap_or_default())?;
-                            out.write_all(b"\t")?;
-                        }
-                        out.write_all(r.value.as_deref().unwrap_or_default())?;
-                        out.write_all(b"\n")?;
-                    }
-                }
-            }
-        }
-        out.flush()?;
-        if moved {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            layout = loop {
-                let fresh = match self::layout(&mut client, &args.topic, false).await {
-                    Ok(layout) => Ok(layout),
-                    Err(_) => match Client::connect(&args.connect).await {
-                        Ok(c) => {
-                            client = c;
-                            self::layout(&mut client, &args.topic, false).await
-                        }
-                        Err(e) => Err(e),
-                    },
-                };
-                match fresh {
-                    Ok(layout) => break layout,
-                    Err(e) => {
-                        if let Some(t) = args.timeout_ms {
-                            if last_data.elapsed() >= Duration::from_millis(t) {
-                                return Ok(());
-                            }
-                        }
-                        eprintln!("warning: {e:#}; retrying in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
-        }
-    }
-    Ok(())
 }
