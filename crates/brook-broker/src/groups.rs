@@ -430,12 +430,13 @@ impl Groups {
     pub async fn txn_offset_commit(
         &self,
         req: &TxnOffsetCommitRequest,
+        topics: &(dyn brook_coord::TopicsView + Sync),
     ) -> Result<TxnOffsetCommitResponse, ApiError> {
         let group_id = req.group_id.as_str();
         self.ensure_loaded(group_id).await?;
         let (response, written) = {
             let mut state = self.host.lock();
-            let (response, records) = state.coordinator.txn_offset_commit(req, now_ms());
+            let (response, records) = state.coordinator.txn_offset_commit(req, topics, now_ms());
             let producer = ProducerInfo {
                 producer_id: req.producer_id.0,
                 producer_epoch: req.producer_epoch,

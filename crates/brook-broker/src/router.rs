@@ -132,7 +132,7 @@ pub async fn dispatch(
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(&s.txns, r, v).await),
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(&s.groups, r).await)
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(&s.groups, meta, r).await)
         }
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(txn::write_txn_markers(&s.markers, r).await)

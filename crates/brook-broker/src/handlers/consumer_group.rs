@@ -19,7 +19,7 @@ use crate::handlers::RequestContext;
 use crate::metadata::MetadataView;
 
 /// The coordinator's view of the topics: the applied metadata image.
-struct ImageTopics<'a>(&'a MetadataImage);
+pub(crate) struct ImageTopics<'a>(pub(crate) &'a MetadataImage);
 
 impl TopicsView for ImageTopics<'_> {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)> {

@@ -9,6 +9,7 @@ use kafka_protocol::messages::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::consumer_group::ImageTopics;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::groups::{GroupState, Groups};
@@ -124,7 +125,8 @@ pub async fn offset_commit(
     }
     let result = groups
         .apply_replicated(&group_id, |c| {
-            let (response, records) = c.offset_commit(version, &req, now_ms());
+            let (response, records) =
+                c.offset_commit(version, &req, &ImageTopics(&image), now_ms());
             (
                 response,
                 Effects {

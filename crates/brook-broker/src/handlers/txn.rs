@@ -27,6 +27,7 @@ use kafka_protocol::messages::{
     WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 
+use super::consumer_group::ImageTopics;
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::controller_client::ControllerClient;
@@ -188,6 +189,7 @@ pub fn list_transactions(
 
 pub async fn txn_offset_commit(
     groups: &Groups,
+    meta: &MetadataView,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let failed = |e: &ApiError| {
@@ -217,7 +219,10 @@ pub async fn txn_offset_commit(
             "not the group coordinator",
         ));
     }
-    match groups.txn_offset_commit(&req).await {
+    match groups
+        .txn_offset_commit(&req, &ImageTopics(&meta.image()))
+        .await
+    {
         Ok(response) => response,
         Err(e) => failed(&e),
     }

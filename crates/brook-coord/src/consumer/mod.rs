@@ -184,7 +184,10 @@ pub(crate) struct ConsumerGroup {
     pub target: BTreeMap<String, Assignment>,
     /// Subscribed topic name -> how many members subscribe to it.
     subscribers: BTreeMap<String, usize>,
-    /// Partition -> (owner, the owner's epoch).
+    /// Partition -> (owner, the epoch at which the owner was given it: its *assignment
+    /// epoch*, KIP-1251). A member keeps a partition's assignment epoch while its own
+    /// epoch moves on, so a commit sent with an epoch the member has since left still
+    /// proves ownership of the partitions it held then.
     owners: HashMap<(Uuid, i32), (String, i32)>,
 }
 
@@ -219,6 +222,19 @@ impl ConsumerGroup {
             .map(|(owner, _)| owner.as_str())
     }
 
+    /// The epoch at which `member_id` was given the partition, if it holds it.
+    pub(crate) fn assignment_epoch(
+        &self,
+        member_id: &str,
+        topic: Uuid,
+        partition: i32,
+    ) -> Option<i32> {
+        self.owners
+            .get(&(topic, partition))
+            .filter(|(owner, _)| owner == member_id)
+            .map(|(_, epoch)| *epoch)
+    }
+
     /// The topics some member subscribes to by name.
     pub(crate) fn subscribed_topic_names(&self) -> impl Iterator<Item = &str> {
         self.subscribers.keys().map(String::as_str)
@@ -233,6 +249,21 @@ impl ConsumerGroup {
     /// member holds is taken over (replay of a damaged log; never the coordinator's own
     /// decisions, which the tests check with [`ConsumerGroup::check_invariants`]).
     pub(crate) fn upsert_member(&mut self, member: ConsumerMember) {
+        // What the member already held keeps the epoch it was given at.
+        let held_since: HashMap<(Uuid, i32), i32> = self
+            .members
+            .get(&member.member_id)
+            .map(|old| {
+                old.owned()
+                    .filter_map(|key| {
+                        self.owners
+                            .get(&key)
+                            .filter(|(o, _)| *o == member.member_id)
+                            .map(|(_, e)| (key, *e))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         self.detach(&member.member_id);
         for topic in &member.subscribed_topic_names {
             *self.subscribers.entry(topic.clone()).or_default() += 1;
@@ -242,9 +273,10 @@ impl ConsumerGroup {
                 .insert(instance.clone(), member.member_id.clone());
         }
         for key in member.owned().collect::<Vec<_>>() {
-            let previous = self
-                .owners
-                .insert(key, (member.member_id.clone(), member.member_epoch));
+            let since = held_since
+                .get(&key)
+                .map_or(member.member_epoch, |e| (*e).min(member.member_epoch));
+            let previous = self.owners.insert(key, (member.member_id.clone(), since));
             if let Some((other, _)) = previous.filter(|(o, _)| *o != member.member_id) {
                 tracing::warn!(member = %member.member_id, other = %other, "partition held by two members; the later one keeps it");
                 if let Some(o) = self.members.get_mut(&other) {
@@ -312,7 +344,8 @@ impl ConsumerGroup {
     }
 
     /// Checks what the indexes promise: every owned partition has one owner, recorded
-    /// with that owner's epoch; counts and static ids match the members. For tests.
+    /// with an assignment epoch no later than the owner's epoch; counts and static ids
+    /// match the members. For tests.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         let mut seen: HashMap<(Uuid, i32), &str> = HashMap::new();
@@ -321,11 +354,9 @@ impl ConsumerGroup {
                 if let Some(other) = seen.insert(key, &m.member_id) {
                     panic!("{key:?} owned by {other} and {}", m.member_id);
                 }
-                assert_eq!(
-                    self.owners.get(&key),
-                    Some(&(m.member_id.clone(), m.member_epoch)),
-                    "owner index of {key:?}"
-                );
+                let (owner, since) = self.owners.get(&key).expect("owner index entry");
+                assert_eq!(owner, &m.member_id, "owner index of {key:?}");
+                assert!(*since <= m.member_epoch, "assignment epoch of {key:?}");
             }
         }
         assert_eq!(seen.len(), self.owners.len(), "stale owner entries");

@@ -27,6 +27,7 @@ use tracing::info;
 
 use super::membership::{reschedule_heartbeat, validate_member};
 use super::{Ctx, Effects, GroupCoordinator, Groups};
+use crate::consumer::TopicsView;
 use crate::group::{Group, GroupState};
 use crate::records::{CommittedOffset, OffsetsRecord};
 
@@ -74,6 +75,7 @@ impl GroupCoordinator {
         &mut self,
         version: i16,
         request: &OffsetCommitRequest,
+        topics: &dyn TopicsView,
         now_ms: i64,
     ) -> (OffsetCommitResponse, Vec<OffsetsRecord>) {
         let mut effects = Effects::default();
@@ -89,9 +91,20 @@ impl GroupCoordinator {
                 partition_response.partition_index = partition.partition_index;
                 let error = match &outcome {
                     Err(error) => Some(*error),
-                    Ok(group_id) => {
+                    Ok((group_id, check)) => {
                         let metadata = partition.committed_metadata.as_deref().unwrap_or_default();
-                        if metadata.chars().count() > ctx.config.offset_metadata_max_bytes {
+                        let owned = check.check(
+                            groups
+                                .get(group_id.as_str())
+                                .and_then(|g| g.consumer.as_deref()),
+                            topics,
+                            topic.name.as_str(),
+                            partition.partition_index,
+                            ResponseError::StaleMemberEpoch,
+                        );
+                        if let Err(e) = owned {
+                            Some(e)
+                        } else if metadata.chars().count() > ctx.config.offset_metadata_max_bytes {
                             Some(ResponseError::OffsetMetadataTooLarge)
                         } else {
                             let committed = CommittedOffset {
@@ -139,6 +152,7 @@ impl GroupCoordinator {
     pub fn txn_offset_commit(
         &mut self,
         request: &TxnOffsetCommitRequest,
+        topics: &dyn TopicsView,
         now_ms: i64,
     ) -> (TxnOffsetCommitResponse, Vec<OffsetsRecord>) {
         let mut effects = Effects::default();
@@ -151,7 +165,18 @@ impl GroupCoordinator {
             topic_response.name = topic.name.clone();
             for partition in &topic.partitions {
                 let metadata = partition.committed_metadata.as_deref().unwrap_or_default();
-                let error = match outcome {
+                let owned = outcome.and_then(|check| {
+                    check.check(
+                        groups
+                            .get(request.group_id.as_str())
+                            .and_then(|g| g.consumer.as_deref()),
+                        topics,
+                        topic.name.as_str(),
+                        partition.partition_index,
+                        ResponseError::IllegalGeneration,
+                    )
+                });
+                let error = match owned {
                     Err(error) => Some(error),
                     Ok(()) if metadata.chars().count() > ctx.config.offset_metadata_max_bytes => {
                         Some(ResponseError::OffsetMetadataTooLarge)
@@ -209,7 +234,7 @@ impl GroupCoordinator {
                 if let Some(cg) = consumer.filter(|_| !anonymous) {
                     let member_id = wanted.member_id.as_deref().unwrap_or("");
                     if let Err(e) =
-                        validate_consumer_member(cg, member_id, wanted.member_epoch, false)
+                        validate_consumer_member(cg, member_id, wanted.member_epoch, false, false)
                     {
                         group.error_code = e.code();
                         response.groups.push(group);
@@ -353,12 +378,12 @@ impl GroupCoordinator {
 /// member id) only while the group is Empty; otherwise a current member of the current
 /// generation, and not while the group waits for the leader's assignment. Returns the
 /// group id (the group is created Empty for a first commit without group management).
-fn validate_commit(
+fn validate_commit<'r>(
     ctx: &mut Ctx<'_>,
     groups: &mut Groups,
     version: i16,
-    request: &OffsetCommitRequest,
-) -> Result<GroupId, ResponseError> {
+    request: &'r OffsetCommitRequest,
+) -> Result<(GroupId, CommitCheck<'r>), ResponseError> {
     let group_id = request.group_id.as_str();
     let generation_id = request.generation_id_or_member_epoch;
     if !groups.contains_key(group_id) {
@@ -379,7 +404,7 @@ fn validate_commit(
     let member_id = request.member_id.as_str();
     let instance_id = request.group_instance_id.as_deref();
     if let Some(cg) = &group.consumer {
-        validate_consumer_member(cg, member_id, generation_id, false)?;
+        let check = validate_consumer_member(cg, member_id, generation_id, false, true)?;
         if !cg.members.is_empty() && version < FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
             // Kafka: members of the new protocol commit with v9+ (UNSUPPORTED_VERSION).
             return Err(ResponseError::UnsupportedVersion);
@@ -392,10 +417,11 @@ fn validate_commit(
                 i64::from(ctx.config.consumer_session_timeout_ms),
             );
         }
-        return Ok(request.group_id.clone());
+        return Ok((request.group_id.clone(), check));
     }
+    let any = |id: &GroupId| Ok((id.clone(), CommitCheck::Any));
     if generation_id < 0 && group.is(GroupState::Empty) {
-        return Ok(request.group_id.clone());
+        return any(&request.group_id);
     }
     if generation_id >= 0 || !member_id.is_empty() || instance_id.is_some() {
         validate_member(group, member_id, instance_id)?;
@@ -410,17 +436,17 @@ fn validate_commit(
         GroupState::Stable | GroupState::PreparingRebalance => {
             // Commits count as liveness, as in Kafka.
             reschedule_heartbeat(ctx, group, member_id);
-            Ok(request.group_id.clone())
+            any(&request.group_id)
         }
-        GroupState::Empty | GroupState::Dead => Ok(request.group_id.clone()),
+        GroupState::Empty | GroupState::Dead => any(&request.group_id),
     }
 }
 
-fn validate_txn_commit(
+fn validate_txn_commit<'r>(
     ctx: &mut Ctx<'_>,
     groups: &mut Groups,
-    request: &TxnOffsetCommitRequest,
-) -> Result<(), ResponseError> {
+    request: &'r TxnOffsetCommitRequest,
+) -> Result<CommitCheck<'r>, ResponseError> {
     let group_id = request.group_id.as_str();
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
@@ -432,7 +458,7 @@ fn validate_txn_commit(
             return Err(ResponseError::IllegalGeneration);
         }
         groups.insert(group_id.to_owned(), Group::new(group_id, Some(ctx.now_ms)));
-        return Ok(());
+        return Ok(CommitCheck::Any);
     }
     let group = &groups[group_id];
     if group.is(GroupState::Dead) {
@@ -441,9 +467,9 @@ fn validate_txn_commit(
     if let Some(cg) = &group.consumer {
         let member_id = request.member_id.as_str();
         if member_id.is_empty() && request.generation_id < 0 {
-            return Ok(());
+            return Ok(CommitCheck::Any);
         }
-        return validate_consumer_member(cg, member_id, request.generation_id, true);
+        return validate_consumer_member(cg, member_id, request.generation_id, true, true);
     }
     let member_id = request.member_id.as_str();
     let instance_id = request.group_instance_id.as_deref();
@@ -453,34 +479,79 @@ fn validate_txn_commit(
     if request.generation_id >= 0 && request.generation_id != group.generation_id {
         return Err(ResponseError::IllegalGeneration);
     }
-    Ok(())
+    Ok(CommitCheck::Any)
+}
+
+/// How the partitions of an accepted commit are checked (Kafka's
+/// `CommitPartitionValidator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitCheck<'a> {
+    /// Every partition may be committed.
+    Any,
+    /// A consumer-protocol member committed with an epoch older than its own
+    /// (KIP-1251): a partition passes if the member holds it and was given it at that
+    /// epoch or before. A heartbeat that bumped the epoch can cross a commit in flight;
+    /// the commit still comes from the partition's owner.
+    AssignedBy { member_id: &'a str, epoch: i32 },
+}
+
+impl CommitCheck<'_> {
+    /// `Err(error)` when the partition may not be committed.
+    fn check(
+        self,
+        cg: Option<&crate::consumer::ConsumerGroup>,
+        topics: &dyn TopicsView,
+        topic: &str,
+        partition: i32,
+        error: ResponseError,
+    ) -> Result<(), ResponseError> {
+        match self {
+            CommitCheck::Any => Ok(()),
+            CommitCheck::AssignedBy { member_id, epoch } => {
+                let since = cg
+                    .zip(topics.topic(topic))
+                    .and_then(|(cg, (id, _))| cg.assignment_epoch(member_id, id, partition));
+                match since {
+                    Some(since) if since <= epoch => Ok(()),
+                    _ => Err(error),
+                }
+            }
+        }
+    }
 }
 
 /// Kafka's ConsumerGroup.validateOffsetCommit / validateOffsetFetch: without a member
 /// id and with epoch -1 (the admin client, a consumer without group management) only
 /// while the group is empty; otherwise the member must exist (UNKNOWN_MEMBER_ID) with
 /// that epoch (STALE_MEMBER_EPOCH, or ILLEGAL_GENERATION for transactional commits).
-pub(crate) fn validate_consumer_member(
+/// A commit (`allow_older`) may also come with an older epoch of the member (KIP-1251):
+/// its partitions are then checked one by one.
+pub(crate) fn validate_consumer_member<'a>(
     cg: &crate::consumer::ConsumerGroup,
-    member_id: &str,
+    member_id: &'a str,
     epoch: i32,
     transactional: bool,
-) -> Result<(), ResponseError> {
+    allow_older: bool,
+) -> Result<CommitCheck<'a>, ResponseError> {
     if epoch < 0 && member_id.is_empty() && cg.members.is_empty() {
-        return Ok(());
+        return Ok(CommitCheck::Any);
     }
     let member = cg
         .members
         .get(member_id)
         .ok_or(ResponseError::UnknownMemberId)?;
-    if epoch != member.member_epoch {
-        return Err(if transactional {
-            ResponseError::IllegalGeneration
-        } else {
-            ResponseError::StaleMemberEpoch
-        });
+    let stale = if transactional {
+        ResponseError::IllegalGeneration
+    } else {
+        ResponseError::StaleMemberEpoch
+    };
+    if epoch == member.member_epoch {
+        Ok(CommitCheck::Any)
+    } else if allow_older && (0..member.member_epoch).contains(&epoch) {
+        Ok(CommitCheck::AssignedBy { member_id, epoch })
+    } else {
+        Err(stale)
     }
-    Ok(())
 }
 
 /// v2-v4 may ask for a retention of their own: the offset then expires at a fixed time.

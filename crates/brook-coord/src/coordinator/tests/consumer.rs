@@ -526,3 +526,91 @@ fn random_membership_changes_never_share_a_partition() {
         }
     }
 }
+
+impl Sim {
+    /// OffsetCommit v9 of offset 1 on each of `partitions` (topic "a") by client `i`
+    /// with `epoch`: the error code of each partition.
+    fn commit(&mut self, i: usize, epoch: i32, partitions: &[i32]) -> Vec<i16> {
+        use kafka_protocol::messages::offset_commit_request::{
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+        };
+        let mut topic = OffsetCommitRequestTopic::default();
+        topic.name = TopicName(s("a"));
+        for p in partitions {
+            let mut part = OffsetCommitRequestPartition::default();
+            part.partition_index = *p;
+            part.committed_offset = 1;
+            topic.partitions.push(part);
+        }
+        let mut req = kafka_protocol::messages::OffsetCommitRequest::default();
+        req.group_id = GroupId(s(GROUP));
+        req.member_id = s(&self.clients[i].member_id);
+        req.generation_id_or_member_epoch = epoch;
+        req.topics.push(topic);
+        let (resp, records) = self
+            .coordinator
+            .offset_commit(9, &req, &self.topics, self.now);
+        self.records.extend(records);
+        resp.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect()
+    }
+
+    fn owned_of(&self, i: usize, topic: &str) -> Vec<i32> {
+        let id = self.topics.0[topic].0;
+        self.clients[i]
+            .owned
+            .get(&id)
+            .map(|ps| ps.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// KIP-1251: a commit sent with an epoch the member has since left is accepted for
+/// the partitions it held since that epoch, and refused (STALE_MEMBER_EPOCH) for the
+/// others; an epoch the member never had is refused outright.
+#[test]
+fn commits_with_an_older_epoch_are_checked_per_partition() {
+    const STALE: i16 = 113;
+    assert_eq!(ResponseError::StaleMemberEpoch.code(), STALE);
+    let mut sim = Sim::new(9, "uniform");
+    let a = sim.join(&["a"], None);
+    let old_epoch = sim.clients[a].epoch;
+    let all = sim.owned_of(a, "a");
+    assert_eq!(all.len(), 5);
+    let b = sim.join(&["a"], None);
+    sim.converge();
+    let kept = sim.owned_of(a, "a");
+    let moved = sim.owned_of(b, "a");
+    assert!(sim.clients[a].epoch > old_epoch, "a's epoch moved on");
+    assert!(!kept.is_empty() && !moved.is_empty());
+    // a's commit with its first epoch: its kept partitions pass, the moved ones fail.
+    let errors = sim.commit(a, old_epoch, &all);
+    for (p, e) in all.iter().zip(&errors) {
+        let expected = if kept.contains(p) { 0 } else { STALE };
+        assert_eq!(*e, expected, "partition {p}");
+    }
+    // b was given its partitions at a later epoch than a's first one.
+    assert_eq!(sim.commit(b, old_epoch, &moved), vec![STALE; moved.len()]);
+    // The current epoch passes for anything; a future epoch for nothing.
+    let epoch_a = sim.clients[a].epoch;
+    assert_eq!(sim.commit(a, epoch_a, &kept), vec![0; kept.len()]);
+    assert_eq!(sim.commit(a, epoch_a + 1, &kept), vec![STALE; kept.len()]);
+    // The assignment epochs replay from the records.
+    sim.check_replay();
+    let mut fresh = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+    for r in &sim.records {
+        fresh.replay(r).expect("own records decode");
+    }
+    let cg = fresh.groups[GROUP]
+        .consumer
+        .as_ref()
+        .expect("consumer group");
+    let a_id = &sim.clients[a].member_id;
+    let topic = sim.topics.0["a"].0;
+    for p in &kept {
+        assert_eq!(cg.assignment_epoch(a_id, topic, *p), Some(old_epoch));
+    }
+}

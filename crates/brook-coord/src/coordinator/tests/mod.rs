@@ -9,6 +9,7 @@ mod offsets;
 mod replay;
 mod snapshot;
 
+use crate::consumer::testing::Topics;
 use std::collections::{HashMap, HashSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -431,7 +432,9 @@ impl Harness {
                 }
             }
         }
-        let (response, records) = self.coord.offset_commit(version, &request, self.now);
+        let (response, records) =
+            self.coord
+                .offset_commit(version, &request, &Topics::default(), self.now);
         assert_encodes(&response, version);
         self.log.extend(records);
         response

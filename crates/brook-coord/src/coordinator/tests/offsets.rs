@@ -1,3 +1,4 @@
+use crate::consumer::testing::Topics;
 use kafka_protocol::error::ResponseError::*;
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
@@ -227,7 +228,9 @@ fn the_leader_epoch_is_kept() {
     partition.committed_leader_epoch = 3;
     topic.partitions.push(partition);
     request.topics.push(topic);
-    let (response, _) = h.coord.offset_commit(8, &request, h.now);
+    let (response, _) = h
+        .coord
+        .offset_commit(8, &request, &Topics::default(), h.now);
     assert_eq!(errors(&response), [NONE]);
     assert_eq!(
         fetch(&h, 8, "g", None),
@@ -518,7 +521,9 @@ fn a_commit_may_carry_its_own_retention_before_v5() {
         .partitions
         .push(OffsetCommitRequestPartition::default());
     request.topics.push(topic);
-    let (response, _) = h.coord.offset_commit(4, &request, h.now);
+    let (response, _) = h
+        .coord
+        .offset_commit(4, &request, &Topics::default(), h.now);
     assert_eq!(errors(&response), [NONE]);
     h.advance_in_ticks(900);
     assert_eq!(fetch(&h, 8, "g", None).len(), 1);

@@ -1,6 +1,7 @@
 //! `GroupCoordinator::snapshot`: records that rebuild the live groups on their own, as
 //! the broker uses them to compact `__consumer_offsets`.
 
+use crate::consumer::testing::Topics;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -61,7 +62,9 @@ fn simple(h: &mut Harness) {
     topic.name = s("t").into();
     topic.partitions.push(partition);
     request.topics.push(topic);
-    let (response, records) = h.coord.offset_commit(2, &request, h.now);
+    let (response, records) = h
+        .coord
+        .offset_commit(2, &request, &Topics::default(), h.now);
     assert_eq!(response.topics[0].partitions[0].error_code, NONE);
     h.log.extend(records);
 }
