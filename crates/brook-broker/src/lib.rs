@@ -29,6 +29,7 @@ mod groups;
 mod handlers;
 pub mod listeners;
 pub mod log_levels;
+pub mod maintenance;
 mod markers;
 mod metadata;
 mod metrics;

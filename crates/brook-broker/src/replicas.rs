@@ -19,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::now_ms;
 use crate::config::{BrokerConfig, Dynamic};
 use crate::error::ApiError;
+use crate::maintenance::Maintenance;
 use crate::names::TopicPartition;
 use crate::partition::Partition;
 
@@ -46,6 +47,8 @@ pub struct Replicas {
     config: Arc<BrokerConfig>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     stats: ReplicaStats,
+    /// When each partition's log next owes periodic work.
+    maintenance: Arc<Maintenance>,
     /// Each topic as last applied, so an image only costs the topics that changed.
     applied: Mutex<Applied>,
 }
@@ -94,6 +97,7 @@ impl Replicas {
             config,
             partitions: RwLock::new(HashMap::new()),
             stats: ReplicaStats::default(),
+            maintenance: Arc::default(),
             applied: Mutex::new(Applied::default()),
         };
         replicas.move_stray_dirs(image);
@@ -119,6 +123,17 @@ impl Replicas {
             .read()
             .get(&(Arc::from(topic), index))
             .cloned()
+    }
+
+    /// The partitions whose periodic log work is due at `now_ms` (at most `limit`),
+    /// taken out of the queue: give each back with [`Replicas::maintained`].
+    pub fn maintenance_due(&self, now_ms: i64, limit: usize) -> Vec<Arc<Partition>> {
+        self.maintenance.take_due(now_ms, limit)
+    }
+
+    /// Queues `partition`'s next periodic work for `next_ms`.
+    pub fn maintained(&self, partition: &Arc<Partition>, next_ms: Option<i64>) {
+        self.maintenance.schedule(partition, next_ms);
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
@@ -270,6 +285,7 @@ impl Replicas {
                             // Take the leadership metadata gives before anyone can see it.
                             partition.apply_leadership(&view, now);
                             let partition = Arc::new(partition);
+                            partition.attach_maintenance(self.maintenance.clone());
                             self.partitions
                                 .write()
                                 .insert(key.clone(), partition.clone());

@@ -29,7 +29,6 @@ use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
-use crate::partition::SyncFor;
 use crate::peer::{PeerNet, RaftTransport};
 use crate::replicas::Replicas;
 use crate::router::Services;
@@ -40,6 +39,11 @@ use crate::txns::Txns;
 
 /// How often flush.ms and segment.ms deadlines are checked.
 const LOG_TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// At most this many partitions' periodic log work per tick (the rest wait for the
+/// next), so one tick never holds its blocking thread for long.
+const MAINTENANCE_PER_TICK: usize = 2_000;
+/// When log maintenance failed, it is tried again this much later.
+const MAINTENANCE_RETRY_MS: i64 = 1_000;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -724,17 +728,16 @@ async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                // Only the partitions whose deadline came (see `maintenance`).
                 let replicas = services.replicas.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    for p in replicas.all() {
-                        // fsync outside the partition lock first, so the checkpoint
-                        // the tick may write includes it.
-                        if let Err(e) = p.sync_log(SyncFor::Tick(now_ms())) {
-                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log flush failed");
-                        }
-                        if let Err(e) = p.with_log(|log| log.tick(now_ms())) {
+                    let now = now_ms();
+                    for p in replicas.maintenance_due(now, MAINTENANCE_PER_TICK) {
+                        let next = p.maintain(now).unwrap_or_else(|e| {
                             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
-                        }
+                            Some(now + MAINTENANCE_RETRY_MS)
+                        });
+                        replicas.maintained(&p, next);
                     }
                 }).await;
             }

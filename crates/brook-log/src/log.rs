@@ -503,6 +503,34 @@ impl Log {
         Ok(deleted)
     }
 
+    /// When [`Log::tick`] or [`Log::sync_wanted`] next has something to do, if ever:
+    /// sealed segments to fsync (now), a `flush.ms` fsync, a `segment.ms` roll, or a
+    /// recovery-point checkpoint. The broker keeps one deadline per log, so its
+    /// periodic maintenance visits only the logs that owe something (at 10,000
+    /// partitions, visiting each every 100 ms was most of an idle broker's work).
+    /// Appends can only make it earlier by rolling, or by giving a log without a
+    /// deadline its first unflushed record; the broker checks for those.
+    pub fn next_maintenance_ms(&self) -> Option<i64> {
+        if self.sealed.iter().any(Segment::needs_sync) {
+            return Some(self.now_ms);
+        }
+        let flush = (self.log_end_offset() > self.recovery_point).then(|| {
+            self.last_flush_ms
+                .saturating_add(self.config.flush_interval_ms)
+        });
+        let roll = self.active.time_roll_at(&self.config);
+        let checkpoint = (self.recovery_point != self.checkpointed_recovery_point).then(|| {
+            self.last_checkpoint_ms
+                .saturating_add(RECOVERY_POINT_CHECKPOINT_INTERVAL_MS)
+        });
+        [flush, roll, checkpoint].into_iter().flatten().min()
+    }
+
+    /// The base offset of the active segment: it changes when the log rolls.
+    pub fn active_base_offset(&self) -> i64 {
+        self.active.segment().base_offset()
+    }
+
     /// Periodic work: roll by `segment.ms` and checkpoint the recovery point every
     /// [`RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`]. The fsyncs `flush.ms` and sealed
     /// segments ask for are the caller's to run, outside its lock: see

@@ -669,6 +669,16 @@ impl ActiveSegment {
         }
     }
 
+    /// When segment.ms will have passed since the segment's first append (`None` for
+    /// an empty segment).
+    pub fn time_roll_at(&self, config: &LogConfig) -> Option<i64> {
+        if self.segment.is_empty() {
+            return None;
+        }
+        self.roll_basis_ms
+            .map(|basis| basis.saturating_add(config.segment_ms).saturating_add(1))
+    }
+
     /// segment.ms has passed since the segment's first append.
     pub fn time_roll_due(&self, config: &LogConfig, now_ms: i64) -> bool {
         !self.segment.is_empty()

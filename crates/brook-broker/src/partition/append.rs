@@ -142,6 +142,7 @@ impl Partition {
         }
         let append_time = config.log_append_time.then_some(now_ms);
         let epoch = inner.leadership.leader_epoch;
+        let mark = inner.maintenance_mark();
         let info = inner.log.append(records, epoch, append_time, now_ms)?;
         inner.epochs.record(epoch, info.base_offset);
         for (h, batch) in brook_log::appended_headers(records, &info, epoch) {
@@ -159,11 +160,15 @@ impl Partition {
             log_start_offset: inner.log.log_start_offset(),
             sync_due: inner.log.flush_messages_due(),
         };
+        let sooner = inner.maintenance_sooner(mark);
         drop(inner);
         if moved {
             self.bump();
         }
         self.bump_data();
+        if sooner {
+            self.wake_maintenance(now_ms);
+        }
         Ok(appended)
     }
 
@@ -260,6 +265,7 @@ impl Partition {
             MarkerCheck::CoordinatorFenced => return Err(AppendError::CoordinatorFenced),
         }
         let epoch = inner.leadership.leader_epoch;
+        let mark = inner.maintenance_mark();
         let info = inner.log.append(&encoded, epoch, None, now_ms)?;
         inner.epochs.record(epoch, info.base_offset);
         for (header, batch) in brook_log::appended_headers(&encoded, &info, epoch) {
@@ -278,11 +284,15 @@ impl Partition {
             log_start_offset: inner.log.log_start_offset(),
             sync_due: inner.log.flush_messages_due(),
         };
+        let sooner = inner.maintenance_sooner(mark);
         drop(inner);
         if moved {
             self.bump();
         }
         self.bump_data();
+        if sooner {
+            self.wake_maintenance(now_ms);
+        }
         Ok(appended)
     }
 }

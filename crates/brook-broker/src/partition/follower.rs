@@ -124,13 +124,18 @@ impl Partition {
             return Ok(None);
         }
         let before = inner.fetchable();
+        let mark = inner.maintenance_mark();
         let appended =
             inner.append_replicated(records, leader_high_watermark, leader_log_start, now_ms);
         let changed = inner.fetchable() != before;
         let sync_due = inner.log.flush_messages_due();
+        let sooner = inner.maintenance_sooner(mark);
         drop(inner);
         if changed {
             self.bump_data();
+        }
+        if sooner {
+            self.wake_maintenance(now_ms);
         }
         let leo = appended?;
         Ok(sync_due.then_some(leo))

@@ -39,6 +39,7 @@ pub fn check_produced(
     validate::validate(records, config, now_ms).map(|_| ())
 }
 use crate::config::TopicConfig;
+use crate::maintenance::{Maintenance, Slot};
 use crate::producer_state::{AbortedTxn, ProducerStates, ProducerSummary};
 
 /// A consumer's read of one partition.
@@ -88,6 +89,22 @@ impl Inner {
         )
     }
 
+    /// The log before a write, to tell afterwards whether the write brought its
+    /// maintenance deadline forward (see [`crate::maintenance`]).
+    fn maintenance_mark(&self) -> MaintenanceMark {
+        MaintenanceMark {
+            active_base: self.log.active_base_offset(),
+            flushed: self.log.log_end_offset() <= self.log.recovery_point(),
+        }
+    }
+
+    /// Whether the log rolled (a sealed segment wants an fsync) or got its first
+    /// unflushed record (a `flush.ms` deadline starts) since `before`.
+    fn maintenance_sooner(&self, before: MaintenanceMark) -> bool {
+        self.log.active_base_offset() != before.active_base
+            || (before.flushed && self.log.log_end_offset() > self.log.recovery_point())
+    }
+
     fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
         let mut producers = ProducerStates::default();
         self.log
@@ -95,6 +112,12 @@ impl Inner {
         self.producers = producers;
         Ok(())
     }
+}
+
+#[derive(Clone, Copy)]
+struct MaintenanceMark {
+    active_base: i64,
+    flushed: bool,
 }
 
 pub struct Partition {
@@ -114,6 +137,10 @@ pub struct Partition {
     /// Where fsync durations go (`brook_log_flush_seconds`), once the broker's replica
     /// set has opened this partition.
     flush_seconds: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
+    /// This partition's deadline in the broker's maintenance queue, and the queue (set
+    /// once the replica set has opened it).
+    maintenance_slot: Slot,
+    maintenance: std::sync::OnceLock<(std::sync::Weak<Partition>, Arc<Maintenance>)>,
 }
 
 /// Why [`Partition::sync_log`] is called.
@@ -161,6 +188,8 @@ impl Partition {
             data: watch::channel(0).0,
             syncing: Mutex::new(()),
             flush_seconds: std::sync::OnceLock::new(),
+            maintenance_slot: Slot::default(),
+            maintenance: std::sync::OnceLock::new(),
         })
     }
 
@@ -171,6 +200,41 @@ impl Partition {
     pub fn set_config(&self, config: Arc<TopicConfig>) {
         self.inner.lock().log.set_config(config.log.clone());
         *self.config.write() = config;
+        // flush.ms or segment.ms may have come closer.
+        self.wake_maintenance(crate::clock::now_ms());
+    }
+
+    /// Puts this partition's periodic log work in `queue`, due at once (the first
+    /// visit finds its real deadline).
+    pub fn attach_maintenance(self: &Arc<Self>, queue: Arc<Maintenance>) {
+        if self
+            .maintenance
+            .set((Arc::downgrade(self), queue.clone()))
+            .is_ok()
+        {
+            queue.schedule(self, Some(crate::clock::now_ms()));
+        }
+    }
+
+    pub(crate) fn maintenance_slot(&self) -> &Slot {
+        &self.maintenance_slot
+    }
+
+    /// Something brought the log's maintenance deadline forward: have it visited at
+    /// `now_ms` (the visit computes the real deadline).
+    fn wake_maintenance(&self, now_ms: i64) {
+        if let Some((me, queue)) = self.maintenance.get() {
+            queue.schedule_weak(&self.maintenance_slot, me.clone(), Some(now_ms));
+        }
+    }
+
+    /// The log's periodic work due at `now_ms` (fsyncs outside the partition lock
+    /// first, so the checkpoint the tick may write includes them); returns when it is
+    /// next due. Blocking.
+    pub fn maintain(&self, now_ms: i64) -> Result<Option<i64>, LogError> {
+        self.sync_log(SyncFor::Tick(now_ms))?;
+        self.with_log(|log| log.tick(now_ms))?;
+        Ok(self.inner.lock().log.next_maintenance_ms())
     }
 
     fn bump(&self) {
@@ -385,11 +449,16 @@ impl Partition {
     pub fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
         let mut inner = self.inner.lock();
         let before = inner.fetchable();
+        let mark = inner.maintenance_mark();
         let out = f(&mut inner.log);
         let moved = inner.fetchable() != before;
+        let sooner = inner.maintenance_sooner(mark);
         drop(inner);
         if moved {
             self.bump_data();
+        }
+        if sooner {
+            self.wake_maintenance(crate::clock::now_ms());
         }
         out
     }

@@ -448,3 +448,42 @@ fn a_sync_taken_out_covers_only_what_was_written_before_it() {
     log.flush().unwrap();
     assert_eq!(log.recovery_point(), log.log_end_offset());
 }
+
+/// The deadline the broker's maintenance queue keeps for a log: sealed segments to
+/// fsync now, else the earliest of `flush.ms`, `segment.ms` and the recovery-point
+/// checkpoint; nothing for a clean, empty log.
+#[test]
+fn the_next_maintenance_deadline_is_the_earliest_thing_owed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_ms: 5_000,
+        segment_ms: 60_000,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config);
+    assert_eq!(log.next_maintenance_ms(), None, "empty and clean");
+    append_many(&mut log, 1, 3);
+    // Unflushed: flush.ms from the last flush (the open); the roll comes later.
+    assert_eq!(log.next_maintenance_ms(), Some(NOW_MS + 5_000));
+    log.sync_if_wanted(NOW_MS + 5_000).unwrap();
+    assert_eq!(log.recovery_point(), 3);
+    // Flushed, not yet checkpointed: the checkpoint (60 s after the open) and the roll
+    // (60 s after the first append, +1) are both owed; the earlier one comes first.
+    let next = log.next_maintenance_ms().unwrap();
+    assert_eq!(next, NOW_MS + 60_000);
+    log.tick(next).unwrap();
+    assert_eq!(log.next_maintenance_ms(), Some(NOW_MS + 60_001), "the roll");
+    log.tick(NOW_MS + 60_001).unwrap();
+    assert_eq!(log.segment_count(), 2, "rolled by segment.ms");
+    // The sealed segment's data is durable, its finished indexes are not yet.
+    assert_eq!(log.next_maintenance_ms(), Some(NOW_MS + 60_001));
+    log.sync_if_wanted(NOW_MS + 60_001).unwrap();
+    assert_eq!(log.next_maintenance_ms(), None, "all done");
+    append_many(&mut log, 30, 3);
+    assert!(log.segment_count() > 2);
+    assert_eq!(
+        log.next_maintenance_ms(),
+        Some(NOW_MS),
+        "a rolled segment wants its fsync at once (the appends' time)"
+    );
+}
