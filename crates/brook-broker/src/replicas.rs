@@ -45,7 +45,7 @@ pub struct Replicas {
     node_id: i32,
     data_dir: PathBuf,
     config: Arc<BrokerConfig>,
-    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    partitions: RwLock<PartitionMap>,
     stats: ReplicaStats,
     /// When each partition's log next owes periodic work.
     maintenance: Arc<Maintenance>,
@@ -95,7 +95,7 @@ impl Replicas {
             node_id: config.node_id,
             data_dir,
             config,
-            partitions: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(PartitionMap::default()),
             stats: ReplicaStats::default(),
             maintenance: Arc::default(),
             applied: Mutex::new(Applied::default()),
@@ -119,10 +119,7 @@ impl Replicas {
     }
 
     pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        self.partitions
-            .read()
-            .get(&(Arc::from(topic), index))
-            .cloned()
+        self.partitions.read().get(topic, index).cloned()
     }
 
     /// The partitions whose periodic log work is due at `now_ms` (at most `limit`),
@@ -165,7 +162,6 @@ impl Replicas {
                         .partition(t, *i)
                         .is_none_or(|p| !p.replicas.contains(&node))
                 })
-                .cloned()
                 .collect();
             for key in gone {
                 self.remove(&key);
@@ -259,7 +255,7 @@ impl Replicas {
             .filter(|p| p.replicas.contains(&node))
         {
             let key = (name.clone(), p.index);
-            let existing = self.partitions.read().get(&key).cloned();
+            let existing = self.partitions.read().get(&key.0, key.1).cloned();
             // Not caught up with the controller yet: lead and follow nothing.
             let view = if ready {
                 p.clone()
@@ -380,8 +376,7 @@ impl Replicas {
 
     /// Flushes and closes every partition (clean shutdown).
     pub fn close(&self) {
-        let partitions: Vec<Arc<Partition>> =
-            self.partitions.write().drain().map(|(_, p)| p).collect();
+        let partitions: Vec<Arc<Partition>> = self.partitions.write().drain();
         for p in partitions {
             if let Ok(p) = Arc::try_unwrap(p) {
                 if let Err(e) = p.close() {
@@ -413,4 +408,54 @@ pub fn led_partitions(
             .map(|p| p.index)
             .collect()
     })
+}
+
+/// The partitions this broker holds, by topic then index, so a lookup by `&str`
+/// allocates nothing (it runs for every partition of every produce and fetch).
+#[derive(Default)]
+struct PartitionMap {
+    topics: HashMap<Arc<str>, HashMap<i32, Arc<Partition>>>,
+}
+
+impl PartitionMap {
+    fn get(&self, topic: &str, index: i32) -> Option<&Arc<Partition>> {
+        self.topics.get(topic)?.get(&index)
+    }
+
+    fn contains_key(&self, key: &TopicPartition) -> bool {
+        self.get(&key.0, key.1).is_some()
+    }
+
+    fn insert(&mut self, key: TopicPartition, partition: Arc<Partition>) {
+        self.topics
+            .entry(key.0)
+            .or_default()
+            .insert(key.1, partition);
+    }
+
+    fn remove(&mut self, key: &TopicPartition) -> Option<Arc<Partition>> {
+        let partitions = self.topics.get_mut(&*key.0)?;
+        let removed = partitions.remove(&key.1);
+        if partitions.is_empty() {
+            self.topics.remove(&*key.0);
+        }
+        removed
+    }
+
+    fn keys(&self) -> impl Iterator<Item = TopicPartition> + '_ {
+        self.topics
+            .iter()
+            .flat_map(|(t, ps)| ps.keys().map(move |i| (t.clone(), *i)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.topics.values().flat_map(HashMap::values)
+    }
+
+    fn drain(&mut self) -> Vec<Arc<Partition>> {
+        self.topics
+            .drain()
+            .flat_map(|(_, ps)| ps.into_values())
+            .collect()
+    }
 }

@@ -89,6 +89,18 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         let loaded = recovery::load(dir, &config, now_ms)?;
         let log_end_offset = loaded.active.segment().next_offset();
+        // Recovery fsynced what it repaired; trusted segments were already durable. An
+        // active segment recovery left as it was is durable up to the old recovery
+        // point at most.
+        let recovery_point = if loaded.active.segment().needs_sync() {
+            let base = loaded.active.segment().base_offset();
+            loaded
+                .recovery_point_checkpoint
+                .unwrap_or(0)
+                .clamp(base, log_end_offset.max(base))
+        } else {
+            log_end_offset
+        };
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -98,8 +110,7 @@ impl Log {
             cleaner_checkpoint: checkpoint::read_offset(dir, crate::clean::CLEANER_OFFSET_FILE)?
                 .unwrap_or(0),
             next_delete_horizon: checkpoint::read_offset(dir, crate::clean::CLEANER_HORIZON_FILE)?,
-            // Recovery fsynced what it checked; trusted segments were already durable.
-            recovery_point: log_end_offset,
+            recovery_point,
             checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(-1),
             generation: 0,
             last_flush_ms: now_ms,

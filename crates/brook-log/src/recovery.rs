@@ -227,17 +227,29 @@ fn load_segments(
     check_no_overlap(&loaded)?;
     let count = loaded.len();
     let mut segments = Vec::with_capacity(count);
-    let mut recovered = 0;
+    let (mut recovered, mut repaired) = (0, 0);
     for (i, segment) in loaded.into_iter().enumerate() {
+        let last = i + 1 == count;
         segments.push(match segment {
             Loaded::Trusted(segment) => segment,
             Loaded::Scanned(scanned) => {
                 recovered += 1;
-                scanned.repair(i + 1 < count)?
+                // The last segment, if whole, becomes the active one as it is.
+                match if last {
+                    scanned.into_unsynced()
+                } else {
+                    Err(scanned)
+                } {
+                    Ok(segment) => segment,
+                    Err(scanned) => {
+                        repaired += 1;
+                        scanned.repair(!last)?
+                    }
+                }
             }
         });
     }
-    if recovered > 0 {
+    if repaired > 0 {
         sync_dir(dir)?;
     }
     warn_about_gaps(&segments);

@@ -228,6 +228,22 @@ impl Scanned {
         &self.segment
     }
 
+    /// The log's last segment, found whole: it stays as it is on disk, its indexes
+    /// (rebuilt in memory) and data counted as not yet fsynced, so the usual flush
+    /// policy writes them like any appended data. Nothing is written at open: a broker
+    /// restarting after kill -9 with 10,000 partitions would otherwise create, fsync and
+    /// rename two index files and a checkpoint per partition. A crash before the next
+    /// sync finds the segment above the recovery point and checks it again. A damaged
+    /// segment is handed back for [`Scanned::repair`].
+    pub fn into_unsynced(self) -> Result<Segment, Scanned> {
+        if self.damage.is_some() {
+            return Err(self);
+        }
+        let mut segment = self.segment;
+        segment.mark_unsynced();
+        Ok(segment)
+    }
+
     /// Cuts the file at the first bad batch (the only bytes recovery drops), fsyncs it
     /// and rewrites both indexes atomically (the caller syncs the directory). `sealed`:
     /// a later segment follows, so the time index gets its closing entry, as on seal.

@@ -405,3 +405,45 @@ fn random_damage_costs_at_most_the_rest_of_the_damaged_segment() {
         );
     }
 }
+
+/// After a crash, a whole active segment is taken as it is: open writes nothing (no
+/// index file, no checkpoint), the recovery point stays where it was, and the data is
+/// still unflushed, so a second crash checks it again and a sync then makes it durable.
+#[test]
+fn a_whole_active_segment_is_recovered_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    append_many(&mut log, 3, 5);
+    drop(log); // a crash: no clean-shutdown marker
+    let files = |d: &Path| {
+        let mut v: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(dir.path());
+    let mut log = open(dir.path(), small_config());
+    assert_eq!(files(dir.path()), before, "open created no file");
+    assert_eq!(log.recovered_segments(), 1);
+    assert_eq!(log.recovery_point(), 0, "nothing was made durable");
+    assert_eq!(log.sync_wanted(NOW_MS + 1), None, "flush.ms is off");
+    assert_contents(&log, 0, 15);
+    append_many(&mut log, 1, 5);
+    let segments = log.segment_count();
+    drop(log);
+    let mut log = open(dir.path(), small_config());
+    assert_eq!(log.recovered_segments(), segments, "checked again");
+    assert_contents(&log, 0, 20);
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), 20);
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_contents(&log, 0, 20);
+    assert_eq!(
+        log.recovered_segments(),
+        1,
+        "only the active segment, as after any crash"
+    );
+}
