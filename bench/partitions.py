@@ -26,6 +26,7 @@ import random
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,7 +94,7 @@ def all_led(admin, names, partitions):
 
 def produce_all(bootstrap, targets, timeout):
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "1",
-                  "log_level": 3, "message.timeout.ms": int(timeout * 1000)})
+                  "log_level": 2, "message.timeout.ms": int(timeout * 1000)})
     failed = []
 
     def done(err, _msg):
@@ -115,7 +116,7 @@ def produce_all(bootstrap, targets, timeout):
 
 def consume_all(bootstrap, targets, timeout):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-partitions",
-                  "enable.auto.commit": False, "log_level": 3,
+                  "enable.auto.commit": False, "log_level": 2,
                   "auto.offset.reset": "earliest"})
     c.assign([TopicPartition(t, p, 0) for t, p in targets])
     got, deadline = 0, time.monotonic() + timeout
@@ -134,7 +135,7 @@ def phase(cls, cfg, workdir, topics, partitions):
     out = {"partitions": len(targets)}
     b.start()
     try:
-        admin = AdminClient({"bootstrap.servers": b.bootstrap, "log_level": 3})
+        admin = AdminClient({"bootstrap.servers": b.bootstrap, "log_level": 2})
         t0 = time.perf_counter()
         create(admin, names, partitions)
         out["create_s"] = time.perf_counter() - t0
@@ -161,10 +162,15 @@ def phase(cls, cfg, workdir, topics, partitions):
         os.killpg(b.proc.pid, signal.SIGKILL)
         b.proc.wait()
         t0 = time.perf_counter()
-        b.proc = None
-        b.start()
+        log = open(b.logfile, "ab")
+        b.proc = subprocess.Popen(b.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                  env=b.env(), start_new_session=True)
+        log.close()
+        bench.CHILDREN.append(b.proc)
+        bench.wait_until(lambda: bench.api_versions_answers(b.port), b.proc,
+                         f"{b.name} ApiVersions after restart", b.logfile, timeout=300)
         out["restart_api_s"] = time.perf_counter() - t0
-        admin = AdminClient({"bootstrap.servers": b.bootstrap, "log_level": 3})
+        admin = AdminClient({"bootstrap.servers": b.bootstrap, "log_level": 2})
         deadline = time.monotonic() + 180
         while True:
             try:

@@ -41,6 +41,11 @@ impl LeadershipDelta {
     }
 }
 
+/// How many threads open partitions when an image brings many topics at once (start-up,
+/// or a broker catching up), and from how many topics on.
+const APPLY_THREADS: usize = 4;
+const PARALLEL_APPLY_MIN_TOPICS: usize = 64;
+
 pub struct Replicas {
     node_id: i32,
     data_dir: PathBuf,
@@ -197,10 +202,45 @@ impl Replicas {
             }
         }
         let dynamic = Dynamic::new(&image.broker_configs, self.node_id);
-        for (topic, config_changed) in visit {
-            if let Err(e) = self.apply_topic(topic, config_changed, dynamic, ready, now, &mut delta)
-            {
-                applied.retry.insert(topic.name.clone());
+        let apply_all = |topics: &[(&TopicImage, bool)]| {
+            let mut delta = LeadershipDelta::default();
+            let mut failed = Vec::new();
+            for (topic, config_changed) in topics {
+                if let Err(e) =
+                    self.apply_topic(topic, *config_changed, dynamic, ready, now, &mut delta)
+                {
+                    failed.push((topic.name.clone(), e));
+                }
+            }
+            (delta, failed)
+        };
+        // Opening a partition is mostly waiting on the disk (recovery reads, directory
+        // fsyncs at creation): many at once go on several threads, so a start-up with
+        // 10,000 partitions is not one long queue of them.
+        let outcomes = if visit.len() >= PARALLEL_APPLY_MIN_TOPICS {
+            let chunk = visit.len().div_ceil(APPLY_THREADS);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = visit
+                    .chunks(chunk)
+                    .map(|topics| scope.spawn(move || apply_all(topics)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        } else {
+            vec![apply_all(&visit)]
+        };
+        for (part, failed) in outcomes {
+            delta.leading.extend(part.leading);
+            delta.following.extend(part.following);
+            delta.removed.extend(part.removed);
+            for (name, e) in failed {
+                applied.retry.insert(name);
                 first_error.get_or_insert(e);
             }
         }

@@ -111,7 +111,8 @@ impl Log {
                 .unwrap_or(0),
             next_delete_horizon: checkpoint::read_offset(dir, crate::clean::CLEANER_HORIZON_FILE)?,
             recovery_point,
-            checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(-1),
+            // A missing checkpoint reads as 0, so a new log needs none written.
+            checkpointed_recovery_point: loaded.recovery_point_checkpoint.unwrap_or(0),
             generation: 0,
             last_flush_ms: now_ms,
             last_checkpoint_ms: now_ms,
@@ -119,7 +120,9 @@ impl Log {
             recovered_segments: loaded.recovered_segments,
         };
         log.checkpoint_recovery_point()?;
-        if loaded.log_start_checkpoint != Some(log.log_start_offset) {
+        // A missing checkpoint reads as the first segment's base.
+        let implied_start = log.segment_at(0).base_offset();
+        if loaded.log_start_checkpoint.unwrap_or(implied_start) != log.log_start_offset {
             checkpoint::write_offset(&log.dir, LOG_START_OFFSET_FILE, log.log_start_offset)?;
         }
         if log.recovered_segments > 0 {

@@ -358,8 +358,13 @@ fn delete_newest_first(
     dir: &Path,
     segments: impl DoubleEndedIterator<Item = Segment>,
 ) -> Result<(), LogError> {
+    let mut deleted = false;
     for segment in segments.rev() {
         segment.delete_files()?;
+        deleted = true;
     }
-    sync_dir(dir)
+    if deleted {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
