@@ -295,10 +295,11 @@ impl Authorizer {
                 _ => {}
             }
         }
-        allow.iter().any(|(pattern, name)| {
-            !(*pattern == PatternType::Literal && deny_literal.contains(name))
-                && !deny_prefix.iter().any(|d| name.starts_with(d))
-        })
+        let denied = |pattern: PatternType, name: &str| {
+            (pattern == PatternType::Literal && deny_literal.contains(name))
+                || deny_prefix.iter().any(|d| name.starts_with(d))
+        };
+        allow.iter().any(|(pattern, name)| !denied(*pattern, name))
     }
 }
 
