@@ -186,7 +186,7 @@ impl Acl {
 
 /// A filter over ACLs (Kafka's `AclBindingFilter`): `None` names match any name,
 /// principal or host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclFilter {
     pub resource_type: ResourceType,
     pub resource_name: Option<String>,
