@@ -372,26 +372,44 @@ async fn dispatch_checked(
             ResponseKind::InitProducerId(txn::init_producer_id(&s.txns, &s.controller, r, v).await)
         }
         RequestKind::AddPartitionsToTxn(r) => {
+            if let Some(whole) = check.and_then(|c| access::add_partitions_to_txn(c, &r, v)) {
+                return Some(Response::Kind(ResponseKind::AddPartitionsToTxn(whole)));
+            }
             ResponseKind::AddPartitionsToTxn(txn::add_partitions(&s.txns, meta, r, v).await)
         }
         RequestKind::AddOffsetsToTxn(r) => {
             ResponseKind::AddOffsetsToTxn(txn::add_offsets(&s.txns, &s.groups, r, v).await)
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(&s.txns, r, v).await),
-        RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(&s.groups, meta, r).await)
+        RequestKind::TxnOffsetCommit(mut r) => {
+            let refused = gate!(c => access::txn_offset_commit(c, &mut r));
+            let mut resp = txn::txn_offset_commit(&s.groups, meta, r).await;
+            resp.topics.extend(refused);
+            ResponseKind::TxnOffsetCommit(resp)
         }
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(txn::write_txn_markers(&s.markers, r).await)
         }
         RequestKind::DescribeTransactions(r) => {
-            ResponseKind::DescribeTransactions(txn::describe_transactions(&s.txns, r))
+            let mut resp = txn::describe_transactions(&s.txns, r);
+            if let Some(c) = check {
+                access::describe_transactions(c, &mut resp);
+            }
+            ResponseKind::DescribeTransactions(resp)
         }
         RequestKind::DescribeProducers(r) => {
-            ResponseKind::DescribeProducers(txn::describe_producers(replicas, meta, r))
+            let mut resp = txn::describe_producers(replicas, meta, r);
+            if let Some(c) = check {
+                access::describe_producers(c, &mut resp);
+            }
+            ResponseKind::DescribeProducers(resp)
         }
         RequestKind::ListTransactions(r) => {
-            ResponseKind::ListTransactions(txn::list_transactions(&s.txns, r, v))
+            let mut resp = txn::list_transactions(&s.txns, r, v);
+            if let Some(c) = check {
+                access::list_transactions(c, &mut resp);
+            }
+            ResponseKind::ListTransactions(resp)
         }
         RequestKind::FindCoordinator(mut r) => {
             let refused = match check.map(|c| access::find_coordinator(c, &mut r, v)) {

@@ -12,10 +12,12 @@
 mod admin;
 mod data;
 mod groups;
+mod txn;
 
 pub use admin::*;
 pub use data::*;
 pub use groups::*;
+pub use txn::*;
 
 use brook_meta::{AclOperation, Acls, Authorizer, MetadataImage, Requester, ResourceType};
 
@@ -133,3 +135,6 @@ impl Check<'_> {
             .authorize_any(self.acls, self.requester(), op, resource_type)
     }
 }
+
+#[cfg(test)]
+mod tests;
