@@ -275,7 +275,7 @@ async fn dispatch_checked(
             )
             .await;
             if let Some(c) = check {
-                access::metadata_answer(c, all_topics, refused, &mut resp.topics);
+                access::metadata_answer(c, all_topics, refused, &mut resp);
             }
             ResponseKind::Metadata(resp)
         }
@@ -347,9 +347,17 @@ async fn dispatch_checked(
         RequestKind::DeleteAcls(r) => {
             ResponseKind::DeleteAcls(acls::delete(&s.controller, acl_refusal(Op::Alter), r).await)
         }
-        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
-            metadata::describe_cluster(meta, &ctx.session.listener.name, r),
-        ),
+        RequestKind::DescribeCluster(r) => {
+            let mut resp = metadata::describe_cluster(meta, &ctx.session.listener.name, r);
+            if let Some(c) = check {
+                resp.cluster_authorized_operations = c.authorized_ops(
+                    resp.cluster_authorized_operations,
+                    brook_meta::ResourceType::Cluster,
+                    access::CLUSTER_NAME,
+                );
+            }
+            ResponseKind::DescribeCluster(resp)
+        }
         RequestKind::DescribeConfigs(mut r) => {
             let refused = gate!(c => access::describe_configs(c, &mut r));
             let mut resp = configs::describe(&s.configs(), r, v);
@@ -457,6 +465,12 @@ async fn dispatch_checked(
         RequestKind::ConsumerGroupDescribe(mut r) => {
             let refused = gate!(c => access::consumer_group_describe(c, &mut r));
             let mut resp = consumer_group::describe(&s.groups, meta, r, v);
+            if let Some(c) = check {
+                for g in &mut resp.groups {
+                    g.authorized_operations =
+                        access::group_ops(c, g.authorized_operations, &g.group_id);
+                }
+            }
             resp.groups.extend(refused);
             ResponseKind::ConsumerGroupDescribe(resp)
         }
@@ -470,6 +484,12 @@ async fn dispatch_checked(
         RequestKind::DescribeGroups(mut r) => {
             let refused = gate!(c => access::describe_groups(c, &mut r));
             let mut resp = group::describe(&s.groups, r, v);
+            if let Some(c) = check {
+                for g in &mut resp.groups {
+                    g.authorized_operations =
+                        access::group_ops(c, g.authorized_operations, &g.group_id);
+                }
+            }
             resp.groups.extend(refused);
             ResponseKind::DescribeGroups(resp)
         }

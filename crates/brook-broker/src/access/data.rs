@@ -1,7 +1,7 @@
 //! The data path's checks: Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and
 //! Metadata, as Kafka's `KafkaApis` makes them.
 
-use brook_meta::MetadataImage;
+use brook_meta::{MetadataImage, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
@@ -13,12 +13,12 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    ProduceResponse,
+    FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, ProduceRequest, ProduceResponse,
 };
 use uuid::Uuid;
 
-use super::{Check, Op};
+use super::{Check, Op, CLUSTER_NAME};
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 
@@ -226,15 +226,33 @@ pub fn metadata_all(c: &Check<'_>, topics: &mut Vec<MetadataResponseTopic>) {
     topics.retain(|t| t.name.as_ref().is_none_or(|n| c.topic(Op::Describe, n)));
 }
 
-/// The topics of a Metadata answer, after the handler: for all topics, filtered.
+/// A Metadata answer, after the handler: for all topics, filtered; the operations
+/// reported as authorized, the principal's.
 pub fn metadata_answer(
     c: &Check<'_>,
     all_topics: bool,
     refused: Vec<MetadataResponseTopic>,
-    topics: &mut Vec<MetadataResponseTopic>,
+    resp: &mut MetadataResponse,
 ) {
     if all_topics {
-        metadata_all(c, topics);
+        metadata_all(c, &mut resp.topics);
     }
-    topics.extend(refused);
+    for t in &mut resp.topics {
+        if let Some(name) = &t.name {
+            t.topic_authorized_operations =
+                c.authorized_ops(t.topic_authorized_operations, ResourceType::Topic, name);
+        }
+    }
+    if resp.cluster_authorized_operations != i32::MIN {
+        resp.cluster_authorized_operations = if c.cluster(Op::Describe) {
+            c.authorized_ops(
+                resp.cluster_authorized_operations,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            )
+        } else {
+            0
+        };
+    }
+    resp.topics.extend(refused);
 }

@@ -245,6 +245,12 @@ pub fn list_groups(c: &Check<'_>, resp: &mut ListGroupsResponse) {
     }
 }
 
+/// The operations DescribeGroups and ConsumerGroupDescribe report as authorized: the
+/// principal's.
+pub fn group_ops(c: &Check<'_>, ops: i32, group: &str) -> i32 {
+    c.authorized_ops(ops, brook_meta::ResourceType::Group, group)
+}
+
 /// DescribeGroups: DESCRIBE on each group.
 pub fn describe_groups(c: &Check<'_>, req: &mut DescribeGroupsRequest) -> Vec<DescribedGroup> {
     let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.groups)

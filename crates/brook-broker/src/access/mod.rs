@@ -128,6 +128,19 @@ impl Check<'_> {
         self.allowed(op, ResourceType::Cluster, CLUSTER_NAME)
     }
 
+    /// Of `ops` (a bit set of Kafka's operation codes, as a handler reports every
+    /// operation a resource supports), those the principal may do (Kafka's
+    /// `authorizedOperations`). `i32::MIN` (not asked for) stays as it is.
+    pub fn authorized_ops(&self, ops: i32, resource_type: ResourceType, name: &str) -> i32 {
+        if ops == i32::MIN {
+            return ops;
+        }
+        (0..31)
+            .filter(|bit| ops & (1 << bit) != 0)
+            .filter(|bit| self.allowed(AclOperation::from_code(*bit as i8), resource_type, name))
+            .fold(0, |acc, bit| acc | (1 << bit))
+    }
+
     /// Whether the principal may do `op` on some resource of the type (Kafka's
     /// `authorizeByResourceType`).
     pub fn any(&self, op: AclOperation, resource_type: ResourceType) -> bool {
