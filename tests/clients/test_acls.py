@@ -299,3 +299,40 @@ def test_without_an_authorizer_acl_apis_answer_security_disabled(brook):
     p.produce(topic, b"v")
     assert p.flush(15) == 0
     wait_until(lambda: topic in a.list_topics(timeout=5).topics, 10, what="auto-created")
+
+
+def test_idempotent_and_transactional_producers(acl_broker):
+    """InitProducerId without a transactional id needs IDEMPOTENT_WRITE on the cluster or
+    WRITE on some topic (Kafka 3+); with one, WRITE on the transactional id."""
+    from confluent_kafka import Producer
+    b = acl_broker
+    topic, txn_id = unique_topic("idem"), unique_topic("tx")
+    create_topics(b, topic)
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.WRITE))
+    idem = {"bootstrap.servers": b.sasl_bootstrap, **conf("bob"), "enable.idempotence": True}
+    assert produce_error(b, "bob", topic) is None
+    p = Producer(idem)
+    p.produce(topic, b"idempotent")
+    assert p.flush(15) == 0
+    tx = Producer({**idem, "transactional.id": txn_id, "transaction.timeout.ms": 10000})
+    with pytest.raises(KafkaException) as e:
+        tx.init_transactions(15)
+    assert e.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    grant(b, acl(ResourceType.TRANSACTIONAL_ID, txn_id, "bob", AclOperation.WRITE))
+    tx = Producer({**idem, "transactional.id": txn_id, "transaction.timeout.ms": 10000})
+    tx.init_transactions(15)
+    tx.begin_transaction()
+    tx.produce(topic, b"in a transaction")
+    tx.commit_transaction(15)
+
+
+def test_authorized_operations_are_the_principals(acl_broker):
+    from confluent_kafka import TopicCollection
+    b = acl_broker
+    topic = unique_topic("ops")
+    create_topics(b, topic)
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.WRITE))
+    a = admin(b, "bob")
+    desc = a.describe_topics(TopicCollection([topic]),
+                             include_authorized_operations=True)[topic].result(20)
+    assert set(desc.authorized_operations) == {AclOperation.WRITE, AclOperation.DESCRIBE}
