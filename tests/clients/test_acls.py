@@ -336,3 +336,32 @@ def test_authorized_operations_are_the_principals(acl_broker):
     desc = a.describe_topics(TopicCollection([topic]),
                              include_authorized_operations=True)[topic].result(20)
     assert set(desc.authorized_operations) == {AclOperation.WRITE, AclOperation.DESCRIBE}
+
+
+@pytest.mark.brook_config({"authorizer.class.name": AUTHORIZER, "super.users": "User:ANONYMOUS"})
+def test_acls_created_on_one_node_apply_on_every_node(cluster):
+    """ACLs are metadata records: created through one node, every node has them (the
+    PLAINTEXT clients here are User:ANONYMOUS, the super user)."""
+    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+
+    def listed(node: int) -> set[tuple[str, str]]:
+        a = admin_client(cluster.bootstrap_of(node))
+        return {(x.name, x.principal) for x in a.describe_acls(any_filter).result(20)}
+
+    a = admin_client(cluster.bootstrap_of(1))
+    for f in a.create_acls([acl(ResourceType.TOPIC, "orders", "alice", AclOperation.READ),
+                            acl(ResourceType.GROUP, "billing", "alice", AclOperation.READ)]
+                           ).values():
+        f.result(20)
+    want = {("orders", "User:alice"), ("billing", "User:alice")}
+    for node in (1, 2, 3):
+        cluster.wait(lambda: listed(node) == want, 10, what=f"the ACLs on node {node}")
+    b = admin_client(cluster.bootstrap_of(2))
+    for f in b.delete_acls([AclBindingFilter(ResourceType.GROUP, None, ResourcePatternType.ANY,
+                                             None, None, AclOperation.ANY,
+                                             AclPermissionType.ANY)]).values():
+        f.result(20)
+    for node in (1, 2, 3):
+        cluster.wait(lambda: listed(node) == {("orders", "User:alice")}, 10,
+                     what=f"the deletion on node {node}")

@@ -263,7 +263,8 @@ async fn dispatch_checked(
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(0)),
         RequestKind::Metadata(mut r) => {
             let auto_create = s.settings.auto_create_topics_enable;
-            let all_topics = r.topics.is_none();
+            // Metadata v0 asks for all topics with an empty list.
+            let all_topics = r.topics.as_ref().is_none_or(|t| v == 0 && t.is_empty());
             let refused = gate!(c => access::metadata(c, image?, auto_create, &mut r));
             let mut resp = metadata::handle(
                 meta,
