@@ -500,8 +500,11 @@ async fn dispatch_checked(
             resp.results.extend(refused);
             ResponseKind::DeleteGroups(resp)
         }
-        RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(group::offset_delete(&s.groups, r, v).await)
+        RequestKind::OffsetDelete(mut r) => {
+            let refused = gate!(c => access::offset_delete(c, &mut r));
+            let mut resp = group::offset_delete(&s.groups, r, v).await;
+            resp.topics.extend(refused);
+            ResponseKind::OffsetDelete(resp)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(&s.controller, meta, r, v).await)

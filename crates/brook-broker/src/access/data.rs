@@ -223,7 +223,11 @@ pub fn metadata(
 
 /// Metadata for all topics: only those the principal may DESCRIBE are listed.
 pub fn metadata_all(c: &Check<'_>, topics: &mut Vec<MetadataResponseTopic>) {
-    topics.retain(|t| t.name.as_ref().is_none_or(|n| c.topic(Op::Describe, n)));
+    topics.retain(|t| {
+        t.name
+            .as_ref()
+            .is_none_or(|n| c.allowed_quietly(Op::Describe, ResourceType::Topic, n))
+    });
 }
 
 /// A Metadata answer, after the handler: for all topics, filtered; the operations

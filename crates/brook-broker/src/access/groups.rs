@@ -1,6 +1,7 @@
 //! The group APIs' checks (FindCoordinator, the classic and consumer group protocols,
 //! offsets, and the group admin APIs), as Kafka's `KafkaApis` makes them.
 
+use brook_meta::ResourceType;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -13,12 +14,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    consumer_group_describe_response, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, FindCoordinatorResponse,
-    ListGroupsResponse, OffsetCommitRequest, OffsetFetchRequest, OffsetFetchResponse,
+    consumer_group_describe_response, offset_delete_response, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsResponse, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetFetchResponse,
 };
 
-use super::{Check, Op};
+use super::{Check, Op, CLUSTER_NAME};
 
 pub const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
@@ -240,15 +242,46 @@ pub fn offset_fetch_answer(c: &Check<'_>, r: OffsetFetchRefusals, resp: &mut Off
 /// ListGroups: all groups with DESCRIBE on the cluster, else those the principal may
 /// DESCRIBE.
 pub fn list_groups(c: &Check<'_>, resp: &mut ListGroupsResponse) {
-    if !c.cluster(Op::Describe) {
-        resp.groups.retain(|g| c.group(Op::Describe, &g.group_id));
+    let quiet = |op, t, name: &str| c.allowed_quietly(op, t, name);
+    if !quiet(Op::Describe, ResourceType::Cluster, CLUSTER_NAME) {
+        resp.groups
+            .retain(|g| quiet(Op::Describe, ResourceType::Group, &g.group_id));
     }
 }
 
 /// The operations DescribeGroups and ConsumerGroupDescribe report as authorized: the
 /// principal's.
 pub fn group_ops(c: &Check<'_>, ops: i32, group: &str) -> i32 {
-    c.authorized_ops(ops, brook_meta::ResourceType::Group, group)
+    c.authorized_ops(ops, ResourceType::Group, group)
+}
+
+/// OffsetDelete (after DELETE on the group, checked by the router): READ on each
+/// topic, else TOPIC_AUTHORIZATION_FAILED per partition.
+pub fn offset_delete(
+    c: &Check<'_>,
+    req: &mut OffsetDeleteRequest,
+) -> Vec<offset_delete_response::OffsetDeleteResponseTopic> {
+    let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
+        .into_iter()
+        .partition(|t| c.topic(Op::Read, &t.name));
+    req.topics = allowed;
+    refused
+        .into_iter()
+        .map(|t| {
+            offset_delete_response::OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            offset_delete_response::OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(TOPIC_DENIED)
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
 }
 
 /// DescribeGroups: DESCRIBE on each group.

@@ -85,15 +85,30 @@ impl Check<'_> {
         }
     }
 
-    /// Whether the principal may do `op` on the resource.
+    /// Whether the principal may do `op` on the resource; a denial is logged.
     pub fn allowed(&self, op: AclOperation, resource_type: ResourceType, name: &str) -> bool {
+        self.decide(op, resource_type, name, true)
+    }
+
+    /// As [`Check::allowed`], for answers that only leave out what is denied (a
+    /// listing, authorized-operation sets): Kafka does not log those denials.
+    pub fn allowed_quietly(
+        &self,
+        op: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        self.decide(op, resource_type, name, false)
+    }
+
+    fn decide(&self, op: AclOperation, resource_type: ResourceType, name: &str, log: bool) -> bool {
         // A denial is logged when it is decided: once per connection, resource and
         // version of the ACLs (the cache is the rate limit).
         let decide = || {
             let allowed =
                 self.authorizer
                     .authorize(self.acls, self.requester(), op, resource_type, name);
-            if !allowed {
+            if !allowed && log {
                 tracing::info!(
                     principal = %self.principal,
                     host = %self.host,
@@ -137,7 +152,9 @@ impl Check<'_> {
         }
         (0..31)
             .filter(|bit| ops & (1 << bit) != 0)
-            .filter(|bit| self.allowed(AclOperation::from_code(*bit as i8), resource_type, name))
+            .filter(|bit| {
+                self.allowed_quietly(AclOperation::from_code(*bit as i8), resource_type, name)
+            })
             .fold(0, |acc, bit| acc | (1 << bit))
     }
 
