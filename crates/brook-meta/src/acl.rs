@@ -400,4 +400,55 @@ mod tests {
             .validate()
             .is_err());
     }
+
+    #[test]
+    fn create_and_delete_decide_as_kafkas_controller() {
+        use PatternType::{Literal, Prefixed};
+        use ResourceType::Topic;
+        let mut image = crate::MetadataImage::new(1);
+        let mut n = 0u128;
+        let mut ids = || {
+            n += 1;
+            Uuid::from_u128(n)
+        };
+        let a = acl(Topic, "t", Literal, "User:a");
+        let p = acl(Topic, "t", Prefixed, "User:a");
+        let bad = acl(Topic, "", Literal, "User:a");
+        let (records, results) = create_acls(
+            &image.acls,
+            &[a.clone(), a.clone(), bad, p.clone()],
+            &mut ids,
+        );
+        assert_eq!(records.len(), 2, "an identical ACL is created once");
+        assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
+        assert_eq!(results[2], Err(AclError::EmptyName));
+        for r in &records {
+            image.apply(r);
+        }
+        let (again, _) = create_acls(&image.acls, std::slice::from_ref(&a), &mut ids);
+        assert!(again.is_empty(), "it exists already");
+        // Two filters matching the same ACL remove it once; a bad filter is refused.
+        let literal = filter(Topic, Some("t"), Literal);
+        let mut unknown = literal.clone();
+        unknown.operation = AclOperation::Unknown;
+        let (records, results) = delete_acls(&image.acls, &[literal.clone(), literal, unknown]);
+        assert_eq!(
+            records,
+            [MetadataRecord::AclRemoved {
+                id: Uuid::from_u128(1)
+            }]
+        );
+        assert_eq!(results[0], Ok(vec![a.clone()]));
+        assert_eq!(results[1], Ok(vec![a]));
+        assert_eq!(results[2], Err(AclError::UnknownEntryFilter));
+        for r in &records {
+            image.apply(r);
+        }
+        assert_eq!(image.acls.len(), 1);
+        // The image's ACLs survive its snapshot form.
+        let json = serde_json::to_string(&image).unwrap();
+        let back: crate::MetadataImage = serde_json::from_str(&json).unwrap();
+        assert!(back.acls.contains(&p) && back.acls.len() == 1);
+        assert_eq!(back.acls.changed_at(), image.acls.changed_at());
+    }
 }
