@@ -365,3 +365,37 @@ def test_acls_created_on_one_node_apply_on_every_node(cluster):
     for node in (1, 2, 3):
         cluster.wait(lambda: listed(node) == {("orders", "User:alice")}, 10,
                      what=f"the deletion on node {node}")
+
+
+def test_admin_apis_check_their_resources(acl_broker):
+    from confluent_kafka.admin import ConfigResource
+    b = acl_broker
+    topic, group = unique_topic("adm"), unique_topic("admg")
+    create_topics(b, topic)
+    bob = admin(b, "bob")
+
+    def describe_topic_configs():
+        return list(bob.describe_configs([ConfigResource("topic", topic)]).values())[0].result(20)
+
+    with pytest.raises(KafkaException) as e:
+        describe_topic_configs()
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # ALTER_CONFIGS implies DESCRIBE_CONFIGS.
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.ALTER_CONFIGS))
+    assert "retention.ms" in describe_topic_configs()
+    with pytest.raises(KafkaException) as e:
+        list(bob.describe_configs([ConfigResource("broker", "1")]).values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    with pytest.raises(KafkaException) as e:
+        list(bob.delete_topics([topic]).values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # A group bob may describe is listed; others are not.
+    grant(b, acl(ResourceType.TOPIC, topic, "alice", AclOperation.READ),
+          acl(ResourceType.GROUP, group, "alice", AclOperation.READ))
+    assert produce_error(b, "admin", topic) is None
+    assert consume_error(b, "alice", topic, group) == (None, 1)
+    listed = lambda a: {g.group_id for g in a.list_consumer_groups().result(20).valid}  # noqa: E731
+    assert group in listed(admin(b))
+    assert group not in listed(bob)
+    grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.DESCRIBE))
+    assert group in listed(bob)
