@@ -6,7 +6,7 @@ hides topics the user may not DESCRIBE; ACLs survive a restart; without an autho
 the ACL APIs answer SECURITY_DISABLED.
 
 One broker serves the module: PLAINTEXT (for the fixture's readiness check) and
-SASL_PLAINTEXT with PLAIN users admin (super user), alice and bob.
+SASL_PLAINTEXT with PLAIN users admin (super user), alice, bob and carol.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from test_cluster_tools import JVM, kafka_jars
 
 ACL_COMMAND = "org.apache.kafka.tools.AclCommand"
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
-USERS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
+USERS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret",
+         "carol": "carol-secret"}
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'username="admin" password="admin-secret" '
               + " ".join(f'user_{u}="{p}"' for u, p in USERS.items()) + ";")
@@ -372,30 +373,30 @@ def test_admin_apis_check_their_resources(acl_broker):
     b = acl_broker
     topic, group = unique_topic("adm"), unique_topic("admg")
     create_topics(b, topic)
-    bob = admin(b, "bob")
+    carol = admin(b, "carol")  # no ACLs elsewhere in this module
 
     def describe_topic_configs():
-        return list(bob.describe_configs([ConfigResource("topic", topic)]).values())[0].result(20)
+        return list(carol.describe_configs([ConfigResource("topic", topic)]).values())[0].result(20)
 
     with pytest.raises(KafkaException) as e:
         describe_topic_configs()
     assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     # ALTER_CONFIGS implies DESCRIBE_CONFIGS.
-    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.ALTER_CONFIGS))
+    grant(b, acl(ResourceType.TOPIC, topic, "carol", AclOperation.ALTER_CONFIGS))
     assert "retention.ms" in describe_topic_configs()
     with pytest.raises(KafkaException) as e:
-        list(bob.describe_configs([ConfigResource("broker", "1")]).values())[0].result(20)
+        list(carol.describe_configs([ConfigResource("broker", "1")]).values())[0].result(20)
     assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     with pytest.raises(KafkaException) as e:
-        list(bob.delete_topics([topic]).values())[0].result(20)
+        list(carol.delete_topics([topic]).values())[0].result(20)
     assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    # A group bob may describe is listed; others are not.
+    # A group carol may describe is listed; others are not.
     grant(b, acl(ResourceType.TOPIC, topic, "alice", AclOperation.READ),
           acl(ResourceType.GROUP, group, "alice", AclOperation.READ))
     assert produce_error(b, "admin", topic) is None
     assert consume_error(b, "alice", topic, group) == (None, 1)
     listed = lambda a: {g.group_id for g in a.list_consumer_groups().result(20).valid}  # noqa: E731
     assert group in listed(admin(b))
-    assert group not in listed(bob)
-    grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.DESCRIBE))
-    assert group in listed(bob)
+    assert group not in listed(carol)
+    grant(b, acl(ResourceType.GROUP, group, "carol", AclOperation.DESCRIBE))
+    assert group in listed(carol)
