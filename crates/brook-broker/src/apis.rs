@@ -50,7 +50,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
-    // SECURITY_DISABLED until Brook has an authorizer (issue 15), as Kafka without one.
+    // SECURITY_DISABLED without `authorizer.class.name`, as Kafka without an authorizer.
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),

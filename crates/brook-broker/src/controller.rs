@@ -68,6 +68,14 @@ pub enum ControllerRequest {
         #[serde(default)]
         if_absent: bool,
     },
+    /// CreateAcls: the ACLs to create (each checked on its own).
+    CreateAcls {
+        acls: Vec<brook_meta::Acl>,
+    },
+    /// DeleteAcls: every ACL matching any of the filters is removed.
+    DeleteAcls {
+        filters: Vec<brook_meta::AclFilter>,
+    },
     BrokerHeartbeat {
         id: i32,
         host: String,
@@ -124,6 +132,10 @@ pub enum ControllerReply {
     Reassigned(Vec<(i16, Option<String>)>),
     /// One `(user, error code, message)` per user of an `AlterScramCredentials`.
     ScramAltered(Vec<(String, i16, Option<String>)>),
+    /// One `(error code, message)` per ACL of a `CreateAcls`, in request order.
+    AclsCreated(Vec<(i16, Option<String>)>),
+    /// Per filter of a `DeleteAcls`: `(error code, message, the ACLs it removed)`.
+    AclsDeleted(Vec<(i16, Option<String>, Vec<brook_meta::Acl>)>),
 }
 
 /// Decides the records for `req` against `image`. `cluster` is false for a single
@@ -359,6 +371,32 @@ pub fn decide(
                 })
                 .collect();
             Ok((records, ControllerReply::ScramAltered(results)))
+        }
+        ControllerRequest::CreateAcls { acls } => {
+            let (records, results) = brook_meta::create_acls(&image.acls, acls, Uuid::new_v4);
+            let results = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(()) => (0, None),
+                    Err(e) => (ResponseError::InvalidRequest.code(), Some(e.to_string())),
+                })
+                .collect();
+            Ok((records, ControllerReply::AclsCreated(results)))
+        }
+        ControllerRequest::DeleteAcls { filters } => {
+            let (records, results) = brook_meta::delete_acls(&image.acls, filters);
+            let results = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(acls) => (0, None, acls),
+                    Err(e) => (
+                        ResponseError::InvalidRequest.code(),
+                        Some(e.to_string()),
+                        Vec::new(),
+                    ),
+                })
+                .collect();
+            Ok((records, ControllerReply::AclsDeleted(results)))
         }
         ControllerRequest::BrokerHeartbeat {
             id,

@@ -377,6 +377,49 @@ impl ControllerClient {
         Ok(results)
     }
 
+    /// Creates ACLs; one `(error code, message)` per ACL, once this broker's applied
+    /// image holds those created.
+    pub async fn create_acls(
+        &self,
+        acls: Vec<brook_meta::Acl>,
+    ) -> Result<Vec<(i16, Option<String>)>, ApiError> {
+        let reply = self
+            .request(ControllerRequest::CreateAcls { acls: acls.clone() })
+            .await?;
+        let ControllerReply::AclsCreated(results) = reply else {
+            return Err(unexpected_reply());
+        };
+        self.settle(|i| {
+            acls.iter()
+                .zip(&results)
+                .all(|(acl, (code, _))| *code != 0 || i.acls.contains(acl))
+        })
+        .await;
+        Ok(results)
+    }
+
+    /// Deletes the ACLs matching each filter; per filter, `(error code, message, the
+    /// ACLs removed)`, once this broker's applied image no longer holds them.
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<brook_meta::AclFilter>,
+    ) -> Result<Vec<(i16, Option<String>, Vec<brook_meta::Acl>)>, ApiError> {
+        let reply = self
+            .request(ControllerRequest::DeleteAcls { filters })
+            .await?;
+        let ControllerReply::AclsDeleted(results) = reply else {
+            return Err(unexpected_reply());
+        };
+        self.settle(|i| {
+            results
+                .iter()
+                .flat_map(|(_, _, acls)| acls)
+                .all(|acl| !i.acls.contains(acl))
+        })
+        .await;
+        Ok(results)
+    }
+
     /// Waits (briefly) until this broker's applied image shows the ISR a controller
     /// accepted for a partition.
     pub async fn settle_isr(&self, topic: &str, partition: i32, isr: &[i32]) {
@@ -429,4 +472,11 @@ pub fn expired_brokers(
         .filter(|b| now_ms - *last_heard_ms.entry(b.id).or_insert(now_ms) > session_ms)
         .map(|b| b.id)
         .collect()
+}
+
+fn unexpected_reply() -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownServerError,
+        "unexpected controller reply",
+    )
 }

@@ -12,6 +12,7 @@
 //! Start one with [`Broker::builder`]; the `brook` binary and the tests do exactly that.
 
 mod accept;
+mod access;
 mod admin_http;
 mod apis;
 mod applier;

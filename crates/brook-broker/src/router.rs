@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 
+use crate::access::{self, Access, Check, Op};
 use crate::cluster::rpc::InternalRpc;
 use crate::config::{BrokerConfig, BrokerSettings};
 use crate::controller_client::ControllerClient;
@@ -28,6 +31,8 @@ pub enum Response {
 /// The broker's services, wired once at start-up. The router hands each handler only
 /// the ones it uses.
 pub struct Services {
+    /// The authorizer (`authorizer.class.name`), or none: everything allowed.
+    pub access: Arc<Access>,
     /// Counters and histograms the request path records into.
     pub metrics: Arc<BrokerMetrics>,
     pub config: Arc<BrokerConfig>,
@@ -56,126 +61,450 @@ impl Services {
 }
 
 /// Handles one request. `None` means no response is sent (Produce with acks=0).
+///
+/// With an authorizer, the request first passes Kafka's checks (`access`): what the
+/// principal may not touch is taken out of the request and answered with Kafka's
+/// error, and a request refused as a whole never reaches its handler.
 pub async fn dispatch(
     s: &Services,
     ctx: &RequestContext,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Option<Response> {
+    let image = s.access.enabled().then(|| s.metadata.image());
+    let check = image.as_deref().and_then(|i| s.access.check(i, ctx));
+    if let Some(c) = &check {
+        if let Some(refused) = refuse_whole(c, header.request_api_version, &request) {
+            return Some(Response::Kind(refused));
+        }
+    }
+    let image = image.as_deref();
+    dispatch_checked(s, ctx, header, request, check.as_ref(), image).await
+}
+
+/// Requests the principal may not make at all, answered with Kafka's error (the
+/// APIs whose check is one resource: a group, a transactional id, the cluster).
+fn refuse_whole(c: &Check<'_>, v: i16, request: &RequestKind) -> Option<ResponseKind> {
+    use kafka_protocol::messages::*;
+    const GROUP: i16 = access::GROUP_DENIED;
+    let cluster = ResponseError::ClusterAuthorizationFailed.code();
+    let txn = ResponseError::TransactionalIdAuthorizationFailed.code();
+    Some(match request {
+        RequestKind::JoinGroup(r) if !access::may_read_group(c, &r.group_id) => {
+            ResponseKind::JoinGroup(
+                JoinGroupResponse::default()
+                    .with_error_code(GROUP)
+                    .with_generation_id(-1)
+                    .with_protocol_name((v >= 7).then(StrBytes::default)),
+            )
+        }
+        RequestKind::SyncGroup(r) if !access::may_read_group(c, &r.group_id) => {
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(GROUP))
+        }
+        RequestKind::Heartbeat(r) if !access::may_read_group(c, &r.group_id) => {
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(GROUP))
+        }
+        RequestKind::LeaveGroup(r) if !access::may_read_group(c, &r.group_id) => {
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(GROUP))
+        }
+        RequestKind::OffsetDelete(r) if !c.group(Op::Delete, &r.group_id) => {
+            ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(GROUP))
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let code = access::consumer_group_heartbeat(c, r)?;
+            ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_member_epoch(-1),
+            )
+        }
+        RequestKind::InitProducerId(r) => {
+            let allowed = match &r.transactional_id {
+                Some(id) => c.txn(Op::Write, id),
+                None => {
+                    c.cluster(Op::IdempotentWrite)
+                        || c.any(Op::Write, brook_meta::ResourceType::Topic)
+                }
+            };
+            if allowed {
+                return None;
+            }
+            let code = if r.transactional_id.is_some() { txn } else { cluster };
+            ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            )
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            let code = if !c.txn(Op::Write, &r.transactional_id) {
+                txn
+            } else if !c.group(Op::Read, &r.group_id) {
+                GROUP
+            } else {
+                return None;
+            };
+            ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
+        }
+        RequestKind::EndTxn(r) if !c.txn(Op::Write, &r.transactional_id) => ResponseKind::EndTxn(
+            EndTxnResponse::default()
+                .with_error_code(txn)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        ),
+        RequestKind::DescribeCluster(_) if !c.cluster(Op::Describe) => {
+            ResponseKind::DescribeCluster(
+                DescribeClusterResponse::default()
+                    .with_error_code(cluster)
+                    .with_controller_id((-1).into()),
+            )
+        }
+        RequestKind::ElectLeaders(_) if !c.cluster(Op::Alter) => {
+            ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(cluster))
+        }
+        RequestKind::AlterPartitionReassignments(_) if !c.cluster(Op::Alter) => {
+            ResponseKind::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::default().with_error_code(cluster),
+            )
+        }
+        RequestKind::ListPartitionReassignments(_) if !c.cluster(Op::Describe) => {
+            ResponseKind::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::default().with_error_code(cluster),
+            )
+        }
+        RequestKind::DescribeLogDirs(_) if !c.cluster(Op::Describe) => {
+            ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(cluster))
+        }
+        RequestKind::DescribeUserScramCredentials(_) if !c.cluster(Op::Describe) => {
+            ResponseKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsResponse::default().with_error_code(cluster),
+            )
+        }
+        RequestKind::AlterUserScramCredentials(r) if !c.cluster(Op::Alter) => {
+            let users = r.deletions.iter().map(|d| &d.name).chain(r.upsertions.iter().map(|u| &u.name));
+            ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(
+                    users
+                        .map(|u| {
+                            alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                                .with_user(u.clone())
+                                .with_error_code(cluster)
+                        })
+                        .collect(),
+                ),
+            )
+        }
+        RequestKind::DescribeClientQuotas(_) if !c.cluster(Op::DescribeConfigs) => {
+            ResponseKind::DescribeClientQuotas(
+                DescribeClientQuotasResponse::default().with_error_code(cluster),
+            )
+        }
+        RequestKind::WriteTxnMarkers(r) if !c.cluster(Op::ClusterAction) => {
+            ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(
+                r.markers
+                    .iter()
+                    .map(|m| {
+                        write_txn_markers_response::WritableTxnMarkerResult::default()
+                            .with_producer_id(m.producer_id)
+                            .with_topics(
+                                m.topics
+                                    .iter()
+                                    .map(|t| {
+                                        write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                                            .with_name(t.name.clone())
+                                            .with_partitions(
+                                                t.partition_indexes
+                                                    .iter()
+                                                    .map(|p| {
+                                                        write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                                                            .with_partition_index(*p)
+                                                            .with_error_code(cluster)
+                                                    })
+                                                    .collect(),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ))
+        }
+        _ => return None,
+    })
+}
+
+async fn dispatch_checked(
+    s: &Services,
+    ctx: &RequestContext,
+    header: &RequestHeader,
+    request: RequestKind,
+    check: Option<&Check<'_>>,
+    image: Option<&brook_meta::MetadataImage>,
+) -> Option<Response> {
     use handlers::*;
     let v = header.request_api_version;
     let (meta, replicas) = (&s.metadata, &s.replicas);
+    // Runs a gate when there is an authorizer: `gate!(access::produce(c, &mut r))`.
+    macro_rules! gate {
+        ($c:ident => $e:expr) => {
+            match check {
+                Some($c) => $e,
+                None => Default::default(),
+            }
+        };
+    }
+    let acl_refusal = |op| match check {
+        None => Some(acls::Refusal::NoAuthorizer),
+        Some(c) if !c.cluster(op) => Some(acls::Refusal::ClusterAuthorization),
+        Some(_) => None,
+    };
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(0)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(
-            metadata::handle(
+        RequestKind::Metadata(mut r) => {
+            let auto_create = s.settings.auto_create_topics_enable;
+            // Metadata v0 asks for all topics with an empty list.
+            let all_topics = r.topics.as_ref().is_none_or(|t| v == 0 && t.is_empty());
+            let refused = gate!(c => access::metadata(c, image?, auto_create, &mut r));
+            let mut resp = metadata::handle(
                 meta,
                 &s.controller,
-                s.settings.auto_create_topics_enable,
+                auto_create,
                 &ctx.session.listener.name,
                 r,
                 v,
             )
-            .await,
-        ),
-        RequestKind::Produce(r) => {
+            .await;
+            if let Some(c) = check {
+                access::metadata_answer(c, all_topics, refused, &mut resp);
+            }
+            ResponseKind::Metadata(resp)
+        }
+        RequestKind::Produce(mut r) => {
+            let refused = match check {
+                Some(c) => match access::produce(c, image?, &mut r) {
+                    Ok(refused) => refused,
+                    Err(whole) => return Some(Response::Kind(ResponseKind::Produce(whole))),
+                },
+                None => Vec::new(),
+            };
             return produce::handle(replicas, meta, &s.txns, &s.metrics, r, v)
                 .await
-                .map(|r| Response::Kind(ResponseKind::Produce(r)))
+                .map(|mut r| {
+                    r.responses.extend(refused);
+                    Response::Kind(ResponseKind::Produce(r))
+                });
         }
-        RequestKind::Fetch(r) => {
-            return Some(Response::Fetch(
-                fetch::handle(replicas, meta, &s.metrics, r, v).await,
-            ))
+        RequestKind::Fetch(mut r) => {
+            let refused = gate!(c => access::fetch(c, image?, &mut r));
+            let mut reply = fetch::handle(replicas, meta, &s.metrics, r, v).await;
+            reply.response.responses.extend(refused);
+            return Some(Response::Fetch(reply));
         }
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(replicas, r, v))
+        RequestKind::ListOffsets(mut r) => {
+            let refused = gate!(c => access::list_offsets(c, &mut r));
+            let mut resp = list_offsets::handle(replicas, r, v);
+            resp.topics.extend(refused);
+            ResponseKind::ListOffsets(resp)
         }
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(list_offsets::leader_epoch(replicas, r))
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let refused = gate!(c => access::offset_for_leader_epoch(c, &mut r));
+            let mut resp = list_offsets::leader_epoch(replicas, r);
+            resp.topics.extend(refused);
+            ResponseKind::OffsetForLeaderEpoch(resp)
         }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(topics::create(&s.controller, meta, &s.config, r, v).await)
+        RequestKind::CreateTopics(mut r) => {
+            let refused = gate!(c => access::create_topics(c, &mut r));
+            let mut resp = topics::create(&s.controller, meta, &s.config, r, v).await;
+            resp.topics.extend(refused);
+            ResponseKind::CreateTopics(resp)
         }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(topics::delete(&s.controller, meta, r, v).await)
+        RequestKind::DeleteTopics(mut r) => {
+            let refused = gate!(c => access::delete_topics(c, image?, &mut r));
+            let mut resp = topics::delete(&s.controller, meta, r, v).await;
+            resp.responses.extend(refused);
+            ResponseKind::DeleteTopics(resp)
         }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(topics::create_partitions(&s.controller, r).await)
+        RequestKind::CreatePartitions(mut r) => {
+            let refused = gate!(c => access::create_partitions(c, &mut r));
+            let mut resp = topics::create_partitions(&s.controller, r).await;
+            resp.results.extend(refused);
+            ResponseKind::CreatePartitions(resp)
         }
-        RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(topics::delete_records(replicas, r).await)
+        RequestKind::DeleteRecords(mut r) => {
+            let refused = gate!(c => access::delete_records(c, &mut r));
+            let mut resp = topics::delete_records(replicas, r).await;
+            resp.topics.extend(refused);
+            ResponseKind::DeleteRecords(resp)
         }
-        RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(acls::describe()),
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(r)),
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(r)),
-        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
-            metadata::describe_cluster(meta, &ctx.session.listener.name, r),
-        ),
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::describe(&s.configs(), r, v))
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(
+            image.unwrap_or(&meta.image()),
+            acl_refusal(Op::Describe),
+            r,
+        )),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create(&s.controller, acl_refusal(Op::Alter), r).await)
         }
-        RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(configs::alter(&s.configs(), r).await)
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete(&s.controller, acl_refusal(Op::Alter), r).await)
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&s.configs(), r).await)
+        RequestKind::DescribeCluster(r) => {
+            let mut resp = metadata::describe_cluster(meta, &ctx.session.listener.name, r);
+            if let Some(c) = check {
+                resp.cluster_authorized_operations = c.authorized_ops(
+                    resp.cluster_authorized_operations,
+                    brook_meta::ResourceType::Cluster,
+                    access::CLUSTER_NAME,
+                );
+            }
+            ResponseKind::DescribeCluster(resp)
+        }
+        RequestKind::DescribeConfigs(mut r) => {
+            let refused = gate!(c => access::describe_configs(c, &mut r));
+            let mut resp = configs::describe(&s.configs(), r, v);
+            resp.results.extend(refused);
+            ResponseKind::DescribeConfigs(resp)
+        }
+        RequestKind::AlterConfigs(mut r) => {
+            let refused = gate!(c => access::alter_configs(c, &mut r));
+            let mut resp = configs::alter(&s.configs(), r).await;
+            resp.responses.extend(refused);
+            ResponseKind::AlterConfigs(resp)
+        }
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let refused = gate!(c => access::incremental_alter_configs(c, &mut r));
+            let mut resp = configs::incremental_alter(&s.configs(), r).await;
+            resp.responses.extend(refused);
+            ResponseKind::IncrementalAlterConfigs(resp)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(txn::init_producer_id(&s.txns, &s.controller, r, v).await)
         }
         RequestKind::AddPartitionsToTxn(r) => {
+            if let Some(whole) = check.and_then(|c| access::add_partitions_to_txn(c, &r, v)) {
+                return Some(Response::Kind(ResponseKind::AddPartitionsToTxn(whole)));
+            }
             ResponseKind::AddPartitionsToTxn(txn::add_partitions(&s.txns, meta, r, v).await)
         }
         RequestKind::AddOffsetsToTxn(r) => {
             ResponseKind::AddOffsetsToTxn(txn::add_offsets(&s.txns, &s.groups, r, v).await)
         }
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(&s.txns, r, v).await),
-        RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(&s.groups, meta, r).await)
+        RequestKind::TxnOffsetCommit(mut r) => {
+            let refused = gate!(c => access::txn_offset_commit(c, &mut r));
+            let mut resp = txn::txn_offset_commit(&s.groups, meta, r).await;
+            resp.topics.extend(refused);
+            ResponseKind::TxnOffsetCommit(resp)
         }
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(txn::write_txn_markers(&s.markers, r).await)
         }
         RequestKind::DescribeTransactions(r) => {
-            ResponseKind::DescribeTransactions(txn::describe_transactions(&s.txns, r))
+            let mut resp = txn::describe_transactions(&s.txns, r);
+            if let Some(c) = check {
+                access::describe_transactions(c, &mut resp);
+            }
+            ResponseKind::DescribeTransactions(resp)
         }
         RequestKind::DescribeProducers(r) => {
-            ResponseKind::DescribeProducers(txn::describe_producers(replicas, meta, r))
+            let mut resp = txn::describe_producers(replicas, meta, r);
+            if let Some(c) = check {
+                access::describe_producers(c, &mut resp);
+            }
+            ResponseKind::DescribeProducers(resp)
         }
         RequestKind::ListTransactions(r) => {
-            ResponseKind::ListTransactions(txn::list_transactions(&s.txns, r, v))
+            let mut resp = txn::list_transactions(&s.txns, r, v);
+            if let Some(c) = check {
+                access::list_transactions(c, &mut resp);
+            }
+            ResponseKind::ListTransactions(resp)
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            coordinator::handle(meta, &s.groups, &s.txns, &ctx.session.listener.name, r, v).await,
-        ),
+        RequestKind::FindCoordinator(mut r) => {
+            let refused = match check.map(|c| access::find_coordinator(c, &mut r, v)) {
+                Some(Err(whole)) => {
+                    return Some(Response::Kind(ResponseKind::FindCoordinator(*whole)))
+                }
+                Some(Ok(refused)) => refused,
+                None => Vec::new(),
+            };
+            let mut resp =
+                coordinator::handle(meta, &s.groups, &s.txns, &ctx.session.listener.name, r, v)
+                    .await;
+            resp.coordinators.extend(refused);
+            ResponseKind::FindCoordinator(resp)
+        }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(group::join(&s.groups, ctx, r, v).await)
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync(&s.groups, r, v).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(&s.groups, r, v)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave(&s.groups, r, v).await),
-        RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(group::offset_commit(&s.groups, &s.metadata, r, v).await)
+        RequestKind::OffsetCommit(mut r) => {
+            let refused = gate!(c => access::offset_commit(c, &mut r));
+            let mut resp = group::offset_commit(&s.groups, &s.metadata, r, v).await;
+            resp.topics.extend(refused);
+            ResponseKind::OffsetCommit(resp)
         }
-        RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(group::offset_fetch(&s.groups, r, v))
+        RequestKind::OffsetFetch(mut r) => {
+            let refused = check.map(|c| (c, access::offset_fetch(c, &mut r)));
+            if let Some(whole) = refused
+                .as_ref()
+                .and_then(|(_, r)| access::offset_fetch_refused(r))
+            {
+                return Some(Response::Kind(ResponseKind::OffsetFetch(whole)));
+            }
+            let mut resp = group::offset_fetch(&s.groups, r, v);
+            if let Some((c, refused)) = refused {
+                access::offset_fetch_answer(c, refused, &mut resp);
+            }
+            ResponseKind::OffsetFetch(resp)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
             consumer_group::heartbeat(&s.groups, meta, ctx, r, v).await,
         ),
-        RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(consumer_group::describe(&s.groups, meta, r, v))
+        RequestKind::ConsumerGroupDescribe(mut r) => {
+            let refused = gate!(c => access::consumer_group_describe(c, &mut r));
+            let mut resp = consumer_group::describe(&s.groups, meta, r, v);
+            if let Some(c) = check {
+                for g in &mut resp.groups {
+                    g.authorized_operations =
+                        access::group_ops(c, g.authorized_operations, &g.group_id);
+                }
+            }
+            resp.groups.extend(refused);
+            ResponseKind::ConsumerGroupDescribe(resp)
         }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list(&s.groups, r, v)),
-        RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(group::describe(&s.groups, r, v))
+        RequestKind::ListGroups(r) => {
+            let mut resp = group::list(&s.groups, r, v);
+            if let Some(c) = check {
+                access::list_groups(c, &mut resp);
+            }
+            ResponseKind::ListGroups(resp)
         }
-        RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(group::delete(&s.groups, r, v).await)
+        RequestKind::DescribeGroups(mut r) => {
+            let refused = gate!(c => access::describe_groups(c, &mut r));
+            let mut resp = group::describe(&s.groups, r, v);
+            if let Some(c) = check {
+                for g in &mut resp.groups {
+                    g.authorized_operations =
+                        access::group_ops(c, g.authorized_operations, &g.group_id);
+                }
+            }
+            resp.groups.extend(refused);
+            ResponseKind::DescribeGroups(resp)
         }
-        RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(group::offset_delete(&s.groups, r, v).await)
+        RequestKind::DeleteGroups(mut r) => {
+            let refused = gate!(c => access::delete_groups(c, &mut r));
+            let mut resp = group::delete(&s.groups, r, v).await;
+            resp.results.extend(refused);
+            ResponseKind::DeleteGroups(resp)
+        }
+        RequestKind::OffsetDelete(mut r) => {
+            let refused = gate!(c => access::offset_delete(c, &mut r));
+            let mut resp = group::offset_delete(&s.groups, r, v).await;
+            resp.topics.extend(refused);
+            ResponseKind::OffsetDelete(resp)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(&s.controller, meta, r, v).await)

@@ -560,7 +560,12 @@ async fn wire(
         metadata.clone(),
         settings.metrics_partition_labels_enable,
     ));
+    let access = Arc::new(crate::access::Access::new(&settings));
+    if access.enabled() {
+        tracing::info!("authorizer: StandardAuthorizer (ACLs in the metadata log)");
+    }
     let services = Arc::new(Services {
+        access,
         metrics,
         config,
         settings,

@@ -8,9 +8,11 @@
 //! (`connection::sasl`) replaces the session with [`Session::authenticated`] when a
 //! mechanism succeeds.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use brook_meta::{AclOperation, ResourceType};
 use kafka_protocol::messages::ApiKey;
 
 use crate::listeners::SecurityProtocol;
@@ -72,6 +74,61 @@ pub struct Session {
     /// `User:ANONYMOUS` until something better is known.
     pub principal: KafkaPrincipal,
     pub auth: Auth,
+    /// Authorization decisions made for this principal, so the data path asks the
+    /// ACLs once per resource and operation (new with every session: a re-authenticated
+    /// connection may carry another principal).
+    pub decisions: Arc<DecisionCache>,
+}
+
+/// The most decisions a connection keeps; past it the cache starts over.
+const MAX_CACHED_DECISIONS: usize = 4096;
+
+/// One connection's authorization decisions, valid for one version of the ACLs
+/// (`Acls::changed_at`): a change to the ACLs empties it.
+#[derive(Debug, Default)]
+pub struct DecisionCache {
+    inner: parking_lot::Mutex<Decisions>,
+}
+
+#[derive(Debug, Default)]
+struct Decisions {
+    acls_version: u64,
+    count: usize,
+    by_action: HashMap<(AclOperation, ResourceType), HashMap<String, bool>>,
+}
+
+impl DecisionCache {
+    /// The decision for `op` on the resource, from the cache if it was made under
+    /// `acls_version`, else from `decide` (and remembered).
+    pub fn get_or(
+        &self,
+        acls_version: u64,
+        op: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+        decide: impl FnOnce() -> bool,
+    ) -> bool {
+        let mut d = self.inner.lock();
+        if d.acls_version != acls_version || d.count >= MAX_CACHED_DECISIONS {
+            d.by_action.clear();
+            d.count = 0;
+            d.acls_version = acls_version;
+        }
+        if let Some(known) = d
+            .by_action
+            .get(&(op, resource_type))
+            .and_then(|m| m.get(name))
+        {
+            return *known;
+        }
+        let allowed = decide();
+        d.count += 1;
+        d.by_action
+            .entry((op, resource_type))
+            .or_default()
+            .insert(name.to_string(), allowed);
+        allowed
+    }
 }
 
 impl Session {
@@ -86,6 +143,7 @@ impl Session {
             listener,
             principal,
             auth,
+            decisions: Arc::default(),
         }
     }
 
@@ -95,6 +153,7 @@ impl Session {
             listener: self.listener.clone(),
             principal,
             auth: Auth::Done,
+            decisions: Arc::default(),
         }
     }
 
@@ -147,5 +206,23 @@ mod tests {
             KafkaPrincipal::user("CN=x"),
         );
         assert!(tls.admits(ApiKey::Fetch));
+    }
+
+    #[test]
+    fn cached_decisions_last_until_the_acls_change() {
+        let cache = DecisionCache::default();
+        let ask = |version, answer| {
+            cache.get_or(
+                version,
+                AclOperation::Read,
+                ResourceType::Topic,
+                "t",
+                || answer,
+            )
+        };
+        assert!(ask(1, true));
+        assert!(ask(1, false), "cached");
+        assert!(!ask(2, false), "the ACLs changed");
+        assert!(!cache.get_or(2, AclOperation::Write, ResourceType::Topic, "t", || false));
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{MetadataRecord, ScramCredentials};
+use crate::{Acls, MetadataRecord, ScramCredentials};
 
 /// "No leader": every replica in the ISR is fenced (no unclean election).
 pub const NO_LEADER: i32 = -1;
@@ -145,6 +145,9 @@ pub struct MetadataImage {
     /// SCRAM credentials by user and mechanism (salted keys only).
     #[serde(default, skip_serializing_if = "ScramCredentials::is_empty")]
     pub scram: ScramCredentials,
+    /// ACLs by id, indexed by resource for the authorizer.
+    #[serde(default, skip_serializing_if = "Acls::is_empty")]
+    pub acls: Acls,
 }
 
 /// Dynamic broker configs, set at run time with AlterConfigs on the BROKER resource.
@@ -347,6 +350,10 @@ impl MetadataImage {
             MetadataRecord::ScramCredentialRemoved { user, mechanism } => {
                 self.scram.remove(user, *mechanism)
             }
+            MetadataRecord::AclCreated { id, acl } => {
+                self.acls.insert(*id, acl.clone(), self.record_count)
+            }
+            MetadataRecord::AclRemoved { id } => self.acls.remove(id, self.record_count),
             MetadataRecord::TopicDeleted { name } => {
                 if let Some(t) = self.topics.remove(name) {
                     self.topic_names_by_id.remove(&t.topic_id);

@@ -6,11 +6,18 @@
 //! ([`FileMetadataLog`]); a cluster will replicate the same records through a Raft
 //! quorum, so nothing here depends on how the log is stored.
 
+pub mod acl;
+mod authorizer;
 pub mod controller;
 mod image;
 mod scram;
 mod store;
 
+pub use acl::{
+    create_acls, delete_acls, Acl, AclError, AclFilter, AclOperation, AclPermission, PatternType,
+    ResourceType,
+};
+pub use authorizer::{Acls, Authorizer, Requester};
 pub use image::{
     BrokerConfigs, BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicChange,
     TopicImage, TopicMap, NO_LEADER,
@@ -85,6 +92,16 @@ pub enum MetadataRecord {
     ScramCredentialRemoved {
         user: String,
         mechanism: ScramMechanism,
+    },
+    /// An ACL was created under a stable id (Kafka's AccessControlEntryRecord).
+    AclCreated {
+        id: Uuid,
+        #[serde(flatten)]
+        acl: Acl,
+    },
+    /// The ACL with this id was removed (Kafka's RemoveAccessControlEntryRecord).
+    AclRemoved {
+        id: Uuid,
     },
     /// Producer ids below `next_block_start` have been handed out.
     ProducerIdsAllocated {

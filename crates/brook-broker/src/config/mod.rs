@@ -385,6 +385,8 @@ impl SettingKind for String {
 
 broker_settings! {
     admin_listeners: String = "admin.listeners", "";
+    allow_everyone_if_no_acl_found: bool = "allow.everyone.if.no.acl.found", "false";
+    authorizer_class_name: String = "authorizer.class.name", "";
     auto_create_topics_enable: bool = "auto.create.topics.enable", "true";
     auto_leader_rebalance_enable: bool = "auto.leader.rebalance.enable", "true";
     broker_heartbeat_interval_ms: i64 = "broker.heartbeat.interval.ms", "2000";
@@ -420,6 +422,7 @@ broker_settings! {
     queued_max_request_bytes: i64 = "queued.max.request.bytes", "536870912";
     replica_lag_time_max_ms: i64 = "replica.lag.time.max.ms", "30000";
     socket_request_max_bytes: i64 = "socket.request.max.bytes", "104857600";
+    super_users: String = "super.users", "";
     transaction_abort_timed_out_transaction_cleanup_interval_ms: i64 = "transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000";
     transaction_max_timeout_ms: i64 = "transaction.max.timeout.ms", "900000";
     transaction_state_log_min_isr: i64 = "transaction.state.log.min.isr", "2";
@@ -608,9 +611,18 @@ impl BrokerConfig {
 fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
     match name {
         "admin.listeners" => parse_admin_listener(value).map(|_| ()),
+        "authorizer.class.name" => match value.trim() {
+            "" | STANDARD_AUTHORIZER => Ok(()),
+            _ => Err(format!(
+                "the only authorizer Brook has is {STANDARD_AUTHORIZER}"
+            )),
+        },
         _ => Ok(()),
     }
 }
+
+/// `authorizer.class.name` that turns ACLs on (Kafka's KRaft authorizer).
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
 /// Parses `admin.listeners`: empty (no admin listener) or one `http://HOST:PORT`
 /// (port 0: any free port). Returns `HOST:PORT`, resolved when the listener binds.

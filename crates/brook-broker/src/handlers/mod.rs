@@ -29,7 +29,7 @@ use kafka_protocol::protocol::StrBytes;
 pub struct RequestContext {
     pub client_id: Option<kafka_protocol::protocol::StrBytes>,
     pub peer: std::net::SocketAddr,
-    /// The connection's listener and principal (for authorization, later).
+    /// The connection's listener and principal (authorization: `access`).
     pub session: std::sync::Arc<crate::session::Session>,
 }
 
@@ -64,9 +64,10 @@ pub fn by_topic<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String,
     out
 }
 
-/// Authorized-operation bit sets (Kafka's `AclOperation` codes). Brook has no
-/// authorizer, so every operation a resource supports is allowed; Kafka reports that set
-/// when a client asks for it, and `i32::MIN` when it does not.
+/// Authorized-operation bit sets (Kafka's `AclOperation` codes): handlers report every
+/// operation a resource supports (what Kafka reports without an authorizer) when a
+/// client asks for it, and `i32::MIN` when it does not; with an authorizer the router
+/// narrows the set to the principal's (`access`).
 pub mod authorized_ops {
     const fn bits(ops: &[u8]) -> i32 {
         let mut v = 0i32;

@@ -1,0 +1,402 @@
+"""ACLs (Kafka's StandardAuthorizer) with real clients: Kafka's own AclCommand
+(kafka-acls) adds, lists and removes ACLs as the super user; a SASL/PLAIN user
+(confluent-kafka) is refused produce and consume with TOPIC_AUTHORIZATION_FAILED /
+GROUP_AUTHORIZATION_FAILED until granted; DENY beats ALLOW; PREFIXED patterns; Metadata
+hides topics the user may not DESCRIBE; ACLs survive a restart; without an authorizer
+the ACL APIs answer SECURITY_DISABLED.
+
+One broker serves the module: PLAINTEXT (for the fixture's readiness check) and
+SASL_PLAINTEXT with PLAIN users admin (super user), alice, bob and carol.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                   AclPermissionType, NewTopic, ResourcePatternType,
+                                   ResourceType)
+
+from conftest import Broker, _finish
+from kafka_helpers import admin_client, producer, unique_topic, wait_until
+from procs import pick_port
+from test_cluster_tools import JVM, kafka_jars
+
+ACL_COMMAND = "org.apache.kafka.tools.AclCommand"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+USERS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret",
+         "carol": "carol-secret"}
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" '
+              + " ".join(f'user_{u}="{p}"' for u, p in USERS.items()) + ";")
+
+
+class AclBroker(Broker):
+    """PLAINTEXT plus SASL_PLAINTEXT (PLAIN), with the StandardAuthorizer."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.sasl_port = pick_port()
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        i = cmd.index("--listen")
+        cmd[i + 1] = (f"PLAINTEXT://127.0.0.1:{self.port},"
+                      f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}")
+        return cmd
+
+
+@pytest.fixture(scope="module")
+def acl_broker(tmp_path_factory, brook_bin):
+    b = AclBroker(brook_bin, tmp_path_factory.mktemp("acl"), {
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+        "sasl.enabled.mechanisms": "PLAIN",
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": "User:admin",
+        # Clients reading from their topics' start need no internal topic of their own.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+    })
+    try:
+        b.start()
+        yield b
+    finally:
+        _finish([b])
+
+
+def conf(user: str) -> dict:
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": user, "sasl.password": USERS[user]}
+
+
+def admin(b: AclBroker, user: str = "admin"):
+    return admin_client(b.sasl_bootstrap, **conf(user))
+
+
+def create_topics(b: AclBroker, *names: str) -> None:
+    a = admin(b)  # kept alive until the futures complete
+    for f in a.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+        f.result(20)
+
+
+def acl(resource: ResourceType, name: str, user: str, op: AclOperation,
+        perm: AclPermissionType = AclPermissionType.ALLOW,
+        pattern: ResourcePatternType = ResourcePatternType.LITERAL) -> AclBinding:
+    return AclBinding(resource, name, pattern, f"User:{user}", "*", op, perm)
+
+
+def grant(b: AclBroker, *bindings: AclBinding) -> None:
+    a = admin(b)
+    for f in a.create_acls(list(bindings)).values():
+        f.result(20)
+
+
+def revoke(b: AclBroker, *bindings: AclBinding) -> None:
+    filters = [AclBindingFilter(x.restype, x.name, x.resource_pattern_type, x.principal,
+                                x.host, x.operation, x.permission_type) for x in bindings]
+    a = admin(b)
+    for f in a.delete_acls(filters).values():
+        f.result(20)
+
+
+def produce_error(b: AclBroker, user: str, topic: str) -> KafkaError | None:
+    """Produces one record as `user`; the delivery error, if any."""
+    p = producer(b.sasl_bootstrap, **conf(user), **{"message.timeout.ms": 8000})
+    errors: list = []
+    p.produce(topic, b"v", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(15)
+    assert errors, "no delivery report"
+    return errors[0]
+
+
+def consume_error(b: AclBroker, user: str, topic: str, group: str,
+                  timeout: float = 15.0) -> tuple[int | None, int]:
+    """Consumes `topic` in `group` as `user`: (the first error code, records read)."""
+    c = Consumer({"bootstrap.servers": b.sasl_bootstrap, **conf(user), "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic])
+        n, deadline = 0, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                if n:
+                    break
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                return m.error().code(), n
+            n += 1
+        if n:
+            c.commit(asynchronous=False)
+        return None, n
+    finally:
+        c.close()
+
+
+def acl_command(b: AclBroker, tmp: pathlib.Path, *args: str,
+                user: str = "admin") -> subprocess.CompletedProcess:
+    """Kafka's kafka-acls (AclCommand) as `user`."""
+    props = tmp / f"{user}.properties"
+    props.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                     "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule"
+                     f' required username="{user}" password="{USERS[user]}";\n')
+    return subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", ACL_COMMAND,
+                           "--bootstrap-server", b.sasl_bootstrap,
+                           "--command-config", str(props), *args],
+                          capture_output=True, text=True, timeout=90)
+
+
+# ---------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------
+
+def test_produce_and_consume_are_refused_until_granted(acl_broker):
+    b = acl_broker
+    topic, group = unique_topic("acl"), unique_topic("aclg")
+    create_topics(b, topic)
+    err = produce_error(b, "alice", topic)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    grant(b, acl(ResourceType.TOPIC, topic, "alice", AclOperation.WRITE))
+    assert produce_error(b, "alice", topic) is None
+    # READ on the topic, but not on the group.
+    grant(b, acl(ResourceType.TOPIC, topic, "alice", AclOperation.READ))
+    code, _ = consume_error(b, "alice", topic, group)
+    assert code == KafkaError.GROUP_AUTHORIZATION_FAILED
+    grant(b, acl(ResourceType.GROUP, group, "alice", AclOperation.READ))
+    code, n = consume_error(b, "alice", topic, group)
+    assert (code, n) == (None, 1)
+    # bob has nothing: both refused.
+    err = produce_error(b, "bob", topic)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Revoked again: refused again.
+    revoke(b, acl(ResourceType.TOPIC, topic, "alice", AclOperation.WRITE))
+    err = produce_error(b, "alice", topic)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_group_read_without_the_topic_is_refused_per_topic(acl_broker):
+    b = acl_broker
+    topic, group = unique_topic("aclt"), unique_topic("acltg")
+    create_topics(b, topic)
+    grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.READ),
+          acl(ResourceType.TOPIC, topic, "bob", AclOperation.DESCRIBE))
+    code, _ = consume_error(b, "bob", topic, group)
+    assert code == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_deny_beats_allow_and_prefixed_patterns(acl_broker):
+    b = acl_broker
+    prefix = unique_topic("pre") + "-"
+    open_topic, secret = prefix + "open", prefix + "secret"
+    create_topics(b, open_topic, secret)
+    grant(b, acl(ResourceType.TOPIC, prefix, "alice", AclOperation.WRITE,
+                 pattern=ResourcePatternType.PREFIXED),
+          acl(ResourceType.TOPIC, secret, "*", AclOperation.WRITE,
+              AclPermissionType.DENY))
+    assert produce_error(b, "alice", open_topic) is None
+    err = produce_error(b, "alice", secret)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Outside the prefix: nothing applies.
+    other = unique_topic("other")
+    create_topics(b, other)
+    err = produce_error(b, "alice", other)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_metadata_hides_topics_the_user_may_not_describe(acl_broker):
+    b = acl_broker
+    seen, hidden = unique_topic("seen"), unique_topic("hidden")
+    create_topics(b, seen, hidden)
+    grant(b, acl(ResourceType.TOPIC, seen, "bob", AclOperation.READ))
+    topics = admin(b, "bob").list_topics(timeout=10).topics
+    assert seen in topics and hidden not in topics
+    assert {seen, hidden} <= set(admin(b).list_topics(timeout=10).topics)
+    # Asked by name: TOPIC_AUTHORIZATION_FAILED.
+    md = admin(b, "bob").list_topics(topic=hidden, timeout=10).topics[hidden]
+    assert md.error is not None and md.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_acl_apis_need_the_cluster_permission(acl_broker):
+    b = acl_broker
+    bob = admin(b, "bob")
+    fut = bob.create_acls([acl(ResourceType.TOPIC, "x", "bob", AclOperation.ALL)])
+    with pytest.raises(KafkaException) as e:
+        list(fut.values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # librdkafka reports a DescribeAcls error as no bindings (test_admin.py); the
+    # super user's view is not empty.
+    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    grant(b, acl(ResourceType.GROUP, "g", "bob", AclOperation.READ))
+    assert bob.describe_acls(any_filter).result(20) == []
+    assert admin(b).describe_acls(any_filter).result(20)
+    # CreateTopics without CREATE: refused per topic.
+    fut = bob.create_topics([NewTopic(unique_topic("nope"), 1, 1)])
+    with pytest.raises(KafkaException) as e:
+        list(fut.values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_kafka_acl_command_adds_lists_and_removes(acl_broker, tmp_path):
+    b = acl_broker
+    topic = unique_topic("cmd")
+    create_topics(b, topic)
+    r = acl_command(b, tmp_path, "--add", "--allow-principal", "User:bob",
+                    "--operation", "Write", "--operation", "Describe", "--topic", topic)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = acl_command(b, tmp_path, "--list", "--topic", topic, user="bob")
+    assert r.returncode != 0 and "ClusterAuthorizationException" in r.stdout + r.stderr, \
+        r.stdout + r.stderr
+    r = acl_command(b, tmp_path, "--list", "--topic", topic)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "User:bob" in r.stdout and "WRITE" in r.stdout and "DESCRIBE" in r.stdout, r.stdout
+    assert produce_error(b, "bob", topic) is None
+    r = acl_command(b, tmp_path, "--remove", "--force", "--allow-principal", "User:bob",
+                    "--operation", "Write", "--topic", topic)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = acl_command(b, tmp_path, "--list", "--topic", topic)
+    assert "WRITE" not in r.stdout and "DESCRIBE" in r.stdout, r.stdout
+    err = produce_error(b, "bob", topic)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # An ACL on the cluster resource.
+    r = acl_command(b, tmp_path, "--add", "--allow-principal", "User:bob",
+                    "--operation", "Describe", "--cluster")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_acls_survive_a_restart(acl_broker):
+    b = acl_broker
+    topic = unique_topic("restart")
+    create_topics(b, topic)
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.WRITE))
+    b.restart()
+    assert produce_error(b, "bob", topic) is None
+    a = admin(b)
+    bindings = a.describe_acls(AclBindingFilter(
+        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, None, None,
+        AclOperation.ANY, AclPermissionType.ANY)).result(20)
+    assert [(x.principal, x.operation) for x in bindings] == [("User:bob", AclOperation.WRITE)]
+
+
+def test_without_an_authorizer_acl_apis_answer_security_disabled(brook):
+    a = admin_client(brook.bootstrap)
+    fut = a.create_acls([acl(ResourceType.TOPIC, "t", "alice", AclOperation.READ)])
+    with pytest.raises(KafkaException) as e:
+        list(fut.values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.SECURITY_DISABLED
+    # And everything is allowed.
+    topic = unique_topic("open")
+    p = producer(brook.bootstrap)
+    p.produce(topic, b"v")
+    assert p.flush(15) == 0
+    wait_until(lambda: topic in a.list_topics(timeout=5).topics, 10, what="auto-created")
+
+
+def test_idempotent_and_transactional_producers(acl_broker):
+    """InitProducerId without a transactional id needs IDEMPOTENT_WRITE on the cluster or
+    WRITE on some topic (Kafka 3+); with one, WRITE on the transactional id."""
+    from confluent_kafka import Producer
+    b = acl_broker
+    topic, txn_id = unique_topic("idem"), unique_topic("tx")
+    create_topics(b, topic)
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.WRITE))
+    idem = {"bootstrap.servers": b.sasl_bootstrap, **conf("bob"), "enable.idempotence": True}
+    assert produce_error(b, "bob", topic) is None
+    p = Producer(idem)
+    p.produce(topic, b"idempotent")
+    assert p.flush(15) == 0
+    tx = Producer({**idem, "transactional.id": txn_id, "transaction.timeout.ms": 10000})
+    with pytest.raises(KafkaException) as e:
+        tx.init_transactions(15)
+    assert e.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    grant(b, acl(ResourceType.TRANSACTIONAL_ID, txn_id, "bob", AclOperation.WRITE))
+    tx = Producer({**idem, "transactional.id": txn_id, "transaction.timeout.ms": 10000})
+    tx.init_transactions(15)
+    tx.begin_transaction()
+    tx.produce(topic, b"in a transaction")
+    tx.commit_transaction(15)
+
+
+def test_authorized_operations_are_the_principals(acl_broker):
+    from confluent_kafka import TopicCollection
+    b = acl_broker
+    topic = unique_topic("ops")
+    create_topics(b, topic)
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.WRITE))
+    a = admin(b, "bob")
+    desc = a.describe_topics(TopicCollection([topic]),
+                             include_authorized_operations=True)[topic].result(20)
+    assert set(desc.authorized_operations) == {AclOperation.WRITE, AclOperation.DESCRIBE}
+
+
+@pytest.mark.brook_config({"authorizer.class.name": AUTHORIZER, "super.users": "User:ANONYMOUS"})
+def test_acls_created_on_one_node_apply_on_every_node(cluster):
+    """ACLs are metadata records: created through one node, every node has them (the
+    PLAINTEXT clients here are User:ANONYMOUS, the super user)."""
+    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+
+    def listed(node: int) -> set[tuple[str, str]]:
+        a = admin_client(cluster.bootstrap_of(node))
+        return {(x.name, x.principal) for x in a.describe_acls(any_filter).result(20)}
+
+    a = admin_client(cluster.bootstrap_of(1))
+    for f in a.create_acls([acl(ResourceType.TOPIC, "orders", "alice", AclOperation.READ),
+                            acl(ResourceType.GROUP, "billing", "alice", AclOperation.READ)]
+                           ).values():
+        f.result(20)
+    want = {("orders", "User:alice"), ("billing", "User:alice")}
+    for node in (1, 2, 3):
+        cluster.wait(lambda: listed(node) == want, 10, what=f"the ACLs on node {node}")
+    b = admin_client(cluster.bootstrap_of(2))
+    for f in b.delete_acls([AclBindingFilter(ResourceType.GROUP, None, ResourcePatternType.ANY,
+                                             None, None, AclOperation.ANY,
+                                             AclPermissionType.ANY)]).values():
+        f.result(20)
+    for node in (1, 2, 3):
+        cluster.wait(lambda: listed(node) == {("orders", "User:alice")}, 10,
+                     what=f"the deletion on node {node}")
+
+
+def test_admin_apis_check_their_resources(acl_broker):
+    from confluent_kafka.admin import ConfigResource
+    b = acl_broker
+    topic, group = unique_topic("adm"), unique_topic("admg")
+    create_topics(b, topic)
+    carol = admin(b, "carol")  # no ACLs elsewhere in this module
+
+    def describe_topic_configs():
+        return list(carol.describe_configs([ConfigResource("topic", topic)]).values())[0].result(20)
+
+    with pytest.raises(KafkaException) as e:
+        describe_topic_configs()
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # ALTER_CONFIGS implies DESCRIBE_CONFIGS.
+    grant(b, acl(ResourceType.TOPIC, topic, "carol", AclOperation.ALTER_CONFIGS))
+    assert "retention.ms" in describe_topic_configs()
+    with pytest.raises(KafkaException) as e:
+        list(carol.describe_configs([ConfigResource("broker", "1")]).values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    with pytest.raises(KafkaException) as e:
+        list(carol.delete_topics([topic]).values())[0].result(20)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # A group carol may describe is listed; others are not.
+    grant(b, acl(ResourceType.TOPIC, topic, "alice", AclOperation.READ),
+          acl(ResourceType.GROUP, group, "alice", AclOperation.READ))
+    assert produce_error(b, "admin", topic) is None
+    assert consume_error(b, "alice", topic, group) == (None, 1)
+    listed = lambda a: {g.group_id for g in a.list_consumer_groups().result(20).valid}  # noqa: E731
+    assert group in listed(admin(b))
+    assert group not in listed(carol)
+    grant(b, acl(ResourceType.GROUP, group, "carol", AclOperation.DESCRIBE))
+    assert group in listed(carol)
