@@ -1,8 +1,9 @@
 //! The broker's Prometheus metrics (`/metrics` on the admin listener).
 //!
 //! Two kinds, so the request path pays almost nothing:
-//! - counted as it happens, through handles resolved once: request latency per API
-//!   key (an array indexed by the key), per-topic messages and bytes in and out and
+//! - counted as it happens, through handles resolved once: request time per API key
+//!   split as Kafka's RequestMetrics (queue, local, remote, response send, total,
+//!   throttle; an array indexed by the key), per-topic messages and bytes in and out and
 //!   produce/fetch requests (a map read-locked by `&str`, no allocation once a topic
 //!   has been seen), open connections per listener;
 //! - computed at scrape time from the services' own state ([`StateCollector`]): log
@@ -31,8 +32,99 @@ use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
 
-/// API keys below this get a latency histogram (Kafka's keys end in the 90s).
+/// API keys below this get request time histograms (Kafka's keys end in the 90s).
 const API_KEY_SLOTS: usize = 128;
+
+/// Where one request's time went (Kafka's RequestMetrics), measured by the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestTimes {
+    /// From the frame's last byte read until its handler started (header checks and
+    /// decoding: Brook has no request queue, pipelined requests wait in the socket).
+    pub queue: Duration,
+    /// The handler's own work and the response's encoding.
+    pub local: Duration,
+    /// Waiting on other parties (`request_time::waiting_on_others`).
+    pub remote: Duration,
+    /// Writing the response to the socket, flush included (zero without a response).
+    pub response_send: Duration,
+    /// The response's `throttle_time_ms`.
+    pub throttle: Duration,
+    /// From the frame's last byte read until its response was flushed.
+    pub total: Duration,
+}
+
+/// One API's request time histograms.
+struct RequestHistograms {
+    queue: Histogram,
+    local: Histogram,
+    remote: Histogram,
+    response_send: Histogram,
+    throttle: Histogram,
+    total: Histogram,
+}
+
+type HistogramFamily = Family<ApiLabel, Histogram, fn() -> Histogram>;
+
+/// The families behind [`RequestHistograms`], registered once.
+struct RequestFamilies {
+    queue: HistogramFamily,
+    local: HistogramFamily,
+    remote: HistogramFamily,
+    response_send: HistogramFamily,
+    throttle: HistogramFamily,
+    total: HistogramFamily,
+}
+
+impl RequestFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let mut family = |name: &str, help: &str| {
+            let f = HistogramFamily::new_with_constructor(latency_histogram);
+            registry.register(name, help, f.clone());
+            f
+        };
+        RequestFamilies {
+            queue: family(
+                "brook_request_queue_time_seconds",
+                "From a request's last byte read until its handler starts (header checks, decoding), by API",
+            ),
+            local: family(
+                "brook_request_local_time_seconds",
+                "A request's own work in its handler, response encoding included, by API",
+            ),
+            remote: family(
+                "brook_request_remote_time_seconds",
+                "Time a request waits on others: acks=all replication, fetch long-poll, parked JoinGroup/SyncGroup, offset commit replication, by API",
+            ),
+            response_send: family(
+                "brook_request_response_send_time_seconds",
+                "Writing a request's response to the socket, by API",
+            ),
+            throttle: family(
+                "brook_request_throttle_time_seconds",
+                "The throttle_time_ms of a request's response (Brook has no quotas: always 0), by API",
+            ),
+            total: family(
+                "brook_request_total_time_seconds",
+                "From a request's last byte read until its response is flushed, by API (_count: requests answered)",
+            ),
+        }
+    }
+
+    fn for_api(&self, api: ApiKey) -> RequestHistograms {
+        let label = ApiLabel {
+            api: format!("{api:?}"),
+        };
+        let get = |family: &HistogramFamily| family.get_or_create(&label).clone();
+        RequestHistograms {
+            queue: get(&self.queue),
+            local: get(&self.local),
+            remote: get(&self.remote),
+            response_send: get(&self.response_send),
+            throttle: get(&self.throttle),
+            total: get(&self.total),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabel {
@@ -104,13 +196,24 @@ impl TopicFamilies {
 /// scrape encodes.
 pub struct BrokerMetrics {
     registry: Registry,
-    request_duration: Family<ApiLabel, Histogram, fn() -> Histogram>,
-    /// Resolved on an API's first request.
-    request_duration_by_key: Box<[OnceLock<Histogram>]>,
+    /// `metrics.request.enable`: whether the request path records at all.
+    requests_enabled: bool,
+    request_families: RequestFamilies,
+    /// Resolved on an API's first request, so only APIs in use have series.
+    request_times_by_key: Box<[OnceLock<RequestHistograms>]>,
     topic_families: TopicFamilies,
     topics: RwLock<HashMap<String, Arc<TopicCounters>>>,
     connections: [Gauge; 2],
     metadata: MetadataView,
+}
+
+/// Which metrics the broker records, from its settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsSwitches {
+    /// `metrics.request.enable`: request times and per-topic traffic counters.
+    pub requests: bool,
+    /// `metrics.partition.labels.enable`: series labelled by partition.
+    pub per_partition: bool,
 }
 
 /// One open connection, counted in `brook_active_connections` until dropped.
@@ -123,23 +226,14 @@ impl Drop for OpenConnection {
 }
 
 impl BrokerMetrics {
-    /// `per_partition`: `metrics.partition.labels.enable` (series labelled by partition).
     pub fn new(
         replicas: Arc<Replicas>,
         groups: Arc<Groups>,
         metadata: MetadataView,
-        per_partition: bool,
+        switches: MetricsSwitches,
     ) -> Self {
         let mut registry = Registry::default();
-        let request_duration =
-            Family::<ApiLabel, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
-            );
-        registry.register(
-            "brook_request_duration_seconds",
-            "Time a request spends in its handler, from decoding until its response is ready, by API",
-            request_duration.clone(),
-        );
+        let request_families = RequestFamilies::register(&mut registry);
         let topic_families = TopicFamilies::default();
         let topic_help = [
             ("brook_topic_messages_in", "Records appended by producers"),
@@ -202,12 +296,13 @@ impl BrokerMetrics {
             replicas,
             groups,
             metadata: metadata.clone(),
-            per_partition,
+            per_partition: switches.per_partition,
         }));
         BrokerMetrics {
             registry,
-            request_duration,
-            request_duration_by_key: (0..API_KEY_SLOTS).map(|_| OnceLock::new()).collect(),
+            requests_enabled: switches.requests,
+            request_families,
+            request_times_by_key: (0..API_KEY_SLOTS).map(|_| OnceLock::new()).collect(),
             topic_families,
             topics: RwLock::default(),
             connections,
@@ -215,18 +310,24 @@ impl BrokerMetrics {
         }
     }
 
-    /// Records one request's handling time.
-    pub fn observe_request(&self, api: ApiKey, elapsed: Duration) {
-        let Some(slot) = self.request_duration_by_key.get(api as i16 as usize) else {
+    /// Whether requests are timed and counted (`metrics.request.enable`): when not,
+    /// the connection reads no clocks and the handlers count no per-topic traffic.
+    pub fn requests_enabled(&self) -> bool {
+        self.requests_enabled
+    }
+
+    /// Records where one request's time went.
+    pub fn observe_request(&self, api: ApiKey, times: &RequestTimes) {
+        let Some(slot) = self.request_times_by_key.get(api as i16 as usize) else {
             return;
         };
-        let histogram = slot.get_or_init(|| {
-            let label = ApiLabel {
-                api: format!("{api:?}"),
-            };
-            self.request_duration.get_or_create(&label).clone()
-        });
-        histogram.observe(elapsed.as_secs_f64());
+        let h = slot.get_or_init(|| self.request_families.for_api(api));
+        h.queue.observe(times.queue.as_secs_f64());
+        h.local.observe(times.local.as_secs_f64());
+        h.remote.observe(times.remote.as_secs_f64());
+        h.response_send.observe(times.response_send.as_secs_f64());
+        h.throttle.observe(times.throttle.as_secs_f64());
+        h.total.observe(times.total.as_secs_f64());
     }
 
     /// Counts a connection on a client (`internal = false`) or controller listener.
@@ -237,8 +338,12 @@ impl BrokerMetrics {
     }
 
     /// The counters of `topic`, created on its first use; `None` if no such topic
-    /// exists (so names a client makes up never become series).
+    /// exists (so names a client makes up never become series) or requests are not
+    /// counted (`metrics.request.enable=false`).
     pub fn topic(&self, topic: &str) -> Option<Arc<TopicCounters>> {
+        if !self.requests_enabled {
+            return None;
+        }
         if let Some(counters) = self.topics.read().get(topic) {
             return Some(counters.clone());
         }

@@ -28,7 +28,7 @@ use crate::listeners::{self, ListenerPlan};
 use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
-use crate::metrics::BrokerMetrics;
+use crate::metrics::{BrokerMetrics, MetricsSwitches};
 use crate::partition::SyncFor;
 use crate::peer::{PeerNet, RaftTransport};
 use crate::replicas::Replicas;
@@ -554,7 +554,10 @@ async fn wire(
         replicas.clone(),
         groups.clone(),
         metadata.clone(),
-        settings.metrics_partition_labels_enable,
+        MetricsSwitches {
+            requests: settings.metrics_request_enable,
+            per_partition: settings.metrics_partition_labels_enable,
+        },
     ));
     let services = Arc::new(Services {
         metrics,
