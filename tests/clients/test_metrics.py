@@ -129,7 +129,7 @@ def test_metrics_match_what_the_clients_did(brook):
     assert value(s, "brook_leader_partitions") >= 3
     assert value(s, "brook_under_replicated_partitions") == 0
     assert value(s, "brook_offline_partitions") == 0
-    assert value(s, "brook_active_connections", listener="client") >= 0
+    assert value(s, "brook_active_connections", listener="PLAINTEXT") >= 0
 
 
 @pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0,

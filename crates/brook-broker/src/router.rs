@@ -234,3 +234,25 @@ pub async fn dispatch(
     };
     Some(Response::Kind(response))
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{FetchResponse, ProduceResponse, SaslHandshakeResponse};
+
+    use super::*;
+
+    #[test]
+    fn throttle_time_is_read_from_each_response_that_has_one() {
+        let produce = Response::Kind(ResponseKind::Produce(
+            ProduceResponse::default().with_throttle_time_ms(5),
+        ));
+        assert_eq!(produce.throttle_time_ms(), 5);
+        let fetch = Response::Fetch(handlers::fetch::FetchReply {
+            response: FetchResponse::default().with_throttle_time_ms(9),
+            records: Vec::new(),
+        });
+        assert_eq!(fetch.throttle_time_ms(), 9);
+        let sasl = Response::Kind(ResponseKind::SaslHandshake(SaslHandshakeResponse::default()));
+        assert_eq!(sasl.throttle_time_ms(), 0);
+    }
+}

@@ -214,6 +214,7 @@ impl BrokerBuilder {
             store,
             peers,
             endpoints.clone(),
+            plan.listeners.iter().map(|l| l.name.clone()).collect(),
             self.log_levels.take(),
         )
         .await?;
@@ -484,6 +485,7 @@ async fn wire(
     store: MetaStore,
     peers: Option<Arc<PeerNet>>,
     endpoints: Vec<BrokerEndpoint>,
+    listener_names: Vec<String>,
     log_levels: Option<Arc<dyn LogLevels>>,
 ) -> Result<Wired, StartError> {
     let config = Arc::new(config);
@@ -555,6 +557,7 @@ async fn wire(
         groups.clone(),
         metadata.clone(),
         MetricsSwitches {
+            listeners: listener_names,
             requests: settings.metrics_request_enable,
             per_partition: settings.metrics_partition_labels_enable,
         },

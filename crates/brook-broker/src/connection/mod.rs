@@ -134,19 +134,15 @@ impl Timed {
     /// Records the request, received (its frame's last byte read) at `received`, whose
     /// response has just been flushed.
     fn record(&self, metrics: &BrokerMetrics, received: Instant) {
-        let sent = Instant::now();
-        let handling = self.handled.saturating_duration_since(self.handler_started);
-        metrics.observe_request(
-            self.api,
-            &RequestTimes {
-                queue: self.handler_started.saturating_duration_since(received),
-                local: handling.saturating_sub(self.remote),
-                remote: self.remote,
-                response_send: sent.saturating_duration_since(self.handled),
-                throttle: Duration::from_millis(self.throttle_time_ms.max(0) as u64),
-                total: sent.saturating_duration_since(received),
-            },
+        let times = RequestTimes::split(
+            received,
+            self.handler_started,
+            self.handled,
+            Instant::now(),
+            self.remote,
+            self.throttle_time_ms,
         );
+        metrics.observe_request(self.api, &times);
     }
 }
 
@@ -168,9 +164,7 @@ pub async fn serve<R, W>(
     W: ResponseSink,
 {
     let mut session = Arc::new(session);
-    let _open = services
-        .metrics
-        .connection_opened(session.listener.controller);
+    let _open = services.metrics.connection_opened(&session.listener.name);
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     let timing = services.metrics.requests_enabled();
