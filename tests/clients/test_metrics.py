@@ -190,6 +190,24 @@ def test_request_time_is_split_as_kafka_splits_it(brook):
         < fetch["remote"][0]
 
 
+def test_acks_all_waiting_for_followers_is_remote_time(cluster):
+    """On a leader with two followers, an acks=all produce waits for their fetches:
+    Produce's remote time is more than nothing."""
+    topic = unique_topic("remote")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    cluster.wait_for_isr(topic, 0, {1, 2, 3}, timeout=30)
+    leader = cluster.nodes[cluster.leader(topic, 0)]
+    p = producer(leader.bootstrap, acks="all", **{"linger.ms": 0})
+    for i in range(20):
+        assert_all_delivered(produce_all(p, topic, [{"value": b"r%d" % i, "partition": 0}]))
+    s = scrape(leader)
+    produce = request_times(s, "Produce")
+    assert produce["remote"][0] >= 20 and produce["remote"][1] > 0, produce
+    # Waits of at least 100 µs, not only clock noise.
+    assert value(s, "brook_request_remote_time_seconds_bucket", api="Produce", le="0.0001") \
+        < produce["remote"][0], produce
+
+
 @pytest.mark.brook_config({"metrics.request.enable": "false"})
 def test_request_metrics_can_be_turned_off(brook):
     topic = unique_topic("unmeasured")
