@@ -15,9 +15,12 @@ Workloads, all with `brook bench` (bounded by `--max-seconds`, 30 s at most):
 - `produce-b1000`: 100 B records in batches of 1000 (`bench/run.sh`'s produce cell);
 - `consume`: reading back what produce-b1000 wrote (Fetch, sendfile).
 
-Rounds alternate the setups (off, on, on+scrape, then the next round), so load from
-elsewhere on the machine spreads over all three; the report gives each setup's median
-records/s per workload and its cost relative to `off`.
+Two figures per run: records/s as `brook bench` reports it, and the broker's own CPU
+time (utime + stime from `/proc/PID/stat`) per million records. On a shared 2-core
+machine the first moves with whatever else runs; the second is the steadier measure of
+what the broker spends. Rounds alternate the setups (off, on, on+scrape, then the next
+round), so load from elsewhere spreads over all three; the report gives each setup's
+median per workload and its cost relative to `off`.
 
     python3 bench/metrics_cost.py --brook-bin target/release/brook --rounds 5
 """
@@ -77,6 +80,21 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def cpu_seconds(self) -> float:
+        """The broker's user + system CPU time so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def timed(self, records: int, *args: str) -> tuple[float, float]:
+        """Runs a `brook bench` workload: (records/s, broker CPU seconds per million
+        records)."""
+        before = self.cpu_seconds()
+        report = self.run(*args)
+        cpu = self.cpu_seconds() - before
+        done = report.get("records", records) or records
+        return report["records_per_sec"], cpu / done * 1e6
+
     def run(self, *args: str) -> dict:
         out = subprocess.run([self.brook, *args, "-b", self.bootstrap],
                              capture_output=True, text=True, timeout=MAX_SECONDS + 30)
@@ -117,16 +135,17 @@ def one_round(brook: str, setup: str, records: int, small_records: int) -> dict:
         if setup == "on+scrape":
             b.start_scraping()
         common = ["--json", "--quiet", "--record-size", "100", "--max-seconds", str(MAX_SECONDS)]
-        small = b.run("bench", "produce", "--topic", "small", "--records", str(small_records),
-                      "--batch-size", "10", *common)
-        big = b.run("bench", "produce", "--topic", "big", "--records", str(records),
-                    "--batch-size", "1000", *common)
-        consume = b.run("bench", "consume", "--topic", "big", "--records", str(records),
-                        "--json", "--quiet", "--max-seconds", str(MAX_SECONDS))
-        return {"produce-b10": small["records_per_sec"],
-                "produce-b1000": big["records_per_sec"],
-                "consume": consume["records_per_sec"],
-                "scrapes": b.scrapes}
+        small = b.timed(small_records, "bench", "produce", "--topic", "small",
+                        "--records", str(small_records), "--batch-size", "10", *common)
+        big = b.timed(records, "bench", "produce", "--topic", "big", "--records", str(records),
+                      "--batch-size", "1000", *common)
+        consume = b.timed(records, "bench", "consume", "--topic", "big", "--records",
+                          str(records), "--json", "--quiet", "--max-seconds", str(MAX_SECONDS))
+        out = {"scrapes": b.scrapes}
+        for w, (rate, cpu) in (("produce-b10", small), ("produce-b1000", big),
+                               ("consume", consume)):
+            out[w], out[w + " cpu"] = rate, cpu
+        return out
     finally:
         b.stop()
 
@@ -146,20 +165,26 @@ def main() -> int:
             res = one_round(args.brook_bin, setup, args.records, args.small_records)
             runs[setup].append(res)
             print(f"round {r + 1} {setup:9} " + " ".join(
-                f"{k}={v:,.0f}" for k, v in res.items()), file=sys.stderr, flush=True)
+                f"{k}={v:,.3f}" if "cpu" in k else f"{k}={v:,.0f}" for k, v in res.items()),
+                file=sys.stderr, flush=True)
     load_end = os.getloadavg()
     workloads = ("produce-b10", "produce-b1000", "consume")
-    med = {s: {w: statistics.median(x[w] for x in runs[s]) for w in workloads} for s in SETUPS}
+    keys = workloads + tuple(w + " cpu" for w in workloads)
+    med = {s: {k: statistics.median(x[k] for x in runs[s]) for k in keys} for s in SETUPS}
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f}; "
-          f"{args.rounds} rounds, medians in records/s\n")
-    print("| workload | off | on | cost | on+scrape (1 s) | cost |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+          f"{args.rounds} rounds, medians\n")
+    print("| workload | figure | off | on | cost | on+scrape (1 s) | cost |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for w in workloads:
-        off = med["off"][w]
-        cells = [f"{off:,.0f}"]
-        for s in ("on", "on+scrape"):
-            cells += [f"{med[s][w]:,.0f}", f"{(1 - med[s][w] / off) * 100:+.1f}%"]
-        print(f"| {w} | " + " | ".join(cells) + " |")
+        for key, figure, fmt, sign in ((w, "records/s", "{:,.0f}", 1),
+                                       (w + " cpu", "broker CPU s per 1M records", "{:.3f}", -1)):
+            off = med["off"][key]
+            cells = [fmt.format(off)]
+            for s in ("on", "on+scrape"):
+                # Cost: throughput lost, or CPU time added, relative to off.
+                cost = (1 - med[s][key] / off) if sign > 0 else (med[s][key] / off - 1)
+                cells += [fmt.format(med[s][key]), f"{cost * 100:+.1f}%"]
+            print(f"| {w} | {figure} | " + " | ".join(cells) + " |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"runs": runs, "medians": med, "load": [load_start, load_end]}, f, indent=1)
