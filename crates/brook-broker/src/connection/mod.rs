@@ -524,9 +524,15 @@ async fn handle_frame(
         peer,
         session: session.clone(),
     };
-    let dispatch = router::dispatch(services, &ctx, &header, request).instrument(span);
+    // Pinned here and handed on by reference: the handler's future is large (every
+    // handler's state), and moving it into `measure` copied kilobytes per request.
+    let mut dispatch =
+        std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
     let (handler_started, (response, remote)) = if timing {
-        (Some(Instant::now()), request_time::measure(dispatch).await)
+        (
+            Some(Instant::now()),
+            request_time::measure(dispatch.as_mut()).await,
+        )
     } else {
         (None, (dispatch.await, Duration::ZERO))
     };
