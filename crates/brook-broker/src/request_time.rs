@@ -16,6 +16,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// One request's remote time so far, and how many waits are open.
@@ -25,20 +27,56 @@ struct Remote {
     open_waits: u32,
 }
 
-tokio::task_local! {
-    /// The remote time of the request being handled on this task.
-    static REMOTE: Cell<Remote>;
+thread_local! {
+    /// The remote time of the request being polled on this thread, if any: set by
+    /// [`Measured`] around each poll of its handler (a `tokio::task_local!` did the same
+    /// with a `RefCell` swap that cost more than every histogram together).
+    static CURRENT: Cell<Option<Remote>> = const { Cell::new(None) };
 }
 
 /// Runs a request's handler, returning its output and the time it spent in
-/// [`waiting_on_others`].
-pub async fn measure<F: Future>(handler: F) -> (F::Output, Duration) {
-    REMOTE
-        .scope(Cell::new(Remote::default()), async move {
-            let output = handler.await;
-            (output, REMOTE.with(|r| r.get().total))
-        })
-        .await
+/// [`waiting_on_others`]. The handler is polled in place (`Unpin`: pin it and pass
+/// `Pin<&mut _>`), so its state is never copied.
+pub fn measure<F: Future + Unpin>(handler: F) -> Measured<F> {
+    Measured {
+        handler,
+        remote: Remote::default(),
+    }
+}
+
+/// The future of [`measure`].
+pub struct Measured<F> {
+    handler: F,
+    remote: Remote,
+}
+
+/// Puts back the thread's previous request (none, outside nested polls) when a poll
+/// ends, even by a panic.
+struct Restore<'a> {
+    remote: &'a mut Remote,
+    outer: Option<Remote>,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        *self.remote = CURRENT.replace(self.outer).unwrap_or(*self.remote);
+    }
+}
+
+impl<F: Future + Unpin> Future for Measured<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let outer = CURRENT.replace(Some(this.remote));
+        let restore = Restore {
+            remote: &mut this.remote,
+            outer,
+        };
+        let polled = Pin::new(&mut this.handler).poll(cx);
+        drop(restore);
+        polled.map(|output| (output, this.remote.total))
+    }
 }
 
 /// Awaits `wait` and counts its duration as the current request's remote time.
@@ -55,13 +93,9 @@ struct Waiting {
 impl Waiting {
     /// `None` outside a request: nothing to count.
     fn start() -> Option<Waiting> {
-        REMOTE
-            .try_with(|r| {
-                let mut remote = r.get();
-                remote.open_waits += 1;
-                r.set(remote);
-            })
-            .ok()?;
+        let mut remote = CURRENT.get()?;
+        remote.open_waits += 1;
+        CURRENT.set(Some(remote));
         Some(Waiting {
             started: Instant::now(),
         })
@@ -70,15 +104,15 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        // tokio drops a scoped future inside its scope; if not, there is nothing to add to.
-        let _ = REMOTE.try_with(|r| {
-            let mut remote = r.get();
+        // A wait is dropped while its request is polled (finished, or cancelled by its
+        // handler); a request dropped whole leaves nothing to add to.
+        if let Some(mut remote) = CURRENT.get() {
             remote.open_waits = remote.open_waits.saturating_sub(1);
             if remote.open_waits == 0 {
                 remote.total += self.started.elapsed();
             }
-            r.set(remote);
-        });
+            CURRENT.set(Some(remote));
+        }
     }
 }
 
@@ -88,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_add_up_and_local_work_does_not_count() {
-        let (value, remote) = measure(async {
+        let (value, remote) = measure(Box::pin(async {
             waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
             // Local work (not wrapped) is not remote time.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -97,7 +131,7 @@ mod tests {
                 7
             })
             .await
-        })
+        }))
         .await;
         assert_eq!(value, 7);
         // Sleeps end no earlier than asked; the local 200 ms would double the total.
@@ -109,10 +143,10 @@ mod tests {
 
     #[tokio::test]
     async fn nested_waits_count_once() {
-        let ((), remote) = measure(waiting_on_others(async {
+        let ((), remote) = measure(Box::pin(waiting_on_others(async {
             waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
             waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
-        }))
+        })))
         .await;
         assert!(
             remote >= Duration::from_millis(60) && remote < Duration::from_millis(120),
@@ -122,12 +156,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_counts_what_it_waited() {
-        let ((), remote) = measure(async {
+        let ((), remote) = measure(Box::pin(async {
             let never = waiting_on_others(std::future::pending::<()>());
             let _ = tokio::time::timeout(Duration::from_millis(30), never).await;
             // The cancelled wait is closed: a later one counts on its own.
             waiting_on_others(tokio::time::sleep(Duration::from_millis(10))).await;
-        })
+        }))
         .await;
         assert!(
             remote >= Duration::from_millis(40) && remote < Duration::from_millis(200),
@@ -138,16 +172,20 @@ mod tests {
     #[tokio::test]
     async fn a_wait_outside_a_request_is_just_awaited() {
         assert_eq!(waiting_on_others(async { 3 }).await, 3);
-        let ((), remote) = measure(async {}).await;
+        let ((), remote) = measure(Box::pin(async {})).await;
         assert_eq!(remote, Duration::ZERO);
     }
 
     #[tokio::test]
     async fn requests_on_concurrent_tasks_keep_their_own_totals() {
-        let slow = tokio::spawn(measure(waiting_on_others(tokio::time::sleep(
+        let slow = tokio::spawn(measure(Box::pin(waiting_on_others(tokio::time::sleep(
             Duration::from_millis(40),
-        ))));
-        let ((), fast) = measure(async {}).await;
+        )))));
+        // Polled on the same thread as the slow one (a current-thread runtime).
+        let ((), fast) = measure(Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }))
+        .await;
         let ((), slow) = slow.await.unwrap();
         assert_eq!(fast, Duration::ZERO);
         assert!(slow >= Duration::from_millis(40), "{slow:?}");
