@@ -6,7 +6,7 @@
 //! arrive, an offset commit waiting for `__consumer_offsets`' ISR.
 //!
 //! The connection runs each handler inside [`measure`], which gives the request a
-//! task-local total; a wait wrapped in [`waiting_on_others`] adds its duration to it
+//! total of its own, current on the thread while the handler is polled; a wait wrapped in [`waiting_on_others`] adds its duration to it
 //! (a cancelled wait too: it was waited). Nested waits count once, the outermost, so
 //! a handler may wrap a call whose insides wrap their own waits. A wait outside
 //! [`measure`] (the admin API's requests, background tasks, `metrics.request.enable`
