@@ -8,6 +8,7 @@ Every test broker runs its admin listener on a free port (`conftest.Broker.admin
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -104,8 +105,8 @@ def test_metrics_match_what_the_clients_did(brook):
     assert value(s, "brook_topic_failed_produce_requests_total", topic=topic) == 0
     assert value(s, "brook_topic_fetch_requests_total", topic=topic) >= 1
     for api in ("Produce", "Fetch", "OffsetCommit", "JoinGroup"):
-        assert value(s, "brook_request_duration_seconds_count", api=api) >= 1, api
-        assert value(s, "brook_request_duration_seconds_bucket", api=api, le="+Inf") >= 1
+        assert value(s, "brook_request_total_time_seconds_count", api=api) >= 1, api
+        assert value(s, "brook_request_total_time_seconds_bucket", api=api, le="+Inf") >= 1
 
     hw = series(s, "brook_partition_high_watermark", topic=topic)
     assert len(hw) == 3 and sum(hw.values()) == N
@@ -128,7 +129,7 @@ def test_metrics_match_what_the_clients_did(brook):
     assert value(s, "brook_leader_partitions") >= 3
     assert value(s, "brook_under_replicated_partitions") == 0
     assert value(s, "brook_offline_partitions") == 0
-    assert value(s, "brook_active_connections", listener="client") >= 0
+    assert value(s, "brook_active_connections", listener="PLAINTEXT") >= 0
 
 
 @pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0,
@@ -141,6 +142,81 @@ def test_per_partition_series_can_be_turned_off(brook):
                    and x, 10, what="topic lag")
     assert value(s, "brook_topic_messages_in_total", topic=topic) == N
     assert not [n for (n, labels) in s if any(k == "partition" for k, _ in labels)]
+
+
+PHASES = ("queue", "local", "remote", "response_send")
+
+
+def request_times(s, api: str) -> dict[str, tuple[float, float]]:
+    """(count, sum) of each of `api`'s request time histograms."""
+    return {part: (value(s, f"brook_request_{part}_time_seconds_count", api=api) or 0,
+                   value(s, f"brook_request_{part}_time_seconds_sum", api=api) or 0)
+            for part in PHASES + ("throttle", "total")}
+
+
+def test_request_time_is_split_as_kafka_splits_it(brook):
+    """After a produce and fetches, Produce and Fetch have every histogram of Kafka's
+    RequestMetrics; a fetch parked for fetch.wait.max.ms shows it as remote time; the
+    parts add up to the total; nothing is throttled."""
+    topic = unique_topic("request-times")
+    create_topic(brook.bootstrap, topic, 1)
+    assert_all_delivered(produce_all(
+        producer(brook.bootstrap, acks="all"), topic, [{"value": b"v" * 100}] * 50))
+    c = consumer(brook.bootstrap, **{"fetch.wait.max.ms": 400})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = 0
+    try:
+        deadline = time.monotonic() + 10
+        while got < 50 and time.monotonic() < deadline:
+            got += len(c.consume(num_messages=50, timeout=1.0))
+        assert got == 50
+        # Nothing more to read: each fetch now parks for fetch.wait.max.ms.
+        c.consume(num_messages=1, timeout=2.5)
+    finally:
+        c.close()
+    s = scrape(brook)
+    for api in ("Produce", "Fetch"):
+        t = request_times(s, api)
+        counts = {part: count for part, (count, _) in t.items()}
+        assert min(counts.values()) >= 1 and len(set(counts.values())) == 1, (api, counts)
+        # Every request's parts are measured between the same clock readings.
+        parts = sum(t[part][1] for part in PHASES)
+        assert abs(parts - t["total"][1]) < 0.001 * counts["total"] + 1e-6, (api, t)
+        assert t["throttle"][1] == 0
+    fetch = request_times(s, "Fetch")
+    assert fetch["remote"][1] >= 0.6, fetch  # two or more 400 ms waits
+    assert fetch["local"][1] < fetch["remote"][1], fetch
+    assert value(s, "brook_request_remote_time_seconds_bucket", api="Fetch", le="0.0001") \
+        < fetch["remote"][0]
+
+
+def test_acks_all_waiting_for_followers_is_remote_time(cluster):
+    """On a leader with two followers, an acks=all produce waits for their fetches:
+    Produce's remote time is more than nothing."""
+    topic = unique_topic("remote")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    cluster.wait_for_isr(topic, 0, {1, 2, 3}, timeout=30)
+    leader = cluster.nodes[cluster.leader(topic, 0)]
+    p = producer(leader.bootstrap, acks="all", **{"linger.ms": 0})
+    for i in range(20):
+        assert_all_delivered(produce_all(p, topic, [{"value": b"r%d" % i, "partition": 0}]))
+    s = scrape(leader)
+    produce = request_times(s, "Produce")
+    assert produce["remote"][0] >= 20 and produce["remote"][1] > 0, produce
+    # Waits of at least 100 µs, not only clock noise.
+    assert value(s, "brook_request_remote_time_seconds_bucket", api="Produce", le="0.0001") \
+        < produce["remote"][0], produce
+
+
+@pytest.mark.brook_config({"metrics.request.enable": "false"})
+def test_request_metrics_can_be_turned_off(brook):
+    topic = unique_topic("unmeasured")
+    create_topic(brook.bootstrap, topic, 1)
+    assert_all_delivered(produce_all(producer(brook.bootstrap), topic, [{"value": b"x"}] * 5))
+    s = scrape(brook)
+    assert not [n for (n, _) in s if n.startswith(("brook_request_", "brook_topic_"))]
+    # The state read at scrape time is still there.
+    assert value(s, "brook_partition_high_watermark", topic=topic, partition=0) == 5
 
 
 def raw_http(admin_url: str, request: bytes) -> int:

@@ -384,12 +384,15 @@ impl Groups {
             armed: true,
         };
         self.apply(group_id, |c| ((), f(c, token))).await?;
-        let reply = rx.await.map_err(|_| {
-            ApiError::new(
-                ResponseError::CoordinatorNotAvailable,
-                "coordinator dropped the request",
-            )
-        });
+        // Waiting on the group's other members: the request's remote time.
+        let reply = crate::request_time::waiting_on_others(rx)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    "coordinator dropped the request",
+                )
+            });
         drop(guard.disarm());
         reply
     }

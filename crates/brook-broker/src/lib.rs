@@ -39,6 +39,7 @@ pub mod partition;
 mod peer;
 pub mod producer_state;
 mod replicas;
+mod request_time;
 mod router;
 pub mod sasl;
 mod server;

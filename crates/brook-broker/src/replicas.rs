@@ -41,10 +41,11 @@ impl LeadershipDelta {
     }
 }
 
-/// How many threads open partitions when an image brings many topics at once (start-up,
-/// or a broker catching up), and from how many topics on.
+/// How many threads open partitions when an image brings many at once (start-up, a
+/// broker catching up, a CreateTopics of many topics), and from how many on. Work is
+/// split by topic.
 const APPLY_THREADS: usize = 4;
-const PARALLEL_APPLY_MIN_TOPICS: usize = 64;
+const PARALLEL_APPLY_MIN_PARTITIONS: usize = 64;
 
 pub struct Replicas {
     node_id: i32,
@@ -217,7 +218,8 @@ impl Replicas {
         // Opening a partition is mostly waiting on the disk (recovery reads, directory
         // fsyncs at creation): many at once go on several threads, so a start-up with
         // 10,000 partitions is not one long queue of them.
-        let outcomes = if visit.len() >= PARALLEL_APPLY_MIN_TOPICS {
+        let partitions: usize = visit.iter().map(|(t, _)| t.partitions.len()).sum();
+        let outcomes = if visit.len() > 1 && partitions >= PARALLEL_APPLY_MIN_PARTITIONS {
             let chunk = visit.len().div_ceil(APPLY_THREADS);
             std::thread::scope(|scope| {
                 let handles: Vec<_> = visit

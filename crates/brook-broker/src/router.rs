@@ -28,6 +28,28 @@ pub enum Response {
     Fetch(handlers::fetch::FetchReply),
 }
 
+impl Response {
+    /// The response's `throttle_time_ms` (0 for the few without one). Brook has no
+    /// client quotas, so its handlers leave it 0; the metric records what is sent.
+    pub fn throttle_time_ms(&self) -> i32 {
+        /// Each kind's field, by name: the kinds are different types.
+        macro_rules! field {
+            ($kind:expr; $($variant:ident),*) => {
+                match $kind {
+                    $(ResponseKind::$variant(r) => r.throttle_time_ms,)*
+                    _ => 0,
+                }
+            };
+        }
+        match self {
+            Response::Fetch(reply) => reply.response.throttle_time_ms,
+            Response::Kind(kind) => {
+                field!(kind; AddOffsetsToTxn, AddPartitionsToTxn, AlterConfigs, AlterPartitionReassignments, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, SyncGroup, TxnOffsetCommit)
+            }
+        }
+    }
+}
+
 /// The broker's services, wired once at start-up. The router hands each handler only
 /// the ones it uses.
 pub struct Services {
@@ -540,4 +562,26 @@ async fn dispatch_checked(
         }
     };
     Some(Response::Kind(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{FetchResponse, ProduceResponse, SaslHandshakeResponse};
+
+    use super::*;
+
+    #[test]
+    fn throttle_time_is_read_from_each_response_that_has_one() {
+        let produce = Response::Kind(ResponseKind::Produce(
+            ProduceResponse::default().with_throttle_time_ms(5),
+        ));
+        assert_eq!(produce.throttle_time_ms(), 5);
+        let fetch = Response::Fetch(handlers::fetch::FetchReply {
+            response: FetchResponse::default().with_throttle_time_ms(9),
+            records: Vec::new(),
+        });
+        assert_eq!(fetch.throttle_time_ms(), 9);
+        let sasl = Response::Kind(ResponseKind::SaslHandshake(SaslHandshakeResponse::default()));
+        assert_eq!(sasl.throttle_time_ms(), 0);
+    }
 }

@@ -28,7 +28,7 @@ use crate::listeners::{self, ListenerPlan};
 use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
-use crate::metrics::BrokerMetrics;
+use crate::metrics::{BrokerMetrics, MetricsSwitches};
 use crate::peer::{PeerNet, RaftTransport};
 use crate::replicas::Replicas;
 use crate::router::Services;
@@ -218,6 +218,7 @@ impl BrokerBuilder {
             store,
             peers,
             endpoints.clone(),
+            plan.listeners.iter().map(|l| l.name.clone()).collect(),
             self.log_levels.take(),
         )
         .await?;
@@ -488,6 +489,7 @@ async fn wire(
     store: MetaStore,
     peers: Option<Arc<PeerNet>>,
     endpoints: Vec<BrokerEndpoint>,
+    listener_names: Vec<String>,
     log_levels: Option<Arc<dyn LogLevels>>,
 ) -> Result<Wired, StartError> {
     let config = Arc::new(config);
@@ -558,7 +560,11 @@ async fn wire(
         replicas.clone(),
         groups.clone(),
         metadata.clone(),
-        settings.metrics_partition_labels_enable,
+        MetricsSwitches {
+            listeners: listener_names,
+            requests: settings.metrics_request_enable,
+            per_partition: settings.metrics_partition_labels_enable,
+        },
     ));
     let access = Arc::new(crate::access::Access::new(&settings));
     if access.enabled() {

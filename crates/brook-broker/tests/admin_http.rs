@@ -57,7 +57,7 @@ async fn health_ready_and_metrics_answer_and_bad_requests_get_4xx() {
     for name in [
         "brook_leader_partitions 0",
         "brook_partitions 0",
-        "brook_active_connections{listener=\"client\"} 0",
+        "brook_active_connections{listener=\"PLAINTEXT\"} 0",
         "# TYPE brook_group_lag gauge",
     ] {
         assert!(metrics.contains(name), "{name} missing from {metrics}");

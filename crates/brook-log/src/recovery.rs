@@ -235,16 +235,11 @@ fn load_segments(
             Loaded::Scanned(scanned) => {
                 recovered += 1;
                 // The last segment, if whole, becomes the active one as it is.
-                match if last {
+                if last && scanned.is_whole() {
                     scanned.into_unsynced()
                 } else {
-                    Err(scanned)
-                } {
-                    Ok(segment) => segment,
-                    Err(scanned) => {
-                        repaired += 1;
-                        scanned.repair(!last)?
-                    }
+                    repaired += 1;
+                    scanned.repair(!last)?
                 }
             }
         });

@@ -411,6 +411,7 @@ broker_settings! {
     max_connections: i64 = "max.connections", "2147483647";
     max_connections_per_ip: i64 = "max.connections.per.ip", "2147483647";
     metrics_partition_labels_enable: bool = "metrics.partition.labels.enable", "true";
+    metrics_request_enable: bool = "metrics.request.enable", "true";
     num_partitions: i64 = "num.partitions", "1";
     offset_metadata_max_bytes: i64 = "offset.metadata.max.bytes", "4096";
     offsets_commit_timeout_ms: i64 = "offsets.commit.timeout.ms", "5000";

@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brook_protocol::frame::{frame_len, FRAME_PREFIX_LEN};
 use brook_protocol::request::{decode_request, encode_response, peek_header};
@@ -41,7 +41,9 @@ use crate::clock::now_ms;
 use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
+use crate::metrics::{BrokerMetrics, RequestTimes};
 use crate::peer;
+use crate::request_time;
 use crate::router::Services;
 use crate::router::{self, Response};
 use crate::sasl::SaslSession;
@@ -116,6 +118,34 @@ enum Outcome {
     ReplyThenClose(BytesMut),
 }
 
+/// A dispatched request's clock readings, kept until its response has been written
+/// (with `metrics.request.enable=false` no clock is read and there is none).
+struct Timed {
+    api: ApiKey,
+    /// When its handler started (after the header checks and decoding).
+    handler_started: Instant,
+    /// When its response was encoded.
+    handled: Instant,
+    remote: Duration,
+    throttle_time_ms: i32,
+}
+
+impl Timed {
+    /// Records the request, received (its frame's last byte read) at `received`, whose
+    /// response has just been flushed.
+    fn record(&self, metrics: &BrokerMetrics, received: Instant) {
+        let times = RequestTimes::split(
+            received,
+            self.handler_started,
+            self.handled,
+            Instant::now(),
+            self.remote,
+            self.throttle_time_ms,
+        );
+        metrics.observe_request(self.api, &times);
+    }
+}
+
 /// Serves one connection whose transport is established (a TCP socket's halves, or a
 /// TLS stream's after its handshake), as `session`; on a SASL listener `sasl`
 /// authenticates it first.
@@ -134,11 +164,10 @@ pub async fn serve<R, W>(
     W: ResponseSink,
 {
     let mut session = Arc::new(session);
-    let _open = services
-        .metrics
-        .connection_opened(session.listener.controller);
+    let _open = services.metrics.connection_opened(&session.listener.name);
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
+    let timing = services.metrics.requests_enabled();
     loop {
         // Before SASL authentication (or during a re-authentication) frames are bounded
         // by sasl.server.max.receive.size.
@@ -174,11 +203,15 @@ pub async fn serve<R, W>(
             }
         };
         let (frame, reservation) = frame;
+        let received = timing.then(Instant::now);
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
-        let outcome = match sasl.as_mut().filter(|s| s.raw_tokens()) {
-            Some(s) => sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
+        let (outcome, timed) = match sasl.as_mut().filter(|s| s.raw_tokens()) {
+            Some(s) => (
+                sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
+                None,
+            ),
             None => tokio::select! {
-                outcome = handle_frame(&services, peer, frame, &mut session, &mut sasl) => outcome,
+                handled = handle_frame(&services, peer, frame, &mut session, &mut sasl, timing) => handled,
                 _ = shutdown.changed() => break,
             },
         };
@@ -196,7 +229,11 @@ pub async fn serve<R, W>(
             _ = shutdown.changed() => break,
         };
         match written {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if let (Some(timed), Some(received)) = (timed, received) {
+                    timed.record(&services.metrics, received);
+                }
+            }
             Ok(Err((loud, reason))) => {
                 if loud {
                     tracing::warn!(%peer, %reason, "closing connection");
@@ -459,28 +496,92 @@ async fn read_body<R: AsyncRead + Unpin>(
     Ok((frame.freeze(), reservation))
 }
 
+/// Handles one frame; a request that reached its handler comes back with its clock
+/// readings when `timing`.
 async fn handle_frame(
     services: &Services,
     peer: SocketAddr,
     frame: Bytes,
     session: &mut Arc<Session>,
     sasl: &mut Option<SaslSession>,
-) -> Outcome {
+    timing: bool,
+) -> (Outcome, Option<Timed>) {
+    // Requests that never reach a handler (closed connections, SASL exchanges, internal
+    // RPCs, KIP-511 answers) are not timed.
+    let Decoded {
+        api,
+        version,
+        correlation_id,
+        header,
+        request,
+    } = match check_frame(services, peer, frame, session, sasl).await {
+        Ok(decoded) => decoded,
+        Err(outcome) => return (outcome, None),
+    };
+    let span = tracing::debug_span!("request", api = ?api, version, correlation_id);
+    let ctx = RequestContext {
+        client_id: header.client_id.clone(),
+        peer,
+        session: session.clone(),
+    };
+    // Pinned here and handed on by reference: the handler's future is large (every
+    // handler's state), and moving it into `measure` copied kilobytes per request.
+    let mut dispatch =
+        std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
+    let (handler_started, (response, remote)) = if timing {
+        (
+            Some(Instant::now()),
+            request_time::measure(dispatch.as_mut()).await,
+        )
+    } else {
+        (None, (dispatch.await, Duration::ZERO))
+    };
+    let throttle_time_ms = response.as_ref().map_or(0, Response::throttle_time_ms);
+    let outcome = encode(api, version, correlation_id, response);
+    let timed = handler_started.map(|handler_started| Timed {
+        api,
+        handler_started,
+        handled: Instant::now(),
+        remote,
+        throttle_time_ms,
+    });
+    (outcome, timed)
+}
+
+/// A decoded request ready for its handler.
+struct Decoded {
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    header: kafka_protocol::messages::RequestHeader,
+    request: kafka_protocol::messages::RequestKind,
+}
+
+/// Checks and decodes a frame: `Err` is the outcome of a frame that goes no further
+/// (answered here, by the SASL hook or the internal RPC server, or closing the
+/// connection).
+async fn check_frame(
+    services: &Services,
+    peer: SocketAddr,
+    frame: Bytes,
+    session: &mut Arc<Session>,
+    sasl: &mut Option<SaslSession>,
+) -> Result<Decoded, Outcome> {
     let peek = match peek_header(&frame) {
         Ok(p) => p,
-        Err(e) => return Outcome::Close(e.to_string()),
+        Err(e) => return Err(Outcome::Close(e.to_string())),
     };
     let api = ApiKey::try_from(peek.api_key);
     // The SASL hook: before authentication only its own requests are taken.
     if session.auth != Auth::Done && !api.is_ok_and(|api| session.admits(api)) {
-        return Outcome::Close(format!(
+        return Err(Outcome::Close(format!(
             "request with API key {} before SASL authentication",
             peek.api_key
-        ));
+        )));
     }
     if let (Some(s), Ok(api)) = (sasl.as_mut(), api) {
         if let Some(outcome) = sasl::intercept(s, session, peer, api, &peek, &frame, now_ms()) {
-            return outcome;
+            return Err(outcome);
         }
     }
     let internal = session.listener.controller;
@@ -488,9 +589,9 @@ async fn handle_frame(
     {
         // api key, version, correlation id, null client id: 10 bytes.
         let Some(body) = frame.get(10..) else {
-            return Outcome::Close("truncated internal request".into());
+            return Err(Outcome::Close("truncated internal request".into()));
         };
-        return match rpc.handle(body).await {
+        return Err(match rpc.handle(body).await {
             Ok(payload) => {
                 let mut out = BytesMut::with_capacity(8 + payload.len());
                 out.extend_from_slice(&((payload.len() + 4) as i32).to_be_bytes());
@@ -499,10 +600,10 @@ async fn handle_frame(
                 Outcome::Reply(out)
             }
             Err(reason) => Outcome::Close(reason),
-        };
+        });
     }
     let Ok(api) = api else {
-        return Outcome::Close(format!("unknown API key {}", peek.api_key));
+        return Err(Outcome::Close(format!("unknown API key {}", peek.api_key)));
     };
     if !apis::accepts(api, peek.api_version) {
         if api == ApiKey::ApiVersions {
@@ -511,50 +612,42 @@ async fn handle_frame(
             let body = ResponseKind::ApiVersions(api_versions::response(
                 ResponseError::UnsupportedVersion.code(),
             ));
-            return match encode_response(api, 0, peek.correlation_id, &body) {
+            return Err(match encode_response(api, 0, peek.correlation_id, &body) {
                 Ok(bytes) => Outcome::Reply(bytes),
                 Err(e) => Outcome::Close(e.to_string()),
-            };
+            });
         }
-        return Outcome::Close(format!(
+        return Err(Outcome::Close(format!(
             "unsupported version {} of {:?}",
             peek.api_version, api
-        ));
+        )));
     }
     let (header, request) = match decode_request(frame) {
         Ok(decoded) => decoded,
-        Err(e) => return Outcome::Close(e.to_string()),
+        Err(e) => return Err(Outcome::Close(e.to_string())),
     };
-    let span = tracing::debug_span!("request", api = ?api, version = peek.api_version, correlation_id = peek.correlation_id);
-    let ctx = RequestContext {
-        client_id: header.client_id.clone(),
-        peer,
-        session: session.clone(),
-    };
-    let started = std::time::Instant::now();
-    let response = router::dispatch(services, &ctx, &header, request)
-        .instrument(span)
-        .await;
-    services.metrics.observe_request(api, started.elapsed());
+    Ok(Decoded {
+        api,
+        version: peek.api_version,
+        correlation_id: peek.correlation_id,
+        header,
+        request,
+    })
+}
+
+/// Encodes a handler's response.
+fn encode(api: ApiKey, version: i16, correlation_id: i32, response: Option<Response>) -> Outcome {
     match response {
-        Some(Response::Kind(body)) => {
-            match encode_response(api, peek.api_version, peek.correlation_id, &body) {
-                Ok(bytes) => Outcome::Reply(bytes),
-                Err(e) => Outcome::Close(e.to_string()),
+        Some(Response::Kind(body)) => match encode_response(api, version, correlation_id, &body) {
+            Ok(bytes) => Outcome::Reply(bytes),
+            Err(e) => Outcome::Close(e.to_string()),
+        },
+        Some(Response::Fetch(reply)) => {
+            match encode_fetch_response(version, correlation_id, &reply.response, &reply.records) {
+                Ok(chunks) => Outcome::Chunked(chunks),
+                Err(e) => Outcome::Close(format!("cannot encode Fetch v{version} response: {e}")),
             }
         }
-        Some(Response::Fetch(reply)) => match encode_fetch_response(
-            peek.api_version,
-            peek.correlation_id,
-            &reply.response,
-            &reply.records,
-        ) {
-            Ok(chunks) => Outcome::Chunked(chunks),
-            Err(e) => Outcome::Close(format!(
-                "cannot encode Fetch v{} response: {e}",
-                peek.api_version
-            )),
-        },
         None => Outcome::NoReply,
     }
 }

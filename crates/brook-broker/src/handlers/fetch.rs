@@ -95,7 +95,9 @@ pub async fn handle(
                 records,
             };
         }
-        if !wait_for_change(&mut changes, deadline).await {
+        // Waiting on producers (or the deadline): the request's remote time.
+        let changed = wait_for_change(&mut changes, deadline);
+        if !crate::request_time::waiting_on_others(changed).await {
             continue;
         }
         for rx in &mut changes {

@@ -227,7 +227,9 @@ impl Partition {
                     return Ok(());
                 }
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
+            // Waiting on the followers: the request's remote time.
+            let changed = tokio::time::timeout_at(deadline, rx.changed());
+            match crate::request_time::waiting_on_others(changed).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Err(ResponseError::RequestTimedOut.code()),
             }

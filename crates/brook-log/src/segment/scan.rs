@@ -234,14 +234,17 @@ impl Scanned {
     /// restarting after kill -9 with 10,000 partitions would otherwise create, fsync and
     /// rename two index files and a checkpoint per partition. A crash before the next
     /// sync finds the segment above the recovery point and checks it again. A damaged
-    /// segment is handed back for [`Scanned::repair`].
-    pub fn into_unsynced(self) -> Result<Segment, Scanned> {
-        if self.damage.is_some() {
-            return Err(self);
-        }
+    /// segment goes through [`Scanned::repair`] instead (see [`Scanned::is_whole`]).
+    pub fn into_unsynced(self) -> Segment {
+        debug_assert!(self.is_whole());
         let mut segment = self.segment;
         segment.mark_unsynced();
-        Ok(segment)
+        segment
+    }
+
+    /// No bad batch was found: nothing to cut.
+    pub fn is_whole(&self) -> bool {
+        self.damage.is_none()
     }
 
     /// Cuts the file at the first bad batch (the only bytes recovery drops), fsyncs it

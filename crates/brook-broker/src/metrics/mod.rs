@@ -1,0 +1,371 @@
+//! The broker's Prometheus metrics (`/metrics` on the admin listener).
+//!
+//! Two kinds, so the request path pays almost nothing:
+//! - counted as it happens, through handles resolved once: request time per API key
+//!   split as Kafka's RequestMetrics (queue, local, remote, response send, total,
+//!   throttle; an array indexed by the key), per-topic messages and bytes in and out and
+//!   produce/fetch requests (a map read-locked by `&str`, no allocation once a topic
+//!   has been seen), open connections per listener;
+//! - computed at scrape time from the services' own state ([`StateCollector`]): log
+//!   size and offsets per partition, leadership, under-replicated and offline
+//!   partitions, consumer groups' committed offsets and lag.
+//!
+//! Names follow Prometheus conventions: `brook_` prefix, base units in the name,
+//! `_total` on counters (added by the encoder). The README maps each to Kafka's JMX name.
+
+mod requests;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use kafka_protocol::messages::ApiKey;
+use parking_lot::RwLock;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+pub use requests::RequestTimes;
+use requests::{RequestFamilies, RequestHistograms, API_KEY_SLOTS};
+use state::StateCollector;
+
+use crate::groups::Groups;
+use crate::metadata::MetadataView;
+use crate::replicas::Replicas;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+/// Per-topic counters (Kafka's BrokerTopicMetrics), one handle each.
+pub struct TopicCounters {
+    messages_in: Counter,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    produce_requests: Counter,
+    failed_produce_requests: Counter,
+    fetch_requests: Counter,
+    failed_fetch_requests: Counter,
+}
+
+/// One topic's traffic counters, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTraffic {
+    pub topic: String,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// The families behind [`TopicCounters`], kept to create and drop a topic's series.
+#[derive(Default, Clone)]
+struct TopicFamilies {
+    messages_in: Family<TopicLabel, Counter>,
+    bytes_in: Family<TopicLabel, Counter>,
+    bytes_out: Family<TopicLabel, Counter>,
+    produce_requests: Family<TopicLabel, Counter>,
+    failed_produce_requests: Family<TopicLabel, Counter>,
+    fetch_requests: Family<TopicLabel, Counter>,
+    failed_fetch_requests: Family<TopicLabel, Counter>,
+}
+
+impl TopicFamilies {
+    fn all(&self) -> [&Family<TopicLabel, Counter>; 7] {
+        [
+            &self.messages_in,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.produce_requests,
+            &self.failed_produce_requests,
+            &self.fetch_requests,
+            &self.failed_fetch_requests,
+        ]
+    }
+}
+
+/// The broker's metrics: recording handles for the request path, and the registry a
+/// scrape encodes.
+pub struct BrokerMetrics {
+    registry: Registry,
+    /// `metrics.request.enable`: whether the request path records at all.
+    requests_enabled: bool,
+    request_families: RequestFamilies,
+    /// Resolved on an API's first request, so only APIs in use have series.
+    request_times_by_key: Box<[OnceLock<RequestHistograms>]>,
+    topic_families: TopicFamilies,
+    topics: RwLock<HashMap<String, Arc<TopicCounters>>>,
+    /// Open connections by listener name, one gauge per listener of the plan.
+    connections: Vec<(String, Gauge)>,
+    connections_family: Family<ListenerLabel, Gauge>,
+    metadata: MetadataView,
+}
+
+/// Which metrics the broker records, from its settings and listeners.
+#[derive(Debug, Clone)]
+pub struct MetricsSwitches {
+    /// The names of the listeners, each counted in `brook_active_connections`.
+    pub listeners: Vec<String>,
+    /// `metrics.request.enable`: request times and per-topic traffic counters.
+    pub requests: bool,
+    /// `metrics.partition.labels.enable`: series labelled by partition.
+    pub per_partition: bool,
+}
+
+/// One open connection, counted in `brook_active_connections` until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl BrokerMetrics {
+    pub fn new(
+        replicas: Arc<Replicas>,
+        groups: Arc<Groups>,
+        metadata: MetadataView,
+        switches: MetricsSwitches,
+    ) -> Self {
+        let mut registry = Registry::default();
+        let request_families = RequestFamilies::register(&mut registry);
+        let topic_families = TopicFamilies::default();
+        let topic_help = [
+            ("brook_topic_messages_in", "Records appended by producers"),
+            (
+                "brook_topic_bytes_in",
+                "Record batch bytes appended by producers",
+            ),
+            (
+                "brook_topic_bytes_out",
+                "Record batch bytes sent to consumers (not to followers)",
+            ),
+            (
+                "brook_topic_produce_requests",
+                "Produce requests naming the topic",
+            ),
+            (
+                "brook_topic_failed_produce_requests",
+                "Produce requests with an error in one of the topic's partitions",
+            ),
+            (
+                "brook_topic_fetch_requests",
+                "Consumer fetch requests naming the topic",
+            ),
+            (
+                "brook_topic_failed_fetch_requests",
+                "Consumer fetch requests with an error in one of the topic's partitions",
+            ),
+        ];
+        for ((name, help), family) in topic_help.iter().zip(topic_families.all()) {
+            registry.register(*name, *help, family.clone());
+        }
+        let stats = replicas.stats();
+        registry.register(
+            "brook_log_flush_seconds",
+            "Time each fsync of a partition log took (Kafka's LogFlushRateAndTimeMs)",
+            stats.flush_seconds.clone(),
+        );
+        registry.register(
+            "brook_isr_shrinks",
+            "ISR shrinks this broker asked for as leader and the controller accepted (Kafka's IsrShrinksPerSec)",
+            stats.isr_shrinks.clone(),
+        );
+        registry.register(
+            "brook_isr_expands",
+            "ISR expansions this broker asked for as leader and the controller accepted (Kafka's IsrExpandsPerSec)",
+            stats.isr_expands.clone(),
+        );
+        let connections_family = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "brook_active_connections",
+            "Open Kafka protocol connections, by listener",
+            connections_family.clone(),
+        );
+        let connections = switches
+            .listeners
+            .iter()
+            .map(|name| {
+                let label = ListenerLabel {
+                    listener: name.clone(),
+                };
+                (
+                    name.clone(),
+                    connections_family.get_or_create(&label).clone(),
+                )
+            })
+            .collect();
+        registry.register_collector(Box::new(StateCollector {
+            replicas,
+            groups,
+            metadata: metadata.clone(),
+            per_partition: switches.per_partition,
+        }));
+        BrokerMetrics {
+            registry,
+            requests_enabled: switches.requests,
+            request_families,
+            request_times_by_key: (0..API_KEY_SLOTS).map(|_| OnceLock::new()).collect(),
+            topic_families,
+            topics: RwLock::default(),
+            connections,
+            connections_family,
+            metadata,
+        }
+    }
+
+    /// Whether requests are timed and counted (`metrics.request.enable`): when not,
+    /// the connection reads no clocks and the handlers count no per-topic traffic.
+    pub fn requests_enabled(&self) -> bool {
+        self.requests_enabled
+    }
+
+    /// Records where one request's time went.
+    pub fn observe_request(&self, api: ApiKey, times: &RequestTimes) {
+        let Some(slot) = self.request_times_by_key.get(api as i16 as usize) else {
+            return;
+        };
+        let h = slot.get_or_init(|| self.request_families.for_api(api));
+        h.queue.observe(times.queue.as_secs_f64());
+        h.local.observe(times.local.as_secs_f64());
+        h.remote.observe(times.remote.as_secs_f64());
+        h.response_send.observe(times.response_send.as_secs_f64());
+        h.throttle.observe(times.throttle.as_secs_f64());
+        h.total.observe(times.total.as_secs_f64());
+    }
+
+    /// Counts a connection on listener `listener` (its name, `PLAINTEXT`).
+    pub fn connection_opened(&self, listener: &str) -> OpenConnection {
+        let gauge = match self.connections.iter().find(|(name, _)| name == listener) {
+            Some((_, gauge)) => gauge.clone(),
+            // Not in the plan the metrics were built with (an embedding's own listener).
+            None => self
+                .connections_family
+                .get_or_create(&ListenerLabel {
+                    listener: listener.to_string(),
+                })
+                .clone(),
+        };
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+
+    /// The counters of `topic`, created on its first use; `None` if no such topic
+    /// exists (so names a client makes up never become series) or requests are not
+    /// counted (`metrics.request.enable=false`).
+    pub fn topic(&self, topic: &str) -> Option<Arc<TopicCounters>> {
+        if !self.requests_enabled {
+            return None;
+        }
+        if let Some(counters) = self.topics.read().get(topic) {
+            return Some(counters.clone());
+        }
+        self.metadata.image().topic(topic)?;
+        let label = TopicLabel {
+            topic: topic.to_string(),
+        };
+        let f = &self.topic_families;
+        let counter = |family: &Family<TopicLabel, Counter>| family.get_or_create(&label).clone();
+        let counters = Arc::new(TopicCounters {
+            messages_in: counter(&f.messages_in),
+            bytes_in: counter(&f.bytes_in),
+            bytes_out: counter(&f.bytes_out),
+            produce_requests: counter(&f.produce_requests),
+            failed_produce_requests: counter(&f.failed_produce_requests),
+            fetch_requests: counter(&f.fetch_requests),
+            failed_fetch_requests: counter(&f.failed_fetch_requests),
+        });
+        Some(
+            self.topics
+                .write()
+                .entry(label.topic)
+                .or_insert(counters)
+                .clone(),
+        )
+    }
+
+    /// Traffic per topic so far (messages and bytes in, bytes out), for the admin API's
+    /// throughput figures. Topics deleted since are gone from the sums.
+    pub fn traffic(&self) -> Vec<TopicTraffic> {
+        let mut out: Vec<TopicTraffic> = self
+            .topics
+            .read()
+            .iter()
+            .map(|(topic, c)| TopicTraffic {
+                topic: topic.clone(),
+                messages_in: c.messages_in.get(),
+                bytes_in: c.bytes_in.get(),
+                bytes_out: c.bytes_out.get(),
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
+        out
+    }
+
+    /// Forgets the counters of topics that no longer exist, so deleted topics do not
+    /// stay in every scrape.
+    fn forget_deleted_topics(&self, exists: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self
+            .topics
+            .read()
+            .keys()
+            .filter(|t| !exists(t))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut topics = self.topics.write();
+        for topic in gone {
+            topics.remove(&topic);
+            let label = TopicLabel { topic };
+            for family in self.topic_families.all() {
+                family.remove(&label);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric. Reads every
+    /// partition's offsets: call it on the blocking pool.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let image = self.metadata.image();
+        self.forget_deleted_topics(|t| image.topic(t).is_some());
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl TopicCounters {
+    /// A produce of `records` records in `bytes` bytes appended.
+    pub fn appended(&self, records: u64, bytes: u64) {
+        self.messages_in.inc_by(records);
+        self.bytes_in.inc_by(bytes);
+    }
+
+    pub fn produce_request(&self, failed: bool) {
+        self.produce_requests.inc();
+        if failed {
+            self.failed_produce_requests.inc();
+        }
+    }
+
+    pub fn fetch_request(&self, failed: bool) {
+        self.fetch_requests.inc();
+        if failed {
+            self.failed_fetch_requests.inc();
+        }
+    }
+
+    pub fn sent(&self, bytes: u64) {
+        self.bytes_out.inc_by(bytes);
+    }
+}

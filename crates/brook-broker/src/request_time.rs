@@ -1,0 +1,193 @@
+//! Where a request's time goes, split as Kafka's `RequestMetrics` splits it. This
+//! module measures the one part the connection cannot see from outside the handler:
+//! **remote time**, the time a handler spends waiting on other parties — an acks=all
+//! produce waiting for the in-sync replicas, a fetch long-poll waiting for data or its
+//! `max_wait_ms`, a JoinGroup or SyncGroup parked until the group's other members
+//! arrive, an offset commit waiting for `__consumer_offsets`' ISR.
+//!
+//! The connection runs each handler inside [`measure`], which gives the request a
+//! total of its own, current on the thread while the handler is polled; a wait wrapped in [`waiting_on_others`] adds its duration to it
+//! (a cancelled wait too: it was waited). Nested waits count once, the outermost, so
+//! a handler may wrap a call whose insides wrap their own waits. A wait outside
+//! [`measure`] (the admin API's requests, background tasks, `metrics.request.enable`
+//! off) runs the same, reading no clock.
+//!
+//! A leaf: any module may use it, it uses none.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// One request's remote time so far, and how many waits are open.
+#[derive(Debug, Clone, Copy, Default)]
+struct Remote {
+    total: Duration,
+    open_waits: u32,
+}
+
+thread_local! {
+    /// The remote time of the request being polled on this thread, if any: set by
+    /// [`Measured`] around each poll of its handler (a `tokio::task_local!` did the same
+    /// with a `RefCell` swap that cost more than every histogram together).
+    static CURRENT: Cell<Option<Remote>> = const { Cell::new(None) };
+}
+
+/// Runs a request's handler, returning its output and the time it spent in
+/// [`waiting_on_others`]. The handler is polled in place (`Unpin`: pin it and pass
+/// `Pin<&mut _>`), so its state is never copied.
+pub fn measure<F: Future + Unpin>(handler: F) -> Measured<F> {
+    Measured {
+        handler,
+        remote: Remote::default(),
+    }
+}
+
+/// The future of [`measure`].
+pub struct Measured<F> {
+    handler: F,
+    remote: Remote,
+}
+
+/// Puts back the thread's previous request (none, outside nested polls) when a poll
+/// ends, even by a panic.
+struct Restore<'a> {
+    remote: &'a mut Remote,
+    outer: Option<Remote>,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        *self.remote = CURRENT.replace(self.outer).unwrap_or(*self.remote);
+    }
+}
+
+impl<F: Future + Unpin> Future for Measured<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let outer = CURRENT.replace(Some(this.remote));
+        let restore = Restore {
+            remote: &mut this.remote,
+            outer,
+        };
+        let polled = Pin::new(&mut this.handler).poll(cx);
+        drop(restore);
+        polled.map(|output| (output, this.remote.total))
+    }
+}
+
+/// Awaits `wait` and counts its duration as the current request's remote time.
+pub async fn waiting_on_others<F: Future>(wait: F) -> F::Output {
+    let _waiting = Waiting::start();
+    wait.await
+}
+
+/// An open wait: counted when dropped, whether the wait finished or was cancelled.
+struct Waiting {
+    started: Instant,
+}
+
+impl Waiting {
+    /// `None` outside a request: nothing to count.
+    fn start() -> Option<Waiting> {
+        let mut remote = CURRENT.get()?;
+        remote.open_waits += 1;
+        CURRENT.set(Some(remote));
+        Some(Waiting {
+            started: Instant::now(),
+        })
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        // A wait is dropped while its request is polled (finished, or cancelled by its
+        // handler); a request dropped whole leaves nothing to add to.
+        if let Some(mut remote) = CURRENT.get() {
+            remote.open_waits = remote.open_waits.saturating_sub(1);
+            if remote.open_waits == 0 {
+                remote.total += self.started.elapsed();
+            }
+            CURRENT.set(Some(remote));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_add_up_and_local_work_does_not_count() {
+        let (value, remote) = measure(Box::pin(async {
+            waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
+            // Local work (not wrapped) is not remote time.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            waiting_on_others(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                7
+            })
+            .await
+        }))
+        .await;
+        assert_eq!(value, 7);
+        // Sleeps end no earlier than asked; the local 200 ms would double the total.
+        assert!(
+            remote >= Duration::from_millis(50) && remote < Duration::from_millis(200),
+            "{remote:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nested_waits_count_once() {
+        let ((), remote) = measure(Box::pin(waiting_on_others(async {
+            waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
+            waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
+        })))
+        .await;
+        assert!(
+            remote >= Duration::from_millis(60) && remote < Duration::from_millis(120),
+            "{remote:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_counts_what_it_waited() {
+        let ((), remote) = measure(Box::pin(async {
+            let never = waiting_on_others(std::future::pending::<()>());
+            let _ = tokio::time::timeout(Duration::from_millis(30), never).await;
+            // The cancelled wait is closed: a later one counts on its own.
+            waiting_on_others(tokio::time::sleep(Duration::from_millis(10))).await;
+        }))
+        .await;
+        assert!(
+            remote >= Duration::from_millis(40) && remote < Duration::from_millis(200),
+            "{remote:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_outside_a_request_is_just_awaited() {
+        assert_eq!(waiting_on_others(async { 3 }).await, 3);
+        let ((), remote) = measure(Box::pin(async {})).await;
+        assert_eq!(remote, Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn requests_on_concurrent_tasks_keep_their_own_totals() {
+        let slow = tokio::spawn(measure(Box::pin(waiting_on_others(tokio::time::sleep(
+            Duration::from_millis(40),
+        )))));
+        // Polled on the same thread as the slow one (a current-thread runtime).
+        let ((), fast) = measure(Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }))
+        .await;
+        let ((), slow) = slow.await.unwrap();
+        assert_eq!(fast, Duration::ZERO);
+        assert!(slow >= Duration::from_millis(40), "{slow:?}");
+    }
+}
