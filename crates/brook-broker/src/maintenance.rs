@@ -4,26 +4,26 @@
 //! A log's periodic work (fsync of newly sealed segments, `flush.ms` fsyncs,
 //! `segment.ms` rolls of idle segments, recovery-point checkpoints) has a deadline the
 //! log computes ([`brook_log::Log::next_maintenance_ms`]). [`Maintenance`] keeps one
-//! deadline per partition in a queue ordered by time: the tick takes the partitions
-//! that are due, runs their work, and puts each back with its next deadline. An idle
-//! broker with 10,000 partitions then does nothing per tick, where visiting every
-//! partition every 100 ms was most of its work.
+//! deadline per registered partition in a queue ordered by time: the tick takes the
+//! partitions that are due, runs their work, and puts each back with its next
+//! deadline. An idle broker with 10,000 partitions then does nothing per tick, where
+//! visiting every partition every 100 ms was most of its work.
 //!
-//! A deadline only moves earlier between visits when the log rolls (its sealed
-//! segment wants an fsync), when a log without a deadline gets its first unflushed
-//! record, or when the topic's config changes; the partition reports those with
-//! [`Partition::wake_maintenance`](crate::partition::Partition).
+//! A deadline only moves earlier between visits when the log rolls (its sealed segment
+//! wants an fsync), when a log gets its first unflushed record, or when the topic's
+//! config changes; the partition reports those through its [`Slot`]. The queue holds
+//! its partitions until they are [`Maintenance::forget`]-ten (the replica set does that
+//! when it removes or closes one), so it is generic over what it holds and knows
+//! nothing of partitions.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::partition::Partition;
-
-/// A partition's place in the queue: a stable id and its deadline (`NOT_QUEUED` when
-/// it has none).
+/// An item's place in the queue: a stable id and its deadline (`NOT_QUEUED` when it has
+/// none).
 #[derive(Debug)]
 pub struct Slot {
     id: u64,
@@ -44,46 +44,80 @@ impl Default for Slot {
 }
 
 impl Slot {
-    /// Whether the partition has no deadline queued (so an append must give it one).
+    /// Whether no deadline is queued for the item.
     pub fn is_idle(&self) -> bool {
         self.due_ms.load(Ordering::Relaxed) == NOT_QUEUED
     }
 }
 
-#[derive(Default)]
-struct Queue {
+/// What the queue holds: anything with a [`Slot`].
+pub trait Scheduled {
+    fn maintenance_slot(&self) -> &Slot;
+}
+
+struct Queue<T> {
     by_time: BTreeSet<(i64, u64)>,
-    partitions: HashMap<u64, Weak<Partition>>,
+    members: HashMap<u64, Arc<T>>,
 }
 
-/// The deadlines of every partition's periodic work.
-#[derive(Default)]
-pub struct Maintenance {
-    queue: Mutex<Queue>,
+/// The deadlines of every registered item's periodic work.
+pub struct Maintenance<T> {
+    queue: Mutex<Queue<T>>,
 }
 
-impl Maintenance {
-    /// Queues `partition`'s work for `at_ms` unless it is already due sooner. A
-    /// deadline of `i64::MAX` (or none) means never.
-    pub fn schedule(&self, partition: &Arc<Partition>, at_ms: Option<i64>) {
-        self.schedule_weak(
-            partition.maintenance_slot(),
-            Arc::downgrade(partition),
-            at_ms,
-        );
+impl<T> Default for Maintenance<T> {
+    fn default() -> Self {
+        Maintenance {
+            queue: Mutex::new(Queue {
+                by_time: BTreeSet::new(),
+                members: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<T: Scheduled> Maintenance<T> {
+    /// Holds `item` and queues its first visit for `at_ms`.
+    pub fn register(&self, item: Arc<T>, at_ms: Option<i64>) {
+        let slot_id = item.maintenance_slot().id;
+        self.queue.lock().members.insert(slot_id, item.clone());
+        self.schedule(item.maintenance_slot(), at_ms);
     }
 
-    /// [`Maintenance::schedule`] for a partition known by its slot and a weak handle.
-    pub(crate) fn schedule_weak(
-        &self,
-        slot: &Slot,
-        partition: Weak<Partition>,
-        at_ms: Option<i64>,
-    ) {
+    /// Lets go of `item`: it is never visited again.
+    pub fn forget(&self, item: &T) {
+        let slot = item.maintenance_slot();
+        let mut queue = self.queue.lock();
+        queue.members.remove(&slot.id);
+        let due = slot.due_ms.swap(NOT_QUEUED, Ordering::Relaxed);
+        if due != NOT_QUEUED {
+            queue.by_time.remove(&(due, slot.id));
+        }
+    }
+
+    /// Lets go of everything (the broker is closing its partitions).
+    pub fn clear(&self) {
+        let mut queue = self.queue.lock();
+        for item in queue.members.values() {
+            item.maintenance_slot()
+                .due_ms
+                .store(NOT_QUEUED, Ordering::Relaxed);
+        }
+        queue.members.clear();
+        queue.by_time.clear();
+    }
+
+    /// Queues the work of the item in `slot` for `at_ms` unless it is already due
+    /// sooner. A deadline of `i64::MAX` (or none) means never; an item not registered
+    /// is not queued.
+    pub fn schedule(&self, slot: &Slot, at_ms: Option<i64>) {
         let Some(at_ms) = at_ms.filter(|t| *t < NOT_QUEUED) else {
             return;
         };
         let mut queue = self.queue.lock();
+        if !queue.members.contains_key(&slot.id) {
+            return;
+        }
         let current = slot.due_ms.load(Ordering::Relaxed);
         if current <= at_ms {
             return;
@@ -92,14 +126,13 @@ impl Maintenance {
             queue.by_time.remove(&(current, slot.id));
         }
         queue.by_time.insert((at_ms, slot.id));
-        queue.partitions.insert(slot.id, partition);
         slot.due_ms.store(at_ms, Ordering::Relaxed);
     }
 
-    /// Takes the partitions due at `now_ms` out of the queue (at most `limit`, the
-    /// earliest first; the rest stay for the next tick). Partitions dropped since they
-    /// were queued are forgotten.
-    pub fn take_due(&self, now_ms: i64, limit: usize) -> Vec<Arc<Partition>> {
+    /// Takes the items due at `now_ms` out of the queue (at most `limit`, the earliest
+    /// first; the rest stay for the next tick). They stay registered: give each its
+    /// next deadline with [`Maintenance::schedule`].
+    pub fn take_due(&self, now_ms: i64, limit: usize) -> Vec<Arc<T>> {
         let mut queue = self.queue.lock();
         let mut due = Vec::new();
         while due.len() < limit {
@@ -110,20 +143,17 @@ impl Maintenance {
                 break;
             }
             queue.by_time.pop_first();
-            let Some(weak) = queue.partitions.remove(&id) else {
-                continue;
-            };
-            if let Some(p) = weak.upgrade() {
-                p.maintenance_slot()
+            if let Some(item) = queue.members.get(&id) {
+                item.maintenance_slot()
                     .due_ms
                     .store(NOT_QUEUED, Ordering::Relaxed);
-                due.push(p);
+                due.push(item.clone());
             }
         }
         due
     }
 
-    /// How many partitions have a deadline queued.
+    /// How many items have a deadline queued.
     pub fn queued(&self) -> usize {
         self.queue.lock().by_time.len()
     }
@@ -132,60 +162,57 @@ impl Maintenance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BrokerConfig;
 
-    fn partition(dir: &std::path::Path, index: i32) -> Arc<Partition> {
-        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
-            .topic_config(&Default::default(), crate::config::Dynamic::none());
-        Arc::new(
-            Partition::open(
-                &dir.join(format!("t-{index}")),
-                Arc::from("t"),
-                index,
-                1,
-                Arc::new(config),
-                0,
-            )
-            .unwrap(),
-        )
+    #[derive(Default)]
+    struct Item(Slot, u32);
+
+    impl Scheduled for Item {
+        fn maintenance_slot(&self) -> &Slot {
+            &self.0
+        }
+    }
+
+    fn item(n: u32) -> Arc<Item> {
+        Arc::new(Item(Slot::default(), n))
+    }
+
+    fn names(items: &[Arc<Item>]) -> Vec<u32> {
+        items.iter().map(|i| i.1).collect()
     }
 
     #[test]
-    fn partitions_come_out_when_due_earliest_first_and_once() {
-        let dir = tempfile::tempdir().unwrap();
+    fn items_come_out_when_due_earliest_first_and_once() {
         let m = Maintenance::default();
-        let (a, b, c) = (
-            partition(dir.path(), 0),
-            partition(dir.path(), 1),
-            partition(dir.path(), 2),
-        );
-        m.schedule(&a, Some(300));
-        m.schedule(&b, Some(100));
-        m.schedule(&c, None);
-        m.schedule(&a, Some(200)); // earlier: moves
-        m.schedule(&b, Some(500)); // later: ignored
+        let (a, b, c) = (item(0), item(1), item(2));
+        m.register(a.clone(), Some(300));
+        m.register(b.clone(), Some(100));
+        m.register(c.clone(), None);
+        m.schedule(&a.0, Some(200)); // earlier: moves
+        m.schedule(&b.0, Some(500)); // later: ignored
         assert_eq!(m.queued(), 2);
         assert!(m.take_due(99, 10).is_empty());
-        let due = m.take_due(250, 10);
-        assert_eq!(due.iter().map(|p| p.index).collect::<Vec<_>>(), vec![1, 0]);
-        assert!(a.maintenance_slot().is_idle() && c.maintenance_slot().is_idle());
+        assert_eq!(names(&m.take_due(250, 10)), vec![1, 0]);
+        assert!(a.0.is_idle() && c.0.is_idle());
         assert_eq!(m.queued(), 0);
+        // Still registered: they can be queued again.
+        m.schedule(&c.0, Some(1));
+        assert_eq!(names(&m.take_due(1, 10)), vec![2]);
     }
 
     #[test]
-    fn the_limit_leaves_the_rest_for_later_and_dropped_partitions_go() {
-        let dir = tempfile::tempdir().unwrap();
+    fn the_limit_leaves_the_rest_and_forgotten_items_are_let_go() {
         let m = Maintenance::default();
-        let ps: Vec<_> = (0..5).map(|i| partition(dir.path(), i)).collect();
-        for (i, p) in ps.iter().enumerate() {
-            m.schedule(p, Some(i as i64));
+        let items: Vec<_> = (0..5).map(item).collect();
+        for (i, it) in items.iter().enumerate() {
+            m.register(it.clone(), Some(i as i64));
         }
-        let due = m.take_due(10, 2);
-        assert_eq!(due.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(names(&m.take_due(10, 2)), vec![0, 1]);
         assert_eq!(m.queued(), 3);
-        drop(ps);
-        drop(due); // nothing holds the partitions but `m`'s weak handles
-        assert!(m.take_due(10, 2).is_empty());
-        assert_eq!(m.queued(), 0);
+        m.forget(&items[2]);
+        assert_eq!(Arc::strong_count(&items[2]), 1, "the queue let go of it");
+        m.schedule(&items[2].0, Some(0)); // not registered any more: ignored
+        assert_eq!(names(&m.take_due(10, 10)), vec![3, 4]);
+        m.clear();
+        assert!(items.iter().all(|i| Arc::strong_count(i) == 1));
     }
 }

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::now_ms;
 use crate::config::{BrokerConfig, Dynamic};
 use crate::error::ApiError;
-use crate::maintenance::Maintenance;
+use crate::maintenance::{Maintenance, Scheduled};
 use crate::names::TopicPartition;
 use crate::partition::Partition;
 
@@ -54,7 +54,7 @@ pub struct Replicas {
     partitions: RwLock<PartitionMap>,
     stats: ReplicaStats,
     /// When each partition's log next owes periodic work.
-    maintenance: Arc<Maintenance>,
+    maintenance: Arc<Maintenance<Partition>>,
     /// Each topic as last applied, so an image only costs the topics that changed.
     applied: Mutex<Applied>,
 }
@@ -135,8 +135,9 @@ impl Replicas {
     }
 
     /// Queues `partition`'s next periodic work for `next_ms`.
-    pub fn maintained(&self, partition: &Arc<Partition>, next_ms: Option<i64>) {
-        self.maintenance.schedule(partition, next_ms);
+    pub fn maintained(&self, partition: &Partition, next_ms: Option<i64>) {
+        self.maintenance
+            .schedule(partition.maintenance_slot(), next_ms);
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
@@ -361,6 +362,7 @@ impl Replicas {
         let Some(p) = self.partitions.write().remove(key) else {
             return;
         };
+        self.maintenance.forget(&p);
         let dir = self.partition_dir(&key.0, key.1);
         // Another task may still hold the partition for a moment; the directory goes either way.
         match Arc::try_unwrap(p) {
@@ -418,6 +420,7 @@ impl Replicas {
 
     /// Flushes and closes every partition (clean shutdown).
     pub fn close(&self) {
+        self.maintenance.clear();
         let partitions: Vec<Arc<Partition>> = self.partitions.write().drain();
         for p in partitions {
             if let Ok(p) = Arc::try_unwrap(p) {

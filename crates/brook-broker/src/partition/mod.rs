@@ -39,7 +39,7 @@ pub fn check_produced(
     validate::validate(records, config, now_ms).map(|_| ())
 }
 use crate::config::TopicConfig;
-use crate::maintenance::{Maintenance, Slot};
+use crate::maintenance::{Maintenance, Scheduled, Slot};
 use crate::producer_state::{AbortedTxn, ProducerStates, ProducerSummary};
 
 /// A consumer's read of one partition.
@@ -140,7 +140,13 @@ pub struct Partition {
     /// This partition's deadline in the broker's maintenance queue, and the queue (set
     /// once the replica set has opened it).
     maintenance_slot: Slot,
-    maintenance: std::sync::OnceLock<(std::sync::Weak<Partition>, Arc<Maintenance>)>,
+    maintenance: std::sync::OnceLock<Arc<Maintenance<Partition>>>,
+}
+
+impl Scheduled for Partition {
+    fn maintenance_slot(&self) -> &Slot {
+        &self.maintenance_slot
+    }
 }
 
 /// Why [`Partition::sync_log`] is called.
@@ -206,25 +212,17 @@ impl Partition {
 
     /// Puts this partition's periodic log work in `queue`, due at once (the first
     /// visit finds its real deadline).
-    pub fn attach_maintenance(self: &Arc<Self>, queue: Arc<Maintenance>) {
-        if self
-            .maintenance
-            .set((Arc::downgrade(self), queue.clone()))
-            .is_ok()
-        {
-            queue.schedule(self, Some(crate::clock::now_ms()));
+    pub fn attach_maintenance(self: &Arc<Self>, queue: Arc<Maintenance<Partition>>) {
+        if self.maintenance.set(queue.clone()).is_ok() {
+            queue.register(self.clone(), Some(crate::clock::now_ms()));
         }
-    }
-
-    pub(crate) fn maintenance_slot(&self) -> &Slot {
-        &self.maintenance_slot
     }
 
     /// Something brought the log's maintenance deadline forward: have it visited at
     /// `now_ms` (the visit computes the real deadline).
     fn wake_maintenance(&self, now_ms: i64) {
-        if let Some((me, queue)) = self.maintenance.get() {
-            queue.schedule_weak(&self.maintenance_slot, me.clone(), Some(now_ms));
+        if let Some(queue) = self.maintenance.get() {
+            queue.schedule(&self.maintenance_slot, Some(now_ms));
         }
     }
 
