@@ -170,3 +170,111 @@ fn client_first_message() {
         assert_eq!(parse(bad), None, "{bad:?}");
     }
 }
+
+/// The mechanism in a listener's session: success with the token's expiry as the session
+/// lifetime (bounded by `connections.max.reauth.ms`), RFC 7628's error exchange.
+mod session {
+    use super::*;
+    use crate::sasl::{AuthStep, SaslServerConfig, SaslSession, ScramCredentialStore};
+    use brook_meta::{ScramCredential, ScramMechanism};
+    use kafka_protocol::error::ResponseError;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    struct NoScram;
+    impl ScramCredentialStore for NoScram {
+        fn scram_credential(&self, _: &str, _: ScramMechanism) -> Option<ScramCredential> {
+            None
+        }
+    }
+
+    fn session(key: &Signer, extra: &[(&str, &str)]) -> (SaslSession, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, json!({"keys": [key.jwk]}).to_string()).unwrap();
+        let p = "listener.name.sasl_plaintext.";
+        let mut settings = BTreeMap::from([
+            (format!("{p}sasl.enabled.mechanisms"), "OAUTHBEARER".into()),
+            (
+                format!("{p}oauthbearer.sasl.oauthbearer.jwks.endpoint.url"),
+                format!("file:{}", path.display()),
+            ),
+            (
+                "sasl.oauthbearer.expected.audience".to_string(),
+                "brook".to_string(),
+            ),
+        ]);
+        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = SaslServerConfig::from_settings(&settings, "SASL_PLAINTEXT").unwrap();
+        let mut s = SaslSession::new(
+            Arc::new(config),
+            Arc::new(NoScram),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        s.handshake(1, "OAUTHBEARER", NOW_MS).unwrap();
+        (s, dir)
+    }
+
+    fn message(token: &str) -> Vec<u8> {
+        format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
+    }
+
+    #[test]
+    fn lifetime_and_errors() {
+        let key = signer("k1");
+        let good = message(&sign(&key, "k1", &claims()));
+        let (mut s, _d) = session(&key, &[]);
+        match s.authenticate(&good, Some(2), NOW_MS) {
+            AuthStep::Done {
+                principal,
+                session_lifetime_ms,
+                ..
+            } => {
+                assert_eq!(principal.to_string(), "User:alice");
+                assert_eq!(session_lifetime_ms, 600_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (mut s, _d) = session(&key, &[("connections.max.reauth.ms", "60000")]);
+        assert!(matches!(
+            s.authenticate(&good, Some(2), NOW_MS),
+            AuthStep::Done {
+                session_lifetime_ms: 60_000,
+                ..
+            }
+        ));
+
+        let mut wrong_aud = claims();
+        wrong_aud["aud"] = json!("other");
+        let (mut s, _d) = session(&key, &[]);
+        let bad = message(&sign(&key, "k1", &wrong_aud));
+        assert_eq!(
+            s.authenticate(&bad, Some(2), NOW_MS),
+            AuthStep::Challenge(INVALID_TOKEN.as_bytes().to_vec().into())
+        );
+        assert_eq!(
+            s.authenticate(b"\x01", Some(2), NOW_MS),
+            AuthStep::Failed {
+                code: ResponseError::SaslAuthenticationFailed,
+                message: INVALID_TOKEN.into(),
+                close: true,
+            }
+        );
+        // A malformed message fails at once; so does an authorization id that is not
+        // the token's subject.
+        for m in [
+            b"garbage".to_vec(),
+            format!("n,a=bob,\x01auth=Bearer {}\x01\x01", sign(&key, "k1", &claims()))
+                .into_bytes(),
+        ] {
+            let (mut s, _d) = session(&key, &[]);
+            assert!(matches!(
+                s.authenticate(&m, Some(2), NOW_MS),
+                AuthStep::Failed {
+                    code: ResponseError::SaslAuthenticationFailed,
+                    ..
+                }
+            ));
+        }
+    }
+}
