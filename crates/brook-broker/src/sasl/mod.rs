@@ -94,7 +94,9 @@ enum Exchange {
     Plain,
     Scram(Box<ScramExchange>),
     /// `error`: the JSON error sent as a challenge; the client's `\x01` ends the exchange.
-    OAuth { error: Option<String> },
+    OAuth {
+        error: Option<String>,
+    },
 }
 
 /// Why an OAUTHBEARER message did not authenticate.
@@ -448,7 +450,13 @@ impl SaslSession {
             return Err(OAuthFailure::Fail(None, None));
         };
         let Some((authzid, token)) = oauthbearer::parse_client_message(message) else {
-            audit_failure(&self.config, self.peer, "OAUTHBEARER", None, "malformed client message");
+            audit_failure(
+                &self.config,
+                self.peer,
+                "OAUTHBEARER",
+                None,
+                "malformed client message",
+            );
             return Err(OAuthFailure::Fail(None, None));
         };
         match validator.validate(&token, now_ms) {

@@ -348,7 +348,10 @@ pub(super) fn parse_client_message(message: &[u8]) -> Option<(String, String)> {
     }
     let authzid = match authzid {
         "" => String::new(),
-        a => a.strip_prefix("a=")?.replace("=2C", ",").replace("=3D", "="),
+        a => a
+            .strip_prefix("a=")?
+            .replace("=2C", ",")
+            .replace("=3D", "="),
     };
     let body = rest.strip_suffix("\x01\x01")?;
     let mut token = None;

@@ -108,7 +108,13 @@ fn good_and_bad_tokens() {
         )
         .is_ok());
     refused(&with("nbf", json!(NOW_MS / 1000 + 60)));
-    for garbage in ["", "a.b.c", "not a jwt", "eyJhbGciOiJub25lIn0.e30.", "\u{1}.\u{2}.x"] {
+    for garbage in [
+        "",
+        "a.b.c",
+        "not a jwt",
+        "eyJhbGciOiJub25lIn0.e30.",
+        "\u{1}.\u{2}.x",
+    ] {
         assert!(v.validate(garbage, NOW_MS).is_err(), "{garbage:?}");
     }
     // alg none / HS256 in the header are refused whatever the keys.
@@ -264,8 +270,11 @@ mod session {
         // the token's subject.
         for m in [
             b"garbage".to_vec(),
-            format!("n,a=bob,\x01auth=Bearer {}\x01\x01", sign(&key, "k1", &claims()))
-                .into_bytes(),
+            format!(
+                "n,a=bob,\x01auth=Bearer {}\x01\x01",
+                sign(&key, "k1", &claims())
+            )
+            .into_bytes(),
         ] {
             let (mut s, _d) = session(&key, &[]);
             assert!(matches!(
