@@ -236,6 +236,8 @@ fn is_oauth_setting(name: &str) -> bool {
         "sasl.oauthbearer.sub.claim.name",
         "sasl.oauthbearer.scope.claim.name",
         "sasl.oauthbearer.clock.skew.seconds",
+        // Kafka's broker needs it set to OAuthBearerValidatorCallbackHandler; checked.
+        "sasl.server.callback.handler.class",
     ];
     OAUTH.contains(&name)
 }

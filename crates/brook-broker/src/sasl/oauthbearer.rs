@@ -87,6 +87,17 @@ impl JwtValidator {
             key: key.to_string(),
             reason,
         };
+        if let Some((key, class)) = lookup("sasl.server.callback.handler.class") {
+            if !class
+                .trim()
+                .ends_with(".OAuthBearerValidatorCallbackHandler")
+            {
+                return Err(bad(
+                    &key,
+                    format!("only Kafka's OAuthBearerValidatorCallbackHandler is supported, got '{class}'"),
+                ));
+            }
+        }
         let Some((url_key, url)) = lookup("sasl.oauthbearer.jwks.endpoint.url") else {
             return Err(bad(
                 "sasl.oauthbearer.jwks.endpoint.url",

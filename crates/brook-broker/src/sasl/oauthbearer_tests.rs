@@ -149,6 +149,16 @@ fn sub_claim_name_and_settings_errors() {
     });
     assert!(http.unwrap_err().to_string().contains("file:"));
     assert!(JwtValidator::from_settings(&|_: &str| None).is_err());
+    let handler = "sasl.server.callback.handler.class";
+    assert!(validator(
+        &jwks,
+        &[(
+            handler,
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+        )]
+    )
+    .is_ok());
+    assert!(validator(&jwks, &[(handler, "com.example.Custom")]).is_err());
 }
 
 #[test]
