@@ -433,7 +433,10 @@ impl SaslSession {
             principal: principal.clone(),
             mechanism,
             authenticated_at_ms: now_ms,
-            expires_at_ms: (lifetime_ms > 0).then(|| now_ms.saturating_add(lifetime_ms)),
+            // Kafka: a session with a credential expiry or a reauth limit ends then, even
+            // when that is now (a token accepted within the clock skew).
+            expires_at_ms: (credential_expires_at_ms.is_some() || max_reauth_ms > 0)
+                .then(|| now_ms.saturating_add(lifetime_ms)),
         });
         self.state = SessionState::Authenticated;
         AuthStep::Done {

@@ -260,6 +260,21 @@ mod session {
             }
         ));
 
+        // Accepted within the clock skew, but already expired: the session ends at once
+        // (Kafka: the next request closes the connection unless it re-authenticates).
+        let mut stale = claims();
+        stale["exp"] = json!(NOW_MS / 1000 - 5);
+        let (mut s, _d) = session(&key, &[]);
+        let m = message(&sign(&key, "k1", &stale));
+        assert!(matches!(
+            s.authenticate(&m, Some(2), NOW_MS),
+            AuthStep::Done {
+                session_lifetime_ms: 0,
+                ..
+            }
+        ));
+        assert!(s.expired(NOW_MS));
+
         let mut wrong_aud = claims();
         wrong_aud["aud"] = json!("other");
         let (mut s, _d) = session(&key, &[]);
