@@ -345,6 +345,11 @@ mod tests {
             err(&[("sasl.enabled.mechanisms", "GSSAPI")]),
             SaslConfigError::Unsupported { .. }
         ));
+        // OAUTHBEARER needs a JWKS (no unsecured tokens).
+        assert!(matches!(
+            err(&[("sasl.enabled.mechanisms", "OAUTHBEARER")]),
+            SaslConfigError::Invalid { .. }
+        ));
         assert!(matches!(
             err(&[("sasl.enabled.mechanisms", "PLAIN")]),
             SaslConfigError::NoPlainUsers { .. }
@@ -372,6 +377,10 @@ mod tests {
             "listener.name.sasl_ssl.plain.sasl.jaas.config",
             "listener.name.sasl_ssl.sasl.enabled.mechanisms",
             "listener.name.sasl_ssl.scram-sha-512.connections.max.reauth.ms",
+            "sasl.oauthbearer.expected.audience",
+            "listener.name.sasl_ssl.sasl.oauthbearer.jwks.endpoint.url",
+            "listener.name.sasl_ssl.oauthbearer.sasl.oauthbearer.sub.claim.name",
+            "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class",
         ] {
             assert!(is_sasl_setting(name), "{name}");
         }
@@ -379,6 +388,7 @@ mod tests {
             "sasl.mechanism",
             "listener.name..sasl.jaas.config",
             "listener.name.x",
+            "sasl.oauthbearer.jwks.endpoint.refresh.ms",
         ] {
             assert!(!is_sasl_setting(name), "{name}");
         }
