@@ -160,3 +160,32 @@ def test_acls_see_the_sub_claim(oauth_broker, keys):
                                        AclPermissionType.ALLOW)]).values():
         f.result(20)
     assert produce_error() is None
+
+
+def test_token_expiry_bounds_the_session_and_clients_reauthenticate(oauth_broker, keys):
+    """KIP-368 driven by the token: a 4 s token makes a 4 s session (no
+    connections.max.reauth.ms is set); confluent-kafka fetches a fresh token and
+    re-authenticates on its open connection, and keeps producing."""
+    b, (key, _, _) = oauth_broker, keys
+    calls = []
+
+    def oauth_cb(_config):
+        calls.append(time.time())
+        return token(key, "svc-admin", lifetime_s=4), time.time() + 4, "svc-admin"
+
+    conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+            "oauth_cb": oauth_cb}
+    topic = unique_topic("oauth-reauth")
+    p = producer(b.sasl_bootstrap, **conf)
+    sent, deadline = 0, time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert_all_delivered(produce_all(p, topic, [{"value": b"v%d" % sent}], timeout=10))
+        sent += 1
+        time.sleep(0.2)
+    assert len(calls) >= 2, calls
+    peers = re.findall(r"SASL client authenticated .*peer=(\S+) principal=User:svc-admin",
+                       b.log_tail())
+    assert any(peers.count(x) > 1 for x in set(peers)), peers
+    got = consume_to_end(b.sasl_bootstrap, topic, 1, timeout=20,
+                         **oauth_conf(token(key, "svc-admin"), "svc-admin"))[0]
+    assert len(got) == sent
