@@ -167,11 +167,14 @@ impl SaslServerConfig {
         let oauth = if enabled.contains(&Mechanism::OAuthBearer) {
             let mech_prefix = format!("{prefix}oauthbearer.");
             let lookup = |key: &str| -> Option<(String, String)> {
+                // Kafka's ConfigurationUtils: the mechanism's prefix first, on the
+                // listener's settings (listener prefix, then global).
                 let scoped = format!("{mech_prefix}{key}");
-                match settings.get(&scoped) {
-                    Some(v) => Some((scoped, v.clone())),
-                    None => lookup(key).map(|(k, v)| (k, v.to_string())),
-                }
+                let unscoped = format!("oauthbearer.{key}");
+                [scoped, unscoped]
+                    .into_iter()
+                    .find_map(|k| settings.get(&k).map(|v| (k, v.clone())))
+                    .or_else(|| lookup(key).map(|(k, v)| (k, v.to_string())))
             };
             Some(Arc::new(JwtValidator::from_settings(&lookup)?))
         } else {
@@ -213,7 +216,8 @@ pub fn is_sasl_setting(name: &str) -> bool {
         "sasl.server.max.receive.size",
         "connections.max.reauth.ms",
     ];
-    if GLOBAL.contains(&name) || is_oauth_setting(name) {
+    if GLOBAL.contains(&name) || is_oauth_setting(name.strip_prefix("oauthbearer.").unwrap_or(name))
+    {
         return true;
     }
     name.strip_prefix("listener.name.").is_some_and(|rest| {
@@ -378,6 +382,7 @@ mod tests {
             "listener.name.sasl_ssl.sasl.enabled.mechanisms",
             "listener.name.sasl_ssl.scram-sha-512.connections.max.reauth.ms",
             "sasl.oauthbearer.expected.audience",
+            "oauthbearer.sasl.oauthbearer.expected.issuer",
             "listener.name.sasl_ssl.sasl.oauthbearer.jwks.endpoint.url",
             "listener.name.sasl_ssl.oauthbearer.sasl.oauthbearer.sub.claim.name",
             "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class",
