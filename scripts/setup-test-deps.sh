@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client integration tests (tests/clients) need, only if missing:
 #   Debian: kcat, librdkafka-dev
-#   Python: confluent-kafka, kafka-python, prometheus-client, pytest (pinned below)
+#   Python: confluent-kafka, kafka-python, prometheus-client, pytest, PyJWT and
+#   cryptography (OAUTHBEARER tokens) (pinned below)
 # With --browser, also Debian's chromium for the console's browser tests
 # (tests/browser; driven over the DevTools protocol, no browser download).
 # Safe to run any number of times; does nothing when everything is already there.
@@ -19,6 +20,8 @@ CONFLUENT_KAFKA_VERSION=2.16.1
 KAFKA_PYTHON_VERSION=2.3.3
 PROMETHEUS_CLIENT_VERSION=0.26.0
 PYTEST_VERSION=9.2.0
+PYJWT_VERSION=2.10.1
+CRYPTOGRAPHY_VERSION=48.0.0
 
 APT_PACKAGES=(kcat librdkafka-dev)
 if ((WANT_BROWSER)); then
@@ -29,6 +32,8 @@ PY_REQUIREMENTS=(
   "kafka-python==${KAFKA_PYTHON_VERSION}"
   "prometheus-client==${PROMETHEUS_CLIENT_VERSION}"
   "pytest==${PYTEST_VERSION}"
+  "PyJWT==${PYJWT_VERSION}"
+  "cryptography==${CRYPTOGRAPHY_VERSION}"
 )
 
 PYTHON="${PYTHON:-python3}"
@@ -95,5 +100,5 @@ fi
 
 # Fail here, not in the middle of the test run, if an import is broken.
 "$PYTHON" - <<'PY'
-import confluent_kafka, kafka, pytest  # noqa: F401
+import confluent_kafka, cryptography, jwt, kafka, pytest  # noqa: F401
 PY

@@ -1,10 +1,12 @@
 //! A SASL listener's settings, from Kafka's property names:
 //!
 //! - `sasl.enabled.mechanisms` (or `listener.name.<l>.sasl.enabled.mechanisms`): any of
-//!   `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`. Kafka's default, `GSSAPI`, is not
-//!   supported, so when the setting is absent Brook enables both SCRAM mechanisms, and
-//!   PLAIN when the listener has a PLAIN JAAS line. Naming an unsupported mechanism
-//!   (`GSSAPI`, `OAUTHBEARER`) is a start error, as is enabling PLAIN without users.
+//!   `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`. Kafka's default, `GSSAPI`,
+//!   is not supported, so when the setting is absent Brook enables both SCRAM mechanisms,
+//!   and PLAIN when the listener has a PLAIN JAAS line. Naming an unsupported mechanism
+//!   (`GSSAPI`) is a start error, as is enabling PLAIN without users.
+//! - OAUTHBEARER: the `sasl.oauthbearer.*` settings of `oauthbearer`, under
+//!   `listener.name.<l>.oauthbearer.` (Kafka's prefix), `listener.name.<l>.`, or global.
 //! - PLAIN users: `user_<name>="<password>"` options of
 //!   `listener.name.<l>.plain.sasl.jaas.config` (Kafka's), or else of
 //!   `sasl.jaas.config` (a Brook convenience; Kafka's broker reads only the former or a
@@ -21,6 +23,7 @@ use brook_meta::ScramMechanism;
 use rand::RngCore;
 
 use super::jaas;
+use super::oauthbearer::JwtValidator;
 
 /// Kafka's `sasl.server.max.receive.size` default.
 pub const DEFAULT_MAX_RECEIVE_BYTES: usize = 524_288;
@@ -30,19 +33,22 @@ pub const DEFAULT_MAX_RECEIVE_BYTES: usize = 524_288;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [
+    pub const ALL: [Mechanism; 4] = [
         Mechanism::Plain,
         Mechanism::Scram(ScramMechanism::Sha256),
         Mechanism::Scram(ScramMechanism::Sha512),
+        Mechanism::OAuthBearer,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -53,7 +59,7 @@ impl Mechanism {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SaslConfigError {
-    #[error("{key}: SASL mechanism {mechanism} is not supported by Brook (supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")]
+    #[error("{key}: SASL mechanism {mechanism} is not supported by Brook (supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)")]
     Unsupported { key: String, mechanism: String },
     #[error("{key}: no SASL mechanism is enabled")]
     NoneEnabled { key: String },
@@ -74,6 +80,8 @@ pub struct SaslServerConfig {
     pub(super) max_receive_bytes: usize,
     /// Secret the salts of unknown SCRAM users are derived from (see `scram`).
     pub(super) fake_key: Arc<[u8; 32]>,
+    /// The JWT validator, when OAUTHBEARER is enabled.
+    pub(super) oauth: Option<Arc<JwtValidator>>,
 }
 
 impl std::fmt::Debug for SaslServerConfig {
@@ -156,7 +164,24 @@ impl SaslServerConfig {
         };
         let mut fake_key = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut fake_key);
+        let oauth = if enabled.contains(&Mechanism::OAuthBearer) {
+            let mech_prefix = format!("{prefix}oauthbearer.");
+            let lookup = |key: &str| -> Option<(String, String)> {
+                // Kafka's ConfigurationUtils: the mechanism's prefix first, on the
+                // listener's settings (listener prefix, then global).
+                let scoped = format!("{mech_prefix}{key}");
+                let unscoped = format!("oauthbearer.{key}");
+                [scoped, unscoped]
+                    .into_iter()
+                    .find_map(|k| settings.get(&k).map(|v| (k, v.clone())))
+                    .or_else(|| lookup(key).map(|(k, v)| (k, v.to_string())))
+            };
+            Some(Arc::new(JwtValidator::from_settings(&lookup)?))
+        } else {
+            None
+        };
         Ok(SaslServerConfig {
+            oauth,
             listener,
             enabled,
             plain_users,
@@ -191,17 +216,34 @@ pub fn is_sasl_setting(name: &str) -> bool {
         "sasl.server.max.receive.size",
         "connections.max.reauth.ms",
     ];
-    if GLOBAL.contains(&name) {
+    if GLOBAL.contains(&name) || is_oauth_setting(name.strip_prefix("oauthbearer.").unwrap_or(name))
+    {
         return true;
     }
     name.strip_prefix("listener.name.").is_some_and(|rest| {
         rest.split_once('.').is_some_and(|(listener, key)| {
             !listener.is_empty()
                 && (GLOBAL.contains(&key)
+                    || is_oauth_setting(key.strip_prefix("oauthbearer.").unwrap_or(key))
                     || key.strip_suffix(".sasl.jaas.config").is_some()
                     || key.strip_suffix(".connections.max.reauth.ms").is_some())
         })
     })
+}
+
+/// The `sasl.oauthbearer.*` settings the JWT validator reads.
+fn is_oauth_setting(name: &str) -> bool {
+    const OAUTH: &[&str] = &[
+        "sasl.oauthbearer.jwks.endpoint.url",
+        "sasl.oauthbearer.expected.audience",
+        "sasl.oauthbearer.expected.issuer",
+        "sasl.oauthbearer.sub.claim.name",
+        "sasl.oauthbearer.scope.claim.name",
+        "sasl.oauthbearer.clock.skew.seconds",
+        // Kafka's broker needs it set to OAuthBearerValidatorCallbackHandler; checked.
+        "sasl.server.callback.handler.class",
+    ];
+    OAUTH.contains(&name)
 }
 
 /// Whether a setting's value must stay out of logs and config listings (JAAS lines
@@ -307,6 +349,11 @@ mod tests {
             err(&[("sasl.enabled.mechanisms", "GSSAPI")]),
             SaslConfigError::Unsupported { .. }
         ));
+        // OAUTHBEARER needs a JWKS (no unsecured tokens).
+        assert!(matches!(
+            err(&[("sasl.enabled.mechanisms", "OAUTHBEARER")]),
+            SaslConfigError::Invalid { .. }
+        ));
         assert!(matches!(
             err(&[("sasl.enabled.mechanisms", "PLAIN")]),
             SaslConfigError::NoPlainUsers { .. }
@@ -334,6 +381,11 @@ mod tests {
             "listener.name.sasl_ssl.plain.sasl.jaas.config",
             "listener.name.sasl_ssl.sasl.enabled.mechanisms",
             "listener.name.sasl_ssl.scram-sha-512.connections.max.reauth.ms",
+            "sasl.oauthbearer.expected.audience",
+            "oauthbearer.sasl.oauthbearer.expected.issuer",
+            "listener.name.sasl_ssl.sasl.oauthbearer.jwks.endpoint.url",
+            "listener.name.sasl_ssl.oauthbearer.sasl.oauthbearer.sub.claim.name",
+            "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class",
         ] {
             assert!(is_sasl_setting(name), "{name}");
         }
@@ -341,6 +393,7 @@ mod tests {
             "sasl.mechanism",
             "listener.name..sasl.jaas.config",
             "listener.name.x",
+            "sasl.oauthbearer.jwks.endpoint.refresh.ms",
         ] {
             assert!(!is_sasl_setting(name), "{name}");
         }

@@ -11,11 +11,12 @@
 //! ```
 //!
 //! Mechanisms: PLAIN against the listener's JAAS users (`plain`), SCRAM-SHA-256/512
-//! against the metadata image's credentials (`scram`, on `rsasl`). Listener settings are
-//! in `config`.
+//! against the metadata image's credentials (`scram`, on `rsasl`), OAUTHBEARER with a JWT
+//! checked against a JWKS (`oauthbearer`). Listener settings are in `config`.
 
 mod config;
 pub mod jaas;
+pub mod oauthbearer;
 mod plain;
 pub mod scram;
 #[cfg(test)]
@@ -92,6 +93,18 @@ pub struct HandshakeRefused {
 enum Exchange {
     Plain,
     Scram(Box<ScramExchange>),
+    /// `error`: the JSON error sent as a challenge; the client's `\x01` ends the exchange.
+    OAuth {
+        error: Option<String>,
+    },
+}
+
+/// Why an OAUTHBEARER message did not authenticate.
+enum OAuthFailure {
+    /// Send this JSON error as a challenge (RFC 7628 §3.2.2).
+    Challenge(String),
+    /// Fail now: the claimed user and Kafka's message (`None`: the generic one).
+    Fail(Option<String>, Option<String>),
 }
 
 enum SessionState {
@@ -236,6 +249,11 @@ impl SaslSession {
         }
         let exchange = match m {
             Mechanism::Plain => Some(Exchange::Plain),
+            Mechanism::OAuthBearer => self
+                .config
+                .oauth
+                .is_some()
+                .then_some(Exchange::OAuth { error: None }),
             Mechanism::Scram(s) => {
                 ScramExchange::start(s, self.store.clone(), self.config.fake_key.clone())
                     .map(|e| Exchange::Scram(Box::new(e)))
@@ -303,10 +321,31 @@ impl SaslSession {
                 "Failing SASL authentication due to invalid receive size".into(),
             );
         }
+        let mut expires_at_ms = None;
         let outcome = match &mut exchange {
             Exchange::Plain => plain::authenticate(&self.config.plain_users, token)
                 .map(|user| (user, Bytes::new()))
                 .map_err(|f| (f.user, f.message.map(str::to_string))),
+            Exchange::OAuth { error: Some(error) } if token == b"\x01" => {
+                // RFC 7628 §3.2.3: the client acknowledged our error; Kafka fails with it.
+                let error = error.clone();
+                return self.fail_with(ResponseError::SaslAuthenticationFailed, error);
+            }
+            Exchange::OAuth { error } => match self.oauth(token, now_ms) {
+                Ok((user, expiry)) => {
+                    expires_at_ms = expiry;
+                    Ok((user, Bytes::new()))
+                }
+                Err(OAuthFailure::Challenge(json)) => {
+                    *error = Some(json.clone());
+                    self.state = SessionState::Exchanging {
+                        mechanism,
+                        exchange,
+                    };
+                    return AuthStep::Challenge(Bytes::from(json));
+                }
+                Err(OAuthFailure::Fail(user, message)) => Err((user, message)),
+            },
             Exchange::Scram(scram) => match scram.step(token) {
                 ScramStep::Challenge(out) => {
                     self.state = SessionState::Exchanging {
@@ -320,7 +359,7 @@ impl SaslSession {
             },
         };
         match outcome {
-            Ok((user, token)) => self.succeed(mechanism, user, token, now_ms),
+            Ok((user, token)) => self.succeed(mechanism, user, token, now_ms, expires_at_ms),
             Err((user, message)) => {
                 let what = if self.session.is_some() {
                     "re-authentication"
@@ -351,6 +390,7 @@ impl SaslSession {
         user: String,
         token: Bytes,
         now_ms: i64,
+        credential_expires_at_ms: Option<i64>,
     ) -> AuthStep {
         let principal = Principal { name: user };
         if let Some(previous) = &self.session {
@@ -369,13 +409,19 @@ impl SaslSession {
                 return self.fail_with(ResponseError::SaslAuthenticationFailed, message);
             }
         }
-        let lifetime_ms = self
+        let max_reauth_ms = self
             .config
             .max_reauth_ms
             .get(mechanism.name())
             .copied()
             .unwrap_or(0)
             .max(0);
+        // Kafka's SaslServerAuthenticator: a credential's expiry bounds the session.
+        let lifetime_ms = match credential_expires_at_ms {
+            None => max_reauth_ms,
+            Some(exp) if max_reauth_ms == 0 => (exp - now_ms).max(0),
+            Some(exp) => (exp - now_ms).min(max_reauth_ms).max(0),
+        };
         tracing::debug!(
             listener = %self.config.listener,
             client = %self.peer,
@@ -387,13 +433,50 @@ impl SaslSession {
             principal: principal.clone(),
             mechanism,
             authenticated_at_ms: now_ms,
-            expires_at_ms: (lifetime_ms > 0).then(|| now_ms.saturating_add(lifetime_ms)),
+            // Kafka: a session with a credential expiry or a reauth limit ends then, even
+            // when that is now (a token accepted within the clock skew).
+            expires_at_ms: (credential_expires_at_ms.is_some() || max_reauth_ms > 0)
+                .then(|| now_ms.saturating_add(lifetime_ms)),
         });
         self.state = SessionState::Authenticated;
         AuthStep::Done {
             principal,
             token,
             session_lifetime_ms: lifetime_ms,
+        }
+    }
+
+    /// Validates an OAUTHBEARER client message: the user and the token's expiry, or the
+    /// JSON error to send as a challenge.
+    fn oauth(&self, message: &[u8], now_ms: i64) -> Result<(String, Option<i64>), OAuthFailure> {
+        let Some(validator) = &self.config.oauth else {
+            return Err(OAuthFailure::Fail(None, None));
+        };
+        let Some((authzid, token)) = oauthbearer::parse_client_message(message) else {
+            audit_failure(
+                &self.config,
+                self.peer,
+                "OAUTHBEARER",
+                None,
+                "malformed client message",
+            );
+            return Err(OAuthFailure::Fail(None, None));
+        };
+        match validator.validate(&token, now_ms) {
+            Ok(valid) if authzid.is_empty() || authzid == valid.principal => {
+                Ok((valid.principal, Some(valid.expires_at_ms)))
+            }
+            Ok(valid) => Err(OAuthFailure::Fail(
+                Some(valid.principal.clone()),
+                Some(format!(
+                    "Authentication failed: Client requested an authorization id ({authzid}) that is different from the token's principal name ({})",
+                    valid.principal
+                )),
+            )),
+            Err(e) => {
+                audit_failure(&self.config, self.peer, "OAUTHBEARER", None, &format!("invalid token: {e}"));
+                Err(OAuthFailure::Challenge(oauthbearer::INVALID_TOKEN.to_string()))
+            }
         }
     }
 
