@@ -153,27 +153,39 @@ fn config_allowed(
     }
 }
 
+/// Keeps in `items` those `allowed` lets through and returns the answer `refuse` gives
+/// each of the others, with its error code.
+fn take_refused<T, R>(
+    items: &mut Vec<T>,
+    allowed: impl Fn(&T) -> Result<(), i16>,
+    refuse: impl Fn(&T, i16) -> R,
+) -> Vec<R> {
+    let mut refused = Vec::new();
+    items.retain(|item| match allowed(item) {
+        Ok(()) => true,
+        Err(code) => {
+            refused.push(refuse(item, code));
+            false
+        }
+    });
+    refused
+}
+
 /// DescribeConfigs: DESCRIBE_CONFIGS on each resource.
 pub fn describe_configs(
     c: &Check<'_>,
     req: &mut DescribeConfigsRequest,
 ) -> Vec<DescribeConfigsResult> {
-    let mut refused = Vec::new();
-    req.resources.retain(|r| {
-        match config_allowed(c, Op::DescribeConfigs, r.resource_type, &r.resource_name) {
-            Ok(()) => true,
-            Err(code) => {
-                refused.push(
-                    DescribeConfigsResult::default()
-                        .with_error_code(code)
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name.clone()),
-                );
-                false
-            }
-        }
-    });
-    refused
+    take_refused(
+        &mut req.resources,
+        |r| config_allowed(c, Op::DescribeConfigs, r.resource_type, &r.resource_name),
+        |r, code| {
+            DescribeConfigsResult::default()
+                .with_error_code(code)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone())
+        },
+    )
 }
 
 /// AlterConfigs: ALTER_CONFIGS on each resource.
@@ -181,22 +193,16 @@ pub fn alter_configs(
     c: &Check<'_>,
     req: &mut AlterConfigsRequest,
 ) -> Vec<alter_configs_response::AlterConfigsResourceResponse> {
-    let mut refused = Vec::new();
-    req.resources.retain(|r| {
-        match config_allowed(c, Op::AlterConfigs, r.resource_type, &r.resource_name) {
-            Ok(()) => true,
-            Err(code) => {
-                refused.push(
-                    alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_error_code(code)
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name.clone()),
-                );
-                false
-            }
-        }
-    });
-    refused
+    take_refused(
+        &mut req.resources,
+        |r| config_allowed(c, Op::AlterConfigs, r.resource_type, &r.resource_name),
+        |r, code| {
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone())
+        },
+    )
 }
 
 /// IncrementalAlterConfigs: ALTER_CONFIGS on each resource.
@@ -204,20 +210,14 @@ pub fn incremental_alter_configs(
     c: &Check<'_>,
     req: &mut IncrementalAlterConfigsRequest,
 ) -> Vec<incremental_alter_configs_response::AlterConfigsResourceResponse> {
-    let mut refused = Vec::new();
-    req.resources.retain(|r| {
-        match config_allowed(c, Op::AlterConfigs, r.resource_type, &r.resource_name) {
-            Ok(()) => true,
-            Err(code) => {
-                refused.push(
-                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_error_code(code)
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name.clone()),
-                );
-                false
-            }
-        }
-    });
-    refused
+    take_refused(
+        &mut req.resources,
+        |r| config_allowed(c, Op::AlterConfigs, r.resource_type, &r.resource_name),
+        |r, code| {
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone())
+        },
+    )
 }
