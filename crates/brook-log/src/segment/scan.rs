@@ -191,9 +191,9 @@ pub(super) fn check_batch_offsets(
     position: u64,
     header: &BatchHeader,
 ) -> Result<(), String> {
-    // Base offsets sit outside the CRC, so density is the only check they get. (Brook
-    // has no compaction: offsets within a segment are dense. A gap can only lie
-    // between two segments.)
+    // Base offsets sit outside the CRC, so density is the only check they get. Offsets
+    // within a segment are dense, compacted ones included (the cleaner keeps each kept
+    // batch's span over what it removed); a gap can only lie between two segments.
     if header.base_offset != expected {
         return Err(format!(
             "batch base offset {} where offset {expected} was expected",
