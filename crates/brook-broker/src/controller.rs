@@ -76,6 +76,11 @@ pub enum ControllerRequest {
     DeleteAcls {
         filters: Vec<brook_meta::AclFilter>,
     },
+    /// AlterClientQuotas: each entity's changes, checked on their own.
+    AlterClientQuotas {
+        alterations: Vec<brook_meta::QuotaAlteration>,
+        validate_only: bool,
+    },
     BrokerHeartbeat {
         id: i32,
         host: String,
@@ -136,6 +141,9 @@ pub enum ControllerReply {
     AclsCreated(Vec<(i16, Option<String>)>),
     /// Per filter of a `DeleteAcls`: `(error code, message, the ACLs it removed)`.
     AclsDeleted(Vec<(i16, Option<String>, Vec<brook_meta::Acl>)>),
+    /// One `(error code, message)` per entry of an `AlterClientQuotas`, in request
+    /// order.
+    QuotasAltered(Vec<(i16, Option<String>)>),
 }
 
 /// Decides the records for `req` against `image`. `cluster` is false for a single
@@ -398,6 +406,22 @@ pub fn decide(
                 .collect();
             Ok((records, ControllerReply::AclsDeleted(results)))
         }
+        ControllerRequest::AlterClientQuotas {
+            alterations,
+            validate_only,
+        } => {
+            let (records, results) =
+                brook_meta::alter_client_quotas(&image.client_quotas, alterations);
+            let results = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(()) => (0, None),
+                    Err(e) => (quota_error_code(&e).code(), Some(e.to_string())),
+                })
+                .collect();
+            let records = if *validate_only { Vec::new() } else { records };
+            Ok((records, ControllerReply::QuotasAltered(results)))
+        }
         ControllerRequest::BrokerHeartbeat {
             id,
             host,
@@ -601,6 +625,13 @@ pub fn new_cluster_id() -> String {
 
 /// The error code an AlterPartition refusal is answered with (Kafka's codes), which the
 /// leader maps back to what it does next with `isr_outcome`.
+fn quota_error_code(e: &brook_meta::QuotaError) -> ResponseError {
+    match e {
+        brook_meta::QuotaError::Invalid(_) => ResponseError::InvalidRequest,
+        brook_meta::QuotaError::Unsupported(_) => ResponseError::UnsupportedVersion,
+    }
+}
+
 fn scram_error_code(e: brook_meta::ScramAlterError) -> ResponseError {
     use brook_meta::ScramAlterError::*;
     match e {

@@ -377,6 +377,41 @@ impl ControllerClient {
         Ok(results)
     }
 
+    /// Alters client quotas; one `(error code, message)` per entry, once this broker's
+    /// applied image shows the changes.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<brook_meta::QuotaAlteration>,
+        validate_only: bool,
+    ) -> Result<Vec<(i16, Option<String>)>, ApiError> {
+        let reply = self
+            .request(ControllerRequest::AlterClientQuotas {
+                alterations: alterations.clone(),
+                validate_only,
+            })
+            .await?;
+        let ControllerReply::QuotasAltered(results) = reply else {
+            return Err(unexpected_reply());
+        };
+        if !validate_only {
+            self.settle(|i| {
+                alterations
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, (code, _))| *code == 0)
+                    .all(|(a, _)| {
+                        let entity = brook_meta::QuotaEntity(a.entity.iter().cloned().collect());
+                        let now = i.client_quotas.get(&entity);
+                        a.ops
+                            .iter()
+                            .all(|(key, value)| now.and_then(|q| q.get(key)).map(|v| v.0) == *value)
+                    })
+            })
+            .await;
+        }
+        Ok(results)
+    }
+
     /// Creates ACLs; one `(error code, message)` per ACL, once this broker's applied
     /// image holds those created.
     pub async fn create_acls(

@@ -17,6 +17,7 @@ mod admin_http;
 mod apis;
 mod applier;
 mod cleaner;
+mod client_quotas;
 mod clock;
 mod cluster;
 pub mod config;

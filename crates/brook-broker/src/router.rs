@@ -8,6 +8,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::access::{self, Access, Check, Op};
+use crate::client_quotas::ClientQuotaRates;
 use crate::cluster::rpc::InternalRpc;
 use crate::config::{BrokerConfig, BrokerSettings};
 use crate::controller_client::ControllerClient;
@@ -28,12 +29,17 @@ pub enum Response {
     Fetch(handlers::fetch::FetchReply),
 }
 
+/// Calls `$m!` with every response kind that carries a `throttle_time_ms`.
+macro_rules! throttled_kinds {
+    ($m:ident, $($arg:tt)*) => {
+        $m!($($arg)*; AddOffsetsToTxn, AddPartitionsToTxn, AlterClientQuotas, AlterConfigs, AlterPartitionReassignments, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, SyncGroup, TxnOffsetCommit)
+    };
+}
+
 impl Response {
-    /// The response's `throttle_time_ms` (0 for the few without one). Brook has no
-    /// client quotas, so its handlers leave it 0; the metric records what is sent.
+    /// The response's `throttle_time_ms` (0 for the few without one).
     pub fn throttle_time_ms(&self) -> i32 {
-        /// Each kind's field, by name: the kinds are different types.
-        macro_rules! field {
+        macro_rules! get {
             ($kind:expr; $($variant:ident),*) => {
                 match $kind {
                     $(ResponseKind::$variant(r) => r.throttle_time_ms,)*
@@ -43,9 +49,23 @@ impl Response {
         }
         match self {
             Response::Fetch(reply) => reply.response.throttle_time_ms,
-            Response::Kind(kind) => {
-                field!(kind; AddOffsetsToTxn, AddPartitionsToTxn, AlterConfigs, AlterPartitionReassignments, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, SyncGroup, TxnOffsetCommit)
-            }
+            Response::Kind(kind) => throttled_kinds!(get, kind),
+        }
+    }
+
+    /// Sets the response's `throttle_time_ms` (client quotas), where it has one.
+    pub fn set_throttle_time_ms(&mut self, ms: i32) {
+        macro_rules! set {
+            ($kind:expr; $($variant:ident),*) => {
+                match $kind {
+                    $(ResponseKind::$variant(r) => r.throttle_time_ms = ms,)*
+                    _ => {}
+                }
+            };
+        }
+        match self {
+            Response::Fetch(reply) => reply.response.throttle_time_ms = ms,
+            Response::Kind(kind) => throttled_kinds!(set, kind),
         }
     }
 }
@@ -55,6 +75,8 @@ impl Response {
 pub struct Services {
     /// The authorizer (`authorizer.class.name`), or none: everything allowed.
     pub access: Arc<Access>,
+    /// The rates client quotas are enforced on.
+    pub quotas: Arc<ClientQuotaRates>,
     /// Counters and histograms the request path records into.
     pub metrics: Arc<BrokerMetrics>,
     pub config: Arc<BrokerConfig>,
@@ -221,6 +243,9 @@ fn refuse_whole(c: &Check<'_>, v: i16, request: &RequestKind) -> Option<Response
             ResponseKind::DescribeClientQuotas(
                 DescribeClientQuotasResponse::default().with_error_code(cluster),
             )
+        }
+        RequestKind::AlterClientQuotas(r) if !c.cluster(Op::AlterConfigs) => {
+            ResponseKind::AlterClientQuotas(handlers::quotas::refuse_all(r, cluster, None))
         }
         RequestKind::WriteTxnMarkers(r) if !c.cluster(Op::ClusterAction) => {
             ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(
@@ -547,7 +572,10 @@ async fn dispatch_checked(
             ResponseKind::AlterUserScramCredentials(scram::alter(&s.controller, r).await)
         }
         RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(quotas::describe(r))
+            ResponseKind::DescribeClientQuotas(quotas::describe(&meta.image(), r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(&s.controller, r).await)
         }
         RequestKind::SaslHandshake(_) => {
             ResponseKind::SaslHandshake(crate::sasl::handshake_not_expected())

@@ -17,6 +17,7 @@ use brook_raft::{Quorum, QuorumConfig};
 
 use crate::accept::{self, Bound, Shared};
 use crate::applier::Applier;
+use crate::client_quotas::{ClientQuotaRates, QuotaWindows};
 use crate::clock::now_ms;
 use crate::cluster::fetcher::Fetchers;
 use crate::cluster::liveness::{self, Registration};
@@ -570,8 +571,13 @@ async fn wire(
     if access.enabled() {
         tracing::info!("authorizer: StandardAuthorizer (ACLs in the metadata log)");
     }
+    let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows {
+        window: Duration::from_secs(settings.quota_window_size_seconds as u64),
+        samples: settings.quota_window_num.clamp(2, 3600) as u32,
+    }));
     let services = Arc::new(Services {
         access,
+        quotas,
         metrics,
         config,
         settings,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Acls, MetadataRecord, ScramCredentials};
+use crate::{Acls, ClientQuotas, MetadataRecord, ScramCredentials};
 
 /// "No leader": every replica in the ISR is fenced (no unclean election).
 pub const NO_LEADER: i32 = -1;
@@ -148,6 +148,9 @@ pub struct MetadataImage {
     /// ACLs by id, indexed by resource for the authorizer.
     #[serde(default, skip_serializing_if = "Acls::is_empty")]
     pub acls: Acls,
+    /// Client quotas by entity (user, client id, IP, and their defaults).
+    #[serde(default, skip_serializing_if = "ClientQuotas::is_empty")]
+    pub client_quotas: ClientQuotas,
 }
 
 /// Dynamic broker configs, set at run time with AlterConfigs on the BROKER resource.
@@ -354,6 +357,9 @@ impl MetadataImage {
                 self.acls.insert(*id, acl.clone(), self.record_count)
             }
             MetadataRecord::AclRemoved { id } => self.acls.remove(id, self.record_count),
+            MetadataRecord::ClientQuotaSet { entity, key, value } => {
+                self.client_quotas.apply(entity, key, *value)
+            }
             MetadataRecord::TopicDeleted { name } => {
                 if let Some(t) = self.topics.remove(name) {
                     self.topic_names_by_id.remove(&t.topic_id);

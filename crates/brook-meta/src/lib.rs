@@ -10,6 +10,7 @@ pub mod acl;
 mod authorizer;
 pub mod controller;
 mod image;
+pub mod quota;
 mod scram;
 mod store;
 
@@ -21,6 +22,10 @@ pub use authorizer::{Acls, Authorizer, Requester};
 pub use image::{
     BrokerConfigs, BrokerEndpoint, BrokerImage, MetadataImage, PartitionImage, TopicChange,
     TopicImage, TopicMap, NO_LEADER,
+};
+pub use quota::{
+    alter_client_quotas, ClientQuotas, QuotaAlteration, QuotaEntity, QuotaError, QuotaKind,
+    QuotaValue, ResolvedQuota,
 };
 pub use scram::{
     alter_scram_credentials, ScramAlterError, ScramCredential, ScramCredentials, ScramMechanism,
@@ -102,6 +107,13 @@ pub enum MetadataRecord {
     /// The ACL with this id was removed (Kafka's RemoveAccessControlEntryRecord).
     AclRemoved {
         id: Uuid,
+    },
+    /// Set (`Some`) or remove (`None`) one quota of a client quota entity (Kafka's
+    /// QuotaRecord).
+    ClientQuotaSet {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<QuotaValue>,
     },
     /// Producer ids below `next_block_start` have been handed out.
     ProducerIdsAllocated {

@@ -421,6 +421,8 @@ broker_settings! {
     offsets_topic_replication_factor: i64 = "offsets.topic.replication.factor", "3";
     offsets_topic_segment_bytes: i64 = "offsets.topic.segment.bytes", "104857600";
     queued_max_request_bytes: i64 = "queued.max.request.bytes", "536870912";
+    quota_window_num: i64 = "quota.window.num", "11";
+    quota_window_size_seconds: i64 = "quota.window.size.seconds", "1";
     replica_lag_time_max_ms: i64 = "replica.lag.time.max.ms", "30000";
     socket_request_max_bytes: i64 = "socket.request.max.bytes", "104857600";
     super_users: String = "super.users", "";

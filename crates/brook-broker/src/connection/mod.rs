@@ -16,6 +16,7 @@
 //! `sasl.server.max.receive.size` and only ApiVersions and the SASL requests are taken.
 
 mod sasl;
+mod throttle;
 
 use std::io;
 use std::net::SocketAddr;
@@ -205,11 +206,16 @@ pub async fn serve<R, W>(
         let (frame, reservation) = frame;
         let received = timing.then(Instant::now);
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
-        let (outcome, timed) = match sasl.as_mut().filter(|s| s.raw_tokens()) {
-            Some(s) => (
-                sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
-                None,
-            ),
+        let Handled {
+            outcome,
+            timed,
+            mute_ms,
+        } = match sasl.as_mut().filter(|s| s.raw_tokens()) {
+            Some(s) => Handled {
+                outcome: sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
+                timed: None,
+                mute_ms: 0,
+            },
             None => tokio::select! {
                 handled = handle_frame(&services, peer, frame, &mut session, &mut sasl, timing) => handled,
                 _ = shutdown.changed() => break,
@@ -232,6 +238,14 @@ pub async fn serve<R, W>(
             Ok(Ok(())) => {
                 if let (Some(timed), Some(received)) = (timed, received) {
                     timed.record(&services.metrics, received);
+                }
+                if mute_ms > 0 {
+                    // Kafka mutes a throttled client's channel once its response is
+                    // out: nothing more is read from it until the throttle time ends.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(mute_ms)) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
             Ok(Err((loud, reason))) => {
@@ -496,8 +510,17 @@ async fn read_body<R: AsyncRead + Unpin>(
     Ok((frame.freeze(), reservation))
 }
 
-/// Handles one frame; a request that reached its handler comes back with its clock
-/// readings when `timing`.
+/// What became of one frame.
+struct Handled {
+    outcome: Outcome,
+    /// A request that reached its handler, with its clock readings (when `timing`).
+    timed: Option<Timed>,
+    /// How long the connection reads nothing more once the response is out: the
+    /// throttle time client quotas gave the request (ms).
+    mute_ms: u64,
+}
+
+/// Handles one frame.
 async fn handle_frame(
     services: &Services,
     peer: SocketAddr,
@@ -505,7 +528,8 @@ async fn handle_frame(
     session: &mut Arc<Session>,
     sasl: &mut Option<SaslSession>,
     timing: bool,
-) -> (Outcome, Option<Timed>) {
+) -> Handled {
+    let frame_bytes = frame.len();
     // Requests that never reach a handler (closed connections, SASL exchanges, internal
     // RPCs, KIP-511 answers) are not timed.
     let Decoded {
@@ -513,11 +537,24 @@ async fn handle_frame(
         version,
         correlation_id,
         header,
-        request,
+        mut request,
     } = match check_frame(services, peer, frame, session, sasl).await {
         Ok(decoded) => decoded,
-        Err(outcome) => return (outcome, None),
+        Err(outcome) => {
+            return Handled {
+                outcome,
+                timed: None,
+                mute_ms: 0,
+            }
+        }
     };
+    let metered = throttle::meter(
+        services,
+        session,
+        header.client_id.as_deref(),
+        api,
+        &mut request,
+    );
     let span = tracing::debug_span!("request", api = ?api, version, correlation_id);
     let ctx = RequestContext {
         client_id: header.client_id.clone(),
@@ -528,7 +565,8 @@ async fn handle_frame(
     // handler's state), and moving it into `measure` copied kilobytes per request.
     let mut dispatch =
         std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
-    let (handler_started, (response, remote)) = if timing {
+    let measured = timing || metered.is_some();
+    let (handler_started, (mut response, remote)) = if measured {
         (
             Some(Instant::now()),
             request_time::measure(dispatch.as_mut()).await,
@@ -536,16 +574,32 @@ async fn handle_frame(
     } else {
         (None, (dispatch.await, Duration::ZERO))
     };
+    let handled = handler_started.map(|started| (started, Instant::now()));
+    let mute_ms = match (metered, handled) {
+        (Some(metered), Some((started, handled))) => {
+            let busy = handled
+                .saturating_duration_since(started)
+                .saturating_sub(remote);
+            metered.finish(frame_bytes, busy, &mut response)
+        }
+        _ => 0,
+    };
     let throttle_time_ms = response.as_ref().map_or(0, Response::throttle_time_ms);
     let outcome = encode(api, version, correlation_id, response);
-    let timed = handler_started.map(|handler_started| Timed {
-        api,
-        handler_started,
-        handled: Instant::now(),
-        remote,
-        throttle_time_ms,
-    });
-    (outcome, timed)
+    let timed = handled
+        .filter(|_| timing)
+        .map(|(handler_started, handled)| Timed {
+            api,
+            handler_started,
+            handled,
+            remote,
+            throttle_time_ms,
+        });
+    Handled {
+        outcome,
+        timed,
+        mute_ms,
+    }
 }
 
 /// A decoded request ready for its handler.

@@ -103,7 +103,7 @@ impl RequestFamilies {
             ),
             throttle: family(
                 "brook_request_throttle_time_seconds",
-                "The throttle_time_ms of a request's response (Brook has no quotas: always 0), by API",
+                "The throttle_time_ms of a request's response (client quotas), by API",
             ),
             total: family(
                 "brook_request_total_time_seconds",

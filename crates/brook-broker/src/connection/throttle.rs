@@ -1,0 +1,135 @@
+//! Client quotas on the request path: what a request counts against its client's
+//! quotas (`crate::client_quotas`), and the throttle time its response carries.
+//!
+//! Produce counts its request's bytes, Fetch its response's bytes, and every request
+//! the time its handler kept a thread busy (remote waits excluded). A throttled Fetch
+//! is answered with no records, its bytes taken back, as Kafka does; other requests
+//! are answered in full. Either way the connection then reads nothing more from the
+//! client for the throttle time. Replica fetches and the controller listener are
+//! exempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_meta::{MetadataImage, QuotaKind};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestKind};
+
+use crate::client_quotas::{self, thread_time_percent, ClientQuotaRates};
+use crate::handlers::fetch::FetchReply;
+use crate::router::{Response, Services};
+use crate::session::Session;
+
+/// A request that counts against its client's quotas.
+pub(super) struct Metered<'a> {
+    rates: &'a ClientQuotaRates,
+    image: Arc<MetadataImage>,
+    user: &'a str,
+    client_id: String,
+    api: ApiKey,
+}
+
+/// Whether `request` counts against quotas (none are set: it does not), bounding a
+/// Fetch's bytes to what its client's quota allows in one go.
+pub(super) fn meter<'a>(
+    services: &'a Services,
+    session: &'a Session,
+    client_id: Option<&str>,
+    api: ApiKey,
+    request: &mut RequestKind,
+) -> Option<Metered<'a>> {
+    if session.listener.controller {
+        return None;
+    }
+    let image = services.metadata.image();
+    if !client_quotas::active(&image.client_quotas) {
+        return None;
+    }
+    let user = session.principal.name.as_str();
+    let client_id = client_id.unwrap_or_default().to_string();
+    if let RequestKind::Fetch(r) = request {
+        let replica = r.replica_id.0.max(r.replica_state.replica_id.0);
+        if replica >= 0 {
+            return None;
+        }
+        let cap =
+            services
+                .quotas
+                .max_in_window(&image.client_quotas, QuotaKind::Fetch, user, &client_id);
+        if let Some(cap) = cap {
+            let cap = cap.clamp(1.0, i32::MAX as f64) as i32;
+            r.max_bytes = r.max_bytes.min(cap);
+        }
+    }
+    Some(Metered {
+        rates: &services.quotas,
+        image,
+        user,
+        client_id,
+        api,
+    })
+}
+
+impl Metered<'_> {
+    /// Records what the request brought: `request_bytes` (its frame) and `busy` (its
+    /// handler's own time), throttling its response as needed. Returns how long the
+    /// connection stays muted, in ms.
+    pub(super) fn finish(
+        self,
+        request_bytes: usize,
+        busy: Duration,
+        response: &mut Option<Response>,
+    ) -> u64 {
+        let quotas = &self.image.client_quotas;
+        let (user, client) = (self.user, self.client_id.as_str());
+        let now = self.rates.now_ms();
+        let record = |kind, value| self.rates.record(quotas, kind, user, client, value, now);
+        let fetched = match (&*response, self.api) {
+            (Some(Response::Fetch(reply)), ApiKey::Fetch) => Some(fetch_bytes(reply)),
+            _ => None,
+        };
+        let bandwidth = match (self.api, fetched) {
+            (ApiKey::Produce, _) => record(QuotaKind::Produce, request_bytes as f64),
+            (ApiKey::Fetch, Some(bytes)) => record(QuotaKind::Fetch, bytes as f64),
+            _ => 0,
+        };
+        let request = record(QuotaKind::Request, thread_time_percent(busy));
+        let throttle = bandwidth.max(request);
+        if throttle == 0 {
+            return 0;
+        }
+        if let (Some(bytes), Some(_)) = (fetched, response.as_ref()) {
+            // The records are not sent, so they do not count.
+            self.rates
+                .unrecord(quotas, QuotaKind::Fetch, user, client, bytes as f64, now);
+            *response = Some(Response::Fetch(FetchReply {
+                response: FetchResponse::default(),
+                records: Vec::new(),
+            }));
+        }
+        if let Some(r) = response.as_mut() {
+            r.set_throttle_time_ms(throttle.min(i32::MAX as u64) as i32);
+        }
+        tracing::debug!(
+            user,
+            client_id = client,
+            throttle_ms = throttle,
+            bandwidth,
+            request,
+            "client quota exceeded: throttling"
+        );
+        throttle
+    }
+}
+
+/// The record bytes a Fetch response carries: from segment files, and any held in
+/// the response itself.
+fn fetch_bytes(reply: &FetchReply) -> usize {
+    let inline: usize = reply
+        .response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    inline + reply.records.iter().map(|r| r.region.len).sum::<usize>()
+}
