@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::groups::Groups;
 use crate::handlers::RequestContext;
 use crate::metadata::MetadataView;
+use crate::names;
 
 /// The coordinator's view of the topics: the applied metadata image.
 pub(crate) struct ImageTopics<'a>(pub(crate) &'a MetadataImage);
@@ -33,6 +34,17 @@ impl TopicsView for ImageTopics<'_> {
 
     fn topic_name(&self, id: &Uuid) -> Option<String> {
         self.0.topic_by_id(id).map(|t| t.name.clone())
+    }
+
+    fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
+        for (name, topic) in self.0.topics.iter() {
+            each(name, topic.internal || names::is_internal(name));
+        }
+    }
+
+    /// The image's record count: it grows with every metadata change, topics included.
+    fn topics_version(&self) -> i64 {
+        i64::try_from(self.0.record_count).unwrap_or(i64::MAX)
     }
 }
 
