@@ -50,6 +50,12 @@ pub trait TopicsView {
     /// A number that grows whenever the set of topics changes (it may grow more often):
     /// the metadata version a regular expression's resolution is stamped with.
     fn topics_version(&self) -> i64;
+    /// Whether the principal of the request at hand may DESCRIBE the topic: a regular
+    /// expression resolves only to those, as Kafka filters a resolution with the
+    /// principal of the heartbeat that triggered it. Everything, without an authorizer.
+    fn may_describe(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// Where a member is in its reconciliation (Kafka's MemberState, with its codes).
@@ -273,8 +279,11 @@ impl ConsumerGroup {
     /// The topics one member subscribes to: its names and what its regular expression
     /// resolved to.
     pub(crate) fn member_topics<'a>(&'a self, m: &'a ConsumerMember) -> BTreeSet<&'a str> {
-        let mut topics: BTreeSet<&str> =
-            m.subscribed_topic_names.iter().map(String::as_str).collect();
+        let mut topics: BTreeSet<&str> = m
+            .subscribed_topic_names
+            .iter()
+            .map(String::as_str)
+            .collect();
         if let Some(resolved) = m
             .subscribed_topic_regex
             .as_ref()
@@ -516,7 +525,10 @@ pub(crate) mod testing {
 
         fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
             for name in self.0.keys() {
-                each(name, name == "__consumer_offsets" || name == "__transaction_state");
+                each(
+                    name,
+                    name == "__consumer_offsets" || name == "__transaction_state",
+                );
             }
         }
 

@@ -655,7 +655,10 @@ mod tests {
             group: "g".into(),
             regex: "r.*".into(),
         };
-        assert_eq!(&key.encode()[..], &[0, 16, 0, 1, b'g', 0, 3, b'r', b'.', b'*']);
+        assert_eq!(
+            &key.encode()[..],
+            &[0, 16, 0, 1, b'g', 0, 3, b'r', b'.', b'*']
+        );
         let value = ConsumerValue::RegularExpression {
             topics: vec!["t".into()],
             version: 1,

@@ -75,12 +75,17 @@ fn describe(e: &regex::Error) -> String {
             format!("it compiles to more than {limit} bytes")
         }
         // The syntax error's text spans lines (the pattern with a caret under the fault).
-        other => other.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        other => other
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
-/// The topics each pattern matches now: every topic of `topics` but the internal ones.
-/// A pattern that does not compile (only possible for one replayed from a log written
+/// The topics each pattern matches now: every topic of `topics` but the internal ones
+/// and those the requester may not DESCRIBE ([`TopicsView::may_describe`], asked only
+/// of matching topics, once each). A pattern that does not compile (only possible for one replayed from a log written
 /// by another implementation) matches nothing.
 pub(crate) fn resolve<'a>(
     patterns: impl Iterator<Item = &'a str>,
@@ -102,8 +107,10 @@ pub(crate) fn resolve<'a>(
         if internal {
             return;
         }
+        let mut describable = None;
         for (pattern, regex) in &compiled {
-            if regex.is_match(name) {
+            if regex.is_match(name) && *describable.get_or_insert_with(|| topics.may_describe(name))
+            {
                 if let Some(set) = resolved.get_mut(*pattern) {
                     set.insert(name.to_owned());
                 }
@@ -175,5 +182,38 @@ mod tests {
             BTreeSet::from(["__mine".to_owned(), "a".to_owned()])
         );
         assert!(resolved["("].is_empty());
+    }
+
+    /// Topics the requester may not DESCRIBE are left out; only matching topics are
+    /// asked about.
+    #[test]
+    fn undescribable_topics_never_match() {
+        struct Acl(Topics, std::cell::RefCell<Vec<String>>);
+        impl TopicsView for Acl {
+            fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+                self.0.topic(name)
+            }
+            fn topic_name(&self, id: &uuid::Uuid) -> Option<String> {
+                self.0.topic_name(id)
+            }
+            fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
+                self.0.each_topic(each)
+            }
+            fn topics_version(&self) -> i64 {
+                self.0.topics_version()
+            }
+            fn may_describe(&self, name: &str) -> bool {
+                self.1.borrow_mut().push(name.to_owned());
+                name != "secret"
+            }
+        }
+        let topics = Acl(
+            Topics::with(&[("open", 1), ("secret", 1), ("zzz", 1)]),
+            Default::default(),
+        );
+        let resolved = resolve(["[os].*", "s.*"].into_iter(), &topics);
+        assert_eq!(resolved["[os].*"], BTreeSet::from(["open".to_owned()]));
+        assert!(resolved["s.*"].is_empty());
+        assert_eq!(*topics.1.borrow(), vec!["open", "secret"]);
     }
 }

@@ -585,7 +585,11 @@ fn update_regexes(
             version,
             resolved_at_ms: ctx.now_ms,
         };
-        if cg.regexes.get(&pattern).is_none_or(|old| old.topics != new.topics) {
+        if cg
+            .regexes
+            .get(&pattern)
+            .is_none_or(|old| old.topics != new.topics)
+        {
             info!(group = group_id, pattern = %pattern, topics = ?new.topics, "regular expression resolved");
             changed = true;
         }
