@@ -74,12 +74,13 @@ fn describe(e: &regex::Error) -> String {
         regex::Error::CompiledTooBig(limit) => {
             format!("it compiles to more than {limit} bytes")
         }
-        // The syntax error's text spans lines (the pattern with a caret under the fault).
-        other => other
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
+        // The syntax error's text spans lines (the pattern with a caret under the fault,
+        // then `error: what`): the last line says what is wrong.
+        other => {
+            let text = other.to_string();
+            let last = text.lines().last().unwrap_or_default().trim();
+            last.strip_prefix("error: ").unwrap_or(last).to_owned()
+        }
     }
 }
 
@@ -131,9 +132,14 @@ mod tests {
             let why = compile(pattern).expect_err(pattern);
             assert!(why.contains(pattern), "{why}");
             assert!(!why.contains('\n'), "{why}");
+            assert!(!why.ends_with(": ."), "{why}");
         }
         // Backreferences and lookaround are not RE2: refused, as RE2/J refuses them.
         assert!(compile(r"(a)\1").is_err());
+        assert_eq!(
+            compile("regex-(").unwrap_err(),
+            "SubscribedTopicRegex `regex-(` is not a valid regular expression: unclosed group."
+        );
         assert!(compile("a(?=b)").is_err());
     }
 
