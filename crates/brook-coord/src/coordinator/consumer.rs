@@ -590,7 +590,7 @@ fn update_regexes(
             .get(&pattern)
             .is_none_or(|old| old.topics != new.topics)
         {
-            info!(group = group_id, pattern = %pattern, topics = ?new.topics, "regular expression resolved");
+            info!(group = group_id, pattern = %pattern, topics = new.topics.len(), "regular expression resolved to other topics");
             changed = true;
         }
         if let Some(record) = regex_record(group_id, &pattern, Some(&new)) {
