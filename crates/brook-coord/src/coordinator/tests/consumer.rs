@@ -484,8 +484,9 @@ fn new_partitions_bump_the_epoch_and_get_assigned() {
     );
 }
 
-/// Property-style: random joins, heartbeats, leaves, deaths, static departures and
-/// partition growth, for many seeds and both assignors. After every step no live
+/// Property-style: random joins (by names or by regular expression), heartbeats,
+/// leaves, deaths, static departures, partition growth and topics created and deleted,
+/// for many seeds and both assignors. After every step no live
 /// client holds a partition another live client holds; the group converges; the
 /// records replay to the same state.
 #[test]
@@ -497,10 +498,16 @@ fn random_membership_changes_never_share_a_partition() {
                 let live = sim.live();
                 match sim.next(10) {
                     0 | 1 if live.len() < 6 => {
-                        let topics: &[&str] = match sim.next(3) {
+                        let topics: &[&str] = match sim.next(4) {
                             0 => &["a"],
                             1 => &["b"],
-                            _ => &["a", "b"],
+                            2 => &["a", "b"],
+                            _ => {
+                                // By regular expression: "a" and the topics created
+                                // below.
+                                sim.join_regex("a.*");
+                                continue;
+                            }
                         };
                         let instance =
                             (sim.next(3) == 0).then(|| format!("i{}", sim.clients.len()));
@@ -527,6 +534,16 @@ fn random_membership_changes_never_share_a_partition() {
                     5 if sim.next(8) == 0 => {
                         let n = sim.topics.0["b"].1 + 1;
                         sim.topics.set("b", n);
+                    }
+                    6 if sim.next(8) == 0 => {
+                        // A topic the regular expression matches comes or goes.
+                        let name = format!("a{}", sim.next(3));
+                        if sim.topics.0.contains_key(&name) {
+                            sim.topics.remove(&name);
+                        } else {
+                            let partitions = 1 + sim.next(3) as i32;
+                            sim.topics.set(&name, partitions);
+                        }
                     }
                     _ if !live.is_empty() => {
                         let i = live[sim.next(live.len() as u64) as usize];
@@ -900,6 +917,17 @@ fn regexes_replay() {
         cg.regexes["regex-.*"].topics,
         ["regex-a", "regex-b"].map(String::from).into()
     );
+    // The snapshot (what compaction keeps) holds the resolutions too.
+    let mut from_snapshot = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+    for rec in sim.coordinator.snapshot(|_| true) {
+        from_snapshot.replay(&rec).expect("own records decode");
+    }
+    let snap = from_snapshot.groups[GROUP]
+        .consumer
+        .as_ref()
+        .expect("consumer group");
+    assert_eq!(snap.regexes, sim.group().regexes);
+    assert_eq!(snap.members, sim.group().members);
     sim.coordinator = fresh;
     sim.converge();
     assert_eq!(sim.group().group_epoch, epoch, "no rebalance after replay");
