@@ -400,3 +400,35 @@ def test_admin_apis_check_their_resources(acl_broker):
     assert group not in listed(carol)
     grant(b, acl(ResourceType.GROUP, group, "carol", AclOperation.DESCRIBE))
     assert group in listed(carol)
+
+
+def test_a_regex_subscription_gets_only_topics_the_member_may_describe(acl_broker):
+    """KIP-848 (librdkafka, group.protocol=consumer): a server-side regular expression
+    resolves only to the topics the member's principal may DESCRIBE, as Kafka's
+    coordinator filters it; the topic it may not see is never assigned."""
+    b = acl_broker
+    prefix = unique_topic("rxacl")
+    seen, hidden, group = f"{prefix}-seen", f"{prefix}-hidden", unique_topic("rxaclg")
+    create_topics(b, seen, hidden)
+    p = producer(b.sasl_bootstrap, **conf("admin"))
+    for t in (seen, hidden):
+        p.produce(t, b"v")
+    assert p.flush(15) == 0
+    grant(b, acl(ResourceType.TOPIC, seen, "carol", AclOperation.READ),
+          acl(ResourceType.GROUP, group, "carol", AclOperation.READ))
+    c = Consumer({"bootstrap.servers": b.sasl_bootstrap, **conf("carol"),
+                  "group.id": group, "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([f"^{prefix}-.*"])
+        read: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not read:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                read.append(m.topic())
+        assert read == [seen], read
+        time.sleep(2)
+        assert {tp.topic for tp in c.assignment()} == {seen}
+    finally:
+        c.close()

@@ -68,6 +68,11 @@ class JavaConsumer:
         return [(int(p), int(o)) for _, p, o, *_ in
                 (l.split(" ") for l in list(self.lines) if l.startswith("RECORD "))]
 
+    def topic_records(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, offset) of each record read."""
+        return [(t, int(p), int(o)) for _, p, o, *_, t in
+                (l.split(" ") for l in list(self.lines) if l.startswith("RECORD "))]
+
     def assigned(self) -> set[int]:
         """The partitions held now, from the ASSIGNED/REVOKED/LOST lines."""
         held: set[int] = set()
@@ -247,3 +252,48 @@ def test_classic_and_consumer_protocols_do_not_mix(brook, consumers):
         assert len(a.assigned()) == 1, a.describe()
     finally:
         classic.close()
+
+
+def test_java_consumer_regex_subscription(brook, consumers):
+    """`subscribe(SubscriptionPattern)`: the coordinator resolves the pattern (whole
+    names, RE2 syntax) to the topics that exist, the member reads those only, and a
+    matching topic created later joins the subscription within Kafka's 10 s refresh
+    interval plus a heartbeat; ConsumerGroupDescribe shows the pattern."""
+    prefix = unique_topic("rx")
+    group = unique_topic("g848x")
+    for name in ("regex-a", "regex-b", "other-c"):
+        create_topic(brook.bootstrap, f"{prefix}-{name}", partitions=2)
+        produce_range(brook.bootstrap, f"{prefix}-{name}", 0, 20)
+    c = JavaConsumer(brook.bootstrap, group, f"regex:{prefix}-regex-.*", idle_ms=90_000)
+    consumers.append(c)
+    wanted = {f"{prefix}-regex-a", f"{prefix}-regex-b"}
+    wait_until(lambda: len(c.topic_records()) >= 40, 30,
+               what=f"the matching topics read\n{c.describe()}")
+    time.sleep(2)
+    assert {t for t, _, _ in c.topic_records()} == wanted, c.describe()
+    assert len(set(c.topic_records())) == 40
+
+    members = kafka_tool_out("--describe", "--members", "--verbose", "--group", group,
+                             bootstrap=brook.bootstrap)
+    assert group in members, members
+
+    created = time.monotonic()
+    create_topic(brook.bootstrap, f"{prefix}-regex-c", partitions=2)
+    produce_range(brook.bootstrap, f"{prefix}-regex-c", 0, 20)
+    wait_until(lambda: sum(t.endswith("-regex-c") for t, _, _ in c.topic_records()) >= 20,
+               30, what=f"the topic created later read\n{c.describe()}")
+    took = time.monotonic() - created
+    assert {t for t, _, _ in c.topic_records()} == wanted | {f"{prefix}-regex-c"}
+    c.stop()
+    assert not c.errors(), c.describe()
+    assert took < 30, f"took {took:.1f}s"
+
+
+def test_java_consumer_invalid_regex_is_refused(brook, consumers):
+    """A pattern that is not a regular expression fails the member with Kafka's
+    InvalidRegularExpression (error 128) from poll()."""
+    group = unique_topic("g848xi")
+    c = JavaConsumer(brook.bootstrap, group, "regex:regex-(", idle_ms=30_000)
+    consumers.append(c)
+    wait_until(lambda: c.errors(), 30, what=f"an error from poll\n{c.describe()}")
+    assert any("InvalidRegularExpression" in e for e in c.errors()), c.describe()

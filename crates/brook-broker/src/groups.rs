@@ -144,6 +144,7 @@ impl Groups {
             ),
             consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64) as usize,
             consumer_assignors: consumer_assignors(&settings.group_consumer_assignors),
+            consumer_regex_refresh_interval_ms: settings.group_consumer_regex_refresh_interval_ms,
             ..GroupConfig::default()
         };
         let state = GroupState {

@@ -507,9 +507,17 @@ async fn dispatch_checked(
             }
             ResponseKind::OffsetFetch(resp)
         }
-        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group::heartbeat(&s.groups, meta, ctx, r, v).await,
-        ),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            // A regular expression resolves to the topics the member may DESCRIBE.
+            let may_describe = |topic: &str| {
+                check.is_none_or(|c| {
+                    c.allowed_quietly(Op::Describe, brook_meta::ResourceType::Topic, topic)
+                })
+            };
+            ResponseKind::ConsumerGroupHeartbeat(
+                consumer_group::heartbeat(&s.groups, meta, ctx, r, v, &may_describe).await,
+            )
+        }
         RequestKind::ConsumerGroupDescribe(mut r) => {
             let refused = gate!(c => access::consumer_group_describe(c, &mut r));
             let mut resp = consumer_group::describe(&s.groups, meta, r, v);

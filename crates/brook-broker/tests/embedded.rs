@@ -152,3 +152,63 @@ async fn produce_and_fetch_through_an_embedded_broker() {
 
     broker.shutdown().await;
 }
+
+/// Metadata by topic id (v12+): with a null name, and with the empty name the Java
+/// client leaves in the field when it asks by id (for the topics of a KIP-848 regex
+/// assignment); an unknown id answers UNKNOWN_TOPIC_ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_by_topic_id() {
+    use brook_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let broker = Broker::builder()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .memory(true)
+        .start()
+        .await
+        .unwrap();
+    let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
+    let topic = CreatableTopic::default()
+        .with_name(name("by-id"))
+        .with_num_partitions(3)
+        .with_replication_factor(-1);
+    let ResponseKind::CreateTopics(created) = call(
+        &mut stream,
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic])),
+    )
+    .await
+    else {
+        panic!("wrong response")
+    };
+    let id = created.topics[0].topic_id;
+    assert!(!id.is_nil());
+    let unknown = uuid::Uuid::from_u64_pair(1, 2);
+    let ask = vec![
+        MetadataRequestTopic::default()
+            .with_topic_id(id)
+            .with_name(None),
+        MetadataRequestTopic::default()
+            .with_topic_id(id)
+            .with_name(Some(name(""))),
+        MetadataRequestTopic::default()
+            .with_topic_id(unknown)
+            .with_name(Some(name(""))),
+    ];
+    let ResponseKind::Metadata(meta) = call(
+        &mut stream,
+        ApiKey::Metadata,
+        12,
+        RequestKind::Metadata(MetadataRequest::default().with_topics(Some(ask))),
+    )
+    .await
+    else {
+        panic!("wrong response")
+    };
+    for t in &meta.topics[..2] {
+        assert_eq!(t.error_code, 0);
+        assert_eq!(t.name.as_ref().map(|n| n.0.as_str()), Some("by-id"));
+        assert_eq!((t.topic_id, t.partitions.len()), (id, 3));
+    }
+    assert_eq!(meta.topics[2].error_code, 100, "UNKNOWN_TOPIC_ID");
+    broker.shutdown().await;
+}

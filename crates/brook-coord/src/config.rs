@@ -44,6 +44,9 @@ pub struct GroupConfig {
     /// `group.consumer.assignors`, as canonical names (`uniform`, `range`); the first is
     /// the default.
     pub consumer_assignors: Vec<String>,
+    /// `group.consumer.regex.refresh.interval.ms`: a group's regular expressions are
+    /// resolved again after this long even if no topic was created or deleted.
+    pub consumer_regex_refresh_interval_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -61,6 +64,7 @@ impl Default for GroupConfig {
             consumer_heartbeat_interval_ms: 5_000,
             consumer_max_size: i32::MAX as usize,
             consumer_assignors: vec!["uniform".into(), "range".into()],
+            consumer_regex_refresh_interval_ms: 600_000,
         }
     }
 }

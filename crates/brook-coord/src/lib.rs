@@ -11,7 +11,8 @@
 //! - `group`: one group's state, members, protocol vote and offsets.
 //! - [`consumer`]: KIP-848 consumer groups: the group and who owns which partition, the
 //!   `uniform` and `range` assignors, one reconciliation step (Kafka's
-//!   CurrentAssignmentBuilder), and their records in Kafka 4's format.
+//!   CurrentAssignmentBuilder), regular-expression subscriptions, and their records in
+//!   Kafka 4's format.
 //! - [`records`]: [`OffsetsRecord`] and its documented binary encoding.
 //! - [`txn`]: [`TransactionCoordinator`] (InitProducerId, AddPartitionsToTxn,
 //!   AddOffsetsToTxn, EndTxn, DescribeTransactions, ListTransactions), [`TxnEffects`],
@@ -34,9 +35,8 @@
 //!   transactional id is its whole state, which [`TransactionCoordinator::replay`]
 //!   restores.
 //!
-//! Absent on purpose: KIP-848 regular-expression subscriptions, rack-aware assignment
-//! and groups that mix classic and consumer members (a group is one or the other),
-//! transactional offset
+//! Absent on purpose: rack-aware assignment and groups that mix classic and consumer
+//! members (a group is one or the other), transactional offset
 //! commits in the group coordinator (the broker handles TxnOffsetCommit, checking the
 //! transaction with [`TransactionCoordinator::verify_partition`]), transactions version
 //! 2 (KIP-890 part 2), topic ids in offset requests (the broker caps OffsetCommit and

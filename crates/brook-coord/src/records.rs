@@ -26,8 +26,8 @@
 //! A missing value (None) is a tombstone: compaction removes the key.
 //! ```
 //!
-//! Key types 3 to 8 are consumer groups of the new protocol (KIP-848), which Brook
-//! writes in Kafka 4's own format: see `consumer::records`.
+//! Key types 3 to 8 and 16 are consumer groups of the new protocol (KIP-848), which
+//! Brook writes in Kafka 4's own format: see `consumer::records`.
 //!
 //! Keys are canonical (compaction compares their bytes), so a key with trailing bytes is
 //! rejected. A value may carry trailing bytes, which this version ignores: a later
@@ -268,7 +268,9 @@ fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
         GROUP_METADATA_KEY => RecordKey::GroupMetadata {
             group: reader.string()?,
         },
-        kind @ 3..=8 => return ConsumerKey::decode(kind, &bytes[2..]).map(RecordKey::Consumer),
+        kind @ (3..=8 | 16) => {
+            return ConsumerKey::decode(kind, &bytes[2..]).map(RecordKey::Consumer)
+        }
         other => return Err(RecordError::UnknownKeyType(other)),
     };
     match reader.remaining() {

@@ -3,9 +3,11 @@
 //
 //   java -cp 'jars/*:classes' Kip848Consumer BOOTSTRAP GROUP TOPIC IDLE_MS [INSTANCE_ID]
 //
+// TOPIC `regex:PATTERN` subscribes with a server-side regular expression
+// (`subscribe(SubscriptionPattern)`, KIP-848) instead of one topic name.
 // Prints one line per event, flushed at once so a test that kills the process knows
 // what it did:  READY / ASSIGNED t-p,... / REVOKED t-p,... / LOST t-p,... /
-// RECORD partition offset value / COMMITTED n / ERROR message / CLOSED.
+// RECORD partition offset value topic / COMMITTED n / ERROR message / CLOSED.
 // Offsets are committed synchronously after each poll and when partitions are revoked,
 // so a clean hand-over re-delivers nothing. Exits after IDLE_MS without records, or on
 // SIGTERM (closing the consumer, which leaves the group).
@@ -24,6 +26,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -63,7 +66,7 @@ public class Kip848Consumer {
             } catch (InterruptedException ignored) {
             }
         }));
-        consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+        ConsumerRebalanceListener listener = new ConsumerRebalanceListener() {
             public void onPartitionsRevoked(Collection<TopicPartition> parts) {
                 commit(consumer, pending);
                 out("REVOKED " + names(parts));
@@ -77,14 +80,19 @@ public class Kip848Consumer {
                 pending.keySet().removeAll(parts);
                 out("LOST " + names(parts));
             }
-        });
+        };
+        if (topic.startsWith("regex:")) {
+            consumer.subscribe(new SubscriptionPattern(topic.substring("regex:".length())), listener);
+        } else {
+            consumer.subscribe(List.of(topic), listener);
+        }
         out("READY");
         long lastRecord = System.currentTimeMillis();
         try {
             while (System.currentTimeMillis() - lastRecord < idleMs) {
                 ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(200));
                 for (ConsumerRecord<String, String> r : records) {
-                    out("RECORD " + r.partition() + " " + r.offset() + " " + r.value());
+                    out("RECORD " + r.partition() + " " + r.offset() + " " + r.value() + " " + r.topic());
                     pending.put(new TopicPartition(r.topic(), r.partition()),
                                 new OffsetAndMetadata(r.offset() + 1));
                     lastRecord = System.currentTimeMillis();

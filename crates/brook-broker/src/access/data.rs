@@ -208,7 +208,7 @@ pub fn metadata(
             true
         };
         if !allowed {
-            let by_id = t.name.is_none();
+            let by_id = t.name.as_deref().is_none_or(|n| n.is_empty()) && !t.topic_id.is_nil();
             refused.push(
                 MetadataResponseTopic::default()
                     .with_error_code(TOPIC_DENIED)

@@ -396,6 +396,7 @@ broker_settings! {
     group_consumer_assignors: String = "group.consumer.assignors", "uniform,range";
     group_consumer_heartbeat_interval_ms: i64 = "group.consumer.heartbeat.interval.ms", "5000";
     group_consumer_max_size: i64 = "group.consumer.max.size", "2147483647";
+    group_consumer_regex_refresh_interval_ms: i64 = "group.consumer.regex.refresh.interval.ms", "600000";
     group_consumer_session_timeout_ms: i64 = "group.consumer.session.timeout.ms", "45000";
     group_initial_rebalance_delay_ms: i64 = "group.initial.rebalance.delay.ms", "3000";
     group_max_session_timeout_ms: i64 = "group.max.session.timeout.ms", "1800000";

@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::groups::Groups;
 use crate::handlers::RequestContext;
 use crate::metadata::MetadataView;
+use crate::names;
 
 /// The coordinator's view of the topics: the applied metadata image.
 pub(crate) struct ImageTopics<'a>(pub(crate) &'a MetadataImage);
@@ -34,14 +35,57 @@ impl TopicsView for ImageTopics<'_> {
     fn topic_name(&self, id: &Uuid) -> Option<String> {
         self.0.topic_by_id(id).map(|t| t.name.clone())
     }
+
+    fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
+        for (name, topic) in self.0.topics.iter() {
+            each(name, topic.internal || names::is_internal(name));
+        }
+    }
+
+    /// The image's record count: it grows with every metadata change, topics included.
+    fn topics_version(&self) -> i64 {
+        i64::try_from(self.0.record_count).unwrap_or(i64::MAX)
+    }
 }
 
+/// The image's topics as the principal of one heartbeat sees them: a regular
+/// expression resolves only to topics `may_describe` allows (the router's ACL check).
+struct HeartbeatTopics<'a> {
+    image: ImageTopics<'a>,
+    may_describe: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+impl TopicsView for HeartbeatTopics<'_> {
+    fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
+        self.image.topic(name)
+    }
+
+    fn topic_name(&self, id: &Uuid) -> Option<String> {
+        self.image.topic_name(id)
+    }
+
+    fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
+        self.image.each_topic(each)
+    }
+
+    fn topics_version(&self) -> i64 {
+        self.image.topics_version()
+    }
+
+    fn may_describe(&self, name: &str) -> bool {
+        (self.may_describe)(name)
+    }
+}
+
+/// ConsumerGroupHeartbeat; `may_describe` says which topics the request's principal
+/// may DESCRIBE (what a regular expression may resolve to).
 pub async fn heartbeat(
     groups: &Groups,
     meta: &MetadataView,
     ctx: &RequestContext,
     req: ConsumerGroupHeartbeatRequest,
     version: i16,
+    may_describe: &(dyn Fn(&str) -> bool + Sync),
 ) -> ConsumerGroupHeartbeatResponse {
     let group_id = req.group_id.0.to_string();
     let fail = |code: i16, message: String| {
@@ -64,7 +108,10 @@ pub async fn heartbeat(
                 &req,
                 ctx.client_id(),
                 &client_host,
-                &ImageTopics(&image),
+                &HeartbeatTopics {
+                    image: ImageTopics(&image),
+                    may_describe,
+                },
                 now_ms(),
             );
             (

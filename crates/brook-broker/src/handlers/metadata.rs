@@ -81,9 +81,13 @@ async fn lookup(
     creations_left: &mut usize,
 ) -> MetadataResponseTopic {
     let image = meta.image();
+    // By id when the request names none: null, or the empty string the Java client
+    // leaves in the field (its default) when it asks by id, as Kafka's KafkaApis
+    // treats any non-zero id.
+    let by_id = t.name.as_deref().is_none_or(|n| n.is_empty()) && !t.topic_id.is_nil();
     let name = match &t.name {
-        Some(n) => n.0.to_string(),
-        None => match image.topic_by_id(&t.topic_id) {
+        Some(n) if !by_id => n.0.to_string(),
+        _ => match image.topic_by_id(&t.topic_id) {
             Some(topic) => return describe_topic(topic),
             None => {
                 return MetadataResponseTopic::default()

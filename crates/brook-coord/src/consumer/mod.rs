@@ -13,14 +13,19 @@
 //! - [`reconcile`]: Kafka's CurrentAssignmentBuilder (member states STABLE,
 //!   UNREVOKED_PARTITIONS, UNRELEASED_PARTITIONS).
 //! - [`records`]: the group's `__consumer_offsets` records, in Kafka 4's format.
+//! - [`topic_regex`]: regular-expression subscriptions: checking a pattern, resolving
+//!   a group's patterns to topic names.
 
 pub mod assignor;
 pub(crate) mod reconcile;
 pub(crate) mod records;
+pub(crate) mod topic_regex;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
+
+use topic_regex::ResolvedRegex;
 
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -38,6 +43,19 @@ pub trait TopicsView {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
     /// The name of a topic id, if it exists.
     fn topic_name(&self, id: &Uuid) -> Option<String>;
+    /// Calls `each` with every topic's name and whether it is internal
+    /// (`__consumer_offsets`, `__transaction_state`): what regular expressions are
+    /// matched against.
+    fn each_topic(&self, each: &mut dyn FnMut(&str, bool));
+    /// A number that grows whenever the set of topics changes (it may grow more often):
+    /// the metadata version a regular expression's resolution is stamped with.
+    fn topics_version(&self) -> i64;
+    /// Whether the principal of the request at hand may DESCRIBE the topic: a regular
+    /// expression resolves only to those, as Kafka filters a resolution with the
+    /// principal of the heartbeat that triggered it. Everything, without an authorizer.
+    fn may_describe(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// Where a member is in its reconciliation (Kafka's MemberState, with its codes).
@@ -184,6 +202,12 @@ pub(crate) struct ConsumerGroup {
     pub target: BTreeMap<String, Assignment>,
     /// Subscribed topic name -> how many members subscribe to it.
     subscribers: BTreeMap<String, usize>,
+    /// Subscribed regular expression -> how many members subscribe with it.
+    regex_subscribers: BTreeMap<String, usize>,
+    /// The group's regular expressions as last resolved (Kafka keeps them per group,
+    /// each in a ConsumerGroupRegularExpression record). One without subscribers is
+    /// dropped, with its tombstone, by the coordinator.
+    pub regexes: BTreeMap<String, ResolvedRegex>,
     /// Partition -> (owner, the epoch at which the owner was given it: its *assignment
     /// epoch*, KIP-1251). A member keeps a partition's assignment epoch while its own
     /// epoch moves on, so a commit sent with an epoch the member has since left still
@@ -240,8 +264,50 @@ impl ConsumerGroup {
         self.subscribers.keys().map(String::as_str)
     }
 
+    /// The topics some member subscribes to, by name or through a resolved regular
+    /// expression.
+    pub(crate) fn subscribed_topics(&self) -> BTreeSet<&str> {
+        let mut topics: BTreeSet<&str> = self.subscribed_topic_names().collect();
+        for (pattern, resolved) in &self.regexes {
+            if self.regex_subscribers.contains_key(pattern) {
+                topics.extend(resolved.topics.iter().map(String::as_str));
+            }
+        }
+        topics
+    }
+
+    /// The topics one member subscribes to: its names and what its regular expression
+    /// resolved to.
+    pub(crate) fn member_topics<'a>(&'a self, m: &'a ConsumerMember) -> BTreeSet<&'a str> {
+        let mut topics: BTreeSet<&str> = m
+            .subscribed_topic_names
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if let Some(resolved) = m
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|p| self.regexes.get(p))
+        {
+            topics.extend(resolved.topics.iter().map(String::as_str));
+        }
+        topics
+    }
+
+    /// The regular expressions some member subscribes with.
+    pub(crate) fn subscribed_regexes(&self) -> impl Iterator<Item = &str> {
+        self.regex_subscribers.keys().map(String::as_str)
+    }
+
+    pub(crate) fn has_regex_subscriber(&self, pattern: &str) -> bool {
+        self.regex_subscribers.contains_key(pattern)
+    }
+
     pub(crate) fn is_subscribed_to(&self, topic: &str) -> bool {
         self.subscribers.contains_key(topic)
+            || self.regexes.iter().any(|(pattern, resolved)| {
+                self.regex_subscribers.contains_key(pattern) && resolved.topics.contains(topic)
+            })
     }
 
     /// Adds or replaces a member, keeping the owners, subscriber counts and static
@@ -267,6 +333,9 @@ impl ConsumerGroup {
         self.detach(&member.member_id);
         for topic in &member.subscribed_topic_names {
             *self.subscribers.entry(topic.clone()).or_default() += 1;
+        }
+        if let Some(pattern) = &member.subscribed_topic_regex {
+            *self.regex_subscribers.entry(pattern.clone()).or_default() += 1;
         }
         if let Some(instance) = &member.instance_id {
             self.static_members
@@ -311,6 +380,14 @@ impl ConsumerGroup {
                 *n -= 1;
                 if *n == 0 {
                     self.subscribers.remove(topic);
+                }
+            }
+        }
+        if let Some(pattern) = &old.subscribed_topic_regex {
+            if let Some(n) = self.regex_subscribers.get_mut(pattern) {
+                *n -= 1;
+                if *n == 0 {
+                    self.regex_subscribers.remove(pattern);
                 }
             }
         }
@@ -367,6 +444,13 @@ impl ConsumerGroup {
             }
         }
         assert_eq!(subscribers, self.subscribers);
+        let mut regexes: BTreeMap<String, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(p) = &m.subscribed_topic_regex {
+                *regexes.entry(p.clone()).or_default() += 1;
+            }
+        }
+        assert_eq!(regexes, self.regex_subscribers);
     }
 }
 
@@ -400,7 +484,7 @@ pub(crate) mod testing {
 
     /// Topics for tests: name -> (id, partitions).
     #[derive(Debug, Default, Clone)]
-    pub(crate) struct Topics(pub BTreeMap<String, (Uuid, i32)>);
+    pub(crate) struct Topics(pub BTreeMap<String, (Uuid, i32)>, pub i64);
 
     impl Topics {
         pub(crate) fn with(topics: &[(&str, i32)]) -> Self {
@@ -416,8 +500,14 @@ pub(crate) mod testing {
                 .0
                 .get(name)
                 .map(|(id, _)| *id)
-                .unwrap_or_else(|| Uuid::from_u64_pair(0xb400_c000, self.0.len() as u64 + 1));
+                .unwrap_or_else(|| Uuid::from_u64_pair(0xb400_c000, self.1 as u64 + 1));
             self.0.insert(name.to_owned(), (id, partitions));
+            self.1 += 1;
+        }
+
+        pub(crate) fn remove(&mut self, name: &str) {
+            self.0.remove(name);
+            self.1 += 1;
         }
     }
 
@@ -431,6 +521,19 @@ pub(crate) mod testing {
                 .iter()
                 .find(|(_, (i, _))| i == id)
                 .map(|(n, _)| n.clone())
+        }
+
+        fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
+            for name in self.0.keys() {
+                each(
+                    name,
+                    name == "__consumer_offsets" || name == "__transaction_state",
+                );
+            }
+        }
+
+        fn topics_version(&self) -> i64 {
+            self.1
         }
     }
 }

@@ -16,6 +16,8 @@
 //! type 7  ConsumerGroupTargetAssignmentMember key: group, member value: [topic id, partitions]
 //! type 8  ConsumerGroupCurrentMemberAssignment key: group, member value: member epoch,
 //!         previous member epoch, state (i8), assigned and pending-revocation partitions
+//! type 16 ConsumerGroupRegularExpression     key: group, regex  value: topic names,
+//!         version (i64, the metadata it was resolved against), timestamp (i64 ms)
 //! ```
 //!
 //! Brook writes no tagged fields except the group's metadata hash and creation time
@@ -35,6 +37,7 @@ pub(crate) const MEMBER_METADATA: i16 = 5;
 pub(crate) const TARGET_METADATA: i16 = 6;
 pub(crate) const TARGET_MEMBER: i16 = 7;
 pub(crate) const CURRENT_ASSIGNMENT: i16 = 8;
+pub(crate) const REGULAR_EXPRESSION: i16 = 16;
 
 /// The value version every consumer group record uses.
 const VALUE_VERSION: i16 = 0;
@@ -47,6 +50,7 @@ pub(crate) enum ConsumerKey {
     TargetMetadata { group: String },
     TargetMember { group: String, member: String },
     CurrentAssignment { group: String, member: String },
+    RegularExpression { group: String, regex: String },
 }
 
 impl ConsumerKey {
@@ -57,7 +61,8 @@ impl ConsumerKey {
             | ConsumerKey::MemberMetadata { group, .. }
             | ConsumerKey::TargetMetadata { group }
             | ConsumerKey::TargetMember { group, .. }
-            | ConsumerKey::CurrentAssignment { group, .. } => group,
+            | ConsumerKey::CurrentAssignment { group, .. }
+            | ConsumerKey::RegularExpression { group, .. } => group,
         }
     }
 
@@ -72,6 +77,9 @@ impl ConsumerKey {
             ConsumerKey::CurrentAssignment { group, member } => {
                 (CURRENT_ASSIGNMENT, group, Some(member))
             }
+            ConsumerKey::RegularExpression { group, regex } => {
+                (REGULAR_EXPRESSION, group, Some(regex))
+            }
         };
         buf.put_i16(kind);
         put_short_string(&mut buf, group);
@@ -81,7 +89,7 @@ impl ConsumerKey {
         buf.freeze()
     }
 
-    /// Decodes the fields after the record type `kind` (3 to 8).
+    /// Decodes the fields after the record type `kind` (3 to 8, 16).
     pub(crate) fn decode(kind: i16, bytes: &[u8]) -> Result<Self, RecordError> {
         let mut r = Flex::new(bytes);
         let group = r.short_string()?;
@@ -100,6 +108,10 @@ impl ConsumerKey {
             CURRENT_ASSIGNMENT => ConsumerKey::CurrentAssignment {
                 group,
                 member: r.short_string()?,
+            },
+            REGULAR_EXPRESSION => ConsumerKey::RegularExpression {
+                group,
+                regex: r.short_string()?,
             },
             other => return Err(RecordError::UnknownKeyType(other)),
         };
@@ -148,6 +160,12 @@ pub(crate) enum ConsumerValue {
     },
     TargetMember(Assignment),
     CurrentAssignment(CurrentAssignment),
+    /// ConsumerGroupRegularExpressionValue: what a group's pattern resolved to.
+    RegularExpression {
+        topics: Vec<String>,
+        version: i64,
+        timestamp_ms: i64,
+    },
 }
 
 impl ConsumerValue {
@@ -201,6 +219,19 @@ impl ConsumerValue {
                 buf.put_i8(c.state.code());
                 put_partitions(&mut buf, &c.assigned);
                 put_partitions(&mut buf, &c.pending_revocation);
+                put_uvarint(&mut buf, 0);
+            }
+            ConsumerValue::RegularExpression {
+                topics,
+                version,
+                timestamp_ms,
+            } => {
+                put_uvarint(&mut buf, len_u32(topics.len()) + 1);
+                for name in topics {
+                    put_compact_string(&mut buf, name);
+                }
+                buf.put_i64(*version);
+                buf.put_i64(*timestamp_ms);
                 put_uvarint(&mut buf, 0);
             }
         }
@@ -284,6 +315,20 @@ impl ConsumerValue {
                     assigned,
                     pending_revocation,
                 })
+            }
+            ConsumerKey::RegularExpression { .. } => {
+                let mut topics = Vec::new();
+                for _ in 0..r.compact_len()? {
+                    topics.push(r.compact_string()?);
+                }
+                let version = r.i64()?;
+                let timestamp_ms = r.i64()?;
+                r.tagged_fields()?;
+                ConsumerValue::RegularExpression {
+                    topics,
+                    version,
+                    timestamp_ms,
+                }
             }
         })
     }
@@ -553,6 +598,17 @@ mod tests {
                     pending_revocation: Assignment::new(),
                 }),
             ),
+            (
+                ConsumerKey::RegularExpression {
+                    group: g(),
+                    regex: "regex-.*".into(),
+                },
+                ConsumerValue::RegularExpression {
+                    topics: vec!["regex-a".into(), "regex-b".into()],
+                    version: 42,
+                    timestamp_ms: 1_700_000_000_000,
+                },
+            ),
         ]
     }
 
@@ -595,6 +651,23 @@ mod tests {
         expected.extend_from_slice(t.as_bytes());
         expected.extend_from_slice(&[2, 0, 0, 0, 2, 0, 0]);
         assert_eq!(&value.encode()[..], &expected[..]);
+        let key = ConsumerKey::RegularExpression {
+            group: "g".into(),
+            regex: "r.*".into(),
+        };
+        assert_eq!(
+            &key.encode()[..],
+            &[0, 16, 0, 1, b'g', 0, 3, b'r', b'.', b'*']
+        );
+        let value = ConsumerValue::RegularExpression {
+            topics: vec!["t".into()],
+            version: 1,
+            timestamp_ms: 2,
+        };
+        assert_eq!(
+            &value.encode()[..],
+            &[0, 0, 2, 2, b't', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0]
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!    active), or a known one whose epoch must be current (FENCED_MEMBER_EPOCH,
 //!    UNKNOWN_MEMBER_ID) — the previous epoch is accepted with a subset of the
 //!    assignment, for a response that was lost;
-//! 3. apply what the request changes; a new subscription, or subscribed topics that
-//!    changed in the metadata, bump the group epoch;
+//! 3. apply what the request changes; keep the group's regular expressions resolved
+//!    ([`update_regexes`]); a new subscription, a pattern that resolves to other
+//!    topics, or subscribed topics that changed in the metadata, bump the group epoch;
 //! 4. a group epoch ahead of the target assignment's runs the assignor;
 //! 5. reconcile the member one step ([`crate::consumer::reconcile`]);
 //! 6. answer with the member's epoch and, when it changed or the request was a full
@@ -33,6 +34,7 @@ use crate::config::MAX_SUBSCRIBED_TOPICS;
 use crate::consumer::assignor::{self, MemberSpec};
 use crate::consumer::reconcile::{reconcile, Target};
 use crate::consumer::records::{ConsumerKey, ConsumerValue, CurrentAssignment, MemberMetadata};
+use crate::consumer::topic_regex::{self, ResolvedRegex, REGEX_REFRESH_MIN_INTERVAL_MS};
 use crate::consumer::{
     metadata_hash, Assignment, ConsumerGroup, ConsumerMember, MemberState, TopicsView,
     LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -200,15 +202,11 @@ fn validate(
             "SubscribedTopicNames has more than {MAX_SUBSCRIBED_TOPICS} topics."
         ));
     }
-    if req
-        .subscribed_topic_regex
-        .as_deref()
-        .is_some_and(|r| !r.is_empty())
-    {
-        return err(
-            ResponseError::InvalidRegularExpression,
-            "Brook does not support regular expression subscriptions (SubscribedTopicRegex) yet.",
-        );
+    if let Some(pattern) = req.subscribed_topic_regex.as_deref() {
+        if version >= 1 && !pattern.is_empty() {
+            topic_regex::compile(pattern)
+                .map_err(|why| HeartbeatError(ResponseError::InvalidRegularExpression, why))?;
+        }
     }
     if let Some(name) = req.server_assignor.as_deref() {
         let supported = &ctx.config.consumer_assignors;
@@ -400,10 +398,12 @@ fn join_or_update(
         info!(group = group_id, member = %member_id, "member joins the consumer group");
     }
     cg.upsert_member(updated);
+    let regexes_changed = update_regexes(ctx, group_id, cg, topics);
 
-    // The group epoch moves with subscriptions and with the subscribed topics' metadata.
-    let hash = metadata_hash(topics, cg.subscribed_topic_names());
-    let bump = subscription_changed || hash != cg.metadata_hash;
+    // The group epoch moves with subscriptions, with what their regular expressions
+    // resolve to and with the subscribed topics' metadata.
+    let hash = metadata_hash(topics, cg.subscribed_topics().into_iter());
+    let bump = subscription_changed || regexes_changed || hash != cg.metadata_hash;
     if bump {
         cg.group_epoch = cg.group_epoch.saturating_add(1);
         cg.metadata_hash = hash;
@@ -503,7 +503,7 @@ fn compute_target(
 ) {
     let name = cg.preferred_assignor(&ctx.config.consumer_assignors);
     let mut partitions = BTreeMap::new();
-    for topic in cg.subscribed_topic_names() {
+    for topic in cg.subscribed_topics() {
         if let Some((id, count)) = topics.topic(topic) {
             partitions.insert(id, count);
         }
@@ -514,9 +514,9 @@ fn compute_target(
             .values()
             .map(|m| MemberSpec {
                 member_id: &m.member_id,
-                topics: m
-                    .subscribed_topic_names
-                    .iter()
+                topics: cg
+                    .member_topics(m)
+                    .into_iter()
                     .filter_map(|t| topics.topic(t).map(|(id, _)| id))
                     .collect(),
                 previous: cg.target.get(&m.member_id),
@@ -547,6 +547,74 @@ fn compute_target(
         assignor = name,
         "computed a new target assignment"
     );
+}
+
+/// Keeps the group's resolved regular expressions in step with its members' patterns
+/// and with the topics, as Kafka's `maybeUpdateRegularExpressions` does (there on a
+/// background thread, here inline: a resolution is one pass over the topic names):
+/// drops the patterns no member uses any more, resolves a pattern new to the group at
+/// once, and resolves them all again when topics were created or deleted (at most
+/// every [`REGEX_REFRESH_MIN_INTERVAL_MS`]) or `group.consumer.regex.refresh.interval.ms`
+/// passed. Each resolution is written as a ConsumerGroupRegularExpression record.
+/// Returns whether some pattern now resolves to other topics.
+fn update_regexes(
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    cg: &mut ConsumerGroup,
+    topics: &dyn TopicsView,
+) -> bool {
+    drop_unused_regexes(ctx, group_id, cg);
+    let version = topics.topics_version();
+    let due = cg.regexes.values().any(|r| {
+        let age_ms = ctx.now_ms.saturating_sub(r.resolved_at_ms);
+        (r.version != version && age_ms >= REGEX_REFRESH_MIN_INTERVAL_MS)
+            || age_ms >= ctx.config.consumer_regex_refresh_interval_ms
+    });
+    let patterns: Vec<&str> = cg
+        .subscribed_regexes()
+        .filter(|p| due || !cg.regexes.contains_key(*p))
+        .collect();
+    if patterns.is_empty() {
+        return false;
+    }
+    let resolved = topic_regex::resolve(patterns.into_iter(), topics);
+    let mut changed = false;
+    for (pattern, matched) in resolved {
+        let new = ResolvedRegex {
+            topics: matched,
+            version,
+            resolved_at_ms: ctx.now_ms,
+        };
+        if cg
+            .regexes
+            .get(&pattern)
+            .is_none_or(|old| old.topics != new.topics)
+        {
+            info!(group = group_id, pattern = %pattern, topics = new.topics.len(), "regular expression resolved to other topics");
+            changed = true;
+        }
+        if let Some(record) = regex_record(group_id, &pattern, Some(&new)) {
+            ctx.effects.records.push(record);
+        }
+        cg.regexes.insert(pattern, new);
+    }
+    changed
+}
+
+/// Forgets (and tombstones) the resolutions of patterns no member subscribes with.
+fn drop_unused_regexes(ctx: &mut Ctx<'_>, group_id: &str, cg: &mut ConsumerGroup) {
+    let unused: Vec<String> = cg
+        .regexes
+        .keys()
+        .filter(|p| !cg.has_regex_subscriber(p))
+        .cloned()
+        .collect();
+    for pattern in unused {
+        cg.regexes.remove(&pattern);
+        if let Some(record) = regex_record(group_id, &pattern, None) {
+            ctx.effects.records.push(record);
+        }
+    }
 }
 
 /// Session timer on every heartbeat; the revocation timer while the member owes a
@@ -666,6 +734,7 @@ pub(crate) fn remove_member(
     ctx.effects
         .records
         .extend(member_tombstones(group_id, member_id));
+    drop_unused_regexes(ctx, group_id, cg);
     cancel_timers(ctx, group_id, member_id);
     cg.group_epoch = cg.group_epoch.saturating_add(1);
     ctx.effects.records.push(group_epoch_record(group_id, cg));
@@ -788,6 +857,31 @@ pub(crate) fn target_member_record(
     )
 }
 
+/// A pattern's ConsumerGroupRegularExpression record (a tombstone without `resolved`).
+/// None for a pattern too long to be a key, which the heartbeat refuses (only a log
+/// written by another implementation can bring one): it is resolved but not written.
+pub(crate) fn regex_record(
+    group_id: &str,
+    pattern: &str,
+    resolved: Option<&ResolvedRegex>,
+) -> Option<OffsetsRecord> {
+    if pattern.len() > topic_regex::MAX_REGEX_LENGTH_BYTES {
+        return None;
+    }
+    let value = resolved.map(|r| ConsumerValue::RegularExpression {
+        topics: r.topics.iter().cloned().collect(),
+        version: r.version,
+        timestamp_ms: r.resolved_at_ms,
+    });
+    Some(OffsetsRecord::consumer(
+        &ConsumerKey::RegularExpression {
+            group: group_id.to_owned(),
+            regex: pattern.to_owned(),
+        },
+        value.as_ref(),
+    ))
+}
+
 pub(crate) fn group_epoch_record(group_id: &str, cg: &ConsumerGroup) -> OffsetsRecord {
     OffsetsRecord::consumer(
         &ConsumerKey::Metadata {
@@ -830,6 +924,9 @@ pub(crate) fn group_tombstones(group_id: &str, cg: &ConsumerGroup) -> Vec<Offset
             None,
         ));
     }
+    for pattern in cg.regexes.keys() {
+        records.extend(regex_record(group_id, pattern, None));
+    }
     let group = || group_id.to_owned();
     records.push(OffsetsRecord::consumer(
         &ConsumerKey::TargetMetadata { group: group() },
@@ -847,6 +944,9 @@ pub(crate) fn group_records(group_id: &str, cg: &ConsumerGroup) -> Vec<OffsetsRe
     let mut records = vec![group_epoch_record(group_id, cg)];
     for m in cg.members.values() {
         records.push(member_metadata_record(group_id, m));
+    }
+    for (pattern, resolved) in &cg.regexes {
+        records.extend(regex_record(group_id, pattern, Some(resolved)));
     }
     for (member, a) in &cg.target {
         records.push(target_member_record(group_id, member, a));

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::{GroupCoordinator, Groups};
 use crate::consumer::records::{ConsumerKey, ConsumerValue};
+use crate::consumer::topic_regex::ResolvedRegex;
 use crate::consumer::{Assignment, ConsumerGroup, ConsumerMember, TopicsView};
 use crate::group::{Group, CONSUMER_PROTOCOL_TYPE};
 
@@ -226,6 +227,26 @@ pub(crate) fn replay(
                 m.pending_revocation.clear();
                 cg.upsert_member(m);
             }
+        }
+        (
+            ConsumerKey::RegularExpression { regex, .. },
+            Some(ConsumerValue::RegularExpression {
+                topics,
+                version,
+                timestamp_ms,
+            }),
+        ) => {
+            cg.regexes.insert(
+                regex,
+                ResolvedRegex {
+                    topics: topics.into_iter().collect(),
+                    version,
+                    resolved_at_ms: timestamp_ms,
+                },
+            );
+        }
+        (ConsumerKey::RegularExpression { regex, .. }, None) => {
+            cg.regexes.remove(&regex);
         }
         (key, value) => warn!(
             ?key,

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::config::GroupConfig;
 use crate::consumer::testing::Topics;
+use crate::consumer::topic_regex;
 use crate::consumer::{Assignment, ConsumerGroupState};
 use crate::coordinator::GroupCoordinator;
 use crate::records::OffsetsRecord;
@@ -31,6 +32,7 @@ struct Client {
     owned: Assignment,
     alive: bool,
     topics: Vec<String>,
+    regex: Option<String>,
     instance: Option<String>,
 }
 
@@ -43,6 +45,7 @@ impl Client {
         if full || self.epoch <= 0 {
             r.rebalance_timeout_ms = 60_000;
             r.subscribed_topic_names = Some(self.topics.iter().map(|t| TopicName(s(t))).collect());
+            r.subscribed_topic_regex = self.regex.as_deref().map(s);
             r.instance_id = self.instance.as_deref().map(s);
         }
         r.topic_partitions = Some(
@@ -138,6 +141,7 @@ impl Sim {
             owned: Assignment::new(),
             alive: true,
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            regex: None,
             instance: instance.map(str::to_owned),
         });
         let i = self.clients.len() - 1;
@@ -223,10 +227,22 @@ impl Sim {
                     .sum::<usize>()
             })
             .sum();
-        let subscribed: std::collections::BTreeSet<&str> = live
+        let mut subscribed: std::collections::BTreeSet<&str> = live
             .iter()
             .flat_map(|i| self.clients[*i].topics.iter().map(String::as_str))
             .collect();
+        for i in &live {
+            if let Some(pattern) = &self.clients[*i].regex {
+                let regex = topic_regex::compile(pattern).expect("valid pattern");
+                subscribed.extend(
+                    self.topics
+                        .0
+                        .keys()
+                        .filter(|t| !t.starts_with("__") && regex.is_match(t))
+                        .map(String::as_str),
+                );
+            }
+        }
         let expected: i32 = subscribed.iter().map(|t| self.topics.0[*t].1).sum();
         assert_eq!(
             owned as i32, expected,
@@ -256,6 +272,7 @@ impl Sim {
                     (b.group_epoch, b.assignment_epoch)
                 );
                 assert_eq!(a.metadata_hash, b.metadata_hash);
+                assert_eq!(a.regexes, b.regexes);
                 b.check_invariants();
             }
             (None, None) => {}
@@ -331,7 +348,7 @@ fn errors_are_kafkas() {
             ResponseError::UnsupportedAssignor,
         ),
         (
-            Box::new(|r| r.subscribed_topic_regex = Some(s("a.*"))),
+            Box::new(|r| r.subscribed_topic_regex = Some(s("a.*("))),
             ResponseError::InvalidRegularExpression,
         ),
         (
@@ -467,8 +484,9 @@ fn new_partitions_bump_the_epoch_and_get_assigned() {
     );
 }
 
-/// Property-style: random joins, heartbeats, leaves, deaths, static departures and
-/// partition growth, for many seeds and both assignors. After every step no live
+/// Property-style: random joins (by names or by regular expression), heartbeats,
+/// leaves, deaths, static departures, partition growth and topics created and deleted,
+/// for many seeds and both assignors. After every step no live
 /// client holds a partition another live client holds; the group converges; the
 /// records replay to the same state.
 #[test]
@@ -480,10 +498,16 @@ fn random_membership_changes_never_share_a_partition() {
                 let live = sim.live();
                 match sim.next(10) {
                     0 | 1 if live.len() < 6 => {
-                        let topics: &[&str] = match sim.next(3) {
+                        let topics: &[&str] = match sim.next(4) {
                             0 => &["a"],
                             1 => &["b"],
-                            _ => &["a", "b"],
+                            2 => &["a", "b"],
+                            _ => {
+                                // By regular expression: "a" and the topics created
+                                // below.
+                                sim.join_regex("a.*");
+                                continue;
+                            }
                         };
                         let instance =
                             (sim.next(3) == 0).then(|| format!("i{}", sim.clients.len()));
@@ -510,6 +534,16 @@ fn random_membership_changes_never_share_a_partition() {
                     5 if sim.next(8) == 0 => {
                         let n = sim.topics.0["b"].1 + 1;
                         sim.topics.set("b", n);
+                    }
+                    6 if sim.next(8) == 0 => {
+                        // A topic the regular expression matches comes or goes.
+                        let name = format!("a{}", sim.next(3));
+                        if sim.topics.0.contains_key(&name) {
+                            sim.topics.remove(&name);
+                        } else {
+                            let partitions = 1 + sim.next(3) as i32;
+                            sim.topics.set(&name, partitions);
+                        }
                     }
                     _ if !live.is_empty() => {
                         let i = live[sim.next(live.len() as u64) as usize];
@@ -613,4 +647,292 @@ fn commits_with_an_older_epoch_are_checked_per_partition() {
     for p in &kept {
         assert_eq!(cg.assignment_epoch(a_id, topic, *p), Some(old_epoch));
     }
+}
+
+impl Sim {
+    /// A member subscribing with `pattern` (and no topic names).
+    fn join_regex(&mut self, pattern: &str) -> usize {
+        let id = format!("member-{}", self.clients.len());
+        self.clients.push(Client {
+            member_id: id,
+            epoch: 0,
+            owned: Assignment::new(),
+            alive: true,
+            topics: Vec::new(),
+            regex: Some(pattern.to_owned()),
+            instance: None,
+        });
+        let i = self.clients.len() - 1;
+        self.heartbeat(i, true);
+        i
+    }
+
+    fn owned_topics(&self, i: usize) -> Vec<(String, usize)> {
+        self.clients[i]
+            .owned
+            .iter()
+            .map(|(id, ps)| {
+                let name = self.topics.topic_name(id).unwrap_or_default();
+                (name, ps.len())
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn group(&self) -> &crate::consumer::ConsumerGroup {
+        self.coordinator.groups[GROUP]
+            .consumer
+            .as_ref()
+            .expect("consumer group")
+    }
+
+    fn regex_records(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.key.starts_with(&[0, 16]))
+            .count()
+    }
+}
+
+fn topics_of(list: &[(&str, usize)]) -> Vec<(String, usize)> {
+    list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+}
+
+fn regex_sim() -> Sim {
+    let mut sim = Sim::new(21, "uniform");
+    sim.topics = Topics::with(&[
+        ("__consumer_offsets", 50),
+        ("__transaction_state", 50),
+        ("a", 5),
+        ("other-c", 1),
+        ("regex-a", 2),
+        ("regex-b", 1),
+        ("xregex-d", 1),
+    ]);
+    sim
+}
+
+use crate::consumer::TopicsView;
+
+/// A regular expression subscribes to the whole names it matches, internal topics
+/// left out; members by name and by pattern share a group.
+#[test]
+fn a_regex_subscribes_to_the_topics_it_matches() {
+    let mut sim = regex_sim();
+    let r = sim.join_regex("regex-.*");
+    sim.converge();
+    assert_eq!(
+        sim.owned_topics(r),
+        topics_of(&[("regex-a", 2), ("regex-b", 1)])
+    );
+    let n = sim.join(&["a"], None);
+    sim.converge();
+    assert_eq!(sim.owned_topics(n), topics_of(&[("a", 5)]));
+    assert_eq!(
+        sim.owned_topics(r),
+        topics_of(&[("regex-a", 2), ("regex-b", 1)])
+    );
+    // Everything but the internal topics.
+    let all = sim.join_regex(".*");
+    sim.converge();
+    let owned: usize = sim
+        .live()
+        .iter()
+        .flat_map(|i| sim.owned_topics(*i))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(owned, 5 + 1 + 2 + 1 + 1);
+    assert!(sim
+        .owned_topics(all)
+        .iter()
+        .all(|(t, _)| !t.starts_with("__")));
+    assert_eq!(sim.group().regexes.len(), 2);
+    sim.check_replay();
+
+    // ConsumerGroupDescribe shows the pattern.
+    let mut req = ConsumerGroupDescribeRequest::default();
+    req.group_ids = vec![GroupId(s(GROUP))];
+    let resp = sim
+        .coordinator
+        .consumer_group_describe(0, &req, &sim.topics);
+    let member = resp.groups[0]
+        .members
+        .iter()
+        .find(|m| m.member_id.as_str() == sim.clients[r].member_id)
+        .expect("described");
+    assert_eq!(member.subscribed_topic_regex.as_deref(), Some("regex-.*"));
+    assert!(member.subscribed_topic_names.is_empty());
+}
+
+/// A topic created later joins the subscription at the next resolution (at most
+/// REGEX_REFRESH_MIN_INTERVAL_MS after the last one); a deleted one leaves at once.
+#[test]
+fn created_topics_join_and_deleted_topics_leave() {
+    let mut sim = regex_sim();
+    let r = sim.join_regex("regex-.*");
+    let other = sim.join_regex("regex-.*");
+    sim.converge();
+    let epoch = sim.group().group_epoch;
+    let records = sim.regex_records();
+
+    sim.topics.set("regex-c", 4);
+    sim.topics.set("other-d", 4);
+    for i in [r, other] {
+        sim.heartbeat(i, false);
+    }
+    assert_eq!(
+        sim.group().group_epoch,
+        epoch,
+        "not before the minimum interval"
+    );
+    sim.tick(topic_regex::REGEX_REFRESH_MIN_INTERVAL_MS);
+    sim.converge();
+    assert!(sim.group().group_epoch > epoch);
+    assert_eq!(
+        sim.regex_records(),
+        records + 1,
+        "one resolution, one record"
+    );
+    let mut all = sim.owned_topics(r);
+    all.extend(sim.owned_topics(other));
+    let mut names: Vec<String> = all.into_iter().map(|(t, _)| t).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names, vec!["regex-a", "regex-b", "regex-c"]);
+
+    // Deleted: out of the assignment on the next heartbeat, out of the resolution at the
+    // next refresh.
+    sim.topics.remove("regex-a");
+    sim.converge();
+    for i in [r, other] {
+        assert!(sim.owned_topics(i).iter().all(|(t, _)| t != "regex-a"));
+    }
+    sim.tick(topic_regex::REGEX_REFRESH_MIN_INTERVAL_MS);
+    sim.converge();
+    let resolved = &sim.group().regexes["regex-.*"].topics;
+    assert!(!resolved.contains("regex-a") && resolved.contains("regex-c"));
+    sim.check_replay();
+}
+
+/// `group.consumer.regex.refresh.interval.ms` resolves again without topic changes;
+/// nothing is resolved more often than that when nothing changes.
+#[test]
+fn regexes_are_refreshed_on_the_interval() {
+    let mut sim = regex_sim();
+    sim.coordinator.config.consumer_regex_refresh_interval_ms = 60_000;
+    let r = sim.join_regex("regex-.*");
+    sim.converge();
+    let records = sim.regex_records();
+    for _ in 0..5 {
+        sim.tick(10_000);
+        sim.heartbeat(r, false);
+    }
+    assert_eq!(sim.regex_records(), records);
+    sim.tick(10_000);
+    sim.heartbeat(r, false);
+    assert_eq!(sim.regex_records(), records + 1);
+    assert_eq!(sim.group().regexes["regex-.*"].resolved_at_ms, sim.now);
+}
+
+/// The last member with a pattern leaving (or changing it) tombstones its resolution.
+#[test]
+fn unused_regexes_are_dropped() {
+    let mut sim = regex_sim();
+    let r = sim.join_regex("regex-.*");
+    let n = sim.join(&["a"], None);
+    sim.converge();
+    sim.clients[r].regex = Some("other-.*".into());
+    sim.heartbeat(r, true);
+    sim.converge();
+    assert_eq!(sim.owned_topics(r), topics_of(&[("other-c", 1)]));
+    let keys: Vec<&String> = sim.group().regexes.keys().collect();
+    assert_eq!(keys, vec!["other-.*"]);
+    sim.check_replay();
+    sim.clients[r].epoch = -1;
+    sim.heartbeat(r, false);
+    sim.clients[r].alive = false;
+    assert!(sim.group().regexes.is_empty());
+    sim.converge();
+    assert_eq!(sim.owned_topics(n), topics_of(&[("a", 5)]));
+    sim.check_replay();
+}
+
+/// A pattern that is not a regular expression, or compiles too big, is refused with
+/// INVALID_REGULAR_EXPRESSION and Kafka's message; nothing is written.
+#[test]
+fn invalid_regexes_are_refused() {
+    let mut sim = regex_sim();
+    for pattern in ["regex-(", "a)|(b", "(((a{100}){100}){100})"] {
+        let client = Client {
+            member_id: "m".into(),
+            epoch: 0,
+            owned: Assignment::new(),
+            alive: true,
+            topics: Vec::new(),
+            regex: Some(pattern.into()),
+            instance: None,
+        };
+        let req = client.request(true);
+        let (resp, records) =
+            sim.coordinator
+                .consumer_group_heartbeat(1, &req, "c", "h", &sim.topics, sim.now);
+        assert_eq!(
+            resp.error_code,
+            ResponseError::InvalidRegularExpression.code()
+        );
+        let message = resp.error_message.as_deref().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!(
+                "SubscribedTopicRegex `{pattern}` is not a valid regular expression"
+            )),
+            "{message}"
+        );
+        assert!(records.is_empty());
+    }
+    assert!(!sim.coordinator.groups.contains_key(GROUP));
+}
+
+/// The member's pattern and the group's resolutions replay from the records, and the
+/// replayed group carries on without a rebalance.
+#[test]
+fn regexes_replay() {
+    let mut sim = regex_sim();
+    let r = sim.join_regex("regex-.*");
+    sim.join(&["a"], None);
+    sim.converge();
+    sim.check_replay();
+    let epoch = sim.group().group_epoch;
+    let mut fresh = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+    for rec in &sim.records {
+        fresh.replay(rec).expect("own records decode");
+    }
+    let cg = fresh.groups[GROUP]
+        .consumer
+        .as_ref()
+        .expect("consumer group");
+    let member = &cg.members[&sim.clients[r].member_id];
+    assert_eq!(member.subscribed_topic_regex.as_deref(), Some("regex-.*"));
+    assert_eq!(
+        cg.regexes["regex-.*"].topics,
+        ["regex-a", "regex-b"].map(String::from).into()
+    );
+    // The snapshot (what compaction keeps) holds the resolutions too.
+    let mut from_snapshot = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+    for rec in sim.coordinator.snapshot(|_| true) {
+        from_snapshot.replay(&rec).expect("own records decode");
+    }
+    let snap = from_snapshot.groups[GROUP]
+        .consumer
+        .as_ref()
+        .expect("consumer group");
+    assert_eq!(snap.regexes, sim.group().regexes);
+    assert_eq!(snap.members, sim.group().members);
+    sim.coordinator = fresh;
+    sim.converge();
+    assert_eq!(sim.group().group_epoch, epoch, "no rebalance after replay");
+    assert_eq!(
+        sim.owned_topics(r),
+        topics_of(&[("regex-a", 2), ("regex-b", 1)])
+    );
 }
