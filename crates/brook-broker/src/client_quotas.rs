@@ -37,6 +37,14 @@ impl Default for QuotaWindows {
 }
 
 impl QuotaWindows {
+    /// `quota.window.size.seconds` and `quota.window.num` (2 to 3600 windows).
+    pub fn of(settings: &crate::config::BrokerSettings) -> Self {
+        QuotaWindows {
+            window: Duration::from_secs(settings.quota_window_size_seconds as u64),
+            samples: settings.quota_window_num.clamp(2, 3600) as u32,
+        }
+    }
+
     fn window_ms(&self) -> u64 {
         (self.window.as_millis() as u64).max(1)
     }

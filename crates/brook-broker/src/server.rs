@@ -571,10 +571,7 @@ async fn wire(
     if access.enabled() {
         tracing::info!("authorizer: StandardAuthorizer (ACLs in the metadata log)");
     }
-    let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows {
-        window: Duration::from_secs(settings.quota_window_size_seconds as u64),
-        samples: settings.quota_window_num.clamp(2, 3600) as u32,
-    }));
+    let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));
     let services = Arc::new(Services {
         access,
         quotas,

@@ -76,6 +76,9 @@ impl PartialEq for QuotaValue {
 
 impl Eq for QuotaValue {}
 
+/// An entity and its quotas, borrowed from [`ClientQuotas`].
+pub type QuotaEntityRef<'a> = (&'a QuotaEntity, &'a BTreeMap<String, QuotaValue>);
+
 /// Every entity's quotas.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<QuotaEntry>", into = "Vec<QuotaEntry>")]
@@ -185,7 +188,8 @@ impl ClientQuotas {
         let key = kind.key();
         let (u, c) = (Some(user), Some(client_id));
         // (user part, client-id part, whether the user / client id is a tag)
-        let order: [(Option<Option<&str>>, Option<Option<&str>>, bool, bool); 8] = [
+        type Part<'a> = Option<Option<&'a str>>;
+        let order: [(Part<'_>, Part<'_>, bool, bool); 8] = [
             (Some(u), Some(c), true, true),
             (Some(u), Some(None), true, true),
             (Some(u), None, true, false),
@@ -238,7 +242,7 @@ impl ClientQuotas {
         &self,
         filter: &[FilterComponent],
         strict: bool,
-    ) -> Result<Vec<(&QuotaEntity, &BTreeMap<String, QuotaValue>)>, QuotaError> {
+    ) -> Result<Vec<QuotaEntityRef<'_>>, QuotaError> {
         let mut seen: Vec<&str> = Vec::new();
         for c in filter {
             let t = c.entity_type.as_str();
