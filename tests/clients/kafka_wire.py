@@ -384,3 +384,42 @@ def parse_incremental_alter_configs_v1(body: bytes):
         r.tags()
         out.append((code, message, rtype, name))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# CreateTopics v7 (flexible): topics of (name, partitions), replication factor 1
+# ---------------------------------------------------------------------------------------
+
+def create_topics_v7(correlation_id: int, topics, client_id: str,
+                     timeout_ms: int = 30_000) -> bytes:
+    body = compact_array([
+        compact_string(name) + i32(partitions) + i16(1)
+        + compact_array([]) + compact_array([]) + NO_TAGS
+        for name, partitions in topics]) + i32(timeout_ms) + i8(0) + NO_TAGS
+    return frame(header_v2(19, 7, correlation_id, client_id) + body)
+
+
+def parse_create_topics_v7(body: bytes):
+    """-> (throttle_time_ms, [(name, error_code, error_message, num_partitions)])"""
+    r = Reader(body)
+    throttle = r.i32()
+    out = []
+    for _ in range(r.uvarint() - 1):
+        name = r.compact_string()
+        r.take(16)  # topic id
+        code = r.i16()
+        message = r.compact_string()
+        partitions = r.i32()
+        r.i16()  # replication factor
+        configs = r.uvarint() - 1
+        for _ in range(max(configs, 0)):
+            r.compact_string()
+            r.compact_string()
+            r.take(3)  # read_only, config_source, is_sensitive
+            r.tags()
+        r.tags()
+        out.append((name, code, message, partitions))
+    r.tags()
+    if not r.done():
+        raise ValueError("trailing bytes in CreateTopics v7 response")
+    return throttle, out

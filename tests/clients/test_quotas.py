@@ -8,11 +8,15 @@ second rather than Kafka's default ten."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
+import kafka_wire as wire
+from confluent_kafka.admin import NewTopic
 from kafka_helpers import (
+    admin_client,
     assert_all_delivered,
     consume_to_end,
     create_topic,
@@ -20,7 +24,10 @@ from kafka_helpers import (
     producer,
     unique_topic,
 )
+from test_cluster_tools import JVM, kafka_jars
 from test_scram_credentials import configs, configs_failing
+
+THROTTLING_QUOTA_EXCEEDED = 89
 
 RATE = 100_000  # bytes per second
 RECORDS = 500
@@ -97,3 +104,89 @@ def test_producers_and_consumers_are_held_to_their_byte_rates(brook):
     assert slow_read >= 5.0, f"throttled consumer took {slow_read:.1f}s"
     assert fast_read < slow_read, (fast_read, slow_read)
 
+
+
+MUTATION_RATE = 2  # partitions per second; with 2 windows of 1 s, a burst of 4
+
+
+def raw_create(port: int, client_id: str, topics) -> tuple[int, list, float]:
+    """CreateTopics v7 (strict under KIP-599) on a fresh connection: the throttle time,
+    the per-topic results and how long the answer took."""
+    s = wire.connect(port, timeout=30)
+    try:
+        start = time.monotonic()
+        s.sendall(wire.create_topics_v7(1, topics, client_id))
+        body = wire.read_response(s, 1, flexible_header=True)
+        took = time.monotonic() - start
+    finally:
+        s.close()
+    throttle, results = wire.parse_create_topics_v7(body)
+    return throttle, results, took
+
+
+def test_controller_mutation_quota_refuses_strict_clients_and_throttles_old_ones(brook):
+    b = brook.bootstrap
+    for client, rate in (("mutator", MUTATION_RATE), ("old-mutator", MUTATION_RATE),
+                         ("java-mutator", 1)):
+        configs(b, "--alter", "--entity-type", "clients", "--entity-name", client,
+                "--add-config", f"controller_mutation_rate={rate}")
+    first, second, other = (unique_topic("mut") for _ in range(3))
+
+    # A client that knows KIP-599 (CreateTopics v7): the full bucket (4 tokens) lets a
+    # 10-partition topic through, leaving it 6 tokens short: 3 s at 2/s.
+    throttle, results, _ = raw_create(brook.port, "mutator", [(first, 10)])
+    assert results == [(first, 0, None, 10)], results
+    throttle, results, _ = raw_create(brook.port, "mutator", [(second, 1)])
+    assert results[0][1] == THROTTLING_QUOTA_EXCEEDED, results
+    assert 2000 <= throttle <= 3000, throttle
+    # Other clients are not held back.
+    _, results, _ = raw_create(brook.port, "someone-else", [(other, 8)])
+    assert results[0][1] == 0, results
+    # Once the bucket has refilled, the topic is created.
+    time.sleep(throttle / 1000 + 0.2)
+    _, results, _ = raw_create(brook.port, "mutator", [(second, 1)])
+    assert results[0][1] == 0, results
+
+    # librdkafka speaks CreateTopics v4, before KIP-599: its topics are created and
+    # the response throttled instead.
+    old = admin_client(b, **{"client.id": "old-mutator"})
+    names = [unique_topic("old") for _ in range(3)]
+    start = time.monotonic()
+    for name in names:
+        futures = old.create_topics([NewTopic(name, num_partitions=5, replication_factor=1)],
+                                    operation_timeout=30, request_timeout=30)
+        futures[name].result(60)
+    took = time.monotonic() - start
+    # 15 partitions against a burst of 4 at 2/s: about 3 s of throttling (0.5 s after
+    # the first topic, 2.5 s after the second).
+    assert took >= 2.5, took
+    assert set(names) <= set(old.list_topics(timeout=30).topics)
+
+    # kafka-topics (the Java admin client, which TopicCommand tells not to retry
+    # quota violations) reports the refusal as Kafka's own error.
+    props = brook.base_dir / "java-mutator.properties"
+    props.write_text("client.id=java-mutator\n")
+    first_java, second_java = unique_topic("java"), unique_topic("java")
+
+    def topics(*args: str) -> list[str]:
+        return [*JVM, "-cp", f"{kafka_jars()}/*", "org.apache.kafka.tools.TopicCommand",
+                "--bootstrap-server", b, *args]
+
+    def create(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            topics("--command-config", str(props), "--create", "--topic", name,
+                   "--partitions", "6", "--replication-factor", "1"),
+            capture_output=True, text=True, timeout=60)
+
+    # A burst of 2 at 1/s: the first topic leaves the bucket 4 short, so the second
+    # is refused until about 4 s later.
+    r = create(first_java)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = create(second_java)
+    assert r.returncode != 0, r.stdout
+    assert "ThrottlingQuotaExceededException" in r.stdout + r.stderr, r.stdout + r.stderr
+    time.sleep(4.5)
+    r = create(second_java)
+    assert r.returncode == 0, r.stdout + r.stderr
+    listed = subprocess.run(topics("--list"), capture_output=True, text=True, timeout=60)
+    assert {first_java, second_java} <= set(listed.stdout.split()), listed.stdout

@@ -205,7 +205,7 @@ impl ClientQuotaRates {
         match kind {
             // Kafka bounds request-time throttling to one window.
             QuotaKind::Request => throttle.min(self.windows.window_ms()),
-            QuotaKind::Produce | QuotaKind::Fetch => throttle,
+            QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::ControllerMutation => throttle,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::config::{
     validate_topic_config, BrokerSettings, ConfigError,
 };
 use crate::error::{unknown_topic, ApiError};
+use crate::mutation_quotas::MutationQuota;
 use crate::names::{validate_topic_name, MAX_PARTITIONS_PER_TOPIC, OFFSETS_TOPIC};
 
 /// Producer ids are handed out in blocks; one metadata record per block.
@@ -34,9 +35,14 @@ pub enum ControllerRequest {
         #[serde(default)]
         assignment: Vec<Vec<i32>>,
         validate_only: bool,
+        /// The client charged for the partitions (KIP-599); none: not charged.
+        #[serde(default)]
+        quota: Option<MutationQuota>,
     },
     DeleteTopic {
         name: String,
+        #[serde(default)]
+        quota: Option<MutationQuota>,
     },
     CreatePartitions {
         name: String,
@@ -46,6 +52,8 @@ pub enum ControllerRequest {
         #[serde(default)]
         assignment: Vec<Vec<i32>>,
         validate_only: bool,
+        #[serde(default)]
+        quota: Option<MutationQuota>,
     },
     AlterTopicConfigs {
         name: String,
@@ -144,6 +152,45 @@ pub enum ControllerReply {
     /// One `(error code, message)` per entry of an `AlterClientQuotas`, in request
     /// order.
     QuotasAltered(Vec<(i16, Option<String>)>),
+    /// The outcome of a request charged to a controller mutation quota, and how long
+    /// its client is throttled (ms).
+    Mutation {
+        outcome: Result<Box<ControllerReply>, ApiError>,
+        throttle_ms: u64,
+    },
+}
+
+/// What `req` is charged to a controller mutation quota (KIP-599), decided against
+/// `image` as it was before `req`: the client, and the partitions it creates or
+/// deletes. `None`: not charged.
+pub fn mutation_charge<'a>(
+    settings: &BrokerSettings,
+    image: &MetadataImage,
+    req: &'a ControllerRequest,
+) -> Option<(&'a MutationQuota, f64)> {
+    let (quota, permits) = match req {
+        ControllerRequest::CreateTopic {
+            partitions,
+            assignment,
+            quota,
+            ..
+        } => {
+            let n = match (assignment.len(), *partitions) {
+                (0, -1) => settings.num_partitions as i32,
+                (0, n) => n,
+                (manual, _) => manual as i32,
+            };
+            (quota, n)
+        }
+        ControllerRequest::DeleteTopic { name, quota } => {
+            (quota, image.topic(name)?.partitions.len() as i32)
+        }
+        ControllerRequest::CreatePartitions {
+            name, total, quota, ..
+        } => (quota, total - image.topic(name)?.partitions.len() as i32),
+        _ => return None,
+    };
+    Some((quota.as_ref()?, f64::from(permits.max(0))))
 }
 
 /// Decides the records for `req` against `image`. `cluster` is false for a single
@@ -162,6 +209,7 @@ pub fn decide(
             configs,
             assignment: manual,
             validate_only,
+            ..
         } => {
             validate_topic_name(name)?;
             let (partitions, replication_factor) = match manual.first() {
@@ -218,7 +266,7 @@ pub fn decide(
             };
             Ok((vec![record], ControllerReply::TopicId(topic_id)))
         }
-        ControllerRequest::DeleteTopic { name } => {
+        ControllerRequest::DeleteTopic { name, .. } => {
             let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
             Ok((
                 vec![MetadataRecord::TopicDeleted { name: name.clone() }],
@@ -230,6 +278,7 @@ pub fn decide(
             total,
             assignment: manual,
             validate_only,
+            ..
         } => {
             let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
             let current = topic.partitions.len() as i32;

@@ -13,11 +13,15 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::client_quotas::QuotaWindows;
 use crate::clock::now_ms;
 use crate::config::BrokerSettings;
-use crate::controller::{decide, new_cluster_id, ControllerReply, ControllerRequest};
+use crate::controller::{
+    decide, mutation_charge, new_cluster_id, ControllerReply, ControllerRequest,
+};
 use crate::error::{unknown_topic, ApiError};
 use crate::metadata::{ImageWatch, MetadataView};
+use crate::mutation_quotas::{Charge, MutationBuckets, MutationQuota};
 use crate::peer::PeerNet;
 
 /// How long a request forwarded to the controller may take, retries included.
@@ -88,6 +92,8 @@ pub struct ControllerClient {
     liveness: Mutex<HashMap<i32, i64>>,
     /// The block of producer ids this broker hands out: `(next, end)`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Controller side: the token buckets of controller mutation quotas (KIP-599).
+    mutations: Arc<MutationBuckets>,
 }
 
 impl ControllerClient {
@@ -98,13 +104,14 @@ impl ControllerClient {
         peers: Option<Arc<PeerNet>>,
     ) -> Self {
         ControllerClient {
-            settings,
             store,
             metadata,
             peers,
             turn: tokio::sync::Mutex::new(()),
             liveness: Mutex::new(HashMap::new()),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            mutations: Arc::new(MutationBuckets::new(QuotaWindows::of(&settings))),
+            settings,
         }
     }
 
@@ -160,9 +167,10 @@ impl ControllerClient {
         let _turn = self.turn.lock().await;
         let log = log.clone();
         let settings = self.settings.clone();
+        let mutations = self.mutations.clone();
         let (reply, image) = tokio::task::spawn_blocking(move || {
             let mut log = log.lock();
-            let (records, reply) = decide(&settings, log.image(), false, &req)?;
+            let (records, reply) = decide_charged(&settings, log.image(), false, &req, &mutations)?;
             if records.is_empty() {
                 return Ok::<_, ApiError>((reply, None));
             }
@@ -189,10 +197,11 @@ impl ControllerClient {
         }
         let _turn = self.turn.lock().await;
         let image = quorum.image();
-        let (records, reply) = match decide(&self.settings, &image, true, req) {
-            Ok(decided) => decided,
-            Err(e) => return Ok(Err(e)),
-        };
+        let (records, reply) =
+            match decide_charged(&self.settings, &image, true, req, &self.mutations) {
+                Ok(decided) => decided,
+                Err(e) => return Ok(Err(e)),
+            };
         if !records.is_empty() {
             match tokio::time::timeout(QUORUM_COMMIT_TIMEOUT, quorum.append(records)).await {
                 Ok(Ok(())) => {}
@@ -230,51 +239,82 @@ impl ControllerClient {
         assignment: Vec<Vec<i32>>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let reply = self
-            .request(ControllerRequest::CreateTopic {
-                name: name.to_string(),
-                partitions,
-                replication_factor,
-                configs,
-                assignment,
-                validate_only,
-            })
-            .await?;
-        if let ControllerReply::TopicId(id) = reply {
-            tracing::info!(topic = name, "created topic");
-            self.settle(|i| i.topic_by_id(&id).is_some()).await;
-        }
-        Ok(())
+        self.create_topic_charged(ControllerRequest::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs,
+            assignment,
+            validate_only,
+            quota: None,
+        })
+        .await
+        .0
     }
 
-    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
-        let reply = self
-            .request(ControllerRequest::DeleteTopic {
-                name: name.to_string(),
-            })
-            .await?;
-        let ControllerReply::TopicId(id) = reply else {
-            return Err(unknown_topic(name));
+    /// Creates a topic (`req` is a `CreateTopic`), charged to the client its `quota`
+    /// names: the outcome, and how long the client is throttled (ms).
+    pub async fn create_topic_charged(&self, req: ControllerRequest) -> Charged<()> {
+        let ControllerRequest::CreateTopic { name, .. } = &req else {
+            return (Err(unexpected_reply()), 0);
         };
-        tracing::info!(topic = name, "deleted topic");
-        self.settle(|i| i.topic_by_id(&id).is_none()).await;
-        Ok(id)
+        let name = name.clone();
+        let (reply, throttle_ms) = charged(self.request(req).await);
+        let result = match reply {
+            Ok(ControllerReply::TopicId(id)) => {
+                tracing::info!(topic = name, "created topic");
+                self.settle(|i| i.topic_by_id(&id).is_some()).await;
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        (result, throttle_ms)
     }
 
+    /// Deletes a topic, charged to `quota`'s client (none: not charged).
+    pub async fn delete_topic(&self, name: &str, quota: Option<MutationQuota>) -> Charged<Uuid> {
+        let (reply, throttle_ms) = charged(
+            self.request(ControllerRequest::DeleteTopic {
+                name: name.to_string(),
+                quota,
+            })
+            .await,
+        );
+        let result = match reply {
+            Ok(ControllerReply::TopicId(id)) => {
+                tracing::info!(topic = name, "deleted topic");
+                self.settle(|i| i.topic_by_id(&id).is_none()).await;
+                Ok(id)
+            }
+            Ok(_) => Err(unknown_topic(name)),
+            Err(e) => Err(e),
+        };
+        (result, throttle_ms)
+    }
+
+    /// Adds partitions to a topic, up to `total`, charged to `quota`'s client.
     pub async fn create_partitions(
         &self,
         name: &str,
         total: i32,
         assignment: Vec<Vec<i32>>,
         validate_only: bool,
-    ) -> Result<(), ApiError> {
-        self.request(ControllerRequest::CreatePartitions {
-            name: name.to_string(),
-            total,
-            assignment,
-            validate_only,
-        })
-        .await?;
+        quota: Option<MutationQuota>,
+    ) -> Charged<()> {
+        let (reply, throttle_ms) = charged(
+            self.request(ControllerRequest::CreatePartitions {
+                name: name.to_string(),
+                total,
+                assignment,
+                validate_only,
+                quota,
+            })
+            .await,
+        );
+        if let Err(e) = reply {
+            return (Err(e), throttle_ms);
+        }
         if !validate_only {
             self.settle(|i| {
                 i.topic(name)
@@ -282,7 +322,7 @@ impl ControllerClient {
             })
             .await;
         }
-        Ok(())
+        (Ok(()), throttle_ms)
     }
 
     /// Applies topic config changes (`None` removes an override); open partitions take
@@ -507,6 +547,69 @@ pub fn expired_brokers(
         .filter(|b| now_ms - *last_heard_ms.entry(b.id).or_insert(now_ms) > session_ms)
         .map(|b| b.id)
         .collect()
+}
+
+/// The outcome of a request charged to a controller mutation quota, and how long its
+/// client is throttled (ms).
+pub type Charged<T> = (Result<T, ApiError>, u64);
+
+/// Splits a controller reply into its outcome and throttle time (0 unless it was
+/// charged to a controller mutation quota).
+fn charged(reply: Result<ControllerReply, ApiError>) -> Charged<ControllerReply> {
+    match reply {
+        Ok(ControllerReply::Mutation {
+            outcome,
+            throttle_ms,
+        }) => (outcome.map(|r| *r), throttle_ms),
+        other => (other, 0),
+    }
+}
+
+/// [`decide`], then the charge of a topic mutation to its client's controller
+/// mutation quota: once its quota is exhausted, a strict client's mutation is refused
+/// with THROTTLING_QUOTA_EXCEEDED (and writes nothing).
+fn decide_charged(
+    settings: &BrokerSettings,
+    image: &MetadataImage,
+    cluster: bool,
+    req: &ControllerRequest,
+    mutations: &MutationBuckets,
+) -> Result<(Vec<MetadataRecord>, ControllerReply), ApiError> {
+    let (records, reply) = decide(settings, image, cluster, req)?;
+    let Some((who, permits)) = mutation_charge(settings, image, req) else {
+        return Ok((records, reply));
+    };
+    let now = mutations.now_ms();
+    Ok(
+        match mutations.charge(&image.client_quotas, who, permits, now) {
+            Charge::Allowed { throttle_ms } => (
+                records,
+                ControllerReply::Mutation {
+                    outcome: Ok(Box::new(reply)),
+                    throttle_ms,
+                },
+            ),
+            Charge::Refused { throttle_ms } => {
+                tracing::debug!(
+                    user = who.user,
+                    client_id = who.client_id,
+                    permits,
+                    throttle_ms,
+                    "controller mutation quota exhausted: refused"
+                );
+                (
+                    Vec::new(),
+                    ControllerReply::Mutation {
+                        outcome: Err(ApiError::new(
+                            ResponseError::ThrottlingQuotaExceeded,
+                            "The throttling quota has been exceeded.",
+                        )),
+                        throttle_ms,
+                    },
+                )
+            }
+        },
+    )
 }
 
 fn unexpected_reply() -> ApiError {

@@ -35,6 +35,7 @@ pub mod maintenance;
 mod markers;
 mod metadata;
 mod metrics;
+mod mutation_quotas;
 mod names;
 pub mod partition;
 mod peer;

@@ -18,6 +18,7 @@ use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
+use crate::mutation_quotas::MutationQuota;
 use crate::replicas::Replicas;
 use crate::txns::Txns;
 
@@ -362,19 +363,22 @@ async fn dispatch_checked(
         }
         RequestKind::CreateTopics(mut r) => {
             let refused = gate!(c => access::create_topics(c, &mut r));
-            let mut resp = topics::create(&s.controller, meta, &s.config, r, v).await;
+            let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.0);
+            let mut resp = topics::create(&s.controller, meta, &s.config, r, v, quota).await;
             resp.topics.extend(refused);
             ResponseKind::CreateTopics(resp)
         }
         RequestKind::DeleteTopics(mut r) => {
             let refused = gate!(c => access::delete_topics(c, image?, &mut r));
-            let mut resp = topics::delete(&s.controller, meta, r, v).await;
+            let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.1);
+            let mut resp = topics::delete(&s.controller, meta, r, v, quota).await;
             resp.responses.extend(refused);
             ResponseKind::DeleteTopics(resp)
         }
         RequestKind::CreatePartitions(mut r) => {
             let refused = gate!(c => access::create_partitions(c, &mut r));
-            let mut resp = topics::create_partitions(&s.controller, r).await;
+            let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.2);
+            let mut resp = topics::create_partitions(&s.controller, r, quota).await;
             resp.results.extend(refused);
             ResponseKind::CreatePartitions(resp)
         }

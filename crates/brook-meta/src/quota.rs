@@ -110,12 +110,14 @@ impl From<ClientQuotas> for Vec<QuotaEntry> {
     }
 }
 
-/// Which quota of a `(user, client-id)` pair: the three Kafka enforces per request.
+/// Which quota of a `(user, client-id)` pair: the three Kafka enforces per request,
+/// and the controller's partition mutations (KIP-599).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QuotaKind {
     Produce,
     Fetch,
     Request,
+    ControllerMutation,
 }
 
 impl QuotaKind {
@@ -124,6 +126,7 @@ impl QuotaKind {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
             QuotaKind::Request => REQUEST_PERCENTAGE,
+            QuotaKind::ControllerMutation => CONTROLLER_MUTATION_RATE,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! is answered with no records, its bytes taken back, as Kafka does; other requests
 //! are answered in full. Either way the connection then reads nothing more from the
 //! client for the throttle time. Replica fetches and the controller listener are
-//! exempt.
+//! exempt. A response the controller mutation quota throttled (`crate::mutation_quotas`)
+//! mutes the connection the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,8 +95,13 @@ impl Metered<'_> {
         };
         let request = record(QuotaKind::Request, thread_time_percent(busy));
         let throttle = bandwidth.max(request);
-        if throttle == 0 {
-            return 0;
+        // A controller mutation quota (KIP-599) may have throttled the response
+        // already; the longer wait holds.
+        let mutation = response
+            .as_ref()
+            .map_or(0, |r| r.throttle_time_ms().max(0) as u64);
+        if throttle <= mutation {
+            return mutation;
         }
         if let (Some(bytes), Some(_)) = (fetched, response.as_ref()) {
             // The records are not sent, so they do not count.

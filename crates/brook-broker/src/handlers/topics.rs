@@ -19,11 +19,17 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name};
 use crate::config::{BrokerConfig, Dynamic, TOPIC_CONFIGS};
+use crate::controller::ControllerRequest;
 use crate::controller_client::ControllerClient;
 use crate::error::{storage, ApiError};
 use crate::metadata::MetadataView;
+use crate::mutation_quotas::MutationQuota;
 use crate::names::is_internal;
 use crate::replicas::Replicas;
+
+/// The versions from which CreateTopics, DeleteTopics and CreatePartitions are refused
+/// past a controller mutation quota, rather than served and throttled (KIP-599).
+pub const STRICT_MUTATION_QUOTA_SINCE: (i16, i16, i16) = (6, 5, 3);
 
 pub async fn create(
     controller: &ControllerClient,
@@ -31,42 +37,95 @@ pub async fn create(
     config: &BrokerConfig,
     req: CreateTopicsRequest,
     version: i16,
+    quota: MutationQuota,
 ) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let mut topics = Vec::with_capacity(req.topics.len());
+    let mut throttle_ms = 0;
     for t in req.topics {
-        let result = create_one(controller, t, req.validate_only, &mut seen).await;
+        let (result, throttle) =
+            create_one(controller, t, req.validate_only, &mut seen, &quota).await;
+        throttle_ms = throttle_ms.max(throttle);
         topics.push(match result {
             Ok((name, result)) => describe_created(meta, config, &name, result, version),
             Err(result) => result,
         });
     }
-    CreateTopicsResponse::default().with_topics(topics)
+    CreateTopicsResponse::default()
+        .with_topics(topics)
+        .with_throttle_time_ms(throttle_ms_i32(throttle_ms))
+}
+
+fn throttle_ms_i32(ms: u64) -> i32 {
+    ms.min(i32::MAX as u64) as i32
 }
 
 /// Creates one topic of a CreateTopics request: `Ok` with the name once created (or
-/// validated), `Err` with the error result.
+/// validated), `Err` with the error result; and how long the client is throttled.
 async fn create_one(
     controller: &ControllerClient,
     t: CreatableTopic,
     validate_only: bool,
     seen: &mut HashSet<String>,
-) -> Result<(String, CreatableTopicResult), CreatableTopicResult> {
+    quota: &MutationQuota,
+) -> (
+    Result<(String, CreatableTopicResult), CreatableTopicResult>,
+    u64,
+) {
     let name = t.name.0.to_string();
     let result = CreatableTopicResult::default()
         .with_name(t.name.clone())
+        .with_error_message(None)
         .with_num_partitions(-1)
         .with_replication_factor(-1);
-    if !seen.insert(name.clone()) {
-        return Err(result
-            .with_error_code(ResponseError::InvalidRequest.code())
-            .with_error_message(Some(str_bytes("duplicate topic name in request"))));
-    }
-    if let Err(e) = refuse_internal(&name, "Creation") {
-        return Err(result
+    let (created, throttle_ms) = match check_creatable(&t, seen) {
+        Ok(assignment) => {
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            controller
+                .create_topic_charged(ControllerRequest::CreateTopic {
+                    name: name.clone(),
+                    partitions: t.num_partitions,
+                    replication_factor: t.replication_factor,
+                    configs,
+                    assignment,
+                    validate_only,
+                    quota: Some(quota.clone()),
+                })
+                .await
+        }
+        Err(e) => (Err(e), 0),
+    };
+    let outcome = match created {
+        Ok(()) => Ok((name, result)),
+        Err(e) => Err(result
             .with_error_code(e.code)
-            .with_error_message(Some(str_bytes(e.message))));
+            .with_error_message(Some(str_bytes(e.message)))),
+    };
+    (outcome, throttle_ms)
+}
+
+/// The checks a topic to create passes before the controller sees it; the replicas
+/// the client chose for it.
+fn check_creatable(
+    t: &CreatableTopic,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    let name = t.name.0.to_string();
+    if !seen.insert(name.clone()) {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "duplicate topic name in request",
+        ));
     }
+    refuse_internal(&name, "Creation")?;
     let mut assignment: Vec<(i32, Vec<i32>)> = t
         .assignments
         .iter()
@@ -79,49 +138,22 @@ async fn create_one(
         .collect();
     assignment.sort_by_key(|(p, _)| *p);
     if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
-        return Err(result
-            .with_error_code(ResponseError::InvalidRequest.code())
-            .with_error_message(Some(str_bytes(
-                "both numPartitions or replicationFactor and replicasAssignments were set",
-            ))));
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "both numPartitions or replicationFactor and replicasAssignments were set",
+        ));
     }
     if assignment
         .iter()
         .enumerate()
         .any(|(i, (p, _))| *p != i as i32)
     {
-        return Err(result
-            .with_error_code(ResponseError::InvalidReplicaAssignment.code())
-            .with_error_message(Some(str_bytes(
-                "partitions in the manual assignment must be numbered 0, 1, 2, ...",
-            ))));
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicaAssignment,
+            "partitions in the manual assignment must be numbered 0, 1, 2, ...",
+        ));
     }
-    let assignment: Vec<Vec<i32>> = assignment.into_iter().map(|(_, r)| r).collect();
-    let configs: BTreeMap<String, String> = t
-        .configs
-        .iter()
-        .filter_map(|c| {
-            c.value
-                .as_ref()
-                .map(|v| (c.name.to_string(), v.to_string()))
-        })
-        .collect();
-    match controller
-        .create_topic(
-            &name,
-            t.num_partitions,
-            t.replication_factor,
-            configs,
-            assignment,
-            validate_only,
-        )
-        .await
-    {
-        Ok(()) => Ok((name, result)),
-        Err(e) => Err(result
-            .with_error_code(e.code)
-            .with_error_message(Some(str_bytes(e.message)))),
-    }
+    Ok(assignment.into_iter().map(|(_, r)| r).collect())
 }
 
 /// v5+ responses carry the created topic's partitions, replication factor and configs.
@@ -162,6 +194,7 @@ pub async fn delete(
     meta: &MetadataView,
     req: DeleteTopicsRequest,
     version: i16,
+    quota: MutationQuota,
 ) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics
@@ -175,6 +208,7 @@ pub async fn delete(
             .collect()
     };
     let mut responses = Vec::with_capacity(targets.len());
+    let mut throttle_ms = 0;
     for (name, id) in targets {
         let name = name.or_else(|| meta.image().topic_by_id(&id).map(|t| t.name.clone()));
         let result = DeletableTopicResult::default().with_topic_id(id);
@@ -191,20 +225,26 @@ pub async fn delete(
             );
             continue;
         }
-        responses.push(match controller.delete_topic(&name).await {
+        let (deleted, throttle) = controller.delete_topic(&name, Some(quota.clone())).await;
+        throttle_ms = throttle_ms.max(throttle);
+        responses.push(match deleted {
             Ok(topic_id) => result.with_topic_id(topic_id),
             Err(e) => result
                 .with_error_code(e.code)
                 .with_error_message(Some(str_bytes(e.message))),
         });
     }
-    DeleteTopicsResponse::default().with_responses(responses)
+    DeleteTopicsResponse::default()
+        .with_responses(responses)
+        .with_throttle_time_ms(throttle_ms_i32(throttle_ms))
 }
 
 pub async fn create_partitions(
     controller: &ControllerClient,
     req: CreatePartitionsRequest,
+    quota: MutationQuota,
 ) -> CreatePartitionsResponse {
+    let mut throttle_ms = 0;
     let mut named = std::collections::HashMap::new();
     for t in &req.topics {
         *named.entry(t.name.0.clone()).or_insert(0) += 1;
@@ -228,9 +268,17 @@ pub async fn create_partitions(
                         .into_iter()
                         .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
                         .collect();
-                    controller
-                        .create_partitions(&t.name.0, t.count, assignment, req.validate_only)
-                        .await
+                    let (changed, throttle) = controller
+                        .create_partitions(
+                            &t.name.0,
+                            t.count,
+                            assignment,
+                            req.validate_only,
+                            Some(quota.clone()),
+                        )
+                        .await;
+                    throttle_ms = throttle_ms.max(throttle);
+                    changed
                 }
                 Err(e) => Err(e),
             }
@@ -242,7 +290,9 @@ pub async fn create_partitions(
                 .with_error_message(Some(str_bytes(e.message))),
         });
     }
-    CreatePartitionsResponse::default().with_results(results)
+    CreatePartitionsResponse::default()
+        .with_results(results)
+        .with_throttle_time_ms(throttle_ms_i32(throttle_ms))
 }
 
 pub async fn delete_records(
