@@ -190,3 +190,54 @@ def test_controller_mutation_quota_refuses_strict_clients_and_throttles_old_ones
     assert r.returncode == 0, r.stdout + r.stderr
     listed = subprocess.run(topics("--list"), capture_output=True, text=True, timeout=60)
     assert {first_java, second_java} <= set(listed.stdout.split()), listed.stdout
+
+
+def api_versions_answered(port: int) -> bool:
+    """Connects and asks ApiVersions: whether the broker answered (rather than closed)."""
+    s = wire.connect(port, timeout=10)
+    try:
+        s.sendall(wire.api_versions_request(0, 7))
+        wire.read_response(s, 7)
+        return True
+    except (ConnectionError, OSError):
+        return False
+    finally:
+        s.close()
+
+
+def test_connection_creation_rates(brook):
+    b = brook.bootstrap
+    # An address over its connection_creation_rate quota (KIP-612) has its new
+    # connections closed, not served, until its rate comes down.
+    configs(b, "--alter", "--entity-type", "ips", "--entity-name", "127.0.0.1",
+            "--add-config", "connection_creation_rate=3")
+    described = configs(b, "--describe", "--entity-type", "ips", "--entity-name", "127.0.0.1")
+    assert "connection_creation_rate=3" in described, described
+    time.sleep(2.5)  # the tool's own connections age out of the rate
+    answered = [api_versions_answered(brook.port) for _ in range(10)]
+    # Each refused connection is held about 1/3 s before it is closed, in which time
+    # the rate comes down enough to let about one more in.
+    assert answered[:3] == [True] * 3, answered
+    assert answered.count(False) >= 3, answered
+    time.sleep(2.5)
+    assert api_versions_answered(brook.port)
+    configs(b, "--alter", "--entity-type", "ips", "--entity-name", "127.0.0.1",
+            "--delete-config", "connection_creation_rate")
+
+    # The broker-wide max.connection.creation.rate delays connections instead: all
+    # are served, spread out.
+    configs(b, "--alter", "--entity-type", "brokers", "--entity-default",
+            "--add-config", "max.connection.creation.rate=5")
+    time.sleep(2.5)
+    start = time.monotonic()
+    answered = [api_versions_answered(brook.port) for _ in range(20)]
+    took = time.monotonic() - start
+    assert all(answered), answered
+    # 20 at 5/s, the first 5 at once: about 3 s.
+    assert took >= 2.0, took
+    configs(b, "--alter", "--entity-type", "brokers", "--entity-default",
+            "--delete-config", "max.connection.creation.rate")
+    time.sleep(1.5)
+    start = time.monotonic()
+    assert all(api_versions_answered(brook.port) for _ in range(20))
+    assert time.monotonic() - start < 2.0

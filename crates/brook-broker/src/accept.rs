@@ -1,6 +1,8 @@
-//! Accept loops, one per listener: connection limits (`max.connections`,
-//! `max.connections.per.ip`, read from the applied image per connection: they are
-//! dynamic), then per connection the transport: a plaintext socket goes straight to
+//! Accept loops, one per listener: connection creation rates
+//! (`max.connection.creation.rate` and the IPs' `connection_creation_rate` quotas:
+//! `crate::connection_quotas`) and connection limits (`max.connections`,
+//! `max.connections.per.ip`), read from the applied image per connection: they are
+//! dynamic; then per connection the transport: a plaintext socket goes straight to
 //! [`connection::serve`]; on a TLS listener the first bytes must be a TLS handshake
 //! (a plaintext client is told apart and logged), the handshake is bounded by
 //! [`TLS_HANDSHAKE_TIMEOUT`], and the client certificate gives the principal. On a SASL
@@ -14,8 +16,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use crate::client_quotas::QuotaWindows;
 use crate::config::Dynamic;
 use crate::connection::{self, ConnectionLimits, RequestMemory};
+use crate::connection_quotas::ConnectionRates;
 use crate::router::Services;
 use crate::sasl::{SaslServerConfig, SaslSession};
 use crate::session::{KafkaPrincipal, ListenerInfo, Session};
@@ -37,12 +41,17 @@ pub struct Bound {
     pub sasl: Option<Arc<SaslServerConfig>>,
 }
 
+/// The most connections held open at once to be closed later, because their address
+/// went over its connection creation rate; past it they are closed at once.
+const MAX_HELD_FOR_CLOSING: usize = 1000;
+
 /// What the listeners of one kind (client or controller) share: the open-connection
-/// counts behind `max.connections` and the request memory pool
-/// (`queued.max.request.bytes`).
+/// counts behind `max.connections`, the connection creation rates and the request
+/// memory pool (`queued.max.request.bytes`).
 #[derive(Clone)]
 pub struct Shared {
     open: Arc<parking_lot::Mutex<OpenConnections>>,
+    rates: Arc<ConnectionRates>,
     memory: RequestMemory,
 }
 
@@ -56,6 +65,7 @@ impl Shared {
             .clamp(1, u32::MAX as i64) as usize;
         Shared {
             open: Arc::default(),
+            rates: Arc::new(ConnectionRates::new(QuotaWindows::of(settings))),
             memory: Arc::new(Semaphore::new(memory_bytes)),
         }
     }
@@ -74,6 +84,8 @@ pub async fn accept_loop(
         idle_timeout: Duration::from_millis(settings.connections_max_idle_ms as u64),
     };
     let mut connections = tokio::task::JoinSet::new();
+    // Connections over their address's creation rate, held until they are closed.
+    let mut held = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             accepted = bound.listener.accept() => accepted,
@@ -88,17 +100,46 @@ pub async fn accept_loop(
             }
         };
         // The limits are dynamic broker configs: read them for each connection.
-        let (max_total, max_per_ip) = {
+        let (max_total, max_per_ip, max_rate, ip_rate) = {
             let image = services.metadata.image();
             let dynamic = Dynamic::new(&image.broker_configs, services.config.node_id);
             let limit = |name: &str, configured: i64| {
                 dynamic.int(name, configured).clamp(1, i64::from(u32::MAX)) as usize
             };
+            let max_rate = dynamic.int(
+                "max.connection.creation.rate",
+                settings.max_connection_creation_rate,
+            );
             (
                 limit("max.connections", settings.max_connections),
                 limit("max.connections.per.ip", settings.max_connections_per_ip),
+                (max_rate < i64::from(i32::MAX)).then_some(max_rate.max(0) as f64),
+                image.client_quotas.ip_connection_rate(&peer.ip()),
             )
         };
+        if !bound.info.controller {
+            let rates = &shared.rates;
+            let delay = rates.record_broker(max_rate, rates.now_ms());
+            if delay > 0 {
+                tracing::debug!(%peer, delay_ms = delay, "max.connection.creation.rate reached: delaying the connection");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+            let refused = rates.record_ip(peer.ip(), ip_rate, max_rate.is_some(), rates.now_ms());
+            if let Some(close_after) = refused {
+                tracing::debug!(%peer, close_after_ms = close_after, "connection_creation_rate quota exceeded: closing the connection");
+                while held.try_join_next().is_some() {}
+                if held.len() < MAX_HELD_FOR_CLOSING {
+                    held.spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(close_after)).await;
+                        drop(stream);
+                    });
+                }
+                continue;
+            }
+        }
         let slot = match ConnSlot::take(&shared.open, peer.ip(), max_total, max_per_ip) {
             Ok(slot) => slot,
             Err(Refused::Total) => {

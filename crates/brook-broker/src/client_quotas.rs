@@ -92,6 +92,11 @@ impl Rate {
         });
     }
 
+    /// When something was last recorded (ms).
+    pub fn last_record_ms(&self) -> u64 {
+        self.last_record_ms
+    }
+
     /// Forgets windows older than the span of all samples.
     fn purge(&mut self, windows: &QuotaWindows, now_ms: u64) {
         let span = windows.window_ms() * u64::from(windows.samples.max(1));

@@ -22,6 +22,7 @@ mod clock;
 mod cluster;
 pub mod config;
 mod connection;
+mod connection_quotas;
 mod controller;
 mod controller_client;
 mod coordinator_host;

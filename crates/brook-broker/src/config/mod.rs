@@ -238,7 +238,11 @@ pub enum ConfigSource {
 /// configs of Kafka's that Brook has): every broker-level default of a topic config,
 /// and the connection limits. The rest are read once at start.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
-    const DYNAMIC_SETTINGS: &[&str] = &["max.connections", "max.connections.per.ip"];
+    const DYNAMIC_SETTINGS: &[&str] = &[
+        "max.connections",
+        "max.connections.per.ip",
+        "max.connection.creation.rate",
+    ];
     DYNAMIC_SETTINGS.contains(&name) || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
 }
 
@@ -409,6 +413,7 @@ broker_settings! {
     log_cleaner_io_max_bytes_per_second: i64 = "log.cleaner.io.max.bytes.per.second", "9223372036854775807";
     log_cleaner_threads: i64 = "log.cleaner.threads", "1";
     log_retention_check_interval_ms: i64 = "log.retention.check.interval.ms", "300000";
+    max_connection_creation_rate: i64 = "max.connection.creation.rate", "2147483647";
     max_connections: i64 = "max.connections", "2147483647";
     max_connections_per_ip: i64 = "max.connections.per.ip", "2147483647";
     metrics_partition_labels_enable: bool = "metrics.partition.labels.enable", "true";
@@ -443,6 +448,7 @@ fn broker_setting_min(name: &str) -> i64 {
     const MAY_BE_ZERO: &[&str] = &[
         "group.initial.rebalance.delay.ms",
         "group.min.session.timeout.ms",
+        "max.connection.creation.rate",
         "max.connections",
         "max.connections.per.ip",
         "offset.metadata.max.bytes",
