@@ -399,8 +399,10 @@ def create_topics_v7(correlation_id: int, topics, client_id: str,
     return frame(header_v2(19, 7, correlation_id, client_id) + body)
 
 
-def parse_create_topics_v7(body: bytes):
-    """-> (throttle_time_ms, [(name, error_code, error_message, num_partitions)])"""
+def parse_create_topics_v7(body: bytes, with_configs: bool = False):
+    """-> (throttle_time_ms, [(name, error_code, error_message, num_partitions)]); with
+    `with_configs`, each result also has its configs ({name: value} or None) and its
+    topic_config_error_code (a tagged field; 0 when absent)."""
     r = Reader(body)
     throttle = r.i32()
     out = []
@@ -411,15 +413,39 @@ def parse_create_topics_v7(body: bytes):
         message = r.compact_string()
         partitions = r.i32()
         r.i16()  # replication factor
-        configs = r.uvarint() - 1
-        for _ in range(max(configs, 0)):
-            r.compact_string()
-            r.compact_string()
+        n = r.uvarint() - 1
+        configs = None if n < 0 else {}
+        for _ in range(max(n, 0)):
+            key, value = r.compact_string(), r.compact_string()
             r.take(3)  # read_only, config_source, is_sensitive
             r.tags()
-        r.tags()
-        out.append((name, code, message, partitions))
+            configs[key] = value
+        tags = r.tags()
+        config_error = struct.unpack(">h", tags[0])[0] if 0 in tags else 0
+        if with_configs:
+            out.append((name, code, message, partitions, configs, config_error))
+        else:
+            out.append((name, code, message, partitions))
     r.tags()
     if not r.done():
         raise ValueError("trailing bytes in CreateTopics v7 response")
     return throttle, out
+
+
+# ---------------------------------------------------------------------------------------
+# SASL/PLAIN: SaslHandshake v1, then SaslAuthenticate v2 (flexible)
+# ---------------------------------------------------------------------------------------
+
+def sasl_plain(s: socket.socket, user: str, password: str) -> None:
+    """Authenticates an open connection with SASL/PLAIN; raises on failure."""
+    s.sendall(frame(header_v1(17, 1, 101) + string("PLAIN")))
+    r = Reader(read_response(s, 101))
+    code = r.i16()
+    if code != 0:
+        raise ConnectionError(f"SaslHandshake failed: error {code}")
+    token = b"\0" + user.encode() + b"\0" + password.encode()
+    s.sendall(frame(header_v2(36, 2, 102) + compact_bytes(token) + NO_TAGS))
+    r = Reader(read_response(s, 102, flexible_header=True))
+    code = r.i16()
+    if code != 0:
+        raise ConnectionError(f"SaslAuthenticate failed: error {code} {r.compact_string()}")

@@ -432,3 +432,32 @@ def test_a_regex_subscription_gets_only_topics_the_member_may_describe(acl_broke
         assert {tp.topic for tp in c.assignment()} == {seen}
     finally:
         c.close()
+
+
+def test_create_topics_shows_configs_only_to_those_who_may_describe_them(acl_broker):
+    import kafka_wire as wire
+    b = acl_broker
+    mine, theirs = unique_topic("cfg-mine"), unique_topic("cfg-theirs")
+    grant(b, acl(ResourceType.TOPIC, mine, "carol", AclOperation.CREATE),
+          acl(ResourceType.TOPIC, mine, "carol", AclOperation.DESCRIBE_CONFIGS),
+          acl(ResourceType.TOPIC, theirs, "carol", AclOperation.CREATE))
+    s = wire.connect(b.sasl_port, timeout=30)
+    try:
+        wire.sasl_plain(s, "carol", USERS["carol"])
+        s.sendall(wire.create_topics_v7(1, [(mine, 2), (theirs, 3)], "carol-admin"))
+        _, results = wire.parse_create_topics_v7(
+            wire.read_response(s, 1, flexible_header=True), with_configs=True)
+    finally:
+        s.close()
+    by_name = {r[0]: r for r in results}
+    # Kafka: the configs, partitions and replication factor of a created topic are
+    # shown only with DESCRIBE_CONFIGS on it; otherwise topic_config_error_code says
+    # TOPIC_AUTHORIZATION_FAILED. Both topics are created.
+    _, code, _, partitions, configs, config_error = by_name[mine]
+    assert (code, partitions, config_error) == (0, 2, 0), by_name[mine]
+    assert "retention.ms" in configs, configs
+    _, code, _, partitions, configs, config_error = by_name[theirs]
+    assert (code, partitions) == (0, -1) and not configs, by_name[theirs]
+    assert config_error == KafkaError.TOPIC_AUTHORIZATION_FAILED, by_name[theirs]
+    topics = admin(b).list_topics(timeout=20).topics
+    assert mine in topics and theirs in topics

@@ -364,7 +364,13 @@ async fn dispatch_checked(
         RequestKind::CreateTopics(mut r) => {
             let refused = gate!(c => access::create_topics(c, &mut r));
             let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.0);
-            let mut resp = topics::create(&s.controller, meta, &s.config, r, v, quota).await;
+            let shows_configs = |name: &str| {
+                check.is_none_or(|c| {
+                    c.allowed_quietly(Op::DescribeConfigs, brook_meta::ResourceType::Topic, name)
+                })
+            };
+            let mut resp =
+                topics::create(&s.controller, meta, &s.config, r, v, quota, shows_configs).await;
             resp.topics.extend(refused);
             ResponseKind::CreateTopics(resp)
         }

@@ -31,6 +31,9 @@ use crate::replicas::Replicas;
 /// past a controller mutation quota, rather than served and throttled (KIP-599).
 pub const STRICT_MUTATION_QUOTA_SINCE: (i16, i16, i16) = (6, 5, 3);
 
+/// CreateTopics. `shows_configs` tells whether the client may see a topic's configs
+/// (DESCRIBE_CONFIGS on it): otherwise its result carries neither configs nor
+/// partitions and replication factor, and `topic_config_error_code` says why.
 pub async fn create(
     controller: &ControllerClient,
     meta: &MetadataView,
@@ -38,6 +41,7 @@ pub async fn create(
     req: CreateTopicsRequest,
     version: i16,
     quota: MutationQuota,
+    shows_configs: impl Fn(&str) -> bool,
 ) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -47,7 +51,15 @@ pub async fn create(
             create_one(controller, t, req.validate_only, &mut seen, &quota).await;
         throttle_ms = throttle_ms.max(throttle);
         topics.push(match result {
-            Ok((name, result)) => describe_created(meta, config, &name, result, version),
+            Ok((name, result)) if shows_configs(&name) => {
+                describe_created(meta, config, &name, result, version)
+            }
+            Ok((name, result)) => {
+                let id = meta.image().topic(&name).map(|t| t.topic_id);
+                result
+                    .with_topic_id(id.unwrap_or_default())
+                    .with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
+            }
             Err(result) => result,
         });
     }
