@@ -195,7 +195,23 @@ pub struct Requester<'a> {
 impl Requester<'_> {
     fn matches(&self, acl: &Acl) -> bool {
         (acl.principal == self.principal || acl.principal == WILDCARD_PRINCIPAL)
-            && (acl.host == WILDCARD_HOST || acl.host == self.host)
+            && host_matches(&acl.host, self.host)
+    }
+}
+
+/// Whether an ACL's host covers the client's address: `*`, the same text, or the same
+/// address written another way (`0:0:0:0:0:0:0:1`, as Kafka's Java tools write IPv6
+/// addresses, is `::1`; an IPv4-mapped IPv6 address is its IPv4 address).
+fn host_matches(acl_host: &str, client: &str) -> bool {
+    if acl_host == WILDCARD_HOST || acl_host == client {
+        return true;
+    }
+    match (
+        acl_host.parse::<std::net::IpAddr>(),
+        client.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(a), Ok(c)) => a.to_canonical() == c.to_canonical(),
+        _ => false,
     }
 }
 

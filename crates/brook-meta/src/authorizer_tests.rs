@@ -151,6 +151,27 @@ fn principal_and_host_matching() {
         host: "10.0.0.1",
     };
     assert!(topic(&a, &set, bob, Op::Read, "t"));
+    // IPv6 addresses match however they are written (Kafka's Java tools write them in
+    // full); an IPv4-mapped address is its IPv4 address.
+    let mut v6 = acl(Topic, "t6", Pt::Literal, "User:*", Op::Read, Perm::Allow);
+    v6.host = "0:0:0:0:0:0:0:1".into();
+    let set6 = acls(&[v6, {
+        let mut v4 = acl(Topic, "t4", Pt::Literal, "User:*", Op::Read, Perm::Allow);
+        v4.host = "127.0.0.1".into();
+        v4
+    }]);
+    let loopback6 = Requester {
+        principal: "User:alice",
+        host: "::1",
+    };
+    assert!(topic(&a, &set6, loopback6, Op::Read, "t6"));
+    assert!(!topic(&a, &set6, loopback6, Op::Read, "t4"));
+    let mapped = Requester {
+        principal: "User:alice",
+        host: "::ffff:127.0.0.1",
+    };
+    assert!(topic(&a, &set6, mapped, Op::Read, "t4"));
+    assert!(!topic(&a, &set6, mapped, Op::Read, "t6"));
     // `User:*` is only the wildcard principal: `Group:*` matches nobody here.
     let other = acls(&[acl(
         Topic,

@@ -226,17 +226,23 @@ impl ClientQuotas {
     }
 
     /// The connection-creation rate allowed from `ip`: its own quota, else the IPs'
-    /// default.
+    /// default. An address matches however its quota's entity wrote it (`::1` or
+    /// `0:0:0:0:0:0:0:1`; an IPv4-mapped address is its IPv4 address).
     pub fn ip_connection_rate(&self, ip: &IpAddr) -> Option<f64> {
         if self.entities.is_empty() {
             return None;
         }
-        let own = QuotaEntity::of(&[(IP, Some(&ip.to_string()))]);
-        let default = QuotaEntity::of(&[(IP, None)]);
-        [own, default]
-            .iter()
-            .find_map(|e| self.entities.get(e)?.get(CONNECTION_CREATION_RATE))
-            .map(|v| v.0)
+        let ip = ip.to_canonical();
+        let rate = |e: &QuotaEntity| Some(self.entities.get(e)?.get(CONNECTION_CREATION_RATE)?.0);
+        rate(&QuotaEntity::of(&[(IP, Some(&ip.to_string()))]))
+            .or_else(|| {
+                self.entities.iter().find_map(|(entity, values)| {
+                    let name = entity.part(IP)??;
+                    let same = name.parse::<IpAddr>().ok()?.to_canonical() == ip;
+                    same.then(|| values.get(CONNECTION_CREATION_RATE).map(|v| v.0))?
+                })
+            })
+            .or_else(|| rate(&QuotaEntity::of(&[(IP, None)])))
     }
 
     /// The entities a DescribeClientQuotas filter selects, with their quotas (Kafka's
@@ -680,6 +686,23 @@ mod tests {
             q.ip_connection_rate(&"10.0.0.2".parse().unwrap()),
             Some(5.0)
         );
+        // However the address is written.
+        let q = with(&[
+            alter(
+                &[(IP, Some("0:0:0:0:0:0:0:1"))],
+                &[(CONNECTION_CREATION_RATE, Some(2.0))],
+            ),
+            alter(
+                &[(IP, Some("10.0.0.1"))],
+                &[(CONNECTION_CREATION_RATE, Some(1.0))],
+            ),
+        ]);
+        assert_eq!(q.ip_connection_rate(&"::1".parse().unwrap()), Some(2.0));
+        assert_eq!(
+            q.ip_connection_rate(&"::ffff:10.0.0.1".parse().unwrap()),
+            Some(1.0)
+        );
+        assert_eq!(q.ip_connection_rate(&"::2".parse().unwrap()), None);
     }
 
     #[test]

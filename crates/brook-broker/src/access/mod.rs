@@ -62,7 +62,7 @@ impl Access {
             authorizer,
             acls: &image.acls,
             principal: ctx.session.principal.to_string(),
-            host: ctx.peer.ip().to_string(),
+            host: ctx.peer.ip().to_canonical().to_string(),
             ctx,
         })
     }
