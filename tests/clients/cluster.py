@@ -290,6 +290,8 @@ class Node:
         self.log_path = base_dir / "broker.log"
         self.port: int = pick_port()
         self.controller_port: int = pick_port()
+        # This node's own settings, after the cluster's (e.g. `broker.rack`).
+        self.settings: dict[str, str] = {}
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.expected_exit = True
@@ -321,7 +323,7 @@ class Node:
                "--controller-listen", f"127.0.0.1:{self.controller_port}",
                "--voters", self.cluster.voters_for(self.id),
                "--data-dir", str(self.data_dir)]
-        for k, v in self.cluster.settings.items():
+        for k, v in {**self.cluster.settings, **self.settings}.items():
             cmd += ["--set", f"{k}={v}"]
         return cmd
 

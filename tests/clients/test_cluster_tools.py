@@ -250,3 +250,36 @@ def test_brook_group_commands_find_the_coordinator(cluster: Cluster):
         p: ("0", "10", "10") for p in range(3)}
     cli(node, "delete", group)
     assert all(group not in cli(n, "list") for n in cluster.ids)
+
+
+def test_broker_racks_are_reported_and_replicas_spread_over_them(cluster_factory):
+    """`broker.rack`: Metadata and DescribeCluster report each broker's rack (Kafka's
+    admin client and `brook cluster info` show them), and new topics place each
+    partition's replicas on as many racks as they can (Kafka's rack-aware placement)."""
+    from confluent_kafka.admin import NewTopic
+    from kafka_helpers import admin_client
+    from conftest import find_brook_bin
+    cluster = cluster_factory(3, start=False)
+    racks = {1: "rack-a", 2: "rack-b", 3: "rack-b"}
+    for i, rack in racks.items():
+        cluster.nodes[i].settings["broker.rack"] = rack
+    cluster.start_all()
+    admin = admin_client(cluster.bootstrap_of(1))
+    described = admin.describe_cluster().result(30)
+    assert {n.id: n.rack for n in described.nodes} == racks, described.nodes
+    info = subprocess.run([find_brook_bin(), "cluster", "info", "-b", cluster.bootstrap_of(2)],
+                          capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    for i, rack in racks.items():
+        assert re.search(rf"^\s*{i}\s+\S+\s+{rack}\b", info.stdout, re.M), info.stdout
+    # Replication factor 2 over racks a and b: every partition has a replica on
+    # node 1, the only broker of rack-a; leaders still spread over all three.
+    topic = unique_topic("racks")
+    futures = admin.create_topics([NewTopic(topic, num_partitions=12, replication_factor=2)],
+                                  operation_timeout=30, request_timeout=30)
+    futures[topic].result(30)
+    for p in range(12):
+        cluster.wait_for_leader(topic, p)
+    meta = admin.list_topics(topic, timeout=30).topics[topic].partitions
+    assert all(1 in meta[p].replicas for p in range(12)), {p: meta[p].replicas for p in meta}
+    assert {meta[p].replicas[0] for p in range(12)} == {1, 2, 3}

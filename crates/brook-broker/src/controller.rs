@@ -98,6 +98,9 @@ pub enum ControllerRequest {
         /// Its client listeners' advertised endpoints.
         #[serde(default)]
         listeners: Vec<brook_meta::BrokerEndpoint>,
+        /// Its `broker.rack`.
+        #[serde(default)]
+        rack: Option<String>,
     },
     AlterIsr {
         topic: String,
@@ -477,6 +480,7 @@ pub fn decide(
             port,
             incarnation,
             listeners,
+            rack,
         } => {
             let mut records = Vec::new();
             if image.cluster_id.is_empty() {
@@ -491,6 +495,7 @@ pub fn decide(
                 *port,
                 *incarnation,
                 listeners,
+                rack.as_deref(),
             ));
             let metadata_records = image.record_count + records.len() as u64;
             Ok((records, ControllerReply::Heartbeat { metadata_records }))
@@ -658,10 +663,10 @@ fn assign(
         }
         return Ok(Vec::new());
     }
-    let live = image.live_brokers();
+    let live = image.live_brokers_with_racks();
     let rf = usize::try_from(replication_factor).unwrap_or(0);
     let seed = rand::random::<u32>() as usize;
-    controller::assign_replicas(&live, first, count, rf, seed).map_err(|e| match e {
+    controller::assign_replicas_by_rack(&live, first, count, rf, seed).map_err(|e| match e {
         PlacementError::NotEnoughBrokers { .. } | PlacementError::ZeroReplicationFactor => {
             ApiError::new(ResponseError::InvalidReplicationFactor, e.to_string())
         }

@@ -20,6 +20,17 @@ pub struct MetadataView {
     node_id: i32,
     /// This broker's client listeners' advertised endpoints, the first one the default.
     endpoints: Arc<Vec<BrokerEndpoint>>,
+    /// This broker's `broker.rack` (a cluster's brokers report theirs in the image).
+    rack: Option<String>,
+}
+
+/// A broker as Metadata and DescribeCluster describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 impl MetadataView {
@@ -29,6 +40,7 @@ impl MetadataView {
         quorum: Option<Arc<brook_raft::Quorum>>,
         node_id: i32,
         endpoints: Vec<BrokerEndpoint>,
+        rack: Option<String>,
     ) -> Self {
         MetadataView {
             committed,
@@ -36,6 +48,7 @@ impl MetadataView {
             quorum,
             node_id,
             endpoints: Arc::new(endpoints),
+            rack,
         }
     }
 
@@ -78,7 +91,8 @@ impl MetadataView {
     /// broker's endpoint on that listener (Kafka: a client sees the addresses of the
     /// listener it connected to). A single broker lists itself; a cluster lists every
     /// registered broker that is not fenced and has that listener.
-    pub fn brokers(&self, listener: &str) -> Vec<(i32, String, i32)> {
+    /// The live brokers' endpoints on `listener`: id, host, port and rack.
+    pub fn brokers(&self, listener: &str) -> Vec<BrokerAddress> {
         if self.is_cluster() {
             return self
                 .image()
@@ -87,12 +101,22 @@ impl MetadataView {
                 .filter(|b| !b.fenced)
                 .filter_map(|b| {
                     let (host, port) = b.endpoint(listener)?;
-                    Some((b.id, host.to_string(), port))
+                    Some(BrokerAddress {
+                        id: b.id,
+                        host: host.to_string(),
+                        port,
+                        rack: b.rack.clone(),
+                    })
                 })
                 .collect();
         }
         let (host, port) = self.own_endpoint(listener);
-        vec![(self.node_id, host, port)]
+        vec![BrokerAddress {
+            id: self.node_id,
+            host,
+            port,
+            rack: self.rack.clone(),
+        }]
     }
 
     /// How many brokers are live (unfenced; this one on a single broker).

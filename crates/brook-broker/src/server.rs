@@ -500,7 +500,14 @@ async fn wire(
     let initial = committed.borrow().clone();
     let quorum = store.quorum().cloned();
     let (applied_tx, applied_rx) = watch::channel(initial.clone());
-    let metadata = MetadataView::new(committed, applied_rx, quorum.clone(), node_id, endpoints);
+    let metadata = MetadataView::new(
+        committed,
+        applied_rx,
+        quorum.clone(),
+        node_id,
+        endpoints,
+        settings.rack(),
+    );
     let controller = Arc::new(ControllerClient::new(
         settings.clone(),
         store,
@@ -615,6 +622,7 @@ fn cluster_tasks(
         port: main.map_or(0, |e| e.port),
         listeners: endpoints.to_vec(),
         incarnation: rand::random(),
+        rack: services.settings.rack(),
     };
     vec![
         tokio::spawn(liveness::heartbeat_loop(

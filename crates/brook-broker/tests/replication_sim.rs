@@ -497,6 +497,7 @@ fn initial_image(seed: u64, replicas: Vec<i32>) -> MetadataImage {
             port: port(id),
             incarnation: 0,
             listeners: vec![],
+            rack: None,
         });
     }
     image.apply(&MetadataRecord::TopicCreated {
@@ -958,6 +959,7 @@ impl Sim {
             port: port(id),
             incarnation: u64::from(self.broker(id).incarnation),
             listeners: vec![],
+            rack: None,
         };
         let Ok((records, ControllerReply::Heartbeat { metadata_records })) =
             self.controller.decide(&request)
@@ -2283,6 +2285,7 @@ impl Script {
             port: port(id),
             incarnation: 0,
             listeners: vec![],
+            rack: None,
         };
         let changed = self.request(request, to);
         assert!(changed, "the controller decided nothing");

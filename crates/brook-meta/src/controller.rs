@@ -3,6 +3,8 @@
 //! The broker that leads the metadata quorum calls these and appends the records they
 //! return; nothing here does I/O or reads a clock.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use thiserror::Error;
 
 use crate::image::NO_LEADER;
@@ -54,6 +56,83 @@ pub fn assign_replicas(
             for k in 0..replication_factor - 1 {
                 let idx = (leader + 1 + (shift + k) % (n - 1)) % n;
                 replicas.push(brokers[idx]);
+            }
+            replicas
+        })
+        .collect())
+}
+
+/// [`assign_replicas`], aware of racks (Kafka's rack-aware assignment): when any live
+/// broker has a `broker.rack`, the brokers are arranged alternating between racks
+/// (brokers without one share a rack of their own), each partition's leader is taken
+/// in turn from that list, and its followers are taken from racks that hold none of
+/// its replicas yet, while there are such racks; so replicas spread over as many racks
+/// as they can and leaders over every broker.
+pub fn assign_replicas_by_rack(
+    live: &[(i32, Option<&str>)],
+    first: i32,
+    count: i32,
+    replication_factor: usize,
+    seed: usize,
+) -> Result<Vec<Vec<i32>>, PlacementError> {
+    if live.iter().all(|(_, rack)| rack.is_none()) {
+        let ids: Vec<i32> = live.iter().map(|(id, _)| *id).collect();
+        return assign_replicas(&ids, first, count, replication_factor, seed);
+    }
+    let n = live.len();
+    if replication_factor == 0 {
+        return Err(PlacementError::ZeroReplicationFactor);
+    }
+    if replication_factor > n {
+        return Err(PlacementError::NotEnoughBrokers {
+            requested: replication_factor,
+            live: n,
+        });
+    }
+    // Racks in name order, each with its brokers in id order; then one broker of each
+    // rack in turn.
+    let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in live {
+        by_rack.entry(rack.unwrap_or("")).or_default().push(*id);
+    }
+    for ids in by_rack.values_mut() {
+        ids.sort_unstable();
+    }
+    let racks = by_rack.len();
+    let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    let mut arranged: Vec<(i32, &str)> = Vec::with_capacity(n);
+    for depth in 0..deepest {
+        for (rack, ids) in &by_rack {
+            if let Some(id) = ids.get(depth) {
+                arranged.push((*id, rack));
+            }
+        }
+    }
+    let start = seed % n;
+    let shift_base = (seed / n) % n;
+    Ok((first..first + count)
+        .map(|p| {
+            let p = p as usize;
+            let leader = (start + p) % n;
+            let shift = (shift_base + p / n) * racks;
+            let mut replicas = vec![arranged[leader].0];
+            let mut used_racks = BTreeSet::from([arranged[leader].1]);
+            // Every broker is a candidate once (the leader aside), in Kafka's order.
+            for k in 0..n.saturating_sub(1) * 2 {
+                if replicas.len() == replication_factor {
+                    break;
+                }
+                let step = 1 + (shift + k) % (n - 1);
+                let (id, rack) = arranged[(leader + step) % n];
+                let all_racks_used = used_racks.len() == racks;
+                // The first pass takes only new racks; the second fills up the rest.
+                if replicas.contains(&id)
+                    || (k < n - 1 && !all_racks_used && used_racks.contains(rack))
+                {
+                    continue;
+                }
+                replicas.push(id);
+                used_racks.insert(rack);
             }
             replicas
         })
@@ -128,6 +207,7 @@ pub fn broker_heartbeat(
     port: i32,
     incarnation: u64,
     listeners: &[BrokerEndpoint],
+    rack: Option<&str>,
 ) -> Vec<MetadataRecord> {
     let mut out = Vec::new();
     match image.brokers.get(&id) {
@@ -135,7 +215,8 @@ pub fn broker_heartbeat(
             if b.host == host
                 && b.port == port
                 && b.incarnation == incarnation
-                && b.listeners == listeners =>
+                && b.listeners == listeners
+                && b.rack.as_deref() == rack =>
         {
             if !b.fenced {
                 return out;
@@ -148,6 +229,7 @@ pub fn broker_heartbeat(
             port,
             incarnation,
             listeners: listeners.to_vec(),
+            rack: rack.map(str::to_string),
         }),
     }
     for (name, topic) in &image.topics {
@@ -429,7 +511,51 @@ pub fn reassign(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+
+    #[test]
+    fn rack_aware_placement_spreads_replicas_over_racks() {
+        let live = [
+            (1, Some("a")),
+            (2, Some("a")),
+            (3, Some("b")),
+            (4, Some("b")),
+            (5, Some("c")),
+        ];
+        let rack = |id: i32| live.iter().find(|(b, _)| *b == id).unwrap().1;
+        for seed in [0, 1, 7, 12345] {
+            for rf in 1..=5 {
+                let placed = assign_replicas_by_rack(&live, 0, 20, rf, seed).unwrap();
+                let mut leaders = BTreeMap::new();
+                for replicas in &placed {
+                    assert_eq!(replicas.len(), rf);
+                    let distinct: BTreeSet<_> = replicas.iter().collect();
+                    assert_eq!(distinct.len(), rf, "{replicas:?}");
+                    let racks: BTreeSet<_> = replicas.iter().map(|&b| rack(b)).collect();
+                    assert_eq!(racks.len(), rf.min(3), "seed {seed}, rf {rf}: {replicas:?}");
+                    *leaders.entry(replicas[0]).or_insert(0) += 1;
+                }
+                // 20 partitions over 5 brokers: 4 leaderships each.
+                assert!(leaders.values().all(|&n| n == 4), "{leaders:?}");
+            }
+        }
+        // Brokers without a rack share one; no racks at all is the plain placement.
+        let mixed = [(1, Some("a")), (2, None), (3, None)];
+        for replicas in assign_replicas_by_rack(&mixed, 0, 6, 2, 3).unwrap() {
+            assert!(replicas.contains(&1), "{replicas:?}");
+        }
+        let plain = [(1, None), (2, None), (3, None)];
+        assert_eq!(
+            assign_replicas_by_rack(&plain, 0, 6, 2, 3).unwrap(),
+            assign_replicas(&[1, 2, 3], 0, 6, 2, 3).unwrap()
+        );
+        assert_eq!(
+            assign_replicas_by_rack(&live, 0, 1, 6, 0),
+            Err(PlacementError::NotEnoughBrokers {
+                requested: 6,
+                live: 5
+            })
+        );
+    }
 
     fn cluster(brokers: &[i32]) -> MetadataImage {
         let mut image = MetadataImage::new(brokers[0]);
@@ -440,6 +566,7 @@ mod tests {
                 port: 9000 + id,
                 incarnation: 0,
                 listeners: vec![],
+                rack: None,
             });
         }
         image
@@ -565,10 +692,10 @@ mod tests {
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
         // Broker 2 is not in the ISR: no unclean election.
-        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002, 0, &[]);
+        let r = broker_heartbeat(&image, 2, "127.0.0.1", 9002, 0, &[], None);
         apply_all(&mut image, &r);
         assert_eq!(image.partition("t", 0).unwrap().leader, NO_LEADER);
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0, &[]);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0, &[], None);
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch), (1, 2));
@@ -585,7 +712,7 @@ mod tests {
             partition_epoch: 0,
             isr: &[1, 2],
         };
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 7, &[]);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 7, &[], None);
         assert!(matches!(
             r[..],
             [MetadataRecord::BrokerRegistered { incarnation: 7, .. }]
@@ -605,14 +732,14 @@ mod tests {
     #[test]
     fn heartbeat_registers_once_and_unfences() {
         let mut image = MetadataImage::new(1);
-        let r = broker_heartbeat(&image, 1, "h", 1, 0, &[]);
+        let r = broker_heartbeat(&image, 1, "h", 1, 0, &[], None);
         assert_eq!(r.len(), 1);
         apply_all(&mut image, &r);
-        assert!(broker_heartbeat(&image, 1, "h", 1, 0, &[]).is_empty());
+        assert!(broker_heartbeat(&image, 1, "h", 1, 0, &[], None).is_empty());
         let r = fence_broker(&image, 1);
         apply_all(&mut image, &r);
         assert_eq!(
-            broker_heartbeat(&image, 1, "h", 1, 0, &[]),
+            broker_heartbeat(&image, 1, "h", 1, 0, &[], None),
             vec![MetadataRecord::BrokerUnfenced { id: 1 }]
         );
     }
@@ -646,7 +773,7 @@ mod tests {
         apply_all(&mut image, &r);
         let p = image.partition("t", 0).unwrap().clone();
         assert!(preferred_leader_election(&image, "t", &p).is_none());
-        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0, &[]);
+        let r = broker_heartbeat(&image, 1, "127.0.0.1", 9001, 0, &[], None);
         apply_all(&mut image, &r);
         let rejoin = alter(&image, 2, 1, &[2, 3, 1]).unwrap().unwrap();
         image.apply(&rejoin);

@@ -76,6 +76,9 @@ pub struct BrokerImage {
     /// before listeners had names (`host`/`port` then serve every listener).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<BrokerEndpoint>,
+    /// Its `broker.rack`, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
 }
 
 /// A broker's advertised endpoint on one named listener.
@@ -250,6 +253,15 @@ impl MetadataImage {
             .collect()
     }
 
+    /// The live brokers with their racks.
+    pub fn live_brokers_with_racks(&self) -> Vec<(i32, Option<&str>)> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| (b.id, b.rack.as_deref()))
+            .collect()
+    }
+
     pub fn is_live(&self, id: i32) -> bool {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
@@ -374,6 +386,7 @@ impl MetadataImage {
                 port,
                 incarnation,
                 listeners,
+                rack,
             } => {
                 self.brokers.insert(
                     *id,
@@ -384,6 +397,7 @@ impl MetadataImage {
                         fenced: false,
                         incarnation: *incarnation,
                         listeners: listeners.clone(),
+                        rack: rack.clone(),
                     },
                 );
             }
@@ -458,6 +472,7 @@ mod tests {
                 port: 9092,
                 incarnation: 7,
                 listeners: vec![],
+                rack: None,
             },
             MetadataRecord::BrokerRegistered {
                 id: 2,
@@ -465,6 +480,7 @@ mod tests {
                 port: 9093,
                 incarnation: 8,
                 listeners: vec![],
+                rack: None,
             },
             MetadataRecord::BrokerFenced { id: 2 },
             MetadataRecord::TopicCreated {

@@ -133,6 +133,9 @@ pub enum MetadataRecord {
         /// with those of the listener it connected to).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         listeners: Vec<BrokerEndpoint>,
+        /// Its `broker.rack`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rack: Option<String>,
     },
     /// The broker stopped heartbeating: it leads nothing until it is unfenced.
     BrokerFenced {

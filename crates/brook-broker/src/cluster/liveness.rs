@@ -26,6 +26,8 @@ pub struct Registration {
     /// This process among the broker's lives (Kafka's broker epoch): registered by the
     /// heartbeats, carried by ISR changes so the controller refuses a dead process's.
     pub incarnation: u64,
+    /// Its `broker.rack`.
+    pub rack: Option<String>,
 }
 
 /// Whether a broker whose heartbeat was answered with `controller_records` may serve:
@@ -57,6 +59,7 @@ pub async fn heartbeat_loop(
             port: me.port,
             incarnation: me.incarnation,
             listeners: me.listeners.clone(),
+            rack: me.rack.clone(),
         };
         match controller.request(req).await {
             Ok(ControllerReply::Heartbeat { metadata_records }) => {

@@ -373,6 +373,14 @@ macro_rules! broker_settings {
     };
 }
 
+impl BrokerSettings {
+    /// `broker.rack`, if set.
+    pub fn rack(&self) -> Option<String> {
+        let rack = self.broker_rack.trim();
+        (!rack.is_empty()).then(|| rack.to_string())
+    }
+}
+
 /// What a broker setting's Rust type is as a Kafka config type.
 trait SettingKind {
     const KIND: ConfigType;
@@ -394,6 +402,7 @@ broker_settings! {
     auto_create_topics_enable: bool = "auto.create.topics.enable", "true";
     auto_leader_rebalance_enable: bool = "auto.leader.rebalance.enable", "true";
     broker_heartbeat_interval_ms: i64 = "broker.heartbeat.interval.ms", "2000";
+    broker_rack: String = "broker.rack", "";
     broker_session_timeout_ms: i64 = "broker.session.timeout.ms", "9000";
     connections_max_idle_ms: i64 = "connections.max.idle.ms", "600000";
     default_replication_factor: i64 = "default.replication.factor", "1";

@@ -28,11 +28,12 @@ pub async fn handle(
     let brokers: Vec<MetadataResponseBroker> = meta
         .brokers(listener)
         .into_iter()
-        .map(|(id, host, port)| {
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(id))
-                .with_host(str_bytes(host))
-                .with_port(port)
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
         })
         .collect();
     // v0: an empty list means "all topics"; v1+: null means all, empty means none.
@@ -164,11 +165,12 @@ pub fn describe_cluster(
     let brokers = meta
         .brokers(listener)
         .into_iter()
-        .map(|(id, host, port)| {
+        .map(|b| {
             DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(id))
-                .with_host(str_bytes(host))
-                .with_port(port)
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
         })
         .collect();
     // A broker answers for brokers only (Kafka: controllers for controllers).

@@ -33,7 +33,7 @@ pub struct Broker {
     pub id: i32,
     pub host: String,
     pub port: i32,
-    /// Brook has no `broker.rack` yet: always null, as Kafka reports an unset rack.
+    /// Its `broker.rack`; null when unset, as Kafka reports it.
     pub rack: Option<String>,
     pub fenced: bool,
 }
@@ -44,12 +44,12 @@ pub async fn describe(Extract(state): Extract<State>) -> Result<Response, ApiFai
     let brokers = meta
         .brokers(&meta.client_listener())
         .into_iter()
-        .map(|(id, host, port)| Broker {
-            id,
-            host,
-            port,
-            rack: None,
-            fenced: image.brokers.get(&id).is_some_and(|b| b.fenced),
+        .map(|b| Broker {
+            fenced: image.brokers.get(&b.id).is_some_and(|i| i.fenced),
+            id: b.id,
+            host: b.host,
+            port: b.port,
+            rack: b.rack,
         })
         .collect();
     ok(&cluster(
