@@ -339,3 +339,73 @@ def test_actions_are_guarded_and_requests_bounded(brook_module, api):
     for s in idle:
         s.close()
     wait_until(lambda: api.call("GET", "/cluster", timeout=5)[0] == 200, 20, what="admin serves again")
+
+
+def test_basic_authentication_runs_the_api_as_the_user(brook_factory):
+    """`admin.authentication=basic`: the API and /metrics need HTTP Basic credentials,
+    checked against the SCRAM credentials; the API then acts as that user, so ACLs
+    decide what it lists, reads and may do. /health and /ready stay open."""
+    import urllib.error
+    import urllib.request
+
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+
+    from test_scram_credentials import configs
+
+    b = brook_factory({
+        "admin.authentication": "basic",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        # The PLAINTEXT listener is this test's own admin path.
+        "super.users": "User:admin;User:ANONYMOUS",
+    }, start=False)
+    b.extra_args = ["--add-scram", "SCRAM-SHA-512=[name=admin,password=admin-secret]"]
+    b.start()
+    configs(b.bootstrap, "--alter", "--entity-type", "users", "--entity-name", "alice",
+            "--add-config", "SCRAM-SHA-256=[iterations=4096,password=alice-secret]")
+    mine, theirs = unique_topic("auth-mine"), unique_topic("auth-theirs")
+    create_topic(b.bootstrap, mine)
+    create_topic(b.bootstrap, theirs)
+    acl_admin = admin_client(b.bootstrap)  # kept alive until the futures complete
+    grant = acl_admin.create_acls([AclBinding(
+        ResourceType.TOPIC, mine, ResourcePatternType.LITERAL, "User:alice", "*",
+        AclOperation.DESCRIBE, AclPermissionType.ALLOW)])
+    for f in grant.values():
+        f.result(20)
+
+    def basic(user: str, password: str) -> dict:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def status_of(path: str, headers: dict | None = None) -> tuple[int, dict]:
+        req = urllib.request.Request(b.admin_url.rstrip("/") + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}
+
+    assert status_of("/health")[0] == 200
+    assert status_of("/ready")[0] == 200
+    code, headers = status_of("/api/v1/topics")
+    assert code == 401 and headers.get("www-authenticate", "").startswith("Basic"), headers
+    assert status_of("/metrics")[0] == 401
+    assert status_of("/api/v1/topics", basic("alice", "wrong"))[0] == 401
+    assert status_of("/api/v1/topics", basic("mallory", "alice-secret"))[0] == 401
+    assert status_of("/metrics", basic("alice", "alice-secret"))[0] == 200
+
+    api = AdminApi(b.admin_url)
+    as_admin, as_alice = basic("admin", "admin-secret"), basic("alice", "alice-secret")
+    listed = {t["name"] for t in api.ok("GET", "/topics", headers=as_admin)["topics"]}
+    assert {mine, theirs} <= listed
+    listed = {t["name"] for t in api.ok("GET", "/topics", headers=as_alice)["topics"]}
+    assert mine in listed and theirs not in listed, listed
+    api.ok("GET", f"/topics/{mine}", headers=as_alice)
+    assert api.error("GET", f"/topics/{theirs}", headers=as_alice,
+                     status=403) == "TOPIC_AUTHORIZATION_FAILED"
+    # Actions are Kafka requests made as alice: she may not create topics.
+    assert api.error("POST", "/topics", {"name": unique_topic("alice-new")},
+                     headers=as_alice) == "TOPIC_AUTHORIZATION_FAILED"
+    created = unique_topic("admin-new")
+    api.ok("POST", "/topics", {"name": created}, headers=as_admin)
+    assert created in topic_names(b.bootstrap)

@@ -3,20 +3,25 @@
 //! loaded and, in a cluster, caught up with the controller and not fenced), the admin
 //! JSON API under `/api/v1` (`api`) and the web console at `/` (`console`).
 //!
-//! Every request is bounded (`limits`): connections, idle time, body size, handling
+//! Who calls it is `auth`'s (`admin.authentication`: none, or HTTP Basic against the
+//! SCRAM credentials). Every request is bounded (`limits`): connections, idle time, body size, handling
 //! time. The API's actions go through the Kafka handlers (`router::dispatch`), so they
 //! are checked exactly as the Kafka APIs check them. Anything else is a 404 (unknown
 //! path) or 405 (another method).
 
 mod api;
+mod auth;
 mod console;
 mod limits;
+
+pub use auth::AdminAuth;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -45,6 +50,9 @@ pub struct AdminState {
     pub services: Arc<Services>,
     /// Message-browser reads in flight (each may inflate a compressed batch).
     pub browse_slots: Arc<tokio::sync::Semaphore>,
+    /// `admin.authentication`, and the passwords it has verified.
+    pub auth: AdminAuth,
+    verified: auth::Verified,
 }
 
 impl AdminState {
@@ -55,6 +63,10 @@ impl AdminState {
             ready,
             services: services.clone(),
             browse_slots: Arc::new(tokio::sync::Semaphore::new(limits::MAX_BROWSE_READS)),
+            // Checked when the setting was given.
+            auth: AdminAuth::parse(&services.settings.admin_authentication)
+                .unwrap_or(AdminAuth::Basic),
+            verified: auth::Verified::default(),
         })
     }
 }
@@ -97,7 +109,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(console::routes())
         .fallback(not_found);
-    limits::bounded(plain.nest("/api/v1", api::routes()).with_state(state))
+    let authenticated = middleware::from_fn_with_state(state.clone(), auth::authenticate);
+    limits::bounded(
+        plain
+            .nest("/api/v1", api::routes())
+            .with_state(state)
+            .layer(authenticated),
+    )
 }
 
 /// Serves the admin routes on `listener` until `shutdown` turns true, then gives open

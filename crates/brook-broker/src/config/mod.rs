@@ -396,6 +396,7 @@ impl SettingKind for String {
 }
 
 broker_settings! {
+    admin_authentication: String = "admin.authentication", "none";
     admin_listeners: String = "admin.listeners", "";
     allow_everyone_if_no_acl_found: bool = "allow.everyone.if.no.acl.found", "false";
     authorizer_class_name: String = "authorizer.class.name", "";
@@ -630,6 +631,7 @@ impl BrokerConfig {
 fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
     match name {
         "admin.listeners" => parse_admin_listener(value).map(|_| ()),
+        "admin.authentication" => crate::admin_http::AdminAuth::parse(value).map(|_| ()),
         "authorizer.class.name" => match value.trim() {
             "" | STANDARD_AUTHORIZER => Ok(()),
             _ => Err(format!(

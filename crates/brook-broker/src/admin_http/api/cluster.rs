@@ -1,12 +1,14 @@
 //! `GET /cluster` (brokers, controller, partition health, from the applied metadata
 //! image) and `GET /stats` (traffic counters for the console's throughput chart).
 
-use axum::extract::State as Extract;
+use axum::extract::{ConnectInfo, State as Extract};
 use axum::response::Response;
-use brook_meta::MetadataImage;
+use brook_meta::{MetadataImage, ResourceType};
 use serde::Serialize;
 
-use super::{ok, ApiFailure, State};
+use super::{ok, ApiFailure, Kafka, State};
+use crate::access::Op;
+use crate::admin_http::limits::PeerAddr;
 use crate::clock::now_ms;
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -113,8 +115,19 @@ struct TopicStats {
     bytes_out: u64,
 }
 
-pub async fn stats(Extract(state): Extract<State>) -> Result<Response, ApiFailure> {
-    let traffic = state.metrics.traffic();
+pub async fn stats(
+    Extract(state): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+) -> Result<Response, ApiFailure> {
+    let image = state.metadata.image();
+    let k = Kafka::new(&state, peer);
+    // The totals and topics the caller may DESCRIBE.
+    let traffic: Vec<_> = state
+        .metrics
+        .traffic()
+        .into_iter()
+        .filter(|t| k.may(&image, Op::Describe, ResourceType::Topic, &t.topic))
+        .collect();
     let stats = Stats {
         time_ms: now_ms(),
         messages_in: traffic.iter().map(|t| t.messages_in).sum(),

@@ -9,7 +9,9 @@
 //! Actions (any method but GET/HEAD) must carry `X-Brook-Request` and, when the
 //! browser sends an `Origin`, come from the listener's own origin: a page elsewhere
 //! cannot send that header without a CORS preflight, which this listener never allows.
-//! Authentication arrives with the security work (issue 15) in [`authorize`].
+//! Each request runs as the principal `auth` found (User:ANONYMOUS without
+//! `admin.authentication`): its Kafka requests are authorized as that principal's, and
+//! its reads of the image show only what it may DESCRIBE.
 
 mod browse;
 mod cluster;
@@ -367,18 +369,34 @@ impl<'a> Kafka<'a> {
                     CLIENT_ID,
                 )),
                 peer: peer.0,
-                // No authentication on the admin listener yet (issue 15): its requests
-                // run as an anonymous client of the first client listener.
+                // A client of the first client listener, as the request's caller.
                 session: std::sync::Arc::new(crate::session::Session::new(
                     std::sync::Arc::new(crate::session::ListenerInfo {
                         name: state.metadata.client_listener(),
                         protocol: crate::listeners::SecurityProtocol::Plaintext,
                         controller: false,
                     }),
-                    crate::session::KafkaPrincipal::anonymous(),
+                    super::auth::caller(),
                 )),
             },
         }
+    }
+
+    /// Whether the caller may `op` the resource (always, without an authorizer): what
+    /// the API's own reads show is what a Kafka client of the same principal could
+    /// see.
+    pub fn may(
+        &self,
+        image: &brook_meta::MetadataImage,
+        op: crate::access::Op,
+        resource_type: brook_meta::ResourceType,
+        name: &str,
+    ) -> bool {
+        let access = &self.services.access;
+        !access.enabled()
+            || access
+                .check(image, &self.ctx)
+                .is_some_and(|c| c.allowed_quietly(op, resource_type, name))
     }
 
     pub async fn send(

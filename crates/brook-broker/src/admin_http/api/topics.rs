@@ -10,7 +10,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use brook_meta::TopicImage;
+use brook_meta::{ResourceType, TopicImage};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -28,6 +28,7 @@ use kafka_protocol::messages::{
 use serde::{Deserialize, Serialize};
 
 use super::{body, json, kafka, ok, path_param, v, ApiFailure, Kafka, State, KAFKA_TIMEOUT_MS};
+use crate::access::Op;
 use crate::admin_http::limits::PeerAddr;
 use crate::handlers::{str_bytes, topic_name};
 use crate::replicas::Replicas;
@@ -96,9 +97,18 @@ struct TopicSummary {
     offline_partitions: usize,
 }
 
-pub async fn list(Extract(state): Extract<State>) -> Result<Response, ApiFailure> {
+pub async fn list(
+    Extract(state): Extract<State>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+) -> Result<Response, ApiFailure> {
     let image = state.metadata.image();
-    let mut topics: Vec<&Arc<TopicImage>> = image.topics.values().collect();
+    let k = Kafka::new(&state, peer);
+    // As Metadata lists topics: only those the caller may DESCRIBE.
+    let mut topics: Vec<&Arc<TopicImage>> = image
+        .topics
+        .values()
+        .filter(|t| k.may(&image, Op::Describe, ResourceType::Topic, &t.name))
+        .collect();
     topics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let wanted = topics
         .iter()
@@ -191,6 +201,12 @@ pub async fn describe(
 ) -> Result<Response, ApiFailure> {
     let name = path_param(name)?;
     let image = state.metadata.image();
+    if !Kafka::new(&state, peer).may(&image, Op::Describe, ResourceType::Topic, &name) {
+        return Err(ApiFailure::kafka(
+            kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code(),
+            None,
+        ));
+    }
     let topic = image
         .topic(&name)
         .cloned()
@@ -226,7 +242,11 @@ pub async fn describe(
         .into_iter()
         .next()
         .ok_or_else(|| ApiFailure::internal("DescribeConfigs gave no result"))?;
-    ApiFailure::check(result.error_code, result.error_message.as_deref())?;
+    // A caller who may DESCRIBE the topic but not DESCRIBE_CONFIGS sees no configs.
+    let denied = kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code();
+    if result.error_code != denied {
+        ApiFailure::check(result.error_code, result.error_message.as_deref())?;
+    }
     let configs = result
         .configs
         .into_iter()
