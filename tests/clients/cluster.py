@@ -302,7 +302,7 @@ class Node:
     def admin_url(self) -> str:
         """The admin HTTP listener of the node's latest start, as it logged it."""
         import re
-        found = re.findall(r"admin listening on (http://\S+)",
+        found = re.findall(r"admin listening on (https?://\S+)",
                            self.log_path.read_text(errors="replace"))
         if not found:
             raise ClusterError(f"{self.name} logged no admin listener")

@@ -105,7 +105,7 @@ class Broker:
     @property
     def admin_url(self) -> str:
         """The admin HTTP listener's base URL, as the running broker logged it."""
-        found = re.findall(r"admin listening on (http://\S+)", self._log_since_spawn())
+        found = re.findall(r"admin listening on (https?://\S+)", self._log_since_spawn())
         if not found:
             raise BrokerError("the broker logged no admin listener")
         return found[-1]

@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import socket
+import json
 import ssl
 import struct
 import subprocess
@@ -360,3 +361,36 @@ def test_cluster_replicates_over_tls_between_brokers(cluster_factory, certs, mon
     # The peers presented the keystore as client certificate on each other's listener.
     for node in c.nodes.values():
         assert "TLS client authenticated listener=CONTROLLER" in node.log_path.read_text()
+
+
+def test_admin_listener_over_https(brook_factory, certs):
+    """`admin.listeners=https://...`: the admin API, console and /metrics over TLS with
+    the listener's own keystore (`listener.name.admin.ssl.*`); a plain HTTP request on
+    that port gets no answer; a missing keystore stops the broker at start."""
+    import urllib.error
+    import urllib.request
+
+    b = brook_factory({
+        "admin.listeners": "https://127.0.0.1:0",
+        "listener.name.admin.ssl.keystore.location": str(certs / "server.keystore.pem"),
+    })
+    url = b.admin_url
+    assert url.startswith("https://"), url
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    with urllib.request.urlopen(url + "/health", context=ctx, timeout=10) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(url + "/api/v1/cluster", context=ctx, timeout=10) as r:
+        assert json.loads(r.read())["node_id"] == 1
+    with urllib.request.urlopen(url + "/metrics", context=ctx, timeout=10) as r:
+        assert b"brook_partitions" in r.read()
+    import http.client
+    with pytest.raises((urllib.error.URLError, OSError, http.client.HTTPException)):
+        urllib.request.urlopen(url.replace("https://", "http://") + "/health", timeout=5)
+    # Still serving after the plaintext attempt.
+    with urllib.request.urlopen(url + "/ready", context=ctx, timeout=10) as r:
+        assert r.status == 200
+
+    bad = brook_factory({"admin.listeners": "https://127.0.0.1:0"}, start=False)
+    with pytest.raises(Exception):
+        bad.start(timeout=10)
+    assert "admin.listeners https" in bad.log_path.read_text(), bad.log_path.read_text()[-2000:]

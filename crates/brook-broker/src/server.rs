@@ -176,7 +176,8 @@ impl BrokerBuilder {
             .iter()
             .position(|b| b.info.controller)
             .map(|i| bound.remove(i));
-        let admin_listener = crate::admin_http::bind(&self.config.broker_settings()).await?;
+        let admin_listener =
+            crate::admin_http::bind(&self.config.broker_settings(), &self.config.settings).await?;
         let (temp, data_dir) = if self.memory || self.config.data_dir.is_none() {
             let temp = tempfile::Builder::new()
                 .prefix("brook-memory-")
@@ -252,8 +253,11 @@ impl BrokerBuilder {
             };
             tracing::info!("setting {name} = {shown}");
         }
-        if let Some(addr) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
-            tracing::info!("admin listening on http://{addr} (/metrics, /health, /ready)");
+        if let Some(l) = &admin_listener {
+            if let Ok(addr) = l.local_addr() {
+                let scheme = l.scheme();
+                tracing::info!("admin listening on {scheme}://{addr} (/metrics, /health, /ready)");
+            }
         }
         let mut tasks = Vec::new();
         // The applier first: --add-scram below waits until its credentials are applied.

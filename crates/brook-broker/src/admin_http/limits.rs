@@ -4,8 +4,9 @@
 //!
 //! hyper (as axum serves it) has no header-read timeout without a timer, and axum no
 //! connection limit, so both live here: [`BoundedListener`] takes a permit per
-//! connection before accepting it, and [`LimitedIo`] fails a connection on which
-//! nothing was read or written for [`CONNECTION_IDLE`].
+//! connection before accepting it (and runs an `https` listener's TLS handshakes, each
+//! bounded in time), and [`LimitedIo`] fails a connection on which nothing was read or
+//! written for [`CONNECTION_IDLE`].
 
 use std::future::Future;
 use std::io;
@@ -23,10 +24,11 @@ use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::api::ApiFailure;
+use crate::tls::ServerTls;
 
 /// Connections the admin listener holds at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -66,17 +68,92 @@ async fn timeout(request: Request, next: Next) -> Response {
     }
 }
 
-/// The TCP listener, holding at most [`MAX_CONNECTIONS`] connections.
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin listener's connections, at most [`MAX_CONNECTIONS`] at once. A task
+/// accepts them (and runs each TLS handshake on a task of its own, so a slow client
+/// holds up no other) and hands them over ready to serve.
 pub struct BoundedListener {
-    inner: TcpListener,
-    slots: Arc<Semaphore>,
+    local: io::Result<SocketAddr>,
+    ready: mpsc::Receiver<(LimitedIo, SocketAddr)>,
+    acceptor: tokio::task::JoinHandle<()>,
 }
 
 impl BoundedListener {
-    pub fn new(inner: TcpListener) -> Self {
+    pub fn new(inner: TcpListener, tls: Option<Arc<ServerTls>>) -> Self {
+        let local = inner.local_addr();
+        let (tx, ready) = mpsc::channel(MAX_CONNECTIONS);
+        let acceptor = tokio::spawn(accept_loop(inner, tls, tx));
         BoundedListener {
-            inner,
-            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            local,
+            ready,
+            acceptor,
+        }
+    }
+}
+
+impl Drop for BoundedListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+async fn accept_loop(
+    inner: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    ready: mpsc::Sender<(LimitedIo, SocketAddr)>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        // The semaphore is never closed, so this cannot fail; if it somehow did, the
+        // connection would go unbounded rather than the listener stop.
+        let permit = slots.clone().acquire_owned().await.ok();
+        let (stream, addr) = match inner.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "admin listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let io = |stream| LimitedIo {
+            stream,
+            idle: Box::pin(tokio::time::sleep(CONNECTION_IDLE)),
+            _permit: permit,
+        };
+        match &tls {
+            None => {
+                if ready
+                    .send((io(AdminStream::Plain(stream)), addr))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                let ready = ready.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            let _ = ready
+                                .send((io(AdminStream::Tls(Box::new(stream))), addr))
+                                .await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "admin listener: TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "admin listener: TLS handshake timed out")
+                        }
+                    }
+                });
+            }
         }
     }
 }
@@ -86,32 +163,64 @@ impl Listener for BoundedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // The semaphore is never closed, so this cannot fail; if it somehow did, the
-        // connection would go unbounded rather than the listener stop.
-        let permit = self.slots.clone().acquire_owned().await.ok();
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    return (
-                        LimitedIo {
-                            stream,
-                            idle: Box::pin(tokio::time::sleep(CONNECTION_IDLE)),
-                            _permit: permit,
-                        },
-                        addr,
-                    )
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "admin listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The acceptor only stops when this listener is dropped.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+        match &self.local {
+            Ok(addr) => Ok(*addr),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
+/// An admin connection's stream: plain TCP, or TLS over it.
+enum AdminStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for AdminStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            AdminStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for AdminStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            AdminStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            AdminStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            AdminStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -128,7 +237,7 @@ impl Connected<IncomingStream<'_, BoundedListener>> for PeerAddr {
 /// An accepted connection: it holds its listener slot until dropped and fails once
 /// idle for [`CONNECTION_IDLE`].
 pub struct LimitedIo {
-    stream: TcpStream,
+    stream: AdminStream,
     idle: Pin<Box<Sleep>>,
     _permit: Option<OwnedSemaphorePermit>,
 }

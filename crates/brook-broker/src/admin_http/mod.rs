@@ -16,6 +16,7 @@ mod limits;
 
 pub use auth::AdminAuth;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,11 @@ use crate::config::{parse_admin_listener, BrokerSettings, ConfigError};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
 use crate::router::Services;
+use crate::tls::{ServerTls, TlsSettings};
+
+/// The listener name whose `listener.name.<name>.ssl.*` settings an `https` admin
+/// listener reads.
+pub const ADMIN_LISTENER_NAME: &str = "ADMIN";
 
 /// How long open HTTP connections may finish their request once the broker stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -76,29 +82,71 @@ impl AdminState {
 pub enum AdminBindError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot listen on admin.listeners http://{addr}: {source}")]
+    #[error("cannot listen on admin.listeners {addr}: {source}")]
     Bind {
         addr: String,
         source: std::io::Error,
     },
+    #[error("admin.listeners https: {0}")]
+    Tls(String),
 }
 
-/// Binds `admin.listeners`, if set. A bad address or a port in use is a start error.
-pub async fn bind(settings: &BrokerSettings) -> Result<Option<TcpListener>, AdminBindError> {
+/// The bound admin listener: its socket and, for `https`, its TLS configuration.
+pub struct AdminListener {
+    tcp: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+}
+
+impl AdminListener {
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// `http` or `https`, as the address is logged.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Binds `admin.listeners`, if set; an `https` one loads its keystore (the
+/// `listener.name.admin.ssl.*` settings, else `ssl.*`). A bad address, a port in use
+/// or a keystore that cannot be read is a start error.
+pub async fn bind(
+    settings: &BrokerSettings,
+    raw: &BTreeMap<String, String>,
+) -> Result<Option<AdminListener>, AdminBindError> {
     let spec =
         parse_admin_listener(&settings.admin_listeners).map_err(|reason| ConfigError::Invalid {
             name: "admin.listeners".into(),
             value: settings.admin_listeners.clone(),
             reason,
         })?;
-    let Some(addr) = spec else {
+    let Some(spec) = spec else {
         return Ok(None);
     };
+    let tls = if spec.tls {
+        let tls = TlsSettings::resolve(raw, ADMIN_LISTENER_NAME).map_err(AdminBindError::Tls)?;
+        if !tls.has_keystore() {
+            return Err(AdminBindError::Tls(
+                "set listener.name.admin.ssl.keystore.location (or ssl.keystore.location)".into(),
+            ));
+        }
+        Some(Arc::new(ServerTls::new(tls).map_err(AdminBindError::Tls)?))
+    } else {
+        None
+    };
     // `[::1]:9644` binds as is; brackets are only URL syntax for a host name.
-    TcpListener::bind(addr.as_str())
+    let tcp = TcpListener::bind(spec.addr.as_str())
         .await
-        .map(Some)
-        .map_err(|source| AdminBindError::Bind { addr, source })
+        .map_err(|source| AdminBindError::Bind {
+            addr: spec.addr,
+            source,
+        })?;
+    Ok(Some(AdminListener { tcp, tls }))
 }
 
 /// The admin routes, each request bounded by [`limits::bounded`].
@@ -121,12 +169,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
 /// Serves the admin routes on `listener` until `shutdown` turns true, then gives open
 /// connections [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve(
-    listener: TcpListener,
+    listener: AdminListener,
     state: Arc<AdminState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
-    let listener = limits::BoundedListener::new(listener);
+    let listener = limits::BoundedListener::new(listener.tcp, listener.tls);
     let app = router(state).into_make_service_with_connect_info::<limits::PeerAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;

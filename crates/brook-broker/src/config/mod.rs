@@ -645,9 +645,19 @@ fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
 /// `authorizer.class.name` that turns ACLs on (Kafka's KRaft authorizer).
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
-/// Parses `admin.listeners`: empty (no admin listener) or one `http://HOST:PORT`
-/// (port 0: any free port). Returns `HOST:PORT`, resolved when the listener binds.
-pub fn parse_admin_listener(value: &str) -> Result<Option<String>, String> {
+/// `admin.listeners`, parsed: where to bind and whether it is `https`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminListenerSpec {
+    /// `HOST:PORT`, resolved when the listener binds.
+    pub addr: String,
+    /// `https://`: TLS with the `listener.name.admin.ssl.*` settings (else `ssl.*`).
+    pub tls: bool,
+}
+
+/// Parses `admin.listeners`: empty (no admin listener) or one `http://HOST:PORT` or
+/// `https://HOST:PORT` (port 0: any free port).
+pub fn parse_admin_listener(value: &str) -> Result<Option<AdminListenerSpec>, String> {
+    const EXPECTED: &str = "expected http://HOST:PORT or https://HOST:PORT";
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -655,23 +665,25 @@ pub fn parse_admin_listener(value: &str) -> Result<Option<String>, String> {
     if value.contains(',') {
         return Err("one admin listener only".into());
     }
-    let Some(authority) = value.strip_prefix("http://") else {
-        return Err(if value.starts_with("https://") {
-            "TLS on the admin listener is not supported yet: use http://HOST:PORT".into()
-        } else {
-            "expected http://HOST:PORT".into()
-        });
+    let (authority, tls) = match (
+        value.strip_prefix("http://"),
+        value.strip_prefix("https://"),
+    ) {
+        (Some(a), _) => (a, false),
+        (_, Some(a)) => (a, true),
+        _ => return Err(EXPECTED.into()),
     };
     let authority = authority.strip_suffix('/').unwrap_or(authority);
-    let (host, port) = authority
-        .rsplit_once(':')
-        .ok_or("expected http://HOST:PORT")?;
+    let (host, port) = authority.rsplit_once(':').ok_or(EXPECTED)?;
     if host.is_empty() || host.contains('/') {
-        return Err("expected http://HOST:PORT".into());
+        return Err(EXPECTED.into());
     }
     port.parse::<u16>()
         .map_err(|_| "the port must be a number from 0 to 65535")?;
-    Ok(Some(authority.to_string()))
+    Ok(Some(AdminListenerSpec {
+        addr: authority.to_string(),
+        tls,
+    }))
 }
 
 /// Checks a broker-level config's value: a topic default as the topic config it stands

@@ -65,6 +65,11 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
+    /// Whether a keystore (the server's certificate and key) is configured.
+    pub fn has_keystore(&self) -> bool {
+        self.keystore.is_some()
+    }
+
     /// Reads listener `listener`'s TLS settings; an error names the setting at fault.
     pub fn resolve(settings: &BTreeMap<String, String>, listener: &str) -> Result<Self, String> {
         let get = |name: &str| ssl_value(settings, listener, name).filter(|v| !v.trim().is_empty());
