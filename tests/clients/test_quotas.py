@@ -241,3 +241,39 @@ def test_connection_creation_rates(brook):
     start = time.monotonic()
     assert all(api_versions_answered(brook.port) for _ in range(20))
     assert time.monotonic() - start < 2.0
+
+
+def test_old_clients_get_their_response_late_new_ones_are_muted_after(brook):
+    """KIP-219: a client that throttles itself (Produce v6+) gets its throttled response
+    at once and the broker reads nothing more for the throttle time; an older one
+    (Produce v3) gets the response only after the throttle time."""
+    b = brook.bootstrap
+    topic = unique_topic("kip219")
+    create_topic(b, topic)
+    # The raw requests' client id.
+    configs(b, "--alter", "--entity-type", "clients", "--entity-name", "brook-raw-test",
+            "--add-config", "producer_byte_rate=100000")
+    batch = wire.record_batch([(None, b"x" * 100_000)] * 3)  # 300 KB: ~2 s over quota
+
+    def produce(version: int) -> tuple[float, float]:
+        """(seconds until the response, seconds until a second request's answer)."""
+        time.sleep(3)  # the rate's windows age out
+        s = wire.connect(brook.port, timeout=30)
+        try:
+            make = wire.produce_request_v3 if version == 3 else wire.produce_request_v9
+            start = time.monotonic()
+            s.sendall(make(1, topic, 0, batch))
+            wire.read_response(s, 1, flexible_header=version >= 9)
+            first = time.monotonic() - start
+            s.sendall(wire.api_versions_request(0, 2))
+            wire.read_response(s, 2)
+            return first, time.monotonic() - start
+        finally:
+            s.close()
+
+    old_first, old_total = produce(3)
+    new_first, new_total = produce(9)
+    assert old_first >= 1.0, old_first
+    assert new_first < 0.8, new_first
+    # Either way the client waits about the same in all.
+    assert new_total >= 1.0 and old_total >= 1.0, (old_total, new_total)

@@ -209,11 +209,13 @@ pub async fn serve<R, W>(
         let Handled {
             outcome,
             timed,
+            delay_ms,
             mute_ms,
         } = match sasl.as_mut().filter(|s| s.raw_tokens()) {
             Some(s) => Handled {
                 outcome: sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
                 timed: None,
+                delay_ms: 0,
                 mute_ms: 0,
             },
             None => tokio::select! {
@@ -222,6 +224,14 @@ pub async fn serve<R, W>(
             },
         };
         drop(reservation);
+        if delay_ms > 0 {
+            // A client that does not throttle itself: its response waits instead
+            // (nothing is read from it meanwhile either).
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
         // A client that stops reading its responses is disconnected after the idle
         // timeout rather than holding this task (and the response) forever.
         let write = tokio::time::timeout(limits.idle_timeout, async {
@@ -515,8 +525,11 @@ struct Handled {
     outcome: Outcome,
     /// A request that reached its handler, with its clock readings (when `timing`).
     timed: Option<Timed>,
+    /// How long the response is held back (ms): the throttle time client quotas gave
+    /// the request, for a client that does not throttle itself.
+    delay_ms: u64,
     /// How long the connection reads nothing more once the response is out: the
-    /// throttle time client quotas gave the request (ms).
+    /// throttle time, for a client that throttles itself too (KIP-219).
     mute_ms: u64,
 }
 
@@ -544,6 +557,7 @@ async fn handle_frame(
             return Handled {
                 outcome,
                 timed: None,
+                delay_ms: 0,
                 mute_ms: 0,
             }
         }
@@ -575,7 +589,7 @@ async fn handle_frame(
         (None, (dispatch.await, Duration::ZERO))
     };
     let handled = handler_started.map(|started| (started, Instant::now()));
-    let mute_ms = match (metered, handled) {
+    let throttle_ms = match (metered, handled) {
         (Some(metered), Some((started, handled))) => {
             let busy = handled
                 .saturating_duration_since(started)
@@ -583,6 +597,11 @@ async fn handle_frame(
             metered.finish(frame_bytes, busy, &mut response)
         }
         _ => 0,
+    };
+    let (delay_ms, mute_ms) = if throttle::client_throttles(api, version) {
+        (0, throttle_ms)
+    } else {
+        (throttle_ms, 0)
     };
     let throttle_time_ms = response.as_ref().map_or(0, Response::throttle_time_ms);
     let outcome = encode(api, version, correlation_id, response);
@@ -598,6 +617,7 @@ async fn handle_frame(
     Handled {
         outcome,
         timed,
+        delay_ms,
         mute_ms,
     }
 }

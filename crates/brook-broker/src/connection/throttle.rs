@@ -5,7 +5,8 @@
 //! the time its handler kept a thread busy (remote waits excluded). A throttled Fetch
 //! is answered with no records, its bytes taken back, as Kafka does; other requests
 //! are answered in full. Either way the connection then reads nothing more from the
-//! client for the throttle time. Replica fetches and the controller listener are
+//! client for the throttle time, or, for a client that does not throttle itself on
+//! `throttle_time_ms` ([`client_throttles`]), holds the response back that long. Replica fetches and the controller listener are
 //! exempt. A response the controller mutation quota throttled (`crate::mutation_quotas`)
 //! mutes the connection the same way.
 
@@ -138,4 +139,64 @@ fn fetch_bytes(reply: &FetchReply) -> usize {
         .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
         .sum();
     inline + reply.records.iter().map(|r| r.region.len).sum::<usize>()
+}
+
+/// Whether a client throttles itself on a response's `throttle_time_ms` (KIP-219), by
+/// Kafka's `shouldClientThrottle` of each response: from these versions on, the broker
+/// sends the response at once and then mutes the connection; before them (and for the
+/// APIs Kafka never marked) it holds the response back for the throttle time instead.
+pub(super) fn client_throttles(api: ApiKey, version: i16) -> bool {
+    use ApiKey::*;
+    let since = match api {
+        AlterPartitionReassignments
+        | AlterUserScramCredentials
+        | DescribeTopicPartitions
+        | DescribeUserScramCredentials
+        | ElectLeaders
+        | ListPartitionReassignments => 0,
+        IncrementalAlterConfigs | OffsetDelete => 0,
+        AddOffsetsToTxn
+        | AddPartitionsToTxn
+        | AlterConfigs
+        | AlterReplicaLogDirs
+        | CreateAcls
+        | CreateDelegationToken
+        | CreatePartitions
+        | DeleteAcls
+        | DeleteGroups
+        | DeleteRecords
+        | DescribeAcls
+        | DescribeDelegationToken
+        | DescribeLogDirs
+        | EndTxn
+        | ExpireDelegationToken
+        | InitProducerId
+        | RenewDelegationToken
+        | TxnOffsetCommit => 1,
+        ApiVersions | DeleteTopics | DescribeConfigs | DescribeGroups | FindCoordinator
+        | Heartbeat | LeaveGroup | ListGroups | SyncGroup => 2,
+        CreateTopics | JoinGroup | ListOffsets => 3,
+        OffsetCommit | OffsetFetch => 4,
+        Metadata | Produce => 6,
+        Fetch => 8,
+        _ => return false,
+    };
+    version >= since
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_versions_and_unmarked_apis_are_throttled_by_the_broker() {
+        assert!(client_throttles(ApiKey::Produce, 6));
+        assert!(!client_throttles(ApiKey::Produce, 5));
+        assert!(client_throttles(ApiKey::Fetch, 8));
+        assert!(!client_throttles(ApiKey::Fetch, 7));
+        assert!(client_throttles(ApiKey::ElectLeaders, 0));
+        // Kafka never marked these: the broker delays their responses.
+        assert!(!client_throttles(ApiKey::DescribeClientQuotas, 1));
+        assert!(!client_throttles(ApiKey::ConsumerGroupHeartbeat, 0));
+    }
 }
