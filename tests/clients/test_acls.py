@@ -461,3 +461,39 @@ def test_create_topics_shows_configs_only_to_those_who_may_describe_them(acl_bro
     assert config_error == KafkaError.TOPIC_AUTHORIZATION_FAILED, by_name[theirs]
     topics = admin(b).list_topics(timeout=20).topics
     assert mine in topics and theirs in topics
+
+
+def test_brook_acl_commands_over_sasl(acl_broker):
+    """`brook acl add|list|remove`, logged in with -X as the super user; a user
+    without the cluster permission is refused with Kafka's error."""
+    from conftest import find_brook_bin
+    b = acl_broker
+    topic = unique_topic("cli-acl")
+
+    def brook(*args: str, user: str = "admin") -> subprocess.CompletedProcess:
+        login = ["-b", b.sasl_bootstrap, "-X", "security.protocol=SASL_PLAINTEXT",
+                 "-X", "sasl.mechanism=PLAIN", "-X", f"sasl.username={user}",
+                 "-X", f"sasl.password={USERS[user]}"]
+        return subprocess.run([find_brook_bin(), *args, *login], capture_output=True,
+                              text=True, timeout=60)
+
+    r = brook("acl", "add", "--principal", "User:bob", "--operation", "read",
+              "--topic", topic)
+    assert r.returncode == 0, r.stderr
+    r = brook("acl", "list", "--topic", topic)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    assert ["TOPIC", topic, "LITERAL", "User:bob", "*", "READ", "ALLOW"] in rows, r.stdout
+    r = brook("acl", "list", user="bob")
+    assert r.returncode != 0 and "CLUSTER_AUTHORIZATION_FAILED" in r.stderr, r.stderr
+    r = brook("acl", "remove", "--principal", "User:bob", "--operation", "read",
+              "--topic", topic)
+    assert r.returncode == 0 and "Removed 1 ACL(s)" in r.stdout, r.stdout + r.stderr
+    r = brook("acl", "list", "--topic", topic)
+    assert "User:bob" not in r.stdout, r.stdout
+    # A wrong password is a clear error, not a hang.
+    r = subprocess.run([find_brook_bin(), "acl", "list", "-b", b.sasl_bootstrap,
+                        "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+                        "-X", "sasl.username=admin", "-X", "sasl.password=nope"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "SASL PLAIN login as admin" in r.stderr, r.stderr

@@ -292,3 +292,49 @@ def test_sessions_expire_and_clients_reauthenticate(brook_bin, tmp_path, certs, 
         assert out.stdout.decode().strip() == "k1"
     finally:
         _finish([b])
+
+
+def test_brook_cli_over_sasl_ssl_and_user_commands(sasl_broker, certs, tmp_path):
+    """The brook CLI over SASL_SSL (SCRAM, TLS checked against the CA): `brook user
+    set|list|delete` manage SCRAM credentials, and the new user logs in with a Kafka
+    tools' --command-config file."""
+    from conftest import find_brook_bin
+    b = sasl_broker
+    admin = ["-b", b.sasl_ssl_bootstrap, "-X", "security.protocol=SASL_SSL",
+             "-X", "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=admin",
+             "-X", "sasl.password=admin-secret", "-X", f"ssl.ca.location={certs / 'ca.pem'}"]
+
+    def brook(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([find_brook_bin(), *map(str, args)], capture_output=True,
+                              text=True, timeout=60)
+
+    password = tmp_path / "dora.pw"
+    password.write_text("dora-secret\n")
+    r = brook("user", "set", "dora", "--password-file", password,
+              "--mechanism", "SCRAM-SHA-256", "--iterations", "4096", *admin)
+    assert r.returncode == 0, r.stderr
+    r = brook("user", "list", *admin)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^dora\s+SCRAM-SHA-256 \(iterations 4096\)", r.stdout, re.M), r.stdout
+
+    props = tmp_path / "dora.properties"
+    props.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\n"
+        f"ssl.truststore.location={certs / 'ca.pem'}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n"
+        '    username="dora" password="dora-secret";\n')
+    topic = unique_topic("cli-sasl")
+    r = brook("topic", "create", topic, "-b", b.sasl_ssl_bootstrap, "--command-config", props)
+    assert r.returncode == 0, r.stderr
+    r = brook("topic", "list", "-b", b.sasl_ssl_bootstrap, "--command-config", props)
+    assert topic in r.stdout.split(), r.stdout
+    # TLS without the CA is refused before any request.
+    r = brook("topic", "list", "-b", b.sasl_ssl_bootstrap, "-X", "security.protocol=SASL_SSL",
+              "-X", "sasl.mechanism=SCRAM-SHA-256", "-X", "sasl.username=dora",
+              "-X", "sasl.password=dora-secret")
+    assert r.returncode != 0 and "ssl.ca.location" in r.stderr, r.stderr
+
+    r = brook("user", "delete", "dora", "--mechanism", "SCRAM-SHA-256", *admin)
+    assert r.returncode == 0, r.stderr
+    r = brook("topic", "list", "-b", b.sasl_ssl_bootstrap, "--command-config", props)
+    assert r.returncode != 0 and "SASL SCRAM-SHA-256 login as dora" in r.stderr, r.stderr

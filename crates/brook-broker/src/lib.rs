@@ -53,6 +53,7 @@ mod txns;
 pub use apis::supported_apis;
 pub use config::{BrokerConfig, ConfigError};
 pub use server::{Broker, BrokerBuilder, StartError, DATA_DIR_LOCK};
+pub use tls::{client_config as tls_client_config, TlsSettings};
 
 /// The cluster's decisions as pure functions, for the deterministic simulation
 /// (`tests/replication_sim.rs`) to call exactly as the broker does.

@@ -40,7 +40,6 @@ impl MetadataView {
         quorum: Option<Arc<brook_raft::Quorum>>,
         node_id: i32,
         endpoints: Vec<BrokerEndpoint>,
-        rack: Option<String>,
     ) -> Self {
         MetadataView {
             committed,
@@ -48,8 +47,14 @@ impl MetadataView {
             quorum,
             node_id,
             endpoints: Arc::new(endpoints),
-            rack,
+            rack: None,
         }
+    }
+
+    /// This broker's `broker.rack`.
+    pub fn with_rack(mut self, rack: Option<String>) -> Self {
+        self.rack = rack;
+        self
     }
 
     /// The image this broker's replicas and coordinators reflect.

@@ -35,11 +35,11 @@ pub struct MutationQuota {
 }
 
 impl MutationQuota {
-    /// `request`'s client, strict from `strict_since` (Kafka's `newQuotaFor`).
-    pub fn of(ctx: &crate::handlers::RequestContext, version: i16, strict_since: i16) -> Self {
+    /// A request's client, strict from `strict_since` (Kafka's `newQuotaFor`).
+    pub fn of(user: &str, client_id: &str, version: i16, strict_since: i16) -> Self {
         MutationQuota {
-            user: ctx.session.principal.name.clone(),
-            client_id: ctx.client_id().to_string(),
+            user: user.to_string(),
+            client_id: client_id.to_string(),
             strict: version >= strict_since,
         }
     }

@@ -282,6 +282,12 @@ fn refuse_whole(c: &Check<'_>, v: i16, request: &RequestKind) -> Option<Response
     })
 }
 
+/// Whom a topic mutation is charged to (KIP-599).
+fn mutation_quota(ctx: &RequestContext, version: i16, strict_since: i16) -> MutationQuota {
+    let user = &ctx.session.principal.name;
+    MutationQuota::of(user, ctx.client_id(), version, strict_since)
+}
+
 async fn dispatch_checked(
     s: &Services,
     ctx: &RequestContext,
@@ -363,7 +369,7 @@ async fn dispatch_checked(
         }
         RequestKind::CreateTopics(mut r) => {
             let refused = gate!(c => access::create_topics(c, &mut r));
-            let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.0);
+            let quota = mutation_quota(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.0);
             let shows_configs = |name: &str| {
                 check.is_none_or(|c| {
                     c.allowed_quietly(Op::DescribeConfigs, brook_meta::ResourceType::Topic, name)
@@ -376,14 +382,14 @@ async fn dispatch_checked(
         }
         RequestKind::DeleteTopics(mut r) => {
             let refused = gate!(c => access::delete_topics(c, image?, &mut r));
-            let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.1);
+            let quota = mutation_quota(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.1);
             let mut resp = topics::delete(&s.controller, meta, r, v, quota).await;
             resp.responses.extend(refused);
             ResponseKind::DeleteTopics(resp)
         }
         RequestKind::CreatePartitions(mut r) => {
             let refused = gate!(c => access::create_partitions(c, &mut r));
-            let quota = MutationQuota::of(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.2);
+            let quota = mutation_quota(ctx, v, topics::STRICT_MUTATION_QUOTA_SINCE.2);
             let mut resp = topics::create_partitions(&s.controller, r, quota).await;
             resp.results.extend(refused);
             ResponseKind::CreatePartitions(resp)

@@ -176,8 +176,7 @@ impl BrokerBuilder {
             .iter()
             .position(|b| b.info.controller)
             .map(|i| bound.remove(i));
-        let admin_listener =
-            crate::admin_http::bind(&self.config.broker_settings(), &self.config.settings).await?;
+        let admin_listener = crate::admin_http::bind(&self.config).await?;
         let (temp, data_dir) = if self.memory || self.config.data_dir.is_none() {
             let temp = tempfile::Builder::new()
                 .prefix("brook-memory-")
@@ -252,12 +251,6 @@ impl BrokerBuilder {
                 value.as_str()
             };
             tracing::info!("setting {name} = {shown}");
-        }
-        if let Some(l) = &admin_listener {
-            if let Ok(addr) = l.local_addr() {
-                let scheme = l.scheme();
-                tracing::info!("admin listening on {scheme}://{addr} (/metrics, /health, /ready)");
-            }
         }
         let mut tasks = Vec::new();
         // The applier first: --add-scram below waits until its credentials are applied.
@@ -504,14 +497,8 @@ async fn wire(
     let initial = committed.borrow().clone();
     let quorum = store.quorum().cloned();
     let (applied_tx, applied_rx) = watch::channel(initial.clone());
-    let metadata = MetadataView::new(
-        committed,
-        applied_rx,
-        quorum.clone(),
-        node_id,
-        endpoints,
-        settings.rack(),
-    );
+    let metadata = MetadataView::new(committed, applied_rx, quorum.clone(), node_id, endpoints)
+        .with_rack(settings.rack());
     let controller = Arc::new(ControllerClient::new(
         settings.clone(),
         store,

@@ -41,6 +41,12 @@ enum Command {
     /// List, describe, delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(crate::groups::GroupCommand),
+    /// List, add and remove ACLs (as kafka-acls).
+    #[command(subcommand)]
+    Acl(crate::access::AclCommand),
+    /// List, set and delete users' SCRAM credentials (as kafka-configs --entity-type users).
+    #[command(subcommand)]
+    User(crate::access::UserCommand),
     /// Verify segments, CRCs and indexes of a data directory offline (broker stopped).
     CheckLog {
         /// A data directory, or one partition's directory.
@@ -114,6 +120,14 @@ pub struct Connect {
     /// many seconds.
     #[arg(long, env = "BROOK_TIMEOUT", default_value_t = 30.0)]
     pub timeout: f64,
+    /// A client setting by its Kafka name, repeatable (kcat's -X):
+    /// `-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=...`.
+    #[arg(short = 'X', value_name = "NAME=VALUE")]
+    pub client_settings: Vec<String>,
+    /// Client settings from a Java properties file, as Kafka's tools take them
+    /// (security.protocol, ssl.truststore.location, sasl.jaas.config, ...).
+    #[arg(long, value_name = "FILE", env = "BROOK_COMMAND_CONFIG")]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 impl Connect {
@@ -144,6 +158,25 @@ impl Connect {
 
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.timeout.clamp(0.001, 86_400.0))
+    }
+
+    /// How to connect: the timeout and the security settings (`--command-config`, then
+    /// `-X` on top).
+    pub fn options(&self) -> anyhow::Result<crate::client::ConnectOptions> {
+        let mut settings = match &self.command_config {
+            Some(path) => crate::security::read_properties(path)?,
+            None => Default::default(),
+        };
+        for setting in &self.client_settings {
+            let (name, value) = setting
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("-X {setting}: expected NAME=VALUE"))?;
+            settings.insert(name.trim().to_string(), value.to_string());
+        }
+        Ok(crate::client::ConnectOptions {
+            timeout: self.timeout(),
+            security: std::sync::Arc::new(crate::security::Security::from_settings(&settings)?),
+        })
     }
 }
 
@@ -310,6 +343,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(cmd) => crate::bench::run(cmd).await,
         Command::Group(cmd) => crate::groups::run(cmd).await,
+        Command::Acl(cmd) => crate::access::acl(cmd).await,
+        Command::User(cmd) => crate::access::user(cmd).await,
         Command::CheckLog { dir, verbose } => crate::check_log::run(&dir, verbose),
         Command::Dev(cmd) => crate::dev::run(cmd).await,
     }
@@ -323,6 +358,8 @@ mod tests {
         Connect {
             bootstrap_server: list.into(),
             timeout: 1.0,
+            client_settings: Vec::new(),
+            command_config: None,
         }
         .addresses()
     }

@@ -1,5 +1,6 @@
-//! A small Kafka client for Brook's own CLI tools: one connection, typed requests,
-//! optional pipelining (send several, then receive in order).
+//! A small Kafka client for Brook's own CLI tools: one connection (plain or TLS, with
+//! a SASL login if asked: `crate::security`), typed requests, optional pipelining
+//! (send several, then receive in order).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,11 +13,22 @@ use brook_protocol::kafka_protocol::protocol::StrBytes;
 use brook_protocol::kafka_protocol::protocol::{Decodable, Request};
 use brook_protocol::request::{decode_response, encode_request};
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
 use crate::cli::Connect;
+use crate::security::{SaslLogin, Security};
+
+/// How the tools connect: how long a connect or an answer may take, and the security
+/// settings.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub timeout: Duration,
+    pub security: std::sync::Arc<Security>,
+}
+
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Largest response the tools accept.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -24,8 +36,8 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 pub struct Client {
     /// How long a connect or an answer may take.
     timeout: Duration,
-    reader: BufReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: BufReader<ReadHalf>,
+    writer: BufWriter<WriteHalf>,
     next_correlation_id: i32,
     in_flight: VecDeque<(i32, ApiKey, i16)>,
 }
@@ -33,14 +45,14 @@ pub struct Client {
 impl Client {
     /// Connects to the first broker of the bootstrap list that accepts in time.
     pub async fn connect(connect: &Connect) -> Result<Self> {
-        let timeout = connect.timeout();
+        let options = connect.options()?;
         let addresses = connect.addresses();
         if addresses.is_empty() {
             bail!("no broker address in --bootstrap-server");
         }
         let mut failures = Vec::new();
         for address in &addresses {
-            match Self::connect_to(address, timeout).await {
+            match Self::connect_to(address, &options).await {
                 Ok(client) => return Ok(client),
                 Err(e) => failures.push(format!("{e:#}")),
             }
@@ -48,22 +60,113 @@ impl Client {
         bail!("cannot connect to {}", failures.join("; "))
     }
 
-    /// Connects to one broker (`host:port`), giving up after `timeout`.
-    pub async fn connect_to(address: &str, timeout: Duration) -> Result<Self> {
+    /// Connects to one broker (`host:port`), giving up after the options' timeout; then
+    /// the TLS handshake and the SASL login, if the options ask for them.
+    pub async fn connect_to(address: &str, options: &ConnectOptions) -> Result<Self> {
+        let timeout = options.timeout;
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => bail!("{address}: {e}"),
             Err(_) => bail!("{address}: no answer in {timeout:?}"),
         };
         stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        Ok(Client {
+        let (r, w): (ReadHalf, WriteHalf) = match &options.security.tls {
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Some(config) => {
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address, |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                    .with_context(|| format!("{address}: not a host name for TLS"))?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| anyhow!("{address}: no TLS handshake in {timeout:?}"))?
+                    .with_context(|| format!("{address}: TLS handshake"))?;
+                let (r, w) = tokio::io::split(tls);
+                (Box::new(r), Box::new(w))
+            }
+        };
+        let mut client = Client {
             timeout,
             reader: BufReader::with_capacity(256 * 1024, r),
             writer: BufWriter::with_capacity(256 * 1024, w),
             next_correlation_id: 1,
             in_flight: VecDeque::new(),
-        })
+        };
+        if let Some(login) = &options.security.sasl {
+            client.sasl_login(login).await.with_context(|| {
+                format!(
+                    "{address}: SASL {} login as {}",
+                    login.mechanism, login.username
+                )
+            })?;
+        }
+        Ok(client)
+    }
+
+    /// SaslHandshake, then SaslAuthenticate until the mechanism is done (rsasl plays
+    /// the client's side).
+    async fn sasl_login(&mut self, login: &SaslLogin) -> Result<()> {
+        use brook_protocol::kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslHandshakeRequest,
+        };
+        use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
+        let handshake = self
+            .request(
+                1,
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_string(login.mechanism.clone())),
+            )
+            .await?;
+        if handshake.error_code != 0 {
+            let enabled: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+            bail!(
+                "the listener does not take {} (it takes: {})",
+                login.mechanism,
+                enabled.join(", ")
+            );
+        }
+        let config =
+            SASLConfig::with_credentials(None, login.username.clone(), login.password.clone())
+                .map_err(|e| anyhow!("{e}"))?;
+        let mechanism = Mechname::parse(login.mechanism.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+        let mut session = SASLClient::new(config)
+            .start_suggested(&[mechanism])
+            .map_err(|e| anyhow!("{e}"))?;
+        let mut input: Option<Vec<u8>> = None;
+        loop {
+            let mut out = Vec::new();
+            let state = session
+                .step(input.as_deref(), &mut out)
+                .map_err(|e| anyhow!("{e}"))?;
+            if input.is_none() || !out.is_empty() {
+                let answer = self
+                    .request(
+                        2,
+                        SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(out)),
+                    )
+                    .await?;
+                if answer.error_code != 0 {
+                    bail!(
+                        "{}",
+                        answer
+                            .error_message
+                            .as_deref()
+                            .unwrap_or("authentication failed")
+                    );
+                }
+                input = Some(answer.auth_bytes.to_vec());
+            }
+            if state.is_finished() {
+                return Ok(());
+            }
+        }
     }
 
     /// Changes how long an answer may take (JoinGroup waits for a whole rebalance).

@@ -75,7 +75,7 @@ pub async fn offsets_for_time(
     timestamp_ms: i64,
 ) -> Result<BTreeMap<i32, i64>> {
     let layout = layout(client, topic, false).await?;
-    let mut leaders = Leaders::new(connect);
+    let mut leaders = Leaders::new(connect)?;
     let mut out = BTreeMap::new();
     for (_, group) in Leaders::by_leader(&layout, partitions) {
         let leader = leaders.of(&layout, group[0]).await?;
@@ -364,7 +364,7 @@ pub async fn consume(args: ConsumeArgs) -> Result<()> {
     let mut count = 0u64;
     let mut last_data = Instant::now();
     let limit = args.count.unwrap_or(u64::MAX);
-    let mut leaders = Leaders::new(&args.connect);
+    let mut leaders = Leaders::new(&args.connect)?;
     let progress = progress_bar(&args, &positions, &ends);
     let stop = stop_on_signal(matches!(
         group.as_ref().map(|g| &g.membership),

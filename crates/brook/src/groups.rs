@@ -116,7 +116,7 @@ pub async fn coordinator(bootstrap: &Connect, group: &str) -> Result<Client> {
             resp.error_message.as_ref(),
         )?;
         let address = format!("{}:{}", resp.host.as_str(), resp.port);
-        return Client::connect_to(&address, bootstrap.timeout()).await;
+        return Client::connect_to(&address, &bootstrap.options()?).await;
     }
 }
 
@@ -131,9 +131,10 @@ async fn list(bootstrap: &Connect) -> Result<()> {
         .request(12, MetadataRequest::default().with_topics(Some(Vec::new())))
         .await?;
     let mut groups: Vec<(String, String)> = Vec::new();
+    let options = bootstrap.options()?;
     for broker in &meta.brokers {
         let address = format!("{}:{}", broker.host.as_str(), broker.port);
-        let mut c = Client::connect_to(&address, bootstrap.timeout()).await?;
+        let mut c = Client::connect_to(&address, &options).await?;
         let resp: ListGroupsResponse = c.request(4, ListGroupsRequest::default()).await?;
         check(
             resp.error_code,

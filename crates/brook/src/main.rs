@@ -1,5 +1,6 @@
 //! `brook`: the broker (`brook serve`) and the client tools, in one binary.
 
+mod access;
 mod bench;
 mod check_log;
 mod cli;
@@ -11,6 +12,7 @@ mod groups;
 mod logging;
 mod member;
 mod print;
+mod security;
 mod serve;
 mod tools;
 mod topics;

@@ -23,7 +23,7 @@ use brook_protocol::records::{encode_batch, Record};
 use bytes::Bytes;
 
 use crate::cli::{Connect, ProduceArgs, TopicCommand};
-use crate::client::{partition_for_key, Client};
+use crate::client::{partition_for_key, Client, ConnectOptions};
 
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -147,23 +147,23 @@ pub async fn partitions_of(
 /// A connection to each broker asked for, opened on first use: requests about a
 /// partition go to its leader (in a cluster the bootstrap broker leads only some).
 pub struct Leaders {
-    timeout: Duration,
+    options: ConnectOptions,
     clients: BTreeMap<i32, Client>,
 }
 
 impl Leaders {
-    pub fn new(connect: &Connect) -> Self {
-        Leaders {
-            timeout: connect.timeout(),
+    pub fn new(connect: &Connect) -> Result<Self> {
+        Ok(Leaders {
+            options: connect.options()?,
             clients: BTreeMap::new(),
-        }
+        })
     }
 
     /// The connection to the leader of `partition` in `layout`.
     pub async fn of(&mut self, layout: &Layout, partition: i32) -> Result<&mut Client> {
         let (node, address) = layout.leader_of(partition)?;
         if !self.clients.contains_key(&node) {
-            let client = Client::connect_to(address, self.timeout).await?;
+            let client = Client::connect_to(address, &self.options).await?;
             self.clients.insert(node, client);
         }
         Ok(self.clients.get_mut(&node).expect("inserted above"))
@@ -194,7 +194,7 @@ pub async fn offsets_of(
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, (i64, i64)>> {
     let layout = layout(client, topic, false).await?;
-    let mut leaders = Leaders::new(connect);
+    let mut leaders = Leaders::new(connect)?;
     let mut out = BTreeMap::new();
     for (_, group) in Leaders::by_leader(&layout, partitions) {
         let leader = leaders.of(&layout, group[0]).await?;
@@ -377,7 +377,7 @@ pub async fn produce(args: ProduceArgs) -> Result<()> {
     let mut producer = ToLeaders {
         bootstrap: client,
         layout,
-        timeout: args.connect.timeout(),
+        options: args.connect.options()?,
         producers: BTreeMap::new(),
         topic: args.topic.clone(),
         acks: args.acks,
@@ -472,7 +472,7 @@ pub fn chrono_ms() -> i64 {
 struct ToLeaders {
     bootstrap: Client,
     layout: Layout,
-    timeout: Duration,
+    options: ConnectOptions,
     producers: BTreeMap<i32, Producer>,
     topic: String,
     acks: i16,
@@ -499,7 +499,7 @@ impl ToLeaders {
             .leader_of(partition)
             .with_context(|| format!("topic '{}'", self.topic))?;
         if !self.producers.contains_key(&node) {
-            let client = Client::connect_to(address, self.timeout).await?;
+            let client = Client::connect_to(address, &self.options).await?;
             let producer = Producer::new(client, self.topic.clone(), self.acks, self.codec, 5);
             self.producers.insert(node, producer.retrying());
         }
@@ -510,7 +510,7 @@ impl ToLeaders {
     /// Waits for every answer, then sends the refused batches again (in their order)
     /// to the leaders fresh metadata names, until none is refused or time runs out.
     async fn resend_failed(&mut self) -> Result<()> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.options.timeout;
         let mut pause = Duration::from_millis(50);
         loop {
             for p in self.producers.values_mut() {
@@ -528,7 +528,7 @@ impl ToLeaders {
                 bail!(
                     "produce to {}-{partition}: {why} (gave up after {:?})",
                     self.topic,
-                    self.timeout
+                    self.options.timeout
                 );
             }
             tokio::time::sleep(pause).await;

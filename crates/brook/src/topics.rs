@@ -199,7 +199,7 @@ pub async fn add_partitions(bootstrap: &Connect, name: &str, total: i32) -> Resu
 pub async fn trim(bootstrap: &Connect, name: &str, partition: i32, before: i64) -> Result<()> {
     let mut client = Client::connect(bootstrap).await?;
     let layout = layout(&mut client, name, false).await?;
-    let mut leaders = Leaders::new(bootstrap);
+    let mut leaders = Leaders::new(bootstrap)?;
     let leader = leaders.of(&layout, partition).await?;
     let topic = DeleteRecordsTopic::default()
         .with_name(TopicName(s(name)))

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
+pub use crate::config::AdminAuth;
 use crate::sasl::scram::credential_from_password;
 use crate::session::KafkaPrincipal;
 
@@ -42,23 +43,6 @@ pub fn caller() -> KafkaPrincipal {
     CALLER
         .try_with(Clone::clone)
         .unwrap_or_else(|_| KafkaPrincipal::anonymous())
-}
-
-/// `admin.authentication`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminAuth {
-    None,
-    Basic,
-}
-
-impl AdminAuth {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "" | "none" => Ok(AdminAuth::None),
-            "basic" => Ok(AdminAuth::Basic),
-            other => Err(format!("expected none or basic, not '{other}'")),
-        }
-    }
 }
 
 /// The most verified passwords remembered at once.

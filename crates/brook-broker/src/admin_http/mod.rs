@@ -11,12 +11,11 @@
 
 mod api;
 mod auth;
+
+use auth::AdminAuth;
 mod console;
 mod limits;
 
-pub use auth::AdminAuth;
-
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{parse_admin_listener, BrokerSettings, ConfigError};
+use crate::config::{parse_admin_listener, BrokerConfig, ConfigError};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
 use crate::router::Services;
@@ -115,10 +114,9 @@ impl AdminListener {
 /// Binds `admin.listeners`, if set; an `https` one loads its keystore (the
 /// `listener.name.admin.ssl.*` settings, else `ssl.*`). A bad address, a port in use
 /// or a keystore that cannot be read is a start error.
-pub async fn bind(
-    settings: &BrokerSettings,
-    raw: &BTreeMap<String, String>,
-) -> Result<Option<AdminListener>, AdminBindError> {
+pub async fn bind(config: &BrokerConfig) -> Result<Option<AdminListener>, AdminBindError> {
+    let settings = &config.broker_settings();
+    let raw = &config.settings;
     let spec =
         parse_admin_listener(&settings.admin_listeners).map_err(|reason| ConfigError::Invalid {
             name: "admin.listeners".into(),
@@ -146,7 +144,12 @@ pub async fn bind(
             addr: spec.addr,
             source,
         })?;
-    Ok(Some(AdminListener { tcp, tls }))
+    let listener = AdminListener { tcp, tls };
+    if let Ok(addr) = listener.local_addr() {
+        let scheme = listener.scheme();
+        tracing::info!("admin listening on {scheme}://{addr} (/metrics, /health, /ready)");
+    }
+    Ok(Some(listener))
 }
 
 /// The admin routes, each request bounded by [`limits::bounded`].

@@ -631,7 +631,7 @@ impl BrokerConfig {
 fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
     match name {
         "admin.listeners" => parse_admin_listener(value).map(|_| ()),
-        "admin.authentication" => crate::admin_http::AdminAuth::parse(value).map(|_| ()),
+        "admin.authentication" => AdminAuth::parse(value).map(|_| ()),
         "authorizer.class.name" => match value.trim() {
             "" | STANDARD_AUTHORIZER => Ok(()),
             _ => Err(format!(
@@ -644,6 +644,23 @@ fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
 
 /// `authorizer.class.name` that turns ACLs on (Kafka's KRaft authorizer).
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+/// `admin.authentication`: who calls the admin listener (see `admin_http::auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAuth {
+    None,
+    Basic,
+}
+
+impl AdminAuth {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "none" => Ok(AdminAuth::None),
+            "basic" => Ok(AdminAuth::Basic),
+            other => Err(format!("expected none or basic, not '{other}'")),
+        }
+    }
+}
 
 /// `admin.listeners`, parsed: where to bind and whether it is `https`.
 #[derive(Debug, Clone, PartialEq, Eq)]
