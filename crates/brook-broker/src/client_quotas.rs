@@ -188,29 +188,15 @@ impl ClientQuotaRates {
         value: f64,
         now_ms: u64,
     ) -> u64 {
-        let Some(quota) = quotas.resolve(kind, user, client_id) else {
-            return 0;
-        };
-        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (kind, quota.user, quota.client_id);
-        if !rates.contains_key(&key) && rates.len() >= MAX_RATES {
-            let span = self.windows.window_ms() * u64::from(self.windows.samples);
-            rates.retain(|_, r| now_ms.saturating_sub(r.last_record_ms) < span);
-            if rates.len() >= MAX_RATES {
-                tracing::warn!(
-                    rates = rates.len(),
-                    "client quota rates: too many clients measured at once; resetting them"
-                );
-                rates.clear();
-            }
-        }
-        let rate = rates.entry(key).or_default();
-        rate.record(&self.windows, value, now_ms);
-        let throttle = rate.throttle_ms(&self.windows, quota.limit, now_ms);
-        match kind {
+        let throttle = self.with_rate(quotas, kind, user, client_id, now_ms, |rate, limit| {
+            rate.record(&self.windows, value, now_ms);
+            rate.throttle_ms(&self.windows, limit, now_ms)
+        });
+        match (kind, throttle) {
+            (_, None) => 0,
             // Kafka bounds request-time throttling to one window.
-            QuotaKind::Request => throttle.min(self.windows.window_ms()),
-            QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::ControllerMutation => throttle,
+            (QuotaKind::Request, Some(t)) => t.min(self.windows.window_ms()),
+            (QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::ControllerMutation, Some(t)) => t,
         }
     }
 
@@ -225,13 +211,37 @@ impl ClientQuotaRates {
         value: f64,
         now_ms: u64,
     ) {
-        let Some(quota) = quotas.resolve(kind, user, client_id) else {
-            return;
-        };
+        self.with_rate(quotas, kind, user, client_id, now_ms, |rate, _| {
+            rate.record(&self.windows, -value, now_ms)
+        });
+    }
+
+    /// Runs `f` on the rate of the `kind` quota covering `user`/`client_id` (made if
+    /// new, within [`MAX_RATES`]) with the quota's limit; `None` when no quota does.
+    fn with_rate<T>(
+        &self,
+        quotas: &ClientQuotas,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        now_ms: u64,
+        f: impl FnOnce(&mut Rate, f64) -> T,
+    ) -> Option<T> {
+        let quota = quotas.resolve(kind, user, client_id)?;
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rate) = rates.get_mut(&(kind, quota.user, quota.client_id)) {
-            rate.record(&self.windows, -value, now_ms);
+        let key = (kind, quota.user, quota.client_id);
+        if !rates.contains_key(&key) && rates.len() >= MAX_RATES {
+            let span = self.windows.window_ms() * u64::from(self.windows.samples);
+            rates.retain(|_, r| now_ms.saturating_sub(r.last_record_ms) < span);
+            if rates.len() >= MAX_RATES {
+                tracing::warn!(
+                    rates = rates.len(),
+                    "client quota rates: too many clients measured at once; resetting them"
+                );
+                rates.clear();
+            }
         }
+        Some(f(rates.entry(key).or_default(), quota.limit))
     }
 
     /// The most a single request may bring without being throttled for sure (Kafka's
