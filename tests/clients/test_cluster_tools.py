@@ -283,3 +283,38 @@ def test_broker_racks_are_reported_and_replicas_spread_over_them(cluster_factory
     meta = admin.list_topics(topic, timeout=30).topics[topic].partitions
     assert all(1 in meta[p].replicas for p in range(12)), {p: meta[p].replicas for p in meta}
     assert {meta[p].replicas[0] for p in range(12)} == {1, 2, 3}
+
+
+def test_nodes_log_in_to_each_other_on_a_sasl_controller_listener(cluster_factory):
+    """A SASL_PLAINTEXT controller listener: nodes log in to each other with PLAIN
+    (the JAAS line's username/password), the quorum forms and replicates, and an
+    internal request on a connection that has not logged in is refused."""
+    import socket
+    import struct
+    from kafka_helpers import consume_to_end
+    from test_cluster import produce_batch
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+            'username="node" password="node-secret" user_node="node-secret";')
+    cluster = cluster_factory(3, {
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "listener.name.controller.plain.sasl.jaas.config": jaas,
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+    })
+    topic = unique_topic("sasl-ctrl")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    cluster.wait_for_leader(topic, 0)
+    values = [f"v{i}".encode() for i in range(50)]
+    acked, failed = produce_batch(cluster.bootstrap_of(1, 2, 3), topic, values, 60,
+                                  acks="all")
+    assert not failed and len(acked) == 50, failed
+    got = consume_to_end(cluster.bootstrap_of(2), topic, 1, timeout=30)[0]
+    assert [r.value for r in got] == values
+    # Brook's internal API key (0x7B00) before any login: the connection is closed.
+    s = socket.create_connection(("127.0.0.1", cluster.nodes[1].controller_port), timeout=5)
+    try:
+        body = struct.pack(">hhih", 0x7B00, 0, 1, -1) + bytes([0]) + b"{}"
+        s.sendall(struct.pack(">i", len(body)) + body)
+        assert s.recv(4096) == b""
+    finally:
+        s.close()

@@ -6,7 +6,9 @@
 //! so a test can give each node its own (fault-injecting) path to every other node.
 //! When this node's controller listener uses TLS, so do its connections to peers'
 //! (the truststore checks the peer and its host name; the keystore is the client
-//! certificate).
+//! certificate). When it uses SASL, each connection logs in with SASL/PLAIN as the
+//! `username`/`password` of the listener's PLAIN JAAS line, as Kafka's controllers do
+//! (SCRAM credentials live in the very metadata the quorum has to agree on first).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, RequestHeader, RequestKind, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde::{Deserialize, Serialize};
@@ -66,6 +69,29 @@ const REPLICA_FETCH_VERSION: i16 = 12;
 trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerStream for T {}
 
+/// The SASL/PLAIN login this node uses on peers' controller listeners.
+#[derive(Clone)]
+pub struct PeerLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PeerLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLogin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How this node reaches peers' controller listeners: TLS and a SASL login, if they
+/// use them.
+#[derive(Clone, Default)]
+pub struct PeerSecurity {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub login: Option<PeerLogin>,
+}
+
 /// One connection to a peer, used by one caller at a time.
 pub(super) struct PeerConn {
     stream: Box<dyn PeerStream>,
@@ -73,10 +99,8 @@ pub(super) struct PeerConn {
 }
 
 impl PeerConn {
-    async fn connect(
-        addr: &str,
-        tls: Option<&Arc<rustls::ClientConfig>>,
-    ) -> std::io::Result<PeerConn> {
+    async fn connect(addr: &str, security: &PeerSecurity) -> std::io::Result<PeerConn> {
+        let tls = security.tls.as_ref();
         let timed_out = || {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -105,10 +129,80 @@ impl PeerConn {
                 Box::new(tls)
             }
         };
-        Ok(PeerConn {
+        let mut conn = PeerConn {
             stream,
             next_correlation_id: 1,
-        })
+        };
+        if let Some(login) = &security.login {
+            tokio::time::timeout(CONNECT_TIMEOUT, conn.login(login))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("SASL login to peer {addr}: {e}"))
+                })?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake (PLAIN), then SaslAuthenticate with `\0user\0password`.
+    async fn login(&mut self, login: &PeerLogin) -> std::io::Result<()> {
+        let handshake: SaslHandshakeResponse = self
+            .request(
+                1,
+                RequestKind::SaslHandshake(
+                    SaslHandshakeRequest::default()
+                        .with_mechanism(StrBytes::from_static_str("PLAIN")),
+                ),
+            )
+            .await?;
+        if handshake.error_code != 0 {
+            return Err(invalid(
+                "the peer's controller listener does not take PLAIN".into(),
+            ));
+        }
+        let mut token = Vec::with_capacity(2 + login.username.len() + login.password.len());
+        token.push(0);
+        token.extend_from_slice(login.username.as_bytes());
+        token.push(0);
+        token.extend_from_slice(login.password.as_bytes());
+        let answer: SaslAuthenticateResponse = self
+            .request(
+                2,
+                RequestKind::SaslAuthenticate(
+                    SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                ),
+            )
+            .await?;
+        if answer.error_code != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                answer
+                    .error_message
+                    .map_or("authentication failed".to_string(), |m| m.to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One Kafka request and its decoded response.
+    async fn request<R: Decodable>(
+        &mut self,
+        version: i16,
+        body: RequestKind,
+    ) -> std::io::Result<R> {
+        let api = request_api(&body);
+        let correlation_id = self.correlation_id();
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("brook-peer")));
+        let frame = brook_protocol::request::encode_request(&header, &body)
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut response = self.round_trip(&frame, correlation_id).await?;
+        ResponseHeader::decode(&mut response, api.response_header_version(version))
+            .map_err(|e| invalid(e.to_string()))?;
+        R::decode(&mut response, version).map_err(|e| invalid(e.to_string()))
     }
 
     fn correlation_id(&mut self) -> i32 {
@@ -152,22 +246,17 @@ impl PeerConn {
     }
 
     pub(super) async fn fetch(&mut self, req: FetchRequest) -> std::io::Result<FetchResponse> {
-        let correlation_id = self.correlation_id();
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(REPLICA_FETCH_VERSION)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("brook-replica-fetcher")));
-        let frame = brook_protocol::request::encode_request(&header, &RequestKind::Fetch(req))
-            .map_err(|e| invalid(e.to_string()))?;
-        let mut response = self.round_trip(&frame, correlation_id).await?;
-        ResponseHeader::decode(
-            &mut response,
-            ApiKey::Fetch.response_header_version(REPLICA_FETCH_VERSION),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-        FetchResponse::decode(&mut response, REPLICA_FETCH_VERSION)
-            .map_err(|e| invalid(e.to_string()))
+        self.request(REPLICA_FETCH_VERSION, RequestKind::Fetch(req))
+            .await
+    }
+}
+
+/// The API key of the requests a peer connection sends.
+fn request_api(body: &RequestKind) -> ApiKey {
+    match body {
+        RequestKind::SaslHandshake(_) => ApiKey::SaslHandshake,
+        RequestKind::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
+        _ => ApiKey::Fetch,
     }
 }
 
@@ -180,19 +269,15 @@ fn invalid(message: String) -> std::io::Error {
 pub struct PeerNet {
     node_id: i32,
     voters: BTreeMap<i32, String>,
-    /// TLS to peers' controller listeners, if this node's uses it.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS and SASL to peers' controller listeners, if this node's uses them.
+    security: PeerSecurity,
     raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
 }
 
 impl PeerNet {
-    pub fn new(
-        node_id: i32,
-        voters: BTreeMap<i32, String>,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Self {
+    pub fn new(node_id: i32, voters: BTreeMap<i32, String>, security: PeerSecurity) -> Self {
         let pool = || {
             voters
                 .keys()
@@ -206,13 +291,13 @@ impl PeerNet {
             controller: pool(),
             markers: pool(),
             voters,
-            tls,
+            security,
         }
     }
 
     /// A new connection to the peer at `addr` (one of the voters' addresses).
     pub(super) async fn connect(&self, addr: &str) -> std::io::Result<PeerConn> {
-        PeerConn::connect(addr, self.tls.as_ref()).await
+        PeerConn::connect(addr, &self.security).await
     }
 
     pub fn address(&self, id: i32) -> Option<&str> {
@@ -236,7 +321,7 @@ impl PeerNet {
         let mut slot = slot.lock().await;
         let attempt = async {
             if slot.is_none() {
-                *slot = Some(PeerConn::connect(addr, self.tls.as_ref()).await?);
+                *slot = Some(PeerConn::connect(addr, &self.security).await?);
             }
             slot.as_mut()
                 .expect("just connected")

@@ -390,7 +390,20 @@ impl BrokerBuilder {
         } else {
             None
         };
-        let net = Arc::new(PeerNet::new(node_id, config.voters.clone(), tls));
+        let login = if controller.protocol.sasl() {
+            let login =
+                crate::sasl::peer_login(&config.settings, &controller.name).map_err(|reason| {
+                    StartError::Listener {
+                        listener: controller.name.clone(),
+                        reason,
+                    }
+                })?;
+            Some(login)
+        } else {
+            None
+        };
+        let security = crate::peer::PeerSecurity { tls, login };
+        let net = Arc::new(PeerNet::new(node_id, config.voters.clone(), security));
         let quorum_config = QuorumConfig {
             node_id: node_id as u64,
             voters: config
@@ -423,17 +436,15 @@ async fn bind_listeners(
             listener: spec.name.clone(),
             reason,
         };
-        // Peers authenticate to a controller listener with TLS or not at all: Brook's
-        // inter-broker client does not speak SASL.
-        if spec.protocol.sasl() && spec.controller {
-            return Err(refuse(format!(
-                "security protocol {} on the controller listener: inter-broker connections use PLAINTEXT or SSL",
-                spec.protocol
-            )));
-        }
         let sasl = if spec.protocol.sasl() {
             let config = SaslServerConfig::from_settings(settings, &spec.name)
                 .map_err(|e| refuse(e.to_string()))?;
+            // Peers log in to a controller listener with PLAIN (see `peer`).
+            if spec.controller && !config.enabled_mechanisms().any(|m| m == "PLAIN") {
+                return Err(refuse(
+                    "a SASL controller listener needs PLAIN among its sasl.enabled.mechanisms, with users in its plain.sasl.jaas.config (nodes log in to each other with PLAIN)".into(),
+                ));
+            }
             Some(Arc::new(config))
         } else {
             None

@@ -661,6 +661,14 @@ async fn check_frame(
     let internal = session.listener.controller;
     if let (peer::INTERNAL_API_KEY, true, Some(rpc)) = (peek.api_key, internal, &services.internal)
     {
+        // On a SASL controller listener the login must be a node's: with an authorizer,
+        // one allowed CLUSTER_ACTION (super users are).
+        if session.listener.protocol.sasl() && !cluster_action(services, peer, session) {
+            return Err(Outcome::Close(format!(
+                "internal request from {} without CLUSTER_ACTION",
+                session.principal
+            )));
+        }
         // api key, version, correlation id, null client id: 10 bytes.
         let Some(body) = frame.get(10..) else {
             return Err(Outcome::Close("truncated internal request".into()));
@@ -707,6 +715,24 @@ async fn check_frame(
         header,
         request,
     })
+}
+
+/// Whether the session's principal may CLUSTER_ACTION (everyone, without an
+/// authorizer).
+fn cluster_action(services: &Services, peer: SocketAddr, session: &Arc<Session>) -> bool {
+    if !services.access.enabled() {
+        return true;
+    }
+    let image = services.metadata.image();
+    let ctx = RequestContext {
+        client_id: None,
+        peer,
+        session: session.clone(),
+    };
+    services
+        .access
+        .check(&image, &ctx)
+        .is_some_and(|c| c.cluster(crate::access::Op::ClusterAction))
 }
 
 /// Encodes a handler's response.

@@ -216,7 +216,9 @@ pub fn is_sasl_setting(name: &str) -> bool {
         "sasl.server.max.receive.size",
         "connections.max.reauth.ms",
     ];
-    if GLOBAL.contains(&name) || is_oauth_setting(name.strip_prefix("oauthbearer.").unwrap_or(name))
+    if GLOBAL.contains(&name)
+        || name == "sasl.mechanism.controller.protocol"
+        || is_oauth_setting(name.strip_prefix("oauthbearer.").unwrap_or(name))
     {
         return true;
     }

@@ -598,3 +598,37 @@ fn audit_failure(
         "authentication failed: {reason}"
     );
 }
+
+/// The PLAIN login a node uses on its peers' SASL controller listener: the `username`
+/// and `password` options of that listener's PLAIN JAAS line
+/// (`listener.name.<controller>.plain.sasl.jaas.config`, else `sasl.jaas.config`), as
+/// Kafka's controllers take theirs. `sasl.mechanism.controller.protocol`, if set, must
+/// be PLAIN.
+pub fn peer_login(
+    settings: &std::collections::BTreeMap<String, String>,
+    listener: &str,
+) -> Result<crate::peer::PeerLogin, String> {
+    if let Some(m) = settings.get("sasl.mechanism.controller.protocol") {
+        if !m.trim().eq_ignore_ascii_case("PLAIN") {
+            return Err(format!(
+                "sasl.mechanism.controller.protocol={m}: nodes log in to each other with PLAIN"
+            ));
+        }
+    }
+    let key = format!(
+        "listener.name.{}.plain.sasl.jaas.config",
+        listener.to_ascii_lowercase()
+    );
+    let line = settings
+        .get(&key)
+        .or_else(|| settings.get("sasl.jaas.config"))
+        .ok_or_else(|| format!("a SASL controller listener needs {key} with username and password (this node's login) and user_<name> entries"))?;
+    let modules = jaas::parse(line).map_err(|e| format!("{key}: {e}"))?;
+    let option = |name: &str| modules.iter().find_map(|m| m.options.get(name).cloned());
+    match (option("username"), option("password")) {
+        (Some(username), Some(password)) => Ok(crate::peer::PeerLogin { username, password }),
+        _ => Err(format!(
+            "{key} needs username and password options: this node's login to its peers"
+        )),
+    }
+}
