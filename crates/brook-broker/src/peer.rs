@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::controller::{ControllerReply, ControllerRequest};
 use crate::error::ApiError;
+pub use crate::sasl::PeerLogin;
 
 /// Markers for one producer in some partitions of this broker (the inter-broker form of
 /// Kafka's WriteTxnMarkers).
@@ -69,27 +70,35 @@ const REPLICA_FETCH_VERSION: i16 = 12;
 trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerStream for T {}
 
-/// The SASL/PLAIN login this node uses on peers' controller listeners.
-#[derive(Clone)]
-pub struct PeerLogin {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for PeerLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerLogin")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
 /// How this node reaches peers' controller listeners: TLS and a SASL login, if they
 /// use them.
 #[derive(Clone, Default)]
 pub struct PeerSecurity {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub login: Option<PeerLogin>,
+}
+
+impl PeerSecurity {
+    /// What this node's controller listener `listener` asks of connections to its
+    /// peers': the same TLS (its truststore checks them, its keystore is the client
+    /// certificate) and, on SASL, a PLAIN login (`sasl::peer_login`).
+    pub fn for_listener(
+        settings: &BTreeMap<String, String>,
+        listener: &crate::listeners::ListenerSpec,
+    ) -> Result<Self, String> {
+        let tls = if listener.protocol.tls() {
+            let tls = crate::tls::TlsSettings::resolve(settings, &listener.name)?;
+            Some(crate::tls::client_config(&tls)?)
+        } else {
+            None
+        };
+        let login = if listener.protocol.sasl() {
+            Some(crate::sasl::peer_login(settings, &listener.name)?)
+        } else {
+            None
+        };
+        Ok(PeerSecurity { tls, login })
+    }
 }
 
 /// One connection to a peer, used by one caller at a time.

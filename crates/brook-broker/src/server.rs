@@ -379,30 +379,11 @@ impl BrokerBuilder {
                 reason: "a cluster node needs a controller listener (--controller-listen, or a listener in listeners named by controller.listener.names)".into(),
             }));
         };
-        let tls = if controller.protocol.tls() {
-            let settings = TlsSettings::resolve(&config.settings, &controller.name)
-                .and_then(|s| crate::tls::client_config(&s))
-                .map_err(|reason| StartError::Listener {
-                    listener: controller.name.clone(),
-                    reason,
-                })?;
-            Some(settings)
-        } else {
-            None
-        };
-        let login = if controller.protocol.sasl() {
-            let login =
-                crate::sasl::peer_login(&config.settings, &controller.name).map_err(|reason| {
-                    StartError::Listener {
-                        listener: controller.name.clone(),
-                        reason,
-                    }
-                })?;
-            Some(login)
-        } else {
-            None
-        };
-        let security = crate::peer::PeerSecurity { tls, login };
+        let security = crate::peer::PeerSecurity::for_listener(&config.settings, controller)
+            .map_err(|reason| StartError::Listener {
+                listener: controller.name.clone(),
+                reason,
+            })?;
         let net = Arc::new(PeerNet::new(node_id, config.voters.clone(), security));
         let quorum_config = QuorumConfig {
             node_id: node_id as u64,

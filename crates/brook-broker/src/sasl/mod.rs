@@ -599,6 +599,21 @@ fn audit_failure(
     );
 }
 
+/// The SASL/PLAIN login a node uses on its peers' controller listeners.
+#[derive(Clone)]
+pub struct PeerLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PeerLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLogin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The PLAIN login a node uses on its peers' SASL controller listener: the `username`
 /// and `password` options of that listener's PLAIN JAAS line
 /// (`listener.name.<controller>.plain.sasl.jaas.config`, else `sasl.jaas.config`), as
@@ -607,7 +622,7 @@ fn audit_failure(
 pub fn peer_login(
     settings: &std::collections::BTreeMap<String, String>,
     listener: &str,
-) -> Result<crate::peer::PeerLogin, String> {
+) -> Result<PeerLogin, String> {
     if let Some(m) = settings.get("sasl.mechanism.controller.protocol") {
         if !m.trim().eq_ignore_ascii_case("PLAIN") {
             return Err(format!(
@@ -626,7 +641,7 @@ pub fn peer_login(
     let modules = jaas::parse(line).map_err(|e| format!("{key}: {e}"))?;
     let option = |name: &str| modules.iter().find_map(|m| m.options.get(name).cloned());
     match (option("username"), option("password")) {
-        (Some(username), Some(password)) => Ok(crate::peer::PeerLogin { username, password }),
+        (Some(username), Some(password)) => Ok(PeerLogin { username, password }),
         _ => Err(format!(
             "{key} needs username and password options: this node's login to its peers"
         )),
