@@ -30,15 +30,7 @@ pub fn assign_replicas(
     seed: usize,
 ) -> Result<Vec<Vec<i32>>, PlacementError> {
     let n = live.len();
-    if replication_factor == 0 {
-        return Err(PlacementError::ZeroReplicationFactor);
-    }
-    if replication_factor > n {
-        return Err(PlacementError::NotEnoughBrokers {
-            requested: replication_factor,
-            live: n,
-        });
-    }
+    check_replication_factor(replication_factor, n)?;
     let mut brokers = live.to_vec();
     brokers.sort_unstable();
     let start = seed % n;
@@ -62,6 +54,20 @@ pub fn assign_replicas(
         .collect())
 }
 
+/// A replication factor of at least 1 and at most the live brokers.
+fn check_replication_factor(replication_factor: usize, live: usize) -> Result<(), PlacementError> {
+    if replication_factor == 0 {
+        return Err(PlacementError::ZeroReplicationFactor);
+    }
+    if replication_factor > live {
+        return Err(PlacementError::NotEnoughBrokers {
+            requested: replication_factor,
+            live,
+        });
+    }
+    Ok(())
+}
+
 /// [`assign_replicas`], aware of racks (Kafka's rack-aware assignment): when any live
 /// broker has a `broker.rack`, the brokers are arranged alternating between racks
 /// (brokers without one share a rack of their own), each partition's leader is taken
@@ -80,15 +86,7 @@ pub fn assign_replicas_by_rack(
         return assign_replicas(&ids, first, count, replication_factor, seed);
     }
     let n = live.len();
-    if replication_factor == 0 {
-        return Err(PlacementError::ZeroReplicationFactor);
-    }
-    if replication_factor > n {
-        return Err(PlacementError::NotEnoughBrokers {
-            requested: replication_factor,
-            live: n,
-        });
-    }
+    check_replication_factor(replication_factor, n)?;
     // Racks in name order, each with its brokers in id order; then one broker of each
     // rack in turn.
     let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();

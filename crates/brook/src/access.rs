@@ -343,16 +343,9 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
                 .with_iterations(iterations)
                 .with_salt(Bytes::from(salt))
                 .with_salted_password(Bytes::from(salted));
-            let mut client = Client::connect(&connect).await?;
-            let resp: AlterUserScramCredentialsResponse = client
-                .request(
-                    0,
-                    AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]),
-                )
-                .await?;
-            for r in &resp.results {
-                check(r.error_code, r.user.as_str(), r.error_message.as_ref())?;
-            }
+            let request =
+                AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]);
+            alter_scram(&connect, request).await?;
             println!("Set {} credential of user {name}", m.name());
             Ok(())
         }
@@ -362,21 +355,24 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
             connect,
         } => {
             let m = mechanism(&m)?;
-            let mut client = Client::connect(&connect).await?;
             let deletion = ScramCredentialDeletion::default()
                 .with_name(s(&name))
                 .with_mechanism(m.type_code());
-            let resp: AlterUserScramCredentialsResponse = client
-                .request(
-                    0,
-                    AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion]),
-                )
-                .await?;
-            for r in &resp.results {
-                check(r.error_code, r.user.as_str(), r.error_message.as_ref())?;
-            }
+            let request =
+                AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion]);
+            alter_scram(&connect, request).await?;
             println!("Deleted {} credential of user {name}", m.name());
             Ok(())
         }
     }
+}
+
+/// Sends an AlterUserScramCredentials request; fails on any user's error.
+async fn alter_scram(connect: &Connect, request: AlterUserScramCredentialsRequest) -> Result<()> {
+    let mut client = Client::connect(connect).await?;
+    let resp: AlterUserScramCredentialsResponse = client.request(0, request).await?;
+    for r in &resp.results {
+        check(r.error_code, r.user.as_str(), r.error_message.as_ref())?;
+    }
+    Ok(())
 }
