@@ -12,18 +12,19 @@
 //! [`measure`] (the admin API's requests, background tasks, `metrics.request.enable`
 //! off) runs the same, reading no clock.
 //!
-//! A leaf: any module may use it, it uses none.
+//! A leaf: any module may use it, it uses only the leaf `clock`.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+
+use crate::clock::monotonic_ns;
 
 /// One request's remote time so far, and how many waits are open.
 #[derive(Debug, Clone, Copy, Default)]
 struct Remote {
-    total: Duration,
+    total_ns: u64,
     open_waits: u32,
 }
 
@@ -35,7 +36,7 @@ thread_local! {
 }
 
 /// Runs a request's handler, returning its output and the time it spent in
-/// [`waiting_on_others`]. The handler is polled in place (`Unpin`: pin it and pass
+/// [`waiting_on_others`], in nanoseconds of [`monotonic_ns`]. The handler is polled in place (`Unpin`: pin it and pass
 /// `Pin<&mut _>`), so its state is never copied.
 pub fn measure<F: Future + Unpin>(handler: F) -> Measured<F> {
     Measured {
@@ -64,7 +65,7 @@ impl Drop for Restore<'_> {
 }
 
 impl<F: Future + Unpin> Future for Measured<F> {
-    type Output = (F::Output, Duration);
+    type Output = (F::Output, u64);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -75,7 +76,7 @@ impl<F: Future + Unpin> Future for Measured<F> {
         };
         let polled = Pin::new(&mut this.handler).poll(cx);
         drop(restore);
-        polled.map(|output| (output, this.remote.total))
+        polled.map(|output| (output, this.remote.total_ns))
     }
 }
 
@@ -87,7 +88,7 @@ pub async fn waiting_on_others<F: Future>(wait: F) -> F::Output {
 
 /// An open wait: counted when dropped, whether the wait finished or was cancelled.
 struct Waiting {
-    started: Instant,
+    started_ns: u64,
 }
 
 impl Waiting {
@@ -97,7 +98,7 @@ impl Waiting {
         remote.open_waits += 1;
         CURRENT.set(Some(remote));
         Some(Waiting {
-            started: Instant::now(),
+            started_ns: monotonic_ns(),
         })
     }
 }
@@ -109,7 +110,7 @@ impl Drop for Waiting {
         if let Some(mut remote) = CURRENT.get() {
             remote.open_waits = remote.open_waits.saturating_sub(1);
             if remote.open_waits == 0 {
-                remote.total += self.started.elapsed();
+                remote.total_ns += monotonic_ns().saturating_sub(self.started_ns);
             }
             CURRENT.set(Some(remote));
         }
@@ -119,10 +120,17 @@ impl Drop for Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// `measure`, its remote time as a `Duration`.
+    async fn measured<F: Future + Unpin>(handler: F) -> (F::Output, Duration) {
+        let (output, remote_ns) = measure(handler).await;
+        (output, Duration::from_nanos(remote_ns))
+    }
 
     #[tokio::test]
     async fn waits_add_up_and_local_work_does_not_count() {
-        let (value, remote) = measure(Box::pin(async {
+        let (value, remote) = measured(Box::pin(async {
             waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
             // Local work (not wrapped) is not remote time.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -143,7 +151,7 @@ mod tests {
 
     #[tokio::test]
     async fn nested_waits_count_once() {
-        let ((), remote) = measure(Box::pin(waiting_on_others(async {
+        let ((), remote) = measured(Box::pin(waiting_on_others(async {
             waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
             waiting_on_others(tokio::time::sleep(Duration::from_millis(30))).await;
         })))
@@ -156,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_counts_what_it_waited() {
-        let ((), remote) = measure(Box::pin(async {
+        let ((), remote) = measured(Box::pin(async {
             let never = waiting_on_others(std::future::pending::<()>());
             let _ = tokio::time::timeout(Duration::from_millis(30), never).await;
             // The cancelled wait is closed: a later one counts on its own.
@@ -172,17 +180,17 @@ mod tests {
     #[tokio::test]
     async fn a_wait_outside_a_request_is_just_awaited() {
         assert_eq!(waiting_on_others(async { 3 }).await, 3);
-        let ((), remote) = measure(Box::pin(async {})).await;
+        let ((), remote) = measured(Box::pin(async {})).await;
         assert_eq!(remote, Duration::ZERO);
     }
 
     #[tokio::test]
     async fn requests_on_concurrent_tasks_keep_their_own_totals() {
-        let slow = tokio::spawn(measure(Box::pin(waiting_on_others(tokio::time::sleep(
+        let slow = tokio::spawn(measured(Box::pin(waiting_on_others(tokio::time::sleep(
             Duration::from_millis(40),
         )))));
         // Polled on the same thread as the slow one (a current-thread runtime).
-        let ((), fast) = measure(Box::pin(async {
+        let ((), fast) = measured(Box::pin(async {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }))
         .await;
