@@ -567,13 +567,13 @@ async fn handle_frame(
     let mut dispatch =
         std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
     let measured = timing || metered.is_some();
-    let (handler_started_ns, (mut response, remote_ns)) = if measured {
-        (
-            Some(monotonic_ns()),
-            request_time::measure(dispatch.as_mut()).await,
-        )
+    let (handler_started_ns, mut response, remote_ns) = if measured {
+        let started_ns = monotonic_ns();
+        let mut measured = request_time::measure(dispatch.as_mut());
+        let response = (&mut measured).await;
+        (Some(started_ns), response, measured.remote_ns())
     } else {
-        (None, (dispatch.await, 0))
+        (None, dispatch.await, 0)
     };
     let handled = handler_started_ns.map(|started| (started, monotonic_ns()));
     let mute_ms = match (metered, handled) {
