@@ -15,6 +15,10 @@ pub fn now_ms() -> i64 {
 /// `CLOCK_MONOTONIC` (the clock behind `std::time::Instant`) in nanoseconds: one
 /// integer, so a request's phases are plain subtractions (`Instant`'s arithmetic on
 /// `timespec`s cost more than reading the clock; a reading is the vDSO, ~20 ns).
+/// Through nix, not rustix: rustix finds the vDSO itself by reading the auxiliary
+/// vector, which crashes under valgrind (the instruction counts of
+/// `bench/metrics_cost_ir.sh`).
+#[inline]
 pub fn monotonic_ns() -> u64 {
     // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make durations read 0.
     clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| {

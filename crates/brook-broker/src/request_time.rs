@@ -22,20 +22,23 @@ use std::task::{Context, Poll};
 use crate::clock::monotonic_ns;
 
 /// One request's remote time so far, and how many waits are open.
+///
+/// Two words without padding or niche, so the swap around each poll is four moves
+/// (an `Option<Remote>` with a `Duration` was copied field by field, padding bytes
+/// included).
 #[derive(Debug, Clone, Copy, Default)]
 struct Remote {
     total_ns: u64,
     open_waits: u32,
-    /// Whether this is a request's (false: no request is being polled). A flag rather
-    /// than an `Option`, so the swap around each poll moves 16 bytes, not 24.
-    measured: bool,
+    /// 1 while a request's handler is polled, 0 when none is.
+    measured: u32,
 }
 
 impl Remote {
     const NONE: Remote = Remote {
         total_ns: 0,
         open_waits: 0,
-        measured: false,
+        measured: 0,
     };
 }
 
@@ -54,7 +57,7 @@ pub fn measure<F: Future + Unpin>(handler: F) -> Measured<F> {
     Measured {
         handler,
         remote: Remote {
-            measured: true,
+            measured: 1,
             ..Remote::NONE
         },
     }
@@ -84,7 +87,7 @@ struct Restore<'a> {
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
         let current = CURRENT.replace(self.outer);
-        if current.measured {
+        if current.measured != 0 {
             *self.remote = current;
         }
     }
@@ -121,7 +124,7 @@ impl Waiting {
     /// `None` outside a request: nothing to count.
     fn start() -> Option<Waiting> {
         let mut remote = CURRENT.get();
-        if !remote.measured {
+        if remote.measured == 0 {
             return None;
         }
         remote.open_waits += 1;
@@ -137,7 +140,7 @@ impl Drop for Waiting {
         // A wait is dropped while its request is polled (finished, or cancelled by its
         // handler); a request dropped whole leaves nothing to add to.
         let mut remote = CURRENT.get();
-        if remote.measured {
+        if remote.measured != 0 {
             remote.open_waits = remote.open_waits.saturating_sub(1);
             if remote.open_waits == 0 {
                 remote.total_ns += monotonic_ns().saturating_sub(self.started_ns);

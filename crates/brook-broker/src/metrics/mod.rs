@@ -37,6 +37,7 @@ use state::StateCollector;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
+use crate::traffic::TopicCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabel {
@@ -46,17 +47,6 @@ struct TopicLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: String,
-}
-
-/// Per-topic counters (Kafka's BrokerTopicMetrics), one handle each.
-pub struct TopicCounters {
-    messages_in: Counter,
-    bytes_in: Counter,
-    bytes_out: Counter,
-    produce_requests: Counter,
-    failed_produce_requests: Counter,
-    fetch_requests: Counter,
-    failed_fetch_requests: Counter,
 }
 
 /// One topic's traffic counters, read at one moment.
@@ -378,31 +368,5 @@ impl Hasher for TopicHasher {
     /// is taken from.
     fn finish(&self) -> u64 {
         self.0.rotate_left(26)
-    }
-}
-
-impl TopicCounters {
-    /// A produce of `records` records in `bytes` bytes appended.
-    pub fn appended(&self, records: u64, bytes: u64) {
-        self.messages_in.inc_by(records);
-        self.bytes_in.inc_by(bytes);
-    }
-
-    pub fn produce_request(&self, failed: bool) {
-        self.produce_requests.inc();
-        if failed {
-            self.failed_produce_requests.inc();
-        }
-    }
-
-    pub fn fetch_request(&self, failed: bool) {
-        self.fetch_requests.inc();
-        if failed {
-            self.failed_fetch_requests.inc();
-        }
-    }
-
-    pub fn sent(&self, bytes: u64) {
-        self.bytes_out.inc_by(bytes);
     }
 }

@@ -26,6 +26,7 @@ pub use self::epochs::EpochCache;
 pub use self::follower::FollowerRead;
 use self::leader::{Applied, Leadership};
 pub use self::leader::{IsrChange, IsrOutcome};
+use crate::traffic::TopicCounters;
 
 /// The checks [`Partition::append`] makes on a produce request's batches, without
 /// appending: for a request that is re-encoded first (`compression.type`), so what the
@@ -137,6 +138,9 @@ pub struct Partition {
     /// Where fsync durations go (`brook_log_flush_seconds`), once the broker's replica
     /// set has opened this partition.
     flush_seconds: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
+    /// Its topic's traffic counters (`brook_topic_*`), kept by the first produce that
+    /// found them (see [`Partition::topic_counters`]).
+    topic_counters: std::sync::OnceLock<Arc<TopicCounters>>,
     /// This partition's deadline in the broker's maintenance queue, and the queue (set
     /// once the replica set has opened it).
     maintenance_slot: Slot,
@@ -194,6 +198,7 @@ impl Partition {
             data: watch::channel(0).0,
             syncing: Mutex::new(()),
             flush_seconds: std::sync::OnceLock::new(),
+            topic_counters: std::sync::OnceLock::new(),
             maintenance_slot: Slot::default(),
             maintenance: std::sync::OnceLock::new(),
         })
@@ -495,6 +500,21 @@ impl Partition {
     /// Sends this partition's fsync durations to `histogram` (set once).
     pub fn observe_flushes(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
         let _ = self.flush_seconds.set(histogram);
+    }
+
+    /// Its topic's traffic counters: kept here once `find` (the metrics' map, looked
+    /// up by name) has them, so the request path looks a topic up once per
+    /// partition, not once per request. `find` answers `None` while counting is off
+    /// or the topic is not in the metadata; nothing is kept then.
+    pub(crate) fn topic_counters(
+        &self,
+        find: impl FnOnce() -> Option<Arc<TopicCounters>>,
+    ) -> Option<&Arc<TopicCounters>> {
+        if let Some(counters) = self.topic_counters.get() {
+            return Some(counters);
+        }
+        let found = find()?;
+        Some(self.topic_counters.get_or_init(|| found))
     }
 
     pub fn close(self) -> Result<(), LogError> {
