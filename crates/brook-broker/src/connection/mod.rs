@@ -567,13 +567,15 @@ async fn handle_frame(
     let mut dispatch =
         std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
     let measured = timing || metered.is_some();
-    let (handler_started_ns, mut response, remote_ns) = if measured {
-        let started_ns = monotonic_ns();
+    let handler_started_ns = measured.then(monotonic_ns);
+    let mut remote_ns = 0;
+    let mut response = if measured {
         let mut measured = request_time::measure(dispatch.as_mut());
         let response = (&mut measured).await;
-        (Some(started_ns), response, measured.remote_ns())
+        remote_ns = measured.remote_ns();
+        response
     } else {
-        (None, dispatch.await, 0)
+        dispatch.await
     };
     let handled = handler_started_ns.map(|started| (started, monotonic_ns()));
     let mute_ms = match (metered, handled) {
