@@ -249,10 +249,15 @@ impl BrokerMetrics {
     /// The counters of `topic`, created on its first use; `None` if no such topic
     /// exists (so names a client makes up never become series) or requests are not
     /// counted (`metrics.request.enable=false`).
+    #[inline]
     pub fn topic(&self, topic: &str) -> Option<Arc<TopicCounters>> {
         if !self.requests_enabled {
             return None;
         }
+        self.find_topic(topic)
+    }
+
+    fn find_topic(&self, topic: &str) -> Option<Arc<TopicCounters>> {
         if let Some(counters) = self.topics.read().get(topic) {
             return Some(counters.clone());
         }
