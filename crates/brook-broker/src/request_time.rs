@@ -85,6 +85,7 @@ struct Restore<'a> {
 }
 
 impl Drop for Restore<'_> {
+    #[inline]
     fn drop(&mut self) {
         let current = CURRENT.replace(self.outer);
         if current.measured != 0 {
