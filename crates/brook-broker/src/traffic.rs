@@ -8,6 +8,7 @@
 use prometheus_client::metrics::counter::Counter;
 
 /// Per-topic counters, one handle each.
+#[derive(Default)]
 pub struct TopicCounters {
     pub(crate) messages_in: Counter,
     pub(crate) bytes_in: Counter,

@@ -592,4 +592,31 @@ mod tests {
         p.with_log(|log| log.delete_records_before(1)).unwrap();
         assert!(rx.has_changed().unwrap());
     }
+
+    #[test]
+    fn keeps_its_topics_counters_once_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
+            .topic_config(&Default::default(), crate::config::Dynamic::none());
+        let p = Partition::open(dir.path(), Arc::from("t"), 0, 1, Arc::new(config), NOW).unwrap();
+        let asked = &std::cell::Cell::new(0);
+        let find = |found: Option<Arc<TopicCounters>>| {
+            move || {
+                asked.set(asked.get() + 1);
+                found
+            }
+        };
+        // Nothing found (counting off, or the topic not in the metadata yet): asked
+        // again next time.
+        assert!(p.topic_counters(find(None)).is_none());
+        let counters = Arc::new(TopicCounters::default());
+        let kept = p.topic_counters(find(Some(counters.clone()))).unwrap();
+        assert!(Arc::ptr_eq(kept, &counters));
+        // Kept: the map is not asked again.
+        assert!(Arc::ptr_eq(
+            p.topic_counters(find(None)).unwrap(),
+            &counters
+        ));
+        assert_eq!(asked.get(), 2);
+    }
 }
