@@ -48,6 +48,7 @@ pub mod sasl;
 mod server;
 pub mod session;
 mod tls;
+mod traffic;
 mod txns;
 
 pub use apis::supported_apis;

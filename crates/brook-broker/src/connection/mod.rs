@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brook_protocol::frame::{frame_len, FRAME_PREFIX_LEN};
 use brook_protocol::request::{decode_request, encode_response, peek_header};
@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::apis;
-use crate::clock::now_ms;
+use crate::clock::{monotonic_ns, now_ms};
 use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
@@ -119,28 +119,29 @@ enum Outcome {
     ReplyThenClose(BytesMut),
 }
 
-/// A dispatched request's clock readings, kept until its response has been written
-/// (with `metrics.request.enable=false` no clock is read and there is none).
+/// A dispatched request's clock readings (`clock::monotonic_ns`), kept until its
+/// response has been written (with `metrics.request.enable=false` no clock is read
+/// and there is none).
 struct Timed {
     api: ApiKey,
     /// When its handler started (after the header checks and decoding).
-    handler_started: Instant,
+    handler_started_ns: u64,
     /// When its response was encoded.
-    handled: Instant,
-    remote: Duration,
+    handled_ns: u64,
+    remote_ns: u64,
     throttle_time_ms: i32,
 }
 
 impl Timed {
-    /// Records the request, received (its frame's last byte read) at `received`, whose
-    /// response has just been flushed.
-    fn record(&self, metrics: &BrokerMetrics, received: Instant) {
+    /// Records the request, received (its frame's last byte read) at `received_ns`,
+    /// whose response has just been flushed.
+    fn record(&self, metrics: &BrokerMetrics, received_ns: u64) {
         let times = RequestTimes::split(
-            received,
-            self.handler_started,
-            self.handled,
-            Instant::now(),
-            self.remote,
+            received_ns,
+            self.handler_started_ns,
+            self.handled_ns,
+            monotonic_ns(),
+            self.remote_ns,
             self.throttle_time_ms,
         );
         metrics.observe_request(self.api, &times);
@@ -204,7 +205,7 @@ pub async fn serve<R, W>(
             }
         };
         let (frame, reservation) = frame;
-        let received = timing.then(Instant::now);
+        let received_ns = timing.then(monotonic_ns);
         // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
         let Handled {
             outcome,
@@ -246,8 +247,8 @@ pub async fn serve<R, W>(
         };
         match written {
             Ok(Ok(())) => {
-                if let (Some(timed), Some(received)) = (timed, received) {
-                    timed.record(&services.metrics, received);
+                if let (Some(timed), Some(received_ns)) = (timed, received_ns) {
+                    timed.record(&services.metrics, received_ns);
                 }
                 if mute_ms > 0 {
                     // Kafka mutes a throttled client's channel once its response is
@@ -580,21 +581,23 @@ async fn handle_frame(
     let mut dispatch =
         std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
     let measured = timing || metered.is_some();
-    let (handler_started, (mut response, remote)) = if measured {
-        (
-            Some(Instant::now()),
-            request_time::measure(dispatch.as_mut()).await,
-        )
+    let handler_started_ns = measured.then(monotonic_ns);
+    let mut remote_ns = 0;
+    let mut response = if measured {
+        let mut measured = request_time::measure(dispatch.as_mut());
+        let response = (&mut measured).await;
+        remote_ns = measured.remote_ns();
+        response
     } else {
-        (None, (dispatch.await, Duration::ZERO))
+        dispatch.await
     };
-    let handled = handler_started.map(|started| (started, Instant::now()));
+    let handled = handler_started_ns.map(|started| (started, monotonic_ns()));
     let throttle_ms = match (metered, handled) {
-        (Some(metered), Some((started, handled))) => {
-            let busy = handled
-                .saturating_duration_since(started)
-                .saturating_sub(remote);
-            metered.finish(frame_bytes, busy, &mut response)
+        (Some(metered), Some((started_ns, handled_ns))) => {
+            let busy_ns = handled_ns
+                .saturating_sub(started_ns)
+                .saturating_sub(remote_ns);
+            metered.finish(frame_bytes, Duration::from_nanos(busy_ns), &mut response)
         }
         _ => 0,
     };
@@ -607,11 +610,11 @@ async fn handle_frame(
     let outcome = encode(api, version, correlation_id, response);
     let timed = handled
         .filter(|_| timing)
-        .map(|(handler_started, handled)| Timed {
+        .map(|(handler_started_ns, handled_ns)| Timed {
             api,
-            handler_started,
-            handled,
-            remote,
+            handler_started_ns,
+            handled_ns,
+            remote_ns,
             throttle_time_ms,
         });
     Handled {

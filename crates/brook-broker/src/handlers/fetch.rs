@@ -241,16 +241,21 @@ fn count_consumer_fetch(
     responses: &[FetchableTopicResponse],
     records: &[RecordsRegion],
 ) {
-    for (name, topic) in names.iter().zip(responses) {
-        if let Some(counters) = name.as_deref().and_then(|n| metrics.topic(n)) {
+    if !metrics.requests_enabled() {
+        return;
+    }
+    // One lookup per topic, not one per file region sent.
+    let counters: Vec<_> = names
+        .iter()
+        .map(|name| metrics.topic(name.as_deref()?))
+        .collect();
+    for (counters, topic) in counters.iter().zip(responses) {
+        if let Some(counters) = counters {
             counters.fetch_request(topic.partitions.iter().any(|p| p.error_code != 0));
         }
     }
     for r in records {
-        if let Some(counters) = names
-            .get(r.topic)
-            .and_then(|n| metrics.topic(n.as_deref()?))
-        {
+        if let Some(Some(counters)) = counters.get(r.topic) {
             counters.sent(r.region.len as u64);
         }
     }

@@ -15,6 +15,7 @@ use crate::metrics::BrokerMetrics;
 use crate::names::is_internal;
 use crate::partition::{check_produced, AppendError, Appended, Partition};
 use crate::replicas::Replicas;
+use crate::traffic::TopicCounters;
 use crate::txns::Txns;
 
 /// Longest acks=all wait Brook honours, whatever the client's timeout says.
@@ -74,8 +75,10 @@ pub async fn handle(
     let mut waits: Vec<(usize, usize, Arc<Partition>, Appended)> = Vec::new();
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
-        // None for a topic that does not exist: client-chosen names make no series.
-        let counters = metrics.topic(&topic.name.0);
+        // Found through the topic's first partition here (kept there), or looked up
+        // by name at the end: None for a topic that does not exist (client-chosen
+        // names make no series) or with counting off.
+        let mut counters: Option<Arc<TopicCounters>> = None;
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for (pi, pd) in topic.partition_data.into_iter().enumerate() {
             let response = 'response: {
@@ -193,8 +196,9 @@ pub async fn handle(
                 };
                 match appended {
                     Ok(a) => {
-                        if let Some(c) = &counters {
+                        if let Some(c) = partition.topic_counters(|| metrics.topic(&topic.name.0)) {
                             c.appended((a.next_offset - a.base_offset).max(0) as u64, size_bytes);
+                            counters.get_or_insert_with(|| c.clone());
                         }
                         if acks == -1 {
                             waits.push((ti, pi, partition.clone(), a));
@@ -216,7 +220,7 @@ pub async fn handle(
             };
             partition_responses.push(response);
         }
-        if let Some(c) = &counters {
+        if let Some(c) = counters.or_else(|| metrics.topic(&topic.name.0)) {
             c.produce_request(partition_responses.iter().any(|p| p.error_code != 0));
         }
         responses.push(

@@ -3,9 +3,10 @@
 //! Two kinds, so the request path pays almost nothing:
 //! - counted as it happens, through handles resolved once: request time per API key
 //!   split as Kafka's RequestMetrics (queue, local, remote, response send, total,
-//!   throttle; an array indexed by the key), per-topic messages and bytes in and out and
-//!   produce/fetch requests (a map read-locked by `&str`, no allocation once a topic
-//!   has been seen), open connections per listener;
+//!   throttle; an array indexed by the key, lock-free histograms of atomics), per-topic
+//!   messages and bytes in and out and produce/fetch requests (a map read-locked by
+//!   `&str` with a cheap hash, no allocation once a topic has been seen), open
+//!   connections per listener;
 //! - computed at scrape time from the services' own state ([`StateCollector`]): log
 //!   size and offsets per partition, leadership, under-replicated and offline
 //!   partitions, consumer groups' committed offsets and lag.
@@ -13,10 +14,12 @@
 //! Names follow Prometheus conventions: `brook_` prefix, base units in the name,
 //! `_total` on counters (added by the encoder). The README maps each to Kafka's JMX name.
 
+mod histogram;
 mod requests;
 mod state;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::messages::ApiKey;
@@ -34,6 +37,7 @@ use state::StateCollector;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
+use crate::traffic::TopicCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabel {
@@ -43,17 +47,6 @@ struct TopicLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: String,
-}
-
-/// Per-topic counters (Kafka's BrokerTopicMetrics), one handle each.
-pub struct TopicCounters {
-    messages_in: Counter,
-    bytes_in: Counter,
-    bytes_out: Counter,
-    produce_requests: Counter,
-    failed_produce_requests: Counter,
-    fetch_requests: Counter,
-    failed_fetch_requests: Counter,
 }
 
 /// One topic's traffic counters, read at one moment.
@@ -101,7 +94,7 @@ pub struct BrokerMetrics {
     /// Resolved on an API's first request, so only APIs in use have series.
     request_times_by_key: Box<[OnceLock<RequestHistograms>]>,
     topic_families: TopicFamilies,
-    topics: RwLock<HashMap<String, Arc<TopicCounters>>>,
+    topics: RwLock<HashMap<String, Arc<TopicCounters>, BuildHasherDefault<TopicHasher>>>,
     /// Open connections by listener name, one gauge per listener of the plan.
     connections: Vec<(String, Gauge)>,
     connections_family: Family<ListenerLabel, Gauge>,
@@ -229,17 +222,13 @@ impl BrokerMetrics {
     }
 
     /// Records where one request's time went.
+    #[inline]
     pub fn observe_request(&self, api: ApiKey, times: &RequestTimes) {
         let Some(slot) = self.request_times_by_key.get(api as i16 as usize) else {
             return;
         };
-        let h = slot.get_or_init(|| self.request_families.for_api(api));
-        h.queue.observe(times.queue.as_secs_f64());
-        h.local.observe(times.local.as_secs_f64());
-        h.remote.observe(times.remote.as_secs_f64());
-        h.response_send.observe(times.response_send.as_secs_f64());
-        h.throttle.observe(times.throttle.as_secs_f64());
-        h.total.observe(times.total.as_secs_f64());
+        slot.get_or_init(|| self.request_families.for_api(api))
+            .observe(times);
     }
 
     /// Counts a connection on listener `listener` (its name, `PLAINTEXT`).
@@ -261,10 +250,15 @@ impl BrokerMetrics {
     /// The counters of `topic`, created on its first use; `None` if no such topic
     /// exists (so names a client makes up never become series) or requests are not
     /// counted (`metrics.request.enable=false`).
+    #[inline]
     pub fn topic(&self, topic: &str) -> Option<Arc<TopicCounters>> {
         if !self.requests_enabled {
             return None;
         }
+        self.find_topic(topic)
+    }
+
+    fn find_topic(&self, topic: &str) -> Option<Arc<TopicCounters>> {
         if let Some(counters) = self.topics.read().get(topic) {
             return Some(counters.clone());
         }
@@ -344,28 +338,65 @@ impl BrokerMetrics {
     }
 }
 
-impl TopicCounters {
-    /// A produce of `records` records in `bytes` bytes appended.
-    pub fn appended(&self, records: u64, bytes: u64) {
-        self.messages_in.inc_by(records);
-        self.bytes_in.inc_by(bytes);
-    }
+/// The per-topic map's hasher: eight bytes at a time, each mixed in with a folded
+/// multiply (the 128-bit product's halves xored, wyhash's and foldhash's step, so a
+/// difference in a word's high bytes reaches the low bits the table indexes by; a
+/// plain multiply, FxHash's, only carries upward). A topic name hashes in a few
+/// instructions, where SipHash cost more than the counting. It resists no collision
+/// attack, and needs not: only topics that exist get an entry, and creating topics is
+/// an administrator's act.
+#[derive(Default)]
+struct TopicHasher(u64);
 
-    pub fn produce_request(&self, failed: bool) {
-        self.produce_requests.inc();
-        if failed {
-            self.failed_produce_requests.inc();
+impl TopicHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        let product = u128::from(self.0 ^ word) * u128::from(Self::K);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for TopicHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
         }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail));
     }
 
-    pub fn fetch_request(&self, failed: bool) {
-        self.fetch_requests.inc();
-        if failed {
-            self.failed_fetch_requests.inc();
-        }
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
     }
 
-    pub fn sent(&self, bytes: u64) {
-        self.bytes_out.inc_by(bytes);
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn topic_names_spread_over_the_table() {
+        let hasher = BuildHasherDefault::<TopicHasher>::default();
+        let hashes: HashSet<u64> = (0..4096)
+            .map(|i| hasher.hash_one(format!("orders-{i}").as_str()))
+            .collect();
+        assert_eq!(hashes.len(), 4096);
+        // hashbrown indexes by the low bits and tags by the top seven: 4096 random
+        // hashes fill ~2,590 of 4096 slots, and every tag.
+        let slots: HashSet<u64> = hashes.iter().map(|h| h & 0xfff).collect();
+        assert!(slots.len() > 2_400, "{} slots", slots.len());
+        let tags: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert_eq!(tags.len(), 128);
     }
 }

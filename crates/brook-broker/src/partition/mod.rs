@@ -26,6 +26,7 @@ pub use self::epochs::EpochCache;
 pub use self::follower::FollowerRead;
 use self::leader::{Applied, Leadership};
 pub use self::leader::{IsrChange, IsrOutcome};
+use crate::traffic::TopicCounters;
 
 /// The checks [`Partition::append`] makes on a produce request's batches, without
 /// appending: for a request that is re-encoded first (`compression.type`), so what the
@@ -137,6 +138,9 @@ pub struct Partition {
     /// Where fsync durations go (`brook_log_flush_seconds`), once the broker's replica
     /// set has opened this partition.
     flush_seconds: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
+    /// Its topic's traffic counters (`brook_topic_*`), kept by the first produce that
+    /// found them (see [`Partition::topic_counters`]).
+    topic_counters: std::sync::OnceLock<Arc<TopicCounters>>,
     /// This partition's deadline in the broker's maintenance queue, and the queue (set
     /// once the replica set has opened it).
     maintenance_slot: Slot,
@@ -194,6 +198,7 @@ impl Partition {
             data: watch::channel(0).0,
             syncing: Mutex::new(()),
             flush_seconds: std::sync::OnceLock::new(),
+            topic_counters: std::sync::OnceLock::new(),
             maintenance_slot: Slot::default(),
             maintenance: std::sync::OnceLock::new(),
         })
@@ -497,6 +502,21 @@ impl Partition {
         let _ = self.flush_seconds.set(histogram);
     }
 
+    /// Its topic's traffic counters: kept here once `find` (the metrics' map, looked
+    /// up by name) has them, so the request path looks a topic up once per
+    /// partition, not once per request. `find` answers `None` while counting is off
+    /// or the topic is not in the metadata; nothing is kept then.
+    pub(crate) fn topic_counters(
+        &self,
+        find: impl FnOnce() -> Option<Arc<TopicCounters>>,
+    ) -> Option<&Arc<TopicCounters>> {
+        if let Some(counters) = self.topic_counters.get() {
+            return Some(counters);
+        }
+        let found = find()?;
+        Some(self.topic_counters.get_or_init(|| found))
+    }
+
     pub fn close(self) -> Result<(), LogError> {
         self.inner.into_inner().log.close()
     }
@@ -571,5 +591,32 @@ mod tests {
         assert!(!rx.has_changed().unwrap());
         p.with_log(|log| log.delete_records_before(1)).unwrap();
         assert!(rx.has_changed().unwrap());
+    }
+
+    #[test]
+    fn keeps_its_topics_counters_once_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
+            .topic_config(&Default::default(), crate::config::Dynamic::none());
+        let p = Partition::open(dir.path(), Arc::from("t"), 0, 1, Arc::new(config), NOW).unwrap();
+        let asked = &std::cell::Cell::new(0);
+        let find = |found: Option<Arc<TopicCounters>>| {
+            move || {
+                asked.set(asked.get() + 1);
+                found
+            }
+        };
+        // Nothing found (counting off, or the topic not in the metadata yet): asked
+        // again next time.
+        assert!(p.topic_counters(find(None)).is_none());
+        let counters = Arc::new(TopicCounters::default());
+        let kept = p.topic_counters(find(Some(counters.clone()))).unwrap();
+        assert!(Arc::ptr_eq(kept, &counters));
+        // Kept: the map is not asked again.
+        assert!(Arc::ptr_eq(
+            p.topic_counters(find(None)).unwrap(),
+            &counters
+        ));
+        assert_eq!(asked.get(), 2);
     }
 }
