@@ -104,6 +104,20 @@ def test_producers_and_consumers_are_held_to_their_byte_rates(brook):
     assert slow_read >= 5.0, f"throttled consumer took {slow_read:.1f}s"
     assert fast_read < slow_read, (fast_read, slow_read)
 
+    # Per-client quota metrics: the clients a quota covers, their rate and the throttle
+    # time they were given (Kafka's per client-id byte-rate and throttle-time).
+    import re
+    import urllib.request
+    with urllib.request.urlopen(brook.admin_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    throttled = re.search(
+        r'^brook_client_quota_throttle_time_seconds_total\{quota="producer_byte_rate",'
+        r'user="",client_id="slow"\} (\S+)$', text, re.M)
+    assert throttled and float(throttled.group(1)) >= 1.0, text[-3000:]
+    assert re.search(r'^brook_client_quota_rate\{quota="consumer_byte_rate",user="",'
+                     r'client_id="slow-reader"\} \S+$', text, re.M), text[-3000:]
+    assert 'client_id="fast"' not in text
+
 
 
 MUTATION_RATE = 2  # partitions per second; with 2 windows of 1 s, a burst of 4

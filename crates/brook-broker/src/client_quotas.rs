@@ -68,6 +68,9 @@ pub struct Rate {
     /// At most `samples`, oldest first.
     samples: Vec<Sample>,
     last_record_ms: u64,
+    /// Every throttle time this rate has given, in ms (Kafka's `throttle-time`
+    /// sensor, kept as a total).
+    throttled_ms: u64,
 }
 
 impl Rate {
@@ -147,6 +150,16 @@ impl Rate {
     }
 }
 
+/// One rate in use, as the metrics show it ([`ClientQuotaRates::snapshot`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaUsage {
+    pub kind: QuotaKind,
+    pub user: String,
+    pub client_id: String,
+    pub rate: f64,
+    pub throttled_ms: u64,
+}
+
 /// What a rate is kept under: the quota's kind and the tags of the entity it was
 /// resolved to.
 type RateKey = (QuotaKind, String, String);
@@ -190,14 +203,19 @@ impl ClientQuotaRates {
     ) -> u64 {
         let throttle = self.with_rate(quotas, kind, user, client_id, now_ms, |rate, limit| {
             rate.record(&self.windows, value, now_ms);
-            rate.throttle_ms(&self.windows, limit, now_ms)
+            let throttle = match kind {
+                // Kafka bounds request-time throttling to one window.
+                QuotaKind::Request => rate
+                    .throttle_ms(&self.windows, limit, now_ms)
+                    .min(self.windows.window_ms()),
+                QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::ControllerMutation => {
+                    rate.throttle_ms(&self.windows, limit, now_ms)
+                }
+            };
+            rate.throttled_ms = rate.throttled_ms.saturating_add(throttle);
+            throttle
         });
-        match (kind, throttle) {
-            (_, None) => 0,
-            // Kafka bounds request-time throttling to one window.
-            (QuotaKind::Request, Some(t)) => t.min(self.windows.window_ms()),
-            (QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::ControllerMutation, Some(t)) => t,
-        }
+        throttle.unwrap_or(0)
     }
 
     /// Takes back a value recorded at `now_ms` (a throttled fetch is answered empty,
@@ -242,6 +260,24 @@ impl ClientQuotaRates {
             }
         }
         Some(f(rates.entry(key).or_default(), quota.limit))
+    }
+
+    /// Every rate in use, as the metrics show it: the quota's kind, its user and
+    /// client-id tags, the rate now (units per second) and the throttle time it has
+    /// given in all (ms).
+    pub fn snapshot(&self) -> Vec<QuotaUsage> {
+        let now_ms = self.now_ms();
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        rates
+            .iter_mut()
+            .map(|((kind, user, client_id), rate)| QuotaUsage {
+                kind: *kind,
+                user: user.clone(),
+                client_id: client_id.clone(),
+                rate: rate.measure(&self.windows, now_ms),
+                throttled_ms: rate.throttled_ms,
+            })
+            .collect()
     }
 
     /// The most a single request may bring without being throttled for sure (Kafka's
@@ -335,6 +371,12 @@ mod tests {
         assert_eq!(
             rates.record(&q, QuotaKind::Produce, "alice", "b", 10_000.0, 0),
             5000
+        );
+        let usage = rates.snapshot();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(
+            (usage[0].kind, usage[0].user.as_str(), usage[0].throttled_ms),
+            (QuotaKind::Produce, "alice", 5000)
         );
         // Bob has no quota; fetches are not limited.
         assert_eq!(rates.record(&q, QuotaKind::Produce, "bob", "a", 1e9, 0), 0);

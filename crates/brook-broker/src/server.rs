@@ -547,10 +547,12 @@ async fn wire(
             txns: txns.clone(),
         })
     });
+    let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));
     let metrics = Arc::new(BrokerMetrics::new(
         replicas.clone(),
         groups.clone(),
         metadata.clone(),
+        quotas.clone(),
         MetricsSwitches {
             listeners: listener_names,
             requests: settings.metrics_request_enable,
@@ -561,7 +563,6 @@ async fn wire(
     if access.enabled() {
         tracing::info!("authorizer: StandardAuthorizer (ACLs in the metadata log)");
     }
-    let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));
     let services = Arc::new(Services {
         access,
         quotas,

@@ -15,6 +15,7 @@
 //! `_total` on counters (added by the encoder). The README maps each to Kafka's JMX name.
 
 mod histogram;
+mod quotas;
 mod requests;
 mod state;
 
@@ -33,6 +34,8 @@ use prometheus_client::registry::Registry;
 pub use requests::RequestTimes;
 use requests::{RequestFamilies, RequestHistograms, API_KEY_SLOTS};
 use state::StateCollector;
+
+use crate::client_quotas::ClientQuotaRates;
 
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
@@ -126,6 +129,7 @@ impl BrokerMetrics {
         replicas: Arc<Replicas>,
         groups: Arc<Groups>,
         metadata: MetadataView,
+        quotas: Arc<ClientQuotaRates>,
         switches: MetricsSwitches,
     ) -> Self {
         let mut registry = Registry::default();
@@ -196,6 +200,7 @@ impl BrokerMetrics {
                 )
             })
             .collect();
+        registry.register_collector(Box::new(quotas::QuotaCollector { rates: quotas }));
         registry.register_collector(Box::new(StateCollector {
             replicas,
             groups,
