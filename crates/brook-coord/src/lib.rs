@@ -48,6 +48,7 @@ pub mod consumer;
 pub mod coordinator;
 mod group;
 pub mod records;
+pub mod share;
 mod timers;
 pub mod txn;
 
