@@ -145,6 +145,9 @@ impl Groups {
             consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64) as usize,
             consumer_assignors: consumer_assignors(&settings.group_consumer_assignors),
             consumer_regex_refresh_interval_ms: settings.group_consumer_regex_refresh_interval_ms,
+            share_session_timeout_ms: clamp_i32(settings.group_share_session_timeout_ms),
+            share_heartbeat_interval_ms: clamp_i32(settings.group_share_heartbeat_interval_ms),
+            share_max_size: settings.group_share_max_size.clamp(1, i32::MAX as i64) as usize,
             ..GroupConfig::default()
         };
         let state = GroupState {

@@ -44,6 +44,7 @@ mod request_time;
 mod router;
 pub mod sasl;
 mod server;
+mod shares;
 pub mod session;
 mod tls;
 mod txns;

@@ -25,6 +25,7 @@ use crate::cluster::{isr, rpc::InternalRpc};
 use crate::config::{BrokerConfig, ConfigError};
 use crate::controller_client::{ControllerClient, MetaStore};
 use crate::groups::Groups;
+use crate::shares::Shares;
 use crate::listeners::{self, ListenerPlan};
 use crate::log_levels::LogLevels;
 use crate::markers::MarkerWriter;
@@ -521,6 +522,7 @@ async fn wire(
         metadata.clone(),
         controller.clone(),
     ));
+    let shares = Arc::new(Shares::new(&settings, replicas.clone(), groups.clone()));
     let markers = Arc::new(MarkerWriter {
         replicas: replicas.clone(),
         groups: groups.clone(),
@@ -582,6 +584,7 @@ async fn wire(
         controller,
         replicas,
         groups,
+        shares,
         txns,
         markers,
         internal,
@@ -730,6 +733,8 @@ async fn coordinator_timers(services: Arc<Services>, mut shutdown: watch::Receiv
         if let Ok(Some(outcome)) = txn_tick {
             tokio::spawn(services.txns.clone().after_tick(outcome));
         }
+        // Share group members whose session expired: release what they hold.
+        crate::handlers::share_group::release_departed(&services.groups, &services.shares).await;
     }
 }
 

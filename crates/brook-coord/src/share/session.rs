@@ -16,6 +16,10 @@ pub const INITIAL_EPOCH: i32 = 0;
 /// The epoch that closes one.
 pub const FINAL_EPOCH: i32 = -1;
 
+/// The most partitions one session may hold (Brook's bound: a session grows by the
+/// partitions its requests name).
+pub const MAX_SESSION_PARTITIONS: usize = 10_000;
+
 /// A partition of a session: (topic id, partition index).
 pub type SessionPartition = (Uuid, i32);
 
@@ -28,6 +32,8 @@ pub enum SessionError {
     InvalidEpoch,
     #[error("the limit of share sessions has been reached")]
     LimitReached,
+    #[error("a share session may hold at most {MAX_SESSION_PARTITIONS} partitions")]
+    TooManyPartitions,
 }
 
 #[derive(Debug)]
@@ -90,6 +96,9 @@ impl ShareSessions {
         let key = (group.to_owned(), member.to_owned());
         match epoch {
             INITIAL_EPOCH if kind == SessionUse::Fetch => {
+                if add.len() > MAX_SESSION_PARTITIONS {
+                    return Err(SessionError::TooManyPartitions);
+                }
                 if !self.sessions.contains_key(&key) && self.sessions.len() >= self.max_sessions {
                     self.evict_idle(now_ms)?;
                 }
@@ -114,6 +123,10 @@ impl ShareSessions {
                 let session = self.sessions.get_mut(&key).ok_or(SessionError::NotFound)?;
                 if session.next_epoch != epoch {
                     return Err(SessionError::InvalidEpoch);
+                }
+                let growth = add.iter().filter(|p| !session.partitions.contains(p)).count();
+                if session.partitions.len() + growth > MAX_SESSION_PARTITIONS {
+                    return Err(SessionError::TooManyPartitions);
                 }
                 session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
                 session.last_used_ms = now_ms;

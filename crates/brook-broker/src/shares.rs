@@ -1,0 +1,419 @@
+//! `Shares`: the broker side of KIP-932 share groups — the delivery state of every
+//! share-partition this broker leads (`brook_coord::share::partition`, one per group and
+//! partition), the share sessions of its share consumers, and the writes that make the
+//! state durable.
+//!
+//! Durability: a share-partition's state (its start offset and the records in flight
+//! with their state and delivery count) is written as one record (Brook's key type 100)
+//! to the group's `__consumer_offsets` partition, through the group coordinator, before
+//! an acknowledgement is answered, when a share-partition is first initialised (so the
+//! `latest` start point survives a restart), and when lock expiry or a departed member
+//! changed it. The coordinator replays these records like the group's others, and a
+//! share-partition first used after a restart starts from its record. Acquisitions are
+//! not written: after a restart, records that were acquired are delivered again (with
+//! the delivery count last written), never records that were acknowledged. The record
+//! is keyed by (group, topic id, partition), so compaction keeps only the newest.
+//!
+//! Where the group's coordinator is another broker (a cluster where this broker leads
+//! the partition but not the group's offsets partition), the state is in memory only.
+//!
+//! Locks: the map's lock is never held while a share-partition's is taken for long;
+//! a persist takes the coordinator's lock and then the share-partition's (never the
+//! other way round).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use brook_coord::share::partition::{AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig};
+use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, ShareSessions};
+use brook_coord::Effects;
+use brook_protocol::batch::BatchIter;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use crate::config::BrokerSettings;
+use crate::groups::Groups;
+use crate::partition::Partition;
+use crate::replicas::Replicas;
+
+/// The most share-partitions (group × partition) this broker keeps state for: a bound
+/// on what clients can make it hold (Brook's limit).
+pub const MAX_SHARE_PARTITIONS: usize = 100_000;
+
+/// A share-partition: (group, topic id, partition).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShareKey {
+    pub group: String,
+    pub topic: Uuid,
+    pub partition: i32,
+}
+
+type Shared = Arc<Mutex<SharePartition>>;
+
+/// What one partition of a ShareFetch got.
+#[derive(Debug, Default)]
+pub struct PartitionFetch {
+    pub error: i16,
+    pub records: Option<Bytes>,
+    pub acquired: Vec<Acquired>,
+    /// (leader id, leader epoch).
+    pub leader: (i32, i32),
+    /// When the next acquisition lock of this share-partition expires.
+    pub next_deadline_ms: Option<i64>,
+}
+
+pub struct Shares {
+    replicas: Arc<Replicas>,
+    groups: Arc<Groups>,
+    config: SharePartitionConfig,
+    partitions: Mutex<HashMap<ShareKey, Shared>>,
+    sessions: Mutex<ShareSessions>,
+}
+
+impl Shares {
+    pub fn new(settings: &BrokerSettings, replicas: Arc<Replicas>, groups: Arc<Groups>) -> Self {
+        let config = SharePartitionConfig {
+            lock_duration_ms: settings.group_share_record_lock_duration_ms.max(1),
+            delivery_count_limit: settings.group_share_delivery_count_limit.clamp(2, i16::MAX.into())
+                as i16,
+            max_in_flight: settings.group_share_partition_max_record_locks.clamp(1, 1_000_000),
+        };
+        let sessions = ShareSessions::new(
+            settings.group_share_max_share_sessions.clamp(1, 1_000_000) as usize,
+            settings.group_share_session_timeout_ms.max(1),
+        );
+        Shares {
+            replicas,
+            groups,
+            config,
+            partitions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(sessions),
+        }
+    }
+
+    /// `group.share.record.lock.duration.ms`, as ShareFetch reports it.
+    pub fn lock_duration_ms(&self) -> i32 {
+        i32::try_from(self.config.lock_duration_ms).unwrap_or(i32::MAX)
+    }
+
+    /// Applies a request's session epoch (see `brook_coord::share::session`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn session(
+        &self,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        kind: SessionUse,
+        add: &[SessionPartition],
+        forget: &[SessionPartition],
+        now_ms: i64,
+    ) -> Result<Vec<SessionPartition>, SessionError> {
+        self.sessions
+            .lock()
+            .request(group, member, epoch, kind, add, forget, now_ms)
+    }
+
+    /// The share-partition's state, created on first use: from its stored record, or
+    /// at the partition's high watermark (`share.auto.offset.reset=latest`). The bool
+    /// says whether it is new and not yet written.
+    fn partition(&self, key: &ShareKey, replica: &Partition) -> Result<(Shared, bool), i16> {
+        if let Some(sp) = self.partitions.lock().get(key) {
+            return Ok((sp.clone(), false));
+        }
+        let stored = self.groups.read(|g| {
+            g.coordinator
+                .share_partition_state(&key.group, &key.topic, key.partition)
+        });
+        let fresh = stored.is_none();
+        let sp = match stored {
+            Some(s) => SharePartition::from_stored(self.config, &s),
+            None => SharePartition::new(self.config, replica.offsets().1),
+        };
+        let mut map = self.partitions.lock();
+        if let Some(existing) = map.get(key) {
+            return Ok((existing.clone(), false));
+        }
+        if map.len() >= MAX_SHARE_PARTITIONS {
+            tracing::warn!(limit = MAX_SHARE_PARTITIONS, "too many share-partitions");
+            return Err(ResponseError::UnknownServerError.code());
+        }
+        let shared = Arc::new(Mutex::new(sp));
+        map.insert(key.clone(), shared.clone());
+        tracing::debug!(group = %key.group, topic = %key.topic, partition = key.partition, fresh, "share-partition initialised");
+        Ok((shared, fresh))
+    }
+
+    /// The partition this broker leads, or the error a share fetch gets.
+    fn leader(&self, topic: Option<&str>, partition: i32) -> Result<Arc<Partition>, i16> {
+        let Some(name) = topic else {
+            return Err(ResponseError::UnknownTopicId.code());
+        };
+        let replica = self
+            .replicas
+            .get(name, partition)
+            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        if !replica.is_leader() {
+            return Err(ResponseError::NotLeaderOrFollower.code());
+        }
+        Ok(replica)
+    }
+
+    /// The data-change watch of a partition this broker leads (a share fetch waits on it).
+    pub fn changes(&self, topic: Option<&str>, partition: i32) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.leader(topic, partition).ok().map(|p| p.data_changes())
+    }
+
+    /// Applies a member's acknowledgements to one share-partition: Ok with the
+    /// share-partition to persist, or the partition's acknowledge error code.
+    pub fn acknowledge(
+        &self,
+        group: &str,
+        member: &str,
+        topic: (Uuid, Option<&str>),
+        partition: i32,
+        batches: &[(i64, i64, &[i8])],
+        now_ms: i64,
+    ) -> Result<ShareKey, i16> {
+        let replica = self.leader(topic.1, partition)?;
+        let key = ShareKey {
+            group: group.to_owned(),
+            topic: topic.0,
+            partition,
+        };
+        let (sp, _) = self.partition(&key, &replica)?;
+        let mut sp = sp.lock();
+        sp.expire_locks(now_ms);
+        let mut result = Ok(());
+        for (first, last, types) in batches {
+            if let Err(e) = sp.acknowledge(member, *first, *last, types, now_ms) {
+                tracing::debug!(group, member, %e, "acknowledgement refused");
+                result = Err(match e {
+                    AckError::InvalidRecordState(_) => ResponseError::InvalidRecordState.code(),
+                    AckError::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+                });
+            }
+        }
+        result.map(|()| key)
+    }
+
+    /// Releases what a member holds in the given share-partitions (its session closed).
+    pub fn release(&self, group: &str, member: &str, partitions: &[SessionPartition]) -> Vec<ShareKey> {
+        let mut changed = Vec::new();
+        for (topic, partition) in partitions {
+            let key = ShareKey {
+                group: group.to_owned(),
+                topic: *topic,
+                partition: *partition,
+            };
+            let sp = self.partitions.lock().get(&key).cloned();
+            if sp.is_some_and(|sp| sp.lock().release_member(member)) {
+                changed.push(key);
+            }
+        }
+        changed
+    }
+
+    /// Members that left their share group: what they hold is released and their share
+    /// sessions closed. Returns the share-partitions to persist.
+    pub fn members_departed(&self, departed: &[(String, String)]) -> Vec<ShareKey> {
+        if departed.is_empty() {
+            return Vec::new();
+        }
+        let all: Vec<(ShareKey, Shared)> = self
+            .partitions
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut changed = Vec::new();
+        for (group, member) in departed {
+            self.sessions.lock().remove(group, member);
+            for (key, sp) in all.iter().filter(|(k, _)| &k.group == group) {
+                if sp.lock().release_member(member) {
+                    changed.push(key.clone());
+                }
+            }
+        }
+        changed
+    }
+
+    /// One pass of a share fetch over `partitions` (topic id, its name, index): for each,
+    /// reads from the first available record and acquires what it can for `member`, at
+    /// most `max_records` in all. Blocking (reads segment files): run on the blocking
+    /// pool. Returns the per-partition outcome and the share-partitions to persist.
+    pub fn fetch_pass(
+        &self,
+        group: &str,
+        member: &str,
+        partitions: &[(Uuid, Option<String>, i32)],
+        max_records: usize,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> (Vec<PartitionFetch>, Vec<ShareKey>) {
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut dirty = Vec::new();
+        let (mut records_left, mut bytes_left) = (max_records, max_bytes);
+        for (topic, name, index) in partitions {
+            let key = ShareKey {
+                group: group.to_owned(),
+                topic: *topic,
+                partition: *index,
+            };
+            let mut fetch = PartitionFetch::default();
+            match self.fetch_one(&key, name.as_deref(), member, records_left, bytes_left, now_ms, &mut fetch) {
+                Ok(changed) => {
+                    if changed {
+                        dirty.push(key);
+                    }
+                }
+                Err(code) => fetch.error = code,
+            }
+            let got: i64 = fetch
+                .acquired
+                .iter()
+                .map(|a| a.last_offset - a.first_offset + 1)
+                .sum();
+            records_left = records_left.saturating_sub(usize::try_from(got).unwrap_or(usize::MAX));
+            bytes_left = bytes_left.saturating_sub(fetch.records.as_ref().map_or(0, Bytes::len));
+            out.push(fetch);
+        }
+        (out, dirty)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_one(
+        &self,
+        key: &ShareKey,
+        name: Option<&str>,
+        member: &str,
+        max_records: usize,
+        max_bytes: usize,
+        now_ms: i64,
+        fetch: &mut PartitionFetch,
+    ) -> Result<bool, i16> {
+        let replica = self.leader(name, key.partition)?;
+        fetch.leader = replica.leadership();
+        let (sp, fresh) = self.partition(key, &replica)?;
+        let (log_start, hw) = replica.offsets();
+        let (offset, mut changed) = {
+            let mut sp = sp.lock();
+            let moved = sp.follow_log_start(log_start);
+            let expired = sp.expire_locks(now_ms);
+            fetch.next_deadline_ms = sp.next_deadline_ms();
+            (sp.fetch_offset(), fresh || moved || expired)
+        };
+        let Some(offset) = offset.filter(|o| *o < hw && max_records > 0 && max_bytes > 0) else {
+            return Ok(changed);
+        };
+        let read = replica
+            .read_committed(offset, max_bytes, true, -1, false)
+            .map_err(|r| r.0)?;
+        let Some(slice) = read.slice else {
+            return Ok(changed);
+        };
+        let bytes = slice.read_bytes().map_err(|e| {
+            tracing::error!(topic = ?name, partition = key.partition, error = %e, "share fetch read failed");
+            ResponseError::KafkaStorageError.code()
+        })?;
+        let mut batches = Vec::new();
+        let mut ranges = Vec::new();
+        for item in BatchIter::new(&bytes) {
+            let Ok((header, range)) = item else { break };
+            if header.base_offset >= hw {
+                break;
+            }
+            batches.push(LogBatch {
+                first_offset: header.base_offset,
+                last_offset: header.last_offset().min(hw - 1),
+                control: header.is_control(),
+            });
+            ranges.push(range);
+        }
+        let acquired = {
+            let mut sp = sp.lock();
+            let end_before = sp.end_offset();
+            let acquired = sp.acquire(member, &batches, max_records, now_ms);
+            // Control batches passed move the start: worth writing.
+            changed |= sp.end_offset() != end_before && acquired.is_empty();
+            fetch.next_deadline_ms = sp.next_deadline_ms();
+            acquired
+        };
+        if !acquired.is_empty() {
+            fetch.records = Some(keep_batches(&bytes, &batches, &ranges, &acquired));
+        }
+        fetch.acquired = acquired;
+        Ok(changed)
+    }
+
+    /// Writes the state of these share-partitions to their group's `__consumer_offsets`
+    /// partition (one append), if this broker coordinates the group. The state is read
+    /// under the coordinator's lock, so concurrent writes land in the order of their
+    /// snapshots.
+    pub async fn persist(&self, group: &str, keys: Vec<ShareKey>) -> Result<(), i16> {
+        if keys.is_empty() || !self.groups.coordinates(group) {
+            return Ok(());
+        }
+        let shared: Vec<(ShareKey, Shared)> = {
+            let map = self.partitions.lock();
+            keys.into_iter()
+                .filter_map(|k| map.get(&k).cloned().map(|sp| (k, sp)))
+                .collect()
+        };
+        self.groups
+            .apply(group, |c| {
+                let records = shared
+                    .iter()
+                    .filter_map(|(k, sp)| {
+                        let state = sp.lock().stored();
+                        c.write_share_partition_state(&k.group, k.topic, k.partition, state)
+                    })
+                    .collect();
+                (
+                    (),
+                    Effects {
+                        replies: vec![],
+                        records,
+                    },
+                )
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(group, error = %e.message, "cannot write share-partition state");
+                e.code
+            })
+    }
+}
+
+/// The batches of `bytes` that hold an acquired record, concatenated (the client reads
+/// only the acquired records of what it gets; the rest need not travel).
+fn keep_batches(
+    bytes: &Bytes,
+    batches: &[LogBatch],
+    ranges: &[std::ops::Range<usize>],
+    acquired: &[Acquired],
+) -> Bytes {
+    let overlaps = |b: &LogBatch| {
+        acquired
+            .iter()
+            .any(|a| a.first_offset <= b.last_offset && a.last_offset >= b.first_offset)
+    };
+    let kept: Vec<&std::ops::Range<usize>> = batches
+        .iter()
+        .zip(ranges)
+        .filter(|(b, _)| overlaps(b))
+        .map(|(_, r)| r)
+        .collect();
+    // Contiguous kept batches are one slice of the read, without a copy.
+    if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+        if kept.windows(2).all(|w| w[0].end == w[1].start) {
+            return bytes.slice(first.start..last.end);
+        }
+    }
+    let mut out = BytesMut::new();
+    for r in kept {
+        out.extend_from_slice(&bytes[r.clone()]);
+    }
+    out.freeze()
+}
