@@ -16,6 +16,7 @@ mod access;
 mod admin_http;
 mod apis;
 mod applier;
+mod background;
 mod cleaner;
 mod client_quotas;
 mod clock;
@@ -44,8 +45,8 @@ mod request_time;
 mod router;
 pub mod sasl;
 mod server;
-mod shares;
 pub mod session;
+mod shares;
 mod tls;
 mod txns;
 

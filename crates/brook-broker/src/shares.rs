@@ -24,7 +24,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use brook_coord::share::partition::{AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig};
+use brook_coord::share::partition::{
+    AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig,
+};
 use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, ShareSessions};
 use brook_coord::Effects;
 use brook_protocol::batch::BatchIter;
@@ -76,9 +78,12 @@ impl Shares {
     pub fn new(settings: &BrokerSettings, replicas: Arc<Replicas>, groups: Arc<Groups>) -> Self {
         let config = SharePartitionConfig {
             lock_duration_ms: settings.group_share_record_lock_duration_ms.max(1),
-            delivery_count_limit: settings.group_share_delivery_count_limit.clamp(2, i16::MAX.into())
-                as i16,
-            max_in_flight: settings.group_share_partition_max_record_locks.clamp(1, 1_000_000),
+            delivery_count_limit: settings
+                .group_share_delivery_count_limit
+                .clamp(2, i16::MAX.into()) as i16,
+            max_in_flight: settings
+                .group_share_partition_max_record_locks
+                .clamp(1, 1_000_000),
         };
         let sessions = ShareSessions::new(
             settings.group_share_max_share_sessions.clamp(1, 1_000_000) as usize,
@@ -161,7 +166,11 @@ impl Shares {
     }
 
     /// The data-change watch of a partition this broker leads (a share fetch waits on it).
-    pub fn changes(&self, topic: Option<&str>, partition: i32) -> Option<tokio::sync::watch::Receiver<u64>> {
+    pub fn changes(
+        &self,
+        topic: Option<&str>,
+        partition: i32,
+    ) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.leader(topic, partition).ok().map(|p| p.data_changes())
     }
 
@@ -199,7 +208,12 @@ impl Shares {
     }
 
     /// Releases what a member holds in the given share-partitions (its session closed).
-    pub fn release(&self, group: &str, member: &str, partitions: &[SessionPartition]) -> Vec<ShareKey> {
+    pub fn release(
+        &self,
+        group: &str,
+        member: &str,
+        partitions: &[SessionPartition],
+    ) -> Vec<ShareKey> {
         let mut changed = Vec::new();
         for (topic, partition) in partitions {
             let key = ShareKey {
@@ -262,7 +276,15 @@ impl Shares {
                 partition: *index,
             };
             let mut fetch = PartitionFetch::default();
-            match self.fetch_one(&key, name.as_deref(), member, records_left, bytes_left, now_ms, &mut fetch) {
+            match self.fetch_one(
+                &key,
+                name.as_deref(),
+                member,
+                records_left,
+                bytes_left,
+                now_ms,
+                &mut fetch,
+            ) {
                 Ok(changed) => {
                     if changed {
                         dirty.push(key);

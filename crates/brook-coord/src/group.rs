@@ -11,8 +11,8 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
 use crate::consumer::ConsumerGroup;
-use crate::share::ShareGroup;
 use crate::records::{CommittedOffset, OffsetsRecord};
+use crate::share::ShareGroup;
 use crate::ReplyToken;
 
 /// The protocol type of Kafka consumers, whose subscriptions the coordinator can read.

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, FINAL_EPOCH, INITIAL_EPOCH};
+use brook_coord::share::session::{
+    SessionError, SessionPartition, SessionUse, FINAL_EPOCH, INITIAL_EPOCH,
+};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::share_acknowledge_response::{
     PartitionData as AckPartitionData, ShareAcknowledgeTopicResponse,
@@ -92,7 +94,11 @@ async fn acknowledge(
     codes
 }
 
-pub async fn fetch(shares: &Arc<Shares>, meta: &MetadataView, req: ShareFetchRequest) -> ShareFetchResponse {
+pub async fn fetch(
+    shares: &Arc<Shares>,
+    meta: &MetadataView,
+    req: ShareFetchRequest,
+) -> ShareFetchResponse {
     let fail = |code: i16, message: &str| {
         ShareFetchResponse::default()
             .with_error_code(code)
@@ -120,7 +126,11 @@ pub async fn fetch(shares: &Arc<Shares>, meta: &MetadataView, req: ShareFetchReq
     let add: Vec<SessionPartition> = req
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, p.partition_index)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic_id, p.partition_index))
+        })
         .collect();
     let forget: Vec<SessionPartition> = req
         .forgotten_topics_data
@@ -128,7 +138,15 @@ pub async fn fetch(shares: &Arc<Shares>, meta: &MetadataView, req: ShareFetchReq
         .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
         .collect();
     let now = now_ms();
-    let session = match shares.session(&group, &member, epoch, SessionUse::Fetch, &add, &forget, now) {
+    let session = match shares.session(
+        &group,
+        &member,
+        epoch,
+        SessionUse::Fetch,
+        &add,
+        &forget,
+        now,
+    ) {
         Ok(partitions) => partitions,
         Err(e) => return fail(session_error(e), &e.to_string()),
     };
@@ -143,7 +161,13 @@ pub async fn fetch(shares: &Arc<Shares>, meta: &MetadataView, req: ShareFetchReq
                     let batches = p
                         .acknowledgement_batches
                         .iter()
-                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.as_slice()))
+                        .map(|b| {
+                            (
+                                b.first_offset,
+                                b.last_offset,
+                                b.acknowledge_types.as_slice(),
+                            )
+                        })
                         .collect();
                     ((t.topic_id, p.partition_index), batches)
                 })
@@ -208,7 +232,9 @@ async fn fetch_records(
         .ok()
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_MAX_RECORDS);
-    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).min(MAX_RESPONSE_BYTES);
+    let max_bytes = usize::try_from(req.max_bytes)
+        .unwrap_or(0)
+        .min(MAX_RESPONSE_BYTES);
     let wait_ms = req.max_wait_ms.clamp(0, MAX_WAIT_MS);
     let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
     // Subscribed before the first pass, so data arriving right after it is not missed.
@@ -218,10 +244,21 @@ async fn fetch_records(
         .collect();
     loop {
         let pass = {
-            let (shares, group, member, partitions) =
-                (shares.clone(), group.to_owned(), member.to_owned(), partitions.clone());
+            let (shares, group, member, partitions) = (
+                shares.clone(),
+                group.to_owned(),
+                member.to_owned(),
+                partitions.clone(),
+            );
             tokio::task::spawn_blocking(move || {
-                shares.fetch_pass(&group, &member, &partitions, max_records, max_bytes, now_ms())
+                shares.fetch_pass(
+                    &group,
+                    &member,
+                    &partitions,
+                    max_records,
+                    max_bytes,
+                    now_ms(),
+                )
             })
             .await
         };
@@ -229,16 +266,18 @@ async fn fetch_records(
             return;
         };
         let _ = shares.persist(group, dirty).await;
-        let got = fetched.iter().any(|f| !f.acquired.is_empty() || f.error != 0);
+        let got = fetched
+            .iter()
+            .any(|f| !f.acquired.is_empty() || f.error != 0);
         let now = Instant::now();
         if got || now >= deadline {
             for ((topic, _, index), f) in partitions.iter().zip(fetched) {
                 if f.acquired.is_empty() && f.error == 0 {
                     continue;
                 }
-                let data = out.entry((*topic, *index)).or_insert_with(|| {
-                    PartitionData::default().with_partition_index(*index)
-                });
+                let data = out
+                    .entry((*topic, *index))
+                    .or_insert_with(|| PartitionData::default().with_partition_index(*index));
                 data.error_code = f.error;
                 data.current_leader = LeaderIdAndEpoch::default()
                     .with_leader_id(f.leader.0)
@@ -273,7 +312,10 @@ async fn fetch_records(
     }
 }
 
-async fn wait_for_change(changes: &mut [tokio::sync::watch::Receiver<u64>], until: Instant) -> bool {
+async fn wait_for_change(
+    changes: &mut [tokio::sync::watch::Receiver<u64>],
+    until: Instant,
+) -> bool {
     if changes.is_empty() {
         tokio::time::sleep_until(until).await;
         return false;
@@ -303,7 +345,15 @@ pub async fn acknowledge_request(
         Err((code, message)) => return fail(code, message),
     };
     let epoch = req.share_session_epoch;
-    let session = match shares.session(&group, &member, epoch, SessionUse::Acknowledge, &[], &[], now_ms()) {
+    let session = match shares.session(
+        &group,
+        &member,
+        epoch,
+        SessionUse::Acknowledge,
+        &[],
+        &[],
+        now_ms(),
+    ) {
         Ok(partitions) => partitions,
         Err(e) => return fail(session_error(e), &e.to_string()),
     };
@@ -315,7 +365,13 @@ pub async fn acknowledge_request(
                 let batches = p
                     .acknowledgement_batches
                     .iter()
-                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.as_slice()))
+                    .map(|b| {
+                        (
+                            b.first_offset,
+                            b.last_offset,
+                            b.acknowledge_types.as_slice(),
+                        )
+                    })
                     .collect();
                 ((t.topic_id, p.partition_index), batches)
             })

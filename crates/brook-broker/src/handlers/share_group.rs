@@ -69,7 +69,11 @@ pub async fn release_departed(groups: &Groups, shares: &Shares) {
     }
     let changed = shares.members_departed(&departed);
     for (group, _) in &departed {
-        let keys: Vec<_> = changed.iter().filter(|k| &k.group == group).cloned().collect();
+        let keys: Vec<_> = changed
+            .iter()
+            .filter(|k| &k.group == group)
+            .cloned()
+            .collect();
         let _ = shares.persist(group, keys).await;
     }
 }

@@ -246,7 +246,10 @@ fn join_group(ctx: &mut Ctx<'_>, groups: &mut Groups, group_id: &str, join: Join
             join.member_id,
             ResponseError::InconsistentGroupProtocol,
         );
-        info!(group = group_id, "classic member refused: the group is a share group");
+        info!(
+            group = group_id,
+            "classic member refused: the group is a share group"
+        );
         return ctx.reply_join(parked, response);
     }
     if let Some(cg) = &group.consumer {

@@ -15,7 +15,9 @@
 use std::collections::BTreeSet;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::share_group_heartbeat_response::{Assignment as RespAssignment, TopicPartitions};
+use kafka_protocol::messages::share_group_heartbeat_response::{
+    Assignment as RespAssignment, TopicPartitions,
+};
 use kafka_protocol::messages::{ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
@@ -311,7 +313,12 @@ fn join_or_update(
         sg.metadata_hash = hash;
         ctx.effects.records.push(group_epoch_record(group_id, sg));
         if is_new {
-            info!(group = group_id, member = member_id, epoch = sg.group_epoch, "share group member joined");
+            info!(
+                group = group_id,
+                member = member_id,
+                epoch = sg.group_epoch,
+                "share group member joined"
+            );
         }
     }
     if sg.group_epoch > sg.assignment_epoch {
@@ -393,7 +400,11 @@ fn remove_member(
     if sg.members.remove(member_id).is_none() {
         return;
     }
-    info!(group = group_id, member = member_id, "share group member removed: {why}");
+    info!(
+        group = group_id,
+        member = member_id,
+        "share group member removed: {why}"
+    );
     ctx.timers.cancel(&session_key(group_id, member_id));
     ctx.effects
         .records
@@ -478,9 +489,27 @@ fn member_tombstones(group_id: &str, member_id: &str) -> Vec<OffsetsRecord> {
     let g = || group_id.to_owned();
     let m = || member_id.to_owned();
     vec![
-        OffsetsRecord::share(&ShareKey::CurrentAssignment { group: g(), member: m() }, None),
-        OffsetsRecord::share(&ShareKey::TargetMember { group: g(), member: m() }, None),
-        OffsetsRecord::share(&ShareKey::MemberMetadata { group: g(), member: m() }, None),
+        OffsetsRecord::share(
+            &ShareKey::CurrentAssignment {
+                group: g(),
+                member: m(),
+            },
+            None,
+        ),
+        OffsetsRecord::share(
+            &ShareKey::TargetMember {
+                group: g(),
+                member: m(),
+            },
+            None,
+        ),
+        OffsetsRecord::share(
+            &ShareKey::MemberMetadata {
+                group: g(),
+                member: m(),
+            },
+            None,
+        ),
     ]
 }
 
@@ -540,7 +569,13 @@ pub(crate) fn group_tombstones(group_id: &str, sg: &ShareGroup) -> Vec<OffsetsRe
         ));
     }
     let g = || group_id.to_owned();
-    records.push(OffsetsRecord::share(&ShareKey::TargetMetadata { group: g() }, None));
-    records.push(OffsetsRecord::share(&ShareKey::Metadata { group: g() }, None));
+    records.push(OffsetsRecord::share(
+        &ShareKey::TargetMetadata { group: g() },
+        None,
+    ));
+    records.push(OffsetsRecord::share(
+        &ShareKey::Metadata { group: g() },
+        None,
+    ));
     records
 }

@@ -33,7 +33,9 @@ impl GroupCoordinator {
         for group_id in &request.group_ids {
             let mut described = DescribedGroup::default().with_group_id(group_id.clone());
             match self.groups.get(group_id.as_str()) {
-                Some(Group { share: Some(sg), .. }) => {
+                Some(Group {
+                    share: Some(sg), ..
+                }) => {
                     described.group_state = StrBytes::from_static_str(sg.state().name());
                     described.group_epoch = sg.group_epoch;
                     described.assignment_epoch = sg.assignment_epoch;
@@ -115,13 +117,22 @@ pub(crate) fn replay(
     let group = groups.get_mut(&group_id).expect("present");
     let sg: &mut ShareGroup = group.share.as_mut().expect("share group");
     let member_entry = |sg: &mut ShareGroup, member: &str| -> ShareMember {
-        sg.members.get(member).cloned().unwrap_or_else(|| ShareMember {
-            member_id: member.to_owned(),
-            ..ShareMember::default()
-        })
+        sg.members
+            .get(member)
+            .cloned()
+            .unwrap_or_else(|| ShareMember {
+                member_id: member.to_owned(),
+                ..ShareMember::default()
+            })
     };
     match (key, value) {
-        (ShareKey::Metadata { .. }, Some(ShareValue::Metadata { epoch, metadata_hash })) => {
+        (
+            ShareKey::Metadata { .. },
+            Some(ShareValue::Metadata {
+                epoch,
+                metadata_hash,
+            }),
+        ) => {
             sg.group_epoch = epoch;
             sg.metadata_hash = metadata_hash;
         }
@@ -186,7 +197,12 @@ pub(crate) fn replay(
         ) => {
             sg.partition_states.insert((topic, partition), state);
         }
-        (ShareKey::PartitionState { topic, partition, .. }, None) => {
+        (
+            ShareKey::PartitionState {
+                topic, partition, ..
+            },
+            None,
+        ) => {
             sg.partition_states.remove(&(topic, partition));
         }
         (key, value) => warn!(

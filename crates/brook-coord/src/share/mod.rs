@@ -110,7 +110,11 @@ pub(crate) fn assign(group: &ShareGroup, topics: &dyn TopicsView) -> BTreeMap<St
     let mut members_of_topic: BTreeMap<Uuid, Vec<&str>> = BTreeMap::new();
     let mut all: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     for (id, m) in &group.members {
-        let names: BTreeSet<&str> = m.subscribed_topic_names.iter().map(String::as_str).collect();
+        let names: BTreeSet<&str> = m
+            .subscribed_topic_names
+            .iter()
+            .map(String::as_str)
+            .collect();
         let mut partitions = Vec::new();
         for name in names {
             if let Some((topic, count)) = topics.topic(name) {
@@ -185,7 +189,10 @@ mod tests {
 
     fn group(members: &[ShareMember]) -> ShareGroup {
         ShareGroup {
-            members: members.iter().map(|m| (m.member_id.clone(), m.clone())).collect(),
+            members: members
+                .iter()
+                .map(|m| (m.member_id.clone(), m.clone()))
+                .collect(),
             ..ShareGroup::default()
         }
     }
@@ -197,7 +204,11 @@ mod tests {
     #[test]
     fn one_partition_goes_to_every_member() {
         let topics = Topics::with(&[("t", 1)]);
-        let g = group(&[member("a", &["t"]), member("b", &["t"]), member("c", &["t"])]);
+        let g = group(&[
+            member("a", &["t"]),
+            member("b", &["t"]),
+            member("c", &["t"]),
+        ]);
         let result = assign(&g, &topics);
         for a in result.values() {
             assert_eq!(count(a), 1);

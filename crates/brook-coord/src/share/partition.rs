@@ -151,7 +151,9 @@ impl SharePartition {
                 _ => RecordState::Available,
             };
             let first = b.first_offset.max(p.end);
-            let last = b.last_offset.min(p.start.saturating_add(config.max_in_flight) - 1);
+            let last = b
+                .last_offset
+                .min(p.start.saturating_add(config.max_in_flight) - 1);
             for offset in first..=last {
                 p.records.insert(
                     offset,
@@ -304,7 +306,9 @@ impl SharePartition {
                 };
                 count += 1;
                 match acquired.last_mut() {
-                    Some(a) if a.last_offset + 1 == offset && a.delivery_count == r.delivery_count => {
+                    Some(a)
+                        if a.last_offset + 1 == offset && a.delivery_count == r.delivery_count =>
+                    {
                         a.last_offset = offset;
                     }
                     _ => acquired.push(Acquired {
@@ -370,7 +374,11 @@ impl SharePartition {
         // An acknowledgement can only name offsets in the window, so this loop is
         // bounded by `max_in_flight`.
         if first_offset < self.start || last_offset >= self.end {
-            let bad = if first_offset < self.start { first_offset } else { self.end.max(first_offset) };
+            let bad = if first_offset < self.start {
+                first_offset
+            } else {
+                self.end.max(first_offset)
+            };
             return Err(AckError::InvalidRecordState(bad));
         }
         for offset in first_offset..=last_offset {

@@ -26,7 +26,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 use crate::consumer::records::{
-    len_u32, put_compact_string, put_compact_nullable, put_partitions, put_short_string,
+    len_u32, put_compact_nullable, put_compact_string, put_partitions, put_short_string,
     put_uvarint, Flex,
 };
 use crate::consumer::Assignment;
@@ -47,13 +47,33 @@ const VALUE_VERSION: i16 = 0;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ShareKey {
     /// Types 9 and 15: Kafka's, not written by Brook, skipped on replay.
-    Ignored { kind: i16, group: String },
-    MemberMetadata { group: String, member: String },
-    Metadata { group: String },
-    TargetMetadata { group: String },
-    TargetMember { group: String, member: String },
-    CurrentAssignment { group: String, member: String },
-    PartitionState { group: String, topic: Uuid, partition: i32 },
+    Ignored {
+        kind: i16,
+        group: String,
+    },
+    MemberMetadata {
+        group: String,
+        member: String,
+    },
+    Metadata {
+        group: String,
+    },
+    TargetMetadata {
+        group: String,
+    },
+    TargetMember {
+        group: String,
+        member: String,
+    },
+    CurrentAssignment {
+        group: String,
+        member: String,
+    },
+    PartitionState {
+        group: String,
+        topic: Uuid,
+        partition: i32,
+    },
 }
 
 impl ShareKey {
@@ -176,8 +196,13 @@ pub(crate) enum ShareValue {
     /// Types 9 and 15: not decoded.
     Ignored,
     MemberMetadata(MemberMetadata),
-    Metadata { epoch: i32, metadata_hash: i64 },
-    TargetMetadata { assignment_epoch: i32 },
+    Metadata {
+        epoch: i32,
+        metadata_hash: i64,
+    },
+    TargetMetadata {
+        assignment_epoch: i32,
+    },
     TargetMember(Assignment),
     CurrentAssignment {
         member_epoch: i32,
@@ -388,7 +413,10 @@ mod tests {
             let vb = value.encode();
             assert_eq!(ShareValue::decode(&key, &vb).unwrap(), value);
             for cut in 0..vb.len() {
-                assert!(ShareValue::decode(&key, &vb[..cut]).is_err(), "{key:?} cut {cut}");
+                assert!(
+                    ShareValue::decode(&key, &vb[..cut]).is_err(),
+                    "{key:?} cut {cut}"
+                );
             }
         }
     }

@@ -124,7 +124,10 @@ impl ShareSessions {
                 if session.next_epoch != epoch {
                     return Err(SessionError::InvalidEpoch);
                 }
-                let growth = add.iter().filter(|p| !session.partitions.contains(p)).count();
+                let growth = add
+                    .iter()
+                    .filter(|p| !session.partitions.contains(p))
+                    .count();
                 if session.partitions.len() + growth > MAX_SESSION_PARTITIONS {
                     return Err(SessionError::TooManyPartitions);
                 }
@@ -177,13 +180,17 @@ mod tests {
             s.request("g", "m", 1, fetch, &[], &[], 0),
             Err(SessionError::NotFound)
         );
-        assert_eq!(s.request("g", "m", 0, fetch, &[(T, 0)], &[], 0).unwrap(), vec![(T, 0)]);
+        assert_eq!(
+            s.request("g", "m", 0, fetch, &[(T, 0)], &[], 0).unwrap(),
+            vec![(T, 0)]
+        );
         assert_eq!(
             s.request("g", "m", 2, fetch, &[], &[], 0),
             Err(SessionError::InvalidEpoch)
         );
         assert_eq!(
-            s.request("g", "m", 1, fetch, &[(T, 1)], &[(T, 0)], 0).unwrap(),
+            s.request("g", "m", 1, fetch, &[(T, 1)], &[(T, 0)], 0)
+                .unwrap(),
             vec![(T, 1)]
         );
         assert_eq!(
@@ -191,10 +198,14 @@ mod tests {
             Err(SessionError::InvalidEpoch)
         );
         assert_eq!(
-            s.request("g", "m", 2, SessionUse::Acknowledge, &[], &[], 0).unwrap(),
+            s.request("g", "m", 2, SessionUse::Acknowledge, &[], &[], 0)
+                .unwrap(),
             vec![(T, 1)]
         );
-        assert_eq!(s.request("g", "m", -1, fetch, &[], &[], 0).unwrap(), vec![(T, 1)]);
+        assert_eq!(
+            s.request("g", "m", -1, fetch, &[], &[], 0).unwrap(),
+            vec![(T, 1)]
+        );
         assert!(s.is_empty());
     }
 

@@ -51,7 +51,10 @@ fn acquires_from_the_end_and_reports_ranges() {
 #[test]
 fn max_records_and_window_bound_acquisition() {
     let mut p = SharePartition::new(config(), 0);
-    assert_eq!(p.acquire("a", &batches(&[(0, 9)], &[]), 4, 0), vec![acquired(0, 3, 1)]);
+    assert_eq!(
+        p.acquire("a", &batches(&[(0, 9)], &[]), 4, 0),
+        vec![acquired(0, 3, 1)]
+    );
     assert_eq!(p.end_offset(), 4);
     let got = p.acquire("a", &batches(&[(4, 500)], &[]), 1_000, 0);
     assert_eq!(got, vec![acquired(4, 99, 1)]);
@@ -108,7 +111,9 @@ fn lock_timeout_returns_records_and_delivery_limit_archives() {
     }
     assert_eq!(p.state(0), None);
     assert_eq!(p.start_offset(), 1, "archived at the third delivery");
-    assert!(p.acquire("a", &batches(&[(0, 0)], &[]), 500, now).is_empty());
+    assert!(p
+        .acquire("a", &batches(&[(0, 0)], &[]), 500, now)
+        .is_empty());
 }
 
 #[test]
@@ -176,7 +181,10 @@ fn releasing_a_member_frees_its_records() {
     p.acquire("b", &batches(&[(2, 3)], &[]), 500, 0);
     assert!(p.release_member("a"));
     assert_eq!(p.fetch_offset(), Some(0));
-    assert_eq!(p.acquire("c", &batches(&[(0, 3)], &[]), 500, 0), vec![acquired(0, 1, 2)]);
+    assert_eq!(
+        p.acquire("c", &batches(&[(0, 3)], &[]), 500, 0),
+        vec![acquired(0, 1, 2)]
+    );
 }
 
 #[test]
