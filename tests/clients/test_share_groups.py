@@ -239,3 +239,27 @@ def test_acknowledged_records_stay_acknowledged_across_a_crash(brook, consumers)
                what=f"held and new records\n{b.describe()}")
     time.sleep(1)
     assert sorted(set(b.offsets())) == list(range(30, 50)), b.describe()
+
+
+def test_share_auto_offset_reset_earliest_set_with_kafka_configs(brook, consumers):
+    """`kafka-configs --entity-type groups --add-config share.auto.offset.reset=earliest`
+    (IncrementalAlterConfigs on the GROUP resource) makes a new share group start at
+    the log start: records produced before it first fetched are delivered. It survives
+    a restart and kafka-configs describes it."""
+    topic, group = unique_topic("shareearly"), unique_topic("gearly")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    tool = "org.apache.kafka.tools.ConfigCommand"
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", tool, "--bootstrap-server",
+                        brook.bootstrap, "--alter", "--entity-type", "groups", "--entity-name",
+                        group, "--add-config", "share.auto.offset.reset=earliest"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    brook.restart()
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", tool, "--bootstrap-server",
+                        brook.bootstrap, "--describe", "--entity-type", "groups",
+                        "--entity-name", group], capture_output=True, text=True, timeout=60)
+    assert "share.auto.offset.reset=earliest" in r.stdout, r.stdout + r.stderr
+    c = start(consumers, brook.bootstrap, group, topic, "accept")
+    wait_until(lambda: len(c.offsets()) >= 10, 30, what=f"old records\n{c.describe()}")
+    assert sorted(c.offsets()) == list(range(10))

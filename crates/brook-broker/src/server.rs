@@ -513,7 +513,12 @@ async fn wire(
         metadata.clone(),
         controller.clone(),
     ));
-    let shares = Arc::new(Shares::new(&settings, replicas.clone(), groups.clone()));
+    let shares = Arc::new(Shares::new(
+        &settings,
+        replicas.clone(),
+        metadata.clone(),
+        groups.clone(),
+    ));
     let markers = Arc::new(MarkerWriter {
         replicas: replicas.clone(),
         groups: groups.clone(),

@@ -37,12 +37,16 @@ use uuid::Uuid;
 
 use crate::config::BrokerSettings;
 use crate::groups::Groups;
+use crate::metadata::MetadataView;
 use crate::partition::Partition;
 use crate::replicas::Replicas;
 
 /// The most share-partitions (group × partition) this broker keeps state for: a bound
 /// on what clients can make it hold (Brook's limit).
 pub const MAX_SHARE_PARTITIONS: usize = 100_000;
+
+/// The group config that says where a new share-partition starts.
+const AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
 
 /// A share-partition: (group, topic id, partition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,6 +72,7 @@ pub struct PartitionFetch {
 
 pub struct Shares {
     replicas: Arc<Replicas>,
+    metadata: MetadataView,
     groups: Arc<Groups>,
     config: SharePartitionConfig,
     partitions: Mutex<HashMap<ShareKey, Shared>>,
@@ -75,7 +80,12 @@ pub struct Shares {
 }
 
 impl Shares {
-    pub fn new(settings: &BrokerSettings, replicas: Arc<Replicas>, groups: Arc<Groups>) -> Self {
+    pub fn new(
+        settings: &BrokerSettings,
+        replicas: Arc<Replicas>,
+        metadata: MetadataView,
+        groups: Arc<Groups>,
+    ) -> Self {
         let config = SharePartitionConfig {
             lock_duration_ms: settings.group_share_record_lock_duration_ms.max(1),
             delivery_count_limit: settings
@@ -91,6 +101,7 @@ impl Shares {
         );
         Shares {
             replicas,
+            metadata,
             groups,
             config,
             partitions: Mutex::new(HashMap::new()),
@@ -121,8 +132,9 @@ impl Shares {
     }
 
     /// The share-partition's state, created on first use: from its stored record, or
-    /// at the partition's high watermark (`share.auto.offset.reset=latest`). The bool
-    /// says whether it is new and not yet written.
+    /// where the group's `share.auto.offset.reset` says: the partition's high watermark
+    /// (`latest`, the default) or its log start (`earliest`). The bool says whether it
+    /// is new and not yet written.
     fn partition(&self, key: &ShareKey, replica: &Partition) -> Result<(Shared, bool), i16> {
         if let Some(sp) = self.partitions.lock().get(key) {
             return Ok((sp.clone(), false));
@@ -134,7 +146,16 @@ impl Shares {
         let fresh = stored.is_none();
         let sp = match stored {
             Some(s) => SharePartition::from_stored(self.config, &s),
-            None => SharePartition::new(self.config, replica.offsets().1),
+            None => {
+                let (log_start, hw) = replica.offsets();
+                let earliest = self
+                    .metadata
+                    .image()
+                    .group_configs
+                    .get(&key.group)
+                    .is_some_and(|c| c.get(AUTO_OFFSET_RESET).is_some_and(|v| v == "earliest"));
+                SharePartition::new(self.config, if earliest { log_start } else { hw })
+            }
         };
         let mut map = self.partitions.lock();
         if let Some(existing) = map.get(key) {

@@ -26,6 +26,23 @@ pub enum ConfigError {
     },
 }
 
+/// The group configs (Kafka's GROUP resource) Brook has, with Kafka's defaults.
+pub const GROUP_CONFIGS: &[(&str, &str)] = &[("share.auto.offset.reset", "latest")];
+
+/// Checks a group config's name and value (`share.auto.offset.reset`: `latest` or
+/// `earliest`; Kafka's `by_duration:` is not supported).
+pub fn validate_group_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    match name {
+        "share.auto.offset.reset" if matches!(value, "latest" | "earliest") => Ok(()),
+        "share.auto.offset.reset" => Err(ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason: "expected latest or earliest".into(),
+        }),
+        _ => Err(ConfigError::Unknown(name.into())),
+    }
+}
+
 impl From<crate::listeners::InvalidSetting> for ConfigError {
     fn from(e: crate::listeners::InvalidSetting) -> Self {
         let crate::listeners::InvalidSetting {
