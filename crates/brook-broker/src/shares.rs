@@ -115,11 +115,9 @@ impl Shares {
     }
 
     /// Applies a request's session epoch (see `brook_coord::share::session`).
-    #[allow(clippy::too_many_arguments)]
     pub fn session(
         &self,
-        group: &str,
-        member: &str,
+        group_member: (&str, &str),
         epoch: i32,
         kind: SessionUse,
         add: &[SessionPartition],
@@ -128,7 +126,7 @@ impl Shares {
     ) -> Result<Vec<SessionPartition>, SessionError> {
         self.sessions
             .lock()
-            .request(group, member, epoch, kind, add, forget, now_ms)
+            .request(group_member, epoch, kind, add, forget, now_ms)
     }
 
     /// The share-partition's state, created on first use: from its stored record, or
@@ -301,8 +299,7 @@ impl Shares {
                 &key,
                 name.as_deref(),
                 member,
-                records_left,
-                bytes_left,
+                (records_left, bytes_left),
                 now_ms,
                 &mut fetch,
             ) {
@@ -325,14 +322,13 @@ impl Shares {
         (out, dirty)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One partition of [`Shares::fetch_pass`]; `budget` is (records, bytes) left.
     fn fetch_one(
         &self,
         key: &ShareKey,
         name: Option<&str>,
         member: &str,
-        max_records: usize,
-        max_bytes: usize,
+        (max_records, max_bytes): (usize, usize),
         now_ms: i64,
         fetch: &mut PartitionFetch,
     ) -> Result<bool, i16> {

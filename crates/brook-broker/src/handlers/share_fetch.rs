@@ -139,8 +139,7 @@ pub async fn fetch(
         .collect();
     let now = now_ms();
     let session = match shares.session(
-        &group,
-        &member,
+        (&group, &member),
         epoch,
         SessionUse::Fetch,
         &add,
@@ -346,8 +345,7 @@ pub async fn acknowledge_request(
     };
     let epoch = req.share_session_epoch;
     let session = match shares.session(
-        &group,
-        &member,
+        (&group, &member),
         epoch,
         SessionUse::Acknowledge,
         &[],

@@ -85,8 +85,7 @@ impl ShareSessions {
     /// that is refused changes nothing.
     pub fn request(
         &mut self,
-        group: &str,
-        member: &str,
+        (group, member): (&str, &str),
         epoch: i32,
         kind: SessionUse,
         add: &[SessionPartition],
@@ -177,33 +176,33 @@ mod tests {
         let mut s = ShareSessions::new(10, 1_000);
         let fetch = SessionUse::Fetch;
         assert_eq!(
-            s.request("g", "m", 1, fetch, &[], &[], 0),
+            s.request(("g", "m"), 1, fetch, &[], &[], 0),
             Err(SessionError::NotFound)
         );
         assert_eq!(
-            s.request("g", "m", 0, fetch, &[(T, 0)], &[], 0).unwrap(),
+            s.request(("g", "m"), 0, fetch, &[(T, 0)], &[], 0).unwrap(),
             vec![(T, 0)]
         );
         assert_eq!(
-            s.request("g", "m", 2, fetch, &[], &[], 0),
+            s.request(("g", "m"), 2, fetch, &[], &[], 0),
             Err(SessionError::InvalidEpoch)
         );
         assert_eq!(
-            s.request("g", "m", 1, fetch, &[(T, 1)], &[(T, 0)], 0)
+            s.request(("g", "m"), 1, fetch, &[(T, 1)], &[(T, 0)], 0)
                 .unwrap(),
             vec![(T, 1)]
         );
         assert_eq!(
-            s.request("g", "m", 0, SessionUse::Acknowledge, &[], &[], 0),
+            s.request(("g", "m"), 0, SessionUse::Acknowledge, &[], &[], 0),
             Err(SessionError::InvalidEpoch)
         );
         assert_eq!(
-            s.request("g", "m", 2, SessionUse::Acknowledge, &[], &[], 0)
+            s.request(("g", "m"), 2, SessionUse::Acknowledge, &[], &[], 0)
                 .unwrap(),
             vec![(T, 1)]
         );
         assert_eq!(
-            s.request("g", "m", -1, fetch, &[], &[], 0).unwrap(),
+            s.request(("g", "m"), -1, fetch, &[], &[], 0).unwrap(),
             vec![(T, 1)]
         );
         assert!(s.is_empty());
@@ -213,18 +212,18 @@ mod tests {
     fn the_cache_is_bounded_and_evicts_only_idle_sessions() {
         let mut s = ShareSessions::new(2, 1_000);
         let fetch = SessionUse::Fetch;
-        s.request("g", "a", 0, fetch, &[], &[], 0).unwrap();
-        s.request("g", "b", 0, fetch, &[], &[], 500).unwrap();
+        s.request(("g", "a"), 0, fetch, &[], &[], 0).unwrap();
+        s.request(("g", "b"), 0, fetch, &[], &[], 500).unwrap();
         assert_eq!(
-            s.request("g", "c", 0, fetch, &[], &[], 900),
+            s.request(("g", "c"), 0, fetch, &[], &[], 900),
             Err(SessionError::LimitReached)
         );
         // Reopening an existing session needs no room.
-        s.request("g", "b", 0, fetch, &[], &[], 900).unwrap();
-        s.request("g", "c", 0, fetch, &[], &[], 1_001).unwrap();
+        s.request(("g", "b"), 0, fetch, &[], &[], 900).unwrap();
+        s.request(("g", "c"), 0, fetch, &[], &[], 1_001).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(
-            s.request("g", "a", 1, fetch, &[], &[], 1_001),
+            s.request(("g", "a"), 1, fetch, &[], &[], 1_001),
             Err(SessionError::NotFound)
         );
     }
