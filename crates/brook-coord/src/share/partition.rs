@@ -355,24 +355,14 @@ impl SharePartition {
         if last_offset < first_offset {
             return Err(AckError::InvalidRequest("last offset before first offset"));
         }
-        let span = last_offset - first_offset + 1;
-        if types.is_empty() || (types.len() != 1 && i64::try_from(types.len()) != Ok(span)) {
-            return Err(AckError::InvalidRequest(
-                "acknowledge types do not match the batch's offsets",
-            ));
+        if types.is_empty() {
+            return Err(AckError::InvalidRequest("no acknowledge types"));
         }
         if types.iter().any(|t| !(ACK_GAP..=ACK_RENEW).contains(t)) {
             return Err(AckError::InvalidRequest("unknown acknowledge type"));
         }
-        let type_at = |offset: i64| {
-            if types.len() == 1 {
-                types[0]
-            } else {
-                types[(offset - first_offset) as usize]
-            }
-        };
-        // An acknowledgement can only name offsets in the window, so this loop is
-        // bounded by `max_in_flight`.
+        // An acknowledgement can only name offsets in the window, so what follows is
+        // bounded by `max_in_flight` (and `last - first` cannot overflow).
         if first_offset < self.start || last_offset >= self.end {
             let bad = if first_offset < self.start {
                 first_offset
@@ -381,6 +371,19 @@ impl SharePartition {
             };
             return Err(AckError::InvalidRecordState(bad));
         }
+        let span = last_offset - first_offset + 1;
+        if types.len() != 1 && i64::try_from(types.len()) != Ok(span) {
+            return Err(AckError::InvalidRequest(
+                "acknowledge types do not match the batch's offsets",
+            ));
+        }
+        let type_at = |offset: i64| {
+            if types.len() == 1 {
+                types[0]
+            } else {
+                types[(offset - first_offset) as usize]
+            }
+        };
         for offset in first_offset..=last_offset {
             let ok = match (self.records.get(&offset), type_at(offset)) {
                 // A gap: no record there, or one already archived (a marker).

@@ -154,6 +154,15 @@ fn bad_acknowledgements_change_nothing() {
         p.acknowledge("a", 4, 0, &[ACK_ACCEPT], 0),
         Err(AckError::InvalidRequest(_))
     ));
+    // Ranges that would overflow, or reach far past the window.
+    assert!(matches!(
+        p.acknowledge("a", i64::MIN, i64::MAX, &[ACK_ACCEPT], 0),
+        Err(AckError::InvalidRecordState(_))
+    ));
+    assert!(matches!(
+        p.acknowledge("a", 0, i64::MAX, &[ACK_ACCEPT], 0),
+        Err(AckError::InvalidRecordState(_))
+    ));
     assert_eq!(p, before);
     p.acknowledge("a", 0, 0, &[ACK_ACCEPT], 0).unwrap();
     assert_eq!(
@@ -249,4 +258,75 @@ fn stored_state_that_lies_is_bounded() {
     };
     let p = SharePartition::from_stored(config(), &stored);
     assert_eq!((p.start_offset(), p.end_offset()), (100, 100));
+}
+
+/// A seeded run of random acquisitions, acknowledgements (good and bad), lock expiry,
+/// member releases, log start moves and store/restore: the window stays bounded, the
+/// start never passes a record still to deliver, and no record acknowledged (ACCEPT or
+/// REJECT) is ever acquired again.
+#[test]
+fn random_operations_keep_the_invariants() {
+    let mut rng = 0x5eed_u64;
+    let mut next = |n: u64| {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) % n
+    };
+    let config = SharePartitionConfig {
+        lock_duration_ms: 50,
+        delivery_count_limit: 4,
+        max_in_flight: 40,
+    };
+    let members = ["a", "b", "c"];
+    let mut p = SharePartition::new(config, 0);
+    let mut done: std::collections::BTreeSet<i64> = Default::default();
+    let mut log_end = 0i64;
+    let mut now = 0i64;
+    for _ in 0..20_000 {
+        now += next(10) as i64;
+        let member = members[next(3) as usize];
+        match next(7) {
+            0 => log_end += 1 + next(10) as i64,
+            1 | 2 => {
+                let from = p.fetch_offset().unwrap_or(p.end_offset());
+                let batches = batches(&[(from, log_end.max(from + 1) - 1)], &[]);
+                if from < log_end {
+                    for a in p.acquire(member, &batches, 1 + next(15) as usize, now) {
+                        for o in a.first_offset..=a.last_offset {
+                            assert!(!done.contains(&o), "acknowledged {o} acquired again");
+                        }
+                    }
+                }
+            }
+            3 => {
+                let first = p.start_offset() + next(12) as i64 - 2;
+                let last = first + next(6) as i64;
+                let t = [ACK_ACCEPT, ACK_RELEASE, ACK_REJECT, ACK_GAP][next(4) as usize];
+                if p.acknowledge(member, first, last, &[t], now).is_ok() && t != ACK_RELEASE {
+                    done.extend((first..=last).filter(|o| *o >= 0));
+                }
+            }
+            4 => {
+                p.expire_locks(now);
+            }
+            5 => {
+                p.release_member(member);
+            }
+            _ => {
+                if next(20) == 0 {
+                    p = SharePartition::from_stored(config, &p.stored());
+                }
+            }
+        }
+        assert!(p.start_offset() <= p.end_offset());
+        assert!(p.end_offset() - p.start_offset() <= config.max_in_flight);
+        if let Some((state, _)) = p.state(p.start_offset()) {
+            assert!(!matches!(
+                state,
+                RecordState::Acknowledged | RecordState::Archived
+            ));
+        }
+    }
+    assert!(p.start_offset() > 0, "the start moved");
 }
