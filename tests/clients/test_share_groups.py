@@ -4,8 +4,10 @@ from compat/.cache via scripts/kafka-jars.sh), in explicit acknowledgement mode
 
 Brokers run with a 3 s acquisition lock and a delivery count limit of 3, so lock
 expiry and archiving show within seconds. A share-partition starts at the log end the
-first time the group fetches it (`share.auto.offset.reset=latest`), so each test
-waits for its consumers to be READY (they have fetched once) before producing."""
+first time the group fetches it (`share.auto.offset.reset=latest`) and a consumer's
+first poll does not tell when that was, so the probes set their group's
+`share.auto.offset.reset` to earliest first (IncrementalAlterConfigs on the GROUP
+resource); the last test checks `latest` and `earliest` with Kafka's tools."""
 
 from __future__ import annotations
 
@@ -105,8 +107,9 @@ def consumers():
             c.kill9()
 
 
-def start(consumers, bootstrap, group, topic, mode, *config) -> ShareConsumer:
-    c = ShareConsumer(bootstrap, group, topic, mode, *config)
+def start(consumers, bootstrap, group, topic, mode, *config, earliest=True) -> ShareConsumer:
+    extra = ("probe.earliest=true",) if earliest else ()
+    c = ShareConsumer(bootstrap, group, topic, mode, *config, *extra)
     consumers.append(c)
     wait_until(c.ready, 60, what=f"share consumer ready\n{c.describe()}")
     return c
@@ -175,7 +178,7 @@ def test_release_redelivers_and_reject_archives(brook, consumers):
         by_offset.setdefault(o, []).append(c)
     assert sorted(by_offset) == list(range(20))
     assert all(counts == [1, 2] for counts in by_offset.values()), by_offset
-    wait_until(lambda: len(rej.deliveries()) >= 20, 30, what="every record once")
+    wait_until(lambda: len(rej.deliveries()) >= 20, 30, what=f"every record once\n{rej.describe()}")
     # Rejected records never come back, even after the lock duration.
     time.sleep(LOCK_MS / 1000 + 1)
     assert sorted(rej.offsets()) == list(range(20)), rej.describe()
@@ -241,7 +244,7 @@ def test_acknowledged_records_stay_acknowledged_across_a_crash(brook, consumers)
     assert sorted(set(b.offsets())) == list(range(30, 50)), b.describe()
 
 
-def test_share_auto_offset_reset_earliest_set_with_kafka_configs(brook, consumers):
+def test_share_auto_offset_reset_latest_and_earliest(brook, consumers):
     """`kafka-configs --entity-type groups --add-config share.auto.offset.reset=earliest`
     (IncrementalAlterConfigs on the GROUP resource) makes a new share group start at
     the log start: records produced before it first fetched are delivered. It survives
@@ -260,6 +263,15 @@ def test_share_auto_offset_reset_earliest_set_with_kafka_configs(brook, consumer
                         brook.bootstrap, "--describe", "--entity-type", "groups",
                         "--entity-name", group], capture_output=True, text=True, timeout=60)
     assert "share.auto.offset.reset=earliest" in r.stdout, r.stdout + r.stderr
-    c = start(consumers, brook.bootstrap, group, topic, "accept")
+    c = start(consumers, brook.bootstrap, group, topic, "accept", earliest=False)
     wait_until(lambda: len(c.offsets()) >= 10, 30, what=f"old records\n{c.describe()}")
     assert sorted(c.offsets()) == list(range(10))
+    # Without the config a new group starts at the log end: it sees only what comes
+    # after its first fetch (waited for here by the lack of any delivery).
+    late = start(consumers, brook.bootstrap, unique_topic("glate"), topic, "accept",
+                 earliest=False)
+    time.sleep(5)
+    assert late.offsets() == [], late.describe()
+    produce_range(brook.bootstrap, topic, 10, 5, batch=5)
+    wait_until(lambda: len(late.offsets()) >= 5, 30, what=f"new records\n{late.describe()}")
+    assert sorted(late.offsets()) == list(range(10, 15))

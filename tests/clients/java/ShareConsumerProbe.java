@@ -4,10 +4,14 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.atomic.AtomicBoolean;
 
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.consumer.AcknowledgeType;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaShareConsumer;
+import org.apache.kafka.common.config.ConfigResource;
 
 /**
  * A KIP-932 share consumer for Brook's client tests, with explicit acknowledgements.
@@ -18,6 +22,10 @@ import org.apache.kafka.clients.consumer.KafkaShareConsumer;
  * delivery, ACCEPT it later); release (RELEASE every record, every time); reject-even
  * (REJECT even offsets, ACCEPT odd ones); hold (take one poll's records, acknowledge
  * nothing, keep the member alive by sleeping).
+ *
+ * With "probe.earliest=true" among the configs it first sets the group's
+ * share.auto.offset.reset to earliest (IncrementalAlterConfigs on the GROUP resource),
+ * so records produced before its first fetch are delivered too.
  *
  * Prints "READY" after its first poll, then "RECORD partition offset deliveryCount
  * value" for each record delivered; "COMMIT partition error" when an acknowledgement
@@ -32,9 +40,22 @@ public class ShareConsumerProbe {
         props.put("share.acknowledgement.mode", "explicit");
         props.put("key.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
         props.put("value.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+        boolean earliest = false;
         for (int i = 4; i < args.length; i++) {
             String[] kv = args[i].split("=", 2);
-            props.put(kv[0], kv[1]);
+            if (kv[0].equals("probe.earliest")) {
+                earliest = Boolean.parseBoolean(kv[1]);
+            } else {
+                props.put(kv[0], kv[1]);
+            }
+        }
+        if (earliest) {
+            try (Admin admin = Admin.create(Map.of("bootstrap.servers", bootstrap))) {
+                ConfigResource resource = new ConfigResource(ConfigResource.Type.GROUP, group);
+                AlterConfigOp op = new AlterConfigOp(
+                    new ConfigEntry("share.auto.offset.reset", "earliest"), AlterConfigOp.OpType.SET);
+                admin.incrementalAlterConfigs(Map.of(resource, List.of(op))).all().get();
+            }
         }
         AtomicBoolean stop = new AtomicBoolean();
         KafkaShareConsumer<String, String> consumer = new KafkaShareConsumer<>(props);
