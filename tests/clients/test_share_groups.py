@@ -161,6 +161,30 @@ def test_two_share_consumers_split_one_partition(brook, consumers):
     for c in (a, b):
         c.stop()
         assert "CLOSED" in c.lines, c.describe()
+    # Empty now: kafka-share-groups deletes it (DeleteGroups), state and all.
+    wait_until(lambda: "Empty" in share_tool("--describe", "--state", "--group", group,
+                                            bootstrap=brook.bootstrap), 20, what="empty group")
+    share_tool("--delete", "--group", group, bootstrap=brook.bootstrap)
+    assert group not in share_tool("--list", bootstrap=brook.bootstrap).split()
+
+
+def test_implicit_acknowledgement_mode(brook, consumers):
+    """The Java client's default mode: each poll accepts the previous poll's records
+    (acknowledgements piggy-backed on ShareFetch, the last ones sent on close). Every
+    record is delivered once, and a later member of the group gets none of them."""
+    topic, group = unique_topic("shareimp"), unique_topic("gimp")
+    create_topic(brook.bootstrap, topic, partitions=2)
+    a = start(consumers, brook.bootstrap, group, topic, "implicit",
+              "share.acknowledgement.mode=implicit", "max.poll.records=7")
+    produce_range(brook.bootstrap, topic, 0, 100, batch=10)
+    wait_until(lambda: len(a.deliveries()) >= 100, 30, what=f"every record\n{a.describe()}")
+    a.stop()
+    assert "CLOSED" in a.lines and not a.problems(), a.describe()
+    assert len(set((p, o) for p, o, _ in a.deliveries())) == 100
+    assert all(c == 1 for _, _, c in a.deliveries())
+    b = start(consumers, brook.bootstrap, group, topic, "accept")
+    time.sleep(LOCK_MS / 1000 + 2)
+    assert b.deliveries() == [], b.describe()
 
 
 def test_release_redelivers_and_reject_archives(brook, consumers):

@@ -606,6 +606,9 @@ async fn dispatch_checked(
         RequestKind::DeleteGroups(mut r) => {
             let refused = gate!(c => access::delete_groups(c, &mut r));
             let mut resp = group::delete(&s.groups, r, v).await;
+            for deleted in resp.results.iter().filter(|r| r.error_code == 0) {
+                s.shares.forget_group(&deleted.group_id);
+            }
             resp.results.extend(refused);
             ResponseKind::DeleteGroups(resp)
         }

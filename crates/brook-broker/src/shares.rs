@@ -248,6 +248,14 @@ impl Shares {
         changed
     }
 
+    /// A deleted group's share-partitions and sessions are forgotten (its records are
+    /// tombstoned by the coordinator), so a group created again under its id starts
+    /// afresh.
+    pub fn forget_group(&self, group: &str) {
+        self.partitions.lock().retain(|k, _| k.group != group);
+        self.sessions.lock().remove_group(group);
+    }
+
     /// Members that left their share group: what they hold is released and their share
     /// sessions closed. Returns the share-partitions to persist.
     pub fn members_departed(&self, departed: &[(String, String)]) -> Vec<ShareKey> {

@@ -20,7 +20,9 @@ import org.apache.kafka.common.config.ConfigResource;
  *
  * Modes: accept (ACCEPT every record); release-first (RELEASE a record at its first
  * delivery, ACCEPT it later); release (RELEASE every record, every time); reject-even
- * (REJECT even offsets, ACCEPT odd ones); hold (take one poll's records, acknowledge
+ * (REJECT even offsets, ACCEPT odd ones); implicit (run with
+ * share.acknowledgement.mode=implicit: each poll accepts the previous one's records,
+ * piggy-backed on ShareFetch); hold (take one poll's records, acknowledge
  * nothing, keep the member alive by sleeping).
  *
  * With "probe.earliest=true" among the configs it first sets the group's
@@ -87,7 +89,7 @@ public class ShareConsumerProbe {
                         case "release": type = AcknowledgeType.RELEASE; break;
                         case "release-first": type = count <= 1 ? AcknowledgeType.RELEASE : AcknowledgeType.ACCEPT; break;
                         case "reject-even": type = r.offset() % 2 == 0 ? AcknowledgeType.REJECT : AcknowledgeType.ACCEPT; break;
-                        case "hold": type = null; break;
+                        case "hold": case "implicit": type = null; break;
                         default: throw new IllegalArgumentException(mode);
                     }
                     if (type != null) {
@@ -103,7 +105,7 @@ public class ShareConsumerProbe {
                     }
                     return;
                 }
-                if (!records.isEmpty()) {
+                if (!records.isEmpty() && !mode.equals("implicit")) {
                     Map<?, ?> result = consumer.commitSync();
                     result.forEach((tp, error) -> {
                         if (((java.util.Optional<?>) error).isPresent()) {

@@ -148,6 +148,11 @@ impl ShareSessions {
             .is_some()
     }
 
+    /// Forgets every session of a group (it was deleted).
+    pub fn remove_group(&mut self, group: &str) {
+        self.sessions.retain(|(g, _), _| g != group);
+    }
+
     fn evict_idle(&mut self, now_ms: i64) -> Result<(), SessionError> {
         let oldest = self
             .sessions
