@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use brook_coord::share::partition::{
-    AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig,
+    AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig, ACK_RENEW,
 };
 use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, ShareSessions};
 use brook_coord::Effects;
@@ -58,6 +58,14 @@ pub struct ShareKey {
 
 type Shared = Arc<Mutex<SharePartition>>;
 
+/// A share-partition's state and the leader epoch it was loaded in: state from an
+/// earlier leadership of this broker is stale (another leader may have moved on) and is
+/// loaded again from its record.
+struct Loaded {
+    leader_epoch: i32,
+    state: Shared,
+}
+
 /// What one partition of a ShareFetch got.
 #[derive(Debug, Default)]
 pub struct PartitionFetch {
@@ -75,7 +83,7 @@ pub struct Shares {
     metadata: MetadataView,
     groups: Arc<Groups>,
     config: SharePartitionConfig,
-    partitions: Mutex<HashMap<ShareKey, Shared>>,
+    partitions: Mutex<HashMap<ShareKey, Loaded>>,
     sessions: Mutex<ShareSessions>,
 }
 
@@ -134,8 +142,10 @@ impl Shares {
     /// (`latest`, the default) or its log start (`earliest`). The bool says whether it
     /// is new and not yet written.
     fn partition(&self, key: &ShareKey, replica: &Partition) -> Result<(Shared, bool), i16> {
-        if let Some(sp) = self.partitions.lock().get(key) {
-            return Ok((sp.clone(), false));
+        let leader_epoch = replica.leadership().1;
+        let current = |l: &Loaded| l.leader_epoch == leader_epoch;
+        if let Some(l) = self.partitions.lock().get(key).filter(|l| current(l)) {
+            return Ok((l.state.clone(), false));
         }
         let stored = self.groups.read(|g| {
             g.coordinator
@@ -156,15 +166,21 @@ impl Shares {
             }
         };
         let mut map = self.partitions.lock();
-        if let Some(existing) = map.get(key) {
-            return Ok((existing.clone(), false));
+        if let Some(l) = map.get(key).filter(|l| current(l)) {
+            return Ok((l.state.clone(), false));
         }
         if map.len() >= MAX_SHARE_PARTITIONS {
             tracing::warn!(limit = MAX_SHARE_PARTITIONS, "too many share-partitions");
             return Err(ResponseError::UnknownServerError.code());
         }
         let shared = Arc::new(Mutex::new(sp));
-        map.insert(key.clone(), shared.clone());
+        map.insert(
+            key.clone(),
+            Loaded {
+                leader_epoch,
+                state: shared.clone(),
+            },
+        );
         tracing::debug!(group = %key.group, topic = %key.topic, partition = key.partition, fresh, "share-partition initialised");
         Ok((shared, fresh))
     }
@@ -214,6 +230,13 @@ impl Shares {
         let mut sp = sp.lock();
         sp.expire_locks(now_ms);
         let mut result = Ok(());
+        if batches
+            .iter()
+            .any(|(_, _, types)| types.contains(&ACK_RENEW))
+        {
+            // RENEW arrives with ShareAcknowledge v2, which Brook does not serve.
+            return Err(ResponseError::InvalidRequest.code());
+        }
         for (first, last, types) in batches {
             if let Err(e) = sp.acknowledge(member, *first, *last, types, now_ms) {
                 tracing::debug!(group, member, %e, "acknowledgement refused");
@@ -240,7 +263,7 @@ impl Shares {
                 topic: *topic,
                 partition: *partition,
             };
-            let sp = self.partitions.lock().get(&key).cloned();
+            let sp = self.partitions.lock().get(&key).map(|l| l.state.clone());
             if sp.is_some_and(|sp| sp.lock().release_member(member)) {
                 changed.push(key);
             }
@@ -266,7 +289,7 @@ impl Shares {
             .partitions
             .lock()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, l)| (k.clone(), l.state.clone()))
             .collect();
         let mut changed = Vec::new();
         for (group, member) in departed {
@@ -405,7 +428,7 @@ impl Shares {
         let shared: Vec<(ShareKey, Shared)> = {
             let map = self.partitions.lock();
             keys.into_iter()
-                .filter_map(|k| map.get(&k).cloned().map(|sp| (k, sp)))
+                .filter_map(|k| map.get(&k).map(|l| (k, l.state.clone())))
                 .collect()
         };
         self.groups
