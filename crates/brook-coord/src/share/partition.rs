@@ -143,7 +143,9 @@ impl SharePartition {
     /// delivered again). Stored ranges outside the window, overlapping or too many are
     /// dropped rather than trusted.
     pub fn from_stored(config: SharePartitionConfig, stored: &StoredPartitionState) -> Self {
-        let mut p = SharePartition::new(config, stored.start_offset);
+        // Offsets are never negative; a start below 0 would only make arithmetic on
+        // offsets overflow.
+        let mut p = SharePartition::new(config, stored.start_offset.max(0));
         for b in &stored.batches {
             let state = match b.state {
                 STORED_ACKNOWLEDGED => RecordState::Acknowledged,

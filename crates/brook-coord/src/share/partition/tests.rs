@@ -258,6 +258,16 @@ fn stored_state_that_lies_is_bounded() {
     };
     let p = SharePartition::from_stored(config(), &stored);
     assert_eq!((p.start_offset(), p.end_offset()), (100, 100));
+    let negative = StoredPartitionState {
+        start_offset: i64::MIN,
+        batches: vec![],
+    };
+    let mut p = SharePartition::from_stored(config(), &negative);
+    assert_eq!(p.start_offset(), 0);
+    assert_eq!(
+        p.acquire("a", &batches(&[(5, 6)], &[]), 10, 0),
+        vec![acquired(5, 6, 1)]
+    );
 }
 
 /// A seeded run of random acquisitions, acknowledgements (good and bad), lock expiry,
