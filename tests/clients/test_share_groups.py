@@ -299,3 +299,29 @@ def test_share_auto_offset_reset_latest_and_earliest(brook, consumers):
     produce_range(brook.bootstrap, topic, 10, 5, batch=5)
     wait_until(lambda: len(late.offsets()) >= 5, 30, what=f"new records\n{late.describe()}")
     assert sorted(late.offsets()) == list(range(10, 15))
+
+
+@pytest.mark.deadline(180)
+def test_share_group_in_a_cluster(cluster):
+    """Three nodes: the group's coordinator is one broker and the partitions' leaders
+    are spread over all three; two share consumers get every record once between them
+    (ShareFetch goes to each partition's leader)."""
+    topic, group = unique_topic("sharecl"), unique_topic("gcl")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    for p in range(3):
+        cluster.wait_for_leader(topic, p)
+    made: list[ShareConsumer] = []
+    try:
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        b = start(made, cluster.bootstrap, group, topic, "accept")
+        produce_range(cluster.bootstrap, topic, 0, 300, batch=10)
+        seen = lambda: [(p, o) for c in (a, b) for p, o, _ in c.deliveries()]  # noqa: E731
+        wait_until(lambda: len(set(seen())) >= 300, 60,
+                   what=f"every record\n{a.describe()}\n{b.describe()}")
+        time.sleep(1)
+        counts = Counter(seen())
+        assert len(counts) == 300 and max(counts.values()) == 1, counts.most_common(3)
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
