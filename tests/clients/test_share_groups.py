@@ -28,14 +28,23 @@ from test_cluster_tools import JVM, kafka_jars
 HERE = pathlib.Path(__file__).resolve().parent
 LOCK_MS = 3000
 DELIVERY_LIMIT = 3
+OFFSETS_PARTITIONS = 4
 pytestmark = pytest.mark.brook_config({
     "group.share.record.lock.duration.ms": LOCK_MS,
     "group.share.delivery.count.limit": DELIVERY_LIMIT,
     "group.share.heartbeat.interval.ms": 500,
     "group.share.session.timeout.ms": 6000,
-    "offsets.topic.num.partitions": 4,
+    "offsets.topic.num.partitions": OFFSETS_PARTITIONS,
 })
 SHARE_GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ShareGroupCommand"
+
+
+def coordinator_partition(group: str) -> int:
+    """The group's __consumer_offsets partition: Java String.hashCode, as Kafka."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % OFFSETS_PARTITIONS
 
 
 @lru_cache(maxsize=1)
@@ -321,6 +330,45 @@ def test_share_group_in_a_cluster(cluster):
         time.sleep(1)
         counts = Counter(seen())
         assert len(counts) == 300 and max(counts.values()) == 1, counts.most_common(3)
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
+
+
+@pytest.mark.deadline(240)
+def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster):
+    """Three nodes: records accepted through one leader are not delivered again after
+    kill -9 of that leader (the share-partition state is kept by the group's
+    coordinator on another broker, written there with acks=all, and read back by the
+    new leader), while records produced later are."""
+    topic = unique_topic("sharefo")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    leader, _ = cluster.wait_for_leader(topic, 0)
+    made: list[ShareConsumer] = []
+    try:
+        # A group whose coordinator is not the partition's leader, so the leader keeps
+        # the state through another broker (the first share heartbeat of any group
+        # creates __consumer_offsets).
+        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
+        warm.stop()
+        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
+                           for p in range(OFFSETS_PARTITIONS)}
+        group = next(g for g in (unique_topic("gfo") for _ in range(100))
+                     if offsets_leaders[coordinator_partition(g)] != leader)
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
+        wait_until(lambda: len(a.offsets()) >= 30, 60, what=f"first records\n{a.describe()}")
+        a.stop()
+        cluster.kill(leader)
+        alive = [i for i in cluster.ids if i != leader]
+        cluster.wait_for_leader(topic, 0, not_in=[leader], via=alive[0], timeout=30)
+        bootstrap = cluster.bootstrap_of(*alive)
+        b = start(made, bootstrap, group, topic, "accept")
+        produce_range(bootstrap, topic, 30, 10, batch=10)
+        wait_until(lambda: len(b.offsets()) >= 10, 60, what=f"new records\n{b.describe()}")
+        time.sleep(LOCK_MS / 1000 + 1)
+        assert sorted(b.offsets()) == list(range(30, 40)), b.describe()
     finally:
         for c in made:
             if c.proc.poll() is None:

@@ -265,6 +265,16 @@ impl Groups {
         self.host.leads(self.host.partition_of(&image, group_id))
     }
 
+    /// The node leading `group_id`'s `__consumer_offsets` partition, if the topic exists
+    /// and the partition has a leader.
+    pub fn coordinator_node(&self, group_id: &str) -> Option<i32> {
+        let image = self.metadata.image();
+        let topic = image.topic(OFFSETS_TOPIC)?;
+        let index = self.host.partition_of(&image, group_id);
+        let leader = topic.partitions.get(usize::try_from(index).ok()?)?.leader;
+        (leader >= 0).then_some(leader)
+    }
+
     /// Follows a new image: replays the offsets partitions this broker now leads.
     pub fn follow(&self, image: &brook_meta::MetadataImage) {
         self.host.follow(image);

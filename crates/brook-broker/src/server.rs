@@ -518,6 +518,7 @@ async fn wire(
         replicas.clone(),
         metadata.clone(),
         groups.clone(),
+        peers.clone(),
     ));
     let markers = Arc::new(MarkerWriter {
         replicas: replicas.clone(),
@@ -553,6 +554,7 @@ async fn wire(
             controller: controller.clone(),
             markers: markers.clone(),
             txns: txns.clone(),
+            groups: groups.clone(),
         })
     });
     let metrics = Arc::new(BrokerMetrics::new(

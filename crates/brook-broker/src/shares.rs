@@ -28,6 +28,7 @@ use brook_coord::share::partition::{
     AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig, ACK_RENEW,
 };
 use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, ShareSessions};
+use brook_coord::share::{StoredBatch, StoredPartitionState};
 use brook_coord::Effects;
 use brook_protocol::batch::BatchIter;
 use bytes::{Bytes, BytesMut};
@@ -39,6 +40,7 @@ use crate::config::BrokerSettings;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::partition::Partition;
+use crate::peer::{PeerNet, ShareStateRequest, WireShareState};
 use crate::replicas::Replicas;
 
 /// The most share-partitions (group × partition) this broker keeps state for: a bound
@@ -85,6 +87,11 @@ pub struct Shares {
     config: SharePartitionConfig,
     partitions: Mutex<HashMap<ShareKey, Loaded>>,
     sessions: Mutex<ShareSessions>,
+    /// Other brokers (a cluster): the coordinator of a group may be one of them.
+    peers: Option<Arc<PeerNet>>,
+    /// Writes to a remote coordinator go one at a time, so they land in the order of
+    /// their snapshots.
+    remote_writes: tokio::sync::Mutex<()>,
 }
 
 impl Shares {
@@ -93,6 +100,7 @@ impl Shares {
         replicas: Arc<Replicas>,
         metadata: MetadataView,
         groups: Arc<Groups>,
+        peers: Option<Arc<PeerNet>>,
     ) -> Self {
         let config = SharePartitionConfig {
             lock_duration_ms: settings.group_share_record_lock_duration_ms.max(1),
@@ -114,6 +122,8 @@ impl Shares {
             config,
             partitions: Mutex::new(HashMap::new()),
             sessions: Mutex::new(sessions),
+            peers,
+            remote_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -140,17 +150,40 @@ impl Shares {
     /// The share-partition's state, created on first use: from its stored record, or
     /// where the group's `share.auto.offset.reset` says: the partition's high watermark
     /// (`latest`, the default) or its log start (`earliest`). The bool says whether it
-    /// is new and not yet written.
+    /// is new and not yet written. Where another broker coordinates the group, only
+    /// [`Shares::preload`] creates it (its record is read over the network); until then
+    /// the partition answers COORDINATOR_NOT_AVAILABLE rather than start afresh.
     fn partition(&self, key: &ShareKey, replica: &Partition) -> Result<(Shared, bool), i16> {
-        let leader_epoch = replica.leadership().1;
-        let current = |l: &Loaded| l.leader_epoch == leader_epoch;
-        if let Some(l) = self.partitions.lock().get(key).filter(|l| current(l)) {
-            return Ok((l.state.clone(), false));
+        if let Some(shared) = self.loaded(key, replica) {
+            return Ok((shared, false));
+        }
+        if self.peers.is_some() && !self.groups.coordinates(&key.group) {
+            return Err(ResponseError::CoordinatorNotAvailable.code());
         }
         let stored = self.groups.read(|g| {
             g.coordinator
                 .share_partition_state(&key.group, &key.topic, key.partition)
         });
+        self.create(key, replica, stored)
+    }
+
+    /// The state loaded in the partition's current leader epoch, if any.
+    fn loaded(&self, key: &ShareKey, replica: &Partition) -> Option<Shared> {
+        let leader_epoch = replica.leadership().1;
+        self.partitions
+            .lock()
+            .get(key)
+            .filter(|l| l.leader_epoch == leader_epoch)
+            .map(|l| l.state.clone())
+    }
+
+    fn create(
+        &self,
+        key: &ShareKey,
+        replica: &Partition,
+        stored: Option<StoredPartitionState>,
+    ) -> Result<(Shared, bool), i16> {
+        let leader_epoch = replica.leadership().1;
         let fresh = stored.is_none();
         let sp = match stored {
             Some(s) => SharePartition::from_stored(self.config, &s),
@@ -166,7 +199,7 @@ impl Shares {
             }
         };
         let mut map = self.partitions.lock();
-        if let Some(l) = map.get(key).filter(|l| current(l)) {
+        if let Some(l) = map.get(key).filter(|l| l.leader_epoch == leader_epoch) {
             return Ok((l.state.clone(), false));
         }
         if map.len() >= MAX_SHARE_PARTITIONS {
@@ -183,6 +216,58 @@ impl Shares {
         );
         tracing::debug!(group = %key.group, topic = %key.topic, partition = key.partition, fresh, "share-partition initialised");
         Ok((shared, fresh))
+    }
+
+    /// Loads the share-partitions (topic id, name, index) this broker leads for a group
+    /// another broker coordinates, reading their records from that coordinator. Returns
+    /// the ones created afresh, to be written. Nothing to do on the coordinator itself or
+    /// on a single broker.
+    pub async fn preload(
+        &self,
+        group: &str,
+        partitions: &[(Uuid, Option<String>, i32)],
+    ) -> Vec<ShareKey> {
+        let mut fresh = Vec::new();
+        let Some(peers) = &self.peers else {
+            return fresh;
+        };
+        if self.groups.coordinates(group) {
+            return fresh;
+        }
+        let Some(node) = self.groups.coordinator_node(group) else {
+            return fresh;
+        };
+        for (topic, name, index) in partitions {
+            let Ok(replica) = self.leader(name.as_deref(), *index) else {
+                continue;
+            };
+            let key = ShareKey {
+                group: group.to_owned(),
+                topic: *topic,
+                partition: *index,
+            };
+            if self.loaded(&key, &replica).is_some() {
+                continue;
+            }
+            let read = ShareStateRequest::Read {
+                group: group.to_owned(),
+                topic: *topic,
+                partition: *index,
+            };
+            let stored = match peers.share_state(node, &read).await.and_then(|bytes| {
+                serde_json::from_slice::<Option<WireShareState>>(&bytes).map_err(|e| e.to_string())
+            }) {
+                Ok(stored) => stored.map(from_wire),
+                Err(e) => {
+                    tracing::warn!(group, node, error = %e, "cannot read share-partition state");
+                    continue;
+                }
+            };
+            if let Ok((_, true)) = self.create(&key, &replica, stored) {
+                fresh.push(key);
+            }
+        }
+        fresh
     }
 
     /// The partition this broker leads, or the error a share fetch gets.
@@ -418,11 +503,11 @@ impl Shares {
     }
 
     /// Writes the state of these share-partitions to their group's `__consumer_offsets`
-    /// partition (one append), if this broker coordinates the group. The state is read
-    /// under the coordinator's lock, so concurrent writes land in the order of their
-    /// snapshots.
+    /// partition (one append): through the local coordinator (the state is read under
+    /// its lock, so concurrent writes land in the order of their snapshots), or through
+    /// the coordinator's broker (one write at a time from here).
     pub async fn persist(&self, group: &str, keys: Vec<ShareKey>) -> Result<(), i16> {
-        if keys.is_empty() || !self.groups.coordinates(group) {
+        if keys.is_empty() {
             return Ok(());
         }
         let shared: Vec<(ShareKey, Shared)> = {
@@ -431,28 +516,136 @@ impl Shares {
                 .filter_map(|k| map.get(&k).map(|l| (k, l.state.clone())))
                 .collect()
         };
-        self.groups
-            .apply(group, |c| {
-                let records = shared
+        if self.groups.coordinates(group) {
+            let snapshot = || {
+                shared
                     .iter()
-                    .filter_map(|(k, sp)| {
-                        let state = sp.lock().stored();
-                        c.write_share_partition_state(&k.group, k.topic, k.partition, state)
-                    })
-                    .collect();
-                (
-                    (),
-                    Effects {
-                        replies: vec![],
-                        records,
-                    },
-                )
-            })
+                    .map(|(k, sp)| (k.topic, k.partition, sp.lock().stored()))
+                    .collect()
+            };
+            return write_states(&self.groups, group, snapshot).await;
+        }
+        let (Some(peers), Some(node)) = (&self.peers, self.groups.coordinator_node(group)) else {
+            return Ok(());
+        };
+        let _one_at_a_time = self.remote_writes.lock().await;
+        let states = shared
+            .iter()
+            .map(|(k, sp)| (k.topic, k.partition, to_wire(&sp.lock().stored())))
+            .collect();
+        let write = ShareStateRequest::Write {
+            group: group.to_owned(),
+            states,
+        };
+        let code = peers
+            .share_state(node, &write)
             .await
-            .map_err(|e| {
-                tracing::warn!(group, error = %e.message, "cannot write share-partition state");
-                e.code
-            })
+            .and_then(|bytes| serde_json::from_slice::<i16>(&bytes).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| {
+                tracing::warn!(group, node, error = %e, "cannot write share-partition state");
+                ResponseError::CoordinatorNotAvailable.code()
+            });
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(code)
+        }
+    }
+}
+
+/// Appends share-partition state records through the local group coordinator; the
+/// states are taken by `snapshot` under the coordinator's lock.
+async fn write_states(
+    groups: &Groups,
+    group: &str,
+    snapshot: impl FnOnce() -> Vec<(Uuid, i32, StoredPartitionState)>,
+) -> Result<(), i16> {
+    // Answered once the in-sync replicas have it, as offset commits are: a coordinator
+    // failover never loses an acknowledgement.
+    groups
+        .apply_replicated(group, |c| {
+            let records = snapshot()
+                .into_iter()
+                .filter_map(|(topic, partition, state)| {
+                    c.write_share_partition_state(group, topic, partition, state)
+                })
+                .collect();
+            (
+                (),
+                Effects {
+                    replies: vec![],
+                    records,
+                },
+            )
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(group, error = %e.message, "cannot write share-partition state");
+            e.code
+        })
+}
+
+/// The coordinator's answer to a partition leader elsewhere: the stored state.
+pub fn read_local(
+    groups: &Groups,
+    group: &str,
+    topic: Uuid,
+    partition: i32,
+) -> Option<WireShareState> {
+    groups
+        .read(|g| {
+            g.coordinator
+                .share_partition_state(group, &topic, partition)
+        })
+        .map(|s| to_wire(&s))
+}
+
+/// The coordinator's side of a remote write: an error code (NOT_COORDINATOR when the
+/// group moved).
+pub async fn write_local(
+    groups: &Groups,
+    group: &str,
+    states: Vec<(Uuid, i32, WireShareState)>,
+) -> i16 {
+    if !groups.coordinates(group) {
+        return ResponseError::NotCoordinator.code();
+    }
+    let snapshot = move || {
+        states
+            .into_iter()
+            .map(|(topic, partition, state)| (topic, partition, from_wire(state)))
+            .collect()
+    };
+    match write_states(groups, group, snapshot).await {
+        Ok(()) => 0,
+        Err(code) => code,
+    }
+}
+
+fn to_wire(s: &StoredPartitionState) -> WireShareState {
+    (
+        s.start_offset,
+        s.batches
+            .iter()
+            .map(|b| (b.first_offset, b.last_offset, b.state, b.delivery_count))
+            .collect(),
+    )
+}
+
+fn from_wire((start_offset, batches): WireShareState) -> StoredPartitionState {
+    StoredPartitionState {
+        start_offset,
+        batches: batches
+            .into_iter()
+            .map(
+                |(first_offset, last_offset, state, delivery_count)| StoredBatch {
+                    first_offset,
+                    last_offset,
+                    state,
+                    delivery_count,
+                },
+            )
+            .collect(),
     }
 }
 

@@ -57,6 +57,24 @@ fn ids(group: Option<&str>, member: Option<&str>) -> Result<(String, String), (i
     Ok((group.to_owned(), member.to_owned()))
 }
 
+/// Loads the share-partitions a request touches whose group another broker
+/// coordinates (a cluster), and writes those that start afresh.
+async fn preload(
+    shares: &Shares,
+    meta: &MetadataView,
+    group: &str,
+    partitions: impl Iterator<Item = SessionPartition>,
+) {
+    let named: Vec<(Uuid, Option<String>, i32)> = {
+        let image = meta.image();
+        partitions
+            .map(|(topic, p)| (topic, image.topic_by_id(&topic).map(|t| t.name.clone()), p))
+            .collect()
+    };
+    let fresh = shares.preload(group, &named).await;
+    let _ = shares.persist(group, fresh).await;
+}
+
 /// Acknowledgements of one partition, as the state machine takes them.
 type AckBatches<'a> = Vec<(i64, i64, &'a [i8])>;
 
@@ -172,6 +190,11 @@ pub async fn fetch(
                 })
         })
         .collect();
+    let touched = session
+        .iter()
+        .copied()
+        .chain(acks.iter().map(|(tp, _)| *tp));
+    preload(shares, meta, &group, touched).await;
     let released = if epoch == FINAL_EPOCH {
         shares.release(&group, &member, &session)
     } else {
@@ -375,6 +398,7 @@ pub async fn acknowledge_request(
             })
         })
         .collect();
+    preload(shares, meta, &group, acks.iter().map(|(tp, _)| *tp)).await;
     let released = if epoch == FINAL_EPOCH {
         shares.release(&group, &member, &session)
     } else {
