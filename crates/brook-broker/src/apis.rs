@@ -38,6 +38,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-848 consumer groups, at Kafka 4.4's versions.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // KIP-932 share groups, at their first stable versions (Kafka 4.1+). Kafka 4.4's
+    // client uses v1 when the broker offers no more (v2 adds the record_limit acquire
+    // mode and RENEW acknowledgements).
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),

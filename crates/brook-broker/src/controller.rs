@@ -66,6 +66,12 @@ pub enum ControllerRequest {
         changes: Vec<(String, Option<String>)>,
         validate_only: bool,
     },
+    /// Dynamic configs of one group (Kafka's GROUP resource).
+    AlterGroupConfigs {
+        group: String,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    },
     AllocateProducerIds,
     /// AlterUserScramCredentials: deletions `(user, mechanism code)`, and upsertions
     /// whose keys the broker derived already. `if_absent`: leave existing credentials
@@ -396,6 +402,33 @@ pub fn decide(
                 .iter()
                 .map(|(key, value)| MetadataRecord::BrokerConfigSet {
                     broker: *broker,
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            Ok((records, ControllerReply::Done))
+        }
+        ControllerRequest::AlterGroupConfigs {
+            group,
+            changes,
+            validate_only,
+        } => {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => crate::config::validate_group_config(k, v)?,
+                    None if !crate::config::GROUP_CONFIGS.iter().any(|(n, _)| n == k) => {
+                        return Err(ConfigError::Unknown(k.clone()).into());
+                    }
+                    None => {}
+                }
+            }
+            if *validate_only {
+                return Ok((Vec::new(), ControllerReply::Done));
+            }
+            let records = changes
+                .iter()
+                .map(|(key, value)| MetadataRecord::GroupConfigSet {
+                    group: group.clone(),
                     key: key.clone(),
                     value: value.clone(),
                 })

@@ -377,6 +377,33 @@ impl ControllerClient {
         Ok(())
     }
 
+    /// Sets or removes dynamic configs of a group; returns once this broker has
+    /// applied them.
+    pub async fn alter_group_configs(
+        &self,
+        group: &str,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let expected = changes.clone();
+        self.request(ControllerRequest::AlterGroupConfigs {
+            group: group.to_owned(),
+            changes,
+            validate_only,
+        })
+        .await?;
+        if !validate_only {
+            self.settle(|i| {
+                let configs = i.group_configs.get(group);
+                expected
+                    .iter()
+                    .all(|(k, v)| configs.and_then(|c| c.get(k)) == v.as_ref())
+            })
+            .await;
+        }
+        Ok(())
+    }
+
     /// Sets and removes SCRAM credentials; returns one `(user, error code, message)`
     /// per user, once this broker's applied image shows the changes.
     pub async fn alter_scram_credentials(

@@ -145,6 +145,9 @@ impl Groups {
             consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64) as usize,
             consumer_assignors: consumer_assignors(&settings.group_consumer_assignors),
             consumer_regex_refresh_interval_ms: settings.group_consumer_regex_refresh_interval_ms,
+            share_session_timeout_ms: clamp_i32(settings.group_share_session_timeout_ms),
+            share_heartbeat_interval_ms: clamp_i32(settings.group_share_heartbeat_interval_ms),
+            share_max_size: settings.group_share_max_size.clamp(1, i32::MAX as i64) as usize,
             ..GroupConfig::default()
         };
         let state = GroupState {
@@ -260,6 +263,16 @@ impl Groups {
             return !self.metadata.is_cluster();
         }
         self.host.leads(self.host.partition_of(&image, group_id))
+    }
+
+    /// The node leading `group_id`'s `__consumer_offsets` partition, if the topic exists
+    /// and the partition has a leader.
+    pub fn coordinator_node(&self, group_id: &str) -> Option<i32> {
+        let image = self.metadata.image();
+        let topic = image.topic(OFFSETS_TOPIC)?;
+        let index = self.host.partition_of(&image, group_id);
+        let leader = topic.partitions.get(usize::try_from(index).ok()?)?.leader;
+        (leader >= 0).then_some(leader)
     }
 
     /// Follows a new image: replays the offsets partitions this broker now leads.

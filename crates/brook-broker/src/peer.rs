@@ -51,6 +51,27 @@ pub struct VerifyTxnRequest {
     pub partition: i32,
 }
 
+/// A share-partition's stored state as it travels between brokers: the start offset
+/// and (first, last, state, delivery count) ranges (see `brook_coord::share::records`).
+pub type WireShareState = (i64, Vec<(i64, i64, i8, i16)>);
+
+/// Share-partition state kept by the group's coordinator, asked or written by the
+/// broker leading the partition when that is another broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShareStateRequest {
+    /// The stored state of (group, topic id, partition), if any.
+    Read {
+        group: String,
+        topic: uuid::Uuid,
+        partition: i32,
+    },
+    /// Store these states of the group's share-partitions; the answer is an error code.
+    Write {
+        group: String,
+        states: Vec<(uuid::Uuid, i32, WireShareState)>,
+    },
+}
+
 /// Brook's private API key for inter-broker RPCs on the controller listener (outside
 /// Kafka's range, refused on client listeners).
 pub const INTERNAL_API_KEY: i16 = 0x7B00;
@@ -60,6 +81,8 @@ pub(super) const KIND_CONTROLLER: u8 = 1;
 pub(super) const KIND_MARKERS: u8 = 2;
 /// KIP-890 verification from a partition leader to a transaction coordinator.
 pub(super) const KIND_VERIFY_TXN: u8 = 3;
+/// Share-partition state read from or written to the group's coordinator.
+pub(super) const KIND_SHARE_STATE: u8 = 4;
 /// Largest inter-broker response accepted (a replica fetch is capped well below).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -445,5 +468,21 @@ impl PeerNet {
             .await
             .map_err(|e| format!("broker {leader}: {e}"))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("bad marker reply: {e}"))
+    }
+
+    /// Reads or writes share-partition state on the group's coordinator `node`. The
+    /// answer is JSON: the state (`Option<WireShareState>`) for a read, an error code
+    /// for a write.
+    pub async fn share_state(&self, node: i32, req: &ShareStateRequest) -> Result<Bytes, String> {
+        let payload = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        self.call(
+            &self.markers,
+            node,
+            KIND_SHARE_STATE,
+            &payload,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| format!("broker {node}: {e}"))
     }
 }

@@ -20,6 +20,7 @@ use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
 use crate::mutation_quotas::MutationQuota;
 use crate::replicas::Replicas;
+use crate::shares::Shares;
 use crate::txns::Txns;
 
 /// A handler's answer.
@@ -33,7 +34,7 @@ pub enum Response {
 /// Calls `$m!` with every response kind that carries a `throttle_time_ms`.
 macro_rules! throttled_kinds {
     ($m:ident, $($arg:tt)*) => {
-        $m!($($arg)*; AddOffsetsToTxn, AddPartitionsToTxn, AlterClientQuotas, AlterConfigs, AlterPartitionReassignments, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, SyncGroup, TxnOffsetCommit)
+        $m!($($arg)*; AddOffsetsToTxn, AddPartitionsToTxn, AlterClientQuotas, AlterConfigs, AlterPartitionReassignments, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, ShareAcknowledge, ShareFetch, ShareGroupDescribe, ShareGroupHeartbeat, SyncGroup, TxnOffsetCommit)
     };
 }
 
@@ -86,6 +87,8 @@ pub struct Services {
     pub controller: Arc<ControllerClient>,
     pub replicas: Arc<Replicas>,
     pub groups: Arc<Groups>,
+    /// Share groups' share-partitions and share sessions (KIP-932).
+    pub shares: Arc<Shares>,
     pub txns: Arc<Txns>,
     pub markers: Arc<MarkerWriter>,
     /// Inter-broker RPCs (cluster only).
@@ -162,6 +165,24 @@ fn refuse_whole(c: &Check<'_>, v: i16, request: &RequestKind) -> Option<Response
                     .with_error_code(code)
                     .with_member_epoch(-1),
             )
+        }
+        RequestKind::ShareGroupHeartbeat(r) => {
+            let code = access::share_group_heartbeat(c, r)?;
+            ResponseKind::ShareGroupHeartbeat(
+                ShareGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_member_epoch(-1),
+            )
+        }
+        RequestKind::ShareFetch(r)
+            if !access::share_group_read(c, r.group_id.as_ref().map(|g| g.as_str())) =>
+        {
+            ResponseKind::ShareFetch(ShareFetchResponse::default().with_error_code(GROUP))
+        }
+        RequestKind::ShareAcknowledge(r)
+            if !access::share_group_read(c, r.group_id.as_ref().map(|g| g.as_str())) =>
+        {
+            ResponseKind::ShareAcknowledge(ShareAcknowledgeResponse::default().with_error_code(GROUP))
         }
         RequestKind::InitProducerId(r) => {
             let allowed = match &r.transactional_id {
@@ -546,6 +567,39 @@ async fn dispatch_checked(
             resp.groups.extend(refused);
             ResponseKind::ConsumerGroupDescribe(resp)
         }
+        RequestKind::ShareGroupHeartbeat(r) => ResponseKind::ShareGroupHeartbeat(
+            share_group::heartbeat(&s.groups, &s.shares, meta, ctx, r).await,
+        ),
+        RequestKind::ShareGroupDescribe(mut r) => {
+            let refused = gate!(c => access::share_group_describe(c, &mut r));
+            let mut resp = share_group::describe(&s.groups, meta, r);
+            if let Some(c) = check {
+                for g in &mut resp.groups {
+                    g.authorized_operations =
+                        access::group_ops(c, g.authorized_operations, &g.group_id);
+                }
+            }
+            resp.groups.extend(refused);
+            ResponseKind::ShareGroupDescribe(resp)
+        }
+        RequestKind::ShareFetch(mut r) => {
+            if let Some(c) = check {
+                // Topics the principal may not READ are left out of the request.
+                let image = image?;
+                for t in &mut r.topics {
+                    let readable = image
+                        .topic_by_id(&t.topic_id)
+                        .is_some_and(|topic| c.topic(Op::Read, &topic.name));
+                    if !readable {
+                        t.partitions.clear();
+                    }
+                }
+            }
+            ResponseKind::ShareFetch(share_fetch::fetch(&s.shares, meta, r).await)
+        }
+        RequestKind::ShareAcknowledge(r) => ResponseKind::ShareAcknowledge(
+            share_fetch::acknowledge_request(&s.shares, meta, r).await,
+        ),
         RequestKind::ListGroups(r) => {
             let mut resp = group::list(&s.groups, r, v);
             if let Some(c) = check {
@@ -568,6 +622,9 @@ async fn dispatch_checked(
         RequestKind::DeleteGroups(mut r) => {
             let refused = gate!(c => access::delete_groups(c, &mut r));
             let mut resp = group::delete(&s.groups, r, v).await;
+            for deleted in resp.results.iter().filter(|r| r.error_code == 0) {
+                s.shares.forget_group(&deleted.group_id);
+            }
             resp.results.extend(refused);
             ResponseKind::DeleteGroups(resp)
         }

@@ -18,7 +18,6 @@ use brook_raft::{Quorum, QuorumConfig};
 use crate::accept::{self, Bound, Shared};
 use crate::applier::Applier;
 use crate::client_quotas::{ClientQuotaRates, QuotaWindows};
-use crate::clock::now_ms;
 use crate::cluster::fetcher::Fetchers;
 use crate::cluster::liveness::{self, Registration};
 use crate::cluster::{isr, rpc::InternalRpc};
@@ -35,16 +34,9 @@ use crate::replicas::Replicas;
 use crate::router::Services;
 use crate::sasl::SaslServerConfig;
 use crate::session::ListenerInfo;
+use crate::shares::Shares;
 use crate::tls::{ServerTls, TlsSettings};
 use crate::txns::Txns;
-
-/// How often flush.ms and segment.ms deadlines are checked.
-const LOG_TICK_INTERVAL: Duration = Duration::from_millis(100);
-/// At most this many partitions' periodic log work per tick (the rest wait for the
-/// next), so one tick never holds its blocking thread for long.
-const MAINTENANCE_PER_TICK: usize = 2_000;
-/// When log maintenance failed, it is tried again this much later.
-const MAINTENANCE_RETRY_MS: i64 = 1_000;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -286,7 +278,7 @@ impl BrokerBuilder {
                 shutdown_rx.clone(),
             )));
         }
-        tasks.push(tokio::spawn(maintenance_loop(
+        tasks.push(tokio::spawn(crate::background::maintenance_loop(
             services.clone(),
             shutdown_rx.clone(),
         )));
@@ -295,7 +287,7 @@ impl BrokerBuilder {
             services.settings.clone(),
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(coordinator_timers(
+        tasks.push(tokio::spawn(crate::background::coordinator_timers(
             services.clone(),
             shutdown_rx.clone(),
         )));
@@ -511,6 +503,13 @@ async fn wire(
         metadata.clone(),
         controller.clone(),
     ));
+    let shares = Arc::new(Shares::new(
+        &settings,
+        replicas.clone(),
+        metadata.clone(),
+        groups.clone(),
+        peers.clone(),
+    ));
     let markers = Arc::new(MarkerWriter {
         replicas: replicas.clone(),
         groups: groups.clone(),
@@ -545,6 +544,7 @@ async fn wire(
             controller: controller.clone(),
             markers: markers.clone(),
             txns: txns.clone(),
+            groups: groups.clone(),
         })
     });
     let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));
@@ -573,6 +573,7 @@ async fn wire(
         controller,
         replicas,
         groups,
+        shares,
         txns,
         markers,
         internal,
@@ -696,73 +697,6 @@ impl Broker {
 
 /// How long shutdown waits for the metadata quorum to stop.
 const QUORUM_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Time-based flushes and rolls (`flush.ms`, `segment.ms`), retention, coordinator
-/// timers and compaction of their topics; disk work, so on the blocking pool.
-/// How often the coordinators' timers (group sessions and rebalances, transaction
-/// timeouts) are checked: their own loop, so a flush or retention pass over many
-/// partitions never makes a session expire late.
-const COORDINATOR_TICK_INTERVAL: Duration = Duration::from_millis(20);
-
-async fn coordinator_timers(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(COORDINATOR_TICK_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        let (groups, txns) = (services.groups.clone(), services.txns.clone());
-        // Records they write go through the partition's append (and maybe its fsync).
-        let txn_tick = tokio::task::spawn_blocking(move || {
-            groups.tick();
-            txns.tick()
-        })
-        .await;
-        if let Ok(Some(outcome)) = txn_tick {
-            tokio::spawn(services.txns.clone().after_tick(outcome));
-        }
-    }
-}
-
-async fn maintenance_loop(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
-    let settings = &services.settings;
-    let retention_every =
-        Duration::from_millis(settings.log_retention_check_interval_ms.max(1) as u64);
-    let mut tick = tokio::time::interval(LOG_TICK_INTERVAL);
-    let mut retention = tokio::time::interval(retention_every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                // Only the partitions whose deadline came (see `maintenance`).
-                let replicas = services.replicas.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let now = now_ms();
-                    for p in replicas.maintenance_due(now, MAINTENANCE_PER_TICK) {
-                        let next = p.maintain(now).unwrap_or_else(|e| {
-                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log maintenance failed");
-                            Some(now + MAINTENANCE_RETRY_MS)
-                        });
-                        replicas.maintained(&p, next);
-                    }
-                }).await;
-            }
-            _ = retention.tick() => {
-                let replicas = services.replicas.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    for p in replicas.all() {
-                        match p.with_log(|log| log.enforce_retention(now_ms())) {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
-                            Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
-                        }
-                    }
-                }).await;
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-}
 
 /// The file a running broker holds an exclusive lock on (as Kafka's `.lock`).
 pub const DATA_DIR_LOCK: &str = ".lock";

@@ -47,6 +47,13 @@ pub struct GroupConfig {
     /// `group.consumer.regex.refresh.interval.ms`: a group's regular expressions are
     /// resolved again after this long even if no topic was created or deleted.
     pub consumer_regex_refresh_interval_ms: i64,
+    /// `group.share.session.timeout.ms`: a share group member that has not heartbeated
+    /// for this long is removed (KIP-932).
+    pub share_session_timeout_ms: i32,
+    /// `group.share.heartbeat.interval.ms`: how often share group members heartbeat.
+    pub share_heartbeat_interval_ms: i32,
+    /// `group.share.max.size`: the most members a share group accepts.
+    pub share_max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -65,6 +72,9 @@ impl Default for GroupConfig {
             consumer_max_size: i32::MAX as usize,
             consumer_assignors: vec!["uniform".into(), "range".into()],
             consumer_regex_refresh_interval_ms: 600_000,
+            share_session_timeout_ms: 45_000,
+            share_heartbeat_interval_ms: 5_000,
+            share_max_size: 200,
         }
     }
 }

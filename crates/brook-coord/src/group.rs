@@ -12,6 +12,7 @@ use kafka_protocol::protocol::Decodable;
 
 use crate::consumer::ConsumerGroup;
 use crate::records::{CommittedOffset, OffsetsRecord};
+use crate::share::ShareGroup;
 use crate::ReplyToken;
 
 /// The protocol type of Kafka consumers, whose subscriptions the coordinator can read.
@@ -161,6 +162,8 @@ pub(crate) struct Group {
     /// classic fields above stay Empty (no classic member can join), and offsets are
     /// shared as in Kafka, where they live apart from the group's type.
     pub consumer: Option<Box<ConsumerGroup>>,
+    /// Present when this is a share group (KIP-932); the classic fields stay Empty.
+    pub share: Option<Box<ShareGroup>>,
 }
 
 impl Group {
@@ -184,6 +187,7 @@ impl Group {
             offsets: BTreeMap::new(),
             last_metadata_record: None,
             consumer: None,
+            share: None,
         }
     }
 

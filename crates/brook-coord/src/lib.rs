@@ -1,5 +1,5 @@
-//! Brook's coordinators as pure state machines: the group coordinator (classic groups
-//! and KIP-848 consumer groups) and the transaction coordinator.
+//! Brook's coordinators as pure state machines: the group coordinator (classic groups,
+//! KIP-848 consumer groups and KIP-932 share groups) and the transaction coordinator.
 //!
 //! Requests (`kafka_protocol::messages` types, with their API version) and the current
 //! time go in; responses, replies to parked requests, records for the internal topics
@@ -13,6 +13,10 @@
 //!   `uniform` and `range` assignors, one reconciliation step (Kafka's
 //!   CurrentAssignmentBuilder), regular-expression subscriptions, and their records in
 //!   Kafka 4's format.
+//! - [`share`]: KIP-932 share groups: membership and the `simple` assignor, a
+//!   share-partition's delivery state (acquire, acknowledge, lock expiry, delivery
+//!   limit), share sessions, and their records (Kafka 4's group records; Brook's own
+//!   share-partition state record).
 //! - [`records`]: [`OffsetsRecord`] and its documented binary encoding.
 //! - [`txn`]: [`TransactionCoordinator`] (InitProducerId, AddPartitionsToTxn,
 //!   AddOffsetsToTxn, EndTxn, DescribeTransactions, ListTransactions), [`TxnEffects`],
@@ -48,6 +52,7 @@ pub mod consumer;
 pub mod coordinator;
 mod group;
 pub mod records;
+pub mod share;
 mod timers;
 pub mod txn;
 

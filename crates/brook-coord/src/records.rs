@@ -27,7 +27,9 @@
 //! ```
 //!
 //! Key types 3 to 8 and 16 are consumer groups of the new protocol (KIP-848), which
-//! Brook writes in Kafka 4's own format: see `consumer::records`.
+//! Brook writes in Kafka 4's own format: see `consumer::records`. Key types 10 to 14
+//! are share groups (KIP-932), in Kafka 4's format, and 100 a share-partition's state,
+//! in Brook's: see `share::records`.
 //!
 //! Keys are canonical (compaction compares their bytes), so a key with trailing bytes is
 //! rejected. A value may carry trailing bytes, which this version ignores: a later
@@ -36,6 +38,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::consumer::records::{ConsumerKey, ConsumerValue};
+use crate::share::records::{ShareKey, ShareValue};
 
 const OFFSET_COMMIT_KEY: i16 = 1;
 const GROUP_METADATA_KEY: i16 = 2;
@@ -78,6 +81,8 @@ pub(crate) enum RecordKey {
     },
     /// A consumer group record (KIP-848), in Kafka's format.
     Consumer(ConsumerKey),
+    /// A share group record (KIP-932): Kafka's format, and Brook's share-partition state.
+    Share(ShareKey),
 }
 
 /// A committed offset as stored.
@@ -119,6 +124,7 @@ pub(crate) enum RecordValue {
     OffsetCommit(CommittedOffset),
     GroupMetadata(GroupMetadataValue),
     Consumer(ConsumerValue),
+    Share(ShareValue),
 }
 
 impl OffsetsRecord {
@@ -163,6 +169,14 @@ impl OffsetsRecord {
         }
     }
 
+    /// A share group record (a tombstone when `value` is None).
+    pub(crate) fn share(key: &ShareKey, value: Option<&ShareValue>) -> Self {
+        OffsetsRecord {
+            key: key.encode(),
+            value: value.map(ShareValue::encode),
+        }
+    }
+
     /// The group the record belongs to: what the broker partitions `__consumer_offsets`
     /// by (Kafka maps a group to partition `hash(group id) % partitions`). None when the
     /// key cannot be read.
@@ -172,6 +186,7 @@ impl OffsetsRecord {
                 Some(group)
             }
             RecordKey::Consumer(key) => Some(key.group().to_owned()),
+            RecordKey::Share(key) => Some(key.group().to_owned()),
         }
     }
 
@@ -183,7 +198,7 @@ impl OffsetsRecord {
                 topic,
                 partition,
             } => Some((group, topic, partition)),
-            RecordKey::GroupMetadata { .. } | RecordKey::Consumer(_) => None,
+            RecordKey::GroupMetadata { .. } | RecordKey::Consumer(_) | RecordKey::Share(_) => None,
         }
     }
 
@@ -202,6 +217,7 @@ impl OffsetsRecord {
                 RecordKey::Consumer(ref key) => {
                     RecordValue::Consumer(ConsumerValue::decode(key, bytes)?)
                 }
+                RecordKey::Share(ref key) => RecordValue::Share(ShareValue::decode(key, bytes)?),
             }),
         };
         Ok((key, value))
@@ -271,6 +287,7 @@ fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
         kind @ (3..=8 | 16) => {
             return ConsumerKey::decode(kind, &bytes[2..]).map(RecordKey::Consumer)
         }
+        kind @ (9..=15 | 100) => return ShareKey::decode(kind, &bytes[2..]).map(RecordKey::Share),
         other => return Err(RecordError::UnknownKeyType(other)),
     };
     match reader.remaining() {
@@ -597,7 +614,7 @@ mod tests {
         }
         type Case<'a> = (&'a [u8], Option<&'a [u8]>, RecordError);
         let cases: [Case; 4] = [
-            (&[0, 9], None, RecordError::UnknownKeyType(9)),
+            (&[0, 99], None, RecordError::UnknownKeyType(99)),
             (
                 &[0, 2, 0, 0, 0, 0, 7],
                 None,

@@ -23,6 +23,8 @@ pub(crate) enum TimerKey {
     /// A consumer-protocol member's time to revoke partitions (its rebalance timeout):
     /// on expiry, if it still has not, it is removed.
     ConsumerRevocation { group: String, member: String },
+    /// A share group member's session (KIP-932): on expiry the member is removed.
+    ShareSession { group: String, member: String },
     /// The periodic search for expired offsets.
     OffsetRetention,
 }

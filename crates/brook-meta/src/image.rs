@@ -154,6 +154,9 @@ pub struct MetadataImage {
     /// Client quotas by entity (user, client id, IP, and their defaults).
     #[serde(default, skip_serializing_if = "ClientQuotas::is_empty")]
     pub client_quotas: ClientQuotas,
+    /// Dynamic group configs (Kafka's GROUP resource) by group id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Dynamic broker configs, set at run time with AlterConfigs on the BROKER resource.
@@ -355,6 +358,16 @@ impl MetadataImage {
                     {
                         self.broker_configs.per_broker.remove(id);
                     }
+                }
+            }
+            MetadataRecord::GroupConfigSet { group, key, value } => {
+                let configs = self.group_configs.entry(group.clone()).or_default();
+                match value {
+                    Some(v) => configs.insert(key.clone(), v.clone()),
+                    None => configs.remove(key),
+                };
+                if configs.is_empty() {
+                    self.group_configs.remove(group);
                 }
             }
             MetadataRecord::ScramCredentialSet {

@@ -84,6 +84,13 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+    /// Set (`Some`) or remove (`None`) a dynamic group config (Kafka's GROUP resource,
+    /// KIP-848/KIP-932 group configs such as `share.auto.offset.reset`).
+    GroupConfigSet {
+        group: String,
+        key: String,
+        value: Option<String>,
+    },
     /// Set one user's SCRAM credential for one mechanism (Kafka's
     /// UserScramCredentialRecord): the salted keys, never the password.
     ScramCredentialSet {

@@ -334,3 +334,45 @@ pub fn delete_groups(c: &Check<'_>, req: &mut DeleteGroupsRequest) -> Vec<Deleta
         })
         .collect()
 }
+
+/// ShareGroupDescribe: DESCRIBE on each group.
+pub fn share_group_describe(
+    c: &Check<'_>,
+    req: &mut kafka_protocol::messages::ShareGroupDescribeRequest,
+) -> Vec<kafka_protocol::messages::share_group_describe_response::DescribedGroup> {
+    let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.group_ids)
+        .into_iter()
+        .partition(|g| c.group(Op::Describe, g));
+    req.group_ids = allowed;
+    refused
+        .into_iter()
+        .map(|g| {
+            kafka_protocol::messages::share_group_describe_response::DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(GROUP_DENIED)
+        })
+        .collect()
+}
+
+/// ShareGroupHeartbeat: READ on the group and DESCRIBE on every subscribed topic, as
+/// Kafka checks it. `Some(code)` refuses the request.
+pub fn share_group_heartbeat(
+    c: &Check<'_>,
+    req: &kafka_protocol::messages::ShareGroupHeartbeatRequest,
+) -> Option<i16> {
+    if !c.group(Op::Read, &req.group_id) {
+        return Some(GROUP_DENIED);
+    }
+    let denied = req
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .any(|t| !c.topic(Op::Describe, t));
+    denied.then_some(kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code())
+}
+
+/// ShareFetch and ShareAcknowledge: READ on the group (the whole request); the topics'
+/// READ is checked by id in the handler's image.
+pub fn share_group_read(c: &Check<'_>, group: Option<&str>) -> bool {
+    group.is_some_and(|g| c.group(Op::Read, g))
+}

@@ -1,6 +1,7 @@
 //! The server side of the inter-broker RPCs that arrive on the controller listener:
 //! raft messages, controller requests forwarded by other brokers, transaction markers,
-//! KIP-890 verification of transactional produce for partitions led elsewhere.
+//! KIP-890 verification of transactional produce for partitions led elsewhere, and
+//! share-partition state kept for share groups this broker coordinates.
 
 use std::sync::Arc;
 
@@ -9,9 +10,11 @@ use kafka_protocol::error::ResponseError;
 use crate::controller::{ControllerReply, ControllerRequest};
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
+use crate::groups::Groups;
 use crate::markers::MarkerWriter;
 use crate::peer::{
-    MarkerRequest, VerifyTxnRequest, KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT, KIND_VERIFY_TXN,
+    MarkerRequest, ShareStateRequest, VerifyTxnRequest, KIND_CONTROLLER, KIND_MARKERS, KIND_RAFT,
+    KIND_SHARE_STATE, KIND_VERIFY_TXN,
 };
 use crate::txns::Txns;
 
@@ -20,6 +23,8 @@ pub struct InternalRpc {
     pub controller: Arc<ControllerClient>,
     pub markers: Arc<MarkerWriter>,
     pub txns: Arc<Txns>,
+    /// The group coordinator: share-partition state for partition leaders elsewhere.
+    pub groups: Arc<Groups>,
 }
 
 impl InternalRpc {
@@ -59,6 +64,25 @@ impl InternalRpc {
                 );
                 let code = verdict.err().map_or(0, |e| e.code());
                 serde_json::to_vec(&code).map_err(|e| e.to_string())
+            }
+            KIND_SHARE_STATE => {
+                let r: ShareStateRequest = serde_json::from_slice(payload)
+                    .map_err(|e| format!("bad share state request: {e}"))?;
+                match r {
+                    ShareStateRequest::Read {
+                        group,
+                        topic,
+                        partition,
+                    } => {
+                        let state =
+                            crate::shares::read_local(&self.groups, &group, topic, partition);
+                        serde_json::to_vec(&state).map_err(|e| e.to_string())
+                    }
+                    ShareStateRequest::Write { group, states } => {
+                        let code = crate::shares::write_local(&self.groups, &group, states).await;
+                        serde_json::to_vec(&code).map_err(|e| e.to_string())
+                    }
+                }
             }
             other => Err(format!("unknown internal request kind {other}")),
         }

@@ -26,6 +26,23 @@ pub enum ConfigError {
     },
 }
 
+/// The group configs (Kafka's GROUP resource) Brook has, with Kafka's defaults.
+pub const GROUP_CONFIGS: &[(&str, &str)] = &[("share.auto.offset.reset", "latest")];
+
+/// Checks a group config's name and value (`share.auto.offset.reset`: `latest` or
+/// `earliest`; Kafka's `by_duration:` is not supported).
+pub fn validate_group_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    match name {
+        "share.auto.offset.reset" if matches!(value, "latest" | "earliest") => Ok(()),
+        "share.auto.offset.reset" => Err(ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason: "expected latest or earliest".into(),
+        }),
+        _ => Err(ConfigError::Unknown(name.into())),
+    }
+}
+
 impl From<crate::listeners::InvalidSetting> for ConfigError {
     fn from(e: crate::listeners::InvalidSetting) -> Self {
         let crate::listeners::InvalidSetting {
@@ -416,6 +433,13 @@ broker_settings! {
     group_max_session_timeout_ms: i64 = "group.max.session.timeout.ms", "1800000";
     group_max_size: i64 = "group.max.size", "2147483647";
     group_min_session_timeout_ms: i64 = "group.min.session.timeout.ms", "6000";
+    group_share_delivery_count_limit: i64 = "group.share.delivery.count.limit", "5";
+    group_share_heartbeat_interval_ms: i64 = "group.share.heartbeat.interval.ms", "5000";
+    group_share_max_share_sessions: i64 = "group.share.max.share.sessions", "2000";
+    group_share_max_size: i64 = "group.share.max.size", "200";
+    group_share_partition_max_record_locks: i64 = "group.share.partition.max.record.locks", "2000";
+    group_share_record_lock_duration_ms: i64 = "group.share.record.lock.duration.ms", "30000";
+    group_share_session_timeout_ms: i64 = "group.share.session.timeout.ms", "45000";
     leader_imbalance_check_interval_seconds: i64 = "leader.imbalance.check.interval.seconds", "300";
     log_cleaner_backoff_ms: i64 = "log.cleaner.backoff.ms", "15000";
     log_cleaner_dedupe_buffer_size: i64 = "log.cleaner.dedupe.buffer.size", "134217728";
@@ -465,6 +489,9 @@ fn broker_setting_min(name: &str) -> i64 {
     ];
     if MAY_BE_ZERO.contains(&name) {
         0
+    } else if name == "group.share.delivery.count.limit" {
+        // Kafka's minimum: one delivery and one redelivery.
+        2
     } else {
         1
     }

@@ -1,6 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs: topic configs, dynamic
-//! broker configs (one broker's, or the cluster defaults: Kafka's BROKER resource) and
-//! log levels (BROKER_LOGGER).
+//! broker configs (one broker's, or the cluster defaults: Kafka's BROKER resource), log
+//! levels (BROKER_LOGGER) and group configs (GROUP: `share.auto.offset.reset`).
 
 use brook_meta::MetadataImage;
 use kafka_protocol::error::ResponseError;
@@ -31,6 +31,9 @@ use crate::metadata::MetadataView;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_BROKER_LOGGER: i8 = 8;
+const RESOURCE_GROUP: i8 = 32;
+/// DescribeConfigs' source code for a dynamic group config (Kafka's DYNAMIC_GROUP_CONFIG).
+const SOURCE_GROUP: i8 = 8;
 
 /// DescribeConfigs' source code for a logger's level.
 const SOURCE_BROKER_LOGGER: i8 = 6;
@@ -75,9 +78,10 @@ pub fn describe(
                 RESOURCE_TOPIC => describe_topic(&image, cx.config, &r.resource_name, shown),
                 RESOURCE_BROKER => describe_broker(&image, cx.config, &r.resource_name, shown),
                 RESOURCE_BROKER_LOGGER => describe_loggers(cx, &r.resource_name),
+                RESOURCE_GROUP => Ok(describe_group(&image, &r.resource_name)),
                 _ => Err(ApiError::new(
                     ResponseError::InvalidRequest,
-                    "only topic, broker and broker-logger configs can be described",
+                    "only topic, broker, broker-logger and group configs can be described",
                 )),
             };
             match entries {
@@ -94,6 +98,28 @@ pub fn describe(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A group's configs: its dynamic ones, else Kafka's defaults.
+fn describe_group(image: &MetadataImage, group: &str) -> Vec<DescribeConfigsResourceResult> {
+    let set = image.group_configs.get(group);
+    crate::config::GROUP_CONFIGS
+        .iter()
+        .map(|(name, default)| {
+            let value = set.and_then(|c| c.get(*name));
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(name.to_string()))
+                .with_value(Some(str_bytes(
+                    value.map_or(*default, String::as_str).to_string(),
+                )))
+                .with_config_source(if value.is_some() {
+                    SOURCE_GROUP
+                } else {
+                    ConfigSource::Default as i8
+                })
+                .with_config_type(ConfigType::String as i8)
+        })
+        .collect()
 }
 
 /// What a DescribeConfigs request asked to see besides values.
@@ -299,11 +325,13 @@ enum Target {
     Topic(String),
     /// One broker's dynamic configs, or (`None`) the cluster defaults.
     Broker(Option<i32>),
+    Group(String),
 }
 
 fn target(resource_type: i8, name: &str) -> Result<Target, ApiError> {
     match resource_type {
         RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
+        RESOURCE_GROUP if !name.is_empty() => Ok(Target::Group(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(Target::Broker(None)),
         RESOURCE_BROKER => name
             .parse::<i32>()
@@ -318,7 +346,7 @@ fn target(resource_type: i8, name: &str) -> Result<Target, ApiError> {
             }),
         _ => Err(ApiError::new(
             ResponseError::InvalidRequest,
-            "only topic, broker and broker-logger configs can be altered",
+            "only topic, broker, broker-logger and group configs can be altered",
         )),
     }
 }
@@ -330,6 +358,7 @@ fn current(meta: &MetadataView, target: &Target) -> Overrides {
     match target {
         Target::Topic(name) => image.topic(name).map(|t| t.configs.clone()),
         Target::Broker(id) => image.broker_configs.of(*id).cloned(),
+        Target::Group(group) => image.group_configs.get(group).cloned(),
     }
     .unwrap_or_default()
 }
@@ -352,6 +381,11 @@ async fn alter_target(
         Target::Broker(id) => {
             cx.controller
                 .alter_broker_configs(id, changes, validate_only)
+                .await
+        }
+        Target::Group(group) => {
+            cx.controller
+                .alter_group_configs(&group, changes, validate_only)
                 .await
         }
     }
@@ -490,11 +524,14 @@ pub async fn incremental_alter(
             match target(r.resource_type, r.resource_name.as_str()) {
                 Ok(target) => {
                     let is_topic = matches!(target, Target::Topic(_));
+                    let is_group = matches!(target, Target::Group(_));
                     alter_target(cx, target, req.validate_only, |existing| {
                         ops.iter()
                             .map(|&(name, op, value)| {
                                 if is_topic {
                                     topic_change(cx.config, dynamic, existing, name, op, value)
+                                } else if is_group {
+                                    group_change(name, op, value)
                                 } else {
                                     broker_change(cx.config, existing, name, op, value)
                                 }
@@ -516,6 +553,26 @@ pub async fn incremental_alter(
         );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// One IncrementalAlterConfigs operation on a group config: SET or DELETE (the
+/// controller checks names and values).
+fn group_change(
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
+    match op {
+        OP_SET => Ok((
+            name.to_string(),
+            Some(value.unwrap_or_default().to_string()),
+        )),
+        OP_DELETE => Ok((name.to_string(), None)),
+        _ => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "group configs take only SET and DELETE",
+        )),
+    }
 }
 
 /// IncrementalAlterConfigs on BROKER_LOGGER: SET a level or DELETE (follow the root

@@ -16,6 +16,8 @@ pub mod producer_id;
 pub mod quotas;
 pub mod reassignments;
 pub mod scram;
+pub mod share_fetch;
+pub mod share_group;
 pub mod topics;
 pub mod txn;
 

@@ -334,19 +334,19 @@ impl ConsumerValue {
     }
 }
 
-fn len_u32(len: usize) -> u32 {
+pub(crate) fn len_u32(len: usize) -> u32 {
     // Every list comes from a bounded request frame.
     u32::try_from(len).expect("list longer than u32::MAX")
 }
 
-fn put_short_string(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_short_string(buf: &mut BytesMut, s: &str) {
     // Group ids and member ids come from requests whose strings have i16 lengths.
     let len = i16::try_from(s.len()).expect("key string longer than i16::MAX");
     buf.put_i16(len);
     buf.put_slice(s.as_bytes());
 }
 
-fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
+pub(crate) fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
     while v >= 0x80 {
         buf.put_u8((v as u8) | 0x80);
         v >>= 7;
@@ -354,12 +354,12 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
     buf.put_u8(v as u8);
 }
 
-fn put_compact_string(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_compact_string(buf: &mut BytesMut, s: &str) {
     put_uvarint(buf, len_u32(s.len()) + 1);
     buf.put_slice(s.as_bytes());
 }
 
-fn put_compact_nullable(buf: &mut BytesMut, s: Option<&str>) {
+pub(crate) fn put_compact_nullable(buf: &mut BytesMut, s: Option<&str>) {
     match s {
         None => put_uvarint(buf, 0),
         Some(s) => put_compact_string(buf, s),
@@ -367,7 +367,7 @@ fn put_compact_nullable(buf: &mut BytesMut, s: Option<&str>) {
 }
 
 /// `[]TopicPartitions`: topic id, `[]int32` partitions, tagged fields.
-fn put_partitions(buf: &mut BytesMut, a: &Assignment) {
+pub(crate) fn put_partitions(buf: &mut BytesMut, a: &Assignment) {
     put_uvarint(buf, len_u32(a.len()) + 1);
     for (topic, partitions) in a {
         buf.put_slice(topic.as_bytes());
@@ -380,21 +380,21 @@ fn put_partitions(buf: &mut BytesMut, a: &Assignment) {
 }
 
 /// A bounds-checked reader of Kafka's flexible encoding.
-struct Flex<'a> {
+pub(crate) struct Flex<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Flex<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Flex { bytes, at: 0 }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.remaining() < n {
             return Err(RecordError::Truncated {
                 at: self.at,
@@ -406,29 +406,29 @@ impl<'a> Flex<'a> {
         Ok(slice)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    fn i8(&mut self) -> Result<i8, RecordError> {
+    pub(crate) fn i8(&mut self) -> Result<i8, RecordError> {
         Ok(i8::from_be_bytes(self.array()?))
     }
 
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, RecordError> {
         Ok(i16::from_be_bytes(self.array()?))
     }
 
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, RecordError> {
         Ok(i64::from_be_bytes(self.array()?))
     }
 
-    fn uvarint(&mut self) -> Result<u32, RecordError> {
+    pub(crate) fn uvarint(&mut self) -> Result<u32, RecordError> {
         let at = self.at;
         let mut value: u32 = 0;
         for shift in (0..35).step_by(7) {
@@ -441,14 +441,14 @@ impl<'a> Flex<'a> {
         Err(RecordError::InvalidLength { at, length: -1 })
     }
 
-    fn utf8(&mut self, len: usize) -> Result<String, RecordError> {
+    pub(crate) fn utf8(&mut self, len: usize) -> Result<String, RecordError> {
         let at = self.at;
         std::str::from_utf8(self.take(len)?)
             .map(str::to_owned)
             .map_err(|_| RecordError::InvalidUtf8 { at })
     }
 
-    fn short_string(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn short_string(&mut self) -> Result<String, RecordError> {
         let at = self.at;
         let len = self.i16()?;
         let len = usize::try_from(len).map_err(|_| RecordError::InvalidLength {
@@ -459,7 +459,7 @@ impl<'a> Flex<'a> {
     }
 
     /// A compact length (N+1 on the wire; 0 is null), checked against what is left.
-    fn compact_nullable_len(&mut self) -> Result<Option<usize>, RecordError> {
+    pub(crate) fn compact_nullable_len(&mut self) -> Result<Option<usize>, RecordError> {
         let at = self.at;
         let raw = self.uvarint()?;
         if raw == 0 {
@@ -475,30 +475,30 @@ impl<'a> Flex<'a> {
         Ok(Some(len))
     }
 
-    fn compact_len(&mut self) -> Result<usize, RecordError> {
+    pub(crate) fn compact_len(&mut self) -> Result<usize, RecordError> {
         let at = self.at;
         self.compact_nullable_len()?
             .ok_or(RecordError::InvalidLength { at, length: 0 })
     }
 
-    fn compact_string(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn compact_string(&mut self) -> Result<String, RecordError> {
         let len = self.compact_len()?;
         self.utf8(len)
     }
 
-    fn compact_nullable(&mut self) -> Result<Option<String>, RecordError> {
+    pub(crate) fn compact_nullable(&mut self) -> Result<Option<String>, RecordError> {
         match self.compact_nullable_len()? {
             None => Ok(None),
             Some(len) => self.utf8(len).map(Some),
         }
     }
 
-    fn uuid(&mut self) -> Result<Uuid, RecordError> {
+    pub(crate) fn uuid(&mut self) -> Result<Uuid, RecordError> {
         Ok(Uuid::from_bytes(self.array()?))
     }
 
     /// The tagged-field section: (tag, a reader over its bytes).
-    fn tagged_fields(&mut self) -> Result<Vec<(u32, Flex<'a>)>, RecordError> {
+    pub(crate) fn tagged_fields(&mut self) -> Result<Vec<(u32, Flex<'a>)>, RecordError> {
         let count = self.uvarint()?;
         let mut fields = Vec::new();
         for _ in 0..count {
@@ -516,7 +516,7 @@ impl<'a> Flex<'a> {
         Ok(fields)
     }
 
-    fn partitions(&mut self) -> Result<Assignment, RecordError> {
+    pub(crate) fn partitions(&mut self) -> Result<Assignment, RecordError> {
         let mut a = Assignment::new();
         for _ in 0..self.compact_len()? {
             let topic = self.uuid()?;

@@ -19,6 +19,7 @@ use crate::records::OffsetsRecord;
 /// The group types ListGroups v5 reports (KIP-848 names).
 const CLASSIC_GROUP_TYPE: &str = "classic";
 const CONSUMER_GROUP_TYPE: &str = "consumer";
+const SHARE_GROUP_TYPE: &str = "share";
 /// DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for a group it cannot describe.
 const FIRST_DESCRIBE_VERSION_WITH_NOT_FOUND: i16 = 6;
 /// ListGroups v4+ filters by state.
@@ -30,7 +31,7 @@ const FIRST_DESCRIBE_VERSION_WITH_INSTANCE_ID: i16 = 4;
 
 impl GroupCoordinator {
     /// Handles ListGroups, with the state filter (v4+, case-insensitive) and the type
-    /// filter (v5+: "classic" or "consumer").
+    /// filter (v5+: "classic", "consumer" or "share").
     pub fn list_groups(&self, version: i16, request: &ListGroupsRequest) -> ListGroupsResponse {
         let states: Vec<String> = request
             .states_filter
@@ -46,9 +47,10 @@ impl GroupCoordinator {
         };
         let mut response = ListGroupsResponse::default();
         for group in self.groups.values() {
-            let (state, group_type) = match &group.consumer {
-                Some(cg) => (cg.state().name(), CONSUMER_GROUP_TYPE),
-                None => (group.state.name(), CLASSIC_GROUP_TYPE),
+            let (state, group_type) = match (&group.consumer, &group.share) {
+                (_, Some(sg)) => (sg.state().name(), SHARE_GROUP_TYPE),
+                (Some(cg), None) => (cg.state().name(), CONSUMER_GROUP_TYPE),
+                (None, None) => (group.state.name(), CLASSIC_GROUP_TYPE),
             };
             if !types_match(group_type) {
                 continue;
@@ -83,9 +85,12 @@ impl GroupCoordinator {
             let mut described = DescribedGroup::default();
             described.group_id = group_id.clone();
             match self.groups.get(group_id.as_str()) {
-                Some(group) if group.consumer.is_none() => describe(version, group, &mut described),
+                Some(group) if group.consumer.is_none() && group.share.is_none() => {
+                    describe(version, group, &mut described)
+                }
                 found => {
-                    // Unknown, or a consumer group (which ConsumerGroupDescribe shows).
+                    // Unknown, or a consumer or share group (which ConsumerGroupDescribe
+                    // and ShareGroupDescribe show).
                     described.group_state = StrBytes::from_static_str(GroupState::Dead.name());
                     if version >= FIRST_DESCRIBE_VERSION_WITH_NOT_FOUND {
                         let id = group_id.as_str();
@@ -114,11 +119,12 @@ impl GroupCoordinator {
         let mut response = DeleteGroupsResponse::default();
         let mut records = Vec::new();
         for group_id in &request.groups_names {
-            let consumer_members = self
-                .groups
-                .get(group_id.as_str())
-                .and_then(|g| g.consumer.as_ref())
-                .map(|cg| cg.members.len());
+            let consumer_members = self.groups.get(group_id.as_str()).and_then(|g| {
+                g.consumer
+                    .as_ref()
+                    .map(|cg| cg.members.len())
+                    .or(g.share.as_ref().map(|sg| sg.members.len()))
+            });
             let error = match self.groups.get(group_id.as_str()).map(|g| g.state) {
                 None | Some(GroupState::Dead) => Some(ResponseError::GroupIdNotFound),
                 Some(_) if consumer_members.is_some_and(|n| n > 0) => {
@@ -148,9 +154,10 @@ impl GroupCoordinator {
                 ));
             }
         }
-        match &group.consumer {
-            Some(cg) => records.extend(super::consumer::group_tombstones(&group.id, cg)),
-            None => records.push(OffsetsRecord::group_metadata_tombstone(&group.id)),
+        match (&group.consumer, &group.share) {
+            (_, Some(sg)) => records.extend(super::share::group_tombstones(&group.id, sg)),
+            (Some(cg), None) => records.extend(super::consumer::group_tombstones(&group.id, cg)),
+            (None, None) => records.push(OffsetsRecord::group_metadata_tombstone(&group.id)),
         }
         for member_id in &group.pending_members {
             self.timers.cancel(&heartbeat_key(&group.id, member_id));

@@ -146,7 +146,10 @@ fn heartbeat(
 /// A classic group that a consumer-protocol member may take over: no members at all
 /// (it may hold offsets).
 fn is_empty_classic(group: &Group) -> bool {
-    group.is(GroupState::Empty) && group.members.is_empty() && group.pending_members.is_empty()
+    group.share.is_none()
+        && group.is(GroupState::Empty)
+        && group.members.is_empty()
+        && group.pending_members.is_empty()
 }
 
 fn validate(

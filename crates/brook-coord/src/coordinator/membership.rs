@@ -240,6 +240,18 @@ fn join_group(ctx: &mut Ctx<'_>, groups: &mut Groups, group_id: &str, join: Join
         groups.insert(group_id.to_owned(), Group::new(group_id, Some(ctx.now_ms)));
     }
     let group = groups.get_mut(group_id).expect("exists or just created");
+    if group.share.is_some() {
+        let response = join_error(
+            parked.version,
+            join.member_id,
+            ResponseError::InconsistentGroupProtocol,
+        );
+        info!(
+            group = group_id,
+            "classic member refused: the group is a share group"
+        );
+        return ctx.reply_join(parked, response);
+    }
     if let Some(cg) = &group.consumer {
         if !cg.members.is_empty() {
             let response = join_error(

@@ -17,6 +17,8 @@ mod consumer_admin;
 mod membership;
 mod offsets;
 mod responses;
+mod share;
+mod share_admin;
 
 #[cfg(test)]
 mod tests;
@@ -87,6 +89,8 @@ pub struct GroupCoordinator {
     member_ids: MemberIdGenerator,
     /// Groups loaded by `replay` whose members' session timers start at the next tick.
     loaded: BTreeSet<String>,
+    /// Share group members removed since the broker last asked (group, member).
+    departed_share_members: Vec<(String, String)>,
 }
 
 /// The mutable parts a handler needs besides the group it works on.
@@ -96,6 +100,7 @@ pub(crate) struct Ctx<'a> {
     parked: &'a mut HashMap<ReplyToken, String>,
     member_ids: &'a mut MemberIdGenerator,
     effects: &'a mut Effects,
+    departed_share_members: &'a mut Vec<(String, String)>,
     now_ms: i64,
 }
 
@@ -172,6 +177,7 @@ impl GroupCoordinator {
             parked: HashMap::new(),
             member_ids: MemberIdGenerator { state: seed },
             loaded: BTreeSet::new(),
+            departed_share_members: Vec::new(),
         }
     }
 
@@ -215,6 +221,7 @@ impl GroupCoordinator {
                 parked: &mut self.parked,
                 member_ids: &mut self.member_ids,
                 effects,
+                departed_share_members: &mut self.departed_share_members,
                 now_ms,
             },
         )
@@ -231,7 +238,9 @@ impl GroupCoordinator {
         let (groups, mut ctx) = self.parts(now_ms, &mut effects);
         for group_id in loaded {
             if let Some(group) = groups.get_mut(&group_id) {
-                if group.consumer.is_some() {
+                if group.share.is_some() {
+                    share::on_loaded(&mut ctx, group);
+                } else if group.consumer.is_some() {
                     consumer::on_loaded(&mut ctx, group);
                 } else {
                     membership::on_group_loaded(&mut ctx, group);
@@ -263,6 +272,11 @@ impl GroupCoordinator {
                 TimerKey::ConsumerRevocation { group, member } => {
                     if let Some(g) = groups.get_mut(&group) {
                         consumer::expire_revocation(&mut ctx, g, &member);
+                    }
+                }
+                TimerKey::ShareSession { group, member } => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        share::expire_session(&mut ctx, g, &member);
                     }
                 }
                 TimerKey::OffsetRetention => {
@@ -365,6 +379,14 @@ impl GroupCoordinator {
                 };
                 consumer_admin::replay(&mut self.groups, &mut self.loaded, key, value);
             }
+            (RecordKey::Share(key), value) => {
+                let value = match value {
+                    None => None,
+                    Some(RecordValue::Share(v)) => Some(v),
+                    Some(other) => unreachable!("decode pairs keys with their values: {other:?}"),
+                };
+                share_admin::replay(&mut self.groups, &mut self.loaded, key, value);
+            }
             (key, value) => unreachable!("decode pairs keys with their values: {key:?} {value:?}"),
         }
         Ok(())
@@ -397,6 +419,9 @@ impl GroupCoordinator {
             if let Some(cg) = &group.consumer {
                 records.extend(consumer::group_records(group_id, cg));
             }
+            if let Some(sg) = &group.share {
+                records.extend(share::group_records(group_id, sg));
+            }
             for (topic, partitions) in &group.offsets {
                 for (partition, offset) in partitions {
                     records.push(OffsetsRecord::offset_commit(
@@ -426,6 +451,9 @@ impl GroupCoordinator {
         self.timers.cancel(&sync_key(group_id));
         for member_id in group.members.keys().chain(group.pending_members.iter()) {
             self.timers.cancel(&heartbeat_key(group_id, member_id));
+        }
+        for member_id in group.share.iter().flat_map(|sg| sg.members.keys()) {
+            self.timers.cancel(&share::session_key(group_id, member_id));
         }
         for member_id in group.consumer.iter().flat_map(|cg| cg.members.keys()) {
             self.timers

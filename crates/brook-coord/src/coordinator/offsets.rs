@@ -401,6 +401,10 @@ fn validate_commit<'r>(
         groups.insert(group_id.to_owned(), Group::new(group_id, Some(ctx.now_ms)));
     }
     let group = &groups[group_id];
+    if group.share.is_some() {
+        // Share groups have no committed offsets (Kafka: not a consumer group).
+        return Err(ResponseError::GroupIdNotFound);
+    }
     let member_id = request.member_id.as_str();
     let instance_id = request.group_instance_id.as_deref();
     if let Some(cg) = &group.consumer {
@@ -657,7 +661,9 @@ pub(crate) fn expire_offsets(ctx: &mut Ctx<'_>, groups: &mut Groups) {
                     &group.id, &topic, partition,
                 ));
         }
+        // A share group stays: it holds its share-partitions' state.
         if group.is(GroupState::Empty)
+            && group.share.is_none()
             && !group.has_offsets()
             && group.members.is_empty()
             && group.pending_members.is_empty()

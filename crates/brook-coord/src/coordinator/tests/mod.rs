@@ -7,6 +7,7 @@ mod consumer;
 mod membership;
 mod offsets;
 mod replay;
+mod share;
 mod snapshot;
 
 use crate::consumer::testing::Topics;

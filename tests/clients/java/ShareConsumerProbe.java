@@ -1,0 +1,130 @@
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.consumer.AcknowledgeType;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaShareConsumer;
+import org.apache.kafka.common.config.ConfigResource;
+
+/**
+ * A KIP-932 share consumer for Brook's client tests, with explicit acknowledgements.
+ *
+ * Usage: ShareConsumerProbe BOOTSTRAP GROUP TOPIC MODE [CONFIG=VALUE...]
+ *
+ * Modes: accept (ACCEPT every record); release-first (RELEASE a record at its first
+ * delivery, ACCEPT it later); release (RELEASE every record, every time); reject-even
+ * (REJECT even offsets, ACCEPT odd ones); implicit (run with
+ * share.acknowledgement.mode=implicit: each poll accepts the previous one's records,
+ * piggy-backed on ShareFetch); hold (take one poll's records, acknowledge
+ * nothing, keep the member alive by sleeping).
+ *
+ * With "probe.earliest=true" among the configs it first sets the group's
+ * share.auto.offset.reset to earliest (IncrementalAlterConfigs on the GROUP resource),
+ * so records produced before its first fetch are delivered too.
+ *
+ * Prints "READY" after its first poll, then "RECORD partition offset deliveryCount
+ * value" for each record delivered; "COMMIT partition error" when an acknowledgement
+ * fails; "CLOSED" after a clean close (SIGTERM).
+ */
+public class ShareConsumerProbe {
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0], group = args[1], topic = args[2], mode = args[3];
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("group.id", group);
+        props.put("share.acknowledgement.mode", "explicit");
+        props.put("key.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+        props.put("value.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+        boolean earliest = false;
+        for (int i = 4; i < args.length; i++) {
+            String[] kv = args[i].split("=", 2);
+            if (kv[0].equals("probe.earliest")) {
+                earliest = Boolean.parseBoolean(kv[1]);
+            } else {
+                props.put(kv[0], kv[1]);
+            }
+        }
+        if (earliest) {
+            try (Admin admin = Admin.create(Map.of("bootstrap.servers", bootstrap))) {
+                ConfigResource resource = new ConfigResource(ConfigResource.Type.GROUP, group);
+                AlterConfigOp op = new AlterConfigOp(
+                    new ConfigEntry("share.auto.offset.reset", "earliest"), AlterConfigOp.OpType.SET);
+                admin.incrementalAlterConfigs(Map.of(resource, List.of(op))).all().get();
+            }
+        }
+        AtomicBoolean stop = new AtomicBoolean();
+        KafkaShareConsumer<String, String> consumer = new KafkaShareConsumer<>(props);
+        Thread main = Thread.currentThread();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stop.set(true);
+            consumer.wakeup();
+            try {
+                main.join(20_000);
+            } catch (InterruptedException e) {
+                // exiting anyway
+            }
+        }));
+        consumer.subscribe(List.of(topic));
+        boolean ready = false;
+        try {
+            while (!stop.get()) {
+                ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(200));
+                if (!ready) {
+                    System.out.println("READY");
+                    ready = true;
+                }
+                for (ConsumerRecord<String, String> r : records) {
+                    short count = r.deliveryCount().orElse((short) -1);
+                    System.out.println("RECORD " + r.partition() + " " + r.offset() + " " + count + " " + r.value());
+                    AcknowledgeType type;
+                    switch (mode) {
+                        case "accept": type = AcknowledgeType.ACCEPT; break;
+                        case "release": type = AcknowledgeType.RELEASE; break;
+                        case "release-first": type = count <= 1 ? AcknowledgeType.RELEASE : AcknowledgeType.ACCEPT; break;
+                        case "reject-even": type = r.offset() % 2 == 0 ? AcknowledgeType.REJECT : AcknowledgeType.ACCEPT; break;
+                        case "hold": case "implicit": type = null; break;
+                        default: throw new IllegalArgumentException(mode);
+                    }
+                    if (type != null) {
+                        consumer.acknowledge(r, type);
+                    }
+                }
+                System.out.flush();
+                if (mode.equals("hold") && !records.isEmpty()) {
+                    System.out.println("HOLDING");
+                    System.out.flush();
+                    while (!stop.get()) {
+                        Thread.sleep(100);
+                    }
+                    return;
+                }
+                if (!records.isEmpty() && !mode.equals("implicit")) {
+                    Map<?, ?> result = consumer.commitSync();
+                    result.forEach((tp, error) -> {
+                        if (((java.util.Optional<?>) error).isPresent()) {
+                            System.out.println("COMMIT " + tp + " " + ((java.util.Optional<?>) error).get());
+                        }
+                    });
+                }
+            }
+        } catch (org.apache.kafka.common.errors.WakeupException e) {
+            // shutting down
+        } catch (Exception e) {
+            System.out.println("ERROR " + e);
+            e.printStackTrace();
+        } finally {
+            if (!mode.equals("hold")) {
+                consumer.close(Duration.ofSeconds(10));
+                System.out.println("CLOSED");
+            }
+            System.out.flush();
+        }
+    }
+}

@@ -1,0 +1,375 @@
+"""KIP-932 share groups with Kafka's own Java KafkaShareConsumer (kafka-clients 4.4,
+from compat/.cache via scripts/kafka-jars.sh), in explicit acknowledgement mode
+(tests/clients/java/ShareConsumerProbe.java), and Kafka's kafka-share-groups tool.
+
+Brokers run with a 3 s acquisition lock and a delivery count limit of 3, so lock
+expiry and archiving show within seconds. A share-partition starts at the log end the
+first time the group fetches it (`share.auto.offset.reset=latest`) and a consumer's
+first poll does not tell when that was, so the probes set their group's
+`share.auto.offset.reset` to earliest first (IncrementalAlterConfigs on the GROUP
+resource); the last test checks `latest` and `earliest` with Kafka's tools."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import threading
+import time
+from collections import Counter
+from functools import lru_cache
+
+import pytest
+
+from kafka_helpers import (assert_all_delivered, create_topic, produce_all, producer,
+                           unique_topic, wait_until)
+from test_cluster_tools import JVM, kafka_jars
+
+HERE = pathlib.Path(__file__).resolve().parent
+LOCK_MS = 3000
+DELIVERY_LIMIT = 3
+OFFSETS_PARTITIONS = 4
+pytestmark = pytest.mark.brook_config({
+    "group.share.record.lock.duration.ms": LOCK_MS,
+    "group.share.delivery.count.limit": DELIVERY_LIMIT,
+    "group.share.heartbeat.interval.ms": 500,
+    "group.share.session.timeout.ms": 6000,
+    "offsets.topic.num.partitions": OFFSETS_PARTITIONS,
+})
+SHARE_GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ShareGroupCommand"
+
+
+def coordinator_partition(group: str) -> int:
+    """The group's __consumer_offsets partition: Java String.hashCode, as Kafka."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % OFFSETS_PARTITIONS
+
+
+@lru_cache(maxsize=1)
+def classes(tmp: str = "/tmp/brook-share-classes") -> str:
+    """ShareConsumerProbe.java compiled once against the Kafka jars."""
+    out = pathlib.Path(tmp) / str(os.getpid())
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["javac", "-nowarn", "-cp", f"{kafka_jars()}/*", "-d", str(out),
+                    str(HERE / "java" / "ShareConsumerProbe.java")],
+                   check=True, capture_output=True, timeout=120)
+    return str(out)
+
+
+class ShareConsumer:
+    """One ShareConsumerProbe process; its lines are collected as they come."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, mode: str, *config: str):
+        cmd = [*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "ShareConsumerProbe",
+               bootstrap, group, topic, mode, *config]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines: list[str] = []
+        self.err: list[str] = []
+        self._t = [threading.Thread(target=self._pump, args=(s, l), daemon=True)
+                   for s, l in ((self.proc.stdout, self.lines), (self.proc.stderr, self.err))]
+        for t in self._t:
+            t.start()
+
+    @staticmethod
+    def _pump(stream, into):
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    def deliveries(self) -> list[tuple[int, int, int]]:
+        """(partition, offset, delivery count) of every delivery, in order."""
+        return [(int(p), int(o), int(c)) for _, p, o, c, *_ in
+                (l.split(" ") for l in list(self.lines) if l.startswith("RECORD "))]
+
+    def offsets(self) -> list[int]:
+        return [o for _, o, _ in self.deliveries()]
+
+    def ready(self) -> bool:
+        return "READY" in self.lines
+
+    def problems(self) -> list[str]:
+        return [l for l in self.lines if l.startswith(("ERROR", "COMMIT"))]
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout)
+        for t in self._t:
+            t.join(5)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def describe(self) -> str:
+        return "\n".join(self.lines[-30:] + self.err[-30:])
+
+
+@pytest.fixture
+def consumers():
+    made: list[ShareConsumer] = []
+    yield made
+    for c in made:
+        if c.proc.poll() is None:
+            c.kill9()
+
+
+def start(consumers, bootstrap, group, topic, mode, *config, earliest=True) -> ShareConsumer:
+    extra = ("probe.earliest=true",) if earliest else ()
+    c = ShareConsumer(bootstrap, group, topic, mode, *config, *extra)
+    consumers.append(c)
+    wait_until(c.ready, 60, what=f"share consumer ready\n{c.describe()}")
+    return c
+
+
+def produce_range(bootstrap: str, topic: str, start_at: int, n: int, batch: int = 1) -> None:
+    """Values v<start_at>..; `batch` records per produce request (linger 0, one flush
+    per batch), so a partition holds many small batches."""
+    p = producer(bootstrap, **{"linger.ms": 0})
+    for first in range(start_at, start_at + n, batch):
+        assert_all_delivered(produce_all(p, topic, [
+            {"key": str(i).encode(), "value": f"v{i}".encode()}
+            for i in range(first, min(first + batch, start_at + n))]))
+
+
+def share_tool(*args: str, bootstrap: str) -> str:
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", SHARE_GROUP_COMMAND,
+                        "--bootstrap-server", bootstrap, *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_two_share_consumers_split_one_partition(brook, consumers):
+    """Two members of one share group on a one-partition topic: both are assigned the
+    partition, each gets some of the records, together they see every record, and none
+    is delivered twice (all are accepted at the first delivery)."""
+    topic, group = unique_topic("share2"), unique_topic("gshare2")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    a = start(consumers, brook.bootstrap, group, topic, "accept", "max.poll.records=10")
+    b = start(consumers, brook.bootstrap, group, topic, "accept", "max.poll.records=10")
+    produce_range(brook.bootstrap, topic, 0, 400, batch=5)
+    wait_until(lambda: len(set(a.offsets()) | set(b.offsets())) >= 400, 60,
+               what=f"every record delivered\n{a.describe()}\n{b.describe()}")
+    seen = Counter(a.offsets() + b.offsets())
+    assert sorted(seen) == list(range(400))
+    twice = {o: n for o, n in seen.items() if n > 1}
+    assert not twice, f"records delivered twice: {sorted(twice)[:10]}"
+    assert a.offsets() and b.offsets(), "both members got records"
+    assert not a.problems() and not b.problems(), a.describe() + b.describe()
+
+    listed = share_tool("--list", bootstrap=brook.bootstrap)
+    assert group in listed.split(), listed
+    members = share_tool("--describe", "--members", "--group", group,
+                         bootstrap=brook.bootstrap)
+    assert members.count(topic) >= 2, members  # both members hold the partition
+    state = share_tool("--describe", "--state", "--group", group, bootstrap=brook.bootstrap)
+    assert "Stable" in state, state
+    for c in (a, b):
+        c.stop()
+        assert "CLOSED" in c.lines, c.describe()
+    # Empty now: kafka-share-groups deletes it (DeleteGroups), state and all.
+    wait_until(lambda: "Empty" in share_tool("--describe", "--state", "--group", group,
+                                            bootstrap=brook.bootstrap), 20, what="empty group")
+    share_tool("--delete", "--group", group, bootstrap=brook.bootstrap)
+    assert group not in share_tool("--list", bootstrap=brook.bootstrap).split()
+
+
+def test_implicit_acknowledgement_mode(brook, consumers):
+    """The Java client's default mode: each poll accepts the previous poll's records
+    (acknowledgements piggy-backed on ShareFetch, the last ones sent on close). Every
+    record is delivered once, and a later member of the group gets none of them."""
+    topic, group = unique_topic("shareimp"), unique_topic("gimp")
+    create_topic(brook.bootstrap, topic, partitions=2)
+    a = start(consumers, brook.bootstrap, group, topic, "implicit",
+              "share.acknowledgement.mode=implicit", "max.poll.records=7")
+    produce_range(brook.bootstrap, topic, 0, 100, batch=10)
+    wait_until(lambda: len(a.deliveries()) >= 100, 30, what=f"every record\n{a.describe()}")
+    a.stop()
+    assert "CLOSED" in a.lines and not a.problems(), a.describe()
+    assert len(set((p, o) for p, o, _ in a.deliveries())) == 100
+    assert all(c == 1 for _, _, c in a.deliveries())
+    b = start(consumers, brook.bootstrap, group, topic, "accept")
+    time.sleep(LOCK_MS / 1000 + 2)
+    assert b.deliveries() == [], b.describe()
+
+
+def test_release_redelivers_and_reject_archives(brook, consumers):
+    """RELEASE at the first delivery makes a record come back with delivery count 2;
+    REJECT archives it for good."""
+    topic = unique_topic("sharerel")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    rel = start(consumers, brook.bootstrap, unique_topic("grel"), topic, "release-first")
+    rej = start(consumers, brook.bootstrap, unique_topic("grej"), topic, "reject-even")
+    produce_range(brook.bootstrap, topic, 0, 20, batch=4)
+    wait_until(lambda: len(rel.deliveries()) >= 40, 30,
+               what=f"each record twice\n{rel.describe()}")
+    by_offset: dict[int, list[int]] = {}
+    for _, o, c in rel.deliveries():
+        by_offset.setdefault(o, []).append(c)
+    assert sorted(by_offset) == list(range(20))
+    assert all(counts == [1, 2] for counts in by_offset.values()), by_offset
+    wait_until(lambda: len(rej.deliveries()) >= 20, 30, what=f"every record once\n{rej.describe()}")
+    # Rejected records never come back, even after the lock duration.
+    time.sleep(LOCK_MS / 1000 + 1)
+    assert sorted(rej.offsets()) == list(range(20)), rej.describe()
+    assert all(c == 1 for _, _, c in rej.deliveries())
+    assert not rel.problems() and not rej.problems()
+
+
+def test_unacknowledged_records_come_back_after_the_lock_expires(brook, consumers):
+    """A member takes records and never acknowledges them (it stays in the group): after
+    the acquisition lock duration another member gets them, with delivery count 2."""
+    topic, group = unique_topic("sharelock"), unique_topic("glock")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    holder = start(consumers, brook.bootstrap, group, topic, "hold")
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    held = set(holder.offsets())
+    assert held == set(range(10)), holder.describe()
+    taken_at = time.monotonic()
+    other = start(consumers, brook.bootstrap, group, topic, "accept")
+    wait_until(lambda: set(other.offsets()) >= held, LOCK_MS / 1000 + 20,
+               what=f"held records redelivered\n{other.describe()}")
+    assert time.monotonic() - taken_at >= LOCK_MS / 1000 - 1.5
+    assert all(c == 2 for _, _, c in other.deliveries()), other.deliveries()
+
+
+def test_delivery_count_limit_archives(brook, consumers):
+    """A member that releases every record sees each one exactly
+    group.share.delivery.count.limit times."""
+    topic = unique_topic("sharelimit")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    c = start(consumers, brook.bootstrap, unique_topic("glimit"), topic, "release")
+    produce_range(brook.bootstrap, topic, 0, 5, batch=5)
+    wait_until(lambda: len(c.deliveries()) >= 5 * DELIVERY_LIMIT, 30,
+               what=f"every delivery\n{c.describe()}")
+    time.sleep(2)
+    counts = Counter(c.offsets())
+    assert counts == {o: DELIVERY_LIMIT for o in range(5)}, counts
+    assert sorted({n for _, _, n in c.deliveries()}) == list(range(1, DELIVERY_LIMIT + 1))
+
+
+def test_acknowledged_records_stay_acknowledged_across_a_crash(brook, consumers):
+    """kill -9 the broker after some records were accepted and others taken but not
+    acknowledged: after the restart the accepted ones never come back and the others
+    all do (the share-partition's state is in __consumer_offsets)."""
+    topic, group = unique_topic("sharecrash"), unique_topic("gcrash")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    a = start(consumers, brook.bootstrap, group, topic, "accept")
+    produce_range(brook.bootstrap, topic, 0, 30, batch=10)
+    wait_until(lambda: len(a.offsets()) >= 30, 30, what=f"first records\n{a.describe()}")
+    a.stop()
+    h = start(consumers, brook.bootstrap, group, topic, "hold")
+    produce_range(brook.bootstrap, topic, 30, 10, batch=10)
+    wait_until(lambda: "HOLDING" in h.lines, 30, what=f"records held\n{h.describe()}")
+    assert set(h.offsets()) == set(range(30, 40)), h.describe()
+    h.kill9()
+    brook.kill9()
+    brook.start()
+    b = start(consumers, brook.bootstrap, group, topic, "accept")
+    produce_range(brook.bootstrap, topic, 40, 10, batch=10)
+    wait_until(lambda: set(b.offsets()) >= set(range(30, 50)), 60,
+               what=f"held and new records\n{b.describe()}")
+    time.sleep(1)
+    assert sorted(set(b.offsets())) == list(range(30, 50)), b.describe()
+
+
+def test_share_auto_offset_reset_latest_and_earliest(brook, consumers):
+    """`kafka-configs --entity-type groups --add-config share.auto.offset.reset=earliest`
+    (IncrementalAlterConfigs on the GROUP resource) makes a new share group start at
+    the log start: records produced before it first fetched are delivered. It survives
+    a restart and kafka-configs describes it."""
+    topic, group = unique_topic("shareearly"), unique_topic("gearly")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    tool = "org.apache.kafka.tools.ConfigCommand"
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", tool, "--bootstrap-server",
+                        brook.bootstrap, "--alter", "--entity-type", "groups", "--entity-name",
+                        group, "--add-config", "share.auto.offset.reset=earliest"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    brook.restart()
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", tool, "--bootstrap-server",
+                        brook.bootstrap, "--describe", "--entity-type", "groups",
+                        "--entity-name", group], capture_output=True, text=True, timeout=60)
+    assert "share.auto.offset.reset=earliest" in r.stdout, r.stdout + r.stderr
+    c = start(consumers, brook.bootstrap, group, topic, "accept", earliest=False)
+    wait_until(lambda: len(c.offsets()) >= 10, 30, what=f"old records\n{c.describe()}")
+    assert sorted(c.offsets()) == list(range(10))
+    # Without the config a new group starts at the log end: it sees only what comes
+    # after its first fetch (waited for here by the lack of any delivery).
+    late = start(consumers, brook.bootstrap, unique_topic("glate"), topic, "accept",
+                 earliest=False)
+    time.sleep(5)
+    assert late.offsets() == [], late.describe()
+    produce_range(brook.bootstrap, topic, 10, 5, batch=5)
+    wait_until(lambda: len(late.offsets()) >= 5, 30, what=f"new records\n{late.describe()}")
+    assert sorted(late.offsets()) == list(range(10, 15))
+
+
+@pytest.mark.deadline(180)
+def test_share_group_in_a_cluster(cluster):
+    """Three nodes: the group's coordinator is one broker and the partitions' leaders
+    are spread over all three; two share consumers get every record once between them
+    (ShareFetch goes to each partition's leader)."""
+    topic, group = unique_topic("sharecl"), unique_topic("gcl")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    for p in range(3):
+        cluster.wait_for_leader(topic, p)
+    made: list[ShareConsumer] = []
+    try:
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        b = start(made, cluster.bootstrap, group, topic, "accept")
+        produce_range(cluster.bootstrap, topic, 0, 300, batch=10)
+        seen = lambda: [(p, o) for c in (a, b) for p, o, _ in c.deliveries()]  # noqa: E731
+        wait_until(lambda: len(set(seen())) >= 300, 60,
+                   what=f"every record\n{a.describe()}\n{b.describe()}")
+        time.sleep(1)
+        counts = Counter(seen())
+        assert len(counts) == 300 and max(counts.values()) == 1, counts.most_common(3)
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
+
+
+@pytest.mark.deadline(240)
+def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster):
+    """Three nodes: records accepted through one leader are not delivered again after
+    kill -9 of that leader (the share-partition state is kept by the group's
+    coordinator on another broker, written there with acks=all, and read back by the
+    new leader), while records produced later are."""
+    topic = unique_topic("sharefo")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    leader, _ = cluster.wait_for_leader(topic, 0)
+    made: list[ShareConsumer] = []
+    try:
+        # A group whose coordinator is not the partition's leader, so the leader keeps
+        # the state through another broker (the first share heartbeat of any group
+        # creates __consumer_offsets).
+        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
+        warm.stop()
+        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
+                           for p in range(OFFSETS_PARTITIONS)}
+        group = next(g for g in (unique_topic("gfo") for _ in range(100))
+                     if offsets_leaders[coordinator_partition(g)] != leader)
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
+        wait_until(lambda: len(a.offsets()) >= 30, 60, what=f"first records\n{a.describe()}")
+        a.stop()
+        cluster.kill(leader)
+        alive = [i for i in cluster.ids if i != leader]
+        cluster.wait_for_leader(topic, 0, not_in=[leader], via=alive[0], timeout=30)
+        bootstrap = cluster.bootstrap_of(*alive)
+        b = start(made, bootstrap, group, topic, "accept")
+        produce_range(bootstrap, topic, 30, 10, batch=10)
+        wait_until(lambda: len(b.offsets()) >= 10, 60, what=f"new records\n{b.describe()}")
+        time.sleep(LOCK_MS / 1000 + 1)
+        assert sorted(b.offsets()) == list(range(30, 40)), b.describe()
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
