@@ -118,19 +118,21 @@ async fn the_admin_listener_is_off_by_default_and_an_address_in_use_is_a_start_e
 }
 
 #[test]
-fn admin_listeners_is_empty_or_one_http_address() {
+fn admin_listeners_is_empty_or_one_http_or_https_address() {
     let mut c = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None);
     for ok in [
         "",
         "http://127.0.0.1:9644",
         "http://localhost:0",
         "http://[::1]:9644/",
+        "https://h:1",
     ] {
         assert!(c.set("admin.listeners", ok).is_ok(), "{ok}");
     }
     for bad in [
         "127.0.0.1:9644",
-        "https://h:1",
+        "ftp://h:1",
+        "https://h",
         "http://h",
         "http://h:99999",
         "http://:1",
