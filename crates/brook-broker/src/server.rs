@@ -412,6 +412,7 @@ async fn bind_listeners(
         let sasl = if spec.protocol.sasl() {
             let config = SaslServerConfig::from_settings(settings, &spec.name)
                 .map_err(|e| refuse(e.to_string()))?;
+            config.start().await;
             // Peers log in to a controller listener with PLAIN (see `peer`).
             if spec.controller && !config.enabled_mechanisms().any(|m| m == "PLAIN") {
                 return Err(refuse(

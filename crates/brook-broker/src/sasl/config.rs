@@ -191,6 +191,14 @@ impl SaslServerConfig {
         })
     }
 
+    /// Starts what runs beside the listener: the OAUTHBEARER validator's JWKS fetches
+    /// (for an http(s) JWKS URL).
+    pub async fn start(&self) {
+        if let Some(validator) = &self.oauth {
+            validator.start().await;
+        }
+    }
+
     /// The mechanisms this listener offers, in the order SaslHandshake lists them.
     pub fn enabled_mechanisms(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.enabled.iter().map(|m| m.name())
@@ -242,6 +250,9 @@ fn is_oauth_setting(name: &str) -> bool {
         "sasl.oauthbearer.sub.claim.name",
         "sasl.oauthbearer.scope.claim.name",
         "sasl.oauthbearer.clock.skew.seconds",
+        "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
         // Kafka's broker needs it set to OAuthBearerValidatorCallbackHandler; checked.
         "sasl.server.callback.handler.class",
     ];
@@ -395,7 +406,7 @@ mod tests {
             "sasl.mechanism",
             "listener.name..sasl.jaas.config",
             "listener.name.x",
-            "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+            "sasl.oauthbearer.token.endpoint.url",
         ] {
             assert!(!is_sasl_setting(name), "{name}");
         }

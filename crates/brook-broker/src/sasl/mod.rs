@@ -16,6 +16,7 @@
 
 mod config;
 pub mod jaas;
+mod jwks;
 pub mod oauthbearer;
 mod plain;
 pub mod scram;

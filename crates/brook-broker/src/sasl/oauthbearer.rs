@@ -6,42 +6,29 @@
 //! duplicates). The subject is the principal (`User:<sub>`).
 //!
 //! Settings (Kafka's names, under `listener.name.<l>.oauthbearer.` or global):
-//! `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL; http(s) is refused at start),
+//! `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL read at start, or an `https:` /
+//! `http:` URL fetched and refreshed: see [`super::jwks`]), `...jwks.endpoint.refresh.ms`,
+//! `...jwks.endpoint.retry.backoff.ms`, `...jwks.endpoint.retry.backoff.max.ms`,
 //! `sasl.oauthbearer.expected.audience`, `sasl.oauthbearer.expected.issuer`,
 //! `sasl.oauthbearer.sub.claim.name`, `sasl.oauthbearer.scope.claim.name`,
 //! `sasl.oauthbearer.clock.skew.seconds`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::config::SaslConfigError;
+use super::jwks::{parse_jwks, KeySet, Remote, ALGORITHMS};
 
 /// The JSON error a failed validation answers with (RFC 7628 §3.2.2).
 pub(super) const INVALID_TOKEN: &str = r#"{"status":"invalid_token"}"#;
 
-/// The algorithms Brook accepts in a token's header.
-const ALGORITHMS: [Algorithm; 4] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::ES256,
-];
-
-/// One verification key of the JWKS.
-struct Key {
-    kid: Option<String>,
-    /// The JWK's `alg`, when it names one.
-    alg: Option<Algorithm>,
-    rsa: bool,
-    key: DecodingKey,
-}
-
 /// Kafka's broker-side JWT validator, built once per listener.
 pub struct JwtValidator {
-    keys: Vec<Key>,
+    keys: Arc<KeySet>,
     audiences: BTreeSet<String>,
     issuer: Option<String>,
     sub_claim: String,
@@ -52,7 +39,7 @@ pub struct JwtValidator {
 impl std::fmt::Debug for JwtValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtValidator")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys)
             .field("audiences", &self.audiences)
             .field("issuer", &self.issuer)
             .field("sub_claim", &self.sub_claim)
@@ -104,17 +91,21 @@ impl JwtValidator {
                 "OAUTHBEARER is enabled but no JWKS is configured (Brook does not accept unsecured tokens)".into(),
             ));
         };
-        let Some(path) = url.trim().strip_prefix("file:") else {
+        let url = url.trim();
+        let keys = if let Some(path) = url.strip_prefix("file:") {
+            // file:///a/b and file:/a/b both name /a/b.
+            let path = path.strip_prefix("//").unwrap_or(path);
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(&url_key, format!("cannot read {path}: {e}")))?;
+            KeySet::fixed(parse_jwks(&text).map_err(|reason| bad(&url_key, reason))?)
+        } else if url.starts_with("https://") || url.starts_with("http://") {
+            KeySet::remote(remote(lookup, &url_key, url)?)
+        } else {
             return Err(bad(
                 &url_key,
-                format!("only file: URLs are supported, got '{url}'"),
+                format!("expected a file:, https: or http: URL, got '{url}'"),
             ));
         };
-        // file:///a/b and file:/a/b both name /a/b.
-        let path = path.strip_prefix("//").unwrap_or(path);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(&url_key, format!("cannot read {path}: {e}")))?;
-        let keys = parse_jwks(&text).map_err(|reason| bad(&url_key, reason))?;
         let audiences = lookup("sasl.oauthbearer.expected.audience")
             .map(|(_, v)| {
                 v.split(',')
@@ -141,15 +132,21 @@ impl JwtValidator {
             },
             None => 30,
         };
-        tracing::info!(jwks = %path, keys = keys.len(), ?audiences, ?issuer, "OAUTHBEARER validator ready");
+        tracing::info!(jwks = %url, ?audiences, ?issuer, "OAUTHBEARER validator ready");
         Ok(JwtValidator {
-            keys,
+            keys: Arc::new(keys),
             audiences,
             issuer,
             sub_claim,
             scope_claim,
             clock_skew_s,
         })
+    }
+
+    /// Fetches a remote JWKS for the first time and starts refreshing it (nothing for a
+    /// file).
+    pub async fn start(&self) {
+        self.keys.start().await;
     }
 
     /// Validates a JWT at `now_ms`.
@@ -228,13 +225,15 @@ impl JwtValidator {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let mut candidates = self
-            .keys
+        let keys = self.keys.keys();
+        let mut candidates = keys
             .iter()
             .filter(|k| header.kid.is_none() || k.kid == header.kid)
             .filter(|k| k.rsa == rsa && k.alg.is_none_or(|a| a == header.alg))
             .peekable();
         if candidates.peek().is_none() {
+            // Maybe the provider rotated its keys: fetch them again for the next try.
+            self.keys.expedite();
             return Err(invalid(format!(
                 "no JWKS key for kid {:?} and algorithm {:?}",
                 header.kid, header.alg
@@ -289,56 +288,69 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-/// The signing keys of a JWKS document; keys of other uses or types are skipped.
-fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
-    let list = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("not a JWKS: no \"keys\" array")?;
-    let mut keys = Vec::new();
-    for entry in list {
-        let jwk: Jwk = match serde_json::from_value(entry.clone()) {
-            Ok(jwk) => jwk,
-            Err(e) => {
-                tracing::warn!("JWKS: skipping a key that cannot be read: {e}");
-                continue;
-            }
-        };
-        if matches!(
-            jwk.common.public_key_use,
-            Some(ref u) if *u != PublicKeyUse::Signature
-        ) {
-            continue;
-        }
-        let rsa = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => true,
-            AlgorithmParameters::EllipticCurve(p)
-                if p.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
-            {
-                false
-            }
-            _ => continue,
-        };
-        let alg = match jwk.common.key_algorithm {
-            None => None,
-            Some(a) => match a.to_string().parse::<Algorithm>() {
-                Ok(a) if ALGORITHMS.contains(&a) => Some(a),
-                _ => continue,
+/// The remote JWKS settings: refresh and retry periods, and for https the CA
+/// certificates to trust, from the `ssl.truststore.*` options of the listener's
+/// OAuthBearerLoginModule JAAS line (where Kafka's validator reads its SSL client
+/// settings), else the system's.
+fn remote(
+    lookup: &dyn Fn(&str) -> Option<(String, String)>,
+    url_key: &str,
+    url: &str,
+) -> Result<Remote, SaslConfigError> {
+    let bad = |key: &str, reason: String| SaslConfigError::Invalid {
+        key: key.to_string(),
+        reason,
+    };
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| bad(url_key, format!("not a URL: {e}")))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad(url_key, format!("no host in '{url}'")));
+    }
+    let ms = |key: &str, default: u64| -> Result<Duration, SaslConfigError> {
+        match lookup(key) {
+            Some((k, v)) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(bad(&k, format!("expected milliseconds > 0, got '{v}'"))),
             },
-        };
-        let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("bad JWKS key: {e}"))?;
-        keys.push(Key {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            rsa,
-            key,
-        });
-    }
-    if keys.is_empty() {
-        return Err("the JWKS has no RSA or P-256 signing key".into());
-    }
-    Ok(keys)
+            None => Ok(Duration::from_millis(default)),
+        }
+    };
+    let tls = if uri.scheme_str() == Some("https") {
+        let mut ssl = BTreeMap::new();
+        if let Some((key, line)) = lookup("sasl.jaas.config") {
+            let modules = super::jaas::parse(&line).map_err(|e| bad(&key, e))?;
+            for module in modules
+                .into_iter()
+                .filter(|m| m.class.ends_with(".OAuthBearerLoginModule"))
+            {
+                ssl.extend(
+                    module
+                        .options
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with("ssl.truststore.")),
+                );
+            }
+        }
+        let settings = crate::tls::TlsSettings::resolve(&ssl, "oauthbearer")
+            .map_err(|e| bad(url_key, format!("TLS for the JWKS: {e}")))?;
+        Some(
+            crate::tls::https_client_config(&settings)
+                .map_err(|e| bad(url_key, format!("TLS for the JWKS: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Remote {
+        url: uri,
+        tls,
+        refresh: ms("sasl.oauthbearer.jwks.endpoint.refresh.ms", 3_600_000)?,
+        backoff: ms("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", 100)?,
+        backoff_max: ms(
+            "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+            10_000,
+        )?,
+    })
 }
 
 /// The token of an RFC 7628 client first message

@@ -143,11 +143,18 @@ fn sub_claim_name_and_settings_errors() {
     assert!(validator(&json!({"keys": []}), &[]).is_err());
     assert!(validator(&json!({"nokeys": 1}), &[]).is_err());
     assert!(validator(&jwks, &[("sasl.oauthbearer.clock.skew.seconds", "-1")]).is_err());
-    let http = JwtValidator::from_settings(&|k: &str| {
-        (k == "sasl.oauthbearer.jwks.endpoint.url")
-            .then(|| (k.to_string(), "https://idp/jwks".to_string()))
-    });
-    assert!(http.unwrap_err().to_string().contains("file:"));
+    let url = |u: &'static str| {
+        JwtValidator::from_settings(&move |k: &str| {
+            (k == "sasl.oauthbearer.jwks.endpoint.url").then(|| (k.to_string(), u.to_string()))
+        })
+    };
+    // An https JWKS is fetched when the listener starts, not when the settings are read.
+    assert!(url("https://idp.example/jwks").is_ok());
+    assert!(url("ftp://idp/jwks")
+        .unwrap_err()
+        .to_string()
+        .contains("https:"));
+    assert!(url("https:///jwks").is_err());
     assert!(JwtValidator::from_settings(&|_: &str| None).is_err());
     let handler = "sasl.server.callback.handler.class";
     assert!(validator(
@@ -311,4 +318,93 @@ mod session {
             ));
         }
     }
+}
+
+/// A one-connection-at-a-time HTTP server answering every GET with `body()`; counts them.
+async fn serve_jwks(
+    body: std::sync::Arc<parking_lot::Mutex<String>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let b = body.lock().clone();
+            let (status, b) = if b.is_empty() {
+                ("404 Not Found", String::new())
+            } else {
+                ("200 OK", b)
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+                b.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_http_jwks_is_fetched_at_start_and_again_for_an_unknown_key_id() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (k1, k2) = (signer("k1"), signer("k2"));
+    let body = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let port = serve_jwks(body.clone(), hits.clone()).await;
+    let url = format!("http://127.0.0.1:{port}/jwks.json");
+    let settings = [
+        ("sasl.oauthbearer.jwks.endpoint.url", url.as_str()),
+        ("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", "300"),
+    ];
+    let v = JwtValidator::from_settings(&|key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+    })
+    .unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let fresh = || {
+        let n = now() / 1000;
+        json!({"sub": "alice", "iat": n, "exp": n + 600})
+    };
+
+    // The provider is down (404) at start: retried, then the listener starts keyless.
+    v.start().await;
+    assert!(hits.load(Ordering::SeqCst) >= 2, "retried");
+
+    // It comes up: an unknown key id asks for a fetch (the token at hand is refused).
+    *body.lock() = json!({"keys": [k1.jwk]}).to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let wait_for = |kid: &'static str, signer: &Signer| {
+        let token = sign(signer, kid, &fresh());
+        let v = &v;
+        async move {
+            for _ in 0..50 {
+                if v.validate(&token, now()).is_ok() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(wait_for("k1", &k1).await, "k1 never accepted");
+
+    // A rotation within the expedite interval is not fetched yet; after it, it is.
+    *body.lock() = json!({"keys": [k1.jwk, k2.jwk]}).to_string();
+    let before = hits.load(Ordering::SeqCst);
+    assert!(v.validate(&sign(&k2, "k2", &fresh()), now()).is_err());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), before);
 }

@@ -450,6 +450,32 @@ pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, String
     Ok(Arc::new(config))
 }
 
+/// The client side of an HTTPS fetch (the OAUTHBEARER JWKS): the truststore's CAs, or
+/// the system's when none is set.
+pub fn https_client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, String> {
+    let roots = match load_truststore(settings)? {
+        Some(roots) => roots,
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(format!(
+                    "no truststore is set and no system CA certificates were found ({:?})",
+                    found.errors.first()
+                ));
+            }
+            Arc::new(roots)
+        }
+    };
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&settings.versions)
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
