@@ -291,3 +291,46 @@ def test_old_clients_get_their_response_late_new_ones_are_muted_after(brook):
     assert new_first < 0.8, new_first
     # Either way the client waits about the same in all.
     assert new_total >= 1.0 and old_total >= 1.0, (old_total, new_total)
+
+
+def test_a_listener_has_connection_limits_of_its_own(brook_factory):
+    """`listener.name.<l>.max.connections` and `listener.name.<l>.max.connection.creation.rate`
+    (dynamic, set with kafka-configs) limit that listener only: the other one goes on."""
+    from procs import pick_port
+    ext = pick_port()
+    b = brook_factory({"listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT",
+                       "listener.name.external.max.connections": "3",
+                       "quota.window.num": "2", "quota.window.size.seconds": "1"}, start=False)
+    b.command = lambda: [x if not x.startswith("127.0.0.1:") else
+                         f"PLAINTEXT://{x},EXTERNAL://127.0.0.1:{ext}"
+                         for x in type(b).command(b)]
+    b.start()
+    # Static: 3 connections open on EXTERNAL, a 4th is refused; PLAINTEXT is not limited.
+    held = [wire.connect(ext, timeout=10) for _ in range(3)]
+    for s in held:
+        s.sendall(wire.api_versions_request(0, 7))
+        wire.read_response(s, 7)
+    assert not api_versions_answered(ext)
+    assert all(api_versions_answered(b.port) for _ in range(5))
+    assert "the listener's max.connections reached" in b.log_tail()
+    held.pop().close()
+    time.sleep(0.3)
+    assert api_versions_answered(ext)
+    for s in held:
+        s.close()
+
+    # Dynamic: a creation rate of 5/s on EXTERNAL spreads its connections out; PLAINTEXT's
+    # are served at once.
+    configs(b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+            "--add-config", "listener.name.external.max.connection.creation.rate=5")
+    described = configs(b.bootstrap, "--describe", "--entity-type", "brokers", "--entity-default")
+    assert "listener.name.external.max.connection.creation.rate=5" in described, described
+    time.sleep(2.5)
+    start = time.monotonic()
+    assert all(api_versions_answered(b.port) for _ in range(20))
+    assert time.monotonic() - start < 2.0
+    start = time.monotonic()
+    assert all(api_versions_answered(ext) for _ in range(20))
+    assert time.monotonic() - start >= 2.0
+    configs_failing(b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                    "--add-config", "listener.name.external.max.connection.creation.rate=-1")

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,14 @@ pub async fn accept_loop(
     let mut connections = tokio::task::JoinSet::new();
     // Connections over their address's creation rate, held until they are closed.
     let mut held = tokio::task::JoinSet::new();
+    // This listener's own limits (`listener.name.<l>.max.connections`, `...creation.rate`).
+    let prefix = format!("listener.name.{}.", bound.info.name.to_ascii_lowercase());
+    let (max_conns_key, max_rate_key) = (
+        format!("{prefix}max.connections"),
+        format!("{prefix}max.connection.creation.rate"),
+    );
+    let listener_rate = ConnectionRates::new(QuotaWindows::of(settings));
+    let listener_open = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = bound.listener.accept() => accepted,
@@ -100,28 +109,42 @@ pub async fn accept_loop(
             }
         };
         // The limits are dynamic broker configs: read them for each connection.
-        let (max_total, max_per_ip, max_rate, ip_rate) = {
+        let (max_total, max_per_ip, max_listener, max_rate, listener_max_rate, ip_rate) = {
             let image = services.metadata.image();
             let dynamic = Dynamic::new(&image.broker_configs, services.config.node_id);
+            let configured = |name: &str, default: i64| {
+                let value = services
+                    .config
+                    .settings
+                    .get(name)
+                    .and_then(|v| v.parse().ok());
+                dynamic.int(name, value.unwrap_or(default))
+            };
             let limit = |name: &str, configured: i64| {
                 dynamic.int(name, configured).clamp(1, i64::from(u32::MAX)) as usize
             };
+            let rate = |r: i64| (r < i64::from(i32::MAX)).then_some(r.max(0) as f64);
             let max_rate = dynamic.int(
                 "max.connection.creation.rate",
                 settings.max_connection_creation_rate,
             );
+            let unlimited = i64::from(i32::MAX);
             (
                 limit("max.connections", settings.max_connections),
                 limit("max.connections.per.ip", settings.max_connections_per_ip),
-                (max_rate < i64::from(i32::MAX)).then_some(max_rate.max(0) as f64),
+                configured(&max_conns_key, unlimited).clamp(1, i64::from(u32::MAX)) as usize,
+                rate(max_rate),
+                rate(configured(&max_rate_key, unlimited)),
                 image.client_quotas.ip_connection_rate(&peer.ip()),
             )
         };
         if !bound.info.controller {
             let rates = &shared.rates;
-            let delay = rates.record_broker(max_rate, rates.now_ms());
+            // The listener's rate first, then the broker's (as Kafka's ConnectionQuotas).
+            let delay = listener_rate.record_broker(listener_max_rate, listener_rate.now_ms());
+            let delay = delay.max(rates.record_broker(max_rate, rates.now_ms()));
             if delay > 0 {
-                tracing::debug!(%peer, delay_ms = delay, "max.connection.creation.rate reached: delaying the connection");
+                tracing::debug!(%peer, delay_ms = delay, listener = %bound.info.name, "max.connection.creation.rate reached: delaying the connection");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
                     _ = shutdown.changed() => break,
@@ -129,6 +152,9 @@ pub async fn accept_loop(
             }
             let refused = rates.record_ip(peer.ip(), ip_rate, max_rate.is_some(), rates.now_ms());
             if let Some(close_after) = refused {
+                if listener_max_rate.is_some() {
+                    listener_rate.forget_one(listener_rate.now_ms());
+                }
                 tracing::debug!(%peer, close_after_ms = close_after, "connection_creation_rate quota exceeded: closing the connection");
                 while held.try_join_next().is_some() {}
                 if held.len() < MAX_HELD_FOR_CLOSING {
@@ -141,7 +167,11 @@ pub async fn accept_loop(
             }
         }
         let slot = match ConnSlot::take(&shared.open, peer.ip(), max_total, max_per_ip) {
-            Ok(slot) => slot,
+            Ok(_) if listener_open.load(Ordering::Acquire) >= max_listener => {
+                tracing::warn!(%peer, listener = %bound.info.name, max_connections = max_listener, "refusing connection: the listener's max.connections reached");
+                continue;
+            }
+            Ok(slot) => slot.on_listener(&listener_open),
             Err(Refused::Total) => {
                 tracing::warn!(%peer, max_connections = max_total, "refusing connection: max.connections reached");
                 continue;
@@ -256,6 +286,8 @@ enum Refused {
 struct ConnSlot {
     open: Arc<parking_lot::Mutex<OpenConnections>>,
     ip: IpAddr,
+    /// The open connections of its listener.
+    listener: Option<Arc<AtomicUsize>>,
 }
 
 impl ConnSlot {
@@ -278,12 +310,23 @@ impl ConnSlot {
         Ok(ConnSlot {
             open: open.clone(),
             ip,
+            listener: None,
         })
+    }
+
+    /// Counts the connection on its listener too.
+    fn on_listener(mut self, open: &Arc<AtomicUsize>) -> ConnSlot {
+        open.fetch_add(1, Ordering::AcqRel);
+        self.listener = Some(open.clone());
+        self
     }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
+        if let Some(open) = &self.listener {
+            open.fetch_sub(1, Ordering::AcqRel);
+        }
         let mut counts = self.open.lock();
         counts.total -= 1;
         if let Some(n) = counts.per_ip.get_mut(&self.ip) {

@@ -10,7 +10,9 @@
 //!   the throttle time and then closed, so a client reconnecting in a loop is slowed
 //!   down rather than spinning. It then does not count against either rate.
 //!
-//! The controller listener is exempt.
+//! A listener may also have a rate of its own
+//! (`listener.name.<l>.max.connection.creation.rate`): it gets its own `ConnectionRates`
+//! and uses its broker-wide rate. The controller listener is exempt.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -64,6 +66,12 @@ impl ConnectionRates {
         rates.broker.record(&self.windows, 1.0, now_ms);
         let throttle = rates.broker.throttle_ms(&self.windows, limit, now_ms);
         self.bound(throttle)
+    }
+
+    /// Takes back a connection [`ConnectionRates::record_broker`] counted (it was not
+    /// served).
+    pub fn forget_one(&self, now_ms: u64) {
+        self.inner.lock().broker.record(&self.windows, -1.0, now_ms);
     }
 
     /// Counts a new connection from `ip` against its `connection_creation_rate` quota

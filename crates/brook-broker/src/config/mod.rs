@@ -260,13 +260,24 @@ pub fn is_dynamic_broker_config(name: &str) -> bool {
         "max.connections.per.ip",
         "max.connection.creation.rate",
     ];
-    DYNAMIC_SETTINGS.contains(&name) || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
+    DYNAMIC_SETTINGS.contains(&name)
+        || per_listener_base(name).is_some()
+        || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
 }
 
 /// Whether `name` is a broker-level config Brook knows (static or dynamic).
 pub fn is_broker_config(name: &str) -> bool {
     BROKER_CONFIGS.iter().any(|(n, _)| *n == name)
+        || per_listener_base(name).is_some()
         || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
+}
+
+/// `max.connections` for Kafka's per-listener `listener.name.<l>.max.connections` (and
+/// `max.connection.creation.rate` alike); `None` for anything else.
+pub fn per_listener_base(name: &str) -> Option<&'static str> {
+    let (listener, base) = name.strip_prefix("listener.name.")?.split_once('.')?;
+    let limits = ["max.connections", "max.connection.creation.rate"];
+    (!listener.is_empty()).then(|| limits.into_iter().find(|b| *b == base))?
 }
 
 /// The dynamic broker configs as they apply on one broker: its own, then the cluster
@@ -733,6 +744,16 @@ pub fn parse_admin_listener(value: &str) -> Result<Option<AdminListenerSpec>, St
 /// Checks a broker-level config's value: a topic default as the topic config it stands
 /// for, a broker setting against its type and minimum.
 pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    if let Some(base) = per_listener_base(name) {
+        return validate_broker_config(base, value).map_err(|e| match e {
+            ConfigError::Invalid { value, reason, .. } => ConfigError::Invalid {
+                name: name.into(),
+                value,
+                reason,
+            },
+            other => other,
+        });
+    }
     if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
         validate_topic_config(def.name, value).map_err(|e| match e {
             ConfigError::Invalid { value, reason, .. } => ConfigError::Invalid {

@@ -88,6 +88,17 @@ fn dynamic_broker_configs_sit_between_topic_overrides_and_static_settings() {
     assert_eq!(here.int("max.connections", 7), 7);
     assert!(is_dynamic_broker_config("log.retention.ms"));
     assert!(is_dynamic_broker_config("max.connections"));
+    assert!(is_dynamic_broker_config(
+        "listener.name.external.max.connections"
+    ));
+    assert!(is_dynamic_broker_config(
+        "listener.name.ssl.max.connection.creation.rate"
+    ));
+    assert!(!is_dynamic_broker_config("listener.name..max.connections"));
+    assert!(!is_dynamic_broker_config(
+        "listener.name.x.max.connections.per.ip"
+    ));
+    assert!(validate_broker_config("listener.name.x.max.connections", "-1").is_err());
     assert!(!is_dynamic_broker_config("auto.create.topics.enable"));
 }
 
