@@ -134,10 +134,10 @@ if wants java-classic java-consumer kafka-cli; then
       fail_setup java-classic java-consumer kafka-cli "fetching the Kafka jars (scripts/kafka-jars.sh) failed"
     fi
     if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
-      h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java"; } | digest)"
+      h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java"; } | digest)"
       if ! stamp_ok "$CLASSES/.compat-stamp" "$h2"; then
         rm -rf "$CLASSES" && mkdir -p "$CLASSES"
-        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "$COMPAT/java/src/main/java/Compat.java" >&2; then
+        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java" >&2; then
           echo "$h2" > "$CLASSES/.compat-stamp"
         else
           fail_setup java-classic java-consumer "javac Compat.java failed"
