@@ -289,7 +289,8 @@ if [[ -n "$SECURE" ]]; then
   step "certificates (openssl): $CERTS"
   make_certs || { echo "openssl failed to make the certificates" >&2; exit 1; }
   # What the drivers read in the secured run (their bootstrap argument is SASL_SSL's).
-  export COMPAT_SECURE=1 COMPAT_CERTS="$CERTS" COMPAT_MTLS_PRINCIPAL="$MTLS_PRINCIPAL"
+  # kcat's driver makes its topics and ACLs with `brook topic create` and `brook acl`.
+  export COMPAT_SECURE=1 COMPAT_CERTS="$CERTS" COMPAT_MTLS_PRINCIPAL="$MTLS_PRINCIPAL" BROOK_BIN
 fi
 
 T_CLIENTS="$(now)"
