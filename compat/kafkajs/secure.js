@@ -44,7 +44,13 @@ async function scenario (name, fn) {
 }
 
 const squash = (s) => String(s).toLowerCase().replace(/[^a-z]/g, '')
-function errText (e) { return `${e && e.name}: ${e && e.message}${e && e.type ? ` (${e.type})` : ''}` }
+function errText (e) {
+  const parts = []
+  for (let c = e; c && parts.length < 5; c = c.cause || c.originalError) {
+    parts.push(`${c.name}: ${c.message}${c.type ? ` (${c.type})` : ''}`)
+  }
+  return parts.join(' <- ') || String(e)
+}
 
 // fn must fail with an error naming `want` ("topic authorization", "group authorization").
 async function refused (fn, want, what) {

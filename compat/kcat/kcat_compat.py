@@ -228,15 +228,40 @@ def secure_main():
             print("    " + line, file=sys.stderr)
         return p
 
-    def kcat_as(method, *args, stdin=None, user=None, password=None):
+    def kcat_as(method, *args, stdin=None, user=None, password=None, timeout=30):
         """kcat as the method's principal; raises with kcat's errors if it failed or printed
-        an error."""
+        an error (a consumer that only logs an error and goes on is stopped at the first)."""
         server, conf = settings(method, user, password)
-        p = run(["kcat", "-b", server, *xs(conf), *args], stdin=stdin)
-        errors = [l for l in p.stderr.splitlines() if "ERROR" in l or "error" in l.lower()]
+        cmd = ["kcat", "-b", server, *xs(conf), *args]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        out, err, errors = [], [], []
+
+        def read_stderr():
+            for line in p.stderr:
+                err.append(line)
+                if "ERROR" in line or "FAIL" in line:
+                    errors.append(line.strip())
+                    p.terminate()
+
+        t = threading.Thread(target=read_stderr, daemon=True)
+        t.start()
+        if stdin is not None:
+            p.stdin.write(stdin)
+        p.stdin.close()
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        out = p.stdout.read()
+        p.wait()
+        timer.cancel()
+        t.join(5)
+        shown = [a if "password=" not in a else a.split("=", 1)[0] + "=***" for a in cmd]
+        print(f"$ {' '.join(shown)} -> exit {p.returncode}", file=sys.stderr)
+        for line in (out + "".join(err)).splitlines()[:40]:
+            print("    " + line, file=sys.stderr)
         if p.returncode != 0 or errors:
-            raise RuntimeError(f"kcat exited {p.returncode}: {' / '.join(errors)[:500] or p.stderr[-500:]}")
-        return p.stdout
+            raise RuntimeError(f"kcat exited {p.returncode}: {' / '.join(errors)[:500] or ''.join(err)[-500:]}")
+        return out
 
     def brook_admin(*args):
         _, conf = settings("scram512", "admin")
