@@ -209,7 +209,9 @@ make_certs() { # a CA, the broker's certificate (localhost, 127.0.0.1), a client
     openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile broker.ext -out broker.crt
     cat broker.key broker.crt > broker.keystore.pem
     openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/O=Brook/OU=compat/CN=compat-client"
-    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.crt
+    # An X.509 v3 certificate (with an extension): rustls refuses v1 ones (UnsupportedCertVersion).
+    printf "extendedKeyUsage=clientAuth\n" > client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.crt
     cat client.key client.crt > client.keystore.pem
   ) >/dev/null 2>&1
 }

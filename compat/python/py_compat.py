@@ -796,15 +796,18 @@ def confluent_secure():
 
     class Ops:
         def create_topic(self, topic):
-            wait(admin().create_topics([NewTopic(topic, 1, 1)], operation_timeout=10))
+            a = admin()  # kept alive until its futures complete
+            wait(a.create_topics([NewTopic(topic, 1, 1)], operation_timeout=10))
 
         def grant(self, who, topic, group):
-            wait(admin().create_acls(bindings(who, topic, group)))
+            a = admin()
+            wait(a.create_acls(bindings(who, topic, group)))
 
         def revoke(self, who, topic, group):
             filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
                                         b.operation, b.permission_type) for b in bindings(who, topic, group)]
-            return sum(len(r) for r in wait(admin().delete_acls(filters)))
+            a = admin()
+            return sum(len(r) for r in wait(a.delete_acls(filters)))
 
         def produce(self, method, topic, values):
             p = Producer({**conf(method), "linger.ms": 5, "message.timeout.ms": 10000})
@@ -835,7 +838,8 @@ def confluent_secure():
                 c.close()
 
         def topics(self, method):
-            return set(AdminClient(conf(method)).list_topics(timeout=10).topics)
+            a = AdminClient(conf(method))
+            return set(a.list_topics(timeout=10).topics)
 
         def bad_password(self):
             errors = []
