@@ -242,7 +242,7 @@ def secure_main():
                 err.append(line)
                 if "ERROR" in line or "FAIL" in line:
                     errors.append(line.strip())
-                    p.terminate()
+                    p.kill()
 
         t = threading.Thread(target=read_stderr, daemon=True)
         t.start()
