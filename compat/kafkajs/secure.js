@@ -52,14 +52,15 @@ function errText (e) {
   return parts.join(' <- ') || String(e)
 }
 
-// fn must fail with an error naming `want` ("topic authorization", "group authorization").
-async function refused (fn, want, what) {
+// fn must fail with an error naming one of `wants` ("topic authorization", "group authorization").
+async function refused (fn, wants, what) {
+  const want = wants.join(' or ')
   let got
   try {
     got = await fn()
   } catch (e) {
     const text = errText(e)
-    check(squash(text).includes(squash(want)), `${what}: expected ${want} failed, got ${text}`)
+    check(wants.some(w => squash(text).includes(squash(w))), `${what}: expected ${want} failed, got ${text}`)
     return text.slice(0, 300)
   }
   throw new Error(`${what}: expected ${want} failed, but it succeeded (${JSON.stringify(got)})`)
@@ -151,7 +152,7 @@ async function secureMain () {
 
   await scenario('secure.bad_password', async () => {
     const err = await refused(() => withAdmin(client('plain', 'alice', 'wrong-password', 0), a => a.listTopics()),
-      'authentication', 'connect')
+      ['authentication'], 'connect')
     return err
   })
 
@@ -161,8 +162,9 @@ async function secureMain () {
     const who = principal(m)
     const values = Array.from({ length: N }, (_, i) => `${m}-${i}`)
     const refuse = async (stage) => {
-      const p = await refused(() => produce(m, topic, [`${stage}-x`]), 'topic authorization', 'produce')
-      const c = await refused(() => consume(m, topic, group, 1), 'group authorization', 'group consume')
+      const p = await refused(() => produce(m, topic, [`${stage}-x`]), ['topic authorization'], 'produce')
+      // kafkajs looks the subscribed topic up before joining: its refusal may come first.
+      const c = await refused(() => consume(m, topic, group, 1), ['group authorization', 'topic authorization'], 'group consume')
       return [p, c]
     }
     await scenario(`secure.${m}.refused`, async () => {
