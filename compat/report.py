@@ -60,19 +60,19 @@ CLIENTS = {
 METHODS = [("plain", "SASL_SSL + PLAIN (alice)"), ("scram512", "SASL_SSL + SCRAM-SHA-512 (carol)"),
            ("mtls", "SSL + client certificate (mTLS)")]
 SECURE_SCENARIOS = [("secure.bad_password", "SASL_SSL: a wrong password is refused (authentication failed)"),
-                    ("secure.scram_user", "kafka-configs: admin creates the SCRAM-SHA-512 user carol")]
+                    ("secure.scram_user", "admin creates the SCRAM-SHA-512 user carol (AlterUserScramCredentials)")]
 for m, t in METHODS:
     SECURE_SCENARIOS += [
         (f"secure.{m}.refused", f"{t}: refused before ACLs (produce, group consume, metadata)"),
         (f"secure.{m}.allowed", f"{t}: admin creates ACLs, produce + group consume with commit"),
         (f"secure.{m}.revoked", f"{t}: admin deletes the ACLs, refused again"),
     ]
-SECURE_BASE = [s for s, _ in SECURE_SCENARIOS if s != "secure.scram_user"]
+SECURE_BASE = [s for s, _ in SECURE_SCENARIOS]
 SECURE_CLIENTS = {
     "kafkajs": ("kafkajs", SECURE_BASE),
     "franz-go": ("franz-go", SECURE_BASE),
     "java-classic": ("Java client", SECURE_BASE),
-    "kafka-cli": ("Kafka CLI tools", [s for s, _ in SECURE_SCENARIOS]),
+    "kafka-cli": ("Kafka CLI tools", SECURE_BASE),
     "confluent-kafka": ("confluent-kafka", SECURE_BASE),
     "kafka-python": ("kafka-python", SECURE_BASE),
     "kcat": ("kcat", SECURE_BASE),

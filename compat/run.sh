@@ -195,7 +195,8 @@ free_port() {
 # ---- the secured run's certificates, users and broker settings ---------------------------
 CERTS="$RUN_DIR/certs"
 # Users: admin (super user; PLAIN and SCRAM-SHA-512), alice (PLAIN), carol (SCRAM-SHA-512:
-# made with --add-scram, except for kafka-cli, whose driver makes her with kafka-configs).
+# made by the driver's admin with AlterUserScramCredentials, or with --add-scram for the
+# clients that have no such API).
 # mTLS: the client certificate's subject DN as Kafka prints it.
 MTLS_PRINCIPAL="User:CN=compat-client,OU=compat,O=Brook"
 PLAIN_JAAS='org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";'
@@ -228,7 +229,9 @@ secure_args() { # client -> ARGS: listeners and security settings for its broker
         --set authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
         --set super.users=User:admin
         --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]')
-  [[ "$1" == kafka-cli ]] || ARGS+=(--add-scram 'SCRAM-SHA-512=[name=carol,password=carol-secret]')
+  case "$1" in
+    kafkajs|kafka-python|kcat) ARGS+=(--add-scram 'SCRAM-SHA-512=[name=carol,password=carol-secret]') ;;
+  esac
   READY_PORT="$ssl_port"
 }
 

@@ -480,15 +480,14 @@ def secure_main() -> None:
                 return str(e)[:300]
             raise Failed(f"kafka-topics --list with a wrong password succeeded: {out!r}")
 
-    def scram_user():
-        # carol, SCRAM-SHA-512, made by the admin with kafka-configs (AlterUserScramCredentials).
-        run_tool(CONFIGS, *as_(None), "--alter", "--entity-type", "users", "--entity-name", "carol",
-                 "--add-config", "SCRAM-SHA-512=[iterations=4096,password=carol-secret]")
-        out = run_tool(CONFIGS, *as_(None), "--describe", "--entity-type", "users", "--entity-name", "carol")
-        check("SCRAM-SHA-512" in out, f"kafka-configs --describe: {out!r}")
-        return f"kafka-configs --alter --entity-type users --entity-name carol; --describe: {out.strip()[:200]}"
+        def scram_user(self):
+            # carol, SCRAM-SHA-512, made by the admin with kafka-configs (AlterUserScramCredentials).
+            run_tool(CONFIGS, *as_(None), "--alter", "--entity-type", "users", "--entity-name", "carol",
+                     "--add-config", "SCRAM-SHA-512=[iterations=4096,password=carol-secret]")
+            out = run_tool(CONFIGS, *as_(None), "--describe", "--entity-type", "users", "--entity-name", "carol")
+            check("SCRAM-SHA-512" in out, f"kafka-configs --describe: {out!r}")
+            return f"kafka-configs --alter --entity-type users --entity-name carol; --describe: {out.strip()[:200]}"
 
-    scenario("secure.scram_user", scram_user)
     secure.run(Ops(), "cli", RUN)
 
 

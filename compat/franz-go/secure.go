@@ -144,6 +144,28 @@ func secureMain() {
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
 
+	// carol (SCRAM-SHA-512) is made here, by the admin: kadm AlterUserSCRAMs.
+	scenario("secure.scram_user", func(ctx context.Context) (string, error) {
+		res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{
+			User: "carol", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: secUsers["carol"],
+		}})
+		if err == nil {
+			err = res.Error()
+		}
+		if err != nil {
+			return "", fmt.Errorf("AlterUserSCRAMs: %w", err)
+		}
+		described, err := adm.DescribeUserSCRAMs(ctx, "carol")
+		if err != nil {
+			return "", fmt.Errorf("DescribeUserSCRAMs: %w", err)
+		}
+		d, ok := described["carol"]
+		if !ok || d.Err != nil || len(d.CredInfos) != 1 || d.CredInfos[0].Mechanism != kadm.ScramSha512 {
+			return "", fmt.Errorf("DescribeUserSCRAMs: %+v", described)
+		}
+		return "kadm AlterUserSCRAMs: carol SCRAM-SHA-512 (4096 iterations); DescribeUserSCRAMs shows it", nil
+	})
+
 	scenario("secure.bad_password", func(ctx context.Context) (string, error) {
 		cl := secClient("plain", "alice", "wrong-password")
 		defer cl.Close()

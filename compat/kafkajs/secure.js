@@ -150,6 +150,7 @@ async function secureMain () {
   const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
   const admin = client('scram512', 'admin')
 
+  report('secure.scram_user', 'n/a', 'kafkajs has no AlterUserScramCredentials API; carol made with brook serve --add-scram')
   await scenario('secure.bad_password', async () => {
     const err = await refused(() => withAdmin(client('plain', 'alice', 'wrong-password', 0), a => a.listTopics()),
       ['authentication'], 'connect')

@@ -278,6 +278,8 @@ def secure_main():
         return sum(1 for line in out.splitlines() if who in line)
 
     class Ops:
+        no_scram_api = "kcat has no admin API (no AlterUserScramCredentials)"
+
         def create_topic(self, topic):
             brook_admin("topic", "create", topic, "-p", "1", "--replication-factor", "1")
 

@@ -795,6 +795,16 @@ def confluent_secure():
                        AclPermissionType.ALLOW)]
 
     class Ops:
+        def scram_user(self):
+            from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                               UserScramCredentialUpsertion)
+            a = admin()
+            wait(a.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                "carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"carol-secret")]))
+            infos = a.describe_user_scram_credentials(["carol"])["carol"].result(20).scram_credential_infos
+            check([i.mechanism for i in infos] == [ScramMechanism.SCRAM_SHA_512], f"described {infos}")
+            return "alter_user_scram_credentials: carol SCRAM-SHA-512 (4096 iterations); described back"
+
         def create_topic(self, topic):
             a = admin()  # kept alive until its futures complete
             wait(a.create_topics([NewTopic(topic, 1, 1)], operation_timeout=10))
@@ -884,6 +894,8 @@ def kafka_python_secure():
                 ResourcePattern(ResourceType.GROUP, group, ACLResourcePatternType.LITERAL))]
 
     class Ops:
+        no_scram_api = "kafka-python's KafkaAdminClient has no AlterUserScramCredentials"
+
         def create_topic(self, topic):
             a = admin()
             a.create_topics([NewTopic(topic, 1, 1)], timeout_ms=10000)

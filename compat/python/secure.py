@@ -22,7 +22,10 @@ certificate) the driver gives an `ops` object doing the client's own calls; `run
   consumes them back in the group, committing;
 - `secure.<m>.revoked`: the admin deletes those ACLs (4 deleted); a fresh producer and
   consumer of the principal are refused again;
-- `secure.bad_password`: alice with a wrong password gets an authentication error.
+- `secure.bad_password`: alice with a wrong password gets an authentication error;
+- `secure.scram_user` (first): the admin makes the SCRAM-SHA-512 user carol with the
+  client's AlterUserScramCredentials (`ops.scram_user()`), or it is n/a (`ops.no_scram_api`
+  says why; run.sh made carol with `brook serve --add-scram`).
 """
 
 from __future__ import annotations
@@ -102,8 +105,13 @@ def run(ops, prefix: str, run_id: str, skip: dict | None = None) -> None:
     group) -> ACLs deleted; produce(method, topic, values) (raises on error);
     consume(method, topic, group, n) -> values (commits; raises on error);
     topics(method) -> topic names in metadata; bad_password() -> the error text (raises if
-    it connected). skip: method -> reason it is n/a for this client."""
+    it connected); scram_user() -> detail, or no_scram_api: why not. skip: method -> reason
+    it is n/a for this client."""
     skip = skip or {}
+    if hasattr(ops, "scram_user"):
+        scenario("secure.scram_user", ops.scram_user)
+    else:
+        report("secure.scram_user", "n/a", f"{ops.no_scram_api}; carol made with brook serve --add-scram")
     scenario("secure.bad_password", ops.bad_password)
     for m in METHODS:
         if m in skip:

@@ -16,6 +16,10 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.clients.admin.UserScramCredentialsDescription;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -147,6 +151,21 @@ public class SecureCompat {
     }
 
     static void run() {
+        // carol (SCRAM-SHA-512) is made here, by the admin: Admin.alterUserScramCredentials.
+        Compat.scenario("secure.scram_user", () -> {
+            try (Admin a = admin()) {
+                a.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion("carol",
+                        new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), USERS.get("carol"))))
+                        .all().get(20, TimeUnit.SECONDS);
+                UserScramCredentialsDescription d = a.describeUserScramCredentials(List.of("carol"))
+                        .description("carol").get(20, TimeUnit.SECONDS);
+                if (d.credentialInfos().size() != 1
+                        || d.credentialInfos().get(0).mechanism() != ScramMechanism.SCRAM_SHA_512) {
+                    throw new AssertionError("described " + d);
+                }
+                return "Admin.alterUserScramCredentials: carol SCRAM-SHA-512 (4096 iterations); described back";
+            }
+        });
         Compat.scenario("secure.bad_password", () -> {
             try (Admin a = Admin.create(conf("plain", "alice", "wrong-password"))) {
                 return refused(() -> "listed " + a.listTopics().names().get(20, TimeUnit.SECONDS),
