@@ -6,7 +6,6 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -20,6 +19,7 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsResponse, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetFetchResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use super::{Check, Op, CLUSTER_NAME};
 

@@ -138,7 +138,10 @@ fn a_refused_find_coordinator_says_why_as_kafka_does() {
     // Before v4: the whole answer, with Kafka's message (librdkafka prints it).
     let mut req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
     let whole = find_coordinator(&c, &mut req, 3).unwrap_err();
-    assert_eq!(whole.error_code, ResponseError::GroupAuthorizationFailed.code());
+    assert_eq!(
+        whole.error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
     assert_eq!(
         whole.error_message.as_deref(),
         Some("Group authorization failed.")
