@@ -30,6 +30,7 @@ CACHE="$COMPAT/.cache"
 SECURE="${COMPAT_SECURE:-}"
 [[ "$SECURE" == 0 ]] && SECURE=""
 if [[ "${1:-}" == --secure ]]; then SECURE=1; shift; fi
+[[ -n "$SECURE" ]] || unset COMPAT_SECURE  # the drivers' switch: set again below when secured
 RUN_DIR="$CACHE/last-run${SECURE:+-secure}"
 CLIENT_TIMEOUT_S="${COMPAT_CLIENT_TIMEOUT_S:-300}"
 ALL_CLIENTS=(kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka kafka-python kcat)
@@ -219,6 +220,7 @@ make_certs() { # a CA, the broker's certificate (localhost, 127.0.0.1), a client
 secure_args() { # client -> ARGS: listeners and security settings for its broker
   local sasl_port ssl_port
   sasl_port="$(free_port)"; ssl_port="$(free_port)"
+  while [[ "$ssl_port" == "$sasl_port" ]]; do ssl_port="$(free_port)"; done
   SASL_SSL_BOOTSTRAP="127.0.0.1:$sasl_port"; SSL_BOOTSTRAP="127.0.0.1:$ssl_port"
   ARGS=(--listen "SASL_SSL://127.0.0.1:$sasl_port,SSL://127.0.0.1:$ssl_port"
         --set ssl.keystore.type=PEM --set "ssl.keystore.location=$CERTS/broker.keystore.pem"
