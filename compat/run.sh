@@ -10,6 +10,11 @@
 #   compat/run.sh kafkajs franz-go      # some of them
 #   BROOK_BIN=/path/to/brook compat/run.sh
 #   BROOK_LOG=debug compat/run.sh kafka-cli   # broker logs in compat/.cache/last-run/
+#   compat/run.sh --secure [clients...]     # the secured run (COMPAT_SECURE=1 does the same):
+#       SASL_SSL (PLAIN, SCRAM-SHA-512) and SSL (mTLS) listeners, the StandardAuthorizer;
+#       each client is refused before its ACLs exist, works after the admin creates them,
+#       is refused again after they are deleted. Writes compat/results-secure.json and
+#       compat/RESULTS-secure.md; logs in compat/.cache/last-run-secure/.
 #
 # Clients: kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka
 # kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
@@ -22,7 +27,11 @@ set -euo pipefail
 COMPAT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$COMPAT/.." && pwd)"
 CACHE="$COMPAT/.cache"
-RUN_DIR="$CACHE/last-run"
+SECURE="${COMPAT_SECURE:-}"
+[[ "$SECURE" == 0 ]] && SECURE=""
+if [[ "${1:-}" == --secure ]]; then SECURE=1; shift; fi
+[[ -n "$SECURE" ]] || unset COMPAT_SECURE  # the drivers' switch: set again below when secured
+RUN_DIR="$CACHE/last-run${SECURE:+-secure}"
 CLIENT_TIMEOUT_S="${COMPAT_CLIENT_TIMEOUT_S:-300}"
 ALL_CLIENTS=(kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka kafka-python kcat)
 JVM_OPTS=(-Xshare:auto -XX:+UseSerialGC -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
@@ -44,6 +53,16 @@ else
   CLIENTS=("${ALL_CLIENTS[@]}")
 fi
 wants() { local c; for c in "$@"; do [[ " ${CLIENTS[*]} " == *" $c "* ]] && return 0; done; return 1; }
+
+# The secured run: java-consumer differs from java-classic only in its group protocol,
+# which Brook does not serve (KIP-848), so the Java client runs once, as java-classic.
+if [[ -n "$SECURE" ]]; then
+  SECURE_CLIENTS=(kafkajs franz-go java-classic kafka-cli confluent-kafka kafka-python kcat)
+  if (($# == 0)); then CLIENTS=("${SECURE_CLIENTS[@]}"); fi
+  for c in "${CLIENTS[@]}"; do
+    [[ " ${SECURE_CLIENTS[*]} " == *" $c "* ]] || { echo "no secured run for '$c' (secured: ${SECURE_CLIENTS[*]})" >&2; exit 2; }
+  done
+fi
 
 T_START="$(now)"
 STARTED_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -116,10 +135,10 @@ if wants java-classic java-consumer kafka-cli; then
       fail_setup java-classic java-consumer kafka-cli "fetching the Kafka jars (scripts/kafka-jars.sh) failed"
     fi
     if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
-      h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java"; } | digest)"
+      h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java"; } | digest)"
       if ! stamp_ok "$CLASSES/.compat-stamp" "$h2"; then
         rm -rf "$CLASSES" && mkdir -p "$CLASSES"
-        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "$COMPAT/java/src/main/java/Compat.java" >&2; then
+        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java" >&2; then
           echo "$h2" > "$CLASSES/.compat-stamp"
         else
           fail_setup java-classic java-consumer "javac Compat.java failed"
@@ -174,11 +193,61 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# ---- the secured run's certificates, users and broker settings ---------------------------
+CERTS="$RUN_DIR/certs"
+# Users: admin (super user; PLAIN and SCRAM-SHA-512), alice (PLAIN), carol (SCRAM-SHA-512:
+# made by the driver's admin with AlterUserScramCredentials, or with --add-scram for the
+# clients that have no such API).
+# mTLS: the client certificate's subject DN as Kafka prints it.
+MTLS_PRINCIPAL="User:CN=compat-client,OU=compat,O=Brook"
+PLAIN_JAAS='org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";'
+make_certs() { # a CA, the broker's certificate (localhost, 127.0.0.1), a client certificate
+  rm -rf "$CERTS" && mkdir -p "$CERTS"
+  (
+    cd "$CERTS"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=Brook compat CA"
+    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=localhost"
+    printf "subjectAltName=DNS:localhost,IP:127.0.0.1\n" > broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile broker.ext -out broker.crt
+    cat broker.key broker.crt > broker.keystore.pem
+    openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/O=Brook/OU=compat/CN=compat-client"
+    # An X.509 v3 certificate (with an extension): rustls refuses v1 ones (UnsupportedCertVersion).
+    printf "extendedKeyUsage=clientAuth\n" > client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.crt
+    cat client.key client.crt > client.keystore.pem
+  ) >/dev/null 2>&1
+}
+secure_args() { # client -> ARGS: listeners and security settings for its broker
+  local sasl_port ssl_port
+  sasl_port="$(free_port)"; ssl_port="$(free_port)"
+  while [[ "$ssl_port" == "$sasl_port" ]]; do ssl_port="$(free_port)"; done
+  SASL_SSL_BOOTSTRAP="127.0.0.1:$sasl_port"; SSL_BOOTSTRAP="127.0.0.1:$ssl_port"
+  ARGS=(--listen "SASL_SSL://127.0.0.1:$sasl_port,SSL://127.0.0.1:$ssl_port"
+        --set ssl.keystore.type=PEM --set "ssl.keystore.location=$CERTS/broker.keystore.pem"
+        --set ssl.truststore.type=PEM --set "ssl.truststore.location=$CERTS/ca.pem"
+        --set listener.name.ssl.ssl.client.auth=required
+        --set "listener.name.sasl_ssl.plain.sasl.jaas.config=$PLAIN_JAAS"
+        --set listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+        --set authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+        --set super.users=User:admin
+        --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]')
+  case "$1" in
+    kafkajs|kafka-python|kcat) ARGS+=(--add-scram 'SCRAM-SHA-512=[name=carol,password=carol-secret]') ;;
+  esac
+  READY_PORT="$ssl_port"
+}
+
 start_broker() { # client -> sets BOOTSTRAP, or returns 1
   local port data="$RUN_DIR/$1.data" log="$RUN_DIR/$1.broker.log"
-  port="$(free_port)"
   rm -rf "$data" && mkdir -p "$data"
-  NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve --listen "127.0.0.1:$port" --data-dir "$data" \
+  if [[ -n "$SECURE" ]]; then
+    secure_args "$1"
+    port="$READY_PORT"
+  else
+    port="$(free_port)"
+    ARGS=(--listen "127.0.0.1:$port")
+  fi
+  NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve "${ARGS[@]}" --data-dir "$data" \
     --set group.initial.rebalance.delay.ms=0 --set admin.listeners= >"$log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 150); do
@@ -187,7 +256,7 @@ start_broker() { # client -> sets BOOTSTRAP, or returns 1
       return 1
     fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      BOOTSTRAP="127.0.0.1:$port"
+      BOOTSTRAP="${SASL_SSL_BOOTSTRAP:-127.0.0.1:$port}"
       return 0
     fi
     sleep 0.1
@@ -223,6 +292,14 @@ json.dump({k: v for k, v in d.items() if v != ""}, open(file, "w"), indent=2)
 PY
 }
 
+if [[ -n "$SECURE" ]]; then
+  step "certificates (openssl): $CERTS"
+  make_certs || { echo "openssl failed to make the certificates" >&2; exit 1; }
+  # What the drivers read in the secured run (their bootstrap argument is SASL_SSL's).
+  # kcat's driver makes its topics and ACLs with `brook topic create` and `brook acl`.
+  export COMPAT_SECURE=1 COMPAT_CERTS="$CERTS" COMPAT_MTLS_PRINCIPAL="$MTLS_PRINCIPAL" BROOK_BIN
+fi
+
 T_CLIENTS="$(now)"
 for c in "${CLIENTS[@]}"; do
   step "$c"
@@ -233,6 +310,7 @@ for c in "${CLIENTS[@]}"; do
   if [[ -z "$err" ]]; then
     if start_broker "$c"; then
       client_cmd "$c" "$BOOTSTRAP"
+      export COMPAT_SSL_BOOTSTRAP="${SSL_BOOTSTRAP:-}"
       set +e
       (cd "$RUN_DIR" && timeout -k 10 "$CLIENT_TIMEOUT_S" "${CMD[@]}") >"$RUN_DIR/$c.out" 2>"$RUN_DIR/$c.err"
       rc=$?
@@ -257,5 +335,10 @@ write_meta "$RUN_DIR/run.meta.json" started_at "$STARTED_AT" seconds_total "$(si
   git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes in crates/')" \
   host "$(nproc) cores, $(uname -sm)"
 
-step "results: compat/results.json, compat/RESULTS.md"
-"$PYTHON" "$COMPAT/report.py" "$RUN_DIR" "$COMPAT"
+if [[ -n "$SECURE" ]]; then
+  step "results: compat/results-secure.json, compat/RESULTS-secure.md"
+  "$PYTHON" "$COMPAT/report.py" --secure "$RUN_DIR" "$COMPAT"
+else
+  step "results: compat/results.json, compat/RESULTS.md"
+  "$PYTHON" "$COMPAT/report.py" "$RUN_DIR" "$COMPAT"
+fi

@@ -360,5 +360,139 @@ def main() -> None:
     scenario("txn.offsets", txn_offsets)
 
 
+# --------------------------------------------------------------------------------------
+# the secured run (compat/run.sh --secure): scenarios in compat/python/secure.py
+# --------------------------------------------------------------------------------------
+ACLS = "org.apache.kafka.tools.AclCommand"
+CONFIGS = "org.apache.kafka.tools.ConfigCommand"
+
+
+class ToolError(Exception):
+    """A tool that failed or printed an exception; its message is the tool's output."""
+
+
+def secure_main() -> None:
+    import tempfile
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import secure
+
+    props_dir = tempfile.mkdtemp(prefix="cli-secure-")
+
+    def props(name: str, method: str, user: str | None = None, password: str | None = None) -> str:
+        """A --command-config file for a method as a user; returns its path."""
+        lines = ["ssl.truststore.type=PEM", f"ssl.truststore.location={secure.cert('ca.pem')}"]
+        if method == "mtls":
+            lines += ["security.protocol=SSL", "ssl.keystore.type=PEM",
+                      f"ssl.keystore.location={secure.cert('client.keystore.pem')}"]
+        else:
+            mech, u = secure.METHODS[method]
+            user = user or u
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mech == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            lines += ["security.protocol=SASL_SSL", f"sasl.mechanism={mech}",
+                      f'sasl.jaas.config={module} required username="{user}" '
+                      f'password="{password or secure.USERS[user]}";']
+        path = os.path.join(props_dir, f"{name}.properties")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    admin_props = props("admin", "scram512", "admin")
+    method_props = {m: props(m, m) for m in secure.METHODS}
+
+    def as_(method: str | None) -> list[str]:
+        """--bootstrap-server and --command-config for a method (None: the admin)."""
+        if method is None:
+            return ["--bootstrap-server", BOOTSTRAP, "--command-config", admin_props]
+        server = secure.SSL_BOOTSTRAP if method == "mtls" else BOOTSTRAP
+        return ["--bootstrap-server", server, "--command-config", method_props[method]]
+
+    def run_tool(cls: str, *args: str, stdin: str | None = None) -> str:
+        """Runs a tool; raises ToolError (the output) if it exited non-zero or printed an
+        exception."""
+        cmd = JVM + [cls, *args]
+        started = time.monotonic()
+        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+        log(f"$ {cls.rsplit('.', 1)[1]} {' '.join(args)}  -> exit {p.returncode} in {time.monotonic() - started:.1f}s")
+        out = p.stdout + p.stderr
+        for line in out.splitlines()[:60]:
+            log("    " + line)
+        if p.returncode != 0 or re.search(r"\w+(Exception|Error): ", p.stderr):
+            err = next((l.strip() for l in out.splitlines() if re.search(r"\w+(Exception|Error): ", l)),
+                       out.strip()[-500:])
+            raise ToolError(f"{cls.rsplit('.', 1)[1]} exited {p.returncode}: {err[:400]}")
+        return p.stdout
+
+    def acl_args(who: str, topic: str, group: str) -> tuple[list[str], list[str]]:
+        base = ["--allow-principal", who, "--allow-host", "*"]
+        return ([*base, "--operation", "Write", "--operation", "Describe", "--operation", "Read", "--topic", topic],
+                [*base, "--operation", "Read", "--group", group])
+
+    def list_acls(who: str, topic: str, group: str) -> int:
+        out = run_tool(ACLS, *as_(None), "--list", "--principal", who, "--topic", topic, "--group", group)
+        return len(re.findall(r"\(principal=", out))
+
+    class Ops:
+        def create_topic(self, topic):
+            run_tool(TOPICS, *as_(None), "--create", "--topic", topic, "--partitions", "1",
+                     "--replication-factor", "1")
+
+        def grant(self, who, topic, group):
+            for args in acl_args(who, topic, group):
+                run_tool(ACLS, *as_(None), "--add", *args)
+            n = list_acls(who, topic, group)
+            check(n == 4, f"kafka-acls --list shows {n} ACLs for {who}, want 4")
+
+        def revoke(self, who, topic, group):
+            before = list_acls(who, topic, group)
+            for args in acl_args(who, topic, group):
+                run_tool(ACLS, *as_(None), "--remove", "--force", *args)
+            after = list_acls(who, topic, group)
+            check(after == 0, f"kafka-acls --list still shows {after} ACLs")
+            return before - after
+
+        def produce(self, method, topic, values):
+            run_tool(PRODUCER, *as_(method), "--topic", topic,
+                     "--command-property", "max.block.ms=10000", "--command-property", "delivery.timeout.ms=15000",
+                     "--command-property", "request.timeout.ms=10000",
+                     stdin="".join(v + "\n" for v in values))
+
+        def consume(self, method, topic, group, n):
+            out = run_tool(CONSUMER, *as_(method), "--topic", topic, "--group", group, "--from-beginning",
+                           "--max-messages", str(n), "--timeout-ms", "20000")
+            got = out.splitlines()
+            check(len(got) == n, f"console consumer read {got}")
+            # The console consumer commits on exit; kafka-consumer-groups shows it.
+            desc = run_tool(GROUPS, *as_(None), "--describe", "--group", group)
+            check(re.search(rf"{re.escape(group)}\s+{re.escape(topic)}\s+0\s+{n}\s", desc),
+                  f"kafka-consumer-groups --describe: {desc!r}")
+            return got
+
+        def topics(self, method):
+            return set(run_tool(TOPICS, *as_(method), "--list").split())
+
+        def bad_password(self):
+            bad = props("bad", "plain", "alice", "wrong-password")
+            try:
+                out = run_tool(TOPICS, "--bootstrap-server", BOOTSTRAP, "--command-config", bad, "--list")
+            except ToolError as e:
+                check("SaslAuthenticationException" in str(e) or "Authentication failed" in str(e), f"error {e}")
+                return str(e)[:300]
+            raise Failed(f"kafka-topics --list with a wrong password succeeded: {out!r}")
+
+        def scram_user(self):
+            # carol, SCRAM-SHA-512, made by the admin with kafka-configs (AlterUserScramCredentials).
+            run_tool(CONFIGS, *as_(None), "--alter", "--entity-type", "users", "--entity-name", "carol",
+                     "--add-config", "SCRAM-SHA-512=[iterations=4096,password=carol-secret]")
+            out = run_tool(CONFIGS, *as_(None), "--describe", "--entity-type", "users", "--entity-name", "carol")
+            check("SCRAM-SHA-512" in out, f"kafka-configs --describe: {out!r}")
+            return f"kafka-configs --alter --entity-type users --entity-name carol; --describe: {out.strip()[:200]}"
+
+    secure.run(Ops(), "cli", RUN)
+
+
 if __name__ == "__main__":
-    main()
+    if os.environ.get("COMPAT_SECURE"):
+        secure_main()
+    else:
+        main()

@@ -137,6 +137,10 @@ func main() {
 	if len(os.Args) > 1 {
 		bootstrap = os.Args[1]
 	}
+	if os.Getenv("COMPAT_SECURE") != "" { // compat/run.sh --secure: secure.go
+		secureMain()
+		return
+	}
 	admCl := newClient(kgo.MetadataMinAge(100 * time.Millisecond))
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)

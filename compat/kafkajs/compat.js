@@ -434,4 +434,5 @@ async function main () {
   await admin.disconnect()
 }
 
-main().then(() => process.exit(0)).catch(e => { console.error('fatal', e); process.exit(1) })
+(process.env.COMPAT_SECURE ? require('./secure').secureMain() : main())
+  .then(() => process.exit(0)).catch(e => { console.error('fatal', e); process.exit(1) })

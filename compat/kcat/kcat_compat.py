@@ -194,5 +194,137 @@ def main():
     report("txn.offsets", "n/a", "kcat has no consume-transform-produce (no offsets in a transaction)")
 
 
+# --------------------------------------------------------------------------------------
+# the secured run (compat/run.sh --secure): scenarios in compat/python/secure.py. kcat has
+# no admin commands: the admin's topic and ACLs are made with the brook binary's
+# `brook topic create` and `brook acl add|remove|list`, logged in with kcat's -X settings.
+# --------------------------------------------------------------------------------------
+def secure_main():
+    import os
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import secure
+
+    brook = os.environ.get("BROOK_BIN", "brook")
+
+    def settings(method, user=None, password=None):
+        x = {"ssl.ca.location": secure.cert("ca.pem")}
+        if method == "mtls":
+            return secure.SSL_BOOTSTRAP, {**x, "security.protocol": "SSL",
+                                          "ssl.certificate.location": secure.cert("client.crt"),
+                                          "ssl.key.location": secure.cert("client.key")}
+        mech, u = secure.METHODS[method]
+        user = user or u
+        return BOOTSTRAP, {**x, "security.protocol": "SASL_SSL", "sasl.mechanism": mech,
+                           "sasl.username": user, "sasl.password": password or secure.USERS[user]}
+
+    def xs(conf):
+        return [a for k, v in conf.items() for a in ("-X", f"{k}={v}")]
+
+    def run(cmd, stdin=None, timeout=30):
+        p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
+        shown = [a if "password=" not in a else a.split("=", 1)[0] + "=***" for a in cmd]
+        print(f"$ {' '.join(shown)} -> exit {p.returncode}", file=sys.stderr)
+        for line in (p.stdout + p.stderr).splitlines()[:40]:
+            print("    " + line, file=sys.stderr)
+        return p
+
+    def kcat_as(method, *args, stdin=None, user=None, password=None, timeout=30):
+        """kcat as the method's principal; raises with kcat's errors if it failed or printed
+        an error (a consumer that only logs an error and goes on is stopped at the first)."""
+        server, conf = settings(method, user, password)
+        cmd = ["kcat", "-b", server, *xs(conf), *args]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        out, err, errors = [], [], []
+
+        def read_stderr():
+            for line in p.stderr:
+                err.append(line)
+                if "ERROR" in line or "FAIL" in line:
+                    errors.append(line.strip())
+                    p.kill()
+
+        t = threading.Thread(target=read_stderr, daemon=True)
+        t.start()
+        if stdin is not None:
+            p.stdin.write(stdin)
+        p.stdin.close()
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        out = p.stdout.read()
+        p.wait()
+        timer.cancel()
+        t.join(5)
+        shown = [a if "password=" not in a else a.split("=", 1)[0] + "=***" for a in cmd]
+        print(f"$ {' '.join(shown)} -> exit {p.returncode}", file=sys.stderr)
+        for line in (out + "".join(err)).splitlines()[:40]:
+            print("    " + line, file=sys.stderr)
+        if p.returncode != 0 or errors:
+            raise RuntimeError(f"kcat exited {p.returncode}: {' / '.join(errors)[:500] or ''.join(err)[-500:]}")
+        return out
+
+    def brook_admin(*args):
+        _, conf = settings("scram512", "admin")
+        p = run([brook, *args, "-b", BOOTSTRAP, *xs(conf)])
+        if p.returncode != 0:
+            raise Failed(f"brook {' '.join(args)} exited {p.returncode}: {p.stderr.strip()[-500:]}")
+        return p.stdout
+
+    def acl_specs(who, topic, group):
+        return [("--topic", topic, op) for op in ("write", "describe", "read")] + [("--group", group, "read")]
+
+    def count_acls(who):
+        out = brook_admin("acl", "list", "--principal", who)
+        return sum(1 for line in out.splitlines() if who in line)
+
+    class Ops:
+        no_scram_api = "kcat has no admin API (no AlterUserScramCredentials)"
+
+        def create_topic(self, topic):
+            brook_admin("topic", "create", topic, "-p", "1", "--replication-factor", "1")
+
+        def grant(self, who, topic, group):
+            for kind, name, op in acl_specs(who, topic, group):
+                brook_admin("acl", "add", kind, name, "--principal", who, "--operation", op)
+            n = count_acls(who)
+            check(n == 4, f"brook acl list shows {n} ACLs for {who}, want 4")
+
+        def revoke(self, who, topic, group):
+            before = count_acls(who)
+            for kind, name, op in acl_specs(who, topic, group):
+                brook_admin("acl", "remove", kind, name, "--principal", who, "--operation", op)
+            after = count_acls(who)
+            check(after == 0, f"brook acl list still shows {after} ACLs for {who}")
+            return before - after
+
+        def produce(self, method, topic, values):
+            kcat_as(method, "-P", "-t", topic, "-X", "message.timeout.ms=10000",
+                    stdin="".join(v + "\n" for v in values))
+
+        def consume(self, method, topic, group, n):
+            # -G: a balanced group member; offsets are committed (auto commit) and at exit.
+            out = kcat_as(method, "-G", group, topic, "-c", str(n), "-X", "auto.offset.reset=earliest",
+                          "-f", "%s\n")
+            return out.splitlines()
+
+        def topics(self, method):
+            md = json.loads(kcat_as(method, "-L", "-J"))
+            return {t["topic"] for t in md.get("topics", [])}
+
+        def bad_password(self):
+            try:
+                kcat_as("plain", "-L", "-m", "10", user="alice", password="wrong-password")
+            except RuntimeError as e:
+                check("authentication" in str(e).lower(), f"error {e}")
+                return str(e)[:300]
+            raise Failed("kcat -L with a wrong password succeeded")
+
+    secure.run(Ops(), "kcat", RUN)
+
+
 if __name__ == "__main__":
-    main()
+    import os
+    if os.environ.get("COMPAT_SECURE"):
+        secure_main()
+    else:
+        main()

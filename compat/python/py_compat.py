@@ -761,5 +761,235 @@ def kafka_python():
     admin.close()
 
 
+# --------------------------------------------------------------------------------------
+# the secured run (compat/run.sh --secure): scenarios in secure.py
+# --------------------------------------------------------------------------------------
+def confluent_secure():
+    import secure
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       AdminClient, NewTopic, ResourcePatternType, ResourceType)
+
+    def conf(method, user=None, password=None):
+        c = {"ssl.ca.location": secure.cert("ca.pem")}
+        if method == "mtls":
+            return {"bootstrap.servers": secure.SSL_BOOTSTRAP, "security.protocol": "SSL",
+                    "ssl.certificate.location": secure.cert("client.crt"),
+                    "ssl.key.location": secure.cert("client.key"), **c}
+        mech, u = secure.METHODS[method]
+        user = user or u
+        return {"bootstrap.servers": BOOTSTRAP, "security.protocol": "SASL_SSL", "sasl.mechanism": mech,
+                "sasl.username": user, "sasl.password": password or secure.USERS[user], **c}
+
+    def admin():
+        return AdminClient(conf("scram512", "admin"))
+
+    def wait(futures):
+        return [f.result(20) for f in futures.values()]
+
+    def bindings(who, topic, group):
+        return [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, who, "*", op,
+                           AclPermissionType.ALLOW)
+                for op in (AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.READ)] + [
+            AclBinding(ResourceType.GROUP, group, ResourcePatternType.LITERAL, who, "*", AclOperation.READ,
+                       AclPermissionType.ALLOW)]
+
+    class Ops:
+        def scram_user(self):
+            from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                               UserScramCredentialUpsertion)
+            a = admin()
+            wait(a.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                "carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"carol-secret")]))
+            infos = a.describe_user_scram_credentials(["carol"])["carol"].result(20).scram_credential_infos
+            check([i.mechanism for i in infos] == [ScramMechanism.SCRAM_SHA_512], f"described {infos}")
+            return "alter_user_scram_credentials: carol SCRAM-SHA-512 (4096 iterations); described back"
+
+        def create_topic(self, topic):
+            a = admin()  # kept alive until its futures complete
+            wait(a.create_topics([NewTopic(topic, 1, 1)], operation_timeout=10))
+
+        def grant(self, who, topic, group):
+            a = admin()
+            wait(a.create_acls(bindings(who, topic, group)))
+
+        def revoke(self, who, topic, group):
+            filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
+                                        b.operation, b.permission_type) for b in bindings(who, topic, group)]
+            a = admin()
+            return sum(len(r) for r in wait(a.delete_acls(filters)))
+
+        def produce(self, method, topic, values):
+            p = Producer({**conf(method), "linger.ms": 5, "message.timeout.ms": 10000})
+            errors = []
+            for v in values:
+                p.produce(topic, v.encode(), on_delivery=lambda err, msg: err and errors.append(err))
+            check(p.flush(20) == 0, "flush left messages")
+            if errors:
+                raise KafkaException(errors[0])
+
+        def consume(self, method, topic, group, n):
+            c = Consumer({**conf(method), "group.id": group, "auto.offset.reset": "earliest",
+                          "enable.auto.commit": False, "fetch.wait.max.ms": 200})
+            try:
+                c.subscribe([topic])
+                got, deadline = [], time.monotonic() + 20
+                while len(got) < n:
+                    check(time.monotonic() < deadline, f"timed out with {len(got)} of {n} records")
+                    m = c.poll(0.2)
+                    if m is None:
+                        continue
+                    if m.error():
+                        raise KafkaException(m.error())
+                    got.append(m.value().decode())
+                c.commit(asynchronous=False)
+                return got
+            finally:
+                c.close()
+
+        def topics(self, method):
+            a = AdminClient(conf(method))
+            return set(a.list_topics(timeout=10).topics)
+
+        def bad_password(self):
+            errors = []
+            p = Producer({**conf("plain", "alice", "wrong-password"),
+                          "error_cb": lambda e: errors.append(e)})
+            deadline = time.monotonic() + 15
+            while not errors and time.monotonic() < deadline:
+                p.poll(0.2)
+            check(errors, "no error within 15 s")
+            e = errors[0]
+            check(e.code() == KafkaError._AUTHENTICATION, f"error {e}")
+            return f"{e.name()}: {e.str()[:200]}"
+
+    secure.run(Ops(), PREFIX, RUN)
+
+
+def kafka_python_secure():
+    import secure
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             KafkaAdminClient, NewTopic, ResourcePattern, ResourcePatternFilter,
+                             ResourceType)
+
+    def conf(method, user=None, password=None):
+        c = {"ssl_cafile": secure.cert("ca.pem"), "client_id": "brook-compat-kafka-python"}
+        if method == "mtls":
+            return {"bootstrap_servers": secure.SSL_BOOTSTRAP, "security_protocol": "SSL",
+                    "ssl_certfile": secure.cert("client.crt"), "ssl_keyfile": secure.cert("client.key"), **c}
+        mech, u = secure.METHODS[method]
+        user = user or u
+        return {"bootstrap_servers": BOOTSTRAP, "security_protocol": "SASL_SSL", "sasl_mechanism": mech,
+                "sasl_plain_username": user, "sasl_plain_password": password or secure.USERS[user], **c}
+
+    def admin():
+        return KafkaAdminClient(**conf("scram512", "admin"))
+
+    def acls(who, topic, group):
+        return [ACL(who, "*", op, ACLPermissionType.ALLOW,
+                    ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL))
+                for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE, ACLOperation.READ)] + [
+            ACL(who, "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                ResourcePattern(ResourceType.GROUP, group, ACLResourcePatternType.LITERAL))]
+
+    class Ops:
+        no_scram_api = "kafka-python's KafkaAdminClient has no AlterUserScramCredentials"
+
+        def create_topic(self, topic):
+            a = admin()
+            a.create_topics([NewTopic(topic, 1, 1)], timeout_ms=10000)
+            a.close()
+
+        def grant(self, who, topic, group):
+            a = admin()
+            r = a.create_acls(acls(who, topic, group))
+            a.close()
+            check(not r["failed"] and len(r["succeeded"]) == 4, f"create_acls {r}")
+
+        def revoke(self, who, topic, group):
+            a = admin()
+            filters = [ACLFilter(x.principal, x.host, x.operation, x.permission_type,
+                                 ResourcePatternFilter(x.resource_pattern.resource_type,
+                                                       x.resource_pattern.resource_name,
+                                                       x.resource_pattern.pattern_type))
+                       for x in acls(who, topic, group)]
+            r = a.delete_acls(filters)
+            a.close()
+            n = 0
+            for _filter, matched, err in r:
+                check(err is None or err.errno == 0, f"delete_acls error {err}")
+                n += len(matched)
+            return n
+
+        def produce(self, method, topic, values):
+            p = KafkaProducer(**conf(method), linger_ms=5, max_block_ms=10000)
+            try:
+                for f in [p.send(topic, v.encode()) for v in values]:
+                    f.get(15)
+            finally:
+                p.close(5)
+
+        def consume(self, method, topic, group, n):
+            c = KafkaConsumer(**conf(method), group_id=group, auto_offset_reset="earliest",
+                              enable_auto_commit=False, fetch_max_wait_ms=200)
+            try:
+                c.subscribe([topic])
+                got, deadline = [], time.monotonic() + 20
+                while len(got) < n:
+                    check(time.monotonic() < deadline, f"timed out with {len(got)} of {n} records")
+                    for recs in c.poll(200, max_records=n - len(got)).values():
+                        got.extend(r.value.decode() for r in recs)
+                c.commit()
+                return got
+            finally:
+                c.close(autocommit=False)
+
+        def topics(self, method):
+            c = KafkaConsumer(**conf(method))
+            try:
+                return set(c.topics())
+            finally:
+                c.close()
+
+        def bad_password(self):
+            # kafka-python treats a failed authentication as a failed connection: it logs
+            # the broker's SaslAuthenticationFailedError (58) and retries, and its API only
+            # times out. Both are checked: the timeout, and the logged error.
+            import logging
+
+            class Capture(logging.Handler):
+                def __init__(self):
+                    super().__init__(logging.WARNING)
+                    self.messages = []
+
+                def emit(self, record):
+                    self.messages.append(record.getMessage())
+
+            h, kafka_log = Capture(), logging.getLogger("kafka")
+            kafka_log.addHandler(h)
+            try:
+                p = KafkaProducer(**conf("plain", "alice", "wrong-password"), max_block_ms=3000)
+                try:
+                    p.send("kp-any-topic", b"v").get(10)
+                finally:
+                    p.close(1)
+            except Exception as e:  # noqa: BLE001
+                text = f"{type(e).__name__}: {e}"
+                auth = [m for m in h.messages if "SaslAuthenticationFailedError" in m]
+                check(auth, f"{text}, no SaslAuthenticationFailedError logged: {h.messages[:3]}")
+                return f"{text}; kafka-python logged: {auth[0][-160:]}"
+            finally:
+                kafka_log.removeHandler(h)
+            raise Failed("produced with a wrong password")
+
+    secure.run(Ops(), PREFIX, RUN)
+
+
 if __name__ == "__main__":
-    {"confluent-kafka": confluent, "kafka-python": kafka_python}[CLIENT]()
+    import os
+    if os.environ.get("COMPAT_SECURE"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        {"confluent-kafka": confluent_secure, "kafka-python": kafka_python_secure}[CLIENT]()
+    else:
+        {"confluent-kafka": confluent, "kafka-python": kafka_python}[CLIENT]()

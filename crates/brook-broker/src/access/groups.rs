@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsResponse, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetFetchResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 
 use super::{Check, Op, CLUSTER_NAME};
 
@@ -44,6 +45,7 @@ pub fn find_coordinator(
             Some(code) => Err(Box::new(
                 FindCoordinatorResponse::default()
                     .with_error_code(code)
+                    .with_error_message(Some(denied_message(code)))
                     .with_node_id((-1).into())
                     .with_port(-1),
             )),
@@ -58,6 +60,7 @@ pub fn find_coordinator(
                 Coordinator::default()
                     .with_key(key)
                     .with_error_code(code)
+                    .with_error_message(Some(denied_message(code)))
                     .with_node_id((-1).into())
                     .with_port(-1),
             ),
@@ -65,6 +68,17 @@ pub fn find_coordinator(
         }
     }
     Ok(answers)
+}
+
+/// The message Kafka sends with a refused FindCoordinator (its `Errors` message): clients
+/// print it (librdkafka's "FindCoordinator response error: <message>"), and an empty one
+/// leaves them no way to tell what was refused.
+fn denied_message(code: i16) -> StrBytes {
+    StrBytes::from_static_str(if code == GROUP_DENIED {
+        "Group authorization failed."
+    } else {
+        "Transactional Id authorization failed."
+    })
 }
 
 /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ConsumerGroupHeartbeat: READ on the

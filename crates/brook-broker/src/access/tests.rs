@@ -4,7 +4,9 @@ use brook_meta::{Acl, AclPermission, MetadataRecord, PatternType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, MetadataRequest, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::*;
@@ -126,4 +128,32 @@ fn a_change_of_the_acls_ends_the_cached_decisions() {
     assert!(a.check(&image, &alice).unwrap().topic(Op::Read, "t"));
     assert!(a.check(&image, &alice).unwrap().topic(Op::Describe, "t"));
     assert!(Access::default().check(&image, &alice).is_none());
+}
+
+#[test]
+fn a_refused_find_coordinator_says_why_as_kafka_does() {
+    let (a, image) = (access(), MetadataImage::new(1));
+    let alice = ctx("alice");
+    let c = a.check(&image, &alice).unwrap();
+    // Before v4: the whole answer, with Kafka's message (librdkafka prints it).
+    let mut req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+    let whole = find_coordinator(&c, &mut req, 3).unwrap_err();
+    assert_eq!(
+        whole.error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
+    assert_eq!(
+        whole.error_message.as_deref(),
+        Some("Group authorization failed.")
+    );
+    // From v4: per key.
+    let mut req = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("tx")]);
+    let refused = find_coordinator(&c, &mut req, 4).unwrap();
+    assert_eq!(
+        refused[0].error_message.as_deref(),
+        Some("Transactional Id authorization failed.")
+    );
+    assert!(req.coordinator_keys.is_empty());
 }

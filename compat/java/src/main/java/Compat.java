@@ -204,6 +204,10 @@ public class Compat {
     public static void main(String[] args) throws Exception {
         bootstrap = args.length > 0 ? args[0] : "127.0.0.1:9092";
         groupProtocol = args.length > 1 ? args[1] : "classic";
+        if (System.getenv("COMPAT_SECURE") != null) { // compat/run.sh --secure: SecureCompat.java
+            SecureCompat.run();
+            System.exit(0);
+        }
         Properties ap = common();
         ap.put(AdminClientConfig.CLIENT_ID_CONFIG, "brook-compat-java-admin");
         admin = Admin.create(ap);
