@@ -394,3 +394,28 @@ def test_admin_listener_over_https(brook_factory, certs):
     with pytest.raises(Exception):
         bad.start(timeout=10)
     assert "admin.listeners https" in bad.log_path.read_text(), bad.log_path.read_text()[-2000:]
+
+
+def test_an_encrypted_keystore_key_is_opened_with_ssl_key_password(tls_broker, certs, tmp_path):
+    """A PEM keystore whose key is encrypted PKCS#8 (PBES2: PBKDF2 + AES-256-CBC, what
+    `openssl pkcs8 -topk8 -v2 aes-256-cbc` makes and Kafka's PEM keystores read) works
+    with `ssl.key.password`; without it, or with a wrong one, the broker refuses to start
+    and says why."""
+    openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(certs / "server.key"),
+            "-out", str(tmp_path / "server.enc.key"), "-passout", "pass:key-secret",
+            cwd=tmp_path)
+    keystore = tmp_path / "server.enc.keystore.pem"
+    keystore.write_text((tmp_path / "server.enc.key").read_text()
+                        + (certs / "server.crt").read_text())
+    b = tls_broker(**{"ssl.keystore.location": str(keystore),
+                      "ssl.key.password": "key-secret"})
+    assert connects(b, certs, None)
+    broker_lines = [l for l in b.log_tail().splitlines() if not l.startswith("=====")]
+    assert not [l for l in broker_lines if "key-secret" in l]
+    assert any("ssl.key.password" in l for l in broker_lines)  # logged, value hidden
+
+    for settings, expected in (({}, "set ssl.key.password"),
+                               ({"ssl.key.password": "wrong"}, "cannot decrypt the key")):
+        with pytest.raises(Exception) as failed:
+            tls_broker(**{"ssl.keystore.location": str(keystore), **settings})
+        assert expected in str(failed.value), failed.value

@@ -6,8 +6,9 @@
 //! once per [`RELOAD_CHECK_INTERVAL`] when a connection arrives, so new connections get
 //! the new certificate and open ones keep theirs.
 //!
-//! Not supported (refused with a clear error at start): encrypted private keys
-//! (`ssl.key.password`), JKS/PKCS12 stores.
+//! An encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`, PBES2) is opened with
+//! `ssl.key.password`. Not supported (refused with a clear error at start): JKS/PKCS12
+//! stores, OpenSSL's legacy encrypted keys (as in Kafka).
 
 pub mod principal;
 
@@ -41,6 +42,16 @@ pub enum ClientAuth {
     Required,
 }
 
+/// A secret setting's value, kept out of `Debug` output.
+#[derive(Clone)]
+struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
 /// Where PEM text comes from.
 #[derive(Debug, Clone)]
 enum Source {
@@ -55,6 +66,8 @@ pub struct TlsSettings {
     listener: String,
     /// Key and chain: one file, or the inline chain and key.
     keystore: Option<(Source, Source)>,
+    /// `ssl.key.password`: opens an encrypted PKCS#8 key.
+    key_password: Option<Password>,
     truststore: Option<Source>,
     pub client_auth: ClientAuth,
     versions: Vec<&'static SupportedProtocolVersion>,
@@ -84,9 +97,7 @@ impl TlsSettings {
         if get("ssl.keystore.password").is_some() {
             return Err("ssl.keystore.password cannot be used with PEM keystores (as in Kafka); only ssl.key.password may be set".into());
         }
-        if get("ssl.key.password").is_some() {
-            return Err(ENCRYPTED_KEY_UNSUPPORTED.into());
-        }
+        let key_password = get("ssl.key.password").map(|p| Password(p.to_string()));
         let keystore = match (
             get("ssl.keystore.location"),
             get("ssl.keystore.certificate.chain"),
@@ -169,6 +180,7 @@ impl TlsSettings {
             check_peer_host,
             listener: listener.to_string(),
             keystore,
+            key_password,
             truststore,
             client_auth,
             versions,
@@ -188,8 +200,6 @@ impl TlsSettings {
         files
     }
 }
-
-const ENCRYPTED_KEY_UNSUPPORTED: &str = "encrypted private keys (ssl.key.password) are not supported yet: store the key unencrypted (openssl pkcs8 -topk8 -nocrypt) in a file only the broker can read";
 
 /// ring's provider. rustls deprecates it for lacking post-quantum key exchange; its
 /// alternative, aws-lc-rs, is a long C build (see DEPENDENCIES.md): a later choice.
@@ -253,9 +263,30 @@ fn certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, S
     Ok(certs)
 }
 
-fn private_key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, String> {
-    if pem.contains("ENCRYPTED") {
-        return Err(format!("{what}: {ENCRYPTED_KEY_UNSUPPORTED}"));
+/// The keystore's key: unencrypted (PKCS#8, PKCS#1 or SEC1), or an encrypted PKCS#8 key
+/// (`ENCRYPTED PRIVATE KEY`, PBES2) opened with `ssl.key.password`, as Kafka's PEM
+/// keystores take them.
+fn private_key(
+    pem: &str,
+    password: Option<&str>,
+    what: &str,
+) -> Result<PrivateKeyDer<'static>, String> {
+    if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let password = password.ok_or_else(|| {
+            format!("{what}: the key is encrypted: set ssl.key.password to its password")
+        })?;
+        let block = encrypted_block(pem);
+        let (_, der) = pkcs8::der::pem::decode_vec(block.as_bytes())
+            .map_err(|e| format!("{what}: bad PEM: {e}"))?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+            .map_err(|e| format!("{what}: not an encrypted PKCS#8 key: {e}"))?;
+        let plain = info.decrypt(password).map_err(|e| {
+            format!("{what}: cannot decrypt the key with ssl.key.password (wrong password, or not PBES2 with PBKDF2/scrypt and AES-CBC): {e}")
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+    }
+    if pem.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(format!("{what}: an OpenSSL-encrypted legacy key (Proc-Type: 4,ENCRYPTED) is not supported, as in Kafka: convert it to encrypted PKCS#8 (openssl pkcs8 -topk8 -v2 aes-256-cbc)"));
     }
     let mut keys = <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes())
         .filter(|item| !matches!(item, Ok((SectionKind::Certificate, _))));
@@ -264,6 +295,16 @@ fn private_key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, String> 
         Some(Err(e)) => Err(format!("{what}: bad PEM: {e}")),
         Some(Ok((kind, der))) => PrivateKeyDer::from_pem(kind, der)
             .ok_or_else(|| format!("{what}: expected a PRIVATE KEY section, found {kind:?}")),
+    }
+}
+
+/// The `ENCRYPTED PRIVATE KEY` block of a PEM text (which may hold certificates too).
+fn encrypted_block(pem: &str) -> String {
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    match (pem.find(BEGIN), pem.find(END)) {
+        (Some(b), Some(e)) if e > b => format!("{}\n", &pem[b..e + END.len()]),
+        _ => String::new(),
     }
 }
 
@@ -286,7 +327,8 @@ fn load_keystore(
         inline => read_source(inline, "keystore")?,
     };
     let chain = certificates(&chain_pem, "keystore certificate chain")?;
-    let key = private_key(&key_pem, "keystore key")?;
+    let password = settings.key_password.as_ref().map(|p| p.0.as_str());
+    let key = private_key(&key_pem, password, "keystore key")?;
     Ok(Some((chain, key)))
 }
 
@@ -500,7 +542,6 @@ mod tests {
         };
         let err = |pairs: &[(&str, &str)]| TlsSettings::resolve(&s(pairs), "SSL").unwrap_err();
         assert!(err(&[("ssl.keystore.type", "JKS")]).contains("PEM"));
-        assert!(err(&[("ssl.key.password", "x")]).contains("encrypted"));
         assert!(err(&[("ssl.client.auth", "required")]).contains("truststore"));
         assert!(err(&[("ssl.enabled.protocols", "TLSv1.1")]).contains("TLSv1.2"));
         assert!(err(&[("ssl.keystore.key", "k")]).contains("go together"));
@@ -515,7 +556,14 @@ mod tests {
         assert!(client_config(&no_host_check)
             .unwrap_err()
             .contains("identification"));
-        assert!(private_key("-----BEGIN ENCRYPTED PRIVATE KEY-----", "k")
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(private_key(encrypted, None, "k")
+            .unwrap_err()
+            .contains("set ssl.key.password"));
+        assert!(private_key(encrypted, Some("pw"), "k").is_err());
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n-----END RSA PRIVATE KEY-----\n";
+        assert!(private_key(legacy, Some("pw"), "k")
             .unwrap_err()
             .contains("not supported"));
     }
