@@ -26,6 +26,9 @@ pub const RECOVERY_POINT_CHECKPOINT_INTERVAL_MS: i64 = 60_000;
 #[derive(Debug)]
 #[must_use = "the recovery point moves only when the job is handed to Log::finish_sync"]
 pub struct PendingSync {
+    /// Directories to fsync first: a new log's own and its parent's, whose entries
+    /// must be durable before its data counts as durable.
+    pub(crate) dirs: Vec<PathBuf>,
     files: Vec<(Arc<File>, PathBuf)>,
     /// The recovery point once every file is synced.
     up_to: i64,
@@ -38,6 +41,9 @@ pub struct PendingSync {
 impl PendingSync {
     /// fsyncs the files (log data and sealed segments' index files).
     pub fn run(&self) -> Result<(), LogError> {
+        for dir in &self.dirs {
+            checkpoint::sync_dir(dir)?;
+        }
         for (file, path) in &self.files {
             file.sync_data().io_context("syncing", path)?;
         }
@@ -82,6 +88,9 @@ pub struct Log {
     /// The latest clock reading a caller passed in (flush has none of its own).
     pub(crate) now_ms: i64,
     recovered_segments: usize,
+    /// A new log's directory and its parent are not fsynced yet (see
+    /// [`PendingSync::dirs`]).
+    dirs_unsynced: bool,
 }
 
 impl Log {
@@ -118,6 +127,7 @@ impl Log {
             last_checkpoint_ms: now_ms,
             now_ms,
             recovered_segments: loaded.recovered_segments,
+            dirs_unsynced: loaded.new_dir,
         };
         log.checkpoint_recovery_point()?;
         // A missing checkpoint reads as the first segment's base.
@@ -343,7 +353,15 @@ impl Log {
         } else {
             self.active.segment().base_offset()
         };
+        let dirs = if self.dirs_unsynced {
+            std::iter::once(self.dir.clone())
+                .chain(self.dir.parent().map(Path::to_path_buf))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(PendingSync {
+            dirs,
             files,
             up_to,
             all,
@@ -366,6 +384,9 @@ impl Log {
             }
             self.active.segment_mut().mark_unsynced();
             return Err(e);
+        }
+        if !job.dirs.is_empty() {
+            self.dirs_unsynced = false;
         }
         if job.generation == self.generation {
             let covered = job.up_to.min(self.log_end_offset());

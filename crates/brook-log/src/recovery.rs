@@ -40,12 +40,16 @@ pub struct LoadedLog {
     pub clean_shutdown: bool,
     /// Segments checked batch by batch (and their indexes rebuilt).
     pub recovered_segments: usize,
+    /// The directory was made just now, and neither it nor its first segment's entry
+    /// is fsynced yet: the log's first data fsync must sync them first.
+    pub new_dir: bool,
 }
 
 /// Loads (and if needed repairs) the log in `dir`, creating the directory if missing.
 /// The clean-shutdown marker is removed first, so a crash while opening, or any time
 /// later, makes the next open recover from the recovery point.
 pub fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LoadedLog, LogError> {
+    let new_dir = !dir.exists();
     fs::create_dir_all(dir).io_context("creating log directory", dir)?;
     let clean_shutdown = checkpoint::take_clean_shutdown(dir)?;
     let bases = list_segments(dir)?;
@@ -59,6 +63,7 @@ pub fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LoadedLog, Lo
     let ends = Ends {
         log_start_checkpoint,
         recovery_point_checkpoint,
+        new_dir,
     };
     let (sealed, active, log_start_offset) = ends.settle(dir, segments, now_ms)?;
     Ok(LoadedLog {
@@ -69,6 +74,7 @@ pub fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LoadedLog, Lo
         log_start_checkpoint,
         clean_shutdown,
         recovered_segments,
+        new_dir,
     })
 }
 
@@ -78,6 +84,7 @@ struct Ends {
     log_start_checkpoint: Option<i64>,
     /// Offsets below it were fsynced, so they may have been acknowledged.
     recovery_point_checkpoint: Option<i64>,
+    new_dir: bool,
 }
 
 impl Ends {
@@ -117,7 +124,11 @@ impl Ends {
                      offsets that were durable are not handed out again"
                 );
             }
-            let active = ActiveSegment::create(dir, start, now_ms)?;
+            let active = if self.new_dir {
+                ActiveSegment::create_unsynced(dir, start, now_ms)?
+            } else {
+                ActiveSegment::create(dir, start, now_ms)?
+            };
             return Ok((VecDeque::new(), active, start));
         }
         let below_start = segments[..segments.len() - 1]

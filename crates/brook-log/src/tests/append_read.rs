@@ -487,3 +487,33 @@ fn the_next_maintenance_deadline_is_the_earliest_thing_owed() {
         "a rolled segment wants its fsync at once (the appends' time)"
     );
 }
+
+#[test]
+fn a_new_log_fsyncs_its_directories_with_its_first_data_not_at_creation() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("topic-0");
+    let mut log = open(&dir, small_config());
+    append_many(&mut log, 2, 3);
+    // The first job owes the new directory's entry and its first segment's.
+    let job = log.take_sync(true, NOW_MS).unwrap();
+    assert_eq!(job.dirs, vec![dir.clone(), parent.path().to_path_buf()]);
+    // A failed job leaves them owed.
+    let failed = crate::LogError::Corrupt {
+        path: dir.clone(),
+        reason: "test".into(),
+    };
+    log.finish_sync(job, Err(failed)).unwrap_err();
+    let job = log.take_sync(true, NOW_MS).unwrap();
+    assert_eq!(job.dirs.len(), 2);
+    let outcome = job.run();
+    log.finish_sync(job, outcome).unwrap();
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+    append_many(&mut log, 1, 3);
+    assert!(log.take_sync(true, NOW_MS).unwrap().dirs.is_empty());
+
+    // A log opened on an existing directory owes nothing of the kind.
+    drop(log);
+    let mut log = open(&dir, small_config());
+    append_many(&mut log, 1, 3);
+    assert!(log.take_sync(true, NOW_MS).unwrap().dirs.is_empty());
+}
