@@ -24,6 +24,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from results import Failed, check, report, scenario  # noqa: E402
+
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
 JARS = sys.argv[2] if len(sys.argv) > 2 else "jars"
 RUN = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
@@ -46,21 +49,8 @@ JVM = [
 ]
 
 
-def report(scenario: str, status: str, detail: str) -> None:
-    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": detail[:2000]}), flush=True)
-
-
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg: str) -> None:
-    if not cond:
-        raise Failed(msg)
 
 
 def tool(cls: str, *args: str, stdin: str | None = None, ok: bool = True) -> str:
@@ -75,17 +65,6 @@ def tool(cls: str, *args: str, stdin: str | None = None, ok: bool = True) -> str
         raise Failed(f"{cls.rsplit('.', 1)[1]} {' '.join(args)} exited {p.returncode}: "
                      f"{(p.stderr.strip() or p.stdout.strip())[-1500:]}")
     return p.stdout
-
-
-def scenario(name: str, fn) -> None:
-    started = time.monotonic()
-    try:
-        detail = fn()
-        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
-    except subprocess.TimeoutExpired as e:
-        report(name, "fail", f"tool timed out after {e.timeout} s: {' '.join(map(str, e.cmd[-8:]))}")
-    except Exception as e:  # noqa: BLE001
-        report(name, "fail", f"{type(e).__name__}: {e}")
 
 
 def topic_name(s: str) -> str:

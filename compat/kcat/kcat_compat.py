@@ -13,6 +13,7 @@ Prints one line per scenario: `RESULT {"scenario":..,"status":..,"detail":..}`.
 from __future__ import annotations
 
 import json
+import os
 import random
 import string
 import subprocess
@@ -20,32 +21,11 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from results import Failed, check, report, scenario  # noqa: E402
+
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
 RUN = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
-
-
-def report(scenario, status, detail):
-    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": str(detail)[:2000]}), flush=True)
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def scenario(name, fn):
-    started = time.monotonic()
-    try:
-        detail = fn()
-        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
-    except subprocess.TimeoutExpired as e:
-        report(name, "fail", f"kcat timed out after {e.timeout} s: {e.cmd}")
-    except Exception as e:  # noqa: BLE001
-        report(name, "fail", f"{type(e).__name__}: {e}")
 
 
 def kcat(*args, stdin=None, timeout=30):

@@ -11,41 +11,18 @@ Prints one line per scenario: `RESULT {"scenario":..,"status":..,"detail":..}`.
 
 from __future__ import annotations
 
-import json
 import random
 import string
 import sys
 import time
-import traceback
+
+from results import Failed, check, report, scenario
 
 CLIENT = sys.argv[1]
 BOOTSTRAP = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1:9092"
 RUN = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
 DEADLINE_S = 45
 PREFIX = {"confluent-kafka": "ck", "kafka-python": "kp"}[CLIENT]
-
-
-def report(scenario, status, detail):
-    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": str(detail)[:2000]}), flush=True)
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def scenario(name, fn):
-    started = time.monotonic()
-    try:
-        detail = fn()
-        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
-    except Exception as e:  # noqa: BLE001
-        tb = traceback.extract_tb(e.__traceback__)[-1]
-        report(name, "fail", f"{type(e).__name__}: {e} (at line {tb.lineno})")
 
 
 def topic_name(s):

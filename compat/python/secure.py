@@ -30,11 +30,10 @@ certificate) the driver gives an `ops` object doing the client's own calls; `run
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
-import traceback
+
+from results import Failed, check, report, scenario  # noqa: F401 (drivers use them through secure)
 
 CERTS = os.environ.get("COMPAT_CERTS", "")
 SSL_BOOTSTRAP = os.environ.get("COMPAT_SSL_BOOTSTRAP", "")
@@ -55,30 +54,6 @@ def cert(name: str) -> str:
 
 def principal(method: str) -> str:
     return MTLS_PRINCIPAL if method == "mtls" else f"User:{METHODS[method][1]}"
-
-
-def report(scenario, status, detail):
-    print("RESULT " + json.dumps({"scenario": scenario, "status": status, "detail": str(detail)[:2000]}),
-          flush=True)
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def scenario(name, fn):
-    started = time.monotonic()
-    try:
-        detail = fn()
-        report(name, "pass", f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
-    except Exception as e:  # noqa: BLE001
-        tb = traceback.extract_tb(e.__traceback__)[-1]
-        report(name, "fail", f"{type(e).__name__}: {e} (at {os.path.basename(tb.filename)}:{tb.lineno})")
 
 
 def squash(text: str) -> str:
