@@ -545,6 +545,7 @@ async fn wire(
             markers: markers.clone(),
             txns: txns.clone(),
             groups: groups.clone(),
+            shares: shares.clone(),
         })
     });
     let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));

@@ -19,6 +19,7 @@ mod offsets;
 mod responses;
 mod share;
 mod share_admin;
+mod share_offsets;
 
 #[cfg(test)]
 mod tests;
