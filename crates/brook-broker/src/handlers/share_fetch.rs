@@ -65,7 +65,11 @@ fn check_member(shares: &Shares, group: &str, member: &str, epoch: i32) -> Resul
     if epoch == FINAL_EPOCH || shares.may_use_session(group, member) {
         return Ok(());
     }
-    tracing::debug!(group, member, "share request from a member not in the group");
+    tracing::debug!(
+        group,
+        member,
+        "share request from a member not in the group"
+    );
     Err(format!(
         "Member {member} is not a member of share group {group}."
     ))

@@ -127,8 +127,8 @@ impl GroupCoordinator {
         topics: &dyn TopicsView,
         end: PartitionEnd<'_>,
     ) -> DescribeShareGroupOffsetsResponseGroup {
-        let mut out =
-            DescribeShareGroupOffsetsResponseGroup::default().with_group_id(request.group_id.clone());
+        let mut out = DescribeShareGroupOffsetsResponseGroup::default()
+            .with_group_id(request.group_id.clone());
         let sg = match self.share_group_ref(&request.group_id) {
             Ok(sg) => sg,
             Err((code, message)) => {
@@ -153,11 +153,7 @@ impl GroupCoordinator {
                     let partitions = partitions
                         .into_iter()
                         .map(|p| {
-                            describe_partition(
-                                sg.partition_states.get(&(id, p)),
-                                end(&name, p),
-                                p,
-                            )
+                            describe_partition(sg.partition_states.get(&(id, p)), end(&name, p), p)
                         })
                         .collect();
                     out.topics.push(
@@ -238,8 +234,8 @@ impl GroupCoordinator {
         let mut records = Vec::new();
         let mut changed = Vec::new();
         for t in &request.topics {
-            let mut topic =
-                AlterShareGroupOffsetsResponseTopic::default().with_topic_name(t.topic_name.clone());
+            let mut topic = AlterShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name.clone());
             let known = topics.topic(&t.topic_name);
             if let Some((id, _)) = known {
                 topic.topic_id = id;
@@ -259,9 +255,9 @@ impl GroupCoordinator {
                                 start_offset: p.start_offset,
                                 batches: Vec::new(),
                             };
-                            records.extend(self.write_share_partition_state(
-                                group_id, id, index, state,
-                            ));
+                            records.extend(
+                                self.write_share_partition_state(group_id, id, index, state),
+                            );
                             changed.push((id, index));
                             AlterShareGroupOffsetsResponsePartition::default()
                                 .with_partition_index(index)
@@ -327,11 +323,7 @@ impl GroupCoordinator {
         gone.sort_unstable();
         gone.dedup();
         let mut records = Vec::with_capacity(gone.len());
-        if let Some(sg) = self
-            .groups
-            .get_mut(group_id)
-            .and_then(|g| g.share.as_mut())
-        {
+        if let Some(sg) = self.groups.get_mut(group_id).and_then(|g| g.share.as_mut()) {
             for (topic, partition) in &gone {
                 sg.partition_states.remove(&(*topic, *partition));
                 records.push(OffsetsRecord::share(
@@ -355,12 +347,14 @@ fn unknown_partition(index: i32) -> DescribeShareGroupOffsetsResponsePartition {
         .with_leader_epoch(-1)
         .with_lag(-1)
         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-        .with_error_message(msg(
-            "This server does not host this topic-partition.".into(),
-        ))
+        .with_error_message(msg("This server does not host this topic-partition.".into()))
 }
 
-fn alter_partition(index: i32, code: i16, message: &str) -> AlterShareGroupOffsetsResponsePartition {
+fn alter_partition(
+    index: i32,
+    code: i16,
+    message: &str,
+) -> AlterShareGroupOffsetsResponsePartition {
     AlterShareGroupOffsetsResponsePartition::default()
         .with_partition_index(index)
         .with_error_code(code)

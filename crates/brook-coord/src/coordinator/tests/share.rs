@@ -297,7 +297,9 @@ fn share_group_offsets_describe_alter_and_delete() {
     h.log
         .extend(h.c.write_share_partition_state(GROUP, t, 0, state));
     let end = |_: &str, _: i32| Some((20, 3));
-    let all = DescribeShareGroupOffsetsRequestGroup::default().with_group_id(GroupId(s(GROUP)));
+    let all = DescribeShareGroupOffsetsRequestGroup::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_topics(None);
     let d = h.c.describe_share_group_offsets(&all, &h.topics, &end);
     let mut buf = bytes::BytesMut::new();
     d.encode(&mut buf, 1).expect("encodes at v1");
