@@ -382,10 +382,12 @@ def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster)
 # DeleteShareGroupOffsets, through Kafka's Admin and kafka-share-groups.
 # ---------------------------------------------------------------------------------------
 
-def share_admin(bootstrap: str, *args: str) -> list[str]:
-    """One ShareOffsetsAdmin call (Kafka's Java Admin); its output lines."""
+def share_admin(bootstrap: str, *args: str, properties: str | None = None) -> list[str]:
+    """One ShareOffsetsAdmin call (Kafka's Java Admin); its output lines. `properties`:
+    a client properties file (security settings)."""
+    env = {**os.environ, **({"ADMIN_PROPERTIES": properties} if properties else {})}
     r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "ShareOffsetsAdmin",
-                        bootstrap, *args], capture_output=True, text=True, timeout=90)
+                        bootstrap, *args], capture_output=True, text=True, timeout=90, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout.splitlines()
 

@@ -8,7 +8,9 @@
 // Prints `OFFSET topic partition start leaderEpoch lag` per partition (`-` for an
 // absent value, `OFFSET topic partition none` where the group has no start offset),
 // `PARTITION topic partition OK|<exception>` / `TOPIC topic OK|<exception>` for alter
-// and delete, then `OK` or `ERROR <exception class>` for the whole call.
+// and delete, then `OK` or `ERROR <exception class>` for the whole call. The client
+// properties file named by $ADMIN_PROPERTIES, if set, is added to the Admin's config
+// (security settings).
 
 import java.util.HashMap;
 import java.util.HashSet;
@@ -45,6 +47,12 @@ public class ShareOffsetsAdmin {
 
     public static void main(String[] args) throws Exception {
         Properties props = new Properties();
+        String extra = System.getenv("ADMIN_PROPERTIES");
+        if (extra != null) {
+            try (java.io.Reader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(extra))) {
+                props.load(r);
+            }
+        }
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "20000");
