@@ -552,6 +552,7 @@ async fn wire(
     let metrics = Arc::new(BrokerMetrics::new(
         replicas.clone(),
         groups.clone(),
+        shares.clone(),
         metadata.clone(),
         quotas.clone(),
         MetricsSwitches {

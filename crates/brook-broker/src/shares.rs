@@ -409,6 +409,23 @@ impl Shares {
         }
     }
 
+    /// Each share-partition this broker holds state for, as of its current leadership:
+    /// (group, topic id, partition, acquired records, records in flight). For metrics.
+    pub fn figures(&self) -> Vec<(String, Uuid, i32, usize, usize)> {
+        let all: Vec<(ShareKey, Shared)> = self
+            .partitions
+            .lock()
+            .iter()
+            .map(|(k, l)| (k.clone(), l.state.clone()))
+            .collect();
+        all.into_iter()
+            .map(|(k, sp)| {
+                let (acquired, in_flight) = sp.lock().counts();
+                (k.group, k.topic, k.partition, acquired, in_flight)
+            })
+            .collect()
+    }
+
     /// Members that left their share group: what they hold is released and their share
     /// sessions closed. Returns the share-partitions to persist.
     pub fn members_departed(&self, departed: &[(String, String)]) -> Vec<ShareKey> {
