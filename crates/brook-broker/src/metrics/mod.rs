@@ -38,9 +38,9 @@ use state::StateCollector;
 use crate::client_quotas::ClientQuotaRates;
 
 use crate::groups::Groups;
-use crate::shares::Shares;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
+use crate::shares::Shares;
 use crate::traffic::TopicCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
