@@ -334,6 +334,14 @@ async fn dispatch_checked(
         Some(c) if !c.cluster(op) => Some(acls::Refusal::ClusterAuthorization),
         Some(_) => None,
     };
+    let (may_group, may_topic) = (
+        |op, name: &str| check.is_none_or(|c| c.group(op, name)),
+        |op, name: &str| check.is_none_or(|c| c.topic(op, name)),
+    );
+    let share_acl = share_offsets::Acl {
+        group: &may_group,
+        topic: &may_topic,
+    };
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(0)),
         RequestKind::Metadata(mut r) => {
@@ -601,13 +609,13 @@ async fn dispatch_checked(
             share_fetch::acknowledge_request(&s.shares, meta, r).await,
         ),
         RequestKind::DescribeShareGroupOffsets(r) => ResponseKind::DescribeShareGroupOffsets(
-            share_offsets::describe(&s.groups, meta, replicas, check, r),
+            share_offsets::describe(&s.groups, meta, replicas, &share_acl, r),
         ),
         RequestKind::AlterShareGroupOffsets(r) => ResponseKind::AlterShareGroupOffsets(
-            share_offsets::alter(&s.groups, &s.shares, meta, check, r).await,
+            share_offsets::alter(&s.groups, &s.shares, meta, &share_acl, r).await,
         ),
         RequestKind::DeleteShareGroupOffsets(r) => ResponseKind::DeleteShareGroupOffsets(
-            share_offsets::delete(&s.groups, &s.shares, meta, check, r).await,
+            share_offsets::delete(&s.groups, &s.shares, meta, &share_acl, r).await,
         ),
         RequestKind::ListGroups(r) => {
             let mut resp = group::list(&s.groups, r, v);

@@ -23,13 +23,21 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::consumer_group::ImageTopics;
-use crate::access::{Check, Op, GROUP_DENIED};
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
 use crate::shares::Shares;
+use brook_meta::AclOperation as Op;
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
+const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
+
+/// What the request's principal may do to a group and to a topic (the router's ACL
+/// checks; everything without an authorizer).
+pub struct Acl<'a> {
+    pub group: &'a (dyn Fn(Op, &str) -> bool + Sync),
+    pub topic: &'a (dyn Fn(Op, &str) -> bool + Sync),
+}
 
 fn text(s: &str) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.to_owned()))
@@ -46,7 +54,7 @@ pub fn describe(
     groups: &Groups,
     meta: &MetadataView,
     replicas: &Replicas,
-    check: Option<&Check<'_>>,
+    acl: &Acl<'_>,
     req: DescribeShareGroupOffsetsRequest,
 ) -> DescribeShareGroupOffsetsResponse {
     let image = meta.image();
@@ -57,13 +65,13 @@ pub fn describe(
             .get(name, p)
             .map(|r| (r.offsets().1, r.leadership().1))
     };
-    let may = |op: Op, name: &str| check.is_none_or(|c| c.topic(op, name));
+    let may = |op: Op, name: &str| (acl.topic)(op, name);
     let mut response = DescribeShareGroupOffsetsResponse::default();
     for mut g in req.groups {
         let group_id = g.group_id.to_string();
         let mut out =
             DescribeShareGroupOffsetsResponseGroup::default().with_group_id(g.group_id.clone());
-        if check.is_some_and(|c| !c.group(Op::Describe, &group_id)) {
+        if !(acl.group)(Op::Describe, &group_id) {
             out.error_code = GROUP_DENIED;
         } else if !groups.coordinates(&group_id) {
             let (code, message) = not_coordinator(&group_id);
@@ -117,7 +125,7 @@ pub async fn alter(
     groups: &Groups,
     shares: &Shares,
     meta: &MetadataView,
-    check: Option<&Check<'_>>,
+    acl: &Acl<'_>,
     mut req: AlterShareGroupOffsetsRequest,
 ) -> AlterShareGroupOffsetsResponse {
     let group_id = req.group_id.to_string();
@@ -126,13 +134,13 @@ pub async fn alter(
             .with_error_code(code)
             .with_error_message(message)
     };
-    if check.is_some_and(|c| !c.group(Op::Read, &group_id)) {
+    if !(acl.group)(Op::Read, &group_id) {
         return fail(GROUP_DENIED, None);
     }
     let mut refused = Vec::new();
-    if let Some(c) = check {
+    {
         req.topics.retain(|t| {
-            let ok = c.topic(Op::Read, &t.topic_name);
+            let ok = (acl.topic)(Op::Read, &t.topic_name);
             if !ok {
                 let partitions = t
                     .partitions
@@ -185,7 +193,7 @@ pub async fn delete(
     groups: &Groups,
     shares: &Shares,
     meta: &MetadataView,
-    check: Option<&Check<'_>>,
+    acl: &Acl<'_>,
     mut req: DeleteShareGroupOffsetsRequest,
 ) -> DeleteShareGroupOffsetsResponse {
     let group_id = req.group_id.to_string();
@@ -194,13 +202,13 @@ pub async fn delete(
             .with_error_code(code)
             .with_error_message(message)
     };
-    if check.is_some_and(|c| !c.group(Op::Delete, &group_id)) {
+    if !(acl.group)(Op::Delete, &group_id) {
         return fail(GROUP_DENIED, None);
     }
     let mut refused = Vec::new();
-    if let Some(c) = check {
+    {
         req.topics.retain(|t| {
-            let ok = c.topic(Op::Read, &t.topic_name);
+            let ok = (acl.topic)(Op::Read, &t.topic_name);
             if !ok {
                 refused.push(
                     DeleteShareGroupOffsetsResponseTopic::default()
