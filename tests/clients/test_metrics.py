@@ -275,7 +275,7 @@ def test_fsyncs_are_timed(brook):
                            "group.share.session.timeout.ms": 6000})
 def test_share_group_metrics(brook):
     """A share group whose member holds records it has not acknowledged: the group is
-    counted as Stable with one member, and the held records are acquired and in flight;
+    counted as Stable with one member (in the share group series only), and the held records are acquired and in flight;
     once the member is gone (its process exits without leaving: removed at the session
     timeout), the group is Empty and its records are released (in flight, no longer
     acquired)."""
@@ -293,6 +293,9 @@ def test_share_group_metrics(brook):
         assert value(s, "brook_share_group_members", group=group) == 1
         assert value(s, "brook_share_group_acquired_records", group=group, topic=topic) == 10
         assert value(s, "brook_share_group_in_flight_records", group=group, topic=topic) == 10
+        # Not a consumer group: none of the consumer group series.
+        assert not series(s, "brook_group_members", group=group)
+        assert not series(s, "brook_group_state", group=group)
     finally:
         c.stop()
 
