@@ -498,3 +498,48 @@ def test_brook_acl_commands_over_sasl(acl_broker):
                         "-X", "sasl.username=admin", "-X", "sasl.password=nope"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "SASL PLAIN login as admin" in r.stderr, r.stderr
+
+
+def test_share_group_offsets_check_group_and_topic_acls(acl_broker, tmp_path):
+    """Kafka's checks for the share group offset APIs: DESCRIBE on the group to list
+    offsets (topics the principal may not DESCRIBE are left out), READ on the group and
+    each topic to alter, DELETE on the group to delete."""
+    from test_share_groups import ShareConsumer, share_admin
+    b = acl_broker
+    topic, group = unique_topic("shacl"), unique_topic("gshacl")
+    create_topics(b, topic)
+    jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+            'username="{0}" password="{1}";')
+    sasl = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN"]
+    member = ShareConsumer(b.sasl_bootstrap, group, topic, "accept", *sasl,
+                           "sasl.jaas.config=" + jaas.format("admin", USERS["admin"]))
+    try:
+        wait_until(member.ready, 60, what=f"share consumer ready\n{member.describe()}")
+    finally:
+        member.stop()
+    for user in ("admin", "bob"):
+        (tmp_path / f"{user}.properties").write_text(
+            "\n".join(sasl) + "\nsasl.jaas.config=" + jaas.format(user, USERS[user]) + "\n")
+
+    def call(*args: str, user: str = "bob") -> list[str]:
+        return share_admin(b.sasl_bootstrap, *args, properties=str(tmp_path / f"{user}.properties"))
+
+    # The group is empty now; the super user gives it a start offset.
+    assert call("alter", group, f"{topic}:0=0", user="admin")[-1] == "OK"
+    assert call("list", group)[-1].startswith("ERROR GroupAuthorizationException")
+    grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.DESCRIBE))
+    assert call("list", group) == ["OK"]  # the topic is hidden
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.DESCRIBE))
+    listed = call("list", group)
+    assert listed[-1] == "OK" and listed[0].startswith(f"OFFSET {topic} 0 "), listed
+    assert call("alter", group, f"{topic}:0=0")[-1].startswith(
+        "ERROR GroupAuthorizationException")
+    grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.READ))
+    out = call("alter", group, f"{topic}:0=0")
+    assert f"PARTITION {topic} 0 TopicAuthorizationException" in out, out
+    grant(b, acl(ResourceType.TOPIC, topic, "bob", AclOperation.READ))
+    assert call("alter", group, f"{topic}:0=0")[-1] == "OK"
+    assert call("delete", group, topic)[-1].startswith("ERROR GroupAuthorizationException")
+    grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.DELETE))
+    assert call("delete", group, topic)[-1] == "OK"
+    assert call("list", group) == ["OK"]

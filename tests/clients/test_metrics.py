@@ -268,3 +268,43 @@ def test_fsyncs_are_timed(brook):
     s = scrape(brook)
     assert value(s, "brook_log_flush_seconds_count") >= before + 5
     assert value(s, "brook_log_flush_seconds_sum") > 0
+
+
+@pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0,
+                           "group.share.heartbeat.interval.ms": 500,
+                           "group.share.session.timeout.ms": 6000})
+def test_share_group_metrics(brook):
+    """A share group whose member holds records it has not acknowledged: the group is
+    counted as Stable with one member (in the share group series only), and the held records are acquired and in flight;
+    once the member is gone (its process exits without leaving: removed at the session
+    timeout), the group is Empty and its records are released (in flight, no longer
+    acquired)."""
+    from test_share_groups import ShareConsumer, produce_range
+    topic, group = unique_topic("mshare"), unique_topic("gmshare")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    before = scrape(brook)
+    assert value(before, "brook_share_groups", state="Stable") == 0
+    c = ShareConsumer(brook.bootstrap, group, topic, "hold", "probe.earliest=true")
+    try:
+        wait_until(lambda: "HOLDING" in c.lines, 60, what=f"records held\n{c.describe()}")
+        s = scrape(brook)
+        assert value(s, "brook_share_groups", state="Stable") == 1
+        assert value(s, "brook_share_group_members", group=group) == 1
+        assert value(s, "brook_share_group_acquired_records", group=group, topic=topic) == 10
+        assert value(s, "brook_share_group_in_flight_records", group=group, topic=topic) == 10
+        # Not a consumer group: none of the consumer group series.
+        assert not series(s, "brook_group_members", group=group)
+        assert not series(s, "brook_group_state", group=group)
+    finally:
+        c.stop()
+
+    def released():
+        s = scrape(brook)
+        return (value(s, "brook_share_groups", state="Empty") == 1
+                and value(s, "brook_share_group_members", group=group) == 0
+                and value(s, "brook_share_group_acquired_records", group=group,
+                          topic=topic) == 0
+                and value(s, "brook_share_group_in_flight_records", group=group,
+                          topic=topic) == 10)
+    wait_until(released, 30, what="the member left and its records were released")

@@ -49,11 +49,13 @@ def coordinator_partition(group: str) -> int:
 
 @lru_cache(maxsize=1)
 def classes(tmp: str = "/tmp/brook-share-classes") -> str:
-    """ShareConsumerProbe.java compiled once against the Kafka jars."""
+    """ShareConsumerProbe.java and ShareOffsetsAdmin.java compiled once against the
+    Kafka jars."""
     out = pathlib.Path(tmp) / str(os.getpid())
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["javac", "-nowarn", "-cp", f"{kafka_jars()}/*", "-d", str(out),
-                    str(HERE / "java" / "ShareConsumerProbe.java")],
+                    str(HERE / "java" / "ShareConsumerProbe.java"),
+                    str(HERE / "java" / "ShareOffsetsAdmin.java")],
                    check=True, capture_output=True, timeout=120)
     return str(out)
 
@@ -369,6 +371,206 @@ def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster)
         wait_until(lambda: len(b.offsets()) >= 10, 60, what=f"new records\n{b.describe()}")
         time.sleep(LOCK_MS / 1000 + 1)
         assert sorted(b.offsets()) == list(range(30, 40)), b.describe()
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
+
+
+# ---------------------------------------------------------------------------------------
+# Share group offsets: DescribeShareGroupOffsets, AlterShareGroupOffsets and
+# DeleteShareGroupOffsets, through Kafka's Admin and kafka-share-groups.
+# ---------------------------------------------------------------------------------------
+
+def share_admin(bootstrap: str, *args: str, properties: str | None = None) -> list[str]:
+    """One ShareOffsetsAdmin call (Kafka's Java Admin); its output lines. `properties`:
+    a client properties file (security settings)."""
+    env = {**os.environ, **({"ADMIN_PROPERTIES": properties} if properties else {})}
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "ShareOffsetsAdmin",
+                        bootstrap, *args], capture_output=True, text=True, timeout=90, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.splitlines()
+
+
+def start_offsets(bootstrap: str, group: str, *partitions: str) -> dict[tuple[str, int], tuple]:
+    """listShareGroupOffsets: {(topic, partition): (start, leader epoch, lag)}, or
+    (None,) where the group has no start offset for an asked partition."""
+    lines = share_admin(bootstrap, "list", group, *partitions)
+    assert lines[-1] == "OK", lines
+    out = {}
+    for line in lines[:-1]:
+        _, topic, p, *rest = line.split(" ")
+        out[(topic, int(p))] = (None,) if rest == ["none"] else (
+            int(rest[0]), rest[1], None if rest[2] == "-" else int(rest[2]))
+    return out
+
+
+def wait_empty(bootstrap: str, group: str) -> None:
+    wait_until(lambda: "Empty" in share_tool("--describe", "--state", "--group", group,
+                                            bootstrap=bootstrap), 20, what="empty group")
+
+
+def test_share_group_offsets_with_kafka_share_groups(brook, consumers):
+    """kafka-share-groups on an empty share group: --describe shows the start offset
+    and lag of each share-partition; --reset-offsets --to-earliest / --to-latest /
+    --to-datetime --execute move the start (the next consumer gets the records from
+    there, each at its first delivery); --delete-offsets forgets the topic's state;
+    --delete removes the group."""
+    topic, group = unique_topic("shareoff"), unique_topic("goff")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    produce_range(brook.bootstrap, topic, 0, 10, batch=5)
+    c = start(consumers, brook.bootstrap, group, topic, "accept")
+    wait_until(lambda: len(c.offsets()) >= 10, 30, what=f"first records\n{c.describe()}")
+    c.stop()
+    wait_empty(brook.bootstrap, group)
+    produce_range(brook.bootstrap, topic, 10, 5, batch=5)
+
+    assert start_offsets(brook.bootstrap, group) == {(topic, 0): (10, "0", 5)}
+    described = share_tool("--describe", "--group", group, bootstrap=brook.bootstrap)
+    # GROUP TOPIC PARTITION START-OFFSET LAG
+    rows = [l.split() for l in described.splitlines() if topic in l.split()]
+    assert rows == [[group, topic, "0", "10", "5"]], described
+
+    plan = share_tool("--reset-offsets", "--group", group, "--topic", topic, "--to-earliest",
+                      "--execute", bootstrap=brook.bootstrap)
+    assert topic in plan, plan
+    assert start_offsets(brook.bootstrap, group) == {(topic, 0): (0, "0", 15)}
+    again = start(consumers, brook.bootstrap, group, topic, "accept", earliest=False)
+    wait_until(lambda: len(again.offsets()) >= 15, 30, what=f"all records\n{again.describe()}")
+    time.sleep(1)
+    assert sorted(again.offsets()) == list(range(15)), again.describe()
+    assert all(n == 1 for _, _, n in again.deliveries()), again.deliveries()
+    again.stop()
+    wait_empty(brook.bootstrap, group)
+
+    share_tool("--reset-offsets", "--group", group, "--topic", topic, "--to-latest",
+               "--execute", bootstrap=brook.bootstrap)
+    assert start_offsets(brook.bootstrap, group)[(topic, 0)][::2] == (15, 0)
+    share_tool("--reset-offsets", "--group", group, "--topic", topic, "--to-datetime",
+               "2000-01-01T00:00:00.000", "--execute", bootstrap=brook.bootstrap)
+    assert start_offsets(brook.bootstrap, group)[(topic, 0)][0] == 0
+
+    share_tool("--delete-offsets", "--group", group, "--topic", topic,
+               bootstrap=brook.bootstrap)
+    assert start_offsets(brook.bootstrap, group) == {}
+    assert start_offsets(brook.bootstrap, group, f"{topic}:0") == {(topic, 0): (None,)}
+    share_tool("--delete", "--group", group, bootstrap=brook.bootstrap)
+    assert group not in share_tool("--list", bootstrap=brook.bootstrap).split()
+
+
+def test_share_group_offsets_admin_errors(brook, consumers):
+    """Kafka's Admin calls get Kafka's errors: GroupIdNotFoundException for a group that
+    does not exist (or is not a share group), GroupNotEmptyException to alter or delete
+    offsets of a group with members, UnknownTopicOrPartitionException per partition or
+    topic that does not exist. A valid alter moves the start: the next consumer begins
+    there."""
+    topic, group = unique_topic("shareadm"), unique_topic("gadm")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    nosuch = unique_topic("nosuch-group")
+    assert share_admin(brook.bootstrap, "list", nosuch)[-1].startswith(
+        "ERROR GroupIdNotFoundException"), nosuch
+    assert share_admin(brook.bootstrap, "alter", nosuch, f"{topic}:0=0")[-1].startswith(
+        "ERROR GroupIdNotFoundException")
+    assert share_admin(brook.bootstrap, "delete", nosuch, topic)[-1].startswith(
+        "ERROR GroupIdNotFoundException")
+
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    c = start(consumers, brook.bootstrap, group, topic, "accept")
+    wait_until(lambda: len(c.offsets()) >= 10, 30, what=f"records\n{c.describe()}")
+    assert share_admin(brook.bootstrap, "alter", group, f"{topic}:0=0")[-1].startswith(
+        "ERROR GroupNotEmptyException")
+    assert share_admin(brook.bootstrap, "delete", group, topic)[-1].startswith(
+        "ERROR GroupNotEmptyException")
+    c.stop()
+    wait_empty(brook.bootstrap, group)
+
+    missing = unique_topic("nosuch")
+    out = share_admin(brook.bootstrap, "alter", group, f"{missing}:0=0", f"{topic}:7=0")
+    assert f"PARTITION {missing} 0 UnknownTopicOrPartitionException" in out, out
+    assert f"PARTITION {topic} 7 UnknownTopicOrPartitionException" in out, out
+    out = share_admin(brook.bootstrap, "delete", group, missing)
+    assert f"TOPIC {missing} UnknownTopicOrPartitionException" in out, out
+    listed = start_offsets(brook.bootstrap, group, f"{topic}:0", f"{missing}:0")
+    assert listed[(topic, 0)][0] == 10, listed
+
+    assert share_admin(brook.bootstrap, "alter", group, f"{topic}:0=4")[-1] == "OK"
+    assert start_offsets(brook.bootstrap, group)[(topic, 0)] == (4, "0", 6)
+    again = start(consumers, brook.bootstrap, group, topic, "accept", earliest=False)
+    wait_until(lambda: len(again.offsets()) >= 6, 30, what=f"records\n{again.describe()}")
+    time.sleep(1)
+    assert sorted(again.offsets()) == list(range(4, 10)), again.describe()
+
+
+def raw_share_request(port: int, api_key: int, body: bytes) -> tuple[int, str | None]:
+    """One ShareFetch/ShareAcknowledge v1 on a fresh connection: its top-level
+    (error_code, error_message)."""
+    from kafka_wire import Reader, connect, frame, header_v2, read_response
+    s = connect(port)
+    try:
+        s.sendall(frame(header_v2(api_key, 1, 7) + body))
+        r = Reader(read_response(s, 7, flexible_header=True))
+        r.i32()  # throttle_time_ms
+        return r.i16(), r.compact_string()
+    finally:
+        s.close()
+
+
+def test_share_requests_from_a_non_member_are_refused(brook, consumers):
+    """ShareFetch opening a session, and ShareAcknowledge, from a member id that is not
+    in the share group get UNKNOWN_MEMBER_ID; a final-epoch ShareFetch (closing) does
+    not."""
+    from kafka_wire import compact_string, i32, uvarint
+    topic, group = unique_topic("sharemem"), unique_topic("gmem")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    start(consumers, brook.bootstrap, group, topic, "accept")
+    port = int(brook.bootstrap.rsplit(":", 1)[1])
+    stranger = "AAAAAAAAAAAAAAAAAAAAAA"
+    empty, tags = uvarint(1), uvarint(0)
+
+    def fetch(epoch: int) -> bytes:
+        return (compact_string(group) + compact_string(stranger) + i32(epoch)
+                + i32(0) + i32(1) + i32(1 << 20) + i32(10) + i32(10) + empty + empty + tags)
+
+    code, message = raw_share_request(port, 78, fetch(0))
+    assert code == 25, (code, message)  # UNKNOWN_MEMBER_ID
+    ack = compact_string(group) + compact_string(stranger) + i32(1) + empty + tags
+    assert raw_share_request(port, 79, ack)[0] == 25
+    # Closing is not refused for membership (a leaving member closes after it left).
+    assert raw_share_request(port, 78, fetch(-1))[0] != 25
+    # A group with no members at all: the same.
+    other = unique_topic("gnone")
+    body = fetch(0).replace(compact_string(group), compact_string(other), 1)
+    assert raw_share_request(port, 78, body)[0] == 25
+
+
+@pytest.mark.deadline(240)
+def test_share_group_offsets_in_a_cluster(cluster):
+    """Three nodes, partitions led by all three and the group coordinated by one: the
+    Admin describes every share-partition's start offset (read from the coordinator),
+    and an alter back to 0 reaches the leaders that hold the live state (they drop
+    it), so the next consumer gets every record again."""
+    topic, group = unique_topic("shareoffcl"), unique_topic("goffcl")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    for p in range(3):
+        cluster.wait_for_leader(topic, p)
+    made: list[ShareConsumer] = []
+    try:
+        produce_range(cluster.bootstrap, topic, 0, 60, batch=10)
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        wait_until(lambda: len(a.deliveries()) >= 60, 60, what=f"records\n{a.describe()}")
+        a.stop()
+        wait_empty(cluster.bootstrap, group)
+        ends = Counter(p for p, _, _ in a.deliveries())
+        listed = start_offsets(cluster.bootstrap, group)
+        assert {k: v[0] for k, v in listed.items()} == {(topic, p): n for p, n in ends.items()}
+        out = share_admin(cluster.bootstrap, "alter", group, *(f"{topic}:{p}=0" for p in ends))
+        assert out[-1] == "OK", out
+        assert all(v[0] == 0 for v in start_offsets(cluster.bootstrap, group).values())
+        b = start(made, cluster.bootstrap, group, topic, "accept", earliest=False)
+        wait_until(lambda: len(b.deliveries()) >= 60, 60, what=f"records again\n{b.describe()}")
+        time.sleep(1)
+        assert Counter(p for p, _, _ in b.deliveries()) == ends, b.describe()
+        assert all(n == 1 for _, _, n in b.deliveries())
     finally:
         for c in made:
             if c.proc.poll() is None:

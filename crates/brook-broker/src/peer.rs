@@ -70,6 +70,12 @@ pub enum ShareStateRequest {
         group: String,
         states: Vec<(uuid::Uuid, i32, WireShareState)>,
     },
+    /// Drop the live state of these share-partitions (their record was altered or
+    /// deleted), so the next fetch loads it again; the answer is an error code.
+    Forget {
+        group: String,
+        partitions: Vec<(uuid::Uuid, i32)>,
+    },
 }
 
 /// Brook's private API key for inter-broker RPCs on the controller listener (outside
@@ -325,6 +331,15 @@ impl PeerNet {
             voters,
             security,
         }
+    }
+
+    /// The ids of the other brokers.
+    pub fn others(&self) -> Vec<i32> {
+        self.voters
+            .keys()
+            .copied()
+            .filter(|id| *id != self.node_id)
+            .collect()
     }
 
     /// A new connection to the peer at `addr` (one of the voters' addresses).

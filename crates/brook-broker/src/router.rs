@@ -34,7 +34,7 @@ pub enum Response {
 /// Calls `$m!` with every response kind that carries a `throttle_time_ms`.
 macro_rules! throttled_kinds {
     ($m:ident, $($arg:tt)*) => {
-        $m!($($arg)*; AddOffsetsToTxn, AddPartitionsToTxn, AlterClientQuotas, AlterConfigs, AlterPartitionReassignments, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, ShareAcknowledge, ShareFetch, ShareGroupDescribe, ShareGroupHeartbeat, SyncGroup, TxnOffsetCommit)
+        $m!($($arg)*; AddOffsetsToTxn, AddPartitionsToTxn, AlterClientQuotas, AlterConfigs, AlterPartitionReassignments, AlterShareGroupOffsets, AlterUserScramCredentials, ApiVersions, ConsumerGroupDescribe, ConsumerGroupHeartbeat, CreateAcls, CreatePartitions, CreateTopics, DeleteAcls, DeleteGroups, DeleteRecords, DeleteShareGroupOffsets, DeleteTopics, DescribeAcls, DescribeClientQuotas, DescribeCluster, DescribeConfigs, DescribeGroups, DescribeLogDirs, DescribeProducers, DescribeShareGroupOffsets, DescribeTransactions, DescribeUserScramCredentials, ElectLeaders, EndTxn, FindCoordinator, Heartbeat, IncrementalAlterConfigs, InitProducerId, JoinGroup, LeaveGroup, ListGroups, ListOffsets, ListPartitionReassignments, ListTransactions, Metadata, OffsetCommit, OffsetDelete, OffsetFetch, OffsetForLeaderEpoch, Produce, ShareAcknowledge, ShareFetch, ShareGroupDescribe, ShareGroupHeartbeat, SyncGroup, TxnOffsetCommit)
     };
 }
 
@@ -334,6 +334,14 @@ async fn dispatch_checked(
         Some(c) if !c.cluster(op) => Some(acls::Refusal::ClusterAuthorization),
         Some(_) => None,
     };
+    let (may_group, may_topic) = (
+        |op, name: &str| check.is_none_or(|c| c.group(op, name)),
+        |op, name: &str| check.is_none_or(|c| c.topic(op, name)),
+    );
+    let share_acl = share_offsets::Acl {
+        group: &may_group,
+        topic: &may_topic,
+    };
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(0)),
         RequestKind::Metadata(mut r) => {
@@ -599,6 +607,15 @@ async fn dispatch_checked(
         }
         RequestKind::ShareAcknowledge(r) => ResponseKind::ShareAcknowledge(
             share_fetch::acknowledge_request(&s.shares, meta, r).await,
+        ),
+        RequestKind::DescribeShareGroupOffsets(r) => ResponseKind::DescribeShareGroupOffsets(
+            share_offsets::describe(&s.groups, meta, replicas, &share_acl, r),
+        ),
+        RequestKind::AlterShareGroupOffsets(r) => ResponseKind::AlterShareGroupOffsets(
+            share_offsets::alter(&s.groups, &s.shares, meta, &share_acl, r).await,
+        ),
+        RequestKind::DeleteShareGroupOffsets(r) => ResponseKind::DeleteShareGroupOffsets(
+            share_offsets::delete(&s.groups, &s.shares, meta, &share_acl, r).await,
         ),
         RequestKind::ListGroups(r) => {
             let mut resp = group::list(&s.groups, r, v);

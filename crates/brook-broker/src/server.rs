@@ -546,12 +546,14 @@ async fn wire(
             markers: markers.clone(),
             txns: txns.clone(),
             groups: groups.clone(),
+            shares: shares.clone(),
         })
     });
     let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));
     let metrics = Arc::new(BrokerMetrics::new(
         replicas.clone(),
         groups.clone(),
+        shares.clone(),
         metadata.clone(),
         quotas.clone(),
         MetricsSwitches {

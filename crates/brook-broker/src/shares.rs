@@ -132,6 +132,17 @@ impl Shares {
         i32::try_from(self.config.lock_duration_ms).unwrap_or(i32::MAX)
     }
 
+    /// Whether `member` may use a share session of `group`: false when this broker
+    /// coordinates the group and the member is not in it (it never joined, left, or was
+    /// fenced). Where another broker coordinates the group the membership is not known
+    /// here, and the session epochs alone decide.
+    pub fn may_use_session(&self, group: &str, member: &str) -> bool {
+        !self.groups.coordinates(group)
+            || self
+                .groups
+                .read(|g| g.coordinator.is_share_member(group, member))
+    }
+
     /// Applies a request's session epoch (see `brook_coord::share::session`).
     pub fn session(
         &self,
@@ -362,6 +373,57 @@ impl Shares {
     pub fn forget_group(&self, group: &str) {
         self.partitions.lock().retain(|k, _| k.group != group);
         self.sessions.lock().remove_group(group);
+    }
+
+    /// Drops the live state of these share-partitions of `group` (their record was
+    /// altered or deleted): their next use loads the record again.
+    pub fn forget_partitions(&self, group: &str, partitions: &[(Uuid, i32)]) {
+        let mut map = self.partitions.lock();
+        for (topic, partition) in partitions {
+            map.remove(&ShareKey {
+                group: group.to_owned(),
+                topic: *topic,
+                partition: *partition,
+            });
+        }
+    }
+
+    /// [`Shares::forget_partitions`] here and on every other broker (any of them may
+    /// lead one of the partitions).
+    pub async fn forget_everywhere(&self, group: &str, partitions: Vec<(Uuid, i32)>) {
+        if partitions.is_empty() {
+            return;
+        }
+        self.forget_partitions(group, &partitions);
+        let Some(peers) = &self.peers else {
+            return;
+        };
+        let forget = ShareStateRequest::Forget {
+            group: group.to_owned(),
+            partitions,
+        };
+        for node in peers.others() {
+            if let Err(e) = peers.share_state(node, &forget).await {
+                tracing::warn!(group, node, error = %e, "cannot drop share-partition state elsewhere");
+            }
+        }
+    }
+
+    /// Each share-partition this broker holds state for, as of its current leadership:
+    /// (group, topic id, partition, acquired records, records in flight). For metrics.
+    pub fn figures(&self) -> Vec<(String, Uuid, i32, usize, usize)> {
+        let all: Vec<(ShareKey, Shared)> = self
+            .partitions
+            .lock()
+            .iter()
+            .map(|(k, l)| (k.clone(), l.state.clone()))
+            .collect();
+        all.into_iter()
+            .map(|(k, sp)| {
+                let (acquired, in_flight) = sp.lock().counts();
+                (k.group, k.topic, k.partition, acquired, in_flight)
+            })
+            .collect()
     }
 
     /// Members that left their share group: what they hold is released and their share

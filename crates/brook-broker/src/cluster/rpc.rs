@@ -25,6 +25,8 @@ pub struct InternalRpc {
     pub txns: Arc<Txns>,
     /// The group coordinator: share-partition state for partition leaders elsewhere.
     pub groups: Arc<Groups>,
+    /// Share-partitions' live state, dropped when their record changes.
+    pub shares: Arc<crate::shares::Shares>,
 }
 
 impl InternalRpc {
@@ -81,6 +83,10 @@ impl InternalRpc {
                     ShareStateRequest::Write { group, states } => {
                         let code = crate::shares::write_local(&self.groups, &group, states).await;
                         serde_json::to_vec(&code).map_err(|e| e.to_string())
+                    }
+                    ShareStateRequest::Forget { group, partitions } => {
+                        self.shares.forget_partitions(&group, &partitions);
+                        serde_json::to_vec(&0i16).map_err(|e| e.to_string())
                     }
                 }
             }

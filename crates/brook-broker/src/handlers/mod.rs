@@ -18,6 +18,7 @@ pub mod reassignments;
 pub mod scram;
 pub mod share_fetch;
 pub mod share_group;
+pub mod share_offsets;
 pub mod topics;
 pub mod txn;
 

@@ -57,6 +57,24 @@ fn ids(group: Option<&str>, member: Option<&str>) -> Result<(String, String), (i
     Ok((group.to_owned(), member.to_owned()))
 }
 
+/// UNKNOWN_MEMBER_ID for a member that is not in the share group (see
+/// `Shares::may_use_session`). A final-epoch request, which closes the session and
+/// releases what it holds, is let through: a departing member may send it after its
+/// leave heartbeat.
+fn check_member(shares: &Shares, group: &str, member: &str, epoch: i32) -> Result<(), String> {
+    if epoch == FINAL_EPOCH || shares.may_use_session(group, member) {
+        return Ok(());
+    }
+    tracing::debug!(
+        group,
+        member,
+        "share request from a member not in the group"
+    );
+    Err(format!(
+        "Member {member} is not a member of share group {group}."
+    ))
+}
+
 /// Loads the share-partitions a request touches whose group another broker
 /// coordinates (a cluster), and writes those that start afresh.
 async fn preload(
@@ -130,6 +148,9 @@ pub async fn fetch(
         Err((code, message)) => return fail(code, message),
     };
     let epoch = req.share_session_epoch;
+    if let Err(message) = check_member(shares, &group, &member, epoch) {
+        return fail(ResponseError::UnknownMemberId.code(), &message);
+    }
     let has_acks = req
         .topics
         .iter()
@@ -367,6 +388,9 @@ pub async fn acknowledge_request(
         Err((code, message)) => return fail(code, message),
     };
     let epoch = req.share_session_epoch;
+    if let Err(message) = check_member(shares, &group, &member, epoch) {
+        return fail(ResponseError::UnknownMemberId.code(), &message);
+    }
     let session = match shares.session(
         (&group, &member),
         epoch,

@@ -40,6 +40,7 @@ use crate::client_quotas::ClientQuotaRates;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
+use crate::shares::Shares;
 use crate::traffic::TopicCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +129,7 @@ impl BrokerMetrics {
     pub fn new(
         replicas: Arc<Replicas>,
         groups: Arc<Groups>,
+        shares: Arc<Shares>,
         metadata: MetadataView,
         quotas: Arc<ClientQuotaRates>,
         switches: MetricsSwitches,
@@ -204,6 +206,7 @@ impl BrokerMetrics {
         registry.register_collector(Box::new(StateCollector {
             replicas,
             groups,
+            shares,
             metadata: metadata.clone(),
             per_partition: switches.per_partition,
         }));

@@ -10,11 +10,13 @@ use prometheus_client::metrics::MetricType;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::replicas::Replicas;
+use crate::shares::Shares;
 
 /// Gauges read from the broker's state at each scrape.
 pub(super) struct StateCollector {
     pub(super) replicas: Arc<Replicas>,
     pub(super) groups: Arc<Groups>,
+    pub(super) shares: Arc<Shares>,
     pub(super) metadata: MetadataView,
     pub(super) per_partition: bool,
 }
@@ -170,7 +172,8 @@ impl Collector for StateCollector {
                 partitions.iter().map(|p| (labels(p), p.high_watermark)),
             )?;
         }
-        self.encode_groups(&mut encoder, &partitions)
+        self.encode_groups(&mut encoder, &partitions)?;
+        self.encode_share_groups(&mut encoder, &image)
     }
 }
 
@@ -268,5 +271,60 @@ impl StateCollector {
             )?;
         }
         Ok(())
+    }
+
+    /// Share groups coordinated here (count by state, members), and the records of the
+    /// share-partitions this broker leads (acquired, in flight) summed per group and
+    /// topic.
+    fn encode_share_groups(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        image: &brook_meta::MetadataImage,
+    ) -> Result<(), std::fmt::Error> {
+        let mut by_state: BTreeMap<&'static str, i64> =
+            [("Empty", 0), ("Stable", 0)].into_iter().collect();
+        let mut members = Vec::new();
+        self.groups.read(|state| {
+            state
+                .coordinator
+                .visit_share_groups(|group, group_state, count| {
+                    *by_state.entry(group_state.name()).or_default() += 1;
+                    members.push((group.to_owned(), count as i64));
+                })
+        });
+        gauge_family(
+            encoder,
+            "brook_share_groups",
+            "Share groups coordinated here, by state",
+            by_state.iter().map(|(s, n)| ([("state", *s)], *n)),
+        )?;
+        gauge_family(
+            encoder,
+            "brook_share_group_members",
+            "Members of a share group coordinated here",
+            members.iter().map(|(g, n)| ([("group", g.as_str())], *n)),
+        )?;
+        let mut records: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for (group, topic, _, acquired, in_flight) in self.shares.figures() {
+            let Some(name) = image.topic_by_id(&topic).map(|t| t.name.clone()) else {
+                continue;
+            };
+            let e = records.entry((group, name)).or_default();
+            e.0 += acquired as i64;
+            e.1 += in_flight as i64;
+        }
+        let labels = |(g, t): &(String, String)| [("group", g.clone()), ("topic", t.clone())];
+        gauge_family(
+            encoder,
+            "brook_share_group_acquired_records",
+            "Records of the topic's share-partitions led here that a member of the share group holds under an acquisition lock",
+            records.iter().map(|(k, v)| (labels(k), v.0)),
+        )?;
+        gauge_family(
+            encoder,
+            "brook_share_group_in_flight_records",
+            "Records of the topic's share-partitions led here past the start offset and not yet acknowledged or archived",
+            records.iter().map(|(k, v)| (labels(k), v.1)),
+        )
     }
 }

@@ -19,6 +19,7 @@ mod offsets;
 mod responses;
 mod share;
 mod share_admin;
+mod share_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -192,8 +193,9 @@ impl GroupCoordinator {
 
     /// Each group's id, state, member count and committed offsets (topic, partition,
     /// offset), in group order: what a metrics scrape reports, read without cloning.
+    /// Share groups are left to [`GroupCoordinator::visit_share_groups`].
     pub fn visit_groups(&self, mut f: impl FnMut(GroupSummary<'_>)) {
-        for group in self.groups.values() {
+        for group in self.groups.values().filter(|g| g.share.is_none()) {
             f(GroupSummary {
                 group_id: &group.id,
                 state: group.state,

@@ -29,7 +29,7 @@ use crate::consumer::{metadata_hash, Assignment, TopicsView, LEAVE_GROUP_MEMBER_
 use crate::group::Group;
 use crate::records::OffsetsRecord;
 use crate::share::records::{MemberMetadata, ShareKey, ShareValue, StoredPartitionState};
-use crate::share::{self, ShareGroup, ShareMember};
+use crate::share::{self, ShareGroup, ShareGroupState, ShareMember};
 use crate::timers::TimerKey;
 
 /// The protocol type ListGroups reports for share groups.
@@ -75,6 +75,15 @@ impl GroupCoordinator {
             .get(group_id)
             .and_then(|g| g.share.as_ref())
             .is_some_and(|sg| sg.is_assigned(member, topic, partition))
+    }
+
+    /// Each share group's id, state and member count, in group order (metrics).
+    pub fn visit_share_groups(&self, mut f: impl FnMut(&str, ShareGroupState, usize)) {
+        for (id, group) in &self.groups {
+            if let Some(sg) = &group.share {
+                f(id, sg.state(), sg.members.len());
+            }
+        }
     }
 
     /// Whether `group_id` is a share group with `member` in it.

@@ -191,6 +191,18 @@ impl SharePartition {
         self.end
     }
 
+    /// (acquired, in flight) records: those locked by a member now, and those past the
+    /// start not yet acknowledged or archived (acquired or available again).
+    pub fn counts(&self) -> (usize, usize) {
+        self.records
+            .values()
+            .fold((0, 0), |(acquired, in_flight), r| match r.state {
+                RecordState::Acquired { .. } => (acquired + 1, in_flight + 1),
+                RecordState::Available => (acquired, in_flight + 1),
+                _ => (acquired, in_flight),
+            })
+    }
+
     /// The state of one offset in the window (None: not a record in flight).
     pub fn state(&self, offset: i64) -> Option<(&RecordState, i16)> {
         self.records

@@ -270,3 +270,119 @@ fn a_share_group_is_not_a_consumer_group_and_deletion_removes_it() {
     }
     assert!(replayed.group_state(GROUP).is_none(), "deleted for good");
 }
+
+#[test]
+fn share_group_offsets_describe_alter_and_delete() {
+    use kafka_protocol::messages::alter_share_group_offsets_request::{
+        AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+    };
+    use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
+    use kafka_protocol::messages::describe_share_group_offsets_request::{
+        DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+    };
+    use kafka_protocol::messages::{AlterShareGroupOffsetsRequest, DeleteShareGroupOffsetsRequest};
+
+    let mut h = Harness::new();
+    h.beat(request("a", 0, Some(&["t"])));
+    let (t, _) = h.topics.0["t"];
+    let state = StoredPartitionState {
+        start_offset: 5,
+        batches: vec![StoredBatch {
+            first_offset: 7,
+            last_offset: 9,
+            state: 2,
+            delivery_count: 1,
+        }],
+    };
+    h.log
+        .extend(h.c.write_share_partition_state(GROUP, t, 0, state));
+    let end = |_: &str, _: i32| Some((20, 3));
+    let all = DescribeShareGroupOffsetsRequestGroup::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_topics(None);
+    let d = h.c.describe_share_group_offsets(&all, &h.topics, &end);
+    let mut buf = bytes::BytesMut::new();
+    d.encode(&mut buf, 1).expect("encodes at v1");
+    assert_eq!(d.error_code, 0);
+    assert_eq!(d.topics.len(), 1);
+    assert_eq!(d.topics[0].topic_id, t);
+    let p = &d.topics[0].partitions[0];
+    // 20 - 5, less the three acknowledged records 7..9.
+    assert_eq!((p.start_offset, p.leader_epoch, p.lag), (5, 3, 12));
+
+    let named = |topic: &str, partitions: Vec<i32>| {
+        DescribeShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(TopicName(s(topic)))
+            .with_partitions(partitions)
+    };
+    let some = all.clone().with_topics(Some(vec![
+        named("t", vec![0, 5]),
+        named("u", vec![1]),
+        named("gone", vec![0]),
+    ]));
+    let d = h.c.describe_share_group_offsets(&some, &h.topics, &end);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    let codes: Vec<(i64, i16)> = d
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (p.start_offset, p.error_code)))
+        .collect();
+    assert_eq!(codes, vec![(5, 0), (-1, unknown), (-1, 0), (-1, unknown)]);
+    let nope = all.clone().with_group_id(GroupId(s("nope")));
+    assert_eq!(
+        h.c.describe_share_group_offsets(&nope, &h.topics, &end)
+            .error_code,
+        ResponseError::GroupIdNotFound.code()
+    );
+
+    let alter = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_topics(vec![
+            AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(s("t")))
+                .with_partitions(vec![AlterShareGroupOffsetsRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_start_offset(2)]),
+            AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(s("u")))
+                .with_partitions(vec![AlterShareGroupOffsetsRequestPartition::default()
+                    .with_partition_index(9)
+                    .with_start_offset(0)]),
+        ]);
+    let (r, records, changed) = h.c.alter_share_group_offsets(&alter, &h.topics);
+    assert_eq!(r.error_code, ResponseError::NonEmptyGroup.code());
+    assert!(records.is_empty() && changed.is_empty());
+    h.beat(request("a", -1, None));
+    let (r, records, changed) = h.c.alter_share_group_offsets(&alter, &h.topics);
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    assert_eq!(r.responses[1].partitions[0].error_code, unknown);
+    assert_eq!(changed, vec![(t, 0)]);
+    h.log.extend(records);
+    let fresh = StoredPartitionState {
+        start_offset: 2,
+        batches: vec![],
+    };
+    assert_eq!(h.c.share_partition_state(GROUP, &t, 0), Some(fresh));
+
+    let delete = DeleteShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(s(GROUP)))
+        .with_topics(vec![
+            DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(s("t"))),
+            DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(s("gone"))),
+        ]);
+    let (r, records, changed) = h.c.delete_share_group_offsets(&delete, &h.topics);
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(r.responses[1].error_code, unknown);
+    assert_eq!(changed, vec![(t, 0)]);
+    h.log.extend(records);
+    assert_eq!(h.c.share_partition_state(GROUP, &t, 0), None);
+    let mut replayed = GroupCoordinator::with_seed(GroupConfig::default(), 1);
+    for r in &h.log {
+        replayed.replay(r).expect("replays");
+    }
+    assert_eq!(replayed.share_partition_state(GROUP, &t, 0), None);
+    let d = replayed.describe_share_group_offsets(&all, &h.topics, &end);
+    assert!(d.topics.is_empty());
+}

@@ -1,0 +1,249 @@
+//! DescribeShareGroupOffsets, AlterShareGroupOffsets and DeleteShareGroupOffsets
+//! (KIP-932). The decisions are `brook-coord`'s; this module checks ACLs as Kafka does
+//! (DESCRIBE on the group and each topic to describe; READ on the group and each topic
+//! to alter; DELETE on the group and READ on each topic to delete), appends the records
+//! through the group's coordinator, and makes every broker drop its live state of the
+//! share-partitions that changed, so their next fetch starts from the new record.
+
+use brook_coord::Effects;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_share_group_offsets_response::{
+    AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
+};
+use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic;
+use kafka_protocol::messages::describe_share_group_offsets_response::{
+    DescribeShareGroupOffsetsResponseGroup, DescribeShareGroupOffsetsResponsePartition,
+    DescribeShareGroupOffsetsResponseTopic,
+};
+use kafka_protocol::messages::{
+    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, DeleteShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsResponse, DescribeShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::consumer_group::ImageTopics;
+use crate::groups::Groups;
+use crate::metadata::MetadataView;
+use crate::replicas::Replicas;
+use crate::shares::Shares;
+use brook_meta::AclOperation as Op;
+
+const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
+const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
+
+/// What the request's principal may do to a group and to a topic (the router's ACL
+/// checks; everything without an authorizer).
+pub struct Acl<'a> {
+    pub group: &'a (dyn Fn(Op, &str) -> bool + Sync),
+    pub topic: &'a (dyn Fn(Op, &str) -> bool + Sync),
+}
+
+fn text(s: &str) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.to_owned()))
+}
+
+fn not_coordinator(group: &str) -> (i16, String) {
+    (
+        ResponseError::NotCoordinator.code(),
+        format!("This broker does not coordinate group {group}."),
+    )
+}
+
+pub fn describe(
+    groups: &Groups,
+    meta: &MetadataView,
+    replicas: &Replicas,
+    acl: &Acl<'_>,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    let image = meta.image();
+    let topics = ImageTopics(&image);
+    // The end offset and leader epoch of a partition this broker has a replica of.
+    let end = |name: &str, p: i32| {
+        replicas
+            .get(name, p)
+            .map(|r| (r.offsets().1, r.leadership().1))
+    };
+    let may = |op: Op, name: &str| (acl.topic)(op, name);
+    let mut response = DescribeShareGroupOffsetsResponse::default();
+    for mut g in req.groups {
+        let group_id = g.group_id.to_string();
+        let mut out =
+            DescribeShareGroupOffsetsResponseGroup::default().with_group_id(g.group_id.clone());
+        if !(acl.group)(Op::Describe, &group_id) {
+            out.error_code = GROUP_DENIED;
+        } else if !groups.coordinates(&group_id) {
+            let (code, message) = not_coordinator(&group_id);
+            out.error_code = code;
+            out.error_message = Some(StrBytes::from_string(message));
+        } else if g.topics.as_ref().is_some_and(Vec::is_empty) {
+            // Nothing asked: nothing answered.
+        } else {
+            // Topics the principal may not DESCRIBE: refused one by one when named, left
+            // out silently when the request asks for every topic.
+            let mut refused = Vec::new();
+            if let Some(asked) = &mut g.topics {
+                asked.retain(|t| {
+                    let ok = may(Op::Describe, &t.topic_name);
+                    if !ok {
+                        refused.push(
+                            DescribeShareGroupOffsetsResponseTopic::default()
+                                .with_topic_name(t.topic_name.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|&p| {
+                                            DescribeShareGroupOffsetsResponsePartition::default()
+                                                .with_partition_index(p)
+                                                .with_start_offset(-1)
+                                                .with_leader_epoch(-1)
+                                                .with_error_code(TOPIC_DENIED)
+                                        })
+                                        .collect(),
+                                ),
+                        );
+                    }
+                    ok
+                });
+            }
+            out = groups.read(|s| {
+                s.coordinator
+                    .describe_share_group_offsets(&g, &topics, &end)
+            });
+            if g.topics.is_none() {
+                out.topics.retain(|t| may(Op::Describe, &t.topic_name));
+            }
+            out.topics.extend(refused);
+        }
+        response.groups.push(out);
+    }
+    response
+}
+
+pub async fn alter(
+    groups: &Groups,
+    shares: &Shares,
+    meta: &MetadataView,
+    acl: &Acl<'_>,
+    mut req: AlterShareGroupOffsetsRequest,
+) -> AlterShareGroupOffsetsResponse {
+    let group_id = req.group_id.to_string();
+    let fail = |code: i16, message: Option<StrBytes>| {
+        AlterShareGroupOffsetsResponse::default()
+            .with_error_code(code)
+            .with_error_message(message)
+    };
+    if !(acl.group)(Op::Read, &group_id) {
+        return fail(GROUP_DENIED, None);
+    }
+    let mut refused = Vec::new();
+    {
+        req.topics.retain(|t| {
+            let ok = (acl.topic)(Op::Read, &t.topic_name);
+            if !ok {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        AlterShareGroupOffsetsResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(TOPIC_DENIED)
+                            .with_error_message(text("Topic authorization failed."))
+                    })
+                    .collect();
+                refused.push(
+                    AlterShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(t.topic_name.clone())
+                        .with_partitions(partitions),
+                );
+            }
+            ok
+        });
+    }
+    if !groups.coordinates(&group_id) {
+        let (code, message) = not_coordinator(&group_id);
+        return fail(code, Some(StrBytes::from_string(message)));
+    }
+    let image = meta.image();
+    let result = groups
+        .apply_replicated(&group_id, |c| {
+            let (response, records, changed) =
+                c.alter_share_group_offsets(&req, &ImageTopics(&image));
+            (
+                (response, changed),
+                Effects {
+                    replies: vec![],
+                    records,
+                },
+            )
+        })
+        .await;
+    match result {
+        Ok((mut response, changed)) => {
+            shares.forget_everywhere(&group_id, changed).await;
+            response.responses.extend(refused);
+            response
+        }
+        Err(e) => fail(e.code, Some(StrBytes::from_string(e.message))),
+    }
+}
+
+pub async fn delete(
+    groups: &Groups,
+    shares: &Shares,
+    meta: &MetadataView,
+    acl: &Acl<'_>,
+    mut req: DeleteShareGroupOffsetsRequest,
+) -> DeleteShareGroupOffsetsResponse {
+    let group_id = req.group_id.to_string();
+    let fail = |code: i16, message: Option<StrBytes>| {
+        DeleteShareGroupOffsetsResponse::default()
+            .with_error_code(code)
+            .with_error_message(message)
+    };
+    if !(acl.group)(Op::Delete, &group_id) {
+        return fail(GROUP_DENIED, None);
+    }
+    let mut refused = Vec::new();
+    {
+        req.topics.retain(|t| {
+            let ok = (acl.topic)(Op::Read, &t.topic_name);
+            if !ok {
+                refused.push(
+                    DeleteShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(t.topic_name.clone())
+                        .with_error_code(TOPIC_DENIED)
+                        .with_error_message(text("Topic authorization failed.")),
+                );
+            }
+            ok
+        });
+    }
+    if !groups.coordinates(&group_id) {
+        let (code, message) = not_coordinator(&group_id);
+        return fail(code, Some(StrBytes::from_string(message)));
+    }
+    let image = meta.image();
+    let result = groups
+        .apply_replicated(&group_id, |c| {
+            let (response, records, changed) =
+                c.delete_share_group_offsets(&req, &ImageTopics(&image));
+            (
+                (response, changed),
+                Effects {
+                    replies: vec![],
+                    records,
+                },
+            )
+        })
+        .await;
+    match result {
+        Ok((mut response, changed)) => {
+            shares.forget_everywhere(&group_id, changed).await;
+            response.responses.extend(refused);
+            response
+        }
+        Err(e) => fail(e.code, Some(StrBytes::from_string(e.message))),
+    }
+}
