@@ -11,7 +11,7 @@
 //! (where Kafka's validator reads its SSL client settings), else the system's roots.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -107,7 +107,8 @@ impl KeySet {
 
     /// For a remote set: the first fetch (retried with backoff up to
     /// `retry.backoff.max.ms`; the broker starts without keys if it fails, with a
-    /// warning), then a task refreshing every `refresh.ms` for as long as the set lives.
+    /// warning), then a task refreshing every `refresh.ms` until the runtime stops (the
+    /// set lives as long as its listener, i.e. the broker).
     pub async fn start(self: &Arc<Self>) {
         let Some(remote) = &self.remote else {
             return;
@@ -115,9 +116,7 @@ impl KeySet {
         if let Err(e) = self.refresh_with_retries().await {
             tracing::warn!(url = %remote.url, "JWKS: cannot fetch the keys ({e}); OAUTHBEARER tokens are refused until a refresh succeeds");
         }
-        let weak = Arc::downgrade(self);
-        let period = remote.refresh;
-        tokio::spawn(refresh_loop(weak, period));
+        tokio::spawn(refresh_loop(self.clone(), remote.refresh));
     }
 
     /// A token named a key id (or algorithm) the set lacks: refresh in the background,
@@ -184,12 +183,9 @@ impl KeySet {
     }
 }
 
-async fn refresh_loop(set: Weak<KeySet>, period: Duration) {
+async fn refresh_loop(set: Arc<KeySet>, period: Duration) {
     loop {
         tokio::time::sleep(period).await;
-        let Some(set) = set.upgrade() else {
-            return;
-        };
         if let Err(e) = set.refresh_with_retries().await {
             if let Some(url) = set.url() {
                 tracing::warn!(%url, "JWKS refresh failed, keeping the previous keys: {e}");
