@@ -539,13 +539,14 @@ async fn wire(
     if let Some(e) = applier.apply(initial, ready).await {
         return Err(StartError::Storage(format!("cannot open partition: {e}")));
     }
-    let internal = quorum.map(|quorum| {
+    let internal = quorum.zip(peers).map(|(quorum, peers)| {
         Arc::new(InternalRpc {
             quorum,
             controller: controller.clone(),
             markers: markers.clone(),
             txns: txns.clone(),
             groups: groups.clone(),
+            peers,
         })
     });
     let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));

@@ -25,6 +25,8 @@ pub struct InternalRpc {
     pub txns: Arc<Txns>,
     /// The group coordinator: share-partition state for partition leaders elsewhere.
     pub groups: Arc<Groups>,
+    /// The other brokers, for the admin API's requests about what they own.
+    pub peers: Arc<crate::peer::PeerNet>,
 }
 
 impl InternalRpc {
