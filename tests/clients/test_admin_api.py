@@ -412,10 +412,10 @@ def test_basic_authentication_runs_the_api_as_the_user(brook_factory):
 
 
 def test_cluster_groups_are_answered_by_any_broker(cluster):
-    """In a 3-node cluster, node 1's admin API shows a group coordinated on another
-    node, with its lag against partitions led by other nodes (node 1 holds no replica
-    of them); resets and deletes it there; and says which broker did not answer once
-    one is down."""
+    """In a 3-node cluster, node 1's admin API shows the figures of partitions led by
+    other nodes (node 1 holds no replica of them) and a group coordinated on another
+    node, with its lag against those partitions; resets and deletes it there; and says
+    which broker did not answer once one is down."""
     from confluent_kafka.admin import AdminClient
 
     topic = unique_topic("cluster-lag")
@@ -442,6 +442,15 @@ def test_cluster_groups_are_answered_by_any_broker(cluster):
     assert group is not None, "every group landed on node 1"
 
     api = AdminApi(cluster.nodes[1].admin_url)
+    # Sizes and offsets of partitions node 1 holds no replica of come from the leaders.
+    t = api.ok("GET", f"/topics/{topic}")
+    assert not t["partial"], t
+    assert [(p["partition"], p["log_start_offset"], p["high_watermark"]) for p in t["partitions"]] \
+        == [(0, 0, 15), (1, 0, 15)], t
+    assert all(p["size_bytes"] > 0 for p in t["partitions"]), t
+    summary = [x for x in api.ok("GET", "/topics")["topics"] if x["name"] == topic][0]
+    assert summary["messages"] == 30 and summary["size_bytes"] > 0, summary
+
     listed = api.ok("GET", "/groups")
     assert not listed["partial"] and listed["errors"] == [], listed
     mine = [g for g in listed["groups"] if g["group_id"] == group]

@@ -86,6 +86,8 @@ pub(super) const KIND_SHARE_STATE: u8 = 4;
 /// A Kafka request of the admin API run by the broker that owns what it asks about
 /// (a group's coordinator, a partition's leader): see `connection::internal`.
 pub(super) const KIND_KAFKA: u8 = 5;
+/// The admin API's figures (offsets, size) of replicas another broker holds.
+pub(super) const KIND_FIGURES: u8 = 6;
 
 /// A Kafka request run for the admin API by another broker: the principal it runs
 /// as (type and name, each a `u16` length then UTF-8) and the request frame (header
@@ -141,6 +143,7 @@ pub fn internal_kind_name(kind: u8) -> Option<&'static str> {
         KIND_VERIFY_TXN => "VerifyTxn",
         KIND_SHARE_STATE => "ShareState",
         KIND_KAFKA => "Kafka",
+        KIND_FIGURES => "Figures",
         _ => return None,
     })
 }
@@ -563,6 +566,20 @@ impl PeerNet {
         .await
         .map_err(|e| format!("broker {node}: {e}"))
     }
+    /// The figures of broker `node`'s replicas of `partitions` (JSON, one
+    /// `Option<ReplicaFigures>` each, in order).
+    pub async fn figures(
+        &self,
+        node: i32,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let payload = serde_json::to_vec(partitions).map_err(|e| e.to_string())?;
+        self.call(&self.markers, node, KIND_FIGURES, &payload, timeout)
+            .await
+            .map_err(|e| format!("broker {node}: {e}"))
+    }
+
     /// Runs a Kafka request of the admin API on broker `node`, as `principal` (see
     /// [`KafkaEnvelope`]); the answer is the response frame (header and body).
     pub async fn kafka(
@@ -602,7 +619,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_name_and_others_none() {
-        for kind in 0..=KIND_KAFKA {
+        for kind in 0..=KIND_FIGURES {
             assert!(internal_kind_name(kind).is_some(), "kind {kind}");
         }
         assert_eq!(internal_kind_name(KIND_RAFT), Some("Raft"));

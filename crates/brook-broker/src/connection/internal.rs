@@ -1,7 +1,8 @@
 //! Inter-broker RPCs on the controller listener (`peer::INTERNAL_API_KEY`): answered
 //! by [`InternalRpc`], or, for the admin API's Kafka requests another broker sends
 //! here (a group this broker coordinates, a partition it leads), by the router as a
-//! client's would be. Each is timed as `Internal:<Kind>`, its waits on other brokers
+//! client's would be, and for the admin API's figures of replicas held here, by
+//! `Replicas`. Each is timed as `Internal:<Kind>`, its waits on other brokers
 //! and on the quorum counted as remote time.
 
 use std::sync::Arc;
@@ -78,8 +79,34 @@ pub(super) async fn serve(
 async fn answer(services: &Services, rpc: &InternalRpc, body: &[u8]) -> Result<Vec<u8>, String> {
     match body.split_first() {
         Some((&peer::KIND_KAFKA, payload)) => kafka(services, payload).await,
+        Some((&peer::KIND_FIGURES, payload)) => figures(services, payload).await,
         _ => rpc.handle(body).await,
     }
+}
+
+/// Most partitions one figures request may name.
+const MAX_FIGURES: usize = 100_000;
+
+/// The figures of this broker's replicas of the partitions named (JSON both ways).
+async fn figures(services: &Services, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let wanted: Vec<(String, i32)> =
+        serde_json::from_slice(payload).map_err(|e| format!("bad figures request: {e}"))?;
+    if wanted.len() > MAX_FIGURES {
+        return Err(format!(
+            "{} partitions asked, at most {MAX_FIGURES}",
+            wanted.len()
+        ));
+    }
+    let replicas = services.replicas.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        wanted
+            .iter()
+            .map(|(t, p)| replicas.figures(t, *p))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    serde_json::to_vec(&found).map_err(|e| e.to_string())
 }
 
 /// Runs a forwarded Kafka request as the principal it names; the answer is the

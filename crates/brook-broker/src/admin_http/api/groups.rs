@@ -29,7 +29,7 @@ use kafka_protocol::protocol::Decodable;
 use serde::{Deserialize, Serialize};
 
 use super::topics::figures_of;
-use super::{body, kafka_at, ok, path_param, v, ApiFailure, Kafka, State};
+use super::{body, kafka_at, ok, path_param, v, ApiFailure, Kafka, State, Unanswered};
 use crate::admin_http::limits::PeerAddr;
 use crate::handlers::{str_bytes, topic_name};
 
@@ -52,14 +52,6 @@ struct GroupSummary {
     coordinator: i32,
 }
 
-/// A broker the listing could not ask.
-#[derive(Debug, Serialize)]
-struct Unanswered {
-    broker: i32,
-    error: String,
-    message: String,
-}
-
 /// Every group of the cluster: each broker lists and describes the groups it
 /// coordinates (asked at once, each within `PEER_TIMEOUT`); a broker that does not
 /// answer is named in `errors` and the answer is `partial`.
@@ -76,11 +68,7 @@ pub async fn list(
     for (node, answer) in brokers.into_iter().zip(answers) {
         match answer {
             Ok(listed) => summaries.extend(listed),
-            Err(e) => errors.push(Unanswered {
-                broker: node,
-                error: e.error.to_string(),
-                message: e.message,
-            }),
+            Err(e) => errors.push(Unanswered::from(node, e)),
         }
     }
     summaries.sort_by(|a, b| a.group_id.cmp(&b.group_id));

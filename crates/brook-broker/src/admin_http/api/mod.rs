@@ -484,6 +484,24 @@ impl Kafka<'_> {
     }
 }
 
+/// A broker a cluster-wide answer could not ask: the answer is partial.
+#[derive(Debug, Serialize)]
+pub struct Unanswered {
+    pub broker: i32,
+    pub error: String,
+    pub message: String,
+}
+
+impl Unanswered {
+    pub fn from(broker: i32, failure: ApiFailure) -> Self {
+        Unanswered {
+            broker,
+            error: failure.error.into_owned(),
+            message: failure.message,
+        }
+    }
+}
+
 /// How long the API waits for another broker's answer.
 pub const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
