@@ -370,6 +370,8 @@ pub struct PeerNet {
     raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+    /// The admin API's questions, so they never queue behind markers.
+    admin: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
 }
 
 impl PeerNet {
@@ -386,6 +388,7 @@ impl PeerNet {
             raft: pool(),
             controller: pool(),
             markers: pool(),
+            admin: pool(),
             voters,
             security,
         }
@@ -575,9 +578,7 @@ impl PeerNet {
         timeout: Duration,
     ) -> Result<Bytes, String> {
         let payload = serde_json::to_vec(partitions).map_err(|e| e.to_string())?;
-        self.call(&self.markers, node, KIND_FIGURES, &payload, timeout)
-            .await
-            .map_err(|e| format!("broker {node}: {e}"))
+        self.admin_call(node, KIND_FIGURES, &payload, timeout).await
     }
 
     /// Runs a Kafka request of the admin API on broker `node`, as `principal` (see
@@ -590,9 +591,23 @@ impl PeerNet {
         timeout: Duration,
     ) -> Result<Bytes, String> {
         let payload = KafkaEnvelope::encode(principal, request_frame);
-        self.call(&self.markers, node, KIND_KAFKA, &payload, timeout)
-            .await
-            .map_err(|e| format!("broker {node}: {e}"))
+        self.admin_call(node, KIND_KAFKA, &payload, timeout).await
+    }
+
+    /// An admin API call, bounded by `timeout` as a whole (waiting for the pool's
+    /// connection to `node` included: concurrent calls take turns on it).
+    async fn admin_call(
+        &self,
+        node: i32,
+        kind: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let call = self.call(&self.admin, node, kind, payload, timeout);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(answer) => answer.map_err(|e| format!("broker {node}: {e}")),
+            Err(_) => Err(format!("broker {node} did not answer within {timeout:?}")),
+        }
     }
 }
 

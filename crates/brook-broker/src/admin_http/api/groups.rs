@@ -68,7 +68,7 @@ pub async fn list(
     for (node, answer) in brokers.into_iter().zip(answers) {
         match answer {
             Ok(listed) => summaries.extend(listed),
-            Err(e) => errors.push(Unanswered::from(node, e)),
+            Err(e) => errors.push(Unanswered::new(node, e)),
         }
     }
     summaries.sort_by(|a, b| a.group_id.cmp(&b.group_id));

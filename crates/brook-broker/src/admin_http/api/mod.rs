@@ -493,7 +493,7 @@ pub struct Unanswered {
 }
 
 impl Unanswered {
-    pub fn from(broker: i32, failure: ApiFailure) -> Self {
+    pub fn new(broker: i32, failure: ApiFailure) -> Self {
         Unanswered {
             broker,
             error: failure.error.into_owned(),
