@@ -90,21 +90,28 @@ pub(super) const KIND_KAFKA: u8 = 5;
 pub(super) const KIND_FIGURES: u8 = 6;
 
 /// A Kafka request run for the admin API by another broker: the principal it runs
-/// as (type and name, each a `u16` length then UTF-8) and the request frame (header
-/// and body, no size prefix). The sender is a node (on a SASL controller listener one
+/// as (type and name) and the caller's address (for host-based ACLs), each a `u16`
+/// length then UTF-8, then the request frame (header and body, no size prefix). The sender is a node (on a SASL controller listener one
 /// allowed CLUSTER_ACTION), trusted to name the admin API's caller as it found it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct KafkaEnvelope<'a> {
     pub principal_type: &'a str,
     pub principal_name: &'a str,
+    /// The admin API caller's `ip:port`.
+    pub caller: &'a str,
     pub frame: &'a [u8],
 }
 
 impl<'a> KafkaEnvelope<'a> {
-    pub fn encode((principal_type, principal_name): (&str, &str), frame: &[u8]) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(4 + principal_type.len() + principal_name.len() + frame.len());
-        for part in [principal_type, principal_name] {
+    pub fn encode(
+        (principal_type, principal_name): (&str, &str),
+        caller: &str,
+        frame: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            6 + principal_type.len() + principal_name.len() + caller.len() + frame.len(),
+        );
+        for part in [principal_type, principal_name, caller] {
             // Principal names are short; a longer one is cut rather than mis-framed.
             let bytes = &part.as_bytes()[..part.len().min(u16::MAX as usize)];
             out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
@@ -125,9 +132,11 @@ impl<'a> KafkaEnvelope<'a> {
         let mut rest = payload;
         let principal_type = part(&mut rest)?;
         let principal_name = part(&mut rest)?;
+        let caller = part(&mut rest)?;
         Ok(KafkaEnvelope {
             principal_type,
             principal_name,
+            caller,
             frame: rest,
         })
     }
@@ -587,10 +596,11 @@ impl PeerNet {
         &self,
         node: i32,
         principal: (&str, &str),
+        caller: std::net::SocketAddr,
         request_frame: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, String> {
-        let payload = KafkaEnvelope::encode(principal, request_frame);
+        let payload = KafkaEnvelope::encode(principal, &caller.to_string(), request_frame);
         self.admin_call(node, KIND_KAFKA, &payload, timeout).await
     }
 
@@ -617,13 +627,14 @@ mod tests {
 
     #[test]
     fn kafka_envelopes_round_trip_and_refuse_truncation() {
-        let payload = KafkaEnvelope::encode(("User", "alice"), b"\x00\x0f frame");
+        let payload = KafkaEnvelope::encode(("User", "alice"), "10.0.0.7:5123", b"\x00\x0f frame");
         let e = KafkaEnvelope::decode(&payload).unwrap();
         assert_eq!(
             e,
             KafkaEnvelope {
                 principal_type: "User",
                 principal_name: "alice",
+                caller: "10.0.0.7:5123",
                 frame: b"\x00\x0f frame",
             }
         );

@@ -137,8 +137,11 @@ async fn kafka(services: &Services, payload: &[u8]) -> Result<Vec<u8>, String> {
     });
     let ctx = RequestContext {
         client_id: header.client_id.clone(),
-        // The admin API's caller is on the other broker; its address is not known here.
-        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        // The admin API's caller, as the other broker saw it (host-based ACLs).
+        peer: envelope
+            .caller
+            .parse()
+            .map_err(|e| format!("bad caller address {:?}: {e}", envelope.caller))?,
         session: Arc::new(Session::new(listener, principal)),
     };
     match router::dispatch(services, &ctx, &header, request).await {

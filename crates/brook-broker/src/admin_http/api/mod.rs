@@ -473,6 +473,7 @@ impl Kafka<'_> {
             .kafka(
                 node,
                 (&principal.principal_type, &principal.name),
+                self.ctx.peer,
                 &frame[4..],
                 PEER_TIMEOUT,
             )
