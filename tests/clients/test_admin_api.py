@@ -409,3 +409,73 @@ def test_basic_authentication_runs_the_api_as_the_user(brook_factory):
     created = unique_topic("admin-new")
     api.ok("POST", "/topics", {"name": created}, headers=as_admin)
     assert created in topic_names(b.bootstrap)
+
+
+def test_cluster_groups_are_answered_by_any_broker(cluster):
+    """In a 3-node cluster, node 1's admin API shows the figures of partitions led by
+    other nodes (node 1 holds no replica of them) and a group coordinated on another
+    node, with its lag against those partitions; resets and deletes it there; and says
+    which broker did not answer once one is down."""
+    from confluent_kafka.admin import AdminClient
+
+    topic = unique_topic("cluster-lag")
+    # One replica each, none on node 1: its figures come from the leaders.
+    cluster.create_topic(topic, partitions=2, replica_assignment=[[2], [3]])
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(30):
+        p.produce(topic, value=b"v%d" % i, partition=i % 2)
+    assert p.flush(30) == 0
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    group, coordinator = None, None
+    for i in range(40):
+        name = unique_topic(f"g{i}")
+        c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": name,
+                      "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 10)],
+                 asynchronous=False)
+        c.close()
+        coordinator = admin.describe_consumer_groups([name])[name].result(20).coordinator.id
+        if coordinator != 1:
+            group = name
+            break
+    assert group is not None, "every group landed on node 1"
+
+    api = AdminApi(cluster.nodes[1].admin_url)
+    # Sizes and offsets of partitions node 1 holds no replica of come from the leaders.
+    t = api.ok("GET", f"/topics/{topic}")
+    assert not t["partial"], t
+    assert [(p["partition"], p["log_start_offset"], p["high_watermark"]) for p in t["partitions"]] \
+        == [(0, 0, 15), (1, 0, 15)], t
+    assert all(p["size_bytes"] > 0 for p in t["partitions"]), t
+    summary = [x for x in api.ok("GET", "/topics")["topics"] if x["name"] == topic][0]
+    assert summary["messages"] == 30 and summary["size_bytes"] > 0, summary
+
+    listed = api.ok("GET", "/groups")
+    assert not listed["partial"] and listed["errors"] == [], listed
+    mine = [g for g in listed["groups"] if g["group_id"] == group]
+    assert len(mine) == 1 and mine[0]["coordinator"] == coordinator, listed
+    g = api.group(group)
+    assert g["coordinator"] == coordinator and g["state"] == "Empty"
+    lags = {o["partition"]: (o["committed_offset"], o["log_end_offset"], o["lag"])
+            for o in g["offsets"]}
+    assert lags == {0: (5, 15, 10), 1: (10, 15, 5)}, g
+    assert g["total_lag"] == 15
+
+    # Actions reach the coordinator too: a reset (targets from the partitions' leaders)…
+    out = api.ok("POST", f"/groups/{group}/reset-offsets", {"topic": topic, "to": "earliest"})
+    assert out["partitions"] == [{"partition": 0, "offset": 0}, {"partition": 1, "offset": 0}]
+    assert api.group(group)["total_lag"] == 30
+    # …and a delete.
+    api.ok("DELETE", f"/groups/{group}")
+    assert api.error("GET", f"/groups/{group}", status=404) == "GROUP_ID_NOT_FOUND"
+
+    # A broker down: the listing still answers, partial, naming it.
+    down = 3
+    cluster.kill(down)
+    started = time.monotonic()
+    listed = api.ok("GET", "/groups", timeout=60)
+    assert listed["partial"], listed
+    assert [e["broker"] for e in listed["errors"]] == [down], listed
+    assert listed["errors"][0]["error"] == "BROKER_UNREACHABLE"
+    assert time.monotonic() - started < 15, "bounded by the inter-broker timeouts"

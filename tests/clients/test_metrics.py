@@ -17,7 +17,9 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import Broker, _finish
 from kafka_helpers import (
+    admin_client,
     assert_all_delivered,
     consumer,
     create_topic,
@@ -26,6 +28,8 @@ from kafka_helpers import (
     unique_topic,
     wait_until,
 )
+from procs import pick_port
+import kafka_wire as kw
 
 pytestmark = pytest.mark.brook_config({"group.initial.rebalance.delay.ms": 0})
 
@@ -206,6 +210,111 @@ def test_acks_all_waiting_for_followers_is_remote_time(cluster):
     # Waits of at least 100 µs, not only clock noise.
     assert value(s, "brook_request_remote_time_seconds_bucket", api="Produce", le="0.0001") \
         < produce["remote"][0], produce
+
+
+class SaslPlainBroker(Broker):
+    """A PLAINTEXT listener (the fixture's readiness check) and a SASL_PLAINTEXT one
+    with PLAIN users."""
+
+    JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+            'username="admin" password="admin-secret" user_alice="alice-secret";')
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.sasl_port = pick_port()
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        i = cmd.index("--listen")
+        cmd[i + 1] = (f"PLAINTEXT://127.0.0.1:{self.port},"
+                      f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}")
+        return cmd
+
+
+def test_sasl_exchanges_are_timed_under_their_api_names(tmp_path, brook_bin):
+    """A client logging in with SASL/PLAIN: SaslHandshake and SaslAuthenticate have
+    request time series, counted, as Kafka records them; so has the ApiVersions the
+    client sends before authenticating."""
+    b = SaslPlainBroker(brook_bin, tmp_path, {
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": SaslPlainBroker.JAAS})
+    try:
+        b.start()
+        before = scrape(b)
+        assert not series(before, "brook_request_total_time_seconds_count",
+                          api="SaslAuthenticate")
+        topic = unique_topic("sasl-timed")
+        create_topic(b.bootstrap, topic, 1)
+        sasl = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                "sasl.username": "alice", "sasl.password": "alice-secret"}
+        assert_all_delivered(produce_all(
+            producer(f"127.0.0.1:{b.sasl_port}", **sasl), topic, [{"value": b"x"}] * 3))
+        s = scrape(b)
+        for api in ("SaslHandshake", "SaslAuthenticate", "ApiVersions"):
+            t = request_times(s, api)
+            assert t["total"][0] >= 1, (api, t)
+            assert len({count for count, _ in t.values()}) == 1, (api, t)
+            assert t["remote"][1] == 0, (api, t)
+    finally:
+        _finish([b])
+
+
+def test_waiting_on_the_controller_is_remote_time(brook):
+    """A single broker's CreateTopics waits on its controller (the metadata log's
+    append, then the change reaching the broker's image): remote time, as Kafka counts
+    a request forwarded to its controller; the handler's own work stays local."""
+    topic = unique_topic("controller-wait")
+    create_topic(brook.bootstrap, topic, 2)
+    t = request_times(scrape(brook), "CreateTopics")
+    print(f"single broker CreateTopics: remote {t['remote'][1] * 1e3:.2f} ms, "
+          f"local {t['local'][1] * 1e3:.2f} ms")
+    assert t["total"][0] >= 1, t
+    assert t["remote"][1] > 0, t
+    assert t["remote"][1] > t["local"][1], t
+
+
+def create_topic_v2(port: int, topic: str, partitions: int, replication_factor: int) -> int:
+    """A raw CreateTopics v2 to the broker on `port`; its error code for the topic."""
+    body = kw.array([kw.string(topic) + kw.i32(partitions) + kw.i16(replication_factor)
+                     + kw.array([]) + kw.array([])])
+    body += kw.i32(30_000) + kw.i8(0)   # timeout_ms, validate_only
+    with kw.connect(port, timeout=35) as sock:
+        sock.sendall(kw.frame(kw.header_v1(19, 2, 7, "metrics-test") + body))
+        r = kw.Reader(kw.read_response(sock, 7))
+    r.i32()                              # throttle_time_ms
+    assert r.i32() == 1
+    assert r.string() == topic
+    return r.i16()
+
+
+def test_forwarded_controller_requests_and_internal_rpcs_are_timed(cluster):
+    """In a cluster, a CreateTopics sent to a broker that is not the controller waits
+    for the controller over the inter-broker RPC: remote time there; the controller
+    times that RPC as Internal:Controller, and raft's own RPCs show as Internal:Raft."""
+    controller = cluster.metadata().controller_id
+    other = min(set(cluster.ids) - {controller})
+    node = cluster.nodes[other]
+    topic = unique_topic("forwarded")
+    # Sent to that broker itself (clients' admin libraries go to the controller).
+    assert create_topic_v2(node.port, topic, partitions=1, replication_factor=3) == 0
+    t = request_times(scrape(node), "CreateTopics")
+    print(f"forwarded CreateTopics on node {other}: remote {t['remote'][1] * 1e3:.2f} ms, "
+          f"local {t['local'][1] * 1e3:.2f} ms")
+    assert t["total"][0] >= 1 and t["remote"][1] > 0, t
+    # Nearly all of it is the wait: the broker's own work is decoding and encoding.
+    assert t["remote"][1] > t["local"][1], t
+    at_controller = request_times(scrape(cluster.nodes[controller]), "Internal:Controller")
+    assert at_controller["total"][0] >= 1, at_controller
+    # The controller's quorum commit waits for the other voters: remote time there too.
+    assert at_controller["remote"][1] > 0, at_controller
+    raft = [request_times(scrape(cluster.nodes[n]), "Internal:Raft")["total"][0]
+            for n in cluster.ids]
+    assert sum(raft) > 0, raft
+    # Only Brook's fixed set of internal kinds ever become series.
+    kinds = {dict(lab)["api"] for (name, lab) in scrape(node).items()
+             if name == "brook_request_total_time_seconds_count"
+             and dict(lab)["api"].startswith("Internal:")}
+    assert kinds <= {"Internal:Raft", "Internal:Controller", "Internal:Markers",
+                     "Internal:VerifyTxn", "Internal:ShareState", "Internal:Kafka"}, kinds
 
 
 @pytest.mark.brook_config({"metrics.request.enable": "false"})

@@ -121,7 +121,19 @@ impl ControllerClient {
 
     /// Runs a controller request wherever the controller is; retries while there is
     /// none, up to [`CONTROLLER_DEADLINE`].
+    ///
+    /// The whole of it is the calling request's remote time, as Kafka counts a
+    /// request forwarded to its controller: the controller's queue and decision, the
+    /// quorum's commit, and for a single broker the metadata file's append too (the
+    /// broker's controller, not the request's handler, does that work).
     pub async fn request(&self, req: ControllerRequest) -> Result<ControllerReply, ApiError> {
+        crate::request_time::waiting_on_others(self.request_at_controller(req)).await
+    }
+
+    async fn request_at_controller(
+        &self,
+        req: ControllerRequest,
+    ) -> Result<ControllerReply, ApiError> {
         let quorum = match &self.store {
             MetaStore::File { log, committed } => {
                 return self.decide_in_file(log, committed, req).await;
@@ -203,7 +215,9 @@ impl ControllerClient {
                 Err(e) => return Ok(Err(e)),
             };
         if !records.is_empty() {
-            match tokio::time::timeout(QUORUM_COMMIT_TIMEOUT, quorum.append(records)).await {
+            // Waiting for the other voters: remote time of the request forwarded here.
+            let commit = tokio::time::timeout(QUORUM_COMMIT_TIMEOUT, quorum.append(records));
+            match crate::request_time::waiting_on_others(commit).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(Some(e.to_string())),
                 Err(_) => return Err(Some("the metadata quorum did not commit within 3 s".into())),
@@ -225,7 +239,9 @@ impl ControllerClient {
 
     /// Waits until this broker has applied an image satisfying `done`.
     async fn settle(&self, done: impl FnMut(&Arc<MetadataImage>) -> bool) {
-        if !self.metadata.wait_applied(SETTLE_TIMEOUT, done).await {
+        // Waiting for the controller's change to reach this broker: remote time.
+        let applied = self.metadata.wait_applied(SETTLE_TIMEOUT, done);
+        if !crate::request_time::waiting_on_others(applied).await {
             tracing::debug!("a metadata change did not show here within 3 s");
         }
     }

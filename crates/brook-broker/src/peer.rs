@@ -89,6 +89,79 @@ pub(super) const KIND_MARKERS: u8 = 2;
 pub(super) const KIND_VERIFY_TXN: u8 = 3;
 /// Share-partition state read from or written to the group's coordinator.
 pub(super) const KIND_SHARE_STATE: u8 = 4;
+/// A Kafka request of the admin API run by the broker that owns what it asks about
+/// (a group's coordinator, a partition's leader): see `connection::internal`.
+pub(super) const KIND_KAFKA: u8 = 5;
+/// The admin API's figures (offsets, size) of replicas another broker holds.
+pub(super) const KIND_FIGURES: u8 = 6;
+
+/// A Kafka request run for the admin API by another broker: the principal it runs
+/// as (type and name) and the caller's address (for host-based ACLs), each a `u16`
+/// length then UTF-8, then the request frame (header and body, no size prefix). The sender is a node (on a SASL controller listener one
+/// allowed CLUSTER_ACTION), trusted to name the admin API's caller as it found it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KafkaEnvelope<'a> {
+    pub principal_type: &'a str,
+    pub principal_name: &'a str,
+    /// The admin API caller's `ip:port`.
+    pub caller: &'a str,
+    pub frame: &'a [u8],
+}
+
+impl<'a> KafkaEnvelope<'a> {
+    pub fn encode(
+        (principal_type, principal_name): (&str, &str),
+        caller: &str,
+        frame: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            6 + principal_type.len() + principal_name.len() + caller.len() + frame.len(),
+        );
+        for part in [principal_type, principal_name, caller] {
+            // Principal names are short; a longer one is cut rather than mis-framed.
+            let bytes = &part.as_bytes()[..part.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        out.extend_from_slice(frame);
+        out
+    }
+
+    pub fn decode(payload: &'a [u8]) -> Result<Self, String> {
+        fn part<'b>(rest: &mut &'b [u8]) -> Result<&'b str, String> {
+            let (len, tail) = rest.split_first_chunk::<2>().ok_or("truncated principal")?;
+            let len = u16::from_be_bytes(*len) as usize;
+            let (text, tail) = tail.split_at_checked(len).ok_or("truncated principal")?;
+            *rest = tail;
+            std::str::from_utf8(text).map_err(|e| format!("principal not UTF-8: {e}"))
+        }
+        let mut rest = payload;
+        let principal_type = part(&mut rest)?;
+        let principal_name = part(&mut rest)?;
+        let caller = part(&mut rest)?;
+        Ok(KafkaEnvelope {
+            principal_type,
+            principal_name,
+            caller,
+            frame: rest,
+        })
+    }
+}
+
+/// An internal RPC kind's name, as its request time metrics label it
+/// (`Internal:<name>`); `None` for a kind Brook does not have.
+pub fn internal_kind_name(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        KIND_RAFT => "Raft",
+        KIND_CONTROLLER => "Controller",
+        KIND_MARKERS => "Markers",
+        KIND_VERIFY_TXN => "VerifyTxn",
+        KIND_SHARE_STATE => "ShareState",
+        KIND_KAFKA => "Kafka",
+        KIND_FIGURES => "Figures",
+        _ => return None,
+    })
+}
 /// Largest inter-broker response accepted (a replica fetch is capped well below).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -312,6 +385,8 @@ pub struct PeerNet {
     raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+    /// The admin API's questions, so they never queue behind markers.
+    admin: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
 }
 
 impl PeerNet {
@@ -328,6 +403,7 @@ impl PeerNet {
             raft: pool(),
             controller: pool(),
             markers: pool(),
+            admin: pool(),
             voters,
             security,
         }
@@ -365,6 +441,23 @@ impl PeerNet {
                 self.node_id
             )));
         };
+        // Time on another broker (and queued for its connection) is the current
+        // request's remote time.
+        crate::request_time::waiting_on_others(
+            self.call_on(slot, addr, target, kind, payload, timeout),
+        )
+        .await
+    }
+
+    async fn call_on(
+        &self,
+        slot: &tokio::sync::Mutex<Option<PeerConn>>,
+        addr: &str,
+        target: i32,
+        kind: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> std::io::Result<Bytes> {
         let mut slot = slot.lock().await;
         let attempt = async {
             if slot.is_none() {
@@ -499,5 +592,78 @@ impl PeerNet {
         )
         .await
         .map_err(|e| format!("broker {node}: {e}"))
+    }
+    /// The figures of broker `node`'s replicas of `partitions` (JSON, one
+    /// `Option<ReplicaFigures>` each, in order).
+    pub async fn figures(
+        &self,
+        node: i32,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let payload = serde_json::to_vec(partitions).map_err(|e| e.to_string())?;
+        self.admin_call(node, KIND_FIGURES, &payload, timeout).await
+    }
+
+    /// Runs a Kafka request of the admin API on broker `node`, as `principal` (see
+    /// [`KafkaEnvelope`]); the answer is the response frame (header and body).
+    pub async fn kafka(
+        &self,
+        node: i32,
+        principal: (&str, &str),
+        caller: std::net::SocketAddr,
+        request_frame: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let payload = KafkaEnvelope::encode(principal, &caller.to_string(), request_frame);
+        self.admin_call(node, KIND_KAFKA, &payload, timeout).await
+    }
+
+    /// An admin API call, bounded by `timeout` as a whole (waiting for the pool's
+    /// connection to `node` included: concurrent calls take turns on it).
+    async fn admin_call(
+        &self,
+        node: i32,
+        kind: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes, String> {
+        let call = self.call(&self.admin, node, kind, payload, timeout);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(answer) => answer.map_err(|e| format!("broker {node}: {e}")),
+            Err(_) => Err(format!("broker {node} did not answer within {timeout:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_envelopes_round_trip_and_refuse_truncation() {
+        let payload = KafkaEnvelope::encode(("User", "alice"), "10.0.0.7:5123", b"\x00\x0f frame");
+        let e = KafkaEnvelope::decode(&payload).unwrap();
+        assert_eq!(
+            e,
+            KafkaEnvelope {
+                principal_type: "User",
+                principal_name: "alice",
+                caller: "10.0.0.7:5123",
+                frame: b"\x00\x0f frame",
+            }
+        );
+        assert!(KafkaEnvelope::decode(&payload[..5]).is_err());
+        assert!(KafkaEnvelope::decode(&[0, 9, b'U']).is_err());
+        assert!(KafkaEnvelope::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn every_kind_has_a_name_and_others_none() {
+        for kind in 0..=KIND_FIGURES {
+            assert!(internal_kind_name(kind).is_some(), "kind {kind}");
+        }
+        assert_eq!(internal_kind_name(KIND_RAFT), Some("Raft"));
+        assert_eq!(internal_kind_name(200), None);
     }
 }

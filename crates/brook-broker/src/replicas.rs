@@ -23,6 +23,17 @@ use crate::maintenance::{Maintenance, Scheduled};
 use crate::names::TopicPartition;
 use crate::partition::Partition;
 
+/// One replica's offsets and size, as the admin API shows them (and brokers send
+/// each other for it: `peer::PeerNet::figures`).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ReplicaFigures {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub size_bytes: u64,
+}
+
 /// What one [`Replicas::apply`] changed on this broker.
 #[derive(Debug, Default)]
 pub struct LeadershipDelta {
@@ -126,6 +137,22 @@ impl Replicas {
 
     pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.partitions.read().get(topic, index).cloned()
+    }
+
+    /// The figures of this broker's replica of `topic`-`index`, if it holds one
+    /// (takes the replica's lock: call on the blocking pool for many).
+    pub fn figures(&self, topic: &str, index: i32) -> Option<ReplicaFigures> {
+        let p = self.get(topic, index)?;
+        let (log_start_offset, high_watermark) = p.offsets();
+        let (size_bytes, log_end_offset) =
+            p.with_log(|log| (log.size_bytes(), log.log_end_offset()));
+        Some(ReplicaFigures {
+            log_start_offset,
+            log_end_offset,
+            high_watermark,
+            last_stable_offset: p.last_stable_offset(),
+            size_bytes,
+        })
     }
 
     /// The partitions whose periodic log work is due at `now_ms` (at most `limit`),

@@ -539,7 +539,7 @@ async fn wire(
     if let Some(e) = applier.apply(initial, ready).await {
         return Err(StartError::Storage(format!("cannot open partition: {e}")));
     }
-    let internal = quorum.map(|quorum| {
+    let internal = quorum.zip(peers).map(|(quorum, peers)| {
         Arc::new(InternalRpc {
             quorum,
             controller: controller.clone(),
@@ -547,6 +547,7 @@ async fn wire(
             txns: txns.clone(),
             groups: groups.clone(),
             shares: shares.clone(),
+            peers,
         })
     });
     let quotas = Arc::new(ClientQuotaRates::new(QuotaWindows::of(&settings)));

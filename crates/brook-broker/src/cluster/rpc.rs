@@ -27,6 +27,8 @@ pub struct InternalRpc {
     pub groups: Arc<Groups>,
     /// Share-partitions' live state, dropped when their record changes.
     pub shares: Arc<crate::shares::Shares>,
+    /// The other brokers, for the admin API's requests about what they own.
+    pub peers: Arc<crate::peer::PeerNet>,
 }
 
 impl InternalRpc {

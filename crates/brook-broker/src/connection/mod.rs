@@ -15,6 +15,7 @@
 //! when authentication succeeds; until then frames are bounded by
 //! `sasl.server.max.receive.size` and only ApiVersions and the SASL requests are taken.
 
+mod internal;
 mod sasl;
 mod throttle;
 
@@ -42,7 +43,7 @@ use crate::clock::{monotonic_ns, now_ms};
 use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
-use crate::metrics::{BrokerMetrics, RequestTimes};
+use crate::metrics::{BrokerMetrics, RequestTimes, TimedApi};
 use crate::peer;
 use crate::request_time;
 use crate::router::Services;
@@ -123,7 +124,7 @@ enum Outcome {
 /// response has been written (with `metrics.request.enable=false` no clock is read
 /// and there is none).
 struct Timed {
-    api: ApiKey,
+    api: TimedApi,
     /// When its handler started (after the header checks and decoding).
     handler_started_ns: u64,
     /// When its response was encoded.
@@ -133,6 +134,18 @@ struct Timed {
 }
 
 impl Timed {
+    /// A request answered at once, started at `handler_started_ns`, that waited on
+    /// no one (a SASL exchange).
+    fn local(api: TimedApi, handler_started_ns: u64) -> Timed {
+        Timed {
+            api,
+            handler_started_ns,
+            handled_ns: monotonic_ns(),
+            remote_ns: 0,
+            throttle_time_ms: 0,
+        }
+    }
+
     /// Records the request, received (its frame's last byte read) at `received_ns`,
     /// whose response has just been flushed.
     fn record(&self, metrics: &BrokerMetrics, received_ns: u64) {
@@ -544,20 +557,22 @@ async fn handle_frame(
     timing: bool,
 ) -> Handled {
     let frame_bytes = frame.len();
-    // Requests that never reach a handler (closed connections, SASL exchanges, internal
-    // RPCs, KIP-511 answers) are not timed.
+    // Requests that never reach a handler are timed when they are answered as Kafka
+    // times them (SASL exchanges, internal RPCs), else not (closed connections,
+    // KIP-511 answers).
+    let mut early = None;
     let Decoded {
         api,
         version,
         correlation_id,
         header,
         mut request,
-    } = match check_frame(services, peer, frame, session, sasl).await {
+    } = match check_frame(services, peer, frame, session, sasl, timing, &mut early).await {
         Ok(decoded) => decoded,
         Err(outcome) => {
             return Handled {
                 outcome,
-                timed: None,
+                timed: early,
                 delay_ms: 0,
                 mute_ms: 0,
             }
@@ -611,7 +626,7 @@ async fn handle_frame(
     let timed = handled
         .filter(|_| timing)
         .map(|(handler_started_ns, handled_ns)| Timed {
-            api,
+            api: TimedApi::Kafka(api),
             handler_started_ns,
             handled_ns,
             remote_ns,
@@ -636,13 +651,15 @@ struct Decoded {
 
 /// Checks and decodes a frame: `Err` is the outcome of a frame that goes no further
 /// (answered here, by the SASL hook or the internal RPC server, or closing the
-/// connection).
+/// connection), with its clock readings in `timed` when it is timed.
 async fn check_frame(
     services: &Services,
     peer: SocketAddr,
     frame: Bytes,
     session: &mut Arc<Session>,
     sasl: &mut Option<SaslSession>,
+    timing: bool,
+    timed: &mut Option<Timed>,
 ) -> Result<Decoded, Outcome> {
     let peek = match peek_header(&frame) {
         Ok(p) => p,
@@ -657,7 +674,11 @@ async fn check_frame(
         )));
     }
     if let (Some(s), Ok(api)) = (sasl.as_mut(), api) {
+        // Kafka times SaslHandshake and SaslAuthenticate as any request.
+        let sasl_api = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        let started_ns = (timing && sasl_api).then(monotonic_ns);
         if let Some(outcome) = sasl::intercept(s, session, peer, api, &peek, &frame, now_ms()) {
+            *timed = started_ns.map(|started| Timed::local(TimedApi::Kafka(api), started));
             return Err(outcome);
         }
     }
@@ -676,16 +697,11 @@ async fn check_frame(
         let Some(body) = frame.get(10..) else {
             return Err(Outcome::Close("truncated internal request".into()));
         };
-        return Err(match rpc.handle(body).await {
-            Ok(payload) => {
-                let mut out = BytesMut::with_capacity(8 + payload.len());
-                out.extend_from_slice(&((payload.len() + 4) as i32).to_be_bytes());
-                out.extend_from_slice(&peek.correlation_id.to_be_bytes());
-                out.extend_from_slice(&payload);
-                Outcome::Reply(out)
-            }
-            Err(reason) => Outcome::Close(reason),
-        });
+        let id = peek.correlation_id;
+        // Boxed: client requests' futures stay as small as they were (this one holds a
+        // router dispatch of its own, for the admin API's forwarded requests).
+        let served = Box::pin(internal::serve(services, rpc, id, body, timing, timed));
+        return Err(served.await);
     }
     let Ok(api) = api else {
         return Err(Outcome::Close(format!("unknown API key {}", peek.api_key)));

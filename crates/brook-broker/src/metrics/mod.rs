@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
-use kafka_protocol::messages::ApiKey;
 use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,8 +30,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-pub use requests::RequestTimes;
-use requests::{RequestFamilies, RequestHistograms, API_KEY_SLOTS};
+use requests::{RequestFamilies, RequestHistograms, REQUEST_SLOTS};
+pub use requests::{RequestTimes, TimedApi};
 use state::StateCollector;
 
 use crate::client_quotas::ClientQuotaRates;
@@ -214,7 +213,7 @@ impl BrokerMetrics {
             registry,
             requests_enabled: switches.requests,
             request_families,
-            request_times_by_key: (0..API_KEY_SLOTS).map(|_| OnceLock::new()).collect(),
+            request_times_by_key: (0..REQUEST_SLOTS).map(|_| OnceLock::new()).collect(),
             topic_families,
             topics: RwLock::default(),
             connections,
@@ -231,8 +230,8 @@ impl BrokerMetrics {
 
     /// Records where one request's time went.
     #[inline]
-    pub fn observe_request(&self, api: ApiKey, times: &RequestTimes) {
-        let Some(slot) = self.request_times_by_key.get(api as i16 as usize) else {
+    pub fn observe_request(&self, api: TimedApi, times: &RequestTimes) {
+        let Some(slot) = api.slot().and_then(|i| self.request_times_by_key.get(i)) else {
             return;
         };
         slot.get_or_init(|| self.request_families.for_api(api))

@@ -9,7 +9,44 @@ use prometheus_client::registry::Registry;
 use super::histogram::LatencyHistogram;
 
 /// API keys below this get request time histograms (Kafka's keys end in the 90s).
-pub(super) const API_KEY_SLOTS: usize = 128;
+const API_KEY_SLOTS: usize = 128;
+/// Internal RPC kinds below this get request time histograms (Brook has six).
+const INTERNAL_KIND_SLOTS: usize = 16;
+/// Request time histogram slots: every API key, then every internal RPC kind.
+pub(super) const REQUEST_SLOTS: usize = API_KEY_SLOTS + INTERNAL_KIND_SLOTS;
+
+/// What a timed request was: a Kafka API (SASL's included), or one of Brook's
+/// inter-broker RPCs on the controller listener, which are not Kafka APIs and are
+/// labelled `Internal:<Kind>` (a fixed set of kinds, so the series stay bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedApi {
+    Kafka(ApiKey),
+    /// An internal RPC kind (`peer::KIND_*`) and its name.
+    Internal {
+        kind: u8,
+        name: &'static str,
+    },
+}
+
+impl TimedApi {
+    /// Its histograms' slot; `None` beyond the slots (never for Kafka's keys).
+    #[inline]
+    pub(super) fn slot(self) -> Option<usize> {
+        let slot = match self {
+            TimedApi::Kafka(api) => usize::try_from(api as i16).ok()?,
+            TimedApi::Internal { kind, .. } => API_KEY_SLOTS + kind as usize,
+        };
+        (slot < REQUEST_SLOTS).then_some(slot)
+    }
+
+    /// The `api` label: `Produce`, `SaslAuthenticate`, `Internal:Raft`.
+    fn label(self) -> String {
+        match self {
+            TimedApi::Kafka(api) => format!("{api:?}"),
+            TimedApi::Internal { name, .. } => format!("Internal:{name}"),
+        }
+    }
+}
 
 /// Where one request's time went (Kafka's RequestMetrics), measured by the connection
 /// in nanoseconds of `clock::monotonic_ns`.
@@ -109,7 +146,7 @@ impl RequestFamilies {
             ),
             remote: family(
                 "brook_request_remote_time_seconds",
-                "Time a request waits on others: acks=all replication, fetch long-poll, parked JoinGroup/SyncGroup, offset commit replication, by API",
+                "Time a request waits on others: acks=all replication, fetch long-poll, parked JoinGroup/SyncGroup, offset commit replication, the controller and other brokers, by API",
             ),
             response_send: family(
                 "brook_request_response_send_time_seconds",
@@ -126,10 +163,8 @@ impl RequestFamilies {
         }
     }
 
-    pub(super) fn for_api(&self, api: ApiKey) -> RequestHistograms {
-        let label = ApiLabel {
-            api: format!("{api:?}"),
-        };
+    pub(super) fn for_api(&self, api: TimedApi) -> RequestHistograms {
+        let label = ApiLabel { api: api.label() };
         let get = |family: &HistogramFamily| family.get_or_create(&label).clone();
         RequestHistograms {
             queue: get(&self.queue),
@@ -194,7 +229,7 @@ mod tests {
     fn request_times_are_series_per_api_under_kafkas_parts() {
         let mut registry = Registry::default();
         let families = RequestFamilies::register(&mut registry);
-        let produce = families.for_api(ApiKey::Produce);
+        let produce = families.for_api(TimedApi::Kafka(ApiKey::Produce));
         produce.observe(&RequestTimes {
             remote_ns: 250_000_000,
             total_ns: 300_000_000,
@@ -216,5 +251,24 @@ mod tests {
         assert!(out.contains("brook_request_remote_time_seconds_sum{api=\"Produce\"} 0.25"));
         // Only APIs that were asked for have series.
         assert!(!out.contains("api=\"Fetch\""));
+    }
+
+    #[test]
+    fn internal_rpcs_have_slots_and_labels_of_their_own() {
+        let raft = TimedApi::Internal {
+            kind: 0,
+            name: "Raft",
+        };
+        assert_eq!(raft.label(), "Internal:Raft");
+        assert_eq!(raft.slot(), Some(API_KEY_SLOTS));
+        assert_ne!(raft.slot(), TimedApi::Kafka(ApiKey::Produce).slot());
+        let sasl = TimedApi::Kafka(ApiKey::SaslAuthenticate);
+        assert_eq!(sasl.label(), "SaslAuthenticate");
+        assert_eq!(sasl.slot(), Some(ApiKey::SaslAuthenticate as i16 as usize));
+        let beyond = TimedApi::Internal {
+            kind: INTERNAL_KIND_SLOTS as u8,
+            name: "Later",
+        };
+        assert_eq!(beyond.slot(), None, "no series beyond the bounded slots");
     }
 }

@@ -1,6 +1,8 @@
-//! Consumer groups this broker coordinates: list (ListGroups + DescribeGroups),
-//! describe (DescribeGroups + OffsetFetch, lag against local high watermarks), delete
-//! (DeleteGroups) and reset offsets (Kafka's `kafka-consumer-groups --reset-offsets`:
+//! The cluster's consumer groups, each read from and acted on at its coordinator
+//! (this broker, or another over the inter-broker RPC: `Kafka::send_to`): list
+//! (ListGroups + DescribeGroups on every broker), describe (DescribeGroups +
+//! OffsetFetch, lag against the partitions' high watermarks, from the leaders where
+//! this broker holds no replica), delete (DeleteGroups) and reset offsets (Kafka's `kafka-consumer-groups --reset-offsets`:
 //! only an empty group; targets from ListOffsets; written with OffsetCommit at
 //! generation -1, as AdminClient's alterConsumerGroupOffsets does).
 
@@ -27,7 +29,7 @@ use kafka_protocol::protocol::Decodable;
 use serde::{Deserialize, Serialize};
 
 use super::topics::figures_of;
-use super::{body, kafka, ok, path_param, v, ApiFailure, Kafka, State};
+use super::{body, kafka_at, ok, path_param, v, ApiFailure, Kafka, State, Unanswered};
 use crate::admin_http::limits::PeerAddr;
 use crate::handlers::{str_bytes, topic_name};
 
@@ -46,14 +48,48 @@ struct GroupSummary {
     protocol: Option<String>,
     /// `None` when the group was not described (beyond `MAX_DESCRIBED_GROUPS`).
     members: Option<usize>,
+    /// The broker coordinating the group.
+    coordinator: i32,
 }
 
+/// Every group of the cluster: each broker lists and describes the groups it
+/// coordinates (asked at once, each within `PEER_TIMEOUT`); a broker that does not
+/// answer is named in `errors` and the answer is `partial`.
 pub async fn list(
     Extract(state): Extract<State>,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
 ) -> Result<Response, ApiFailure> {
     let k = Kafka::new(&state, peer);
-    let listed = kafka!(k, ListGroups, v::LIST_GROUPS, ListGroupsRequest::default())?;
+    let brokers = k.brokers();
+    let answers =
+        futures_util::future::join_all(brokers.iter().map(|&node| list_on(&k, node))).await;
+    let mut summaries = Vec::new();
+    let mut errors = Vec::new();
+    for (node, answer) in brokers.into_iter().zip(answers) {
+        match answer {
+            Ok(listed) => summaries.extend(listed),
+            Err(e) => errors.push(Unanswered::new(node, e)),
+        }
+    }
+    summaries.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    // A group moving between coordinators may be listed by both: shown once.
+    summaries.dedup_by(|a, b| a.group_id == b.group_id);
+    ok(&serde_json::json!({
+        "groups": summaries,
+        "partial": !errors.is_empty(),
+        "errors": errors,
+    }))
+}
+
+/// The groups broker `node` coordinates, described.
+async fn list_on(k: &Kafka<'_>, node: i32) -> Result<Vec<GroupSummary>, ApiFailure> {
+    let listed = kafka_at!(
+        k,
+        node,
+        ListGroups,
+        v::LIST_GROUPS,
+        ListGroupsRequest::default()
+    )?;
     ApiFailure::check(listed.error_code, None)?;
     let mut groups = listed.groups;
     groups.sort_unstable_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -66,14 +102,14 @@ pub async fn list(
         BTreeMap::new()
     } else {
         let request = DescribeGroupsRequest::default().with_groups(ids);
-        kafka!(k, DescribeGroups, v::DESCRIBE_GROUPS, request)?
+        kafka_at!(k, node, DescribeGroups, v::DESCRIBE_GROUPS, request)?
             .groups
             .into_iter()
             .filter(|g| g.error_code == 0)
             .map(|g| (g.group_id.to_string(), g))
             .collect()
     };
-    let summaries: Vec<GroupSummary> = groups
+    Ok(groups
         .iter()
         .map(|g| {
             let d = described.get(g.group_id.as_str());
@@ -85,13 +121,19 @@ pub async fn list(
                     .map(|d| d.protocol_data.to_string())
                     .filter(|p| !p.is_empty()),
                 members: d.map(|d| d.members.len()),
+                coordinator: node,
             }
         })
-        .collect();
-    ok(&serde_json::json!({
-        "groups": summaries,
-        "coordinator": state.metadata.node_id(),
-    }))
+        .collect())
+}
+
+/// The broker coordinating `group` (the leader of its `__consumer_offsets`
+/// partition), or this one while there is none: its answer says so.
+fn coordinator(k: &Kafka<'_>, group: &str) -> i32 {
+    k.services
+        .groups
+        .coordinator_node(group)
+        .unwrap_or_else(|| k.node_id())
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +142,7 @@ struct GroupDetail {
     state: String,
     protocol_type: String,
     protocol: Option<String>,
-    /// The broker answering, which coordinates the group.
+    /// The broker coordinating the group, which answered.
     coordinator: i32,
     members: Vec<Member>,
     offsets: Vec<PartitionLag>,
@@ -131,8 +173,8 @@ struct PartitionLag {
     /// `None`: assigned, nothing committed yet.
     committed_offset: Option<i64>,
     metadata: Option<String>,
-    /// The high watermark (what `kafka-consumer-groups` calls LOG-END-OFFSET), where
-    /// this broker holds the partition.
+    /// The high watermark (what `kafka-consumer-groups` calls LOG-END-OFFSET), from
+    /// this broker's replica or the partition's leader; `None` when neither answered.
     log_end_offset: Option<i64>,
     lag: Option<i64>,
     /// The member assigned the partition, if any.
@@ -146,7 +188,8 @@ pub async fn describe(
 ) -> Result<Response, ApiFailure> {
     let group = path_param(group)?;
     let k = Kafka::new(&state, peer);
-    let g = describe_group(&k, &group).await?;
+    let node = coordinator(&k, &group);
+    let g = describe_group(&k, node, &group).await?;
     let members: Vec<Member> = g
         .members
         .iter()
@@ -158,7 +201,7 @@ pub async fn describe(
             assignment: assignment(&m.member_assignment),
         })
         .collect();
-    let committed = committed(&k, &group).await?;
+    let committed = committed(&k, node, &group).await?;
     if g.group_state.as_str() == "Dead" && members.is_empty() && committed.is_empty() {
         return Err(ApiFailure::kafka(
             ResponseError::GroupIdNotFound.code(),
@@ -181,13 +224,12 @@ pub async fn describe(
             .cloned(),
     );
     keys.sort_unstable();
-    let figures = figures_of(&state.services.replicas, keys.clone()).await?;
+    let ends = high_watermarks(&k, &keys).await?;
     let offsets: Vec<PartitionLag> = keys
         .into_iter()
-        .zip(figures)
-        .map(|(key, f)| {
+        .zip(ends)
+        .map(|(key, end)| {
             let (offset, metadata) = committed.get(&key).cloned().unzip();
-            let end = f.map(|f| f.high_watermark);
             PartitionLag {
                 lag: offset.zip(end).map(|(o, e)| (e - o).max(0)),
                 member_id: owners.get(&key).cloned(),
@@ -205,17 +247,55 @@ pub async fn describe(
         state: g.group_state.to_string(),
         protocol_type: g.protocol_type.to_string(),
         protocol,
-        coordinator: state.metadata.node_id(),
+        coordinator: node,
         members,
         total_lag: offsets.iter().filter_map(|o| o.lag).sum(),
         offsets,
     })
 }
 
-/// DescribeGroups for one group; NOT_COORDINATOR names this broker.
-async fn describe_group(k: &Kafka<'_>, group: &str) -> Result<DescribedGroup, ApiFailure> {
+/// The high watermark of each partition: from this broker's replica where it holds
+/// one, else asked of the partition's leader (ListOffsets, latest); `None` where the
+/// leader did not answer.
+async fn high_watermarks(
+    k: &Kafka<'_>,
+    keys: &[(String, i32)],
+) -> Result<Vec<Option<i64>>, ApiFailure> {
+    let local = figures_of(&k.services.replicas, keys.to_vec()).await?;
+    let mut ends: Vec<Option<i64>> = local
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.high_watermark))
+        .collect();
+    let mut elsewhere: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for ((topic, partition), end) in keys.iter().zip(&ends) {
+        if end.is_none() {
+            elsewhere.entry(topic).or_default().push(*partition);
+        }
+    }
+    for (topic, partitions) in elsewhere {
+        let Ok(found) = list_offsets(k, topic, &partitions, LATEST, false).await else {
+            continue;
+        };
+        for f in found {
+            let at = keys
+                .iter()
+                .position(|(t, p)| t == topic && *p == f.partition);
+            if let Some(end) = at.and_then(|i| ends.get_mut(i)) {
+                *end = Some(f.offset);
+            }
+        }
+    }
+    Ok(ends)
+}
+
+/// DescribeGroups for one group at its coordinator `node`.
+async fn describe_group(
+    k: &Kafka<'_>,
+    node: i32,
+    group: &str,
+) -> Result<DescribedGroup, ApiFailure> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]);
-    let g = kafka!(k, DescribeGroups, v::DESCRIBE_GROUPS, request)?
+    let g = kafka_at!(k, node, DescribeGroups, v::DESCRIBE_GROUPS, request)?
         .groups
         .into_iter()
         .next()
@@ -224,8 +304,7 @@ async fn describe_group(k: &Kafka<'_>, group: &str) -> Result<DescribedGroup, Ap
         return Err(ApiFailure::kafka(
             g.error_code,
             Some(&format!(
-                "broker {} does not coordinate group '{group}': ask its coordinator's admin API",
-                k.services.metadata.node_id()
+                "broker {node} does not coordinate group '{group}' (its coordinator is moving): retry"
             )),
         ));
     }
@@ -236,13 +315,14 @@ async fn describe_group(k: &Kafka<'_>, group: &str) -> Result<DescribedGroup, Ap
 /// The group's committed offsets (and their metadata) by partition.
 async fn committed(
     k: &Kafka<'_>,
+    node: i32,
     group: &str,
 ) -> Result<BTreeMap<(String, i32), (i64, Option<String>)>, ApiFailure> {
     let request =
         OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
             .with_group_id(GroupId(str_bytes(group)))
             .with_topics(None)]);
-    let response = kafka!(k, OffsetFetch, v::OFFSET_FETCH, request)?;
+    let response = kafka_at!(k, node, OffsetFetch, v::OFFSET_FETCH, request)?;
     ApiFailure::check(response.error_code, None)?;
     let mut out = BTreeMap::new();
     for g in response.groups {
@@ -291,7 +371,8 @@ pub async fn delete(
     let k = Kafka::new(&state, peer);
     let request =
         DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(&group))]);
-    let r = kafka!(k, DeleteGroups, v::DELETE_GROUPS, request)?
+    let node = coordinator(&k, &group);
+    let r = kafka_at!(k, node, DeleteGroups, v::DELETE_GROUPS, request)?
         .results
         .into_iter()
         .next()
@@ -341,7 +422,8 @@ pub async fn reset_offsets(
     let group = path_param(group)?;
     let b: Reset = body(&headers, bytes)?;
     let k = Kafka::new(&state, peer);
-    let g = describe_group(&k, &group).await?;
+    let node = coordinator(&k, &group);
+    let g = describe_group(&k, node, &group).await?;
     let group_state = g.group_state.as_str();
     if !matches!(group_state, "Empty" | "Dead") {
         // Kafka's tool refuses here too; the commit below would fail anyway (a
@@ -371,7 +453,7 @@ pub async fn reset_offsets(
     }
     let targets = targets(&k, &b, &partitions).await?;
     if !b.dry_run {
-        commit(&k, &group, &b.topic, &targets).await?;
+        commit(&k, node, &group, &b.topic, &targets).await?;
         tracing::info!(%group, topic = %b.topic, "admin API reset a group's offsets");
     }
     ok(&serde_json::json!({
@@ -424,9 +506,50 @@ async fn targets(
 }
 
 /// ListOffsets for `partitions` of `topic` at `timestamp` (`read_committed`: the
-/// latest offset is the last stable one).
+/// latest offset is the last stable one), each asked of the partition's leader; the
+/// answers come in the order of `partitions`.
 pub async fn list_offsets(
     k: &Kafka<'_>,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<Vec<ResetOffset>, ApiFailure> {
+    let image = k.services.metadata.image();
+    let leader = |p: i32| {
+        image
+            .topic(topic)
+            .and_then(|t| t.partitions.iter().find(|x| x.index == p))
+            .map(|x| x.leader)
+            .filter(|l| *l >= 0)
+            // No leader: this broker answers with the error.
+            .unwrap_or_else(|| k.node_id())
+    };
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for &p in partitions {
+        by_leader.entry(leader(p)).or_default().push(p);
+    }
+    let mut found = BTreeMap::new();
+    for (node, partitions) in by_leader {
+        for r in list_offsets_at(k, node, topic, &partitions, timestamp, read_committed).await? {
+            found.insert(r.partition, r.offset);
+        }
+    }
+    Ok(partitions
+        .iter()
+        .filter_map(|p| {
+            found.get(p).map(|&offset| ResetOffset {
+                partition: *p,
+                offset,
+            })
+        })
+        .collect())
+}
+
+/// ListOffsets on broker `node`.
+async fn list_offsets_at(
+    k: &Kafka<'_>,
+    node: i32,
     topic: &str,
     partitions: &[i32],
     timestamp: i64,
@@ -448,7 +571,7 @@ pub async fn list_offsets(
                     })
                     .collect(),
             )]);
-    let response = kafka!(k, ListOffsets, v::LIST_OFFSETS, request)?;
+    let response = kafka_at!(k, node, ListOffsets, v::LIST_OFFSETS, request)?;
     let mut out = Vec::with_capacity(partitions.len());
     for p in response.topics.into_iter().flat_map(|t| t.partitions) {
         if p.error_code != 0 {
@@ -468,6 +591,7 @@ pub async fn list_offsets(
 
 async fn commit(
     k: &Kafka<'_>,
+    node: i32,
     group: &str,
     topic: &str,
     targets: &[ResetOffset],
@@ -491,7 +615,7 @@ async fn commit(
                     })
                     .collect(),
             )]);
-    let response = kafka!(k, OffsetCommit, v::OFFSET_COMMIT, request)?;
+    let response = kafka_at!(k, node, OffsetCommit, v::OFFSET_COMMIT, request)?;
     for p in response.topics.iter().flat_map(|t| &t.partitions) {
         if p.error_code != 0 {
             let e = super::name_of(p.error_code);

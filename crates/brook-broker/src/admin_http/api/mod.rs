@@ -414,6 +414,124 @@ impl<'a> Kafka<'a> {
     }
 }
 
+impl Kafka<'_> {
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.services.metadata.node_id()
+    }
+
+    /// The nodes to ask for what each broker owns: every registered broker of a
+    /// cluster (fenced ones too: they may still coordinate), this one alone otherwise.
+    pub fn brokers(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = if self.services.metadata.is_cluster() {
+            self.services
+                .metadata
+                .image()
+                .brokers
+                .keys()
+                .copied()
+                .collect()
+        } else {
+            vec![]
+        };
+        if !ids.contains(&self.node_id()) {
+            ids.push(self.node_id());
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Sends a request to broker `node`: through this broker's router when it is this
+    /// broker, else over the inter-broker RPC to be run there as the same caller,
+    /// within [`PEER_TIMEOUT`]. `Err` says which broker did not answer and why.
+    pub async fn send_to(
+        &self,
+        node: i32,
+        api: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: kafka_protocol::messages::RequestKind,
+    ) -> Result<Option<router::Response>, ApiFailure> {
+        let peers = self.services.internal.as_ref().map(|i| &i.peers);
+        let Some(peers) = peers.filter(|_| node != self.node_id()) else {
+            return Ok(self.send(api, version, request).await);
+        };
+        let unreachable = |why: String| {
+            ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BROKER_UNREACHABLE",
+                format!("broker {node} did not answer {api:?}: {why}"),
+            )
+        };
+        let header = kafka_protocol::messages::RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_client_id(self.ctx.client_id.clone());
+        let frame = brook_protocol::request::encode_request(&header, &request)
+            .map_err(|e| ApiFailure::internal(e.to_string()))?;
+        let principal = &self.ctx.session.principal;
+        let answer = peers
+            .kafka(
+                node,
+                (&principal.principal_type, &principal.name),
+                self.ctx.peer,
+                &frame[4..],
+                PEER_TIMEOUT,
+            )
+            .await
+            .map_err(unreachable)?;
+        let (_, body) = brook_protocol::request::decode_response(api, version, answer)
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Some(router::Response::Kind(body)))
+    }
+}
+
+/// A broker a cluster-wide answer could not ask: the answer is partial.
+#[derive(Debug, Serialize)]
+pub struct Unanswered {
+    pub broker: i32,
+    pub error: String,
+    pub message: String,
+}
+
+impl Unanswered {
+    pub fn new(broker: i32, failure: ApiFailure) -> Self {
+        Unanswered {
+            broker,
+            error: failure.error.into_owned(),
+            message: failure.message,
+        }
+    }
+}
+
+/// How long the API waits for another broker's answer.
+pub const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `kafka_at!(k, node, DescribeGroups, 5, request)`: as [`kafka!`], on broker `node`
+/// ([`Kafka::send_to`]).
+macro_rules! kafka_at {
+    ($k:expr, $node:expr, $api:ident, $version:expr, $request:expr) => {
+        match $k
+            .send_to(
+                $node,
+                kafka_protocol::messages::ApiKey::$api,
+                $version,
+                kafka_protocol::messages::RequestKind::$api($request),
+            )
+            .await
+        {
+            Ok(Some($crate::router::Response::Kind(
+                kafka_protocol::messages::ResponseKind::$api(r),
+            ))) => Ok(r),
+            Err(e) => Err(e),
+            Ok(_) => Err($crate::admin_http::api::ApiFailure::internal(concat!(
+                stringify!($api),
+                " gave no answer"
+            ))),
+        }
+    };
+}
+use kafka_at;
+
 /// `kafka!(k, CreateTopics, 7, request)`: sends a request through [`Kafka::send`] and
 /// returns its typed response, or an internal failure if the router gave none.
 macro_rules! kafka {

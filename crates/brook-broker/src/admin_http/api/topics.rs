@@ -27,7 +27,10 @@ use kafka_protocol::messages::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{body, json, kafka, ok, path_param, v, ApiFailure, Kafka, State, KAFKA_TIMEOUT_MS};
+use super::{
+    body, json, kafka, ok, path_param, v, ApiFailure, Kafka, State, Unanswered, KAFKA_TIMEOUT_MS,
+    PEER_TIMEOUT,
+};
 use crate::access::Op;
 use crate::admin_http::limits::PeerAddr;
 use crate::handlers::{str_bytes, topic_name};
@@ -40,29 +43,65 @@ const OP_DELETE: i8 = 1;
 /// Most config changes, records deletions or partitions one action may name.
 const MAX_ITEMS_PER_ACTION: usize = 1_000;
 
-/// One local replica's offsets and size (`None` in JSON where this broker holds no
-/// replica of the partition).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Figures {
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
-    pub high_watermark: i64,
-    pub last_stable_offset: i64,
-    pub size_bytes: u64,
-}
+/// One replica's offsets and size (`None` in JSON where neither this broker nor the
+/// partition's leader gave them).
+pub use crate::replicas::ReplicaFigures as Figures;
 
 /// Reads a replica's figures (takes its lock: call on the blocking pool for many).
 pub fn figures(replicas: &Replicas, topic: &str, index: i32) -> Option<Figures> {
-    let p = replicas.get(topic, index)?;
-    let (log_start_offset, high_watermark) = p.offsets();
-    let (size_bytes, log_end_offset) = p.with_log(|log| (log.size_bytes(), log.log_end_offset()));
-    Some(Figures {
-        log_start_offset,
-        log_end_offset,
-        high_watermark,
-        last_stable_offset: p.last_stable_offset(),
-        size_bytes,
-    })
+    replicas.figures(topic, index)
+}
+
+/// Figures of every partition named, cluster-wide: this broker's replica where it
+/// holds one, else the leader's (each leader asked once, all at once, within
+/// `PEER_TIMEOUT`); the brokers that did not answer are the second part.
+pub async fn cluster_figures(
+    k: &Kafka<'_>,
+    wanted: Vec<(String, i32)>,
+) -> Result<(Vec<Option<Figures>>, Vec<Unanswered>), ApiFailure> {
+    let mut found = figures_of(&k.services.replicas, wanted.clone()).await?;
+    let peers = k.services.internal.as_ref().map(|i| &i.peers);
+    let Some(peers) = peers else {
+        return Ok((found, vec![]));
+    };
+    let image = k.services.metadata.image();
+    let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, ((topic, index), f)) in wanted.iter().zip(&found).enumerate() {
+        let leader = image
+            .topic(topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.index == *index))
+            .map_or(-1, |p| p.leader);
+        if f.is_none() && leader >= 0 && leader != k.node_id() {
+            by_leader.entry(leader).or_default().push(i);
+        }
+    }
+    let asks = by_leader.iter().map(|(&node, at)| {
+        let partitions: Vec<(String, i32)> = at.iter().map(|&i| wanted[i].clone()).collect();
+        async move {
+            let answer = peers.figures(node, &partitions, PEER_TIMEOUT).await;
+            let figures = answer.and_then(|bytes| {
+                serde_json::from_slice::<Vec<Option<Figures>>>(&bytes)
+                    .map_err(|e| format!("bad figures from broker {node}: {e}"))
+            });
+            (node, figures)
+        }
+    });
+    let mut unanswered = Vec::new();
+    for (node, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(figures) => {
+                for (&i, f) in by_leader[&node].iter().zip(figures) {
+                    found[i] = f;
+                }
+            }
+            Err(message) => unanswered.push(Unanswered {
+                broker: node,
+                error: "BROKER_UNREACHABLE".into(),
+                message,
+            }),
+        }
+    }
+    Ok((found, unanswered))
 }
 
 /// Figures of every partition named, read on the blocking pool.
@@ -114,21 +153,20 @@ pub async fn list(
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.index)))
         .collect();
-    let mut found = figures_of(&state.services.replicas, wanted)
-        .await?
-        .into_iter();
+    let (found, errors) = cluster_figures(&k, wanted).await?;
+    let mut found = found.into_iter();
     let summaries: Vec<TopicSummary> = topics
         .iter()
         .map(|t| {
-            let local: Vec<Figures> = found.by_ref().take(t.partitions.len()).flatten().collect();
+            let known: Vec<Figures> = found.by_ref().take(t.partitions.len()).flatten().collect();
             TopicSummary {
                 name: t.name.clone(),
                 topic_id: t.topic_id.to_string(),
                 internal: t.internal,
                 partitions: t.partitions.len(),
                 replication_factor: t.replication_factor,
-                size_bytes: local.iter().map(|f| f.size_bytes).sum(),
-                messages: local
+                size_bytes: known.iter().map(|f| f.size_bytes).sum(),
+                messages: known
                     .iter()
                     .map(|f| (f.high_watermark - f.log_start_offset).max(0))
                     .sum(),
@@ -141,7 +179,11 @@ pub async fn list(
             }
         })
         .collect();
-    ok(&serde_json::json!({ "topics": summaries }))
+    ok(&serde_json::json!({
+        "topics": summaries,
+        "partial": !errors.is_empty(),
+        "errors": errors,
+    }))
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +194,9 @@ struct TopicDetail {
     replication_factor: i16,
     partitions: Vec<PartitionDetail>,
     configs: Vec<ConfigEntry>,
+    /// Whether a leader did not give its figures (named in `errors`).
+    partial: bool,
+    errors: Vec<Unanswered>,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,9 +206,9 @@ struct PartitionDetail {
     leader_epoch: i32,
     replicas: Vec<i32>,
     isr: Vec<i32>,
-    /// This broker's replica, if it holds one.
+    /// This broker's replica's, if it holds one, else the leader's.
     #[serde(flatten)]
-    local: Option<Figures>,
+    figures: Option<Figures>,
 }
 
 /// One topic config as DescribeConfigs gives it.
@@ -216,21 +261,21 @@ pub async fn describe(
         .iter()
         .map(|p| (name.clone(), p.index))
         .collect();
-    let local = figures_of(&state.services.replicas, wanted).await?;
+    let k = Kafka::new(&state, peer);
+    let (figures, errors) = cluster_figures(&k, wanted).await?;
     let partitions = topic
         .partitions
         .iter()
-        .zip(local)
-        .map(|(p, local)| PartitionDetail {
+        .zip(figures)
+        .map(|(p, figures)| PartitionDetail {
             partition: p.index,
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
-            local,
+            figures,
         })
         .collect();
-    let k = Kafka::new(&state, peer);
     let request =
         DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
@@ -266,6 +311,8 @@ pub async fn describe(
         replication_factor: topic.replication_factor,
         partitions,
         configs,
+        partial: !errors.is_empty(),
+        errors,
     })
 }
 
@@ -581,12 +628,12 @@ mod tests {
             leader_epoch: 0,
             replicas: vec![2, 3],
             isr: vec![2],
-            local: None,
+            figures: None,
         };
         let v = serde_json::to_value(&p).unwrap();
         assert!(v.get("high_watermark").is_none(), "{v}");
         let p = PartitionDetail {
-            local: Some(Figures {
+            figures: Some(Figures {
                 log_start_offset: 1,
                 log_end_offset: 5,
                 high_watermark: 4,

@@ -414,14 +414,15 @@ function messagesTab(el, t) {
 // ---------------------------------------------------------------- consumer groups
 
 async function groupsPage() {
-  const { groups } = await api("/groups");
+  const { groups, errors = [] } = await api("/groups");
   const rows = groups.map((g) => `<tr data-test="group-row" data-group="${esc(g.group_id)}">
     <td><a href="#/group/${encodeURIComponent(g.group_id)}">${esc(g.group_id)}</a></td>
     <td>${stateBadge(g.state)}</td><td>${esc(g.protocol_type || "–")}</td><td>${esc(g.protocol ?? "–")}</td>
-    <td class="num">${g.members ?? "–"}</td></tr>`);
+    <td class="num">${g.members ?? "–"}</td><td class="num">${g.coordinator}</td></tr>`);
+  const missing = errors.map((e) => `<p class="warn" data-test="partial">Broker ${e.broker} did not answer: ${esc(e.message)}</p>`).join("");
   view().innerHTML = `<h1>Consumer groups</h1>
-    <p class="muted">Groups this broker coordinates.</p>
-    ${table(["Group", "State", "Protocol type", "Assignor", "#Members"], rows, 'id="groups"')}`;
+    <p class="muted">Every group of the cluster, each from the broker coordinating it.</p>${missing}
+    ${table(["Group", "State", "Protocol type", "Assignor", "#Members", "Coordinator"], rows, 'id="groups"')}`;
 }
 
 async function groupPage(id) {
