@@ -419,3 +419,52 @@ def test_an_encrypted_keystore_key_is_opened_with_ssl_key_password(tls_broker, c
         with pytest.raises(Exception) as failed:
             tls_broker(**{"ssl.keystore.location": str(keystore), **settings})
         assert expected in str(failed.value), failed.value
+
+
+def test_admin_listener_names_its_caller_by_client_certificate(brook_factory, certs):
+    """`admin.authentication=mtls` on an https admin listener with `ssl.client.auth`:
+    the caller is the client certificate's principal, as on a Kafka SSL listener, so
+    ACLs judge the API's actions as that user's; no certificate gets 401."""
+    import urllib.error
+    import urllib.request
+
+    b = brook_factory({
+        "admin.listeners": "https://127.0.0.1:0",
+        "admin.authentication": "mtls",
+        "listener.name.admin.ssl.keystore.location": str(certs / "server.keystore.pem"),
+        "listener.name.admin.ssl.truststore.location": str(certs / "ca.pem"),
+        "listener.name.admin.ssl.client.auth": "requested",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{CLIENT_DN}",
+    })
+    url = b.admin_url
+
+    def call(path, *, cert=True, body=None):
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        if cert:
+            ctx.load_cert_chain(certs / "client.crt", certs / "client.key")
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json",
+                                              "x-brook-request": "1"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    # The certificate's principal is the super user: it may create a topic.
+    status, body = call("/api/v1/topics", body={"name": "mtls-made", "partitions": 1})
+    assert status in (200, 201), (status, body)
+    status, body = call("/api/v1/topics")
+    assert status == 200 and b"mtls-made" in body, body
+    # No certificate: 401 (health stays open).
+    assert call("/api/v1/topics", cert=False)[0] == 401
+    assert call("/health", cert=False)[0] == 200
+
+    # mtls needs client authentication on an https listener: a start error otherwise.
+    bad = brook_factory({"admin.listeners": "http://127.0.0.1:0",
+                         "admin.authentication": "mtls"}, start=False)
+    with pytest.raises(Exception):
+        bad.start(timeout=10)
+    assert "needs an https://" in bad.log_path.read_text()

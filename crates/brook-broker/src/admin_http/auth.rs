@@ -2,6 +2,11 @@
 //!
 //! - `none` (the default): every request runs as `User:ANONYMOUS`, so with an
 //!   authorizer the API may do and see only what ACLs grant `User:ANONYMOUS`.
+//! - `mtls` (an `https` admin listener with `ssl.client.auth`): every request but
+//!   `/health` and `/ready` needs a client certificate and runs as its principal
+//!   (`User:` + its subject DN, mapped by `ssl.principal.mapping.rules`), as on a Kafka
+//!   SSL listener; without one it gets 401. With `none`, a client certificate sent
+//!   anyway names the caller too.
 //! - `basic`: every request but `/health` and `/ready` carries HTTP Basic credentials,
 //!   checked against the cluster's SCRAM credentials (the users
 //!   `kafka-configs --alter --entity-type users --add-config 'SCRAM-SHA-256=[...]'`
@@ -18,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +33,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::limits::PeerAddr;
 use super::AdminState;
 pub use crate::config::AdminAuth;
 use crate::sasl::scram::credential_from_password;
@@ -129,10 +135,32 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if state.auth == AdminAuth::None || path == "/health" || path == "/ready" {
+    if path == "/health" || path == "/ready" {
         return CALLER
             .scope(KafkaPrincipal::anonymous(), next.run(request))
             .await;
+    }
+    // An https client's certificate names it, as on a Kafka SSL listener.
+    let certificate = request
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .and_then(|info| info.0 .1.clone());
+    match (state.auth, certificate) {
+        (AdminAuth::None, principal) => {
+            let principal = principal.unwrap_or_else(KafkaPrincipal::anonymous);
+            return CALLER.scope(principal, next.run(request)).await;
+        }
+        (AdminAuth::Mtls, Some(principal)) => {
+            return CALLER.scope(principal, next.run(request)).await;
+        }
+        (AdminAuth::Mtls, None) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "a client certificate is required\n",
+            )
+                .into_response();
+        }
+        (AdminAuth::Basic, _) => {}
     }
     let Some((user, password)) = basic_credentials(request.headers()) else {
         return challenge();
@@ -169,6 +197,7 @@ mod tests {
         h.insert(header::AUTHORIZATION, header("Basic OnB3"));
         assert_eq!(basic_credentials(&h), None);
         assert_eq!(AdminAuth::parse("BASIC"), Ok(AdminAuth::Basic));
+        assert_eq!(AdminAuth::parse("mTLS"), Ok(AdminAuth::Mtls));
         assert!(AdminAuth::parse("digest").is_err());
     }
 

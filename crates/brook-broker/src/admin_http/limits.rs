@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::api::ApiFailure;
+use crate::session::KafkaPrincipal;
 use crate::tls::ServerTls;
 
 /// Connections the admin listener holds at once; more wait in the kernel's backlog.
@@ -118,15 +119,16 @@ async fn accept_loop(
                 continue;
             }
         };
-        let io = |stream| LimitedIo {
+        let io = |stream, principal| LimitedIo {
             stream,
+            principal,
             idle: Box::pin(tokio::time::sleep(CONNECTION_IDLE)),
             _permit: permit,
         };
         match &tls {
             None => {
                 if ready
-                    .send((io(AdminStream::Plain(stream)), addr))
+                    .send((io(AdminStream::Plain(stream), None), addr))
                     .await
                     .is_err()
                 {
@@ -135,14 +137,26 @@ async fn accept_loop(
             }
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-                let ready = ready.clone();
+                let (ready, tls) = (ready.clone(), tls.clone());
                 tokio::spawn(async move {
                     let handshake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     match handshake {
                         Ok(Ok(stream)) => {
+                            let principal = match stream.get_ref().1.peer_certificates() {
+                                Some(certs) if !certs.is_empty() => {
+                                    match tls.principal(Some(certs)) {
+                                        Ok(p) => Some(p),
+                                        Err(e) => {
+                                            tracing::info!(%addr, "admin listener: client certificate refused: {e}");
+                                            return;
+                                        }
+                                    }
+                                }
+                                _ => None,
+                            };
                             let _ = ready
-                                .send((io(AdminStream::Tls(Box::new(stream))), addr))
+                                .send((io(AdminStream::Tls(Box::new(stream)), principal), addr))
                                 .await;
                         }
                         Ok(Err(e)) => {
@@ -224,13 +238,14 @@ impl AsyncWrite for AdminStream {
     }
 }
 
-/// The remote address of an admin connection (axum's `ConnectInfo`).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+/// The remote address of an admin connection (axum's `ConnectInfo`), and on an https
+/// listener the principal of the client's certificate, if it sent one.
+#[derive(Debug, Clone)]
+pub struct PeerAddr(pub SocketAddr, pub Option<KafkaPrincipal>);
 
 impl Connected<IncomingStream<'_, BoundedListener>> for PeerAddr {
     fn connect_info(stream: IncomingStream<'_, BoundedListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
+        PeerAddr(*stream.remote_addr(), stream.io().principal.clone())
     }
 }
 
@@ -238,6 +253,8 @@ impl Connected<IncomingStream<'_, BoundedListener>> for PeerAddr {
 /// idle for [`CONNECTION_IDLE`].
 pub struct LimitedIo {
     stream: AdminStream,
+    /// The client certificate's principal (https with a client certificate).
+    principal: Option<KafkaPrincipal>,
     idle: Pin<Box<Sleep>>,
     _permit: Option<OwnedSemaphorePermit>,
 }

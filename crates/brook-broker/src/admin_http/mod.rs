@@ -126,11 +126,23 @@ pub async fn bind(config: &BrokerConfig) -> Result<Option<AdminListener>, AdminB
     let Some(spec) = spec else {
         return Ok(None);
     };
+    if !spec.tls && AdminAuth::parse(&settings.admin_authentication) == Ok(AdminAuth::Mtls) {
+        return Err(AdminBindError::Tls(
+            "admin.authentication=mtls needs an https:// admin listener".into(),
+        ));
+    }
     let tls = if spec.tls {
         let tls = TlsSettings::resolve(raw, ADMIN_LISTENER_NAME).map_err(AdminBindError::Tls)?;
         if !tls.has_keystore() {
             return Err(AdminBindError::Tls(
                 "set listener.name.admin.ssl.keystore.location (or ssl.keystore.location)".into(),
+            ));
+        }
+        if AdminAuth::parse(&settings.admin_authentication) == Ok(AdminAuth::Mtls)
+            && tls.client_auth == crate::tls::ClientAuth::None
+        {
+            return Err(AdminBindError::Tls(
+                "admin.authentication=mtls needs listener.name.admin.ssl.client.auth=required (or requested) and a truststore".into(),
             ));
         }
         Some(Arc::new(ServerTls::new(tls).map_err(AdminBindError::Tls)?))

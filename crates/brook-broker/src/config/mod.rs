@@ -688,6 +688,7 @@ pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.Stan
 pub enum AdminAuth {
     None,
     Basic,
+    Mtls,
 }
 
 impl AdminAuth {
@@ -695,7 +696,8 @@ impl AdminAuth {
         match value.trim().to_ascii_lowercase().as_str() {
             "" | "none" => Ok(AdminAuth::None),
             "basic" => Ok(AdminAuth::Basic),
-            other => Err(format!("expected none or basic, not '{other}'")),
+            "mtls" => Ok(AdminAuth::Mtls),
+            other => Err(format!("expected none, basic or mtls, not '{other}'")),
         }
     }
 }

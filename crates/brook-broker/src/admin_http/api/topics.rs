@@ -246,7 +246,7 @@ pub async fn describe(
 ) -> Result<Response, ApiFailure> {
     let name = path_param(name)?;
     let image = state.metadata.image();
-    if !Kafka::new(&state, peer).may(&image, Op::Describe, ResourceType::Topic, &name) {
+    if !Kafka::new(&state, peer.clone()).may(&image, Op::Describe, ResourceType::Topic, &name) {
         return Err(ApiFailure::kafka(
             kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code(),
             None,
