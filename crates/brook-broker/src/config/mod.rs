@@ -683,22 +683,44 @@ fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
 /// `authorizer.class.name` that turns ACLs on (Kafka's KRaft authorizer).
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
-/// `admin.authentication`: who calls the admin listener (see `admin_http::auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminAuth {
-    None,
-    Basic,
-    Mtls,
+/// `admin.authentication`: who calls the admin listener (see `admin_http::auth`):
+/// `none`, or a comma-separated list of `basic`, `bearer` and `mtls`, any one of which
+/// lets a caller in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdminAuth {
+    /// HTTP Basic: SCRAM users and the admin listener's PLAIN users.
+    pub basic: bool,
+    /// HTTP Bearer: a JWT, validated as the admin listener's OAUTHBEARER would.
+    pub bearer: bool,
+    /// A client certificate (an `https` listener with `ssl.client.auth`).
+    pub mtls: bool,
 }
 
 impl AdminAuth {
     pub fn parse(value: &str) -> Result<Self, String> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "" | "none" => Ok(AdminAuth::None),
-            "basic" => Ok(AdminAuth::Basic),
-            "mtls" => Ok(AdminAuth::Mtls),
-            other => Err(format!("expected none, basic or mtls, not '{other}'")),
+        let value = value.trim().to_ascii_lowercase();
+        let mut auth = AdminAuth::default();
+        if value.is_empty() || value == "none" {
+            return Ok(auth);
         }
+        for method in value.split(',').map(str::trim) {
+            match method {
+                "basic" => auth.basic = true,
+                "bearer" => auth.bearer = true,
+                "mtls" => auth.mtls = true,
+                other => {
+                    return Err(format!(
+                        "expected none, or a comma-separated list of basic, bearer and mtls; not '{other}'"
+                    ))
+                }
+            }
+        }
+        Ok(auth)
+    }
+
+    /// `none`: every caller is let in (named by its certificate if it sends one).
+    pub fn is_none(self) -> bool {
+        self == AdminAuth::default()
     }
 }
 

@@ -227,7 +227,14 @@ pub async fn serve<R, W>(
             mute_ms,
         } = match sasl.as_mut().filter(|s| s.raw_tokens()) {
             Some(s) => Handled {
-                outcome: sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
+                outcome: sasl::raw_token(
+                    &services.metrics,
+                    s,
+                    &mut session,
+                    peer,
+                    &frame,
+                    now_ms(),
+                ),
                 timed: None,
                 delay_ms: 0,
                 mute_ms: 0,
@@ -677,7 +684,16 @@ async fn check_frame(
         // Kafka times SaslHandshake and SaslAuthenticate as any request.
         let sasl_api = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         let started_ns = (timing && sasl_api).then(monotonic_ns);
-        if let Some(outcome) = sasl::intercept(s, session, peer, api, &peek, &frame, now_ms()) {
+        if let Some(outcome) = sasl::intercept(
+            &services.metrics,
+            s,
+            session,
+            peer,
+            api,
+            &peek,
+            &frame,
+            now_ms(),
+        ) {
             *timed = started_ns.map(|started| Timed::local(TimedApi::Kafka(api), started));
             return Err(outcome);
         }
