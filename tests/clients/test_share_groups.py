@@ -254,6 +254,71 @@ def test_delivery_count_limit_archives(brook, consumers):
     assert sorted({n for _, _, n in c.deliveries()}) == list(range(1, DELIVERY_LIMIT + 1))
 
 
+def test_renew_keeps_records_from_redelivery(brook, consumers):
+    """KIP-1222, ShareFetch/ShareAcknowledge v2: a member that RENEWs the records it
+    holds (explicit mode, AcknowledgeType.RENEW) keeps them past the lock duration, three
+    times over: another member of the group never gets them, and the holder finally
+    accepts them at their first delivery count. Without renewal (the `hold` test above)
+    they come back to the other member after one lock duration."""
+    topic, group = unique_topic("sharerenew"), unique_topic("grenew")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    hold_ms = 3 * LOCK_MS
+    a = start(consumers, brook.bootstrap, group, topic, "renew", f"probe.renew.ms={hold_ms}")
+    produce_range(brook.bootstrap, topic, 0, 5, batch=5)
+    wait_until(lambda: {o for o in a.offsets()} == set(range(5)), 30,
+               what=f"records taken\n{a.describe()}")
+    renewing_since = time.monotonic()
+    b = start(consumers, brook.bootstrap, group, topic, "accept")
+    # Past the renewals: the holder accepts, and nothing was ever redelivered.
+    wait_until(lambda: time.monotonic() - renewing_since > hold_ms / 1000 + LOCK_MS / 1000,
+               hold_ms / 1000 + 10, what="renewal period over")
+    renewals = Counter(int(l.split()[2]) for l in a.lines if l.startswith("RENEW "))
+    assert set(renewals) == set(range(5)) and min(renewals.values()) >= 4, renewals
+    assert a.deliveries() == [(0, o, 1) for o in range(5)], a.describe()
+    assert b.deliveries() == [], b.describe()
+    assert not a.problems() and not b.problems(), a.describe() + b.describe()
+    # Accepted, they never come back; the group goes on with new records.
+    produce_range(brook.bootstrap, topic, 5, 5, batch=5)
+    wait_until(lambda: len(set(a.offsets()) | set(b.offsets())) >= 10, 30,
+               what=f"new records\n{a.describe()}\n{b.describe()}")
+    time.sleep(LOCK_MS / 1000 + 1)
+    assert sorted(a.offsets() + b.offsets()) == list(range(10)), a.describe() + b.describe()
+
+
+@pytest.mark.parametrize("mode", ["record_limit", "batch_optimized"])
+def test_share_acquire_mode(brook, consumers, mode):
+    """KIP-1206, ShareFetch v2's acquire mode: 20 records in one batch, a member with
+    `max.poll.records=3` takes one poll's worth and holds it. With
+    `share.acquire.mode=record_limit` it acquired at most 3, so another member gets the
+    other 17 at their first delivery, never more than 3 per poll. With
+    `batch_optimized` (the default) the broker acquires whole batches: the first poll
+    has all 20 (the Java client hands over what was acquired), and the other member
+    gets them only once the lock expired, at delivery count 2."""
+    topic, group = unique_topic("sharemode"), unique_topic("gmode")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    produce_range(brook.bootstrap, topic, 0, 20, batch=20)
+    cfg = (f"share.acquire.mode={mode}", "max.poll.records=3")
+    holder = start(consumers, brook.bootstrap, group, topic, "hold", *cfg)
+    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    held = set(holder.offsets())
+    if mode == "record_limit":
+        assert 1 <= len(held) <= 3, holder.describe()
+    else:
+        assert held == set(range(20)), holder.describe()
+    other = start(consumers, brook.bootstrap, group, topic, "accept", *cfg)
+    rest = set(range(20)) - held if mode == "record_limit" else held
+    wait_until(lambda: set(other.offsets()) >= rest, LOCK_MS / 1000 + 20,
+               what=f"the other records\n{other.describe()}")
+    counts = {o: c for _, o, c in other.deliveries() if o in rest}
+    polls = [int(l.split()[1]) for l in other.lines if l.startswith("POLL ")]
+    if mode == "record_limit":
+        assert set(counts.values()) == {1}, counts
+        assert polls and max(polls) <= 3, polls
+    else:
+        assert set(counts.values()) == {2}, counts
+    assert not other.problems(), other.describe()
+
+
 def test_acknowledged_records_stay_acknowledged_across_a_crash(brook, consumers):
     """kill -9 the broker after some records were accepted and others taken but not
     acknowledged: after the restart the accepted ones never come back and the others
