@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import pytest
 
-from kafka_helpers import (assert_all_delivered, create_topic, produce_all, producer,
-                           unique_topic, wait_until)
+from kafka_helpers import (admin_client, assert_all_delivered, create_topic, produce_all,
+                           producer, unique_topic, wait_until)
 from test_cluster_tools import JVM, kafka_jars
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -606,6 +606,126 @@ def test_share_requests_from_a_non_member_are_refused(brook, consumers):
     other = unique_topic("gnone")
     body = fetch(0).replace(compact_string(group), compact_string(other), 1)
     assert raw_share_request(port, 78, body)[0] == 25
+
+
+def share_call(s, api_key: int, version: int, body: bytes, cid: int):
+    """One request on an open connection; the response body as a Reader past the
+    throttle time."""
+    from kafka_wire import Reader, frame, header_v2, read_response
+    s.sendall(frame(header_v2(api_key, version, cid) + body))
+    r = Reader(read_response(s, cid, flexible_header=True))
+    r.i32()  # throttle_time_ms
+    return r
+
+
+def parse_share_fetch(r) -> tuple[int, int, dict[int, tuple[int, int, list]]]:
+    """ShareFetch v1/v2 response past the throttle time: (error, lock timeout,
+    {partition: (error, acknowledge error, [(first, last, delivery count)])})."""
+    error, _ = r.i16(), r.compact_string()
+    lock_ms = r.i32()
+    parts = {}
+    for _ in range(r.uvarint() - 1):
+        r.take(16)
+        for _ in range(r.uvarint() - 1):
+            index, perr, _ = r.i32(), r.i16(), r.compact_string()
+            aerr, _ = r.i16(), r.compact_string()
+            r.i32(), r.i32(), r.tags()  # current leader
+            n = r.uvarint()
+            if n:
+                r.take(n - 1)  # records
+            acquired = []
+            for _ in range(r.uvarint() - 1):
+                acquired.append((r.i64(), r.i64(), r.i16()))
+                r.tags()
+            r.tags()
+            parts[index] = (perr, aerr, acquired)
+        r.tags()
+    return error, lock_ms, parts
+
+
+def test_renew_and_acquire_mode_on_the_wire(brook):
+    """ShareFetch/ShareAcknowledge v2 frames: record_limit stops mid-batch at
+    max_records; a RENEW of held records answers the lock duration; RENEW of records
+    not acquired by the member is INVALID_RECORD_STATE (121); RENEW in a v1 request and
+    an unknown acquire mode are INVALID_REQUEST (42), as is a renewing ShareFetch that
+    also asks for records."""
+    from confluent_kafka import TopicCollection
+    from kafka_wire import compact_array, compact_string, connect, i8, i16, i32, i64, uvarint
+    topic, group = unique_topic("sharewire"), unique_topic("gwire")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    admin = admin_client(brook.bootstrap)
+    tid = admin.describe_topics(TopicCollection([topic]))[topic].result(10).topic_id
+    topic_id = (tid.get_most_significant_bits().to_bytes(8, "big", signed=True)
+                + tid.get_least_significant_bits().to_bytes(8, "big", signed=True))
+    member = "RAWRAWRAWRAWRAWRAWRAWw"
+    tags = uvarint(0)
+    s = connect(brook.port)
+    cid = iter(range(1, 1000))
+    try:
+        hb = (compact_string(group) + compact_string(member) + i32(0) + uvarint(0)
+              + compact_array([compact_string(topic)]) + tags)
+        r = share_call(s, 76, 1, hb, next(cid))
+        assert r.i16() == 0, r.compact_string()
+
+        def fetch(version, epoch, max_records=0, mode=0, renew=False, wait=0, max_bytes=0,
+                  acks=()):
+            v2 = i8(mode) + i8(1 if renew else 0) if version >= 2 else b""
+            batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
+                                     for f, l, t in acks])
+            part = compact_array([i32(0) + batches + tags])
+            body = (compact_string(group) + compact_string(member) + i32(epoch) + i32(wait)
+                    + i32(0 if renew else 1) + i32(max_bytes) + i32(max_records)
+                    + i32(max_records) + v2 + compact_array([topic_id + part + tags])
+                    + compact_array([]) + tags)
+            return parse_share_fetch(share_call(s, 78, version, body, next(cid)))
+
+        def ack(version, epoch, acks, renew=False):
+            batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
+                                     for f, l, t in acks])
+            body = (compact_string(group) + compact_string(member) + i32(epoch)
+                    + (i8(1 if renew else 0) if version >= 2 else b"")
+                    + compact_array([topic_id + compact_array([i32(0) + batches + tags]) + tags])
+                    + tags)
+            r = share_call(s, 79, version, body, next(cid))
+            error, _ = r.i16(), r.compact_string()
+            lock_ms = r.i32() if version >= 2 else None
+            codes = []
+            for _ in range(r.uvarint() - 1):
+                r.take(16)
+                for _ in range(r.uvarint() - 1):
+                    r.i32()
+                    codes.append(r.i16())
+                    r.compact_string(), r.i32(), r.i32(), r.tags(), r.tags()
+                r.tags()
+            return error, lock_ms, codes
+
+        # Opens the session; the share-partition starts at the (empty) log's end.
+        assert fetch(2, 0, max_records=3, mode=1, max_bytes=1 << 20)[0] == 0
+        produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+        error, lock_ms, parts = fetch(2, 1, max_records=3, mode=1, wait=5000,
+                                      max_bytes=1 << 20)
+        assert (error, lock_ms) == (0, LOCK_MS)
+        assert parts[0][2] == [(0, 2, 1)], parts  # record_limit: 3 of the batch's 10
+        assert ack(2, 2, [(0, 2, 4)], renew=True) == (0, LOCK_MS, [0])
+        # Renewing ShareFetch: acknowledgements only, nothing acquired.
+        error, _, parts = fetch(2, 3, renew=True, acks=[(1, 1, 4)])
+        assert error == 0 and parts[0][1] == 0 and parts[0][2] == [], parts
+        # Records 3.. were never acquired; 10 is past the end.
+        assert ack(2, 4, [(3, 3, 4)], renew=True)[2] == [121]
+        assert ack(2, 5, [(2, 10, 4)], renew=True)[2] == [121]
+        # v1 has no RENEW.
+        assert ack(1, 6, [(0, 0, 4)])[2] == [42]
+        # A renewing fetch that asks for records; an unknown acquire mode.
+        assert fetch(2, 7, max_records=3, renew=True, wait=100, max_bytes=1 << 20,
+                     acks=[(0, 0, 4)])[0] == 42
+        assert fetch(2, 7, max_records=3, mode=5, max_bytes=1 << 20)[0] == 42
+        # The refused requests changed nothing: 0..2 are still held, accepted now, and
+        # batch_optimized takes the rest of the batch though max_records is 2.
+        assert ack(2, 7, [(0, 2, 1)]) == (0, LOCK_MS, [0])
+        error, _, parts = fetch(2, 8, max_records=2, mode=0, wait=5000, max_bytes=1 << 20)
+        assert error == 0 and parts[0][2] == [(3, 9, 1)], parts
+    finally:
+        s.close()
 
 
 @pytest.mark.deadline(240)
