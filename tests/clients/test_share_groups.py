@@ -22,7 +22,7 @@ from functools import lru_cache
 import pytest
 
 from kafka_helpers import (admin_client, assert_all_delivered, create_topic, produce_all,
-                           producer, unique_topic, wait_until)
+                           producer, unique_topic, wait_until, watermarks)
 from test_cluster_tools import JVM, kafka_jars
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -756,6 +756,41 @@ def test_share_group_offsets_in_a_cluster(cluster):
         time.sleep(1)
         assert Counter(p for p, _, _ in b.deliveries()) == ends, b.describe()
         assert all(n == 1 for _, _, n in b.deliveries())
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
+
+
+@pytest.mark.deadline(240)
+def test_share_group_lag_in_a_cluster(cluster):
+    """DescribeShareGroupOffsets v1's lag counts to the high watermark of the
+    partition's leader, also where the group's coordinator has no replica of it (a
+    topic with one replica per partition): the coordinator asks the leader."""
+    topic = unique_topic("sharelag")
+    cluster.create_topic(topic, partitions=3, replication_factor=1)
+    leaders = {p: cluster.wait_for_leader(topic, p)[0] for p in range(3)}
+    made: list[ShareConsumer] = []
+    try:
+        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
+        warm.stop()
+        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
+                           for p in range(OFFSETS_PARTITIONS)}
+        group = next(g for g in (unique_topic("glag") for _ in range(100))
+                     if offsets_leaders[coordinator_partition(g)] != leaders[0])
+        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        wait_until(lambda: len(a.deliveries()) >= 30, 60, what=f"records\n{a.describe()}")
+        a.stop()
+        wait_empty(cluster.bootstrap, group)
+        produce_range(cluster.bootstrap, topic, 30, 12, batch=1)
+        ends = {p: watermarks(cluster.bootstrap, topic, p)[1] for p in range(3)}
+        listed = start_offsets(cluster.bootstrap, group)
+        lags = {p: v[2] for (_, p), v in listed.items()}
+        starts = {p: v[0] for (_, p), v in listed.items()}
+        assert set(lags) == set(ends), listed
+        assert lags == {p: ends[p] - starts[p] for p in lags}, (listed, ends)
+        assert sum(lags.values()) == 12, (listed, ends)
     finally:
         for c in made:
             if c.proc.poll() is None:

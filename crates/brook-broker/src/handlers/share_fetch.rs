@@ -501,13 +501,13 @@ pub async fn acknowledge_request(
         // v2: the lock a RENEW restarted lasts this long (the client times its records).
         .with_acquisition_lock_timeout_ms(shares.lock_duration_ms())
         .with_responses(
-        by_topic
-            .into_iter()
-            .map(|(topic, partitions)| {
-                ShareAcknowledgeTopicResponse::default()
-                    .with_topic_id(topic)
-                    .with_partitions(partitions)
-            })
-            .collect(),
-    )
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    ShareAcknowledgeTopicResponse::default()
+                        .with_topic_id(topic)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
 }

@@ -215,7 +215,9 @@ fn renew_keeps_the_delivery_count_and_needs_the_records_held() {
     for now in (500..5_000).step_by(500) {
         p.acknowledge("a", 0, 1, &[ACK_RENEW], now).unwrap();
         p.expire_locks(now);
-        assert!(p.acquire("b", &batches(&[(0, 1)], &[]), 500, now).is_empty());
+        assert!(p
+            .acquire("b", &batches(&[(0, 1)], &[]), 500, now)
+            .is_empty());
     }
     assert!(matches!(
         p.state(0),
