@@ -289,11 +289,12 @@ def test_renew_keeps_records_from_redelivery(brook, consumers):
 def test_share_acquire_mode(brook, consumers, mode):
     """KIP-1206, ShareFetch v2's acquire mode: 20 records in one batch, a member with
     `max.poll.records=3` takes one poll's worth and holds it. With
-    `share.acquire.mode=record_limit` it acquired at most 3, so another member gets the
-    other 17 at their first delivery, never more than 3 per poll. With
+    `share.acquire.mode=record_limit` each of its fetches acquires at most 3, so another
+    member gets most of the batch at their first delivery, never more than 3 per poll
+    (the holder's client may have fetched once or twice more ahead of its polls). With
     `batch_optimized` (the default) the broker acquires whole batches: the first poll
     has all 20 (the Java client hands over what was acquired), and the other member
-    gets them only once the lock expired, at delivery count 2."""
+    gets them only once the lock expired, none at its first delivery."""
     topic, group = unique_topic("sharemode"), unique_topic("gmode")
     create_topic(brook.bootstrap, topic, partitions=1)
     produce_range(brook.bootstrap, topic, 0, 20, batch=20)
@@ -306,16 +307,17 @@ def test_share_acquire_mode(brook, consumers, mode):
     else:
         assert held == set(range(20)), holder.describe()
     other = start(consumers, brook.bootstrap, group, topic, "accept", *cfg)
-    rest = set(range(20)) - held if mode == "record_limit" else held
-    wait_until(lambda: set(other.offsets()) >= rest, LOCK_MS / 1000 + 20,
+    # record_limit: what the holder did not show; batch_optimized: all, once expired.
+    target = set(range(20)) - held if mode == "record_limit" else set(range(20))
+    wait_until(lambda: set(other.offsets()) >= target, LOCK_MS / 1000 + 30,
                what=f"the other records\n{other.describe()}")
-    counts = {o: c for _, o, c in other.deliveries() if o in rest}
+    first = {o for _, o, c in other.deliveries() if c == 1}
     polls = [int(l.split()[1]) for l in other.lines if l.startswith("POLL ")]
     if mode == "record_limit":
-        assert set(counts.values()) == {1}, counts
+        assert len(first) >= 20 - 3 * 3 and not first & held, (first, held)
         assert polls and max(polls) <= 3, polls
     else:
-        assert set(counts.values()) == {2}, counts
+        assert not first, other.deliveries()
     assert not other.problems(), other.describe()
 
 

@@ -145,7 +145,7 @@ type Acquisition = Option<(usize, usize, AcquireMode)>;
 
 /// The request's acquisition, or the INVALID_REQUEST message. v2 (KIP-1206, KIP-1222):
 /// an unknown acquire mode is refused, and a request that renews locks (`is_renew_ack`)
-/// fetches nothing, so its fetch limits must all be 0, as Kafka checks.
+/// fetches nothing, so its wait, byte and record limits must be 0, as Kafka checks.
 fn acquisition(req: &ShareFetchRequest, version: i16) -> Result<Acquisition, &'static str> {
     let mode = if version >= 2 {
         AcquireMode::from_code(req.share_acquire_mode).ok_or("unknown share acquire mode")?
@@ -158,7 +158,6 @@ fn acquisition(req: &ShareFetchRequest, version: i16) -> Result<Acquisition, &'s
             req.min_bytes,
             req.max_bytes,
             req.max_records,
-            req.batch_size,
         ];
         if limits.iter().any(|l| *l != 0) {
             return Err("a share fetch that renews acquisition locks fetches nothing: its fetch limits must be 0");
