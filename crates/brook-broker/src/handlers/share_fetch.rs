@@ -510,3 +510,52 @@ pub async fn acknowledge_request(
                 .collect(),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(max_wait_ms: i32, max_bytes: i32, max_records: i32) -> ShareFetchRequest {
+        ShareFetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_max_bytes(max_bytes)
+            .with_max_records(max_records)
+    }
+
+    #[test]
+    fn acquisition_follows_the_version_mode_and_renew_flag() {
+        // v1: batch_optimized whatever the (absent) mode field holds.
+        let r = request(500, 1 << 20, 10).with_share_acquire_mode(1);
+        assert_eq!(
+            acquisition(&r, 1),
+            Ok(Some((10, 1 << 20, AcquireMode::BatchOptimized)))
+        );
+        assert_eq!(
+            acquisition(&r, 2),
+            Ok(Some((10, 1 << 20, AcquireMode::RecordLimit)))
+        );
+        // No record limit named: Kafka's max.poll.records default; bytes capped.
+        let r = request(500, i32::MAX, 0);
+        assert_eq!(
+            acquisition(&r, 2),
+            Ok(Some((
+                DEFAULT_MAX_RECORDS,
+                MAX_RESPONSE_BYTES,
+                AcquireMode::BatchOptimized
+            )))
+        );
+        assert!(acquisition(&r.clone().with_share_acquire_mode(2), 2).is_err());
+        assert!(acquisition(&r.clone().with_share_acquire_mode(-1), 2).is_err());
+        // A renewing fetch acquires nothing, and asks for nothing.
+        let renew = request(0, 0, 0).with_min_bytes(0).with_is_renew_ack(true);
+        assert_eq!(acquisition(&renew, 2), Ok(None));
+        for bad in [
+            renew.clone().with_max_wait_ms(1),
+            renew.clone().with_min_bytes(1),
+            renew.clone().with_max_bytes(1),
+            renew.clone().with_max_records(1),
+        ] {
+            assert!(acquisition(&bad, 2).is_err(), "{bad:?}");
+        }
+    }
+}
