@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Produce latency at fixed rates, Brook and Apache Kafka side by side (bench/run.sh --latency-only).
+
+For each repetition, each broker in turn (order alternating; never both at once) is started
+with default configs as bench.py starts it, and for each rate × acks × producer a fresh
+1-partition topic gets RATE records/s of SIZE bytes for WARMUP + SECONDS seconds; only the
+last SECONDS are recorded. Producers:
+
+- java: bench/LatencyProducer.java (Kafka's own Java producer from the Kafka jars, default
+  configs but acks; send() → callback with System.nanoTime);
+- librdkafka: bench/latency_rdkafka.py (confluent-kafka; produce() → delivery report with
+  time.perf_counter_ns).
+
+Both keep every sample and report exact percentiles (p50/p90/p99/p99.9/max). Writes
+OUT.md / OUT.json (default bench/results/latency.*). Standard library only here; the
+librdkafka producer needs the confluent-kafka package.
+"""
+
+import argparse
+import atexit
+import datetime
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import time
+
+import bench as B
+
+HERE = B.HERE
+ROOT = B.ROOT
+
+
+class BrookL(B.Brook):
+    """Brook as bench.py starts it, plus --set overrides (for A/B runs of broker settings)."""
+
+    def command(self):
+        cmd = super().command()
+        for kv in self.cfg.get("brook_set", []):
+            cmd += ["--set", kv]
+        return cmd
+
+
+def producer_cmd(cfg, producer, bootstrap, topic, rate, acks, extra):
+    common = [bootstrap, topic, str(rate), str(cfg["warmup"]), str(cfg["seconds"]),
+              str(cfg["size"]), acks, *extra]
+    if producer == "java":
+        return ["java", *B.KAFKA_TOOL_HEAP, *B.JVM_PERF,
+                f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2-tools.properties')}",
+                "-cp", os.path.join(cfg["kafka_libs"], "*"),
+                os.path.join(HERE, "LatencyProducer.java"), *common]
+    return [sys.executable, os.path.join(HERE, "latency_rdkafka.py"), *common]
+
+
+def variants(cfg):
+    """(label, extra producer properties): the clients' defaults, and linger 0 if asked."""
+    out = [("default", [])]
+    if cfg["linger0"]:
+        out.append(("linger0", ["linger.ms=0"]))
+    return out
+
+
+def key(producer, variant, rate, acks):
+    return f"{producer}/{variant}/{rate}/acks={acks}"
+
+
+def broker_phase(cfg, cls, rep, raw):
+    broker = cls(cfg, cfg["workdir"], rep)
+    B.log(f"rep {rep}: starting {broker.name}")
+    res = raw["runs"].setdefault(broker.name, [])
+    entry = {"rep": rep, "cells": {}}
+    res.append(entry)
+    try:
+        entry["start"] = broker.start()
+    except Exception as e:  # noqa: BLE001
+        entry["error"] = str(e)
+        B.log(f"{broker.name}: start failed: {e}")
+        broker.stop()
+        return
+    try:
+        n = 0
+        for rate in cfg["rates"]:
+            for acks in cfg["acks"]:
+                for producer in cfg["producers"]:
+                    for variant, extra in variants(cfg):
+                        n += 1
+                        topic = f"lat-r{rep}-{n}"
+                        k = key(producer, variant, rate, acks)
+                        try:
+                            B.create_topic(cfg, broker, topic, 1)
+                            out, _ = B.run(producer_cmd(cfg, producer, broker.bootstrap, topic,
+                                                        rate, acks, extra),
+                                           timeout=cfg["warmup"] + cfg["seconds"] + 120)
+                            r = json.loads(out.strip().splitlines()[-1])
+                            entry["cells"][k] = r
+                            B.log(f"{broker.name} {k}: p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f}"
+                                  f" p99.9 {r['p999_ms']:.2f} max {r['max_ms']:.2f} ms"
+                                  f" ({r['count']} samples, {r['errors']} errors)")
+                        except Exception as e:  # noqa: BLE001
+                            entry["cells"][k] = {"error": str(e)}
+                            B.log(f"{broker.name} {k}: FAILED: {e}")
+    finally:
+        entry["stop"] = broker.stop()
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(raw):
+    s = {}
+    for broker, reps in raw["runs"].items():
+        cells = {}
+        for e in reps:
+            for k, r in e.get("cells", {}).items():
+                cells.setdefault(k, []).append(r)
+        for k, rs in cells.items():
+            ok = [r for r in rs if "error" not in r]
+            s.setdefault(k, {})[broker] = {
+                f: med([r.get(f) for r in ok])
+                for f in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms")
+            } if ok else {"error": rs[-1].get("error")}
+    return s
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def ratio(b, k):
+    if b is None or k is None or k == 0:
+        return "–"
+    r = b / k
+    return f"{r:.2f}×" if r >= 0.1 else f"{r:.3f}× (1/{1 / r:.0f})"
+
+
+def markdown(raw, s):
+    m = raw["meta"]
+    cfg = m["config"]
+    lines = [
+        f"# Produce latency: Brook vs Apache Kafka {m['kafka_version']}",
+        "",
+        f"- When: {m['started']} – {m.get('finished', '?')} (UTC); {cfg['reps']} repetition(s),"
+        " median reported",
+        f"- Machine: {m['host']['cpus']} CPUs ({m['host']['cpu_model']}), "
+        f"{m['host']['kernel']}; data on {m['host']['data_fs']}",
+        f"- Brook: `{m['brook_version']}` at git `{m['brook_git']}`"
+        + (f" with `{' '.join('--set ' + x for x in cfg['brook_set'])}`" if cfg["brook_set"]
+           else "") + f"; Kafka {m['kafka_version']} on {m['java']}",
+        f"- Load average at start {m['load_start']}, at end {m.get('load_end')}.",
+        f"- One broker at a time, default configs, single node, data on disk; a fresh 1-partition "
+        f"topic per run; {cfg['size']} B records at a fixed rate for {cfg['warmup']} s unrecorded "
+        f"+ {cfg['seconds']} s recorded.",
+        "- Producers, each with its defaults except `acks` (linger: 5 ms in both, "
+        "librdkafka `linger.ms=5` and the Java producer's 4.x default `linger.ms=5`): "
+        "**java** = Kafka's Java producer (`bench/LatencyProducer.java`), send() → callback, "
+        "System.nanoTime; **librdkafka** = confluent-kafka "
+        f"{m.get('librdkafka', '?')} (`bench/latency_rdkafka.py`), produce() → delivery report, "
+        "time.perf_counter_ns.",
+        "- Every sample is kept; percentiles are exact (nearest rank) over "
+        "rate × seconds samples per run. Times in ms.",
+        "",
+        f"Command: `{m['command']}`",
+        "",
+        "| producer | linger | rate/s | acks | Kafka p50 / p99 / p99.9 / max | "
+        "Brook p50 / p99 / p99.9 / max | Brook/Kafka p99 | Brook/Kafka p99.9 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def cellstr(c):
+        if not c:
+            return "not run"
+        if "error" in c:
+            return "error"
+        return " / ".join(fmt(c[f]) for f in ("p50_ms", "p99_ms", "p999_ms", "max_ms"))
+
+    for rate in cfg["rates"]:
+        for acks in cfg["acks"]:
+            for producer in cfg["producers"]:
+                for variant in (["default", "linger0"] if cfg["linger0"] else ["default"]):
+                    c = s.get(key(producer, variant, rate, acks), {})
+                    k, b = c.get("kafka"), c.get("brook")
+                    ok = k and b and "error" not in k and "error" not in b
+                    lines.append(
+                        f"| {producer} | {'default (5 ms)' if variant == 'default' else '0'} | "
+                        f"{rate:,} | {acks} | {cellstr(k)} | {cellstr(b)} | "
+                        f"{ratio(b['p99_ms'], k['p99_ms']) if ok else '–'} | "
+                        f"{ratio(b['p999_ms'], k['p999_ms']) if ok else '–'} |")
+    probs = []
+    for broker, reps in raw["runs"].items():
+        for e in reps:
+            if "error" in e:
+                probs.append(f"{broker} rep {e['rep']}: {e['error']}")
+            for k, r in e.get("cells", {}).items():
+                if "error" in r:
+                    probs.append(f"{broker} rep {e['rep']} {k}: {r['error']}")
+                elif r.get("errors") or r.get("undelivered"):
+                    probs.append(f"{broker} rep {e['rep']} {k}: {r.get('errors')} delivery "
+                                 f"errors, {r.get('undelivered', 0)} undelivered")
+    lines += ["", "## Problems", ""] + ([f"- {p}" for p in probs] or ["None."])
+    lines += ["", f"Raw numbers per repetition (and librdkafka's own timing of each record, "
+              f"`lib`): `{m.get('json_name', '')}`."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--brook-bin", default=os.path.join(ROOT, "target", "release", "brook"))
+    ap.add_argument("--kafka-libs", required=True)
+    ap.add_argument("--kafka-version", required=True)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--rates", default="5000,20000")
+    ap.add_argument("--acks", default="1,all")
+    ap.add_argument("--producers", default="java,librdkafka")
+    ap.add_argument("--brokers", default="kafka,brook")
+    ap.add_argument("--seconds", type=float, default=15, help="recorded seconds per run")
+    ap.add_argument("--warmup", type=float, default=3, help="unrecorded seconds per run")
+    ap.add_argument("--size", type=int, default=100, help="record value bytes")
+    ap.add_argument("--linger0", action="store_true", help="also run each producer with linger.ms=0")
+    ap.add_argument("--brook-set", action="append", default=[], metavar="K=V",
+                    help="extra `brook serve --set K=V` (A/B of broker settings)")
+    ap.add_argument("--workdir", default=os.path.join(HERE, ".cache", "work-latency"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "latency"))
+    ap.add_argument("--keep-data", action="store_true")
+    a = ap.parse_args()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, B.on_signal)
+    atexit.register(B.cleanup)
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    os.makedirs(a.workdir)
+    snapshot = os.path.join(a.workdir, "brook")
+    shutil.copy2(a.brook_bin, snapshot)
+    cfg = {
+        "brook_bin": snapshot, "kafka_libs": a.kafka_libs, "workdir": a.workdir,
+        "keep_data": a.keep_data, "idle_seconds": 1, "reps": a.reps,
+        "rates": [int(x) for x in a.rates.split(",") if x],
+        "acks": [x for x in a.acks.split(",") if x],
+        "producers": [x for x in a.producers.split(",") if x],
+        "seconds": a.seconds, "warmup": a.warmup, "size": a.size, "linger0": a.linger0,
+        "brook_set": a.brook_set,
+    }
+    brook_version = B.run([snapshot, "--version"], timeout=10)[0].strip()
+    try:
+        git = B.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], timeout=10)[0].strip()
+        dirty = B.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                      timeout=30)[0].strip()
+        git += " (+ uncommitted changes)" if dirty else ""
+    except Exception:  # noqa: BLE001
+        git = "?"
+    try:
+        import confluent_kafka
+        rdk = confluent_kafka.libversion()[0]
+    except ImportError:
+        rdk = "not installed"
+    raw = {
+        "meta": {
+            "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "kafka_version": a.kafka_version, "brook_version": brook_version, "brook_git": git,
+            "java": B.run(["java", "-version"], timeout=30)[1].splitlines()[0],
+            "librdkafka": rdk, "host": B.host_info(a.workdir), "load_start": B.loadavg(),
+            # run.sh says how it was called; else this script's own command line.
+            "command": os.environ.get("BENCH_COMMAND")
+            or "python3 bench/latency.py " + " ".join(sys.argv[1:]),
+            "config": {k: v for k, v in cfg.items()
+                       if k not in ("brook_bin", "kafka_libs", "workdir")},
+        },
+        "runs": {},
+    }
+    order = [{"kafka": B.Kafka, "brook": BrookL}[b] for b in a.brokers.split(",") if b]
+    for rep in range(1, a.reps + 1):
+        for cls in (order if rep % 2 == 1 else list(reversed(order))):
+            broker_phase(cfg, cls, rep, raw)
+    out_json = os.path.abspath(a.out + ".json")
+    raw["meta"]["json_name"] = os.path.relpath(out_json, ROOT) \
+        if out_json.startswith(ROOT + os.sep) else out_json
+    raw["meta"]["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    raw["meta"]["load_end"] = B.loadavg()
+    raw["summary"] = summarize(raw)
+    md = markdown(raw, raw["summary"])
+    os.makedirs(os.path.dirname(out_json), exist_ok=True)
+    with open(a.out + ".json", "w") as f:
+        json.dump(raw, f, indent=2)
+    with open(a.out + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    B.log(f"wrote {a.out}.md and {a.out}.json")
+
+
+if __name__ == "__main__":
+    main()
