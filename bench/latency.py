@@ -235,6 +235,13 @@ def markdown(raw, s):
         "time.perf_counter_ns.",
         "- Every sample is kept; percentiles are exact (nearest rank) over "
         "rate × seconds samples per run. Times in ms.",
+        ("- Scheduling: the brokers' and the clients' sessions ran with autogroup nice "
+         f"{cfg['priority']} (`--priority`; with sched_autogroup each session shares the CPU "
+         "as one group, so without it every busy shell or build on the machine takes an equal "
+         "share and tails grow to hundreds of ms for both brokers)."
+         if cfg.get("priority") is not None else
+         "- Scheduling: default priorities (`--priority none`); other work on the machine "
+         "delays brokers and clients alike."),
         "",
         f"Command: `{m['command']}`",
         "",
@@ -262,6 +269,46 @@ def markdown(raw, s):
                         f"{rate:,} | {acks} | {cellstr(k)} | {cellstr(b)} | "
                         f"{ratio(b['p99_ms'], k['p99_ms']) if ok else '–'} | "
                         f"{ratio(b['p999_ms'], k['p999_ms']) if ok else '–'} |")
+    lines += [
+        "",
+        "## Brook's own share",
+        "",
+        "Brook's Produce request times from its `/metrics` over each run (warm-up included): "
+        "*total* is from the request's last byte read to its response flushed, *send* the "
+        "write of the response. Histogram buckets double from 0.1 ms, so each figure is the "
+        "bucket's upper bound (≤). What a producer sees beyond *total* is spent outside "
+        "request handling: batching in the client (linger), waiting for a CPU, the network "
+        "stack.",
+        "",
+        "| producer | linger | rate/s | acks | requests | total p50 / p99 / p99.9 / max | "
+        "send p99 / p99.9 / max | client p99 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rate in cfg["rates"]:
+        for acks in cfg["acks"]:
+            for producer in cfg["producers"]:
+                for variant in (["default", "linger0"] if cfg["linger0"] else ["default"]):
+                    k = key(producer, variant, rate, acks)
+                    runs = [e["cells"][k] for e in raw["runs"].get("brook", [])
+                            if "error" not in e.get("cells", {}).get(k, {"error": 1})]
+                    bp = [r.get("broker_produce", {}) for r in runs]
+                    tot = [x["total"] for x in bp if "total" in x]
+                    snd = [x["response_send"] for x in bp if "response_send" in x]
+                    if not tot:
+                        continue
+
+                    def worst(rows, f):
+                        v = [r[f] for r in rows if r.get(f) is not None]
+                        return f"{max(v):g}" if v else "–"
+                    lines.append(
+                        f"| {producer} | {'default' if variant == 'default' else '0'} | "
+                        f"{rate:,} | {acks} | {sum(t['requests'] for t in tot):,} | ≤ "
+                        + " / ".join(worst(tot, f) for f in
+                                     ("p50_le_ms", "p99_le_ms", "p999_le_ms", "max_le_ms"))
+                        + " | ≤ " + " / ".join(worst(snd, f) for f in
+                                               ("p99_le_ms", "p999_le_ms", "max_le_ms"))
+                        + f" | {fmt(max(r['p99_ms'] for r in runs))} |")
+    lines += ["", "(Worst repetition shown.)"]
     probs = []
     for broker, reps in raw["runs"].items():
         for e in reps:
@@ -290,15 +337,17 @@ def main():
     ap.add_argument("--acks", default="1,all")
     ap.add_argument("--producers", default="java,librdkafka")
     ap.add_argument("--brokers", default="kafka,brook")
-    ap.add_argument("--seconds", type=float, default=15, help="recorded seconds per run")
-    ap.add_argument("--warmup", type=float, default=3, help="unrecorded seconds per run")
+    ap.add_argument("--seconds", type=float, default=8, help="recorded seconds per run")
+    ap.add_argument("--warmup", type=float, default=2, help="unrecorded seconds per run")
     ap.add_argument("--size", type=int, default=100, help="record value bytes")
-    ap.add_argument("--linger0", action="store_true", help="also run each producer with linger.ms=0")
+    ap.add_argument("--no-linger0", action="store_true",
+                    help="only the producers' default linger, not also linger.ms=0")
     ap.add_argument("--brook-set", action="append", default=[], metavar="K=V",
                     help="extra `brook serve --set K=V` (A/B of broker settings)")
-    ap.add_argument("--priority", type=int, metavar="NICE",
+    ap.add_argument("--priority", metavar="NICE", default="-10" if os.geteuid() == 0 else "none",
                     help="autogroup nice (-20..19) of the brokers' and the clients' sessions, "
-                         "so other work on the machine disturbs less (needs root for < 0)")
+                         "so other work on the machine disturbs less; 'none' leaves them "
+                         "(default: -10 as root, else none)")
     ap.add_argument("--workdir", default=os.path.join(HERE, ".cache", "work-latency"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latency"))
     ap.add_argument("--keep-data", action="store_true")
@@ -317,11 +366,11 @@ def main():
         "rates": [int(x) for x in a.rates.split(",") if x],
         "acks": [x for x in a.acks.split(",") if x],
         "producers": [x for x in a.producers.split(",") if x],
-        "seconds": a.seconds, "warmup": a.warmup, "size": a.size, "linger0": a.linger0,
-        "brook_set": a.brook_set, "priority": a.priority,
+        "seconds": a.seconds, "warmup": a.warmup, "size": a.size, "linger0": not a.no_linger0,
+        "brook_set": a.brook_set, "priority": None if a.priority == "none" else int(a.priority),
     }
-    if a.priority is not None:
-        raise_autogroup("self", a.priority, "the clients")
+    if cfg["priority"] is not None and not raise_autogroup("self", cfg["priority"], "the clients"):
+        cfg["priority"] = None
     brook_version = B.run([snapshot, "--version"], timeout=10)[0].strip()
     try:
         git = B.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], timeout=10)[0].strip()
