@@ -282,6 +282,16 @@ def broker_phase(cfg, cls, rep, raw):
         broker.stop()
         return
     try:
+        if cfg["broker_warmup"] > 0:
+            # Unrecorded: JIT compilation, and on a cluster the followers' first fetches.
+            w = dict(cfg, warmup=0, seconds=cfg["broker_warmup"])
+            try:
+                B.create_topic(cfg, broker, f"lat-r{rep}-warmup", 1,
+                               replication=3 if cfg["cluster"] else None)
+                B.run(producer_cmd(w, "librdkafka", broker.bootstrap, f"lat-r{rep}-warmup",
+                                   20_000, "all", []), timeout=cfg["broker_warmup"] + 120)
+            except Exception as e:  # noqa: BLE001
+                B.log(f"{broker.name}: warm-up failed: {e}")
         n = 0
         for rate in cfg["rates"]:
             for acks in cfg["acks"]:
@@ -378,7 +388,8 @@ def markdown(raw, s):
          "- One broker at a time, default configs, single node, data on disk; a fresh "
          "1-partition topic per run;")
         + f" {cfg['size']} B records at a fixed rate for {cfg['warmup']} s unrecorded "
-        f"+ {cfg['seconds']} s recorded.",
+        f"+ {cfg['seconds']} s recorded; after each start, {cfg.get('broker_warmup', 0):g} s of "
+        "unrecorded load (librdkafka, 20,000/s, acks=all) first (JIT).",
         "- Producers, each with its defaults except `acks` (linger: 5 ms in both, "
         "librdkafka `linger.ms=5` and the Java producer's 4.x default `linger.ms=5`): "
         "**java** = Kafka's Java producer (`bench/LatencyProducer.java`), send() → callback, "
@@ -495,6 +506,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=8, help="recorded seconds per run")
     ap.add_argument("--warmup", type=float, default=2, help="unrecorded seconds per run")
     ap.add_argument("--size", type=int, default=100, help="record value bytes")
+    ap.add_argument("--broker-warmup", type=float, default=10,
+                    help="seconds of unrecorded load (librdkafka, 20,000/s, acks=all) after "
+                         "each start, before the first recorded run")
     ap.add_argument("--no-linger0", action="store_true",
                     help="only the producers' default linger, not also linger.ms=0")
     ap.add_argument("--brook-set", action="append", default=[], metavar="K=V",
@@ -526,7 +540,7 @@ def main():
         "producers": [x for x in a.producers.split(",") if x],
         "seconds": a.seconds, "warmup": a.warmup, "size": a.size, "linger0": not a.no_linger0,
         "brook_set": a.brook_set, "priority": None if a.priority == "none" else int(a.priority),
-        "cluster": a.cluster,
+        "cluster": a.cluster, "broker_warmup": a.broker_warmup,
     }
     if cfg["priority"] is not None and not raise_autogroup("self", cfg["priority"], "the clients"):
         cfg["priority"] = None
