@@ -7,9 +7,10 @@
 # Other options are passed to bench/bench.py (--reps N, --brokers kafka,brook,
 # --skip-limits, --keep-data, --out PREFIX, --workdir DIR); plus:
 #   --no-build              use the existing target/release/brook (or $BROOK_BIN)
-#   --latency-only          only the produce-latency phase (bench/latency.py, ~12 minutes);
-#                           its options (--reps, --rates, --acks, --producers, --brokers,
-#                           --seconds, --linger0, --brook-set K=V, --out) follow
+#   --latency-only          only the produce-latency phase (bench/latency.py, ~15 minutes);
+#                           its options (--cluster, --reps, --rates, --acks, --producers,
+#                           --brokers, --seconds, --no-linger0, --priority, --brook-set K=V,
+#                           --out) follow
 # Environment:
 #   KAFKA_VERSION=4.x.y     pin the Kafka version (default: newest 4.x; cached after the
 #                           first fetch, so reruns don't download)
@@ -30,7 +31,7 @@ for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
     --latency-only) script=latency.py ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$a") ;;
   esac
 done
