@@ -366,8 +366,10 @@ def brook_cli(cfg, args, timeout=CMD_TIMEOUT, check=True):
     return run([cfg["brook_bin"], *args], timeout=timeout, env=env, check=check)
 
 
-def create_topic(cfg, broker, topic, partitions, configs=()):
+def create_topic(cfg, broker, topic, partitions, configs=(), replication=None):
     extra = [x for c in configs for x in ("--config", c)]
+    if replication:
+        extra += ["--replication-factor", str(replication)]
     brook_cli(cfg, ["topic", "create", topic, "--partitions", str(partitions), *extra,
                     "-b", broker.bootstrap], timeout=60)
     # Wait until every partition has a leader and answers ListOffsets: Kafka elects leaders

@@ -7,6 +7,10 @@
 # Other options are passed to bench/bench.py (--reps N, --brokers kafka,brook,
 # --skip-limits, --keep-data, --out PREFIX, --workdir DIR); plus:
 #   --no-build              use the existing target/release/brook (or $BROOK_BIN)
+#   --latency-only          only the produce-latency phase (bench/latency.py, ~15 minutes);
+#                           its options (--cluster, --reps, --rates, --acks, --producers,
+#                           --brokers, --seconds, --no-linger0, --priority, --brook-set K=V,
+#                           --out) follow
 # Environment:
 #   KAFKA_VERSION=4.x.y     pin the Kafka version (default: newest 4.x; cached after the
 #                           first fetch, so reruns don't download)
@@ -21,11 +25,13 @@ die() { echo "run.sh: error: $*" >&2; exit 1; }
 say() { echo "[run.sh] $*" >&2; }
 
 build=1
+script=bench.py
 args=()
 for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --latency-only) script=latency.py ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$a") ;;
   esac
 done
@@ -105,7 +111,7 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 say "Kafka $KAFKA_VERSION, Brook $("$BROOK_BIN" --version 2>/dev/null || echo '?')"
-python3 "$HERE/bench.py" --brook-bin "$BROOK_BIN" --kafka-libs "$KAFKA_LIBS" \
+BENCH_COMMAND="bench/run.sh $*" python3 "$HERE/$script" --brook-bin "$BROOK_BIN" --kafka-libs "$KAFKA_LIBS" \
   --kafka-version "$KAFKA_VERSION" ${args[@]+"${args[@]}"} &
 py_pid=$!
 rc=0
