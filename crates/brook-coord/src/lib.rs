@@ -56,7 +56,7 @@ pub mod share;
 mod timers;
 pub mod txn;
 
-pub use config::GroupConfig;
+pub use config::{GroupConfig, MigrationPolicy};
 pub use consumer::{ConsumerGroupState, TopicsView};
 pub use coordinator::{Effects, GroupCoordinator, GroupSummary, Reply, ReplyToken};
 pub use group::GroupState;

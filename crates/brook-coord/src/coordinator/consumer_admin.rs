@@ -183,6 +183,7 @@ pub(crate) fn replay(
             m.subscribed_topic_regex = md.subscribed_topic_regex;
             m.rebalance_timeout_ms = md.rebalance_timeout_ms;
             m.server_assignor = md.server_assignor;
+            m.classic = md.classic;
             cg.upsert_member(m);
         }
         (ConsumerKey::MemberMetadata { member, .. }, None) => {

@@ -164,6 +164,8 @@ pub(super) struct Harness {
     answered: HashSet<ReplyToken>,
     /// Every record the coordinator produced, in order: the test's `__consumer_offsets`.
     pub log: Vec<OffsetsRecord>,
+    /// The cluster's topics, as JoinGroup and SyncGroup see them.
+    pub topics: Topics,
 }
 
 impl Harness {
@@ -183,6 +185,7 @@ impl Harness {
             replies: HashMap::new(),
             answered: HashSet::new(),
             log: Vec::new(),
+            topics: Topics::with(&[]),
         }
     }
 
@@ -232,6 +235,7 @@ impl Harness {
             &spec.request(),
             &spec.client_id,
             "/127.0.0.1",
+            &self.topics,
             self.now,
         );
         self.absorb(effects);
@@ -311,7 +315,7 @@ impl Harness {
     ) -> ReplyToken {
         let request = Self::sync_request(member, assignments, version);
         let token = self.token(version);
-        let effects = self.coord.sync_group(token, version, &request, self.now);
+        let effects = self.coord.sync_group(token, version, &request, &self.topics, self.now);
         self.absorb(effects);
         token
     }
@@ -325,7 +329,7 @@ impl Harness {
     ) -> ReplyToken {
         let request = Self::sync_request(member, assignments, 5);
         let token = self.token(5);
-        let effects = self.coord.sync_group(token, 5, &request, self.now);
+        let effects = self.coord.sync_group(token, 5, &request, &self.topics, self.now);
         assert!(!effects.records.is_empty(), "the sync wrote nothing");
         let failed = self
             .coord
