@@ -47,11 +47,12 @@ class JavaConsumer:
     """One Kip848Consumer process; its event lines are collected as they come."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, idle_ms: int = 60_000,
-                 instance: str | None = None):
+                 instance: str | None = None, protocol: str = "consumer"):
         cmd = [*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "Kip848Consumer",
                bootstrap, group, topic, str(idle_ms)] + ([instance] if instance else [])
+        self.protocol = protocol
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env={**os.environ, "GROUP_PROTOCOL": protocol})
         self.lines: list[str] = []
         self.err: list[str] = []
         self._t = [threading.Thread(target=self._pump, args=(s, l), daemon=True)
@@ -232,24 +233,35 @@ def test_confluent_kafka_consumer_protocol(brook):
             c.close()
 
 
-def test_classic_and_consumer_protocols_do_not_mix(brook, consumers):
-    """A classic JoinGroup to a live consumer group is refused with
-    INCONSISTENT_GROUP_PROTOCOL (no protocol migration), as Kafka with migration off."""
+def test_classic_member_joins_a_live_consumer_group(brook, consumers):
+    """A librdkafka classic member (JoinGroup/SyncGroup/Heartbeat) joins a live consumer
+    group as Kafka lets it: it gets its share of the server-side assignment next to the
+    Java consumer-protocol member; when the Java member leaves, the group downgrades to
+    a classic group and the classic member takes every partition."""
     topic, group = unique_topic("kip848c"), unique_topic("g848c")
-    create_topic(brook.bootstrap, topic, partitions=1)
+    create_topic(brook.bootstrap, topic, partitions=2)
     a = JavaConsumer(brook.bootstrap, group, topic)
     consumers.append(a)
-    wait_until(lambda: len(a.assigned()) == 1, 30, what=f"member owns the partition\n{a.describe()}")
+    wait_until(lambda: len(a.assigned()) == 2, 30, what=f"member owns both\n{a.describe()}")
     classic = Consumer({"bootstrap.servers": brook.bootstrap, "group.id": group,
-                        "session.timeout.ms": 6000})
+                        "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                        "auto.offset.reset": "earliest"})
     try:
         classic.subscribe([topic])
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline and "classic member refused" not in brook.log_tail():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                len(classic.assignment()) == 1 and len(a.assigned()) == 1):
             classic.poll(0.2)
-        assert "classic member refused" in brook.log_tail()
-        assert not classic.assignment()
+        assert len(classic.assignment()) == 1, (classic.assignment(), a.describe())
         assert len(a.assigned()) == 1, a.describe()
+        a.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(classic.assignment()) != 2:
+            classic.poll(0.2)
+        assert len(classic.assignment()) == 2, classic.assignment()
+        assert "downgraded the consumer group to a classic group" in brook.log_tail()
+        listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
+        assert any(group in l and "classic" in l.lower() for l in listed.splitlines()), listed
     finally:
         classic.close()
 
@@ -297,3 +309,77 @@ def test_java_consumer_invalid_regex_is_refused(brook, consumers):
     consumers.append(c)
     wait_until(lambda: c.errors(), 30, what=f"an error from poll\n{c.describe()}")
     assert any("InvalidRegularExpression" in e for e in c.errors()), c.describe()
+
+
+def test_rolling_upgrade_to_the_consumer_protocol_and_back(brook, consumers):
+    """Two classic Java consumers read a topic a producer keeps writing to; each in turn
+    is restarted with group.protocol=consumer (the first restart upgrades the live
+    classic group, the other classic member staying in it), then each is rolled back to
+    classic (the last consumer-protocol member leaving downgrades the group). Every
+    record is read, committed offsets never go backwards, and kafka-consumer-groups
+    describes the group all along."""
+    topic, group = unique_topic("kip848m"), unique_topic("g848m")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    total = 0
+
+    def write(n: int) -> None:
+        nonlocal total
+        produce_range(brook.bootstrap, topic, total, n)
+        total += n
+
+    committed: dict[int, int] = {}
+
+    def check_offsets() -> None:
+        out = kafka_tool_out("--describe", "--group", group, bootstrap=brook.bootstrap)
+        for cols in (l.split() for l in out.splitlines() if l.startswith(group)):
+            if cols[3] == "-":
+                continue
+            p, off = int(cols[2]), int(cols[3])
+            assert off >= committed.get(p, 0), f"offset of {p} went back: {out}"
+            committed[p] = off
+
+    def start(protocol: str) -> JavaConsumer:
+        c = JavaConsumer(brook.bootstrap, group, topic, protocol=protocol)
+        consumers.append(c)
+        return c
+
+    def read_all(live: list[JavaConsumer]) -> None:
+        every = lambda: {r for c in consumers for r in c.records()}
+        wait_until(lambda: len(every()) >= total, 60,
+                   what=f"{total} records read\n" + "\n".join(c.describe() for c in live))
+        wait_until(lambda: sum(len(c.assigned()) for c in live) == 4 and
+                   all(c.assigned() for c in live), 60,
+                   what="the live members share 4 partitions\n"
+                   + "\n".join(c.describe() for c in live))
+        check_offsets()
+
+    write(200)
+    a, b = start("classic"), start("classic")
+    read_all([a, b])
+    for step, (old, protocol) in enumerate([(a, "consumer"), (b, "consumer"),
+                                            (None, "classic"), (None, "classic")]):
+        # Upgrade a then b; then roll back the consumer-protocol members one by one.
+        live = [c for c in consumers if c.proc.poll() is None]
+        if old is None:
+            old = next(c for c in live if c.protocol == "consumer")
+        old.stop()
+        write(100)
+        start(protocol)
+        live = [c for c in consumers if c.proc.poll() is None]
+        read_all(live)
+        members = kafka_tool_out("--describe", "--members", "--group", group,
+                                 bootstrap=brook.bootstrap)
+        assert len([l for l in members.splitlines() if l.startswith(group)]) == 2, members
+        if step == 0:
+            assert "upgraded the classic group to a consumer group" in brook.log_tail()
+        if step == 3:
+            assert "downgraded the consumer group to a classic group" in brook.log_tail()
+        write(100)
+        read_all(live)
+    for c in consumers:
+        c.stop()
+        assert not c.errors(), c.describe()
+    seen = {r for c in consumers for r in c.records()}
+    assert len(seen) == total
+    check_offsets()
+    assert sum(committed.values()) == total, committed
