@@ -5,6 +5,7 @@
 mod admin;
 mod consumer;
 mod membership;
+mod migration;
 mod offsets;
 mod replay;
 mod share;
