@@ -37,7 +37,10 @@ impl MigrationPolicy {
     }
 
     pub fn upgrades(self) -> bool {
-        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade)
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade
+        )
     }
 
     pub fn downgrades(self) -> bool {

@@ -847,7 +847,9 @@ pub(crate) fn on_loaded(ctx: &mut Ctx<'_>, group: &mut Group) {
 pub(crate) fn session_timeout_ms(ctx: &Ctx<'_>, m: &ConsumerMember) -> i32 {
     m.classic
         .as_ref()
-        .map_or(ctx.config.consumer_session_timeout_ms, |c| c.session_timeout_ms)
+        .map_or(ctx.config.consumer_session_timeout_ms, |c| {
+            c.session_timeout_ms
+        })
 }
 
 pub(crate) fn session_key(group_id: &str, member_id: &str) -> TimerKey {

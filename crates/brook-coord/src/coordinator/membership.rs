@@ -55,6 +55,8 @@ struct Join<'a> {
 impl GroupCoordinator {
     /// Handles JoinGroup. The reply for `token` may come out of this call or of a later
     /// one (when the join phase completes).
+    /// `topics` names the partitions of a classic member of a consumer group.
+    #[allow(clippy::too_many_arguments)]
     pub fn join_group(
         &mut self,
         token: ReplyToken,

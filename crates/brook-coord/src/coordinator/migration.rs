@@ -33,8 +33,7 @@ use super::consumer::{self as cons, converge, group_records, session_key};
 use super::responses::{join_error, join_success, sync_error, sync_success, JoinedGeneration};
 use super::{heartbeat_key, join_key, sync_key, Ctx};
 use crate::consumer::{
-    metadata_hash, Assignment, ClassicMeta, ConsumerGroup, ConsumerMember, MemberState,
-    TopicsView,
+    metadata_hash, Assignment, ClassicMeta, ConsumerGroup, ConsumerMember, MemberState, TopicsView,
 };
 use crate::group::{Group, GroupState, Member, Parked, Protocol, CONSUMER_PROTOCOL_TYPE};
 use crate::records::OffsetsRecord;
@@ -62,11 +61,9 @@ pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Subscription> {
         return None;
     }
     let mut buf = metadata.slice(2..);
-    let s = ConsumerProtocolSubscription::decode(
-        &mut buf,
-        version.min(MAX_CONSUMER_PROTOCOL_VERSION),
-    )
-    .ok()?;
+    let s =
+        ConsumerProtocolSubscription::decode(&mut buf, version.min(MAX_CONSUMER_PROTOCOL_VERSION))
+            .ok()?;
     Some(Subscription {
         topics: s.topics.iter().map(|t| t.to_string()).collect(),
         owned: s
@@ -108,7 +105,10 @@ fn to_ids(named: &[(String, Vec<i32>)], topics: &dyn TopicsView) -> Assignment {
     let mut a = Assignment::new();
     for (name, partitions) in named {
         if let Some((id, count)) = topics.topic(name) {
-            let ps = partitions.iter().copied().filter(|p| (0..count).contains(p));
+            let ps = partitions
+                .iter()
+                .copied()
+                .filter(|p| (0..count).contains(p));
             a.entry(id).or_default().extend(ps);
         }
     }
@@ -188,7 +188,11 @@ pub(crate) fn upgrade(ctx: &mut Ctx<'_>, group: &mut Group, topics: &dyn TopicsV
         if let Some(parked) = m.awaiting_join.take() {
             ctx.reply_join(
                 parked,
-                join_error(parked.version, &member_id, ResponseError::RebalanceInProgress),
+                join_error(
+                    parked.version,
+                    &member_id,
+                    ResponseError::RebalanceInProgress,
+                ),
             );
         }
         if let Some(parked) = m.awaiting_sync.take() {
@@ -480,8 +484,7 @@ pub(crate) fn sync(
         if type_differs || name_differs {
             return Err(ResponseError::InconsistentGroupProtocol);
         }
-        if cg.group_epoch > member.member_epoch
-            && member.state != MemberState::UnrevokedPartitions
+        if cg.group_epoch > member.member_epoch && member.state != MemberState::UnrevokedPartitions
         {
             return Err(ResponseError::RebalanceInProgress);
         }

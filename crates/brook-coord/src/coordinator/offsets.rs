@@ -409,7 +409,10 @@ fn validate_commit<'r>(
     let instance_id = request.group_instance_id.as_deref();
     if let Some(cg) = &group.consumer {
         let check = validate_consumer_member(cg, member_id, generation_id, false, true)?;
-        let classic = cg.members.get(member_id).is_some_and(|m| m.classic.is_some());
+        let classic = cg
+            .members
+            .get(member_id)
+            .is_some_and(|m| m.classic.is_some());
         if !cg.members.is_empty()
             && !classic
             && version < FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND

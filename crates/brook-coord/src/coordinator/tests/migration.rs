@@ -138,8 +138,8 @@ fn a_consumer_member_upgrades_a_live_classic_group_whose_members_stay() {
     let mut new_epoch = r.member_epoch;
     for _ in 0..5 {
         for m in &members {
-            let epoch = h.coord.groups[G].consumer.as_ref().unwrap().members[&m.member_id]
-                .member_epoch;
+            let epoch =
+                h.coord.groups[G].consumer.as_ref().unwrap().members[&m.member_id].member_epoch;
             if h.heartbeat_as(G, &m.member_id, None, epoch) != NONE {
                 let token = h.send_join(&JoinSpec::new(G, "x").member(&m.member_id));
                 let rejoined = h.joined(&JoinSpec::new(G, "x"), token);
@@ -217,7 +217,10 @@ fn the_last_consumer_member_leaving_downgrades_the_group() {
     assert_eq!(group.generation_id, epoch);
     // The classic members rejoin the classic group as usual.
     for m in &members {
-        assert_eq!(h.heartbeat_as(G, &m.member_id, None, epoch), code(ResponseError::RebalanceInProgress));
+        assert_eq!(
+            h.heartbeat_as(G, &m.member_id, None, epoch),
+            code(ResponseError::RebalanceInProgress)
+        );
     }
     let tokens: Vec<_> = members
         .iter()
@@ -238,21 +241,39 @@ fn the_last_consumer_member_leaving_downgrades_the_group() {
 fn no_downgrade_when_the_policy_allows_only_upgrades() {
     let mut h = harness(MigrationPolicy::Upgrade);
     classic_group(&mut h);
-    assert_eq!(cg_heartbeat(&mut h, "new-member-id-0000000", 0).error_code, NONE);
-    assert_eq!(cg_heartbeat(&mut h, "new-member-id-0000000", -1).error_code, NONE);
+    assert_eq!(
+        cg_heartbeat(&mut h, "new-member-id-0000000", 0).error_code,
+        NONE
+    );
+    assert_eq!(
+        cg_heartbeat(&mut h, "new-member-id-0000000", -1).error_code,
+        NONE
+    );
     assert!(is_consumer_group(&h));
-    assert_eq!(h.coord.groups[G].consumer.as_ref().unwrap().members.len(), 2);
+    assert_eq!(
+        h.coord.groups[G].consumer.as_ref().unwrap().members.len(),
+        2
+    );
 }
 
 #[test]
 fn classic_members_of_a_consumer_group_commit_with_their_generation() {
     let mut h = harness(MigrationPolicy::Bidirectional);
     let members = classic_group(&mut h);
-    assert_eq!(cg_heartbeat(&mut h, "new-member-id-0000000", 0).error_code, NONE);
+    assert_eq!(
+        cg_heartbeat(&mut h, "new-member-id-0000000", 0).error_code,
+        NONE
+    );
     let m = &members[0];
     let ok = h.commit(G, &m.member_id, m.generation, &[("orders", 0, 5, None)], 8);
     assert_eq!(ok.topics[0].partitions[0].error_code, NONE);
-    let stale = h.commit(G, &m.member_id, m.generation - 1, &[("orders", 0, 6, None)], 8);
+    let stale = h.commit(
+        G,
+        &m.member_id,
+        m.generation - 1,
+        &[("orders", 0, 6, None)],
+        8,
+    );
     assert_eq!(
         stale.topics[0].partitions[0].error_code,
         code(ResponseError::IllegalGeneration)
@@ -260,5 +281,8 @@ fn classic_members_of_a_consumer_group_commit_with_their_generation() {
     // A LeaveGroup removes a classic member from the consumer group.
     let left = h.leave(G, &[(&m.member_id, None)], 3);
     assert_eq!(left.members[0].error_code, NONE);
-    assert_eq!(h.coord.groups[G].consumer.as_ref().unwrap().members.len(), 2);
+    assert_eq!(
+        h.coord.groups[G].consumer.as_ref().unwrap().members.len(),
+        2
+    );
 }

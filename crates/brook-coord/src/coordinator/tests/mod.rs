@@ -316,7 +316,9 @@ impl Harness {
     ) -> ReplyToken {
         let request = Self::sync_request(member, assignments, version);
         let token = self.token(version);
-        let effects = self.coord.sync_group(token, version, &request, &self.topics, self.now);
+        let effects = self
+            .coord
+            .sync_group(token, version, &request, &self.topics, self.now);
         self.absorb(effects);
         token
     }
@@ -330,7 +332,9 @@ impl Harness {
     ) -> ReplyToken {
         let request = Self::sync_request(member, assignments, 5);
         let token = self.token(5);
-        let effects = self.coord.sync_group(token, 5, &request, &self.topics, self.now);
+        let effects = self
+            .coord
+            .sync_group(token, 5, &request, &self.topics, self.now);
         assert!(!effects.records.is_empty(), "the sync wrote nothing");
         let failed = self
             .coord
