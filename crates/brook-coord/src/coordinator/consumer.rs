@@ -55,7 +55,8 @@ fn err<T>(code: ResponseError, message: impl Into<String>) -> Result<T, Heartbea
 
 impl GroupCoordinator {
     /// Handles ConsumerGroupHeartbeat. Returns the response and the records to append
-    /// before sending it.
+    /// before sending it (for a heartbeat that cannot upgrade a classic group with
+    /// parked requests: see [`GroupCoordinator::consumer_group_heartbeat_effects`]).
     pub fn consumer_group_heartbeat(
         &mut self,
         version: i16,
@@ -65,6 +66,30 @@ impl GroupCoordinator {
         topics: &dyn TopicsView,
         now_ms: i64,
     ) -> (ConsumerGroupHeartbeatResponse, Vec<OffsetsRecord>) {
+        let (response, effects) = self.consumer_group_heartbeat_effects(
+            version,
+            request,
+            client_id,
+            client_host,
+            topics,
+            now_ms,
+        );
+        debug_assert!(effects.replies.is_empty());
+        (response, effects.records)
+    }
+
+    /// Handles ConsumerGroupHeartbeat. Returns the response, and the records to append
+    /// before sending it with the replies: a heartbeat that upgrades a classic group
+    /// answers its parked JoinGroup and SyncGroup requests.
+    pub fn consumer_group_heartbeat_effects(
+        &mut self,
+        version: i16,
+        request: &ConsumerGroupHeartbeatRequest,
+        client_id: &str,
+        client_host: &str,
+        topics: &dyn TopicsView,
+        now_ms: i64,
+    ) -> (ConsumerGroupHeartbeatResponse, Effects) {
         let mut effects = Effects::default();
         let (groups, mut ctx) = self.parts(now_ms, &mut effects);
         let client = Client {
@@ -78,8 +103,7 @@ impl GroupCoordinator {
                 r.error_message = Some(StrBytes::from_string(message));
                 r
             });
-        debug_assert!(effects.replies.is_empty());
-        (response, effects.records)
+        (response, effects)
     }
 }
 

@@ -286,3 +286,32 @@ fn classic_members_of_a_consumer_group_commit_with_their_generation() {
         2
     );
 }
+
+#[test]
+fn an_upgrade_answers_the_parked_joins_of_a_rebalancing_classic_group() {
+    let mut h = harness(MigrationPolicy::Bidirectional);
+    let members = classic_group(&mut h);
+    // One member rejoins: the group is PreparingRebalance, its join parked.
+    let token = h.send_join(&JoinSpec::new(G, "a").member(&members[0].member_id));
+    assert!(!h.is_answered(token));
+    let mut r = ConsumerGroupHeartbeatRequest::default();
+    r.group_id = GroupId(s(G));
+    r.member_id = s("new-member-id-0000000");
+    r.rebalance_timeout_ms = 30_000;
+    r.subscribed_topic_names = Some(vec![TopicName(s("orders"))]);
+    r.topic_partitions = Some(Vec::new());
+    let (response, effects) =
+        h.coord
+            .consumer_group_heartbeat_effects(1, &r, "c", "/127.0.0.1", &h.topics, h.now);
+    assert_eq!(response.error_code, NONE);
+    h.absorb(effects);
+    assert_eq!(
+        h.expect_join(token).error_code,
+        code(ResponseError::RebalanceInProgress)
+    );
+    assert!(is_consumer_group(&h));
+    assert_eq!(
+        h.coord.groups[G].consumer.as_ref().unwrap().members.len(),
+        3
+    );
+}
