@@ -311,6 +311,7 @@ def test_java_consumer_invalid_regex_is_refused(brook, consumers):
     assert any("InvalidRegularExpression" in e for e in c.errors()), c.describe()
 
 
+@pytest.mark.deadline(300)
 def test_rolling_upgrade_to_the_consumer_protocol_and_back(brook, consumers):
     """Two classic Java consumers read a topic a producer keeps writing to; each in turn
     is restarted with group.protocol=consumer (the first restart upgrades the live
