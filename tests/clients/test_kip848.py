@@ -384,3 +384,46 @@ def test_rolling_upgrade_to_the_consumer_protocol_and_back(brook, consumers):
     assert len(seen) == total
     check_offsets()
     assert sum(committed.values()) == total, committed
+
+
+def test_kafka_python_classic_member_next_to_a_java_consumer_member(brook, consumers):
+    """kafka-python (classic protocol only) joins a live consumer group next to a Java
+    consumer-protocol member; the two split the partitions and read every record once
+    between them (offsets committed by each)."""
+    from kafka import KafkaConsumer
+    topic, group = unique_topic("kip848p"), unique_topic("g848p")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    produce_range(brook.bootstrap, topic, 0, 400)
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 4, 30, what=f"member owns all\n{a.describe()}")
+    wait_until(lambda: len(a.records()) >= 400, 30, what=f"first batch read\n{a.describe()}")
+    kp = KafkaConsumer(topic, bootstrap_servers=brook.bootstrap, group_id=group,
+                       auto_offset_reset="earliest", enable_auto_commit=False,
+                       session_timeout_ms=6000, heartbeat_interval_ms=500)
+    seen: Counter = Counter()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                len(kp.assignment()) == 2 and len(a.assigned()) == 2):
+            for batch in kp.poll(timeout_ms=200).values():
+                for m in batch:
+                    seen[(m.partition, m.offset)] += 1
+            if seen:
+                kp.commit()
+        assert len(kp.assignment()) == 2, (kp.assignment(), a.describe())
+        produce_range(brook.bootstrap, topic, 400, 400)
+        mine = {p.partition for p in kp.assignment()}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(set(a.records()) | set(seen)) < 800:
+            for batch in kp.poll(timeout_ms=200).values():
+                for m in batch:
+                    seen[(m.partition, m.offset)] += 1
+            kp.commit()
+        assert len(set(a.records()) | set(seen)) == 800
+        assert {p for p, _ in seen} <= mine, (seen, mine)
+        assert seen, "the classic member read nothing"
+    finally:
+        kp.close()
+    a.stop()
+    assert not a.errors(), a.describe()
