@@ -427,3 +427,50 @@ def test_kafka_python_classic_member_next_to_a_java_consumer_member(brook, consu
         kp.close()
     a.stop()
     assert not a.errors(), a.describe()
+
+
+def test_mixed_group_survives_a_broker_restart(brook, consumers):
+    """A consumer group holding a Java consumer-protocol member and a librdkafka classic
+    member is rebuilt from __consumer_offsets after a restart (the classic member's
+    ClassicMemberMetadata included): both go on reading, and kafka-consumer-groups
+    still shows one consumer group of two members."""
+    topic, group = unique_topic("kip848r"), unique_topic("g848r")
+    create_topic(brook.bootstrap, topic, partitions=2)
+    produce_range(brook.bootstrap, topic, 0, 200)
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 2, 30, what=f"member owns both\n{a.describe()}")
+    classic = Consumer({"bootstrap.servers": brook.bootstrap, "group.id": group,
+                        "session.timeout.ms": 10000, "heartbeat.interval.ms": 500,
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    seen: set = set()
+
+    def poll_for(secs: float, until) -> None:
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline and not until():
+            m = classic.poll(0.2)
+            if m is not None and not m.error():
+                seen.add((m.partition(), m.offset()))
+                classic.commit(message=m, asynchronous=False)
+
+    try:
+        classic.subscribe([topic])
+        poll_for(30, lambda: len(classic.assignment()) == 1 and len(a.assigned()) == 1)
+        assert len(classic.assignment()) == 1, a.describe()
+        brook.restart()
+        produce_range(brook.bootstrap, topic, 200, 200)
+        poll_for(60, lambda: len(set(a.records()) | seen) >= 400)
+        assert len(set(a.records()) | seen) == 400
+        assert len(classic.assignment()) == 1 and len(a.assigned()) == 1, a.describe()
+        listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
+        assert any(group in l and "consumer" in l.lower() for l in listed.splitlines()), listed
+        members = kafka_tool_out("--describe", "--members", "--group", group,
+                                 bootstrap=brook.bootstrap)
+        assert len([l for l in members.splitlines() if l.startswith(group)]) == 2, members
+        # Both members were rebuilt from the log: neither had to join again.
+        since = brook._log_since_spawn()
+        assert not any("member joins the consumer group" in l and group in l
+                       for l in since.splitlines()), since[-3000:]
+    finally:
+        classic.close()
+    a.stop()
