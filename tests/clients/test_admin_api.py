@@ -411,6 +411,104 @@ def test_basic_authentication_runs_the_api_as_the_user(brook_factory):
     assert created in topic_names(b.bootstrap)
 
 
+def test_plain_users_and_bearer_tokens_log_in_as_on_kafka_listeners(brook_factory, tmp_path):
+    """`admin.authentication=basic,bearer`: HTTP Basic takes the admin listener's PLAIN
+    users (its JAAS line, as a Kafka listener named admin reads it) besides SCRAM users;
+    `Authorization: Bearer <JWT>` is validated as its OAUTHBEARER would be (JWKS,
+    audience, issuer) and the API acts as the token's subject. Refusals get 401 with a
+    challenge per scheme; /metrics counts them."""
+    import urllib.error
+    import urllib.request
+
+    import jwt
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    from test_metrics import value
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    prefix = "listener.name.admin."
+    b = brook_factory({
+        "admin.authentication": "basic,bearer",
+        prefix + "plain.sasl.jaas.config":
+            'org.apache.kafka.common.security.plain.PlainLoginModule required '
+            'user_bob="bob-secret";',
+        prefix + "oauthbearer.sasl.oauthbearer.jwks.endpoint.url": f"file://{jwks}",
+        prefix + "oauthbearer.sasl.oauthbearer.expected.audience": "brook-admin",
+        prefix + "oauthbearer.sasl.oauthbearer.expected.issuer": "https://idp.example",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        # The PLAINTEXT listener is this test's own admin path.
+        "super.users": "User:bob;User:ANONYMOUS",
+    })
+    mine, theirs = unique_topic("bearer-mine"), unique_topic("bearer-theirs")
+    create_topic(b.bootstrap, mine)
+    create_topic(b.bootstrap, theirs)
+    acl_admin = admin_client(b.bootstrap)
+    for f in acl_admin.create_acls([AclBinding(
+            ResourceType.TOPIC, mine, ResourcePatternType.LITERAL, "User:carol", "*",
+            AclOperation.DESCRIBE, AclPermissionType.ALLOW)]).values():
+        f.result(20)
+
+    def token(signer=key, *, sub="carol", aud="brook-admin", lifetime_s=600) -> dict:
+        now = int(time.time())
+        claims = {"sub": sub, "aud": aud, "iss": "https://idp.example", "iat": now - 5,
+                  "exp": now + lifetime_s}
+        tok = jwt.encode(claims, signer, algorithm="RS256", headers={"kid": "k1"})
+        return {"Authorization": f"Bearer {tok}"}
+
+    def basic(user: str, password: str) -> dict:
+        encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {encoded}"}
+
+    def call(path: str, headers: dict | None = None):
+        req = urllib.request.Request(b.admin_url.rstrip("/") + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.headers.get_all("WWW-Authenticate") or [], r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get_all("WWW-Authenticate") or [], e.read()
+
+    code, challenges, _ = call("/api/v1/topics")
+    assert code == 401
+    assert any(c.startswith("Basic") for c in challenges), challenges
+    assert 'Bearer realm="brook"' in challenges, challenges
+    # The token's subject is the caller: ACLs decide what it lists.
+    code, _, body = call("/api/v1/topics", token())
+    assert code == 200, body
+    listed = {t["name"] for t in json.loads(body)["topics"]}
+    assert mine in listed and theirs not in listed, listed
+    code, _, _ = call(f"/api/v1/topics/{theirs}", token())
+    assert code == 403
+    # A PLAIN user of the admin listener's JAAS line, a super user here.
+    code, _, body = call("/api/v1/topics", basic("bob", "bob-secret"))
+    assert code == 200 and {mine, theirs} <= {t["name"] for t in json.loads(body)["topics"]}
+    refusals = [token(forger), token(aud="elsewhere"), token(lifetime_s=-600),
+                {"Authorization": "Bearer not.a.jwt"}, basic("bob", "wrong"),
+                basic("carol", "bob-secret")]
+    for headers in refusals:
+        code, challenges, _ = call("/api/v1/topics", headers)
+        assert code == 401, headers
+        if headers["Authorization"].startswith("Bearer"):
+            assert 'Bearer realm="brook", error="invalid_token"' in challenges, challenges
+    b.assert_alive()
+    code, _, body = call("/metrics", basic("bob", "bob-secret"))
+    assert code == 200
+    from prometheus_client.parser import text_string_to_metric_families
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert value(samples, "brook_authentications_total", listener="ADMIN",
+                 result="failure") == len(refusals)
+    assert value(samples, "brook_authentications_total", listener="ADMIN",
+                 result="success") >= 4
+
+
 def test_cluster_groups_are_answered_by_any_broker(cluster):
     """In a 3-node cluster, node 1's admin API shows the figures of partitions led by
     other nodes (node 1 holds no replica of them) and a group coordinated on another

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Broker, _finish
@@ -254,6 +254,18 @@ def test_sasl_exchanges_are_timed_under_their_api_names(tmp_path, brook_bin):
             assert t["total"][0] >= 1, (api, t)
             assert len({count for count, _ in t.values()}) == 1, (api, t)
             assert t["remote"][1] == 0, (api, t)
+        # A refused login is answered and then closed: still timed, and counted as a
+        # failed authentication.
+        authenticated = request_times(s, "SaslAuthenticate")["total"][0]
+        with pytest.raises(KafkaException):
+            admin_client(f"127.0.0.1:{b.sasl_port}", **{**sasl, "sasl.password": "wrong"}) \
+                .list_topics(timeout=3)
+        s = scrape(b)
+        assert request_times(s, "SaslAuthenticate")["total"][0] > authenticated
+        assert value(s, "brook_authentications_total", listener="SASL_PLAINTEXT",
+                     result="failure") >= 1
+        assert value(s, "brook_authentications_total", listener="SASL_PLAINTEXT",
+                     result="success") >= 1
     finally:
         _finish([b])
 

@@ -150,8 +150,18 @@ def test_kcat_over_sasl_plaintext_with_scram(sasl_broker):
     assert out.stdout.decode().strip() == "from-kcat"
 
 
+def authentications(b, result: str) -> float:
+    """`brook_authentications_total` of the SASL_PLAINTEXT listener (0 before any)."""
+    from test_metrics import scrape, value
+    return value(scrape(b), "brook_authentications_total", listener="SASL_PLAINTEXT",
+                 result=result) or 0
+
+
 def test_wrong_password_is_refused_and_others_go_on(sasl_broker):
+    """... and /metrics counts each failed and successful exchange, as Kafka's
+    failed-authentication-total and successful-authentication-total do."""
     b = sasl_broker
+    failed, succeeded = authentications(b, "failure"), authentications(b, "success")
     for mechanism, user in (("SCRAM-SHA-512", "admin"), ("PLAIN", "alice"),
                             ("SCRAM-SHA-256", "nobody")):
         r = kcat(b.sasl_bootstrap, "-L", "-m", "3",
@@ -163,7 +173,9 @@ def test_wrong_password_is_refused_and_others_go_on(sasl_broker):
         admin_client(b.sasl_bootstrap, **sasl_conf("SCRAM-SHA-512", "admin", "nope")) \
             .list_topics(timeout=3)
     b.assert_alive()
+    assert authentications(b, "failure") >= failed + 4
     round_trip(b.sasl_bootstrap, sasl_conf("SCRAM-SHA-512", "admin", "admin-secret"), n=5)
+    assert authentications(b, "success") > succeeded
 
 
 def request(api_key: int, version: int, correlation: int, body: bytes = b"") -> bytes:

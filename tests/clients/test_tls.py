@@ -189,6 +189,12 @@ def test_mtls_required_names_the_client_and_refuses_others(tls_broker, certs):
     assert "TLS handshake failed on listener SSL from 127.0.0.1:" in log, log[-3000:]
     assert connects(b, certs, "client")
     b.assert_alive()
+    # Kafka's failed-/successful-authentication-total: each handshake is counted.
+    from test_metrics import scrape, value
+    samples = scrape(b)
+    for result, least in (("failure", 2), ("success", 2)):
+        counted = value(samples, "brook_authentications_total", listener="SSL", result=result)
+        assert counted is not None and counted >= least, (result, counted)
 
 
 def test_mtls_requested_and_principal_mapping_rules(tls_broker, certs):

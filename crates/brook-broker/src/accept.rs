@@ -204,6 +204,15 @@ pub async fn accept_loop(
                         done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake(&tls, stream)) => done,
                         _ = shutdown.changed() => return,
                     };
+                    // A SASL_SSL connection's authentication is its SASL exchange's.
+                    let counted = match &handshake {
+                        Ok(Ok(_)) => sasl.is_none().then_some(true),
+                        Ok(Err(Refusal::Plaintext | Refusal::Failed(_))) => Some(false),
+                        _ => None,
+                    };
+                    if let Some(success) = counted {
+                        services.metrics.authentication(&info.name, success);
+                    }
                     match handshake {
                         Ok(Ok((stream, principal))) => {
                             tracing::debug!(listener = %info.name, %peer, %principal, "TLS client authenticated");

@@ -293,9 +293,11 @@ impl BrokerBuilder {
         )));
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(listener) = admin_listener {
+            let state =
+                crate::admin_http::AdminState::new(&services, wired.ready.subscribe(), &listener);
             tasks.push(tokio::spawn(crate::admin_http::serve(
                 listener,
-                crate::admin_http::AdminState::new(&services, wired.ready.subscribe()),
+                state,
                 shutdown_rx.clone(),
             )));
         }

@@ -1,26 +1,35 @@
 //! Who calls the admin listener (`admin.authentication`).
 //!
 //! - `none` (the default): every request runs as `User:ANONYMOUS`, so with an
-//!   authorizer the API may do and see only what ACLs grant `User:ANONYMOUS`.
-//! - `mtls` (an `https` admin listener with `ssl.client.auth`): every request but
-//!   `/health` and `/ready` needs a client certificate and runs as its principal
-//!   (`User:` + its subject DN, mapped by `ssl.principal.mapping.rules`), as on a Kafka
-//!   SSL listener; without one it gets 401. With `none`, a client certificate sent
-//!   anyway names the caller too.
-//! - `basic`: every request but `/health` and `/ready` carries HTTP Basic credentials,
-//!   checked against the cluster's SCRAM credentials (the users
-//!   `kafka-configs --alter --entity-type users --add-config 'SCRAM-SHA-256=[...]'`
-//!   creates, who log in on SASL/SCRAM listeners too). The request then runs as
-//!   `User:<name>`: its Kafka requests are authorized as that user's, and the lists it
-//!   reads show only what the user may DESCRIBE. A request without valid credentials
-//!   gets 401 and a `WWW-Authenticate` challenge (a browser asks for them).
+//!   authorizer the API may do and see only what ACLs grant `User:ANONYMOUS`. A client
+//!   certificate sent anyway (an `https` listener with `ssl.client.auth`) names the
+//!   caller instead.
+//! - Otherwise a comma-separated list of the ways a caller may prove who it is; any one
+//!   of them lets it in, and every request but `/health` and `/ready` needs one:
+//!   - `mtls`: a client certificate; the request runs as its principal (`User:` + its
+//!     subject DN, mapped by `ssl.principal.mapping.rules`), as on a Kafka SSL listener.
+//!   - `basic`: HTTP Basic credentials of a SCRAM user (the users
+//!     `kafka-configs --alter --entity-type users --add-config 'SCRAM-SHA-256=[...]'`
+//!     creates, who log in on SASL/SCRAM listeners too) or of a PLAIN user of the admin
+//!     listener's JAAS line (`listener.name.admin.plain.sasl.jaas.config`, else
+//!     `sasl.jaas.config`, as a Kafka listener named `admin` reads them).
+//!   - `bearer`: `Authorization: Bearer <JWT>`, validated exactly as an OAUTHBEARER
+//!     listener named `admin` would (`listener.name.admin.oauthbearer.sasl.oauthbearer.*`,
+//!     ..., `sasl.oauthbearer.*`: the JWKS, expected audience and issuer, the subject
+//!     claim), so the tokens clients log in with on Kafka listeners work here too.
 //!
-//! Checking a password costs the credential's PBKDF2 iterations, so a verified
+//!   The request then runs as `User:<name>`: its Kafka requests are authorized as that
+//!   user's, and the lists it reads show only what the user may DESCRIBE. A request
+//!   without valid credentials gets 401 with a `WWW-Authenticate` challenge per enabled
+//!   scheme (a browser asks for Basic credentials).
+//!
+//! Checking a SCRAM password costs the credential's PBKDF2 iterations, so a verified
 //! password is remembered (as a digest, with the stored key it matched) until the
 //! credential changes; failures are never remembered, and the check runs off the async
-//! workers.
+//! workers. Every outcome is counted in `brook_authentications_total{listener="ADMIN"}`
+//! (per request) and a failure is logged at INFO.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -34,9 +43,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::limits::PeerAddr;
-use super::AdminState;
+use super::{AdminState, ADMIN_LISTENER_NAME};
+use crate::clock::now_ms;
 pub use crate::config::AdminAuth;
+use crate::sasl::oauthbearer::JwtValidator;
 use crate::sasl::scram::credential_from_password;
+use crate::sasl::{jwt_validator, password_matches, plain_users, SaslConfigError};
 use crate::session::KafkaPrincipal;
 
 tokio::task_local! {
@@ -103,6 +115,79 @@ impl Verified {
     }
 }
 
+/// How the admin listener checks its callers: `admin.authentication` and what the
+/// enabled schemes check against. Built when the listener binds.
+pub struct Login {
+    pub auth: AdminAuth,
+    /// PLAIN users of the admin listener's JAAS line (for `basic`).
+    plain_users: BTreeMap<String, String>,
+    /// The OAUTHBEARER validator (for `bearer`).
+    jwt: Option<Arc<JwtValidator>>,
+    verified: Verified,
+}
+
+impl Login {
+    /// Reads the admin listener's login settings (a start error when they are bad, as
+    /// on a Kafka listener).
+    pub fn from_settings(
+        auth: AdminAuth,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Self, SaslConfigError> {
+        let listener = ADMIN_LISTENER_NAME.to_ascii_lowercase();
+        let plain_users = if auth.basic {
+            plain_users(settings, &listener)?
+        } else {
+            BTreeMap::new()
+        };
+        let jwt = if auth.bearer {
+            Some(Arc::new(jwt_validator(settings, &listener)?))
+        } else {
+            None
+        };
+        Ok(Login {
+            auth,
+            plain_users,
+            jwt,
+            verified: Verified::default(),
+        })
+    }
+
+    /// Starts the JWT validator's JWKS fetches (an https JWKS URL), as a Kafka
+    /// OAUTHBEARER listener does when it starts.
+    pub async fn start(&self) {
+        if let Some(jwt) = &self.jwt {
+            jwt.start().await;
+        }
+    }
+
+    /// Whether `password` is `user`'s: a SCRAM user's, or a PLAIN user's.
+    async fn password_matches(&self, scram: &ScramCredentials, user: &str, password: &str) -> bool {
+        // PLAIN first: a constant-time compare, no key derivation.
+        password_matches(&self.plain_users, user, password)
+            || self.verified.check(scram, user, password).await
+    }
+}
+
+/// What an `Authorization` header claims.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+/// The credentials of an `Authorization` header (Basic or Bearer); `None` when absent
+/// or malformed.
+fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let token = rest.trim();
+        return (!token.is_empty()).then(|| Credentials::Bearer(token.to_string()));
+    }
+    let (user, password) = basic_credentials(headers)?;
+    Some(Credentials::Basic { user, password })
+}
+
 /// The user and password of an `Authorization: Basic` header.
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -118,12 +203,32 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     (!user.is_empty()).then(|| (user.to_string(), password.to_string()))
 }
 
-fn challenge() -> Response {
-    let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"brook\", charset=\"UTF-8\""),
-    );
+/// 401 with a challenge per scheme `auth` enables (RFC 7235; RFC 6750 for Bearer,
+/// with `error="invalid_token"` when a token was sent and refused).
+fn challenge(auth: AdminAuth, bad_token: bool) -> Response {
+    let message = if auth.basic || auth.bearer {
+        "authentication required\n"
+    } else {
+        "a client certificate is required\n"
+    };
+    let mut response = (StatusCode::UNAUTHORIZED, message).into_response();
+    let headers = response.headers_mut();
+    if auth.basic {
+        headers.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"brook\", charset=\"UTF-8\""),
+        );
+    }
+    if auth.bearer {
+        headers.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(if bad_token {
+                "Bearer realm=\"brook\", error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"brook\""
+            }),
+        );
+    }
     response
 }
 
@@ -145,34 +250,53 @@ pub async fn authenticate(
         .extensions()
         .get::<ConnectInfo<PeerAddr>>()
         .and_then(|info| info.0 .1.clone());
-    match (state.auth, certificate) {
-        (AdminAuth::None, principal) => {
-            let principal = principal.unwrap_or_else(KafkaPrincipal::anonymous);
-            return CALLER.scope(principal, next.run(request)).await;
-        }
-        (AdminAuth::Mtls, Some(principal)) => {
-            return CALLER.scope(principal, next.run(request)).await;
-        }
-        (AdminAuth::Mtls, None) => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "a client certificate is required\n",
-            )
-                .into_response();
-        }
-        (AdminAuth::Basic, _) => {}
+    let login = &state.login;
+    let auth = login.auth;
+    if auth.is_none() {
+        let principal = certificate.unwrap_or_else(KafkaPrincipal::anonymous);
+        return CALLER.scope(principal, next.run(request)).await;
     }
-    let Some((user, password)) = basic_credentials(request.headers()) else {
-        return challenge();
+    let metrics = &state.metrics;
+    if let (true, Some(principal)) = (auth.mtls, certificate) {
+        metrics.authentication(ADMIN_LISTENER_NAME, true);
+        return CALLER.scope(principal, next.run(request)).await;
+    }
+    let outcome = match credentials(request.headers()) {
+        Some(Credentials::Basic { user, password }) if auth.basic => {
+            let image = state.metadata.image();
+            if login.password_matches(&image.scram, &user, &password).await {
+                Ok(KafkaPrincipal::user(user))
+            } else {
+                Err(format!("wrong password for user {user}"))
+            }
+        }
+        Some(Credentials::Bearer(token)) if auth.bearer => {
+            let validated = match &login.jwt {
+                Some(jwt) => jwt.validate(&token, now_ms()).map_err(|e| e.0),
+                None => Err("no JWT validator".into()),
+            };
+            validated
+                .map(|valid| KafkaPrincipal::user(valid.principal))
+                .map_err(|reason| format!("invalid token: {reason}"))
+        }
+        // No credentials (or of a scheme not enabled): challenge, nothing to count.
+        _ => return challenge(auth, false),
     };
-    let image = state.metadata.image();
-    if !state.verified.check(&image.scram, &user, &password).await {
-        tracing::info!(user, "admin listener: authentication failed");
-        return challenge();
+    match outcome {
+        Ok(principal) => {
+            metrics.authentication(ADMIN_LISTENER_NAME, true);
+            CALLER.scope(principal, next.run(request)).await
+        }
+        Err(reason) => {
+            metrics.authentication(ADMIN_LISTENER_NAME, false);
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<PeerAddr>>()
+                .map(|info| info.0 .0);
+            tracing::info!(?peer, "admin listener: authentication failed: {reason}");
+            challenge(auth, reason.starts_with("invalid token"))
+        }
     }
-    CALLER
-        .scope(KafkaPrincipal::user(user), next.run(request))
-        .await
 }
 
 #[cfg(test)]
@@ -196,9 +320,76 @@ mod tests {
         // ":pw": no user.
         h.insert(header::AUTHORIZATION, header("Basic OnB3"));
         assert_eq!(basic_credentials(&h), None);
-        assert_eq!(AdminAuth::parse("BASIC"), Ok(AdminAuth::Basic));
-        assert_eq!(AdminAuth::parse("mTLS"), Ok(AdminAuth::Mtls));
+        assert!(AdminAuth::parse("").unwrap().is_none());
+        assert!(AdminAuth::parse(" None ").unwrap().is_none());
+        let basic = AdminAuth {
+            basic: true,
+            ..AdminAuth::default()
+        };
+        assert_eq!(AdminAuth::parse("BASIC"), Ok(basic));
+        assert_eq!(
+            AdminAuth::parse("mTLS, bearer,basic"),
+            Ok(AdminAuth {
+                basic: true,
+                bearer: true,
+                mtls: true
+            })
+        );
         assert!(AdminAuth::parse("digest").is_err());
+        assert!(AdminAuth::parse("basic,none").is_err());
+        assert!(AdminAuth::parse("basic,").is_err());
+    }
+
+    #[test]
+    fn authorization_headers_are_told_apart() {
+        let mut h = HeaderMap::new();
+        assert_eq!(credentials(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer a.b.c "),
+        );
+        assert_eq!(credentials(&h), Some(Credentials::Bearer("a.b.c".into())));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer   "));
+        assert_eq!(credentials(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic Ym9iOnB3"),
+        );
+        assert_eq!(
+            credentials(&h),
+            Some(Credentials::Basic {
+                user: "bob".into(),
+                password: "pw".into()
+            })
+        );
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Negotiate abc"),
+        );
+        assert_eq!(credentials(&h), None);
+    }
+
+    #[test]
+    fn login_reads_the_admin_listeners_plain_users_and_jwt_settings() {
+        let mut settings = BTreeMap::new();
+        settings.insert(
+            "listener.name.admin.plain.sasl.jaas.config".to_string(),
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_bob="pw";"#
+                .to_string(),
+        );
+        let both = AdminAuth::parse("basic,bearer").unwrap();
+        // Bearer without a JWKS is a start error naming the setting.
+        let err = Login::from_settings(both, &settings).err().unwrap();
+        assert!(err.to_string().contains("jwks.endpoint.url"), "{err}");
+        let login = Login::from_settings(AdminAuth::parse("basic").unwrap(), &settings).unwrap();
+        assert!(password_matches(&login.plain_users, "bob", "pw"));
+        assert!(!password_matches(&login.plain_users, "bob", "px"));
+        assert!(login.jwt.is_none());
+        settings.insert(
+            "listener.name.admin.plain.sasl.jaas.config".to_string(),
+            "not a jaas line".to_string(),
+        );
+        assert!(Login::from_settings(AdminAuth::parse("basic").unwrap(), &settings).is_err());
     }
 
     #[tokio::test]

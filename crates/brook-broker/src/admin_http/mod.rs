@@ -3,8 +3,8 @@
 //! loaded and, in a cluster, caught up with the controller and not fenced), the admin
 //! JSON API under `/api/v1` (`api`) and the web console at `/` (`console`).
 //!
-//! Who calls it is `auth`'s (`admin.authentication`: none, or HTTP Basic against the
-//! SCRAM credentials). Every request is bounded (`limits`): connections, idle time, body size, handling
+//! Who calls it is `auth`'s (`admin.authentication`: none, or any of HTTP Basic,
+//! Bearer JWTs and client certificates). Every request is bounded (`limits`): connections, idle time, body size, handling
 //! time. The API's actions go through the Kafka handlers (`router::dispatch`), so they
 //! are checked exactly as the Kafka APIs check them. Anything else is a 404 (unknown
 //! path) or 405 (another method).
@@ -55,23 +55,23 @@ pub struct AdminState {
     pub services: Arc<Services>,
     /// Message-browser reads in flight (each may inflate a compressed batch).
     pub browse_slots: Arc<tokio::sync::Semaphore>,
-    /// `admin.authentication`, and the passwords it has verified.
-    pub auth: AdminAuth,
-    verified: auth::Verified,
+    /// `admin.authentication` and what it checks callers against.
+    login: Arc<auth::Login>,
 }
 
 impl AdminState {
-    pub fn new(services: &Arc<Services>, ready: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(
+        services: &Arc<Services>,
+        ready: watch::Receiver<bool>,
+        listener: &AdminListener,
+    ) -> Arc<Self> {
         Arc::new(AdminState {
             metrics: services.metrics.clone(),
             metadata: services.metadata.clone(),
             ready,
             services: services.clone(),
             browse_slots: Arc::new(tokio::sync::Semaphore::new(limits::MAX_BROWSE_READS)),
-            // Checked when the setting was given.
-            auth: AdminAuth::parse(&services.settings.admin_authentication)
-                .unwrap_or(AdminAuth::Basic),
-            verified: auth::Verified::default(),
+            login: listener.login.clone(),
         })
     }
 }
@@ -88,12 +88,15 @@ pub enum AdminBindError {
     },
     #[error("admin.listeners https: {0}")]
     Tls(String),
+    #[error("admin.authentication: {0}")]
+    Login(#[from] crate::sasl::SaslConfigError),
 }
 
 /// The bound admin listener: its socket and, for `https`, its TLS configuration.
 pub struct AdminListener {
     tcp: TcpListener,
     tls: Option<Arc<ServerTls>>,
+    login: Arc<auth::Login>,
 }
 
 impl AdminListener {
@@ -126,7 +129,15 @@ pub async fn bind(config: &BrokerConfig) -> Result<Option<AdminListener>, AdminB
     let Some(spec) = spec else {
         return Ok(None);
     };
-    if !spec.tls && AdminAuth::parse(&settings.admin_authentication) == Ok(AdminAuth::Mtls) {
+    // Checked when the setting was given.
+    let auth = AdminAuth::parse(&settings.admin_authentication).map_err(|reason| {
+        ConfigError::Invalid {
+            name: "admin.authentication".into(),
+            value: settings.admin_authentication.clone(),
+            reason,
+        }
+    })?;
+    if !spec.tls && auth.mtls {
         return Err(AdminBindError::Tls(
             "admin.authentication=mtls needs an https:// admin listener".into(),
         ));
@@ -138,9 +149,7 @@ pub async fn bind(config: &BrokerConfig) -> Result<Option<AdminListener>, AdminB
                 "set listener.name.admin.ssl.keystore.location (or ssl.keystore.location)".into(),
             ));
         }
-        if AdminAuth::parse(&settings.admin_authentication) == Ok(AdminAuth::Mtls)
-            && tls.client_auth == crate::tls::ClientAuth::None
-        {
+        if auth.mtls && tls.client_auth == crate::tls::ClientAuth::None {
             return Err(AdminBindError::Tls(
                 "admin.authentication=mtls needs listener.name.admin.ssl.client.auth=required (or requested) and a truststore".into(),
             ));
@@ -156,7 +165,13 @@ pub async fn bind(config: &BrokerConfig) -> Result<Option<AdminListener>, AdminB
             addr: spec.addr,
             source,
         })?;
-    let listener = AdminListener { tcp, tls };
+    let login = auth::Login::from_settings(auth, raw)?;
+    login.start().await;
+    let listener = AdminListener {
+        tcp,
+        tls,
+        login: Arc::new(login),
+    };
     if let Ok(addr) = listener.local_addr() {
         let scheme = listener.scheme();
         tracing::info!("admin listening on {scheme}://{addr} (/metrics, /health, /ready)");

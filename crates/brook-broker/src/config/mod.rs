@@ -685,66 +685,6 @@ fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
 /// `authorizer.class.name` that turns ACLs on (Kafka's KRaft authorizer).
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
-/// `admin.authentication`: who calls the admin listener (see `admin_http::auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminAuth {
-    None,
-    Basic,
-    Mtls,
-}
-
-impl AdminAuth {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "" | "none" => Ok(AdminAuth::None),
-            "basic" => Ok(AdminAuth::Basic),
-            "mtls" => Ok(AdminAuth::Mtls),
-            other => Err(format!("expected none, basic or mtls, not '{other}'")),
-        }
-    }
-}
-
-/// `admin.listeners`, parsed: where to bind and whether it is `https`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminListenerSpec {
-    /// `HOST:PORT`, resolved when the listener binds.
-    pub addr: String,
-    /// `https://`: TLS with the `listener.name.admin.ssl.*` settings (else `ssl.*`).
-    pub tls: bool,
-}
-
-/// Parses `admin.listeners`: empty (no admin listener) or one `http://HOST:PORT` or
-/// `https://HOST:PORT` (port 0: any free port).
-pub fn parse_admin_listener(value: &str) -> Result<Option<AdminListenerSpec>, String> {
-    const EXPECTED: &str = "expected http://HOST:PORT or https://HOST:PORT";
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    if value.contains(',') {
-        return Err("one admin listener only".into());
-    }
-    let (authority, tls) = match (
-        value.strip_prefix("http://"),
-        value.strip_prefix("https://"),
-    ) {
-        (Some(a), _) => (a, false),
-        (_, Some(a)) => (a, true),
-        _ => return Err(EXPECTED.into()),
-    };
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    let (host, port) = authority.rsplit_once(':').ok_or(EXPECTED)?;
-    if host.is_empty() || host.contains('/') {
-        return Err(EXPECTED.into());
-    }
-    port.parse::<u16>()
-        .map_err(|_| "the port must be a number from 0 to 65535")?;
-    Ok(Some(AdminListenerSpec {
-        addr: authority.to_string(),
-        tls,
-    }))
-}
-
 /// Checks a broker-level config's value: a topic default as the topic config it stands
 /// for, a broker setting against its type and minimum.
 pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError> {
@@ -798,5 +738,8 @@ pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError
     Ok(())
 }
 
+mod admin;
 #[cfg(test)]
 mod tests;
+
+pub use admin::{parse_admin_listener, AdminAuth, AdminListenerSpec};

@@ -227,7 +227,14 @@ pub async fn serve<R, W>(
             mute_ms,
         } = match sasl.as_mut().filter(|s| s.raw_tokens()) {
             Some(s) => Handled {
-                outcome: sasl::raw_token(s, &mut session, peer, &frame, now_ms()),
+                outcome: sasl::raw_token(
+                    &services.metrics,
+                    s,
+                    &mut session,
+                    peer,
+                    &frame,
+                    now_ms(),
+                ),
                 timed: None,
                 delay_ms: 0,
                 mute_ms: 0,
@@ -249,20 +256,25 @@ pub async fn serve<R, W>(
         // A client that stops reading its responses is disconnected after the idle
         // timeout rather than holding this task (and the response) forever.
         let write = tokio::time::timeout(limits.idle_timeout, async {
-            write_outcome(&mut writer, outcome).await?;
+            let after = write_outcome(&mut writer, outcome).await?;
             // Flush every response: holding it back for a pipelined request that
             // parks (a fetch long-poll, a JoinGroup) would delay it by that wait.
-            writer.flush().await.map_err(|e| (false, e.to_string()))
+            writer.flush().await.map_err(|e| (false, e.to_string()))?;
+            Ok(after)
         });
         let written = tokio::select! {
             written = write => written,
             _ = shutdown.changed() => break,
         };
+        if let (Ok(Ok(_)), Some(timed), Some(received_ns)) = (&written, timed, received_ns) {
+            timed.record(&services.metrics, received_ns);
+        }
         match written {
-            Ok(Ok(())) => {
-                if let (Some(timed), Some(received_ns)) = (timed, received_ns) {
-                    timed.record(&services.metrics, received_ns);
-                }
+            Ok(Ok(Sent::Close(reason))) => {
+                tracing::debug!(%peer, %reason, "closing connection");
+                break;
+            }
+            Ok(Ok(Sent::Continue)) => {
                 if mute_ms > 0 {
                     // Kafka mutes a throttled client's channel once its response is
                     // out: nothing more is read from it until the throttle time ends.
@@ -289,26 +301,38 @@ pub async fn serve<R, W>(
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.flush()).await;
 }
 
+/// What the connection does once a response is out.
+enum Sent {
+    Continue,
+    /// The response was a refusal the connection closes after (a failed SASL
+    /// authentication): it was sent, and is timed, but nothing more is read.
+    Close(String),
+}
+
 /// Writes one handler outcome. `Err((loud, reason))` closes the connection; `loud`
 /// says whether that deserves a warning (a broker-side problem or a protocol
 /// violation) rather than a debug line (the client went away).
 async fn write_outcome<W: ResponseSink>(
     writer: &mut BufWriter<W>,
     outcome: Outcome,
-) -> Result<(), (bool, String)> {
+) -> Result<Sent, (bool, String)> {
     match outcome {
         Outcome::Reply(bytes) => writer
             .write_all(&bytes)
             .await
+            .map(|()| Sent::Continue)
             .map_err(|e| (false, e.to_string())),
         Outcome::Chunked(chunks) => {
-            write_chunks(writer, chunks).await.map_err(|e| {
-                // The frame length is already on the wire: the response cannot be
-                // finished, so the connection is closed.
-                (e.kind() == io::ErrorKind::UnexpectedEof, e.to_string())
-            })
+            write_chunks(writer, chunks)
+                .await
+                .map(|()| Sent::Continue)
+                .map_err(|e| {
+                    // The frame length is already on the wire: the response cannot be
+                    // finished, so the connection is closed.
+                    (e.kind() == io::ErrorKind::UnexpectedEof, e.to_string())
+                })
         }
-        Outcome::NoReply => Ok(()),
+        Outcome::NoReply => Ok(Sent::Continue),
         Outcome::Close(reason) => Err((true, reason)),
         Outcome::ReplyThenClose(bytes) => {
             tokio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY).await;
@@ -316,8 +340,7 @@ async fn write_outcome<W: ResponseSink>(
                 .write_all(&bytes)
                 .await
                 .map_err(|e| (false, e.to_string()))?;
-            writer.flush().await.map_err(|e| (false, e.to_string()))?;
-            Err((false, "SASL authentication failed".into()))
+            Ok(Sent::Close("SASL authentication failed".into()))
         }
     }
 }
@@ -677,7 +700,16 @@ async fn check_frame(
         // Kafka times SaslHandshake and SaslAuthenticate as any request.
         let sasl_api = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         let started_ns = (timing && sasl_api).then(monotonic_ns);
-        if let Some(outcome) = sasl::intercept(s, session, peer, api, &peek, &frame, now_ms()) {
+        if let Some(outcome) = sasl::intercept(
+            &services.metrics,
+            s,
+            session,
+            peer,
+            api,
+            &peek,
+            &frame,
+            now_ms(),
+        ) {
             *timed = started_ns.map(|started| Timed::local(TimedApi::Kafka(api), started));
             return Err(outcome);
         }

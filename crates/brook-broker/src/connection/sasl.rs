@@ -12,6 +12,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use super::Outcome;
 use crate::apis;
+use crate::metrics::BrokerMetrics;
 use crate::sasl::{AuthStep, Next, Principal, SaslSession};
 use crate::session::{KafkaPrincipal, Session};
 
@@ -22,7 +23,9 @@ pub const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
 /// What the connection does with a request of `api` on a SASL listener, before the
 /// router sees it: `Some` answers (or closes) here, `None` lets the request through.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn intercept(
+    metrics: &BrokerMetrics,
     sasl: &mut SaslSession,
     session: &mut Arc<Session>,
     peer: SocketAddr,
@@ -76,12 +79,13 @@ pub(super) fn intercept(
         Ok(bytes) => bytes,
         Err(e) => return Some(Outcome::Close(e.to_string())),
     };
-    Some(after(sasl, session, peer, next, bytes))
+    Some(after(metrics, sasl, session, peer, next, bytes))
 }
 
 /// A raw token (the frame after a SaslHandshake v0): answered with a bare
 /// size-prefixed token; a failure closes the connection without an answer, as Kafka.
 pub(super) fn raw_token(
+    metrics: &BrokerMetrics,
     sasl: &mut SaslSession,
     session: &mut Arc<Session>,
     peer: SocketAddr,
@@ -92,16 +96,20 @@ pub(super) fn raw_token(
         AuthStep::Challenge(token) => (token, Next::Continue),
         AuthStep::Done { token, .. } => (token, Next::Authenticated),
         AuthStep::Failed { message, .. } => {
-            return Outcome::Close(format!("SASL authentication failed: {message}"))
+            metrics.authentication(&session.listener.name, false);
+            return Outcome::Close(format!("SASL authentication failed: {message}"));
         }
     };
     let mut out = BytesMut::with_capacity(4 + token.len());
     out.extend_from_slice(&(token.len() as i32).to_be_bytes());
     out.extend_from_slice(&token);
-    after(sasl, session, peer, next, out)
+    after(metrics, sasl, session, peer, next, out)
 }
 
+/// Counts the exchange's outcome once it has one: authenticated, or refused (the
+/// connection closes after the answer).
 fn after(
+    metrics: &BrokerMetrics,
     sasl: &SaslSession,
     session: &mut Arc<Session>,
     peer: SocketAddr,
@@ -110,8 +118,12 @@ fn after(
 ) -> Outcome {
     match next {
         Next::Continue => Outcome::Reply(reply),
-        Next::Close => Outcome::ReplyThenClose(reply),
+        Next::Close => {
+            metrics.authentication(&session.listener.name, false);
+            Outcome::ReplyThenClose(reply)
+        }
         Next::Authenticated => {
+            metrics.authentication(&session.listener.name, true);
             if let Some(principal) = sasl.principal() {
                 tracing::debug!(listener = %session.listener.name, %peer, %principal, "SASL client authenticated");
                 *session =

@@ -52,6 +52,12 @@ struct ListenerLabel {
     listener: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthenticationLabel {
+    listener: String,
+    result: &'static str,
+}
+
 /// One topic's traffic counters, read at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicTraffic {
@@ -101,6 +107,7 @@ pub struct BrokerMetrics {
     /// Open connections by listener name, one gauge per listener of the plan.
     connections: Vec<(String, Gauge)>,
     connections_family: Family<ListenerLabel, Gauge>,
+    authentications: Family<AuthenticationLabel, Counter>,
     metadata: MetadataView,
 }
 
@@ -201,6 +208,12 @@ impl BrokerMetrics {
                 )
             })
             .collect();
+        let authentications = Family::<AuthenticationLabel, Counter>::default();
+        registry.register(
+            "brook_authentications",
+            "Authentications by listener and result (success, failure): SASL exchanges and TLS handshakes on Kafka listeners, requests on the admin listener (listener ADMIN)",
+            authentications.clone(),
+        );
         registry.register_collector(Box::new(quotas::QuotaCollector { rates: quotas }));
         registry.register_collector(Box::new(StateCollector {
             replicas,
@@ -218,6 +231,7 @@ impl BrokerMetrics {
             topics: RwLock::default(),
             connections,
             connections_family,
+            authentications,
             metadata,
         }
     }
@@ -252,6 +266,17 @@ impl BrokerMetrics {
         };
         gauge.inc();
         OpenConnection(gauge)
+    }
+
+    /// Counts an authentication on listener `listener` that succeeded or failed
+    /// (Kafka's `successful-authentication-total` / `failed-authentication-total`).
+    pub fn authentication(&self, listener: &str, success: bool) {
+        self.authentications
+            .get_or_create(&AuthenticationLabel {
+                listener: listener.to_string(),
+                result: if success { "success" } else { "failure" },
+            })
+            .inc();
     }
 
     /// The counters of `topic`, created on its first use; `None` if no such topic

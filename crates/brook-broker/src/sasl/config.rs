@@ -111,20 +111,7 @@ impl SaslServerConfig {
                 None => settings.get(key).map(|v| (key.to_string(), v.as_str())),
             }
         };
-        let jaas_key = format!("{prefix}plain.sasl.jaas.config");
-        let plain_jaas = settings
-            .get(&jaas_key)
-            .map(|v| (jaas_key.clone(), v))
-            .or_else(|| {
-                settings
-                    .get("sasl.jaas.config")
-                    .map(|v| ("sasl.jaas.config".to_string(), v))
-            });
-        let plain_users = match plain_jaas {
-            Some((key, line)) => jaas::plain_users(line)
-                .map_err(|reason| SaslConfigError::Invalid { key, reason })?,
-            None => BTreeMap::new(),
-        };
+        let plain_users = plain_users(settings, &listener)?;
         let enabled = match lookup("sasl.enabled.mechanisms").filter(|(_, v)| !v.trim().is_empty())
         {
             Some((key, list)) => parse_mechanisms(&key, list)?,
@@ -165,18 +152,7 @@ impl SaslServerConfig {
         let mut fake_key = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut fake_key);
         let oauth = if enabled.contains(&Mechanism::OAuthBearer) {
-            let mech_prefix = format!("{prefix}oauthbearer.");
-            let lookup = |key: &str| -> Option<(String, String)> {
-                // Kafka's ConfigurationUtils: the mechanism's prefix first, on the
-                // listener's settings (listener prefix, then global).
-                let scoped = format!("{mech_prefix}{key}");
-                let unscoped = format!("oauthbearer.{key}");
-                [scoped, unscoped]
-                    .into_iter()
-                    .find_map(|k| settings.get(&k).map(|v| (k, v.clone())))
-                    .or_else(|| lookup(key).map(|(k, v)| (k, v.to_string())))
-            };
-            Some(Arc::new(JwtValidator::from_settings(&lookup)?))
+            Some(Arc::new(jwt_validator(settings, &listener)?))
         } else {
             None
         };
@@ -213,6 +189,50 @@ impl SaslServerConfig {
     pub fn listener(&self) -> &str {
         &self.listener
     }
+}
+
+/// The PLAIN users of listener `listener` (lower case): the `user_<name>="<password>"`
+/// options of `listener.name.<l>.plain.sasl.jaas.config`, else of `sasl.jaas.config`.
+pub fn plain_users(
+    settings: &BTreeMap<String, String>,
+    listener: &str,
+) -> Result<BTreeMap<String, String>, SaslConfigError> {
+    let jaas_key = format!("listener.name.{listener}.plain.sasl.jaas.config");
+    let plain_jaas = settings
+        .get(&jaas_key)
+        .map(|v| (jaas_key.clone(), v))
+        .or_else(|| {
+            settings
+                .get("sasl.jaas.config")
+                .map(|v| ("sasl.jaas.config".to_string(), v))
+        });
+    match plain_jaas {
+        Some((key, line)) => {
+            jaas::plain_users(line).map_err(|reason| SaslConfigError::Invalid { key, reason })
+        }
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// The OAUTHBEARER JWT validator of listener `listener` (lower case), from the
+/// `sasl.oauthbearer.*` settings as Kafka's `ConfigurationUtils` finds them: under
+/// `listener.name.<l>.oauthbearer.`, `oauthbearer.`, `listener.name.<l>.`, then global.
+pub fn jwt_validator(
+    settings: &BTreeMap<String, String>,
+    listener: &str,
+) -> Result<JwtValidator, SaslConfigError> {
+    let prefix = format!("listener.name.{listener}.");
+    let lookup = |key: &str| -> Option<(String, String)> {
+        [
+            format!("{prefix}oauthbearer.{key}"),
+            format!("oauthbearer.{key}"),
+            format!("{prefix}{key}"),
+            key.to_string(),
+        ]
+        .into_iter()
+        .find_map(|k| settings.get(&k).map(|v| (k, v.clone())))
+    };
+    JwtValidator::from_settings(&lookup)
 }
 
 /// Whether `name` is one of the SASL settings [`SaslServerConfig::from_settings`]

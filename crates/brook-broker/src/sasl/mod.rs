@@ -35,9 +35,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 pub use config::{
-    is_sasl_setting, is_secret_setting, Mechanism, SaslConfigError, SaslServerConfig,
-    DEFAULT_MAX_RECEIVE_BYTES,
+    is_sasl_setting, is_secret_setting, jwt_validator, plain_users, Mechanism, SaslConfigError,
+    SaslServerConfig, DEFAULT_MAX_RECEIVE_BYTES,
 };
+pub(crate) use plain::password_matches;
 pub use scram::ScramCredentialStore;
 
 use scram::{ScramExchange, ScramStep};

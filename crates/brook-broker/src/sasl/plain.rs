@@ -14,6 +14,19 @@ pub(super) struct PlainFailure {
     pub message: Option<&'static str>,
 }
 
+/// Whether `password` is PLAIN user `user`'s. Compared in constant time, and against
+/// something even for an unknown user, so the answer's timing does not tell which
+/// users exist.
+pub(crate) fn password_matches(
+    users: &BTreeMap<String, String>,
+    user: &str,
+    password: &str,
+) -> bool {
+    let expected = users.get(user);
+    let reference = expected.map_or(&b"\0unknown user\0"[..], |p| p.as_bytes());
+    bool::from(reference.ct_eq(password.as_bytes())) && expected.is_some()
+}
+
 /// Checks one PLAIN message; returns the authenticated user.
 pub(super) fn authenticate(
     users: &BTreeMap<String, String>,
@@ -43,12 +56,7 @@ pub(super) fn authenticate(
             Some("Authentication failed: password not specified"),
         ));
     }
-    // Compare in constant time, and against something even for an unknown user, so the
-    // answer's timing does not tell which users exist.
-    let expected = users.get(user);
-    let reference = expected.map_or(&b"\0unknown user\0"[..], |p| p.as_bytes());
-    let matches = bool::from(reference.ct_eq(password.as_bytes())) && expected.is_some();
-    if !matches {
+    if !password_matches(users, user, password) {
         return Err(fail(
             Some(user),
             Some("Authentication failed: Invalid username or password"),
