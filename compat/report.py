@@ -44,6 +44,10 @@ BASE = [s for s in SCENARIO_IDS if s != "tools.perf_test"]
 CLIENTS = {
     "kafkajs": ("kafkajs", BASE),
     "franz-go": ("franz-go", BASE),
+    "franz-go-consumer": ("franz-go (KIP-848 consumer)",
+                          ["consume.earliest", "consume.latest", "consume.timestamp",
+                           "group.commit_resume", "group.describe_lag", "txn.commit_abort",
+                           "txn.offsets"]),
     "java-classic": ("Java client (classic)", BASE),
     "java-consumer": ("Java client (KIP-848 consumer)",
                       ["consume.earliest", "consume.latest", "consume.timestamp",

@@ -16,7 +16,7 @@
 #       is refused again after they are deleted. Writes compat/results-secure.json and
 #       compat/RESULTS-secure.md; logs in compat/.cache/last-run-secure/.
 #
-# Clients: kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka
+# Clients: kafkajs franz-go franz-go-consumer java-classic java-consumer kafka-cli confluent-kafka
 # kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
 # compat/franz-go/go.mod + go.sum, compat/java/pom.xml, compat/python/requirements-codecs.txt,
 # scripts/setup-test-deps.sh (confluent-kafka, kafka-python, kcat).
@@ -33,7 +33,7 @@ if [[ "${1:-}" == --secure ]]; then SECURE=1; shift; fi
 [[ -n "$SECURE" ]] || unset COMPAT_SECURE  # the drivers' switch: set again below when secured
 RUN_DIR="$CACHE/last-run${SECURE:+-secure}"
 CLIENT_TIMEOUT_S="${COMPAT_CLIENT_TIMEOUT_S:-300}"
-ALL_CLIENTS=(kafkajs franz-go java-classic java-consumer kafka-cli confluent-kafka kafka-python kcat)
+ALL_CLIENTS=(kafkajs franz-go franz-go-consumer java-classic java-consumer kafka-cli confluent-kafka kafka-python kcat)
 JVM_OPTS=(-Xshare:auto -XX:+UseSerialGC -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
 
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -54,8 +54,8 @@ else
 fi
 wants() { local c; for c in "$@"; do [[ " ${CLIENTS[*]} " == *" $c "* ]] && return 0; done; return 1; }
 
-# The secured run: java-consumer differs from java-classic only in its group protocol,
-# which Brook does not serve (KIP-848), so the Java client runs once, as java-classic.
+# The secured run: java-consumer and franz-go-consumer differ from java-classic and
+# franz-go only in their group protocol (KIP-848), so each client runs once, classic.
 if [[ -n "$SECURE" ]]; then
   SECURE_CLIENTS=(kafkajs franz-go java-classic kafka-cli confluent-kafka kafka-python kcat)
   if (($# == 0)); then CLIENTS=("${SECURE_CLIENTS[@]}"); fi
@@ -114,11 +114,11 @@ if wants kafkajs; then
   fi
 fi
 
-if wants franz-go; then
+if wants franz-go franz-go-consumer; then
   step "franz-go: go build (module and build caches in $CACHE/go)"
   if ! (cd "$COMPAT/franz-go" && GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local \
           GOFLAGS="-mod=readonly -modcacherw -buildvcs=false" go build -o "$CACHE/bin/compat-franz-go" . >&2); then
-    fail_setup franz-go "go build failed"
+    fail_setup franz-go franz-go-consumer "go build failed"
   fi
 fi
 
@@ -167,7 +167,7 @@ SECONDS_SETUP="$(since "$T_SETUP")"
 version_of() {
   case "$1" in
     kafkajs) node -p "require('$COMPAT/kafkajs/node_modules/kafkajs/package.json').version" ;;
-    franz-go) awk '$1=="github.com/twmb/franz-go" {k=$2} $1=="github.com/twmb/franz-go/pkg/kadm" {a=$2}
+    franz-go|franz-go-consumer) awk '$1=="github.com/twmb/franz-go" {k=$2} $1=="github.com/twmb/franz-go/pkg/kadm" {a=$2}
                    END {print "kgo " k ", kadm " a}' "$COMPAT/franz-go/go.mod" ;;
     java-classic|java-consumer) echo "kafka-clients $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
     kafka-cli) echo "kafka-tools $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
@@ -269,6 +269,7 @@ client_cmd() { # client bootstrap -> CMD
   case "$1" in
     kafkajs) CMD=(node "$COMPAT/kafkajs/compat.js" "$2") ;;
     franz-go) CMD=("$CACHE/bin/compat-franz-go" "$2") ;;
+    franz-go-consumer) CMD=("$CACHE/bin/compat-franz-go" "$2" consumer) ;;
     java-classic) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" Compat "$2" classic) ;;
     java-consumer) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" Compat "$2" consumer) ;;
     kafka-cli) CMD=("$PYTHON" "$COMPAT/cli/cli_compat.py" "$2" "$JARS") ;;

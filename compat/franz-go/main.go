@@ -1,6 +1,8 @@
 // Brook compatibility scenarios driven by franz-go (kgo + kadm, pinned in go.mod).
 //
 //	go build -o compat-franz-go . && ./compat-franz-go 127.0.0.1:9092
+//	./compat-franz-go 127.0.0.1:9092 consumer   # consume, group and transaction scenarios
+//	                                            # with KIP-848 groups (kgo.ServerSideBalancer)
 //
 // Prints one line per scenario: `RESULT {"scenario":..,"status":"pass|fail","detail":..}`;
 // compat/run.sh collects those lines.
@@ -27,7 +29,10 @@ const scenarioTimeout = 45 * time.Second
 
 var (
 	bootstrap = "127.0.0.1:9092"
-	run       = strconv.FormatInt(time.Now().UnixMilli()%1e8, 36) + strconv.Itoa(rand.Intn(1e5))
+	// "consumer": every group member uses KIP-848's protocol (ConsumerGroupHeartbeat,
+	// the broker assigns), as franz-go does with kgo.ServerSideBalancer.
+	groupProtocol = "classic"
+	run           = strconv.FormatInt(time.Now().UnixMilli()%1e8, 36) + strconv.Itoa(rand.Intn(1e5))
 )
 
 func report(scenario, status, detail string) {
@@ -57,7 +62,7 @@ func scenario(name string, fn func(ctx context.Context) (string, error)) {
 	report(name, "pass", fmt.Sprintf("%s (%d ms)", detail, time.Since(start).Milliseconds()))
 }
 
-func topicName(s string) string { return "fgo-" + s + "-" + run }
+func topicName(s string) string { return "fgo-" + groupProtocol + "-" + s + "-" + run }
 
 func baseOpts() []kgo.Opt {
 	base := []kgo.Opt{
@@ -74,6 +79,9 @@ func baseOpts() []kgo.Opt {
 }
 
 func newClient(opts ...kgo.Opt) *kgo.Client {
+	if groupProtocol == "consumer" {
+		opts = append(opts, kgo.ServerSideBalancer())
+	}
 	cl, err := kgo.NewClient(append(baseOpts(), opts...)...)
 	if err != nil {
 		panic(err)
@@ -137,6 +145,9 @@ func main() {
 	if len(os.Args) > 1 {
 		bootstrap = os.Args[1]
 	}
+	if len(os.Args) > 2 {
+		groupProtocol = os.Args[2]
+	}
 	if os.Getenv("COMPAT_SECURE") != "" { // compat/run.sh --secure: secure.go
 		secureMain()
 		return
@@ -145,200 +156,9 @@ func main() {
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
 
-	// ---- admin ----
-	adminTopic := topicName("admin")
-	scenario("admin.create", func(ctx context.Context) (string, error) {
-		if err := createTopic(ctx, adm, adminTopic, 3, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}); err != nil {
-			return "", err
-		}
-		return "created " + adminTopic + " with 3 partitions, retention.ms=3600000", nil
-	})
-	scenario("admin.list", func(ctx context.Context) (string, error) {
-		tds, err := adm.ListTopics(ctx)
-		if err != nil {
-			return "", err
-		}
-		if !tds.Has(adminTopic) {
-			return "", fmt.Errorf("ListTopics lacks %s: %v", adminTopic, tds.Names())
-		}
-		return fmt.Sprintf("%d topics", len(tds)), nil
-	})
-	scenario("admin.describe", func(ctx context.Context) (string, error) {
-		tds, err := adm.ListTopics(ctx, adminTopic)
-		if err != nil {
-			return "", err
-		}
-		td := tds[adminTopic]
-		if td.Err != nil || len(td.Partitions) != 3 {
-			return "", fmt.Errorf("metadata: err=%v partitions=%d", td.Err, len(td.Partitions))
-		}
-		rcs, err := adm.DescribeTopicConfigs(ctx, adminTopic)
-		if err != nil {
-			return "", err
-		}
-		rc, err := rcs.On(adminTopic, nil)
-		if err != nil || rc.Err != nil {
-			return "", fmt.Errorf("describe configs: %v %v", err, rc.Err)
-		}
-		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" {
-				if c.Value == nil || *c.Value != "3600000" {
-					return "", fmt.Errorf("retention.ms = %v", c.Value)
-				}
-				return fmt.Sprintf("3 partitions, topic id %s, retention.ms=3600000 (source %v), %d configs", td.ID, c.Source, len(rc.Configs)), nil
-			}
-		}
-		return "", errors.New("retention.ms not described")
-	})
-	scenario("admin.add_partitions", func(ctx context.Context) (string, error) {
-		rs, err := adm.UpdatePartitions(ctx, 5, adminTopic)
-		if err == nil {
-			err = rs.Error()
-		}
-		if err != nil {
-			return "", err
-		}
-		for ctx.Err() == nil {
-			tds, err := adm.ListTopics(ctx, adminTopic)
-			if err == nil && len(tds[adminTopic].Partitions) == 5 {
-				return "3 -> 5 partitions", nil
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		return "", errors.New("partition count did not become 5")
-	})
-	scenario("admin.delete", func(ctx context.Context) (string, error) {
-		rs, err := adm.DeleteTopics(ctx, adminTopic)
-		if err == nil {
-			err = rs.Error()
-		}
-		if err != nil {
-			return "", err
-		}
-		for ctx.Err() == nil {
-			tds, err := adm.ListTopics(ctx)
-			if err == nil && !tds.Has(adminTopic) {
-				return "deleted, gone from the topic list", nil
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		return "", errors.New("topic still listed")
-	})
-
-	// ---- produce ----
-	scenario("produce.keys_headers", func(ctx context.Context) (string, error) {
-		topic := topicName("keys")
-		if err := createTopic(ctx, adm, topic, 3, nil); err != nil {
-			return "", err
-		}
-		var recs []*kgo.Record
-		for i := 0; i < 30; i++ {
-			recs = append(recs, &kgo.Record{
-				Topic: topic,
-				Key:   []byte(fmt.Sprintf("key-%d", i)),
-				Value: []byte(fmt.Sprintf("value-%d", i)),
-				Headers: []kgo.RecordHeader{
-					{Key: "h-index", Value: []byte(strconv.Itoa(i))},
-					{Key: "h-const", Value: []byte("brook")},
-				},
-			})
-		}
-		if err := produce(ctx, recs); err != nil {
-			return "", err
-		}
-		cl := newClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		defer cl.Close()
-		got, err := poll(ctx, cl, 30)
-		if err != nil {
-			return "", err
-		}
-		parts := map[int32]bool{}
-		for _, r := range got {
-			parts[r.Partition] = true
-			var i int
-			if _, err := fmt.Sscanf(string(r.Key), "key-%d", &i); err != nil {
-				return "", fmt.Errorf("bad key %q", r.Key)
-			}
-			hi, ok1 := header(r, "h-index")
-			hc, ok2 := header(r, "h-const")
-			if string(r.Value) != fmt.Sprintf("value-%d", i) || !ok1 || hi != strconv.Itoa(i) || !ok2 || hc != "brook" {
-				return "", fmt.Errorf("record %q: value %q headers %v", r.Key, r.Value, r.Headers)
-			}
-		}
-		return fmt.Sprintf("30 keyed records with 2 headers each over %d partitions", len(parts)), nil
-	})
-
-	codecs := []struct {
-		name  string
-		codec kgo.CompressionCodec
-	}{
-		{"gzip", kgo.GzipCompression()},
-		{"snappy", kgo.SnappyCompression()},
-		{"lz4", kgo.Lz4Compression()},
-		{"zstd", kgo.ZstdCompression()},
+	if groupProtocol == "classic" {
+		adminAndProduceScenarios(adm)
 	}
-	for _, c := range codecs {
-		scenario("produce."+c.name, func(ctx context.Context) (string, error) {
-			topic := topicName(c.name)
-			if err := createTopic(ctx, adm, topic, 1, nil); err != nil {
-				return "", err
-			}
-			var recs []*kgo.Record
-			for i := 0; i < 50; i++ {
-				v := ""
-				for j := 0; j < 20; j++ {
-					v += fmt.Sprintf("%s record %d ", c.name, i)
-				}
-				recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(v)})
-			}
-			if err := produce(ctx, recs, kgo.ProducerBatchCompression(c.codec), kgo.ProducerLinger(50*time.Millisecond)); err != nil {
-				return "", err
-			}
-			got, err := readPartition(ctx, topic, 0, kgo.NewOffset().AtStart(), 50)
-			if err != nil {
-				return "", err
-			}
-			for i, r := range got {
-				if r.Offset != int64(i) || string(r.Value) != string(recs[i].Value) {
-					return "", fmt.Errorf("record %d: offset %d value differs", i, r.Offset)
-				}
-			}
-			return "50 records, " + c.name + "-compressed batches, read back intact", nil
-		})
-	}
-
-	scenario("produce.idempotent", func(ctx context.Context) (string, error) {
-		topic := topicName("idem")
-		if err := createTopic(ctx, adm, topic, 1, nil); err != nil {
-			return "", err
-		}
-		// kgo is idempotent by default (acks=all, InitProducerId).
-		cl := newClient(kgo.DefaultProduceTopic(topic))
-		for b := 0; b < 5; b++ {
-			var recs []*kgo.Record
-			for i := 0; i < 20; i++ {
-				recs = append(recs, &kgo.Record{Value: []byte(fmt.Sprintf("idem-%d", b*20+i))})
-			}
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				cl.Close()
-				return "", err
-			}
-		}
-		cl.Close()
-		got, err := readPartition(ctx, topic, 0, kgo.NewOffset().AtStart(), 100)
-		if err != nil {
-			return "", err
-		}
-		for i, r := range got {
-			if r.Offset != int64(i) || string(r.Value) != fmt.Sprintf("idem-%d", i) {
-				return "", fmt.Errorf("record %d: offset %d value %q", i, r.Offset, r.Value)
-			}
-			if r.ProducerID < 0 || r.ProducerEpoch < 0 {
-				return "", fmt.Errorf("record %d has no producer id (%d/%d): not idempotent", i, r.ProducerID, r.ProducerEpoch)
-			}
-		}
-		return fmt.Sprintf("100 records, producer id %d epoch %d, exactly once, in order", got[0].ProducerID, got[0].ProducerEpoch), nil
-	})
 
 	// ---- consume ----
 	consumeTopic := topicName("consume")
@@ -479,6 +299,9 @@ func main() {
 		}
 		if err := cl.CommitRecords(ctx, got[:4]...); err != nil {
 			return "", fmt.Errorf("commit: %w", err)
+		}
+		if groupProtocol == "consumer" {
+			return describe848Lag(ctx, adm, group, topic)
 		}
 		lags, err := adm.Lag(ctx, group)
 		if err != nil {
@@ -754,4 +577,239 @@ func main() {
 			"rewound, txn 3 (6..9 again) committed; output read_committed IN-0..IN-9 once, read_uncommitted 14; " +
 			fmt.Sprintf("group offset 10 (OffsetFetch require_stable, %d UNSTABLE_OFFSET_COMMIT answers retried)", unstable), nil
 	})
+}
+
+// The admin and produce scenarios: their group protocol does not matter, so the KIP-848
+// run skips them.
+func adminAndProduceScenarios(adm *kadm.Client) {
+	// ---- admin ----
+	adminTopic := topicName("admin")
+	scenario("admin.create", func(ctx context.Context) (string, error) {
+		if err := createTopic(ctx, adm, adminTopic, 3, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}); err != nil {
+			return "", err
+		}
+		return "created " + adminTopic + " with 3 partitions, retention.ms=3600000", nil
+	})
+	scenario("admin.list", func(ctx context.Context) (string, error) {
+		tds, err := adm.ListTopics(ctx)
+		if err != nil {
+			return "", err
+		}
+		if !tds.Has(adminTopic) {
+			return "", fmt.Errorf("ListTopics lacks %s: %v", adminTopic, tds.Names())
+		}
+		return fmt.Sprintf("%d topics", len(tds)), nil
+	})
+	scenario("admin.describe", func(ctx context.Context) (string, error) {
+		tds, err := adm.ListTopics(ctx, adminTopic)
+		if err != nil {
+			return "", err
+		}
+		td := tds[adminTopic]
+		if td.Err != nil || len(td.Partitions) != 3 {
+			return "", fmt.Errorf("metadata: err=%v partitions=%d", td.Err, len(td.Partitions))
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctx, adminTopic)
+		if err != nil {
+			return "", err
+		}
+		rc, err := rcs.On(adminTopic, nil)
+		if err != nil || rc.Err != nil {
+			return "", fmt.Errorf("describe configs: %v %v", err, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" {
+				if c.Value == nil || *c.Value != "3600000" {
+					return "", fmt.Errorf("retention.ms = %v", c.Value)
+				}
+				return fmt.Sprintf("3 partitions, topic id %s, retention.ms=3600000 (source %v), %d configs", td.ID, c.Source, len(rc.Configs)), nil
+			}
+		}
+		return "", errors.New("retention.ms not described")
+	})
+	scenario("admin.add_partitions", func(ctx context.Context) (string, error) {
+		rs, err := adm.UpdatePartitions(ctx, 5, adminTopic)
+		if err == nil {
+			err = rs.Error()
+		}
+		if err != nil {
+			return "", err
+		}
+		for ctx.Err() == nil {
+			tds, err := adm.ListTopics(ctx, adminTopic)
+			if err == nil && len(tds[adminTopic].Partitions) == 5 {
+				return "3 -> 5 partitions", nil
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		return "", errors.New("partition count did not become 5")
+	})
+	scenario("admin.delete", func(ctx context.Context) (string, error) {
+		rs, err := adm.DeleteTopics(ctx, adminTopic)
+		if err == nil {
+			err = rs.Error()
+		}
+		if err != nil {
+			return "", err
+		}
+		for ctx.Err() == nil {
+			tds, err := adm.ListTopics(ctx)
+			if err == nil && !tds.Has(adminTopic) {
+				return "deleted, gone from the topic list", nil
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		return "", errors.New("topic still listed")
+	})
+
+	// ---- produce ----
+	scenario("produce.keys_headers", func(ctx context.Context) (string, error) {
+		topic := topicName("keys")
+		if err := createTopic(ctx, adm, topic, 3, nil); err != nil {
+			return "", err
+		}
+		var recs []*kgo.Record
+		for i := 0; i < 30; i++ {
+			recs = append(recs, &kgo.Record{
+				Topic: topic,
+				Key:   []byte(fmt.Sprintf("key-%d", i)),
+				Value: []byte(fmt.Sprintf("value-%d", i)),
+				Headers: []kgo.RecordHeader{
+					{Key: "h-index", Value: []byte(strconv.Itoa(i))},
+					{Key: "h-const", Value: []byte("brook")},
+				},
+			})
+		}
+		if err := produce(ctx, recs); err != nil {
+			return "", err
+		}
+		cl := newClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		defer cl.Close()
+		got, err := poll(ctx, cl, 30)
+		if err != nil {
+			return "", err
+		}
+		parts := map[int32]bool{}
+		for _, r := range got {
+			parts[r.Partition] = true
+			var i int
+			if _, err := fmt.Sscanf(string(r.Key), "key-%d", &i); err != nil {
+				return "", fmt.Errorf("bad key %q", r.Key)
+			}
+			hi, ok1 := header(r, "h-index")
+			hc, ok2 := header(r, "h-const")
+			if string(r.Value) != fmt.Sprintf("value-%d", i) || !ok1 || hi != strconv.Itoa(i) || !ok2 || hc != "brook" {
+				return "", fmt.Errorf("record %q: value %q headers %v", r.Key, r.Value, r.Headers)
+			}
+		}
+		return fmt.Sprintf("30 keyed records with 2 headers each over %d partitions", len(parts)), nil
+	})
+
+	codecs := []struct {
+		name  string
+		codec kgo.CompressionCodec
+	}{
+		{"gzip", kgo.GzipCompression()},
+		{"snappy", kgo.SnappyCompression()},
+		{"lz4", kgo.Lz4Compression()},
+		{"zstd", kgo.ZstdCompression()},
+	}
+	for _, c := range codecs {
+		scenario("produce."+c.name, func(ctx context.Context) (string, error) {
+			topic := topicName(c.name)
+			if err := createTopic(ctx, adm, topic, 1, nil); err != nil {
+				return "", err
+			}
+			var recs []*kgo.Record
+			for i := 0; i < 50; i++ {
+				v := ""
+				for j := 0; j < 20; j++ {
+					v += fmt.Sprintf("%s record %d ", c.name, i)
+				}
+				recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(v)})
+			}
+			if err := produce(ctx, recs, kgo.ProducerBatchCompression(c.codec), kgo.ProducerLinger(50*time.Millisecond)); err != nil {
+				return "", err
+			}
+			got, err := readPartition(ctx, topic, 0, kgo.NewOffset().AtStart(), 50)
+			if err != nil {
+				return "", err
+			}
+			for i, r := range got {
+				if r.Offset != int64(i) || string(r.Value) != string(recs[i].Value) {
+					return "", fmt.Errorf("record %d: offset %d value differs", i, r.Offset)
+				}
+			}
+			return "50 records, " + c.name + "-compressed batches, read back intact", nil
+		})
+	}
+
+	scenario("produce.idempotent", func(ctx context.Context) (string, error) {
+		topic := topicName("idem")
+		if err := createTopic(ctx, adm, topic, 1, nil); err != nil {
+			return "", err
+		}
+		// kgo is idempotent by default (acks=all, InitProducerId).
+		cl := newClient(kgo.DefaultProduceTopic(topic))
+		for b := 0; b < 5; b++ {
+			var recs []*kgo.Record
+			for i := 0; i < 20; i++ {
+				recs = append(recs, &kgo.Record{Value: []byte(fmt.Sprintf("idem-%d", b*20+i))})
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				cl.Close()
+				return "", err
+			}
+		}
+		cl.Close()
+		got, err := readPartition(ctx, topic, 0, kgo.NewOffset().AtStart(), 100)
+		if err != nil {
+			return "", err
+		}
+		for i, r := range got {
+			if r.Offset != int64(i) || string(r.Value) != fmt.Sprintf("idem-%d", i) {
+				return "", fmt.Errorf("record %d: offset %d value %q", i, r.Offset, r.Value)
+			}
+			if r.ProducerID < 0 || r.ProducerEpoch < 0 {
+				return "", fmt.Errorf("record %d has no producer id (%d/%d): not idempotent", i, r.ProducerID, r.ProducerEpoch)
+			}
+		}
+		return fmt.Sprintf("100 records, producer id %d epoch %d, exactly once, in order", got[0].ProducerID, got[0].ProducerEpoch), nil
+	})
+}
+
+// describe848Lag checks a KIP-848 group as `kafka-consumer-groups --describe` shows it:
+// ConsumerGroupDescribe (the classic DescribeGroups does not describe such a group, as on
+// Kafka) for its state, epoch, assignor and member's assignment, then lag from the
+// committed and end offsets.
+func describe848Lag(ctx context.Context, adm *kadm.Client, group, topic string) (string, error) {
+	described, err := adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		return "", fmt.Errorf("ConsumerGroupDescribe: %w", err)
+	}
+	d, ok := described[group]
+	if !ok || d.Err != nil {
+		return "", fmt.Errorf("ConsumerGroupDescribe: %+v", d)
+	}
+	if d.State != "Stable" || len(d.Members) != 1 {
+		return "", fmt.Errorf("group state %q, %d members", d.State, len(d.Members))
+	}
+	if ps := d.Members[0].Assignment[topic]; len(ps) != 1 {
+		return "", fmt.Errorf("member assignment %v, want partition 0 of %s", d.Members[0].Assignment, topic)
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return "", err
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return "", err
+	}
+	c, okc := committed.Lookup(topic, 0)
+	e, oke := ends.Lookup(topic, 0)
+	if !okc || !oke || c.Err != nil || e.Err != nil || c.At != 4 || e.Offset != 10 {
+		return "", fmt.Errorf("committed %+v, end %+v", c, e)
+	}
+	return fmt.Sprintf("ConsumerGroupDescribe: Stable, epoch %d, assignor %s, 1 member owning partition 0; committed 4, end 10, lag 6",
+		d.Epoch, d.AssignorName), nil
 }

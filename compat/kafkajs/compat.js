@@ -11,13 +11,13 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 const { Kafka, logLevel, CompressionTypes, CompressionCodecs, ConfigResourceTypes } = require('kafkajs')
 const SnappyCodec = require('kafkajs-snappy')
 const LZ4Codec = require('kafkajs-lz4')
+const { report, check, sleep, scenario } = require('./harness')
 
 CompressionCodecs[CompressionTypes.Snappy] = SnappyCodec
 CompressionCodecs[CompressionTypes.LZ4] = new LZ4Codec().codec
 
 const bootstrap = process.argv[2] || '127.0.0.1:9092'
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
-const SCENARIO_TIMEOUT_MS = 45000
 
 const kafka = new Kafka({
   clientId: 'brook-compat-kafkajs',
@@ -26,30 +26,6 @@ const kafka = new Kafka({
   retry: { retries: 5, initialRetryTime: 200 },
 })
 
-function report (scenario, status, detail) {
-  console.log('RESULT ' + JSON.stringify({ scenario, status, detail: String(detail || '').slice(0, 2000) }))
-}
-
-function withTimeout (promise, ms, what) {
-  let t
-  return Promise.race([
-    promise.finally(() => clearTimeout(t)),
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms) }),
-  ])
-}
-
-async function scenario (name, fn) {
-  const started = Date.now()
-  try {
-    const detail = await withTimeout(fn(), SCENARIO_TIMEOUT_MS, name)
-    report(name, 'pass', `${detail || 'ok'} (${Date.now() - started} ms)`)
-  } catch (e) {
-    report(name, 'fail', (e && (e.stack || e.message)) || String(e))
-  }
-}
-
-function check (cond, msg) { if (!cond) throw new Error('check failed: ' + msg) }
-const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
 const topicName = (s) => `kjs-${s}-${RUN}`
 
 async function createTopic (admin, topic, numPartitions = 1, configEntries = []) {

@@ -10,6 +10,7 @@ const path = require('path')
 const {
   Kafka, logLevel, AclResourceTypes, AclOperationTypes, AclPermissionTypes, ResourcePatternTypes,
 } = require('kafkajs')
+const { report, check, sleep, scenario, withTimeout } = require('./harness')
 
 const CERTS = process.env.COMPAT_CERTS
 const SSL_BOOTSTRAP = process.env.COMPAT_SSL_BOOTSTRAP
@@ -17,31 +18,6 @@ const MTLS_PRINCIPAL = process.env.COMPAT_MTLS_PRINCIPAL
 const USERS = { admin: 'admin-secret', alice: 'alice-secret', carol: 'carol-secret' }
 const METHODS = { plain: ['plain', 'alice'], scram512: ['scram-sha-512', 'carol'], mtls: [null, null] }
 const N = 10
-const SCENARIO_TIMEOUT_MS = 45000
-
-function report (scenario, status, detail) {
-  console.log('RESULT ' + JSON.stringify({ scenario, status, detail: String(detail || '').slice(0, 2000) }))
-}
-function check (cond, msg) { if (!cond) throw new Error('check failed: ' + msg) }
-const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
-
-function withTimeout (promise, ms, what) {
-  let t
-  return Promise.race([
-    promise.finally(() => clearTimeout(t)),
-    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms) }),
-  ])
-}
-
-async function scenario (name, fn) {
-  const started = Date.now()
-  try {
-    const detail = await withTimeout(fn(), SCENARIO_TIMEOUT_MS, name)
-    report(name, 'pass', `${detail || 'ok'} (${Date.now() - started} ms)`)
-  } catch (e) {
-    report(name, 'fail', (e && (e.stack || e.message)) || String(e))
-  }
-}
 
 const squash = (s) => String(s).toLowerCase().replace(/[^a-z]/g, '')
 function errText (e) {

@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import pytest
 
-from kafka_helpers import (assert_all_delivered, create_topic, produce_all, producer,
-                           unique_topic, wait_until)
+from kafka_helpers import (admin_client, assert_all_delivered, create_topic, produce_all,
+                           producer, unique_topic, wait_until, watermarks)
 from test_cluster_tools import JVM, kafka_jars
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -252,6 +252,73 @@ def test_delivery_count_limit_archives(brook, consumers):
     counts = Counter(c.offsets())
     assert counts == {o: DELIVERY_LIMIT for o in range(5)}, counts
     assert sorted({n for _, _, n in c.deliveries()}) == list(range(1, DELIVERY_LIMIT + 1))
+
+
+def test_renew_keeps_records_from_redelivery(brook, consumers):
+    """KIP-1222, ShareFetch/ShareAcknowledge v2: a member that RENEWs the records it
+    holds (explicit mode, AcknowledgeType.RENEW) keeps them past the lock duration, three
+    times over: another member of the group never gets them, and the holder finally
+    accepts them at their first delivery count. Without renewal (the `hold` test above)
+    they come back to the other member after one lock duration."""
+    topic, group = unique_topic("sharerenew"), unique_topic("grenew")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    hold_ms = 3 * LOCK_MS
+    a = start(consumers, brook.bootstrap, group, topic, "renew", f"probe.renew.ms={hold_ms}")
+    produce_range(brook.bootstrap, topic, 0, 5, batch=5)
+    wait_until(lambda: {o for o in a.offsets()} == set(range(5)), 30,
+               what=f"records taken\n{a.describe()}")
+    renewing_since = time.monotonic()
+    b = start(consumers, brook.bootstrap, group, topic, "accept")
+    # Past the renewals: the holder accepts, and nothing was ever redelivered.
+    wait_until(lambda: time.monotonic() - renewing_since > hold_ms / 1000 + LOCK_MS / 1000,
+               hold_ms / 1000 + 10, what="renewal period over")
+    renewals = Counter(int(l.split()[2]) for l in a.lines if l.startswith("RENEW "))
+    assert set(renewals) == set(range(5)) and min(renewals.values()) >= 4, renewals
+    assert a.deliveries() == [(0, o, 1) for o in range(5)], a.describe()
+    assert b.deliveries() == [], b.describe()
+    assert not a.problems() and not b.problems(), a.describe() + b.describe()
+    # Accepted, they never come back; the group goes on with new records.
+    produce_range(brook.bootstrap, topic, 5, 5, batch=5)
+    wait_until(lambda: len(set(a.offsets()) | set(b.offsets())) >= 10, 30,
+               what=f"new records\n{a.describe()}\n{b.describe()}")
+    time.sleep(LOCK_MS / 1000 + 1)
+    assert sorted(a.offsets() + b.offsets()) == list(range(10)), a.describe() + b.describe()
+
+
+@pytest.mark.parametrize("mode", ["record_limit", "batch_optimized"])
+def test_share_acquire_mode(brook, consumers, mode):
+    """KIP-1206, ShareFetch v2's acquire mode: 20 records in one batch, a member with
+    `max.poll.records=3` takes one poll's worth and holds it. With
+    `share.acquire.mode=record_limit` each of its fetches acquires at most 3, so another
+    member gets most of the batch at their first delivery, never more than 3 per poll
+    (the holder's client may have fetched once or twice more ahead of its polls). With
+    `batch_optimized` (the default) the broker acquires whole batches: the first poll
+    has all 20 (the Java client hands over what was acquired), and the other member
+    gets them only once the lock expired, none at its first delivery."""
+    topic, group = unique_topic("sharemode"), unique_topic("gmode")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    produce_range(brook.bootstrap, topic, 0, 20, batch=20)
+    cfg = (f"share.acquire.mode={mode}", "max.poll.records=3")
+    holder = start(consumers, brook.bootstrap, group, topic, "hold", *cfg)
+    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    held = set(holder.offsets())
+    if mode == "record_limit":
+        assert 1 <= len(held) <= 3, holder.describe()
+    else:
+        assert held == set(range(20)), holder.describe()
+    other = start(consumers, brook.bootstrap, group, topic, "accept", *cfg)
+    # record_limit: what the holder did not show; batch_optimized: all, once expired.
+    target = set(range(20)) - held if mode == "record_limit" else set(range(20))
+    wait_until(lambda: set(other.offsets()) >= target, LOCK_MS / 1000 + 30,
+               what=f"the other records\n{other.describe()}")
+    first = {o for _, o, c in other.deliveries() if c == 1}
+    polls = [int(l.split()[1]) for l in other.lines if l.startswith("POLL ")]
+    if mode == "record_limit":
+        assert len(first) >= 20 - 3 * 3 and not first & held, (first, held)
+        assert polls and max(polls) <= 3, polls
+    else:
+        assert not first, other.deliveries()
+    assert not other.problems(), other.describe()
 
 
 def test_acknowledged_records_stay_acknowledged_across_a_crash(brook, consumers):
@@ -543,6 +610,126 @@ def test_share_requests_from_a_non_member_are_refused(brook, consumers):
     assert raw_share_request(port, 78, body)[0] == 25
 
 
+def share_call(s, api_key: int, version: int, body: bytes, cid: int):
+    """One request on an open connection; the response body as a Reader past the
+    throttle time."""
+    from kafka_wire import Reader, frame, header_v2, read_response
+    s.sendall(frame(header_v2(api_key, version, cid) + body))
+    r = Reader(read_response(s, cid, flexible_header=True))
+    r.i32()  # throttle_time_ms
+    return r
+
+
+def parse_share_fetch(r) -> tuple[int, int, dict[int, tuple[int, int, list]]]:
+    """ShareFetch v1/v2 response past the throttle time: (error, lock timeout,
+    {partition: (error, acknowledge error, [(first, last, delivery count)])})."""
+    error, _ = r.i16(), r.compact_string()
+    lock_ms = r.i32()
+    parts = {}
+    for _ in range(r.uvarint() - 1):
+        r.take(16)
+        for _ in range(r.uvarint() - 1):
+            index, perr, _ = r.i32(), r.i16(), r.compact_string()
+            aerr, _ = r.i16(), r.compact_string()
+            r.i32(), r.i32(), r.tags()  # current leader
+            n = r.uvarint()
+            if n:
+                r.take(n - 1)  # records
+            acquired = []
+            for _ in range(r.uvarint() - 1):
+                acquired.append((r.i64(), r.i64(), r.i16()))
+                r.tags()
+            r.tags()
+            parts[index] = (perr, aerr, acquired)
+        r.tags()
+    return error, lock_ms, parts
+
+
+def test_renew_and_acquire_mode_on_the_wire(brook):
+    """ShareFetch/ShareAcknowledge v2 frames: record_limit stops mid-batch at
+    max_records; a RENEW of held records answers the lock duration; RENEW of records
+    not acquired by the member is INVALID_RECORD_STATE (121); RENEW in a v1 request and
+    an unknown acquire mode are INVALID_REQUEST (42), as is a renewing ShareFetch that
+    also asks for records."""
+    from confluent_kafka import TopicCollection
+    from kafka_wire import compact_array, compact_string, connect, i8, i16, i32, i64, uvarint
+    topic, group = unique_topic("sharewire"), unique_topic("gwire")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    admin = admin_client(brook.bootstrap)
+    tid = admin.describe_topics(TopicCollection([topic]))[topic].result(10).topic_id
+    topic_id = (tid.get_most_significant_bits().to_bytes(8, "big", signed=True)
+                + tid.get_least_significant_bits().to_bytes(8, "big", signed=True))
+    member = "RAWRAWRAWRAWRAWRAWRAWw"
+    tags = uvarint(0)
+    s = connect(brook.port)
+    cid = iter(range(1, 1000))
+    try:
+        hb = (compact_string(group) + compact_string(member) + i32(0) + uvarint(0)
+              + compact_array([compact_string(topic)]) + tags)
+        r = share_call(s, 76, 1, hb, next(cid))
+        assert r.i16() == 0, r.compact_string()
+
+        def fetch(version, epoch, max_records=0, mode=0, renew=False, wait=0, max_bytes=0,
+                  acks=()):
+            v2 = i8(mode) + i8(1 if renew else 0) if version >= 2 else b""
+            batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
+                                     for f, l, t in acks])
+            part = compact_array([i32(0) + batches + tags])
+            body = (compact_string(group) + compact_string(member) + i32(epoch) + i32(wait)
+                    + i32(0 if renew else 1) + i32(max_bytes) + i32(max_records)
+                    + i32(max_records) + v2 + compact_array([topic_id + part + tags])
+                    + compact_array([]) + tags)
+            return parse_share_fetch(share_call(s, 78, version, body, next(cid)))
+
+        def ack(version, epoch, acks, renew=False):
+            batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
+                                     for f, l, t in acks])
+            body = (compact_string(group) + compact_string(member) + i32(epoch)
+                    + (i8(1 if renew else 0) if version >= 2 else b"")
+                    + compact_array([topic_id + compact_array([i32(0) + batches + tags]) + tags])
+                    + tags)
+            r = share_call(s, 79, version, body, next(cid))
+            error, _ = r.i16(), r.compact_string()
+            lock_ms = r.i32() if version >= 2 else None
+            codes = []
+            for _ in range(r.uvarint() - 1):
+                r.take(16)
+                for _ in range(r.uvarint() - 1):
+                    r.i32()
+                    codes.append(r.i16())
+                    r.compact_string(), r.i32(), r.i32(), r.tags(), r.tags()
+                r.tags()
+            return error, lock_ms, codes
+
+        # Opens the session; the share-partition starts at the (empty) log's end.
+        assert fetch(2, 0, max_records=3, mode=1, max_bytes=1 << 20)[0] == 0
+        produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+        error, lock_ms, parts = fetch(2, 1, max_records=3, mode=1, wait=5000,
+                                      max_bytes=1 << 20)
+        assert (error, lock_ms) == (0, LOCK_MS)
+        assert parts[0][2] == [(0, 2, 1)], parts  # record_limit: 3 of the batch's 10
+        assert ack(2, 2, [(0, 2, 4)], renew=True) == (0, LOCK_MS, [0])
+        # Renewing ShareFetch: acknowledgements only, nothing acquired.
+        error, _, parts = fetch(2, 3, renew=True, acks=[(1, 1, 4)])
+        assert error == 0 and parts[0][1] == 0 and parts[0][2] == [], parts
+        # Records 3.. were never acquired; 10 is past the end.
+        assert ack(2, 4, [(3, 3, 4)], renew=True)[2] == [121]
+        assert ack(2, 5, [(2, 10, 4)], renew=True)[2] == [121]
+        # v1 has no RENEW.
+        assert ack(1, 6, [(0, 0, 4)])[2] == [42]
+        # A renewing fetch that asks for records; an unknown acquire mode.
+        assert fetch(2, 7, max_records=3, renew=True, wait=100, max_bytes=1 << 20,
+                     acks=[(0, 0, 4)])[0] == 42
+        assert fetch(2, 7, max_records=3, mode=5, max_bytes=1 << 20)[0] == 42
+        # The refused requests changed nothing: 0..2 are still held, accepted now, and
+        # batch_optimized takes the rest of the batch though max_records is 2.
+        assert ack(2, 7, [(0, 2, 1)]) == (0, LOCK_MS, [0])
+        error, _, parts = fetch(2, 8, max_records=2, mode=0, wait=5000, max_bytes=1 << 20)
+        assert error == 0 and parts[0][2] == [(3, 9, 1)], parts
+    finally:
+        s.close()
+
+
 @pytest.mark.deadline(240)
 def test_share_group_offsets_in_a_cluster(cluster):
     """Three nodes, partitions led by all three and the group coordinated by one: the
@@ -571,6 +758,41 @@ def test_share_group_offsets_in_a_cluster(cluster):
         time.sleep(1)
         assert Counter(p for p, _, _ in b.deliveries()) == ends, b.describe()
         assert all(n == 1 for _, _, n in b.deliveries())
+    finally:
+        for c in made:
+            if c.proc.poll() is None:
+                c.kill9()
+
+
+@pytest.mark.deadline(240)
+def test_share_group_lag_in_a_cluster(cluster):
+    """DescribeShareGroupOffsets v1's lag counts to the high watermark of the
+    partition's leader, also where the group's coordinator has no replica of it (a
+    topic with one replica per partition): the coordinator asks the leader."""
+    topic = unique_topic("sharelag")
+    cluster.create_topic(topic, partitions=3, replication_factor=1)
+    leaders = {p: cluster.wait_for_leader(topic, p)[0] for p in range(3)}
+    made: list[ShareConsumer] = []
+    try:
+        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
+        warm.stop()
+        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
+                           for p in range(OFFSETS_PARTITIONS)}
+        group = next(g for g in (unique_topic("glag") for _ in range(100))
+                     if offsets_leaders[coordinator_partition(g)] != leaders[0])
+        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        wait_until(lambda: len(a.deliveries()) >= 30, 60, what=f"records\n{a.describe()}")
+        a.stop()
+        wait_empty(cluster.bootstrap, group)
+        produce_range(cluster.bootstrap, topic, 30, 12, batch=1)
+        ends = {p: watermarks(cluster.bootstrap, topic, p)[1] for p in range(3)}
+        listed = start_offsets(cluster.bootstrap, group)
+        lags = {p: v[2] for (_, p), v in listed.items()}
+        starts = {p: v[0] for (_, p), v in listed.items()}
+        assert set(lags) == set(ends), listed
+        assert lags == {p: ends[p] - starts[p] for p in lags}, (listed, ends)
+        assert sum(lags.values()) == 12, (listed, ends)
     finally:
         for c in made:
             if c.proc.poll() is None:

@@ -45,17 +45,21 @@ def make_ca(d: pathlib.Path, name: str) -> None:
             "-subj", f"/CN={name}", cwd=d)
 
 
-def make_leaf(d: pathlib.Path, name: str, ca: str, subj: str, san: str,
+def make_leaf(d: pathlib.Path, name: str, ca: str, subj: str, san: str | None,
               serial: int | None = None) -> pathlib.Path:
     """A key and certificate signed by `ca`; returns `<name>.keystore.pem` (key then
-    certificate, as Kafka's PEM keystore file)."""
+    certificate, as Kafka's PEM keystore file). Without `san` the certificate has no
+    extensions, so openssl makes it X.509 version 1 (as Kafka's SSL guide's signing
+    step does)."""
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=d)
-    (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+    ext_args = []
+    if san:
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        ext_args = ["-extfile", f"{name}.ext"]
     serial_args = ["-set_serial", str(serial)] if serial else ["-CAcreateserial"]
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            *serial_args, "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext",
-            cwd=d)
+            *serial_args, "-out", f"{name}.crt", "-days", "30", *ext_args, cwd=d)
     keystore = d / f"{name}.keystore.pem"
     keystore.write_text((d / f"{name}.key").read_text() + (d / f"{name}.crt").read_text())
     return keystore
@@ -69,6 +73,8 @@ def certs(tmp_path_factory) -> pathlib.Path:
     make_leaf(d, "server", "ca", "/CN=localhost", "DNS:localhost,IP:127.0.0.1", serial=1001)
     make_leaf(d, "client", "ca", "/C=US/O=Brook Test/OU=eng/CN=client", "DNS:client")
     make_leaf(d, "rogue", "ca2", "/CN=rogue", "DNS:rogue")
+    make_leaf(d, "client-v1", "ca", "/O=Old Org/CN=legacy", None)
+    make_leaf(d, "rogue-v1", "ca2", "/O=Old Org/CN=legacy", None)
     return d
 
 
@@ -195,6 +201,25 @@ def test_mtls_required_names_the_client_and_refuses_others(tls_broker, certs):
     for result, least in (("failure", 2), ("success", 2)):
         counted = value(samples, "brook_authentications_total", listener="SSL", result=result)
         assert counted is not None and counted >= least, (result, counted)
+
+
+def test_mtls_takes_x509_v1_client_certificates_as_kafka_does(tls_broker, certs):
+    """A client certificate signed with `openssl x509 -req` and no extensions (Kafka's
+    SSL guide) is X.509 v1: the JDK accepts it and so does Brook, naming the client by
+    its DN; a v1 certificate of another CA is still refused."""
+    version = subprocess.run(["openssl", "x509", "-in", str(certs / "client-v1.crt"),
+                              "-noout", "-text"], capture_output=True, check=True).stdout
+    assert b"Version: 1 (0x0)" in version
+    b = tls_broker(**{"ssl.client.auth": "required"})
+    assert connects(b, certs, "client-v1")
+    assert "User:CN=legacy,O=Old Org" in principals(b)
+    assert not connects(b, certs, "rogue-v1")
+    topic = unique_topic("tls-v1")
+    p = producer(b.ssl_bootstrap, **ssl_conf(certs, "client-v1"))
+    assert_all_delivered(produce_all(p, topic, [{"value": b"old but valid"}]))
+    got = consume_to_end(b.ssl_bootstrap, topic, 1, **ssl_conf(certs, "client-v1"))[0]
+    assert [r.value for r in got] == [b"old but valid"]
+    b.assert_alive()
 
 
 def test_mtls_requested_and_principal_mapping_rules(tls_broker, certs):

@@ -38,13 +38,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-848 consumer groups, at Kafka 4.4's versions.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
-    // KIP-932 share groups, at their first stable versions (Kafka 4.1+). Kafka 4.4's
-    // client uses v1 when the broker offers no more (v2 adds the record_limit acquire
-    // mode and RENEW acknowledgements).
+    // KIP-932 share groups, at Kafka 4.4's versions: ShareFetch/ShareAcknowledge v2
+    // (a Brook patch of the vendored codec) add the record_limit acquire mode
+    // (KIP-1206) and RENEW acknowledgements (KIP-1222).
     (ApiKey::ShareGroupHeartbeat, 1, 1),
     (ApiKey::ShareGroupDescribe, 1, 1),
-    (ApiKey::ShareFetch, 1, 1),
-    (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::ShareFetch, 1, 2),
+    (ApiKey::ShareAcknowledge, 1, 2),
     // Share group offsets for admin tools; DescribeShareGroupOffsets v1 (with lag) is
     // a Brook patch of the vendored codec.
     (ApiKey::DescribeShareGroupOffsets, 0, 1),

@@ -605,13 +605,20 @@ async fn dispatch_checked(
                     }
                 }
             }
-            ResponseKind::ShareFetch(share_fetch::fetch(&s.shares, meta, r).await)
+            ResponseKind::ShareFetch(share_fetch::fetch(&s.shares, meta, r, v).await)
         }
         RequestKind::ShareAcknowledge(r) => ResponseKind::ShareAcknowledge(
-            share_fetch::acknowledge_request(&s.shares, meta, r).await,
+            share_fetch::acknowledge_request(&s.shares, meta, r, v).await,
         ),
         RequestKind::DescribeShareGroupOffsets(r) => ResponseKind::DescribeShareGroupOffsets(
-            share_offsets::describe(&s.groups, meta, replicas, &share_acl, r),
+            share_offsets::describe(
+                &s.groups,
+                meta,
+                (replicas, s.internal.as_ref().map(|i| &*i.peers)),
+                &share_acl,
+                r,
+            )
+            .await,
         ),
         RequestKind::AlterShareGroupOffsets(r) => ResponseKind::AlterShareGroupOffsets(
             share_offsets::alter(&s.groups, &s.shares, meta, &share_acl, r).await,

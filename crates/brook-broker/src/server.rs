@@ -147,6 +147,9 @@ impl BrokerBuilder {
             .map(|a| (a.ip().to_string(), a.port()));
         let plan =
             listeners::plan(&self.config.settings, controller_listen).map_err(ConfigError::from)?;
+        // The admin listener's settings (its TLS, who may call it) are checked, and it
+        // binds, before any Kafka listener opens.
+        let admin_listener = crate::admin_http::bind(&self.config).await?;
         let mut bound = bind_listeners(&self.config.settings, &plan).await?;
         let endpoints = self.endpoints(&plan, &bound);
         let listener_addrs: Vec<String> = bound
@@ -168,7 +171,6 @@ impl BrokerBuilder {
             .iter()
             .position(|b| b.info.controller)
             .map(|i| bound.remove(i));
-        let admin_listener = crate::admin_http::bind(&self.config).await?;
         let (temp, data_dir) = if self.memory || self.config.data_dir.is_none() {
             let temp = tempfile::Builder::new()
                 .prefix("brook-memory-")
@@ -400,12 +402,13 @@ impl BrokerBuilder {
 
 /// Binds every listener of the plan, in its order, with its TLS context loaded (a TLS
 /// listener whose stores cannot be read, or a SASL listener whose settings are wrong, is
-/// a start error).
+/// a start error). Every listener's settings are checked before the first port opens,
+/// so a broker that will not start never accepts a connection.
 async fn bind_listeners(
     settings: &BTreeMap<String, String>,
     plan: &ListenerPlan,
 ) -> Result<Vec<Bound>, StartError> {
-    let mut bound = Vec::new();
+    let mut prepared = Vec::new();
     for spec in &plan.listeners {
         let refuse = |reason: String| StartError::Listener {
             listener: spec.name.clone(),
@@ -433,6 +436,10 @@ async fn bind_listeners(
         } else {
             None
         };
+        prepared.push((spec, tls, sasl));
+    }
+    let mut bound = Vec::new();
+    for (spec, tls, sasl) in prepared {
         let host = if spec.bind.host.is_empty() {
             "0.0.0.0"
         } else {

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use brook_coord::share::partition::{
-    AckError, Acquired, LogBatch, SharePartition, SharePartitionConfig, ACK_RENEW,
+    AckError, AcquireMode, Acquired, LogBatch, SharePartition, SharePartitionConfig, ACK_RENEW,
 };
 use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, ShareSessions};
 use brook_coord::share::{StoredBatch, StoredPartitionState};
@@ -306,7 +306,9 @@ impl Shares {
     }
 
     /// Applies a member's acknowledgements to one share-partition: Ok with the
-    /// share-partition to persist, or the partition's acknowledge error code.
+    /// share-partition to persist, or the partition's acknowledge error code. RENEW
+    /// (KIP-1222) only where `renew` says the request's version has it (v2).
+    #[allow(clippy::too_many_arguments)]
     pub fn acknowledge(
         &self,
         group: &str,
@@ -314,8 +316,17 @@ impl Shares {
         topic: (Uuid, Option<&str>),
         partition: i32,
         batches: &[(i64, i64, &[i8])],
+        renew: bool,
         now_ms: i64,
     ) -> Result<ShareKey, i16> {
+        if !renew
+            && batches
+                .iter()
+                .any(|(_, _, types)| types.contains(&ACK_RENEW))
+        {
+            // RENEW arrives with ShareFetch/ShareAcknowledge v2; v1's types are 0-3.
+            return Err(ResponseError::InvalidRequest.code());
+        }
         let replica = self.leader(topic.1, partition)?;
         let key = ShareKey {
             group: group.to_owned(),
@@ -326,13 +337,6 @@ impl Shares {
         let mut sp = sp.lock();
         sp.expire_locks(now_ms);
         let mut result = Ok(());
-        if batches
-            .iter()
-            .any(|(_, _, types)| types.contains(&ACK_RENEW))
-        {
-            // RENEW arrives with ShareAcknowledge v2, which Brook does not serve.
-            return Err(ResponseError::InvalidRequest.code());
-        }
         for (first, last, types) in batches {
             if let Err(e) = sp.acknowledge(member, *first, *last, types, now_ms) {
                 tracing::debug!(group, member, %e, "acknowledgement refused");
@@ -452,15 +456,15 @@ impl Shares {
 
     /// One pass of a share fetch over `partitions` (topic id, its name, index): for each,
     /// reads from the first available record and acquires what it can for `member`, at
-    /// most `max_records` in all. Blocking (reads segment files): run on the blocking
-    /// pool. Returns the per-partition outcome and the share-partitions to persist.
+    /// most `max_records` in all (in `mode`: `batch_optimized` finishes the log batch
+    /// the limit falls in). Blocking (reads segment files): run on the blocking pool.
+    /// Returns the per-partition outcome and the share-partitions to persist.
     pub fn fetch_pass(
         &self,
         group: &str,
         member: &str,
         partitions: &[(Uuid, Option<String>, i32)],
-        max_records: usize,
-        max_bytes: usize,
+        (max_records, max_bytes, mode): (usize, usize, AcquireMode),
         now_ms: i64,
     ) -> (Vec<PartitionFetch>, Vec<ShareKey>) {
         let mut out = Vec::with_capacity(partitions.len());
@@ -477,7 +481,7 @@ impl Shares {
                 &key,
                 name.as_deref(),
                 member,
-                (records_left, bytes_left),
+                (records_left, bytes_left, mode),
                 now_ms,
                 &mut fetch,
             ) {
@@ -500,13 +504,14 @@ impl Shares {
         (out, dirty)
     }
 
-    /// One partition of [`Shares::fetch_pass`]; `budget` is (records, bytes) left.
+    /// One partition of [`Shares::fetch_pass`]; the budget is (records, bytes) left and
+    /// the acquire mode.
     fn fetch_one(
         &self,
         key: &ShareKey,
         name: Option<&str>,
         member: &str,
-        (max_records, max_bytes): (usize, usize),
+        (max_records, max_bytes, mode): (usize, usize, AcquireMode),
         now_ms: i64,
         fetch: &mut PartitionFetch,
     ) -> Result<bool, i16> {
@@ -551,7 +556,7 @@ impl Shares {
         let acquired = {
             let mut sp = sp.lock();
             let end_before = sp.end_offset();
-            let acquired = sp.acquire(member, &batches, max_records, now_ms);
+            let acquired = sp.acquire_in_mode(member, &batches, max_records, mode, now_ms);
             // Control batches passed move the start: worth writing.
             changed |= sp.end_offset() != end_before && acquired.is_empty();
             fetch.next_deadline_ms = sp.next_deadline_ms();

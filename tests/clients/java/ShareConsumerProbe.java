@@ -23,14 +23,18 @@ import org.apache.kafka.common.config.ConfigResource;
  * (REJECT even offsets, ACCEPT odd ones); implicit (run with
  * share.acknowledgement.mode=implicit: each poll accepts the previous one's records,
  * piggy-backed on ShareFetch); hold (take one poll's records, acknowledge
- * nothing, keep the member alive by sleeping).
+ * nothing, keep the member alive by sleeping); renew (RENEW each record, KIP-1222,
+ * until "probe.renew.ms=N" milliseconds after it was first delivered, then ACCEPT it;
+ * a renewed record comes back from poll and is printed as "AGAIN partition offset
+ * deliveryCount", a renewal as "RENEW partition offset").
  *
  * With "probe.earliest=true" among the configs it first sets the group's
  * share.auto.offset.reset to earliest (IncrementalAlterConfigs on the GROUP resource),
  * so records produced before its first fetch are delivered too.
  *
- * Prints "READY" after its first poll, then "RECORD partition offset deliveryCount
- * value" for each record delivered; "COMMIT partition error" when an acknowledgement
+ * Prints "READY" after its first poll, "POLL n" for each poll that returned n > 0
+ * records, then "RECORD partition offset deliveryCount value" for each record
+ * delivered; "COMMIT partition error" when an acknowledgement
  * fails; "CLOSED" after a clean close (SIGTERM).
  */
 public class ShareConsumerProbe {
@@ -43,10 +47,13 @@ public class ShareConsumerProbe {
         props.put("key.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
         props.put("value.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
         boolean earliest = false;
+        long renewMs = 0;
         for (int i = 4; i < args.length; i++) {
             String[] kv = args[i].split("=", 2);
             if (kv[0].equals("probe.earliest")) {
                 earliest = Boolean.parseBoolean(kv[1]);
+            } else if (kv[0].equals("probe.renew.ms")) {
+                renewMs = Long.parseLong(kv[1]);
             } else {
                 props.put(kv[0], kv[1]);
             }
@@ -73,6 +80,8 @@ public class ShareConsumerProbe {
         }));
         consumer.subscribe(List.of(topic));
         boolean ready = false;
+        // renew mode: when each (partition, offset, delivery count) was first delivered.
+        Map<String, Long> firstSeen = new java.util.HashMap<>();
         try {
             while (!stop.get()) {
                 ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(200));
@@ -80,9 +89,19 @@ public class ShareConsumerProbe {
                     System.out.println("READY");
                     ready = true;
                 }
+                if (!records.isEmpty()) {
+                    System.out.println("POLL " + records.count());
+                }
+                boolean renewed = false;
                 for (ConsumerRecord<String, String> r : records) {
                     short count = r.deliveryCount().orElse((short) -1);
-                    System.out.println("RECORD " + r.partition() + " " + r.offset() + " " + count + " " + r.value());
+                    String key = r.partition() + " " + r.offset() + " " + count;
+                    Long seen = firstSeen.get(key);
+                    if (seen == null) {
+                        System.out.println("RECORD " + key + " " + r.value());
+                    } else {
+                        System.out.println("AGAIN " + key);
+                    }
                     AcknowledgeType type;
                     switch (mode) {
                         case "accept": type = AcknowledgeType.ACCEPT; break;
@@ -90,6 +109,18 @@ public class ShareConsumerProbe {
                         case "release-first": type = count <= 1 ? AcknowledgeType.RELEASE : AcknowledgeType.ACCEPT; break;
                         case "reject-even": type = r.offset() % 2 == 0 ? AcknowledgeType.REJECT : AcknowledgeType.ACCEPT; break;
                         case "hold": case "implicit": type = null; break;
+                        case "renew":
+                            long now = System.currentTimeMillis();
+                            if (seen == null) {
+                                firstSeen.put(key, now);
+                                seen = now;
+                            }
+                            type = now - seen < renewMs ? AcknowledgeType.RENEW : AcknowledgeType.ACCEPT;
+                            if (type == AcknowledgeType.RENEW) {
+                                System.out.println("RENEW " + r.partition() + " " + r.offset());
+                                renewed = true;
+                            }
+                            break;
                         default: throw new IllegalArgumentException(mode);
                     }
                     if (type != null) {
@@ -112,6 +143,10 @@ public class ShareConsumerProbe {
                             System.out.println("COMMIT " + tp + " " + ((java.util.Optional<?>) error).get());
                         }
                     });
+                }
+                if (renewed) {
+                    // Renew a few times per lock duration rather than in a tight loop.
+                    Thread.sleep(500);
                 }
             }
         } catch (org.apache.kafka.common.errors.WakeupException e) {

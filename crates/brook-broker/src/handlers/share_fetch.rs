@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use brook_coord::share::partition::AcquireMode;
 use brook_coord::share::session::{
     SessionError, SessionPartition, SessionUse, FINAL_EPOCH, INITIAL_EPOCH,
 };
@@ -96,14 +97,14 @@ async fn preload(
 /// Acknowledgements of one partition, as the state machine takes them.
 type AckBatches<'a> = Vec<(i64, i64, &'a [i8])>;
 
-/// Applies acknowledgements and writes the state they changed; returns each
-/// partition's acknowledge error code.
+/// Applies acknowledgements (RENEW among them where `renew`: v2) and writes the state
+/// they changed; returns each partition's acknowledge error code.
 async fn acknowledge(
     shares: &Shares,
     meta: &MetadataView,
-    group: &str,
-    member: &str,
+    (group, member): (&str, &str),
     acks: &[(SessionPartition, AckBatches<'_>)],
+    renew: bool,
     extra_dirty: Vec<ShareKey>,
 ) -> BTreeMap<SessionPartition, i16> {
     let image = meta.image();
@@ -112,7 +113,15 @@ async fn acknowledge(
     let mut dirty = extra_dirty;
     for ((topic, partition), batches) in acks {
         let name = image.topic_by_id(topic).map(|t| t.name.as_str());
-        match shares.acknowledge(group, member, (*topic, name), *partition, batches, now) {
+        match shares.acknowledge(
+            group,
+            member,
+            (*topic, name),
+            *partition,
+            batches,
+            renew,
+            now,
+        ) {
             Ok(key) => {
                 dirty.push(key);
                 codes.insert((*topic, *partition), 0);
@@ -130,10 +139,46 @@ async fn acknowledge(
     codes
 }
 
+/// What a ShareFetch asks of acquisition: (max records, max bytes, acquire mode), or
+/// None when it acquires nothing (a v2 request that only renews locks).
+type Acquisition = Option<(usize, usize, AcquireMode)>;
+
+/// The request's acquisition, or the INVALID_REQUEST message. v2 (KIP-1206, KIP-1222):
+/// an unknown acquire mode is refused, and a request that renews locks (`is_renew_ack`)
+/// fetches nothing, so its wait, byte and record limits must be 0, as Kafka checks.
+fn acquisition(req: &ShareFetchRequest, version: i16) -> Result<Acquisition, &'static str> {
+    let mode = if version >= 2 {
+        AcquireMode::from_code(req.share_acquire_mode).ok_or("unknown share acquire mode")?
+    } else {
+        AcquireMode::BatchOptimized
+    };
+    if version >= 2 && req.is_renew_ack {
+        let limits = [
+            req.max_wait_ms,
+            req.min_bytes,
+            req.max_bytes,
+            req.max_records,
+        ];
+        if limits.iter().any(|l| *l != 0) {
+            return Err("a share fetch that renews acquisition locks fetches nothing: its fetch limits must be 0");
+        }
+        return Ok(None);
+    }
+    let max_records = usize::try_from(req.max_records)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_RECORDS);
+    let max_bytes = usize::try_from(req.max_bytes)
+        .unwrap_or(0)
+        .min(MAX_RESPONSE_BYTES);
+    Ok(Some((max_records, max_bytes, mode)))
+}
+
 pub async fn fetch(
     shares: &Arc<Shares>,
     meta: &MetadataView,
     req: ShareFetchRequest,
+    version: i16,
 ) -> ShareFetchResponse {
     let fail = |code: i16, message: &str| {
         ShareFetchResponse::default()
@@ -151,6 +196,10 @@ pub async fn fetch(
     if let Err(message) = check_member(shares, &group, &member, epoch) {
         return fail(ResponseError::UnknownMemberId.code(), &message);
     }
+    let acquire = match acquisition(&req, version) {
+        Ok(acquire) => acquire,
+        Err(message) => return fail(ResponseError::InvalidRequest.code(), message),
+    };
     let has_acks = req
         .topics
         .iter()
@@ -221,7 +270,15 @@ pub async fn fetch(
     } else {
         Vec::new()
     };
-    let ack_codes = acknowledge(shares, meta, &group, &member, &acks, released).await;
+    let ack_codes = acknowledge(
+        shares,
+        meta,
+        (&group, &member),
+        &acks,
+        version >= 2,
+        released,
+    )
+    .await;
     let mut out: BTreeMap<SessionPartition, PartitionData> = ack_codes
         .iter()
         .map(|(tp, code)| {
@@ -233,8 +290,17 @@ pub async fn fetch(
             )
         })
         .collect();
-    if epoch != FINAL_EPOCH {
-        fetch_records(shares, meta, &group, &member, &session, &req, &mut out).await;
+    if let Some(acquire) = acquire.filter(|_| epoch != FINAL_EPOCH) {
+        let wait_ms = req.max_wait_ms.clamp(0, MAX_WAIT_MS);
+        fetch_records(
+            shares,
+            meta,
+            (&group, &member),
+            &session,
+            (acquire, wait_ms),
+            &mut out,
+        )
+        .await;
     }
     let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
     for ((topic, _), data) in out {
@@ -259,10 +325,9 @@ pub async fn fetch(
 async fn fetch_records(
     shares: &Arc<Shares>,
     meta: &MetadataView,
-    group: &str,
-    member: &str,
+    (group, member): (&str, &str),
     session: &[SessionPartition],
-    req: &ShareFetchRequest,
+    (budget, wait_ms): ((usize, usize, AcquireMode), i32),
     out: &mut BTreeMap<SessionPartition, PartitionData>,
 ) {
     let image = meta.image();
@@ -271,14 +336,6 @@ async fn fetch_records(
         .map(|(topic, p)| (*topic, image.topic_by_id(topic).map(|t| t.name.clone()), *p))
         .collect();
     drop(image);
-    let max_records = usize::try_from(req.max_records)
-        .ok()
-        .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_MAX_RECORDS);
-    let max_bytes = usize::try_from(req.max_bytes)
-        .unwrap_or(0)
-        .min(MAX_RESPONSE_BYTES);
-    let wait_ms = req.max_wait_ms.clamp(0, MAX_WAIT_MS);
     let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
     // Subscribed before the first pass, so data arriving right after it is not missed.
     let mut changes: Vec<_> = partitions
@@ -294,14 +351,7 @@ async fn fetch_records(
                 partitions.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                shares.fetch_pass(
-                    &group,
-                    &member,
-                    &partitions,
-                    max_records,
-                    max_bytes,
-                    now_ms(),
-                )
+                shares.fetch_pass(&group, &member, &partitions, budget, now_ms())
             })
             .await
         };
@@ -374,6 +424,7 @@ pub async fn acknowledge_request(
     shares: &Shares,
     meta: &MetadataView,
     req: ShareAcknowledgeRequest,
+    version: i16,
 ) -> ShareAcknowledgeResponse {
     let fail = |code: i16, message: &str| {
         ShareAcknowledgeResponse::default()
@@ -428,7 +479,15 @@ pub async fn acknowledge_request(
     } else {
         Vec::new()
     };
-    let codes = acknowledge(shares, meta, &group, &member, &acks, released).await;
+    let codes = acknowledge(
+        shares,
+        meta,
+        (&group, &member),
+        &acks,
+        version >= 2,
+        released,
+    )
+    .await;
     let mut by_topic: BTreeMap<Uuid, Vec<AckPartitionData>> = BTreeMap::new();
     for ((topic, partition), code) in codes {
         by_topic.entry(topic).or_default().push(
@@ -437,14 +496,66 @@ pub async fn acknowledge_request(
                 .with_error_code(code),
         );
     }
-    ShareAcknowledgeResponse::default().with_responses(
-        by_topic
-            .into_iter()
-            .map(|(topic, partitions)| {
-                ShareAcknowledgeTopicResponse::default()
-                    .with_topic_id(topic)
-                    .with_partitions(partitions)
-            })
-            .collect(),
-    )
+    ShareAcknowledgeResponse::default()
+        // v2: the lock a RENEW restarted lasts this long (the client times its records).
+        .with_acquisition_lock_timeout_ms(shares.lock_duration_ms())
+        .with_responses(
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    ShareAcknowledgeTopicResponse::default()
+                        .with_topic_id(topic)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(max_wait_ms: i32, max_bytes: i32, max_records: i32) -> ShareFetchRequest {
+        ShareFetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_max_bytes(max_bytes)
+            .with_max_records(max_records)
+    }
+
+    #[test]
+    fn acquisition_follows_the_version_mode_and_renew_flag() {
+        // v1: batch_optimized whatever the (absent) mode field holds.
+        let r = request(500, 1 << 20, 10).with_share_acquire_mode(1);
+        assert_eq!(
+            acquisition(&r, 1),
+            Ok(Some((10, 1 << 20, AcquireMode::BatchOptimized)))
+        );
+        assert_eq!(
+            acquisition(&r, 2),
+            Ok(Some((10, 1 << 20, AcquireMode::RecordLimit)))
+        );
+        // No record limit named: Kafka's max.poll.records default; bytes capped.
+        let r = request(500, i32::MAX, 0);
+        assert_eq!(
+            acquisition(&r, 2),
+            Ok(Some((
+                DEFAULT_MAX_RECORDS,
+                MAX_RESPONSE_BYTES,
+                AcquireMode::BatchOptimized
+            )))
+        );
+        assert!(acquisition(&r.clone().with_share_acquire_mode(2), 2).is_err());
+        assert!(acquisition(&r.clone().with_share_acquire_mode(-1), 2).is_err());
+        // A renewing fetch acquires nothing, and asks for nothing.
+        let renew = request(0, 0, 0).with_min_bytes(0).with_is_renew_ack(true);
+        assert_eq!(acquisition(&renew, 2), Ok(None));
+        for bad in [
+            renew.clone().with_max_wait_ms(1),
+            renew.clone().with_min_bytes(1),
+            renew.clone().with_max_bytes(1),
+            renew.clone().with_max_records(1),
+        ] {
+            assert!(acquisition(&bad, 2).is_err(), "{bad:?}");
+        }
+    }
 }

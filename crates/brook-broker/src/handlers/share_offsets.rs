@@ -4,6 +4,10 @@
 //! to alter; DELETE on the group and READ on each topic to delete), appends the records
 //! through the group's coordinator, and makes every broker drop its live state of the
 //! share-partitions that changed, so their next fetch starts from the new record.
+//!
+//! A share-partition's lag (DescribeShareGroupOffsets v1) counts to the partition's high
+//! watermark as its leader has it: this broker's replica where it leads, else the
+//! leader's figures over the inter-broker link (as Kafka's coordinator asks the leader).
 
 use brook_coord::Effects;
 use kafka_protocol::error::ResponseError;
@@ -21,16 +25,21 @@ use kafka_protocol::messages::{
     DescribeShareGroupOffsetsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::consumer_group::ImageTopics;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
-use crate::replicas::Replicas;
+use crate::peer::PeerNet;
+use crate::replicas::{ReplicaFigures, Replicas};
 use crate::shares::Shares;
 use brook_meta::AclOperation as Op;
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
+/// How long a describe waits for a partition leader's figures (Brook's bound).
+const LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the request's principal may do to a group and to a topic (the router's ACL
 /// checks; everything without an authorizer).
@@ -50,21 +59,73 @@ fn not_coordinator(group: &str) -> (i16, String) {
     )
 }
 
-pub fn describe(
+/// The high watermark and leader epoch of each partition, from its leader: this
+/// broker's replica where it leads, else (a cluster) the leader's figures, each leader
+/// asked once for all its partitions within the peer timeout. Partitions whose leader
+/// did not answer (or that have none) are left out.
+async fn leader_ends(
+    replicas: &Replicas,
+    meta: &MetadataView,
+    peers: Option<&PeerNet>,
+    wanted: Vec<(String, i32)>,
+) -> HashMap<(String, i32), (i64, i32)> {
+    let image = meta.image();
+    let mut ends = HashMap::new();
+    let mut by_leader: HashMap<i32, Vec<(String, i32, i32)>> = HashMap::new();
+    for (name, p) in wanted {
+        if let Some(r) = replicas.get(&name, p).filter(|r| r.is_leader()) {
+            ends.insert((name, p), (r.offsets().1, r.leadership().1));
+            continue;
+        }
+        let leader = image
+            .topic(&name)
+            .and_then(|t| t.partitions.iter().find(|x| x.index == p))
+            .map(|x| (x.leader, x.leader_epoch));
+        if let Some((leader, epoch)) = leader.filter(|(l, _)| *l >= 0) {
+            by_leader.entry(leader).or_default().push((name, p, epoch));
+        }
+    }
+    let Some(peers) = peers else {
+        return ends;
+    };
+    let asks = by_leader.into_iter().map(|(node, partitions)| async move {
+        let names: Vec<(String, i32)> =
+            partitions.iter().map(|(n, p, _)| (n.clone(), *p)).collect();
+        let answer = peers
+            .figures(node, &names, LEADER_TIMEOUT)
+            .await
+            .and_then(|bytes| {
+                serde_json::from_slice::<Vec<Option<ReplicaFigures>>>(&bytes)
+                    .map_err(|e| e.to_string())
+            });
+        (node, partitions, answer)
+    });
+    for (node, partitions, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(figures) => {
+                for ((name, p, epoch), f) in partitions.into_iter().zip(figures) {
+                    if let Some(f) = f {
+                        ends.insert((name, p), (f.high_watermark, epoch));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node, error = %e, "no partition figures from the leader: share-partition lag unknown");
+            }
+        }
+    }
+    ends
+}
+
+pub async fn describe(
     groups: &Groups,
     meta: &MetadataView,
-    replicas: &Replicas,
+    (replicas, peers): (&Replicas, Option<&PeerNet>),
     acl: &Acl<'_>,
     req: DescribeShareGroupOffsetsRequest,
 ) -> DescribeShareGroupOffsetsResponse {
     let image = meta.image();
     let topics = ImageTopics(&image);
-    // The end offset and leader epoch of a partition this broker has a replica of.
-    let end = |name: &str, p: i32| {
-        replicas
-            .get(name, p)
-            .map(|r| (r.offsets().1, r.leadership().1))
-    };
     let may = |op: Op, name: &str| (acl.topic)(op, name);
     let mut response = DescribeShareGroupOffsetsResponse::default();
     for mut g in req.groups {
@@ -107,6 +168,22 @@ pub fn describe(
                     ok
                 });
             }
+            // Once to learn the partitions the answer needs, then with their leaders'
+            // figures.
+            let asked = Mutex::new(Vec::new());
+            let note = |name: &str, p: i32| {
+                if let Ok(mut asked) = asked.lock() {
+                    asked.push((name.to_owned(), p));
+                }
+                None
+            };
+            groups.read(|s| {
+                s.coordinator
+                    .describe_share_group_offsets(&g, &topics, &note)
+            });
+            let wanted = asked.into_inner().unwrap_or_default();
+            let ends = leader_ends(replicas, meta, peers, wanted).await;
+            let end = |name: &str, p: i32| ends.get(&(name.to_owned(), p)).copied();
             out = groups.read(|s| {
                 s.coordinator
                     .describe_share_group_offsets(&g, &topics, &end)

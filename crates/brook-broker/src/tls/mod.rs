@@ -10,6 +10,7 @@
 //! `ssl.key.password`. Not supported (refused with a clear error at start): JKS/PKCS12
 //! stores, OpenSSL's legacy encrypted keys (as in Kafka).
 
+mod legacy;
 pub mod principal;
 
 use std::collections::BTreeMap;
@@ -313,6 +314,8 @@ struct Material {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Option<Arc<RootCertStore>>,
+    /// The truststore's CA certificates (v1 client certificates are checked against them).
+    cas: Vec<CertificateDer<'static>>,
 }
 
 fn load_keystore(
@@ -333,27 +336,41 @@ fn load_keystore(
 }
 
 fn load_truststore(settings: &TlsSettings) -> Result<Option<Arc<RootCertStore>>, String> {
+    Ok(load_cas(settings)?.map(|(roots, _)| roots))
+}
+
+/// The truststore as roots, and its CA certificates.
+#[allow(clippy::type_complexity)]
+fn load_cas(
+    settings: &TlsSettings,
+) -> Result<Option<(Arc<RootCertStore>, Vec<CertificateDer<'static>>)>, String> {
     let Some(source) = &settings.truststore else {
         return Ok(None);
     };
     let pem = read_source(source, "truststore")?;
     let mut roots = RootCertStore::empty();
-    for cert in certificates(&pem, "truststore")? {
+    let cas = certificates(&pem, "truststore")?;
+    for cert in &cas {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| format!("truststore: unusable CA certificate: {e}"))?;
     }
-    Ok(Some(Arc::new(roots)))
+    Ok(Some((Arc::new(roots), cas)))
 }
 
 fn load(settings: &TlsSettings) -> Result<Material, String> {
     let (chain, key) = load_keystore(settings)?.ok_or(
         "a TLS listener needs a keystore: ssl.keystore.location, or ssl.keystore.certificate.chain and ssl.keystore.key",
     )?;
+    let (roots, cas) = match load_cas(settings)? {
+        Some((roots, cas)) => (Some(roots), cas),
+        None => (None, Vec::new()),
+    };
     Ok(Material {
         chain,
         key,
-        roots: load_truststore(settings)?,
+        roots,
+        cas,
     })
 }
 
@@ -366,15 +383,18 @@ fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
     let builder = match (settings.client_auth, material.roots) {
         (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
         (auth, Some(roots)) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
             let verifier = if auth == ClientAuth::Requested {
                 verifier.allow_unauthenticated()
             } else {
                 verifier
             };
-            builder.with_client_cert_verifier(
-                verifier.build().map_err(|e| format!("truststore: {e}"))?,
-            )
+            let webpki = verifier.build().map_err(|e| format!("truststore: {e}"))?;
+            builder.with_client_cert_verifier(Arc::new(legacy::ClientVerifier::new(
+                webpki,
+                &material.cas,
+                provider.signature_verification_algorithms,
+            )))
         }
     };
     let config = builder

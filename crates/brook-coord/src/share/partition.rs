@@ -40,6 +40,30 @@ pub const ACK_RELEASE: i8 = 2;
 pub const ACK_REJECT: i8 = 3;
 pub const ACK_RENEW: i8 = 4;
 
+/// How a fetch acquires records (ShareFetch v2 `ShareAcquireMode`, KIP-1206; the
+/// client's `share.acquire.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcquireMode {
+    /// `batch_optimized` (0, and all a v1 request can ask for): whole log batches;
+    /// `max_records` is reached at a batch boundary, so it may be exceeded to finish
+    /// the batch it falls in.
+    #[default]
+    BatchOptimized,
+    /// `record_limit` (1): never more than `max_records` records, even mid-batch.
+    RecordLimit,
+}
+
+impl AcquireMode {
+    /// The wire code's mode, None for an unknown code.
+    pub fn from_code(code: i8) -> Option<Self> {
+        match code {
+            0 => Some(AcquireMode::BatchOptimized),
+            1 => Some(AcquireMode::RecordLimit),
+            _ => None,
+        }
+    }
+}
+
 /// Kafka's RecordState codes, as stored.
 const STORED_AVAILABLE: i8 = 0;
 const STORED_ACKNOWLEDGED: i8 = 2;
@@ -272,12 +296,33 @@ impl SharePartition {
     /// Acquires for `member` the records of `batches` (the batches a log read
     /// returned, in order; control batches are archived as they are passed) that are
     /// available or past the end, at most `max_records` of them and never more than the
-    /// window allows. Returns the acquired ranges.
+    /// window allows ([`AcquireMode::RecordLimit`]). Returns the acquired ranges.
     pub fn acquire(
         &mut self,
         member: &str,
         batches: &[LogBatch],
         max_records: usize,
+        now_ms: i64,
+    ) -> Vec<Acquired> {
+        self.acquire_in_mode(
+            member,
+            batches,
+            max_records,
+            AcquireMode::RecordLimit,
+            now_ms,
+        )
+    }
+
+    /// [`SharePartition::acquire`] in either mode: with
+    /// [`AcquireMode::BatchOptimized`] the `max_records` limit is only checked between
+    /// log batches, so the batch it is reached in is acquired whole (the window's bound
+    /// still holds).
+    pub fn acquire_in_mode(
+        &mut self,
+        member: &str,
+        batches: &[LogBatch],
+        max_records: usize,
+        mode: AcquireMode,
         now_ms: i64,
     ) -> Vec<Acquired> {
         let member: Arc<str> = Arc::from(member);
@@ -290,8 +335,11 @@ impl SharePartition {
                 self.pass_control(first, last);
                 continue;
             }
+            if count >= max_records {
+                break;
+            }
             for offset in first.max(self.start)..=last {
-                if count >= max_records {
+                if count >= max_records && mode == AcquireMode::RecordLimit {
                     break 'ranges;
                 }
                 if offset >= self.end {

@@ -206,6 +206,85 @@ fn renew_extends_the_lock() {
 }
 
 #[test]
+fn renew_keeps_the_delivery_count_and_needs_the_records_held() {
+    let mut p = SharePartition::new(config(), 0);
+    p.acquire("a", &batches(&[(0, 3)], &[]), 500, 0);
+    p.acquire("b", &batches(&[(4, 5)], &[]), 500, 0);
+    // Renewed again and again, a record outlives many lock durations and is never
+    // delivered to anyone else, with its delivery count unchanged.
+    for now in (500..5_000).step_by(500) {
+        p.acknowledge("a", 0, 1, &[ACK_RENEW], now).unwrap();
+        p.expire_locks(now);
+        assert!(p
+            .acquire("b", &batches(&[(0, 1)], &[]), 500, now)
+            .is_empty());
+    }
+    assert!(matches!(
+        p.state(0),
+        Some((RecordState::Acquired { member, deadline_ms: 5_500 }, 1)) if &**member == "a"
+    ));
+    // Records 2 and 3 were not renewed: their lock expired, and they are available.
+    assert_eq!(p.state(2), Some((&RecordState::Available, 1)));
+    // RENEW of records that are not acquired, held by another member, or past the end:
+    // INVALID_RECORD_STATE, and nothing changes (the batch is checked whole).
+    assert_eq!(
+        p.acknowledge("a", 2, 2, &[ACK_RENEW], 5_000),
+        Err(AckError::InvalidRecordState(2))
+    );
+    assert_eq!(
+        p.acknowledge("a", 4, 4, &[ACK_RENEW], 5_000),
+        Err(AckError::InvalidRecordState(4))
+    );
+    assert_eq!(
+        p.acknowledge("a", 0, 2, &[ACK_RENEW], 5_000),
+        Err(AckError::InvalidRecordState(2))
+    );
+    assert_eq!(
+        p.acknowledge("a", 6, 6, &[ACK_RENEW], 5_000),
+        Err(AckError::InvalidRecordState(6))
+    );
+    assert_eq!(p.state(0).map(|(_, c)| c), Some(1));
+    // A renewed record is then accepted (or released) as any other.
+    p.acknowledge("a", 0, 1, &[ACK_ACCEPT, ACK_RELEASE], 5_000)
+        .unwrap();
+    assert_eq!(p.state(1), Some((&RecordState::Available, 1)));
+    assert_eq!(p.start_offset(), 1);
+}
+
+#[test]
+fn batch_optimized_acquires_whole_batches_record_limit_does_not() {
+    let log = batches(&[(0, 4), (5, 9), (10, 14)], &[]);
+    let mut p = SharePartition::new(config(), 0);
+    // max 6 falls in the second batch: it is acquired whole, the third is not.
+    assert_eq!(
+        p.acquire_in_mode("a", &log, 6, AcquireMode::BatchOptimized, 0),
+        vec![acquired(0, 9, 1)]
+    );
+    // The same with record_limit: exactly 6, the rest of the batch left for others.
+    let mut q = SharePartition::new(config(), 0);
+    assert_eq!(
+        q.acquire_in_mode("a", &log, 6, AcquireMode::RecordLimit, 0),
+        vec![acquired(0, 5, 1)]
+    );
+    assert_eq!(
+        q.acquire_in_mode("b", &log, 6, AcquireMode::RecordLimit, 0),
+        vec![acquired(6, 11, 1)]
+    );
+    // A batch partly held by another member: only its available records are taken,
+    // and a limit reached exactly at a boundary takes nothing more.
+    assert_eq!(
+        q.acquire_in_mode("c", &log, 3, AcquireMode::BatchOptimized, 0),
+        vec![acquired(12, 14, 1)]
+    );
+    assert!(q
+        .acquire_in_mode("c", &log, 0, AcquireMode::BatchOptimized, 0)
+        .is_empty());
+    assert_eq!(AcquireMode::from_code(0), Some(AcquireMode::BatchOptimized));
+    assert_eq!(AcquireMode::from_code(1), Some(AcquireMode::RecordLimit));
+    assert_eq!(AcquireMode::from_code(2), None);
+}
+
+#[test]
 fn the_log_start_moving_past_the_window_drops_records() {
     let mut p = SharePartition::new(config(), 0);
     p.acquire("a", &batches(&[(0, 9)], &[]), 500, 0);
