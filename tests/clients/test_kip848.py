@@ -47,11 +47,12 @@ class JavaConsumer:
     """One Kip848Consumer process; its event lines are collected as they come."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, idle_ms: int = 60_000,
-                 instance: str | None = None):
+                 instance: str | None = None, protocol: str = "consumer"):
         cmd = [*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "Kip848Consumer",
                bootstrap, group, topic, str(idle_ms)] + ([instance] if instance else [])
+        self.protocol = protocol
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env={**os.environ, "GROUP_PROTOCOL": protocol})
         self.lines: list[str] = []
         self.err: list[str] = []
         self._t = [threading.Thread(target=self._pump, args=(s, l), daemon=True)
@@ -232,24 +233,35 @@ def test_confluent_kafka_consumer_protocol(brook):
             c.close()
 
 
-def test_classic_and_consumer_protocols_do_not_mix(brook, consumers):
-    """A classic JoinGroup to a live consumer group is refused with
-    INCONSISTENT_GROUP_PROTOCOL (no protocol migration), as Kafka with migration off."""
+def test_classic_member_joins_a_live_consumer_group(brook, consumers):
+    """A librdkafka classic member (JoinGroup/SyncGroup/Heartbeat) joins a live consumer
+    group as Kafka lets it: it gets its share of the server-side assignment next to the
+    Java consumer-protocol member; when the Java member leaves, the group downgrades to
+    a classic group and the classic member takes every partition."""
     topic, group = unique_topic("kip848c"), unique_topic("g848c")
-    create_topic(brook.bootstrap, topic, partitions=1)
+    create_topic(brook.bootstrap, topic, partitions=2)
     a = JavaConsumer(brook.bootstrap, group, topic)
     consumers.append(a)
-    wait_until(lambda: len(a.assigned()) == 1, 30, what=f"member owns the partition\n{a.describe()}")
+    wait_until(lambda: len(a.assigned()) == 2, 30, what=f"member owns both\n{a.describe()}")
     classic = Consumer({"bootstrap.servers": brook.bootstrap, "group.id": group,
-                        "session.timeout.ms": 6000})
+                        "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                        "auto.offset.reset": "earliest"})
     try:
         classic.subscribe([topic])
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline and "classic member refused" not in brook.log_tail():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                len(classic.assignment()) == 1 and len(a.assigned()) == 1):
             classic.poll(0.2)
-        assert "classic member refused" in brook.log_tail()
-        assert not classic.assignment()
+        assert len(classic.assignment()) == 1, (classic.assignment(), a.describe())
         assert len(a.assigned()) == 1, a.describe()
+        a.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(classic.assignment()) != 2:
+            classic.poll(0.2)
+        assert len(classic.assignment()) == 2, classic.assignment()
+        assert "downgraded the consumer group to a classic group" in brook.log_tail()
+        listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
+        assert any(group in l and "classic" in l.lower() for l in listed.splitlines()), listed
     finally:
         classic.close()
 
@@ -297,3 +309,168 @@ def test_java_consumer_invalid_regex_is_refused(brook, consumers):
     consumers.append(c)
     wait_until(lambda: c.errors(), 30, what=f"an error from poll\n{c.describe()}")
     assert any("InvalidRegularExpression" in e for e in c.errors()), c.describe()
+
+
+@pytest.mark.deadline(300)
+def test_rolling_upgrade_to_the_consumer_protocol_and_back(brook, consumers):
+    """Two classic Java consumers read a topic a producer keeps writing to; each in turn
+    is restarted with group.protocol=consumer (the first restart upgrades the live
+    classic group, the other classic member staying in it), then each is rolled back to
+    classic (the last consumer-protocol member leaving downgrades the group). Every
+    record is read, committed offsets never go backwards, and kafka-consumer-groups
+    describes the group all along."""
+    topic, group = unique_topic("kip848m"), unique_topic("g848m")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    total = 0
+
+    def write(n: int) -> None:
+        nonlocal total
+        produce_range(brook.bootstrap, topic, total, n)
+        total += n
+
+    committed: dict[int, int] = {}
+
+    def check_offsets() -> None:
+        out = kafka_tool_out("--describe", "--group", group, bootstrap=brook.bootstrap)
+        for cols in (l.split() for l in out.splitlines() if l.startswith(group)):
+            if cols[3] == "-":
+                continue
+            p, off = int(cols[2]), int(cols[3])
+            assert off >= committed.get(p, 0), f"offset of {p} went back: {out}"
+            committed[p] = off
+
+    def start(protocol: str) -> JavaConsumer:
+        c = JavaConsumer(brook.bootstrap, group, topic, protocol=protocol)
+        consumers.append(c)
+        return c
+
+    def read_all(live: list[JavaConsumer]) -> None:
+        every = lambda: {r for c in consumers for r in c.records()}
+        wait_until(lambda: len(every()) >= total, 60,
+                   what=f"{total} records read\n" + "\n".join(c.describe() for c in live))
+        wait_until(lambda: sum(len(c.assigned()) for c in live) == 4 and
+                   all(c.assigned() for c in live), 60,
+                   what="the live members share 4 partitions\n"
+                   + "\n".join(c.describe() for c in live))
+        check_offsets()
+
+    write(200)
+    a, b = start("classic"), start("classic")
+    read_all([a, b])
+    for step, (old, protocol) in enumerate([(a, "consumer"), (b, "consumer"),
+                                            (None, "classic"), (None, "classic")]):
+        # Upgrade a then b; then roll back the consumer-protocol members one by one.
+        live = [c for c in consumers if c.proc.poll() is None]
+        if old is None:
+            old = next(c for c in live if c.protocol == "consumer")
+        old.stop()
+        write(100)
+        start(protocol)
+        live = [c for c in consumers if c.proc.poll() is None]
+        read_all(live)
+        members = kafka_tool_out("--describe", "--members", "--group", group,
+                                 bootstrap=brook.bootstrap)
+        assert len([l for l in members.splitlines() if l.startswith(group)]) == 2, members
+        if step == 0:
+            assert "upgraded the classic group to a consumer group" in brook.log_tail()
+        if step == 3:
+            assert "downgraded the consumer group to a classic group" in brook.log_tail()
+        write(100)
+        read_all(live)
+    for c in consumers:
+        c.stop()
+        assert not c.errors(), c.describe()
+    seen = {r for c in consumers for r in c.records()}
+    assert len(seen) == total
+    check_offsets()
+    assert sum(committed.values()) == total, committed
+
+
+def test_kafka_python_classic_member_next_to_a_java_consumer_member(brook, consumers):
+    """kafka-python (classic protocol only) joins a live consumer group next to a Java
+    consumer-protocol member; the two split the partitions and read every record once
+    between them (offsets committed by each)."""
+    from kafka import KafkaConsumer
+    topic, group = unique_topic("kip848p"), unique_topic("g848p")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    produce_range(brook.bootstrap, topic, 0, 400)
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 4, 30, what=f"member owns all\n{a.describe()}")
+    wait_until(lambda: len(a.records()) >= 400, 30, what=f"first batch read\n{a.describe()}")
+    kp = KafkaConsumer(topic, bootstrap_servers=brook.bootstrap, group_id=group,
+                       auto_offset_reset="earliest", enable_auto_commit=False,
+                       session_timeout_ms=6000, heartbeat_interval_ms=500)
+    seen: Counter = Counter()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                len(kp.assignment()) == 2 and len(a.assigned()) == 2):
+            for batch in kp.poll(timeout_ms=200).values():
+                for m in batch:
+                    seen[(m.partition, m.offset)] += 1
+            if seen:
+                kp.commit()
+        assert len(kp.assignment()) == 2, (kp.assignment(), a.describe())
+        produce_range(brook.bootstrap, topic, 400, 400)
+        mine = {p.partition for p in kp.assignment()}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(set(a.records()) | set(seen)) < 800:
+            for batch in kp.poll(timeout_ms=200).values():
+                for m in batch:
+                    seen[(m.partition, m.offset)] += 1
+            kp.commit()
+        assert len(set(a.records()) | set(seen)) == 800
+        assert {p for p, _ in seen} <= mine, (seen, mine)
+        assert seen, "the classic member read nothing"
+    finally:
+        kp.close()
+    a.stop()
+    assert not a.errors(), a.describe()
+
+
+def test_mixed_group_survives_a_broker_restart(brook, consumers):
+    """A consumer group holding a Java consumer-protocol member and a librdkafka classic
+    member is rebuilt from __consumer_offsets after a restart (the classic member's
+    ClassicMemberMetadata included): both go on reading, and kafka-consumer-groups
+    still shows one consumer group of two members."""
+    topic, group = unique_topic("kip848r"), unique_topic("g848r")
+    create_topic(brook.bootstrap, topic, partitions=2)
+    produce_range(brook.bootstrap, topic, 0, 200)
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 2, 30, what=f"member owns both\n{a.describe()}")
+    classic = Consumer({"bootstrap.servers": brook.bootstrap, "group.id": group,
+                        "session.timeout.ms": 10000, "heartbeat.interval.ms": 500,
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    seen: set = set()
+
+    def poll_for(secs: float, until) -> None:
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline and not until():
+            m = classic.poll(0.2)
+            if m is not None and not m.error():
+                seen.add((m.partition(), m.offset()))
+                classic.commit(message=m, asynchronous=False)
+
+    try:
+        classic.subscribe([topic])
+        poll_for(30, lambda: len(classic.assignment()) == 1 and len(a.assigned()) == 1)
+        assert len(classic.assignment()) == 1, a.describe()
+        brook.restart()
+        produce_range(brook.bootstrap, topic, 200, 200)
+        poll_for(60, lambda: len(set(a.records()) | seen) >= 400)
+        assert len(set(a.records()) | seen) == 400
+        assert len(classic.assignment()) == 1 and len(a.assigned()) == 1, a.describe()
+        listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
+        assert any(group in l and "consumer" in l.lower() for l in listed.splitlines()), listed
+        members = kafka_tool_out("--describe", "--members", "--group", group,
+                                 bootstrap=brook.bootstrap)
+        assert len([l for l in members.splitlines() if l.startswith(group)]) == 2, members
+        # Both members were rebuilt from the log: neither had to join again.
+        since = brook._log_since_spawn()
+        assert not any("member joins the consumer group" in l and group in l
+                       for l in since.splitlines()), since[-3000:]
+    finally:
+        classic.close()
+    a.stop()

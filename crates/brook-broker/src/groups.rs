@@ -145,6 +145,11 @@ impl Groups {
             consumer_max_size: settings.group_consumer_max_size.clamp(1, i32::MAX as i64) as usize,
             consumer_assignors: consumer_assignors(&settings.group_consumer_assignors),
             consumer_regex_refresh_interval_ms: settings.group_consumer_regex_refresh_interval_ms,
+            // Checked when the settings were read.
+            consumer_migration_policy: brook_coord::MigrationPolicy::parse(
+                &settings.group_consumer_migration_policy,
+            )
+            .unwrap_or(brook_coord::MigrationPolicy::Bidirectional),
             share_session_timeout_ms: clamp_i32(settings.group_share_session_timeout_ms),
             share_heartbeat_interval_ms: clamp_i32(settings.group_share_heartbeat_interval_ms),
             share_max_size: settings.group_share_max_size.clamp(1, i32::MAX as i64) as usize,

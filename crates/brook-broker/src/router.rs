@@ -527,9 +527,11 @@ async fn dispatch_checked(
             ResponseKind::FindCoordinator(resp)
         }
         RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(group::join(&s.groups, ctx, r, v).await)
+            ResponseKind::JoinGroup(group::join(&s.groups, &s.metadata, ctx, r, v).await)
         }
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync(&s.groups, r, v).await),
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(group::sync(&s.groups, &s.metadata, r, v).await)
+        }
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(&s.groups, r, v)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave(&s.groups, r, v).await),
         RequestKind::OffsetCommit(mut r) => {

@@ -7,6 +7,50 @@ pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
 /// limit; Kafka has none besides the request size).
 pub const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
 
+/// `group.consumer.migration.policy`: which live conversions between the classic and
+/// the consumer protocol a non-empty group may go through. Empty groups convert both
+/// ways whatever the policy, as in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// Upgrade (classic to consumer) and downgrade (consumer to classic).
+    Bidirectional,
+    /// Only a classic group upgrades to a consumer group.
+    Upgrade,
+    /// Only a consumer group downgrades to a classic group.
+    Downgrade,
+    /// Neither.
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// Kafka's names, case-insensitive.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "bidirectional" => Ok(MigrationPolicy::Bidirectional),
+            "upgrade" => Ok(MigrationPolicy::Upgrade),
+            "downgrade" => Ok(MigrationPolicy::Downgrade),
+            "disabled" => Ok(MigrationPolicy::Disabled),
+            other => Err(format!(
+                "expected bidirectional, upgrade, downgrade or disabled, not '{other}'"
+            )),
+        }
+    }
+
+    pub fn upgrades(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade
+        )
+    }
+
+    pub fn downgrades(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Bidirectional | MigrationPolicy::Downgrade
+        )
+    }
+}
+
 /// Settings of the group coordinator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
@@ -47,6 +91,9 @@ pub struct GroupConfig {
     /// `group.consumer.regex.refresh.interval.ms`: a group's regular expressions are
     /// resolved again after this long even if no topic was created or deleted.
     pub consumer_regex_refresh_interval_ms: i64,
+    /// `group.consumer.migration.policy`: live upgrades and downgrades of non-empty
+    /// groups between the classic and the consumer protocol.
+    pub consumer_migration_policy: MigrationPolicy,
     /// `group.share.session.timeout.ms`: a share group member that has not heartbeated
     /// for this long is removed (KIP-932).
     pub share_session_timeout_ms: i32,
@@ -72,6 +119,7 @@ impl Default for GroupConfig {
             consumer_max_size: i32::MAX as usize,
             consumer_assignors: vec!["uniform".into(), "range".into()],
             consumer_regex_refresh_interval_ms: 600_000,
+            consumer_migration_policy: MigrationPolicy::Bidirectional,
             share_session_timeout_ms: 45_000,
             share_heartbeat_interval_ms: 5_000,
             share_max_size: 200,

@@ -159,8 +159,9 @@ pub(crate) struct Group {
     /// group was created (a group used only for offsets, or one in its first rebalance).
     pub last_metadata_record: Option<OffsetsRecord>,
     /// Present when this is a consumer group of the new protocol (KIP-848): then the
-    /// classic fields above stay Empty (no classic member can join), and offsets are
-    /// shared as in Kafka, where they live apart from the group's type.
+    /// classic fields above stay Empty (classic members of a consumer group live in it,
+    /// see `coordinator::migration`), and offsets are shared as in Kafka, where they
+    /// live apart from the group's type.
     pub consumer: Option<Box<ConsumerGroup>>,
     /// Present when this is a share group (KIP-932); the classic fields stay Empty.
     pub share: Option<Box<ShareGroup>>,

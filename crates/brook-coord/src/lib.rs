@@ -9,6 +9,8 @@
 //!
 //! - [`coordinator`]: [`GroupCoordinator`], its handlers, [`Effects`] and [`Reply`].
 //! - `group`: one group's state, members, protocol vote and offsets.
+//! - `coordinator::migration`: groups moving between the classic and the consumer
+//!   protocol (`group.consumer.migration.policy`), classic members in consumer groups.
 //! - [`consumer`]: KIP-848 consumer groups: the group and who owns which partition, the
 //!   `uniform` and `range` assignors, one reconciliation step (Kafka's
 //!   CurrentAssignmentBuilder), regular-expression subscriptions, and their records in
@@ -39,8 +41,7 @@
 //!   transactional id is its whole state, which [`TransactionCoordinator::replay`]
 //!   restores.
 //!
-//! Absent on purpose: rack-aware assignment and groups that mix classic and consumer
-//! members (a group is one or the other), transactional offset
+//! Absent on purpose: rack-aware assignment, transactional offset
 //! commits in the group coordinator (the broker handles TxnOffsetCommit, checking the
 //! transaction with [`TransactionCoordinator::verify_partition`]), transactions version
 //! 2 (KIP-890 part 2), topic ids in offset requests (the broker caps OffsetCommit and
@@ -56,7 +57,7 @@ pub mod share;
 mod timers;
 pub mod txn;
 
-pub use config::GroupConfig;
+pub use config::{GroupConfig, MigrationPolicy};
 pub use consumer::{ConsumerGroupState, TopicsView};
 pub use coordinator::{Effects, GroupCoordinator, GroupSummary, Reply, ReplyToken};
 pub use group::GroupState;

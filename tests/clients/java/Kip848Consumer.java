@@ -3,6 +3,8 @@
 //
 //   java -cp 'jars/*:classes' Kip848Consumer BOOTSTRAP GROUP TOPIC IDLE_MS [INSTANCE_ID]
 //
+// The environment variable GROUP_PROTOCOL=classic makes it a classic-protocol member.
+//
 // TOPIC `regex:PATTERN` subscribes with a server-side regular expression
 // (`subscribe(SubscriptionPattern)`, KIP-848) instead of one topic name.
 // Prints one line per event, flushed at once so a test that kills the process knows
@@ -47,7 +49,14 @@ public class Kip848Consumer {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
-        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+        // GROUP_PROTOCOL=classic runs the same consumer with the classic protocol
+        // (the protocol-migration tests roll a group between the two).
+        String protocol = System.getenv().getOrDefault("GROUP_PROTOCOL", "consumer");
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
+        if (protocol.equals("classic")) {
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
+        }
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "50");

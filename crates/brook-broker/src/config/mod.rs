@@ -438,6 +438,7 @@ broker_settings! {
     group_consumer_assignors: String = "group.consumer.assignors", "uniform,range";
     group_consumer_heartbeat_interval_ms: i64 = "group.consumer.heartbeat.interval.ms", "5000";
     group_consumer_max_size: i64 = "group.consumer.max.size", "2147483647";
+    group_consumer_migration_policy: String = "group.consumer.migration.policy", "bidirectional";
     group_consumer_regex_refresh_interval_ms: i64 = "group.consumer.regex.refresh.interval.ms", "600000";
     group_consumer_session_timeout_ms: i64 = "group.consumer.session.timeout.ms", "45000";
     group_initial_rebalance_delay_ms: i64 = "group.initial.rebalance.delay.ms", "3000";
@@ -670,6 +671,7 @@ fn validate_string_setting(name: &str, value: &str) -> Result<(), String> {
     match name {
         "admin.listeners" => parse_admin_listener(value).map(|_| ()),
         "admin.authentication" => AdminAuth::parse(value).map(|_| ()),
+        "group.consumer.migration.policy" => brook_coord::MigrationPolicy::parse(value).map(|_| ()),
         "authorizer.class.name" => match value.trim() {
             "" | STANDARD_AUTHORIZER => Ok(()),
             _ => Err(format!(

@@ -100,6 +100,11 @@ fn dynamic_broker_configs_sit_between_topic_overrides_and_static_settings() {
     ));
     assert!(validate_broker_config("listener.name.x.max.connections", "-1").is_err());
     assert!(!is_dynamic_broker_config("auto.create.topics.enable"));
+    let policy = "group.consumer.migration.policy";
+    for ok in ["bidirectional", "Upgrade", "DOWNGRADE", "disabled"] {
+        assert!(validate_broker_config(policy, ok).is_ok(), "{ok}");
+    }
+    assert!(validate_broker_config(policy, "sideways").is_err());
 }
 
 #[test]

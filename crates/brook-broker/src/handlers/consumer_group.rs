@@ -2,7 +2,7 @@
 //! decisions are `brook-coord`'s; this module gives them the topics of the applied
 //! metadata image, appends the records and answers.
 
-use brook_coord::{Effects, TopicsView};
+use brook_coord::TopicsView;
 use brook_meta::MetadataImage;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
@@ -103,7 +103,7 @@ pub async fn heartbeat(
     let client_host = ctx.client_host();
     let result = groups
         .apply(&group_id, |c| {
-            let (response, records) = c.consumer_group_heartbeat(
+            c.consumer_group_heartbeat_effects(
                 version,
                 &req,
                 ctx.client_id(),
@@ -113,13 +113,6 @@ pub async fn heartbeat(
                     may_describe,
                 },
                 now_ms(),
-            );
-            (
-                response,
-                Effects {
-                    replies: vec![],
-                    records,
-                },
             )
         })
         .await;

@@ -18,6 +18,7 @@ use crate::metadata::MetadataView;
 
 pub async fn join(
     groups: &Arc<Groups>,
+    meta: &MetadataView,
     ctx: &RequestContext,
     req: JoinGroupRequest,
     version: i16,
@@ -28,6 +29,7 @@ pub async fn join(
             .with_error_code(ResponseError::NotCoordinator.code())
             .with_generation_id(-1);
     }
+    let image = meta.image();
     let reply = groups
         .park(&group_id, |c, token| {
             c.join_group(
@@ -36,6 +38,7 @@ pub async fn join(
                 &req,
                 ctx.client_id(),
                 &ctx.client_host(),
+                &ImageTopics(&image),
                 now_ms(),
             )
         })
@@ -51,14 +54,20 @@ pub async fn join(
     }
 }
 
-pub async fn sync(groups: &Arc<Groups>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync(
+    groups: &Arc<Groups>,
+    meta: &MetadataView,
+    req: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
     let group_id = req.group_id.0.to_string();
     if !groups.coordinates(&group_id) {
         return SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
     }
+    let image = meta.image();
     match groups
         .park(&group_id, |c, token| {
-            c.sync_group(token, version, &req, now_ms())
+            c.sync_group(token, version, &req, &ImageTopics(&image), now_ms())
         })
         .await
     {

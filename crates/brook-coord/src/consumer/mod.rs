@@ -110,6 +110,15 @@ impl ConsumerGroupState {
     }
 }
 
+/// What a member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat)
+/// in a consumer group brings besides its subscription: Kafka's ClassicMemberMetadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClassicMeta {
+    pub session_timeout_ms: i32,
+    /// The JoinGroup protocols in the member's order: (name, ConsumerProtocolSubscription).
+    pub protocols: Vec<(String, bytes::Bytes)>,
+}
+
 /// One member of a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConsumerMember {
@@ -130,6 +139,9 @@ pub(crate) struct ConsumerMember {
     pub assigned: Assignment,
     /// What the member owns and must give up.
     pub pending_revocation: Assignment,
+    /// Present for a member of the classic protocol (kept through an upgrade, or
+    /// joined with JoinGroup after it).
+    pub classic: Option<ClassicMeta>,
 }
 
 impl ConsumerMember {
@@ -149,6 +161,7 @@ impl ConsumerMember {
             previous_member_epoch: 0,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
+            classic: None,
         }
     }
 
@@ -162,6 +175,7 @@ impl ConsumerMember {
             && self.subscribed_topic_regex == other.subscribed_topic_regex
             && self.rebalance_timeout_ms == other.rebalance_timeout_ms
             && self.server_assignor == other.server_assignor
+            && self.classic == other.classic
     }
 
     /// The assignment part (what ConsumerGroupCurrentMemberAssignment holds) equals

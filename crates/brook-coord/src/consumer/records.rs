@@ -28,7 +28,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-use super::{Assignment, MemberState};
+use super::{Assignment, ClassicMeta, MemberState};
 use crate::records::RecordError;
 
 pub(crate) const METADATA: i16 = 3;
@@ -133,6 +133,9 @@ pub(crate) struct MemberMetadata {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// ClassicMemberMetadata (tagged field 0): present for a member that uses the
+    /// classic protocol (JoinGroup, SyncGroup, Heartbeat) in a consumer group.
+    pub classic: Option<ClassicMeta>,
 }
 
 /// ConsumerGroupCurrentMemberAssignmentValue.
@@ -203,7 +206,17 @@ impl ConsumerValue {
                 put_compact_nullable(&mut buf, m.subscribed_topic_regex.as_deref());
                 buf.put_i32(m.rebalance_timeout_ms);
                 put_compact_nullable(&mut buf, m.server_assignor.as_deref());
-                put_uvarint(&mut buf, 0);
+                match &m.classic {
+                    None => put_uvarint(&mut buf, 0),
+                    Some(classic) => {
+                        let mut field = BytesMut::new();
+                        put_classic(&mut field, classic);
+                        put_uvarint(&mut buf, 1);
+                        put_uvarint(&mut buf, 0);
+                        put_uvarint(&mut buf, len_u32(field.len()));
+                        buf.extend_from_slice(&field);
+                    }
+                }
             }
             ConsumerValue::TargetMetadata { assignment_epoch } => {
                 buf.put_i32(*assignment_epoch);
@@ -274,7 +287,12 @@ impl ConsumerValue {
                 let subscribed_topic_regex = r.compact_nullable()?;
                 let rebalance_timeout_ms = r.i32()?;
                 let server_assignor = r.compact_nullable()?;
-                r.tagged_fields()?;
+                let mut classic = None;
+                for (tag, mut field) in r.tagged_fields()? {
+                    if tag == 0 {
+                        classic = Some(read_classic(&mut field)?);
+                    }
+                }
                 ConsumerValue::MemberMetadata(MemberMetadata {
                     instance_id,
                     rack_id,
@@ -284,6 +302,7 @@ impl ConsumerValue {
                     subscribed_topic_regex,
                     rebalance_timeout_ms,
                     server_assignor,
+                    classic,
                 })
             }
             ConsumerKey::TargetMetadata { .. } => {
@@ -332,6 +351,37 @@ impl ConsumerValue {
             }
         })
     }
+}
+
+/// ClassicMemberMetadata: session timeout, then the supported protocols (name,
+/// metadata bytes), each struct with its own empty tagged-field section.
+fn put_classic(buf: &mut BytesMut, c: &ClassicMeta) {
+    buf.put_i32(c.session_timeout_ms);
+    put_uvarint(buf, len_u32(c.protocols.len()) + 1);
+    for (name, metadata) in &c.protocols {
+        put_compact_string(buf, name);
+        put_uvarint(buf, len_u32(metadata.len()) + 1);
+        buf.extend_from_slice(metadata);
+        put_uvarint(buf, 0);
+    }
+    put_uvarint(buf, 0);
+}
+
+fn read_classic(r: &mut Flex<'_>) -> Result<ClassicMeta, RecordError> {
+    let session_timeout_ms = r.i32()?;
+    let mut protocols = Vec::new();
+    for _ in 0..r.compact_len()? {
+        let name = r.compact_string()?;
+        let len = r.compact_len()?;
+        let metadata = Bytes::copy_from_slice(r.take(len)?);
+        r.tagged_fields()?;
+        protocols.push((name, metadata));
+    }
+    r.tagged_fields()?;
+    Ok(ClassicMeta {
+        session_timeout_ms,
+        protocols,
+    })
 }
 
 pub(crate) fn len_u32(len: usize) -> u32 {
@@ -570,6 +620,30 @@ mod tests {
                     subscribed_topic_regex: None,
                     rebalance_timeout_ms: 300_000,
                     server_assignor: Some("range".into()),
+                    classic: None,
+                }),
+            ),
+            (
+                ConsumerKey::MemberMetadata {
+                    group: g(),
+                    member: m(),
+                },
+                ConsumerValue::MemberMetadata(MemberMetadata {
+                    instance_id: None,
+                    rack_id: None,
+                    client_id: "classic".into(),
+                    client_host: "/127.0.0.1".into(),
+                    subscribed_topic_names: vec!["a".into()],
+                    subscribed_topic_regex: None,
+                    rebalance_timeout_ms: 300_000,
+                    server_assignor: None,
+                    classic: Some(ClassicMeta {
+                        session_timeout_ms: 45_000,
+                        protocols: vec![
+                            ("range".into(), Bytes::from_static(&[0, 3, 0, 0, 0, 1])),
+                            ("cooperative-sticky".into(), Bytes::new()),
+                        ],
+                    }),
                 }),
             ),
             (

@@ -55,7 +55,8 @@ fn err<T>(code: ResponseError, message: impl Into<String>) -> Result<T, Heartbea
 
 impl GroupCoordinator {
     /// Handles ConsumerGroupHeartbeat. Returns the response and the records to append
-    /// before sending it.
+    /// before sending it (for a heartbeat that cannot upgrade a classic group with
+    /// parked requests: see [`GroupCoordinator::consumer_group_heartbeat_effects`]).
     pub fn consumer_group_heartbeat(
         &mut self,
         version: i16,
@@ -65,6 +66,30 @@ impl GroupCoordinator {
         topics: &dyn TopicsView,
         now_ms: i64,
     ) -> (ConsumerGroupHeartbeatResponse, Vec<OffsetsRecord>) {
+        let (response, effects) = self.consumer_group_heartbeat_effects(
+            version,
+            request,
+            client_id,
+            client_host,
+            topics,
+            now_ms,
+        );
+        debug_assert!(effects.replies.is_empty());
+        (response, effects.records)
+    }
+
+    /// Handles ConsumerGroupHeartbeat. Returns the response, and the records to append
+    /// before sending it with the replies: a heartbeat that upgrades a classic group
+    /// answers its parked JoinGroup and SyncGroup requests.
+    pub fn consumer_group_heartbeat_effects(
+        &mut self,
+        version: i16,
+        request: &ConsumerGroupHeartbeatRequest,
+        client_id: &str,
+        client_host: &str,
+        topics: &dyn TopicsView,
+        now_ms: i64,
+    ) -> (ConsumerGroupHeartbeatResponse, Effects) {
         let mut effects = Effects::default();
         let (groups, mut ctx) = self.parts(now_ms, &mut effects);
         let client = Client {
@@ -78,8 +103,7 @@ impl GroupCoordinator {
                 r.error_message = Some(StrBytes::from_string(message));
                 r
             });
-        debug_assert!(effects.replies.is_empty());
-        (response, effects.records)
+        (response, effects)
     }
 }
 
@@ -102,6 +126,13 @@ fn heartbeat(
         || req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH
     {
         return leave(ctx, groups, req);
+    }
+    if req.member_epoch == 0 {
+        if let Some(classic) = groups.get_mut(group_id) {
+            if !is_empty_classic(classic) && super::migration::can_upgrade(ctx, classic) {
+                super::migration::upgrade(ctx, classic, topics);
+            }
+        }
     }
     let mut fresh = None;
     let cg: &mut ConsumerGroup = match groups.get_mut(group_id) {
@@ -389,10 +420,63 @@ fn join_or_update(
         }
     };
     apply_request(&mut updated, version, req, client);
+    let assignment_changed = converge(
+        ctx,
+        group_id,
+        cg,
+        old.as_ref(),
+        previous_subscription,
+        updated,
+        owned.as_ref(),
+        topics,
+    );
+    let member = &cg.members[&member_id];
+
+    let mut response = ConsumerGroupHeartbeatResponse::default();
+    response.member_id = Some(StrBytes::from_string(member_id.clone()));
+    response.member_epoch = member.member_epoch;
+    response.heartbeat_interval_ms = ctx.config.consumer_heartbeat_interval_ms;
+    let full_request = req.rebalance_timeout_ms != -1
+        && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
+        && req.topic_partitions.is_some();
+    if req.member_epoch == 0 || full_request || assignment_changed {
+        let mut assignment = ResponseAssignment::default();
+        assignment.topic_partitions = member
+            .assigned
+            .iter()
+            .map(|(topic, ps)| {
+                let mut tp = ResponseTopicPartitions::default();
+                tp.topic_id = *topic;
+                tp.partitions = ps.iter().copied().collect();
+                tp
+            })
+            .collect();
+        response.assignment = Some(assignment);
+    }
+    Ok(response)
+}
+
+/// Applies a member as its request leaves it (`updated`; `old` is what it was, None
+/// for a new member): writes its metadata when it changed, bumps the group epoch when
+/// subscriptions or the subscribed topics changed, recomputes the target assignment
+/// when the epoch is ahead of it, and reconciles the member one step with what it says
+/// it owns. Returns whether the member's assigned partitions changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn converge(
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    cg: &mut ConsumerGroup,
+    old: Option<&ConsumerMember>,
+    previous_subscription: Option<(Vec<String>, Option<String>)>,
+    updated: ConsumerMember,
+    owned: Option<&Assignment>,
+    topics: &dyn TopicsView,
+) -> bool {
+    let member_id = updated.member_id.clone();
     let subscription_changed = previous_subscription.as_ref().is_none_or(|(names, regex)| {
         *names != updated.subscribed_topic_names || *regex != updated.subscribed_topic_regex
     });
-    if old.as_ref().is_none_or(|o| !o.same_metadata(&updated)) {
+    if old.is_none_or(|o| !o.same_metadata(&updated)) {
         ctx.effects
             .records
             .push(member_metadata_record(group_id, &updated));
@@ -428,7 +512,7 @@ fn join_or_update(
             cg.partition_owner(t, p)
                 .is_some_and(|owner| owner != member_id)
         };
-        reconcile(&before, &target, &held_by_other, owned.as_ref())
+        reconcile(&before, &target, &held_by_other, owned)
     };
     if !next.same_assignment(&before) || old.is_none() {
         ctx.effects
@@ -436,32 +520,9 @@ fn join_or_update(
             .push(current_assignment_record(group_id, &next));
     }
     schedule_timers(ctx, group_id, &before, &next, old.is_none());
-    let assignment_changed = old.as_ref().is_none_or(|o| o.assigned != next.assigned);
+    let assignment_changed = old.is_none_or(|o| o.assigned != next.assigned);
     cg.upsert_member(next);
-    let member = &cg.members[&member_id];
-
-    let mut response = ConsumerGroupHeartbeatResponse::default();
-    response.member_id = Some(StrBytes::from_string(member_id.clone()));
-    response.member_epoch = member.member_epoch;
-    response.heartbeat_interval_ms = ctx.config.consumer_heartbeat_interval_ms;
-    let full_request = req.rebalance_timeout_ms != -1
-        && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
-        && req.topic_partitions.is_some();
-    if req.member_epoch == 0 || full_request || assignment_changed {
-        let mut assignment = ResponseAssignment::default();
-        assignment.topic_partitions = member
-            .assigned
-            .iter()
-            .map(|(topic, ps)| {
-                let mut tp = ResponseTopicPartitions::default();
-                tp.topic_id = *topic;
-                tp.partitions = ps.iter().copied().collect();
-                tp
-            })
-            .collect();
-        response.assignment = Some(assignment);
-    }
-    Ok(response)
+    assignment_changed
 }
 
 fn apply_request(
@@ -632,7 +693,7 @@ fn schedule_timers(
     let member_id = &next.member_id;
     ctx.schedule_group_timer(
         session_key(group_id, member_id),
-        i64::from(ctx.config.consumer_session_timeout_ms),
+        i64::from(session_timeout_ms(ctx, next)),
     );
     let revoking = next.state == MemberState::UnrevokedPartitions;
     let started = is_new
@@ -655,20 +716,18 @@ fn leave(
     req: &ConsumerGroupHeartbeatRequest,
 ) -> Result<ConsumerGroupHeartbeatResponse, HeartbeatError> {
     let group_id = req.group_id.as_str();
-    let cg = match groups.get_mut(group_id) {
-        Some(Group {
-            consumer: Some(cg), ..
-        }) => cg,
-        Some(_) => {
-            return err(
-                ResponseError::GroupIdNotFound,
-                format!("Group {group_id} is not a consumer group."),
-            )
-        }
+    let Some(group) = groups.get_mut(group_id) else {
+        return err(
+            ResponseError::GroupIdNotFound,
+            format!("Consumer group {group_id} not found."),
+        );
+    };
+    let cg = match &mut group.consumer {
+        Some(cg) => cg,
         None => {
             return err(
                 ResponseError::GroupIdNotFound,
-                format!("Consumer group {group_id} not found."),
+                format!("Group {group_id} is not a consumer group."),
             )
         }
     };
@@ -711,6 +770,9 @@ fn leave(
         ctx.timers.cancel(&revocation_key(group_id, &leaving));
         cg.upsert_member(member);
         info!(group = group_id, member = %leaving, "static member left temporarily");
+    } else if super::migration::should_downgrade(ctx, cg, &leaving) {
+        info!(group = group_id, member = %leaving, "the last consumer-protocol member left");
+        super::migration::downgrade(ctx, group, &leaving);
     } else {
         remove_member(ctx, group_id, cg, &leaving, "the member left the group");
     }
@@ -749,7 +811,15 @@ pub(crate) fn remove_member(
 /// A member's session ran out.
 pub(crate) fn expire_session(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str) {
     if let Some(cg) = group.consumer.as_mut() {
-        remove_member(ctx, &group.id, cg, member_id, "its session expired");
+        if !cg.members.contains_key(member_id) {
+            return;
+        }
+        if super::migration::should_downgrade(ctx, cg, member_id) {
+            info!(group = %group.id, member = member_id, "the last consumer-protocol member's session expired");
+            super::migration::downgrade(ctx, group, member_id);
+        } else {
+            remove_member(ctx, &group.id, cg, member_id, "its session expired");
+        }
     }
 }
 
@@ -760,7 +830,9 @@ pub(crate) fn expire_revocation(ctx: &mut Ctx<'_>, group: &mut Group, member_id:
             .members
             .get(member_id)
             .is_some_and(|m| m.state == MemberState::UnrevokedPartitions);
-        if late {
+        if late && super::migration::should_downgrade(ctx, cg, member_id) {
+            super::migration::downgrade(ctx, group, member_id);
+        } else if late {
             remove_member(
                 ctx,
                 &group.id,
@@ -783,7 +855,7 @@ pub(crate) fn on_loaded(ctx: &mut Ctx<'_>, group: &mut Group) {
     for m in cg.members.values() {
         ctx.schedule_group_timer(
             session_key(&group.id, &m.member_id),
-            i64::from(ctx.config.consumer_session_timeout_ms),
+            i64::from(session_timeout_ms(ctx, m)),
         );
         if m.state == MemberState::UnrevokedPartitions {
             ctx.schedule_group_timer(
@@ -792,6 +864,16 @@ pub(crate) fn on_loaded(ctx: &mut Ctx<'_>, group: &mut Group) {
             );
         }
     }
+}
+
+/// A member's session timeout: the group's, or for a classic-protocol member the one it
+/// joined with.
+pub(crate) fn session_timeout_ms(ctx: &Ctx<'_>, m: &ConsumerMember) -> i32 {
+    m.classic
+        .as_ref()
+        .map_or(ctx.config.consumer_session_timeout_ms, |c| {
+            c.session_timeout_ms
+        })
 }
 
 pub(crate) fn session_key(group_id: &str, member_id: &str) -> TimerKey {
@@ -830,6 +912,7 @@ pub(crate) fn member_metadata_record(group_id: &str, m: &ConsumerMember) -> Offs
             subscribed_topic_regex: m.subscribed_topic_regex.clone(),
             rebalance_timeout_ms: m.rebalance_timeout_ms,
             server_assignor: m.server_assignor.clone(),
+            classic: m.classic.clone(),
         })),
     )
 }
@@ -915,6 +998,31 @@ fn member_tombstones(group_id: &str, member_id: &str) -> [OffsetsRecord; 3] {
             OffsetsRecord::consumer(&ConsumerKey::MemberMetadata { group, member }, None)
         },
     ]
+}
+
+/// The tombstones that delete a consumer group with its members (its offsets aside),
+/// in Kafka's order: current assignments, target assignments, members, the group.
+pub(crate) fn all_tombstones(group_id: &str, cg: &ConsumerGroup) -> Vec<OffsetsRecord> {
+    let mut records = Vec::new();
+    for member in cg.members.keys() {
+        let (group, member) = member_key(group_id, member);
+        records.push(OffsetsRecord::consumer(
+            &ConsumerKey::CurrentAssignment { group, member },
+            None,
+        ));
+    }
+    let mut rest = group_tombstones(group_id, cg);
+    let group_tail = rest.split_off(rest.len() - 1);
+    records.extend(rest);
+    for member in cg.members.keys() {
+        let (group, member) = member_key(group_id, member);
+        records.push(OffsetsRecord::consumer(
+            &ConsumerKey::MemberMetadata { group, member },
+            None,
+        ));
+    }
+    records.extend(group_tail);
+    records
 }
 
 /// The tombstones that delete an empty consumer group's records (its offsets aside).

@@ -22,6 +22,8 @@ use crate::group::{Group, CONSUMER_PROTOCOL_TYPE};
 /// ConsumerGroupDescribe v1+ reports each member's type (KIP-1099): 1 = consumer
 /// protocol.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
+/// ConsumerGroupDescribe v1's MemberType of a classic-protocol member.
+const MEMBER_TYPE_CLASSIC: i8 = 0;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -94,7 +96,11 @@ fn describe_member(
     member.target_assignment =
         described_assignment(cg.target.get(&m.member_id).unwrap_or(&empty), topics);
     if version >= 1 {
-        member.member_type = MEMBER_TYPE_CONSUMER;
+        member.member_type = if m.classic.is_some() {
+            MEMBER_TYPE_CLASSIC
+        } else {
+            MEMBER_TYPE_CONSUMER
+        };
     }
     member
 }
@@ -183,6 +189,7 @@ pub(crate) fn replay(
             m.subscribed_topic_regex = md.subscribed_topic_regex;
             m.rebalance_timeout_ms = md.rebalance_timeout_ms;
             m.server_assignor = md.server_assignor;
+            m.classic = md.classic;
             cg.upsert_member(m);
         }
         (ConsumerKey::MemberMetadata { member, .. }, None) => {

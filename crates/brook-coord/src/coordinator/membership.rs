@@ -23,7 +23,10 @@ use tracing::{debug, info};
 use super::responses::{
     join_error, join_success, str_bytes, sync_error, sync_success, JoinedGeneration,
 };
-use super::{join_key, sync_key, Ctx, Effects, GroupCoordinator, Groups, Reply, ReplyToken};
+use super::{
+    join_key, migration, sync_key, Ctx, Effects, GroupCoordinator, Groups, Reply, ReplyToken,
+};
+use crate::consumer::TopicsView;
 use crate::group::{Group, GroupState, Member, Parked, Protocol};
 use crate::records::{GroupMetadataValue, MemberMetadataValue, OffsetsRecord};
 
@@ -52,6 +55,8 @@ struct Join<'a> {
 impl GroupCoordinator {
     /// Handles JoinGroup. The reply for `token` may come out of this call or of a later
     /// one (when the join phase completes).
+    /// `topics` names the partitions of a classic member of a consumer group.
+    #[allow(clippy::too_many_arguments)]
     pub fn join_group(
         &mut self,
         token: ReplyToken,
@@ -59,6 +64,7 @@ impl GroupCoordinator {
         request: &JoinGroupRequest,
         client_id: &str,
         client_host: &str,
+        topics: &dyn TopicsView,
         now_ms: i64,
     ) -> Effects {
         let mut effects = Effects::default();
@@ -86,7 +92,7 @@ impl GroupCoordinator {
                 .collect(),
             parked: Parked { token, version },
         };
-        join_group(&mut ctx, groups, request.group_id.as_str(), join);
+        join_group(&mut ctx, groups, request.group_id.as_str(), join, topics);
         effects
     }
 
@@ -96,11 +102,25 @@ impl GroupCoordinator {
         token: ReplyToken,
         version: i16,
         request: &SyncGroupRequest,
+        topics: &dyn TopicsView,
         now_ms: i64,
     ) -> Effects {
         let mut effects = Effects::default();
         let (groups, mut ctx) = self.parts(now_ms, &mut effects);
         let parked = Parked { token, version };
+        if let Some(group) = groups
+            .get(request.group_id.as_str())
+            .filter(|g| g.consumer.is_some())
+        {
+            if version >= FIRST_SYNC_VERSION_WITH_PROTOCOL
+                && (request.protocol_type.is_none() || request.protocol_name.is_none())
+            {
+                ctx.reply_sync(parked, sync_error(ResponseError::InconsistentGroupProtocol));
+            } else {
+                migration::sync(&mut ctx, group, parked, request, topics);
+            }
+            return effects;
+        }
         match validate_sync(groups, version, request) {
             Err(error) => ctx.reply_sync(parked, sync_error(error)),
             Ok(()) => {
@@ -205,7 +225,13 @@ impl GroupCoordinator {
     }
 }
 
-fn join_group(ctx: &mut Ctx<'_>, groups: &mut Groups, group_id: &str, join: Join<'_>) {
+fn join_group(
+    ctx: &mut Ctx<'_>,
+    groups: &mut Groups,
+    group_id: &str,
+    join: Join<'_>,
+    topics: &dyn TopicsView,
+) {
     let parked = join.parked;
     if group_id.is_empty() {
         let response = join_error(
@@ -254,13 +280,19 @@ fn join_group(ctx: &mut Ctx<'_>, groups: &mut Groups, group_id: &str, join: Join
     }
     if let Some(cg) = &group.consumer {
         if !cg.members.is_empty() {
-            let response = join_error(
-                parked.version,
-                join.member_id,
-                ResponseError::InconsistentGroupProtocol,
-            );
-            info!(group = group_id, "classic member refused: the group uses the consumer protocol (Brook does not migrate groups between protocols)");
-            return ctx.reply_join(parked, response);
+            // A classic member in a consumer group.
+            let classic = migration::ClassicJoin {
+                member_id: join.member_id,
+                group_instance_id: join.group_instance_id,
+                client_id: join.client_id,
+                client_host: join.client_host,
+                rebalance_timeout_ms: join.rebalance_timeout_ms,
+                session_timeout_ms: join.session_timeout_ms,
+                protocol_type: join.protocol_type,
+                protocols: &join.protocols,
+                parked,
+            };
+            return migration::join(ctx, group, classic, topics);
         }
         // An empty consumer group becomes a classic one, as in Kafka.
         let tombstones = super::consumer::group_tombstones(group_id, cg);
@@ -636,7 +668,7 @@ fn maybe_prepare_rebalance_or_complete_join(ctx: &mut Ctx<'_>, group: &mut Group
 /// Starts a rebalance: answers parked SyncGroups with REBALANCE_IN_PROGRESS and waits for
 /// members to rejoin. An Empty group's first rebalance waits group.initial.rebalance.delay
 /// so that members starting together land in one generation.
-fn prepare_rebalance(ctx: &mut Ctx<'_>, group: &mut Group) {
+pub(super) fn prepare_rebalance(ctx: &mut Ctx<'_>, group: &mut Group) {
     if group.is(GroupState::CompletingRebalance) {
         reset_and_propagate_assignment_error(ctx, group, ResponseError::RebalanceInProgress);
     }
@@ -781,7 +813,7 @@ fn propagate_assignment(ctx: &mut Ctx<'_>, group: &mut Group) {
 /// Writes the group's membership to `__consumer_offsets` and remembers the record as the
 /// last one written, which [`GroupCoordinator::snapshot`](super::GroupCoordinator::snapshot)
 /// hands out.
-fn write_group_metadata(ctx: &mut Ctx<'_>, group: &mut Group) {
+pub(super) fn write_group_metadata(ctx: &mut Ctx<'_>, group: &mut Group) {
     let record = group_metadata_record(group);
     group.last_metadata_record = Some(record.clone());
     ctx.effects.records.push(record);
@@ -955,6 +987,9 @@ fn heartbeat(
     let group = groups
         .get(request.group_id.as_str())
         .ok_or(ResponseError::UnknownMemberId)?;
+    if group.consumer.is_some() {
+        return migration::heartbeat(ctx, group, request);
+    }
     let member_id = request.member_id.as_str();
     validate_member(group, member_id, request.group_instance_id.as_deref())?;
     if request.generation_id != group.generation_id {
@@ -995,6 +1030,9 @@ fn leave_group(
     let group = groups
         .get_mut(group_id)
         .ok_or(ResponseError::UnknownMemberId)?;
+    if group.consumer.is_some() {
+        return Ok(migration::leave(ctx, group, identities));
+    }
     let mut responses = Vec::with_capacity(identities.len());
     let mut anyone_left = false;
     for identity in identities {

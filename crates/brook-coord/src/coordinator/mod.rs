@@ -15,6 +15,7 @@ mod admin;
 mod consumer;
 mod consumer_admin;
 mod membership;
+mod migration;
 mod offsets;
 mod responses;
 mod share;

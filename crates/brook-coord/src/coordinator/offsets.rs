@@ -409,16 +409,23 @@ fn validate_commit<'r>(
     let instance_id = request.group_instance_id.as_deref();
     if let Some(cg) = &group.consumer {
         let check = validate_consumer_member(cg, member_id, generation_id, false, true)?;
-        if !cg.members.is_empty() && version < FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND {
+        let classic = cg
+            .members
+            .get(member_id)
+            .is_some_and(|m| m.classic.is_some());
+        if !cg.members.is_empty()
+            && !classic
+            && version < FIRST_COMMIT_VERSION_WITH_GROUP_ID_NOT_FOUND
+        {
             // Kafka: members of the new protocol commit with v9+ (UNSUPPORTED_VERSION).
             return Err(ResponseError::UnsupportedVersion);
         }
         if let Some(member) = cg.members.get(member_id) {
             // Commits count as liveness for consumer members too.
-            let _ = member;
+            let timeout = super::consumer::session_timeout_ms(ctx, member);
             ctx.schedule_group_timer(
                 super::consumer::session_key(group_id, member_id),
-                i64::from(ctx.config.consumer_session_timeout_ms),
+                i64::from(timeout),
             );
         }
         return Ok((request.group_id.clone(), check));
@@ -551,6 +558,9 @@ pub(crate) fn validate_consumer_member<'a>(
     };
     if epoch == member.member_epoch {
         Ok(CommitCheck::Any)
+    } else if member.classic.is_some() {
+        // A classic member commits with its generation, which must be its epoch.
+        Err(ResponseError::IllegalGeneration)
     } else if allow_older && (0..member.member_epoch).contains(&epoch) {
         Ok(CommitCheck::AssignedBy { member_id, epoch })
     } else {

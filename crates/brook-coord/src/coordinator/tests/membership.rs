@@ -480,14 +480,14 @@ fn sync_and_heartbeat_errors() {
     request.group_id = s("g").into();
     request.generation_id = 1;
     request.member_id = s(&me.member_id);
-    let effects = h.coord.sync_group(999, 5, &request, h.now);
+    let effects = h.coord.sync_group(999, 5, &request, &h.topics, h.now);
     let Reply::SyncGroup(response) = &effects.replies[0].1 else {
         panic!("{effects:?}")
     };
     assert_eq!(response.error_code, code(InconsistentGroupProtocol));
     request.protocol_type = Some(s("consumer"));
     request.protocol_name = Some(s("roundrobin"));
-    let effects = h.coord.sync_group(1000, 5, &request, h.now);
+    let effects = h.coord.sync_group(1000, 5, &request, &h.topics, h.now);
     let Reply::SyncGroup(response) = &effects.replies[0].1 else {
         panic!("{effects:?}")
     };

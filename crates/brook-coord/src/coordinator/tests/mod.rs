@@ -5,6 +5,7 @@
 mod admin;
 mod consumer;
 mod membership;
+mod migration;
 mod offsets;
 mod replay;
 mod share;
@@ -164,6 +165,8 @@ pub(super) struct Harness {
     answered: HashSet<ReplyToken>,
     /// Every record the coordinator produced, in order: the test's `__consumer_offsets`.
     pub log: Vec<OffsetsRecord>,
+    /// The cluster's topics, as JoinGroup and SyncGroup see them.
+    pub topics: Topics,
 }
 
 impl Harness {
@@ -183,6 +186,7 @@ impl Harness {
             replies: HashMap::new(),
             answered: HashSet::new(),
             log: Vec::new(),
+            topics: Topics::with(&[]),
         }
     }
 
@@ -232,6 +236,7 @@ impl Harness {
             &spec.request(),
             &spec.client_id,
             "/127.0.0.1",
+            &self.topics,
             self.now,
         );
         self.absorb(effects);
@@ -311,7 +316,9 @@ impl Harness {
     ) -> ReplyToken {
         let request = Self::sync_request(member, assignments, version);
         let token = self.token(version);
-        let effects = self.coord.sync_group(token, version, &request, self.now);
+        let effects = self
+            .coord
+            .sync_group(token, version, &request, &self.topics, self.now);
         self.absorb(effects);
         token
     }
@@ -325,7 +332,9 @@ impl Harness {
     ) -> ReplyToken {
         let request = Self::sync_request(member, assignments, 5);
         let token = self.token(5);
-        let effects = self.coord.sync_group(token, 5, &request, self.now);
+        let effects = self
+            .coord
+            .sync_group(token, 5, &request, &self.topics, self.now);
         assert!(!effects.records.is_empty(), "the sync wrote nothing");
         let failed = self
             .coord

@@ -1,0 +1,654 @@
+//! Groups that move between the classic and the consumer protocol, and classic members
+//! inside a consumer group (KIP-848 "online migration"), as Kafka's
+//! `GroupMetadataManager` does:
+//! - upgrade: a consumer-protocol member's first heartbeat to a non-empty classic group
+//!   of protocol type `consumer` turns it into a consumer group when
+//!   `group.consumer.migration.policy` allows; its members stay, at the classic
+//!   generation as their member epoch, holding the partitions of their last assignment;
+//! - classic members of a consumer group go on with JoinGroup (answered at once: the
+//!   member is reconciled one step towards its target assignment, and the generation is
+//!   its member epoch), SyncGroup (their assigned partitions, in the consumer protocol's
+//!   assignment format), Heartbeat (REBALANCE_IN_PROGRESS when the group epoch moved
+//!   past theirs, they owe a revocation, or a partition they wait for became free) and
+//!   LeaveGroup;
+//! - downgrade: when the last consumer-protocol member leaves (or is fenced) and classic
+//!   members remain, the group becomes a classic group of those members and rebalances.
+//!
+//! Empty groups convert both ways whatever the policy (see `consumer::heartbeat` and
+//! `membership::join_group`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, HeartbeatRequest, SyncGroupRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tracing::info;
+
+use super::consumer::{self as cons, converge, group_records, session_key};
+use super::responses::{join_error, join_success, sync_error, sync_success, JoinedGeneration};
+use super::{heartbeat_key, join_key, sync_key, Ctx};
+use crate::consumer::{
+    metadata_hash, Assignment, ClassicMeta, ConsumerGroup, ConsumerMember, MemberState, TopicsView,
+};
+use crate::group::{Group, GroupState, Member, Parked, Protocol, CONSUMER_PROTOCOL_TYPE};
+use crate::records::OffsetsRecord;
+
+/// JoinGroup v4+ must join twice: first to get a member id, then with it (KIP-394).
+const FIRST_VERSION_REQUIRING_KNOWN_MEMBER_ID: i16 = 4;
+/// The newest ConsumerProtocolSubscription / ConsumerProtocolAssignment version.
+const MAX_CONSUMER_PROTOCOL_VERSION: i16 = 3;
+
+/// A classic member's subscription, read from its JoinGroup metadata.
+pub(crate) struct Subscription {
+    pub topics: Vec<String>,
+    pub owned: Vec<(String, Vec<i32>)>,
+    pub rack_id: Option<String>,
+}
+
+/// Reads a ConsumerProtocolSubscription (an i16 version, then that version's fields;
+/// versions past the newest known are read as the newest, as Kafka does).
+pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Subscription> {
+    if metadata.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([metadata[0], metadata[1]]);
+    if version < 0 {
+        return None;
+    }
+    let mut buf = metadata.slice(2..);
+    let s =
+        ConsumerProtocolSubscription::decode(&mut buf, version.min(MAX_CONSUMER_PROTOCOL_VERSION))
+            .ok()?;
+    Some(Subscription {
+        topics: s.topics.iter().map(|t| t.to_string()).collect(),
+        owned: s
+            .owned_partitions
+            .iter()
+            .map(|tp| (tp.topic.to_string(), tp.partitions.clone()))
+            .collect(),
+        rack_id: s.rack_id.map(|r| r.to_string()),
+    })
+}
+
+/// Reads a ConsumerProtocolAssignment; empty bytes are an empty assignment.
+fn decode_assignment(bytes: &Bytes) -> Option<Vec<(String, Vec<i32>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    if bytes.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    if version < 0 {
+        return None;
+    }
+    let mut buf = bytes.slice(2..);
+    let a =
+        ConsumerProtocolAssignment::decode(&mut buf, version.min(MAX_CONSUMER_PROTOCOL_VERSION))
+            .ok()?;
+    Some(
+        a.assigned_partitions
+            .iter()
+            .map(|tp| (tp.topic.to_string(), tp.partitions.clone()))
+            .collect(),
+    )
+}
+
+/// Partitions by topic name to partitions by topic id (topics that no longer exist, and
+/// partitions past a topic's count, left out).
+fn to_ids(named: &[(String, Vec<i32>)], topics: &dyn TopicsView) -> Assignment {
+    let mut a = Assignment::new();
+    for (name, partitions) in named {
+        if let Some((id, count)) = topics.topic(name) {
+            let ps = partitions
+                .iter()
+                .copied()
+                .filter(|p| (0..count).contains(p));
+            a.entry(id).or_default().extend(ps);
+        }
+    }
+    a.retain(|_, ps| !ps.is_empty());
+    a
+}
+
+/// A member's assigned partitions as the consumer protocol's assignment, in the version
+/// of its subscription (as Kafka answers a classic member's SyncGroup).
+fn encode_assignment(member: &ConsumerMember, topics: &dyn TopicsView) -> Bytes {
+    let version = member
+        .classic
+        .as_ref()
+        .and_then(|c| c.protocols.first())
+        .filter(|(_, m)| m.len() >= 2)
+        .map_or(0, |(_, m)| i16::from_be_bytes([m[0], m[1]]))
+        .clamp(0, MAX_CONSUMER_PROTOCOL_VERSION);
+    let mut value = ConsumerProtocolAssignment::default();
+    for (id, partitions) in &member.assigned {
+        if let Some(name) = topics.topic_name(id) {
+            let mut tp = AssignedTopic::default();
+            tp.topic = TopicName(name.into());
+            tp.partitions = partitions.iter().copied().collect();
+            value.assigned_partitions.push(tp);
+        }
+    }
+    let mut buf = BytesMut::new();
+    buf.put_i16(version);
+    // Every field fits every version: encoding cannot fail.
+    value
+        .encode(&mut buf, version)
+        .expect("consumer protocol assignment encodes");
+    buf.freeze()
+}
+
+/// Whether a consumer-protocol member's first heartbeat may turn this non-empty classic
+/// group into a consumer group (Kafka's `validateOnlineUpgrade`).
+pub(crate) fn can_upgrade(ctx: &Ctx<'_>, group: &Group) -> bool {
+    if group.share.is_some() || group.consumer.is_some() || group.members.is_empty() {
+        return false;
+    }
+    if !ctx.config.consumer_migration_policy.upgrades() {
+        info!(group = %group.id, "cannot upgrade the classic group: group.consumer.migration.policy does not allow it");
+        return false;
+    }
+    let protocol = group.protocol_name.as_deref();
+    let readable = group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE)
+        && protocol.is_some_and(|p| {
+            group.members.values().all(|m| {
+                m.metadata(p).and_then(decode_subscription).is_some()
+                    && decode_assignment(&m.assignment).is_some()
+            })
+        });
+    if !readable {
+        info!(group = %group.id, "cannot upgrade the classic group: it does not use the consumer embedded protocol");
+        return false;
+    }
+    if group.members.len() > ctx.config.consumer_max_size {
+        info!(group = %group.id, "cannot upgrade the classic group: it has more members than group.consumer.max.size");
+        return false;
+    }
+    true
+}
+
+/// Turns a classic group (checked by [`can_upgrade`]) into a consumer group at its
+/// generation: parked JoinGroup and SyncGroup requests get REBALANCE_IN_PROGRESS, the
+/// classic records are deleted and the consumer group's written.
+pub(crate) fn upgrade(ctx: &mut Ctx<'_>, group: &mut Group, topics: &dyn TopicsView) {
+    let group_id = group.id.clone();
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    let generation = group.generation_id;
+    let mut cg = ConsumerGroup::new(ctx.now_ms);
+    cg.group_epoch = generation;
+    cg.assignment_epoch = generation;
+    let members = std::mem::take(&mut group.members);
+    for (member_id, mut m) in members {
+        if let Some(parked) = m.awaiting_join.take() {
+            ctx.reply_join(
+                parked,
+                join_error(
+                    parked.version,
+                    &member_id,
+                    ResponseError::RebalanceInProgress,
+                ),
+            );
+        }
+        if let Some(parked) = m.awaiting_sync.take() {
+            ctx.reply_sync(parked, sync_error(ResponseError::RebalanceInProgress));
+        }
+        ctx.cancel_heartbeat(&group_id, &member_id);
+        let subscription = m
+            .metadata(&protocol)
+            .and_then(decode_subscription)
+            .expect("checked by can_upgrade");
+        let mut assigned = to_ids(
+            &decode_assignment(&m.assignment).unwrap_or_default(),
+            topics,
+        );
+        // A partition two members name (an assignment from an older generation) stays
+        // with the first.
+        for ps in assigned.iter_mut() {
+            ps.1.retain(|p| cg.partition_owner(*ps.0, *p).is_none());
+        }
+        assigned.retain(|_, ps| !ps.is_empty());
+        let mut topics_sorted = subscription.topics;
+        topics_sorted.sort_unstable();
+        topics_sorted.dedup();
+        let member = ConsumerMember {
+            instance_id: m.group_instance_id.clone(),
+            rack_id: subscription.rack_id,
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            subscribed_topic_names: topics_sorted,
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            state: MemberState::Stable,
+            member_epoch: generation,
+            previous_member_epoch: generation,
+            assigned: assigned.clone(),
+            classic: Some(ClassicMeta {
+                session_timeout_ms: m.session_timeout_ms,
+                protocols: m
+                    .protocols
+                    .iter()
+                    .map(|p| (p.name.clone(), p.metadata.clone()))
+                    .collect(),
+            }),
+            ..ConsumerMember::new(&member_id)
+        };
+        cg.target.insert(member_id.clone(), assigned);
+        cg.upsert_member(member);
+        ctx.schedule_group_timer(
+            session_key(&group_id, &member_id),
+            i64::from(m.session_timeout_ms),
+        );
+    }
+    cg.metadata_hash = metadata_hash(topics, cg.subscribed_topics().into_iter());
+    ctx.timers.cancel(&join_key(&group_id));
+    ctx.timers.cancel(&sync_key(&group_id));
+    ctx.effects
+        .records
+        .push(OffsetsRecord::group_metadata_tombstone(&group_id));
+    ctx.effects.records.extend(group_records(&group_id, &cg));
+    info!(
+        group = %group_id,
+        generation,
+        members = cg.members.len(),
+        "upgraded the classic group to a consumer group"
+    );
+    // The classic fields go back to an Empty group's; offsets stay.
+    let offsets = std::mem::take(&mut group.offsets);
+    *group = Group::new(&group_id, Some(ctx.now_ms));
+    group.offsets = offsets;
+    group.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_owned());
+    group.consumer = Some(Box::new(cg));
+}
+
+/// What `membership` hands over of a JoinGroup to a consumer group.
+pub(crate) struct ClassicJoin<'a> {
+    pub member_id: &'a str,
+    pub group_instance_id: Option<&'a str>,
+    pub client_id: &'a str,
+    pub client_host: &'a str,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub protocol_type: &'a str,
+    pub protocols: &'a [Protocol],
+    pub parked: Parked,
+}
+
+/// JoinGroup from a classic member to a consumer group: answered at once.
+pub(crate) fn join(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    join: ClassicJoin<'_>,
+    topics: &dyn TopicsView,
+) {
+    let parked = join.parked;
+    let result = try_join(ctx, group, &join, topics);
+    let response = match result {
+        Ok((member_id, epoch, protocol)) => join_success(
+            parked.version,
+            &member_id,
+            &JoinedGeneration {
+                generation_id: epoch,
+                protocol_type: Some(CONSUMER_PROTOCOL_TYPE),
+                protocol_name: Some(&protocol),
+                leader: "",
+            },
+            Vec::new(),
+            false,
+        ),
+        Err((member_id, error)) => join_error(parked.version, &member_id, error),
+    };
+    ctx.reply_join(parked, response);
+}
+
+type JoinResult = Result<(String, i32, String), (String, ResponseError)>;
+
+fn try_join(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    join: &ClassicJoin<'_>,
+    topics: &dyn TopicsView,
+) -> JoinResult {
+    let group_id = group.id.clone();
+    let cg = group.consumer.as_mut().expect("a consumer group");
+    let fail = |id: &str, e| Err((id.to_owned(), e));
+    let subscription = match join.protocols.first() {
+        Some(p) if join.protocol_type == CONSUMER_PROTOCOL_TYPE => decode_subscription(&p.metadata),
+        _ => None,
+    };
+    let Some(subscription) = subscription else {
+        info!(group = %group_id, "classic member refused: not the consumer embedded protocol");
+        return fail(join.member_id, ResponseError::InconsistentGroupProtocol);
+    };
+    let mut member_id = join.member_id.to_owned();
+    if member_id.is_empty() {
+        member_id = ctx.member_ids.generate_uuid();
+        if join.group_instance_id.is_none()
+            && join.parked.version >= FIRST_VERSION_REQUIRING_KNOWN_MEMBER_ID
+        {
+            return fail(&member_id, ResponseError::MemberIdRequired);
+        }
+    }
+    // A static member: its instance id names the member it is (or takes over).
+    if let Some(instance) = join.group_instance_id {
+        if let Some(current) = cg.static_members.get(instance).cloned() {
+            if current != member_id {
+                if !join.member_id.is_empty() {
+                    return fail(&member_id, ResponseError::FencedInstanceId);
+                }
+                cons::remove_member(
+                    ctx,
+                    &group_id,
+                    cg,
+                    &current,
+                    "a static member rejoined under a new member id",
+                );
+            }
+        }
+    }
+    let old = cg.members.get(&member_id).cloned();
+    if old.as_ref().is_some_and(|m| m.classic.is_none()) {
+        return fail(&member_id, ResponseError::UnknownMemberId);
+    }
+    if old.is_none() && cg.members.len() >= ctx.config.consumer_max_size {
+        return fail(&member_id, ResponseError::GroupMaxSizeReached);
+    }
+    let previous_subscription = old.as_ref().map(|m| {
+        (
+            m.subscribed_topic_names.clone(),
+            m.subscribed_topic_regex.clone(),
+        )
+    });
+    let mut updated = old
+        .clone()
+        .unwrap_or_else(|| ConsumerMember::new(&member_id));
+    updated.instance_id = join.group_instance_id.map(str::to_owned);
+    updated.rack_id = subscription.rack_id;
+    updated.rebalance_timeout_ms = join.rebalance_timeout_ms;
+    updated.server_assignor = None;
+    updated.subscribed_topic_regex = None;
+    let mut names = subscription.topics;
+    names.sort_unstable();
+    names.dedup();
+    updated.subscribed_topic_names = names;
+    updated.client_id = join.client_id.to_owned();
+    updated.client_host = join.client_host.to_owned();
+    updated.classic = Some(ClassicMeta {
+        session_timeout_ms: join.session_timeout_ms,
+        protocols: join
+            .protocols
+            .iter()
+            .map(|p| (p.name.clone(), p.metadata.clone()))
+            .collect(),
+    });
+    let owned = to_ids(&subscription.owned, topics);
+    converge(
+        ctx,
+        &group_id,
+        cg,
+        old.as_ref(),
+        previous_subscription,
+        updated,
+        Some(&owned),
+        topics,
+    );
+    let epoch = cg.members[&member_id].member_epoch;
+    let protocol = join.protocols[0].name.clone();
+    Ok((member_id, epoch, protocol))
+}
+
+/// Finds a classic member of a consumer group by member id (and instance id).
+fn classic_member<'a>(
+    cg: &'a ConsumerGroup,
+    member_id: &str,
+    instance_id: Option<&str>,
+) -> Result<&'a ConsumerMember, ResponseError> {
+    let member = match instance_id {
+        Some(instance) => {
+            let current = cg
+                .static_members
+                .get(instance)
+                .ok_or(ResponseError::UnknownMemberId)?;
+            if current != member_id {
+                return Err(ResponseError::FencedInstanceId);
+            }
+            &cg.members[current]
+        }
+        None => cg
+            .members
+            .get(member_id)
+            .ok_or(ResponseError::UnknownMemberId)?,
+    };
+    if member.classic.is_none() {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    Ok(member)
+}
+
+/// Whether the member should rejoin: the group epoch moved past its own while it owes
+/// no revocation (it rejoined already), or it waits for partitions one of which is
+/// free now.
+fn should_rejoin(cg: &ConsumerGroup, member: &ConsumerMember) -> bool {
+    match member.state {
+        MemberState::UnrevokedPartitions => true,
+        _ if member.member_epoch < cg.group_epoch => true,
+        MemberState::UnreleasedPartitions => {
+            let empty = Assignment::new();
+            let target = cg.target.get(&member.member_id).unwrap_or(&empty);
+            target.iter().any(|(t, ps)| {
+                ps.iter().any(|p| {
+                    !member.assigned.get(t).is_some_and(|a| a.contains(p))
+                        && cg.partition_owner(*t, *p).is_none()
+                })
+            })
+        }
+        MemberState::Stable => false,
+    }
+}
+
+/// SyncGroup from a classic member of a consumer group.
+pub(crate) fn sync(
+    ctx: &mut Ctx<'_>,
+    group: &Group,
+    parked: Parked,
+    request: &SyncGroupRequest,
+    topics: &dyn TopicsView,
+) {
+    let cg = group.consumer.as_ref().expect("a consumer group");
+    let result = (|| {
+        let member = classic_member(
+            cg,
+            request.member_id.as_str(),
+            request.group_instance_id.as_deref(),
+        )?;
+        if request.generation_id != member.member_epoch {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        let protocol = member
+            .classic
+            .as_ref()
+            .and_then(|c| c.protocols.first())
+            .map(|(n, _)| n.as_str());
+        let type_differs = request
+            .protocol_type
+            .as_deref()
+            .is_some_and(|t| t != CONSUMER_PROTOCOL_TYPE);
+        let name_differs = request
+            .protocol_name
+            .as_deref()
+            .is_some_and(|n| Some(n) != protocol);
+        if type_differs || name_differs {
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
+        if cg.group_epoch > member.member_epoch && member.state != MemberState::UnrevokedPartitions
+        {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok((member, protocol.map(str::to_owned)))
+    })();
+    let response = match result {
+        Err(error) => sync_error(error),
+        Ok((member, protocol)) => {
+            let timeout = cons::session_timeout_ms(ctx, member);
+            let key = session_key(&group.id, &member.member_id);
+            let assignment = encode_assignment(member, topics);
+            ctx.schedule_group_timer(key, i64::from(timeout));
+            sync_success(
+                parked.version,
+                Some(CONSUMER_PROTOCOL_TYPE),
+                protocol.as_deref(),
+                assignment,
+            )
+        }
+    };
+    ctx.reply_sync(parked, response);
+}
+
+/// Heartbeat from a classic member of a consumer group.
+pub(crate) fn heartbeat(
+    ctx: &mut Ctx<'_>,
+    group: &Group,
+    request: &HeartbeatRequest,
+) -> Result<(), ResponseError> {
+    let cg = group.consumer.as_ref().expect("a consumer group");
+    let member = classic_member(
+        cg,
+        request.member_id.as_str(),
+        request.group_instance_id.as_deref(),
+    )?;
+    if request.generation_id != member.member_epoch {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    let timeout = cons::session_timeout_ms(ctx, member);
+    ctx.schedule_group_timer(
+        session_key(&group.id, &member.member_id),
+        i64::from(timeout),
+    );
+    if should_rejoin(cg, member) {
+        return Err(ResponseError::RebalanceInProgress);
+    }
+    Ok(())
+}
+
+/// LeaveGroup to a consumer group: each classic member named leaves it.
+pub(crate) fn leave(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    identities: &[MemberIdentity],
+) -> Vec<MemberResponse> {
+    let group_id = group.id.clone();
+    let cg = group.consumer.as_mut().expect("a consumer group");
+    let mut responses = Vec::with_capacity(identities.len());
+    for identity in identities {
+        let mut response = MemberResponse::default();
+        response.member_id = identity.member_id.clone();
+        response.group_instance_id = identity.group_instance_id.clone();
+        let found = match identity.group_instance_id.as_deref() {
+            // Administrative removal names the instance alone.
+            Some(instance) if identity.member_id.is_empty() => cg
+                .static_members
+                .get(instance)
+                .cloned()
+                .ok_or(ResponseError::UnknownMemberId)
+                .and_then(|id| {
+                    classic_member(cg, &id, Some(instance)).map(|m| m.member_id.clone())
+                }),
+            instance => classic_member(cg, identity.member_id.as_str(), instance)
+                .map(|m| m.member_id.clone()),
+        };
+        match found {
+            Ok(member_id) => {
+                cons::remove_member(
+                    ctx,
+                    &group_id,
+                    cg,
+                    &member_id,
+                    "the classic member left the group",
+                );
+                response.member_id = member_id.into();
+            }
+            Err(error) => response.error_code = error.code(),
+        }
+        responses.push(response);
+    }
+    responses
+}
+
+/// Before `leaving` is removed from a consumer group: whether the group should become a
+/// classic group instead (Kafka's `validateOnlineDowngradeWithFencedMember`): every
+/// other member uses the classic protocol, there is at least one, the policy allows it
+/// and they fit `group.max.size`.
+pub(crate) fn should_downgrade(ctx: &Ctx<'_>, cg: &ConsumerGroup, leaving: &str) -> bool {
+    let others = || cg.members.values().filter(|m| m.member_id != leaving);
+    if others().count() == 0 || others().any(|m| m.classic.is_none()) {
+        return false;
+    }
+    if !ctx.config.consumer_migration_policy.downgrades() {
+        info!("cannot downgrade the consumer group: group.consumer.migration.policy does not allow it");
+        return false;
+    }
+    others().count() <= ctx.config.max_size
+}
+
+/// Turns a consumer group into a classic group of its members but `leaving`, at the
+/// group epoch as generation, and starts a rebalance. The consumer group's records are
+/// deleted and the classic group's written. The assignments are left empty: the
+/// rebalance that follows hands out new ones.
+pub(crate) fn downgrade(ctx: &mut Ctx<'_>, group: &mut Group, leaving: &str) {
+    let group_id = group.id.clone();
+    let cg = group.consumer.take().expect("a consumer group");
+    for member_id in cg.members.keys() {
+        ctx.timers.cancel(&session_key(&group_id, member_id));
+        ctx.timers
+            .cancel(&cons::revocation_key(&group_id, member_id));
+    }
+    ctx.effects
+        .records
+        .extend(cons::all_tombstones(&group_id, &cg));
+    let offsets = std::mem::take(&mut group.offsets);
+    *group = Group::new(&group_id, Some(ctx.now_ms));
+    group.offsets = offsets;
+    group.generation_id = cg.group_epoch;
+    for m in cg.members.values().filter(|m| m.member_id != leaving) {
+        let classic = m.classic.clone().expect("checked by should_downgrade");
+        group.add(Member {
+            member_id: m.member_id.clone(),
+            group_instance_id: m.instance_id.clone(),
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            session_timeout_ms: classic.session_timeout_ms,
+            protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+            protocols: classic
+                .protocols
+                .into_iter()
+                .map(|(name, metadata)| Protocol { name, metadata })
+                .collect(),
+            assignment: Bytes::new(),
+            awaiting_join: None,
+            awaiting_sync: None,
+            is_new: false,
+        });
+        ctx.timers.schedule(
+            heartbeat_key(&group_id, &m.member_id),
+            ctx.now_ms
+                .saturating_add(i64::from(classic.session_timeout_ms)),
+        );
+    }
+    group.protocol_name = group.select_protocol();
+    group.subscribed_topics = group.compute_subscribed_topics();
+    group.state = GroupState::Stable;
+    group.previous_state = GroupState::Empty;
+    info!(
+        group = %group_id,
+        generation = group.generation_id,
+        members = group.members.len(),
+        "downgraded the consumer group to a classic group"
+    );
+    super::membership::write_group_metadata(ctx, group);
+    super::membership::prepare_rebalance(ctx, group);
+}
