@@ -77,9 +77,11 @@ pub fn parse(
                 let v = match name {
                     "TLSv1.2" => &rustls::version::TLS12,
                     "TLSv1.3" => &rustls::version::TLS13,
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "ssl.enabled.protocols: {other} is not supported (TLSv1.2 and TLSv1.3 are)"
-                    )),
+                    ))
+                    }
                 };
                 if !versions.iter().any(|known| known.version == v.version) {
                     versions.push(v);
