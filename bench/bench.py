@@ -643,10 +643,20 @@ def cell_key(size, acks, parts):
     return f"{size}B/acks={acks}/p={parts}"
 
 
-def attempt(results, key, fn, label):
+def attempt(results, key, fn, label, broker=None, size=None):
+    """Runs one measurement. With `broker` and `size` the broker process's CPU time
+    (user + system) around it is recorded too, as CPU milliseconds per MB of record
+    values moved (`broker_cpu_ms_per_mb`)."""
     try:
+        cpu0 = proc_cpu_seconds(broker.proc.pid) if broker else None
         r = fn()
+        cpu1 = proc_cpu_seconds(broker.proc.pid) if broker else None
         msg = f"{r['records_per_sec']:,.0f} records/s"
+        if cpu0 is not None and cpu1 is not None and size and r.get("records"):
+            mb = r["records"] * size / 1e6
+            r["broker_cpu_s"] = cpu1 - cpu0
+            r["broker_cpu_ms_per_mb"] = 1000 * (cpu1 - cpu0) / mb
+            msg += f", broker CPU {r['broker_cpu_ms_per_mb']:.2f} ms/MB"
         if key.endswith("/latency") and r.get("latency_ms"):
             msg += f", p50 {r['latency_ms']['p50']} ms, p99 {r['latency_ms']['p99']} ms"
         log(f"{label}: {msg}")
@@ -715,11 +725,11 @@ def broker_phase(cfg, cls, rep, raw):
                 if client == "kafka-tools":
                     attempt(res, f"{cell}/{client}/produce",
                             lambda: producer_perf(cfg, broker, topic, n, size, acks, -1),
-                            f"{label} produce")
+                            f"{label} produce", broker, size)
                     if acks == "1":
                         attempt(res, f"{cell}/{client}/consume",
                                 lambda: consumer_perf(cfg, broker, topic, n, size),
-                                f"{label} consume")
+                                f"{label} consume", broker, size)
                     rate, secs = cfg["latency_rate"], cfg["latency_seconds"]
                     attempt(res, f"{cell}/{client}/latency",
                             lambda: producer_perf(cfg, broker, topic + "-lat", rate * secs,
@@ -728,11 +738,11 @@ def broker_phase(cfg, cls, rep, raw):
                 else:
                     attempt(res, f"{cell}/{client}/produce",
                             lambda: brook_produce(cfg, broker, topic, n, size, acks),
-                            f"{label} produce")
+                            f"{label} produce", broker, size)
                     if acks == "1":
                         attempt(res, f"{cell}/{client}/consume",
                                 lambda: brook_consume(cfg, broker, topic, n, size),
-                                f"{label} consume")
+                                f"{label} consume", broker, size)
                     attempt(res, f"{cell}/{client}/latency",
                             lambda: brook_e2e(cfg, broker, topic + "-lat",
                                               cfg["latency_rate"], cfg["latency_seconds"],
@@ -783,8 +793,10 @@ def tls_phase(cfg, broker, rep, res):
             else:
                 produce = lambda: brook_produce(cfg, broker, topic, n, size, acks, tls=True)
                 consume = lambda: brook_consume(cfg, broker, topic, n, size, tls=True)
-            attempt(res, f"{cell}/{client}/tls-produce", produce, f"{label} produce")
-            attempt(res, f"{cell}/{client}/tls-consume", consume, f"{label} consume")
+            attempt(res, f"{cell}/{client}/tls-produce", produce, f"{label} produce",
+                    broker, size)
+            attempt(res, f"{cell}/{client}/tls-consume", consume, f"{label} consume",
+                    broker, size)
 
 
 def make_tls_material(workdir):
@@ -845,7 +857,8 @@ def summarize(raw):
     for b, runs in raw["runs"].items():
         for key, rs in runs.items():
             m = {"n": len(rs) - len(errors_of(rs)), "errors": errors_of(rs)}
-            for path in (["records_per_sec"], ["mb_per_sec"], ["latency_ms", "avg"],
+            for path in (["records_per_sec"], ["mb_per_sec"], ["broker_cpu_ms_per_mb"],
+                         ["latency_ms", "avg"],
                          ["latency_ms", "p50"], ["latency_ms", "p99"],
                          ["latency_ms", "p999"], ["latency_ms", "max"]):
                 m[".".join(path)] = median_of(rs, path)
@@ -1054,6 +1067,40 @@ def markdown(raw, s):
                     L.append(f"| {size} B | {parts} | {CLIENT_NAMES[(client, kind)]} | "
                              f"{fmt_thr(s, key, 'kafka')} | {fmt_thr(s, key, 'brook')} | "
                              f"{ratio(b, k)} | {share(k, kp)} | {share(b, bp)} |")
+        L.append("")
+        L.append("### What TLS costs the broker: CPU per MB")
+        L.append("")
+        L.append("The broker process's CPU time (user + system, from /proc) over each run, "
+                 "per MB of record values moved (10^6 bytes), in ms/MB: over PLAINTEXT, "
+                 "over SASL_SSL, and the difference, *TLS extra*: the CPU that TLS (and "
+                 "SASL) adds per MB. Unlike TLS/plain this does not depend on how fast the "
+                 "plaintext path is. It includes whatever else the broker does meanwhile "
+                 "(log flushes, GC), alike for both. Medians per column, so *TLS extra* is "
+                 "the difference of the medians. *Brook ≤ Kafka* says whether Brook's TLS "
+                 "extra is at most Kafka's.")
+        L.append("")
+        L.append("| record | partitions | client | Kafka plain | Kafka TLS | Kafka TLS extra "
+                 "| Brook plain | Brook TLS | Brook TLS extra | Brook ≤ Kafka |")
+        L.append("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |")
+
+        def cpu(v):
+            return "—" if v is None else f"{v:.2f}"
+        for size, acks, parts in tls_cells:
+            for kind in ("produce", "consume"):
+                for client in CLIENTS:
+                    base = f"{cell_key(size, acks, parts)}/{client}/"
+                    row = []
+                    extras = []
+                    for b in ("kafka", "brook"):
+                        plain, _ = cell_val(s, base + kind, b, "broker_cpu_ms_per_mb")
+                        tls, _ = cell_val(s, base + "tls-" + kind, b, "broker_cpu_ms_per_mb")
+                        extra = None if plain is None or tls is None else tls - plain
+                        extras.append(extra)
+                        row += [cpu(plain), cpu(tls), cpu(extra)]
+                    ke, be = extras
+                    verdict = "—" if ke is None or be is None else ("yes" if be <= ke else "no")
+                    L.append(f"| {size} B | {parts} | {CLIENT_NAMES[(client, kind)]} | "
+                             + " | ".join(row) + f" | {verdict} |")
         L.append("")
 
     L.append(f"## Latency at {cfg['latency_rate']:,} records/s")

@@ -499,3 +499,95 @@ def test_admin_listener_names_its_caller_by_client_certificate(brook_factory, ce
     with pytest.raises(Exception):
         bad.start(timeout=10)
     assert "needs an https://" in bad.log_path.read_text()
+
+
+def handshake(port: int, certs: pathlib.Path, *, version: ssl.TLSVersion | None = None,
+              ciphers: str | None = None) -> tuple[str, str] | None:
+    """A TLS handshake with Python's ssl module limited to one version (and, for TLS 1.2,
+    OpenSSL cipher names): (suite, version) agreed, or None when refused."""
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    if version:
+        ctx.minimum_version = ctx.maximum_version = version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                name, proto, _ = t.cipher()
+                return name, proto
+        except (ssl.SSLError, ConnectionResetError):
+            return None
+
+
+def s_client_suite(port: int, certs: pathlib.Path, suite: str) -> bool:
+    """Whether `openssl s_client` offering only TLS 1.3 suite `suite` gets a handshake."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3",
+                        "-ciphersuites", suite, "-CAfile", str(certs / "ca.pem"),
+                        "-servername", "localhost", "-verify_return_error", "-brief"],
+                       input=b"", capture_output=True, timeout=20)
+    return r.returncode == 0 and f"Ciphersuite: {suite}".encode() in r.stderr + r.stdout
+
+
+def test_cipher_suites_and_enabled_protocols_restrict_the_listener(tls_broker, certs):
+    """`ssl.enabled.protocols` and `ssl.cipher.suites` (IANA names) per listener: a client
+    limited to an excluded version or suite is refused, an allowed one works; the
+    PLAINTEXT listener's `listener.name.` settings do not leak to the SSL one."""
+    b = tls_broker(**{
+        "listener.name.ssl.ssl.enabled.protocols": "TLSv1.3",
+        "listener.name.ssl.ssl.cipher.suites": "TLS_AES_128_GCM_SHA256",
+        "listener.name.other.ssl.cipher.suites": "TLS_AES_256_GCM_SHA384",
+    })
+    assert handshake(b.ssl_port, certs, version=ssl.TLSVersion.TLSv1_2) is None
+    assert handshake(b.ssl_port, certs) == ("TLS_AES_128_GCM_SHA256", "TLSv1.3")
+    assert not s_client_suite(b.ssl_port, certs, "TLS_AES_256_GCM_SHA384")
+    assert not s_client_suite(b.ssl_port, certs, "TLS_CHACHA20_POLY1305_SHA256")
+    assert s_client_suite(b.ssl_port, certs, "TLS_AES_128_GCM_SHA256")
+    # A real client on the allowed suite: round trip.
+    topic = unique_topic("suites")
+    p = producer(b.ssl_bootstrap, **ssl_conf(certs))
+    assert_all_delivered(produce_all(p, topic, [{"value": b"v%d" % i} for i in range(10)]))
+    assert len(consume_to_end(b.ssl_bootstrap, topic, 1, **ssl_conf(certs))[0]) == 10
+    b.assert_alive()
+
+
+def test_tls12_suites_by_iana_name_and_ssl_protocol(tls_broker, certs):
+    """TLS 1.2 only (ssl.enabled.protocols empty, ssl.protocol=TLSv1.2, as Kafka leaves
+    the choice to ssl.protocol then) with one ECDHE-ECDSA suite (the test keys are EC):
+    TLS 1.3 and the other suites are refused; confluent-kafka with the allowed one (its
+    ssl.cipher.suites takes OpenSSL's names) works."""
+    b = tls_broker(**{
+        "ssl.enabled.protocols": "",
+        "ssl.protocol": "TLSv1.2",
+        "ssl.cipher.suites": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    })
+    assert handshake(b.ssl_port, certs, version=ssl.TLSVersion.TLSv1_3) is None
+    assert handshake(b.ssl_port, certs, version=ssl.TLSVersion.TLSv1_2,
+                     ciphers="ECDHE-ECDSA-AES256-GCM-SHA384") is None
+    assert handshake(b.ssl_port, certs, version=ssl.TLSVersion.TLSv1_2,
+                     ciphers="ECDHE-ECDSA-AES128-GCM-SHA256") == (
+                         "ECDHE-ECDSA-AES128-GCM-SHA256", "TLSv1.2")
+    allowed = dict(ssl_conf(certs), **{"ssl.cipher.suites": "ECDHE-ECDSA-AES128-GCM-SHA256"})
+    topic = unique_topic("tls12")
+    assert_all_delivered(produce_all(producer(b.ssl_bootstrap, **allowed), topic,
+                                     [{"value": b"x"}]))
+    b.assert_alive()
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"ssl.cipher.suites": "TLS_RSA_WITH_AES_128_CBC_SHA"},
+     "ssl.cipher.suites: TLS_RSA_WITH_AES_128_CBC_SHA is not a cipher suite Brook offers"),
+    ({"listener.name.ssl.ssl.enabled.protocols": "TLSv1.2,TLSv1.1"},
+     "ssl.enabled.protocols: TLSv1.1 is not supported"),
+    ({"ssl.protocol": "SSLv3"}, "ssl.protocol=SSLv3 is not supported"),
+    ({"ssl.enabled.protocols": "TLSv1.3",
+      "ssl.cipher.suites": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
+     "no client could connect"),
+    # The test keys are EC: RSA suites leave no usable suite.
+    ({"ssl.enabled.protocols": "TLSv1.2",
+      "ssl.cipher.suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+     "keystore's ECDSA key"),
+])
+def test_unusable_protocol_and_suite_settings_stop_the_broker(tls_broker, settings, expected):
+    with pytest.raises(Exception) as failed:
+        tls_broker(**settings)
+    assert expected in str(failed.value), failed.value

@@ -12,21 +12,22 @@
 
 mod legacy;
 pub mod principal;
+pub mod suites;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::listeners::ssl_value;
 use crate::session::KafkaPrincipal;
 use principal::PrincipalMapper;
+use suites::Offer;
 
 /// How often, at most, a listener checks whether its keystore or truststore files
 /// changed (on a new connection).
@@ -71,7 +72,8 @@ pub struct TlsSettings {
     key_password: Option<Password>,
     truststore: Option<Source>,
     pub client_auth: ClientAuth,
-    versions: Vec<&'static SupportedProtocolVersion>,
+    /// `ssl.enabled.protocols`, `ssl.protocol`, `ssl.cipher.suites`.
+    offer: Offer,
     mapper: PrincipalMapper,
     /// `ssl.endpoint.identification.algorithm=https` (Kafka's default): a client checks
     /// the server certificate names the host it connected to.
@@ -150,27 +152,13 @@ impl TlsSettings {
                 "ssl.client.auth needs a truststore (ssl.truststore.location or ssl.truststore.certificates) to check client certificates".into(),
             );
         }
-        let mut versions = Vec::new();
-        for p in get("ssl.enabled.protocols")
-            .unwrap_or("TLSv1.2,TLSv1.3")
-            .split(',')
-        {
-            match p.trim() {
-                "TLSv1.2" => versions.push(&rustls::version::TLS12),
-                "TLSv1.3" => versions.push(&rustls::version::TLS13),
-                "" => {}
-                other => tracing::warn!(listener, "ssl.enabled.protocols: {other} is not supported and is ignored (TLSv1.2 and TLSv1.3 are)"),
-            }
-        }
-        if versions.is_empty() {
-            return Err("ssl.enabled.protocols names neither TLSv1.2 nor TLSv1.3".into());
-        }
-        if get("ssl.cipher.suites").is_some() {
-            tracing::warn!(
-                listener,
-                "ssl.cipher.suites is ignored: Brook offers rustls' default suites"
-            );
-        }
+        // Blank values count here: Kafka reads an empty ssl.enabled.protocols as "the
+        // JVM's choice" (ssl.protocol's), and an empty ssl.cipher.suites as the default.
+        let offer = suites::parse(
+            ssl_value(settings, listener, "ssl.enabled.protocols"),
+            get("ssl.protocol"),
+            get("ssl.cipher.suites"),
+        )?;
         let mapper =
             PrincipalMapper::parse(get("ssl.principal.mapping.rules").unwrap_or("DEFAULT"))
                 .map_err(|e| format!("ssl.principal.mapping.rules: {e}"))?;
@@ -184,7 +172,7 @@ impl TlsSettings {
             key_password,
             truststore,
             client_auth,
-            versions,
+            offer,
             mapper,
         })
     }
@@ -200,13 +188,6 @@ impl TlsSettings {
         }
         files
     }
-}
-
-/// ring's provider. rustls deprecates it for lacking post-quantum key exchange; its
-/// alternative, aws-lc-rs, is a long C build (see DEPENDENCIES.md): a later choice.
-#[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn read_source(source: &Source, what: &str) -> Result<String, String> {
@@ -376,9 +357,15 @@ fn load(settings: &TlsSettings) -> Result<Material, String> {
 
 fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
     let material = load(settings)?;
-    let provider = provider();
+    let provider = settings.offer.provider();
+    let key_type = provider
+        .key_provider
+        .load_private_key(material.key.clone_key())
+        .map_err(|e| format!("keystore key: {e}"))?
+        .algorithm();
+    settings.offer.check_key(key_type)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&settings.versions)
+        .with_protocol_versions(&settings.offer.versions)
         .map_err(|e| e.to_string())?;
     let builder = match (settings.client_auth, material.roots) {
         (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
@@ -499,8 +486,8 @@ pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, String
     let roots = load_truststore(settings)?.ok_or(
         "TLS between brokers needs a truststore (ssl.truststore.location or ssl.truststore.certificates)",
     )?;
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&settings.versions)
+    let builder = ClientConfig::builder_with_provider(settings.offer.provider())
+        .with_protocol_versions(&settings.offer.versions)
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
     let config = match load_keystore(settings)? {
@@ -530,8 +517,8 @@ pub fn https_client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, 
             Arc::new(roots)
         }
     };
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&settings.versions)
+    let config = ClientConfig::builder_with_provider(settings.offer.provider())
+        .with_protocol_versions(&settings.offer.versions)
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
