@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client integration tests (tests/clients) need, only if missing:
 #   Debian: kcat, librdkafka-dev
-#   Python: confluent-kafka, kafka-python, prometheus-client, pytest, PyJWT and
+#   Python: confluent-kafka, kafka-python, prometheus-client, pytest, pytest-xdist,
+#   PyJWT and
 #   cryptography (OAUTHBEARER tokens) (pinned below)
 # With --browser, also Debian's chromium for the console's browser tests
 # (tests/browser; driven over the DevTools protocol, no browser download).
@@ -20,6 +21,7 @@ CONFLUENT_KAFKA_VERSION=2.16.1
 KAFKA_PYTHON_VERSION=2.3.3
 PROMETHEUS_CLIENT_VERSION=0.26.0
 PYTEST_VERSION=9.2.0
+PYTEST_XDIST_VERSION=3.8.0
 PYJWT_VERSION=2.10.1
 CRYPTOGRAPHY_VERSION=48.0.0
 
@@ -32,6 +34,7 @@ PY_REQUIREMENTS=(
   "kafka-python==${KAFKA_PYTHON_VERSION}"
   "prometheus-client==${PROMETHEUS_CLIENT_VERSION}"
   "pytest==${PYTEST_VERSION}"
+  "pytest-xdist==${PYTEST_XDIST_VERSION}"
   "PyJWT==${PYJWT_VERSION}"
   "cryptography==${CRYPTOGRAPHY_VERSION}"
 )

@@ -6,9 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use brook_protocol::consumer_protocol;
 use bytes::Bytes;
-use kafka_protocol::messages::ConsumerProtocolSubscription;
-use kafka_protocol::protocol::Decodable;
 
 use crate::consumer::ConsumerGroup;
 use crate::records::{CommittedOffset, OffsetsRecord};
@@ -420,26 +419,10 @@ impl Group {
         let mut topics = BTreeSet::new();
         for member in self.members.values() {
             let metadata = member.metadata(protocol)?;
-            topics.extend(subscribed_topics(metadata)?);
+            topics.extend(consumer_protocol::decode_subscription(metadata)?.topics);
         }
         Some(topics)
     }
-}
-
-/// The topics of a consumer protocol subscription (i16 version, then the v0 fields).
-fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
-    if metadata.len() < 2 || i16::from_be_bytes([metadata[0], metadata[1]]) < 0 {
-        return None;
-    }
-    let mut buf = metadata.slice(2..);
-    let subscription = ConsumerProtocolSubscription::decode(&mut buf, 0).ok()?;
-    Some(
-        subscription
-            .topics
-            .into_iter()
-            .map(|t| t.to_string())
-            .collect(),
-    )
 }
 
 #[cfg(test)]
@@ -536,6 +519,7 @@ mod tests {
 
     #[test]
     fn subscribed_topics_come_from_v0_prefix_of_any_version() {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::{Encodable, StrBytes};
         let mut group = Group::new("g", None);
         for (i, (version, topics)) in [(0i16, vec!["a", "b"]), (3, vec!["c"])].iter().enumerate() {

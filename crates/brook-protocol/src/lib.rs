@@ -7,10 +7,13 @@
 //!   stamping base offset and leader epoch in place.
 //! - [`records`]: building and reading record batches for Brook's own client tools.
 //! - [`record_check`]: walking the records of a batch to check them against its header.
+//! - [`consumer_protocol`]: the subscription and assignment a classic consumer group
+//!   carries inside JoinGroup and SyncGroup.
 
 pub mod batch;
 pub mod compact;
 pub mod compression;
+pub mod consumer_protocol;
 pub mod frame;
 pub mod record_check;
 pub mod records;

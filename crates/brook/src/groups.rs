@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use brook_protocol::consumer_protocol;
 use brook_protocol::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use brook_protocol::kafka_protocol::messages::*;
-use brook_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
-use bytes::Buf;
+use brook_protocol::kafka_protocol::protocol::StrBytes;
 use clap::{Args, Subcommand};
 
 use crate::cli::Connect;
@@ -183,19 +183,11 @@ async fn committed(client: &mut Client, group: &str) -> Result<BTreeMap<(String,
 
 /// Decodes a consumer-protocol assignment into (topic, partition) pairs.
 fn assigned(assignment: &[u8]) -> Vec<(String, i32)> {
-    let mut buf = bytes::Bytes::copy_from_slice(assignment);
-    if buf.remaining() < 2 {
-        return vec![];
-    }
-    let version = buf.get_i16();
-    match ConsumerProtocolAssignment::decode(&mut buf, version) {
-        Ok(a) => a
-            .assigned_partitions
-            .iter()
-            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.0.to_string(), *p)))
-            .collect(),
-        Err(_) => vec![],
-    }
+    let topics = consumer_protocol::decode_assignment(assignment).unwrap_or_default();
+    topics
+        .into_iter()
+        .flat_map(|(topic, ps)| ps.into_iter().map(move |p| (topic.clone(), p)))
+        .collect()
 }
 
 /// A member as `describe` shows it, and its assigned partitions.

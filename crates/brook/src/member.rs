@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use brook_protocol::consumer_protocol;
 use brook_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use brook_protocol::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use brook_protocol::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use brook_protocol::kafka_protocol::messages::*;
-use brook_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use brook_protocol::kafka_protocol::protocol::Encodable;
+use bytes::{BufMut, BytesMut};
 
 use crate::cli::Connect;
 use crate::client::Client;
@@ -100,9 +101,11 @@ impl Member {
             )?;
             self.last_heartbeat = Instant::now();
             let mut mine = Vec::new();
-            for tp in decode_assignment(&sync.assignment) {
-                if tp.topic.0.as_str() == self.topic {
-                    mine.extend(tp.partitions);
+            for (topic, partitions) in
+                consumer_protocol::decode_assignment(&sync.assignment).unwrap_or_default()
+            {
+                if topic == self.topic {
+                    mine.extend(partitions);
                 }
             }
             mine.sort();
@@ -142,7 +145,8 @@ impl Member {
     ) -> Result<Vec<SyncGroupRequestAssignment>> {
         let mut subscribers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for m in members {
-            for topic in decode_subscription(&m.metadata) {
+            let subscription = consumer_protocol::decode_subscription(&m.metadata);
+            for topic in subscription.map(|s| s.topics).unwrap_or_default() {
                 subscribers
                     .entry(topic)
                     .or_default()
@@ -169,7 +173,7 @@ impl Member {
             .map(|(member, topics)| {
                 SyncGroupRequestAssignment::default()
                     .with_member_id(s(&member))
-                    .with_assignment(encode_assignment(&topics))
+                    .with_assignment(consumer_protocol::encode_assignment(1, topics))
             })
             .collect())
     }
@@ -245,47 +249,6 @@ fn range(partitions: &[i32], members: usize) -> Vec<Vec<i32>> {
         at += n;
     }
     out
-}
-
-fn decode_subscription(metadata: &Bytes) -> Vec<String> {
-    let mut buf = metadata.clone();
-    if buf.remaining() < 2 {
-        return Vec::new();
-    }
-    let version = buf.get_i16().min(3);
-    ConsumerProtocolSubscription::decode(&mut buf, version)
-        .map(|sub| sub.topics.iter().map(StrBytes::to_string).collect())
-        .unwrap_or_default()
-}
-
-fn encode_assignment(topics: &BTreeMap<String, Vec<i32>>) -> Bytes {
-    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        topics
-            .iter()
-            .map(|(t, p)| {
-                consumer_protocol_assignment::TopicPartition::default()
-                    .with_topic(TopicName(s(t)))
-                    .with_partitions(p.clone())
-            })
-            .collect(),
-    );
-    let mut buf = BytesMut::new();
-    buf.put_i16(1);
-    assignment
-        .encode(&mut buf, 1)
-        .expect("an assignment encodes at version 1");
-    buf.freeze()
-}
-
-fn decode_assignment(bytes: &Bytes) -> Vec<consumer_protocol_assignment::TopicPartition> {
-    let mut buf = bytes.clone();
-    if buf.remaining() < 2 {
-        return Vec::new();
-    }
-    let version = buf.get_i16().min(3);
-    ConsumerProtocolAssignment::decode(&mut buf, version)
-        .map(|a| a.assigned_partitions)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

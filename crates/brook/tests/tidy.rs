@@ -23,7 +23,7 @@ fn crate_dependencies_point_one_way() {
         ("brook-protocol", &[]),
         ("brook-log", &["brook-protocol"]),
         ("brook-meta", &[]),
-        ("brook-coord", &[]),
+        ("brook-coord", &["brook-protocol"]),
         ("brook-raft", &["brook-meta"]),
         (
             "brook-broker",

@@ -17,16 +17,12 @@
 //! Empty groups convert both ways whatever the policy (see `consumer::heartbeat` and
 //! `membership::join_group`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use brook_protocol::consumer_protocol::{self, decode_assignment, decode_subscription};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, HeartbeatRequest, SyncGroupRequest,
-    TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::{HeartbeatRequest, SyncGroupRequest};
 use tracing::info;
 
 use super::consumer::{self as cons, converge, group_records, session_key};
@@ -40,65 +36,6 @@ use crate::records::OffsetsRecord;
 
 /// JoinGroup v4+ must join twice: first to get a member id, then with it (KIP-394).
 const FIRST_VERSION_REQUIRING_KNOWN_MEMBER_ID: i16 = 4;
-/// The newest ConsumerProtocolSubscription / ConsumerProtocolAssignment version.
-const MAX_CONSUMER_PROTOCOL_VERSION: i16 = 3;
-
-/// A classic member's subscription, read from its JoinGroup metadata.
-pub(crate) struct Subscription {
-    pub topics: Vec<String>,
-    pub owned: Vec<(String, Vec<i32>)>,
-    pub rack_id: Option<String>,
-}
-
-/// Reads a ConsumerProtocolSubscription (an i16 version, then that version's fields;
-/// versions past the newest known are read as the newest, as Kafka does).
-pub(crate) fn decode_subscription(metadata: &Bytes) -> Option<Subscription> {
-    if metadata.len() < 2 {
-        return None;
-    }
-    let version = i16::from_be_bytes([metadata[0], metadata[1]]);
-    if version < 0 {
-        return None;
-    }
-    let mut buf = metadata.slice(2..);
-    let s =
-        ConsumerProtocolSubscription::decode(&mut buf, version.min(MAX_CONSUMER_PROTOCOL_VERSION))
-            .ok()?;
-    Some(Subscription {
-        topics: s.topics.iter().map(|t| t.to_string()).collect(),
-        owned: s
-            .owned_partitions
-            .iter()
-            .map(|tp| (tp.topic.to_string(), tp.partitions.clone()))
-            .collect(),
-        rack_id: s.rack_id.map(|r| r.to_string()),
-    })
-}
-
-/// Reads a ConsumerProtocolAssignment; empty bytes are an empty assignment.
-fn decode_assignment(bytes: &Bytes) -> Option<Vec<(String, Vec<i32>)>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    if bytes.len() < 2 {
-        return None;
-    }
-    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
-    if version < 0 {
-        return None;
-    }
-    let mut buf = bytes.slice(2..);
-    let a =
-        ConsumerProtocolAssignment::decode(&mut buf, version.min(MAX_CONSUMER_PROTOCOL_VERSION))
-            .ok()?;
-    Some(
-        a.assigned_partitions
-            .iter()
-            .map(|tp| (tp.topic.to_string(), tp.partitions.clone()))
-            .collect(),
-    )
-}
-
 /// Partitions by topic name to partitions by topic id (topics that no longer exist, and
 /// partitions past a topic's count, left out).
 fn to_ids(named: &[(String, Vec<i32>)], topics: &dyn TopicsView) -> Assignment {
@@ -123,25 +60,15 @@ fn encode_assignment(member: &ConsumerMember, topics: &dyn TopicsView) -> Bytes 
         .classic
         .as_ref()
         .and_then(|c| c.protocols.first())
-        .filter(|(_, m)| m.len() >= 2)
-        .map_or(0, |(_, m)| i16::from_be_bytes([m[0], m[1]]))
-        .clamp(0, MAX_CONSUMER_PROTOCOL_VERSION);
-    let mut value = ConsumerProtocolAssignment::default();
-    for (id, partitions) in &member.assigned {
-        if let Some(name) = topics.topic_name(id) {
-            let mut tp = AssignedTopic::default();
-            tp.topic = TopicName(name.into());
-            tp.partitions = partitions.iter().copied().collect();
-            value.assigned_partitions.push(tp);
-        }
-    }
-    let mut buf = BytesMut::new();
-    buf.put_i16(version);
-    // Every field fits every version: encoding cannot fail.
-    value
-        .encode(&mut buf, version)
-        .expect("consumer protocol assignment encodes");
-    buf.freeze()
+        .and_then(|(_, m)| consumer_protocol::split_version(m))
+        .map_or(0, |(version, _)| version);
+    consumer_protocol::encode_assignment(
+        version,
+        member.assigned.iter().filter_map(|(id, partitions)| {
+            let name = topics.topic_name(id)?;
+            Some((name, partitions.iter().copied().collect()))
+        }),
+    )
 }
 
 /// Whether a consumer-protocol member's first heartbeat may turn this non-empty classic
@@ -158,7 +85,7 @@ pub(crate) fn can_upgrade(ctx: &Ctx<'_>, group: &Group) -> bool {
     let readable = group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE)
         && protocol.is_some_and(|p| {
             group.members.values().all(|m| {
-                m.metadata(p).and_then(decode_subscription).is_some()
+                m.metadata(p).and_then(|m| decode_subscription(m)).is_some()
                     && decode_assignment(&m.assignment).is_some()
             })
         });
@@ -201,7 +128,7 @@ pub(crate) fn upgrade(ctx: &mut Ctx<'_>, group: &mut Group, topics: &dyn TopicsV
         ctx.cancel_heartbeat(&group_id, &member_id);
         let subscription = m
             .metadata(&protocol)
-            .and_then(decode_subscription)
+            .and_then(|m| decode_subscription(m))
             .expect("checked by can_upgrade");
         let mut assigned = to_ids(
             &decode_assignment(&m.assignment).unwrap_or_default(),

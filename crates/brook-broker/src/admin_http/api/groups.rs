@@ -13,7 +13,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, State as Extract};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use bytes::Buf;
+use brook_protocol::consumer_protocol;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -22,10 +22,9 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
 };
-use kafka_protocol::protocol::Decodable;
 use serde::{Deserialize, Serialize};
 
 use super::topics::figures_of;
@@ -344,22 +343,11 @@ async fn committed(
 /// A consumer-protocol assignment (`i16 version` then the message); anything else
 /// (another protocol type, or bytes that do not decode) shows as no partitions.
 fn assignment(bytes: &[u8]) -> Vec<Assigned> {
-    let mut buf = bytes::Bytes::copy_from_slice(bytes);
-    if buf.remaining() < 2 {
-        return vec![];
-    }
-    let version = buf.get_i16();
-    match ConsumerProtocolAssignment::decode(&mut buf, version) {
-        Ok(a) => a
-            .assigned_partitions
-            .into_iter()
-            .map(|tp| Assigned {
-                topic: tp.topic.to_string(),
-                partitions: tp.partitions,
-            })
-            .collect(),
-        Err(_) => vec![],
-    }
+    consumer_protocol::decode_assignment(bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(topic, partitions)| Assigned { topic, partitions })
+        .collect()
 }
 
 pub async fn delete(
@@ -631,19 +619,10 @@ async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
-    use kafka_protocol::protocol::Encodable;
 
     #[test]
     fn assignments_decode_and_garbage_shows_as_nothing() {
-        let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
-            TopicPartition::default()
-                .with_topic(topic_name("t"))
-                .with_partitions(vec![0, 2]),
-        ]);
-        let mut buf = bytes::BytesMut::new();
-        bytes::BufMut::put_i16(&mut buf, 1);
-        a.encode(&mut buf, 1).unwrap();
+        let buf = consumer_protocol::encode_assignment(1, [("t", vec![0, 2])]);
         assert_eq!(
             assignment(&buf),
             vec![Assigned {
