@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import perf_clients as PC
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -652,7 +654,10 @@ def short(d):
 
 # ---------------------------------------------------------------- the matrix
 
-CLIENTS = ("kafka-tools", "brook-bench")
+# Every client of the matrix; the SASL_SSL cells and the latency column use the first two.
+CLIENTS = ("kafka-tools", "brook-bench", *PC.CLIENTS)
+OWN_CLIENTS = ("kafka-tools", "brook-bench")
+TOPIC_TAGS = {"kafka-tools": "kt", "brook-bench": "bb", "librdkafka": "rk", "franz-go": "fg"}
 E2E_TOPIC_CONFIGS = ("max.message.bytes=16777216",)
 
 
@@ -723,10 +728,14 @@ def broker_phase(cfg, cls, rep, raw):
         for size, acks, parts in cfg["cells"]:
             cell = cell_key(size, acks, parts)
             n = cfg["records"][size]
-            for client in CLIENTS:
-                tag = "kt" if client == "kafka-tools" else "bb"
+            for client in cfg["clients"]:
+                tag = TOPIC_TAGS[client]
                 topic = f"{tag}-{size}-{'all' if acks == 'all' else acks}-{parts}-r{rep}"
                 label = f"{b} r{rep} {cell} {client}"
+                if client in PC.CLIENTS:
+                    driven_cell(cfg, broker, res, client, topic, cell, label, n, size, acks,
+                                parts)
+                    continue
                 try:
                     create_topic(cfg, broker, topic, parts)
                     # brook bench e2e sends every record that is due as one batch; after a
@@ -773,6 +782,25 @@ def broker_phase(cfg, cls, rep, raw):
             f"CPU used after start {fmt_num(stats.get('load_cpu_seconds'), 1)} s")
 
 
+def driven_cell(cfg, broker, res, client, topic, cell, label, n, size, acks, parts):
+    """A librdkafka or franz-go cell: produce, then (acks=1) consume what it produced.
+    No latency run: bench/latency.py measures librdkafka's latency on its own."""
+    try:
+        create_topic(cfg, broker, topic, parts)
+    except Exception as e:  # noqa: BLE001
+        log(f"{label}: topic setup failed: {e}")
+        for kind in ("produce", "consume"):
+            res.setdefault(f"{cell}/{client}/{kind}", []).append({"error": str(e)})
+        return
+    attempt(res, f"{cell}/{client}/produce",
+            lambda: PC.produce(cfg, broker, client, topic, n, size, acks),
+            f"{label} produce", broker, size)
+    if acks == "1":
+        attempt(res, f"{cell}/{client}/consume",
+                lambda: PC.consume(cfg, broker, client, topic, n, size),
+                f"{label} consume", broker, size)
+
+
 def tls_phase(cfg, broker, rep, res):
     """The SASL_SSL cells: produce then consume over TLS with SCRAM-SHA-512, each client
     on a fresh topic (created over PLAINTEXT)."""
@@ -793,8 +821,8 @@ def tls_phase(cfg, broker, rep, res):
     for size, acks, parts in cfg["tls_cells"]:
         cell = cell_key(size, acks, parts)
         n = cfg["records"][size]
-        for client in CLIENTS:
-            tag = "kt" if client == "kafka-tools" else "bb"
+        for client in OWN_CLIENTS:
+            tag = TOPIC_TAGS[client]
             topic = f"tls-{tag}-{size}-{acks}-{parts}-r{rep}"
             label = f"{b} r{rep} {cell} {client} SASL_SSL"
             try:
@@ -944,6 +972,10 @@ CLIENT_NAMES = {
     ("brook-bench", "produce"): "brook bench produce",
     ("kafka-tools", "consume"): "kafka-consumer-perf-test",
     ("brook-bench", "consume"): "brook bench consume",
+    ("librdkafka", "produce"): "librdkafka (rdkafka_perf)",
+    ("librdkafka", "consume"): "librdkafka (rdkafka_perf)",
+    ("franz-go", "produce"): "franz-go (franz-perf)",
+    ("franz-go", "consume"): "franz-go (franz-perf)",
     ("kafka-tools", "latency"): "kafka-producer-perf-test (send→ack)",
     ("brook-bench", "latency"): "brook bench e2e (produce→consume)",
 }
@@ -1038,7 +1070,7 @@ def markdown(raw, s):
         for size, acks, parts in cells:
             if kind == "consume" and acks != "1":
                 continue
-            for client in CLIENTS:
+            for client in cfg.get("clients", OWN_CLIENTS):
                 key = f"{cell_key(size, acks, parts)}/{client}/{kind}"
                 k, _ = cell_val(s, key, "kafka", "records_per_sec")
                 b, _ = cell_val(s, key, "brook", "records_per_sec")
@@ -1050,14 +1082,18 @@ def markdown(raw, s):
     thr_table("produce", "Produce throughput",
               "As fast as the client goes. kafka-producer-perf-test uses the Java producer's "
               "defaults (batch.size 16 KiB, linger.ms 5); brook bench produce sends "
-              "1,000-record batches, 5 requests in flight, round-robin over partitions. "
-              "MB/s counts record values only (10^6 bytes).")
+              "1,000-record batches, 5 requests in flight, round-robin over partitions; "
+              "librdkafka and franz-go (bench/perf/) keep their clients' defaults "
+              "(librdkafka: linger.ms 5, batch.size 1 MB; franz-go: linger 0, 1 MB batches, "
+              "idempotent with acks=all) and send null-key records, so both partition "
+              "stickily. MB/s counts record values only (10^6 bytes).")
     thr_table("consume", "Consume throughput",
               "Reading the topic the same client just produced (acks=1 cells only: producer "
               "acks do not change what is read). kafka-consumer-perf-test: fetch.nMsg.sec, "
               "i.e. excluding the consumer-group join (about 3 s of "
-              "group.initial.rebalance.delay.ms on both brokers); brook bench consume: "
-              "plain Fetch without a group.")
+              "group.initial.rebalance.delay.ms on both brokers); brook bench consume, "
+              "librdkafka and franz-go: every partition from the start, without a group "
+              "(librdkafka and franz-go timed from their start, so connecting counts).")
 
     tls_cells = [tuple(c) for c in cfg.get("tls_cells", [])]
     if tls_cells:
@@ -1074,7 +1110,7 @@ def markdown(raw, s):
         L.append("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
         for size, acks, parts in tls_cells:
             for kind in ("produce", "consume"):
-                for client in CLIENTS:
+                for client in OWN_CLIENTS:
                     base = f"{cell_key(size, acks, parts)}/{client}/"
                     key = base + "tls-" + kind
                     k, _ = cell_val(s, key, "kafka", "records_per_sec")
@@ -1104,7 +1140,7 @@ def markdown(raw, s):
             return "—" if v is None else f"{v:.2f}"
         for size, acks, parts in tls_cells:
             for kind in ("produce", "consume"):
-                for client in CLIENTS:
+                for client in OWN_CLIENTS:
                     base = f"{cell_key(size, acks, parts)}/{client}/"
                     row = []
                     extras = []
@@ -1131,7 +1167,7 @@ def markdown(raw, s):
              "| Brook/Kafka p50 | Brook/Kafka p99 |")
     L.append("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for size, acks, parts in cells:
-        for client in CLIENTS:
+        for client in OWN_CLIENTS:
             key = f"{cell_key(size, acks, parts)}/{client}/latency"
             k50, _ = cell_val(s, key, "kafka", "latency_ms.p50")
             b50, _ = cell_val(s, key, "brook", "latency_ms.p50")
@@ -1221,6 +1257,8 @@ def main():
     ap.add_argument("--skip-limits", action="store_true", help="skip machine-limit probes")
     ap.add_argument("--keep-data", action="store_true", help="keep broker data directories")
     ap.add_argument("--no-tls", action="store_true", help="skip the SASL_SSL cells")
+    ap.add_argument("--clients", default=",".join(CLIENTS),
+                    help=f"comma list of the matrix's clients: {','.join(CLIENTS)}")
     ap.add_argument("--tls-only", action="store_true",
                     help="only the SASL_SSL cells and the plaintext cells they compare with")
     a = ap.parse_args()
@@ -1250,6 +1288,13 @@ def main():
         cfg["tls_cells"] = []
     if a.tls_only:
         cfg["cells"] = list(cfg["tls_cells"])
+        a.clients = ",".join(OWN_CLIENTS)
+    cfg["clients"] = [c for c in a.clients.split(",") if c]
+    unknown = set(cfg["clients"]) - set(CLIENTS)
+    if unknown:
+        ap.error(f"unknown clients {sorted(unknown)}; known: {', '.join(CLIENTS)}")
+    if set(cfg["clients"]) & set(PC.CLIENTS):
+        cfg["perf_clients"] = PC.build(log)
     if not os.access(cfg["brook_bin"], os.X_OK):
         sys.exit(f"bench.py: no Brook binary at {cfg['brook_bin']} (cargo build --release)")
     if not os.path.isdir(cfg["kafka_libs"]):
@@ -1285,7 +1330,7 @@ def main():
                        if k in ("reps", "cells", "records", "latency_rate", "latency_seconds",
                                 "idle_seconds", "dd_mib", "net_seconds", "fsync_seconds",
                                 "warmup_records", "pp_props_flag", "cp_records_flag",
-                                "tls_cells")},
+                                "tls_cells", "clients")},
         },
         "limits": {}, "brokers": {}, "runs": {},
     }

@@ -5,7 +5,8 @@
 #   bench/run.sh --quick    smoke run: 1 repetition, 2 cells, fewer records (about 3 minutes)
 #
 # Other options are passed to bench/bench.py (--reps N, --brokers kafka,brook,
-# --skip-limits, --keep-data, --out PREFIX, --workdir DIR); plus:
+# --skip-limits, --keep-data, --out PREFIX, --workdir DIR, --clients
+# kafka-tools,brook-bench,librdkafka,franz-go); plus:
 #   --no-build              use the existing target/release/brook (or $BROOK_BIN)
 #   --latency-only          only the produce-latency phase (bench/latency.py, ~15 minutes);
 #                           its options (--cluster, --reps, --rates, --acks, --producers,
