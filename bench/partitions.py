@@ -92,8 +92,8 @@ def all_led(admin, names, partitions):
     return True
 
 
-def produce_all(bootstrap, targets, timeout):
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "1",
+def produce_all(bootstrap, targets, timeout, acks="1"):
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": acks,
                   "log_level": 2, "message.timeout.ms": int(timeout * 1000)})
     failed = []
 

@@ -459,28 +459,25 @@ impl PeerNet {
         timeout: Duration,
     ) -> std::io::Result<Bytes> {
         let mut slot = slot.lock().await;
+        // The connection is out of its slot while a request is on it, and goes back only
+        // once the response has been read: a call abandoned half-way (its own timeout, or
+        // the caller's, as openraft's on heartbeats) drops the connection with the
+        // unread response, instead of leaving it to answer the next request.
         let attempt = async {
-            if slot.is_none() {
-                *slot = Some(PeerConn::connect(addr, &self.security).await?);
-            }
-            slot.as_mut()
-                .expect("just connected")
-                .internal(kind, payload)
-                .await
+            let mut conn = match slot.take() {
+                Some(conn) => conn,
+                None => PeerConn::connect(addr, &self.security).await?,
+            };
+            let bytes = conn.internal(kind, payload).await?;
+            *slot = Some(conn);
+            Ok(bytes)
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => {
-                *slot = None;
-                Err(e)
-            }
-            Err(_) => {
-                *slot = None;
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("node {target} did not answer"),
-                ))
-            }
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("node {target} did not answer"),
+            )),
         }
     }
 }
@@ -656,6 +653,59 @@ mod tests {
         assert!(KafkaEnvelope::decode(&payload[..5]).is_err());
         assert!(KafkaEnvelope::decode(&[0, 9, b'U']).is_err());
         assert!(KafkaEnvelope::decode(&[]).is_err());
+    }
+
+    /// A peer that answers its first request only after `slow`, and every later one at
+    /// once, echoing the payload after the correlation id.
+    async fn slow_first_peer(slow: Duration) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            while let Ok((mut s, _)) = listener.accept().await {
+                let first = first.clone();
+                tokio::spawn(async move {
+                    while let Ok(len) = s.read_i32().await {
+                        let mut frame = vec![0; len as usize];
+                        if s.read_exact(&mut frame).await.is_err() {
+                            return;
+                        }
+                        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(slow).await;
+                        }
+                        // api key, version, correlation id, client id (-1), kind, payload
+                        let mut out = BytesMut::new();
+                        out.put_i32(4 + frame.len() as i32 - 11);
+                        out.put_slice(&frame[4..8]);
+                        out.put_slice(&frame[11..]);
+                        if s.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_call_does_not_leave_its_answer_to_the_next() {
+        let addr = slow_first_peer(Duration::from_millis(300)).await;
+        let net = PeerNet::new(
+            1,
+            BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, addr)]),
+            PeerSecurity::default(),
+        );
+        let long = Duration::from_secs(5);
+        // The caller gives up (as openraft does on a heartbeat), not the call itself.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(100),
+            net.call(&net.raft, 2, KIND_RAFT, b"first", long),
+        )
+        .await;
+        assert!(abandoned.is_err());
+        let answer = net.call(&net.raft, 2, KIND_RAFT, b"second", long).await;
+        assert_eq!(answer.unwrap(), &b"second"[..]);
     }
 
     #[test]
