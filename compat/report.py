@@ -36,9 +36,18 @@ SCENARIOS = [
     ("group.describe_lag", "group: describe with lag"),
     ("txn.commit_abort", "transactions: commit, abort, commit; read_committed vs read_uncommitted"),
     ("txn.offsets", "transactions: consume-transform-produce with offsets in the transaction"),
+    ("share.split2", "share group: 2 consumers on one partition split the records, each accepted once"),
+    ("share.split5", "share group: 5 consumers on one partition split the records, each accepted once"),
+    ("share.lock_timeout", "share group: a consumer killed (kill -9) holding records; "
+                           "another gets them when the acquisition lock times out"),
+    ("share.reject", "share group: REJECT archives (never redelivered)"),
+    ("share.release", "share group: RELEASE redelivers (delivery count 2)"),
+    ("share.delivery_limit", "share group: records released every time stop after "
+                             "group.share.delivery.count.limit deliveries"),
 ]
 SCENARIO_IDS = [s for s, _ in SCENARIOS]
-BASE = [s for s in SCENARIO_IDS if s != "tools.perf_test"]
+SHARE = [s for s in SCENARIO_IDS if s.startswith("share.")]
+BASE = [s for s in SCENARIO_IDS if s != "tools.perf_test" and s not in SHARE]
 
 # client id -> (column title, scenarios it is expected to report)
 CLIENTS = {
@@ -52,7 +61,8 @@ CLIENTS = {
     "java-consumer": ("Java client (KIP-848 consumer)",
                       ["consume.earliest", "consume.latest", "consume.timestamp",
                        "group.commit_resume", "group.describe_lag", "txn.commit_abort", "txn.offsets"]),
-    "kafka-cli": ("Kafka CLI tools", SCENARIO_IDS),
+    "java-share": ("Java client (share consumer)", SHARE),
+    "kafka-cli": ("Kafka CLI tools", [s for s in SCENARIO_IDS if s not in SHARE]),
     "confluent-kafka": ("confluent-kafka", BASE),
     "kafka-python": ("kafka-python", BASE),
     "kcat": ("kcat", BASE),
@@ -174,7 +184,8 @@ def main() -> int:
         "",
         "✅ pass · ❌ FAIL (a Brook or client problem: see below) · ⛔ not supported by Brook "
         "(expected, does not fail the run) · n/a: the client has no such feature · "
-        "\"·\": not run for that column (same client code as another column).",
+        "\"·\": not run for that column (same client code as another column; the share group rows "
+        "(KIP-932) run with Kafka's Java KafkaShareConsumer only).",
         "",
     ]
     notes = []

@@ -3,7 +3,7 @@
 # (admin, keyed/header/compressed/idempotent produce, consume from earliest/latest/
 # timestamp, consumer group commit/resume and describe with lag, transactions: commit/abort
 # with read_committed, consume-transform-produce with offsets) against its own fresh
-# `brook serve`. Writes compat/results.json and compat/RESULTS.md from the run and exits
+# `brook serve`; Kafka's Java KafkaShareConsumer runs the KIP-932 share group scenarios. Writes compat/results.json and compat/RESULTS.md from the run and exits
 # non-zero if any supported scenario failed.
 #
 #   compat/run.sh                       # every client
@@ -16,8 +16,8 @@
 #       is refused again after they are deleted. Writes compat/results-secure.json and
 #       compat/RESULTS-secure.md; logs in compat/.cache/last-run-secure/.
 #
-# Clients: kafkajs franz-go franz-go-consumer java-classic java-consumer kafka-cli confluent-kafka
-# kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
+# Clients: kafkajs franz-go franz-go-consumer java-classic java-consumer java-share kafka-cli
+# confluent-kafka kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
 # compat/franz-go/go.mod + go.sum, compat/java/pom.xml, compat/python/requirements-codecs.txt,
 # scripts/setup-test-deps.sh (confluent-kafka, kafka-python, kcat).
 # Everything downloaded is cached under compat/.cache/ (npm cache, Go module and build
@@ -33,7 +33,7 @@ if [[ "${1:-}" == --secure ]]; then SECURE=1; shift; fi
 [[ -n "$SECURE" ]] || unset COMPAT_SECURE  # the drivers' switch: set again below when secured
 RUN_DIR="$CACHE/last-run${SECURE:+-secure}"
 CLIENT_TIMEOUT_S="${COMPAT_CLIENT_TIMEOUT_S:-300}"
-ALL_CLIENTS=(kafkajs franz-go franz-go-consumer java-classic java-consumer kafka-cli confluent-kafka kafka-python kcat)
+ALL_CLIENTS=(kafkajs franz-go franz-go-consumer java-classic java-consumer java-share kafka-cli confluent-kafka kafka-python kcat)
 JVM_OPTS=(-Xshare:auto -XX:+UseSerialGC -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
 
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -124,24 +124,26 @@ fi
 
 JARS="$CACHE/java/jars"
 CLASSES="$CACHE/java/classes"
-if wants java-classic java-consumer kafka-cli; then
+if wants java-classic java-consumer java-share kafka-cli; then
   step "Java: kafka-clients + kafka-tools jars (mvn dependency:copy-dependencies, repository $CACHE/m2)"
   jv="$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')"
   if [[ -z "$jv" || "${jv%%.*}" -lt 17 ]]; then
-    fail_setup java-classic java-consumer kafka-cli "Kafka 4 tools need Java 17+, found '${jv}'"
+    fail_setup java-classic java-consumer java-share kafka-cli "Kafka 4 tools need Java 17+, found '${jv}'"
   else
     h="$(cat "$COMPAT/java/pom.xml" | digest)"
     if ! "$REPO/scripts/kafka-jars.sh" >/dev/null; then
-      fail_setup java-classic java-consumer kafka-cli "fetching the Kafka jars (scripts/kafka-jars.sh) failed"
+      fail_setup java-classic java-consumer java-share kafka-cli "fetching the Kafka jars (scripts/kafka-jars.sh) failed"
     fi
     if stamp_ok "$CACHE/java/jars.stamp" "$h"; then
-      h2="$( { echo "$h"; cat "$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java"; } | digest)"
+      JAVA_SRC=("$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java"
+                "$COMPAT/java/src/main/java/ShareCompat.java")
+      h2="$( { echo "$h"; cat "${JAVA_SRC[@]}"; } | digest)"
       if ! stamp_ok "$CLASSES/.compat-stamp" "$h2"; then
         rm -rf "$CLASSES" && mkdir -p "$CLASSES"
-        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "$COMPAT/java/src/main/java/Compat.java" "$COMPAT/java/src/main/java/SecureCompat.java" >&2; then
+        if javac -nowarn -d "$CLASSES" -cp "$JARS/*" "${JAVA_SRC[@]}" >&2; then
           echo "$h2" > "$CLASSES/.compat-stamp"
         else
-          fail_setup java-classic java-consumer "javac Compat.java failed"
+          fail_setup java-classic java-consumer java-share "javac Compat.java failed"
         fi
       fi
     fi
@@ -169,7 +171,7 @@ version_of() {
     kafkajs) node -p "require('$COMPAT/kafkajs/node_modules/kafkajs/package.json').version" ;;
     franz-go|franz-go-consumer) awk '$1=="github.com/twmb/franz-go" {k=$2} $1=="github.com/twmb/franz-go/pkg/kadm" {a=$2}
                    END {print "kgo " k ", kadm " a}' "$COMPAT/franz-go/go.mod" ;;
-    java-classic|java-consumer) echo "kafka-clients $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
+    java-classic|java-consumer|java-share) echo "kafka-clients $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
     kafka-cli) echo "kafka-tools $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
     confluent-kafka) "$PYTHON" -c 'import confluent_kafka as c; from importlib import metadata as m; print(m.version("confluent-kafka") + " (librdkafka " + c.libversion()[0] + ")")' ;;
     kafka-python) "$PYTHON" -c 'import kafka; print(kafka.__version__)' ;;
@@ -247,6 +249,11 @@ start_broker() { # client -> sets BOOTSTRAP, or returns 1
     port="$(free_port)"
     ARGS=(--listen "127.0.0.1:$port")
   fi
+  # Share groups: a 2 s acquisition lock and 3 deliveries at most, so lock expiry and
+  # archiving show within seconds; members' heartbeats every 0.5 s, so they join fast.
+  [[ "$1" == java-share ]] && ARGS+=(--set group.share.record.lock.duration.ms=2000
+    --set group.share.delivery.count.limit=3 --set group.share.heartbeat.interval.ms=500
+    --set group.share.session.timeout.ms=6000)
   NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve "${ARGS[@]}" --data-dir "$data" \
     --set group.initial.rebalance.delay.ms=0 --set admin.listeners= >"$log" 2>&1 &
   BROKER_PID=$!
@@ -272,6 +279,7 @@ client_cmd() { # client bootstrap -> CMD
     franz-go-consumer) CMD=("$CACHE/bin/compat-franz-go" "$2" consumer) ;;
     java-classic) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" Compat "$2" classic) ;;
     java-consumer) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" Compat "$2" consumer) ;;
+    java-share) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" ShareCompat "$2") ;;
     kafka-cli) CMD=("$PYTHON" "$COMPAT/cli/cli_compat.py" "$2" "$JARS") ;;
     confluent-kafka) CMD=("$PYTHON" "$COMPAT/python/py_compat.py" confluent-kafka "$2") ;;
     kafka-python) CMD=(env "PYTHONPATH=$CACHE/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$COMPAT/python/py_compat.py" kafka-python "$2") ;;

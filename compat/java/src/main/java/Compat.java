@@ -102,12 +102,13 @@ public class Compat {
             report(name, "pass", detail + " (" + (System.currentTimeMillis() - start) + " ms)");
         } catch (Throwable t) {
             // With group.protocol=consumer, a clean UnsupportedVersionException (a broker
-            // without ConsumerGroupHeartbeat, KIP-848) is "not supported", not a failure.
+            // without ConsumerGroupHeartbeat, KIP-848) is "not supported", not a failure;
+            // the same for ShareCompat's share consumers (a broker without KIP-932).
             boolean unsupported = false;
             for (Throwable c = t; c != null && c.getCause() != c; c = c.getCause()) {
                 if (c instanceof UnsupportedVersionException) unsupported = true;
             }
-            report(name, groupProtocol.equals("consumer") && unsupported ? "unsupported" : "fail", describe(t));
+            report(name, !groupProtocol.equals("classic") && unsupported ? "unsupported" : "fail", describe(t));
         }
     }
 
