@@ -39,7 +39,8 @@ SCENARIOS = [
     ("share.split2", "share group: 2 consumers on one partition split the records, each accepted once"),
     ("share.split5", "share group: 5 consumers on one partition split the records, each accepted once"),
     ("share.lock_timeout", "share group: a consumer killed (kill -9) holding records; "
-                           "another gets them when the acquisition lock times out"),
+                           "another gets them (its connection's drop or the lock's timeout "
+                           "releases them)"),
     ("share.reject", "share group: REJECT archives (never redelivered)"),
     ("share.release", "share group: RELEASE redelivers (delivery count 2)"),
     ("share.delivery_limit", "share group: records released every time stop after "

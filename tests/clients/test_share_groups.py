@@ -239,6 +239,33 @@ def test_unacknowledged_records_come_back_after_the_lock_expires(brook, consumer
     assert all(c == 2 for _, _, c in other.deliveries()), other.deliveries()
 
 
+def test_records_of_a_killed_consumer_come_back_when_its_connection_drops(brook_factory,
+                                                                          consumers):
+    """kill -9 of a member holding records: its connections drop, its share session ends
+    and what it held is released at once (as Kafka evicts a share session whose
+    connection drops), long before the 60 s acquisition lock would run out."""
+    lock_ms = 60_000
+    brook = brook_factory({"group.share.record.lock.duration.ms": lock_ms,
+                           "group.share.heartbeat.interval.ms": 500,
+                           "group.share.session.timeout.ms": 90_000})
+    topic, group = unique_topic("sharedrop"), unique_topic("gdrop")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    holder = start(consumers, brook.bootstrap, group, topic, "hold")
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    held = set(holder.offsets())
+    assert held == set(range(10)), holder.describe()
+    other = start(consumers, brook.bootstrap, group, topic, "accept")
+    time.sleep(2)
+    assert not other.offsets(), other.describe()
+    killed_at = time.monotonic()
+    holder.kill9()
+    wait_until(lambda: set(other.offsets()) >= held, 20,
+               what=f"released records redelivered\n{other.describe()}")
+    assert time.monotonic() - killed_at < lock_ms / 1000 / 2
+    assert all(c == 2 for _, _, c in other.deliveries()), other.deliveries()
+
+
 def test_delivery_count_limit_archives(brook, consumers):
     """A member that releases every record sees each one exactly
     group.share.delivery.count.limit times."""

@@ -605,7 +605,9 @@ async fn dispatch_checked(
                     }
                 }
             }
-            ResponseKind::ShareFetch(share_fetch::fetch(&s.shares, meta, r, v).await)
+            ResponseKind::ShareFetch(
+                share_fetch::fetch((&s.shares, &ctx.session.shares), meta, r, v).await,
+            )
         }
         RequestKind::ShareAcknowledge(r) => ResponseKind::ShareAcknowledge(
             share_fetch::acknowledge_request(&s.shares, meta, r, v).await,

@@ -78,6 +78,52 @@ pub struct Session {
     /// ACLs once per resource and operation (new with every session: a re-authenticated
     /// connection may carry another principal).
     pub decisions: Arc<DecisionCache>,
+    /// The share sessions this connection opened (kept across re-authentication).
+    pub shares: Arc<ConnectionShares>,
+}
+
+/// The most share sessions one connection tracks for release when it closes; past it,
+/// what the others hold comes back when its acquisition lock times out.
+const MAX_TRACKED_SHARE_SESSIONS: usize = 64;
+
+/// A connection's id, and the (group, member) share sessions it opened: when the
+/// connection closes, those sessions end and what their members hold is released, as
+/// Kafka does when a share consumer's connection drops.
+#[derive(Debug)]
+pub struct ConnectionShares {
+    pub id: u64,
+    members: parking_lot::Mutex<Vec<(String, String)>>,
+}
+
+impl Default for ConnectionShares {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        ConnectionShares {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            members: parking_lot::Mutex::default(),
+        }
+    }
+}
+
+impl ConnectionShares {
+    /// Notes a share session opened on this connection.
+    pub fn opened(&self, group: &str, member: &str) {
+        let mut m = self.members.lock();
+        if m.len() < MAX_TRACKED_SHARE_SESSIONS
+            && !m.iter().any(|(g, id)| g == group && id == member)
+        {
+            m.push((group.to_owned(), member.to_owned()));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.lock().is_empty()
+    }
+
+    /// The sessions to end now that the connection is closing.
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.members.lock())
+    }
 }
 
 /// The most decisions a connection keeps; past it the cache starts over.
@@ -144,6 +190,7 @@ impl Session {
             principal,
             auth,
             decisions: Arc::default(),
+            shares: Arc::default(),
         }
     }
 
@@ -154,6 +201,7 @@ impl Session {
             principal,
             auth: Auth::Done,
             decisions: Arc::default(),
+            shares: self.shares.clone(),
         }
     }
 

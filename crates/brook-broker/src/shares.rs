@@ -27,7 +27,9 @@ use std::sync::Arc;
 use brook_coord::share::partition::{
     AckError, AcquireMode, Acquired, LogBatch, SharePartition, SharePartitionConfig, ACK_RENEW,
 };
-use brook_coord::share::session::{SessionError, SessionPartition, SessionUse, ShareSessions};
+use brook_coord::share::session::{
+    SessionError, SessionPartition, SessionUse, ShareSessions, INITIAL_EPOCH,
+};
 use brook_coord::share::{StoredBatch, StoredPartitionState};
 use brook_coord::Effects;
 use brook_protocol::batch::BatchIter;
@@ -143,7 +145,9 @@ impl Shares {
                 .read(|g| g.coordinator.is_share_member(group, member))
     }
 
-    /// Applies a request's session epoch (see `brook_coord::share::session`).
+    /// Applies a request's session epoch (see `brook_coord::share::session`); a session
+    /// opened (epoch 0) belongs to connection `connection`.
+    #[allow(clippy::too_many_arguments)]
     pub fn session(
         &self,
         group_member: (&str, &str),
@@ -152,10 +156,25 @@ impl Shares {
         add: &[SessionPartition],
         forget: &[SessionPartition],
         now_ms: i64,
+        connection: u64,
     ) -> Result<Vec<SessionPartition>, SessionError> {
-        self.sessions
-            .lock()
-            .request(group_member, epoch, kind, add, forget, now_ms)
+        let mut sessions = self.sessions.lock();
+        let partitions = sessions.request(group_member, epoch, kind, add, forget, now_ms)?;
+        if epoch == INITIAL_EPOCH {
+            sessions.set_owner(group_member.0, group_member.1, connection);
+        }
+        Ok(partitions)
+    }
+
+    /// Connection `connection` closed: the member's session ends if that connection
+    /// opened it, and what the member holds in its partitions is released. Returns the
+    /// share-partitions to persist.
+    pub fn connection_closed(&self, group: &str, member: &str, connection: u64) -> Vec<ShareKey> {
+        let partitions = self.sessions.lock().close_owned(group, member, connection);
+        match partitions {
+            Some(partitions) => self.release(group, member, &partitions),
+            None => Vec::new(),
+        }
     }
 
     /// The share-partition's state, created on first use: from its stored record, or

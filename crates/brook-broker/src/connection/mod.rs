@@ -47,7 +47,7 @@ use crate::request_time;
 use crate::router::Services;
 use crate::router::{self, Response};
 use crate::sasl::SaslSession;
-use crate::session::{Auth, Session};
+use crate::session::{Auth, ConnectionShares, Session};
 use read::{read_frame, ReadError};
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
@@ -170,6 +170,7 @@ pub async fn serve<R, W>(
 {
     let mut session = Arc::new(session);
     let _open = services.metrics.connection_opened(&session.listener.name);
+    let _shares = EndShareSessions(services.clone(), session.shares.clone());
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     let timing = services.metrics.requests_enabled();
@@ -289,6 +290,23 @@ pub async fn serve<R, W>(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.flush()).await;
+}
+
+/// Ends the share sessions a connection opened once it closes, however it closes.
+struct EndShareSessions(Arc<Services>, Arc<ConnectionShares>);
+
+impl Drop for EndShareSessions {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.1.is_empty() {
+            let (services, shares) = (self.0.clone(), self.1.clone());
+            runtime.spawn(async move {
+                crate::handlers::share_fetch::connection_closed(&services.shares, &shares).await;
+            });
+        }
+    }
 }
 
 /// What the connection does once a response is out.

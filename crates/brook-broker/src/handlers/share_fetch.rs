@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::clock::now_ms;
 use crate::metadata::MetadataView;
+use crate::session::ConnectionShares;
 use crate::shares::{ShareKey, Shares};
 
 /// The most bytes one ShareFetch answers with (Brook's bound on a client's
@@ -74,6 +75,24 @@ fn check_member(shares: &Shares, group: &str, member: &str, epoch: i32) -> Resul
     Err(format!(
         "Member {member} is not a member of share group {group}."
     ))
+}
+
+/// A connection closed: the share sessions it opened end, and what their members held
+/// is released and written (Kafka's share-session eviction on a dropped connection), so
+/// another consumer gets those records now rather than when their locks time out.
+pub async fn connection_closed(shares: &Shares, connection: &ConnectionShares) {
+    for (group, member) in connection.take() {
+        let released = shares.connection_closed(&group, &member, connection.id);
+        if !released.is_empty() {
+            tracing::debug!(
+                group,
+                member,
+                partitions = released.len(),
+                "share session's connection closed: its records are released"
+            );
+            let _ = shares.persist(&group, released).await;
+        }
+    }
 }
 
 /// Loads the share-partitions a request touches whose group another broker
@@ -175,7 +194,7 @@ fn acquisition(req: &ShareFetchRequest, version: i16) -> Result<Acquisition, &'s
 }
 
 pub async fn fetch(
-    shares: &Arc<Shares>,
+    (shares, connection): (&Arc<Shares>, &ConnectionShares),
     meta: &MetadataView,
     req: ShareFetchRequest,
     version: i16,
@@ -233,10 +252,14 @@ pub async fn fetch(
         &add,
         &forget,
         now,
+        connection.id,
     ) {
         Ok(partitions) => partitions,
         Err(e) => return fail(session_error(e), &e.to_string()),
     };
+    if epoch == INITIAL_EPOCH {
+        connection.opened(&group, &member);
+    }
     let acks: Vec<(SessionPartition, AckBatches<'_>)> = req
         .topics
         .iter()
@@ -449,6 +472,7 @@ pub async fn acknowledge_request(
         &[],
         &[],
         now_ms(),
+        0, // ShareAcknowledge never opens a session
     ) {
         Ok(partitions) => partitions,
         Err(e) => return fail(session_error(e), &e.to_string()),

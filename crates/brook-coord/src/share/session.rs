@@ -42,6 +42,8 @@ struct Session {
     next_epoch: i32,
     partitions: BTreeSet<SessionPartition>,
     last_used_ms: i64,
+    /// The connection that opened it (see [`ShareSessions::set_owner`]).
+    owner: Option<u64>,
 }
 
 /// What a request may do with its session.
@@ -109,6 +111,7 @@ impl ShareSessions {
                         next_epoch: 1,
                         partitions,
                         last_used_ms: now_ms,
+                        owner: None,
                     },
                 );
                 Ok(out)
@@ -148,6 +151,35 @@ impl ShareSessions {
             .is_some()
     }
 
+    /// Records the connection that opened a member's session: when that connection
+    /// closes, [`ShareSessions::close_owned`] ends the session (as Kafka ends a share
+    /// session whose connection drops).
+    pub fn set_owner(&mut self, group: &str, member: &str, owner: u64) {
+        if let Some(s) = self
+            .sessions
+            .get_mut(&(group.to_owned(), member.to_owned()))
+        {
+            s.owner = Some(owner);
+        }
+    }
+
+    /// Ends a member's session if connection `owner` opened it, returning its
+    /// partitions; a session the member has since opened again on another connection
+    /// stays.
+    pub fn close_owned(
+        &mut self,
+        group: &str,
+        member: &str,
+        owner: u64,
+    ) -> Option<Vec<SessionPartition>> {
+        let key = (group.to_owned(), member.to_owned());
+        if self.sessions.get(&key)?.owner != Some(owner) {
+            return None;
+        }
+        let session = self.sessions.remove(&key)?;
+        Some(session.partitions.into_iter().collect())
+    }
+
     /// Forgets every session of a group (it was deleted).
     pub fn remove_group(&mut self, group: &str) {
         self.sessions.retain(|(g, _), _| g != group);
@@ -175,6 +207,26 @@ mod tests {
     use super::*;
 
     const T: Uuid = Uuid::from_u128(1);
+
+    #[test]
+    fn a_closing_connection_ends_only_the_sessions_it_opened() {
+        let mut s = ShareSessions::new(10, 1_000);
+        let fetch = SessionUse::Fetch;
+        s.request(("g", "m"), 0, fetch, &[(T, 0)], &[], 0).unwrap();
+        s.set_owner("g", "m", 7);
+        assert_eq!(s.close_owned("g", "m", 8), None);
+        assert_eq!(s.close_owned("g", "m", 7), Some(vec![(T, 0)]));
+        assert!(s.is_empty());
+        // Opened again on connection 9: connection 7 closing late leaves it alone.
+        s.request(("g", "m"), 0, fetch, &[(T, 1)], &[], 0).unwrap();
+        s.set_owner("g", "m", 9);
+        assert_eq!(s.close_owned("g", "m", 7), None);
+        assert_eq!(
+            s.request(("g", "m"), 1, fetch, &[], &[], 0).unwrap(),
+            vec![(T, 1)]
+        );
+        assert_eq!(s.close_owned("g", "x", 9), None);
+    }
 
     #[test]
     fn epochs_open_continue_and_close() {
