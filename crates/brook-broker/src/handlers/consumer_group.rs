@@ -46,6 +46,22 @@ impl TopicsView for ImageTopics<'_> {
     fn topics_version(&self) -> i64 {
         i64::try_from(self.0.record_count).unwrap_or(i64::MAX)
     }
+
+    /// The `broker.rack` of every broker holding a replica (adding and removing
+    /// replicas of a reassignment included), distinct and sorted.
+    fn partition_racks(&self, name: &str, partition: i32) -> Vec<String> {
+        let Some(p) = self.0.partition(name, partition) else {
+            return Vec::new();
+        };
+        let mut racks: Vec<String> = p
+            .replicas
+            .iter()
+            .filter_map(|id| self.0.brokers.get(id)?.rack.clone())
+            .collect();
+        racks.sort_unstable();
+        racks.dedup();
+        racks
+    }
 }
 
 /// The image's topics as the principal of one heartbeat sees them: a regular
@@ -74,6 +90,10 @@ impl TopicsView for HeartbeatTopics<'_> {
 
     fn may_describe(&self, name: &str) -> bool {
         (self.may_describe)(name)
+    }
+
+    fn partition_racks(&self, name: &str, partition: i32) -> Vec<String> {
+        self.image.partition_racks(name, partition)
     }
 }
 
