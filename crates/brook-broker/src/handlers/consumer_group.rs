@@ -161,3 +161,40 @@ pub fn describe(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use brook_meta::MetadataRecord;
+
+    use super::*;
+
+    #[test]
+    fn partition_racks_are_the_distinct_racks_of_the_replicas() {
+        let mut image = MetadataImage::new(1);
+        for (id, rack) in [(1, Some("b")), (2, Some("a")), (3, Some("b")), (4, None)] {
+            image.apply(&MetadataRecord::BrokerRegistered {
+                id,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                incarnation: 1,
+                listeners: Vec::new(),
+                rack: rack.map(str::to_owned),
+            });
+        }
+        image.apply(&MetadataRecord::TopicCreated {
+            name: "t".into(),
+            topic_id: Uuid::new_v4(),
+            partitions: 3,
+            replication_factor: 2,
+            configs: Default::default(),
+            internal: false,
+            assignment: vec![vec![1, 3], vec![3, 2], vec![4]],
+        });
+        let topics = ImageTopics(&image);
+        assert_eq!(topics.partition_racks("t", 0), ["b"]);
+        assert_eq!(topics.partition_racks("t", 1), ["a", "b"]);
+        assert!(topics.partition_racks("t", 2).is_empty(), "no rack");
+        assert!(topics.partition_racks("t", 3).is_empty(), "no partition");
+        assert!(topics.partition_racks("u", 0).is_empty(), "no topic");
+    }
+}

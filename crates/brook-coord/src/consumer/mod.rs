@@ -270,9 +270,10 @@ impl ConsumerMember {
 pub(crate) struct ConsumerGroup {
     pub group_epoch: i32,
     pub assignment_epoch: i32,
-    /// Brook's hash of the subscribed topics' ids and partition counts, stored with
-    /// the group epoch (Kafka's MetadataHash field, with a hash of Brook's own): when it
-    /// changes (partitions added, a topic created or deleted), the epoch is bumped.
+    /// Brook's hash of the subscribed topics' ids, partition counts and replica racks,
+    /// stored with the group epoch (Kafka's MetadataHash field, with a hash of Brook's
+    /// own): when it changes (partitions added, a topic created or deleted, a replica
+    /// moved to another rack), the epoch is bumped.
     pub metadata_hash: i64,
     pub creation_time_ms: i64,
     /// When the group last became empty (the base of its offsets' expiry).
@@ -686,14 +687,22 @@ mod tests {
         let mut digests = RackDigests::default();
         let with_racks = metadata_hash(&view, ["a"].into_iter(), &mut digests);
         assert_ne!(no_racks, with_racks);
-        assert_eq!(view.1.get(), 4, "each partition of the subscribed topic once");
+        assert_eq!(
+            view.1.get(),
+            4,
+            "each partition of the subscribed topic once"
+        );
         for _ in 0..10 {
             assert_eq!(
                 metadata_hash(&view, ["a"].into_iter(), &mut digests),
                 with_racks
             );
         }
-        assert_eq!(view.1.get(), 4, "later heartbeats of the version look up nothing");
+        assert_eq!(
+            view.1.get(),
+            4,
+            "later heartbeats of the version look up nothing"
+        );
         // Another rack set for the partition: another hash; the rack order is not
         // part of it.
         let mut other = topics.clone();
@@ -716,4 +725,3 @@ mod tests {
         );
     }
 }
-

@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 
-use crate::consumer::RackDigests;
 use crate::config::GroupConfig;
+use crate::consumer::RackDigests;
 use crate::group::{Group, GroupState, Member, Parked, Protocol};
 use crate::records::{GroupMetadataValue, OffsetsRecord, RecordError, RecordKey, RecordValue};
 use crate::timers::{TimerKey, Timers};

@@ -985,22 +985,40 @@ fn replica_rack_changes_bump_the_epoch_and_keep_the_assignment() {
         let b = sim.join_in_rack(&["a"], "r2");
         sim.converge();
         let (epoch, _) = sim.epochs();
-        let before: Vec<Assignment> = [a, b].iter().map(|i| sim.clients[*i].owned.clone()).collect();
+        let before: Vec<Assignment> = [a, b]
+            .iter()
+            .map(|i| sim.clients[*i].owned.clone())
+            .collect();
 
         sim.topics.set_racks("b", 0, &["r3"]);
         sim.converge();
-        assert_eq!(sim.epochs(), (epoch, epoch), "{assignor}: unsubscribed topic");
+        assert_eq!(
+            sim.epochs(),
+            (epoch, epoch),
+            "{assignor}: unsubscribed topic"
+        );
 
         sim.topics.set_racks("a", 3, &["r3"]);
         sim.converge();
-        assert_eq!(sim.epochs(), (epoch + 1, epoch + 1), "{assignor}: rack change");
-        let after: Vec<Assignment> = [a, b].iter().map(|i| sim.clients[*i].owned.clone()).collect();
+        assert_eq!(
+            sim.epochs(),
+            (epoch + 1, epoch + 1),
+            "{assignor}: rack change"
+        );
+        let after: Vec<Assignment> = [a, b]
+            .iter()
+            .map(|i| sim.clients[*i].owned.clone())
+            .collect();
         assert_eq!(before, after, "{assignor}: the assignment moved");
 
         // Same racks, new metadata version (a replica moved within its rack).
         sim.topics.set_racks("a", 3, &["r3"]);
         sim.converge();
-        assert_eq!(sim.epochs(), (epoch + 1, epoch + 1), "{assignor}: same racks");
+        assert_eq!(
+            sim.epochs(),
+            (epoch + 1, epoch + 1),
+            "{assignor}: same racks"
+        );
         // The racks gone (the brokers lost their broker.rack): another epoch.
         sim.topics.2.clear();
         sim.topics.1 += 1;
@@ -1018,7 +1036,8 @@ fn assignments_do_not_depend_on_member_racks() {
     let run = |racks: [&str; 2], assignor: &str| {
         let mut sim = Sim::new(5, assignor);
         for p in 0..5 {
-            sim.topics.set_racks("a", p, &[if p % 2 == 0 { "r1" } else { "r2" }]);
+            sim.topics
+                .set_racks("a", p, &[if p % 2 == 0 { "r1" } else { "r2" }]);
         }
         let a = sim.join_in_rack(&["a"], racks[0]);
         let b = sim.join_in_rack(&["a"], racks[1]);
