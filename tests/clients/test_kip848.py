@@ -47,12 +47,16 @@ class JavaConsumer:
     """One Kip848Consumer process; its event lines are collected as they come."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, idle_ms: int = 60_000,
-                 instance: str | None = None, protocol: str = "consumer"):
+                 instance: str | None = None, protocol: str = "consumer",
+                 rack: str | None = None):
         cmd = [*JVM, "-cp", f"{kafka_jars()}/*:{classes()}", "Kip848Consumer",
                bootstrap, group, topic, str(idle_ms)] + ([instance] if instance else [])
         self.protocol = protocol
+        env = {**os.environ, "GROUP_PROTOCOL": protocol}
+        if rack is not None:
+            env["CLIENT_RACK"] = rack
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, "GROUP_PROTOCOL": protocol})
+                                     text=True, env=env)
         self.lines: list[str] = []
         self.err: list[str] = []
         self._t = [threading.Thread(target=self._pump, args=(s, l), daemon=True)
@@ -474,3 +478,124 @@ def test_mixed_group_survives_a_broker_restart(brook, consumers):
     finally:
         classic.close()
     a.stop()
+
+
+def describe_consumer_group(port: int, group: str) -> dict | None:
+    """ConsumerGroupDescribe v0 sent to one node: {"epoch", "assignment_epoch", "state",
+    "members": {member_id: rack_id}}, or None when the node does not coordinate it."""
+    import kafka_wire as kw
+    body = (kw.compact_array([kw.compact_string(group)]) + b"\x00" + kw.NO_TAGS)
+    s = kw.connect(port)
+    try:
+        s.sendall(kw.frame(kw.header_v2(69, 0, 7) + body))
+        r = kw.Reader(kw.read_response(s, 7, flexible_header=True))
+    finally:
+        s.close()
+
+    def compact_array(item):
+        return [item() for _ in range(r.uvarint() - 1)]
+
+    def topic_partitions():
+        r.take(16)
+        r.compact_string()
+        compact_array(r.i32)
+        r.tags()
+
+    def assignment():
+        compact_array(topic_partitions)
+        r.tags()
+
+    r.i32()                                   # throttle_time_ms
+    assert r.uvarint() == 2, "one group"
+    error, _message = r.i16(), r.compact_string()
+    if error == 16:                           # NOT_COORDINATOR
+        return None
+    assert error == 0, error
+    r.compact_string()                        # group_id
+    out = {"state": r.compact_string(), "epoch": r.i32(), "assignment_epoch": r.i32()}
+    r.compact_string()                        # assignor_name
+
+    def member():
+        member_id = r.compact_string()
+        r.compact_string()                    # instance_id
+        rack = r.compact_string()
+        r.i32()                               # member_epoch
+        r.compact_string(), r.compact_string()  # client_id, client_host
+        compact_array(r.compact_string)       # subscribed_topic_names
+        r.compact_string()                    # subscribed_topic_regex
+        assignment(), assignment()            # assignment, target_assignment
+        r.tags()
+        return member_id, rack
+
+    out["members"] = dict(compact_array(member))
+    return out
+
+
+def describe_in_cluster(cluster, group: str) -> dict:
+    """The group as its coordinator (whichever node that is) describes it."""
+    for i in cluster.ids:
+        d = describe_consumer_group(cluster.nodes[i].port, group)
+        if d is not None:
+            return d
+    raise AssertionError(f"no node coordinates {group}")
+
+
+@pytest.mark.deadline(240)
+def test_replica_rack_changes_bump_the_group_epoch(cluster_factory, consumers, tmp_path):
+    """Brokers with `broker.rack`, Java consumers with `client.rack`. Kafka 4's `uniform`
+    assignor does not use racks (nor does `range`): two members get two partitions
+    each whatever their racks. As with KIP-1101, the group's metadata hash covers the
+    racks of the subscribed partitions' replicas: moving a replica to another broker of
+    the same rack changes nothing, moving it to another rack bumps the group epoch and
+    runs the assignor again, which keeps every partition where it is."""
+    from test_cluster_tools import reassign
+    cluster = cluster_factory(3, {
+        "group.consumer.session.timeout.ms": SESSION_MS,
+        "group.consumer.heartbeat.interval.ms": 500,
+        "offsets.topic.num.partitions": 4,
+    }, start=False)
+    racks = {1: "rack-a", 2: "rack-b", 3: "rack-b"}
+    for i, rack in racks.items():
+        cluster.nodes[i].settings["broker.rack"] = rack
+    cluster.start_all()
+    topic, group = unique_topic("racks"), unique_topic("racks-group")
+    cluster.create_topic(topic, partitions=4, replica_assignment=[[1], [2], [1], [2]])
+    a = JavaConsumer(cluster.bootstrap, group, topic, rack="rack-a")
+    consumers.append(a)
+    b = JavaConsumer(cluster.bootstrap, group, topic, rack="rack-b")
+    consumers.append(b)
+    wait_until(lambda: len(a.assigned()) == 2 and len(b.assigned()) == 2, 60,
+               what=f"two members split 4 partitions\n{a.describe()}\n{b.describe()}")
+
+    def settled():
+        d = describe_in_cluster(cluster, group)
+        return d if d["state"] == "Stable" else None
+
+    first = wait_until(settled, 30, what="a Stable group")
+    assert sorted(first["members"].values()) == ["rack-a", "rack-b"], first
+    held = (a.assigned(), b.assigned())
+
+    # rack-b -> rack-b: the partition's racks stay {rack-b}.
+    reassign(cluster.bootstrap, tmp_path, "execute", {(topic, 1): [3]})
+    cluster.wait(lambda: cluster.partition(topic, 1).replicas == [3] or None, 30,
+                 f"{topic}-1 on node 3")
+    time.sleep(3)                             # a few heartbeats of both members
+    same = wait_until(settled, 30, what="a Stable group")
+    assert (same["epoch"], same["assignment_epoch"]) == (first["epoch"], first["epoch"]), \
+        (first, same)
+
+    # rack-b -> rack-a: another rack, another group epoch; nothing moves.
+    reassign(cluster.bootstrap, tmp_path, "execute", {(topic, 1): [1]})
+    cluster.wait(lambda: cluster.partition(topic, 1).replicas == [1] or None, 30,
+                 f"{topic}-1 on node 1")
+    wait_until(lambda: (d := settled()) and d["epoch"] > first["epoch"]
+               and d["assignment_epoch"] == d["epoch"], 30,
+               what=f"the group epoch moves past {first['epoch']}")
+    assert (a.assigned(), b.assigned()) == held
+    produce_range(cluster.bootstrap, topic, 0, 40)
+    wait_until(lambda: len(set(a.records() + b.records())) >= 40, 30,
+               what=f"every record read\n{a.describe()}\n{b.describe()}")
+    for c in (a, b):
+        c.stop()
+        assert not c.errors(), c.describe()
+

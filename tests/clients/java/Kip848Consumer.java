@@ -3,7 +3,8 @@
 //
 //   java -cp 'jars/*:classes' Kip848Consumer BOOTSTRAP GROUP TOPIC IDLE_MS [INSTANCE_ID]
 //
-// The environment variable GROUP_PROTOCOL=classic makes it a classic-protocol member.
+// The environment variable GROUP_PROTOCOL=classic makes it a classic-protocol member;
+// CLIENT_RACK sets its client.rack (the rack id its heartbeats carry).
 //
 // TOPIC `regex:PATTERN` subscribes with a server-side regular expression
 // (`subscribe(SubscriptionPattern)`, KIP-848) instead of one topic name.
@@ -64,6 +65,10 @@ public class Kip848Consumer {
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         if (args.length > 4) {
             p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, args[4]);
+        }
+        String rack = System.getenv("CLIENT_RACK");
+        if (rack != null) {
+            p.put(ConsumerConfig.CLIENT_RACK_CONFIG, rack);
         }
         KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p);
         Map<TopicPartition, OffsetAndMetadata> pending = new HashMap<>();

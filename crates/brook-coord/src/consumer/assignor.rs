@@ -7,6 +7,11 @@
 //! as close as a bounded number of moves gets it otherwise). `range` gives each member a
 //! contiguous range of every topic it subscribes to, members ordered by id. The results
 //! have the properties of Kafka's assignors, not their exact choices.
+//!
+//! Neither looks at racks, as Kafka 4's `uniform` and `range` do not (their rack-aware
+//! code was taken out before 4.0; a member's rack id reaches no built-in assignor).
+//! Racks count in the group's metadata hash instead ([`super::metadata_hash`],
+//! KIP-1101): a change of a subscribed partition's replica racks runs them again.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -56,6 +56,74 @@ pub trait TopicsView {
     fn may_describe(&self, _name: &str) -> bool {
         true
     }
+    /// The distinct racks of the brokers that hold a replica of partition `partition`
+    /// of topic `name`, sorted (Kafka's `racksForPartition`): during a reassignment,
+    /// the replicas being added and removed count too. Empty when the topic or the
+    /// partition does not exist or no replica's broker has a `broker.rack`.
+    fn partition_racks(&self, _name: &str, _partition: i32) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Each subscribed topic's digest of its partitions' replica racks, for one metadata
+/// version ([`TopicsView::topics_version`]): the group metadata hash covers the racks
+/// (KIP-1101), and this keeps a heartbeat's share of that work to one lookup per
+/// subscribed topic. A new version empties it; only topics some group subscribes to
+/// are computed, each once per version. One per coordinator, shared by its groups.
+#[derive(Debug, Default)]
+pub(crate) struct RackDigests {
+    version: Option<i64>,
+    by_topic: HashMap<Uuid, u64>,
+}
+
+impl RackDigests {
+    /// The topic's digest: 0 when no replica of any of its partitions is on a broker
+    /// with a rack, otherwise a hash of each partition's index and sorted racks.
+    fn digest(&mut self, topics: &dyn TopicsView, name: &str, id: Uuid, partitions: i32) -> u64 {
+        let version = topics.topics_version();
+        if self.version != Some(version) {
+            self.by_topic.clear();
+            self.version = Some(version);
+        }
+        *self.by_topic.entry(id).or_insert_with(|| {
+            let mut hash = Fnv::new();
+            let mut any = false;
+            for p in 0..partitions.max(0) {
+                let racks = topics.partition_racks(name, p);
+                if racks.is_empty() {
+                    continue;
+                }
+                any = true;
+                hash.feed(&p.to_be_bytes());
+                for rack in &racks {
+                    hash.feed(rack.as_bytes());
+                    hash.feed(&[0]);
+                }
+                hash.feed(&[0xff]);
+            }
+            if any {
+                hash.0.max(1)
+            } else {
+                0
+            }
+        })
+    }
+}
+
+/// FNV-1a, 64 bits: stable across processes and versions (the hashes are stored).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Where a member is in its reconciliation (Kafka's MemberState, with its codes).
@@ -202,9 +270,10 @@ impl ConsumerMember {
 pub(crate) struct ConsumerGroup {
     pub group_epoch: i32,
     pub assignment_epoch: i32,
-    /// Brook's hash of the subscribed topics' ids and partition counts, stored with
-    /// the group epoch (Kafka's MetadataHash field, with a hash of Brook's own): when it
-    /// changes (partitions added, a topic created or deleted), the epoch is bumped.
+    /// Brook's hash of the subscribed topics' ids, partition counts and replica racks,
+    /// stored with the group epoch (Kafka's MetadataHash field, with a hash of Brook's
+    /// own): when it changes (partitions added, a topic created or deleted, a replica
+    /// moved to another rack), the epoch is bumped.
     pub metadata_hash: i64,
     pub creation_time_ms: i64,
     /// When the group last became empty (the base of its offsets' expiry).
@@ -469,36 +538,45 @@ impl ConsumerGroup {
 }
 
 /// A stable 64-bit hash of the subscribed topics as they exist now: name, id and
-/// partition count of each (FNV-1a; Brook's own, not Kafka's MetadataHash function).
+/// partition count of each, and the racks of each partition's replicas when brokers
+/// have racks (FNV-1a; Brook's own, not Kafka's MetadataHash function). As with
+/// KIP-1101, a change of replica racks (a reassignment across racks, a broker
+/// registering with another `broker.rack`) changes the hash, and so bumps the group
+/// epoch; without racks the hash is what it was before racks counted.
 pub(crate) fn metadata_hash<'a>(
     topics: &dyn TopicsView,
     names: impl Iterator<Item = &'a str>,
+    racks: &mut RackDigests,
 ) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut hash = Fnv::new();
     for name in names {
         if let Some((id, partitions)) = topics.topic(name) {
-            feed(name.as_bytes());
-            feed(&[0]);
-            feed(id.as_bytes());
-            feed(&partitions.to_be_bytes());
+            hash.feed(name.as_bytes());
+            hash.feed(&[0]);
+            hash.feed(id.as_bytes());
+            hash.feed(&partitions.to_be_bytes());
+            let digest = racks.digest(topics, name, id, partitions);
+            if digest != 0 {
+                hash.feed(&[0xfe]);
+                hash.feed(&digest.to_be_bytes());
+            }
         }
     }
-    hash as i64
+    hash.0 as i64
 }
 
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
 
-    /// Topics for tests: name -> (id, partitions).
+    /// Topics for tests: name -> (id, partitions), the version, and the racks of some
+    /// partitions' replicas: (name, partition) -> sorted racks.
     #[derive(Debug, Default, Clone)]
-    pub(crate) struct Topics(pub BTreeMap<String, (Uuid, i32)>, pub i64);
+    pub(crate) struct Topics(
+        pub BTreeMap<String, (Uuid, i32)>,
+        pub i64,
+        pub BTreeMap<(String, i32), Vec<String>>,
+    );
 
     impl Topics {
         pub(crate) fn with(topics: &[(&str, i32)]) -> Self {
@@ -521,6 +599,15 @@ pub(crate) mod testing {
 
         pub(crate) fn remove(&mut self, name: &str) {
             self.0.remove(name);
+            self.1 += 1;
+        }
+
+        /// Sets the racks of a partition's replicas (a new metadata version).
+        pub(crate) fn set_racks(&mut self, name: &str, partition: i32, racks: &[&str]) {
+            let mut racks: Vec<String> = racks.iter().map(|r| (*r).to_owned()).collect();
+            racks.sort_unstable();
+            racks.dedup();
+            self.2.insert((name.to_owned(), partition), racks);
             self.1 += 1;
         }
     }
@@ -549,5 +636,92 @@ pub(crate) mod testing {
         fn topics_version(&self) -> i64 {
             self.1
         }
+
+        fn partition_racks(&self, name: &str, partition: i32) -> Vec<String> {
+            self.2
+                .get(&(name.to_owned(), partition))
+                .cloned()
+                .unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::testing::Topics;
+    use super::*;
+
+    /// Counts the partition-rack lookups of the topics it wraps.
+    struct Counting(Topics, Cell<usize>);
+
+    impl TopicsView for Counting {
+        fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
+            self.0.topic(name)
+        }
+        fn topic_name(&self, id: &Uuid) -> Option<String> {
+            self.0.topic_name(id)
+        }
+        fn each_topic(&self, each: &mut dyn FnMut(&str, bool)) {
+            self.0.each_topic(each)
+        }
+        fn topics_version(&self) -> i64 {
+            self.0.topics_version()
+        }
+        fn partition_racks(&self, name: &str, partition: i32) -> Vec<String> {
+            self.1.set(self.1.get() + 1);
+            self.0.partition_racks(name, partition)
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_replica_racks_and_looks_them_up_once_per_version() {
+        let mut topics = Topics::with(&[("a", 4), ("b", 100)]);
+        let no_racks = {
+            let view = Counting(topics.clone(), Cell::new(0));
+            metadata_hash(&view, ["a"].into_iter(), &mut RackDigests::default())
+        };
+        topics.set_racks("a", 1, &["r1", "r2"]);
+        let view = Counting(topics.clone(), Cell::new(0));
+        let mut digests = RackDigests::default();
+        let with_racks = metadata_hash(&view, ["a"].into_iter(), &mut digests);
+        assert_ne!(no_racks, with_racks);
+        assert_eq!(
+            view.1.get(),
+            4,
+            "each partition of the subscribed topic once"
+        );
+        for _ in 0..10 {
+            assert_eq!(
+                metadata_hash(&view, ["a"].into_iter(), &mut digests),
+                with_racks
+            );
+        }
+        assert_eq!(
+            view.1.get(),
+            4,
+            "later heartbeats of the version look up nothing"
+        );
+        // Another rack set for the partition: another hash; the rack order is not
+        // part of it.
+        let mut other = topics.clone();
+        other.set_racks("a", 1, &["r2", "r3"]);
+        let other_hash = metadata_hash(&other, ["a"].into_iter(), &mut digests);
+        assert_ne!(other_hash, with_racks);
+        let mut reordered = topics.clone();
+        reordered.set_racks("a", 1, &["r2", "r1"]);
+        reordered.1 += 100; // a version of its own, as every image has
+        assert_eq!(
+            metadata_hash(&reordered, ["a"].into_iter(), &mut digests),
+            with_racks
+        );
+        // Without any rack the hash is the one of names, ids and partition counts.
+        let mut plain = Topics::with(&[("a", 4), ("b", 100)]);
+        plain.1 += 200;
+        assert_eq!(
+            metadata_hash(&plain, ["a"].into_iter(), &mut digests),
+            no_racks
+        );
     }
 }

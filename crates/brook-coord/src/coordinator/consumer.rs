@@ -489,7 +489,7 @@ pub(crate) fn converge(
 
     // The group epoch moves with subscriptions, with what their regular expressions
     // resolve to and with the subscribed topics' metadata.
-    let hash = metadata_hash(topics, cg.subscribed_topics().into_iter());
+    let hash = metadata_hash(topics, cg.subscribed_topics().into_iter(), ctx.rack_digests);
     let bump = subscription_changed || regexes_changed || hash != cg.metadata_hash;
     if bump {
         cg.group_epoch = cg.group_epoch.saturating_add(1);

@@ -171,7 +171,7 @@ pub(crate) fn upgrade(ctx: &mut Ctx<'_>, group: &mut Group, topics: &dyn TopicsV
             i64::from(m.session_timeout_ms),
         );
     }
-    cg.metadata_hash = metadata_hash(topics, cg.subscribed_topics().into_iter());
+    cg.metadata_hash = metadata_hash(topics, cg.subscribed_topics().into_iter(), ctx.rack_digests);
     ctx.timers.cancel(&join_key(&group_id));
     ctx.timers.cancel(&sync_key(&group_id));
     ctx.effects

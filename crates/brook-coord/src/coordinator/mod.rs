@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 
 use crate::config::GroupConfig;
+use crate::consumer::RackDigests;
 use crate::group::{Group, GroupState, Member, Parked, Protocol};
 use crate::records::{GroupMetadataValue, OffsetsRecord, RecordError, RecordKey, RecordValue};
 use crate::timers::{TimerKey, Timers};
@@ -93,6 +94,8 @@ pub struct GroupCoordinator {
     loaded: BTreeSet<String>,
     /// Share group members removed since the broker last asked (group, member).
     departed_share_members: Vec<(String, String)>,
+    /// The subscribed topics' replica-rack digests behind the groups' metadata hashes.
+    rack_digests: RackDigests,
 }
 
 /// The mutable parts a handler needs besides the group it works on.
@@ -103,6 +106,7 @@ pub(crate) struct Ctx<'a> {
     member_ids: &'a mut MemberIdGenerator,
     effects: &'a mut Effects,
     departed_share_members: &'a mut Vec<(String, String)>,
+    rack_digests: &'a mut RackDigests,
     now_ms: i64,
 }
 
@@ -180,6 +184,7 @@ impl GroupCoordinator {
             member_ids: MemberIdGenerator { state: seed },
             loaded: BTreeSet::new(),
             departed_share_members: Vec::new(),
+            rack_digests: RackDigests::default(),
         }
     }
 
@@ -225,6 +230,7 @@ impl GroupCoordinator {
                 member_ids: &mut self.member_ids,
                 effects,
                 departed_share_members: &mut self.departed_share_members,
+                rack_digests: &mut self.rack_digests,
                 now_ms,
             },
         )

@@ -316,7 +316,7 @@ fn join_or_update(
             .push(member_metadata_record(group_id, &member));
     }
     sg.members.insert(member_id.to_owned(), member);
-    let hash = metadata_hash(topics, sg.subscribed_topics().into_iter());
+    let hash = metadata_hash(topics, sg.subscribed_topics().into_iter(), ctx.rack_digests);
     if subscription_changed || hash != sg.metadata_hash {
         sg.group_epoch = sg.group_epoch.saturating_add(1);
         sg.metadata_hash = hash;

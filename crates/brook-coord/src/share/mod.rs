@@ -55,8 +55,9 @@ pub(crate) struct ShareMember {
 pub(crate) struct ShareGroup {
     pub group_epoch: i32,
     pub assignment_epoch: i32,
-    /// A hash of the subscribed topics' ids and partition counts (Brook's function):
-    /// when it changes the group epoch is bumped and the assignment recomputed.
+    /// A hash of the subscribed topics' ids, partition counts and replica racks (Brook's
+    /// function, KIP-1101): when it changes the group epoch is bumped and the assignment
+    /// recomputed.
     pub metadata_hash: i64,
     pub members: BTreeMap<String, ShareMember>,
     /// The target assignment of each member.

@@ -34,6 +34,7 @@ struct Client {
     topics: Vec<String>,
     regex: Option<String>,
     instance: Option<String>,
+    rack: Option<String>,
 }
 
 impl Client {
@@ -47,6 +48,7 @@ impl Client {
             r.subscribed_topic_names = Some(self.topics.iter().map(|t| TopicName(s(t))).collect());
             r.subscribed_topic_regex = self.regex.as_deref().map(s);
             r.instance_id = self.instance.as_deref().map(s);
+            r.rack_id = self.rack.as_deref().map(s);
         }
         r.topic_partitions = Some(
             self.owned
@@ -143,6 +145,7 @@ impl Sim {
             topics: topics.iter().map(|t| t.to_string()).collect(),
             regex: None,
             instance: instance.map(str::to_owned),
+            rack: None,
         });
         let i = self.clients.len() - 1;
         self.heartbeat(i, true);
@@ -661,6 +664,7 @@ impl Sim {
             topics: Vec::new(),
             regex: Some(pattern.to_owned()),
             instance: None,
+            rack: None,
         });
         let i = self.clients.len() - 1;
         self.heartbeat(i, true);
@@ -872,6 +876,7 @@ fn invalid_regexes_are_refused() {
             topics: Vec::new(),
             regex: Some(pattern.into()),
             instance: None,
+            rack: None,
         };
         let req = client.request(true);
         let (resp, records) =
@@ -935,4 +940,144 @@ fn regexes_replay() {
         sim.owned_topics(r),
         topics_of(&[("regex-a", 2), ("regex-b", 1)])
     );
+}
+
+impl Sim {
+    fn join_in_rack(&mut self, topics: &[&str], rack: &str) -> usize {
+        let id = format!("member-{}", self.clients.len());
+        self.clients.push(Client {
+            member_id: id,
+            epoch: 0,
+            owned: Assignment::new(),
+            alive: true,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            regex: None,
+            instance: None,
+            rack: Some(rack.to_owned()),
+        });
+        let i = self.clients.len() - 1;
+        self.heartbeat(i, true);
+        i
+    }
+
+    fn epochs(&self) -> (i32, i32) {
+        let cg = self.coordinator.groups[GROUP]
+            .consumer
+            .as_ref()
+            .expect("consumer group");
+        (cg.group_epoch, cg.assignment_epoch)
+    }
+}
+
+/// KIP-1101: the group's metadata hash covers the racks of the subscribed partitions'
+/// replicas, so when they change the group epoch moves and the assignor runs again.
+/// Kafka's `uniform` and `range` do not look at racks, so the assignment stays as it
+/// was. Racks of a topic no member subscribes to, or a replica moving to another
+/// broker of the same rack, change nothing.
+#[test]
+fn replica_rack_changes_bump_the_epoch_and_keep_the_assignment() {
+    for assignor in ["uniform", "range"] {
+        let mut sim = Sim::new(11, assignor);
+        for p in 0..5 {
+            sim.topics.set_racks("a", p, &["r1", "r2"]);
+        }
+        let a = sim.join_in_rack(&["a"], "r1");
+        let b = sim.join_in_rack(&["a"], "r2");
+        sim.converge();
+        let (epoch, _) = sim.epochs();
+        let before: Vec<Assignment> = [a, b]
+            .iter()
+            .map(|i| sim.clients[*i].owned.clone())
+            .collect();
+
+        sim.topics.set_racks("b", 0, &["r3"]);
+        sim.converge();
+        assert_eq!(
+            sim.epochs(),
+            (epoch, epoch),
+            "{assignor}: unsubscribed topic"
+        );
+
+        sim.topics.set_racks("a", 3, &["r3"]);
+        sim.converge();
+        assert_eq!(
+            sim.epochs(),
+            (epoch + 1, epoch + 1),
+            "{assignor}: rack change"
+        );
+        let after: Vec<Assignment> = [a, b]
+            .iter()
+            .map(|i| sim.clients[*i].owned.clone())
+            .collect();
+        assert_eq!(before, after, "{assignor}: the assignment moved");
+
+        // Same racks, new metadata version (a replica moved within its rack).
+        sim.topics.set_racks("a", 3, &["r3"]);
+        sim.converge();
+        assert_eq!(
+            sim.epochs(),
+            (epoch + 1, epoch + 1),
+            "{assignor}: same racks"
+        );
+        // The racks gone (the brokers lost their broker.rack): another epoch.
+        sim.topics.2.clear();
+        sim.topics.1 += 1;
+        sim.converge();
+        assert_eq!(sim.epochs().0, epoch + 2, "{assignor}: racks removed");
+        sim.check_replay();
+    }
+}
+
+/// As Kafka's built-in assignors, Brook's do not use racks: the same members with
+/// their racks swapped, over partitions whose replicas sit in one rack each, get the
+/// same assignment (no rack-local preference), balanced.
+#[test]
+fn assignments_do_not_depend_on_member_racks() {
+    let run = |racks: [&str; 2], assignor: &str| {
+        let mut sim = Sim::new(5, assignor);
+        for p in 0..5 {
+            sim.topics
+                .set_racks("a", p, &[if p % 2 == 0 { "r1" } else { "r2" }]);
+        }
+        let a = sim.join_in_rack(&["a"], racks[0]);
+        let b = sim.join_in_rack(&["a"], racks[1]);
+        sim.converge();
+        [a, b].map(|i| sim.clients[i].owned.clone())
+    };
+    for assignor in ["uniform", "range"] {
+        let one = run(["r1", "r2"], assignor);
+        let other = run(["r2", "r1"], assignor);
+        assert_eq!(one, other, "{assignor}");
+        let sizes = one.map(|o| o.values().map(|p| p.len()).sum::<usize>());
+        assert_eq!(sizes.iter().sum::<usize>(), 5);
+        assert!(sizes[0].abs_diff(sizes[1]) <= 1, "{assignor}: {sizes:?}");
+    }
+}
+
+/// A member that comes back with another rack id: its metadata is rewritten (describe
+/// and a replay show the new rack) but, as in Kafka, the group epoch does not move —
+/// only subscriptions and the subscribed topics' metadata bump it.
+#[test]
+fn a_member_changing_rack_is_recorded_without_a_new_epoch() {
+    let mut sim = Sim::new(13, "uniform");
+    let a = sim.join_in_rack(&["a"], "r1");
+    sim.join_in_rack(&["a"], "r2");
+    sim.converge();
+    let epochs = sim.epochs();
+    sim.clients[a].rack = Some("r3".into());
+    sim.heartbeat(a, true);
+    sim.converge();
+    assert_eq!(sim.epochs(), epochs);
+    let mut describe = ConsumerGroupDescribeRequest::default();
+    describe.group_ids = vec![GroupId(s(GROUP))];
+    let resp = sim
+        .coordinator
+        .consumer_group_describe(1, &describe, &sim.topics);
+    let member = resp.groups[0]
+        .members
+        .iter()
+        .find(|m| m.member_id.as_str() == sim.clients[a].member_id)
+        .expect("member described");
+    assert_eq!(member.rack_id.as_deref(), Some("r3"));
+    sim.check_replay();
 }

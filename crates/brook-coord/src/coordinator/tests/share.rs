@@ -386,3 +386,17 @@ fn share_group_offsets_describe_alter_and_delete() {
     let d = replayed.describe_share_group_offsets(&all, &h.topics, &end);
     assert!(d.topics.is_empty());
 }
+
+/// KIP-1101 for share groups too: the racks of a subscribed partition's replicas are
+/// part of the metadata hash, so their change bumps the group epoch.
+#[test]
+fn replica_rack_changes_bump_the_share_group_epoch() {
+    let mut h = Harness::new();
+    let a = h.beat(request("a", 0, Some(&["t"])));
+    assert_eq!(a.member_epoch, 1);
+    assert_eq!(h.beat(request("a", 1, None)).member_epoch, 1);
+    h.topics.set_racks("t", 0, &["r1"]);
+    assert_eq!(h.beat(request("a", 1, None)).member_epoch, 2);
+    h.topics.set_racks("t", 0, &["r1"]);
+    assert_eq!(h.beat(request("a", 2, None)).member_epoch, 2, "same racks");
+}
