@@ -19,6 +19,7 @@ import socket
 import statistics
 import struct
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -119,6 +120,41 @@ def run(cmd, timeout=CMD_TIMEOUT, env=None, check=True):
         tail = (r.stderr.strip() or r.stdout.strip()).splitlines()[-6:]
         raise BenchError(f"exit {r.returncode}: {' '.join(cmd[-12:])}: " + " | ".join(tail))
     return r.stdout, r.stderr
+
+
+def scale_args(doc, **extra):
+    """The common command line of the scale measures (partitions.py, replicas.py,
+    connections.py): --brook-bin, --kafka-libs, --only, --json, plus `extra`
+    ({flag: (type, default, help)})."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--brook-bin", required=True)
+    ap.add_argument("--kafka-libs")
+    for flag, (kind, default, what) in extra.items():
+        ap.add_argument(flag, type=kind, default=default, help=what)
+    ap.add_argument("--only", choices=["brook", "kafka"])
+    ap.add_argument("--json")
+    return ap.parse_args()
+
+
+def side_by_side(args, prefix, brokers, measure, what):
+    """Runs `measure(cls, cfg, workdir)` for each of `brokers` ({name: class}; Kafka
+    only with --kafka-libs, one of them with --only) in a temporary work directory,
+    printing each result and writing them all to --json."""
+    cfg = {"brook_bin": args.brook_bin, "kafka_libs": args.kafka_libs, "idle_seconds": 0,
+           "keep_data": False}
+    results = {}
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        for name, cls in brokers.items():
+            if args.only and args.only != name or (name == "kafka" and not args.kafka_libs):
+                continue
+            log(f"{name}: {what}")
+            results[name] = measure(cls, cfg, workdir)
+            print(name, json.dumps(results[name], indent=1), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
 
 
 def free_port():
@@ -782,15 +818,23 @@ def broker_phase(cfg, cls, rep, raw):
             f"CPU used after start {fmt_num(stats.get('load_cpu_seconds'), 1)} s")
 
 
+def topic_ready(cfg, broker, res, topic, parts, label, keys):
+    """Creates a cell's topic; when that fails, each of `keys` records the error."""
+    try:
+        create_topic(cfg, broker, topic, parts)
+        return True
+    except Exception as e:  # noqa: BLE001 - one failed cell must not sink the run
+        log(f"{label}: topic setup failed: {e}")
+        for key in keys:
+            res.setdefault(key, []).append({"error": str(e)})
+        return False
+
+
 def driven_cell(cfg, broker, res, client, topic, cell, label, n, size, acks, parts):
     """A librdkafka or franz-go cell: produce, then (acks=1) consume what it produced.
     No latency run: bench/latency.py measures librdkafka's latency on its own."""
-    try:
-        create_topic(cfg, broker, topic, parts)
-    except Exception as e:  # noqa: BLE001
-        log(f"{label}: topic setup failed: {e}")
-        for kind in ("produce", "consume"):
-            res.setdefault(f"{cell}/{client}/{kind}", []).append({"error": str(e)})
+    if not topic_ready(cfg, broker, res, topic, parts, label,
+                       [f"{cell}/{client}/{kind}" for kind in ("produce", "consume")]):
         return
     attempt(res, f"{cell}/{client}/produce",
             lambda: PC.produce(cfg, broker, client, topic, n, size, acks),
@@ -825,12 +869,9 @@ def tls_phase(cfg, broker, rep, res):
             tag = TOPIC_TAGS[client]
             topic = f"tls-{tag}-{size}-{acks}-{parts}-r{rep}"
             label = f"{b} r{rep} {cell} {client} SASL_SSL"
-            try:
-                create_topic(cfg, broker, topic, parts)
-            except Exception as e:  # noqa: BLE001
-                log(f"{label}: topic setup failed: {e}")
-                for kind in ("tls-produce", "tls-consume"):
-                    res.setdefault(f"{cell}/{client}/{kind}", []).append({"error": str(e)})
+            if not topic_ready(cfg, broker, res, topic, parts, label,
+                               [f"{cell}/{client}/{kind}"
+                                for kind in ("tls-produce", "tls-consume")]):
                 continue
             if client == "kafka-tools":
                 produce = lambda: producer_perf(cfg, broker, topic, n, size, acks, -1, tls=True)

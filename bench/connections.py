@@ -11,14 +11,11 @@ round trip of a fresh connection while they are held (is everyone else still ser
         --kafka-libs bench/.cache/kafka-4.4.0/libs [--only brook] [--connections 10000]
 """
 
-import argparse
-import json
 import os
 import resource
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -87,31 +84,16 @@ def phase(cls, cfg, workdir, count):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--brook-bin", required=True)
-    ap.add_argument("--kafka-libs")
-    ap.add_argument("--connections", type=int, default=10_000)
-    ap.add_argument("--only", choices=["brook", "kafka"])
-    ap.add_argument("--json")
-    args = ap.parse_args()
+    args = bench.scale_args(__doc__, **{
+        "--connections": (int, 10_000, "connections")})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, args.connections + 1000)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    cfg = {"brook_bin": args.brook_bin, "kafka_libs": args.kafka_libs, "idle_seconds": 0,
-           "keep_data": False}
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-connections-") as workdir:
-        for name, cls in (("brook", bench.Brook), ("kafka", bench.Kafka)):
-            if args.only and args.only != name or (name == "kafka" and not args.kafka_libs):
-                continue
-            bench.log(f"{name}: {args.connections} idle connections")
-            results[name] = phase(cls, cfg, workdir, args.connections)
-            print(name, json.dumps(results[name], indent=1), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    bench.side_by_side(
+        args, "bench-connections-", {"brook": bench.Brook, "kafka": bench.Kafka},
+        lambda cls, cfg, workdir: phase(cls, cfg, workdir, args.connections),
+        f"{args.connections} idle connections")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ For each broker, with librdkafka (confluent-kafka) as the client:
 Load is bounded: each phase has a time limit and the brokers bind to 127.0.0.1.
 """
 
-import argparse
-import json
 import os
 import random
 import signal
@@ -28,7 +26,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -191,30 +188,13 @@ def phase(cls, cfg, workdir, topics, partitions):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--brook-bin", required=True)
-    ap.add_argument("--kafka-libs")
-    ap.add_argument("--topics", type=int, default=100)
-    ap.add_argument("--partitions", type=int, default=100)
-    ap.add_argument("--only", choices=["brook", "kafka"])
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    cfg = {"brook_bin": args.brook_bin, "kafka_libs": args.kafka_libs, "idle_seconds": 0,
-           "keep_data": False}
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-partitions-") as workdir:
-        for name, cls in (("brook", bench.Brook), ("kafka", bench.Kafka)):
-            if args.only and args.only != name:
-                continue
-            if name == "kafka" and not args.kafka_libs:
-                continue
-            bench.log(f"{name}: {args.topics} topics x {args.partitions} partitions")
-            results[name] = phase(cls, cfg, workdir, args.topics, args.partitions)
-            print(name, json.dumps(results[name], indent=1), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    args = bench.scale_args(__doc__, **{
+        "--topics": (int, 100, "topics"),
+        "--partitions": (int, 100, "partitions per topic")})
+    bench.side_by_side(
+        args, "bench-partitions-", {"brook": bench.Brook, "kafka": bench.Kafka},
+        lambda cls, cfg, workdir: phase(cls, cfg, workdir, args.topics, args.partitions),
+        f"{args.topics} topics x {args.partitions} partitions")
 
 
 if __name__ == "__main__":

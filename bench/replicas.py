@@ -22,14 +22,11 @@ Every phase has a time limit (--limit, default 300 s); a phase past it is record
 such and the run goes on to the next broker. Brokers bind to 127.0.0.1 only.
 """
 
-import argparse
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from confluent_kafka.admin import AdminClient
@@ -158,31 +155,15 @@ def phase(cls, cfg, workdir, topics, partitions, limit):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--brook-bin", required=True)
-    ap.add_argument("--kafka-libs")
-    ap.add_argument("--topics", type=int, default=100)
-    ap.add_argument("--partitions", type=int, default=100)
-    ap.add_argument("--limit", type=int, default=300, help="seconds per phase")
-    ap.add_argument("--only", choices=["brook", "kafka"])
-    ap.add_argument("--json")
-    args = ap.parse_args()
-    cfg = {"brook_bin": args.brook_bin, "kafka_libs": args.kafka_libs, "idle_seconds": 0,
-           "keep_data": False}
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-replicas-") as workdir:
-        for name, cls in (("brook", L.BrookCluster), ("kafka", L.KafkaCluster)):
-            if args.only and args.only != name:
-                continue
-            if name == "kafka" and not args.kafka_libs:
-                continue
-            B.log(f"{name}: 3 nodes, {args.topics} topics x {args.partitions} partitions x 3")
-            results[name] = phase(cls, cfg, workdir, args.topics, args.partitions, args.limit)
-            print(name, json.dumps(results[name], indent=1), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    args = B.scale_args(__doc__, **{
+        "--topics": (int, 100, "topics"),
+        "--partitions": (int, 100, "partitions per topic"),
+        "--limit": (int, 300, "seconds per phase")})
+    B.side_by_side(
+        args, "bench-replicas-", {"brook": L.BrookCluster, "kafka": L.KafkaCluster},
+        lambda cls, cfg, workdir: phase(cls, cfg, workdir, args.topics, args.partitions,
+                                        args.limit),
+        f"3 nodes, {args.topics} topics x {args.partitions} partitions x 3")
 
 
 if __name__ == "__main__":

@@ -221,16 +221,23 @@ def test_release_redelivers_and_reject_archives(brook, consumers):
     assert not rel.problems() and not rej.problems()
 
 
+def holding_ten(consumers, bootstrap: str, prefix: str) -> tuple[ShareConsumer, str, str]:
+    """A member of a new group on a new 1-partition topic that took its 10 records and
+    holds them unacknowledged; returns it, the topic and the group."""
+    topic, group = unique_topic(f"share{prefix}"), unique_topic(f"g{prefix}")
+    create_topic(bootstrap, topic, partitions=1)
+    holder = start(consumers, bootstrap, group, topic, "hold")
+    produce_range(bootstrap, topic, 0, 10, batch=10)
+    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    assert set(holder.offsets()) == set(range(10)), holder.describe()
+    return holder, topic, group
+
+
 def test_unacknowledged_records_come_back_after_the_lock_expires(brook, consumers):
     """A member takes records and never acknowledges them (it stays in the group): after
     the acquisition lock duration another member gets them, with delivery count 2."""
-    topic, group = unique_topic("sharelock"), unique_topic("glock")
-    create_topic(brook.bootstrap, topic, partitions=1)
-    holder = start(consumers, brook.bootstrap, group, topic, "hold")
-    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
-    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    holder, topic, group = holding_ten(consumers, brook.bootstrap, "lock")
     held = set(holder.offsets())
-    assert held == set(range(10)), holder.describe()
     taken_at = time.monotonic()
     other = start(consumers, brook.bootstrap, group, topic, "accept")
     wait_until(lambda: set(other.offsets()) >= held, LOCK_MS / 1000 + 20,
@@ -248,13 +255,8 @@ def test_records_of_a_killed_consumer_come_back_when_its_connection_drops(brook_
     brook = brook_factory({"group.share.record.lock.duration.ms": lock_ms,
                            "group.share.heartbeat.interval.ms": 500,
                            "group.share.session.timeout.ms": 90_000})
-    topic, group = unique_topic("sharedrop"), unique_topic("gdrop")
-    create_topic(brook.bootstrap, topic, partitions=1)
-    holder = start(consumers, brook.bootstrap, group, topic, "hold")
-    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
-    wait_until(lambda: "HOLDING" in holder.lines, 30, what=f"records held\n{holder.describe()}")
+    holder, topic, group = holding_ten(consumers, brook.bootstrap, "drop")
     held = set(holder.offsets())
-    assert held == set(range(10)), holder.describe()
     other = start(consumers, brook.bootstrap, group, topic, "accept")
     time.sleep(2)
     assert not other.offsets(), other.describe()
