@@ -59,6 +59,38 @@ fn ids(group: Option<&str>, member: Option<&str>) -> Result<(String, String), (i
     Ok((group.to_owned(), member.to_owned()))
 }
 
+/// The group and member of a share request: both present, and a member of the group
+/// (see [`check_member`]); else the error code and message to answer with.
+fn requester(
+    shares: &Shares,
+    group: Option<&str>,
+    member: Option<&str>,
+    epoch: i32,
+) -> Result<(String, String), (i16, String)> {
+    let (group, member) = ids(group, member).map_err(|(code, m)| (code, m.to_owned()))?;
+    check_member(shares, &group, &member, epoch)
+        .map_err(|message| (ResponseError::UnknownMemberId.code(), message))?;
+    Ok((group, member))
+}
+
+/// A request's acknowledgements (RENEW among them from v2), after what the member holds
+/// in its session's partitions was released if the request closes its session.
+async fn settle(
+    shares: &Shares,
+    meta: &MetadataView,
+    (group, member): (&str, &str),
+    (epoch, session): (i32, &[SessionPartition]),
+    acks: &[(SessionPartition, AckBatches<'_>)],
+    version: i16,
+) -> BTreeMap<SessionPartition, i16> {
+    let released = if epoch == FINAL_EPOCH {
+        shares.release(group, member, session)
+    } else {
+        Vec::new()
+    };
+    acknowledge(shares, meta, (group, member), acks, version >= 2, released).await
+}
+
 /// UNKNOWN_MEMBER_ID for a member that is not in the share group (see
 /// `Shares::may_use_session`). A final-epoch request, which closes the session and
 /// releases what it holds, is let through: a departing member may send it after its
@@ -204,17 +236,12 @@ pub async fn fetch(
             .with_error_code(code)
             .with_error_message(Some(StrBytes::from_string(message.to_owned())))
     };
-    let (group, member) = match ids(
-        req.group_id.as_ref().map(|g| g.as_str()),
-        req.member_id.as_deref(),
-    ) {
-        Ok(ids) => ids,
-        Err((code, message)) => return fail(code, message),
-    };
     let epoch = req.share_session_epoch;
-    if let Err(message) = check_member(shares, &group, &member, epoch) {
-        return fail(ResponseError::UnknownMemberId.code(), &message);
-    }
+    let group_id = req.group_id.as_ref().map(|g| g.as_str());
+    let (group, member) = match requester(shares, group_id, req.member_id.as_deref(), epoch) {
+        Ok(ids) => ids,
+        Err((code, message)) => return fail(code, &message),
+    };
     let acquire = match acquisition(&req, version) {
         Ok(acquire) => acquire,
         Err(message) => return fail(ResponseError::InvalidRequest.code(), message),
@@ -288,18 +315,13 @@ pub async fn fetch(
         .copied()
         .chain(acks.iter().map(|(tp, _)| *tp));
     preload(shares, meta, &group, touched).await;
-    let released = if epoch == FINAL_EPOCH {
-        shares.release(&group, &member, &session)
-    } else {
-        Vec::new()
-    };
-    let ack_codes = acknowledge(
+    let ack_codes = settle(
         shares,
         meta,
         (&group, &member),
+        (epoch, &session),
         &acks,
-        version >= 2,
-        released,
+        version,
     )
     .await;
     let mut out: BTreeMap<SessionPartition, PartitionData> = ack_codes
@@ -454,17 +476,12 @@ pub async fn acknowledge_request(
             .with_error_code(code)
             .with_error_message(Some(StrBytes::from_string(message.to_owned())))
     };
-    let (group, member) = match ids(
-        req.group_id.as_ref().map(|g| g.as_str()),
-        req.member_id.as_deref(),
-    ) {
-        Ok(ids) => ids,
-        Err((code, message)) => return fail(code, message),
-    };
     let epoch = req.share_session_epoch;
-    if let Err(message) = check_member(shares, &group, &member, epoch) {
-        return fail(ResponseError::UnknownMemberId.code(), &message);
-    }
+    let group_id = req.group_id.as_ref().map(|g| g.as_str());
+    let (group, member) = match requester(shares, group_id, req.member_id.as_deref(), epoch) {
+        Ok(ids) => ids,
+        Err((code, message)) => return fail(code, &message),
+    };
     let session = match shares.session(
         (&group, &member),
         epoch,
@@ -498,18 +515,13 @@ pub async fn acknowledge_request(
         })
         .collect();
     preload(shares, meta, &group, acks.iter().map(|(tp, _)| *tp)).await;
-    let released = if epoch == FINAL_EPOCH {
-        shares.release(&group, &member, &session)
-    } else {
-        Vec::new()
-    };
-    let codes = acknowledge(
+    let codes = settle(
         shares,
         meta,
         (&group, &member),
+        (epoch, &session),
         &acks,
-        version >= 2,
-        released,
+        version,
     )
     .await;
     let mut by_topic: BTreeMap<Uuid, Vec<AckPartitionData>> = BTreeMap::new();

@@ -9,7 +9,7 @@
 //! watermark as its leader has it: this broker's replica where it leads, else the
 //! leader's figures over the inter-broker link (as Kafka's coordinator asks the leader).
 
-use brook_coord::Effects;
+use brook_coord::{Effects, GroupCoordinator, OffsetsRecord};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_share_group_offsets_response::{
     AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
@@ -238,31 +238,15 @@ pub async fn alter(
             ok
         });
     }
-    if !groups.coordinates(&group_id) {
-        let (code, message) = not_coordinator(&group_id);
-        return fail(code, Some(StrBytes::from_string(message)));
-    }
-    let image = meta.image();
-    let result = groups
-        .apply_replicated(&group_id, |c| {
-            let (response, records, changed) =
-                c.alter_share_group_offsets(&req, &ImageTopics(&image));
-            (
-                (response, changed),
-                Effects {
-                    replies: vec![],
-                    records,
-                },
-            )
-        })
-        .await;
-    match result {
-        Ok((mut response, changed)) => {
-            shares.forget_everywhere(&group_id, changed).await;
+    let change = |c: &mut GroupCoordinator, topics: &ImageTopics<'_>| {
+        c.alter_share_group_offsets(&req, topics)
+    };
+    match coordinated_change((groups, shares, meta), &group_id, change).await {
+        Ok(mut response) => {
             response.responses.extend(refused);
             response
         }
-        Err(e) => fail(e.code, Some(StrBytes::from_string(e.message))),
+        Err((code, message)) => fail(code, Some(message)),
     }
 }
 
@@ -297,15 +281,38 @@ pub async fn delete(
             ok
         });
     }
-    if !groups.coordinates(&group_id) {
-        let (code, message) = not_coordinator(&group_id);
-        return fail(code, Some(StrBytes::from_string(message)));
+    let change = |c: &mut GroupCoordinator, topics: &ImageTopics<'_>| {
+        c.delete_share_group_offsets(&req, topics)
+    };
+    match coordinated_change((groups, shares, meta), &group_id, change).await {
+        Ok(mut response) => {
+            response.responses.extend(refused);
+            response
+        }
+        Err((code, message)) => fail(code, Some(message)),
+    }
+}
+
+/// The coordinator's part of AlterShareGroupOffsets and DeleteShareGroupOffsets: on
+/// the group's coordinator, `change` makes the response and the records, which are
+/// replicated before the answer; the share-partitions it changed are then forgotten
+/// on every broker, so they start again from the new state.
+async fn coordinated_change<R>(
+    (groups, shares, meta): (&Groups, &Shares, &MetadataView),
+    group_id: &str,
+    change: impl FnOnce(
+        &mut GroupCoordinator,
+        &ImageTopics<'_>,
+    ) -> (R, Vec<OffsetsRecord>, Vec<(uuid::Uuid, i32)>),
+) -> Result<R, (i16, StrBytes)> {
+    if !groups.coordinates(group_id) {
+        let (code, message) = not_coordinator(group_id);
+        return Err((code, StrBytes::from_string(message)));
     }
     let image = meta.image();
-    let result = groups
-        .apply_replicated(&group_id, |c| {
-            let (response, records, changed) =
-                c.delete_share_group_offsets(&req, &ImageTopics(&image));
+    let (response, changed) = groups
+        .apply_replicated(group_id, |c| {
+            let (response, records, changed) = change(c, &ImageTopics(&image));
             (
                 (response, changed),
                 Effects {
@@ -314,13 +321,8 @@ pub async fn delete(
                 },
             )
         })
-        .await;
-    match result {
-        Ok((mut response, changed)) => {
-            shares.forget_everywhere(&group_id, changed).await;
-            response.responses.extend(refused);
-            response
-        }
-        Err(e) => fail(e.code, Some(StrBytes::from_string(e.message))),
-    }
+        .await
+        .map_err(|e| (e.code, StrBytes::from_string(e.message)))?;
+    shares.forget_everywhere(group_id, changed).await;
+    Ok(response)
 }
