@@ -34,6 +34,29 @@ pub struct ReplicaFigures {
     pub size_bytes: u64,
 }
 
+/// Asks leaders for their partitions' figures, all at once: each ask is (leader, its
+/// partitions, the caller's note on the ask); each answer comes with the leader and the
+/// note, the figures in the order asked (`None` where the leader has no such replica),
+/// or why there are none.
+#[allow(clippy::type_complexity)]
+pub async fn ask_leaders<K>(
+    peers: &crate::peer::PeerNet,
+    asks: Vec<(i32, Vec<(String, i32)>, K)>,
+    timeout: std::time::Duration,
+) -> Vec<(i32, K, Result<Vec<Option<ReplicaFigures>>, String>)> {
+    let asks = asks.into_iter().map(|(node, partitions, note)| async move {
+        let answer = peers
+            .figures(node, &partitions, timeout)
+            .await
+            .and_then(|bytes| {
+                serde_json::from_slice::<Vec<Option<ReplicaFigures>>>(&bytes)
+                    .map_err(|e| format!("bad figures from broker {node}: {e}"))
+            });
+        (node, note, answer)
+    });
+    futures_util::future::join_all(asks).await
+}
+
 /// What one [`Replicas::apply`] changed on this broker.
 #[derive(Debug, Default)]
 pub struct LeadershipDelta {

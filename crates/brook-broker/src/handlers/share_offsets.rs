@@ -32,7 +32,7 @@ use super::consumer_group::ImageTopics;
 use crate::groups::Groups;
 use crate::metadata::MetadataView;
 use crate::peer::PeerNet;
-use crate::replicas::{ReplicaFigures, Replicas};
+use crate::replicas::{ask_leaders, Replicas};
 use crate::shares::Shares;
 use brook_meta::AclOperation as Op;
 
@@ -88,19 +88,14 @@ async fn leader_ends(
     let Some(peers) = peers else {
         return ends;
     };
-    let asks = by_leader.into_iter().map(|(node, partitions)| async move {
-        let names: Vec<(String, i32)> =
-            partitions.iter().map(|(n, p, _)| (n.clone(), *p)).collect();
-        let answer = peers
-            .figures(node, &names, LEADER_TIMEOUT)
-            .await
-            .and_then(|bytes| {
-                serde_json::from_slice::<Vec<Option<ReplicaFigures>>>(&bytes)
-                    .map_err(|e| e.to_string())
-            });
-        (node, partitions, answer)
-    });
-    for (node, partitions, answer) in futures_util::future::join_all(asks).await {
+    let asks = by_leader
+        .into_iter()
+        .map(|(node, partitions)| {
+            let names = partitions.iter().map(|(n, p, _)| (n.clone(), *p)).collect();
+            (node, names, partitions)
+        })
+        .collect();
+    for (node, partitions, answer) in ask_leaders(peers, asks, LEADER_TIMEOUT).await {
         match answer {
             Ok(figures) => {
                 for ((name, p, epoch), f) in partitions.into_iter().zip(figures) {

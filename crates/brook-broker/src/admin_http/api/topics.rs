@@ -34,7 +34,7 @@ use super::{
 use crate::access::Op;
 use crate::admin_http::limits::PeerAddr;
 use crate::handlers::{str_bytes, topic_name};
-use crate::replicas::Replicas;
+use crate::replicas::{ask_leaders, Replicas};
 
 /// DescribeConfigs' and IncrementalAlterConfigs' resource type for a topic.
 const RESOURCE_TOPIC: i8 = 2;
@@ -75,22 +75,18 @@ pub async fn cluster_figures(
             by_leader.entry(leader).or_default().push(i);
         }
     }
-    let asks = by_leader.iter().map(|(&node, at)| {
-        let partitions: Vec<(String, i32)> = at.iter().map(|&i| wanted[i].clone()).collect();
-        async move {
-            let answer = peers.figures(node, &partitions, PEER_TIMEOUT).await;
-            let figures = answer.and_then(|bytes| {
-                serde_json::from_slice::<Vec<Option<Figures>>>(&bytes)
-                    .map_err(|e| format!("bad figures from broker {node}: {e}"))
-            });
-            (node, figures)
-        }
-    });
+    let asks = by_leader
+        .into_iter()
+        .map(|(node, at)| {
+            let partitions = at.iter().map(|&i| wanted[i].clone()).collect();
+            (node, partitions, at)
+        })
+        .collect();
     let mut unanswered = Vec::new();
-    for (node, answer) in futures_util::future::join_all(asks).await {
+    for (node, at, answer) in ask_leaders(peers, asks, PEER_TIMEOUT).await {
         match answer {
             Ok(figures) => {
-                for (&i, f) in by_leader[&node].iter().zip(figures) {
+                for (i, f) in at.into_iter().zip(figures) {
                     found[i] = f;
                 }
             }
