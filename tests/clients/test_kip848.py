@@ -480,6 +480,52 @@ def test_mixed_group_survives_a_broker_restart(brook, consumers):
     a.stop()
 
 
+@pytest.mark.deadline(240)
+def test_mixed_group_survives_a_coordinator_failover(cluster, consumers):
+    """A group upgraded to the consumer protocol with a classic member still in it (a
+    Java consumer-protocol member and a librdkafka classic member), on a 3-node cluster:
+    kill -9 of its coordinator. Another node takes the group over from the replicated
+    __consumer_offsets (both members, the classic one's metadata included), both go on
+    reading, every record is read, and the group is still one consumer group of two."""
+    topic, group = unique_topic("kip848f"), unique_topic("g848f")
+    cluster.create_topic(topic, partitions=2, replication_factor=3)
+    produce_range(cluster.bootstrap, topic, 0, 200)
+    a = JavaConsumer(cluster.bootstrap, group, topic)
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 2, 60, what=f"member owns both\n{a.describe()}")
+    classic = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                        "session.timeout.ms": 10000, "heartbeat.interval.ms": 500,
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    seen: set = set()
+
+    def poll_for(secs: float, until) -> None:
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline and not until():
+            m = classic.poll(0.2)
+            if m is not None and not m.error():
+                seen.add((m.partition(), m.offset()))
+                classic.commit(message=m, asynchronous=False)
+
+    try:
+        classic.subscribe([topic])
+        poll_for(60, lambda: len(classic.assignment()) == 1 and len(a.assigned()) == 1)
+        assert len(classic.assignment()) == 1, a.describe()
+        coordinator = next(i for i in cluster.ids
+                           if describe_consumer_group(cluster.nodes[i].port, group))
+        epoch = describe_in_cluster(cluster, group)["epoch"]
+        cluster.kill(coordinator)
+        produce_range(cluster.bootstrap, topic, 200, 200)
+        poll_for(120, lambda: len(set(a.records()) | seen) >= 400)
+        assert len(set(a.records()) | seen) == 400, (len(a.records()), len(seen))
+        after = describe_in_cluster(cluster, group)
+        assert len(after["members"]) == 2 and after["epoch"] >= epoch, after
+        poll_for(30, lambda: len(classic.assignment()) == 1 and len(a.assigned()) == 1)
+        assert len(classic.assignment()) == 1 and len(a.assigned()) == 1, a.describe()
+    finally:
+        classic.close()
+    a.stop()
+
+
 def describe_consumer_group(port: int, group: str) -> dict | None:
     """ConsumerGroupDescribe v0 sent to one node: {"epoch", "assignment_epoch", "state",
     "members": {member_id: rack_id}}, or None when the node does not coordinate it."""
@@ -533,7 +579,7 @@ def describe_consumer_group(port: int, group: str) -> dict | None:
 
 def describe_in_cluster(cluster, group: str) -> dict:
     """The group as its coordinator (whichever node that is) describes it."""
-    for i in cluster.ids:
+    for i in (i for i in cluster.ids if cluster.nodes[i].running):
         d = describe_consumer_group(cluster.nodes[i].port, group)
         if d is not None:
             return d
