@@ -23,6 +23,13 @@ pub(crate) enum TimerKey {
     /// A consumer-protocol member's time to revoke partitions (its rebalance timeout):
     /// on expiry, if it still has not, it is removed.
     ConsumerRevocation { group: String, member: String },
+    /// A classic member of a consumer group that was told to rejoin (Kafka's consumer
+    /// group join timeout): unless it sends JoinGroup within its rebalance timeout, it
+    /// is removed.
+    ClassicJoin { group: String, member: String },
+    /// A classic member of a consumer group that joined: unless it sends SyncGroup
+    /// within its rebalance timeout, it is removed.
+    ClassicSync { group: String, member: String },
     /// A share group member's session (KIP-932): on expiry the member is removed.
     ShareSession { group: String, member: String },
     /// The periodic search for expired offsets.

@@ -810,15 +810,22 @@ pub(crate) fn remove_member(
 
 /// A member's session ran out.
 pub(crate) fn expire_session(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str) {
+    fence(ctx, group, member_id, "its session expired");
+}
+
+/// Removes a member for `reason` (Kafka's fencing), or turns the group into a classic
+/// group of the others when it was the last consumer-protocol member and the policy
+/// allows it.
+pub(crate) fn fence(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str, reason: &str) {
     if let Some(cg) = group.consumer.as_mut() {
         if !cg.members.contains_key(member_id) {
             return;
         }
         if super::migration::should_downgrade(ctx, cg, member_id) {
-            info!(group = %group.id, member = member_id, "the last consumer-protocol member's session expired");
+            info!(group = %group.id, member = member_id, reason, "the last consumer-protocol member is fenced");
             super::migration::downgrade(ctx, group, member_id);
         } else {
-            remove_member(ctx, &group.id, cg, member_id, "its session expired");
+            remove_member(ctx, &group.id, cg, member_id, reason);
         }
     }
 }
@@ -890,9 +897,26 @@ pub(crate) fn revocation_key(group_id: &str, member_id: &str) -> TimerKey {
     }
 }
 
-fn cancel_timers(ctx: &mut Ctx<'_>, group_id: &str, member_id: &str) {
+pub(crate) fn classic_join_key(group_id: &str, member_id: &str) -> TimerKey {
+    TimerKey::ClassicJoin {
+        group: group_id.to_owned(),
+        member: member_id.to_owned(),
+    }
+}
+
+pub(crate) fn classic_sync_key(group_id: &str, member_id: &str) -> TimerKey {
+    TimerKey::ClassicSync {
+        group: group_id.to_owned(),
+        member: member_id.to_owned(),
+    }
+}
+
+/// Every timer of a consumer group's member.
+pub(crate) fn cancel_timers(ctx: &mut Ctx<'_>, group_id: &str, member_id: &str) {
     ctx.timers.cancel(&session_key(group_id, member_id));
     ctx.timers.cancel(&revocation_key(group_id, member_id));
+    ctx.timers.cancel(&classic_join_key(group_id, member_id));
+    ctx.timers.cancel(&classic_sync_key(group_id, member_id));
 }
 
 fn member_key(group_id: &str, member_id: &str) -> (String, String) {

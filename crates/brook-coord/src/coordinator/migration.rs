@@ -10,7 +10,9 @@
 //!   its member epoch), SyncGroup (their assigned partitions, in the consumer protocol's
 //!   assignment format), Heartbeat (REBALANCE_IN_PROGRESS when the group epoch moved
 //!   past theirs, they owe a revocation, or a partition they wait for became free) and
-//!   LeaveGroup;
+//!   LeaveGroup; told to rejoin, a classic member has its rebalance timeout to send
+//!   JoinGroup, and after JoinGroup the same to send SyncGroup, or it is removed
+//!   (Kafka's join and sync timeouts);
 //! - downgrade: when the last consumer-protocol member leaves (or is fenced) and classic
 //!   members remain, the group becomes a classic group of those members and rebalances.
 //!
@@ -214,6 +216,15 @@ pub(crate) fn join(
 ) {
     let parked = join.parked;
     let result = try_join(ctx, group, &join, topics);
+    if let Ok((member_id, _, _)) = &result {
+        // It rejoined; now it has its rebalance timeout to sync (Kafka's sync timeout).
+        ctx.timers
+            .cancel(&cons::classic_join_key(&group.id, member_id));
+        ctx.schedule_group_timer(
+            cons::classic_sync_key(&group.id, member_id),
+            i64::from(join.rebalance_timeout_ms.max(0)),
+        );
+    }
     let response = match result {
         Ok((member_id, epoch, protocol)) => join_success(
             parked.version,
@@ -413,6 +424,7 @@ pub(crate) fn sync(
         }
         if cg.group_epoch > member.member_epoch && member.state != MemberState::UnrevokedPartitions
         {
+            must_rejoin(ctx, &group.id, member);
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok((member, protocol.map(str::to_owned)))
@@ -424,6 +436,8 @@ pub(crate) fn sync(
             let key = session_key(&group.id, &member.member_id);
             let assignment = encode_assignment(member, topics);
             ctx.schedule_group_timer(key, i64::from(timeout));
+            ctx.timers
+                .cancel(&cons::classic_sync_key(&group.id, &member.member_id));
             sync_success(
                 parked.version,
                 Some(CONSUMER_PROTOCOL_TYPE),
@@ -456,9 +470,20 @@ pub(crate) fn heartbeat(
         i64::from(timeout),
     );
     if should_rejoin(cg, member) {
+        must_rejoin(ctx, &group.id, member);
         return Err(ResponseError::RebalanceInProgress);
     }
     Ok(())
+}
+
+/// A classic member was told to rejoin (REBALANCE_IN_PROGRESS): unless it sends
+/// JoinGroup within its rebalance timeout it is removed (Kafka's join timeout; the
+/// first telling starts the clock, later ones do not move it).
+fn must_rejoin(ctx: &mut Ctx<'_>, group_id: &str, member: &ConsumerMember) {
+    let key = cons::classic_join_key(group_id, &member.member_id);
+    if !ctx.timers.is_scheduled(&key) {
+        ctx.schedule_group_timer(key, i64::from(member.rebalance_timeout_ms.max(0)));
+    }
 }
 
 /// LeaveGroup to a consumer group: each classic member named leaves it.
@@ -529,9 +554,7 @@ pub(crate) fn downgrade(ctx: &mut Ctx<'_>, group: &mut Group, leaving: &str) {
     let group_id = group.id.clone();
     let cg = group.consumer.take().expect("a consumer group");
     for member_id in cg.members.keys() {
-        ctx.timers.cancel(&session_key(&group_id, member_id));
-        ctx.timers
-            .cancel(&cons::revocation_key(&group_id, member_id));
+        cons::cancel_timers(ctx, &group_id, member_id);
     }
     ctx.effects
         .records

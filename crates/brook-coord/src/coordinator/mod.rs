@@ -283,6 +283,18 @@ impl GroupCoordinator {
                         consumer::expire_revocation(&mut ctx, g, &member);
                     }
                 }
+                TimerKey::ClassicJoin { group, member } => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        let why = "the classic member did not rejoin within its rebalance timeout";
+                        consumer::fence(&mut ctx, g, &member, why);
+                    }
+                }
+                TimerKey::ClassicSync { group, member } => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        let why = "the classic member did not sync within its rebalance timeout";
+                        consumer::fence(&mut ctx, g, &member, why);
+                    }
+                }
                 TimerKey::ShareSession { group, member } => {
                     if let Some(g) = groups.get_mut(&group) {
                         share::expire_session(&mut ctx, g, &member);

@@ -315,3 +315,81 @@ fn an_upgrade_answers_the_parked_joins_of_a_rebalancing_classic_group() {
         3
     );
 }
+
+/// Kafka's join and sync timeouts for classic members of a consumer group: told to
+/// rejoin, a member has its rebalance timeout to send JoinGroup; after JoinGroup, the
+/// same to send SyncGroup. Heartbeats alone do not keep it in the group.
+#[test]
+fn classic_members_that_do_not_rejoin_or_sync_in_time_are_removed() {
+    let mut h = harness(MigrationPolicy::Bidirectional);
+    let members = classic_group(&mut h);
+    let (lazy, syncless) = (&members[0].member_id, &members[1].member_id);
+    let r = cg_heartbeat(&mut h, "new-member-id-0000000", 0);
+    assert_eq!(r.error_code, NONE);
+    let epoch_of = |h: &Harness, id: &str| {
+        h.coord.groups[G].consumer.as_ref().unwrap().members[id].member_epoch
+    };
+    // `lazy` is told to rejoin and never does; `syncless` rejoins and never syncs.
+    let lazy_epoch = epoch_of(&h, lazy);
+    assert_eq!(
+        h.heartbeat_as(G, lazy, None, lazy_epoch),
+        code(ResponseError::RebalanceInProgress)
+    );
+    let token = h.send_join(&JoinSpec::new(G, "x").member(syncless));
+    let rejoined = h.joined(&JoinSpec::new(G, "x"), token);
+    let mut new_epoch = r.member_epoch;
+    let mut waited = 0;
+    while waited < super::REBALANCE_MS as i64 - 5_000 {
+        h.advance(5_000);
+        waited += 5_000;
+        // Both keep their sessions alive; the consumer member too.
+        h.heartbeat_as(G, lazy, None, lazy_epoch);
+        h.heartbeat_as(G, syncless, None, rejoined.generation);
+        new_epoch = cg_heartbeat(&mut h, "new-member-id-0000000", new_epoch).member_epoch;
+    }
+    let cg = h.coord.groups[G].consumer.as_ref().unwrap();
+    assert!(cg.members.contains_key(lazy) && cg.members.contains_key(syncless));
+    h.advance(6_000);
+    cg_heartbeat(&mut h, "new-member-id-0000000", new_epoch);
+    let cg = h.coord.groups[G].consumer.as_ref().unwrap();
+    assert!(
+        !cg.members.contains_key(lazy),
+        "did not rejoin, yet still a member"
+    );
+    assert!(
+        !cg.members.contains_key(syncless),
+        "did not sync, yet still a member"
+    );
+    assert!(cg.members.contains_key("new-member-id-0000000"));
+    assert_eq!(
+        h.heartbeat_as(G, lazy, None, lazy_epoch),
+        code(ResponseError::UnknownMemberId)
+    );
+}
+
+/// A classic member that rejoins when told to and syncs stays, however long it runs.
+#[test]
+fn classic_members_that_rejoin_and_sync_stay() {
+    let mut h = harness(MigrationPolicy::Bidirectional);
+    let members = classic_group(&mut h);
+    let r = cg_heartbeat(&mut h, "new-member-id-0000000", 0);
+    let mut new_epoch = r.member_epoch;
+    for _ in 0..20 {
+        for m in &members {
+            let epoch =
+                h.coord.groups[G].consumer.as_ref().unwrap().members[&m.member_id].member_epoch;
+            if h.heartbeat_as(G, &m.member_id, None, epoch) != NONE {
+                let token = h.send_join(&JoinSpec::new(G, "x").member(&m.member_id));
+                let rejoined = h.joined(&JoinSpec::new(G, "x"), token);
+                let st = h.send_sync(&rejoined, &[], 5);
+                assert_eq!(h.expect_sync(st).error_code, NONE);
+            }
+        }
+        new_epoch = cg_heartbeat(&mut h, "new-member-id-0000000", new_epoch).member_epoch;
+        h.advance(5_000);
+    }
+    assert_eq!(
+        h.coord.groups[G].consumer.as_ref().unwrap().members.len(),
+        3
+    );
+}
