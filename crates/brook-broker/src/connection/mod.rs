@@ -1,7 +1,17 @@
 //! One client connection: read frames, answer them in order, close on bad input.
 //!
-//! Requests are handled one at a time per connection, as Kafka does, so responses go out
-//! in correlation-id order; pipelined requests wait in the socket buffer.
+//! A connection is two halves in one task. The reading half ([`Reading`]) reads and
+//! handles one request at a time, in arrival order, as far as its local work goes, and
+//! queues its answer; the writing half (`write::write_responses`) writes the answers
+//! in the same order, each once it is complete. Only an acks=all Produce is queued
+//! before it is complete: its records are appended here first (so appends from one
+//! connection land in request order, and an idempotent producer's sequences stay in
+//! order), then its wait for the in-sync replicas runs on (`pipeline::replicate`)
+//! while the reading half handles the next requests. At most
+//! [`MAX_IN_FLIGHT_REQUESTS`] requests are in the connection at once; with none free,
+//! nothing more is read. A throttled answer stops the reading half until it is out and
+//! its throttle time over (Kafka's muted channel); an answer that closes the
+//! connection stops it at once, the answers queued before it still written.
 //!
 //! Fetch records go from segment files to the socket with `sendfile(2)`: the response is
 //! a list of chunks, encoded bytes written through the buffered writer and file ranges
