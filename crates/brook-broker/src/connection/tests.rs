@@ -130,7 +130,7 @@ async fn answers_go_out_in_request_order_when_later_waits_end_first() {
     let slots = Semaphore::new(MAX_IN_FLIGHT_REQUESTS);
     let (queue, queued) = mpsc::channel(MAX_IN_FLIGHT_REQUESTS);
     let replies = [
-        replicating_after(400, b"1"),
+        replicating_after(2000, b"1"),
         Reply::Ready(Outcome::Reply(BytesMut::from(&b"2"[..]))),
         replicating_after(10, b"3"),
         // acks=0: no answer, but its turn all the same.
@@ -156,7 +156,7 @@ async fn answers_go_out_in_request_order_when_later_waits_end_first() {
     let writing = write::write_responses(None, &mut writer, peer, Duration::from_secs(10), queued);
     let reading = async {
         // The later answers are ready long before the first: none may overtake it.
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut early = [0; 4];
         let ahead = client.try_read(&mut early);
         assert!(
