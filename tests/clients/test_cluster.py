@@ -523,3 +523,107 @@ def test_group_coordinator_failover_keeps_every_committed_offset(cluster: Cluste
     assert all(before_kill.get(p, 0) <= committed[p] for p in range(partitions))
     print(f"verified: {n} records consumed, committed offsets {committed} survive the "
           f"coordinator's kill")
+
+
+# ---------------------------------------------------------------------------------------
+# d. pipelined acks=all produce requests on one connection
+# ---------------------------------------------------------------------------------------
+
+def scrape_counter(node, name: str) -> float:
+    """The value of the series `name` (with its labels) on the node's /metrics (0 if
+    absent)."""
+    import urllib.request
+    with urllib.request.urlopen(node.admin_url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+PIPELINED_CLIENT_REQUESTS = 'brook_pipelined_requests_total{listener="PLAINTEXT"}'
+PRODUCE_REQUESTS = 'brook_request_total_time_seconds_count{api="Produce"}'
+
+
+@pytest.mark.deadline(90)
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "plain"])
+def test_pipelined_acks_all_requests_keep_order_and_lose_nothing(cluster: Cluster, idempotent):
+    """A librdkafka acks=all producer at linger 0 with small batches may keep up to 5
+    Produce requests in flight on its one connection to the leader, which handles the
+    next requests while the earlier ones wait for the followers. Every record is
+    acknowledged once, at an offset that grows with the order it was produced in, and
+    stored once, in that order (an idempotent producer would also fail fatally on an
+    out-of-order sequence). librdkafka's idempotent producer keeps about one request in
+    flight per partition here, so the plain producer is the one shown to pipeline: most
+    of its requests are handled while an earlier one waits."""
+    topic = unique_topic("pipelined")
+    cluster.create_topic(topic, partitions=1, replication_factor=3, config=TOPIC_CONFIG)
+    leader = cluster.leader(topic, 0)
+    before = scrape_counter(cluster.nodes[leader], PIPELINED_CLIENT_REQUESTS)
+    produces_before = scrape_counter(cluster.nodes[leader], PRODUCE_REQUESTS)
+
+    acked: list[tuple[int, int]] = []   # (seq, offset) in delivery-report order
+    failed: list[tuple[bytes, str]] = []
+    errors: list[str] = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            failed.append((msg.value(), str(err)))
+        else:
+            acked.append((int(msg.value()[1:]), msg.offset()))
+
+    p = Producer({
+        "bootstrap.servers": cluster.bootstrap_of(leader),
+        "enable.idempotence": idempotent,
+        "acks": "all",
+        "linger.ms": 0,
+        "max.in.flight.requests.per.connection": 5,
+        # Small batches: many requests, the next ones ready while earlier ones wait.
+        "batch.size": 512,
+        "message.timeout.ms": 30000,
+        "error_cb": lambda e: errors.append(str(e)),
+    })
+    total = 20_000
+    start = time.monotonic()
+    for seq in range(total):
+        while True:
+            try:
+                p.produce(topic, value=b"v%08d" % seq, partition=0, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+    remaining = p.flush(40)
+    took = time.monotonic() - start
+    assert remaining == 0, f"{remaining} delivery reports missing after 40 s"
+    assert not errors, f"producer errors: {errors[:3]}"
+    assert not failed, f"{len(failed)} deliveries failed, e.g. {failed[:3]}"
+    assert len(acked) == total, f"{total} produced, {len(acked)} acknowledged"
+
+    by_seq = dict(acked)
+    assert len(by_seq) == total, "a record was acknowledged twice"
+    offsets = [by_seq[s] for s in range(total)]
+    disorder = [s for s in range(1, total) if offsets[s] <= offsets[s - 1]]
+    assert not disorder, (f"{len(disorder)} records acknowledged at offsets out of "
+                          f"produce order, e.g. seq {disorder[0]}: offset "
+                          f"{offsets[disorder[0]]} after {offsets[disorder[0] - 1]}")
+
+    recs = consume_to_end(cluster.bootstrap, topic, 1, timeout=40)[0]
+    check_partition(recs, 0)
+    values = [r.value for r in recs]
+    expected = [b"v%08d" % s for s in range(total)]
+    first_diff = next((i for i, (a, b) in enumerate(zip(values, expected)) if a != b),
+                      min(len(values), total))
+    assert values == expected, (f"stored {len(values)} records, produced {total}; "
+                                f"first difference at {first_diff}")
+    assert [r.offset for r in recs] == offsets, "stored offsets differ from acknowledged ones"
+
+    pipelined = scrape_counter(cluster.nodes[leader], PIPELINED_CLIENT_REQUESTS) - before
+    produces = scrape_counter(cluster.nodes[leader], PRODUCE_REQUESTS) - produces_before
+    print(f"{'idempotent' if idempotent else 'plain'}: {total} records in {took:.2f}s, "
+          f"{produces:.0f} Produce requests; node{leader} handled {pipelined:.0f} requests "
+          f"while earlier ones of their connection were unanswered")
+    assert produces >= 100, f"only {produces:.0f} Produce requests: batches too large"
+    if not idempotent:
+        assert pipelined >= produces / 10, (
+            f"only {pipelined:.0f} of {produces:.0f} requests were handled while an earlier "
+            f"one of the connection was unanswered: the connection did not pipeline")

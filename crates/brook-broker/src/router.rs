@@ -29,6 +29,9 @@ pub enum Response {
     Kind(ResponseKind),
     /// A Fetch response whose records the connection sends from segment files.
     Fetch(handlers::fetch::FetchReply),
+    /// An acks=all Produce appended here and waiting for the in-sync replicas: only
+    /// [`dispatch_pipelined`] returns one ([`dispatch`] waits for it).
+    Replicating(Box<handlers::produce::Replicating>),
 }
 
 /// Calls `$m!` with every response kind that carries a `throttle_time_ms`.
@@ -52,6 +55,7 @@ impl Response {
         match self {
             Response::Fetch(reply) => reply.response.throttle_time_ms,
             Response::Kind(kind) => throttled_kinds!(get, kind),
+            Response::Replicating(r) => r.throttle_time_ms(),
         }
     }
 
@@ -68,6 +72,7 @@ impl Response {
         match self {
             Response::Fetch(reply) => reply.response.throttle_time_ms = ms,
             Response::Kind(kind) => throttled_kinds!(set, kind),
+            Response::Replicating(r) => r.set_throttle_time_ms(ms),
         }
     }
 }
@@ -108,12 +113,33 @@ impl Services {
     }
 }
 
-/// Handles one request. `None` means no response is sent (Produce with acks=0).
+/// Handles one request. `None` means no response is sent (Produce with acks=0). An
+/// acks=all Produce is answered once its records reached the in-sync replicas.
+pub async fn dispatch(
+    s: &Services,
+    ctx: &RequestContext,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<Response> {
+    // Boxed: callers (the admin API, forwarded requests) nest this in futures of their
+    // own, and one more level of the handlers' state overflows rustc's layout depth.
+    match Box::pin(dispatch_pipelined(s, ctx, header, request)).await {
+        Some(Response::Replicating(r)) => {
+            Some(Response::Kind(ResponseKind::Produce(r.replicated().await)))
+        }
+        other => other,
+    }
+}
+
+/// Handles one request as [`dispatch`] does, except that an acks=all Produce comes
+/// back as [`Response::Replicating`] once its records are appended here: the caller
+/// waits for the replicas (the connection, while it handles the client's next
+/// requests).
 ///
 /// With an authorizer, the request first passes Kafka's checks (`access`): what the
 /// principal may not touch is taken out of the request and answered with Kafka's
 /// error, and a request refused as a whole never reaches its handler.
-pub async fn dispatch(
+pub async fn dispatch_pipelined(
     s: &Services,
     ctx: &RequestContext,
     header: &RequestHeader,
@@ -371,12 +397,16 @@ async fn dispatch_checked(
                 },
                 None => Vec::new(),
             };
-            return produce::handle(replicas, meta, &s.txns, &s.metrics, r, v)
-                .await
-                .map(|mut r| {
+            return match produce::handle(replicas, meta, &s.txns, &s.metrics, r, v).await {
+                produce::Produced::Done(r) => r.map(|mut r| {
                     r.responses.extend(refused);
                     Response::Kind(ResponseKind::Produce(r))
-                });
+                }),
+                produce::Produced::Replicating(mut r) => {
+                    r.extend(refused);
+                    Some(Response::Replicating(Box::new(r)))
+                }
+            };
         }
         RequestKind::Fetch(mut r) => {
             let refused = gate!(c => access::fetch(c, image?, &mut r));

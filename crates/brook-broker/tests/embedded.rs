@@ -212,3 +212,106 @@ async fn metadata_by_topic_id() {
     assert_eq!(meta.topics[2].error_code, 100, "UNKNOWN_TOPIC_ID");
     broker.shutdown().await;
 }
+
+/// Requests sent back to back on one connection, acks=all Produce (answered once the
+/// replicas have the records, after the requests behind it were handled), acks=0
+/// Produce (no answer) and others mixed: answered in request order, the records
+/// appended in request order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_request_order() {
+    let broker = Broker::builder()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .memory(true)
+        .start()
+        .await
+        .unwrap();
+    let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
+    let topic = CreatableTopic::default()
+        .with_name(name("p"))
+        .with_num_partitions(1)
+        .with_replication_factor(-1);
+    let ResponseKind::CreateTopics(created) = call(
+        &mut stream,
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic])),
+    )
+    .await
+    else {
+        panic!("wrong response")
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+
+    let produce = |acks: i16, i: usize| {
+        let records = [Record {
+            value: Some(Bytes::from(format!("v{i}"))),
+            timestamp_ms: 1,
+            ..Record::default()
+        }];
+        let batch = encode_batch(&records, brook_protocol::batch::Compression::None)
+            .unwrap()
+            .freeze();
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name("p"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch))])]),
+        )
+    };
+    // (correlation id, api, version, request); every fourth Produce is acks=0.
+    let mut requests = Vec::new();
+    for i in 0..40 {
+        let id = i as i32;
+        requests.push(match i % 5 {
+            4 => (
+                id,
+                ApiKey::ApiVersions,
+                3,
+                RequestKind::ApiVersions(ApiVersionsRequest::default()),
+            ),
+            3 => (id, ApiKey::Produce, 9, produce(0, i)),
+            _ => (id, ApiKey::Produce, 9, produce(-1, i)),
+        });
+    }
+    let mut wire = BytesMut::new();
+    for (id, api, version, body) in &requests {
+        let header = RequestHeader::default()
+            .with_request_api_key(*api as i16)
+            .with_request_api_version(*version)
+            .with_correlation_id(*id);
+        wire.extend_from_slice(&encode_request(&header, body).unwrap());
+    }
+    stream.write_all(&wire).await.unwrap();
+
+    let mut offsets = Vec::new();
+    for (id, api, version, _) in requests
+        .iter()
+        .filter(|r| !matches!(&r.3, RequestKind::Produce(p) if p.acks == 0))
+    {
+        let len = stream.read_i32().await.unwrap() as usize;
+        let mut buf = BytesMut::zeroed(len);
+        stream.read_exact(&mut buf).await.unwrap();
+        let (correlation_id, response) = decode_response(*api, *version, buf.freeze()).unwrap();
+        assert_eq!(correlation_id, *id, "answers out of request order");
+        if let ResponseKind::Produce(produced) = response {
+            let p = &produced.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0);
+            offsets.push((*id, p.base_offset));
+        }
+    }
+    // Every Produce (acks=0 ones too) appended one record, in request order.
+    let produces: Vec<i32> = requests
+        .iter()
+        .filter(|r| r.1 == ApiKey::Produce)
+        .map(|r| r.0)
+        .collect();
+    for (id, offset) in offsets {
+        let position = produces.iter().position(|p| *p == id).unwrap() as i64;
+        assert_eq!(offset, position, "request {id} appended out of order");
+    }
+    broker.shutdown().await;
+}

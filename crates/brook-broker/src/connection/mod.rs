@@ -1,7 +1,17 @@
 //! One client connection: read frames, answer them in order, close on bad input.
 //!
-//! Requests are handled one at a time per connection, as Kafka does, so responses go out
-//! in correlation-id order; pipelined requests wait in the socket buffer.
+//! A connection is two halves in one task. The reading half ([`Reading`]) reads and
+//! handles one request at a time, in arrival order, as far as its local work goes, and
+//! queues its answer; the writing half (`write::write_responses`) writes the answers
+//! in the same order, each once it is complete. Only an acks=all Produce is queued
+//! before it is complete: its records are appended here first (so appends from one
+//! connection land in request order, and an idempotent producer's sequences stay in
+//! order), then its wait for the in-sync replicas runs on (`pipeline::replicate`)
+//! while the reading half handles the next requests. At most
+//! [`MAX_IN_FLIGHT_REQUESTS`] requests are in the connection at once; with none free,
+//! nothing more is read. A throttled answer stops the reading half until it is out and
+//! its throttle time over (Kafka's muted channel); an answer that closes the
+//! connection stops it at once, the answers queued before it still written.
 //!
 //! Fetch records go from segment files to the socket with `sendfile(2)`: the response is
 //! a list of chunks, encoded bytes written through the buffered writer and file ranges
@@ -16,13 +26,13 @@
 //! `sasl.server.max.receive.size` and only ApiVersions and the SASL requests are taken.
 
 mod internal;
+mod pipeline;
 mod read;
 mod sasl;
 mod throttle;
+mod write;
 
-use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,15 +40,15 @@ use brook_protocol::request::{decode_request, encode_response, peek_header};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, Interest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::Instrument;
 
 use crate::apis;
 use crate::clock::{monotonic_ns, now_ms};
-use crate::fetch_encode::{encode_fetch_response, Chunk, FileRegion};
+use crate::fetch_encode::{encode_fetch_response, Chunk};
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
 use crate::metrics::{BrokerMetrics, RequestTimes, TimedApi};
@@ -48,6 +58,7 @@ use crate::router::Services;
 use crate::router::{self, Response};
 use crate::sasl::SaslSession;
 use crate::session::{Auth, ConnectionShares, Session};
+use pipeline::{Answer, Handled, Queued, Reply, MAX_IN_FLIGHT_REQUESTS};
 use read::{read_frame, ReadError};
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
@@ -65,13 +76,6 @@ pub struct ConnectionLimits {
 /// released once it has been handled, before its response is written, so a client
 /// that does not read its responses holds none of the pool.
 pub type RequestMemory = Arc<tokio::sync::Semaphore>;
-
-/// The most one `sendfile` call is asked to send (Linux sends at most 0x7ffff000).
-const SENDFILE_STEP_BYTES: usize = 1 << 30;
-/// File ranges shorter than this are copied into the write buffer (one `pread`) rather
-/// than sent with a flush and a `sendfile` of their own, so a fetch of many partitions
-/// with little data each still goes out in few writes.
-const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 
 /// The write half of a connection's stream: a plaintext socket takes file ranges with
 /// `sendfile`; any other stream (TLS) gets them copied.
@@ -95,9 +99,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ResponseSink
         None
     }
 }
-
-/// File ranges copied through a TLS writer go in steps of this many bytes.
-const COPY_STEP_BYTES: usize = 64 * 1024;
 
 enum Outcome {
     Reply(BytesMut),
@@ -162,130 +163,52 @@ pub async fn serve<R, W>(
     limits: ConnectionLimits,
     memory: RequestMemory,
     session: Session,
-    mut sasl: Option<SaslSession>,
+    sasl: Option<SaslSession>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin + Send,
     W: ResponseSink,
 {
-    let mut session = Arc::new(session);
     let _open = services.metrics.connection_opened(&session.listener.name);
     let _shares = EndShareSessions(services.clone(), session.shares.clone());
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     let timing = services.metrics.requests_enabled();
-    loop {
-        // Before SASL authentication (or during a re-authentication) frames are bounded
-        // by sasl.server.max.receive.size.
-        let max_frame = match &sasl {
-            Some(s) if !s.is_authenticated() => s.max_receive_bytes(),
-            _ => limits.max_request_size_bytes,
+    {
+        let slots = Semaphore::new(MAX_IN_FLIGHT_REQUESTS);
+        let (queue, queued) = mpsc::channel(MAX_IN_FLIGHT_REQUESTS);
+        let reading = Reading {
+            services: &services,
+            peer,
+            limits,
+            memory: &memory,
+            session: Arc::new(session),
+            sasl,
+            slots: &slots,
+            timing,
+            pipelined: None,
         };
-        let frame = tokio::select! {
-            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, max_frame, &memory)) => frame,
-            _ = shutdown.changed() => break,
+        let mut read = std::pin::pin!(reading.run(&mut reader, queue));
+        let mut write = std::pin::pin!(write::write_responses(
+            Some(&services.metrics),
+            &mut writer,
+            peer,
+            limits.idle_timeout,
+            queued,
+        ));
+        // A parked request (fetch long-poll, JoinGroup) or an acks=all wait must not
+        // hold up shutdown. The writing half ends first only when the connection must
+        // close; when the reading half ends (end of stream, bad input, idle), what it
+        // queued is still answered.
+        let read_ended = tokio::select! {
+            _ = shutdown.changed() => false,
+            () = &mut write => false,
+            () = &mut read => true,
         };
-        let frame = match frame {
-            Err(_) => {
-                tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
-                break;
-            }
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => break,
-            Ok(Err(ReadError::TlsHandshake)) if !session.listener.protocol.tls() => {
-                tracing::warn!(
-                    "TLS client on plaintext listener {} from {peer}: closing the connection",
-                    session.listener.name
-                );
-                break;
-            }
-            Ok(Err(ReadError::TlsHandshake)) => {
-                tracing::warn!(%peer, reason = "invalid frame size (a TLS record header)", "closing connection");
-                break;
-            }
-            Ok(Err(ReadError::Other(reason))) => {
-                tracing::warn!(%peer, %reason, "closing connection");
-                break;
-            }
-        };
-        let (frame, reservation) = frame;
-        let received_ns = timing.then(monotonic_ns);
-        // A parked request (fetch long-poll, JoinGroup) must not hold up shutdown.
-        let Handled {
-            outcome,
-            timed,
-            delay_ms,
-            mute_ms,
-        } = match sasl.as_mut().filter(|s| s.raw_tokens()) {
-            Some(s) => Handled {
-                outcome: sasl::raw_token(
-                    &services.metrics,
-                    s,
-                    &mut session,
-                    peer,
-                    &frame,
-                    now_ms(),
-                ),
-                timed: None,
-                delay_ms: 0,
-                mute_ms: 0,
-            },
-            None => tokio::select! {
-                handled = handle_frame(&services, peer, frame, &mut session, &mut sasl, timing) => handled,
-                _ = shutdown.changed() => break,
-            },
-        };
-        drop(reservation);
-        if delay_ms > 0 {
-            // A client that does not throttle itself: its response waits instead
-            // (nothing is read from it meanwhile either).
+        if read_ended {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
-                _ = shutdown.changed() => break,
-            }
-        }
-        // A client that stops reading its responses is disconnected after the idle
-        // timeout rather than holding this task (and the response) forever.
-        let write = tokio::time::timeout(limits.idle_timeout, async {
-            let after = write_outcome(&mut writer, outcome).await?;
-            // Flush every response: holding it back for a pipelined request that
-            // parks (a fetch long-poll, a JoinGroup) would delay it by that wait.
-            writer.flush().await.map_err(|e| (false, e.to_string()))?;
-            Ok(after)
-        });
-        let written = tokio::select! {
-            written = write => written,
-            _ = shutdown.changed() => break,
-        };
-        if let (Ok(Ok(_)), Some(timed), Some(received_ns)) = (&written, timed, received_ns) {
-            timed.record(&services.metrics, received_ns);
-        }
-        match written {
-            Ok(Ok(Sent::Close(reason))) => {
-                tracing::debug!(%peer, %reason, "closing connection");
-                break;
-            }
-            Ok(Ok(Sent::Continue)) => {
-                if mute_ms > 0 {
-                    // Kafka mutes a throttled client's channel once its response is
-                    // out: nothing more is read from it until the throttle time ends.
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(mute_ms)) => {}
-                        _ = shutdown.changed() => break,
-                    }
-                }
-            }
-            Ok(Err((loud, reason))) => {
-                if loud {
-                    tracing::warn!(%peer, %reason, "closing connection");
-                } else {
-                    tracing::debug!(%peer, %reason, "closing connection");
-                }
-                break;
-            }
-            Err(_) => {
-                tracing::warn!(%peer, "closing connection: the client did not read its response within connections.max.idle.ms");
-                break;
+                _ = shutdown.changed() => {}
+                () = &mut write => {}
             }
         }
     }
@@ -309,192 +232,118 @@ impl Drop for EndShareSessions {
     }
 }
 
-/// What the connection does once a response is out.
-enum Sent {
-    Continue,
-    /// The response was a refusal the connection closes after (a failed SASL
-    /// authentication): it was sent, and is timed, but nothing more is read.
-    Close(String),
+/// The reading half of a connection: it reads and handles one request at a time, in
+/// order, and queues each answer for the writing half ([`write::write_responses`]).
+struct Reading<'a> {
+    services: &'a Services,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+    memory: &'a RequestMemory,
+    session: Arc<Session>,
+    sasl: Option<SaslSession>,
+    /// [`MAX_IN_FLIGHT_REQUESTS`] slots: one is taken before a frame is read and given
+    /// back once its answer is out.
+    slots: &'a Semaphore,
+    timing: bool,
+    /// `brook_pipelined_requests` of the listener, once the connection has one.
+    pipelined: Option<prometheus_client::metrics::counter::Counter>,
 }
 
-/// Writes one handler outcome. `Err((loud, reason))` closes the connection; `loud`
-/// says whether that deserves a warning (a broker-side problem or a protocol
-/// violation) rather than a debug line (the client went away).
-async fn write_outcome<W: ResponseSink>(
-    writer: &mut BufWriter<W>,
-    outcome: Outcome,
-) -> Result<Sent, (bool, String)> {
-    match outcome {
-        Outcome::Reply(bytes) => writer
-            .write_all(&bytes)
-            .await
-            .map(|()| Sent::Continue)
-            .map_err(|e| (false, e.to_string())),
-        Outcome::Chunked(chunks) => {
-            write_chunks(writer, chunks)
-                .await
-                .map(|()| Sent::Continue)
-                .map_err(|e| {
-                    // The frame length is already on the wire: the response cannot be
-                    // finished, so the connection is closed.
-                    (e.kind() == io::ErrorKind::UnexpectedEof, e.to_string())
-                })
-        }
-        Outcome::NoReply => Ok(Sent::Continue),
-        Outcome::Close(reason) => Err((true, reason)),
-        Outcome::ReplyThenClose(bytes) => {
-            tokio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY).await;
-            writer
-                .write_all(&bytes)
-                .await
-                .map_err(|e| (false, e.to_string()))?;
-            Ok(Sent::Close("SASL authentication failed".into()))
-        }
-    }
-}
-
-/// Writes a chunked response: bytes through the buffer, file ranges with `sendfile`
-/// straight to the socket once what is buffered before them has been flushed (small
-/// ranges are copied into the buffer instead). A file shorter than a range is an
-/// `UnexpectedEof` error.
-///
-/// Around the file ranges the socket is corked (`TCP_CORK`), so the bytes flushed
-/// before each range leave in the same segments as the file's data instead of as small
-/// packets of their own; the response's last bytes are flushed before it is uncorked.
-async fn write_chunks<W: ResponseSink>(
-    writer: &mut BufWriter<W>,
-    chunks: Vec<Chunk>,
-) -> io::Result<()> {
-    let mut corked = false;
-    for chunk in chunks {
-        match chunk {
-            Chunk::Bytes(bytes) => writer.write_all(&bytes).await?,
-            Chunk::File(region) if region.len < SENDFILE_MIN_BYTES => {
-                let mut buf = vec![0; region.len];
-                region.file.read_exact_at(&mut buf, region.position)?;
-                writer.write_all(&buf).await?;
+impl<'a> Reading<'a> {
+    /// Reads, handles and queues requests until the stream ends, a frame is bad, the
+    /// connection idles out, or an answer closes it.
+    async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        reader: &mut BufReader<R>,
+        queue: mpsc::Sender<Queued<'a>>,
+    ) {
+        let peer = self.peer;
+        let services = self.services;
+        loop {
+            let Ok(slot) = self.slots.acquire().await else {
+                return;
+            };
+            // Before SASL authentication (or during a re-authentication) frames are
+            // bounded by sasl.server.max.receive.size.
+            let max_frame = match &self.sasl {
+                Some(s) if !s.is_authenticated() => s.max_receive_bytes(),
+                _ => self.limits.max_request_size_bytes,
+            };
+            let read = read_frame(reader, max_frame, self.memory);
+            let frame = match tokio::time::timeout(self.limits.idle_timeout, read).await {
+                Err(_) => {
+                    tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                    return;
+                }
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => return,
+                Ok(Err(ReadError::TlsHandshake)) if !self.session.listener.protocol.tls() => {
+                    tracing::warn!(
+                        "TLS client on plaintext listener {} from {peer}: closing the connection",
+                        self.session.listener.name
+                    );
+                    return;
+                }
+                Ok(Err(ReadError::TlsHandshake)) => {
+                    tracing::warn!(%peer, reason = "invalid frame size (a TLS record header)", "closing connection");
+                    return;
+                }
+                Ok(Err(ReadError::Other(reason))) => {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                    return;
+                }
+            };
+            let (frame, reservation) = frame;
+            let received_ns = self.timing.then(monotonic_ns);
+            if self.slots.available_permits() + 1 < MAX_IN_FLIGHT_REQUESTS {
+                let listener = &self.session.listener.name;
+                self.pipelined
+                    .get_or_insert_with(|| services.metrics.pipelined_requests(listener))
+                    .inc();
             }
-            Chunk::File(region) => {
-                if writer.get_ref().sendfile_socket().is_none() {
-                    copy_region(writer, &region).await?;
-                    continue;
-                }
-                if !corked {
-                    set_cork(writer.get_ref().sendfile_socket(), true)?;
-                    corked = true;
-                }
-                writer.flush().await?;
-                if let Some(socket) = writer.get_ref().sendfile_socket() {
-                    send_file(socket, &region).await?;
-                }
-            }
-        }
-    }
-    if corked {
-        writer.flush().await?;
-        set_cork(writer.get_ref().sendfile_socket(), false)?;
-    }
-    Ok(())
-}
-
-fn set_cork(socket: Option<&TcpStream>, cork: bool) -> io::Result<()> {
-    match socket {
-        Some(stream) => socket2::SockRef::from(stream).set_tcp_cork(cork),
-        None => Ok(()),
-    }
-}
-
-/// Copies `region` of its file through the writer (TLS), in bounded steps. A file
-/// shorter than the region is an `UnexpectedEof` error.
-async fn copy_region<W: ResponseSink>(
-    writer: &mut BufWriter<W>,
-    region: &FileRegion,
-) -> io::Result<()> {
-    let mut buf = vec![0; region.len.min(COPY_STEP_BYTES)];
-    let mut done = 0;
-    while done < region.len {
-        let step = (region.len - done).min(buf.len());
-        let position = region.position + done as u64;
-        region
-            .file
-            .read_exact_at(&mut buf[..step], position)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "segment file ended before the {} bytes fetched from {} (truncated under the read)",
-                            region.len, region.position
-                        ),
+            let handled = match self.sasl.as_mut().filter(|s| s.raw_tokens()) {
+                Some(s) => Handled::ready(sasl::raw_token(
+                    &services.metrics,
+                    s,
+                    &mut self.session,
+                    peer,
+                    &frame,
+                    now_ms(),
+                )),
+                None => {
+                    handle_frame(
+                        services,
+                        peer,
+                        frame,
+                        &mut self.session,
+                        &mut self.sasl,
+                        self.timing,
                     )
-                } else {
-                    e
+                    .await
                 }
-            })?;
-        writer.write_all(&buf[..step]).await?;
-        done += step;
-    }
-    Ok(())
-}
-
-/// Sends `region` of its file to the socket. A file shorter than the region (truncated
-/// by replication after the read) is an `UnexpectedEof` error, never a wait.
-async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
-    let too_far = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "file region beyond i64 offsets",
-        )
-    };
-    let mut offset = i64::try_from(region.position).map_err(|_| too_far())?;
-    let end = i64::try_from(region.len)
-        .ok()
-        .and_then(|len| offset.checked_add(len))
-        .ok_or_else(too_far)?;
-    while offset < end {
-        let count = ((end - offset) as usize).min(SENDFILE_STEP_BYTES);
-        stream.writable().await?;
-        // `try_io` clears the socket's write readiness when sendfile would block, so the
-        // next `writable()` waits for the socket to drain.
-        let sent = stream.try_io(Interest::WRITABLE, || {
-            nix::sys::sendfile::sendfile64(stream, &*region.file, Some(&mut offset), count)
-                .map_err(io::Error::from)
-        });
-        match sent {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "segment file ended at {offset}, before the {} bytes fetched from {} \
-                         (truncated under the read)",
-                        region.len, region.position
-                    ),
-                ))
+            };
+            drop(reservation);
+            let closes = handled.closes();
+            let throttled = handled.delay_ms > 0 || handled.mute_ms > 0;
+            let queued = Queued {
+                handled,
+                received_ns,
+                slot,
+            };
+            if queue.send(queued).await.is_err() || closes {
+                return;
             }
-            // The kernel advanced `offset` past what it sent.
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e),
+            if throttled {
+                // Kafka mutes a throttled client's channel: nothing more is read until
+                // its response is out and the throttle time over (the writing half
+                // holds the request's slot until then), so wait for every slot.
+                let Ok(all) = self.slots.acquire_many(MAX_IN_FLIGHT_REQUESTS as u32).await else {
+                    return;
+                };
+                drop(all);
+            }
         }
     }
-    Ok(())
-}
-
-/// What became of one frame.
-struct Handled {
-    outcome: Outcome,
-    /// A request that reached its handler, with its clock readings (when `timing`).
-    timed: Option<Timed>,
-    /// How long the response is held back (ms): the throttle time client quotas gave
-    /// the request, for a client that does not throttle itself.
-    delay_ms: u64,
-    /// How long the connection reads nothing more once the response is out: the
-    /// throttle time, for a client that throttles itself too (KIP-219).
-    mute_ms: u64,
 }
 
 /// Handles one frame.
@@ -521,10 +370,8 @@ async fn handle_frame(
         Ok(decoded) => decoded,
         Err(outcome) => {
             return Handled {
-                outcome,
                 timed: early,
-                delay_ms: 0,
-                mute_ms: 0,
+                ..Handled::ready(outcome)
             }
         }
     };
@@ -536,6 +383,7 @@ async fn handle_frame(
         &mut request,
     );
     let span = tracing::debug_span!("request", api = ?api, version, correlation_id);
+    let wait_span = span.clone();
     let ctx = RequestContext {
         client_id: header.client_id.clone(),
         peer,
@@ -543,8 +391,9 @@ async fn handle_frame(
     };
     // Pinned here and handed on by reference: the handler's future is large (every
     // handler's state), and moving it into `measure` copied kilobytes per request.
-    let mut dispatch =
-        std::pin::pin!(router::dispatch(services, &ctx, &header, request).instrument(span));
+    let mut dispatch = std::pin::pin!(
+        router::dispatch_pipelined(services, &ctx, &header, request).instrument(span)
+    );
     let measured = timing || metered.is_some();
     let handler_started_ns = measured.then(monotonic_ns);
     let mut remote_ns = 0;
@@ -572,7 +421,19 @@ async fn handle_frame(
         (throttle_ms, 0)
     };
     let throttle_time_ms = response.as_ref().map_or(0, Response::throttle_time_ms);
-    let outcome = encode(api, version, correlation_id, response);
+    let reply = match response {
+        // The records are appended here: the wait for the replicas runs on while the
+        // connection handles the client's next requests.
+        Some(Response::Replicating(replicating)) => {
+            let answer = Answer {
+                api,
+                version,
+                correlation_id,
+            };
+            Reply::Replicating(pipeline::replicate(*replicating, answer, timing, wait_span))
+        }
+        response => Reply::Ready(encode(api, version, correlation_id, response)),
+    };
     let timed = handled
         .filter(|_| timing)
         .map(|(handler_started_ns, handled_ns)| Timed {
@@ -583,7 +444,7 @@ async fn handle_frame(
             throttle_time_ms,
         });
     Handled {
-        outcome,
+        reply,
         timed,
         delay_ms,
         mute_ms,
@@ -713,9 +574,13 @@ fn cluster_action(services: &Services, peer: SocketAddr, session: &Arc<Session>)
         .is_some_and(|c| c.cluster(crate::access::Op::ClusterAction))
 }
 
-/// Encodes a handler's response.
+/// Encodes a handler's response (an acks=all Produce's once the replicas have its
+/// records: `pipeline::replicate` encodes it).
 fn encode(api: ApiKey, version: i16, correlation_id: i32, response: Option<Response>) -> Outcome {
     match response {
+        Some(Response::Replicating(_)) => Outcome::Close(format!(
+            "{api:?} response encoded before its replicas answered"
+        )),
         Some(Response::Kind(body)) => match encode_response(api, version, correlation_id, &body) {
             Ok(bytes) => Outcome::Reply(bytes),
             Err(e) => Outcome::Close(e.to_string()),

@@ -1,12 +1,17 @@
-//! The connection's socket writing: chunks in order, short files failing.
+//! The connection's socket writing: chunks in order, short files failing, answers in
+//! request order.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::pipeline::{Replicated, ReplicationWait};
+use super::write::*;
 use super::*;
+use crate::fetch_encode::FileRegion;
+use tokio::io::AsyncWriteExt;
 
 async fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,4 +108,70 @@ async fn short_file(file_len: usize, len: usize) {
         4 + file_len - 10
     };
     assert_eq!(got.len(), sent);
+}
+
+/// An acks=all Produce's answer `bytes` once its wait of `ms` ends.
+fn replicating_after(ms: u64, bytes: &'static [u8]) -> Reply {
+    Reply::Replicating(ReplicationWait(tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Replicated {
+            outcome: Outcome::Reply(BytesMut::from(bytes)),
+            handled_ns: 0,
+            remote_ns: 0,
+        }
+    })))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_out_in_request_order_when_later_waits_end_first() {
+    let (server, mut client) = pair().await;
+    let (_read_half, write) = server.into_split();
+    let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write);
+    let slots = Semaphore::new(MAX_IN_FLIGHT_REQUESTS);
+    let (queue, queued) = mpsc::channel(MAX_IN_FLIGHT_REQUESTS);
+    let replies = [
+        replicating_after(2000, b"1"),
+        Reply::Ready(Outcome::Reply(BytesMut::from(&b"2"[..]))),
+        replicating_after(10, b"3"),
+        // acks=0: no answer, but its turn all the same.
+        Reply::Ready(Outcome::NoReply),
+        replicating_after(100, b"4"),
+    ];
+    for reply in replies {
+        let handled = Handled {
+            reply,
+            ..Handled::ready(Outcome::NoReply)
+        };
+        let queued = Queued {
+            handled,
+            received_ns: None,
+            slot: slots.acquire().await.unwrap(),
+        };
+        queue.send(queued).await.unwrap();
+    }
+    drop(queue);
+    // Every slot is taken: a sixth request would not be read.
+    assert!(slots.try_acquire().is_err());
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let writing = write::write_responses(None, &mut writer, peer, Duration::from_secs(10), queued);
+    let reading = async {
+        // The later answers are ready long before the first: none may overtake it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut early = [0; 4];
+        let ahead = client.try_read(&mut early);
+        assert!(
+            matches!(&ahead, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "answers written before the first one: {ahead:?}"
+        );
+        let mut got = [0; 4];
+        client.read_exact(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(writing, reading)
+    })
+    .await
+    .unwrap();
+    assert_eq!(&got, b"1234");
+    assert_eq!(slots.available_permits(), MAX_IN_FLIGHT_REQUESTS);
 }

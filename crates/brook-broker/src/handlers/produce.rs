@@ -47,6 +47,55 @@ fn failed(index: i32, code: i16, message: Option<String>) -> PartitionProduceRes
         .with_error_message(message.map(str_bytes))
 }
 
+/// What a Produce request came to once its records are appended here.
+pub enum Produced {
+    /// The answer (none for acks=0).
+    Done(Option<ProduceResponse>),
+    /// acks=all: appended here, the answer waits for the in-sync replicas.
+    Replicating(Replicating),
+}
+
+/// An acks=all Produce whose records are in the leader's log, waiting for the ISR
+/// (Kafka's delayed produce). It owns what it needs, so the connection can hand it on
+/// and go on reading the client's next requests meanwhile.
+pub struct Replicating {
+    responses: Vec<TopicProduceResponse>,
+    /// (topic index, partition index) in `responses` of each partition to wait for.
+    waits: Vec<(usize, usize, Arc<Partition>, Appended)>,
+    deadline: tokio::time::Instant,
+    throttle_time_ms: i32,
+}
+
+impl Replicating {
+    /// Adds answers for partitions that were never appended to (refused by ACLs).
+    pub fn extend(&mut self, refused: Vec<TopicProduceResponse>) {
+        self.responses.extend(refused);
+    }
+
+    pub fn throttle_time_ms(&self) -> i32 {
+        self.throttle_time_ms
+    }
+
+    pub fn set_throttle_time_ms(&mut self, ms: i32) {
+        self.throttle_time_ms = ms;
+    }
+
+    /// Waits until every partition's records reached the ISR (or failed to), as the
+    /// request's remote time: the answer.
+    pub async fn replicated(mut self) -> ProduceResponse {
+        // One deadline for all: waiting in turn costs no more than the slowest partition.
+        for (ti, pi, partition, appended) in &self.waits {
+            if let Err(code) = partition.wait_replicated(appended, self.deadline).await {
+                let r = &mut self.responses[*ti].partition_responses[*pi];
+                *r = failed(r.index, code, None);
+            }
+        }
+        ProduceResponse::default()
+            .with_responses(self.responses)
+            .with_throttle_time_ms(self.throttle_time_ms)
+    }
+}
+
 pub async fn handle(
     replicas: &Replicas,
     meta: &MetadataView,
@@ -54,7 +103,7 @@ pub async fn handle(
     metrics: &BrokerMetrics,
     req: ProduceRequest,
     version: i16,
-) -> Option<ProduceResponse> {
+) -> Produced {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
     let request_error = if !matches!(acks, -1..=1) {
@@ -230,20 +279,19 @@ pub async fn handle(
         );
     }
     if !waits.is_empty() {
-        // One deadline for all: waiting in turn costs no more than the slowest partition.
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(timeout_ms.clamp(0, MAX_ACKS_WAIT_MS) as u64);
-        for (ti, pi, partition, appended) in &waits {
-            if let Err(code) = partition.wait_replicated(appended, deadline).await {
-                let r = &mut responses[*ti].partition_responses[*pi];
-                *r = failed(r.index, code, None);
-            }
-        }
+        return Produced::Replicating(Replicating {
+            responses,
+            waits,
+            deadline,
+            throttle_time_ms: 0,
+        });
     }
     if acks == 0 {
-        return None;
+        return Produced::Done(None);
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Produced::Done(Some(ProduceResponse::default().with_responses(responses)))
 }
 
 /// Whether a batch of the request is compressed (its records are then checked by

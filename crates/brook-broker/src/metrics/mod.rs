@@ -108,6 +108,8 @@ pub struct BrokerMetrics {
     connections: Vec<(String, Gauge)>,
     connections_family: Family<ListenerLabel, Gauge>,
     authentications: Family<AuthenticationLabel, Counter>,
+    /// Requests handled while earlier ones of their connection were unanswered.
+    pipelined: Family<ListenerLabel, Counter>,
     metadata: MetadataView,
 }
 
@@ -214,6 +216,12 @@ impl BrokerMetrics {
             "Authentications by listener and result (success, failure): SASL exchanges and TLS handshakes on Kafka listeners, requests on the admin listener (listener ADMIN)",
             authentications.clone(),
         );
+        let pipelined = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "brook_pipelined_requests",
+            "Requests a connection started handling while earlier requests of its were still unanswered (waiting for the in-sync replicas, or queued behind such a wait), by listener",
+            pipelined.clone(),
+        );
         registry.register_collector(Box::new(quotas::QuotaCollector { rates: quotas }));
         registry.register_collector(Box::new(StateCollector {
             replicas,
@@ -232,6 +240,7 @@ impl BrokerMetrics {
             connections,
             connections_family,
             authentications,
+            pipelined,
             metadata,
         }
     }
@@ -266,6 +275,17 @@ impl BrokerMetrics {
         };
         gauge.inc();
         OpenConnection(gauge)
+    }
+
+    /// The counter of requests handled on listener `listener` while earlier ones of
+    /// their connection were unanswered (a connection resolves it once, when it first
+    /// has one).
+    pub fn pipelined_requests(&self, listener: &str) -> Counter {
+        self.pipelined
+            .get_or_create(&ListenerLabel {
+                listener: listener.to_string(),
+            })
+            .clone()
     }
 
     /// Counts an authentication on listener `listener` that succeeded or failed
