@@ -131,7 +131,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use brook_broker::config::{BrokerConfig, BrokerSettings, TopicConfig};
-use brook_broker::decisions::{self, ControllerReply, ControllerRequest, Fetched};
+use brook_broker::decisions::{self, ControllerReply, ControllerRequest, Fetched, IsrItem};
 use brook_broker::partition::{
     AppendError, Appended, FollowerRead, IsrChange, IsrOutcome, Partition,
 };
@@ -1350,15 +1350,26 @@ impl Sim {
             return;
         }
         let decided = self.controller.decide(&ControllerRequest::AlterIsr {
-            topic: TOPIC.to_string(),
-            partition: PARTITION,
             leader: request.sender,
             incarnation: u64::from(request.incarnation),
-            leader_epoch: request.leader_epoch,
-            partition_epoch: request.partition_epoch,
-            isr: request.isr.clone(),
+            partitions: vec![IsrItem {
+                topic: TOPIC.to_string(),
+                partition: PARTITION,
+                leader_epoch: request.leader_epoch,
+                partition_epoch: request.partition_epoch,
+                isr: request.isr.clone(),
+            }],
         });
-        // How `isr_loop` reads the answer.
+        // The one partition's answer in the reply, as `isr_loop` reads it.
+        let decided = match decided {
+            Ok((records, ControllerReply::IsrAltered { results, .. })) => match &results[..] {
+                [(0, _)] => Ok((records, ())),
+                [(code, message)] => Err((*code, message.clone().unwrap_or_default())),
+                other => panic!("{} answers for one partition", other.len()),
+            },
+            Ok((_, reply)) => panic!("unexpected reply {reply:?}"),
+            Err(refusal) => Err(refusal),
+        };
         let outcome = match decided {
             Ok((records, _)) if records.is_empty() => {
                 self.event(format!("AlterIsr from {}: no change", request.sender));
@@ -2258,13 +2269,15 @@ impl Script {
     /// broker in `to` applies the result. Returns whether the ISR changed.
     fn alter_isr(&mut self, leader: i32, change: &IsrChange, to: &[i32]) -> bool {
         let request = ControllerRequest::AlterIsr {
-            topic: TOPIC.to_string(),
-            partition: PARTITION,
             leader,
             incarnation: 0,
-            leader_epoch: change.leader_epoch,
-            partition_epoch: change.partition_epoch,
-            isr: change.isr.clone(),
+            partitions: vec![IsrItem {
+                topic: TOPIC.to_string(),
+                partition: PARTITION,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr.clone(),
+            }],
         };
         self.request(request, to)
     }
