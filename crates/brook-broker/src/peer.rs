@@ -1,6 +1,6 @@
 //! The inter-broker transport: framed requests to peers on their controller listeners,
-//! one connection pool per purpose (raft, controller requests, transaction markers) so
-//! raft traffic never queues behind the others.
+//! one connection pool per purpose (raft, controller requests, broker heartbeats,
+//! transaction markers) so raft traffic and heartbeats never queue behind the others.
 //!
 //! Peers are reached only through the addresses in this node's `controller.quorum.voters`,
 //! so a test can give each node its own (fault-injecting) path to every other node.
