@@ -110,6 +110,8 @@ def phase(cls, cfg, workdir, topics, partitions, limit):
         wait_for(lambda: fully_replicated(admin, names, partitions), limit,
                  "every partition led with a full ISR")
         out["create_until_full_isr_s"] = time.perf_counter() - t0
+        B.log(f"{cluster.name}: every partition led with a full ISR after "
+              f"{out['create_until_full_isr_s']:.1f} s")
         out["metadata_ms"], out["metadata_bytes"] = P.full_metadata_ms(cluster.nodes[0].port)
         nodes_figures(cluster, out, "after_create")
         out["open_fds"] = [len(os.listdir(f"/proc/{n.proc.pid}/fd")) for n in cluster.nodes]
@@ -152,9 +154,29 @@ def phase(cls, cfg, workdir, topics, partitions, limit):
     except Late as e:
         out["late"] = str(e)
         B.log(f"{cluster.name}: {e}")
+    except Exception as e:  # noqa: BLE001  a failed phase: keep the figures so far
+        out["failed"] = f"{type(e).__name__}: {e}"[:500]
+        B.log(f"{cluster.name}: {out['failed']}")
     finally:
         cluster.stop()
+        out["log_lines"] = log_lines(cluster)
     return out
+
+
+def log_lines(cluster):
+    """How often each node logged the events that tell why a phase was slow."""
+    marks = {"isr_requests": "asking the controller to change the ISR",
+             "fenced": "fencing broker that stopped heartbeating"}
+    counts = {k: [] for k in marks}
+    for n in cluster.nodes:
+        try:
+            with open(n.logfile, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        for k, m in marks.items():
+            counts[k].append(text.count(m))
+    return counts
 
 
 def main():

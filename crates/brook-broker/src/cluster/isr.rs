@@ -18,10 +18,17 @@ use crate::metadata::MetadataView;
 use crate::partition::{IsrOutcome, Partition};
 use crate::replicas::Replicas;
 
-/// At most this many partitions' ISR changes in one request to the controller (each
-/// is a few dozen bytes in the request and one record in the metadata log); the rest
-/// wait for the next check.
+/// At most this many partitions' ISR changes in one request to the controller; the
+/// rest wait for the next check.
 pub const MAX_ISR_BATCH: usize = 10_000;
+/// And at most about this many bytes of them (topic names can be long), well within
+/// one metadata-log append even when each change also finishes a reassignment.
+const MAX_ISR_BATCH_BYTES: usize = 4 << 20;
+
+/// About what one change weighs in the request and in the metadata log (JSON).
+fn weight(item: &IsrItem) -> usize {
+    item.topic.len() + 12 * item.isr.len() + 96
+}
 
 /// How often leaders check their ISR, given `replica.lag.time.max.ms`.
 pub fn check_interval_ms(max_lag_ms: i64) -> i64 {
@@ -57,8 +64,9 @@ pub async fn isr_loop(
         let image = metadata.committed();
         let now = now_ms();
         let mut batch = Vec::new();
+        let mut bytes = 0;
         for p in replicas.all() {
-            if batch.len() >= MAX_ISR_BATCH {
+            if batch.len() >= MAX_ISR_BATCH || bytes >= MAX_ISR_BATCH_BYTES {
                 break;
             }
             let Some(change) = p.isr_change(now, max_lag_ms, |r| image.is_live(r)) else {
@@ -69,14 +77,16 @@ pub async fn isr_loop(
                 .and_then(|t| t.partitions.get(p.index as usize))
                 .map_or(0, |q| q.isr.len());
             tracing::debug!(topic = %p.topic, partition = p.index, isr = ?change.isr, "asking the controller to change the ISR");
+            let item = IsrItem {
+                topic: p.topic.to_string(),
+                partition: p.index,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr,
+            };
+            bytes += weight(&item);
             batch.push(Pending {
-                item: IsrItem {
-                    topic: p.topic.to_string(),
-                    partition: p.index,
-                    leader_epoch: change.leader_epoch,
-                    partition_epoch: change.partition_epoch,
-                    isr: change.isr,
-                },
+                item,
                 partition: p,
                 isr_before,
             });
