@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def nodes_figures(cluster, out, label):
     out[f"rss_{label}_total_mib"] = sum(out[f"rss_{label}_mib"])
 
 
-def phase(cls, cfg, workdir, topics, partitions, limit):
+def phase(cls, cfg, workdir, topics, partitions, limit, keep_logs=None):
     names = [f"r{i:04d}" for i in range(topics)]
     targets = [(n, p) for n in names for p in range(partitions)]
     cluster = cls(cfg, workdir, 0)
@@ -160,6 +161,10 @@ def phase(cls, cfg, workdir, topics, partitions, limit):
     finally:
         cluster.stop()
         out["log_lines"] = log_lines(cluster)
+        if keep_logs:
+            os.makedirs(keep_logs, exist_ok=True)
+            for i, n in enumerate(cluster.nodes):
+                shutil.copyfile(n.logfile, os.path.join(keep_logs, f"node{i}.log"))
     return out
 
 
@@ -189,6 +194,7 @@ def main():
     ap.add_argument("--limit", type=int, default=300, help="seconds per phase")
     ap.add_argument("--only", choices=["brook", "kafka"])
     ap.add_argument("--json")
+    ap.add_argument("--keep-logs", metavar="DIR", help="copy the nodes' logs there")
     args = ap.parse_args()
     cfg = {"brook_bin": args.brook_bin, "kafka_libs": args.kafka_libs, "idle_seconds": 0,
            "keep_data": False}
@@ -200,7 +206,8 @@ def main():
             if name == "kafka" and not args.kafka_libs:
                 continue
             B.log(f"{name}: 3 nodes, {args.topics} topics x {args.partitions} partitions x 3")
-            results[name] = phase(cls, cfg, workdir, args.topics, args.partitions, args.limit)
+            results[name] = phase(cls, cfg, workdir, args.topics, args.partitions, args.limit,
+                                  args.keep_logs and os.path.join(args.keep_logs, name))
             print(name, json.dumps(results[name], indent=1), flush=True)
     if args.json:
         with open(args.json, "w") as f:
