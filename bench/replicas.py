@@ -24,6 +24,7 @@ such and the run goes on to the next broker. Brokers bind to 127.0.0.1 only.
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def nodes_figures(cluster, out, label):
     out[f"rss_{label}_total_mib"] = sum(out[f"rss_{label}_mib"])
 
 
-def phase(cls, cfg, workdir, topics, partitions, limit):
+def phase(cls, cfg, workdir, topics, partitions, limit, keep_logs=None):
     names = [f"r{i:04d}" for i in range(topics)]
     targets = [(n, p) for n in names for p in range(partitions)]
     cluster = cls(cfg, workdir, 0)
@@ -107,6 +108,8 @@ def phase(cls, cfg, workdir, topics, partitions, limit):
         wait_for(lambda: fully_replicated(admin, names, partitions), limit,
                  "every partition led with a full ISR")
         out["create_until_full_isr_s"] = time.perf_counter() - t0
+        B.log(f"{cluster.name}: every partition led with a full ISR after "
+              f"{out['create_until_full_isr_s']:.1f} s")
         out["metadata_ms"], out["metadata_bytes"] = P.full_metadata_ms(cluster.nodes[0].port)
         nodes_figures(cluster, out, "after_create")
         out["open_fds"] = [len(os.listdir(f"/proc/{n.proc.pid}/fd")) for n in cluster.nodes]
@@ -149,20 +152,46 @@ def phase(cls, cfg, workdir, topics, partitions, limit):
     except Late as e:
         out["late"] = str(e)
         B.log(f"{cluster.name}: {e}")
+    except Exception as e:  # noqa: BLE001  a failed phase: keep the figures so far
+        out["failed"] = f"{type(e).__name__}: {e}"[:500]
+        B.log(f"{cluster.name}: {out['failed']}")
     finally:
         cluster.stop()
+        out["log_lines"] = log_lines(cluster)
+        if keep_logs:
+            os.makedirs(keep_logs, exist_ok=True)
+            for i, n in enumerate(cluster.nodes):
+                shutil.copyfile(n.logfile, os.path.join(keep_logs, f"node{i}.log"))
     return out
+
+
+def log_lines(cluster):
+    """How often each node logged the events that tell why a phase was slow."""
+    marks = {"isr_requests": "asking the controller to change the ISR",
+             "fenced": "fencing broker that stopped heartbeating"}
+    counts = {k: [] for k in marks}
+    for n in cluster.nodes:
+        try:
+            with open(n.logfile, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        for k, m in marks.items():
+            counts[k].append(text.count(m))
+    return counts
 
 
 def main():
     args = B.scale_args(__doc__, **{
         "--topics": (int, 100, "topics"),
         "--partitions": (int, 100, "partitions per topic"),
-        "--limit": (int, 300, "seconds per phase")})
+        "--limit": (int, 300, "seconds per phase"),
+        "--keep-logs": (str, None, "copy the nodes' logs into this directory")})
     B.side_by_side(
         args, "bench-replicas-", {"brook": L.BrookCluster, "kafka": L.KafkaCluster},
-        lambda cls, cfg, workdir: phase(cls, cfg, workdir, args.topics, args.partitions,
-                                        args.limit),
+        lambda cls, cfg, workdir: phase(
+            cls, cfg, workdir, args.topics, args.partitions, args.limit,
+            args.keep_logs and os.path.join(args.keep_logs, cls.name)),
         f"3 nodes, {args.topics} topics x {args.partitions} partitions x 3")
 
 

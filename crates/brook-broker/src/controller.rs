@@ -108,16 +108,13 @@ pub enum ControllerRequest {
         #[serde(default)]
         rack: Option<String>,
     },
+    /// ISR changes of partitions `leader` leads (Kafka's AlterPartition), decided
+    /// together and committed as one metadata-log append.
     AlterIsr {
-        topic: String,
-        partition: i32,
         leader: i32,
         /// The leader's process (see `Cluster::incarnation`).
         incarnation: u64,
-        leader_epoch: i32,
-        /// The partition epoch the leader computed the change from.
-        partition_epoch: i32,
-        isr: Vec<i32>,
+        partitions: Vec<IsrItem>,
     },
     /// Fence a broker that stopped heartbeating (issued by the controller itself).
     FenceBroker {
@@ -136,6 +133,17 @@ pub enum ControllerRequest {
     },
 }
 
+/// One partition's ISR change in an `AlterIsr` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrItem {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    /// The partition epoch the leader computed the change from.
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerReply {
     Done,
@@ -152,6 +160,12 @@ pub enum ControllerReply {
     },
     /// One `(error code, message)` per partition of a `Reassign`, in request order.
     Reassigned(Vec<(i16, Option<String>)>),
+    /// One `(error code, message)` per partition of an `AlterIsr`, in request order, and
+    /// how many metadata records the controller's image holds with the accepted changes.
+    IsrAltered {
+        results: Vec<(i16, Option<String>)>,
+        metadata_records: u64,
+    },
     /// One `(user, error code, message)` per user of an `AlterScramCredentials`.
     ScramAltered(Vec<(String, i16, Option<String>)>),
     /// One `(error code, message)` per ACL of a `CreateAcls`, in request order.
@@ -537,40 +551,37 @@ pub fn decide(
             Ok((controller::fence_broker(image, *id), ControllerReply::Done))
         }
         ControllerRequest::AlterIsr {
-            topic,
-            partition,
             leader,
             incarnation,
-            leader_epoch,
-            partition_epoch,
-            isr,
-        } => match controller::alter_isr(
-            image,
-            topic,
-            *partition,
-            controller::IsrRequest {
-                leader: *leader,
-                incarnation: *incarnation,
-                leader_epoch: *leader_epoch,
-                partition_epoch: *partition_epoch,
-                isr,
-            },
-        ) {
-            Ok(None) => Ok((Vec::new(), ControllerReply::Done)),
-            Ok(Some(record)) => {
-                // A replica joining the ISR may be the last one a reassignment waits for.
-                let mut after = image.clone();
-                after.apply(&record);
-                let done = after
-                    .partition(topic, *partition)
-                    .and_then(|p| controller::complete_reassignment(&after, topic, p));
-                Ok((
-                    std::iter::once(record).chain(done).collect(),
-                    ControllerReply::Done,
-                ))
-            }
-            Err(e) => Err(ApiError::new(alter_isr_error_code(&e), e.to_string())),
-        },
+            partitions,
+        } => {
+            let items = partitions.iter().map(|i| {
+                let req = controller::IsrRequest {
+                    leader: *leader,
+                    incarnation: *incarnation,
+                    leader_epoch: i.leader_epoch,
+                    partition_epoch: i.partition_epoch,
+                    isr: &i.isr,
+                };
+                (i.topic.as_str(), i.partition, req)
+            });
+            let (records, outcomes) = controller::alter_isr_batch(image, items);
+            let results = outcomes
+                .into_iter()
+                .map(|o| match o {
+                    Ok(_) => (0, None),
+                    Err(e) => (alter_isr_error_code(&e).code(), Some(e.to_string())),
+                })
+                .collect();
+            let metadata_records = image.record_count + records.len() as u64;
+            Ok((
+                records,
+                ControllerReply::IsrAltered {
+                    results,
+                    metadata_records,
+                },
+            ))
+        }
         ControllerRequest::ElectPreferred { partitions } => {
             let mut records = Vec::new();
             for (name, topic) in &image.topics {

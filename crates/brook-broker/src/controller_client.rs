@@ -538,11 +538,10 @@ impl ControllerClient {
         Ok(results)
     }
 
-    /// Waits (briefly) until this broker's applied image shows the ISR a controller
-    /// accepted for a partition.
-    pub async fn settle_isr(&self, topic: &str, partition: i32, isr: &[i32]) {
-        self.settle(|i| i.partition(topic, partition).is_none_or(|v| v.isr == isr))
-            .await;
+    /// Waits (briefly) until this broker has applied the controller's first
+    /// `metadata_records` records (see `ControllerReply::IsrAltered`).
+    pub async fn settle_records(&self, metadata_records: u64) {
+        self.settle(|i| i.record_count >= metadata_records).await;
     }
 
     /// Hands out a producer id, taking a new block of ids from the controller when one

@@ -64,6 +64,8 @@ pub mod decisions {
     pub use crate::cluster::fetcher::{apply_fetched, fetch_request, fetch_target, Fetched};
     pub use crate::cluster::isr::{check_interval_ms, isr_outcome};
     pub use crate::cluster::liveness::caught_up;
-    pub use crate::controller::{alter_isr_error_code, decide, ControllerReply, ControllerRequest};
+    pub use crate::controller::{
+        alter_isr_error_code, decide, ControllerReply, ControllerRequest, IsrItem,
+    };
     pub use crate::controller_client::{expired_brokers, reset_liveness, CONTROLLER_DEADLINE};
 }

@@ -1,6 +1,6 @@
 //! The inter-broker transport: framed requests to peers on their controller listeners,
-//! one connection pool per purpose (raft, controller requests, transaction markers) so
-//! raft traffic never queues behind the others.
+//! one connection pool per purpose (raft, controller requests, broker heartbeats,
+//! transaction markers) so raft traffic and heartbeats never queue behind the others.
 //!
 //! Peers are reached only through the addresses in this node's `controller.quorum.voters`,
 //! so a test can give each node its own (fault-injecting) path to every other node.
@@ -384,6 +384,10 @@ pub struct PeerNet {
     security: PeerSecurity,
     raft: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     controller: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
+    /// Broker heartbeats, so they never queue behind other controller requests (as
+    /// Kafka's broker heartbeats have their own channel to the controller): a
+    /// heartbeat late behind a busy controller gets a live broker fenced.
+    heartbeats: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     markers: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
     /// The admin API's questions, so they never queue behind markers.
     admin: HashMap<i32, tokio::sync::Mutex<Option<PeerConn>>>,
@@ -402,6 +406,7 @@ impl PeerNet {
             node_id,
             raft: pool(),
             controller: pool(),
+            heartbeats: pool(),
             markers: pool(),
             admin: pool(),
             voters,
@@ -515,9 +520,13 @@ impl PeerNet {
         req: &ControllerRequest,
     ) -> Result<Result<ControllerReply, ApiError>, Option<String>> {
         let payload = serde_json::to_vec(req).map_err(|e| Some(e.to_string()))?;
+        let pool = match req {
+            ControllerRequest::BrokerHeartbeat { .. } => &self.heartbeats,
+            _ => &self.controller,
+        };
         let bytes = self
             .call(
-                &self.controller,
+                pool,
                 leader,
                 KIND_CONTROLLER,
                 &payload,

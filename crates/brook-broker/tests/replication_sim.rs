@@ -131,7 +131,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use brook_broker::config::{BrokerConfig, BrokerSettings, TopicConfig};
-use brook_broker::decisions::{self, ControllerReply, ControllerRequest, Fetched};
+use brook_broker::decisions::{self, ControllerReply, ControllerRequest, Fetched, IsrItem};
 use brook_broker::partition::{
     AppendError, Appended, FollowerRead, IsrChange, IsrOutcome, Partition,
 };
@@ -1350,15 +1350,26 @@ impl Sim {
             return;
         }
         let decided = self.controller.decide(&ControllerRequest::AlterIsr {
-            topic: TOPIC.to_string(),
-            partition: PARTITION,
             leader: request.sender,
             incarnation: u64::from(request.incarnation),
-            leader_epoch: request.leader_epoch,
-            partition_epoch: request.partition_epoch,
-            isr: request.isr.clone(),
+            partitions: vec![IsrItem {
+                topic: TOPIC.to_string(),
+                partition: PARTITION,
+                leader_epoch: request.leader_epoch,
+                partition_epoch: request.partition_epoch,
+                isr: request.isr.clone(),
+            }],
         });
-        // How `isr_loop` reads the answer.
+        // The one partition's answer in the reply, as `isr_loop` reads it.
+        let decided = match decided {
+            Ok((records, ControllerReply::IsrAltered { results, .. })) => match &results[..] {
+                [(0, _)] => Ok((records, ())),
+                [(code, message)] => Err((*code, message.clone().unwrap_or_default())),
+                other => panic!("{} answers for one partition", other.len()),
+            },
+            Ok((_, reply)) => panic!("unexpected reply {reply:?}"),
+            Err(refusal) => Err(refusal),
+        };
         let outcome = match decided {
             Ok((records, _)) if records.is_empty() => {
                 self.event(format!("AlterIsr from {}: no change", request.sender));
@@ -2258,13 +2269,15 @@ impl Script {
     /// broker in `to` applies the result. Returns whether the ISR changed.
     fn alter_isr(&mut self, leader: i32, change: &IsrChange, to: &[i32]) -> bool {
         let request = ControllerRequest::AlterIsr {
-            topic: TOPIC.to_string(),
-            partition: PARTITION,
             leader,
             incarnation: 0,
-            leader_epoch: change.leader_epoch,
-            partition_epoch: change.partition_epoch,
-            isr: change.isr.clone(),
+            partitions: vec![IsrItem {
+                topic: TOPIC.to_string(),
+                partition: PARTITION,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr.clone(),
+            }],
         };
         self.request(request, to)
     }
@@ -2468,4 +2481,82 @@ fn a_pending_isr_expansion_is_counted_until_the_controller_decides() {
     s.fence(1, &[2, 3]);
     let acknowledged: &[&str] = if b_acknowledged { &["a", "b"] } else { &["a"] };
     s.assert_leader_has(acknowledged);
+}
+
+/// One AlterIsr request carries the changes of many partitions: the controller decides
+/// each on its own, answers each with Kafka's error code (which `isr_outcome` maps as
+/// for a request of its own), and commits the accepted ones together.
+#[test]
+fn a_batched_alter_isr_is_answered_per_partition() {
+    let mut image = initial_image(0, BROKER_IDS.to_vec());
+    image.apply(&MetadataRecord::TopicCreated {
+        name: "u".to_string(),
+        topic_id: uuid::Uuid::from_u128(99),
+        partitions: 2,
+        replication_factor: 3,
+        configs: topic_configs(),
+        internal: false,
+        assignment: vec![vec![1, 2, 3], vec![2, 3, 1]],
+    });
+    let item = |topic: &str, partition, leader_epoch, isr: &[i32]| IsrItem {
+        topic: topic.to_string(),
+        partition,
+        leader_epoch,
+        partition_epoch: 0,
+        isr: isr.to_vec(),
+    };
+    let request = ControllerRequest::AlterIsr {
+        leader: 1,
+        incarnation: 0,
+        partitions: vec![
+            item(TOPIC, PARTITION, 0, &[1, 3]),
+            item("u", 0, 0, &[1]),
+            // Led by 2.
+            item("u", 1, 0, &[1, 2]),
+            item("u", 7, 0, &[1]),
+            item(TOPIC, PARTITION, 3, &[1]),
+        ],
+    };
+    let settings = broker_config().broker_settings();
+    let (records, reply) =
+        decisions::decide(&settings, &image, true, &request).expect("a decision");
+    let ControllerReply::IsrAltered {
+        results,
+        metadata_records,
+    } = reply
+    else {
+        panic!("unexpected reply {reply:?}");
+    };
+    let codes: Vec<i16> = results.iter().map(|(code, _)| *code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            0,
+            0,
+            ResponseError::NotLeaderOrFollower.code(),
+            ResponseError::UnknownTopicOrPartition.code(),
+            ResponseError::FencedLeaderEpoch.code(),
+        ]
+    );
+    let outcomes: Vec<IsrOutcome> = codes[2..]
+        .iter()
+        .map(|&c| decisions::isr_outcome(c))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            IsrOutcome::Outdated,
+            IsrOutcome::Refused,
+            IsrOutcome::Outdated
+        ]
+    );
+    // The two accepted changes, appended together; the reply says where the log ends.
+    assert_eq!(records.len(), 2);
+    assert_eq!(metadata_records, image.record_count + 2);
+    for r in &records {
+        image.apply(r);
+    }
+    assert_eq!(image.partition(TOPIC, PARTITION).unwrap().isr, vec![1, 3]);
+    assert_eq!(image.partition("u", 0).unwrap().isr, vec![1]);
+    assert_eq!(image.partition("u", 1).unwrap().isr, vec![2, 3, 1]);
 }

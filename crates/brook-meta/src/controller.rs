@@ -333,6 +333,41 @@ pub fn alter_isr(
     Ok(Some(change(topic, p, p.leader, p.leader_epoch, isr)))
 }
 
+/// The ISR changes a leader asks for in one request (Kafka's AlterPartition with many
+/// partitions), decided together: each item as [`alter_isr`] decides it on its own,
+/// against the image with the earlier items' accepted changes applied (so an item
+/// repeating a partition is judged after the first one). An accepted change that lets
+/// a reassignment finish is followed by the record finishing it. Returns the records
+/// of all accepted changes, to be appended together, and one outcome per item, in
+/// order (`Ok(false)`: the ISR was already so).
+pub fn alter_isr_batch<'a>(
+    image: &MetadataImage,
+    items: impl IntoIterator<Item = (&'a str, i32, IsrRequest<'a>)>,
+) -> (Vec<MetadataRecord>, Vec<Result<bool, AlterIsrError>>) {
+    let mut work = image.clone();
+    let mut records = Vec::new();
+    let mut outcomes = Vec::new();
+    for (topic, partition, req) in items {
+        let outcome = alter_isr(&work, topic, partition, req).map(|record| {
+            let Some(record) = record else {
+                return false;
+            };
+            work.apply(&record);
+            records.push(record);
+            let done = work
+                .partition(topic, partition)
+                .and_then(|p| complete_reassignment(&work, topic, p));
+            if let Some(done) = done {
+                work.apply(&done);
+                records.push(done);
+            }
+            true
+        });
+        outcomes.push(outcome);
+    }
+    (records, outcomes)
+}
+
 /// Moves leadership back to the preferred (first) replica when it is live and in sync.
 pub fn preferred_leader_election(
     image: &MetadataImage,
@@ -761,6 +796,89 @@ mod tests {
             Err(AlterIsrError::IneligibleReplica(3))
         );
         assert_eq!(alter(&image, 1, 0, &[2, 1]), Ok(None));
+    }
+
+    #[test]
+    fn a_batch_of_isr_changes_is_decided_per_partition() {
+        let mut image = cluster(&[1, 2, 3]);
+        create(
+            &mut image,
+            "t",
+            vec![vec![1, 2, 3], vec![2, 1, 3], vec![1, 3, 2]],
+        );
+        let req = |leader_epoch, partition_epoch, isr| IsrRequest {
+            leader: 1,
+            incarnation: 0,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        };
+        let (records, outcomes) = alter_isr_batch(
+            &image,
+            [
+                ("t", 0, req(0, 0, &[1, 2][..])),
+                // Led by 2: refused, and the others are decided all the same.
+                ("t", 1, req(0, 0, &[1, 2, 3][..])),
+                ("t", 2, req(0, 0, &[3, 1, 2][..])),
+                ("u", 0, req(0, 0, &[1][..])),
+                // t-0 again, computed from the view before the first change: stale.
+                ("t", 0, req(0, 0, &[1][..])),
+                ("t", 2, req(7, 0, &[1][..])),
+            ],
+        );
+        assert_eq!(
+            outcomes,
+            vec![
+                Ok(true),
+                Err(AlterIsrError::NotLeader(1)),
+                Ok(false),
+                Err(AlterIsrError::UnknownPartition),
+                Err(AlterIsrError::StaleVersion { got: 0, current: 1 }),
+                Err(AlterIsrError::FencedLeaderEpoch { got: 7, current: 0 }),
+            ]
+        );
+        assert_eq!(records.len(), 1);
+        apply_all(&mut image, &records);
+        assert_eq!(image.partition("t", 0).unwrap().isr, vec![1, 2]);
+        assert_eq!(image.partition("t", 1).unwrap().isr, vec![2, 1, 3]);
+    }
+
+    #[test]
+    fn an_isr_batch_finishes_the_reassignments_it_completes() {
+        let mut image = cluster(&[1, 2, 3, 4]);
+        create(&mut image, "t", vec![vec![1, 2, 3], vec![1, 2, 3]]);
+        for p in 0..2 {
+            let r = reassign(&image, "t", p, Some(&[1, 2, 4]), false).unwrap();
+            apply_all(&mut image, &r);
+        }
+        let epoch = |image: &MetadataImage, p| image.partition("t", p).unwrap().partition_epoch;
+        let (e0, e1) = (epoch(&image, 0), epoch(&image, 1));
+        let (records, outcomes) = alter_isr_batch(
+            &image,
+            [0, 1].map(|p| {
+                let partition_epoch = if p == 0 { e0 } else { e1 };
+                (
+                    "t",
+                    p,
+                    IsrRequest {
+                        leader: 1,
+                        incarnation: 0,
+                        leader_epoch: 0,
+                        partition_epoch,
+                        isr: &[1, 2, 3, 4][..],
+                    },
+                )
+            }),
+        );
+        assert_eq!(outcomes, vec![Ok(true), Ok(true)]);
+        // Each ISR change, then the record moving the partition to its target.
+        assert_eq!(records.len(), 4);
+        apply_all(&mut image, &records);
+        for p in 0..2 {
+            let p = image.partition("t", p).unwrap();
+            assert_eq!(p.replicas, vec![1, 2, 4]);
+            assert!(!p.is_reassigning());
+        }
     }
 
     #[test]
