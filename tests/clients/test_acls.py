@@ -511,18 +511,22 @@ def test_share_group_offsets_check_group_and_topic_acls(acl_broker, tmp_path):
     jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
             'username="{0}" password="{1}";')
     sasl = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN"]
-    member = ShareConsumer(b.sasl_bootstrap, group, topic, "accept", *sasl,
-                           "sasl.jaas.config=" + jaas.format("admin", USERS["admin"]))
-    try:
-        wait_until(member.ready, 60, what=f"share consumer ready\n{member.describe()}")
-    finally:
-        member.stop()
     for user in ("admin", "bob"):
         (tmp_path / f"{user}.properties").write_text(
             "\n".join(sasl) + "\nsasl.jaas.config=" + jaas.format(user, USERS[user]) + "\n")
 
     def call(*args: str, user: str = "bob") -> list[str]:
         return share_admin(b.sasl_bootstrap, *args, properties=str(tmp_path / f"{user}.properties"))
+
+    member = ShareConsumer(b.sasl_bootstrap, group, topic, "accept", *sasl,
+                           "sasl.jaas.config=" + jaas.format("admin", USERS["admin"]))
+    try:
+        wait_until(member.ready, 60, what=f"share consumer ready\n{member.describe()}")
+        # Its first poll may come before its first heartbeat made the group.
+        wait_until(lambda: not call("list", group, user="admin")[-1].startswith("ERROR"), 60,
+                   what="the share group exists")
+    finally:
+        member.stop()
 
     # The group is empty now; the super user gives it a start offset.
     assert call("alter", group, f"{topic}:0=0", user="admin")[-1] == "OK"

@@ -7,7 +7,9 @@
 //! before it is complete: its records are appended here first (so appends from one
 //! connection land in request order, and an idempotent producer's sequences stay in
 //! order), then its wait for the in-sync replicas runs on (`pipeline::replicate`)
-//! while the reading half handles the next requests. At most
+//! while the reading half handles the next requests. After any other request nothing
+//! more is read until every queued answer is out (Kafka's one request at a time), so a
+//! client that does not read its answers gets one handled, not more. At most
 //! [`MAX_IN_FLIGHT_REQUESTS`] requests are in the connection at once; with none free,
 //! nothing more is read. A throttled answer stops the reading half until it is out and
 //! its throttle time over (Kafka's muted channel); an answer that closes the
@@ -325,6 +327,7 @@ impl<'a> Reading<'a> {
             drop(reservation);
             let closes = handled.closes();
             let throttled = handled.delay_ms > 0 || handled.mute_ms > 0;
+            let replicating = matches!(handled.reply, Reply::Replicating(_));
             let queued = Queued {
                 handled,
                 received_ns,
@@ -333,10 +336,14 @@ impl<'a> Reading<'a> {
             if queue.send(queued).await.is_err() || closes {
                 return;
             }
-            if throttled {
-                // Kafka mutes a throttled client's channel: nothing more is read until
-                // its response is out and the throttle time over (the writing half
-                // holds the request's slot until then), so wait for every slot.
+            if throttled || !replicating {
+                // Only an acks=all Produce waiting for its replicas lets the connection
+                // read on. After any other request nothing more is read until every
+                // queued answer is out (as Kafka mutes a channel with a response
+                // pending), so a client that does not read its answers gets one request
+                // handled, not five. Kafka mutes a throttled client's channel too, until
+                // its response is out and the throttle time over (the writing half holds
+                // the request's slot until then).
                 let Ok(all) = self.slots.acquire_many(MAX_IN_FLIGHT_REQUESTS as u32).await else {
                     return;
                 };
