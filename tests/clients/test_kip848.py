@@ -528,85 +528,67 @@ def test_mixed_group_survives_a_coordinator_failover(cluster, consumers):
 
 @pytest.mark.deadline(300)
 def test_churn_and_a_coordinator_failover_mid_rebalance(cluster, consumers):
-    """KIP-848 under churn on a 3-node cluster: a producer writes all along while Java
+    """KIP-848 under churn on a 3-node cluster: records keep arriving while Java
     consumers join and leave; the coordinator is killed (kill -9) right as a member
     joins, while partitions are being revoked and reassigned. Every record is read at
-    least once, and the group's committed offsets never go backwards (sampled through
-    the whole test)."""
+    least once, and the group's committed offsets never go backwards (sampled between
+    every batch of records produced, all through the test)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
     from confluent_kafka.admin import AdminClient
     topic, group = unique_topic("kip848c"), unique_topic("g848c")
     cluster.create_topic(topic, partitions=6, replication_factor=3)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     produced = [0]
-    stop = threading.Event()
-
-    def produce_all_along():
-        while not stop.is_set() and produced[0] < 3000:
-            produce_range(cluster.bootstrap, topic, produced[0], 50)
-            produced[0] += 50
-            time.sleep(0.05)
-
     backwards: list[str] = []
     last: dict[int, int] = {}
 
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-
     def committed() -> dict[int, int]:
-        res = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=10)[group].result(15)
+        try:
+            res = admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=10)[group].result(15)
+        except Exception:  # noqa: BLE001 - the coordinator may be moving
+            return {}
         return {tp.partition: tp.offset for tp in res.topic_partitions or []
                 if tp.error is None and tp.topic == topic and tp.offset >= 0}
 
-    def watch_offsets():
-        while not stop.is_set():
-            try:
-                now = committed()
-            except Exception:  # noqa: BLE001 - the coordinator may be moving
-                now = {}
-            for p, o in now.items():
+    def churning(until, secs: float, what: str, produce: bool = True) -> None:
+        """Produces 50 records and samples the committed offsets until `until`."""
+        deadline = time.monotonic() + secs
+        while not until():
+            assert time.monotonic() < deadline, what
+            if produce and produced[0] < 3000:
+                produce_range(cluster.bootstrap, topic, produced[0], 50)
+                produced[0] += 50
+            for p, o in committed().items():
                 if o < last.get(p, -1):
                     backwards.append(f"partition {p}: {last[p]} -> {o}")
                 last[p] = max(o, last.get(p, -1))
-            time.sleep(0.3)
+            time.sleep(0.1)
 
-    threads = [threading.Thread(target=f, daemon=True)
-               for f in (produce_all_along, watch_offsets)]
-    for t in threads:
-        t.start()
-    try:
-        a = JavaConsumer(cluster.bootstrap, group, topic, idle_ms=30_000)
-        consumers.append(a)
-        wait_until(lambda: len(a.assigned()) == 6, 60, what=f"a owns all\n{a.describe()}")
-        coordinator = next(i for i in cluster.ids
-                           if describe_consumer_group(cluster.nodes[i].port, group))
-        b = JavaConsumer(cluster.bootstrap, group, topic, idle_ms=30_000)
-        consumers.append(b)
-        wait_until(lambda: len(a.assigned()) < 6 or b.assigned(), 60,
-                   what=f"the rebalance started\n{a.describe()}\n{b.describe()}")
-        cluster.kill(coordinator)
-        c = JavaConsumer(cluster.bootstrap, group, topic, idle_ms=30_000)
-        consumers.append(c)
-        wait_until(lambda: all(len(m.assigned()) == 2 for m in (a, b, c)), 120,
-                   what=f"three members own two each\n{a.describe()}\n{b.describe()}\n"
-                        f"{c.describe()}")
-        a.stop()
-        wait_until(lambda: len(b.assigned()) == 3 and len(c.assigned()) == 3, 120,
-                   what=f"a's partitions moved on\n{b.describe()}\n{c.describe()}")
-        stop.set()
-        for t in threads:
-            t.join(30)
-        total = produced[0]
-        read = lambda: {r for m in (a, b, c) for r in m.records()}  # noqa: E731
-        wait_until(lambda: len(read()) >= total, 120,
-                   what=f"all {total} records read, {len(read())} so far")
-        assert len(read()) == total
-        assert not backwards, backwards
-        for m in (a, b, c):
-            assert not m.errors(), m.describe()
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
+    a = JavaConsumer(cluster.bootstrap, group, topic, idle_ms=30_000)
+    consumers.append(a)
+    churning(lambda: len(a.assigned()) == 6, 60, f"a owns all\n{a.describe()}")
+    coordinator = next(i for i in cluster.ids
+                       if describe_consumer_group(cluster.nodes[i].port, group))
+    b = JavaConsumer(cluster.bootstrap, group, topic, idle_ms=30_000)
+    consumers.append(b)
+    churning(lambda: len(a.assigned()) < 6 or b.assigned(), 60,
+             f"the rebalance started\n{a.describe()}\n{b.describe()}")
+    cluster.kill(coordinator)
+    c = JavaConsumer(cluster.bootstrap, group, topic, idle_ms=30_000)
+    consumers.append(c)
+    churning(lambda: all(len(m.assigned()) == 2 for m in (a, b, c)), 120,
+             f"three members own two each\n{a.describe()}\n{b.describe()}\n{c.describe()}")
+    a.stop()
+    churning(lambda: len(b.assigned()) == 3 and len(c.assigned()) == 3, 120,
+             f"a's partitions moved on\n{b.describe()}\n{c.describe()}")
+    total = produced[0]
+    read = lambda: {r for m in (a, b, c) for r in m.records()}  # noqa: E731
+    churning(lambda: len(read()) >= total, 120, f"all {total} records read", produce=False)
+    assert len(read()) == total
+    assert not backwards, backwards
+    for m in (a, b, c):
+        assert not m.errors(), m.describe()
 
 
 def describe_consumer_group(port: int, group: str) -> dict | None:
