@@ -243,7 +243,9 @@ def test_unacknowledged_records_come_back_after_the_lock_expires(brook, consumer
     wait_until(lambda: set(other.offsets()) >= held, LOCK_MS / 1000 + 20,
                what=f"held records redelivered\n{other.describe()}")
     assert time.monotonic() - taken_at >= LOCK_MS / 1000 - 1.5
-    assert all(c == 2 for _, _, c in other.deliveries()), other.deliveries()
+    # Redelivered (count 2), or 3 when the holder, still polling, took them once more
+    # after the first lock ran out before the other member's first fetch.
+    assert all(c in (2, 3) for _, _, c in other.deliveries()), other.deliveries()
 
 
 def test_records_of_a_killed_consumer_come_back_when_its_connection_drops(brook_factory,
