@@ -213,10 +213,10 @@ async fn metadata_by_topic_id() {
     broker.shutdown().await;
 }
 
-/// Requests sent back to back on one connection, acks=all Produce (answered once the
-/// replicas have the records, after the requests behind it were handled), acks=0
-/// Produce (no answer) and others mixed: answered in request order, the records
-/// appended in request order.
+/// Requests sent back to back on one connection, acks=all Produce (on this single
+/// broker answered at once: the leader is its whole ISR), acks=0 Produce (no answer)
+/// and others mixed: answered in request order, the records appended in request order.
+/// (`connection::tests` and `test_cluster.py` cover answers held for replication.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_request_order() {
     let broker = Broker::builder()

@@ -278,6 +278,19 @@ pub async fn handle(
                 .with_partition_responses(partition_responses),
         );
     }
+    // Partitions whose records are already in the ISR (a leader alone in its ISR, as on
+    // a single broker) are answered now: no wait, so no task to wait in.
+    waits.retain(
+        |(ti, pi, partition, appended)| match partition.replicated_now(appended) {
+            None => true,
+            Some(Ok(())) => false,
+            Some(Err(code)) => {
+                let r = &mut responses[*ti].partition_responses[*pi];
+                *r = failed(r.index, code, None);
+                false
+            }
+        },
+    );
     if !waits.is_empty() {
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(timeout_ms.clamp(0, MAX_ACKS_WAIT_MS) as u64);

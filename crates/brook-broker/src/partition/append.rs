@@ -200,6 +200,27 @@ impl Partition {
             })
     }
 
+    /// Whether `appended` has reached the in-sync replicas: `Some(Ok)` once its
+    /// `next_offset` is below the high watermark, `Some(Err)` when it never will
+    /// (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS_AFTER_APPEND), `None` while waiting.
+    pub fn replicated_now(&self, appended: &Appended) -> Option<Result<(), i16>> {
+        let inner = self.inner.lock();
+        if !inner.leadership.is_leader() || inner.leadership.leader_epoch != appended.leader_epoch {
+            return Some(Err(ResponseError::NotLeaderOrFollower.code()));
+        }
+        if inner.leadership.high_watermark < appended.next_offset {
+            return None;
+        }
+        // Kafka's check after the append: the records reached the high watermark, but
+        // on fewer in-sync replicas than the topic requires.
+        match appended.min_insync {
+            Some(required) if inner.leadership.isr.len() < required => {
+                Some(Err(ResponseError::NotEnoughReplicasAfterAppend.code()))
+            }
+            _ => Some(Ok(())),
+        }
+    }
+
     /// Waits until `next_offset` is below the high watermark (acks=all), the leader
     /// changes (NOT_LEADER_OR_FOLLOWER) or `deadline` passes (REQUEST_TIMED_OUT).
     pub async fn wait_replicated(
@@ -209,23 +230,8 @@ impl Partition {
     ) -> Result<(), i16> {
         let mut rx = self.changed.subscribe();
         loop {
-            {
-                let inner = self.inner.lock();
-                if !inner.leadership.is_leader()
-                    || inner.leadership.leader_epoch != appended.leader_epoch
-                {
-                    return Err(ResponseError::NotLeaderOrFollower.code());
-                }
-                if inner.leadership.high_watermark >= appended.next_offset {
-                    // Kafka's check after the append: the records reached the high
-                    // watermark, but on fewer in-sync replicas than the topic requires.
-                    if let Some(required) = appended.min_insync {
-                        if inner.leadership.isr.len() < required {
-                            return Err(ResponseError::NotEnoughReplicasAfterAppend.code());
-                        }
-                    }
-                    return Ok(());
-                }
+            if let Some(done) = self.replicated_now(appended) {
+                return done;
             }
             // Waiting on the followers: the request's remote time.
             let changed = tokio::time::timeout_at(deadline, rx.changed());
