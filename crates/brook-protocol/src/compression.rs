@@ -57,38 +57,88 @@ pub fn decompress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, CodecErro
     }
 }
 
+/// The compressed blocks of a snappy payload as Kafka's clients frame it: xerial's
+/// stream (a 16-byte header, then length-prefixed blocks of at most 32 KiB), or one raw
+/// block when the header is absent.
+pub(crate) struct SnappyBlocks<'a> {
+    rest: &'a [u8],
+    xerial: bool,
+}
+
+impl<'a> SnappyBlocks<'a> {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
+        match input.strip_prefix(&XERIAL_MAGIC) {
+            // magic, then version and compatible version (4 bytes each)
+            Some(rest) => SnappyBlocks {
+                rest: rest.get(8..).unwrap_or_default(),
+                xerial: true,
+            },
+            None => SnappyBlocks {
+                rest: input,
+                xerial: false,
+            },
+        }
+    }
+}
+
+impl<'a> Iterator for SnappyBlocks<'a> {
+    type Item = Result<&'a [u8], CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let codec = Compression::Snappy;
+        if !self.xerial {
+            let block = std::mem::take(&mut self.rest);
+            return (!block.is_empty()).then_some(Ok(block));
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some((len, rest)) = self.rest.split_first_chunk::<4>() else {
+            self.rest = &[];
+            return Some(Err(corrupt(codec, "truncated xerial block length")));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(block) = rest.get(..len) else {
+            self.rest = &[];
+            return Some(Err(corrupt(codec, "truncated xerial block")));
+        };
+        self.rest = &rest[len..];
+        Some(Ok(block))
+    }
+}
+
 fn snappy_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let codec = Compression::Snappy;
-    let raw = |block: &[u8]| -> Result<Vec<u8>, CodecError> {
-        let len = snap::raw::decompress_len(block).map_err(|e| corrupt(codec, e))?;
-        if len > MAX_DECOMPRESSED_BYTES {
-            return Err(CodecError::TooLarge);
-        }
-        snap::raw::Decoder::new()
-            .decompress_vec(block)
-            .map_err(|e| corrupt(codec, e))
-    };
-    if !input.starts_with(&XERIAL_MAGIC) {
-        return raw(input);
-    }
-    let mut pos = 16;
     let mut out = Vec::new();
-    while pos < input.len() {
-        if pos + 4 > input.len() {
-            return Err(corrupt(codec, "truncated xerial block length"));
-        }
-        let len = u32::from_be_bytes(input[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        pos += 4;
-        let block = input
-            .get(pos..pos + len)
-            .ok_or_else(|| corrupt(codec, "truncated xerial block"))?;
-        out.extend(raw(block)?);
-        if out.len() > MAX_DECOMPRESSED_BYTES {
+    let len = snappy_decompress_into(input, &mut out, MAX_DECOMPRESSED_BYTES)?;
+    out.truncate(len);
+    Ok(out)
+}
+
+/// Decompresses a snappy payload into the front of `out`, which only grows (so a buffer
+/// kept between calls is neither reallocated nor zeroed again); returns the length.
+/// More than `limit` bytes is [`CodecError::TooLarge`].
+pub(crate) fn snappy_decompress_into(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<usize, CodecError> {
+    let codec = Compression::Snappy;
+    let mut decoder = snap::raw::Decoder::new();
+    let mut at = 0;
+    for block in SnappyBlocks::new(input) {
+        let block = block?;
+        let len = snap::raw::decompress_len(block).map_err(|e| corrupt(codec, e))?;
+        if len > limit - at {
             return Err(CodecError::TooLarge);
         }
-        pos += len;
+        if out.len() < at + len {
+            out.resize(at + len, 0);
+        }
+        at += decoder
+            .decompress(block, &mut out[at..at + len])
+            .map_err(|e| corrupt(codec, e))?;
     }
-    Ok(out)
+    Ok(at)
 }
 
 pub fn compress(codec: Compression, input: &[u8], out: &mut impl BufMut) -> Result<(), CodecError> {
@@ -232,6 +282,17 @@ mod tests {
             compress(codec, &data, &mut out).unwrap();
             assert_eq!(decompress(codec, &out).unwrap(), data, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn raw_snappy_without_the_xerial_frame_is_read_too() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 97) as u8).collect();
+        let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        assert_eq!(decompress(Compression::Snappy, &raw).unwrap(), data);
+        // A truncated xerial stream is an error, not a short result.
+        let mut framed = BytesMut::new();
+        compress(Compression::Snappy, &data, &mut framed).unwrap();
+        assert!(decompress(Compression::Snappy, &framed[..framed.len() - 3]).is_err());
     }
 
     #[test]
