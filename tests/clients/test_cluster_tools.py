@@ -44,6 +44,14 @@ def kafka_tool(cls: str, *args: str, timeout: float = 60) -> str:
     return r.stdout
 
 
+def config_command(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
+    """Kafka's kafka-configs (ConfigCommand) against `bootstrap`; the caller checks the
+    exit code (refusals are what some tests expect)."""
+    return subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*", "org.apache.kafka.tools.ConfigCommand",
+                           "--bootstrap-server", bootstrap, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
 REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 ELECT = "org.apache.kafka.tools.LeaderElectionCommand"
 

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 
 from kafka_helpers import (assert_all_delivered, create_topic, produce_all, producer,
                            unique_topic, wait_until)
-from test_cluster_tools import JVM, kafka_jars
+from test_cluster_tools import JVM, config_command, kafka_jars
 
 HERE = pathlib.Path(__file__).resolve().parent
 SESSION_MS = 6000
@@ -202,6 +202,45 @@ def test_killed_member_loses_its_partitions_after_the_session_timeout(brook, con
     assert group in members and "#PARTITIONS" in members, members
     state = kafka_tool_out("--describe", "--state", "--group", group, bootstrap=brook.bootstrap)
     assert "Stable" in state or "Reconciling" in state, state
+    b.stop()
+    assert not b.errors(), b.describe()
+
+
+@pytest.mark.brook_config({"group.consumer.min.session.timeout.ms": 1000,
+                           "group.consumer.min.heartbeat.interval.ms": 100})
+def test_a_group_session_timeout_of_its_own(brook, consumers):
+    """`kafka-configs --entity-type groups --add-config consumer.session.timeout.ms=15000,
+    consumer.heartbeat.interval.ms=1000` (IncrementalAlterConfigs on the GROUP resource)
+    replaces the broker's 6 s for this group: after kill -9 of one of two members, the
+    survivor gets its partitions only after 15 s. Values outside the broker's
+    group.consumer.min/max bounds, and a session not longer than the heartbeat
+    interval, are refused with Kafka's messages."""
+    topic, group = unique_topic("kip848own"), unique_topic("g848own")
+    create_topic(brook.bootstrap, topic, partitions=2)
+    config = ["--alter", "--entity-type", "groups", "--entity-name", group, "--add-config"]
+    for value, why in [("consumer.session.timeout.ms=500", "group.consumer.min.session"),
+                       ("consumer.heartbeat.interval.ms=20000", "group.consumer.max.heartbeat"),
+                       ("consumer.session.timeout.ms=5000,consumer.heartbeat.interval.ms=5000",
+                        "must be greater than consumer.heartbeat.interval.ms")]:
+        r = config_command(brook.bootstrap, *config, value)
+        assert r.returncode != 0 and why in r.stdout + r.stderr, r.stdout + r.stderr
+    r = config_command(brook.bootstrap, *config,
+                    "consumer.session.timeout.ms=15000,consumer.heartbeat.interval.ms=1000")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = config_command(brook.bootstrap, "--describe", "--entity-type", "groups", "--entity-name",
+                    group)
+    assert "consumer.session.timeout.ms=15000" in r.stdout, r.stdout + r.stderr
+    a = JavaConsumer(brook.bootstrap, group, topic)
+    b = JavaConsumer(brook.bootstrap, group, topic)
+    consumers += [a, b]
+    wait_until(lambda: len(a.assigned()) == 1 and len(b.assigned()) == 1, 30,
+               what=f"two members split 2 partitions\n{a.describe()}\n{b.describe()}")
+    a.kill9()
+    killed_at = time.monotonic()
+    wait_until(lambda: len(b.assigned()) == 2, 40,
+               what=f"the survivor owns both partitions\n{b.describe()}")
+    moved_after = time.monotonic() - killed_at
+    assert moved_after >= 15 - 1.5, f"moved after {moved_after:.1f}s (broker's 6 s applied?)"
     b.stop()
     assert not b.errors(), b.describe()
 

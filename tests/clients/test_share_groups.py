@@ -23,7 +23,7 @@ import pytest
 
 from kafka_helpers import (admin_client, assert_all_delivered, create_topic, produce_all,
                            producer, unique_topic, wait_until, watermarks)
-from test_cluster_tools import JVM, kafka_jars
+from test_cluster_tools import JVM, config_command, kafka_jars
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOCK_MS = 3000
@@ -676,62 +676,79 @@ def parse_share_fetch(r) -> tuple[int, int, dict[int, tuple[int, int, list]]]:
     return error, lock_ms, parts
 
 
+class RawShareMember:
+    """A share group member speaking raw ShareGroupHeartbeat/ShareFetch/ShareAcknowledge
+    frames on one connection to a one-partition topic (partition 0)."""
+
+    def __init__(self, brook, topic: str, group: str, member: str = "RAWRAWRAWRAWRAWRAWRAWw"):
+        from confluent_kafka import TopicCollection
+        from kafka_wire import compact_array, compact_string, connect, i32, uvarint
+        admin = admin_client(brook.bootstrap)  # kept alive until the answer is in
+        tid = admin.describe_topics(TopicCollection([topic]))[topic].result(10).topic_id
+        self.topic_id = (tid.get_most_significant_bits().to_bytes(8, "big", signed=True)
+                         + tid.get_least_significant_bits().to_bytes(8, "big", signed=True))
+        self.group, self.member = group, member
+        self.s = connect(brook.port)
+        self.cid = iter(range(1, 100_000))
+        hb = (compact_string(group) + compact_string(member) + i32(0) + uvarint(0)
+              + compact_array([compact_string(topic)]) + uvarint(0))
+        r = share_call(self.s, 76, 1, hb, next(self.cid))
+        assert r.i16() == 0, r.compact_string()
+
+    def fetch(self, version, epoch, max_records=0, mode=0, renew=False, wait=0, max_bytes=0,
+              acks=()):
+        """ShareFetch of partition 0: (error, lock timeout, {partition: ...})."""
+        from kafka_wire import compact_array, compact_string, i8, i32, i64, uvarint
+        tags = uvarint(0)
+        v2 = i8(mode) + i8(1 if renew else 0) if version >= 2 else b""
+        batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
+                                 for f, l, t in acks])
+        part = compact_array([i32(0) + batches + tags])
+        body = (compact_string(self.group) + compact_string(self.member) + i32(epoch)
+                + i32(wait) + i32(0 if renew else 1) + i32(max_bytes) + i32(max_records)
+                + i32(max_records) + v2 + compact_array([self.topic_id + part + tags])
+                + compact_array([]) + tags)
+        return parse_share_fetch(share_call(self.s, 78, version, body, next(self.cid)))
+
+    def ack(self, version, epoch, acks, renew=False):
+        """ShareAcknowledge of partition 0: (error, lock timeout (v2), [partition codes])."""
+        from kafka_wire import compact_array, compact_string, i8, i32, i64, uvarint
+        tags = uvarint(0)
+        batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
+                                 for f, l, t in acks])
+        body = (compact_string(self.group) + compact_string(self.member) + i32(epoch)
+                + (i8(1 if renew else 0) if version >= 2 else b"")
+                + compact_array([self.topic_id + compact_array([i32(0) + batches + tags])
+                                 + tags])
+                + tags)
+        r = share_call(self.s, 79, version, body, next(self.cid))
+        error, _ = r.i16(), r.compact_string()
+        lock_ms = r.i32() if version >= 2 else None
+        codes = []
+        for _ in range(r.uvarint() - 1):
+            r.take(16)
+            for _ in range(r.uvarint() - 1):
+                r.i32()
+                codes.append(r.i16())
+                r.compact_string(), r.i32(), r.i32(), r.tags(), r.tags()
+            r.tags()
+        return error, lock_ms, codes
+
+    def close(self):
+        self.s.close()
+
+
 def test_renew_and_acquire_mode_on_the_wire(brook):
     """ShareFetch/ShareAcknowledge v2 frames: record_limit stops mid-batch at
     max_records; a RENEW of held records answers the lock duration; RENEW of records
     not acquired by the member is INVALID_RECORD_STATE (121); RENEW in a v1 request and
     an unknown acquire mode are INVALID_REQUEST (42), as is a renewing ShareFetch that
     also asks for records."""
-    from confluent_kafka import TopicCollection
-    from kafka_wire import compact_array, compact_string, connect, i8, i16, i32, i64, uvarint
     topic, group = unique_topic("sharewire"), unique_topic("gwire")
     create_topic(brook.bootstrap, topic, partitions=1)
-    admin = admin_client(brook.bootstrap)
-    tid = admin.describe_topics(TopicCollection([topic]))[topic].result(10).topic_id
-    topic_id = (tid.get_most_significant_bits().to_bytes(8, "big", signed=True)
-                + tid.get_least_significant_bits().to_bytes(8, "big", signed=True))
-    member = "RAWRAWRAWRAWRAWRAWRAWw"
-    tags = uvarint(0)
-    s = connect(brook.port)
-    cid = iter(range(1, 1000))
+    m = RawShareMember(brook, topic, group)
+    fetch, ack = m.fetch, m.ack
     try:
-        hb = (compact_string(group) + compact_string(member) + i32(0) + uvarint(0)
-              + compact_array([compact_string(topic)]) + tags)
-        r = share_call(s, 76, 1, hb, next(cid))
-        assert r.i16() == 0, r.compact_string()
-
-        def fetch(version, epoch, max_records=0, mode=0, renew=False, wait=0, max_bytes=0,
-                  acks=()):
-            v2 = i8(mode) + i8(1 if renew else 0) if version >= 2 else b""
-            batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
-                                     for f, l, t in acks])
-            part = compact_array([i32(0) + batches + tags])
-            body = (compact_string(group) + compact_string(member) + i32(epoch) + i32(wait)
-                    + i32(0 if renew else 1) + i32(max_bytes) + i32(max_records)
-                    + i32(max_records) + v2 + compact_array([topic_id + part + tags])
-                    + compact_array([]) + tags)
-            return parse_share_fetch(share_call(s, 78, version, body, next(cid)))
-
-        def ack(version, epoch, acks, renew=False):
-            batches = compact_array([i64(f) + i64(l) + compact_array([i8(t)]) + tags
-                                     for f, l, t in acks])
-            body = (compact_string(group) + compact_string(member) + i32(epoch)
-                    + (i8(1 if renew else 0) if version >= 2 else b"")
-                    + compact_array([topic_id + compact_array([i32(0) + batches + tags]) + tags])
-                    + tags)
-            r = share_call(s, 79, version, body, next(cid))
-            error, _ = r.i16(), r.compact_string()
-            lock_ms = r.i32() if version >= 2 else None
-            codes = []
-            for _ in range(r.uvarint() - 1):
-                r.take(16)
-                for _ in range(r.uvarint() - 1):
-                    r.i32()
-                    codes.append(r.i16())
-                    r.compact_string(), r.i32(), r.i32(), r.tags(), r.tags()
-                r.tags()
-            return error, lock_ms, codes
-
         # Opens the session; the share-partition starts at the (empty) log's end.
         assert fetch(2, 0, max_records=3, mode=1, max_bytes=1 << 20)[0] == 0
         produce_range(brook.bootstrap, topic, 0, 10, batch=10)
@@ -758,7 +775,55 @@ def test_renew_and_acquire_mode_on_the_wire(brook):
         error, _, parts = fetch(2, 8, max_records=2, mode=0, wait=5000, max_bytes=1 << 20)
         assert error == 0 and parts[0][2] == [(3, 9, 1)], parts
     finally:
-        s.close()
+        m.close()
+
+
+@pytest.mark.brook_config({"group.share.min.record.lock.duration.ms": 1000,
+                           # the raw members do not heartbeat
+                           "group.share.session.timeout.ms": 30000})
+def test_a_group_lock_duration_of_its_own(brook):
+    """`kafka-configs --entity-type groups --add-config share.record.lock.duration.ms=8000`
+    gives one group its own lock: ShareFetch and ShareAcknowledge answer 8000, and its
+    unacknowledged records come back after 8 s, not after the broker's 3 s (which another
+    group still gets). Values outside the broker's min/max bounds are refused with
+    Kafka's messages, and kafka-configs describes the group's value."""
+    topic, group, other = unique_topic("sharelock"), unique_topic("glock"), unique_topic("gdef")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    for value, why in [("500", "at least 1000"),
+                       ("70000", "group.share.max.record.lock.duration.ms")]:
+        r = config_command(brook.bootstrap, "--alter", "--entity-type", "groups", "--entity-name",
+                        group, "--add-config", f"share.record.lock.duration.ms={value}")
+        assert r.returncode != 0 and why in r.stdout + r.stderr, r.stdout + r.stderr
+    r = config_command(brook.bootstrap, "--alter", "--entity-type", "groups", "--entity-name",
+                    group, "--add-config", "share.record.lock.duration.ms=8000")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = config_command(brook.bootstrap, "--describe", "--entity-type", "groups", "--entity-name",
+                    group)
+    assert "share.record.lock.duration.ms=8000" in r.stdout, r.stdout + r.stderr
+    own, default = RawShareMember(brook, topic, group), RawShareMember(brook, topic, other)
+    try:
+        assert own.fetch(2, 0, max_bytes=1 << 20)[0] == 0
+        assert default.fetch(2, 0, max_bytes=1 << 20)[0] == 0
+        produce_range(brook.bootstrap, topic, 0, 5, batch=5)
+        error, lock_ms, parts = own.fetch(2, 1, max_records=10, wait=5000, max_bytes=1 << 20)
+        taken = time.monotonic()
+        assert (error, lock_ms, parts[0][2]) == (0, 8000, [(0, 4, 1)]), (error, lock_ms, parts)
+        error, lock_ms, parts = default.fetch(2, 1, max_records=10, wait=5000,
+                                              max_bytes=1 << 20)
+        assert (error, lock_ms, parts[0][2]) == (0, LOCK_MS, [(0, 4, 1)])
+        time.sleep(max(0.0, taken + 4.5 - time.monotonic()))
+        # Past the broker's 3 s: the other group's records are back, this group's not.
+        assert default.fetch(2, 2, max_records=10, wait=2000,
+                             max_bytes=1 << 20)[2][0][2] == [(0, 4, 2)]
+        assert own.fetch(2, 2, max_records=10, wait=0,
+                         max_bytes=1 << 20)[2].get(0, (0, 0, []))[2] == []
+        time.sleep(max(0.0, taken + 8.5 - time.monotonic()))
+        error, _, parts = own.fetch(2, 3, max_records=10, wait=3000, max_bytes=1 << 20)
+        assert parts[0][2] == [(0, 4, 2)], parts
+        assert own.ack(2, 4, [(0, 4, 1)]) == (0, 8000, [0])
+    finally:
+        own.close()
+        default.close()
 
 
 @pytest.mark.deadline(240)

@@ -427,15 +427,17 @@ pub fn decide(
             changes,
             validate_only,
         } => {
+            let mut merged = image.group_configs.get(group).cloned().unwrap_or_default();
             for (k, v) in changes {
-                match v {
-                    Some(v) => crate::config::validate_group_config(k, v)?,
-                    None if !crate::config::GROUP_CONFIGS.iter().any(|(n, _)| n == k) => {
-                        return Err(ConfigError::Unknown(k.clone()).into());
-                    }
-                    None => {}
+                if !crate::config::GROUP_CONFIG_NAMES.contains(&k.as_str()) {
+                    return Err(ConfigError::Unknown(k.clone()).into());
                 }
+                match v {
+                    Some(v) => merged.insert(k.clone(), v.clone()),
+                    None => merged.remove(k),
+                };
             }
+            crate::config::validate_group_configs(settings, &merged)?;
             if *validate_only {
                 return Ok((Vec::new(), ControllerReply::Done));
             }

@@ -283,6 +283,23 @@ impl Groups {
     /// Follows a new image: replays the offsets partitions this broker now leads.
     pub fn follow(&self, image: &brook_meta::MetadataImage) {
         self.host.follow(image);
+        // Groups' own timeouts and intervals (GROUP configs): few groups set any.
+        let overrides: BTreeMap<String, brook_coord::GroupOverrides> = image
+            .group_configs
+            .iter()
+            .map(|(group, configs)| {
+                let pairs = configs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                (
+                    group.clone(),
+                    brook_coord::GroupOverrides::from_configs(pairs),
+                )
+            })
+            .filter(|(_, o)| !o.is_empty())
+            .collect();
+        let mut state = self.host.lock();
+        if state.coordinator.config().group_overrides != overrides {
+            state.coordinator.set_group_overrides(overrides);
+        }
     }
 
     /// Runs `f` on the coordinator, appends the records it returns, then delivers

@@ -51,6 +51,7 @@ pub const MAX_SHARE_PARTITIONS: usize = 100_000;
 
 /// The group config that says where a new share-partition starts.
 const AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+const LOCK_DURATION: &str = "share.record.lock.duration.ms";
 
 /// A share-partition: (group, topic id, partition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,9 +130,35 @@ impl Shares {
         }
     }
 
-    /// `group.share.record.lock.duration.ms`, as ShareFetch reports it.
-    pub fn lock_duration_ms(&self) -> i32 {
-        i32::try_from(self.config.lock_duration_ms).unwrap_or(i32::MAX)
+    /// How long `group`'s records stay acquired, as ShareFetch reports it: the group's
+    /// `share.record.lock.duration.ms`, else `group.share.record.lock.duration.ms`.
+    pub fn lock_duration_ms(&self, group: &str) -> i32 {
+        i32::try_from(self.config_for(group).lock_duration_ms).unwrap_or(i32::MAX)
+    }
+
+    /// The share-partition settings for `group`: the broker's, with the group's own
+    /// lock duration if it set one.
+    fn config_for(&self, group: &str) -> SharePartitionConfig {
+        let image = self.metadata.image();
+        let own = image
+            .group_configs
+            .get(group)
+            .and_then(|c| c.get(LOCK_DURATION))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|ms| *ms > 0);
+        SharePartitionConfig {
+            lock_duration_ms: own.unwrap_or(self.config.lock_duration_ms),
+            ..self.config
+        }
+    }
+
+    /// Brings a share-partition's settings up to its group's (a GROUP config changed):
+    /// records acquired from now on get the new lock duration.
+    fn refresh(&self, group: &str, sp: &mut SharePartition) {
+        let config = self.config_for(group);
+        if *sp.config() != config {
+            sp.set_config(config);
+        }
     }
 
     /// Whether `member` may use a share session of `group`: false when this broker
@@ -216,7 +243,7 @@ impl Shares {
         let leader_epoch = replica.leadership().1;
         let fresh = stored.is_none();
         let sp = match stored {
-            Some(s) => SharePartition::from_stored(self.config, &s),
+            Some(s) => SharePartition::from_stored(self.config_for(&key.group), &s),
             None => {
                 let (log_start, hw) = replica.offsets();
                 let earliest = self
@@ -225,7 +252,10 @@ impl Shares {
                     .group_configs
                     .get(&key.group)
                     .is_some_and(|c| c.get(AUTO_OFFSET_RESET).is_some_and(|v| v == "earliest"));
-                SharePartition::new(self.config, if earliest { log_start } else { hw })
+                SharePartition::new(
+                    self.config_for(&key.group),
+                    if earliest { log_start } else { hw },
+                )
             }
         };
         let mut map = self.partitions.lock();
@@ -354,6 +384,7 @@ impl Shares {
         };
         let (sp, _) = self.partition(&key, &replica)?;
         let mut sp = sp.lock();
+        self.refresh(group, &mut sp);
         sp.expire_locks(now_ms);
         let mut result = Ok(());
         for (first, last, types) in batches {
@@ -540,6 +571,7 @@ impl Shares {
         let (log_start, hw) = replica.offsets();
         let (offset, mut changed) = {
             let mut sp = sp.lock();
+            self.refresh(&key.group, &mut sp);
             let moved = sp.follow_log_start(log_start);
             let expired = sp.expire_locks(now_ms);
             fetch.next_deadline_ms = sp.next_deadline_ms();

@@ -1,5 +1,7 @@
 //! Group coordinator limits and timeouts, each with Kafka's config name and default.
 
+use std::collections::BTreeMap;
+
 /// `offsets.retention.minutes` default (7 days), in milliseconds.
 pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
 
@@ -101,6 +103,79 @@ pub struct GroupConfig {
     pub share_heartbeat_interval_ms: i32,
     /// `group.share.max.size`: the most members a share group accepts.
     pub share_max_size: usize,
+    /// Groups' own settings (Kafka's GROUP configs), which replace the ones above for
+    /// that group. Only groups that set one are here.
+    pub group_overrides: BTreeMap<String, GroupOverrides>,
+}
+
+/// A group's own timeouts and intervals (`kafka-configs --entity-type groups`): each
+/// replaces the broker's setting for this group when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupOverrides {
+    /// `consumer.session.timeout.ms`
+    pub consumer_session_timeout_ms: Option<i32>,
+    /// `consumer.heartbeat.interval.ms`
+    pub consumer_heartbeat_interval_ms: Option<i32>,
+    /// `share.session.timeout.ms`
+    pub share_session_timeout_ms: Option<i32>,
+    /// `share.heartbeat.interval.ms`
+    pub share_heartbeat_interval_ms: Option<i32>,
+}
+
+impl GroupOverrides {
+    /// Reads the group configs these stand for (names as Kafka's); others are ignored.
+    pub fn from_configs<'a>(configs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut o = GroupOverrides::default();
+        for (name, value) in configs {
+            let slot = match name {
+                "consumer.session.timeout.ms" => &mut o.consumer_session_timeout_ms,
+                "consumer.heartbeat.interval.ms" => &mut o.consumer_heartbeat_interval_ms,
+                "share.session.timeout.ms" => &mut o.share_session_timeout_ms,
+                "share.heartbeat.interval.ms" => &mut o.share_heartbeat_interval_ms,
+                _ => continue,
+            };
+            *slot = value.trim().parse().ok().filter(|v| *v > 0);
+        }
+        o
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == GroupOverrides::default()
+    }
+}
+
+impl GroupConfig {
+    fn overrides(&self, group: &str) -> Option<&GroupOverrides> {
+        self.group_overrides.get(group)
+    }
+
+    /// The session timeout of `group`'s consumer-protocol members.
+    pub fn consumer_session_timeout_ms(&self, group: &str) -> i32 {
+        self.overrides(group)
+            .and_then(|o| o.consumer_session_timeout_ms)
+            .unwrap_or(self.consumer_session_timeout_ms)
+    }
+
+    /// The heartbeat interval told to `group`'s consumer-protocol members.
+    pub fn consumer_heartbeat_interval_ms(&self, group: &str) -> i32 {
+        self.overrides(group)
+            .and_then(|o| o.consumer_heartbeat_interval_ms)
+            .unwrap_or(self.consumer_heartbeat_interval_ms)
+    }
+
+    /// The session timeout of `group`'s share members.
+    pub fn share_session_timeout_ms(&self, group: &str) -> i32 {
+        self.overrides(group)
+            .and_then(|o| o.share_session_timeout_ms)
+            .unwrap_or(self.share_session_timeout_ms)
+    }
+
+    /// The heartbeat interval told to `group`'s share members.
+    pub fn share_heartbeat_interval_ms(&self, group: &str) -> i32 {
+        self.overrides(group)
+            .and_then(|o| o.share_heartbeat_interval_ms)
+            .unwrap_or(self.share_heartbeat_interval_ms)
+    }
 }
 
 impl Default for GroupConfig {
@@ -123,6 +198,7 @@ impl Default for GroupConfig {
             share_session_timeout_ms: 45_000,
             share_heartbeat_interval_ms: 5_000,
             share_max_size: 200,
+            group_overrides: BTreeMap::new(),
         }
     }
 }

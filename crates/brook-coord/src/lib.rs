@@ -57,7 +57,7 @@ pub mod share;
 mod timers;
 pub mod txn;
 
-pub use config::{GroupConfig, MigrationPolicy};
+pub use config::{GroupConfig, GroupOverrides, MigrationPolicy};
 pub use consumer::{ConsumerGroupState, TopicsView};
 pub use coordinator::{Effects, GroupCoordinator, GroupSummary, Reply, ReplyToken};
 pub use group::GroupState;

@@ -26,23 +26,6 @@ pub enum ConfigError {
     },
 }
 
-/// The group configs (Kafka's GROUP resource) Brook has, with Kafka's defaults.
-pub const GROUP_CONFIGS: &[(&str, &str)] = &[("share.auto.offset.reset", "latest")];
-
-/// Checks a group config's name and value (`share.auto.offset.reset`: `latest` or
-/// `earliest`; Kafka's `by_duration:` is not supported).
-pub fn validate_group_config(name: &str, value: &str) -> Result<(), ConfigError> {
-    match name {
-        "share.auto.offset.reset" if matches!(value, "latest" | "earliest") => Ok(()),
-        "share.auto.offset.reset" => Err(ConfigError::Invalid {
-            name: name.into(),
-            value: value.into(),
-            reason: "expected latest or earliest".into(),
-        }),
-        _ => Err(ConfigError::Unknown(name.into())),
-    }
-}
-
 impl From<crate::listeners::InvalidSetting> for ConfigError {
     fn from(e: crate::listeners::InvalidSetting) -> Self {
         let crate::listeners::InvalidSetting {
@@ -437,7 +420,11 @@ broker_settings! {
     default_replication_factor: i64 = "default.replication.factor", "1";
     group_consumer_assignors: String = "group.consumer.assignors", "uniform,range";
     group_consumer_heartbeat_interval_ms: i64 = "group.consumer.heartbeat.interval.ms", "5000";
+    group_consumer_max_heartbeat_interval_ms: i64 = "group.consumer.max.heartbeat.interval.ms", "15000";
+    group_consumer_max_session_timeout_ms: i64 = "group.consumer.max.session.timeout.ms", "60000";
     group_consumer_max_size: i64 = "group.consumer.max.size", "2147483647";
+    group_consumer_min_heartbeat_interval_ms: i64 = "group.consumer.min.heartbeat.interval.ms", "5000";
+    group_consumer_min_session_timeout_ms: i64 = "group.consumer.min.session.timeout.ms", "45000";
     group_consumer_migration_policy: String = "group.consumer.migration.policy", "bidirectional";
     group_consumer_regex_refresh_interval_ms: i64 = "group.consumer.regex.refresh.interval.ms", "600000";
     group_consumer_session_timeout_ms: i64 = "group.consumer.session.timeout.ms", "45000";
@@ -447,8 +434,14 @@ broker_settings! {
     group_min_session_timeout_ms: i64 = "group.min.session.timeout.ms", "6000";
     group_share_delivery_count_limit: i64 = "group.share.delivery.count.limit", "5";
     group_share_heartbeat_interval_ms: i64 = "group.share.heartbeat.interval.ms", "5000";
+    group_share_max_heartbeat_interval_ms: i64 = "group.share.max.heartbeat.interval.ms", "15000";
+    group_share_max_record_lock_duration_ms: i64 = "group.share.max.record.lock.duration.ms", "60000";
+    group_share_max_session_timeout_ms: i64 = "group.share.max.session.timeout.ms", "60000";
     group_share_max_share_sessions: i64 = "group.share.max.share.sessions", "2000";
     group_share_max_size: i64 = "group.share.max.size", "200";
+    group_share_min_heartbeat_interval_ms: i64 = "group.share.min.heartbeat.interval.ms", "5000";
+    group_share_min_record_lock_duration_ms: i64 = "group.share.min.record.lock.duration.ms", "15000";
+    group_share_min_session_timeout_ms: i64 = "group.share.min.session.timeout.ms", "45000";
     group_share_partition_max_record_locks: i64 = "group.share.partition.max.record.locks", "2000";
     group_share_record_lock_duration_ms: i64 = "group.share.record.lock.duration.ms", "30000";
     group_share_session_timeout_ms: i64 = "group.share.session.timeout.ms", "45000";
@@ -739,7 +732,9 @@ pub fn validate_broker_config(name: &str, value: &str) -> Result<(), ConfigError
 }
 
 mod admin;
+mod groups;
 #[cfg(test)]
 mod tests;
 
 pub use admin::{parse_admin_listener, AdminAuth, AdminListenerSpec};
+pub use groups::{group_config_defaults, validate_group_configs, GROUP_CONFIG_NAMES};

@@ -78,7 +78,7 @@ pub fn describe(
                 RESOURCE_TOPIC => describe_topic(&image, cx.config, &r.resource_name, shown),
                 RESOURCE_BROKER => describe_broker(&image, cx.config, &r.resource_name, shown),
                 RESOURCE_BROKER_LOGGER => describe_loggers(cx, &r.resource_name),
-                RESOURCE_GROUP => Ok(describe_group(&image, &r.resource_name)),
+                RESOURCE_GROUP => Ok(describe_group(&image, cx.config, &r.resource_name)),
                 _ => Err(ApiError::new(
                     ResponseError::InvalidRequest,
                     "only topic, broker, broker-logger and group configs can be described",
@@ -100,24 +100,30 @@ pub fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// A group's configs: its dynamic ones, else Kafka's defaults.
-fn describe_group(image: &MetadataImage, group: &str) -> Vec<DescribeConfigsResourceResult> {
+/// A group's configs: its own, else the broker settings they stand in for.
+fn describe_group(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    group: &str,
+) -> Vec<DescribeConfigsResourceResult> {
     let set = image.group_configs.get(group);
-    crate::config::GROUP_CONFIGS
-        .iter()
+    crate::config::group_config_defaults(&config.broker_settings())
+        .into_iter()
         .map(|(name, default)| {
-            let value = set.and_then(|c| c.get(*name));
+            let value = set.and_then(|c| c.get(name));
             DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(name.to_string()))
-                .with_value(Some(str_bytes(
-                    value.map_or(*default, String::as_str).to_string(),
-                )))
+                .with_value(Some(str_bytes(value.unwrap_or(&default).clone())))
                 .with_config_source(if value.is_some() {
                     SOURCE_GROUP
                 } else {
                     ConfigSource::Default as i8
                 })
-                .with_config_type(ConfigType::String as i8)
+                .with_config_type(if name == "share.auto.offset.reset" {
+                    ConfigType::String as i8
+                } else {
+                    ConfigType::Int as i8
+                })
         })
         .collect()
 }

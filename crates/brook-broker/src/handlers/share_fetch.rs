@@ -352,7 +352,7 @@ pub async fn fetch(
         by_topic.entry(topic).or_default().push(data);
     }
     ShareFetchResponse::default()
-        .with_acquisition_lock_timeout_ms(shares.lock_duration_ms())
+        .with_acquisition_lock_timeout_ms(shares.lock_duration_ms(&group))
         .with_responses(
             by_topic
                 .into_iter()
@@ -534,7 +534,7 @@ pub async fn acknowledge_request(
     }
     ShareAcknowledgeResponse::default()
         // v2: the lock a RENEW restarted lasts this long (the client times its records).
-        .with_acquisition_lock_timeout_ms(shares.lock_duration_ms())
+        .with_acquisition_lock_timeout_ms(shares.lock_duration_ms(&group))
         .with_responses(
             by_topic
                 .into_iter()

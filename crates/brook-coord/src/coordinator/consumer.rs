@@ -435,7 +435,7 @@ fn join_or_update(
     let mut response = ConsumerGroupHeartbeatResponse::default();
     response.member_id = Some(StrBytes::from_string(member_id.clone()));
     response.member_epoch = member.member_epoch;
-    response.heartbeat_interval_ms = ctx.config.consumer_heartbeat_interval_ms;
+    response.heartbeat_interval_ms = ctx.config.consumer_heartbeat_interval_ms(group_id);
     let full_request = req.rebalance_timeout_ms != -1
         && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
         && req.topic_partitions.is_some();
@@ -693,7 +693,7 @@ fn schedule_timers(
     let member_id = &next.member_id;
     ctx.schedule_group_timer(
         session_key(group_id, member_id),
-        i64::from(session_timeout_ms(ctx, next)),
+        i64::from(session_timeout_ms(ctx, group_id, next)),
     );
     let revoking = next.state == MemberState::UnrevokedPartitions;
     let started = is_new
@@ -862,7 +862,7 @@ pub(crate) fn on_loaded(ctx: &mut Ctx<'_>, group: &mut Group) {
     for m in cg.members.values() {
         ctx.schedule_group_timer(
             session_key(&group.id, &m.member_id),
-            i64::from(session_timeout_ms(ctx, m)),
+            i64::from(session_timeout_ms(ctx, &group.id, m)),
         );
         if m.state == MemberState::UnrevokedPartitions {
             ctx.schedule_group_timer(
@@ -875,10 +875,10 @@ pub(crate) fn on_loaded(ctx: &mut Ctx<'_>, group: &mut Group) {
 
 /// A member's session timeout: the group's, or for a classic-protocol member the one it
 /// joined with.
-pub(crate) fn session_timeout_ms(ctx: &Ctx<'_>, m: &ConsumerMember) -> i32 {
+pub(crate) fn session_timeout_ms(ctx: &Ctx<'_>, group_id: &str, m: &ConsumerMember) -> i32 {
     m.classic
         .as_ref()
-        .map_or(ctx.config.consumer_session_timeout_ms, |c| {
+        .map_or(ctx.config.consumer_session_timeout_ms(group_id), |c| {
             c.session_timeout_ms
         })
 }

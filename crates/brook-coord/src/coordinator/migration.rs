@@ -432,7 +432,7 @@ pub(crate) fn sync(
     let response = match result {
         Err(error) => sync_error(error),
         Ok((member, protocol)) => {
-            let timeout = cons::session_timeout_ms(ctx, member);
+            let timeout = cons::session_timeout_ms(ctx, &group.id, member);
             let key = session_key(&group.id, &member.member_id);
             let assignment = encode_assignment(member, topics);
             ctx.schedule_group_timer(key, i64::from(timeout));
@@ -464,7 +464,7 @@ pub(crate) fn heartbeat(
     if request.generation_id != member.member_epoch {
         return Err(ResponseError::IllegalGeneration);
     }
-    let timeout = cons::session_timeout_ms(ctx, member);
+    let timeout = cons::session_timeout_ms(ctx, &group.id, member);
     ctx.schedule_group_timer(
         session_key(&group.id, &member.member_id),
         i64::from(timeout),

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 
-use crate::config::GroupConfig;
+use crate::config::{GroupConfig, GroupOverrides};
 use crate::consumer::RackDigests;
 use crate::group::{Group, GroupState, Member, Parked, Protocol};
 use crate::records::{GroupMetadataValue, OffsetsRecord, RecordError, RecordKey, RecordValue};
@@ -190,6 +190,12 @@ impl GroupCoordinator {
 
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// Replaces the groups' own settings (their GROUP configs); a changed timeout or
+    /// interval applies from each member's next heartbeat, as in Kafka.
+    pub fn set_group_overrides(&mut self, overrides: BTreeMap<String, GroupOverrides>) {
+        self.config.group_overrides = overrides;
     }
 
     /// The state of a group, if it exists.

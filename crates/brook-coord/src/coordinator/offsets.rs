@@ -422,7 +422,7 @@ fn validate_commit<'r>(
         }
         if let Some(member) = cg.members.get(member_id) {
             // Commits count as liveness for consumer members too.
-            let timeout = super::consumer::session_timeout_ms(ctx, member);
+            let timeout = super::consumer::session_timeout_ms(ctx, group_id, member);
             ctx.schedule_group_timer(
                 super::consumer::session_key(group_id, member_id),
                 i64::from(timeout),

@@ -346,13 +346,13 @@ fn join_or_update(
     }
     ctx.schedule_group_timer(
         session_key(group_id, member_id),
-        i64::from(ctx.config.share_session_timeout_ms),
+        i64::from(ctx.config.share_session_timeout_ms(group_id)),
     );
     let full = req.member_epoch == 0 || req.subscribed_topic_names.is_some();
     let mut response = ShareGroupHeartbeatResponse::default()
         .with_member_id(Some(req.member_id.clone()))
         .with_member_epoch(member.member_epoch)
-        .with_heartbeat_interval_ms(ctx.config.share_heartbeat_interval_ms);
+        .with_heartbeat_interval_ms(ctx.config.share_heartbeat_interval_ms(group_id));
     if epoch_changed || full {
         response.assignment = Some(response_assignment(&member.assigned));
     }
@@ -441,7 +441,7 @@ pub(crate) fn on_loaded(ctx: &mut Ctx<'_>, group: &mut Group) {
     for m in sg.members.keys() {
         ctx.schedule_group_timer(
             session_key(&group.id, m),
-            i64::from(ctx.config.share_session_timeout_ms),
+            i64::from(ctx.config.share_session_timeout_ms(&group.id)),
         );
     }
 }
