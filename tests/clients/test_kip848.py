@@ -429,6 +429,42 @@ def test_rolling_upgrade_to_the_consumer_protocol_and_back(brook, consumers):
     assert sum(committed.values()) == total, committed
 
 
+def test_static_member_restarted_with_the_classic_protocol_downgrades_the_group(
+        brook, consumers):
+    """A static Java consumer (`group.instance.id`) is the only consumer-protocol member
+    of a group next to a classic member; it stops and comes back under the same
+    instance id with group.protocol=classic: it replaces itself, the group becomes a
+    classic group at once (no session timeout to wait out), and the two classic members
+    read every record."""
+    topic, group = unique_topic("kip848s"), unique_topic("g848s")
+    create_topic(brook.bootstrap, topic, partitions=4)
+    produce_range(brook.bootstrap, topic, 0, 200)
+    a = JavaConsumer(brook.bootstrap, group, topic, protocol="classic")
+    consumers.append(a)
+    wait_until(lambda: len(a.assigned()) == 4, 30, what=f"a alone\n{a.describe()}")
+    s1 = JavaConsumer(brook.bootstrap, group, topic, instance="inst-1")
+    consumers.append(s1)
+    wait_until(lambda: len(a.assigned()) == 2 and len(s1.assigned()) == 2, 60,
+               what=f"a and the static member split\n{a.describe()}\n{s1.describe()}")
+    assert "upgraded the classic group to a consumer group" in brook.log_tail()
+    s1.kill9()
+    s2 = JavaConsumer(brook.bootstrap, group, topic, instance="inst-1", protocol="classic")
+    consumers.append(s2)
+    wait_until(lambda: "downgraded the consumer group to a classic group" in brook.log_tail(),
+               SESSION_MS / 1000 - 1, what="a downgrade before the session timeout")
+    produce_range(brook.bootstrap, topic, 200, 200)
+    wait_until(lambda: len(a.assigned()) == 2 and len(s2.assigned()) == 2, 60,
+               what=f"a and the new instance split\n{a.describe()}\n{s2.describe()}")
+    every = lambda: set(a.records() + s1.records() + s2.records())  # noqa: E731
+    wait_until(lambda: len(every()) >= 400, 60, what="all records")
+    listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
+    line = next(l for l in listed.splitlines() if group in l)
+    assert "classic" in line.lower(), listed
+    for c in (a, s2):
+        c.stop()
+        assert not c.errors(), c.describe()
+
+
 def test_kafka_python_classic_member_next_to_a_java_consumer_member(brook, consumers):
     """kafka-python (classic protocol only) joins a live consumer group next to a Java
     consumer-protocol member; the two split the partitions and read every record once

@@ -278,7 +278,19 @@ fn join_group(
         );
         return ctx.reply_join(parked, response);
     }
-    if let Some(cg) = &group.consumer {
+    let replaced = group.consumer.as_ref().and_then(|cg| {
+        migration::replaced_by_classic(ctx, cg, join.group_instance_id, join.member_id)
+    });
+    if let Some(replaced) = replaced {
+        // A static classic member takes the place of the last consumer-protocol one:
+        // the group becomes classic, and this JoinGroup joins it as its new instance.
+        info!(
+            group = group_id,
+            replaced = %replaced,
+            "a static classic member replaces the last consumer-protocol member"
+        );
+        migration::downgrade(ctx, group, &replaced);
+    } else if let Some(cg) = &group.consumer {
         if !cg.members.is_empty() {
             // A classic member in a consumer group.
             let classic = migration::ClassicJoin {

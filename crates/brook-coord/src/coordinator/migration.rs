@@ -546,6 +546,36 @@ pub(crate) fn should_downgrade(ctx: &Ctx<'_>, cg: &ConsumerGroup, leaving: &str)
     others().count() <= ctx.config.max_size
 }
 
+/// A classic JoinGroup with a `group.instance.id` (and no member id) that would replace
+/// the group's last consumer-protocol member, a static one: the member it replaces, when
+/// the group should become a classic group instead (Kafka's
+/// `validateOnlineDowngradeWithReplacedMember`: every other member uses the classic
+/// protocol, the policy allows downgrades, and the group fits `group.max.size`).
+pub(crate) fn replaced_by_classic(
+    ctx: &Ctx<'_>,
+    cg: &ConsumerGroup,
+    instance: Option<&str>,
+    member_id: &str,
+) -> Option<String> {
+    let current = cg.static_members.get(instance?)?;
+    let replaced = cg.members.get(current)?;
+    if !member_id.is_empty() || replaced.classic.is_some() {
+        return None;
+    }
+    let others_classic = cg
+        .members
+        .values()
+        .all(|m| m.member_id == *current || m.classic.is_some());
+    if !others_classic {
+        return None;
+    }
+    if !ctx.config.consumer_migration_policy.downgrades() {
+        info!("cannot downgrade the consumer group: group.consumer.migration.policy does not allow it");
+        return None;
+    }
+    (cg.members.len() <= ctx.config.max_size).then(|| current.clone())
+}
+
 /// Turns a consumer group into a classic group of its members but `leaving`, at the
 /// group epoch as generation, and starts a rebalance. The consumer group's records are
 /// deleted and the classic group's written. The assignments are left empty: the

@@ -90,6 +90,26 @@ fn cg_heartbeat(h: &mut Harness, member_id: &str, epoch: i32) -> ConsumerGroupHe
     response
 }
 
+/// A static consumer-protocol member (`group.instance.id` = `instance`) joins.
+fn static_cg_join(
+    h: &mut Harness,
+    member_id: &str,
+    instance: &str,
+) -> ConsumerGroupHeartbeatResponse {
+    let mut r = ConsumerGroupHeartbeatRequest::default();
+    r.group_id = GroupId(s(G));
+    r.member_id = s(member_id);
+    r.instance_id = Some(s(instance));
+    r.rebalance_timeout_ms = 30_000;
+    r.subscribed_topic_names = Some(vec![TopicName(s("orders"))]);
+    r.topic_partitions = Some(Vec::new());
+    let (response, records) =
+        h.coord
+            .consumer_group_heartbeat(1, &r, "c", "/127.0.0.1", &h.topics, h.now);
+    h.log.extend(records);
+    response
+}
+
 fn is_consumer_group(h: &Harness) -> bool {
     h.coord.groups.get(G).is_some_and(|g| g.consumer.is_some())
 }
@@ -392,4 +412,53 @@ fn classic_members_that_rejoin_and_sync_stay() {
         h.coord.groups[G].consumer.as_ref().unwrap().members.len(),
         3
     );
+}
+
+#[test]
+fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_the_group() {
+    let mut h = harness(MigrationPolicy::Bidirectional);
+    let members = classic_group(&mut h);
+    let r = static_cg_join(&mut h, "static-consumer-member0", "i1");
+    assert_eq!(r.error_code, NONE, "{:?}", r.error_message);
+    assert!(is_consumer_group(&h));
+    // The instance restarts with the classic protocol (no member id, same instance).
+    let token = h.send_join(&JoinSpec::new(G, "x").instance("i1"));
+    assert!(!is_consumer_group(&h), "the group became classic");
+    let group = &h.coord.groups[G];
+    assert!(!group.members.contains_key("static-consumer-member0"));
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+    // The classic members rejoin; the new instance is one of them.
+    let mut tokens = vec![token];
+    tokens.extend(
+        members
+            .iter()
+            .map(|m| h.send_join(&JoinSpec::new(G, "x").member(&m.member_id))),
+    );
+    h.advance_until_answered(&tokens);
+    for t in tokens {
+        assert_eq!(h.expect_join(t).error_code, NONE);
+    }
+    let group = &h.coord.groups[G];
+    assert_eq!(group.members.len(), 3);
+    assert!(group
+        .members
+        .values()
+        .any(|m| m.group_instance_id.as_deref() == Some("i1")));
+    let restarted = replayed(&h.log);
+    assert!(restarted.coord.groups[G].consumer.is_none());
+}
+
+#[test]
+fn a_static_classic_replacement_stays_in_the_consumer_group_without_downgrades() {
+    let mut h = harness(MigrationPolicy::Upgrade);
+    classic_group(&mut h);
+    let r = static_cg_join(&mut h, "static-consumer-member0", "i1");
+    assert_eq!(r.error_code, NONE, "{:?}", r.error_message);
+    let token = h.send_join(&JoinSpec::new(G, "x").instance("i1"));
+    h.advance_until_answered(&[token]);
+    assert_eq!(h.expect_join(token).error_code, NONE);
+    assert!(is_consumer_group(&h));
+    let cg = h.coord.groups[G].consumer.as_ref().unwrap();
+    assert_eq!(cg.members.len(), 3);
+    assert!(cg.members.values().all(|m| m.classic.is_some()));
 }
