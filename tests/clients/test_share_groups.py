@@ -410,6 +410,35 @@ def test_share_auto_offset_reset_latest_and_earliest(brook, consumers):
     assert sorted(late.offsets()) == list(range(10, 15))
 
 
+def console_share_consumer(bootstrap: str, topic: str, group: str, *args: str) -> list[str]:
+    """Kafka's kafka-console-share-consumer; the values it printed."""
+    r = subprocess.run([*JVM, "-cp", f"{kafka_jars()}/*",
+                        "org.apache.kafka.tools.consumer.ConsoleShareConsumer",
+                        "--bootstrap-server", bootstrap, "--topic", topic, "--group", group,
+                        *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.split()
+
+
+def test_kafka_console_share_consumer(brook):
+    """`kafka-console-share-consumer`: `--release` hands the records back (another run
+    gets them again), a plain run accepts them, and then there is nothing left."""
+    topic, group = unique_topic("shareconsole"), unique_topic("gconsole")
+    create_topic(brook.bootstrap, topic, partitions=1)
+    r = config_command(brook.bootstrap, "--alter", "--entity-type", "groups", "--entity-name",
+                       group, "--add-config", "share.auto.offset.reset=earliest")
+    assert r.returncode == 0, r.stdout + r.stderr
+    produce_range(brook.bootstrap, topic, 0, 10, batch=10)
+    want = [f"v{i}" for i in range(10)]
+    assert sorted(console_share_consumer(brook.bootstrap, topic, group, "--release",
+                                         "--max-messages", "10", "--timeout-ms", "30000"),
+                  key=lambda v: int(v[1:])) == want
+    assert sorted(console_share_consumer(brook.bootstrap, topic, group, "--max-messages", "10",
+                                         "--timeout-ms", "30000"),
+                  key=lambda v: int(v[1:])) == want
+    assert console_share_consumer(brook.bootstrap, topic, group, "--timeout-ms", "5000") == []
+
+
 @pytest.mark.deadline(180)
 def test_share_group_in_a_cluster(cluster):
     """Three nodes: the group's coordinator is one broker and the partitions' leaders

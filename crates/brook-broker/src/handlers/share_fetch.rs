@@ -83,12 +83,18 @@ async fn settle(
     acks: &[(SessionPartition, AckBatches<'_>)],
     version: i16,
 ) -> BTreeMap<SessionPartition, i16> {
-    let released = if epoch == FINAL_EPOCH {
-        shares.release(group, member, session)
-    } else {
-        Vec::new()
-    };
-    acknowledge(shares, meta, (group, member), acks, version >= 2, released).await
+    // As Kafka: a closing request's acknowledgements count before what the member still
+    // holds is released, so records a consumer accepts as it closes stay accepted.
+    let (mut codes, mut dirty) = acknowledge(shares, meta, (group, member), acks, version >= 2);
+    if epoch == FINAL_EPOCH {
+        dirty.extend(shares.release(group, member, session));
+    }
+    if let Err(code) = shares.persist(group, dirty).await {
+        for c in codes.values_mut().filter(|c| **c == 0) {
+            *c = code;
+        }
+    }
+    codes
 }
 
 /// UNKNOWN_MEMBER_ID for a member that is not in the share group (see
@@ -148,20 +154,19 @@ async fn preload(
 /// Acknowledgements of one partition, as the state machine takes them.
 type AckBatches<'a> = Vec<(i64, i64, &'a [i8])>;
 
-/// Applies acknowledgements (RENEW among them where `renew`: v2) and writes the state
-/// they changed; returns each partition's acknowledge error code.
-async fn acknowledge(
+/// Applies acknowledgements (RENEW among them where `renew`: v2); returns each
+/// partition's acknowledge error code and the share-partitions to write.
+fn acknowledge(
     shares: &Shares,
     meta: &MetadataView,
     (group, member): (&str, &str),
     acks: &[(SessionPartition, AckBatches<'_>)],
     renew: bool,
-    extra_dirty: Vec<ShareKey>,
-) -> BTreeMap<SessionPartition, i16> {
+) -> (BTreeMap<SessionPartition, i16>, Vec<ShareKey>) {
     let image = meta.image();
     let now = now_ms();
     let mut codes = BTreeMap::new();
-    let mut dirty = extra_dirty;
+    let mut dirty = Vec::new();
     for ((topic, partition), batches) in acks {
         let name = image.topic_by_id(topic).map(|t| t.name.as_str());
         match shares.acknowledge(
@@ -182,12 +187,7 @@ async fn acknowledge(
             }
         }
     }
-    if let Err(code) = shares.persist(group, dirty).await {
-        for c in codes.values_mut().filter(|c| **c == 0) {
-            *c = code;
-        }
-    }
-    codes
+    (codes, dirty)
 }
 
 /// What a ShareFetch asks of acquisition: (max records, max bytes, acquire mode), or
