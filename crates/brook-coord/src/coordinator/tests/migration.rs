@@ -74,20 +74,7 @@ fn classic_group(h: &mut Harness) -> Vec<Joined> {
 }
 
 fn cg_heartbeat(h: &mut Harness, member_id: &str, epoch: i32) -> ConsumerGroupHeartbeatResponse {
-    let mut r = ConsumerGroupHeartbeatRequest::default();
-    r.group_id = GroupId(s(G));
-    r.member_id = s(member_id);
-    r.member_epoch = epoch;
-    if epoch == 0 {
-        r.rebalance_timeout_ms = 30_000;
-        r.subscribed_topic_names = Some(vec![TopicName(s("orders"))]);
-        r.topic_partitions = Some(Vec::new());
-    }
-    let (response, records) =
-        h.coord
-            .consumer_group_heartbeat(1, &r, "c", "/127.0.0.1", &h.topics, h.now);
-    h.log.extend(records);
-    response
+    cg_heartbeat_as(h, member_id, epoch, None)
 }
 
 /// A static consumer-protocol member (`group.instance.id` = `instance`) joins.
@@ -96,13 +83,25 @@ fn static_cg_join(
     member_id: &str,
     instance: &str,
 ) -> ConsumerGroupHeartbeatResponse {
+    cg_heartbeat_as(h, member_id, 0, Some(instance))
+}
+
+fn cg_heartbeat_as(
+    h: &mut Harness,
+    member_id: &str,
+    epoch: i32,
+    instance: Option<&str>,
+) -> ConsumerGroupHeartbeatResponse {
     let mut r = ConsumerGroupHeartbeatRequest::default();
     r.group_id = GroupId(s(G));
     r.member_id = s(member_id);
-    r.instance_id = Some(s(instance));
-    r.rebalance_timeout_ms = 30_000;
-    r.subscribed_topic_names = Some(vec![TopicName(s("orders"))]);
-    r.topic_partitions = Some(Vec::new());
+    r.member_epoch = epoch;
+    r.instance_id = instance.map(s);
+    if epoch == 0 {
+        r.rebalance_timeout_ms = 30_000;
+        r.subscribed_topic_names = Some(vec![TopicName(s("orders"))]);
+        r.topic_partitions = Some(Vec::new());
+    }
     let (response, records) =
         h.coord
             .consumer_group_heartbeat(1, &r, "c", "/127.0.0.1", &h.topics, h.now);
