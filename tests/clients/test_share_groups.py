@@ -504,6 +504,59 @@ def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster)
                 c.kill9()
 
 
+@pytest.mark.deadline(300)
+def test_share_state_survives_a_coordinator_failover_in_a_cluster(cluster):
+    """Three nodes: kill -9 of the share group's coordinator; acknowledgements go on
+    through the new one. Then, with the old coordinator back, kill -9 of the partition's
+    leader: the new leader reads the share-partition state from the coordinator that
+    took over (replayed from `__consumer_offsets`), so no accepted record is delivered
+    again, before or after either failover."""
+    topic = unique_topic("sharecfo")
+    cluster.create_topic(topic, partitions=1, replication_factor=3)
+    leader, _ = cluster.wait_for_leader(topic, 0)
+    made: list[ShareConsumer] = []
+    try:
+        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
+        warm.stop()
+        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
+                           for p in range(OFFSETS_PARTITIONS)}
+        group = next(g for g in (unique_topic("gcfo") for _ in range(100))
+                     if offsets_leaders[coordinator_partition(g)] != leader)
+        coordinator = offsets_leaders[coordinator_partition(group)]
+        a = start(made, cluster.bootstrap, group, topic, "accept")
+        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
+        wait_until(lambda: len(a.offsets()) >= 30, 60, what=f"first records\n{a.describe()}")
+        a.stop()
+
+        cluster.kill(coordinator)
+        alive = [i for i in cluster.ids if i != coordinator]
+        cluster.wait_for_leader("__consumer_offsets", coordinator_partition(group),
+                                not_in=[coordinator], via=alive[0], timeout=30)
+        bootstrap = cluster.bootstrap_of(*alive)
+        b = start(made, bootstrap, group, topic, "accept")
+        produce_range(bootstrap, topic, 30, 10, batch=10)
+        wait_until(lambda: len(b.offsets()) >= 10, 60, what=f"records after\n{b.describe()}")
+        time.sleep(LOCK_MS / 1000 + 1)
+        assert sorted(b.offsets()) == list(range(30, 40)), b.describe()
+        b.stop()
+
+        cluster.start(coordinator)
+        cluster.wait_for_isr(topic, 0, cluster.ids, timeout=60)
+        cluster.kill(leader)
+        alive = [i for i in cluster.ids if i != leader]
+        cluster.wait_for_leader(topic, 0, not_in=[leader], via=alive[0], timeout=30)
+        bootstrap = cluster.bootstrap_of(*alive)
+        c = start(made, bootstrap, group, topic, "accept")
+        produce_range(bootstrap, topic, 40, 10, batch=10)
+        wait_until(lambda: len(c.offsets()) >= 10, 60, what=f"records last\n{c.describe()}")
+        time.sleep(LOCK_MS / 1000 + 1)
+        assert sorted(c.offsets()) == list(range(40, 50)), c.describe()
+    finally:
+        for x in made:
+            if x.proc.poll() is None:
+                x.kill9()
+
+
 # ---------------------------------------------------------------------------------------
 # Share group offsets: DescribeShareGroupOffsets, AlterShareGroupOffsets and
 # DeleteShareGroupOffsets, through Kafka's Admin and kafka-share-groups.
