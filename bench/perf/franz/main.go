@@ -5,6 +5,7 @@
 //
 //	franz-perf produce -b HOST:PORT -t TOPIC -n RECORDS -s SIZE -a ACKS
 //	franz-perf consume -b HOST:PORT -t TOPIC -n RECORDS
+//	franz-perf many -b HOST:PORT -t TOPIC -c CLIENTS -r RATE -s SIZE -d SECONDS [-heavy]
 //
 // produce: RECORDS values of SIZE bytes, null keys, as fast as the client takes them
 // (idempotent writes with acks=all, as franz-go requires them off for acks=1); timed from
@@ -55,6 +56,10 @@ func main() {
 		fail("usage: franz-perf produce|consume -b BOOTSTRAP -t TOPIC -n RECORDS [-s SIZE] [-a ACKS]")
 	}
 	mode := os.Args[1]
+	if mode == "many" {
+		manyMain(os.Args[2:])
+		return
+	}
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	bootstrap := fs.String("b", "", "bootstrap server")
 	topic := fs.String("t", "", "topic")
