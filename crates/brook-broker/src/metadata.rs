@@ -171,4 +171,16 @@ impl MetadataView {
             Some(q) => q.leader().map_or(-1, |l| l as i32),
         }
     }
+
+    /// The controller Metadata names to clients: the active controller, or while this
+    /// node knows of none (an election), this broker, which takes admin requests and
+    /// hands them to the quorum once it has a leader. With -1, librdkafka's admin
+    /// client waits for a controller until its request times out, though any broker
+    /// would serve it (Kafka's KRaft brokers name a live broker here too).
+    pub fn controller_id_for_clients(&self) -> i32 {
+        match self.controller_id() {
+            -1 => self.node_id,
+            id => id,
+        }
+    }
 }

@@ -61,7 +61,7 @@ pub async fn handle(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(meta.controller_id()))
+        .with_controller_id(BrokerId(meta.controller_id_for_clients()))
         .with_topics(topics)
         .with_cluster_authorized_operations(if_requested(
             req.include_cluster_authorized_operations,
@@ -185,7 +185,7 @@ pub fn describe_cluster(
     }
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(meta.image().cluster_id.clone()))
-        .with_controller_id(BrokerId(meta.controller_id()))
+        .with_controller_id(BrokerId(meta.controller_id_for_clients()))
         .with_brokers(brokers)
         .with_endpoint_type(1)
         .with_cluster_authorized_operations(if_requested(
