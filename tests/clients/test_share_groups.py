@@ -465,6 +465,17 @@ def test_share_group_in_a_cluster(cluster):
                 c.kill9()
 
 
+def only_the_new_records(made, bootstrap, group, topic, first, n) -> "ShareConsumer":
+    """A new member of `group` after a failover: records first..first+n-1 are produced
+    and it gets exactly those, none accepted before coming back."""
+    c = start(made, bootstrap, group, topic, "accept")
+    produce_range(bootstrap, topic, first, n, batch=10)
+    wait_until(lambda: len(c.offsets()) >= n, 60, what=f"records {first}..\n{c.describe()}")
+    time.sleep(LOCK_MS / 1000 + 1)
+    assert sorted(c.offsets()) == list(range(first, first + n)), c.describe()
+    return c
+
+
 @pytest.mark.deadline(240)
 def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster):
     """Three nodes: records accepted through one leader are not delivered again after
@@ -493,11 +504,7 @@ def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster)
         alive = [i for i in cluster.ids if i != leader]
         cluster.wait_for_leader(topic, 0, not_in=[leader], via=alive[0], timeout=30)
         bootstrap = cluster.bootstrap_of(*alive)
-        b = start(made, bootstrap, group, topic, "accept")
-        produce_range(bootstrap, topic, 30, 10, batch=10)
-        wait_until(lambda: len(b.offsets()) >= 10, 60, what=f"new records\n{b.describe()}")
-        time.sleep(LOCK_MS / 1000 + 1)
-        assert sorted(b.offsets()) == list(range(30, 40)), b.describe()
+        only_the_new_records(made, bootstrap, group, topic, 30, 10)
     finally:
         for c in made:
             if c.proc.poll() is None:
@@ -533,12 +540,7 @@ def test_share_state_survives_a_coordinator_failover_in_a_cluster(cluster):
         cluster.wait_for_leader("__consumer_offsets", coordinator_partition(group),
                                 not_in=[coordinator], via=alive[0], timeout=30)
         bootstrap = cluster.bootstrap_of(*alive)
-        b = start(made, bootstrap, group, topic, "accept")
-        produce_range(bootstrap, topic, 30, 10, batch=10)
-        wait_until(lambda: len(b.offsets()) >= 10, 60, what=f"records after\n{b.describe()}")
-        time.sleep(LOCK_MS / 1000 + 1)
-        assert sorted(b.offsets()) == list(range(30, 40)), b.describe()
-        b.stop()
+        only_the_new_records(made, bootstrap, group, topic, 30, 10).stop()
 
         cluster.start(coordinator)
         cluster.wait_for_isr(topic, 0, cluster.ids, timeout=60)
@@ -546,11 +548,7 @@ def test_share_state_survives_a_coordinator_failover_in_a_cluster(cluster):
         alive = [i for i in cluster.ids if i != leader]
         cluster.wait_for_leader(topic, 0, not_in=[leader], via=alive[0], timeout=30)
         bootstrap = cluster.bootstrap_of(*alive)
-        c = start(made, bootstrap, group, topic, "accept")
-        produce_range(bootstrap, topic, 40, 10, batch=10)
-        wait_until(lambda: len(c.offsets()) >= 10, 60, what=f"records last\n{c.describe()}")
-        time.sleep(LOCK_MS / 1000 + 1)
-        assert sorted(c.offsets()) == list(range(40, 50)), c.describe()
+        only_the_new_records(made, bootstrap, group, topic, 40, 10)
     finally:
         for x in made:
             if x.proc.poll() is None:
