@@ -434,8 +434,9 @@ def test_static_member_restarted_with_the_classic_protocol_downgrades_the_group(
     """A static Java consumer (`group.instance.id`) is the only consumer-protocol member
     of a group next to a classic member; it stops and comes back under the same
     instance id with group.protocol=classic: it replaces itself, the group becomes a
-    classic group at once (no session timeout to wait out), and the two classic members
-    read every record."""
+    classic group at once (no session timeout to wait out) without a rebalance, as in
+    Kafka: the new instance gets the partitions the old one held, the other member keeps
+    its own and revokes nothing, and the two read every record."""
     topic, group = unique_topic("kip848s"), unique_topic("g848s")
     create_topic(brook.bootstrap, topic, partitions=4)
     produce_range(brook.bootstrap, topic, 0, 200)
@@ -447,19 +448,24 @@ def test_static_member_restarted_with_the_classic_protocol_downgrades_the_group(
     wait_until(lambda: len(a.assigned()) == 2 and len(s1.assigned()) == 2, 60,
                what=f"a and the static member split\n{a.describe()}\n{s1.describe()}")
     assert "upgraded the classic group to a consumer group" in brook.log_tail()
+    held_by_a, held_by_s1 = a.assigned(), s1.assigned()
     s1.kill9()
+    revocations_before = sum(1 for l in list(a.lines) if l.startswith("REVOKED"))
     s2 = JavaConsumer(brook.bootstrap, group, topic, instance="inst-1", protocol="classic")
     consumers.append(s2)
     wait_until(lambda: "downgraded the consumer group to a classic group" in brook.log_tail(),
                SESSION_MS / 1000 - 1, what="a downgrade before the session timeout")
     produce_range(brook.bootstrap, topic, 200, 200)
-    wait_until(lambda: len(a.assigned()) == 2 and len(s2.assigned()) == 2, 60,
-               what=f"a and the new instance split\n{a.describe()}\n{s2.describe()}")
+    wait_until(lambda: s2.assigned() == held_by_s1, 30,
+               what=f"the new instance holds what the old one held\n{s2.describe()}")
+    assert a.assigned() == held_by_a, a.describe()
     every = lambda: set(a.records() + s1.records() + s2.records())  # noqa: E731
     wait_until(lambda: len(every()) >= 400, 60, what="all records")
     listed = kafka_tool_out("--list", "--type", bootstrap=brook.bootstrap)
     line = next(l for l in listed.splitlines() if group in l)
     assert "classic" in line.lower(), listed
+    revocations = sum(1 for l in list(a.lines) if l.startswith("REVOKED"))
+    assert revocations == revocations_before, f"the downgrade rebalanced\n{a.describe()}"
     for c in (a, s2):
         c.stop()
         assert not c.errors(), c.describe()

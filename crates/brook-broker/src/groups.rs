@@ -21,6 +21,7 @@ use crate::config::BrokerSettings;
 use crate::controller_client::ControllerClient;
 use crate::coordinator_host::{flush_written, CoordinatorHost, Hosted, Keyed, Replayed, Written};
 use crate::error::ApiError;
+use crate::image_topics::ImageTopics;
 use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, OFFSETS_TOPIC};
 use crate::replicas::Replicas;
@@ -446,7 +447,8 @@ impl Groups {
     pub fn tick(&self) {
         let effects = {
             let mut state = self.host.lock();
-            let effects = state.coordinator.tick(now_ms());
+            let image = self.metadata.image();
+            let effects = state.coordinator.tick(now_ms(), &ImageTopics(&image));
             match self.append_all(&effects.records) {
                 // On the blocking pool: the fsync flush.messages asks for runs here.
                 Ok(unsynced) => {

@@ -31,6 +31,7 @@ mod error;
 mod fetch_encode;
 mod groups;
 mod handlers;
+mod image_topics;
 pub mod listeners;
 pub mod log_levels;
 pub mod maintenance;

@@ -9,11 +9,11 @@ use kafka_protocol::messages::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::consumer_group::ImageTopics;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::groups::{GroupState, Groups};
 use crate::handlers::RequestContext;
+use crate::image_topics::ImageTopics;
 use crate::metadata::MetadataView;
 
 pub async fn join(

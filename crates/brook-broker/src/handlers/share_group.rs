@@ -11,10 +11,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::consumer_group::ImageTopics;
 use crate::clock::now_ms;
 use crate::groups::Groups;
 use crate::handlers::RequestContext;
+use crate::image_topics::ImageTopics;
 use crate::metadata::MetadataView;
 use crate::shares::Shares;
 

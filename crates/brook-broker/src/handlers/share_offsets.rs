@@ -28,8 +28,8 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::consumer_group::ImageTopics;
 use crate::groups::Groups;
+use crate::image_topics::ImageTopics;
 use crate::metadata::MetadataView;
 use crate::peer::PeerNet;
 use crate::replicas::{ask_leaders, Replicas};

@@ -27,12 +27,12 @@ use kafka_protocol::messages::{
     WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 
-use super::consumer_group::ImageTopics;
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::controller_client::ControllerClient;
 use crate::error::ApiError;
 use crate::groups::Groups;
+use crate::image_topics::ImageTopics;
 use crate::markers::MarkerWriter;
 use crate::metadata::MetadataView;
 use crate::names::{coordinator_partition_for, is_internal};

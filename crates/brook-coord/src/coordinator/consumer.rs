@@ -125,7 +125,7 @@ fn heartbeat(
     if req.member_epoch == LEAVE_GROUP_MEMBER_EPOCH
         || req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH
     {
-        return leave(ctx, groups, req);
+        return leave(ctx, groups, req, topics);
     }
     if req.member_epoch == 0 {
         if let Some(classic) = groups.get_mut(group_id) {
@@ -394,28 +394,7 @@ fn join_or_update(
         }
         Found::New => (None, None, ConsumerMember::new(&member_id)),
         Found::ReplaceStatic(old_id) => {
-            let target = cg.target.get(old_id).cloned();
-            let mut m = cg.remove_member(old_id).expect("static member exists");
-            ctx.effects
-                .records
-                .extend(member_tombstones(group_id, old_id));
-            cancel_timers(ctx, group_id, old_id);
-            info!(group = group_id, member = %member_id, replaced = %old_id, "static member rejoins under a new member id");
-            let sub = (
-                m.subscribed_topic_names.clone(),
-                m.subscribed_topic_regex.clone(),
-            );
-            m.member_id = member_id.clone();
-            m.member_epoch = 0;
-            m.previous_member_epoch = 0;
-            m.state = MemberState::Stable;
-            m.pending_revocation = Assignment::new();
-            if let Some(target) = target {
-                ctx.effects
-                    .records
-                    .push(target_member_record(group_id, &member_id, &target));
-                cg.target.insert(member_id.clone(), target);
-            }
+            let (m, sub) = take_over_static_member(ctx, group_id, cg, old_id, &member_id);
             (None, Some(sub), m)
         }
     };
@@ -454,6 +433,43 @@ fn join_or_update(
         response.assignment = Some(assignment);
     }
     Ok(response)
+}
+
+/// A static member rejoining under a new member id takes over `old_id`'s place: the
+/// old id is removed (its records tombstoned, its timers cancelled) and the member comes
+/// back under `new_id` at epoch 0 with the partitions and target assignment it had, so
+/// that its reconciliation hands them back (Kafka's static member replacement). Returns
+/// the member, not yet in the group, and the subscription it had.
+pub(crate) fn take_over_static_member(
+    ctx: &mut Ctx<'_>,
+    group_id: &str,
+    cg: &mut ConsumerGroup,
+    old_id: &str,
+    new_id: &str,
+) -> (ConsumerMember, (Vec<String>, Option<String>)) {
+    let target = cg.target.get(old_id).cloned();
+    let mut m = cg.remove_member(old_id).expect("static member exists");
+    ctx.effects
+        .records
+        .extend(member_tombstones(group_id, old_id));
+    cancel_timers(ctx, group_id, old_id);
+    info!(group = group_id, member = %new_id, replaced = %old_id, "static member rejoins under a new member id");
+    let subscription = (
+        m.subscribed_topic_names.clone(),
+        m.subscribed_topic_regex.clone(),
+    );
+    m.member_id = new_id.to_owned();
+    m.member_epoch = 0;
+    m.previous_member_epoch = 0;
+    m.state = MemberState::Stable;
+    m.pending_revocation = Assignment::new();
+    if let Some(target) = target {
+        ctx.effects
+            .records
+            .push(target_member_record(group_id, new_id, &target));
+        cg.target.insert(new_id.to_owned(), target);
+    }
+    (m, subscription)
 }
 
 /// Applies a member as its request leaves it (`updated`; `old` is what it was, None
@@ -714,6 +730,7 @@ fn leave(
     ctx: &mut Ctx<'_>,
     groups: &mut Groups,
     req: &ConsumerGroupHeartbeatRequest,
+    topics: &dyn TopicsView,
 ) -> Result<ConsumerGroupHeartbeatResponse, HeartbeatError> {
     let group_id = req.group_id.as_str();
     let Some(group) = groups.get_mut(group_id) else {
@@ -772,7 +789,7 @@ fn leave(
         info!(group = group_id, member = %leaving, "static member left temporarily");
     } else if super::migration::should_downgrade(ctx, cg, &leaving) {
         info!(group = group_id, member = %leaving, "the last consumer-protocol member left");
-        super::migration::downgrade(ctx, group, &leaving);
+        super::migration::downgrade(ctx, group, Some(&leaving), topics);
     } else {
         remove_member(ctx, group_id, cg, &leaving, "the member left the group");
     }
@@ -809,21 +826,32 @@ pub(crate) fn remove_member(
 }
 
 /// A member's session ran out.
-pub(crate) fn expire_session(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str) {
-    fence(ctx, group, member_id, "its session expired");
+pub(crate) fn expire_session(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    member_id: &str,
+    topics: &dyn TopicsView,
+) {
+    fence(ctx, group, member_id, "its session expired", topics);
 }
 
 /// Removes a member for `reason` (Kafka's fencing), or turns the group into a classic
 /// group of the others when it was the last consumer-protocol member and the policy
 /// allows it.
-pub(crate) fn fence(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str, reason: &str) {
+pub(crate) fn fence(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    member_id: &str,
+    reason: &str,
+    topics: &dyn TopicsView,
+) {
     if let Some(cg) = group.consumer.as_mut() {
         if !cg.members.contains_key(member_id) {
             return;
         }
         if super::migration::should_downgrade(ctx, cg, member_id) {
             info!(group = %group.id, member = member_id, reason, "the last consumer-protocol member is fenced");
-            super::migration::downgrade(ctx, group, member_id);
+            super::migration::downgrade(ctx, group, Some(member_id), topics);
         } else {
             remove_member(ctx, &group.id, cg, member_id, reason);
         }
@@ -831,14 +859,19 @@ pub(crate) fn fence(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str, reaso
 }
 
 /// A member did not revoke its partitions within its rebalance timeout.
-pub(crate) fn expire_revocation(ctx: &mut Ctx<'_>, group: &mut Group, member_id: &str) {
+pub(crate) fn expire_revocation(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    member_id: &str,
+    topics: &dyn TopicsView,
+) {
     if let Some(cg) = group.consumer.as_mut() {
         let late = cg
             .members
             .get(member_id)
             .is_some_and(|m| m.state == MemberState::UnrevokedPartitions);
         if late && super::migration::should_downgrade(ctx, cg, member_id) {
-            super::migration::downgrade(ctx, group, member_id);
+            super::migration::downgrade(ctx, group, Some(member_id), topics);
         } else if late {
             remove_member(
                 ctx,

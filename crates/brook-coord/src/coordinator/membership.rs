@@ -278,21 +278,11 @@ fn join_group(
         );
         return ctx.reply_join(parked, response);
     }
-    let replaced = group.consumer.as_ref().and_then(|cg| {
-        migration::replaced_by_classic(ctx, cg, join.group_instance_id, join.member_id)
-    });
-    if let Some(replaced) = replaced {
-        // A static classic member takes the place of the last consumer-protocol one:
-        // the group becomes classic, and this JoinGroup joins it as its new instance.
-        info!(
-            group = group_id,
-            replaced = %replaced,
-            "a static classic member replaces the last consumer-protocol member"
-        );
-        migration::downgrade(ctx, group, &replaced);
-    } else if let Some(cg) = &group.consumer {
+    if let Some(cg) = &group.consumer {
         if !cg.members.is_empty() {
             // A classic member in a consumer group.
+            let replaced =
+                migration::replaced_by_classic(ctx, cg, join.group_instance_id, join.member_id);
             let classic = migration::ClassicJoin {
                 member_id: join.member_id,
                 group_instance_id: join.group_instance_id,
@@ -304,7 +294,12 @@ fn join_group(
                 protocols: &join.protocols,
                 parked,
             };
-            return migration::join(ctx, group, classic, topics);
+            return match replaced {
+                // A static classic member takes the place of the last consumer-protocol
+                // one: the group becomes classic.
+                Some(replaced) => migration::join_replacing(ctx, group, classic, &replaced, topics),
+                None => migration::join(ctx, group, classic, topics),
+            };
         }
         // An empty consumer group becomes a classic one, as in Kafka.
         let tombstones = super::consumer::group_tombstones(group_id, cg);

@@ -14,7 +14,10 @@
 //!   JoinGroup, and after JoinGroup the same to send SyncGroup, or it is removed
 //!   (Kafka's join and sync timeouts);
 //! - downgrade: when the last consumer-protocol member leaves (or is fenced) and classic
-//!   members remain, the group becomes a classic group of those members and rebalances.
+//!   members remain, the group becomes a classic group of those members, each keeping
+//!   the partitions it holds, and rebalances; when a static classic member replaces the
+//!   last consumer-protocol member, it takes over that one's partitions and the group
+//!   becomes classic without a rebalance (unless the subscription changed).
 //!
 //! Empty groups convert both ways whatever the policy (see `consumer::heartbeat` and
 //! `membership::join_group`).
@@ -243,6 +246,61 @@ pub(crate) fn join(
     ctx.reply_join(parked, response);
 }
 
+/// JoinGroup from a static classic member that replaces the group's last
+/// consumer-protocol member (`replaced`, found by [`replaced_by_classic`]): the member
+/// takes over the replaced one's partitions, then the group becomes a classic group in
+/// which every member keeps what it holds, and the JoinGroup is answered at once in its
+/// generation. Only when the new member subscribes to other topics than the one it
+/// replaced does a rebalance follow (Kafka's downgrade by static member replacement).
+pub(crate) fn join_replacing(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    join: ClassicJoin<'_>,
+    replaced: &str,
+    topics: &dyn TopicsView,
+) {
+    let parked = join.parked;
+    let subscription_of = |m: &ConsumerMember| {
+        (
+            m.subscribed_topic_names.clone(),
+            m.subscribed_topic_regex.clone(),
+        )
+    };
+    let cg = group.consumer.as_ref().expect("a consumer group");
+    let before = cg.members.get(replaced).map(subscription_of);
+    let (member_id, protocol) = match try_join(ctx, group, &join, topics) {
+        Ok((member_id, _, protocol)) => (member_id, protocol),
+        Err((member_id, error)) => {
+            return ctx.reply_join(parked, join_error(parked.version, &member_id, error));
+        }
+    };
+    let cg = group.consumer.as_ref().expect("still a consumer group");
+    let changed = cg.members.get(&member_id).map(subscription_of) != before;
+    info!(
+        group = %group.id,
+        replaced,
+        member = %member_id,
+        "a static classic member replaced the last consumer-protocol member"
+    );
+    downgrade(ctx, group, None, topics);
+    let response = join_success(
+        parked.version,
+        &member_id,
+        &JoinedGeneration {
+            generation_id: group.generation_id,
+            protocol_type: Some(CONSUMER_PROTOCOL_TYPE),
+            protocol_name: Some(&protocol),
+            leader: "",
+        },
+        Vec::new(),
+        false,
+    );
+    ctx.reply_join(parked, response);
+    if changed {
+        super::membership::prepare_rebalance(ctx, group);
+    }
+}
+
 type JoinResult = Result<(String, i32, String), (String, ResponseError)>;
 
 fn try_join(
@@ -271,20 +329,18 @@ fn try_join(
             return fail(&member_id, ResponseError::MemberIdRequired);
         }
     }
-    // A static member: its instance id names the member it is (or takes over).
+    // A static member: its instance id names the member it is, or the one it takes over
+    // (keeping that one's partitions, as Kafka replaces a static member).
+    let mut replaced = None;
     if let Some(instance) = join.group_instance_id {
         if let Some(current) = cg.static_members.get(instance).cloned() {
             if current != member_id {
                 if !join.member_id.is_empty() {
                     return fail(&member_id, ResponseError::FencedInstanceId);
                 }
-                cons::remove_member(
-                    ctx,
-                    &group_id,
-                    cg,
-                    &current,
-                    "a static member rejoined under a new member id",
-                );
+                replaced = Some(cons::take_over_static_member(
+                    ctx, &group_id, cg, &current, &member_id,
+                ));
             }
         }
     }
@@ -292,18 +348,22 @@ fn try_join(
     if old.as_ref().is_some_and(|m| m.classic.is_none()) {
         return fail(&member_id, ResponseError::UnknownMemberId);
     }
-    if old.is_none() && cg.members.len() >= ctx.config.consumer_max_size {
+    if old.is_none() && replaced.is_none() && cg.members.len() >= ctx.config.consumer_max_size {
         return fail(&member_id, ResponseError::GroupMaxSizeReached);
     }
-    let previous_subscription = old.as_ref().map(|m| {
-        (
-            m.subscribed_topic_names.clone(),
-            m.subscribed_topic_regex.clone(),
-        )
-    });
-    let mut updated = old
-        .clone()
-        .unwrap_or_else(|| ConsumerMember::new(&member_id));
+    let (previous_subscription, mut updated) = match replaced {
+        Some((member, subscription)) => (Some(subscription), member),
+        None => (
+            old.as_ref().map(|m| {
+                (
+                    m.subscribed_topic_names.clone(),
+                    m.subscribed_topic_regex.clone(),
+                )
+            }),
+            old.clone()
+                .unwrap_or_else(|| ConsumerMember::new(&member_id)),
+        ),
+    };
     updated.instance_id = join.group_instance_id.map(str::to_owned);
     updated.rack_id = subscription.rack_id;
     updated.rebalance_timeout_ms = join.rebalance_timeout_ms;
@@ -576,11 +636,17 @@ pub(crate) fn replaced_by_classic(
     (cg.members.len() <= ctx.config.max_size).then(|| current.clone())
 }
 
-/// Turns a consumer group into a classic group of its members but `leaving`, at the
-/// group epoch as generation, and starts a rebalance. The consumer group's records are
-/// deleted and the classic group's written. The assignments are left empty: the
-/// rebalance that follows hands out new ones.
-pub(crate) fn downgrade(ctx: &mut Ctx<'_>, group: &mut Group, leaving: &str) {
+/// Turns a consumer group into a Stable classic group of its members but `leaving`, at
+/// the group epoch as generation, each member keeping the partitions it holds as its
+/// classic assignment (Kafka's `ClassicGroup.fromConsumerGroup`). The consumer group's
+/// records are deleted and the classic group's written. When a member left, a
+/// rebalance starts, as the partitions it held are nobody's.
+pub(crate) fn downgrade(
+    ctx: &mut Ctx<'_>,
+    group: &mut Group,
+    leaving: Option<&str>,
+    topics: &dyn TopicsView,
+) {
     let group_id = group.id.clone();
     let cg = group.consumer.take().expect("a consumer group");
     for member_id in cg.members.keys() {
@@ -593,8 +659,13 @@ pub(crate) fn downgrade(ctx: &mut Ctx<'_>, group: &mut Group, leaving: &str) {
     *group = Group::new(&group_id, Some(ctx.now_ms));
     group.offsets = offsets;
     group.generation_id = cg.group_epoch;
-    for m in cg.members.values().filter(|m| m.member_id != leaving) {
+    for m in cg
+        .members
+        .values()
+        .filter(|m| Some(m.member_id.as_str()) != leaving)
+    {
         let classic = m.classic.clone().expect("checked by should_downgrade");
+        let assignment = encode_assignment(m, topics);
         group.add(Member {
             member_id: m.member_id.clone(),
             group_instance_id: m.instance_id.clone(),
@@ -608,7 +679,7 @@ pub(crate) fn downgrade(ctx: &mut Ctx<'_>, group: &mut Group, leaving: &str) {
                 .into_iter()
                 .map(|(name, metadata)| Protocol { name, metadata })
                 .collect(),
-            assignment: Bytes::new(),
+            assignment,
             awaiting_join: None,
             awaiting_sync: None,
             is_new: false,
@@ -630,5 +701,7 @@ pub(crate) fn downgrade(ctx: &mut Ctx<'_>, group: &mut Group, leaving: &str) {
         "downgraded the consumer group to a classic group"
     );
     super::membership::write_group_metadata(ctx, group);
-    super::membership::prepare_rebalance(ctx, group);
+    if leaving.is_some() {
+        super::membership::prepare_rebalance(ctx, group);
+    }
 }

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 
 use crate::config::{GroupConfig, GroupOverrides};
-use crate::consumer::RackDigests;
+use crate::consumer::{RackDigests, TopicsView};
 use crate::group::{Group, GroupState, Member, Parked, Protocol};
 use crate::records::{GroupMetadataValue, OffsetsRecord, RecordError, RecordKey, RecordValue};
 use crate::timers::{TimerKey, Timers};
@@ -243,8 +243,9 @@ impl GroupCoordinator {
     }
 
     /// Runs what is due at `now_ms`: session timeouts, the ends of join and sync phases,
-    /// the initial rebalance delay, pending-member expiry and offset retention.
-    pub fn tick(&mut self, now_ms: i64) -> Effects {
+    /// the initial rebalance delay, pending-member expiry and offset retention. `topics`
+    /// names the partitions a consumer group hands to the classic group it may become.
+    pub fn tick(&mut self, now_ms: i64, topics: &dyn TopicsView) -> Effects {
         let mut effects = Effects::default();
         let loaded = std::mem::take(&mut self.loaded);
         if !self.timers.is_scheduled(&TimerKey::OffsetRetention) {
@@ -281,24 +282,24 @@ impl GroupCoordinator {
                 }
                 TimerKey::ConsumerSession { group, member } => {
                     if let Some(g) = groups.get_mut(&group) {
-                        consumer::expire_session(&mut ctx, g, &member);
+                        consumer::expire_session(&mut ctx, g, &member, topics);
                     }
                 }
                 TimerKey::ConsumerRevocation { group, member } => {
                     if let Some(g) = groups.get_mut(&group) {
-                        consumer::expire_revocation(&mut ctx, g, &member);
+                        consumer::expire_revocation(&mut ctx, g, &member, topics);
                     }
                 }
                 TimerKey::ClassicJoin { group, member } => {
                     if let Some(g) = groups.get_mut(&group) {
                         let why = "the classic member did not rejoin within its rebalance timeout";
-                        consumer::fence(&mut ctx, g, &member, why);
+                        consumer::fence(&mut ctx, g, &member, why, topics);
                     }
                 }
                 TimerKey::ClassicSync { group, member } => {
                     if let Some(g) = groups.get_mut(&group) {
                         let why = "the classic member did not sync within its rebalance timeout";
-                        consumer::fence(&mut ctx, g, &member, why);
+                        consumer::fence(&mut ctx, g, &member, why, topics);
                     }
                 }
                 TimerKey::ShareSession { group, member } => {

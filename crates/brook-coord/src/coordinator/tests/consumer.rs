@@ -154,7 +154,7 @@ impl Sim {
 
     fn tick(&mut self, ms: i64) {
         self.now += ms;
-        let effects = self.coordinator.tick(self.now);
+        let effects = self.coordinator.tick(self.now, &self.topics);
         self.records.extend(effects.records);
     }
 

@@ -234,6 +234,9 @@ fn the_last_consumer_member_leaving_downgrades_the_group() {
     assert_eq!(group.state, GroupState::PreparingRebalance);
     assert_eq!(group.members.len(), 2);
     assert_eq!(group.generation_id, epoch);
+    // Each keeps the partitions it held as its classic assignment until the rebalance.
+    let cg_held: Vec<i32> = classic_assignments(&h).into_values().flatten().collect();
+    assert!(!cg_held.is_empty());
     // The classic members rejoin the classic group as usual.
     for m in &members {
         assert_eq!(
@@ -413,6 +416,46 @@ fn classic_members_that_rejoin_and_sync_stay() {
     );
 }
 
+/// A few rounds of heartbeats after a consumer-protocol member joined the classic
+/// group of [`classic_group`]: the classic members rejoin when told to, and the group
+/// settles with every partition owned once. Returns the consumer member's last epoch.
+fn settle(h: &mut Harness, members: &[Joined], consumer_member: &str, mut epoch: i32) -> i32 {
+    for _ in 0..5 {
+        for m in members {
+            let cg = h.coord.groups[G].consumer.as_ref().unwrap();
+            let Some(member) = cg.members.get(&m.member_id) else {
+                continue;
+            };
+            let (epoch, instance) = (member.member_epoch, member.instance_id.clone());
+            if h.heartbeat_as(G, &m.member_id, instance.as_deref(), epoch) != NONE {
+                let token = h.send_join(&JoinSpec::new(G, "x").member(&m.member_id));
+                let rejoined = h.joined(&JoinSpec::new(G, "x"), token);
+                let st = h.send_sync(&rejoined, &[], 5);
+                assert_eq!(h.expect_sync(st).error_code, NONE);
+            }
+        }
+        let r = cg_heartbeat_as(h, consumer_member, epoch, Some("i1"));
+        assert_eq!(r.error_code, NONE, "{:?}", r.error_message);
+        epoch = r.member_epoch;
+    }
+    let cg = h.coord.groups[G].consumer.as_ref().unwrap();
+    cg.check_invariants();
+    assert!(cg
+        .members
+        .values()
+        .all(|m| m.member_epoch == cg.group_epoch));
+    epoch
+}
+
+/// Each member's classic assignment, as the group keeps it (what DescribeGroups shows).
+fn classic_assignments(h: &Harness) -> std::collections::BTreeMap<String, Vec<i32>> {
+    h.coord.groups[G]
+        .members
+        .iter()
+        .map(|(id, m)| (id.clone(), assigned_partitions(&m.assignment)))
+        .collect()
+}
+
 #[test]
 fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_the_group() {
     let mut h = harness(MigrationPolicy::Bidirectional);
@@ -420,31 +463,78 @@ fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_the_gro
     let r = static_cg_join(&mut h, "static-consumer-member0", "i1");
     assert_eq!(r.error_code, NONE, "{:?}", r.error_message);
     assert!(is_consumer_group(&h));
-    // The instance restarts with the classic protocol (no member id, same instance).
-    let token = h.send_join(&JoinSpec::new(G, "x").instance("i1"));
-    assert!(!is_consumer_group(&h), "the group became classic");
-    let group = &h.coord.groups[G];
-    assert!(!group.members.contains_key("static-consumer-member0"));
-    assert_eq!(group.state, GroupState::PreparingRebalance);
-    // The classic members rejoin; the new instance is one of them.
-    let mut tokens = vec![token];
-    tokens.extend(
-        members
-            .iter()
-            .map(|m| h.send_join(&JoinSpec::new(G, "x").member(&m.member_id))),
-    );
-    h.advance_until_answered(&tokens);
-    for t in tokens {
-        assert_eq!(h.expect_join(t).error_code, NONE);
-    }
-    let group = &h.coord.groups[G];
-    assert_eq!(group.members.len(), 3);
-    assert!(group
+    settle(&mut h, &members, "static-consumer-member0", r.member_epoch);
+    let cg = h.coord.groups[G].consumer.as_ref().unwrap();
+    let epoch = cg.group_epoch;
+    let held: std::collections::BTreeMap<String, Vec<i32>> = cg
         .members
-        .values()
-        .any(|m| m.group_instance_id.as_deref() == Some("i1")));
+        .iter()
+        .map(|(id, m)| (id.clone(), m.assigned.values().flatten().copied().collect()))
+        .collect();
+    let replaced_held = held["static-consumer-member0"].clone();
+    assert!(!replaced_held.is_empty());
+
+    // The instance restarts with the classic protocol (no member id, same instance and
+    // subscription): the group becomes classic at once, without a rebalance.
+    let spec = JoinSpec::new(G, "x").instance("i1");
+    let token = h.send_join(&spec);
+    let joined = h.joined(&spec, token);
+    assert!(!is_consumer_group(&h), "the group became classic");
+    assert_ne!(joined.member_id, "static-consumer-member0");
+    assert_eq!(joined.generation, epoch);
+    let group = &h.coord.groups[G];
+    assert_eq!(group.state, GroupState::Stable);
+    assert_eq!(group.generation_id, epoch);
+    assert_eq!(group.members.len(), 3);
+    assert!(!group.members.contains_key("static-consumer-member0"));
+
+    // Everyone keeps what they held: the new instance the replaced member's partitions.
+    let mut expected = held.clone();
+    expected.remove("static-consumer-member0");
+    expected.insert(joined.member_id.clone(), replaced_held.clone());
+    assert_eq!(classic_assignments(&h), expected);
+    let st = h.send_sync(&joined, &[], 5);
+    let sync = h.expect_sync(st);
+    assert_eq!(sync.error_code, NONE);
+    assert_eq!(assigned_partitions(&sync.assignment), replaced_held);
+    for m in &members {
+        assert_eq!(h.heartbeat_as(G, &m.member_id, None, epoch), NONE);
+    }
+    assert_eq!(h.heartbeat(&joined), NONE);
+
+    // The log replays to the same classic group.
     let restarted = replayed(&h.log);
-    assert!(restarted.coord.groups[G].consumer.is_none());
+    let group = &restarted.coord.groups[G];
+    assert!(group.consumer.is_none());
+    assert_eq!(group.generation_id, epoch);
+    let replayed_assignments: std::collections::BTreeMap<String, Vec<i32>> = group
+        .members
+        .iter()
+        .map(|(id, m)| (id.clone(), assigned_partitions(&m.assignment)))
+        .collect();
+    assert_eq!(replayed_assignments, expected);
+}
+
+#[test]
+fn a_static_classic_replacement_with_another_subscription_downgrades_and_rebalances() {
+    let mut h = harness(MigrationPolicy::Bidirectional);
+    h.topics = Topics::with(&[("orders", 4), ("payments", 2)]);
+    let members = classic_group(&mut h);
+    let r = static_cg_join(&mut h, "static-consumer-member0", "i1");
+    assert_eq!(r.error_code, NONE, "{:?}", r.error_message);
+    settle(&mut h, &members, "static-consumer-member0", r.member_epoch);
+    let spec = JoinSpec::new(G, "x")
+        .instance("i1")
+        .protocols(&[("range", super::subscription(&["orders", "payments"]))]);
+    let token = h.send_join(&spec);
+    let joined = h.joined(&spec, token);
+    assert!(!is_consumer_group(&h));
+    assert_eq!(h.coord.groups[G].state, GroupState::PreparingRebalance);
+    let st = h.send_sync(&joined, &[], 5);
+    assert_eq!(
+        h.expect_sync(st).error_code,
+        code(ResponseError::RebalanceInProgress)
+    );
 }
 
 #[test]

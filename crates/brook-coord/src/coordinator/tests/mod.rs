@@ -216,7 +216,7 @@ impl Harness {
 
     pub fn advance(&mut self, ms: i64) {
         self.now += ms;
-        let effects = self.coord.tick(self.now);
+        let effects = self.coord.tick(self.now, &self.topics);
         self.absorb(effects);
     }
 

@@ -126,7 +126,7 @@ fn leaving_and_session_expiry_remove_members_and_are_reported() {
     );
     // b's session runs out.
     h.now += 45_001;
-    let effects = h.c.tick(h.now);
+    let effects = h.c.tick(h.now, &h.topics);
     h.log.extend(effects.records);
     assert_eq!(
         h.c.take_departed_share_members(),
