@@ -157,10 +157,20 @@ def side_by_side(args, prefix, brokers, measure, what):
     return results
 
 
+_PORTS_HANDED_OUT: set = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before by this process: the kernel may give
+    the same ephemeral port twice in a row, and a broker started with one port for two
+    listeners fails to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_HANDED_OUT:
+            _PORTS_HANDED_OUT.add(port)
+            return port
 
 
 def proc_status(pid, field):
