@@ -65,6 +65,7 @@ CLIENTS = {
     "java-share": ("Java client (share consumer)", SHARE),
     "kafka-cli": ("Kafka CLI tools", [s for s in SCENARIO_IDS if s not in SHARE]),
     "confluent-kafka": ("confluent-kafka", BASE),
+    "confluent-kafka-share": ("confluent-kafka (share consumer)", SHARE),
     "kafka-python": ("kafka-python", BASE),
     "kcat": ("kcat", BASE),
 }
@@ -186,7 +187,8 @@ def main() -> int:
         "✅ pass · ❌ FAIL (a Brook or client problem: see below) · ⛔ not supported by Brook "
         "(expected, does not fail the run) · n/a: the client has no such feature · "
         "\"·\": not run for that column (same client code as another column; the share group rows "
-        "(KIP-932) run with Kafka's Java KafkaShareConsumer only).",
+        "(KIP-932) run with Kafka's Java KafkaShareConsumer and librdkafka's share consumer "
+        "(confluent-kafka's ShareConsumer) only).",
         "",
     ]
     notes = []

@@ -3,7 +3,9 @@
 # (admin, keyed/header/compressed/idempotent produce, consume from earliest/latest/
 # timestamp, consumer group commit/resume and describe with lag, transactions: commit/abort
 # with read_committed, consume-transform-produce with offsets) against its own fresh
-# `brook serve`; Kafka's Java KafkaShareConsumer runs the KIP-932 share group scenarios. Writes compat/results.json and compat/RESULTS.md from the run and exits
+# `brook serve`; Kafka's Java KafkaShareConsumer and librdkafka's share consumer
+# (confluent-kafka's ShareConsumer) run the KIP-932 share group scenarios. Writes
+# compat/results.json and compat/RESULTS.md from the run and exits
 # non-zero if any supported scenario failed.
 #
 #   compat/run.sh                       # every client
@@ -17,7 +19,7 @@
 #       compat/RESULTS-secure.md; logs in compat/.cache/last-run-secure/.
 #
 # Clients: kafkajs franz-go franz-go-consumer java-classic java-consumer java-share kafka-cli
-# confluent-kafka kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
+# confluent-kafka confluent-kafka-share kafka-python kcat. Pinned versions: compat/kafkajs/package-lock.json,
 # compat/franz-go/go.mod + go.sum, compat/java/pom.xml, compat/python/requirements-codecs.txt,
 # scripts/setup-test-deps.sh (confluent-kafka, kafka-python, kcat).
 # Everything downloaded is cached under compat/.cache/ (npm cache, Go module and build
@@ -33,7 +35,8 @@ if [[ "${1:-}" == --secure ]]; then SECURE=1; shift; fi
 [[ -n "$SECURE" ]] || unset COMPAT_SECURE  # the drivers' switch: set again below when secured
 RUN_DIR="$CACHE/last-run${SECURE:+-secure}"
 CLIENT_TIMEOUT_S="${COMPAT_CLIENT_TIMEOUT_S:-300}"
-ALL_CLIENTS=(kafkajs franz-go franz-go-consumer java-classic java-consumer java-share kafka-cli confluent-kafka kafka-python kcat)
+ALL_CLIENTS=(kafkajs franz-go franz-go-consumer java-classic java-consumer java-share kafka-cli confluent-kafka
+             confluent-kafka-share kafka-python kcat)
 JVM_OPTS=(-Xshare:auto -XX:+UseSerialGC -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
 
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -93,9 +96,9 @@ BROOK_BIN="$(cd "$(dirname "$BROOK_BIN")" && pwd)/$(basename "$BROOK_BIN")"
 
 # ---- installs (cached) ------------------------------------------------------------------
 T_SETUP="$(now)"
-if wants confluent-kafka kafka-python kcat; then
+if wants confluent-kafka confluent-kafka-share kafka-python kcat; then
   step "kcat, confluent-kafka, kafka-python (scripts/setup-test-deps.sh)"
-  "$REPO/scripts/setup-test-deps.sh" >&2 || fail_setup confluent-kafka kafka-python kcat "scripts/setup-test-deps.sh exited $?"
+  "$REPO/scripts/setup-test-deps.sh" >&2 || fail_setup confluent-kafka confluent-kafka-share kafka-python kcat "scripts/setup-test-deps.sh exited $?"
 fi
 
 if wants kafkajs; then
@@ -173,7 +176,7 @@ version_of() {
                    END {print "kgo " k ", kadm " a}' "$COMPAT/franz-go/go.mod" ;;
     java-classic|java-consumer|java-share) echo "kafka-clients $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
     kafka-cli) echo "kafka-tools $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPAT/java/pom.xml")" ;;
-    confluent-kafka) "$PYTHON" -c 'import confluent_kafka as c; from importlib import metadata as m; print(m.version("confluent-kafka") + " (librdkafka " + c.libversion()[0] + ")")' ;;
+    confluent-kafka|confluent-kafka-share) "$PYTHON" -c 'import confluent_kafka as c; from importlib import metadata as m; print(m.version("confluent-kafka") + " (librdkafka " + c.libversion()[0] + ")")' ;;
     kafka-python) "$PYTHON" -c 'import kafka; print(kafka.__version__)' ;;
     kcat) kcat -V 2>&1 | sed -n 's/^kcat - .*//; s/^Version \([^ ]*\).*librdkafka \([^ ]*\).*/\1 (librdkafka \2)/p' | head -1 ;;
   esac 2>/dev/null || echo "?"
@@ -251,7 +254,7 @@ start_broker() { # client -> sets BOOTSTRAP, or returns 1
   fi
   # Share groups: a 2 s acquisition lock and 3 deliveries at most, so lock expiry and
   # archiving show within seconds; members' heartbeats every 0.5 s, so they join fast.
-  [[ "$1" == java-share ]] && ARGS+=(--set group.share.record.lock.duration.ms=2000
+  [[ "$1" == java-share || "$1" == confluent-kafka-share ]] && ARGS+=(--set group.share.record.lock.duration.ms=2000
     --set group.share.delivery.count.limit=3 --set group.share.heartbeat.interval.ms=500
     --set group.share.session.timeout.ms=6000)
   NO_COLOR=1 BROOK_LOG="${BROOK_LOG:-info}" "$BROOK_BIN" serve "${ARGS[@]}" --data-dir "$data" \
@@ -282,6 +285,7 @@ client_cmd() { # client bootstrap -> CMD
     java-share) CMD=(java "${JVM_OPTS[@]}" -cp "$JARS/*:$CLASSES" ShareCompat "$2") ;;
     kafka-cli) CMD=("$PYTHON" "$COMPAT/cli/cli_compat.py" "$2" "$JARS") ;;
     confluent-kafka) CMD=("$PYTHON" "$COMPAT/python/py_compat.py" confluent-kafka "$2") ;;
+    confluent-kafka-share) CMD=("$PYTHON" "$COMPAT/python/share_compat.py" "$2") ;;
     kafka-python) CMD=(env "PYTHONPATH=$CACHE/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$COMPAT/python/py_compat.py" kafka-python "$2") ;;
     kcat) CMD=("$PYTHON" "$COMPAT/kcat/kcat_compat.py" "$2") ;;
   esac
