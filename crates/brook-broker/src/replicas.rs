@@ -162,6 +162,30 @@ impl Replicas {
         self.partitions.read().get(topic, index).cloned()
     }
 
+    /// The replicas of `keys` this broker holds, in their order, under one lock.
+    pub fn get_many<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a TopicPartition>,
+    ) -> Vec<Arc<Partition>> {
+        let map = self.partitions.read();
+        keys.filter_map(|(topic, index)| map.get(topic, *index).cloned())
+            .collect()
+    }
+
+    /// The replicas of partitions `indices` of `topic` this broker holds (None for the
+    /// others), in their order: one lock and one topic lookup for all of them.
+    pub fn topic_partitions(
+        &self,
+        topic: &str,
+        indices: impl Iterator<Item = i32>,
+    ) -> Vec<Option<Arc<Partition>>> {
+        let map = self.partitions.read();
+        let Some(partitions) = map.topics.get(topic) else {
+            return indices.map(|_| None).collect();
+        };
+        indices.map(|i| partitions.get(&i).cloned()).collect()
+    }
+
     /// The figures of this broker's replica of `topic`-`index`, if it holds one
     /// (takes the replica's lock: call on the blocking pool for many).
     pub fn figures(&self, topic: &str, index: i32) -> Option<ReplicaFigures> {

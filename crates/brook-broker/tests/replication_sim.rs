@@ -644,7 +644,7 @@ fn read_log(p: &Partition) -> SimResult<Vec<Bytes>> {
 fn replica_fetch(follower: i32, p: &Arc<Partition>) -> (FetchPartition, usize, i32) {
     let (request, sent_in) = decisions::fetch_request(follower, std::slice::from_ref(p));
     let asked = request.topics[0].partitions[0].clone();
-    let fetched_epoch = sent_in[&(p.topic.clone(), p.index)];
+    let fetched_epoch = sent_in[0];
     (asked, request.max_bytes.max(0) as usize, fetched_epoch)
 }
 

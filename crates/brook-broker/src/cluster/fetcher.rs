@@ -4,7 +4,7 @@
 //! report divergence). [`apply_fetched`] is the follower's decision on each partition's
 //! answer; the simulation calls it too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +29,11 @@ const REPLICA_FETCH_MAX_BYTES: i32 = 10 * 1024 * 1024;
 /// `replica.fetch.wait.max.ms`.
 const REPLICA_FETCH_WAIT_MS: i32 = 500;
 
+/// The partitions one fetcher follows, and a version that moves with every change.
+type Followed = Arc<Mutex<(u64, BTreeSet<TopicPartition>)>>;
+
 struct Fetcher {
-    partitions: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    partitions: Followed,
     task: JoinHandle<()>,
 }
 
@@ -84,9 +87,13 @@ impl Fetchers {
         });
         for (leader, set) in wanted {
             match fetchers.get(&leader) {
-                Some(f) => *f.partitions.lock() = set,
+                Some(f) => {
+                    let mut followed = f.partitions.lock();
+                    followed.0 += 1;
+                    followed.1 = set;
+                }
                 None => {
-                    let partitions = Arc::new(Mutex::new(set));
+                    let partitions = Arc::new(Mutex::new((1, set)));
                     let task = tokio::spawn(fetch_loop(
                         self.replicas.clone(),
                         self.net.clone(),
@@ -113,18 +120,24 @@ pub fn fetch_target(node_id: i32, leader: i32) -> Option<i32> {
     (leader != node_id && leader != NO_LEADER).then_some(leader)
 }
 
-/// The replica fetch for `partitions` and, per partition, the leader epoch it is
-/// fetched in (its response applies only if metadata has not moved on meanwhile).
-pub fn fetch_request(
-    node_id: i32,
-    partitions: &[Arc<Partition>],
-) -> (FetchRequest, BTreeMap<TopicPartition, i32>) {
-    let mut by_topic: BTreeMap<Arc<str>, Vec<FetchPartition>> = BTreeMap::new();
-    let mut sent_in = BTreeMap::new();
+/// The replica fetch for `partitions` (sorted by topic, as the fetcher keeps them) and,
+/// per partition in request order, the leader epoch it is fetched in (its response
+/// applies only if metadata has not moved on meanwhile).
+pub fn fetch_request(node_id: i32, partitions: &[Arc<Partition>]) -> (FetchRequest, Vec<i32>) {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    let mut sent_in = Vec::with_capacity(partitions.len());
+    let mut current: Option<&Arc<str>> = None;
     for p in partitions {
         let (fetch_offset, last_epoch, leader_epoch, log_start) = p.follower_position();
-        sent_in.insert((p.topic.clone(), p.index), leader_epoch);
-        by_topic.entry(p.topic.clone()).or_default().push(
+        sent_in.push(leader_epoch);
+        if current != Some(&p.topic) {
+            current = Some(&p.topic);
+            topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(p.topic.to_string()))),
+            );
+        }
+        topics.last_mut().expect("just pushed").partitions.push(
             FetchPartition::default()
                 .with_partition(p.index)
                 .with_current_leader_epoch(leader_epoch)
@@ -141,17 +154,40 @@ pub fn fetch_request(
         .with_max_bytes(REPLICA_FETCH_MAX_BYTES)
         .with_session_id(0)
         .with_session_epoch(-1)
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, parts)| {
-                    FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
-                        .with_partitions(parts)
-                })
-                .collect(),
-        );
+        .with_topics(topics);
     (req, sent_in)
+}
+
+/// The partitions a fetcher follows, resolved to their replicas once per change of the
+/// set (not once per fetch: with thousands of partitions the lookups by name were a
+/// good part of each round's work). Sorted by topic and index.
+struct Wanted {
+    version: u64,
+    partitions: Vec<Arc<Partition>>,
+}
+
+fn partition_key(p: &Arc<Partition>) -> (&str, i32) {
+    (&p.topic, p.index)
+}
+
+/// Where a response's partition `topic`-`index` is among the partitions asked for
+/// (`asked`, sorted by `key`): found by position, as the leader answers in request
+/// order (`at` is the next expected position), or else by a binary search.
+fn locate<T>(
+    asked: &[T],
+    key: impl Fn(&T) -> (&str, i32),
+    at: &mut usize,
+    topic: &str,
+    index: i32,
+) -> Option<usize> {
+    let found = match asked.get(*at) {
+        Some(p) if key(p) == (topic, index) => *at,
+        _ => asked
+            .binary_search_by(|p| key(p).cmp(&(topic, index)))
+            .ok()?,
+    };
+    *at = found + 1;
+    Some(found)
 }
 
 async fn fetch_loop(
@@ -159,7 +195,7 @@ async fn fetch_loop(
     net: Arc<PeerNet>,
     node_id: i32,
     leader: i32,
-    partitions: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    partitions: Followed,
 ) {
     let Some(addr) = net.address(leader).map(str::to_string) else {
         tracing::error!(
@@ -170,18 +206,25 @@ async fn fetch_loop(
     };
     let mut conn: Option<PeerConn> = None;
     let mut backoff = Duration::from_millis(50);
+    let mut wanted = Wanted {
+        version: 0,
+        partitions: Vec::new(),
+    };
     loop {
-        let wanted: Vec<Arc<Partition>> = partitions
-            .lock()
-            .iter()
-            .filter_map(|(topic, index)| replicas.get(topic, *index))
-            .collect();
-        if wanted.is_empty() {
+        {
+            let followed = partitions.lock();
+            // A replica created after the set changed (metadata applied in two steps)
+            // is picked up by the next round: resolve again while any is missing.
+            if followed.0 != wanted.version || wanted.partitions.len() != followed.1.len() {
+                wanted.version = followed.0;
+                wanted.partitions = replicas.get_many(followed.1.iter());
+            }
+        }
+        if wanted.partitions.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let (req, sent_in) = fetch_request(node_id, &wanted);
-        drop(wanted);
+        let (req, sent_in) = fetch_request(node_id, &wanted.partitions);
         let attempt = async {
             if conn.is_none() {
                 conn = Some(net.connect(&addr).await?);
@@ -210,16 +253,22 @@ async fn fetch_loop(
         backoff = Duration::from_millis(50);
         let mut errors = false;
         let mut owed_syncs = Vec::new();
+        let now = now_ms();
+        let mut at = 0;
         for topic in response.responses {
             for pd in topic.partitions {
-                let Some(p) = replicas.get(&topic.topic.0, pd.partition_index) else {
-                    continue;
-                };
-                let Some(&epoch) = sent_in.get(&(p.topic.clone(), pd.partition_index)) else {
+                let Some(slot) = locate(
+                    &wanted.partitions,
+                    partition_key,
+                    &mut at,
+                    &topic.topic.0,
+                    pd.partition_index,
+                ) else {
                     continue; // not asked for
                 };
-                match apply_fetched(&p, epoch, &pd, now_ms()) {
-                    Ok(Fetched::Appended(Some(end))) => owed_syncs.push((p, end)),
+                let p = &wanted.partitions[slot];
+                match apply_fetched(p, sent_in[slot], &pd, now) {
+                    Ok(Fetched::Appended(Some(end))) => owed_syncs.push((p.clone(), end)),
                     Ok(_) => {}
                     Err(e) => {
                         errors = true;
@@ -310,4 +359,28 @@ pub fn apply_fetched(
     )
     .map(Fetched::Appended)
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    #[test]
+    fn a_response_partition_is_found_in_order_or_by_search() {
+        let asked = [("a", 0), ("a", 1), ("b", 0), ("c", 5)];
+        fn key<'a>(p: &'a (&'static str, i32)) -> (&'a str, i32) {
+            *p
+        }
+        let mut at = 0;
+        // In request order: by position.
+        assert_eq!(locate(&asked, key, &mut at, "a", 0), Some(0));
+        assert_eq!(locate(&asked, key, &mut at, "a", 1), Some(1));
+        // Out of order (one left out, or answered elsewhere): by search.
+        assert_eq!(locate(&asked, key, &mut at, "c", 5), Some(3));
+        assert_eq!(locate(&asked, key, &mut at, "b", 0), Some(2));
+        assert_eq!(at, 3);
+        // Not asked for.
+        assert_eq!(locate(&asked, key, &mut at, "b", 1), None);
+        assert_eq!(locate(&asked, key, &mut at, "z", 0), None);
+    }
 }

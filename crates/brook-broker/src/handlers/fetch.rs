@@ -5,12 +5,13 @@
 //! Records are not read here: each partition's batches stay a range of its segment file,
 //! which the connection sends with `sendfile(2)` (see [`crate::fetch_encode`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use brook_log::ReadSlice;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -22,7 +23,7 @@ use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
-use crate::partition::FollowerRead;
+use crate::partition::{FollowerRead, Partition};
 use crate::replicas::Replicas;
 
 /// Longest long-poll Brook honours, whatever the client asks.
@@ -65,23 +66,31 @@ pub async fn handle(
     let replica = (replica_id >= 0).then_some(replica_id);
     // READ_COMMITTED (1): stop at the last stable offset, list aborted transactions.
     let read_committed = replica.is_none() && req.isolation_level == 1;
-    // Subscribed before the first read, so a change right after it is not missed; only
-    // the partitions asked for can wake this fetch.
-    let mut changes: Vec<_> = req
+    // Each partition's replica, looked up once for the whole long poll (one lock and
+    // one topic lookup per topic: a follower's fetch names thousands).
+    let held: Vec<Vec<Option<Arc<Partition>>>> = req
         .topics
         .iter()
         .zip(&topics)
-        .filter_map(|(t, name)| name.as_deref().map(|n| (t, n)))
-        .flat_map(|(t, name)| t.partitions.iter().map(move |p| (name, p.partition)))
-        .filter_map(|(name, index)| replicas.get(name, index))
+        .map(|(t, name)| match name {
+            Some(name) => replicas.topic_partitions(name, t.partitions.iter().map(|p| p.partition)),
+            None => vec![None; t.partitions.len()],
+        })
+        .collect();
+    // Subscribed before the first read, so a change right after it is not missed; only
+    // the partitions asked for can wake this fetch.
+    let mut changes: Vec<_> = held
+        .iter()
+        .flatten()
+        .flatten()
         .map(|p| p.data_changes())
         .collect();
     loop {
         let (responses, records, total_bytes, any_error) = read_all(
-            replicas,
             meta,
             &req.topics,
             &topics,
+            &held,
             max_bytes,
             replica,
             read_committed,
@@ -172,10 +181,10 @@ fn resolve_topics(meta: &MetadataView, topics: &[FetchTopic], version: i16) -> V
 }
 
 fn read_all(
-    replicas: &Replicas,
     meta: &MetadataView,
     topics: &[FetchTopic],
     names: &[Option<String>],
+    held: &[Vec<Option<Arc<Partition>>>],
     max_bytes: usize,
     replica: Option<i32>,
     read_committed: bool,
@@ -183,26 +192,27 @@ fn read_all(
     let mut total = 0usize;
     let mut any_error = false;
     let mut records = Vec::new();
+    let now = now_ms();
     let responses = topics
         .iter()
         .zip(names)
+        .zip(held)
         .enumerate()
-        .map(|(ti, (t, name))| {
+        .map(|(ti, ((t, name), held))| {
             let partitions = t
                 .partitions
                 .iter()
+                .zip(held)
                 .enumerate()
-                .map(|(pi, p)| {
-                    let (data, slice) = read_partition(
-                        replicas,
-                        meta,
-                        name.as_deref(),
+                .map(|(pi, (p, partition))| {
+                    let ask = Ask {
+                        name: name.as_deref(),
+                        partition: partition.as_ref(),
                         p,
-                        max_bytes.saturating_sub(total),
-                        total == 0,
-                        replica,
-                        read_committed,
-                    );
+                        budget: max_bytes.saturating_sub(total),
+                        first: total == 0,
+                    };
+                    let (data, slice) = read_partition(meta, &ask, replica, read_committed, now);
                     total += data.records.as_ref().map_or(0, |r| r.len());
                     if let Some(slice) = slice.filter(|s| !s.is_empty()) {
                         total += slice.len;
@@ -261,25 +271,38 @@ fn count_consumer_fetch(
     }
 }
 
-/// One partition's answer; its records, if any, are the returned file range (the
-/// `records` of the data is then an empty placeholder).
-#[allow(clippy::too_many_arguments)]
-fn read_partition(
-    replicas: &Replicas,
-    meta: &MetadataView,
-    name: Option<&str>,
-    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+/// One partition of a fetch: its topic's name (None: an unknown topic id), this
+/// broker's replica of it, what was asked, and the bytes the answer may still take.
+struct Ask<'a> {
+    name: Option<&'a str>,
+    partition: Option<&'a Arc<Partition>>,
+    p: &'a FetchPartition,
     budget: usize,
     first: bool,
+}
+
+/// One partition's answer; its records, if any, are the returned file range (the
+/// `records` of the data is then an empty placeholder).
+fn read_partition(
+    meta: &MetadataView,
+    ask: &Ask<'_>,
     replica: Option<i32>,
     read_committed: bool,
+    now_ms: i64,
 ) -> (PartitionData, Option<ReadSlice>) {
+    let Ask {
+        name,
+        p,
+        budget,
+        first,
+        ..
+    } = *ask;
     let base = PartitionData::default()
         .with_partition_index(p.partition)
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1);
-    let partition = match name.and_then(|n| replicas.get(n, p.partition)) {
+    let partition = match ask.partition {
         Some(partition) => partition,
         None if name.is_none() => {
             return (
@@ -309,7 +332,7 @@ fn read_partition(
             p.last_fetched_epoch,
             p.current_leader_epoch,
             limit,
-            now_ms(),
+            now_ms,
         );
         return match fetched {
             Err(refused) => (base.with_error_code(refused.0), None),
