@@ -341,7 +341,7 @@ impl<'a> Reading<'a> {
                 // read on. After any other request nothing more is read until every
                 // queued answer is out (as Kafka mutes a channel with a response
                 // pending), so a client that does not read its answers gets one request
-                // handled, not five. Kafka mutes a throttled client's channel too, until
+                // handled, not more. Kafka mutes a throttled client's channel too, until
                 // its response is out and the throttle time over (the writing half holds
                 // the request's slot until then).
                 let Ok(all) = self.slots.acquire_many(MAX_IN_FLIGHT_REQUESTS as u32).await else {

@@ -21,9 +21,13 @@ use crate::router::Response;
 /// reading a request's frame until its answer is written. While an acks=all Produce
 /// waits for the in-sync replicas, the connection goes on reading and handling the
 /// client's next requests, up to this many in all, then reads nothing more until the
-/// oldest is answered. Five is the Java producer's and librdkafka's default
-/// `max.in.flight.requests.per.connection` (and the most an idempotent producer uses).
-pub const MAX_IN_FLIGHT_REQUESTS: usize = 5;
+/// oldest is answered. The Java producer sends at most 5 (its default
+/// `max.in.flight.requests.per.connection`, and the most an idempotent producer uses);
+/// librdkafka pipelines up to 1,000,000 and puts one partition in each ProduceRequest,
+/// so this depth is how many of its partitions share one replication round. A waiting
+/// request holds its answer only (its frame is released once appended), so the memory
+/// a connection holds stays small.
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
 
 /// What became of one frame.
 pub(super) struct Handled {

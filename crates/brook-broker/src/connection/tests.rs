@@ -137,6 +137,7 @@ async fn answers_go_out_in_request_order_when_later_waits_end_first() {
         Reply::Ready(Outcome::NoReply),
         replicating_after(100, b"4"),
     ];
+    let replies_len = replies.len();
     for reply in replies {
         let handled = Handled {
             reply,
@@ -150,7 +151,10 @@ async fn answers_go_out_in_request_order_when_later_waits_end_first() {
         queue.send(queued).await.unwrap();
     }
     drop(queue);
-    // Every slot is taken: a sixth request would not be read.
+    // With the other slots taken too (requests still being read), every slot is
+    // taken: one more request would not be read.
+    let others = (MAX_IN_FLIGHT_REQUESTS - replies_len) as u32;
+    let others = slots.acquire_many(others).await.unwrap();
     assert!(slots.try_acquire().is_err());
     let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let writing = write::write_responses(None, &mut writer, peer, Duration::from_secs(10), queued);
@@ -173,5 +177,6 @@ async fn answers_go_out_in_request_order_when_later_waits_end_first() {
     .await
     .unwrap();
     assert_eq!(&got, b"1234");
+    drop(others);
     assert_eq!(slots.available_permits(), MAX_IN_FLIGHT_REQUESTS);
 }
