@@ -68,15 +68,19 @@ pub async fn handle(
     let read_committed = replica.is_none() && req.isolation_level == 1;
     // Each partition's replica, looked up once for the whole long poll (one lock and
     // one topic lookup per topic: a follower's fetch names thousands).
-    let held: Vec<Vec<Option<Arc<Partition>>>> = req
-        .topics
-        .iter()
-        .zip(&topics)
-        .map(|(t, name)| match name {
-            Some(name) => replicas.topic_partitions(name, t.partitions.iter().map(|p| p.partition)),
-            None => vec![None; t.partitions.len()],
-        })
-        .collect();
+    let resolve = || -> Vec<Vec<Option<Arc<Partition>>>> {
+        req.topics
+            .iter()
+            .zip(&topics)
+            .map(|(t, name)| match name {
+                Some(name) => {
+                    replicas.topic_partitions(name, t.partitions.iter().map(|p| p.partition))
+                }
+                None => vec![None; t.partitions.len()],
+            })
+            .collect()
+    };
+    let mut held = resolve();
     // Subscribed before the first read, so a change right after it is not missed; only
     // the partitions asked for can wake this fetch.
     let mut changes: Vec<_> = held
@@ -85,7 +89,13 @@ pub async fn handle(
         .flatten()
         .map(|p| p.data_changes())
         .collect();
+    let mut first = true;
     loop {
+        // Looked up again for each read after the first (a partition deleted or created
+        // meanwhile is answered as it now is).
+        if !std::mem::take(&mut first) {
+            held = resolve();
+        }
         let (responses, records, total_bytes, any_error) = read_all(
             meta,
             &req.topics,
