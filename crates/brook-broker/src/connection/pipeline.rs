@@ -24,10 +24,11 @@ use crate::router::Response;
 /// oldest is answered. The Java producer sends at most 5 (its default
 /// `max.in.flight.requests.per.connection`, and the most an idempotent producer uses);
 /// librdkafka pipelines up to 1,000,000 and puts one partition in each ProduceRequest,
-/// so this depth is how many of its partitions share one replication round. A waiting
-/// request holds its answer only (its frame is released once appended), so the memory
-/// a connection holds stays small.
-pub const MAX_IN_FLIGHT_REQUESTS: usize = 32;
+/// so this depth is how many of its partitions share one replication round (3 nodes,
+/// 10,000 partitions, one acks=all record each: 11.2 s at 5, 2.2 s at 32, 0.97 s at
+/// 128). A waiting request holds its answer only (its frame is released once
+/// appended), a few hundred bytes, so a connection holds tens of KiB at most.
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 128;
 
 /// What became of one frame.
 pub(super) struct Handled {
