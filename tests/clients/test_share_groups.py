@@ -476,6 +476,24 @@ def only_the_new_records(made, bootstrap, group, topic, first, n) -> "ShareConsu
     return c
 
 
+def off_the_leader_group_accepting_30(cluster, made, topic, leader, prefix) -> tuple[str, int]:
+    """A share group whose coordinator is not `leader` (the partition's leader then keeps
+    the state through another broker; the first share heartbeat of any group creates
+    __consumer_offsets), after a member of it accepted records 0..29 and stopped.
+    Returns the group and its coordinator."""
+    warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
+    warm.stop()
+    offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
+                       for p in range(OFFSETS_PARTITIONS)}
+    group = next(g for g in (unique_topic(prefix) for _ in range(100))
+                 if offsets_leaders[coordinator_partition(g)] != leader)
+    a = start(made, cluster.bootstrap, group, topic, "accept")
+    produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
+    wait_until(lambda: len(a.offsets()) >= 30, 60, what=f"first records\n{a.describe()}")
+    a.stop()
+    return group, offsets_leaders[coordinator_partition(group)]
+
+
 @pytest.mark.deadline(240)
 def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster):
     """Three nodes: records accepted through one leader are not delivered again after
@@ -487,19 +505,7 @@ def test_acknowledgements_survive_a_partition_leader_crash_in_a_cluster(cluster)
     leader, _ = cluster.wait_for_leader(topic, 0)
     made: list[ShareConsumer] = []
     try:
-        # A group whose coordinator is not the partition's leader, so the leader keeps
-        # the state through another broker (the first share heartbeat of any group
-        # creates __consumer_offsets).
-        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
-        warm.stop()
-        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
-                           for p in range(OFFSETS_PARTITIONS)}
-        group = next(g for g in (unique_topic("gfo") for _ in range(100))
-                     if offsets_leaders[coordinator_partition(g)] != leader)
-        a = start(made, cluster.bootstrap, group, topic, "accept")
-        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
-        wait_until(lambda: len(a.offsets()) >= 30, 60, what=f"first records\n{a.describe()}")
-        a.stop()
+        group, _ = off_the_leader_group_accepting_30(cluster, made, topic, leader, "gfo")
         cluster.kill(leader)
         alive = [i for i in cluster.ids if i != leader]
         cluster.wait_for_leader(topic, 0, not_in=[leader], via=alive[0], timeout=30)
@@ -523,17 +529,8 @@ def test_share_state_survives_a_coordinator_failover_in_a_cluster(cluster):
     leader, _ = cluster.wait_for_leader(topic, 0)
     made: list[ShareConsumer] = []
     try:
-        warm = start(made, cluster.bootstrap, unique_topic("gwarm"), topic, "accept")
-        warm.stop()
-        offsets_leaders = {p: cluster.wait_for_leader("__consumer_offsets", p)[0]
-                           for p in range(OFFSETS_PARTITIONS)}
-        group = next(g for g in (unique_topic("gcfo") for _ in range(100))
-                     if offsets_leaders[coordinator_partition(g)] != leader)
-        coordinator = offsets_leaders[coordinator_partition(group)]
-        a = start(made, cluster.bootstrap, group, topic, "accept")
-        produce_range(cluster.bootstrap, topic, 0, 30, batch=10)
-        wait_until(lambda: len(a.offsets()) >= 30, 60, what=f"first records\n{a.describe()}")
-        a.stop()
+        group, coordinator = off_the_leader_group_accepting_30(cluster, made, topic, leader,
+                                                               "gcfo")
 
         cluster.kill(coordinator)
         alive = [i for i in cluster.ids if i != coordinator]

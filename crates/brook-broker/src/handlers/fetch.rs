@@ -66,8 +66,8 @@ pub async fn handle(
     let replica = (replica_id >= 0).then_some(replica_id);
     // READ_COMMITTED (1): stop at the last stable offset, list aborted transactions.
     let read_committed = replica.is_none() && req.isolation_level == 1;
-    // Each partition's replica, looked up once for the whole long poll (one lock and
-    // one topic lookup per topic: a follower's fetch names thousands).
+    // Each partition's replica, looked up per read with one lock and one topic lookup
+    // per topic (a follower's fetch names thousands), not by name per partition.
     let resolve = || -> Vec<Vec<Option<Arc<Partition>>>> {
         req.topics
             .iter()
@@ -89,13 +89,7 @@ pub async fn handle(
         .flatten()
         .map(|p| p.data_changes())
         .collect();
-    let mut first = true;
     loop {
-        // Looked up again for each read after the first (a partition deleted or created
-        // meanwhile is answered as it now is).
-        if !std::mem::take(&mut first) {
-            held = resolve();
-        }
         let (responses, records, total_bytes, any_error) = read_all(
             meta,
             &req.topics,
@@ -116,11 +110,13 @@ pub async fn handle(
         }
         // Waiting on producers (or the deadline): the request's remote time.
         let changed = wait_for_change(&mut changes, deadline);
-        if !crate::request_time::waiting_on_others(changed).await {
-            continue;
-        }
-        for rx in &mut changes {
-            rx.borrow_and_update();
+        let woken = crate::request_time::waiting_on_others(changed).await;
+        // A partition deleted or created meanwhile is answered as it now is.
+        held = resolve();
+        if woken {
+            for rx in &mut changes {
+                rx.borrow_and_update();
+            }
         }
     }
 }

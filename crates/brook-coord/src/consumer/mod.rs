@@ -233,6 +233,14 @@ impl ConsumerMember {
         }
     }
 
+    /// What the member subscribes to: topic names and regular expression.
+    pub(crate) fn subscription(&self) -> (Vec<String>, Option<String>) {
+        (
+            self.subscribed_topic_names.clone(),
+            self.subscribed_topic_regex.clone(),
+        )
+    }
+
     /// The metadata part (what ConsumerGroupMemberMetadata holds) equals `other`'s.
     pub(crate) fn same_metadata(&self, other: &ConsumerMember) -> bool {
         self.instance_id == other.instance_id

@@ -386,11 +386,7 @@ fn join_or_update(
     let (old, previous_subscription, mut updated) = match &found {
         Found::Existing(id) => {
             let m = cg.members[id].clone();
-            let sub = (
-                m.subscribed_topic_names.clone(),
-                m.subscribed_topic_regex.clone(),
-            );
-            (Some(m.clone()), Some(sub), m)
+            (Some(m.clone()), Some(m.subscription()), m)
         }
         Found::New => (None, None, ConsumerMember::new(&member_id)),
         Found::ReplaceStatic(old_id) => {
@@ -454,10 +450,7 @@ pub(crate) fn take_over_static_member(
         .extend(member_tombstones(group_id, old_id));
     cancel_timers(ctx, group_id, old_id);
     info!(group = group_id, member = %new_id, replaced = %old_id, "static member rejoins under a new member id");
-    let subscription = (
-        m.subscribed_topic_names.clone(),
-        m.subscribed_topic_regex.clone(),
-    );
+    let subscription = m.subscription();
     m.member_id = new_id.to_owned();
     m.member_epoch = 0;
     m.previous_member_epoch = 0;
@@ -787,11 +780,8 @@ fn leave(
         ctx.timers.cancel(&revocation_key(group_id, &leaving));
         cg.upsert_member(member);
         info!(group = group_id, member = %leaving, "static member left temporarily");
-    } else if super::migration::should_downgrade(ctx, cg, &leaving) {
-        info!(group = group_id, member = %leaving, "the last consumer-protocol member left");
-        super::migration::downgrade(ctx, group, Some(&leaving), topics);
     } else {
-        remove_member(ctx, group_id, cg, &leaving, "the member left the group");
+        fence(ctx, group, &leaving, "the member left the group", topics);
     }
     Ok(response)
 }
@@ -835,9 +825,9 @@ pub(crate) fn expire_session(
     fence(ctx, group, member_id, "its session expired", topics);
 }
 
-/// Removes a member for `reason` (Kafka's fencing), or turns the group into a classic
-/// group of the others when it was the last consumer-protocol member and the policy
-/// allows it.
+/// Removes a member for `reason` (it left, or Kafka's fencing), or turns the group into
+/// a classic group of the others when it was the last consumer-protocol member and the
+/// policy allows it.
 pub(crate) fn fence(
     ctx: &mut Ctx<'_>,
     group: &mut Group,
@@ -850,7 +840,7 @@ pub(crate) fn fence(
             return;
         }
         if super::migration::should_downgrade(ctx, cg, member_id) {
-            info!(group = %group.id, member = member_id, reason, "the last consumer-protocol member is fenced");
+            info!(group = %group.id, member = member_id, reason, "the last consumer-protocol member goes");
             super::migration::downgrade(ctx, group, Some(member_id), topics);
         } else {
             remove_member(ctx, &group.id, cg, member_id, reason);
@@ -865,22 +855,14 @@ pub(crate) fn expire_revocation(
     member_id: &str,
     topics: &dyn TopicsView,
 ) {
-    if let Some(cg) = group.consumer.as_mut() {
-        let late = cg
-            .members
+    let late = group.consumer.as_ref().is_some_and(|cg| {
+        cg.members
             .get(member_id)
-            .is_some_and(|m| m.state == MemberState::UnrevokedPartitions);
-        if late && super::migration::should_downgrade(ctx, cg, member_id) {
-            super::migration::downgrade(ctx, group, Some(member_id), topics);
-        } else if late {
-            remove_member(
-                ctx,
-                &group.id,
-                cg,
-                member_id,
-                "it did not revoke its partitions in time",
-            );
-        }
+            .is_some_and(|m| m.state == MemberState::UnrevokedPartitions)
+    });
+    if late {
+        let why = "it did not revoke its partitions in time";
+        fence(ctx, group, member_id, why, topics);
     }
 }
 

@@ -260,14 +260,8 @@ pub(crate) fn join_replacing(
     topics: &dyn TopicsView,
 ) {
     let parked = join.parked;
-    let subscription_of = |m: &ConsumerMember| {
-        (
-            m.subscribed_topic_names.clone(),
-            m.subscribed_topic_regex.clone(),
-        )
-    };
     let cg = group.consumer.as_ref().expect("a consumer group");
-    let before = cg.members.get(replaced).map(subscription_of);
+    let before = cg.members.get(replaced).map(ConsumerMember::subscription);
     let (member_id, protocol) = match try_join(ctx, group, &join, topics) {
         Ok((member_id, _, protocol)) => (member_id, protocol),
         Err((member_id, error)) => {
@@ -275,7 +269,7 @@ pub(crate) fn join_replacing(
         }
     };
     let cg = group.consumer.as_ref().expect("still a consumer group");
-    let changed = cg.members.get(&member_id).map(subscription_of) != before;
+    let changed = cg.members.get(&member_id).map(ConsumerMember::subscription) != before;
     info!(
         group = %group.id,
         replaced,
@@ -354,12 +348,7 @@ fn try_join(
     let (previous_subscription, mut updated) = match replaced {
         Some((member, subscription)) => (Some(subscription), member),
         None => (
-            old.as_ref().map(|m| {
-                (
-                    m.subscribed_topic_names.clone(),
-                    m.subscribed_topic_regex.clone(),
-                )
-            }),
+            old.as_ref().map(ConsumerMember::subscription),
             old.clone()
                 .unwrap_or_else(|| ConsumerMember::new(&member_id)),
         ),
