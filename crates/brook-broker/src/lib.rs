@@ -29,6 +29,7 @@ mod controller_client;
 mod coordinator_host;
 mod error;
 mod fetch_encode;
+pub mod fetch_session;
 mod groups;
 mod handlers;
 mod image_topics;

@@ -437,6 +437,7 @@ impl Replicas {
             return;
         };
         self.maintenance.forget(&p);
+        p.retire();
         let dir = self.partition_dir(&key.0, key.1);
         // Another task may still hold the partition for a moment; the directory goes either way.
         match Arc::try_unwrap(p) {

@@ -642,9 +642,17 @@ fn read_log(p: &Partition) -> SimResult<Vec<Bytes>> {
 /// `fetch_request`: the partition's part of the request, the request's size limit, and
 /// the leader epoch its answer is applied in.
 fn replica_fetch(follower: i32, p: &Arc<Partition>) -> (FetchPartition, usize, i32) {
-    let (request, sent_in) = decisions::fetch_request(follower, std::slice::from_ref(p));
+    // A full fetch of this one partition, outside any session.
+    let position = p.follower_position();
+    let request = decisions::fetch_request(
+        follower,
+        std::slice::from_ref(p),
+        &[0],
+        &[Some(position)],
+        (0, -1),
+    );
     let asked = request.topics[0].partitions[0].clone();
-    let fetched_epoch = sent_in[0];
+    let fetched_epoch = position.2;
     (asked, request.max_bytes.max(0) as usize, fetched_epoch)
 }
 
@@ -2374,12 +2382,16 @@ fn a_delayed_alter_isr_does_not_lose_acknowledged_records() {
     }
     assert!(s.acknowledged(1, &a));
 
-    // The controller is down. Nobody has fetched for longer than the lag: the leader
-    // asks for ISR [1] (the request waits for a controller).
+    // The controller is down. x is written and nobody fetches it for longer than the
+    // lag (a follower at the log end would count as caught up, as in Kafka): the
+    // leader asks for ISR [1] (the request waits for a controller).
+    let x = s.produce(1, "x");
     s.now += lag_ms + 500;
     let shrink = s.isr_change(1, lag_ms);
     assert_eq!(shrink.isr, vec![1]);
-    // Broker 3 catches up; the next ISR check asks for [1, 3] (2 still lags).
+    // Broker 3 catches up (x, then the log end); the next ISR check asks for [1, 3]
+    // (2 still lags).
+    s.fetch(3, 1);
     s.fetch(3, 1);
     s.now += 250;
     let readd = s.isr_change(1, lag_ms);
@@ -2390,14 +2402,17 @@ fn a_delayed_alter_isr_does_not_lose_acknowledged_records() {
     // A new controller applies both requests, in the order they were sent. With ISR
     // [1] the leader acknowledges b on its own; the second request puts 3 back.
     assert!(s.alter_isr(1, &shrink, &BROKER_IDS));
+    let x_acknowledged = s.acknowledged(1, &x);
     let b_acknowledged = s.acknowledged(1, &b);
     s.alter_isr(1, &readd, &BROKER_IDS);
 
     // Broker 1 dies; its session expires and the first live ISR member leads.
     s.partitions.remove(&1);
     s.fence(1, &[2, 3]);
-    let acknowledged: &[&str] = if b_acknowledged { &["a", "b"] } else { &["a"] };
-    s.assert_leader_has(acknowledged);
+    let mut acknowledged = vec!["a"];
+    acknowledged.extend(x_acknowledged.then_some("x"));
+    acknowledged.extend(b_acknowledged.then_some("b"));
+    s.assert_leader_has(&acknowledged);
 }
 
 /// Minimised from seed 10784: broker 1 leads epoch 0 and is cut off before anything
@@ -2451,12 +2466,14 @@ fn a_pending_isr_expansion_is_counted_until_the_controller_decides() {
     assert!(s.alter_isr(1, &shrink, &BROKER_IDS));
     assert!(s.acknowledged(1, &a));
 
-    // The controller is down. Nobody fetches for a while: the leader asks for ISR [1]
-    // (the request waits for a controller).
+    // The controller is down. x is written and nobody fetches for a while: the leader
+    // asks for ISR [1] (the request waits for a controller).
+    let x = s.produce(1, "x");
     s.now += lag_ms + 500;
     let waiting = s.isr_change(1, lag_ms);
     assert_eq!(waiting.isr, vec![1]);
     // 2 and 3 catch up; the next check asks to add 3 (pending: the leader counts 3).
+    s.fetch(2, 1);
     s.fetch(2, 1);
     s.fetch(3, 1);
     s.fetch(3, 1);
@@ -2477,10 +2494,13 @@ fn a_pending_isr_expansion_is_counted_until_the_controller_decides() {
     // A new controller accepts the expansion; then broker 1 dies and the first live
     // ISR member in replica order (3) leads.
     s.alter_isr(1, &expand, &BROKER_IDS);
+    let x_acknowledged = s.acknowledged(1, &x);
     s.partitions.remove(&1);
     s.fence(1, &[2, 3]);
-    let acknowledged: &[&str] = if b_acknowledged { &["a", "b"] } else { &["a"] };
-    s.assert_leader_has(acknowledged);
+    let mut acknowledged = vec!["a"];
+    acknowledged.extend(x_acknowledged.then_some("x"));
+    acknowledged.extend(b_acknowledged.then_some("b"));
+    s.assert_leader_has(&acknowledged);
 }
 
 /// One AlterIsr request carries the changes of many partitions: the controller decides

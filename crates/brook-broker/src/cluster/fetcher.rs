@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use brook_meta::NO_LEADER;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -120,16 +120,54 @@ pub fn fetch_target(node_id: i32, leader: i32) -> Option<i32> {
     (leader != node_id && leader != NO_LEADER).then_some(leader)
 }
 
-/// The replica fetch for `partitions` (sorted by topic, as the fetcher keeps them) and,
-/// per partition in request order, the leader epoch it is fetched in (its response
-/// applies only if metadata has not moved on meanwhile).
-pub fn fetch_request(node_id: i32, partitions: &[Arc<Partition>]) -> (FetchRequest, Vec<i32>) {
+/// What a follower sends for a partition: (fetch offset = log end, last fetched
+/// epoch, current leader epoch, log start offset).
+type Position = (i64, i32, i32, i64);
+
+/// The replica fetch naming `partitions[i]` for each `i` in `named` (in order; the
+/// partitions are sorted by topic, as the fetcher keeps them) at `positions[i]`, in
+/// fetch session `session_id` at `epoch` (0 and 0: none yet; see
+/// [`FollowerSession`]).
+pub fn fetch_request(
+    node_id: i32,
+    partitions: &[Arc<Partition>],
+    named: &[usize],
+    positions: &[Option<Position>],
+    (session_id, epoch): (i32, i32),
+) -> FetchRequest {
+    fetch_request_forgetting(node_id, partitions, named, positions, (session_id, epoch), &[])
+}
+
+/// [`fetch_request`], also dropping `forgotten` (sorted) from the session.
+fn fetch_request_forgetting(
+    node_id: i32,
+    partitions: &[Arc<Partition>],
+    named: &[usize],
+    positions: &[Option<Position>],
+    (session_id, epoch): (i32, i32),
+    forgotten: &[(Arc<str>, i32)],
+) -> FetchRequest {
+    let mut forgotten_topics: Vec<ForgottenTopic> = Vec::new();
+    for (topic, index) in forgotten {
+        if forgotten_topics.last().is_none_or(|t| *t.topic.0 != **topic) {
+            forgotten_topics.push(
+                ForgottenTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string()))),
+            );
+        }
+        forgotten_topics
+            .last_mut()
+            .expect("just pushed")
+            .partitions
+            .push(*index);
+    }
     let mut topics: Vec<FetchTopic> = Vec::new();
-    let mut sent_in = Vec::with_capacity(partitions.len());
     let mut current: Option<&Arc<str>> = None;
-    for p in partitions {
-        let (fetch_offset, last_epoch, leader_epoch, log_start) = p.follower_position();
-        sent_in.push(leader_epoch);
+    for &i in named {
+        let p = &partitions[i];
+        let Some((fetch_offset, last_epoch, leader_epoch, log_start)) = positions[i] else {
+            continue;
+        };
         if current != Some(&p.topic) {
             current = Some(&p.topic);
             topics.push(
@@ -147,15 +185,134 @@ pub fn fetch_request(node_id: i32, partitions: &[Arc<Partition>]) -> (FetchReque
                 .with_partition_max_bytes(REPLICA_FETCH_PARTITION_MAX_BYTES),
         );
     }
-    let req = FetchRequest::default()
+    FetchRequest::default()
         .with_replica_id(BrokerId(node_id))
         .with_max_wait_ms(REPLICA_FETCH_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(REPLICA_FETCH_MAX_BYTES)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(topics);
-    (req, sent_in)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten_topics)
+}
+
+/// A fetcher's incremental fetch session with its leader (KIP-227): the first fetch
+/// names every partition followed and opens the session; each later one names only
+/// the partitions whose position moved since the leader last heard it (checked among
+/// those the last answer touched), so a round costs in proportion to what changed. Any
+/// change of the followed set, a lost connection, or a session error starts over with
+/// a full fetch.
+struct FollowerSession {
+    /// The leader's id for the session (0: none).
+    id: i32,
+    /// The epoch of the next fetch (0: open a session).
+    epoch: i32,
+    /// Per followed partition, the position the leader's session holds for it (and the
+    /// leader epoch its answers apply in); None: to be named in the next fetch.
+    sent: Vec<Option<Position>>,
+    /// Partitions whose position may have moved: checked before the next fetch.
+    touched: Vec<usize>,
+    /// Partitions no longer followed, to drop from the leader's session.
+    forgotten: Vec<(Arc<str>, i32)>,
+}
+
+impl FollowerSession {
+    fn new() -> Self {
+        FollowerSession {
+            id: 0,
+            epoch: 0,
+            sent: Vec::new(),
+            touched: Vec::new(),
+            forgotten: Vec::new(),
+        }
+    }
+
+    /// Starts over with a full fetch of `count` partitions (the leader closes the old
+    /// session when the full fetch names it).
+    fn reset(&mut self, count: usize) {
+        self.epoch = 0;
+        self.sent = vec![None; count];
+        self.touched.clear();
+        self.forgotten.clear();
+    }
+
+    /// The followed set changed from `old` to `new` (both sorted): partitions kept
+    /// keep what the leader holds of them, new ones are named in the next fetch, gone
+    /// ones are forgotten. Every partition's position is checked before the next fetch
+    /// (a leadership change may have moved its leader epoch).
+    fn retarget(&mut self, old: &[Arc<Partition>], new: &[Arc<Partition>]) {
+        if self.epoch == 0 {
+            self.reset(new.len());
+            return;
+        }
+        let mut sent = vec![None; new.len()];
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let order = match (old.get(i), new.get(j)) {
+                (Some(o), Some(n)) => partition_key(o).cmp(&partition_key(n)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    self.forgotten.push((old[i].topic.clone(), old[i].index));
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    if Arc::ptr_eq(&old[i], &new[j]) {
+                        sent[j] = self.sent[i];
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        self.sent = sent;
+        self.touched = (0..new.len()).collect();
+    }
+
+    /// The next fetch: which partitions it names, with their positions recorded.
+    fn next_request(&mut self, node_id: i32, partitions: &[Arc<Partition>]) -> FetchRequest {
+        let named: Vec<usize> = if self.epoch == 0 {
+            self.touched.clear();
+            (0..partitions.len()).collect()
+        } else {
+            let mut named: Vec<usize> = self.touched.drain(..).collect();
+            named.sort_unstable();
+            named.dedup();
+            named
+        };
+        let mut moved = Vec::with_capacity(named.len());
+        for i in named {
+            let position = partitions[i].follower_position();
+            if self.epoch == 0 || self.sent[i] != Some(position) {
+                self.sent[i] = Some(position);
+                moved.push(i);
+            }
+        }
+        let forgotten = std::mem::take(&mut self.forgotten);
+        fetch_request_forgetting(
+            node_id,
+            partitions,
+            &moved,
+            &self.sent,
+            (self.id, self.epoch),
+            &forgotten,
+        )
+    }
+
+    /// Takes the leader's answer to the fetch just sent: its session id (0: the
+    /// leader keeps none, so every fetch is a full one) and the next epoch.
+    fn answered(&mut self, session_id: i32) {
+        if self.epoch == 0 {
+            self.id = session_id;
+            if session_id == 0 {
+                return;
+            }
+        }
+        self.epoch = if self.epoch == i32::MAX { 1 } else { self.epoch + 1 };
+    }
 }
 
 /// The partitions a fetcher follows, resolved to their replicas once per change of the
@@ -210,6 +367,7 @@ async fn fetch_loop(
         version: 0,
         partitions: Vec::new(),
     };
+    let mut session = FollowerSession::new();
     loop {
         {
             let followed = partitions.lock();
@@ -217,14 +375,25 @@ async fn fetch_loop(
             // is picked up by the next round: resolve again while any is missing.
             if followed.0 != wanted.version || wanted.partitions.len() != followed.1.len() {
                 wanted.version = followed.0;
-                wanted.partitions = replicas.get_many(followed.1.iter());
+                let resolved = replicas.get_many(followed.1.iter());
+                let same = resolved.len() == wanted.partitions.len()
+                    && resolved
+                        .iter()
+                        .zip(&wanted.partitions)
+                        .all(|(a, b)| Arc::ptr_eq(a, b));
+                if !same {
+                    session.retarget(&wanted.partitions, &resolved);
+                    wanted.partitions = resolved;
+                } else {
+                    session.touched = (0..wanted.partitions.len()).collect();
+                }
             }
         }
         if wanted.partitions.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let (req, sent_in) = fetch_request(node_id, &wanted.partitions);
+        let req = session.next_request(node_id, &wanted.partitions);
         let attempt = async {
             if conn.is_none() {
                 conn = Some(net.connect(&addr).await?);
@@ -241,16 +410,31 @@ async fn fetch_loop(
             Ok(Err(e)) => {
                 tracing::debug!(leader, error = %e, "replica fetch failed");
                 conn = None;
+                session.reset(wanted.partitions.len());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(1000));
                 continue;
             }
             Err(_) => {
                 conn = None;
+                session.reset(wanted.partitions.len());
                 continue;
             }
         };
         backoff = Duration::from_millis(50);
+        if response.error_code != 0 {
+            // FETCH_SESSION_ID_NOT_FOUND or INVALID_FETCH_SESSION_EPOCH (the leader
+            // restarted, or the session was replaced): start over in full.
+            tracing::debug!(leader, error_code = response.error_code, "replica fetch session");
+            session.reset(wanted.partitions.len());
+            if response.error_code != ResponseError::FetchSessionIdNotFound.code()
+                && response.error_code != ResponseError::InvalidFetchSessionEpoch.code()
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
+        }
+        session.answered(response.session_id);
         let mut errors = false;
         let mut owed_syncs = Vec::new();
         let now = now_ms();
@@ -267,11 +451,18 @@ async fn fetch_loop(
                     continue; // not asked for
                 };
                 let p = &wanted.partitions[slot];
-                match apply_fetched(p, sent_in[slot], &pd, now) {
+                // The leader epoch the leader holds this partition's fetch in.
+                let Some((_, _, fetched_epoch, _)) = session.sent[slot] else {
+                    continue;
+                };
+                session.touched.push(slot);
+                match apply_fetched(p, fetched_epoch, &pd, now) {
                     Ok(Fetched::Appended(Some(end))) => owed_syncs.push((p.clone(), end)),
                     Ok(_) => {}
                     Err(e) => {
                         errors = true;
+                        // Named again in the next fetch, so the leader answers it again.
+                        session.sent[slot] = None;
                         tracing::debug!(topic = %topic.topic.0, partition = pd.partition_index, leader, error = %e, "replica fetch");
                     }
                 }

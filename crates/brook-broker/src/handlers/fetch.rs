@@ -23,7 +23,8 @@ use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
-use crate::partition::{FollowerRead, Partition};
+use crate::fetch_session::{ReplicaFetchSessions, FINAL_EPOCH};
+use crate::partition::{FetchedAt, FollowerRead, Partition};
 use crate::replicas::Replicas;
 
 /// Longest long-poll Brook honours, whatever the client asks.
@@ -40,13 +41,8 @@ pub struct FetchReply {
     pub records: Vec<RecordsRegion>,
 }
 
-pub async fn handle(
-    replicas: &Replicas,
-    meta: &MetadataView,
-    metrics: &BrokerMetrics,
-    mut req: FetchRequest,
-    version: i16,
-) -> FetchReply {
+/// A fetch's bounds: (deadline of its long poll, min bytes, max bytes).
+pub(super) fn bounds(req: &FetchRequest, version: i16) -> (Instant, usize, usize) {
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -55,8 +51,17 @@ pub async fn handle(
     } else {
         FETCH_MAX_BYTES
     };
+    (deadline, min_bytes, max_bytes)
+}
+
+pub async fn handle(
+    replicas: &Replicas,
+    meta: &MetadataView,
+    metrics: &BrokerMetrics,
+    (mut req, sessions): (FetchRequest, &ReplicaFetchSessions),
+    version: i16,
+) -> FetchReply {
     req.topics = dedup(std::mem::take(&mut req.topics), version);
-    let topics = resolve_topics(meta, &req.topics, version);
     // A follower's fetch carries its broker id (v15+ moved it into ReplicaState).
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
@@ -64,6 +69,19 @@ pub async fn handle(
         req.replica_id.0
     };
     let replica = (replica_id >= 0).then_some(replica_id);
+    if let Some(replica) = replica {
+        // Sessions for followers naming topics (v7-v12, as Brook's own fetchers do);
+        // any other fetch is answered in full with session id 0.
+        if (7..13).contains(&version) && req.session_epoch != FINAL_EPOCH {
+            return super::replica_fetch::handle(replicas, meta, req, version, replica, sessions)
+                .await;
+        }
+        if req.session_id != 0 {
+            sessions.close(req.session_id);
+        }
+    }
+    let (deadline, min_bytes, max_bytes) = bounds(&req, version);
+    let topics = resolve_topics(meta, &req.topics, version);
     // READ_COMMITTED (1): stop at the last stable offset, list aborted transactions.
     let read_committed = replica.is_none() && req.isolation_level == 1;
     // Each partition's replica, looked up per read with one lock and one topic lookup
@@ -218,7 +236,7 @@ fn read_all(
                         budget: max_bytes.saturating_sub(total),
                         first: total == 0,
                     };
-                    let (data, slice) = read_partition(meta, &ask, replica, read_committed, now);
+                    let (data, slice) = read_partition(meta, &ask, replica, read_committed, now.into());
                     total += data.records.as_ref().map_or(0, |r| r.len());
                     if let Some(slice) = slice.filter(|s| !s.is_empty()) {
                         total += slice.len;
@@ -279,22 +297,22 @@ fn count_consumer_fetch(
 
 /// One partition of a fetch: its topic's name (None: an unknown topic id), this
 /// broker's replica of it, what was asked, and the bytes the answer may still take.
-struct Ask<'a> {
-    name: Option<&'a str>,
-    partition: Option<&'a Arc<Partition>>,
-    p: &'a FetchPartition,
-    budget: usize,
-    first: bool,
+pub(super) struct Ask<'a> {
+    pub name: Option<&'a str>,
+    pub partition: Option<&'a Arc<Partition>>,
+    pub p: &'a FetchPartition,
+    pub budget: usize,
+    pub first: bool,
 }
 
 /// One partition's answer; its records, if any, are the returned file range (the
 /// `records` of the data is then an empty placeholder).
-fn read_partition(
+pub(super) fn read_partition(
     meta: &MetadataView,
     ask: &Ask<'_>,
     replica: Option<i32>,
     read_committed: bool,
-    now_ms: i64,
+    at: FetchedAt,
 ) -> (PartitionData, Option<ReadSlice>) {
     let Ask {
         name,
@@ -338,7 +356,7 @@ fn read_partition(
             p.last_fetched_epoch,
             p.current_leader_epoch,
             limit,
-            now_ms,
+            at,
         );
         return match fetched {
             Err(refused) => (base.with_error_code(refused.0), None),

@@ -15,6 +15,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod quotas;
 pub mod reassignments;
+pub mod replica_fetch;
 pub mod scram;
 pub mod share_fetch;
 pub mod share_group;

@@ -20,6 +20,24 @@ pub enum FollowerRead {
     Records(ReadSlice),
 }
 
+/// When a follower fetch is answered: now, and for a partition held in a fetch session
+/// that the follower did not list this time, since when it has been fetching without a
+/// break (its previous request; see `Leadership::follower_fetched`).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchedAt {
+    pub now_ms: i64,
+    pub fetching_since_ms: Option<i64>,
+}
+
+impl From<i64> for FetchedAt {
+    fn from(now_ms: i64) -> Self {
+        FetchedAt {
+            now_ms,
+            fetching_since_ms: None,
+        }
+    }
+}
+
 impl Partition {
     /// The leader's side of a follower fetch: records the follower's progress (which can
     /// move the high watermark), checks for divergence, reads up to the log end.
@@ -31,8 +49,12 @@ impl Partition {
         last_fetched_epoch: i32,
         current_leader_epoch: i32,
         max_bytes: usize,
-        now_ms: i64,
+        at: impl Into<FetchedAt>,
     ) -> Result<(FollowerRead, i64, i64, bool), Refused> {
+        let FetchedAt {
+            now_ms,
+            fetching_since_ms,
+        } = at.into();
         let mut inner = self.inner.lock();
         if !inner.leadership.is_leader() {
             return Err(Refused(ResponseError::NotLeaderOrFollower.code()));
@@ -75,7 +97,7 @@ impl Partition {
         }
         inner
             .leadership
-            .follower_fetched(replica, fetch_offset, leo, now_ms);
+            .follower_fetched(replica, fetch_offset, leo, now_ms, fetching_since_ms);
         let moved = inner.leadership.advance_high_watermark(leo);
         let hw = inner.leadership.high_watermark;
         let read = inner.log.read(fetch_offset, max_bytes, None, true);

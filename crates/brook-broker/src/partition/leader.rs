@@ -177,23 +177,31 @@ impl Leadership {
     /// Records a fetch by `replica` from `fetch_offset`, its log end offset, while the
     /// leader's is `leo`. A follower counts as caught up when it fetches from the log
     /// end, or from where the log ended at its previous fetch (it was caught up then).
+    /// `fetching_since_ms`: the follower holds this partition in a fetch session and
+    /// has been fetching it without a break since then, though the leader only visits
+    /// the partition when it changes (see `crate::fetch_session`); its previous fetch
+    /// is then no older than that.
     pub(super) fn follower_fetched(
         &mut self,
         replica: i32,
         fetch_offset: i64,
         leo: i64,
         now_ms: i64,
+        fetching_since_ms: Option<i64>,
     ) {
         let progress = self
             .followers
             .entry(replica)
             .or_insert(Progress::fresh(now_ms));
+        let previous_fetch_ms = progress
+            .last_fetch_ms
+            .max(fetching_since_ms.unwrap_or(i64::MIN));
         if fetch_offset >= leo {
             progress.last_caught_up_ms = now_ms;
         } else if progress.leader_leo_at_last_fetch >= 0
             && fetch_offset >= progress.leader_leo_at_last_fetch
         {
-            progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
+            progress.last_caught_up_ms = progress.last_caught_up_ms.max(previous_fetch_ms);
         }
         progress.leader_leo_at_last_fetch = leo;
         progress.last_fetch_ms = now_ms;
@@ -260,10 +268,12 @@ impl Leadership {
             .copied()
             .filter(|&r| {
                 r == node
-                    || self
-                        .followers
-                        .get(&r)
-                        .is_some_and(|p| now_ms - p.last_caught_up_ms <= max_lag_ms)
+                    || self.followers.get(&r).is_some_and(|p| {
+                        // Kafka's isCaughtUp: at the leader's log end, or caught up
+                        // recently. (A follower whose broker died is taken out of
+                        // every ISR by the controller when it fences the broker.)
+                        p.leo >= leo || now_ms - p.last_caught_up_ms <= max_lag_ms
+                    })
             })
             .collect();
         let shrank = isr.len() < self.isr.len();

@@ -10,6 +10,7 @@ mod append;
 mod epochs;
 mod follower;
 mod leader;
+mod listeners;
 mod validate;
 
 use std::path::Path;
@@ -23,7 +24,8 @@ use tokio::sync::watch;
 
 pub use self::append::{AppendError, Appended};
 pub use self::epochs::EpochCache;
-pub use self::follower::FollowerRead;
+pub use self::follower::{FetchedAt, FollowerRead};
+pub use self::listeners::ChangeInbox;
 use self::leader::{Applied, Leadership};
 pub use self::leader::{IsrChange, IsrOutcome};
 use crate::traffic::TopicCounters;
@@ -132,6 +134,12 @@ pub struct Partition {
     /// high watermark, log start, leadership), so a parked fetch waits on its own
     /// partitions rather than on every append in the broker.
     data: watch::Sender<u64>,
+    /// Fetch sessions told of the same changes as `data`, each by its own slot number
+    /// (see [`ChangeInbox`]).
+    listeners: listeners::Listeners,
+    /// Set once the broker dropped this replica (deleted, or no longer assigned here):
+    /// a session still holding it looks the partition up again.
+    retired: std::sync::atomic::AtomicBool,
     /// Held while an fsync runs outside `inner` (see [`Partition::sync_log`]): one at
     /// a time, taken before `inner`, never while holding it.
     syncing: Mutex<()>,
@@ -196,6 +204,8 @@ impl Partition {
             }),
             changed: watch::channel(0).0,
             data: watch::channel(0).0,
+            listeners: listeners::Listeners::default(),
+            retired: std::sync::atomic::AtomicBool::new(false),
             syncing: Mutex::new(()),
             flush_seconds: std::sync::OnceLock::new(),
             topic_counters: std::sync::OnceLock::new(),
@@ -246,6 +256,29 @@ impl Partition {
 
     fn bump_data(&self) {
         self.data.send_modify(|v| *v = v.wrapping_add(1));
+        self.listeners.notify();
+    }
+
+    /// Marks `slot` in `inbox` at every change [`Partition::data_changes`] reports,
+    /// until [`Partition::unlisten`] or the inbox closes. A session's registration.
+    pub fn listen(&self, inbox: &Arc<ChangeInbox>, slot: u32) {
+        self.listeners.add(inbox, slot);
+    }
+
+    pub fn unlisten(&self, inbox: &Arc<ChangeInbox>) {
+        self.listeners.remove(inbox);
+    }
+
+    /// The broker dropped this replica: whoever still holds it is told (as a change)
+    /// and sees [`Partition::is_retired`].
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.bump_data();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Changes whenever what a fetch of this partition could return may have changed:

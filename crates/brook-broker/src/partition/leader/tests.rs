@@ -30,7 +30,7 @@ fn leading(isr: &[i32], replicas: &[i32]) -> Leadership {
 /// A follower fetch at `offset` followed by the high watermark check, as the
 /// leader's fetch path does it.
 fn fetch(l: &mut Leadership, replica: i32, offset: i64, leo: i64, now_ms: i64) -> bool {
-    l.follower_fetched(replica, offset, leo, now_ms);
+    l.follower_fetched(replica, offset, leo, now_ms, None);
     l.advance_high_watermark(leo)
 }
 
@@ -104,6 +104,33 @@ fn a_follower_that_reaches_the_previous_log_end_counts_as_caught_up() {
     fetch(&mut l, 2, 8, 11, LAG + 1_500);
     assert_eq!(l.isr_change(11, LAG + 2_000, LAG, |_| true), None);
     assert!(l.isr_change(11, LAG + 2_001, LAG, |_| true).is_some());
+}
+
+#[test]
+fn a_follower_at_the_log_end_of_an_idle_partition_stays_in_the_isr() {
+    // A fetch session visits a partition only when it changes: an idle partition's
+    // follower is not heard from, yet has everything (Kafka's isCaughtUp).
+    let mut l = leading(&[1, 2], &[1, 2]);
+    fetch(&mut l, 2, 4, 4, 1_000);
+    assert_eq!(l.isr_change(4, 10 * LAG, LAG, |_| true), None);
+    // Once the log moves past it, the lag counts again.
+    assert!(l.isr_change(5, 10 * LAG, LAG, |_| true).is_some());
+}
+
+#[test]
+fn a_session_follower_is_caught_up_until_the_log_moved() {
+    let mut l = leading(&[1, 2], &[1, 2]);
+    fetch(&mut l, 2, 4, 4, 1_000);
+    // Long idle; then a produce moves the log end to 6 and the session visits the
+    // partition with the follower still at 4, fetching without a break since 99_500.
+    l.follower_fetched(2, 4, 6, 100_000, Some(99_500));
+    assert_eq!(l.isr_change(6, 99_500 + LAG, LAG, |_| true), None);
+    assert!(l.isr_change(6, 99_501 + LAG, LAG, |_| true).is_some());
+    // Without the session, the last fetch it was caught up at is the one at 1_000.
+    let mut l = leading(&[1, 2], &[1, 2]);
+    fetch(&mut l, 2, 4, 4, 1_000);
+    fetch(&mut l, 2, 4, 6, 100_000);
+    assert!(l.isr_change(6, 100_000, LAG, |_| true).is_some());
 }
 
 #[test]
