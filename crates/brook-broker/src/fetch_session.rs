@@ -222,3 +222,91 @@ impl ReplicaFetchSessions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use brook_meta::PartitionImage;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn led_partition(dir: &std::path::Path, topic: &str, index: i32) -> Arc<Partition> {
+        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
+            .topic_config(&Default::default(), crate::config::Dynamic::none());
+        let p = Partition::open(dir, Arc::from(topic), index, 1, Arc::new(config), NOW).unwrap();
+        p.apply_leadership(
+            &PartitionImage {
+                index,
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
+            },
+            NOW,
+        );
+        Arc::new(p)
+    }
+
+    #[test]
+    fn a_session_hears_only_its_changed_partitions_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = led_partition(&dir.path().join("a"), "t", 0);
+        let b = led_partition(&dir.path().join("b"), "t", 1);
+        let mut state = SessionState::new(9, NOW);
+        let asked = FetchPartition::default();
+        let slot_a = state.upsert(&a, &asked).unwrap();
+        let slot_b = state.upsert(&b, &asked).unwrap();
+        assert_eq!(
+            state.upsert(&a, &asked),
+            Some(slot_a),
+            "kept, not added twice"
+        );
+        assert_eq!(state.len(), 2);
+        assert!(state.inbox().take().is_empty());
+
+        a.retire(); // any change of what a fetch of it returns
+        assert_eq!(state.inbox().take(), vec![slot_a]);
+        b.retire();
+        a.retire();
+        assert_eq!(state.inbox().take(), vec![slot_b, slot_a]);
+
+        // Forgotten: no longer heard, and its slot is reused.
+        state.forget("t", 0);
+        a.retire();
+        assert!(state.inbox().take().is_empty());
+        let c = led_partition(&dir.path().join("c"), "u", 0);
+        assert_eq!(state.upsert(&c, &asked), Some(slot_a));
+        assert_eq!(state.all_slots(), vec![0, 1]);
+
+        // Ended: the partitions drop the inbox.
+        let inbox = state.inbox().clone();
+        drop(state);
+        b.retire();
+        assert!(inbox.take().is_empty());
+        assert!(!inbox.mark(0), "closed");
+    }
+
+    #[test]
+    fn a_connection_keeps_one_session_and_hands_it_to_one_fetch_at_a_time() {
+        let sessions = ReplicaFetchSessions::default();
+        let id = sessions.new_id();
+        assert!(id > 0);
+        sessions.put(SessionState::new(id, NOW));
+        assert!(sessions.take(id + 1).is_none());
+        let mut s = sessions.take(id).expect("the session");
+        assert!(sessions.take(id).is_none(), "out while a fetch uses it");
+        s.advance_epoch();
+        assert_eq!(s.next_epoch, 2);
+        s.next_epoch = i32::MAX;
+        s.advance_epoch();
+        assert_eq!(s.next_epoch, 1, "wraps to 1, as Kafka's");
+        sessions.put(s);
+        sessions.close(id);
+        assert!(sessions.take(id).is_none());
+    }
+}

@@ -410,7 +410,7 @@ async fn dispatch_checked(
         }
         RequestKind::Fetch(mut r) => {
             let refused = gate!(c => access::fetch(c, image?, &mut r));
-            let sessions = &*ctx.session.replica_fetch;
+            let sessions = &*ctx.replica_fetch;
             let mut reply = fetch::handle(replicas, meta, &s.metrics, (r, sessions), v).await;
             reply.response.responses.extend(refused);
             return Some(Response::Fetch(reply));

@@ -80,8 +80,6 @@ pub struct Session {
     pub decisions: Arc<DecisionCache>,
     /// The share sessions this connection opened (kept across re-authentication).
     pub shares: Arc<ConnectionShares>,
-    /// A follower's incremental replica fetch session on this connection (KIP-227).
-    pub replica_fetch: Arc<crate::fetch_session::ReplicaFetchSessions>,
 }
 
 /// The most share sessions one connection tracks for release when it closes; past it,
@@ -193,7 +191,6 @@ impl Session {
             auth,
             decisions: Arc::default(),
             shares: Arc::default(),
-            replica_fetch: Arc::default(),
         }
     }
 
@@ -205,7 +202,6 @@ impl Session {
             auth: Auth::Done,
             decisions: Arc::default(),
             shares: self.shares.clone(),
-            replica_fetch: self.replica_fetch.clone(),
         }
     }
 

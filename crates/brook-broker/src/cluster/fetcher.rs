@@ -135,7 +135,14 @@ pub fn fetch_request(
     positions: &[Option<Position>],
     (session_id, epoch): (i32, i32),
 ) -> FetchRequest {
-    fetch_request_forgetting(node_id, partitions, named, positions, (session_id, epoch), &[])
+    fetch_request_forgetting(
+        node_id,
+        partitions,
+        named,
+        positions,
+        (session_id, epoch),
+        &[],
+    )
 }
 
 /// [`fetch_request`], also dropping `forgotten` (sorted) from the session.
@@ -149,7 +156,10 @@ fn fetch_request_forgetting(
 ) -> FetchRequest {
     let mut forgotten_topics: Vec<ForgottenTopic> = Vec::new();
     for (topic, index) in forgotten {
-        if forgotten_topics.last().is_none_or(|t| *t.topic.0 != **topic) {
+        if forgotten_topics
+            .last()
+            .is_none_or(|t| *t.topic.0 != **topic)
+        {
             forgotten_topics.push(
                 ForgottenTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(topic.to_string()))),
@@ -311,7 +321,11 @@ impl FollowerSession {
                 return;
             }
         }
-        self.epoch = if self.epoch == i32::MAX { 1 } else { self.epoch + 1 };
+        self.epoch = if self.epoch == i32::MAX {
+            1
+        } else {
+            self.epoch + 1
+        };
     }
 }
 
@@ -425,7 +439,11 @@ async fn fetch_loop(
         if response.error_code != 0 {
             // FETCH_SESSION_ID_NOT_FOUND or INVALID_FETCH_SESSION_EPOCH (the leader
             // restarted, or the session was replaced): start over in full.
-            tracing::debug!(leader, error_code = response.error_code, "replica fetch session");
+            tracing::debug!(
+                leader,
+                error_code = response.error_code,
+                "replica fetch session"
+            );
             session.reset(wanted.partitions.len());
             if response.error_code != ResponseError::FetchSessionIdNotFound.code()
                 && response.error_code != ResponseError::InvalidFetchSessionEpoch.code()
@@ -554,7 +572,108 @@ pub fn apply_fetched(
 
 #[cfg(test)]
 mod tests {
-    use super::locate;
+    use std::sync::Arc;
+
+    use brook_meta::PartitionImage;
+    use brook_protocol::batch::Compression;
+    use brook_protocol::records::{encode_batch, Record};
+
+    use super::{locate, FollowerSession};
+    use crate::config::BrokerConfig;
+    use crate::partition::Partition;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// Partition `topic`-`index` on broker 1, which follows broker 2.
+    fn followed(dir: &std::path::Path, topic: &str, index: i32) -> Arc<Partition> {
+        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
+            .topic_config(&Default::default(), crate::config::Dynamic::none());
+        let p = Partition::open(dir, Arc::from(topic), index, 1, Arc::new(config), NOW).unwrap();
+        p.apply_leadership(
+            &PartitionImage {
+                index,
+                leader: 2,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                replicas: vec![2, 1],
+                isr: vec![2, 1],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
+            },
+            NOW,
+        );
+        Arc::new(p)
+    }
+
+    fn named(req: &kafka_protocol::messages::FetchRequest) -> Vec<(String, i32, i64)> {
+        req.topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.topic.0.to_string(), p.partition, p.fetch_offset))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_names_only_partitions_whose_position_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let ps = vec![
+            followed(&dir.path().join("a0"), "a", 0),
+            followed(&dir.path().join("a1"), "a", 1),
+            followed(&dir.path().join("b0"), "b", 0),
+        ];
+        let mut s = FollowerSession::new();
+        s.reset(ps.len());
+        let full = s.next_request(1, &ps);
+        assert_eq!((full.session_id, full.session_epoch), (0, 0));
+        assert_eq!(named(&full).len(), 3);
+        s.answered(77);
+
+        // Answered about a-1 without records: its position did not move.
+        s.touched.push(1);
+        let req = s.next_request(1, &ps);
+        assert_eq!((req.session_id, req.session_epoch), (77, 1));
+        assert!(named(&req).is_empty());
+        s.answered(77);
+
+        // a-1 got a record: named, at its new position.
+        let record = Record {
+            value: Some(bytes::Bytes::from_static(b"v")),
+            timestamp_ms: NOW,
+            ..Record::default()
+        };
+        let batch = encode_batch(&[record], Compression::None).unwrap().freeze();
+        ps[1].append_replicated(0, &batch, 0, 0, NOW).unwrap();
+        s.touched.push(1);
+        let req = s.next_request(1, &ps);
+        assert_eq!(req.session_epoch, 2);
+        assert_eq!(named(&req), vec![("a".to_string(), 1, 1)]);
+        s.answered(77);
+
+        // The followed set changes: b-0 is forgotten, c-0 named, a-0 and a-1 kept.
+        let c = followed(&dir.path().join("c0"), "c", 0);
+        let new = vec![ps[0].clone(), ps[1].clone(), c];
+        s.retarget(&ps, &new);
+        let req = s.next_request(1, &new);
+        assert_eq!(req.session_epoch, 3);
+        assert_eq!(named(&req), vec![("c".to_string(), 0, 0)]);
+        let forgotten: Vec<_> = req
+            .forgotten_topics_data
+            .iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions.clone()))
+            .collect();
+        assert_eq!(forgotten, vec![("b".to_string(), vec![0])]);
+
+        // A lost connection or a session error: a full fetch again, naming the old id
+        // (so the leader closes it).
+        s.reset(new.len());
+        let req = s.next_request(1, &new);
+        assert_eq!((req.session_id, req.session_epoch), (77, 0));
+        assert_eq!(named(&req).len(), 3);
+        assert!(req.forgotten_topics_data.is_empty());
+    }
 
     #[test]
     fn a_response_partition_is_found_in_order_or_by_search() {

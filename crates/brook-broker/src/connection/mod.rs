@@ -51,6 +51,7 @@ use tracing::Instrument;
 use crate::apis;
 use crate::clock::{monotonic_ns, now_ms};
 use crate::fetch_encode::{encode_fetch_response, Chunk};
+use crate::fetch_session::ReplicaFetchSessions;
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
 use crate::metrics::{BrokerMetrics, RequestTimes, TimedApi};
@@ -185,6 +186,7 @@ pub async fn serve<R, W>(
             limits,
             memory: &memory,
             session: Arc::new(session),
+            replica_fetch: Arc::default(),
             sasl,
             slots: &slots,
             timing,
@@ -242,6 +244,8 @@ struct Reading<'a> {
     limits: ConnectionLimits,
     memory: &'a RequestMemory,
     session: Arc<Session>,
+    /// The replica fetch session a follower may open on this connection.
+    replica_fetch: Arc<ReplicaFetchSessions>,
     sasl: Option<SaslSession>,
     /// [`MAX_IN_FLIGHT_REQUESTS`] slots: one is taken before a frame is read and given
     /// back once its answer is out.
@@ -317,7 +321,7 @@ impl<'a> Reading<'a> {
                         services,
                         peer,
                         frame,
-                        &mut self.session,
+                        (&mut self.session, &self.replica_fetch),
                         &mut self.sasl,
                         self.timing,
                     )
@@ -358,7 +362,7 @@ async fn handle_frame(
     services: &Services,
     peer: SocketAddr,
     frame: Bytes,
-    session: &mut Arc<Session>,
+    (session, replica_fetch): (&mut Arc<Session>, &Arc<ReplicaFetchSessions>),
     sasl: &mut Option<SaslSession>,
     timing: bool,
 ) -> Handled {
@@ -395,6 +399,7 @@ async fn handle_frame(
         client_id: header.client_id.clone(),
         peer,
         session: session.clone(),
+        replica_fetch: replica_fetch.clone(),
     };
     // Pinned here and handed on by reference: the handler's future is large (every
     // handler's state), and moving it into `measure` copied kilobytes per request.
@@ -574,6 +579,7 @@ fn cluster_action(services: &Services, peer: SocketAddr, session: &Arc<Session>)
         client_id: None,
         peer,
         session: session.clone(),
+        replica_fetch: Arc::default(),
     };
     services
         .access

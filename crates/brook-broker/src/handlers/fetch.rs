@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
+use crate::fetch_session::{ReplicaFetchSessions, FINAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
-use crate::fetch_session::{ReplicaFetchSessions, FINAL_EPOCH};
 use crate::partition::{FetchedAt, FollowerRead, Partition};
 use crate::replicas::Replicas;
 
@@ -236,7 +236,8 @@ fn read_all(
                         budget: max_bytes.saturating_sub(total),
                         first: total == 0,
                     };
-                    let (data, slice) = read_partition(meta, &ask, replica, read_committed, now.into());
+                    let (data, slice) =
+                        read_partition(meta, &ask, replica, read_committed, now.into());
                     total += data.records.as_ref().map_or(0, |r| r.len());
                     if let Some(slice) = slice.filter(|s| !s.is_empty()) {
                         total += slice.len;

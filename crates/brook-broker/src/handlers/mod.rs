@@ -35,6 +35,8 @@ pub struct RequestContext {
     pub peer: std::net::SocketAddr,
     /// The connection's listener and principal (authorization: `access`).
     pub session: std::sync::Arc<crate::session::Session>,
+    /// The connection's replica fetch session (KIP-227), if a follower opens one.
+    pub replica_fetch: std::sync::Arc<crate::fetch_session::ReplicaFetchSessions>,
 }
 
 impl RequestContext {

@@ -186,7 +186,8 @@ impl Round<'_> {
         p: &kafka_protocol::messages::fetch_request::FetchPartition,
     ) {
         let (data, slice) = self.read(topic, partition, p);
-        self.others.push((Arc::from(topic), p.partition, data, slice));
+        self.others
+            .push((Arc::from(topic), p.partition, data, slice));
     }
 
     /// Reads the partition in `slot` and keeps the answer if it has news. False: the
@@ -216,7 +217,10 @@ impl Round<'_> {
         // A partition read again in the same request: its newer read replaces the
         // earlier (whose bytes no longer count), unless it brings nothing new.
         let earlier = self.answers.remove(&slot);
-        let earlier_len = earlier.as_ref().and_then(|(_, s)| s.as_ref()).map_or(0, |s| s.len);
+        let earlier_len = earlier
+            .as_ref()
+            .and_then(|(_, s)| s.as_ref())
+            .map_or(0, |s| s.len);
         self.total -= earlier_len;
         let entry = state.entry_mut(slot).expect("present above");
         let partition = entry.partition.clone();

@@ -25,9 +25,9 @@ use tokio::sync::watch;
 pub use self::append::{AppendError, Appended};
 pub use self::epochs::EpochCache;
 pub use self::follower::{FetchedAt, FollowerRead};
-pub use self::listeners::ChangeInbox;
 use self::leader::{Applied, Leadership};
 pub use self::leader::{IsrChange, IsrOutcome};
+pub use self::listeners::ChangeInbox;
 use crate::traffic::TopicCounters;
 
 /// The checks [`Partition::append`] makes on a produce request's batches, without

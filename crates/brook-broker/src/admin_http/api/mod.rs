@@ -378,6 +378,7 @@ impl<'a> Kafka<'a> {
                     }),
                     super::auth::caller(),
                 )),
+                replica_fetch: Default::default(),
             },
         }
     }
