@@ -11,6 +11,9 @@ with librdkafka (confluent-kafka) as the client:
 2. Full Metadata: a raw Metadata v12 request for all topics to one node (median of 5).
 3. Memory and idle CPU of each node.
 4. One record produced to every partition with acks=all, then all read back.
+   Also, before the topics are created and again after: acks=all throughput to one
+   hot 1-partition topic (librdkafka's rdkafka_perf, 100 B and 1 KiB records), so
+   work that grows with the partitions that are idle shows as a drop.
 5. kill -9 of one node, 5 s down, restart: time until every partition's ISR is full again.
 6. kill -9 of all three, restart: time until every partition is led, and until one
    record (acks=all) was produced to each of 100 random partitions.
@@ -22,6 +25,7 @@ Every phase has a time limit (--limit, default 300 s); a phase past it is record
 such and the run goes on to the next broker. Brokers bind to 127.0.0.1 only.
 """
 
+import json
 import os
 import random
 import shutil
@@ -102,6 +106,7 @@ def phase(cls, cfg, workdir, topics, partitions, limit, keep_logs=None):
     out.update(cluster.start())
     try:
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap, "log_level": 2})
+        hot_partition(cluster, admin, "hot-before", out, "hot_alone")
         t0 = time.perf_counter()
         create(admin, names, partitions, limit)
         out["create_s"] = time.perf_counter() - t0
@@ -117,6 +122,7 @@ def phase(cls, cfg, workdir, topics, partitions, limit, keep_logs=None):
         time.sleep(10)
         out["idle_cpu_s_per_10s"] = [B.proc_cpu_seconds(n.proc.pid) - c
                                      for n, c in zip(cluster.nodes, cpu0)]
+        hot_partition(cluster, admin, "hot-after", out, "hot_with_all")
         t0 = time.perf_counter()
         P.produce_all(cluster.bootstrap, targets, limit, acks="all")
         out["produce_each_acks_all_s"] = time.perf_counter() - t0
@@ -163,6 +169,38 @@ def phase(cls, cfg, workdir, topics, partitions, limit, keep_logs=None):
             for i, n in enumerate(cluster.nodes):
                 shutil.copyfile(n.logfile, os.path.join(keep_logs, f"node{i}.log"))
     return out
+
+
+HOT_CELLS = ((100, 2_000_000), (1024, 500_000))
+
+
+def hot_partition(cluster, admin, topic, out, key):
+    """acks=all throughput of rdkafka_perf to a new 1-partition topic (replication 3),
+    with the nodes' CPU seconds over the run: {size: {records_per_sec, cpu_s}}."""
+    from confluent_kafka.admin import NewTopic
+    perf = os.path.join(B.HERE, ".cache", "bin", "rdkafka_perf")
+    if not os.path.exists(perf):
+        import perf_clients
+        perf = perf_clients.build(B.log).get("librdkafka", "")
+    if not os.path.isabs(perf):
+        out[key] = f"rdkafka_perf not built: {perf}"
+        return
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1,
+                                           replication_factor=3)]).values():
+        f.result()
+    wait_for(lambda: fully_replicated(admin, [topic], 1), 60, f"{topic} fully replicated")
+    cells = {}
+    for size, records in HOT_CELLS:
+        cpu0 = sum(B.proc_cpu_seconds(n.proc.pid) for n in cluster.nodes)
+        r = B.run([perf, "produce", "-b", cluster.bootstrap, "-t", topic, "-n", str(records),
+                   "-s", str(size), "-a", "all"], timeout=300)[0]
+        cpu = sum(B.proc_cpu_seconds(n.proc.pid) for n in cluster.nodes) - cpu0
+        j = json.loads(r.strip().splitlines()[-1])
+        cells[str(size)] = {"records_per_sec": j["records_per_sec"], "cpu_s": cpu,
+                            "errors": j.get("errors", 0)}
+        B.log(f"{cluster.name}: {key} {size} B: {j['records_per_sec']:,.0f} records/s, "
+              f"nodes' CPU {cpu:.2f} s")
+    out[key] = cells
 
 
 def log_lines(cluster):

@@ -12,12 +12,17 @@
 //! `handlers::replica_fetch`.
 //!
 //! One session per connection (a follower's fetcher uses one connection per leader,
-//! and a new connection starts a new session), so there is no broker-wide cache to
-//! bound or evict; a session holds only partitions this broker has, at most
-//! [`MAX_SESSION_PARTITIONS`]. Consumers' fetches stay sessionless (session id 0 in
-//! answers), as Kafka answers when its session cache is full.
+//! and a new connection starts a new session). A session holds only partitions this
+//! broker has, at most [`MAX_SESSION_PARTITIONS`], and all sessions together at most
+//! [`MAX_TOTAL_SESSION_PARTITIONS`]: a full fetch that would pass either is answered
+//! without a session (session id 0, as Kafka answers when its session cache is full),
+//! and an incremental one that would is refused with FETCH_SESSION_ID_NOT_FOUND (the
+//! follower then fetches in full). So a client naming partitions over many
+//! connections cannot make the broker keep more than a bounded number. Consumers'
+//! fetches stay sessionless.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
@@ -32,6 +37,22 @@ pub const FINAL_EPOCH: i32 = -1;
 /// The most partitions one session keeps; past it, further partitions are answered
 /// when named but not kept (the follower names them again).
 pub const MAX_SESSION_PARTITIONS: usize = 200_000;
+/// The most partitions all sessions of this process keep together.
+pub const MAX_TOTAL_SESSION_PARTITIONS: usize = 1_000_000;
+
+/// Partitions kept by all sessions of this process.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a new session of `partitions` fits.
+pub fn has_room(partitions: usize) -> bool {
+    partitions <= MAX_SESSION_PARTITIONS
+        && KEPT.load(Ordering::Relaxed) + partitions <= MAX_TOTAL_SESSION_PARTITIONS
+}
+
+/// A session past [`MAX_SESSION_PARTITIONS`], or all past
+/// [`MAX_TOTAL_SESSION_PARTITIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
 
 /// One partition of a session: this broker's replica, the follower's last request for
 /// it, and what the follower was last told of it.
@@ -103,9 +124,12 @@ impl SessionState {
     }
 
     /// Adds `partition` with the follower's request for it, or updates the request of
-    /// a partition already held (registered with its inbox once). None when the
-    /// session is full.
-    pub fn upsert(&mut self, partition: &Arc<Partition>, request: &FetchPartition) -> Option<u32> {
+    /// a partition already held (registered with its inbox once).
+    pub fn upsert(
+        &mut self,
+        partition: &Arc<Partition>,
+        request: &FetchPartition,
+    ) -> Result<u32, Full> {
         let key = (partition.topic.clone(), partition.index);
         if let Some(&slot) = self.slots.get(&key) {
             let inbox = self.inbox.clone();
@@ -117,10 +141,14 @@ impl SessionState {
                 entry.told = None;
             }
             entry.request = request.clone();
-            return Some(slot);
+            return Ok(slot);
         }
         if self.slots.len() >= MAX_SESSION_PARTITIONS {
-            return None;
+            return Err(Full);
+        }
+        if KEPT.fetch_add(1, Ordering::Relaxed) >= MAX_TOTAL_SESSION_PARTITIONS {
+            KEPT.fetch_sub(1, Ordering::Relaxed);
+            return Err(Full);
         }
         let entry = Entry {
             partition: partition.clone(),
@@ -139,7 +167,7 @@ impl SessionState {
         };
         partition.listen(&self.inbox, slot);
         self.slots.insert(key, slot);
-        Some(slot)
+        Ok(slot)
     }
 
     /// Drops `topic`-`index` from the session (a forgotten partition, or one this
@@ -151,6 +179,7 @@ impl SessionState {
                 entry.partition.unlisten(&self.inbox);
             }
             self.free.push(slot);
+            KEPT.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -170,6 +199,7 @@ impl Drop for SessionState {
         for entry in self.entries.iter().flatten() {
             entry.partition.unlisten(&self.inbox);
         }
+        KEPT.fetch_sub(self.slots.len(), Ordering::Relaxed);
     }
 }
 
@@ -263,7 +293,7 @@ mod tests {
         let slot_b = state.upsert(&b, &asked).unwrap();
         assert_eq!(
             state.upsert(&a, &asked),
-            Some(slot_a),
+            Ok(slot_a),
             "kept, not added twice"
         );
         assert_eq!(state.len(), 2);
@@ -280,7 +310,7 @@ mod tests {
         a.retire();
         assert!(state.inbox().take().is_empty());
         let c = led_partition(&dir.path().join("c"), "u", 0);
-        assert_eq!(state.upsert(&c, &asked), Some(slot_a));
+        assert_eq!(state.upsert(&c, &asked), Ok(slot_a));
         assert_eq!(state.all_slots(), vec![0, 1]);
 
         // Ended: the partitions drop the inbox.
@@ -289,6 +319,13 @@ mod tests {
         b.retire();
         assert!(inbox.take().is_empty());
         assert!(!inbox.mark(0), "closed");
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        assert!(has_room(MAX_SESSION_PARTITIONS));
+        assert!(!has_room(MAX_SESSION_PARTITIONS + 1));
+        assert!(!has_room(MAX_TOTAL_SESSION_PARTITIONS + 1));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
-use crate::fetch_session::{ReplicaFetchSessions, FINAL_EPOCH};
+use crate::fetch_session::{self, ReplicaFetchSessions, FINAL_EPOCH, INITIAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
 use crate::partition::{FetchedAt, FollowerRead, Partition};
@@ -70,9 +70,14 @@ pub async fn handle(
     };
     let replica = (replica_id >= 0).then_some(replica_id);
     if let Some(replica) = replica {
-        // Sessions for followers naming topics (v7-v12, as Brook's own fetchers do);
-        // any other fetch is answered in full with session id 0.
-        if (7..13).contains(&version) && req.session_epoch != FINAL_EPOCH {
+        // Sessions for followers naming topics (v7-v12, as Brook's own fetchers do), as
+        // long as there is room for a new one; any other fetch is answered in full with
+        // session id 0.
+        let named = req.topics.iter().map(|t| t.partitions.len()).sum();
+        if (7..13).contains(&version)
+            && req.session_epoch != FINAL_EPOCH
+            && (req.session_epoch != INITIAL_EPOCH || fetch_session::has_room(named))
+        {
             return super::replica_fetch::handle(replicas, meta, req, version, replica, sessions)
                 .await;
         }

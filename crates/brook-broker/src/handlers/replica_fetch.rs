@@ -21,7 +21,7 @@ use super::fetch::{bounds, read_partition, Ask, FetchReply};
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
-use crate::fetch_session::{ReplicaFetchSessions, SessionState, INITIAL_EPOCH};
+use crate::fetch_session::{Full, ReplicaFetchSessions, SessionState, INITIAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::partition::{FetchedAt, Partition};
 use crate::replicas::Replicas;
@@ -83,17 +83,19 @@ pub async fn handle(
     for t in &req.topics {
         let held = replicas.topic_partitions(&t.topic.0, t.partitions.iter().map(|p| p.partition));
         for (p, partition) in t.partitions.iter().zip(held) {
-            let slot = match &partition {
-                Some(partition) => state.upsert(partition, p),
+            match &partition {
+                Some(partition) => match state.upsert(partition, p) {
+                    Ok(slot) => pending.push(slot),
+                    // Past the sessions' bounds: the session ends (dropped here), and
+                    // the follower starts over with a full fetch, answered without a
+                    // session if there is still no room.
+                    Err(Full) => return refused(ResponseError::FetchSessionIdNotFound),
+                },
                 None => {
+                    // Unknown here: answered, not kept.
                     state.forget(&t.topic.0, p.partition);
-                    None
+                    round.other(&t.topic.0, None, p);
                 }
-            };
-            match slot {
-                Some(slot) => pending.push(slot),
-                // Unknown here, or past the session's size: answered, not kept.
-                None => round.other(&t.topic.0, partition.as_ref(), p),
             }
         }
     }
@@ -201,7 +203,8 @@ impl Round<'_> {
             let request = entry.request.clone();
             match replicas.get(&topic, index) {
                 Some(current) => {
-                    state.upsert(&current, &request);
+                    // Replaces a partition already kept: never past the bounds.
+                    let _ = state.upsert(&current, &request);
                 }
                 None => {
                     state.forget(&topic, index);
