@@ -255,31 +255,12 @@ impl ReplicaFetchSessions {
 
 #[cfg(test)]
 mod tests {
-    use brook_meta::PartitionImage;
-
     use super::*;
-    use crate::config::BrokerConfig;
 
     const NOW: i64 = 1_700_000_000_000;
 
     fn led_partition(dir: &std::path::Path, topic: &str, index: i32) -> Arc<Partition> {
-        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
-            .topic_config(&Default::default(), crate::config::Dynamic::none());
-        let p = Partition::open(dir, Arc::from(topic), index, 1, Arc::new(config), NOW).unwrap();
-        p.apply_leadership(
-            &PartitionImage {
-                index,
-                leader: 1,
-                leader_epoch: 0,
-                partition_epoch: 0,
-                replicas: vec![1, 2],
-                isr: vec![1, 2],
-                adding_replicas: vec![],
-                removing_replicas: vec![],
-            },
-            NOW,
-        );
-        Arc::new(p)
+        crate::partition::open_for_test(dir, (topic, index), 1, &[1, 2], NOW)
     }
 
     #[test]

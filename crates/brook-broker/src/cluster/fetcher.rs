@@ -574,35 +574,17 @@ pub fn apply_fetched(
 mod tests {
     use std::sync::Arc;
 
-    use brook_meta::PartitionImage;
     use brook_protocol::batch::Compression;
     use brook_protocol::records::{encode_batch, Record};
 
     use super::{locate, FollowerSession};
-    use crate::config::BrokerConfig;
     use crate::partition::Partition;
 
     const NOW: i64 = 1_700_000_000_000;
 
     /// Partition `topic`-`index` on broker 1, which follows broker 2.
     fn followed(dir: &std::path::Path, topic: &str, index: i32) -> Arc<Partition> {
-        let config = BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
-            .topic_config(&Default::default(), crate::config::Dynamic::none());
-        let p = Partition::open(dir, Arc::from(topic), index, 1, Arc::new(config), NOW).unwrap();
-        p.apply_leadership(
-            &PartitionImage {
-                index,
-                leader: 2,
-                leader_epoch: 0,
-                partition_epoch: 0,
-                replicas: vec![2, 1],
-                isr: vec![2, 1],
-                adding_replicas: vec![],
-                removing_replicas: vec![],
-            },
-            NOW,
-        );
-        Arc::new(p)
+        crate::partition::open_for_test(dir, (topic, index), 1, &[2, 1], NOW)
     }
 
     fn named(req: &kafka_protocol::messages::FetchRequest) -> Vec<(String, i32, i64)> {

@@ -559,6 +559,43 @@ impl Partition {
     }
 }
 
+/// A partition for tests: `topic`-`index` in `dir` on broker `node_id`, with default
+/// topic configs, led by `replicas[0]` (epoch 0, every replica in the ISR).
+#[cfg(test)]
+pub(crate) fn open_for_test(
+    dir: &Path,
+    (topic, index): (&str, i32),
+    node_id: i32,
+    replicas: &[i32],
+    now_ms: i64,
+) -> Arc<Partition> {
+    let config = crate::config::BrokerConfig::new("127.0.0.1:9092".parse().unwrap(), None)
+        .topic_config(&Default::default(), crate::config::Dynamic::none());
+    let p = Partition::open(
+        dir,
+        Arc::from(topic),
+        index,
+        node_id,
+        Arc::new(config),
+        now_ms,
+    )
+    .expect("opening a test partition");
+    p.apply_leadership(
+        &PartitionImage {
+            index,
+            leader: replicas[0],
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            adding_replicas: vec![],
+            removing_replicas: vec![],
+        },
+        now_ms,
+    );
+    Arc::new(p)
+}
+
 #[cfg(test)]
 mod tests {
     use brook_protocol::batch::Compression;
