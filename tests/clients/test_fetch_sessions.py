@@ -5,10 +5,19 @@ used here is no replica of anything, so each partition is answered NOT_LEADER_OR
 and no real follower's progress is touched; the records path of sessions is what every
 cluster test's replication runs on."""
 
+import time
+
 from kafka.protocol.fetch import FetchRequest, FetchResponse
 
 import kafka_wire as w
-from kafka_helpers import create_topic, unique_topic
+from kafka_helpers import (
+    assert_all_delivered,
+    consume_to_end,
+    create_topic,
+    produce_all,
+    producer,
+    unique_topic,
+)
 
 V = 11
 FETCH = 1
@@ -79,3 +88,25 @@ def test_consumers_are_answered_without_a_session(brook):
     error, sid, answered = c.fetch(0, 0, [(topic, [0, 1])], replica=-1)
     assert (error, sid) == (0, 0)
     assert answered == [(topic, 0, 0), (topic, 1, 0)]
+
+
+def test_idle_partitions_keep_their_isr_in_a_fetch_session(cluster):
+    """Followers replicate in fetch sessions, where the leader visits a partition only
+    when it changes. A follower at the leader's log end counts as caught up (Kafka's
+    isCaughtUp), so partitions left idle for twice `replica.lag.time.max.ms` (3 s in
+    the test clusters) keep every replica in their ISR, and a record then written to
+    each with acks=all reaches all three."""
+    topic = unique_topic("idle-isr")
+    partitions = 20
+    cluster.create_topic(topic, partitions=partitions, replication_factor=3)
+    p = producer(cluster.bootstrap, acks="all")
+    assert_all_delivered(produce_all(p, topic, [{"value": b"first", "partition": 0}]))
+    time.sleep(7)
+    for node in cluster.running():
+        isrs = {i: cluster.isr(topic, i, via=node) for i in range(partitions)}
+        assert all(isr == {1, 2, 3} for isr in isrs.values()), (node, isrs)
+    records = [{"value": f"v{i}".encode(), "partition": i} for i in range(partitions)]
+    assert_all_delivered(produce_all(p, topic, records, timeout=30))
+    got = consume_to_end(cluster.bootstrap, topic, partitions)
+    assert got[0][-1].value == b"v0" and len(got[0]) == 2
+    assert all([r.value for r in got[i]] == [f"v{i}".encode()] for i in range(1, partitions))
