@@ -107,6 +107,9 @@ pub async fn handle(
     }
     let mut deferred = Vec::new();
     loop {
+        // A partition both named and marked is read once.
+        pending.sort_unstable();
+        pending.dedup();
         for slot in pending.drain(..) {
             if !round.visit(replicas, &mut state, slot) {
                 deferred.push(slot);
