@@ -100,14 +100,6 @@ impl SessionState {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     pub fn inbox(&self) -> &Arc<ChangeInbox> {
         &self.inbox
     }
@@ -277,7 +269,7 @@ mod tests {
             Ok(slot_a),
             "kept, not added twice"
         );
-        assert_eq!(state.len(), 2);
+        assert_eq!(state.all_slots().len(), 2);
         assert!(state.inbox().take().is_empty());
 
         a.retire(); // any change of what a fetch of it returns

@@ -650,6 +650,7 @@ fn replica_fetch(follower: i32, p: &Arc<Partition>) -> (FetchPartition, usize, i
         &[0],
         &[Some(position)],
         (0, -1),
+        &[],
     );
     let asked = request.topics[0].partitions[0].clone();
     let fetched_epoch = position.2;

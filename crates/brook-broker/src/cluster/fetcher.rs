@@ -125,28 +125,10 @@ pub fn fetch_target(node_id: i32, leader: i32) -> Option<i32> {
 type Position = (i64, i32, i32, i64);
 
 /// The replica fetch naming `partitions[i]` for each `i` in `named` (in order; the
-/// partitions are sorted by topic, as the fetcher keeps them) at `positions[i]`, in
-/// fetch session `session_id` at `epoch` (0 and 0: none yet; see
-/// [`FollowerSession`]).
+/// partitions are sorted by topic, as the fetcher keeps them) at `positions[i]`, and
+/// dropping `forgotten` (sorted), in fetch session `session_id` at `epoch` (0 and 0:
+/// none yet; see [`FollowerSession`]).
 pub fn fetch_request(
-    node_id: i32,
-    partitions: &[Arc<Partition>],
-    named: &[usize],
-    positions: &[Option<Position>],
-    (session_id, epoch): (i32, i32),
-) -> FetchRequest {
-    fetch_request_forgetting(
-        node_id,
-        partitions,
-        named,
-        positions,
-        (session_id, epoch),
-        &[],
-    )
-}
-
-/// [`fetch_request`], also dropping `forgotten` (sorted) from the session.
-fn fetch_request_forgetting(
     node_id: i32,
     partitions: &[Arc<Partition>],
     named: &[usize],
@@ -302,7 +284,7 @@ impl FollowerSession {
             }
         }
         let forgotten = std::mem::take(&mut self.forgotten);
-        fetch_request_forgetting(
+        fetch_request(
             node_id,
             partitions,
             &moved,
