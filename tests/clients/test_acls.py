@@ -547,3 +547,49 @@ def test_share_group_offsets_check_group_and_topic_acls(acl_broker, tmp_path):
     grant(b, acl(ResourceType.GROUP, group, "bob", AclOperation.DELETE))
     assert call("delete", group, topic)[-1] == "OK"
     assert call("list", group) == ["OK"]
+
+
+def test_read_revoked_during_a_fetch_session_is_refused_at_the_next_fetch(acl_broker):
+    """kafka-python's consumer fetches in an incremental fetch session (KIP-227), naming
+    only partitions whose position moved; the broker checks READ on the session's
+    topics at every fetch, so records written after the ACL is removed never reach it
+    and it is told TOPIC_AUTHORIZATION_FAILED, as Kafka tells it."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import TopicAuthorizationFailedError
+
+    topic = unique_topic("acl-session")
+    create_topics(acl_broker, topic)
+    read = acl(ResourceType.TOPIC, topic, "alice", AclOperation.READ)
+    grant(acl_broker, read)
+    p = producer(acl_broker.sasl_bootstrap, **conf("admin"))
+
+    def send(value):
+        p.produce(topic, value, partition=0)
+        assert p.flush(15) == 0
+
+    send(b"before")
+    c = KafkaConsumer(bootstrap_servers=acl_broker.sasl_bootstrap,
+                      security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                      sasl_plain_username="alice", sasl_plain_password=USERS["alice"],
+                      enable_auto_commit=False, fetch_max_wait_ms=200)
+    try:
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        got = []
+        wait_until(lambda: got.extend(r.value for rs in c.poll(500).values() for r in rs)
+                   or got, timeout=15, what="the first record")
+        assert got == [b"before"]
+        revoke(acl_broker, read)
+        send(b"after")
+        refused = False
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not refused:
+            try:
+                got.extend(r.value for rs in c.poll(500).values() for r in rs)
+            except TopicAuthorizationFailedError:
+                refused = True
+        assert refused, "no TOPIC_AUTHORIZATION_FAILED after the ACL was removed"
+        assert got == [b"before"], got
+    finally:
+        c.close()

@@ -1,10 +1,14 @@
-"""Incremental fetch sessions (KIP-227) on the wire, as a follower's replica fetch uses
-them: opened by a full fetch, advanced epoch by epoch, refused with Kafka's error codes.
-Requests are encoded by kafka-python's protocol classes (Fetch v11). The replica id
-used here is no replica of anything, so each partition is answered NOT_LEADER_OR_FOLLOWER
-and no real follower's progress is touched; the records path of sessions is what every
-cluster test's replication runs on."""
+"""Incremental fetch sessions (KIP-227) on the wire, as a follower's replica fetch and a
+consumer's fetch use them: opened by a full fetch, advanced epoch by epoch, answering
+only partitions with news, refused with Kafka's error codes. Requests are encoded by
+kafka-python's protocol classes (Fetch v11, topics by name). In the replica test the
+replica id is no replica of anything, so each partition is answered
+NOT_LEADER_OR_FOLLOWER and no real follower's progress is touched; the records path of
+replica sessions is what every cluster test's replication runs on, and sessions by
+topic id (v13+) are what the Java consumer and franz-go use in every consume test."""
 
+import struct
+import threading
 import time
 
 from kafka.protocol.fetch import FetchRequest, FetchResponse
@@ -27,19 +31,40 @@ INVALID_FETCH_SESSION_EPOCH = 71
 NOT_A_REPLICA = 7
 
 
+def record_count(raw):
+    """Records in a v2 record-batch stream (each batch's count, at byte 57)."""
+    n, at = 0, 0
+    raw = raw or b""
+    while at + 61 <= len(raw):
+        length = struct.unpack_from(">i", raw, at + 8)[0]
+        n += struct.unpack_from(">i", raw, at + 57)[0]
+        at += 12 + length
+    return n
+
+
 class Conn:
     def __init__(self, port):
         self.sock = w.connect(port)
         self.cid = 0
 
-    def fetch(self, session_id, epoch, topics=(), forgotten=(), replica=NOT_A_REPLICA):
+    def fetch(self, session_id, epoch, topics=(), forgotten=(), replica=NOT_A_REPLICA,
+              offsets=None, wait_ms=0, records=False):
+        """topics: [(topic, [partition])], fetched from offset 0 or `offsets[(t, p)]`.
+        Returns (error, session id, [(topic, partition, error[, hw, record count])])."""
         self.cid += 1
-        req = FetchRequest[V](replica, 0, 1, 1 << 20, 0, session_id, epoch,
-                              [(t, [(p, -1, 0, -1, 1 << 20) for p in ps]) for t, ps in topics],
+        offsets = offsets or {}
+        req = FetchRequest[V](replica, wait_ms, 1, 1 << 20, 0, session_id, epoch,
+                              [(t, [(p, -1, offsets.get((t, p), 0), -1, 1 << 20) for p in ps])
+                               for t, ps in topics],
                               [(t, list(ps)) for t, ps in forgotten], "")
         self.sock.sendall(w.frame(w.header_v1(FETCH, V, self.cid) + req.encode()))
         resp = FetchResponse[V].decode(w.read_response(self.sock, self.cid))
-        answered = sorted((t, p[0], p[1]) for t, parts in resp.topics for p in parts)
+        if records:
+            # partition: (index, error, hw, lso, log start, aborted, preferred, records)
+            answered = sorted((t, p[0], p[1], p[2], record_count(p[7]))
+                              for t, parts in resp.topics for p in parts)
+        else:
+            answered = sorted((t, p[0], p[1]) for t, parts in resp.topics for p in parts)
         return resp.error_code, resp.session_id, answered
 
 
@@ -79,15 +104,43 @@ def test_a_replica_fetch_session_opens_advances_and_is_refused_as_kafka_refuses(
     assert error == 0 and sid2 > 0 and len(answered) == 1
 
 
-def test_consumers_are_answered_without_a_session(brook):
-    """As Kafka answers when its session cache has no room: session id 0, every
-    partition answered (the Java consumer then keeps sending full fetches)."""
+def test_a_consumer_fetch_session_answers_only_partitions_with_news(brook):
+    """A consumer's session (Kafka's incremental fetch for consumers): after the full
+    fetch, a fetch naming nothing is answered only about the partitions that took
+    records, a long poll wakes when a partition of the session takes one, and a
+    partition moved past its records is not answered again until something changes."""
     topic = unique_topic("session-consumer")
-    create_topic(brook.bootstrap, topic, partitions=2)
+    create_topic(brook.bootstrap, topic, partitions=3)
+    p = producer(brook.bootstrap)
     c = Conn(brook.port)
-    error, sid, answered = c.fetch(0, 0, [(topic, [0, 1])], replica=-1)
-    assert (error, sid) == (0, 0)
-    assert answered == [(topic, 0, 0), (topic, 1, 0)]
+    everything = [(topic, [0, 1, 2])]
+    error, sid, answered = c.fetch(0, 0, everything, replica=-1, records=True)
+    assert error == 0 and sid > 0
+    assert answered == [(topic, i, 0, 0, 0) for i in range(3)]
+    assert c.fetch(sid, 1, replica=-1) == (0, sid, [])
+
+    assert_all_delivered(produce_all(p, topic, [{"value": b"a", "partition": 1},
+                                                {"value": b"b", "partition": 1}]))
+    # Only partition 1 is answered: its records and its new high watermark.
+    assert c.fetch(sid, 2, replica=-1, records=True) == (0, sid, [(topic, 1, 0, 2, 2)])
+    # Moved past them (named with its new offset): nothing new to say.
+    assert c.fetch(sid, 3, [(topic, [1])], replica=-1, offsets={(topic, 1): 2}) == (0, sid, [])
+
+    # A long poll on the session wakes for a record to a partition not named.
+    def later():
+        time.sleep(0.5)
+        assert_all_delivered(produce_all(p, topic, [{"value": b"c", "partition": 2}]))
+    threading.Thread(target=later).start()
+    t0 = time.monotonic()
+    error, _, answered = c.fetch(sid, 4, replica=-1, wait_ms=10_000, records=True)
+    assert time.monotonic() - t0 < 8
+    assert (error, answered) == (0, [(topic, 2, 0, 1, 1)])
+
+    # A forgotten partition is not answered, whatever it takes.
+    assert c.fetch(sid, 5, forgotten=[(topic, [0])], replica=-1,
+                   offsets={(topic, 2): 1}) == (0, sid, [])
+    assert_all_delivered(produce_all(p, topic, [{"value": b"d", "partition": 0}]))
+    assert c.fetch(sid, 6, replica=-1) == (0, sid, [])
 
 
 def test_idle_partitions_keep_their_isr_in_a_fetch_session(cluster):

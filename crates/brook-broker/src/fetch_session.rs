@@ -1,25 +1,28 @@
-//! Incremental fetch sessions (KIP-227) for followers' replica fetches: the session
-//! state a leader keeps per connection.
+//! Incremental fetch sessions (KIP-227) for followers' and consumers' fetches: the
+//! session state a broker keeps per connection.
 //!
-//! Without a session, a follower of thousands of partitions names every one of them in
+//! Without a session, a client of thousands of partitions names every one of them in
 //! every fetch and is answered about every one, however few changed; with one round per
 //! produce burst, that is work proportional to all partitions, again and again. In a
-//! session the follower names only the partitions whose fetch position moved (and
-//! those it drops); the leader keeps the rest, registered with each partition's
+//! session the client names only the partitions whose fetch position moved (and those
+//! it drops); the broker keeps the rest, registered with each partition's
 //! [`ChangeInbox`] once, so it reads only partitions that changed; and the answer
-//! carries only partitions with records, an error, a divergence, or a high watermark
-//! or log start the follower was not told yet. The handler is
-//! `handlers::replica_fetch`.
+//! carries only partitions with records, an error, a divergence, or a high watermark,
+//! last stable offset or log start the client was not told yet. The handler is
+//! `handlers::session_fetch`.
 //!
-//! One session per connection (a follower's fetcher uses one connection per leader,
-//! and a new connection starts a new session). A session holds only partitions this
+//! A session names its topics as its fetches do: by name (Fetch v7-v12) or by topic id
+//! (v13+, KIP-516); a fetch of the other kind is refused with
+//! FETCH_SESSION_TOPIC_ID_ERROR, as Kafka refuses it.
+//!
+//! One session per connection (a follower's fetcher and a consumer's fetcher each use
+//! one connection per broker, and a new connection starts a new session). A session holds only partitions this
 //! broker has, at most [`MAX_SESSION_PARTITIONS`], and all sessions together at most
 //! [`MAX_TOTAL_SESSION_PARTITIONS`]: a full fetch that would pass either is answered
 //! without a session (session id 0, as Kafka answers when its session cache is full),
 //! and an incremental one that would is refused with FETCH_SESSION_ID_NOT_FOUND (the
 //! follower then fetches in full). So a client naming partitions over many
-//! connections cannot make the broker keep more than a bounded number. Consumers'
-//! fetches stay sessionless.
+//! connections cannot make the broker keep more than a bounded number.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +30,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use parking_lot::Mutex;
+use uuid::Uuid;
 
 use crate::partition::{ChangeInbox, Partition};
 
@@ -54,13 +58,34 @@ pub fn has_room(partitions: usize) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-/// One partition of a session: this broker's replica, the follower's last request for
-/// it, and what the follower was last told of it.
+/// How a session's fetches name a topic: by name (v7-v12) or by id (v13+).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicKey {
+    Name(Arc<str>),
+    Id(Uuid),
+}
+
+/// What a client was last told of a partition, without an error: high watermark, last
+/// stable offset, log start.
+pub type Told = (i64, i64, i64);
+
+/// One partition of a session: how the client names its topic, this broker's replica,
+/// the client's last request for it, and what the client was last told of it.
 pub struct Entry {
+    pub key: TopicKey,
     pub partition: Arc<Partition>,
     pub request: FetchPartition,
-    /// (high watermark, log start) last answered without an error.
-    pub told: Option<(i64, i64)>,
+    pub told: Option<Told>,
+}
+
+impl Entry {
+    /// The topic id the client named (nil in a session by name).
+    pub fn topic_id(&self) -> Uuid {
+        match self.key {
+            TopicKey::Id(id) => id,
+            TopicKey::Name(_) => Uuid::nil(),
+        }
+    }
 }
 
 /// A live session: its partitions by slot (the number each partition marks in the
@@ -68,9 +93,15 @@ pub struct Entry {
 pub struct SessionState {
     pub id: i32,
     pub next_epoch: i32,
+    /// Topics named by id (Fetch v13+), not by name.
+    pub by_id: bool,
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
-    slots: HashMap<(Arc<str>, i32), u32>,
+    slots: HashMap<(TopicKey, i32), u32>,
+    /// Partitions held per topic name (what READ is authorized on).
+    topics: HashMap<Arc<str>, usize>,
+    /// Topics a consumer was refused READ on at its last fetch.
+    pub denied: Vec<Arc<str>>,
     inbox: Arc<ChangeInbox>,
     /// When the follower's previous request came (it has been fetching every partition
     /// of the session since, without a break).
@@ -88,13 +119,16 @@ impl std::fmt::Debug for SessionState {
 }
 
 impl SessionState {
-    pub fn new(id: i32, now_ms: i64) -> Self {
+    pub fn new(id: i32, now_ms: i64, by_id: bool) -> Self {
         SessionState {
             id,
             next_epoch: 1,
+            by_id,
             entries: Vec::new(),
             free: Vec::new(),
             slots: HashMap::new(),
+            topics: HashMap::new(),
+            denied: Vec::new(),
             inbox: Arc::default(),
             last_request_ms: now_ms,
         }
@@ -106,23 +140,42 @@ impl SessionState {
 
     /// Every slot in use, in slot order.
     pub fn all_slots(&self) -> Vec<u32> {
+        self.slots_where(|_| true)
+    }
+
+    /// The slots of the partitions of `topics` (by name), in slot order.
+    pub fn slots_of(&self, topics: &[Arc<str>]) -> Vec<u32> {
+        if topics.is_empty() {
+            return Vec::new();
+        }
+        self.slots_where(|e| topics.contains(&e.partition.topic))
+    }
+
+    fn slots_where(&self, keep: impl Fn(&Entry) -> bool) -> Vec<u32> {
         (0..self.entries.len() as u32)
-            .filter(|&s| self.entries[s as usize].is_some())
+            .filter(|&s| self.entries[s as usize].as_ref().is_some_and(&keep))
             .collect()
+    }
+
+    /// The names of the topics the session holds partitions of.
+    pub fn topic_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.topics.keys()
     }
 
     pub fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry> {
         self.entries.get_mut(slot as usize)?.as_mut()
     }
 
-    /// Adds `partition` with the follower's request for it, or updates the request of
-    /// a partition already held (registered with its inbox once).
+    /// Adds `partition` (its topic named as `topic`) with the client's request for it,
+    /// or updates the request of a partition already held (registered with its inbox
+    /// once).
     pub fn upsert(
         &mut self,
+        topic: &TopicKey,
         partition: &Arc<Partition>,
         request: &FetchPartition,
     ) -> Result<u32, Full> {
-        let key = (partition.topic.clone(), partition.index);
+        let key = (topic.clone(), partition.index);
         if let Some(&slot) = self.slots.get(&key) {
             let inbox = self.inbox.clone();
             let entry = self.entry_mut(slot).expect("a listed slot holds an entry");
@@ -143,10 +196,12 @@ impl SessionState {
             return Err(Full);
         }
         let entry = Entry {
+            key: topic.clone(),
             partition: partition.clone(),
             request: request.clone(),
             told: None,
         };
+        *self.topics.entry(partition.topic.clone()).or_default() += 1;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.entries[slot as usize] = Some(entry);
@@ -164,11 +219,17 @@ impl SessionState {
 
     /// Drops `topic`-`index` from the session (a forgotten partition, or one this
     /// broker no longer has).
-    pub fn forget(&mut self, topic: &str, index: i32) {
-        let key: (Arc<str>, i32) = (Arc::from(topic), index);
-        if let Some(slot) = self.slots.remove(&key) {
+    pub fn forget(&mut self, topic: &TopicKey, index: i32) {
+        if let Some(slot) = self.slots.remove(&(topic.clone(), index)) {
             if let Some(entry) = self.entries[slot as usize].take() {
                 entry.partition.unlisten(&self.inbox);
+                let name = &entry.partition.topic;
+                if let Some(n) = self.topics.get_mut(name) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.topics.remove(name);
+                    }
+                }
             }
             self.free.push(slot);
             KEPT.fetch_sub(1, Ordering::Relaxed);
@@ -195,21 +256,21 @@ impl Drop for SessionState {
     }
 }
 
-/// The replica fetch session of one connection, out while a fetch uses it.
+/// The fetch session of one connection, out while a fetch uses it.
 #[derive(Default)]
-pub struct ReplicaFetchSessions {
+pub struct FetchSessions {
     state: Mutex<Option<SessionState>>,
 }
 
-impl std::fmt::Debug for ReplicaFetchSessions {
+impl std::fmt::Debug for FetchSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplicaFetchSessions")
+        f.debug_struct("FetchSessions")
             .field("state", &*self.state.lock())
             .finish()
     }
 }
 
-impl ReplicaFetchSessions {
+impl FetchSessions {
     /// The session `id` for a fetch to use (None: no such session, or another fetch on
     /// this connection has it).
     pub fn take(&self, id: i32) -> Option<SessionState> {
@@ -260,12 +321,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = led_partition(&dir.path().join("a"), "t", 0);
         let b = led_partition(&dir.path().join("b"), "t", 1);
-        let mut state = SessionState::new(9, NOW);
+        let mut state = SessionState::new(9, NOW, false);
         let asked = FetchPartition::default();
-        let slot_a = state.upsert(&a, &asked).unwrap();
-        let slot_b = state.upsert(&b, &asked).unwrap();
+        let t = TopicKey::Name(Arc::from("t"));
+        let slot_a = state.upsert(&t, &a, &asked).unwrap();
+        let slot_b = state.upsert(&t, &b, &asked).unwrap();
         assert_eq!(
-            state.upsert(&a, &asked),
+            state.upsert(&t, &a, &asked),
             Ok(slot_a),
             "kept, not added twice"
         );
@@ -279,12 +341,19 @@ mod tests {
         assert_eq!(state.inbox().take(), vec![slot_b, slot_a]);
 
         // Forgotten: no longer heard, and its slot is reused.
-        state.forget("t", 0);
+        state.forget(&t, 0);
         a.retire();
         assert!(state.inbox().take().is_empty());
         let c = led_partition(&dir.path().join("c"), "u", 0);
-        assert_eq!(state.upsert(&c, &asked), Ok(slot_a));
+        let u = TopicKey::Name(Arc::from("u"));
+        assert_eq!(state.upsert(&u, &c, &asked), Ok(slot_a));
         assert_eq!(state.all_slots(), vec![0, 1]);
+        assert_eq!(state.slots_of(&[Arc::from("u")]), vec![slot_a]);
+        let mut names: Vec<_> = state.topic_names().map(|n| n.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["t", "u"]);
+        state.forget(&t, 1);
+        assert_eq!(state.topic_names().count(), 1, "t has no partition left");
 
         // Ended: the partitions drop the inbox.
         let inbox = state.inbox().clone();
@@ -303,10 +372,10 @@ mod tests {
 
     #[test]
     fn a_connection_keeps_one_session_and_hands_it_to_one_fetch_at_a_time() {
-        let sessions = ReplicaFetchSessions::default();
+        let sessions = FetchSessions::default();
         let id = sessions.new_id();
         assert!(id > 0);
-        sessions.put(SessionState::new(id, NOW));
+        sessions.put(SessionState::new(id, NOW, false));
         assert!(sessions.take(id + 1).is_none());
         let mut s = sessions.take(id).expect("the session");
         assert!(sessions.take(id).is_none(), "out while a fetch uses it");

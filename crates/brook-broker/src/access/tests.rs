@@ -23,7 +23,7 @@ fn ctx(user: &str) -> RequestContext {
         client_id: None,
         peer: "10.0.0.1:5000".parse().unwrap(),
         session: Arc::new(Session::new(listener, KafkaPrincipal::user(user))),
-        replica_fetch: Arc::default(),
+        fetch_sessions: Arc::default(),
     }
 }
 

@@ -143,7 +143,7 @@ async fn kafka(services: &Services, payload: &[u8]) -> Result<Vec<u8>, String> {
             .parse()
             .map_err(|e| format!("bad caller address {:?}: {e}", envelope.caller))?,
         session: Arc::new(Session::new(listener, principal)),
-        replica_fetch: Arc::default(),
+        fetch_sessions: Arc::default(),
     };
     match router::dispatch(services, &ctx, &header, request).await {
         Some(Response::Kind(body)) => {

@@ -51,7 +51,7 @@ use tracing::Instrument;
 use crate::apis;
 use crate::clock::{monotonic_ns, now_ms};
 use crate::fetch_encode::{encode_fetch_response, Chunk};
-use crate::fetch_session::ReplicaFetchSessions;
+use crate::fetch_session::FetchSessions;
 use crate::handlers::api_versions;
 use crate::handlers::RequestContext;
 use crate::metrics::{BrokerMetrics, RequestTimes, TimedApi};
@@ -186,7 +186,7 @@ pub async fn serve<R, W>(
             limits,
             memory: &memory,
             session: Arc::new(session),
-            replica_fetch: Arc::default(),
+            fetch_sessions: Arc::default(),
             sasl,
             slots: &slots,
             timing,
@@ -245,7 +245,7 @@ struct Reading<'a> {
     memory: &'a RequestMemory,
     session: Arc<Session>,
     /// The replica fetch session a follower may open on this connection.
-    replica_fetch: Arc<ReplicaFetchSessions>,
+    fetch_sessions: Arc<FetchSessions>,
     sasl: Option<SaslSession>,
     /// [`MAX_IN_FLIGHT_REQUESTS`] slots: one is taken before a frame is read and given
     /// back once its answer is out.
@@ -321,7 +321,7 @@ impl<'a> Reading<'a> {
                         services,
                         peer,
                         frame,
-                        (&mut self.session, &self.replica_fetch),
+                        (&mut self.session, &self.fetch_sessions),
                         &mut self.sasl,
                         self.timing,
                     )
@@ -362,7 +362,7 @@ async fn handle_frame(
     services: &Services,
     peer: SocketAddr,
     frame: Bytes,
-    (session, replica_fetch): (&mut Arc<Session>, &Arc<ReplicaFetchSessions>),
+    (session, fetch_sessions): (&mut Arc<Session>, &Arc<FetchSessions>),
     sasl: &mut Option<SaslSession>,
     timing: bool,
 ) -> Handled {
@@ -399,7 +399,7 @@ async fn handle_frame(
         client_id: header.client_id.clone(),
         peer,
         session: session.clone(),
-        replica_fetch: replica_fetch.clone(),
+        fetch_sessions: fetch_sessions.clone(),
     };
     // Pinned here and handed on by reference: the handler's future is large (every
     // handler's state), and moving it into `measure` copied kilobytes per request.
@@ -579,7 +579,7 @@ fn cluster_action(services: &Services, peer: SocketAddr, session: &Arc<Session>)
         client_id: None,
         peer,
         session: session.clone(),
-        replica_fetch: Arc::default(),
+        fetch_sessions: Arc::default(),
     };
     services
         .access

@@ -18,10 +18,11 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::time::Instant;
 
+use super::session_fetch::{self, Authorize, Reader};
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
-use crate::fetch_session::{self, ReplicaFetchSessions, FINAL_EPOCH, INITIAL_EPOCH};
+use crate::fetch_session::{self, FetchSessions, FINAL_EPOCH, INITIAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
 use crate::partition::{FetchedAt, FollowerRead, Partition};
@@ -54,36 +55,66 @@ pub(super) fn bounds(req: &FetchRequest, version: i16) -> (Instant, usize, usize
     (deadline, min_bytes, max_bytes)
 }
 
-pub async fn handle(
-    replicas: &Replicas,
-    meta: &MetadataView,
-    metrics: &BrokerMetrics,
-    (mut req, sessions): (FetchRequest, &ReplicaFetchSessions),
-    version: i16,
-) -> FetchReply {
-    req.topics = dedup(std::mem::take(&mut req.topics), version);
-    // A follower's fetch carries its broker id (v15+ moved it into ReplicaState).
-    let replica_id = if version >= 15 {
+/// Whether a fetch is served in an incremental fetch session: a consumer's of v7+, or
+/// a follower's naming topics (v7-v12, as Brook's own fetchers do), that does not end
+/// its session, and fits in the sessions' bounds if it opens one. Any other fetch is
+/// answered in full with session id 0.
+pub fn in_session(req: &FetchRequest, version: i16) -> bool {
+    let versions = if replica_of(req, version).is_some() {
+        7..13
+    } else {
+        7..i16::MAX
+    };
+    let named = || req.topics.iter().map(|t| t.partitions.len()).sum();
+    versions.contains(&version)
+        && req.session_epoch != FINAL_EPOCH
+        && (req.session_epoch != INITIAL_EPOCH || fetch_session::has_room(named()))
+}
+
+/// The follower a fetch comes from (v15+ moved its id into ReplicaState).
+fn replica_of(req: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
         req.replica_state.replica_id.0
     } else {
         req.replica_id.0
     };
-    let replica = (replica_id >= 0).then_some(replica_id);
-    if let Some(replica) = replica {
-        // Sessions for followers naming topics (v7-v12, as Brook's own fetchers do), as
-        // long as there is room for a new one; any other fetch is answered in full with
-        // session id 0.
-        let named = req.topics.iter().map(|t| t.partitions.len()).sum();
-        if (7..13).contains(&version)
-            && req.session_epoch != FINAL_EPOCH
-            && (req.session_epoch != INITIAL_EPOCH || fetch_session::has_room(named))
-        {
-            return super::replica_fetch::handle(replicas, meta, req, version, replica, sessions)
+    (id >= 0).then_some(id)
+}
+
+/// Serves a Fetch. `authorize` is asked about READ on each topic of a consumer's
+/// session; a sessionless fetch was authorized before (unauthorized topics removed).
+pub async fn handle(
+    (replicas, meta): (&Replicas, &MetadataView),
+    metrics: &BrokerMetrics,
+    (mut req, sessions): (FetchRequest, &FetchSessions),
+    version: i16,
+    authorize: Authorize<'_>,
+) -> FetchReply {
+    req.topics = dedup(std::mem::take(&mut req.topics), version);
+    let replica = replica_of(&req, version);
+    if in_session(&req, version) {
+        let reader = match replica {
+            Some(id) => Reader::Replica(id),
+            None => Reader::Consumer {
+                read_committed: req.isolation_level == 1,
+            },
+        };
+        let reply =
+            session_fetch::handle((replicas, meta), req, version, reader, sessions, authorize)
                 .await;
+        if replica.is_none() {
+            let names: Vec<Option<String>> = reply
+                .response
+                .responses
+                .iter()
+                .map(|t| Some(t.topic.0.to_string()).filter(|n| !n.is_empty()))
+                .collect();
+            count_consumer_fetch(metrics, &names, &reply.response.responses, &reply.records);
         }
-        if req.session_id != 0 {
-            sessions.close(req.session_id);
-        }
+        return reply;
+    }
+    if req.session_id != 0 {
+        sessions.close(req.session_id);
     }
     let (deadline, min_bytes, max_bytes) = bounds(&req, version);
     let topics = resolve_topics(meta, &req.topics, version);

@@ -15,8 +15,8 @@ pub mod produce;
 pub mod producer_id;
 pub mod quotas;
 pub mod reassignments;
-pub mod replica_fetch;
 pub mod scram;
+pub mod session_fetch;
 pub mod share_fetch;
 pub mod share_group;
 pub mod share_offsets;
@@ -36,7 +36,7 @@ pub struct RequestContext {
     /// The connection's listener and principal (authorization: `access`).
     pub session: std::sync::Arc<crate::session::Session>,
     /// The connection's replica fetch session (KIP-227), if a follower opens one.
-    pub replica_fetch: std::sync::Arc<crate::fetch_session::ReplicaFetchSessions>,
+    pub fetch_sessions: std::sync::Arc<crate::fetch_session::FetchSessions>,
 }
 
 impl RequestContext {

@@ -378,7 +378,7 @@ impl<'a> Kafka<'a> {
                     }),
                     super::auth::caller(),
                 )),
-                replica_fetch: Default::default(),
+                fetch_sessions: Default::default(),
             },
         }
     }

@@ -1,49 +1,73 @@
-//! A follower's Fetch in an incremental fetch session (KIP-227; the session's state is
-//! [`crate::fetch_session`]).
+//! A Fetch in an incremental fetch session (KIP-227; the session's state is
+//! [`crate::fetch_session`]): a follower's replica fetch, or a consumer's.
 //!
 //! The request names only the partitions whose fetch position moved (all of them when
 //! it opens the session); the session keeps the others. Each round reads the named
 //! partitions and those whose inbox slot was marked since (records appended, high
-//! watermark or log start moved, leadership changed), and answers those the follower
-//! has something to learn from. A long poll waits on the session's inbox alone, so a
-//! round costs work in proportion to what changed, not to what the session holds.
+//! watermark, last stable offset or log start moved, leadership changed), and answers
+//! those the client has something to learn from. A long poll waits on the session's
+//! inbox alone, so a round costs work in proportion to what changed, not to what the
+//! session holds.
+//!
+//! A consumer's READ authorization is checked per topic of the session at each fetch
+//! (not per partition): partitions of a refused topic are answered
+//! TOPIC_AUTHORIZATION_FAILED while it is refused, and read again once it is not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use brook_log::ReadSlice;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::fetch::{bounds, read_partition, Ask, FetchReply};
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
-use crate::fetch_session::{Full, ReplicaFetchSessions, SessionState, INITIAL_EPOCH};
+use crate::fetch_session::{FetchSessions, Full, SessionState, TopicKey, INITIAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::partition::{FetchedAt, Partition};
 use crate::replicas::Replicas;
 
-/// One partition of the answer: topic, index, data, and its records' file range.
-type Row = (Arc<str>, i32, PartitionData, Option<ReadSlice>);
+/// One partition of the answer: topic name (empty for an unknown topic id), topic id
+/// (nil in a session by name), index, data, and its records' file range.
+type Row = (Arc<str>, Uuid, i32, PartitionData, Option<ReadSlice>);
+
+/// Who fetches, which decides what a read returns.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader {
+    /// A follower (its broker id).
+    Replica(i32),
+    /// A consumer, at READ_COMMITTED or not.
+    Consumer { read_committed: bool },
+}
+
+/// Whether a consumer may READ a topic (None: no authorizer).
+pub type Authorize<'a> = Option<&'a (dyn Fn(&str) -> bool + Sync)>;
+
+/// TOPIC_AUTHORIZATION_FAILED.
+const TOPIC_DENIED: i16 = 29;
 
 pub async fn handle(
-    replicas: &Replicas,
-    meta: &MetadataView,
+    (replicas, meta): (&Replicas, &MetadataView),
     req: FetchRequest,
     version: i16,
-    replica: i32,
-    sessions: &ReplicaFetchSessions,
+    reader: Reader,
+    sessions: &FetchSessions,
+    authorize: Authorize<'_>,
 ) -> FetchReply {
     let (deadline, min_bytes, max_bytes) = bounds(&req, version);
     let now = now_ms();
+    let by_id = version >= 13;
     let (mut state, full) = if req.session_epoch == INITIAL_EPOCH {
         if req.session_id != 0 {
             sessions.close(req.session_id);
         }
-        (SessionState::new(sessions.new_id(), now), true)
+        (SessionState::new(sessions.new_id(), now, by_id), true)
     } else {
         match sessions.take(req.session_id) {
             None => return refused(ResponseError::FetchSessionIdNotFound),
@@ -51,23 +75,37 @@ pub async fn handle(
                 sessions.put(s);
                 return refused(ResponseError::InvalidFetchSessionEpoch);
             }
+            Some(s) if s.by_id != by_id => {
+                sessions.put(s);
+                return refused(ResponseError::FetchSessionTopicIdError);
+            }
             Some(s) => (s, false),
         }
     };
-    // The follower has fetched every partition of the session since its last request.
-    let fetching_since_ms = (!full).then_some(state.last_request_ms);
+    // A follower has fetched every partition of the session since its last request.
+    let fetching_since_ms =
+        (!full && matches!(reader, Reader::Replica(_))).then_some(state.last_request_ms);
     state.last_request_ms = now;
     if !full {
         state.advance_epoch();
     }
+    let key = |name: &str, id: Uuid| {
+        if by_id {
+            TopicKey::Id(id)
+        } else {
+            TopicKey::Name(Arc::from(name))
+        }
+    };
     for t in &req.forgotten_topics_data {
+        let topic = key(&t.topic.0, t.topic_id);
         for &index in &t.partitions {
-            state.forget(&t.topic.0, index);
+            state.forget(&topic, index);
         }
     }
+    let image = meta.image();
     let mut round = Round {
         meta,
-        replica,
+        reader,
         full,
         at: FetchedAt {
             now_ms: now,
@@ -76,29 +114,78 @@ pub async fn handle(
         max_bytes,
         total: 0,
         any_error: false,
+        denied: Vec::new(),
         answers: HashMap::new(),
         others: Vec::new(),
     };
+    // READ on each topic the session holds or the request names, once per topic.
+    if let Some(may_read) = authorize {
+        let was_denied = std::mem::take(&mut state.denied);
+        let mut denied: Vec<Arc<str>> = state
+            .topic_names()
+            .filter(|name| !may_read(name))
+            .cloned()
+            .collect();
+        for t in &req.topics {
+            let name = if by_id {
+                image.topic_by_id(&t.topic_id).map(|t| t.name.as_str())
+            } else {
+                Some(&*t.topic.0)
+            };
+            if let Some(name) = name.filter(|n| !denied.iter().any(|d| &**d == *n)) {
+                if !may_read(name) {
+                    denied.push(Arc::from(name));
+                }
+            }
+        }
+        // Allowed again: read whether or not anything changed.
+        let allowed: Vec<Arc<str>> = was_denied
+            .into_iter()
+            .filter(|name| !denied.contains(name))
+            .collect();
+        let mut again = state.slots_of(&allowed);
+        again.extend(state.slots_of(&denied));
+        for slot in again {
+            state.inbox().mark(slot);
+        }
+        state.denied = denied.clone();
+        round.denied = denied;
+    }
     let mut pending = Vec::new();
     for t in &req.topics {
-        let held = replicas.topic_partitions(&t.topic.0, t.partitions.iter().map(|p| p.partition));
+        let name = if by_id {
+            image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(t.topic.0.to_string())
+        };
+        let Some(name) = name else {
+            // An unknown topic id: answered, not kept.
+            for p in &t.partitions {
+                state.forget(&TopicKey::Id(t.topic_id), p.partition);
+                round.other((None, t.topic_id), None, p);
+            }
+            continue;
+        };
+        let topic = key(&name, t.topic_id);
+        let held = replicas.topic_partitions(&name, t.partitions.iter().map(|p| p.partition));
         for (p, partition) in t.partitions.iter().zip(held) {
             match &partition {
-                Some(partition) => match state.upsert(partition, p) {
+                Some(partition) => match state.upsert(&topic, partition, p) {
                     Ok(slot) => pending.push(slot),
                     // Past the sessions' bounds: the session ends (dropped here), and
-                    // the follower starts over with a full fetch, answered without a
+                    // the client starts over with a full fetch, answered without a
                     // session if there is still no room.
                     Err(Full) => return refused(ResponseError::FetchSessionIdNotFound),
                 },
                 None => {
                     // Unknown here: answered, not kept.
-                    state.forget(&t.topic.0, p.partition);
-                    round.other(&t.topic.0, None, p);
+                    state.forget(&topic, p.partition);
+                    round.other((Some(&name), t.topic_id), None, p);
                 }
             }
         }
     }
+    drop(image);
     let marked = state.inbox().take();
     if full {
         pending = state.all_slots();
@@ -149,13 +236,15 @@ fn refused(error: ResponseError) -> FetchReply {
 /// The answer being gathered over a request's reads.
 struct Round<'a> {
     meta: &'a MetadataView,
-    replica: i32,
+    reader: Reader,
     /// The session's first fetch: every partition is answered.
     full: bool,
     at: FetchedAt,
     max_bytes: usize,
     total: usize,
     any_error: bool,
+    /// Topics the consumer may not READ (by name).
+    denied: Vec<Arc<str>>,
     /// By slot: the latest read of each partition with news.
     answers: HashMap<u32, (PartitionData, Option<ReadSlice>)>,
     /// Partitions answered but not in the session.
@@ -165,34 +254,48 @@ struct Round<'a> {
 impl Round<'_> {
     fn read(
         &mut self,
-        topic: &str,
+        name: Option<&str>,
         partition: Option<&Arc<Partition>>,
-        p: &kafka_protocol::messages::fetch_request::FetchPartition,
+        p: &FetchPartition,
     ) -> (PartitionData, Option<ReadSlice>) {
+        if name.is_some_and(|n| self.denied.iter().any(|d| &**d == n)) {
+            self.any_error = true;
+            return (denied(p.partition), None);
+        }
         let ask = Ask {
-            name: Some(topic),
+            name,
             partition,
             p,
             budget: self.max_bytes.saturating_sub(self.total),
             first: self.total == 0,
         };
-        let (data, slice) = read_partition(self.meta, &ask, Some(self.replica), false, self.at);
+        let (replica, read_committed) = match self.reader {
+            Reader::Replica(id) => (Some(id), false),
+            Reader::Consumer { read_committed } => (None, read_committed),
+        };
+        let (data, slice) = read_partition(self.meta, &ask, replica, read_committed, self.at);
         let slice = slice.filter(|s| !s.is_empty());
         self.total += slice.as_ref().map_or(0, |s| s.len);
         self.any_error |= data.error_code != 0 || data.diverging_epoch.epoch >= 0;
         (data, slice)
     }
 
-    /// A partition named in the request but not kept in the session.
+    /// A partition named in the request but not kept in the session: its topic's name
+    /// (None: an unknown topic id) and id.
     fn other(
         &mut self,
-        topic: &str,
+        (name, id): (Option<&str>, Uuid),
         partition: Option<&Arc<Partition>>,
-        p: &kafka_protocol::messages::fetch_request::FetchPartition,
+        p: &FetchPartition,
     ) {
-        let (data, slice) = self.read(topic, partition, p);
-        self.others
-            .push((Arc::from(topic), p.partition, data, slice));
+        let (data, slice) = self.read(name, partition, p);
+        self.others.push((
+            Arc::from(name.unwrap_or_default()),
+            id,
+            p.partition,
+            data,
+            slice,
+        ));
     }
 
     /// Reads the partition in `slot` and keeps the answer if it has news. False: the
@@ -202,17 +305,28 @@ impl Round<'_> {
             return true; // forgotten meanwhile
         };
         if entry.partition.is_retired() {
-            let (topic, index) = (entry.partition.topic.clone(), entry.partition.index);
-            let request = entry.request.clone();
-            match replicas.get(&topic, index) {
+            let (name, index) = (entry.partition.topic.clone(), entry.partition.index);
+            let (key, id, request) = (entry.key.clone(), entry.topic_id(), entry.request.clone());
+            // The topic of the same name, and (in a session by id) the same id: a topic
+            // deleted and created again is another topic.
+            let current = replicas.get(&name, index).filter(|_| {
+                !state.by_id
+                    || self
+                        .meta
+                        .image()
+                        .topic(&name)
+                        .is_some_and(|t| t.topic_id == id)
+            });
+            match current {
                 Some(current) => {
                     // Replaces a partition already kept: never past the bounds.
-                    let _ = state.upsert(&current, &request);
+                    let _ = state.upsert(&key, &current, &request);
                 }
                 None => {
-                    state.forget(&topic, index);
+                    state.forget(&key, index);
                     self.answers.remove(&slot);
-                    self.other(&topic, None, &request);
+                    let name = (!state.by_id).then_some(&*name);
+                    self.other((name, id), None, &request);
                     return true;
                 }
             }
@@ -230,9 +344,13 @@ impl Round<'_> {
         self.total -= earlier_len;
         let entry = state.entry_mut(slot).expect("present above");
         let partition = entry.partition.clone();
-        let (data, slice) = self.read(&partition.topic, Some(&partition), &entry.request);
+        let (data, slice) = self.read(Some(&partition.topic), Some(&partition), &entry.request);
         let error = data.error_code != 0 || data.diverging_epoch.epoch >= 0;
-        let told = (data.high_watermark, data.log_start_offset);
+        let told = (
+            data.high_watermark,
+            data.last_stable_offset,
+            data.log_start_offset,
+        );
         if self.full || slice.is_some() || error || entry.told != Some(told) {
             entry.told = (!error).then_some(told);
             self.answers.insert(slot, (data, slice));
@@ -249,17 +367,24 @@ impl Round<'_> {
         for (slot, (data, slice)) in self.answers {
             if let Some(entry) = state.entry_mut(slot) {
                 let p = &entry.partition;
-                rows.push((p.topic.clone(), p.index, data, slice));
+                rows.push((p.topic.clone(), entry.topic_id(), p.index, data, slice));
             }
         }
-        rows.sort_by(|a, b| (&*a.0, a.1).cmp(&(&*b.0, b.1)));
+        rows.sort_by(|a, b| (&*a.0, a.1, a.2).cmp(&(&*b.0, b.1, b.2)));
         let mut responses: Vec<FetchableTopicResponse> = Vec::new();
         let mut records = Vec::new();
-        let mut current: Option<Arc<str>> = None;
-        for (topic, _, data, slice) in rows {
-            if current.as_deref() != Some(&*topic) {
-                responses.push(FetchableTopicResponse::default().with_topic(topic_name(&topic)));
-                current = Some(topic);
+        let mut current: Option<(Arc<str>, Uuid)> = None;
+        for (topic, id, _, data, slice) in rows {
+            if current
+                .as_ref()
+                .is_none_or(|(t, i)| (&**t, *i) != (&*topic, id))
+            {
+                responses.push(
+                    FetchableTopicResponse::default()
+                        .with_topic(topic_name(&topic))
+                        .with_topic_id(id),
+                );
+                current = Some((topic, id));
             }
             let ti = responses.len() - 1;
             let partitions = &mut responses[ti].partitions;
@@ -283,4 +408,14 @@ impl Round<'_> {
             records,
         }
     }
+}
+
+/// A partition of a topic the consumer may not READ.
+fn denied(index: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(TOPIC_DENIED)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
 }
