@@ -404,6 +404,15 @@ impl Replicas {
                                 .insert(key.clone(), partition.clone());
                             (partition, None)
                         }
+                        Err(e) if out_of_file_descriptors(&e) => {
+                            tracing::error!(topic = %topic.name, partition = p.index, error = %e,
+                                "cannot open partition log: the process is out of file descriptors (each partition keeps its active segment open); raise the open files limit (ulimit -n, systemd LimitNOFILE)");
+                            first_error.get_or_insert(ApiError::new(
+                                ResponseError::KafkaStorageError,
+                                e.to_string(),
+                            ));
+                            continue;
+                        }
                         Err(e) => {
                             tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log");
                             first_error.get_or_insert(ApiError::new(
@@ -578,4 +587,20 @@ impl PartitionMap {
             .flat_map(|(_, ps)| ps.into_values())
             .collect()
     }
+}
+
+/// Whether opening a log failed because the process has no file descriptor left
+/// (EMFILE) or the system none (ENFILE).
+fn out_of_file_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            let (process, system) = (nix::errno::Errno::EMFILE, nix::errno::Errno::ENFILE);
+            if matches!(io.raw_os_error(), Some(n) if n == process as i32 || n == system as i32) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -60,10 +60,32 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) -
     Ok(())
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go programs and many
+/// servers do at start: each partition keeps its active segment open, and each
+/// connection is a socket, so the usual soft default (1,024) caps a broker at about a
+/// thousand partitions for no reason. The limit in effect is logged.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let now = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    tracing::info!(
+        limit = now,
+        was = soft,
+        "open files limit (one per partition's active segment and per connection)"
+    );
+}
+
 /// `admin.listeners` when neither the config file nor `--set` names it.
 const DEFAULT_ADMIN_LISTENER: &str = "http://127.0.0.1:9644";
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    raise_open_files_limit();
     let mut settings = Vec::new();
     if let Some(path) = &args.config {
         settings.extend(config_file_settings(path)?);
