@@ -364,6 +364,27 @@ mod tests {
     }
 
     #[test]
+    fn a_session_by_topic_id_keeps_partitions_under_the_id_they_were_named_by() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = led_partition(&dir.path().join("a"), "t", 0);
+        let mut state = SessionState::new(3, NOW, true);
+        let (old_id, new_id) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let asked = FetchPartition::default();
+        let slot = state.upsert(&TopicKey::Id(old_id), &a, &asked).unwrap();
+        assert_eq!(state.entry_mut(slot).unwrap().topic_id(), old_id);
+        // The same name under another id (the topic deleted and created again) is
+        // another partition.
+        let b = led_partition(&dir.path().join("b"), "t", 0);
+        let again = state.upsert(&TopicKey::Id(new_id), &b, &asked).unwrap();
+        assert_ne!(slot, again);
+        // Forgotten by the id it was named by; the name alone does not reach it.
+        state.forget(&TopicKey::Name(Arc::from("t")), 0);
+        assert_eq!(state.all_slots().len(), 2);
+        state.forget(&TopicKey::Id(old_id), 0);
+        assert_eq!(state.all_slots(), vec![again]);
+    }
+
+    #[test]
     fn sessions_are_bounded() {
         assert!(has_room(MAX_SESSION_PARTITIONS));
         assert!(!has_room(MAX_SESSION_PARTITIONS + 1));
