@@ -265,12 +265,10 @@ python3 -c 'import json,sys; a=json.loads(sys.argv[1])["schema_writes"]; sys.exi
 jrecs="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' "$JSUM")"
 refused="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["incompatible_refused"].split(":")[0])' "$REG1")"
 problems="$(registry_problems)"
-# Brook has no fetch sessions (KIP-227): every fetch response lists all requested partitions. A
-# consumer closing with a fetch in flight resets its session handler first, so that response is
-# logged (INFO) and dropped; against Kafka, whose incremental responses leave out partitions
-# without news, the in-flight response is usually empty. Harmless; counted, not failed.
+# A consumer closing with a fetch in flight resets its fetch session handler first, so that
+# response may be logged (INFO) and dropped. Harmless; counted, not failed (see README).
 nfs="$(cat "$RUN"/registry-*.log | grep -c 'sent an invalid full fetch response' || true)"
-((nfs > 0)) && note "$nfs consumer close(s) logged 'Node 1 sent an invalid full fetch response with extraIds=(<journal/snapshot topic id>), response=()' (INFO; Brook answers sessionless, see README)"
+((nfs > 0)) && note "$nfs consumer close(s) logged 'Node 1 sent an invalid full fetch response with extraIds=(<journal/snapshot topic id>), response=()' (INFO; a closing consumer's in-flight fetch, see README)"
 detail="Apicurio Registry $APICURIO_VERSION (kafkasql storage, kafka-clients ${KCLIENTS:-?}): registered Avro orders-value v1+v2 (BACKWARD rule; incompatible v3 refused, $refused), JSON Schema customers-value, Protobuf payments-value; read back identical (ccompat subjects/versions/ids/schemas, v3 globalId/contentId/rules) after SIGTERM+restart and after kill -9+restart; after the restart the rule still refused the incompatible schema and a new version got a fresh id; registry ready in ${START_TIMES[*]}; topics on Brook: $TOPICS; journal $JOURNAL cleanup.policy=$policy, $jrecs records read back with brook consume"
 [[ -n "$problems" ]] && detail="$detail; $problems"
 ((${#NOTES[@]})) && detail="$detail; notes: $(IFS=';'; echo "${NOTES[*]}")"

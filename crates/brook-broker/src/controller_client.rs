@@ -239,11 +239,21 @@ impl ControllerClient {
 
     /// Waits until this broker has applied an image satisfying `done`.
     async fn settle(&self, done: impl FnMut(&Arc<MetadataImage>) -> bool) {
-        // Waiting for the controller's change to reach this broker: remote time.
-        let applied = self.metadata.wait_applied(SETTLE_TIMEOUT, done);
-        if !crate::request_time::waiting_on_others(applied).await {
+        if !self.settle_within(SETTLE_TIMEOUT, done).await {
             tracing::debug!("a metadata change did not show here within 3 s");
         }
+    }
+
+    /// Waits up to `timeout` for this broker's applied image to pass `done`; whether
+    /// it did.
+    pub async fn settle_within(
+        &self,
+        timeout: Duration,
+        done: impl FnMut(&Arc<MetadataImage>) -> bool,
+    ) -> bool {
+        // Waiting for the controller's change to reach this broker: remote time.
+        let applied = self.metadata.wait_applied(timeout, done);
+        crate::request_time::waiting_on_others(applied).await
     }
 
     pub async fn create_topic(

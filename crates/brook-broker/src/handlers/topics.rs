@@ -1,6 +1,8 @@
 //! CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -31,6 +33,9 @@ use crate::replicas::Replicas;
 /// past a controller mutation quota, rather than served and throttled (KIP-599).
 pub const STRICT_MUTATION_QUOTA_SINCE: (i16, i16, i16) = (6, 5, 3);
 
+/// The longest a CreateTopics waits for its topics to show here, whatever its timeout.
+const MAX_CREATE_WAIT_MS: i32 = 60_000;
+
 /// CreateTopics. `shows_configs` tells whether the client may see a topic's configs
 /// (DESCRIBE_CONFIGS on it): otherwise its result carries neither configs nor
 /// partitions and replication factor, and `topic_config_error_code` says why.
@@ -44,12 +49,29 @@ pub async fn create(
     shows_configs: impl Fn(&str) -> bool,
 ) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
-    let mut topics = Vec::with_capacity(req.topics.len());
     let mut throttle_ms = 0;
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(req.timeout_ms.clamp(0, MAX_CREATE_WAIT_MS) as u64);
+    let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let (result, throttle) =
             create_one(controller, t, req.validate_only, &mut seen, &quota).await;
         throttle_ms = throttle_ms.max(throttle);
+        results.push(result);
+    }
+    // A topic of many partitions shows in this broker's image only once they are all
+    // open, which may take longer than the controller's settle wait: its id, partitions
+    // and configs are answered from the image, so wait for it within the request's
+    // timeout (as Kafka's controller answers them once created).
+    for (name, _) in results.iter().flatten() {
+        if !req.validate_only {
+            let shown = |i: &Arc<brook_meta::MetadataImage>| i.topic(name).is_some();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            controller.settle_within(left, shown).await;
+        }
+    }
+    let mut topics = Vec::with_capacity(results.len());
+    for result in results {
         topics.push(match result {
             Ok((name, result)) if shows_configs(&name) => {
                 describe_created(meta, config, &name, result, version)
