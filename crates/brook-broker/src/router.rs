@@ -411,7 +411,9 @@ async fn dispatch_checked(
         RequestKind::Fetch(mut r) => {
             // A consumer's session is authorized per topic of the session at each fetch
             // (the request names only some of them); any other fetch before it is read.
-            let consumer_session = fetch::in_session(&r, v) && !access::is_replica_fetch(&r);
+            // Decided once: the sessionless path relies on the check below.
+            let in_session = fetch::in_session(&r, v);
+            let consumer_session = in_session && !access::is_replica_fetch(&r);
             let may_read = |name: &str| may_topic(Op::Read, name);
             let authorize: session_fetch::Authorize<'_> =
                 (consumer_session && check.is_some()).then_some(&may_read);
@@ -420,8 +422,14 @@ async fn dispatch_checked(
                 false => gate!(c => access::fetch(c, image?, &mut r)),
             };
             let sessions = &*ctx.fetch_sessions;
-            let mut reply =
-                fetch::handle((replicas, meta), &s.metrics, (r, sessions), v, authorize).await;
+            let mut reply = fetch::handle(
+                (replicas, meta),
+                &s.metrics,
+                (r, sessions),
+                v,
+                (in_session, authorize),
+            )
+            .await;
             reply.response.responses.extend(refused);
             return Some(Response::Fetch(reply));
         }

@@ -105,7 +105,10 @@ impl Metered<'_> {
             return mutation;
         }
         if let (Some(bytes), Some(_)) = (fetched, response.as_ref()) {
-            // The records are not sent, so they do not count.
+            // The records are not sent, so they do not count. The empty answer carries
+            // session id 0: a client in a fetch session takes it as the session's end and
+            // starts over with a full fetch, so the partitions read for this answer (which
+            // its session now counts as told) are read and sent again.
             self.rates
                 .unrecord(quotas, QuotaKind::Fetch, user, client, bytes as f64, now);
             *response = Some(Response::Fetch(FetchReply {

@@ -81,18 +81,20 @@ fn replica_of(req: &FetchRequest, version: i16) -> Option<i32> {
     (id >= 0).then_some(id)
 }
 
-/// Serves a Fetch. `authorize` is asked about READ on each topic of a consumer's
-/// session; a sessionless fetch was authorized before (unauthorized topics removed).
+/// Serves a Fetch, in a session if `in_session` (as [`in_session`] decided before the
+/// request was authorized). `authorize` is asked about READ on each topic of a
+/// consumer's session; a sessionless fetch was authorized before (unauthorized topics
+/// removed).
 pub async fn handle(
     (replicas, meta): (&Replicas, &MetadataView),
     metrics: &BrokerMetrics,
     (mut req, sessions): (FetchRequest, &FetchSessions),
     version: i16,
-    authorize: Authorize<'_>,
+    (in_session, authorize): (bool, Authorize<'_>),
 ) -> FetchReply {
     req.topics = dedup(std::mem::take(&mut req.topics), version);
     let replica = replica_of(&req, version);
-    if in_session(&req, version) {
+    if in_session {
         let reader = match replica {
             Some(id) => Reader::Replica(id),
             None => Reader::Consumer {
