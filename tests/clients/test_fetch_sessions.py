@@ -48,12 +48,12 @@ class Conn:
         self.cid = 0
 
     def fetch(self, session_id, epoch, topics=(), forgotten=(), replica=NOT_A_REPLICA,
-              offsets=None, wait_ms=0, records=False):
+              offsets=None, wait_ms=0, records=False, max_bytes=1 << 20):
         """topics: [(topic, [partition])], fetched from offset 0 or `offsets[(t, p)]`.
         Returns (error, session id, [(topic, partition, error[, hw, record count])])."""
         self.cid += 1
         offsets = offsets or {}
-        req = FetchRequest[V](replica, wait_ms, 1, 1 << 20, 0, session_id, epoch,
+        req = FetchRequest[V](replica, wait_ms, 1, max_bytes, 0, session_id, epoch,
                               [(t, [(p, -1, offsets.get((t, p), 0), -1, 1 << 20) for p in ps])
                                for t, ps in topics],
                               [(t, list(ps)) for t, ps in forgotten], "")
@@ -141,6 +141,32 @@ def test_a_consumer_fetch_session_answers_only_partitions_with_news(brook):
                    offsets={(topic, 2): 1}) == (0, sid, [])
     assert_all_delivered(produce_all(p, topic, [{"value": b"d", "partition": 0}]))
     assert c.fetch(sid, 6, replica=-1) == (0, sid, [])
+
+
+def test_a_full_consumer_fetch_names_every_partition_even_past_its_size(brook):
+    """The response to the fetch that opens a session names every partition of it (the
+    Java client drops a full response that leaves one out, records and all); partitions
+    past the response's max_bytes come without records, and the next fetches bring them
+    without being named."""
+    topic = unique_topic("session-full")
+    create_topic(brook.bootstrap, topic, partitions=3)
+    p = producer(brook.bootstrap)
+    assert_all_delivered(produce_all(p, topic, [{"value": b"x" * 2000, "partition": i}
+                                                for i in range(3)]))
+    c = Conn(brook.port)
+    everything = [(topic, [0, 1, 2])]
+    # max_bytes 1: the first batch still goes (as Kafka sends it), nothing after it.
+    error, sid, answered = c.fetch(0, 0, everything, replica=-1, records=True, max_bytes=1)
+    assert error == 0 and sid > 0
+    assert [a[:4] for a in answered] == [(topic, i, 0, 1) for i in range(3)]
+    assert sum(a[4] for a in answered) == 1
+    got = {a[1] for a in answered if a[4]}
+    for epoch in (1, 2):
+        error, _, answered = c.fetch(sid, epoch, replica=-1, records=True, max_bytes=1,
+                                     offsets={(topic, i): 1 for i in got})
+        assert error == 0 and [a[4] for a in answered] == [1], answered
+        got |= {a[1] for a in answered}
+    assert got == {0, 1, 2}
 
 
 def test_idle_partitions_keep_their_isr_in_a_fetch_session(cluster):

@@ -299,7 +299,7 @@ impl Round<'_> {
     }
 
     /// Reads the partition in `slot` and keeps the answer if it has news. False: the
-    /// response is full, read it next time.
+    /// response is full, read it (again) next time.
     fn visit(&mut self, replicas: &Replicas, state: &mut SessionState, slot: u32) -> bool {
         let Some(entry) = state.entry_mut(slot) else {
             return true; // forgotten meanwhile
@@ -331,7 +331,11 @@ impl Round<'_> {
                 }
             }
         }
-        if self.total >= self.max_bytes {
+        // Past the response's size: the partition is read next round. A full response
+        // still names it (without records), as it names every partition of the session:
+        // the Java client drops a full response that leaves one out, records and all.
+        let over = self.total >= self.max_bytes;
+        if over && !self.full {
             return false;
         }
         // A partition read again in the same request: its newer read replaces the
@@ -358,7 +362,7 @@ impl Round<'_> {
             self.total += earlier_len;
             self.answers.insert(slot, earlier);
         }
-        true
+        !over
     }
 
     /// The response: the session id and the partitions with news, by topic and index.
