@@ -189,3 +189,33 @@ def test_idle_partitions_keep_their_isr_in_a_fetch_session(cluster):
     got = consume_to_end(cluster.bootstrap, topic, partitions)
     assert got[0][-1].value == b"v0" and len(got[0]) == 2
     assert all([r.value for r in got[i]] == [f"v{i}".encode()] for i in range(1, partitions))
+
+
+def test_java_consumer_reads_more_than_one_response_holds_from_many_partitions(brook):
+    """Kafka's console consumer (the Java consumer, fetch sessions by topic id) reading
+    8 partitions of 200 KB each from the start with fetch.max.bytes of 100 KB: no
+    response can carry every partition's records, and a partition whose batch did not
+    fit is not named again by the client (its position did not move), so the broker
+    must read it again on its own; every record arrives."""
+    from test_cluster_tools import kafka_tool
+
+    topic = unique_topic("session-java")
+    partitions, per_partition = 8, 20
+    create_topic(brook.bootstrap, topic, partitions=partitions)
+    p = producer(brook.bootstrap, **{"linger.ms": 50})
+    records = [{"value": f"{i:05d}".encode() + b"x" * 10_000, "partition": i % partitions}
+               for i in range(partitions * per_partition)]
+    # In four rounds: batches of 5 records (50 KB), so a response holds one or two, and
+    # the next partition's batch does not fit in what is left of it.
+    for r in range(4):
+        quarter = len(records) // 4
+        assert_all_delivered(produce_all(p, topic, records[r * quarter:(r + 1) * quarter]))
+    out = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer",
+                     "--bootstrap-server", brook.bootstrap, "--topic", topic,
+                     "--from-beginning", "--max-messages", str(len(records)),
+                     "--timeout-ms", "30000",
+                     "--consumer-property", "fetch.max.bytes=100000",
+                     "--consumer-property", "max.partition.fetch.bytes=100000",
+                     timeout=120)
+    got = sorted(line[:5] for line in out.splitlines() if line[:5].isdigit())
+    assert got == [f"{i:05d}" for i in range(len(records))]

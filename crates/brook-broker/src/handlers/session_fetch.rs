@@ -325,8 +325,16 @@ impl Round<'_> {
                 None => {
                     state.forget(&key, index);
                     self.answers.remove(&slot);
-                    let name = (!state.by_id).then_some(&*name);
-                    self.other((name, id), None, &request);
+                    // The topic named as the client named it: still there (this broker
+                    // no longer has the replica: NOT_LEADER_OR_FOLLOWER), or not
+                    // (UNKNOWN_TOPIC_ID, or by name UNKNOWN_TOPIC_OR_PARTITION).
+                    let exists = !state.by_id
+                        || self
+                            .meta
+                            .image()
+                            .topic(&name)
+                            .is_some_and(|t| t.topic_id == id);
+                    self.other((exists.then_some(&*name), id), None, &request);
                     return true;
                 }
             }
@@ -348,8 +356,16 @@ impl Round<'_> {
         self.total -= earlier_len;
         let entry = state.entry_mut(slot).expect("present above");
         let partition = entry.partition.clone();
+        // What is left of the response is less than the partition may take (and it is
+        // not the first, which gets its first batch whatever its size): a batch that did
+        // not fit is read next round, or the client, whose position did not move, would
+        // never name the partition again and nothing would mark it.
+        let cut = self.total > 0
+            && self.max_bytes.saturating_sub(self.total)
+                < entry.request.partition_max_bytes.max(0) as usize;
         let (data, slice) = self.read(Some(&partition.topic), Some(&partition), &entry.request);
         let error = data.error_code != 0 || data.diverging_epoch.epoch >= 0;
+        let slice_none = slice.is_none();
         let told = (
             data.high_watermark,
             data.last_stable_offset,
@@ -362,7 +378,8 @@ impl Round<'_> {
             self.total += earlier_len;
             self.answers.insert(slot, earlier);
         }
-        !over
+        let read_again = over || (cut && slice_none && !error);
+        !read_again
     }
 
     /// The response: the session id and the partitions with news, by topic and index.
