@@ -404,17 +404,12 @@ impl Replicas {
                                 .insert(key.clone(), partition.clone());
                             (partition, None)
                         }
-                        Err(e) if out_of_file_descriptors(&e) => {
-                            tracing::error!(topic = %topic.name, partition = p.index, error = %e,
-                                "cannot open partition log: the process is out of file descriptors (each partition keeps its active segment open); raise the open files limit (ulimit -n, systemd LimitNOFILE)");
-                            first_error.get_or_insert(ApiError::new(
-                                ResponseError::KafkaStorageError,
-                                e.to_string(),
-                            ));
-                            continue;
-                        }
                         Err(e) => {
-                            tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log");
+                            let hint = match out_of_file_descriptors(&e) {
+                                true => ": the process is out of file descriptors (each partition keeps its active segment open); raise the open files limit (ulimit -n, systemd LimitNOFILE)",
+                                false => "",
+                            };
+                            tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log{hint}");
                             first_error.get_or_insert(ApiError::new(
                                 ResponseError::KafkaStorageError,
                                 e.to_string(),
