@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -714,12 +715,28 @@ def cell_key(size, acks, parts):
 def attempt(results, key, fn, label, broker=None, size=None):
     """Runs one measurement. With `broker` and `size` the broker process's CPU time
     (user + system) around it is recorded too, as CPU milliseconds per MB of record
-    values moved (`broker_cpu_ms_per_mb`)."""
+    values moved (`broker_cpu_ms_per_mb`).
+
+    Every run also records the wall time and the CPU time of the client processes it
+    waited for (`client_cpu_s`, from getrusage of reaped children), and with `broker`
+    the broker's, as cores kept busy over the run (`client_cores`, `broker_cores`): on a
+    machine of few cores they say which side set the rate."""
     try:
         cpu0 = proc_cpu_seconds(broker.proc.pid) if broker else None
+        kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
         r = fn()
+        wall = time.monotonic() - t0
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu1 = proc_cpu_seconds(broker.proc.pid) if broker else None
         msg = f"{r['records_per_sec']:,.0f} records/s"
+        client_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+        r["wall_s"] = wall
+        r["client_cpu_s"] = client_cpu
+        r["client_cores"] = client_cpu / wall if wall > 0 else None
+        if cpu0 is not None and cpu1 is not None and wall > 0:
+            r["broker_cores"] = (cpu1 - cpu0) / wall
+            msg += f", cores busy: client {r['client_cores']:.2f}, broker {r['broker_cores']:.2f}"
         if cpu0 is not None and cpu1 is not None and size and r.get("records"):
             mb = r["records"] * size / 1e6
             r["broker_cpu_s"] = cpu1 - cpu0
@@ -954,6 +971,7 @@ def summarize(raw):
         for key, rs in runs.items():
             m = {"n": len(rs) - len(errors_of(rs)), "errors": errors_of(rs)}
             for path in (["records_per_sec"], ["mb_per_sec"], ["broker_cpu_ms_per_mb"],
+                         ["client_cores"], ["broker_cores"],
                          ["latency_ms", "avg"],
                          ["latency_ms", "p50"], ["latency_ms", "p99"],
                          ["latency_ms", "p999"], ["latency_ms", "max"]):
@@ -1004,6 +1022,14 @@ def fmt_thr(s, key, broker):
     if rps is None:
         return "error" if errs else "—"
     return f"{rps:,.0f} ({mbs:.1f} MB/s){partial(s, key, broker)}"
+
+
+def fmt_cores(s, key, broker):
+    client, _ = cell_val(s, key, broker, "client_cores")
+    brk, _ = cell_val(s, key, broker, "broker_cores")
+    if client is None or brk is None:
+        return "—"
+    return f"{client:.2f} / {brk:.2f}"
 
 
 def fmt_lat(s, key, broker):
@@ -1116,8 +1142,9 @@ def markdown(raw, s):
         L.append(note)
         L.append("")
         L.append("| record | acks | partitions | client | Kafka records/s | Brook records/s "
-                 "| Brook/Kafka |")
-        L.append("| ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+                 "| Brook/Kafka | cores busy with Kafka: client / broker "
+                 "| cores busy with Brook: client / broker |")
+        L.append("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
         for size, acks, parts in cells:
             if kind == "consume" and acks != "1":
                 continue
@@ -1127,7 +1154,13 @@ def markdown(raw, s):
                 b, _ = cell_val(s, key, "brook", "records_per_sec")
                 L.append(f"| {size} B | {acks} | {parts} | {CLIENT_NAMES[(client, kind)]} | "
                          f"{fmt_thr(s, key, 'kafka')} | {fmt_thr(s, key, 'brook')} | "
-                         f"{ratio(b, k)} |")
+                         f"{ratio(b, k)} | {fmt_cores(s, key, 'kafka')} | "
+                         f"{fmt_cores(s, key, 'brook')} |")
+        L.append("")
+        L.append(f"*Cores busy*: CPU time over the run's wall time, of the client process "
+                 f"(the JVM's start included for the Java tools) and of the broker; this "
+                 f"machine has {meta['host']['cpus']}. A client near all of them set the "
+                 f"cell's rate, whatever the broker.")
         L.append("")
 
     thr_table("produce", "Produce throughput",
