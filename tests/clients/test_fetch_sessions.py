@@ -169,6 +169,37 @@ def test_a_full_consumer_fetch_names_every_partition_even_past_its_size(brook):
     assert got == {0, 1, 2}
 
 
+def test_partitions_of_a_session_take_turns_when_responses_fill_up(brook):
+    """When a response fills up before every partition with records had its go, the
+    partitions left out go first next time (Kafka moves a partition that returned
+    records to the end of its session). Three partitions of three batches each, read
+    by a consumer session whose responses hold one batch: each of the first three
+    responses brings a different partition's, not partition 0's three."""
+    topic = unique_topic("session-turns")
+    create_topic(brook.bootstrap, topic, partitions=3)
+    p = producer(brook.bootstrap)
+    for _ in range(3):  # one batch per partition per flush
+        assert_all_delivered(produce_all(p, topic, [{"value": b"x" * 2000, "partition": i}
+                                                    for i in range(3)]))
+    c = Conn(brook.port)
+    error, sid, answered = c.fetch(0, 0, [(topic, [0, 1, 2])], replica=-1, records=True,
+                                   max_bytes=1)
+    assert error == 0 and sid > 0
+    got = [a[1] for a in answered if a[4]]
+    order, position = list(got), {i: 0 for i in range(3)}
+    for epoch in range(1, 9):
+        for i in got:
+            position[i] += 1
+        error, _, answered = c.fetch(sid, epoch, [(topic, got)], replica=-1, records=True,
+                                     max_bytes=1,
+                                     offsets={(topic, i): position[i] for i in range(3)})
+        got = [a[1] for a in answered if a[4]]
+        assert error == 0 and len(got) == 1, answered
+        order += got
+    assert sorted(order[:3]) == [0, 1, 2], order
+    assert sorted(order) == [0, 0, 0, 1, 1, 1, 2, 2, 2], order
+
+
 def test_idle_partitions_keep_their_isr_in_a_fetch_session(cluster):
     """Followers replicate in fetch sessions, where the leader visits a partition only
     when it changes. A follower at the leader's log end counts as caught up (Kafka's

@@ -16,13 +16,22 @@
 //! FETCH_SESSION_TOPIC_ID_ERROR, as Kafka refuses it.
 //!
 //! One session per connection (a follower's fetcher and a consumer's fetcher each use
-//! one connection per broker, and a new connection starts a new session). A session holds only partitions this
-//! broker has, at most [`MAX_SESSION_PARTITIONS`], and all sessions together at most
-//! [`MAX_TOTAL_SESSION_PARTITIONS`]: a full fetch that would pass either is answered
-//! without a session (session id 0, as Kafka answers when its session cache is full),
-//! and an incremental one that would is refused with FETCH_SESSION_ID_NOT_FOUND (the
-//! follower then fetches in full). So a client naming partitions over many
-//! connections cannot make the broker keep more than a bounded number.
+//! one connection per broker, and a new connection starts a new session). A session
+//! holds only partitions this broker has, at most [`MAX_SESSION_PARTITIONS`];
+//! followers' sessions together at most [`MAX_FOLLOWER_SESSION_PARTITIONS`] and
+//! consumers' at most [`MAX_CONSUMER_SESSION_PARTITIONS`]: a full fetch that would pass
+//! a bound is answered without a session (session id 0, as Kafka answers when its
+//! session cache is full), and an incremental one that would is refused with
+//! FETCH_SESSION_ID_NOT_FOUND (the client then fetches in full). So a client naming
+//! partitions over many connections cannot make the broker keep more than a bounded
+//! number, and consumers filling theirs cannot take followers' sessions away (Kafka's
+//! cache protects followers' sessions from eviction by consumers' the same way).
+//!
+//! Partitions take turns: a session reads its partitions in the order they last
+//! returned records, least recent first, so when a response fills up the partitions
+//! left out go first next time (Kafka moves a partition that returned records to the
+//! end of its session the same way). Without it the first partitions of a session
+//! would take every response while they have records, and the others would wait.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,23 +47,47 @@ use crate::partition::{ChangeInbox, Partition};
 pub const INITIAL_EPOCH: i32 = 0;
 /// A request's session epoch outside any session (a full, sessionless fetch).
 pub const FINAL_EPOCH: i32 = -1;
-/// The most partitions one session keeps; past it, further partitions are answered
-/// when named but not kept (the follower names them again).
+/// The most partitions one session keeps.
 pub const MAX_SESSION_PARTITIONS: usize = 200_000;
-/// The most partitions all sessions of this process keep together.
-pub const MAX_TOTAL_SESSION_PARTITIONS: usize = 1_000_000;
+/// The most partitions all followers' sessions of this process keep together.
+pub const MAX_FOLLOWER_SESSION_PARTITIONS: usize = 500_000;
+/// The most partitions all consumers' sessions of this process keep together.
+pub const MAX_CONSUMER_SESSION_PARTITIONS: usize = 500_000;
 
-/// Partitions kept by all sessions of this process.
-static KEPT: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether a new session of `partitions` fits.
-pub fn has_room(partitions: usize) -> bool {
-    partitions <= MAX_SESSION_PARTITIONS
-        && KEPT.load(Ordering::Relaxed) + partitions <= MAX_TOTAL_SESSION_PARTITIONS
+/// Whose session: a follower's or a consumer's, each kind with its own bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Follower,
+    Consumer,
 }
 
-/// A session past [`MAX_SESSION_PARTITIONS`], or all past
-/// [`MAX_TOTAL_SESSION_PARTITIONS`].
+/// Partitions kept by all followers' sessions of this process, and by consumers'.
+static KEPT_BY_FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
+static KEPT_BY_CONSUMERS: AtomicUsize = AtomicUsize::new(0);
+
+impl Kind {
+    fn kept(self) -> &'static AtomicUsize {
+        match self {
+            Kind::Follower => &KEPT_BY_FOLLOWERS,
+            Kind::Consumer => &KEPT_BY_CONSUMERS,
+        }
+    }
+
+    fn bound(self) -> usize {
+        match self {
+            Kind::Follower => MAX_FOLLOWER_SESSION_PARTITIONS,
+            Kind::Consumer => MAX_CONSUMER_SESSION_PARTITIONS,
+        }
+    }
+}
+
+/// Whether a new session of `partitions` fits.
+pub fn has_room(kind: Kind, partitions: usize) -> bool {
+    partitions <= MAX_SESSION_PARTITIONS
+        && kind.kept().load(Ordering::Relaxed) + partitions <= kind.bound()
+}
+
+/// A session past [`MAX_SESSION_PARTITIONS`], or its kind's sessions past their bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
@@ -76,6 +109,8 @@ pub struct Entry {
     pub partition: Arc<Partition>,
     pub request: FetchPartition,
     pub told: Option<Told>,
+    /// When it last returned records (or joined the session): its place in the turns.
+    turn: u64,
 }
 
 impl Entry {
@@ -93,6 +128,7 @@ impl Entry {
 pub struct SessionState {
     pub id: i32,
     pub next_epoch: i32,
+    kind: Kind,
     /// Topics named by id (Fetch v13+), not by name.
     pub by_id: bool,
     entries: Vec<Option<Entry>>,
@@ -103,6 +139,8 @@ pub struct SessionState {
     /// Topics a consumer was refused READ on at its last fetch.
     pub denied: Vec<Arc<str>>,
     inbox: Arc<ChangeInbox>,
+    /// The next turn to hand out (see the module's comment).
+    next_turn: u64,
     /// When the follower's previous request came (it has been fetching every partition
     /// of the session since, without a break).
     pub last_request_ms: i64,
@@ -119,10 +157,11 @@ impl std::fmt::Debug for SessionState {
 }
 
 impl SessionState {
-    pub fn new(id: i32, now_ms: i64, by_id: bool) -> Self {
+    pub fn new(id: i32, kind: Kind, now_ms: i64, by_id: bool) -> Self {
         SessionState {
             id,
             next_epoch: 1,
+            kind,
             by_id,
             entries: Vec::new(),
             free: Vec::new(),
@@ -130,12 +169,38 @@ impl SessionState {
             topics: HashMap::new(),
             denied: Vec::new(),
             inbox: Arc::default(),
+            next_turn: 0,
             last_request_ms: now_ms,
         }
     }
 
     pub fn inbox(&self) -> &Arc<ChangeInbox> {
         &self.inbox
+    }
+
+    /// Puts `slots` in the order to read them: each once, least recent turn first.
+    pub fn in_turn(&self, slots: &mut Vec<u32>) {
+        slots.sort_unstable();
+        slots.dedup();
+        slots.sort_by_cached_key(|&slot| {
+            self.entries
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .map_or(u64::MAX, |e| e.turn)
+        });
+    }
+
+    /// The partition in `slot` returned records: it goes after every other.
+    pub fn to_back(&mut self, slot: u32) {
+        let turn = self.take_turn();
+        if let Some(entry) = self.entry_mut(slot) {
+            entry.turn = turn;
+        }
+    }
+
+    fn take_turn(&mut self) -> u64 {
+        self.next_turn += 1;
+        self.next_turn
     }
 
     /// Every slot in use, in slot order.
@@ -191,8 +256,9 @@ impl SessionState {
         if self.slots.len() >= MAX_SESSION_PARTITIONS {
             return Err(Full);
         }
-        if KEPT.fetch_add(1, Ordering::Relaxed) >= MAX_TOTAL_SESSION_PARTITIONS {
-            KEPT.fetch_sub(1, Ordering::Relaxed);
+        let kept = self.kind.kept();
+        if kept.fetch_add(1, Ordering::Relaxed) >= self.kind.bound() {
+            kept.fetch_sub(1, Ordering::Relaxed);
             return Err(Full);
         }
         let entry = Entry {
@@ -200,6 +266,7 @@ impl SessionState {
             partition: partition.clone(),
             request: request.clone(),
             told: None,
+            turn: self.take_turn(),
         };
         *self.topics.entry(partition.topic.clone()).or_default() += 1;
         let slot = match self.free.pop() {
@@ -232,7 +299,7 @@ impl SessionState {
                 }
             }
             self.free.push(slot);
-            KEPT.fetch_sub(1, Ordering::Relaxed);
+            self.kind.kept().fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -252,7 +319,9 @@ impl Drop for SessionState {
         for entry in self.entries.iter().flatten() {
             entry.partition.unlisten(&self.inbox);
         }
-        KEPT.fetch_sub(self.slots.len(), Ordering::Relaxed);
+        self.kind
+            .kept()
+            .fetch_sub(self.slots.len(), Ordering::Relaxed);
     }
 }
 
@@ -321,7 +390,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = led_partition(&dir.path().join("a"), "t", 0);
         let b = led_partition(&dir.path().join("b"), "t", 1);
-        let mut state = SessionState::new(9, NOW, false);
+        let mut state = SessionState::new(9, Kind::Follower, NOW, false);
         let asked = FetchPartition::default();
         let t = TopicKey::Name(Arc::from("t"));
         let slot_a = state.upsert(&t, &a, &asked).unwrap();
@@ -367,7 +436,7 @@ mod tests {
     fn a_session_by_topic_id_keeps_partitions_under_the_id_they_were_named_by() {
         let dir = tempfile::tempdir().unwrap();
         let a = led_partition(&dir.path().join("a"), "t", 0);
-        let mut state = SessionState::new(3, NOW, true);
+        let mut state = SessionState::new(3, Kind::Consumer, NOW, true);
         let (old_id, new_id) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let asked = FetchPartition::default();
         let slot = state.upsert(&TopicKey::Id(old_id), &a, &asked).unwrap();
@@ -385,10 +454,47 @@ mod tests {
     }
 
     #[test]
+    fn partitions_take_turns_by_when_they_last_returned_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = SessionState::new(4, Kind::Consumer, NOW, true);
+        let asked = FetchPartition::default();
+        let t = TopicKey::Id(Uuid::from_u128(7));
+        let slots: Vec<u32> = (0..3)
+            .map(|i| {
+                let p = led_partition(&dir.path().join(i.to_string()), "t", i);
+                state.upsert(&t, &p, &asked).unwrap()
+            })
+            .collect();
+        let mut order = vec![slots[2], slots[0], slots[1], slots[0]];
+        state.in_turn(&mut order);
+        assert_eq!(order, slots, "each once, in the order they joined");
+        state.to_back(slots[0]);
+        let mut order = state.all_slots();
+        state.in_turn(&mut order);
+        assert_eq!(order, vec![slots[1], slots[2], slots[0]]);
+        state.to_back(slots[1]);
+        state.in_turn(&mut order);
+        assert_eq!(order, vec![slots[2], slots[0], slots[1]]);
+        // A slot reused by a partition joining later takes the last turn.
+        state.forget(&t, 2);
+        let p = led_partition(&dir.path().join("3"), "t", 3);
+        assert_eq!(state.upsert(&t, &p, &asked), Ok(slots[2]));
+        state.in_turn(&mut order);
+        assert_eq!(order, vec![slots[0], slots[1], slots[2]]);
+    }
+
+    #[test]
     fn sessions_are_bounded() {
-        assert!(has_room(MAX_SESSION_PARTITIONS));
-        assert!(!has_room(MAX_SESSION_PARTITIONS + 1));
-        assert!(!has_room(MAX_TOTAL_SESSION_PARTITIONS + 1));
+        assert!(has_room(Kind::Consumer, MAX_SESSION_PARTITIONS));
+        assert!(!has_room(Kind::Consumer, MAX_SESSION_PARTITIONS + 1));
+        assert!(!has_room(
+            Kind::Follower,
+            MAX_FOLLOWER_SESSION_PARTITIONS + 1
+        ));
+        assert!(!has_room(
+            Kind::Consumer,
+            MAX_CONSUMER_SESSION_PARTITIONS + 1
+        ));
     }
 
     #[test]
@@ -396,7 +502,7 @@ mod tests {
         let sessions = FetchSessions::default();
         let id = sessions.new_id();
         assert!(id > 0);
-        sessions.put(SessionState::new(id, NOW, false));
+        sessions.put(SessionState::new(id, Kind::Consumer, NOW, false));
         assert!(sessions.take(id + 1).is_none());
         let mut s = sessions.take(id).expect("the session");
         assert!(sessions.take(id).is_none(), "out while a fetch uses it");

@@ -22,7 +22,7 @@ use super::session_fetch::{self, Authorize, Reader};
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
-use crate::fetch_session::{self, FetchSessions, FINAL_EPOCH, INITIAL_EPOCH};
+use crate::fetch_session::{self, FetchSessions, Kind, FINAL_EPOCH, INITIAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::metrics::BrokerMetrics;
 use crate::partition::{FetchedAt, FollowerRead, Partition};
@@ -60,15 +60,15 @@ pub(super) fn bounds(req: &FetchRequest, version: i16) -> (Instant, usize, usize
 /// its session, and fits in the sessions' bounds if it opens one. Any other fetch is
 /// answered in full with session id 0.
 pub fn in_session(req: &FetchRequest, version: i16) -> bool {
-    let versions = if replica_of(req, version).is_some() {
-        7..13
+    let (versions, kind) = if replica_of(req, version).is_some() {
+        (7..13, Kind::Follower)
     } else {
-        7..i16::MAX
+        (7..i16::MAX, Kind::Consumer)
     };
     let named = || req.topics.iter().map(|t| t.partitions.len()).sum();
     versions.contains(&version)
         && req.session_epoch != FINAL_EPOCH
-        && (req.session_epoch != INITIAL_EPOCH || fetch_session::has_room(named()))
+        && (req.session_epoch != INITIAL_EPOCH || fetch_session::has_room(kind, named()))
 }
 
 /// The follower a fetch comes from (v15+ moved its id into ReplicaState).

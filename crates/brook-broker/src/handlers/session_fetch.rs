@@ -28,7 +28,7 @@ use super::fetch::{bounds, read_partition, Ask, FetchReply};
 use super::topic_name;
 use crate::clock::now_ms;
 use crate::fetch_encode::{FileRegion, RecordsRegion};
-use crate::fetch_session::{FetchSessions, Full, SessionState, TopicKey, INITIAL_EPOCH};
+use crate::fetch_session::{FetchSessions, Full, Kind, SessionState, TopicKey, INITIAL_EPOCH};
 use crate::metadata::MetadataView;
 use crate::partition::{FetchedAt, Partition};
 use crate::replicas::Replicas;
@@ -67,7 +67,11 @@ pub async fn handle(
         if req.session_id != 0 {
             sessions.close(req.session_id);
         }
-        (SessionState::new(sessions.new_id(), now, by_id), true)
+        let kind = match reader {
+            Reader::Replica(_) => Kind::Follower,
+            Reader::Consumer { .. } => Kind::Consumer,
+        };
+        (SessionState::new(sessions.new_id(), kind, now, by_id), true)
     } else {
         match sessions.take(req.session_id) {
             None => return refused(ResponseError::FetchSessionIdNotFound),
@@ -194,9 +198,8 @@ pub async fn handle(
     }
     let mut deferred = Vec::new();
     loop {
-        // A partition both named and marked is read once.
-        pending.sort_unstable();
-        pending.dedup();
+        // A partition both named and marked is read once; partitions take turns.
+        state.in_turn(&mut pending);
         for slot in pending.drain(..) {
             if !round.visit(replicas, &mut state, slot) {
                 deferred.push(slot);
@@ -377,6 +380,9 @@ impl Round<'_> {
         } else if let Some(earlier) = earlier {
             self.total += earlier_len;
             self.answers.insert(slot, earlier);
+        }
+        if !slice_none {
+            state.to_back(slot);
         }
         let read_again = over || (cut && slice_none && !error);
         !read_again
