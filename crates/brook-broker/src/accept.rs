@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -104,6 +104,7 @@ pub async fn accept_loop(
     );
     let listener_rate = ConnectionRates::new(QuotaWindows::of(settings));
     let listener_open = Arc::new(AtomicUsize::new(0));
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             accepted = bound.listener.accept() => accepted,
@@ -112,7 +113,9 @@ pub async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                // Out of file descriptors, say: the connection waits in the backlog
+                // until one is free. Retried every 10 ms, logged at most once a second.
+                failures.note(&e, Instant::now());
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -354,5 +357,47 @@ impl Drop for ConnSlot {
                 counts.per_ip.remove(&self.ip);
             }
         }
+    }
+}
+
+/// A listener's failed accepts, logged at most once a second with how many there were
+/// since the last line (out of descriptors, accept fails again every 10 ms).
+#[derive(Default)]
+struct AcceptFailures {
+    logged_at: Option<Instant>,
+    since: u64,
+}
+
+impl AcceptFailures {
+    /// Counts a failure; logs it (true) unless the last line was under a second ago.
+    fn note(&mut self, error: &std::io::Error, now: Instant) -> bool {
+        self.since += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        tracing::warn!(%error, failures = self.since, "accept failed");
+        self.logged_at = Some(now);
+        self.since = 0;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_are_logged_at_most_once_a_second() {
+        let mut failures = AcceptFailures::default();
+        let e = std::io::Error::from_raw_os_error(24);
+        let t0 = Instant::now();
+        assert!(failures.note(&e, t0));
+        assert!(!failures.note(&e, t0 + Duration::from_millis(10)));
+        assert!(!failures.note(&e, t0 + Duration::from_millis(990)));
+        assert!(failures.note(&e, t0 + Duration::from_millis(1000)));
+        assert_eq!(failures.since, 0);
     }
 }

@@ -413,7 +413,7 @@ async fn dispatch_checked(
             // (the request names only some of them); any other fetch before it is read.
             // Decided once: the sessionless path relies on the check below.
             let in_session = fetch::in_session(&r, v);
-            let consumer_session = in_session && !access::is_replica_fetch(&r);
+            let consumer_session = in_session && fetch::replica_of(&r).is_none();
             let may_read = |name: &str| may_topic(Op::Read, name);
             let authorize: session_fetch::Authorize<'_> =
                 (consumer_session && check.is_some()).then_some(&may_read);

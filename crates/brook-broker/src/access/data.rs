@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::{Check, Op, CLUSTER_NAME};
+use crate::handlers::fetch::replica_of;
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 
@@ -77,17 +78,12 @@ pub fn produce(
 /// Fetch: a follower's fetch (replica id set) needs CLUSTER_ACTION on the cluster; a
 /// consumer's needs READ on each topic. Refused topics answer TOPIC_AUTHORIZATION_FAILED
 /// per partition.
-/// Whether a Fetch is a follower's (its replica id, in either place it may be).
-pub fn is_replica_fetch(req: &FetchRequest) -> bool {
-    req.replica_id.0.max(req.replica_state.replica_id.0) >= 0
-}
-
 pub fn fetch(
     c: &Check<'_>,
     image: &MetadataImage,
     req: &mut FetchRequest,
 ) -> Vec<FetchableTopicResponse> {
-    let replica = is_replica_fetch(req);
+    let replica = replica_of(req).is_some();
     let follower_allowed = replica && c.cluster(Op::ClusterAction);
     let (allowed, refused): (Vec<_>, Vec<_>) =
         std::mem::take(&mut req.topics).into_iter().partition(|t| {

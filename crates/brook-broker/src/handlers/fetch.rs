@@ -60,7 +60,7 @@ pub(super) fn bounds(req: &FetchRequest, version: i16) -> (Instant, usize, usize
 /// its session, and fits in the sessions' bounds if it opens one. Any other fetch is
 /// answered in full with session id 0.
 pub fn in_session(req: &FetchRequest, version: i16) -> bool {
-    let (versions, kind) = if replica_of(req, version).is_some() {
+    let (versions, kind) = if replica_of(req).is_some() {
         (7..13, Kind::Follower)
     } else {
         (7..i16::MAX, Kind::Consumer)
@@ -71,13 +71,10 @@ pub fn in_session(req: &FetchRequest, version: i16) -> bool {
         && (req.session_epoch != INITIAL_EPOCH || fetch_session::has_room(kind, named()))
 }
 
-/// The follower a fetch comes from (v15+ moved its id into ReplicaState).
-fn replica_of(req: &FetchRequest, version: i16) -> Option<i32> {
-    let id = if version >= 15 {
-        req.replica_state.replica_id.0
-    } else {
-        req.replica_id.0
-    };
+/// The follower a fetch comes from (v15+ moved its id into ReplicaState; the field a
+/// version does not carry decodes as -1).
+pub fn replica_of(req: &FetchRequest) -> Option<i32> {
+    let id = req.replica_id.0.max(req.replica_state.replica_id.0);
     (id >= 0).then_some(id)
 }
 
@@ -93,7 +90,7 @@ pub async fn handle(
     (in_session, authorize): (bool, Authorize<'_>),
 ) -> FetchReply {
     req.topics = dedup(std::mem::take(&mut req.topics), version);
-    let replica = replica_of(&req, version);
+    let replica = replica_of(&req);
     if in_session {
         let reader = match replica {
             Some(id) => Reader::Replica(id),
