@@ -139,7 +139,7 @@ pub struct SessionState {
     /// Topics a consumer was refused READ on at its last fetch.
     pub denied: Vec<Arc<str>>,
     inbox: Arc<ChangeInbox>,
-    /// The next turn to hand out (see the module's comment).
+    /// The last turn handed out (see the module's comment).
     next_turn: u64,
     /// When the follower's previous request came (it has been fetching every partition
     /// of the session since, without a break).
