@@ -43,9 +43,11 @@ def record_count(raw):
 
 
 class Conn:
-    def __init__(self, port):
+    def __init__(self, port, client_id="brook-raw-test"):
         self.sock = w.connect(port)
         self.cid = 0
+        self.client_id = client_id
+        self.throttle_ms = 0
 
     def fetch(self, session_id, epoch, topics=(), forgotten=(), replica=NOT_A_REPLICA,
               offsets=None, wait_ms=0, records=False, max_bytes=1 << 20):
@@ -57,8 +59,10 @@ class Conn:
                               [(t, [(p, -1, offsets.get((t, p), 0), -1, 1 << 20) for p in ps])
                                for t, ps in topics],
                               [(t, list(ps)) for t, ps in forgotten], "")
-        self.sock.sendall(w.frame(w.header_v1(FETCH, V, self.cid) + req.encode()))
+        self.sock.sendall(w.frame(w.header_v1(FETCH, V, self.cid, self.client_id)
+                                  + req.encode()))
         resp = FetchResponse[V].decode(w.read_response(self.sock, self.cid))
+        self.throttle_ms = resp.throttle_time_ms
         if records:
             # partition: (index, error, hw, lso, log start, aborted, preferred, records)
             answered = sorted((t, p[0], p[1], p[2], record_count(p[7]))

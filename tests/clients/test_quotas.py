@@ -186,21 +186,23 @@ def test_controller_mutation_quota_refuses_strict_clients_and_throttles_old_ones
         return [*JVM, "-cp", f"{kafka_jars()}/*", "org.apache.kafka.tools.TopicCommand",
                 "--bootstrap-server", b, *args]
 
-    def create(name: str) -> subprocess.CompletedProcess:
+    def create(name: str, partitions: int) -> subprocess.CompletedProcess:
         return subprocess.run(
             topics("--command-config", str(props), "--create", "--topic", name,
-                   "--partitions", "6", "--replication-factor", "1"),
+                   "--partitions", str(partitions), "--replication-factor", "1"),
             capture_output=True, text=True, timeout=60)
 
-    # A burst of 2 at 1/s: the first topic leaves the bucket 4 short, so the second
-    # is refused until about 4 s later.
-    r = create(first_java)
+    # A burst of 2 at 1/s: the first topic leaves the bucket 10 short, so the second
+    # is refused until about 10 s later (the JVM of the next kafka-topics takes a few
+    # seconds to start, more on a loaded machine).
+    r = create(first_java, 12)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = create(second_java)
+    refilled = time.monotonic() + 10
+    r = create(second_java, 6)
     assert r.returncode != 0, r.stdout
     assert "ThrottlingQuotaExceededException" in r.stdout + r.stderr, r.stdout + r.stderr
-    time.sleep(4.5)
-    r = create(second_java)
+    time.sleep(max(0.0, refilled - time.monotonic()) + 0.5)
+    r = create(second_java, 6)
     assert r.returncode == 0, r.stdout + r.stderr
     listed = subprocess.run(topics("--list"), capture_output=True, text=True, timeout=60)
     assert {first_java, second_java} <= set(listed.stdout.split()), listed.stdout
@@ -334,3 +336,43 @@ def test_a_listener_has_connection_limits_of_its_own(brook_factory):
     assert time.monotonic() - start >= 2.0
     configs_failing(b.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
                     "--add-config", "listener.name.external.max.connection.creation.rate=-1")
+
+
+def test_a_throttled_fetch_keeps_its_fetch_session_and_loses_no_records(brook):
+    """A consumer's incremental fetch that its byte-rate quota throttles is answered
+    empty and keeps its session id (as Kafka answers it), so the client does not start
+    over with a full fetch of every partition; the records held back come with a later
+    fetch of the same session, each once. Fetch v11 by kafka-python's encoder."""
+    from test_fetch_sessions import Conn
+
+    b = brook.bootstrap
+    topic = unique_topic("quota-session")
+    create_topic(b, topic, partitions=2)
+    configs(b, "--alter", "--entity-type", "clients", "--entity-name", "session-reader",
+            "--add-config", f"consumer_byte_rate={RATE}")
+    c = Conn(brook.port, client_id="session-reader")
+    # Opened while the topic is empty: nothing to throttle yet.
+    error, sid, answered = c.fetch(0, 0, [(topic, [0, 1])], replica=-1, records=True)
+    assert error == 0 and sid > 0 and all(a[4] == 0 for a in answered), answered
+    p = producer(b, **{"linger.ms": 0})
+    per_partition = 150
+    for i in range(per_partition):  # 300 KB, 3 s at the quota
+        assert_all_delivered(produce_all(p, topic, [{"value": VALUE, "partition": k}
+                                                    for k in (0, 1)]))
+    position, throttled, epoch = {0: 0, 1: 0}, 0, 0
+    deadline = time.monotonic() + 60
+    while min(position.values()) < per_partition:
+        assert time.monotonic() < deadline, (position, throttled)
+        epoch += 1
+        error, got_sid, answered = c.fetch(
+            sid, epoch, [(topic, [0, 1])], replica=-1, records=True,
+            offsets={(topic, k): position[k] for k in (0, 1)}, wait_ms=500)
+        assert error == 0 and got_sid == sid, (error, got_sid, c.throttle_ms, answered)
+        if c.throttle_ms > 0:
+            throttled += 1
+            assert answered == [], answered
+        for _, k, err, _, n in answered:
+            assert err == 0
+            position[k] += n
+    assert throttled > 0, "the quota never throttled a fetch"
+    assert position == {0: per_partition, 1: per_partition}, position

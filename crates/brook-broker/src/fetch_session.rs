@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::FetchResponse;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
@@ -303,6 +304,26 @@ impl SessionState {
         }
     }
 
+    /// The partitions of `response`, an answer that was not sent (its client was
+    /// throttled): as if never told, and read again by the next fetch.
+    fn unsend(&mut self, response: &FetchResponse) {
+        for t in &response.responses {
+            let key = if self.by_id {
+                TopicKey::Id(t.topic_id)
+            } else {
+                TopicKey::Name(Arc::from(&**t.topic))
+            };
+            for p in &t.partitions {
+                if let Some(&slot) = self.slots.get(&(key.clone(), p.partition_index)) {
+                    if let Some(entry) = self.entry_mut(slot) {
+                        entry.told = None;
+                    }
+                    self.inbox.mark(slot);
+                }
+            }
+        }
+    }
+
     /// The epoch expected after this one (1 again after the largest, as Kafka wraps it).
     pub fn advance_epoch(&mut self) {
         self.next_epoch = if self.next_epoch == i32::MAX {
@@ -361,6 +382,28 @@ impl FetchSessions {
     pub fn close(&self, id: i32) {
         let old = self.take(id);
         drop(old);
+    }
+
+    /// The answer `response` of session `id` is withheld (its client was throttled) and
+    /// an empty one sent instead: the session goes on, and its next fetch reads and
+    /// answers those partitions again (Kafka keeps the session of a throttled
+    /// incremental fetch too). False, and the session ends, when the fetch opened it: a
+    /// client drops an empty answer to a full fetch as incomplete. False too when `id`
+    /// is not this connection's session (or another fetch has it out).
+    pub fn unsend(&self, id: i32, response: &FetchResponse) -> bool {
+        let mut state = self.state.lock();
+        let opened = match state.as_mut() {
+            Some(s) if s.id == id && s.next_epoch != 1 => {
+                s.unsend(response);
+                return true;
+            }
+            Some(s) => s.id == id,
+            None => false,
+        };
+        let old = if opened { state.take() } else { None };
+        drop(state);
+        drop(old);
+        false
     }
 
     /// A new session id: positive, and not the one this connection has.
@@ -481,6 +524,44 @@ mod tests {
         assert_eq!(state.upsert(&t, &p, &asked), Ok(slots[2]));
         state.in_turn(&mut order);
         assert_eq!(order, vec![slots[0], slots[1], slots[2]]);
+    }
+
+    #[test]
+    fn a_withheld_answer_is_read_again_unless_it_opened_the_session() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let dir = tempfile::tempdir().unwrap();
+        let a = led_partition(&dir.path().join("a"), "t", 0);
+        let asked = FetchPartition::default();
+        let t = TopicKey::Name(Arc::from("t"));
+        let answer =
+            FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                .with_topic(kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str("t"),
+                ))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let sessions = FetchSessions::default();
+        let mut opened = SessionState::new(5, Kind::Consumer, NOW, false);
+        opened.upsert(&t, &a, &asked).unwrap();
+        sessions.put(opened);
+        assert!(
+            !sessions.unsend(5, &answer),
+            "an empty answer to a full fetch"
+        );
+        assert!(sessions.take(5).is_none(), "the session ended");
+
+        let mut going = SessionState::new(6, Kind::Consumer, NOW, false);
+        let slot = going.upsert(&t, &a, &asked).unwrap();
+        going.entry_mut(slot).unwrap().told = Some((1, 1, 0));
+        going.advance_epoch();
+        sessions.put(going);
+        assert!(
+            !sessions.unsend(7, &answer),
+            "not this connection's session"
+        );
+        assert!(sessions.unsend(6, &answer));
+        let mut going = sessions.take(6).expect("the session goes on");
+        assert_eq!(going.inbox().take(), vec![slot], "read again");
+        assert_eq!(going.entry_mut(slot).unwrap().told, None, "told nothing");
     }
 
     #[test]

@@ -423,7 +423,12 @@ async fn handle_frame(
             let busy_ns = handled_ns
                 .saturating_sub(started_ns)
                 .saturating_sub(remote_ns);
-            metered.finish(frame_bytes, Duration::from_nanos(busy_ns), &mut response)
+            metered.finish(
+                frame_bytes,
+                Duration::from_nanos(busy_ns),
+                &mut response,
+                fetch_sessions,
+            )
         }
         _ => 0,
     };

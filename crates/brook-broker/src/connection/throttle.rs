@@ -17,7 +17,8 @@ use brook_meta::{MetadataImage, QuotaKind};
 use kafka_protocol::messages::{ApiKey, FetchResponse, RequestKind};
 
 use crate::client_quotas::{self, thread_time_percent, ClientQuotaRates};
-use crate::handlers::fetch::FetchReply;
+use crate::fetch_session::FetchSessions;
+use crate::handlers::fetch::{replica_of, FetchReply};
 use crate::router::{Response, Services};
 use crate::session::Session;
 
@@ -49,8 +50,7 @@ pub(super) fn meter<'a>(
     let user = session.principal.name.as_str();
     let client_id = client_id.unwrap_or_default().to_string();
     if let RequestKind::Fetch(r) = request {
-        let replica = r.replica_id.0.max(r.replica_state.replica_id.0);
-        if replica >= 0 {
+        if replica_of(r).is_some() {
             return None;
         }
         let cap =
@@ -80,6 +80,7 @@ impl Metered<'_> {
         request_bytes: usize,
         busy: Duration,
         response: &mut Option<Response>,
+        fetch_sessions: &FetchSessions,
     ) -> u64 {
         let quotas = &self.image.client_quotas;
         let (user, client) = (self.user, self.client_id.as_str());
@@ -104,15 +105,24 @@ impl Metered<'_> {
         if throttle <= mutation {
             return mutation;
         }
-        if let (Some(bytes), Some(_)) = (fetched, response.as_ref()) {
-            // The records are not sent, so they do not count. The empty answer carries
-            // session id 0: a client in a fetch session takes it as the session's end and
-            // starts over with a full fetch, so the partitions read for this answer (which
-            // its session now counts as told) are read and sent again.
+        // The records are not sent, so they do not count. An incremental fetch session
+        // goes on: the empty answer keeps its id, and the next fetch reads and answers
+        // the withheld partitions again. Otherwise (a sessionless fetch, or the one that
+        // opened the session) the answer carries session id 0, and a client in a
+        // session starts over with a full fetch.
+        let withheld = match (fetched, response.as_ref()) {
+            (Some(bytes), Some(Response::Fetch(reply))) => {
+                let id = reply.response.session_id;
+                let kept = id != 0 && fetch_sessions.unsend(id, &reply.response);
+                Some((bytes, if kept { id } else { 0 }))
+            }
+            _ => None,
+        };
+        if let Some((bytes, session_id)) = withheld {
             self.rates
                 .unrecord(quotas, QuotaKind::Fetch, user, client, bytes as f64, now);
             *response = Some(Response::Fetch(FetchReply {
-                response: FetchResponse::default(),
+                response: FetchResponse::default().with_session_id(session_id),
                 records: Vec::new(),
             }));
         }
