@@ -181,14 +181,12 @@ impl SessionState {
 
     /// Puts `slots` in the order to read them: each once, least recent turn first.
     pub fn in_turn(&self, slots: &mut Vec<u32>) {
-        slots.sort_unstable();
-        slots.dedup();
+        // By (turn, slot): a slot listed twice sorts next to itself.
         slots.sort_by_cached_key(|&slot| {
-            self.entries
-                .get(slot as usize)
-                .and_then(Option::as_ref)
-                .map_or(u64::MAX, |e| e.turn)
+            let turn = self.entries.get(slot as usize).and_then(Option::as_ref);
+            (turn.map_or(u64::MAX, |e| e.turn), slot)
         });
+        slots.dedup();
     }
 
     /// The partition in `slot` returned records: it goes after every other.
@@ -392,17 +390,17 @@ impl FetchSessions {
     /// is not this connection's session (or another fetch has it out).
     pub fn unsend(&self, id: i32, response: &FetchResponse) -> bool {
         let mut state = self.state.lock();
-        let opened = match state.as_mut() {
-            Some(s) if s.id == id && s.next_epoch != 1 => {
-                s.unsend(response);
-                return true;
-            }
-            Some(s) => s.id == id,
-            None => false,
+        let Some(session) = state.as_mut().filter(|s| s.id == id) else {
+            return false;
         };
-        let old = if opened { state.take() } else { None };
+        // Epoch 1 is still expected only after the fetch that opened the session.
+        if session.next_epoch != 1 {
+            session.unsend(response);
+            return true;
+        }
+        let opened = state.take();
         drop(state);
-        drop(old);
+        drop(opened);
         false
     }
 

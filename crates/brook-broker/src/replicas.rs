@@ -405,9 +405,10 @@ impl Replicas {
                             (partition, None)
                         }
                         Err(e) => {
-                            let hint = match out_of_file_descriptors(&e) {
-                                true => ": the process is out of file descriptors (each partition keeps its active segment open); raise the open files limit (ulimit -n, systemd LimitNOFILE)",
-                                false => "",
+                            let hint = if out_of_file_descriptors(&e) {
+                                ": the process is out of file descriptors (each partition keeps its active segment open); raise the open files limit (ulimit -n, systemd LimitNOFILE)"
+                            } else {
+                                ""
                             };
                             tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot open partition log{hint}");
                             first_error.get_or_insert(ApiError::new(

@@ -63,11 +63,12 @@ pub async fn create(
     // open, which may take longer than the controller's settle wait: its id, partitions
     // and configs are answered from the image, so wait for it within the request's
     // timeout (as Kafka's controller answers them once created).
-    let created = results.iter().flatten().filter(|_| !req.validate_only);
-    for (name, _) in created {
-        let shown = |i: &Arc<brook_meta::MetadataImage>| i.topic(name).is_some();
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        controller.settle_within(left, shown).await;
+    if !req.validate_only {
+        for (name, _) in results.iter().flatten() {
+            let shown = |i: &Arc<brook_meta::MetadataImage>| i.topic(name).is_some();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            controller.settle_within(left, shown).await;
+        }
     }
     let mut topics = Vec::with_capacity(results.len());
     for result in results {
